@@ -1,0 +1,3 @@
+//! tcprelay: a TCP relay on the standard library alone.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
