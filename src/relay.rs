@@ -90,6 +90,10 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         let second = threads::builder(hook, ThreadRole::Second, connection.id, config.stack_size)
             .and_then(|builder| {
                 builder.spawn_scoped(scope, move || {
+                    // Before anything else, so a panic even before the copy starts closes
+                    // the connection; else the first thread would wait on an upstream that
+                    // waits for client bytes nobody will copy.
+                    let _close_on_panic = CloseOnPanic(connection);
                     let _life = ThreadLife::begin(hook, ThreadRole::Second);
                     let client = &connection.client;
                     copy_one_way(connection, client, upstream, Direction::ClientToUpstream)
