@@ -307,17 +307,17 @@ fn lab_measurement_programs_run() {
     );
 
     let bins = classroom_programs();
-    let threads = run(&mut Command::new(bins.join("spawn_cost")).arg("100"));
+    let threads = run(Command::new(bins.join("spawn_cost")).arg("100"));
     assert!(
         threads.contains("threads: 100 started and parked in"),
         "{threads}"
     );
-    let go_copy = run(&mut Command::new(bins.join("copy_syscalls_go")).arg("4"));
+    let go_copy = run(Command::new(bins.join("copy_syscalls_go")).arg("4"));
     assert!(
         go_copy.contains("go io.Copy: 4 MiB socket to socket in"),
         "{go_copy}"
     );
-    let rust_copy = run(&mut Command::new(bins.join("copy_syscalls_rs")).arg("4"));
+    let rust_copy = run(Command::new(bins.join("copy_syscalls_rs")).arg("4"));
     assert!(
         rust_copy.contains("rust io::copy: 4 MiB socket to socket in"),
         "{rust_copy}"
