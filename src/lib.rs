@@ -1,3 +1,74 @@
-//! tcprelay: a TCP relay on the standard library alone.
+//! tcprelay: a TCP relay (port forwarder) on the Rust standard library alone.
+//!
+//! Every accepted client gets its own upstream connection and two threads; each thread runs
+//! [`std::io::copy`] one way. When one side finishes sending (EOF), the relay passes that on
+//! with `shutdown(Write)` (a half-close) and lets the other direction run to its end, so
+//! protocols that say "done" by closing keep working. It is the Go `io.Copy` proxy, one for
+//! one: a goroutine becomes a thread, `io.Copy` becomes `io::copy`, `CloseWrite` becomes
+//! `shutdown(Shutdown::Write)`, and `defer conn.Close()` becomes `Drop`.
+//!
+//! The crate is for two kinds of reader: people building for small targets with no async
+//! runtime (no dependencies, no `unsafe`, memory per connection you can set), and students
+//! learning how Go's networking maps to Rust. docs/architecture.md is the map of the code.
+//!
+//! # Example
+//!
+//! Relay to an upstream on an ephemeral port, send through it, and stop it:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::{Shutdown, TcpListener, TcpStream};
+//! use std::thread;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! // An upstream that answers "hello" and closes.
+//! let upstream = TcpListener::bind("127.0.0.1:0")?;
+//! let upstream_addr = upstream.local_addr()?;
+//! let upstream_thread = thread::spawn(move || -> std::io::Result<()> {
+//!     let (mut conn, _) = upstream.accept()?;
+//!     conn.write_all(b"hello")
+//! });
+//!
+//! // The relay, on a free loopback port.
+//! let relay = tcprelay::Relay::bind(tcprelay::Config {
+//!     upstream: upstream_addr.to_string(),
+//!     ..tcprelay::Config::default()
+//! })?;
+//! let relay_addr = relay.local_addr();
+//! let stop = relay.stop_handle();
+//! let relay_thread = thread::spawn(move || relay.serve());
+//!
+//! // A client: everything the upstream sent, then EOF.
+//! let mut client = TcpStream::connect(relay_addr)?;
+//! let mut reply = String::new();
+//! client.read_to_string(&mut reply)?;
+//! assert_eq!(reply, "hello");
+//! client.shutdown(Shutdown::Write)?;
+//!
+//! upstream_thread.join().expect("upstream thread panicked")?;
+//! stop.stop();
+//! relay_thread.join().expect("relay thread panicked")?;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod address;
+pub mod cli;
+mod config;
+mod connection;
+mod connections;
+pub mod demo;
+mod dial;
+mod listener;
+pub mod log;
+mod meter;
+mod relay;
+pub mod units;
+
+pub use config::Config;
+pub use connection::CloseReason;
+pub use dial::DialError;
+pub use listener::{Relay, StopHandle};
+pub use log::LogLevel;

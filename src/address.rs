@@ -1,0 +1,123 @@
+//! Parsing the addresses given on the command line.
+//!
+//! A listen address is resolved once, at start-up, because we bind to it once. An upstream
+//! address is only checked for shape here: it is resolved again for every new connection
+//! (see `dial.rs`), so an upstream that moves to a new IP address is found again.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+
+/// Parses a listen address: `host:port`, `[v6]:port`, or `:port` / `port` meaning
+/// 127.0.0.1 (never all interfaces unless asked, e.g. with `0.0.0.0:port`).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(text)?;
+    if host.is_empty() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    // A host name: resolve it once, now.
+    match (host, port).to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("invalid address \"{text}\": host \"{host}\" has no address")),
+        Err(e) => Err(format!(
+            "invalid address \"{text}\": cannot resolve \"{host}\": {e}"
+        )),
+    }
+}
+
+/// Checks an upstream address for shape and returns it in the `host:port` form that
+/// [`std::net::ToSocketAddrs`] accepts. `:port` and `port` mean 127.0.0.1, as for listening.
+pub fn parse_upstream(text: &str) -> Result<String, String> {
+    let (host, port) = split_host_port(text)?;
+    if port == 0 {
+        return Err(format!(
+            "invalid address \"{text}\": an upstream needs a port other than 0"
+        ));
+    }
+    Ok(match host {
+        "" => format!("127.0.0.1:{port}"),
+        host if host.contains(':') => format!("[{host}]:{port}"),
+        host => format!("{host}:{port}"),
+    })
+}
+
+/// Splits `host:port`, `[v6]:port`, `:port` or `port` into a host (possibly empty) and a port.
+fn split_host_port(text: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| {
+            format!("invalid address \"{text}\": missing ']' after the IPv6 address")
+        })?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("invalid address \"{text}\": expected [IPv6]:PORT"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "invalid address \"{text}\": \"{host}\" is not an IPv6 address"
+            ));
+        }
+        (host, port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => {
+                return Err(format!(
+                    "invalid address \"{text}\": write IPv6 addresses in brackets, e.g. [::1]:8080"
+                ));
+            }
+            Some((host, port)) => (host, port),
+            None => ("", text),
+        }
+    };
+    let port = port.parse::<u16>().map_err(|_| {
+        format!("invalid address \"{text}\": expected HOST:PORT with a port from 0 to 65535")
+    })?;
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(parse_listen(":8080"), Ok(local(8080)));
+        assert_eq!(parse_listen("8080"), Ok(local(8080)));
+        assert_eq!(parse_listen("127.0.0.1:0"), Ok(local(0)));
+        assert_eq!(
+            parse_listen("0.0.0.0:1"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 1)))
+        );
+        assert_eq!(parse_listen("[::1]:9"), Ok("[::1]:9".parse().unwrap()));
+        assert!(parse_listen("localhost:7").unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn upstream_forms() {
+        assert_eq!(
+            parse_upstream("example.com:80").as_deref(),
+            Ok("example.com:80")
+        );
+        assert_eq!(parse_upstream(":80").as_deref(), Ok("127.0.0.1:80"));
+        assert_eq!(parse_upstream("[::1]:80").as_deref(), Ok("[::1]:80"));
+    }
+
+    #[test]
+    fn bad_addresses_name_the_value() {
+        for bad in [
+            "",
+            "host:",
+            "host:http",
+            "host:70000",
+            "::1:80",
+            "[::1]80",
+            "[::1",
+            "[nothost]:1",
+        ] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(err.contains(&format!("\"{bad}\"")), "{bad}: {err}");
+        }
+        assert!(parse_upstream("host:0").unwrap_err().contains("\"host:0\""));
+    }
+}

@@ -1,0 +1,238 @@
+//! The command line: `tcprelay --listen ADDR --upstream ADDR [options]`, `tcprelay demo`,
+//! `--help` and `--version`. Parsed by hand, std only.
+
+use std::ffi::OsString;
+use std::fmt;
+
+use crate::address;
+use crate::config::Config;
+use crate::units;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run a relay with this configuration.
+    Run(Config),
+    /// Run the self-contained demo (`tcprelay demo`).
+    Demo,
+    /// Print the help text.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// A command line that cannot be run. Its message names the flag or value at fault; the
+/// binary prints it with a hint to `--help` and exits with code 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The `--help` text: every flag with its default.
+pub fn help() -> String {
+    let defaults = Config::default();
+    format!(
+        "\
+tcprelay {version}: a TCP relay (port forwarder) on the Rust standard library alone.
+Every client gets its own upstream connection; two threads copy the bytes, and when one
+side finishes sending, the other side is told with a half-close (shutdown(Write)).
+
+Usage:
+  tcprelay --listen ADDR --upstream ADDR [options]
+  tcprelay demo          run a self-contained demonstration on loopback
+  tcprelay --help        print this help
+  tcprelay --version     print the version
+
+Options:
+  -l, --listen ADDR          where to accept clients (required): HOST:PORT, [IPv6]:PORT,
+                             or :PORT / PORT for 127.0.0.1. Port 0 picks a free port.
+  -u, --upstream ADDR        where to forward each client (required): HOST:PORT; host names
+                             are resolved again for every connection.
+      --connect-timeout DUR  how long dialling the upstream may take [default: {connect}]
+      --log-level LEVEL      error, warn, info or debug [default: {level}]
+  -h, --help                 print this help
+  -V, --version              print the version
+
+DUR is a whole number with a unit: 250ms, 5s, 2m, 1h.
+Logs go to stderr, one key=value line per event; the first says `listening on ADDR`.
+",
+        version = env!("CARGO_PKG_VERSION"),
+        connect = DisplayDuration(defaults.connect_timeout),
+        level = defaults.log_level,
+    )
+}
+
+/// Parses the arguments after the program name.
+///
+/// # Errors
+/// A [`UsageError`] naming the unknown flag, the flag missing its value, or the bad value.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut args = args.into_iter().map(|arg| {
+        arg.into_string()
+            .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
+    });
+    let mut config = Config::default();
+    let (mut listen, mut upstream) = (None, None);
+    let mut first = true;
+    while let Some(arg) = args.next() {
+        let arg = arg?;
+        if first && arg == "demo" {
+            return match args.next() {
+                None => Ok(Command::Demo),
+                Some(extra) => Err(UsageError(format!(
+                    "unexpected argument \"{}\" after demo",
+                    extra?
+                ))),
+            };
+        }
+        first = false;
+        // Both `--flag value` and `--flag=value`.
+        let (flag, inline_value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, UsageError> {
+            match inline_value.clone() {
+                Some(value) => Ok(value),
+                None => args
+                    .next()
+                    .unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value")))),
+            }
+        };
+        let invalid = |flag: &str, message: String| UsageError(format!("{flag}: {message}"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "-l" | "--listen" => {
+                listen = Some(address::parse_listen(&value()?).map_err(|m| invalid(&flag, m))?)
+            }
+            "-u" | "--upstream" => {
+                upstream = Some(address::parse_upstream(&value()?).map_err(|m| invalid(&flag, m))?)
+            }
+            "--connect-timeout" => {
+                config.connect_timeout =
+                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?;
+                if config.connect_timeout.is_zero() {
+                    return Err(invalid(&flag, "must be more than 0".to_string()));
+                }
+            }
+            "--log-level" => config.log_level = value()?.parse().map_err(|m| invalid(&flag, m))?,
+            _ if flag.starts_with('-') => {
+                return Err(UsageError(format!("unknown flag \"{flag}\"")));
+            }
+            _ => return Err(UsageError(format!("unexpected argument \"{arg}\""))),
+        }
+    }
+    config.listen = listen.ok_or_else(|| UsageError("missing --listen ADDR".to_string()))?;
+    config.upstream = upstream.ok_or_else(|| UsageError("missing --upstream ADDR".to_string()))?;
+    Ok(Command::Run(config))
+}
+
+/// Shows a duration the way it is typed on the command line: `5s`, `250ms`.
+struct DisplayDuration(std::time::Duration);
+
+impl fmt::Display for DisplayDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        match millis {
+            0 => f.write_str("0"),
+            _ if millis % 3_600_000 == 0 => write!(f, "{}h", millis / 3_600_000),
+            _ if millis % 60_000 == 0 => write!(f, "{}m", millis / 60_000),
+            _ if millis % 1_000 == 0 => write!(f, "{}s", millis / 1_000),
+            _ => write!(f, "{millis}ms"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn parse_strs(args: &[&str]) -> Result<Command, UsageError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn run_config(args: &[&str]) -> Config {
+        match parse_strs(args) {
+            Ok(Command::Run(config)) => config,
+            other => panic!("expected a run command from {args:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_command_line() {
+        let config = run_config(&[
+            "-l",
+            ":0",
+            "--upstream=localhost:80",
+            "--connect-timeout",
+            "250ms",
+            "--log-level",
+            "debug",
+        ]);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(config.upstream, "localhost:80");
+        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.log_level, crate::LogLevel::Debug);
+    }
+
+    #[test]
+    fn subcommands_and_info_flags() {
+        assert!(matches!(parse_strs(&["demo"]), Ok(Command::Demo)));
+        assert!(matches!(parse_strs(&["--help"]), Ok(Command::Help)));
+        assert!(matches!(parse_strs(&["-l", ":1", "-h"]), Ok(Command::Help)));
+        assert!(matches!(parse_strs(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn errors_name_the_flag_or_value() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bogus"], "\"--bogus\""),
+            (&["-l"], "-l needs a value"),
+            (&["-l", "nope", "-u", ":1"], "\"nope\""),
+            (&["-l", ":1", "-u", "host:99999"], "\"host:99999\""),
+            (
+                &["-l", ":1", "-u", ":1", "--connect-timeout", "5"],
+                "--connect-timeout",
+            ),
+            (
+                &["-l", ":1", "-u", ":1", "--connect-timeout", "0"],
+                "--connect-timeout",
+            ),
+            (&["-l", ":1", "-u", ":1", "--log-level", "loud"], "\"loud\""),
+            (&["-l", ":1"], "missing --upstream"),
+            (&["-u", ":1"], "missing --listen"),
+            (&["stray"], "\"stray\""),
+            (&["demo", "now"], "\"now\""),
+        ];
+        for (args, expected) in cases {
+            let error = parse_strs(args).unwrap_err();
+            assert!(error.0.contains(expected), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_defaults() {
+        let text = help();
+        for flag in [
+            "--listen",
+            "--upstream",
+            "--connect-timeout",
+            "--log-level",
+            "--help",
+            "--version",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from help");
+        }
+        assert!(text.contains("[default: 5s]") && text.contains("[default: info]"));
+    }
+}

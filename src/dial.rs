@@ -1,0 +1,89 @@
+//! Dialling the upstream: the Rust side of Go's `net.DialTimeout("tcp", upstream, timeout)`.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// Why no upstream connection could be made.
+#[derive(Debug)]
+pub enum DialError {
+    /// The host name did not resolve (or resolved to nothing).
+    Resolve {
+        /// The upstream as configured.
+        upstream: String,
+        /// What the resolver said.
+        error: io::Error,
+    },
+    /// Every resolved address failed; each with its own error, in the order tried.
+    Connect {
+        /// The upstream as configured.
+        upstream: String,
+        /// Each address tried and why it failed.
+        attempts: Vec<(SocketAddr, io::Error)>,
+    },
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::Resolve { upstream, error } => {
+                write!(f, "cannot resolve {upstream}: {error}")
+            }
+            DialError::Connect { upstream, attempts } => {
+                write!(f, "cannot connect to {upstream}:")?;
+                for (addr, error) in attempts {
+                    write!(f, " {addr}: {error};")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for DialError {}
+
+/// Resolves `upstream` now (not once at start-up: the upstream may have moved) and tries each
+/// address in turn until one connects.
+///
+/// As in Go's dialer, the whole attempt is bounded by `timeout`, and each address gets an
+/// equal share of the time that is left, so one black-holed address (say an IPv6 address
+/// with no route) cannot eat the time the next one needs. Name resolution itself has no
+/// timeout: std's resolver (`getaddrinfo`) blocks, and only the system's resolver settings
+/// bound it.
+pub fn dial(upstream: &str, timeout: Duration) -> Result<TcpStream, DialError> {
+    let addrs: Vec<SocketAddr> = match upstream.to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(error) => {
+            return Err(DialError::Resolve {
+                upstream: upstream.to_string(),
+                error,
+            });
+        }
+    };
+    if addrs.is_empty() {
+        let error = io::Error::new(io::ErrorKind::NotFound, "no addresses");
+        return Err(DialError::Resolve {
+            upstream: upstream.to_string(),
+            error,
+        });
+    }
+    let deadline = Instant::now() + timeout;
+    let mut attempts = Vec::new();
+    for (index, addr) in addrs.iter().enumerate() {
+        let addresses_left = (addrs.len() - index) as u32;
+        let share = deadline.saturating_duration_since(Instant::now()) / addresses_left;
+        if share.is_zero() {
+            attempts.push((*addr, io::Error::from(io::ErrorKind::TimedOut)));
+            continue;
+        }
+        match TcpStream::connect_timeout(addr, share) {
+            Ok(stream) => return Ok(stream),
+            Err(error) => attempts.push((*addr, error)),
+        }
+    }
+    Err(DialError::Connect {
+        upstream: upstream.to_string(),
+        attempts,
+    })
+}

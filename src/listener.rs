@@ -1,0 +1,248 @@
+//! The accept loop: [`Relay`] owns the listening socket and starts two threads per client.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::connections::Connections;
+use crate::log::Log;
+use crate::relay;
+
+/// What the accept loop shares with every connection thread and with [`StopHandle`]s.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) log: Log,
+    pub(crate) connections: Arc<Connections>,
+    /// The address to connect to in order to wake a blocked `accept` (see [`StopHandle::stop`]).
+    wake_addr: SocketAddr,
+    stopping: AtomicBool,
+}
+
+/// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
+///
+/// Binding and serving are separate steps so a caller can learn the real address (when port
+/// 0 was asked) and get a [`StopHandle`] before the accept loop starts blocking.
+#[derive(Debug)]
+pub struct Relay {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Relay {
+    /// Binds the listening socket (Go: `net.Listen("tcp", addr)`).
+    ///
+    /// # Errors
+    /// The OS error, with the address in its message, if the address cannot be bound
+    /// (in use, not a local address, permission denied for a low port).
+    pub fn bind(config: Config) -> io::Result<Relay> {
+        let listener = TcpListener::bind(config.listen).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot listen on {}: {error}", config.listen),
+            )
+        })?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            log: Log::new(config.log_level),
+            config,
+            connections: Arc::default(),
+            wake_addr: wake_addr(local_addr),
+            stopping: AtomicBool::new(false),
+        });
+        Ok(Relay {
+            listener,
+            local_addr,
+            shared,
+        })
+    }
+
+    /// The address the relay listens on, with the real port if port 0 was asked.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops this relay from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Accepts clients until stopped, starting a connection thread for each.
+    ///
+    /// The loop never ends on an accept error: a client that gave up before we accepted it
+    /// is skipped, and running out of file descriptors or memory pauses accepting for a
+    /// moment (5 ms, doubling up to 1 s) instead of spinning or exiting. After
+    /// [`StopHandle::stop`], it closes every open connection, waits until their threads have
+    /// finished, and returns.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for fatal listener errors.
+    pub fn serve(self) -> io::Result<()> {
+        let shared = &self.shared;
+        let mut backoff = AcceptBackoff::default();
+        let mut next_id: u64 = 1;
+        shared.log.info(
+            "serving",
+            &[
+                ("listen", &self.local_addr),
+                ("upstream", &shared.config.upstream),
+            ],
+        );
+        while !shared.stopping.load(Ordering::SeqCst) {
+            // conn, err := l.Accept()
+            match self.listener.accept() {
+                Ok((client, client_addr)) => {
+                    backoff.succeeded(&shared.log);
+                    if shared.stopping.load(Ordering::SeqCst) {
+                        break; // the wake-up connection from `stop`, or a client too late
+                    }
+                    start_connection(shared, Connection::new(next_id, client, client_addr));
+                    next_id += 1;
+                }
+                Err(error) => backoff.failed(&error, &shared.log),
+            }
+        }
+        shared.connections.close_all();
+        shared.connections.wait_until_empty();
+        shared.log.info("stopped", &[("listen", &self.local_addr)]);
+        Ok(())
+    }
+}
+
+/// Starts the first thread of a new connection (Go: `go handleConn(conn)`).
+///
+/// If the OS cannot create the thread (out of memory, `ulimit -u`), the client is closed and
+/// the relay carries on: dropping the unstarted closure drops the connection's entry, which
+/// closes its socket.
+fn start_connection(shared: &Arc<Shared>, connection: Connection) {
+    let id = connection.id;
+    shared.log.debug(
+        "accepted",
+        &[("conn", &id), ("client", &connection.client_addr)],
+    );
+    let entry = shared.connections.insert(connection);
+    let thread_shared = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name(format!("tcprelay-{id}"))
+        .stack_size(shared.config.stack_size)
+        .spawn(move || relay::relay(&entry, &thread_shared));
+    if let Err(error) = spawned {
+        shared.log.warn(
+            "connection closed",
+            &[
+                ("conn", &id),
+                ("reason", &"spawn_failed"),
+                ("error", &error),
+            ],
+        );
+    }
+}
+
+/// Stops a [`Relay`] from another thread.
+///
+/// Std has no portable signal handling, so this is how embedders, tests and the admin
+/// endpoint stop a relay: [`stop`](StopHandle::stop), then join the thread running
+/// [`Relay::serve`].
+#[derive(Clone, Debug)]
+pub struct StopHandle {
+    shared: Arc<Shared>,
+}
+
+impl StopHandle {
+    /// Stops accepting and closes every open connection; `serve` then returns once their
+    /// threads have finished. Calling it again does nothing more.
+    pub fn stop(&self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // `accept` blocks and std cannot interrupt it, so we wake it the way a client
+        // would: by connecting. The loop then sees the flag and leaves. If even that
+        // connect fails (no descriptors left), the loop leaves at its next accept.
+        let _ = TcpStream::connect_timeout(&self.shared.wake_addr, Duration::from_secs(1));
+    }
+}
+
+/// The address a local client can use to reach a listener bound to `local`: a wildcard
+/// address (`0.0.0.0`, `::`) is reached through loopback.
+fn wake_addr(local: SocketAddr) -> SocketAddr {
+    let ip = match local.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+/// What the accept loop does after an error from `accept`.
+///
+/// Errors about one client (it reset before we accepted it) are skipped at once. Running out
+/// of a resource (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) would make `accept` fail again
+/// immediately, spinning the CPU, so we sleep: 5 ms, doubling up to 1 s, until an accept
+/// succeeds. We log once per pause streak, not once per failure.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    pause: Duration,
+    logged_at: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+    /// While failures go on, repeat the warning at most this often.
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    fn succeeded(&mut self, log: &Log) {
+        if self.logged_at.take().is_some() {
+            log.warn("accept recovered", &[]);
+        }
+        self.pause = Duration::ZERO;
+    }
+
+    fn failed(&mut self, error: &io::Error, log: &Log) {
+        if is_about_one_client(error) {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY)
+        {
+            log.warn(
+                "accept failed, pausing",
+                &[
+                    ("error", error),
+                    ("pause_ms", &self.next_pause().as_millis()),
+                ],
+            );
+            self.logged_at = Some(now);
+        }
+        self.pause = self.next_pause();
+        thread::sleep(self.pause);
+    }
+
+    fn next_pause(&self) -> Duration {
+        (self.pause * 2).clamp(Self::FIRST, Self::MAX)
+    }
+}
+
+/// Whether an accept error concerns only the client being accepted, so the next accept may
+/// well succeed at once.
+fn is_about_one_client(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::PermissionDenied // a firewall rule rejected this one client
+    )
+}

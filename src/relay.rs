@@ -1,0 +1,209 @@
+//! The life of one connection, top to bottom: dial → spawn → copy both ways → half-close →
+//! join → close. Read it beside the Go it mirrors:
+//!
+//! ```go
+//! func handleConn(client net.Conn) {              // the first thread: relay()
+//!     defer client.Close()                         // Drop of the Connection
+//!     upstream, err := net.DialTimeout("tcp", addr, timeout)
+//!     if err != nil { return }
+//!     defer upstream.Close()
+//!     var wg sync.WaitGroup; wg.Add(1)
+//!     go func() {                                  // the second thread (spawn_scoped)
+//!         defer wg.Done()
+//!         io.Copy(upstream, client)                // copy_one_way(client → upstream)
+//!         upstream.(*net.TCPConn).CloseWrite()     // shutdown(Shutdown::Write)
+//!     }()
+//!     io.Copy(client, upstream)                    // copy_one_way(upstream → client)
+//!     client.(*net.TCPConn).CloseWrite()
+//!     wg.Wait()                                    // join, at the end of thread::scope
+//! }
+//! ```
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::Instant;
+
+use crate::connection::{CloseReason, Connection};
+use crate::dial;
+use crate::listener::Shared;
+use crate::meter::Meter;
+
+/// Which way bytes flow in one copy.
+#[derive(Clone, Copy, Debug)]
+enum Direction {
+    ClientToUpstream,
+    UpstreamToClient,
+}
+
+impl Direction {
+    /// The close reasons for this copy: its source finished, its source failed, its sink failed.
+    fn reasons(self) -> (CloseReason, CloseReason, CloseReason) {
+        match self {
+            Direction::ClientToUpstream => (
+                CloseReason::ClientEof,
+                CloseReason::ClientReset,
+                CloseReason::UpstreamReset,
+            ),
+            Direction::UpstreamToClient => (
+                CloseReason::UpstreamEof,
+                CloseReason::UpstreamReset,
+                CloseReason::ClientReset,
+            ),
+        }
+    }
+}
+
+/// Relays one accepted client until both directions are done, then logs one line.
+///
+/// This runs on the connection's first thread. It returns when both copies have ended; the
+/// sockets are closed afterwards, when the last owner of the [`Connection`] drops it.
+pub fn relay(connection: &Connection, shared: &Shared) {
+    let started = Instant::now();
+    let config = &shared.config;
+    let log = &shared.log;
+    let _ = connection.client.set_nodelay(true);
+
+    // upstream, err := net.DialTimeout(...): our *own* upstream connection, never a shared one.
+    let upstream = match dial::dial(&config.upstream, config.connect_timeout) {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            log.warn(
+                "upstream connect failed",
+                &[("conn", &connection.id), ("error", &error)],
+            );
+            connection.close(CloseReason::ConnectFailed, &error);
+            log_closed(connection, shared, started, None, (0, 0));
+            return;
+        }
+    };
+    // A relay must not add Nagle's delay to the small writes it passes on.
+    let _ = upstream.set_nodelay(true);
+    let upstream_addr = upstream.peer_addr().ok();
+    let upstream = connection.attach_upstream(upstream);
+    log.debug(
+        "upstream dialled",
+        &[("conn", &connection.id), ("upstream", &show(upstream_addr))],
+    );
+
+    let bytes = thread::scope(|scope| {
+        // go func() { io.Copy(upstream, client); upstream.CloseWrite() }()
+        let second = thread::Builder::new()
+            .name(format!("tcprelay-{}-up", connection.id))
+            .stack_size(config.stack_size)
+            .spawn_scoped(scope, || {
+                copy_one_way(
+                    connection,
+                    &connection.client,
+                    upstream,
+                    Direction::ClientToUpstream,
+                )
+            });
+        let second = match second {
+            Ok(handle) => handle,
+            Err(error) => {
+                log.warn(
+                    "cannot start copy thread",
+                    &[("conn", &connection.id), ("error", &error)],
+                );
+                connection.close(CloseReason::SpawnFailed, &error);
+                return (0, 0);
+            }
+        };
+        // io.Copy(client, upstream), on this thread.
+        let to_client = copy_one_way(
+            connection,
+            upstream,
+            &connection.client,
+            Direction::UpstreamToClient,
+        );
+        // wg.Wait(). A panic in the second thread arrives here as an Err; it already closed
+        // the connection on its way out (see `CloseOnPanic`).
+        let to_upstream = second.join().unwrap_or(0);
+        (to_upstream, to_client)
+    });
+    log_closed(connection, shared, started, upstream_addr, bytes);
+}
+
+/// Copies `from` → `to` until EOF or an error, then half-closes or closes, and returns the
+/// bytes delivered.
+///
+/// At EOF the source has said "I am done sending": we pass that on with `shutdown(Write)`
+/// on the sink (Go's `CloseWrite`) and leave the other direction running, so a client that
+/// half-closes still gets its whole reply. On an error, the whole connection is closed so
+/// the other thread wakes up at once.
+fn copy_one_way(
+    connection: &Connection,
+    from: &TcpStream,
+    to: &TcpStream,
+    direction: Direction,
+) -> u64 {
+    let _close_on_panic = CloseOnPanic(connection);
+    let (source_eof, source_failed, sink_failed) = direction.reasons();
+    let mut source = from;
+    let mut sink = Meter::new(to);
+    match io::copy(&mut source, &mut sink) {
+        Ok(_) => {
+            connection.record_eof(source_eof);
+            // Fails only if the sink is already shut down or gone; the other copy will see it.
+            let _ = to.shutdown(Shutdown::Write);
+        }
+        Err(error) => {
+            let reason = if sink.write_failed {
+                sink_failed
+            } else {
+                source_failed
+            };
+            connection.close(reason, error);
+        }
+    }
+    sink.bytes
+}
+
+/// Closes the connection if dropped during a panic, so a bug in one copy thread wakes its
+/// sibling (which could otherwise wait forever in `read`) instead of leaking both.
+struct CloseOnPanic<'a>(&'a Connection);
+
+impl Drop for CloseOnPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.close(CloseReason::Panicked, "copy thread panicked");
+        }
+    }
+}
+
+/// The one info line per finished connection.
+fn log_closed(
+    connection: &Connection,
+    shared: &Shared,
+    started: Instant,
+    upstream_addr: Option<SocketAddr>,
+    (to_upstream, to_client): (u64, u64),
+) {
+    let (reason, error) = connection.outcome();
+    let upstream = show(upstream_addr);
+    let duration_ms = started.elapsed().as_millis();
+    let fields: &[(&str, &dyn std::fmt::Display)] = &[
+        ("conn", &connection.id),
+        ("client", &connection.client_addr),
+        ("upstream", &upstream),
+        ("bytes_to_upstream", &to_upstream),
+        ("bytes_to_client", &to_client),
+        ("duration_ms", &duration_ms),
+        ("reason", &reason),
+    ];
+    if error.is_empty() {
+        shared.log.info("connection closed", fields);
+    } else {
+        shared.log.info(
+            "connection closed",
+            &[fields, &[("error", &error)]].concat(),
+        );
+    }
+}
+
+/// An address for the log, or `-` when there is none (no upstream was dialled).
+fn show(addr: Option<SocketAddr>) -> String {
+    addr.map(|addr| addr.to_string())
+        .unwrap_or_else(|| "-".to_string())
+}

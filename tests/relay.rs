@@ -1,0 +1,285 @@
+//! The relay's promises, each shown with real sockets on 127.0.0.1 through an in-process relay.
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::sync::mpsc;
+use std::thread;
+
+use crossbeam_utils::sync::WaitGroup;
+use support::*;
+
+/// The seed article's bug: bytes written the moment the connection opens must not be read
+/// "to look at them" and dropped.
+#[test]
+fn first_bytes_sent_right_after_connect_arrive() {
+    let (got, recorded) = mpsc::channel();
+    let upstream = Upstream::start(move |stream| got.send(read_all(&stream).unwrap()).unwrap());
+    let relay = TestRelay::to(upstream.addr);
+
+    let client = connect(relay.addr);
+    write_all(&client, b"first message").unwrap(); // no read, no wait: at once
+    client.shutdown(Shutdown::Write).unwrap();
+
+    assert_eq!(recorded.recv_timeout(TIMEOUT).unwrap(), b"first message");
+}
+
+/// Server-speaks-first protocols (SMTP, SSH, MySQL): the banner must reach a silent client.
+#[test]
+fn server_speaks_first_banner_arrives() {
+    let upstream = Upstream::start(|stream| {
+        write_all(&stream, b"220 ready\r\n").unwrap();
+        let _ = read_all(&stream);
+    });
+    let relay = TestRelay::to(upstream.addr);
+
+    let mut client = connect(relay.addr);
+    let mut banner = [0; 11];
+    client.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"220 ready\r\n");
+}
+
+/// The client says "done" with shutdown(Write); the upstream must see EOF, and its reply,
+/// sent after that EOF, must still reach the client in full.
+#[test]
+fn client_half_close_reaches_upstream_and_reply_still_arrives() {
+    let reply = pattern(1, 300_000);
+    let upstream_reply = reply.clone();
+    let upstream = Upstream::start(move |stream| {
+        let request = read_all(&stream).unwrap(); // returns only at EOF
+        assert_eq!(request, b"sort these lines\n");
+        write_all(&stream, &upstream_reply).unwrap();
+    });
+    let relay = TestRelay::to(upstream.addr);
+
+    let client = connect(relay.addr);
+    write_all(&client, b"sort these lines\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let received = read_all(&client).unwrap();
+
+    assert_eq!(received.len(), reply.len());
+    assert!(received == reply, "reply corrupted");
+}
+
+/// The upstream finishes first; the client sees EOF and can still send.
+#[test]
+fn upstream_half_close_reaches_client_which_can_still_send() {
+    let (got, recorded) = mpsc::channel();
+    let upstream = Upstream::start(move |stream| {
+        write_all(&stream, b"goodbye").unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        got.send(read_all(&stream).unwrap()).unwrap();
+    });
+    let relay = TestRelay::to(upstream.addr);
+
+    let client = connect(relay.addr);
+    let mut greeting = Vec::new();
+    (&client).read_to_end(&mut greeting).unwrap(); // EOF from the upstream, through the relay
+    assert_eq!(greeting, b"goodbye");
+    let late = pattern(2, 100_000);
+    write_all(&client, &late).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+
+    assert!(
+        recorded.recv_timeout(TIMEOUT).unwrap() == late,
+        "late bytes lost"
+    );
+}
+
+/// Many clients at once, each with its own size and data: every byte comes back, and each
+/// client had its own upstream connection (the seed's shared-upstream bug would merge them).
+#[test]
+fn concurrent_clients_each_get_their_own_upstream_and_their_own_bytes() {
+    const CLIENTS: u64 = 40;
+    let upstream = Upstream::echo();
+    let relay = TestRelay::to(upstream.addr);
+    let all_connected = WaitGroup::new();
+
+    thread::scope(|scope| {
+        for client_id in 0..CLIENTS {
+            let all_connected = all_connected.clone();
+            let relay_addr = relay.addr;
+            scope.spawn(move || {
+                let size = (client_id * 7919 * 13) % 200_000 + 1;
+                let sent = pattern(client_id, size as usize);
+                let client = connect(relay_addr);
+                all_connected.wait(); // all 40 open at the same time
+                let received = thread::scope(|inner| {
+                    inner.spawn(|| {
+                        write_all(&client, &sent).unwrap();
+                        client.shutdown(Shutdown::Write).unwrap();
+                    });
+                    read_all(&client).unwrap()
+                });
+                assert_eq!(checksum(&received), checksum(&sent), "client {client_id}");
+                assert_eq!(received.len(), sent.len(), "client {client_id}");
+            });
+        }
+        all_connected.wait();
+    });
+
+    assert_eq!(upstream.accepted(), CLIENTS as usize);
+}
+
+/// Both directions full at once: a relay that copied one way at a time would deadlock here.
+#[test]
+fn large_full_duplex_echo_does_not_deadlock() {
+    let upstream = Upstream::echo();
+    let relay = TestRelay::to(upstream.addr);
+    let sent = pattern(3, 32 * 1024 * 1024);
+
+    let client = connect(relay.addr);
+    let received = thread::scope(|scope| {
+        scope.spawn(|| {
+            write_all(&client, &sent).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+        });
+        read_all(&client).unwrap()
+    });
+
+    assert_eq!(received.len(), sent.len());
+    assert!(received == sent, "echo corrupted");
+}
+
+/// Nothing listens upstream: the client is closed promptly, and the relay keeps serving.
+#[test]
+fn upstream_refusing_closes_the_client() {
+    let relay = TestRelay::to(refusing_addr());
+
+    let client = connect(relay.addr);
+    let received = read_all(&client).expect("EOF, not a timeout");
+    assert!(received.is_empty());
+    let client = connect(relay.addr);
+    assert!(
+        read_all(&client).unwrap().is_empty(),
+        "the relay went on serving"
+    );
+}
+
+/// `localhost` may resolve to ::1 first; the upstream only listens on 127.0.0.1, so the
+/// relay must try the next address.
+#[test]
+fn host_name_upstream_tries_every_resolved_address() {
+    let upstream = Upstream::echo();
+    let relay = TestRelay::to(format!("localhost:{}", upstream.addr.port()));
+
+    let client = connect(relay.addr);
+    write_all(&client, b"by name").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&client).unwrap(), b"by name");
+}
+
+/// An IPv6 loopback relay and upstream, where the machine has ::1.
+#[test]
+fn ipv6_loopback_works() {
+    let Ok(probe) = TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: this machine has no ::1");
+        return;
+    };
+    drop(probe);
+    let upstream_listener = TcpListener::bind("[::1]:0").unwrap();
+    let upstream_addr = upstream_listener.local_addr().unwrap();
+    let upstream = thread::spawn(move || {
+        let (stream, _) = upstream_listener.accept().unwrap();
+        let _ = std::io::copy(&mut &stream, &mut &stream);
+    });
+    let relay = TestRelay::start(tcprelay::Config {
+        listen: "[::1]:0".parse().unwrap(),
+        upstream: upstream_addr.to_string(),
+        ..quiet_config()
+    });
+
+    let client = connect(relay.addr);
+    write_all(&client, b"over ::1").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&client).unwrap(), b"over ::1");
+    upstream.join().unwrap();
+}
+
+/// The client vanishes (reset) while the upstream is sending: the relay closes the upstream
+/// connection promptly and goes on serving others.
+#[test]
+fn client_reset_mid_transfer_closes_upstream() {
+    let (done, upstream_done) = mpsc::channel();
+    let upstream = Upstream::start(move |stream| {
+        // Flood until the relay closes us; a write error or EOF both end the loop.
+        let chunk = pattern(4, 64 * 1024);
+        let mut sent = 0u64;
+        while (&stream).write_all(&chunk).is_ok() {
+            sent += chunk.len() as u64;
+        }
+        done.send(sent).unwrap();
+    });
+    let relay = TestRelay::to(upstream.addr);
+
+    let client = connect(relay.addr);
+    let mut first = [0; 1024];
+    (&client).read_exact(&mut first).unwrap(); // the flood has started
+    drop(client); // unread data in our buffer: the kernel sends RST
+
+    let sent = upstream_done
+        .recv_timeout(TIMEOUT)
+        .expect("upstream connection closed by the relay");
+    assert!(sent >= 1024);
+    let echo = Upstream::echo();
+    let other = TestRelay::to(echo.addr);
+    let client = connect(other.addr);
+    write_all(&client, b"still fine").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&client).unwrap(), b"still fine");
+}
+
+/// The upstream resets mid-transfer: the client sees the connection end promptly, and what
+/// it received is exactly a prefix of what the upstream sent (nothing reordered or invented).
+#[test]
+fn upstream_reset_mid_transfer_ends_the_client_connection() {
+    let sent = pattern(5, 512 * 1024);
+    let upstream_sent = sent.clone();
+    let upstream = Upstream::start(move |stream| {
+        let mut request = [0; 5];
+        (&stream).read_exact(&mut request).unwrap();
+        let _ = write_all(&stream, &upstream_sent);
+        // The client keeps sending; dropping with its bytes unread makes the kernel send RST.
+    });
+    let relay = TestRelay::to(upstream.addr);
+
+    let client = connect(relay.addr);
+    write_all(&client, b"start").unwrap();
+    write_all(&client, &[7; 4096]).unwrap(); // left unread by the upstream
+    let mut received = Vec::new();
+    let ended = (&client).read_to_end(&mut received);
+    if let Err(error) = &ended {
+        assert_ne!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "timed out: the relay never closed"
+        );
+    }
+    assert!(received.len() <= sent.len());
+    assert!(
+        received == sent[..received.len()],
+        "received bytes are not a prefix of those sent"
+    );
+}
+
+/// `serve` returns after `stop`, even with a connection open, and the client sees it end.
+#[test]
+fn stop_closes_open_connections_and_serve_returns() {
+    let upstream = Upstream::start(|stream| {
+        let _ = read_all(&stream);
+    });
+    let relay = TestRelay::to(upstream.addr);
+    let client = connect(relay.addr);
+    write_all(&client, b"x").unwrap();
+
+    relay.stop(); // joins the relay thread, which waits for the connection threads
+
+    // EOF, or a reset if the "x" was still unread when the relay closed: either way the
+    // connection ended, rather than our read timing out.
+    let mut rest = Vec::new();
+    if let Err(error) = (&client).read_to_end(&mut rest) {
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+    }
+}

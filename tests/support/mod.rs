@@ -1,0 +1,219 @@
+//! Shared test helpers: a relay on an ephemeral port, scriptable upstreams, deterministic
+//! data, and counters of this process's open descriptors and threads.
+//!
+//! Every helper bounds its waits ([`TIMEOUT`]) and joins its threads when dropped.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use tcprelay::{Config, LogLevel, Relay, StopHandle};
+
+/// The longest any single wait in a test may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A relay serving on its own thread; stopped and joined when dropped.
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    stop: StopHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl TestRelay {
+    /// A relay to `upstream` with default settings (logging only errors).
+    pub fn to(upstream: impl ToString) -> TestRelay {
+        TestRelay::start(Config {
+            upstream: upstream.to_string(),
+            ..quiet_config()
+        })
+    }
+
+    /// A relay with this configuration.
+    pub fn start(config: Config) -> TestRelay {
+        let relay = Relay::bind(config).expect("bind the relay on 127.0.0.1:0");
+        let addr = relay.local_addr();
+        let stop = relay.stop_handle();
+        let thread = Some(thread::spawn(move || relay.serve()));
+        TestRelay { addr, stop, thread }
+    }
+
+    /// Stops the relay and waits until `serve` has returned.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.stop();
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join().expect("relay thread panicked");
+            result.expect("serve returned an error");
+        }
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            self.stop_and_join();
+        } else {
+            self.stop.stop();
+        }
+    }
+}
+
+/// Defaults for tests: loopback, ephemeral port, errors only on stderr.
+pub fn quiet_config() -> Config {
+    Config {
+        log_level: LogLevel::Error,
+        ..Config::default()
+    }
+}
+
+/// A test upstream: accepts on 127.0.0.1:0 and runs `handler` on its own thread for each
+/// connection. Dropping it stops accepting and joins every handler thread.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Upstream {
+    pub fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test upstream");
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (count, flag) = (Arc::clone(&accepted), Arc::clone(&stopping));
+        let thread = thread::spawn(move || {
+            thread::scope(|scope| {
+                for stream in listener.incoming() {
+                    if flag.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let handler = &handler;
+                    scope.spawn(move || handler(stream));
+                }
+            });
+        });
+        Upstream {
+            addr,
+            accepted,
+            stopping,
+            thread: Some(thread),
+        }
+    }
+
+    /// Echoes every byte back; at EOF, half-closes after the last byte.
+    pub fn echo() -> Upstream {
+        Upstream::start(|stream| {
+            let _ = io::copy(&mut &stream, &mut &stream);
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        })
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, TIMEOUT);
+        if let Some(thread) = self.thread.take() {
+            let joined = thread.join();
+            if !thread::panicking() {
+                joined.expect("an upstream handler panicked");
+            }
+        }
+    }
+}
+
+/// A client connection with every wait bounded by [`TIMEOUT`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to the relay");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads until EOF (bounded by the stream's read timeout).
+pub fn read_all(mut stream: &TcpStream) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes all of `bytes`.
+pub fn write_all(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes)
+}
+
+/// `len` deterministic pseudo-random bytes for `seed` (xorshift64*), so each connection's
+/// data differs and any loss, duplication or reordering changes the comparison.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// FNV-1a, a checksum for comparing large transfers.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// This process's open file descriptors (Linux: entries of /proc/self/fd).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
+}
+
+/// This process's threads (Linux: `Threads:` in /proc/self/status).
+pub fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads: line")
+}
+
+/// Polls `condition` until it holds or [`TIMEOUT`] passes; returns whether it held.
+///
+/// Only for effects that no signal announces, such as an exiting thread leaving
+/// /proc/self/status or a closed descriptor leaving /proc/self/fd.
+pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    condition()
+}
+
+/// An address where nothing listens: bind a port, then free it.
+pub fn refusing_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
