@@ -16,17 +16,17 @@
 //! they fail, saying so: they never skip.
 #![forbid(unsafe_code)]
 
+mod support;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-/// The bound on every wait for something that must happen.
-const WAIT: Duration = Duration::from_secs(10);
+use support::{TIMEOUT as WAIT, Upstream, connect};
 
 /// How long we listen for an EOF that must NOT come. Used only after the
 /// program has shown, by something we observed, that the moment it would
@@ -53,9 +53,9 @@ fn first_message() -> Vec<u8> {
 
 #[test]
 fn seed_loses_the_first_message() {
-    let upstream = Upstream::start();
+    let (upstream, accepted) = handing_upstream();
     let seed = GoProxy::start("seed", upstream.addr);
-    let mut shared = upstream.next_connection("the seed's start-up dial");
+    let mut shared = accepted.next("the seed's start-up dial");
 
     let mut client = connect(seed.addr);
     send(&mut client, &first_message());
@@ -74,7 +74,7 @@ fn seed_loses_the_first_message() {
     drop(client);
     drop(seed);
     assert_eq!(
-        upstream.stop(),
+        upstream.accepted(),
         1,
         "the seed dials the upstream once, at start-up"
     );
@@ -83,14 +83,14 @@ fn seed_loses_the_first_message() {
 #[test]
 fn articlefix_and_correct_deliver_the_first_message() {
     for program in ["articlefix", "correct"] {
-        let upstream = Upstream::start();
+        let (upstream, accepted) = handing_upstream();
         let proxy = GoProxy::start(program, upstream.addr);
 
         let mut client = connect(proxy.addr);
         send(&mut client, &first_message());
         send(&mut client, SECOND);
 
-        let mut upstream_side = upstream.next_connection(program);
+        let mut upstream_side = accepted.next(program);
         let expected = [first_message().as_slice(), SECOND].concat();
         let received = read_exactly(&mut upstream_side, expected.len(), program);
         assert_eq!(
@@ -108,9 +108,9 @@ fn articlefix_and_correct_deliver_the_first_message() {
 #[test]
 fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
     for (program, swallows_first_message) in [("seed", true), ("articlefix", false)] {
-        let upstream = Upstream::start();
+        let (upstream, accepted) = handing_upstream();
         let proxy = GoProxy::start(program, upstream.addr);
-        let mut shared = upstream.next_connection(program);
+        let mut shared = accepted.next(program);
         let say = |client: &mut TcpStream, line: &[u8]| {
             if swallows_first_message {
                 send(client, &first_message()); // the seed's conn.Read(data) eats this
@@ -150,7 +150,7 @@ fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
 
         drop((a, b, shared, proxy));
         assert_eq!(
-            upstream.stop(),
+            upstream.accepted(),
             1,
             "{program}: two clients, still one upstream connection"
         );
@@ -164,9 +164,9 @@ fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
 
 #[test]
 fn articlefix_never_half_closes_and_closes_the_client_before_the_reply() {
-    let upstream = Upstream::start();
+    let (upstream, accepted) = handing_upstream();
     let proxy = GoProxy::start("articlefix", upstream.addr);
-    let mut shared = upstream.next_connection("articlefix");
+    let mut shared = accepted.next("articlefix");
 
     let mut client = connect(proxy.addr);
     send(&mut client, b"request\n");
@@ -202,7 +202,7 @@ fn articlefix_never_half_closes_and_closes_the_client_before_the_reply() {
 
 #[test]
 fn correct_passes_the_half_close_on_and_delivers_the_reply() {
-    let upstream = Upstream::start();
+    let (upstream, accepted) = handing_upstream();
     let proxy = GoProxy::start("correct", upstream.addr);
 
     let mut client = connect(proxy.addr);
@@ -213,7 +213,7 @@ fn correct_passes_the_half_close_on_and_delivers_the_reply() {
         .expect("half-close the client");
 
     // The upstream reads the whole request, then EOF: CloseWrite passed it on.
-    let mut upstream_side = upstream.next_connection("correct");
+    let mut upstream_side = accepted.next("correct");
     let request = read_to_eof(&mut upstream_side, "correct's upstream");
     assert_eq!(
         text(&request),
@@ -234,12 +234,12 @@ fn correct_passes_the_half_close_on_and_delivers_the_reply() {
 
 #[test]
 fn correct_passes_a_half_close_from_the_upstream() {
-    let upstream = Upstream::start();
+    let (upstream, accepted) = handing_upstream();
     let proxy = GoProxy::start("correct", upstream.addr);
 
     // A server that speaks first and says everything at once, then EOF.
     let mut client = connect(proxy.addr);
-    let mut upstream_side = upstream.next_connection("correct");
+    let mut upstream_side = accepted.next("correct");
     send(&mut upstream_side, b"banner\n");
     upstream_side
         .shutdown(Shutdown::Write)
@@ -262,12 +262,12 @@ fn correct_passes_a_half_close_from_the_upstream() {
 
 #[test]
 fn correct_dials_one_upstream_per_client() {
-    let upstream = Upstream::start();
+    let (upstream, accepted) = handing_upstream();
     let proxy = GoProxy::start("correct", upstream.addr);
 
     let mut a = connect(proxy.addr);
     send(&mut a, b"A: hello\n");
-    let mut upstream_a = upstream.next_connection("correct, for A");
+    let mut upstream_a = accepted.next("correct, for A");
     assert_eq!(
         text(&read_exactly(&mut upstream_a, 9, "A's upstream")),
         "A: hello\n"
@@ -275,7 +275,7 @@ fn correct_dials_one_upstream_per_client() {
 
     let mut b = connect(proxy.addr);
     send(&mut b, b"B: hello\n");
-    let mut upstream_b = upstream.next_connection("correct, for B");
+    let mut upstream_b = accepted.next("correct, for B");
     assert_eq!(
         text(&read_exactly(&mut upstream_b, 9, "B's upstream")),
         "B: hello\n"
@@ -288,7 +288,7 @@ fn correct_dials_one_upstream_per_client() {
     assert_eq!(text(&read_exactly(&mut a, 11, "client A")), "reply to A\n");
 
     drop((a, b, upstream_a, upstream_b, proxy));
-    assert_eq!(upstream.stop(), 2, "one upstream connection per client");
+    assert_eq!(upstream.accepted(), 2, "one upstream connection per client");
 }
 
 // ---------------------------------------------------------------------------
@@ -441,15 +441,6 @@ fn send(stream: &mut TcpStream, bytes: &[u8]) {
         .unwrap_or_else(|e| panic!("write {:?}: {e}", text(bytes)));
 }
 
-/// Connects a client with a read timeout of `WAIT`.
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(WAIT))
-        .expect("set a read timeout");
-    stream
-}
-
 /// Reads exactly `len` bytes or panics, naming `who` and what had arrived.
 fn read_exactly(stream: &mut TcpStream, len: usize, who: &str) -> Vec<u8> {
     let mut received = Vec::with_capacity(len);
@@ -537,79 +528,25 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The upstream server: a listener on 127.0.0.1:0 that hands each accepted
-/// connection to the test, in order, and counts them.
-struct Upstream {
-    addr: SocketAddr,
-    accepted: mpsc::Receiver<TcpStream>,
-    stopping: Arc<AtomicBool>,
-    accept_thread: Option<JoinHandle<usize>>,
+/// An upstream (tests/support) that hands each connection it accepts to the
+/// test, in order, through `Accepted`; `Upstream::accepted` counts them.
+fn handing_upstream() -> (Upstream, Accepted) {
+    let (handed_tx, handed_rx) = mpsc::channel();
+    let upstream = Upstream::start(move |stream| {
+        let _ = handed_tx.send(stream);
+    });
+    (upstream, Accepted(handed_rx))
 }
 
-impl Upstream {
-    fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
-        let addr = listener.local_addr().expect("the upstream's address");
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (accepted_tx, accepted) = mpsc::channel();
-        let accept_thread = thread::spawn({
-            let stopping = Arc::clone(&stopping);
-            move || {
-                let mut count = 0;
-                for stream in listener.incoming() {
-                    if stopping.load(Ordering::SeqCst) {
-                        break; // that was stop()'s wake-up connection
-                    }
-                    let Ok(stream) = stream else { break };
-                    count += 1;
-                    if accepted_tx.send(stream).is_err() {
-                        break;
-                    }
-                }
-                count
-            }
-        });
-        Upstream {
-            addr,
-            accepted,
-            stopping,
-            accept_thread: Some(accept_thread),
-        }
-    }
+/// The upstream's side of each connection the proxy opened, in order.
+struct Accepted(mpsc::Receiver<TcpStream>);
 
-    /// The next connection the proxy opened to us, with a read timeout.
-    fn next_connection(&self, who: &str) -> TcpStream {
-        let stream = self
-            .accepted
+impl Accepted {
+    /// The next connection the proxy opened to the upstream, within `WAIT`.
+    fn next(&self, who: &str) -> TcpStream {
+        self.0
             .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("{who}: no upstream connection within {WAIT:?}"));
-        stream
-            .set_read_timeout(Some(WAIT))
-            .expect("set a read timeout");
-        stream
-    }
-
-    /// Stops accepting; returns how many connections were accepted in all.
-    fn stop(mut self) -> usize {
-        self.stop_accepting()
-    }
-
-    fn stop_accepting(&mut self) -> usize {
-        let Some(accept_thread) = self.accept_thread.take() else {
-            return 0;
-        };
-        self.stopping.store(true, Ordering::SeqCst);
-        // accept() has no timeout: one last connection wakes it to see the flag.
-        let _ = TcpStream::connect(self.addr);
-        accept_thread
-            .join()
-            .expect("the accept thread does not panic")
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop_accepting();
+            .unwrap_or_else(|_| panic!("{who}: no upstream connection within {WAIT:?}"))
     }
 }
 
