@@ -65,6 +65,8 @@ mod listener;
 pub mod log;
 mod meter;
 mod relay;
+pub mod threads;
+mod timers;
 pub mod units;
 
 pub use config::Config;

@@ -1,4 +1,5 @@
-//! Parsing the units people type on a command line: durations (`250ms`, `5s`, `2m`, `1h`).
+//! Parsing the units people type on a command line: durations (`250ms`, `5s`, `2m`, `1h`)
+//! and sizes in bytes (`65536`, `64k`, `1m`).
 
 use std::time::Duration;
 
@@ -10,9 +11,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let expected = || {
         format!(
@@ -33,6 +32,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("invalid duration \"{text}\": too large"))
 }
 
+/// Parses a size in bytes: a whole number, optionally followed by `k` (KiB) or `m` (MiB).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let (number, multiplier) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 1024),
+        Some((at, 'm' | 'M')) => (&text[..at], 1024 * 1024),
+        _ => (text, 1),
+    };
+    let expected =
+        || format!("invalid size \"{text}\": expected bytes, or a number with k or m, e.g. 64k");
+    let number: usize = number.parse().map_err(|_| expected())?;
+    number.checked_mul(multiplier).ok_or_else(|| format!("invalid size \"{text}\": too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,17 +59,18 @@ mod tests {
     }
 
     #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        for bad in ["", "k", "1g", "-1k", "1.5m", "99999999999999999999m"] {
+            assert!(parse_size(bad).unwrap_err().contains(&format!("\"{bad}\"")), "{bad}");
+        }
+    }
+
+    #[test]
     fn rejects_with_the_value_named() {
-        for bad in [
-            "",
-            "5",
-            "s",
-            "-1s",
-            "1.5s",
-            "5 s",
-            "5sec",
-            "99999999999999999999h",
-        ] {
+        for bad in ["", "5", "s", "-1s", "1.5s", "5 s", "5sec", "99999999999999999999h"] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains(&format!("\"{bad}\"")), "{err}");
         }

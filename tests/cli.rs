@@ -12,10 +12,7 @@ use std::thread;
 use support::*;
 
 fn tcprelay(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcprelay"))
-        .args(args)
-        .output()
-        .expect("run tcprelay")
+    Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(args).output().expect("run tcprelay")
 }
 
 fn stderr_of(output: &Output) -> String {
@@ -27,19 +24,10 @@ fn usage_errors_name_the_culprit_and_exit_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["--frobnicate"], "unknown flag \"--frobnicate\""),
         (&["--listen"], "--listen needs a value"),
-        (
-            &["-l", "localhost:notaport", "-u", ":80"],
-            "\"localhost:notaport\"",
-        ),
+        (&["-l", "localhost:notaport", "-u", ":80"], "\"localhost:notaport\""),
         (&["-l", ":0", "-u", "[::1:80"], "\"[::1:80\""),
-        (
-            &["-l", ":0", "-u", ":80", "--connect-timeout", "soon"],
-            "\"soon\"",
-        ),
-        (
-            &["-l", ":0", "-u", ":80", "--log-level", "chatty"],
-            "\"chatty\"",
-        ),
+        (&["-l", ":0", "-u", ":80", "--connect-timeout", "soon"], "\"soon\""),
+        (&["-l", ":0", "-u", ":80", "--log-level", "chatty"], "\"chatty\""),
         (&["-l", ":0"], "missing --upstream"),
         (&[], "missing --listen"),
     ];
@@ -48,10 +36,7 @@ fn usage_errors_name_the_culprit_and_exit_2() {
         let stderr = stderr_of(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains("--help"),
-            "{args:?}: no hint to --help: {stderr}"
-        );
+        assert!(stderr.contains("--help"), "{args:?}: no hint to --help: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
@@ -61,14 +46,8 @@ fn help_goes_to_stdout_and_lists_every_flag_with_defaults() {
     let output = tcprelay(&["--help"]);
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8(output.stdout).unwrap();
-    for flag in [
-        "--listen",
-        "--upstream",
-        "--connect-timeout",
-        "--log-level",
-        "--version",
-        "demo",
-    ] {
+    for flag in ["--listen", "--upstream", "--connect-timeout", "--log-level", "--version", "demo"]
+    {
         assert!(help.contains(flag), "{flag} missing");
     }
     assert!(help.contains("[default: 5s]"));
@@ -91,22 +70,14 @@ fn bind_failure_exits_1_naming_the_address() {
     let output = tcprelay(&["-l", &addr, "-u", ":80"]);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&addr) && stderr.contains("in use"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&addr) && stderr.contains("in use"), "{stderr}");
 }
 
 #[test]
 fn demo_passes_every_step() {
     let output = tcprelay(&["demo"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        stderr_of(&output)
-    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", stderr_of(&output));
     assert_eq!(stdout.matches("[ok]").count(), 3, "{stdout}");
     assert!(stdout.contains("all steps passed"), "{stdout}");
 }
@@ -135,21 +106,14 @@ impl RelayProcess {
                 let _ = lines.send(line);
             }
         });
-        let first = stderr_lines
-            .recv_timeout(TIMEOUT)
-            .expect("a first log line");
+        let first = stderr_lines.recv_timeout(TIMEOUT).expect("a first log line");
         let addr = first
             .split("listening on ")
             .nth(1)
             .and_then(|rest| rest.split(['"', ' ']).next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no `listening on ADDR` in {first:?}"));
-        RelayProcess {
-            child,
-            addr,
-            stderr_lines,
-            reader: Some(reader),
-        }
+        RelayProcess { child, addr, stderr_lines, reader: Some(reader) }
     }
 
     /// The next stderr line that contains `needle`.
@@ -203,10 +167,7 @@ fn binary_relays_and_logs_one_line_per_connection() {
     ] {
         assert!(line.contains(field), "{field} missing from {line}");
     }
-    assert!(
-        line.starts_with("ts=20") && line.contains("Z level="),
-        "{line}"
-    );
+    assert!(line.starts_with("ts=20") && line.contains("Z level="), "{line}");
 }
 
 #[test]
@@ -217,8 +178,5 @@ fn binary_logs_connect_failures_with_the_upstream() {
     let client = connect(relay.addr);
     assert!(read_all(&client).unwrap().is_empty());
     let line = relay.log_line_with("connection closed");
-    assert!(
-        line.contains("reason=connect_failed") && line.contains(&dead),
-        "{line}"
-    );
+    assert!(line.contains("reason=connect_failed") && line.contains(&dead), "{line}");
 }
