@@ -61,6 +61,7 @@ mod connection;
 mod connections;
 pub mod demo;
 mod dial;
+mod explain;
 mod listener;
 pub mod log;
 mod meter;
