@@ -1,3 +1,6 @@
 //! tcprelay: a TCP relay on the standard library alone.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod access;
+pub mod units;
