@@ -75,7 +75,7 @@ impl Cidr {
     /// Whether `ip` lies inside this block. An IPv4 block never contains an IPv6 address and
     /// the other way round, except that IPv4-mapped IPv6 addresses count as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, unmap(ip)) {
+        match (self.network, ip.to_canonical()) {
             (IpAddr::V4(network), IpAddr::V4(ip)) => {
                 let mask = prefix_mask_v4(self.prefix_len);
                 u32::from(ip) & mask == u32::from(network)
@@ -93,7 +93,8 @@ impl Cidr {
     fn from_parts(address: IpAddr, prefix_len: u8) -> Cidr {
         match address {
             IpAddr::V6(v6) if prefix_len >= 96 && v6.to_ipv4_mapped().is_some() => {
-                Cidr::from_parts(unmap(address), prefix_len - 96)
+                // `to_canonical` turns `::ffff:a.b.c.d` into `a.b.c.d`.
+                Cidr::from_parts(address.to_canonical(), prefix_len - 96)
             }
             IpAddr::V4(v4) => Cidr {
                 network: IpAddr::V4(Ipv4Addr::from(u32::from(v4) & prefix_mask_v4(prefix_len))),
@@ -186,17 +187,6 @@ fn prefix_mask_v6(prefix_len: u8) -> u128 {
         0
     } else {
         u128::MAX << (128 - u32::from(prefix_len))
-    }
-}
-
-/// `::ffff:a.b.c.d` becomes `a.b.c.d`; every other address is returned unchanged.
-fn unmap(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => ip,
-        },
-        IpAddr::V4(_) => ip,
     }
 }
 

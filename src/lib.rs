@@ -3,4 +3,5 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod proxy_protocol;
 pub mod units;
