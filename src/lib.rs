@@ -3,5 +3,6 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod metrics;
 pub mod proxy_protocol;
 pub mod units;
