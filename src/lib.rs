@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod admin_http;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod units;
