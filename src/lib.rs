@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin_http;
+pub mod config_file;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod units;
