@@ -798,6 +798,21 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     }
 
     #[test]
+    fn the_example_in_the_docs_parses() {
+        let doc = include_str!("../docs/config-format.md");
+        let example = doc
+            .split("```text\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/config-format.md starts with a ```text example");
+        let config = parse_ok(example);
+        let names: Vec<_> = config.routes.iter().map(|r| r.name.as_deref()).collect();
+        assert_eq!(names, [Some("web"), None, Some("postgres")]);
+        assert_eq!(config.routes[0].access.allow.len(), 2);
+        assert_eq!(config.routes[1].options.max_connections, Some(20));
+    }
+
+    #[test]
     fn an_empty_or_comment_only_file_has_no_routes() {
         for text in ["", "\n\n", "# nothing here\n   # indented comment\n"] {
             let config = parse_ok(text);
