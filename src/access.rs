@@ -117,10 +117,7 @@ impl FromStr for Cidr {
     /// silently widened, because it usually means the user meant `10.0.0.5` alone.
     /// An IPv4-mapped IPv6 block such as `::ffff:10.0.0.0/104` is stored as `10.0.0.0/8`.
     fn from_str(text: &str) -> Result<Cidr, CidrError> {
-        let error = |expected: String| CidrError {
-            value: text.to_string(),
-            expected,
-        };
+        let error = |expected: String| CidrError { value: text.to_string(), expected };
         let (address_text, prefix_text) = match text.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text, None),
@@ -142,9 +139,7 @@ impl FromStr for Cidr {
         };
         let cidr = Cidr::from_parts(address, prefix_len);
         if has_host_bits(address, prefix_len) {
-            return Err(error(format!(
-                "a block that starts at its network address, like {cidr}"
-            )));
+            return Err(error(format!("a block that starts at its network address, like {cidr}")));
         }
         Ok(cidr)
     }
@@ -175,19 +170,11 @@ fn prefix_expectation(address: IpAddr) -> String {
 /// The netmask with the top `prefix_len` bits set. Shifting a `u32` by 32 would overflow,
 /// hence the special case for `/0`.
 fn prefix_mask_v4(prefix_len: u8) -> u32 {
-    if prefix_len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix_len))
-    }
+    if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len)) }
 }
 
 fn prefix_mask_v6(prefix_len: u8) -> u128 {
-    if prefix_len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(prefix_len))
-    }
+    if prefix_len == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix_len)) }
 }
 
 /// The access rules of one route. See the [module documentation](self) for the order in
@@ -221,13 +208,11 @@ mod tests {
     use super::*;
 
     fn cidr(text: &str) -> Cidr {
-        text.parse()
-            .unwrap_or_else(|e| panic!("test CIDR {text}: {e}"))
+        text.parse().unwrap_or_else(|e| panic!("test CIDR {text}: {e}"))
     }
 
     fn ip(text: &str) -> IpAddr {
-        text.parse()
-            .unwrap_or_else(|e| panic!("test address {text}: {e}"))
+        text.parse().unwrap_or_else(|e| panic!("test address {text}: {e}"))
     }
 
     #[test]
@@ -331,10 +316,8 @@ mod tests {
 
     #[test]
     fn allow_rules_admit_only_their_blocks() {
-        let rules = AccessRules {
-            allow: vec![cidr("10.0.0.0/8"), cidr("2001:db8::/32")],
-            deny: vec![],
-        };
+        let rules =
+            AccessRules { allow: vec![cidr("10.0.0.0/8"), cidr("2001:db8::/32")], deny: vec![] };
         assert!(rules.permits(ip("10.1.2.3")));
         assert!(rules.permits(ip("2001:db8::7")));
         assert!(!rules.permits(ip("192.168.1.1")));
@@ -343,10 +326,7 @@ mod tests {
 
     #[test]
     fn deny_wins_over_a_matching_allow() {
-        let rules = AccessRules {
-            allow: vec![cidr("10.0.0.0/8")],
-            deny: vec![cidr("10.0.0.5")],
-        };
+        let rules = AccessRules { allow: vec![cidr("10.0.0.0/8")], deny: vec![cidr("10.0.0.5")] };
         assert!(!rules.permits(ip("10.0.0.5")));
         assert!(!rules.permits(ip("::ffff:10.0.0.5")));
         assert!(rules.permits(ip("10.0.0.6")));
@@ -354,10 +334,7 @@ mod tests {
 
     #[test]
     fn deny_only_rules_admit_everyone_else() {
-        let rules = AccessRules {
-            allow: vec![],
-            deny: vec![cidr("192.0.2.0/24"), cidr("::1")],
-        };
+        let rules = AccessRules { allow: vec![], deny: vec![cidr("192.0.2.0/24"), cidr("::1")] };
         assert!(!rules.permits(ip("192.0.2.200")));
         assert!(!rules.permits(ip("::1")));
         assert!(rules.permits(ip("127.0.0.1")));

@@ -269,9 +269,7 @@ fn discard_exactly<R: Read>(reader: &mut R, count: u64) -> Result<(), RequestErr
             _ => RequestError::Io(error),
         })?;
     if copied < count {
-        return Err(RequestError::Malformed(
-            "the connection closed before the body was complete",
-        ));
+        return Err(RequestError::Malformed("the connection closed before the body was complete"));
     }
     Ok(())
 }
@@ -284,9 +282,7 @@ struct ParsedHead {
 
 /// Parses `METHOD SP TARGET SP HTTP/1.x` and the header lines after it (RFC 9112).
 fn parse_head(head: &str) -> Result<ParsedHead, RequestError> {
-    let mut lines = head
-        .split('\n')
-        .map(|line| line.strip_suffix('\r').unwrap_or(line));
+    let mut lines = head.split('\n').map(|line| line.strip_suffix('\r').unwrap_or(line));
     let request_line = lines.next().unwrap_or("");
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -309,9 +305,7 @@ fn parse_head(head: &str) -> Result<ParsedHead, RequestError> {
         return Err(RequestError::TargetTooLong);
     }
     if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(RequestError::Malformed(
-            "expected a target that is a path starting with /",
-        ));
+        return Err(RequestError::Malformed("expected a target that is a path starting with /"));
     }
     let path = target.split_once('?').map_or(target, |(path, _query)| path);
 
@@ -325,21 +319,15 @@ fn parse_head(head: &str) -> Result<ParsedHead, RequestError> {
             ));
         }
         let Some((name, value)) = line.split_once(':') else {
-            return Err(RequestError::Malformed(
-                "expected a header line like \"Name: value\"",
-            ));
+            return Err(RequestError::Malformed("expected a header line like \"Name: value\""));
         };
         // A space before the colon is forbidden: it has been used to smuggle requests.
         if !is_token(name) {
-            return Err(RequestError::Malformed(
-                "a header name is not a valid token",
-            ));
+            return Err(RequestError::Malformed("a header name is not a valid token"));
         }
         let value = value.trim_matches([' ', '\t']);
         if value.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(RequestError::Malformed(
-                "a header value holds a control character",
-            ));
+            return Err(RequestError::Malformed("a header value holds a control character"));
         }
         if name.eq_ignore_ascii_case("host") {
             host_headers += 1;
@@ -348,9 +336,7 @@ fn parse_head(head: &str) -> Result<ParsedHead, RequestError> {
         } else if name.eq_ignore_ascii_case("content-length") {
             let length = parse_content_length(value)?;
             if content_length.is_some_and(|earlier| earlier != length) {
-                return Err(RequestError::Malformed(
-                    "two different Content-Length headers",
-                ));
+                return Err(RequestError::Malformed("two different Content-Length headers"));
             }
             content_length = Some(length);
         }
@@ -365,10 +351,7 @@ fn parse_head(head: &str) -> Result<ParsedHead, RequestError> {
         return Err(RequestError::BodyTooLarge);
     }
     Ok(ParsedHead {
-        request: Request {
-            method: method.to_string(),
-            path: path.to_string(),
-        },
+        request: Request { method: method.to_string(), path: path.to_string() },
         content_length,
     })
 }
@@ -386,9 +369,7 @@ fn parse_content_length(value: &str) -> Result<u64, RequestError> {
 /// An RFC 9110 token: methods and header names. Letters, digits and ``!#$%&'*+-.^_`|~``.
 fn is_token(text: &str) -> bool {
     !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// `HTTP/` followed by a digit, a dot and a digit: a version we can name as unsupported.
@@ -502,10 +483,7 @@ pub fn serve_one(
     stream.set_write_timeout(Some(timeout))?;
     let mut reader = DeadlineReader { stream, deadline };
     let (response, send_body) = match read_request(&mut reader) {
-        Ok(request) => (
-            handler(&request.method, &request.path),
-            request.method != "HEAD",
-        ),
+        Ok(request) => (handler(&request.method, &request.path), request.method != "HEAD"),
         Err(RequestError::Empty) => return Ok(None),
         Err(RequestError::Io(error)) => return Err(error),
         Err(error) => {
@@ -525,14 +503,8 @@ fn linger_close(stream: &TcpStream) {
         return;
     }
     let linger_deadline = Instant::now() + LINGER_TIME;
-    let mut reader = DeadlineReader {
-        stream,
-        deadline: linger_deadline,
-    };
-    let _ = io::copy(
-        &mut (&mut reader).take(LINGER_BYTES as u64),
-        &mut io::sink(),
-    );
+    let mut reader = DeadlineReader { stream, deadline: linger_deadline };
+    let _ = io::copy(&mut (&mut reader).take(LINGER_BYTES as u64), &mut io::sink());
 }
 
 /// A `TcpStream` reader that gives up at a fixed instant: before each read it sets the
@@ -547,10 +519,7 @@ impl Read for DeadlineReader<'_> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             // `set_read_timeout(Some(0))` is an error, so the deadline is checked here.
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request deadline passed",
-            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"));
         }
         self.stream.set_read_timeout(Some(left))?;
         let mut stream = self.stream;
@@ -585,12 +554,7 @@ mod tests {
 
     impl ChoppyReader {
         fn new(bytes: &[u8], step: usize) -> ChoppyReader {
-            ChoppyReader {
-                bytes: bytes.to_vec(),
-                position: 0,
-                step,
-                final_error: None,
-            }
+            ChoppyReader { bytes: bytes.to_vec(), position: 0, step, final_error: None }
         }
     }
 
@@ -626,14 +590,8 @@ mod tests {
 
     #[test]
     fn accepts_http_1_0_without_host_and_bare_lf_lines() {
-        assert_eq!(
-            parse(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap().path,
-            "/healthz"
-        );
-        assert_eq!(
-            parse(b"GET /healthz HTTP/1.1\nHost: x\n\n").unwrap().path,
-            "/healthz"
-        );
+        assert_eq!(parse(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap().path, "/healthz");
+        assert_eq!(parse(b"GET /healthz HTTP/1.1\nHost: x\n\n").unwrap().path, "/healthz");
     }
 
     #[test]
@@ -641,10 +599,7 @@ mod tests {
         let bytes = b"POST /drain HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
         let mut reader = ChoppyReader::new(bytes, 1);
         let request = read_request(&mut reader).expect("valid request");
-        assert_eq!(
-            (request.method.as_str(), request.path.as_str()),
-            ("POST", "/drain")
-        );
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/drain"));
         assert_eq!(reader.position, bytes.len(), "the body was read to the end");
     }
 
@@ -661,23 +616,14 @@ mod tests {
         use Status::*;
         let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(2000));
         let long_line = format!("GET /{}", "a".repeat(10_000));
-        let big_head = format!(
-            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-            "b".repeat(9000)
-        );
+        let big_head = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(9000));
         let cases: Vec<(&[u8], Status)> = vec![
             (b"GET /metrics\r\n\r\n", BadRequest),
             (b"GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n", BadRequest),
-            (
-                b"GET /metrics HTTP/1.1 extra\r\nHost: x\r\n\r\n",
-                BadRequest,
-            ),
+            (b"GET /metrics HTTP/1.1 extra\r\nHost: x\r\n\r\n", BadRequest),
             (b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", BadRequest),
             (b"GET metrics HTTP/1.1\r\nHost: x\r\n\r\n", BadRequest),
-            (
-                b"GET http://x/metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-                BadRequest,
-            ),
+            (b"GET http://x/metrics HTTP/1.1\r\nHost: x\r\n\r\n", BadRequest),
             (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", BadRequest),
             (b"GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n", BadRequest),
             (b"GET / HTTP/1.1\r\n\r\n", BadRequest),
@@ -686,47 +632,23 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", BadRequest),
             (b"GET / HTTP/1.1\r\nHost: x\r\n: empty\r\n\r\n", BadRequest),
             (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", BadRequest),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
-                BadRequest,
-            ),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", BadRequest),
             (b"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n", BadRequest),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-                BadRequest,
-            ),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-                BadRequest,
-            ),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", BadRequest),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", BadRequest),
             (
                 b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
                 BadRequest,
             ),
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab",
-                BadRequest,
-            ),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab", BadRequest),
             (b"GET / HTTP/1.1\r\nHost: x\r\n", BadRequest),
             (b"GET / HTTP/1.1\r\nHost: x\r\n\r", BadRequest),
             (b"\r\n\r\n", BadRequest),
-            (
-                b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
-                HttpVersionNotSupported,
-            ),
-            (
-                b"GET / HTTP/1.2\r\nHost: x\r\n\r\n",
-                HttpVersionNotSupported,
-            ),
+            (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", HttpVersionNotSupported),
+            (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", HttpVersionNotSupported),
             (b"GET / HTTP/1\r\nHost: x\r\n\r\n", BadRequest),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-                NotImplemented,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n",
-                ContentTooLarge,
-            ),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", NotImplemented),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n", ContentTooLarge),
             (
                 b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
                 ContentTooLarge,
@@ -799,10 +721,7 @@ mod tests {
             Ok(request) => assert!(request.path.starts_with('/')),
             Err(RequestError::Empty) => assert!(bytes.is_empty()),
             Err(error) => {
-                let code = error
-                    .status()
-                    .expect("every parse error has a status")
-                    .code();
+                let code = error.status().expect("every parse error has a status").code();
                 assert!((400..=505).contains(&code));
             }
         }
@@ -914,14 +833,10 @@ mod tests {
     fn send_then_read(mut stream: TcpStream, request: &[u8], half_close: bool) -> String {
         stream.write_all(request).expect("send the request");
         if half_close {
-            stream
-                .shutdown(Shutdown::Write)
-                .expect("half-close the client");
+            stream.shutdown(Shutdown::Write).expect("half-close the client");
         }
         let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .expect("read the response");
+        stream.read_to_end(&mut response).expect("read the response");
         String::from_utf8(response).expect("the response is UTF-8")
     }
 

@@ -247,11 +247,7 @@ impl Token<'_> {
     }
 
     fn located(&self) -> Located {
-        Located {
-            text: self.text.to_string(),
-            line: self.line,
-            column: self.column,
-        }
+        Located { text: self.text.to_string(), line: self.line, column: self.column }
     }
 }
 
@@ -292,11 +288,7 @@ fn words(line: &str, line_number: usize) -> Vec<Token<'_>> {
     for (column_index, (offset, c)) in line.char_indices().enumerate() {
         if c.is_whitespace() {
             if let Some((start, column)) = word_start.take() {
-                tokens.push(Token {
-                    text: &line[start..offset],
-                    line: line_number,
-                    column,
-                });
+                tokens.push(Token { text: &line[start..offset], line: line_number, column });
             }
         } else if word_start.is_none() {
             if c == '#' {
@@ -306,11 +298,7 @@ fn words(line: &str, line_number: usize) -> Vec<Token<'_>> {
         }
     }
     if let Some((start, column)) = word_start {
-        tokens.push(Token {
-            text: &line[start..],
-            line: line_number,
-            column,
-        });
+        tokens.push(Token { text: &line[start..], line: line_number, column });
     }
     tokens
 }
@@ -378,10 +366,7 @@ impl<'a> Parser<'a> {
         if let Some(extra) = entry.get(2) {
             return Err(self.error_at(
                 extra,
-                format!(
-                    "expected end of line after {:?}, found {:?}",
-                    value.text, extra.text
-                ),
+                format!("expected end of line after {:?}, found {:?}", value.text, extra.text),
             ));
         }
         if let Some((_, first_line)) = self.globals_seen.iter().find(|(k, _)| *k == key.text) {
@@ -402,7 +387,7 @@ impl<'a> Parser<'a> {
             "log-level" => globals.log_level = Some(parse_log_level(value.text).map_err(at)?),
             "admin" => globals.admin = Some(value.located()),
             "drain-timeout" => {
-                let timeout = parse_duration(value.text).map_err(|e| at(e.to_string()))?;
+                let timeout = parse_duration(value.text).map_err(at)?;
                 globals.drain_timeout = Some(timeout);
             }
             shared => {
@@ -429,10 +414,7 @@ impl<'a> Parser<'a> {
                  (write {}=... on a route line)",
                 key.text, key.text
             ),
-            _ => format!(
-                "expected a global setting ({all}) or \"route\", found {:?}",
-                key.text
-            ),
+            _ => format!("expected a global setting ({all}) or \"route\", found {:?}", key.text),
         };
         Err(self.error_at(key, message))
     }
@@ -442,10 +424,7 @@ impl<'a> Parser<'a> {
         let keyword = entry[0];
         // An indented line holds options only. Otherwise a setting indented by mistake
         // (`  idle-timeout 5m`) would silently become two upstream addresses.
-        if let Some(stray) = entry
-            .iter()
-            .find(|t| t.line != keyword.line && !is_option(t.text))
-        {
+        if let Some(stray) = entry.iter().find(|t| t.line != keyword.line && !is_option(t.text)) {
             return Err(self.error_at(
                 stray,
                 format!(
@@ -469,12 +448,7 @@ impl<'a> Parser<'a> {
             Some(arrow) if arrow.text == "->" => {}
             other => return Err(self.expected_after(&listen, "\"->\"", other)),
         }
-        if let Some(earlier) = self
-            .config
-            .routes
-            .iter()
-            .find(|r| r.listen.text == listen.text)
-        {
+        if let Some(earlier) = self.config.routes.iter().find(|r| r.listen.text == listen.text) {
             return Err(self.error_at(
                 &listen,
                 format!(
@@ -536,11 +510,8 @@ impl<'a> Parser<'a> {
                 if value.text.is_empty() {
                     return Err(at("expected a route name, found \"\"".to_string()));
                 }
-                if let Some(other) = self
-                    .config
-                    .routes
-                    .iter()
-                    .find(|r| r.name.as_deref() == Some(value.text))
+                if let Some(other) =
+                    self.config.routes.iter().find(|r| r.name.as_deref() == Some(value.text))
                 {
                     return Err(at(format!(
                         "expected each route name once, found {:?} again (route on line {})",
@@ -562,10 +533,7 @@ impl<'a> Parser<'a> {
             _ => {
                 return Err(self.error_at(
                     token,
-                    format!(
-                        "expected a route option ({}), found {key:?}",
-                        ROUTE_KEYS.join(", ")
-                    ),
+                    format!("expected a route option ({}), found {key:?}", ROUTE_KEYS.join(", ")),
                 ));
             }
         }
@@ -595,10 +563,7 @@ impl<'a> Parser<'a> {
         match next {
             Some(next) => self.error_at(
                 next,
-                format!(
-                    "expected {what} after {:?}, found {:?}",
-                    before.text, next.text
-                ),
+                format!("expected {what} after {:?}, found {:?}", before.text, next.text),
             ),
             None => self.error(
                 before.line,
@@ -610,12 +575,7 @@ impl<'a> Parser<'a> {
 }
 
 fn error_at_position(file: &Path, line: usize, column: usize, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_path_buf(),
-        line,
-        column,
-        message,
-    }
+    ConfigError { file: file.to_path_buf(), line, column, message }
 }
 
 /// A route word is an option when it holds `=`. Unix socket paths may hold `=` too, so a
@@ -627,12 +587,11 @@ fn is_option(word: &str) -> bool {
 /// Sets one of the options a route shares with the global section. The error message is
 /// the `expected ..., found ...` text, without a position.
 fn set_shared_option(options: &mut RouteOptions, key: &str, value: &str) -> Result<(), String> {
-    let duration = |text: &str| parse_duration(text).map_err(|e| e.to_string());
     match key {
         "policy" => options.policy = Some(value.parse()?),
-        "connect-timeout" => options.connect_timeout = Some(duration(value)?),
-        "idle-timeout" => options.idle_timeout = Some(duration(value)?),
-        "half-close-timeout" => options.half_close_timeout = Some(duration(value)?),
+        "connect-timeout" => options.connect_timeout = Some(parse_duration(value)?),
+        "idle-timeout" => options.idle_timeout = Some(parse_duration(value)?),
+        "half-close-timeout" => options.half_close_timeout = Some(parse_duration(value)?),
         "max-connections" => options.max_connections = Some(parse_max_connections(value)?),
         // Callers only pass the keys above; anything else is a bug in this module.
         _ => unreachable!("set_shared_option called with {key:?}"),
@@ -643,18 +602,14 @@ fn set_shared_option(options: &mut RouteOptions, key: &str, value: &str) -> Resu
 fn parse_max_connections(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count) if count > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(count),
-        _ => Err(format!(
-            "expected a whole number of connections, at least 1, found {text:?}"
-        )),
+        _ => Err(format!("expected a whole number of connections, at least 1, found {text:?}")),
     }
 }
 
 fn parse_log_level(text: &str) -> Result<String, String> {
     match text {
         "error" | "warn" | "info" | "debug" => Ok(text.to_string()),
-        _ => Err(format!(
-            "expected error, warn, info or debug, found {text:?}"
-        )),
+        _ => Err(format!("expected error, warn, info or debug, found {text:?}")),
     }
 }
 
@@ -745,10 +700,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
         let config = parse_ok(EXAMPLE);
         let globals = &config.globals;
         assert_eq!(globals.log_level.as_deref(), Some("info"));
-        assert_eq!(
-            globals.admin.as_ref().map(|a| a.text.as_str()),
-            Some("127.0.0.1:9090")
-        );
+        assert_eq!(globals.admin.as_ref().map(|a| a.text.as_str()), Some("127.0.0.1:9090"));
         assert_eq!(globals.drain_timeout, Some(Duration::from_secs(30)));
         assert_eq!(
             globals.route_defaults,
@@ -766,24 +718,13 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
         };
         assert_eq!(web.line, 12);
         assert_eq!(web.name.as_deref(), Some("web"));
-        assert_eq!(
-            web.listen,
-            Located {
-                text: "127.0.0.1:8080".into(),
-                line: 12,
-                column: 7
-            }
-        );
+        assert_eq!(web.listen, Located { text: "127.0.0.1:8080".into(), line: 12, column: 7 });
         assert_eq!(texts(&web.upstreams), ["app1:80", "app2:80"]);
         assert_eq!(web.upstreams[1].column, 33);
         assert_eq!(web.proxy_protocol, Some(ProxyVersion::V2));
         assert_eq!(web.options.policy, Some(Policy::RoundRobin));
         assert_eq!(web.options.idle_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(
-            web.options.connect_timeout,
-            Some(Duration::from_secs(5)),
-            "from globals"
-        );
+        assert_eq!(web.options.connect_timeout, Some(Duration::from_secs(5)), "from globals");
         let allow: Vec<String> = web.access.allow.iter().map(|c| c.to_string()).collect();
         assert_eq!(allow, ["10.0.0.0/8", "192.168.0.0/16", "::1/128"]);
         assert_eq!(web.access.deny, ["10.0.0.5".parse::<Cidr>().unwrap()]);
@@ -825,10 +766,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn tolerates_crlf_tabs_a_byte_order_mark_and_no_final_newline() {
         let text = "\u{feff}idle-timeout\t2m\r\nroute\t:8080 ->\tapp:80\r\n\tname=x";
         let config = parse_ok(text);
-        assert_eq!(
-            config.globals.route_defaults.idle_timeout,
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(config.globals.route_defaults.idle_timeout, Some(Duration::from_secs(120)));
         assert_eq!(config.routes[0].name.as_deref(), Some("x"));
         assert_eq!(config.routes[0].listen.text, ":8080");
     }
@@ -858,11 +796,8 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
 
     #[test]
     fn error_display_is_file_line_column_message() {
-        let error = parse(
-            "\n\nroute a:1 -> b:2 idle-timeout=5x\n",
-            Path::new("/etc/relay.conf"),
-        )
-        .unwrap_err();
+        let error = parse("\n\nroute a:1 -> b:2 idle-timeout=5x\n", Path::new("/etc/relay.conf"))
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             r#"/etc/relay.conf:3:31: expected a duration such as 250ms, 5s, 2m, 1h or 0, found "5x""#
@@ -873,11 +808,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn assert_errors(cases: &[(&str, usize, usize, &str)]) {
         for &(text, line, column, message) in cases {
             let (got_line, got_column, got_message) = parse_err(text);
-            assert_eq!(
-                (got_line, got_column),
-                (line, column),
-                "{text:?}: {got_message}"
-            );
+            assert_eq!((got_line, got_column), (line, column), "{text:?}: {got_message}");
             assert!(got_message.contains(message), "{text:?}: {got_message}");
         }
     }
@@ -951,10 +882,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
         let config = parse_ok("admin  nowhere\n");
         let admin = config.globals.admin.as_ref().unwrap();
         let error = config.error_at(admin, "expected HOST:PORT, found \"nowhere\"");
-        assert_eq!(
-            error.to_string(),
-            r#"relay.conf:1:8: expected HOST:PORT, found "nowhere""#
-        );
+        assert_eq!(error.to_string(), r#"relay.conf:1:8: expected HOST:PORT, found "nowhere""#);
     }
 
     #[test]

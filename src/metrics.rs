@@ -34,27 +34,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Every reason a connection can end for, in the order they are rendered.
 ///
+/// The first ten are the names of the relay's `CloseReason` variants, in the same order:
+///
 /// - `client_eof`, `upstream_eof`: a side closed cleanly (after both directions finished).
 /// - `client_reset`, `upstream_reset`: a side failed with an error mid-stream.
 /// - `connect_failed`: no upstream could be reached.
-/// - `idle_timeout`, `half_close_timeout`: the relay closed an inactive or half-open connection.
 /// - `spawn_failed`: the relay could not start a thread for the connection.
+/// - `panicked`: a connection thread panicked (a bug); the relay went on.
+/// - `idle_timeout`, `half_close_timeout`: the relay closed an inactive or half-open connection.
+/// - `stopped`: closed by a stop or at the end of a drain.
+///
+/// Then the refusals, and a safety net:
+///
 /// - `limit`: closed at once because the route was at its connection limit.
 /// - `denied`: closed at once because the access rules refused the client.
-/// - `stopped`: closed by a stop or the end of a drain.
 /// - `unknown`: recorded with a name missing from this list. Always 0 unless there is a bug.
-pub const CLOSE_REASONS: [&str; 12] = [
+pub const CLOSE_REASONS: [&str; 13] = [
     "client_eof",
     "upstream_eof",
     "client_reset",
     "upstream_reset",
     "connect_failed",
+    "spawn_failed",
+    "panicked",
     "idle_timeout",
     "half_close_timeout",
-    "spawn_failed",
+    "stopped",
     "limit",
     "denied",
-    "stopped",
     "unknown",
 ];
 
@@ -123,9 +130,8 @@ impl RouteMetrics {
         self.closed_by_reason[index].fetch_add(1, RELAXED);
         // Never wrap below zero: a double close would otherwise show 18446744073709551615
         // active connections. `fetch_update` fails (and changes nothing) when it is 0.
-        let decremented = self
-            .active
-            .fetch_update(RELAXED, RELAXED, |active| active.checked_sub(1));
+        let decremented =
+            self.active.fetch_update(RELAXED, RELAXED, |active| active.checked_sub(1));
         debug_assert!(decremented.is_ok(), "record_close without record_accepted");
     }
 
@@ -271,9 +277,7 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
     for route in routes {
         let label = escape_label_value(&route.route);
         for (reason, count) in CLOSE_REASONS.iter().zip(route.closed_by_reason) {
-            out.push_str(&format!(
-                "{name}{{route=\"{label}\",reason=\"{reason}\"}} {count}\n"
-            ));
+            out.push_str(&format!("{name}{{route=\"{label}\",reason=\"{reason}\"}} {count}\n"));
         }
     }
     out
@@ -424,24 +428,26 @@ tcprelay_connections_closed_total{route="web",reason="upstream_eof"} 0
 tcprelay_connections_closed_total{route="web",reason="client_reset"} 0
 tcprelay_connections_closed_total{route="web",reason="upstream_reset"} 0
 tcprelay_connections_closed_total{route="web",reason="connect_failed"} 1
+tcprelay_connections_closed_total{route="web",reason="spawn_failed"} 0
+tcprelay_connections_closed_total{route="web",reason="panicked"} 0
 tcprelay_connections_closed_total{route="web",reason="idle_timeout"} 0
 tcprelay_connections_closed_total{route="web",reason="half_close_timeout"} 0
-tcprelay_connections_closed_total{route="web",reason="spawn_failed"} 0
+tcprelay_connections_closed_total{route="web",reason="stopped"} 0
 tcprelay_connections_closed_total{route="web",reason="limit"} 1
 tcprelay_connections_closed_total{route="web",reason="denied"} 0
-tcprelay_connections_closed_total{route="web",reason="stopped"} 0
 tcprelay_connections_closed_total{route="web",reason="unknown"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="upstream_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_reset"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="upstream_reset"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="connect_failed"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="spawn_failed"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="panicked"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="idle_timeout"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="half_close_timeout"} 0
-tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="spawn_failed"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="stopped"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="limit"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
-tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="stopped"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="unknown"} 0
 "#;
         assert_eq!(text, expected);
@@ -459,9 +465,6 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="unknown"} 0
         assert_eq!(escape_label_value(r"C:\path"), r"C:\\path");
         assert_eq!(escape_label_value("say \"hi\""), r#"say \"hi\""#);
         assert_eq!(escape_label_value("two\nlines"), r"two\nlines");
-        assert_eq!(
-            escape_label_value("[::1]:8080 ünïcode\t"),
-            "[::1]:8080 ünïcode\t"
-        );
+        assert_eq!(escape_label_value("[::1]:8080 ünïcode\t"), "[::1]:8080 ünïcode\t");
     }
 }

@@ -65,9 +65,7 @@ impl FromStr for ProxyVersion {
         match text {
             "v1" => Ok(ProxyVersion::V1),
             "v2" => Ok(ProxyVersion::V2),
-            _ => Err(ProxyVersionError {
-                value: text.to_string(),
-            }),
+            _ => Err(ProxyVersionError { value: text.to_string() }),
         }
     }
 }
@@ -84,9 +82,8 @@ impl fmt::Display for ProxyVersion {
 
 /// The 12 bytes every v2 header starts with (spec 2.2). They contain a NUL and `QUIT`, so no
 /// text protocol can mistake them for a request.
-pub const V2_SIGNATURE: [u8; 12] = [
-    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
-];
+pub const V2_SIGNATURE: [u8; 12] =
+    [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
 
 /// v2 byte 13: version 2 in the high nibble, command PROXY (1) in the low one.
 const V2_VERSION_PROXY: u8 = 0x21;
@@ -172,10 +169,7 @@ fn v1_address(ip: IpAddr) -> String {
 fn v2_block(source: IpAddr, destination: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
     let (family, mut addresses) = match (source, destination) {
         (IpAddr::V4(s), IpAddr::V4(d)) => (V2_TCP_OVER_IPV4, [s.octets(), d.octets()].concat()),
-        (s, d) => (
-            V2_TCP_OVER_IPV6,
-            [to_ipv6(s).octets(), to_ipv6(d).octets()].concat(),
-        ),
+        (s, d) => (V2_TCP_OVER_IPV6, [to_ipv6(s).octets(), to_ipv6(d).octets()].concat()),
     };
     addresses.extend_from_slice(&sport.to_be_bytes());
     addresses.extend_from_slice(&dport.to_be_bytes());
@@ -195,8 +189,7 @@ mod tests {
     use super::*;
 
     fn addr(text: &str) -> SocketAddr {
-        text.parse()
-            .unwrap_or_else(|e| panic!("test address {text}: {e}"))
+        text.parse().unwrap_or_else(|e| panic!("test address {text}: {e}"))
     }
 
     #[test]
@@ -207,42 +200,28 @@ mod tests {
         assert_eq!(ProxyVersion::V2.to_string(), "v2");
         for bad in ["", "1", "V1", "v3", "v1 "] {
             let error = bad.parse::<ProxyVersion>().expect_err(bad);
-            assert_eq!(
-                error.to_string(),
-                format!("expected v1 or v2, found {bad:?}")
-            );
+            assert_eq!(error.to_string(), format!("expected v1 or v2, found {bad:?}"));
         }
     }
 
     #[test]
     fn v1_tcp4_matches_the_spec_example() {
         // Spec section 2.1: "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n".
-        let line = header(
-            ProxyVersion::V1,
-            addr("192.168.0.1:56324"),
-            addr("192.168.0.11:443"),
-        );
+        let line = header(ProxyVersion::V1, addr("192.168.0.1:56324"), addr("192.168.0.11:443"));
         assert_eq!(line, b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
     }
 
     #[test]
     fn v1_tcp6_uses_the_compressed_form() {
-        let line = header(
-            ProxyVersion::V1,
-            addr("[2001:db8::1]:40000"),
-            addr("[::1]:8080"),
-        );
+        let line = header(ProxyVersion::V1, addr("[2001:db8::1]:40000"), addr("[::1]:8080"));
         assert_eq!(line, b"PROXY TCP6 2001:db8::1 ::1 40000 8080\r\n");
     }
 
     #[test]
     fn v1_longest_lines_are_the_spec_maxima() {
         // Spec 2.1: 56 bytes for TCP4, 104 for TCP6, CRLF included.
-        let v4 = header(
-            ProxyVersion::V1,
-            addr("255.255.255.255:65535"),
-            addr("255.255.255.255:65535"),
-        );
+        let v4 =
+            header(ProxyVersion::V1, addr("255.255.255.255:65535"), addr("255.255.255.255:65535"));
         assert_eq!(v4.len(), 56);
         let all_ones = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535";
         let v6 = header(ProxyVersion::V1, addr(all_ones), addr(all_ones));
@@ -261,21 +240,13 @@ mod tests {
             0xac, 0x13, 0x00, 0x03, // 172.19.0.3
             0xa6, 0x52, 0x00, 0x50, // 42578, 80
         ];
-        let block = header(
-            ProxyVersion::V2,
-            addr("172.19.0.1:42578"),
-            addr("172.19.0.3:80"),
-        );
+        let block = header(ProxyVersion::V2, addr("172.19.0.1:42578"), addr("172.19.0.3:80"));
         assert_eq!(block, expected);
     }
 
     #[test]
     fn v2_tcp6_carries_sixteen_byte_addresses() {
-        let block = header(
-            ProxyVersion::V2,
-            addr("[2001:db8::1]:40000"),
-            addr("[::1]:8080"),
-        );
+        let block = header(ProxyVersion::V2, addr("[2001:db8::1]:40000"), addr("[::1]:8080"));
         let mut expected = V2_SIGNATURE.to_vec();
         expected.extend_from_slice(&[0x21, 0x21, 0x00, 0x24]); // v2 PROXY, TCP6, 36 bytes
         expected.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
@@ -310,10 +281,7 @@ mod tests {
         );
         let block = header(ProxyVersion::V2, client, local);
         assert_eq!(block[13], 0x21, "TCP over IPv6");
-        assert_eq!(
-            &block[16..32],
-            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1]
-        );
+        assert_eq!(&block[16..32], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1]);
     }
 
     #[test]
