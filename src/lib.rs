@@ -54,16 +54,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod address;
+pub mod admin_http;
 pub mod cli;
 mod config;
+pub mod config_file;
 mod connection;
 mod connections;
 pub mod demo;
 mod dial;
+mod explain;
 mod listener;
 pub mod log;
 mod meter;
+pub mod metrics;
+pub mod proxy_protocol;
 mod relay;
 pub mod threads;
 mod timers;

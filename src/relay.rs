@@ -27,26 +27,18 @@ use std::time::Instant;
 use crate::connection::{CloseReason, Connection};
 use crate::dial;
 use crate::listener::Shared;
-use crate::meter::{Sink, Source};
+use crate::meter::{Direction, Sink, Source};
 use crate::threads::{self, ThreadLife, ThreadRole};
 
-/// Which way bytes flow in one copy.
-#[derive(Clone, Copy, Debug)]
-enum Direction {
-    ClientToUpstream,
-    UpstreamToClient,
-}
-
-impl Direction {
-    /// The close reasons for this copy: its source finished, its source failed, its sink failed.
-    fn reasons(self) -> (CloseReason, CloseReason, CloseReason) {
-        match self {
-            Direction::ClientToUpstream => {
-                (CloseReason::ClientEof, CloseReason::ClientReset, CloseReason::UpstreamReset)
-            }
-            Direction::UpstreamToClient => {
-                (CloseReason::UpstreamEof, CloseReason::UpstreamReset, CloseReason::ClientReset)
-            }
+/// The close reasons for a copy in `direction`: its source finished, its source failed, its
+/// sink failed.
+fn reasons(direction: Direction) -> (CloseReason, CloseReason, CloseReason) {
+    match direction {
+        Direction::ClientToUpstream => {
+            (CloseReason::ClientEof, CloseReason::ClientReset, CloseReason::UpstreamReset)
+        }
+        Direction::UpstreamToClient => {
+            (CloseReason::UpstreamEof, CloseReason::UpstreamReset, CloseReason::ClientReset)
         }
     }
 }
@@ -66,6 +58,11 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         Ok(upstream) => upstream,
         Err(error) => {
             log.warn("upstream connect failed", &[("conn", &connection.id), ("error", &error)]);
+            connection.explain.event(
+                connection.id,
+                format_args!("could not dial the upstream: {error}"),
+                "if err != nil { return }",
+            );
             connection.close(CloseReason::ConnectFailed, &error);
             log_closed(connection, shared, started, None, (0, 0));
             return;
@@ -83,10 +80,21 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         }
     }
     log.debug("upstream dialled", &[("conn", &connection.id), ("upstream", &show(upstream_addr))]);
+    connection.explain.event(
+        connection.id,
+        format_args!("dialled its own upstream {}", show(upstream_addr)),
+        "up, err := net.Dial(\"tcp\", upstream)",
+    );
 
     let hook = config.thread_hook;
     let bytes = thread::scope(|scope| {
         // go func() { io.Copy(upstream, client); upstream.CloseWrite() }()
+        // (Told before the spawn, so that it comes before anything the new thread tells.)
+        connection.explain.event(
+            connection.id,
+            format_args!("starting the second thread: both copies run"),
+            "go io.Copy(up, conn); io.Copy(conn, up)",
+        );
         let second = threads::builder(hook, ThreadRole::Second, connection.id, config.stack_size)
             .and_then(|builder| {
                 builder.spawn_scoped(scope, move || {
@@ -114,6 +122,11 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         let to_upstream = second.join().unwrap_or(0);
         (to_upstream, to_client)
     });
+    connection.explain.event(
+        connection.id,
+        format_args!("both copies done, both sockets closed ({})", connection.outcome().0),
+        "wg.Wait(); defer conn.Close(); defer up.Close()",
+    );
     log_closed(connection, shared, started, upstream_addr, bytes);
 }
 
@@ -131,17 +144,29 @@ fn copy_one_way(
     direction: Direction,
 ) -> u64 {
     let _close_on_panic = CloseOnPanic(connection);
-    let (source_eof, source_failed, sink_failed) = direction.reasons();
-    let mut source = Source::new(from, connection);
+    let (source_eof, source_failed, sink_failed) = reasons(direction);
+    let mut source = Source::new(from, connection, direction);
     let mut sink = Sink::new(to, connection);
+    let (from_name, to_name) = direction.ends();
+    let (go_copy, go_sink) = direction.go_copy();
     match io::copy(&mut source, &mut sink) {
         Ok(_) => {
             connection.record_eof(source_eof);
             // Fails only if the sink is already shut down or gone; the other copy will see it.
             let _ = to.shutdown(Shutdown::Write);
+            connection.explain.event(
+                connection.id,
+                format_args!("{from_name} finished sending (EOF): shutdown(Write) to {to_name}"),
+                format_args!("{go_copy} returned nil; {go_sink}.CloseWrite()"),
+            );
         }
         Err(error) => {
             let reason = if sink.write_failed { sink_failed } else { source_failed };
+            connection.explain.event(
+                connection.id,
+                format_args!("{from_name} → {to_name} failed ({error}): closing both"),
+                format_args!("{go_copy} returned err; conn.Close(); up.Close()"),
+            );
             connection.close(reason, error);
         }
     }
