@@ -80,3 +80,7 @@ pub use connection::CloseReason;
 pub use dial::DialError;
 pub use listener::{Relay, StopHandle};
 pub use log::LogLevel;
+
+/// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.
+#[doc = include_str!("../docs/go-to-rust.md")]
+pub mod go_to_rust {}
