@@ -54,7 +54,7 @@ fn first_message() -> Vec<u8> {
 #[test]
 fn seed_loses_the_first_message() {
     let (upstream, accepted) = handing_upstream();
-    let seed = GoProxy::start("seed", upstream.addr);
+    let seed = Proxy::go("seed", upstream.addr);
     let mut shared = accepted.next("the seed's start-up dial");
 
     let mut client = connect(seed.addr);
@@ -73,18 +73,14 @@ fn seed_loses_the_first_message() {
 
     drop(client);
     drop(seed);
-    assert_eq!(
-        upstream.accepted(),
-        1,
-        "the seed dials the upstream once, at start-up"
-    );
+    assert_eq!(upstream.accepted(), 1, "the seed dials the upstream once, at start-up");
 }
 
 #[test]
 fn articlefix_and_correct_deliver_the_first_message() {
     for program in ["articlefix", "correct"] {
         let (upstream, accepted) = handing_upstream();
-        let proxy = GoProxy::start(program, upstream.addr);
+        let proxy = Proxy::go(program, upstream.addr);
 
         let mut client = connect(proxy.addr);
         send(&mut client, &first_message());
@@ -93,11 +89,7 @@ fn articlefix_and_correct_deliver_the_first_message() {
         let mut upstream_side = accepted.next(program);
         let expected = [first_message().as_slice(), SECOND].concat();
         let received = read_exactly(&mut upstream_side, expected.len(), program);
-        assert_eq!(
-            text(&received),
-            text(&expected),
-            "{program}: both messages, in order"
-        );
+        assert_eq!(text(&received), text(&expected), "{program}: both messages, in order");
     }
 }
 
@@ -109,7 +101,7 @@ fn articlefix_and_correct_deliver_the_first_message() {
 fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
     for (program, swallows_first_message) in [("seed", true), ("articlefix", false)] {
         let (upstream, accepted) = handing_upstream();
-        let proxy = GoProxy::start(program, upstream.addr);
+        let proxy = Proxy::go(program, upstream.addr);
         let mut shared = accepted.next(program);
         let say = |client: &mut TcpStream, line: &[u8]| {
             if swallows_first_message {
@@ -149,11 +141,7 @@ fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
         eprintln!("{program}: the reply meant for B reached {reached}");
 
         drop((a, b, shared, proxy));
-        assert_eq!(
-            upstream.accepted(),
-            1,
-            "{program}: two clients, still one upstream connection"
-        );
+        assert_eq!(upstream.accepted(), 1, "{program}: two clients, still one upstream connection");
     }
 }
 
@@ -165,35 +153,23 @@ fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
 #[test]
 fn articlefix_never_half_closes_and_closes_the_client_before_the_reply() {
     let (upstream, accepted) = handing_upstream();
-    let proxy = GoProxy::start("articlefix", upstream.addr);
+    let proxy = Proxy::go("articlefix", upstream.addr);
     let mut shared = accepted.next("articlefix");
 
     let mut client = connect(proxy.addr);
     send(&mut client, b"request\n");
-    client
-        .shutdown(Shutdown::Write)
-        .expect("half-close the client");
-    assert_eq!(
-        text(&read_exactly(&mut shared, 8, "articlefix")),
-        "request\n"
-    );
+    client.shutdown(Shutdown::Write).expect("half-close the client");
+    assert_eq!(text(&read_exactly(&mut shared, 8, "articlefix")), "request\n");
 
     // The client→upstream copy saw the client's EOF and returned; its
     // deferred conn.Close() closed the client, which reads EOF: no reply
     // can reach it any more (the server has not even answered yet).
     let to_client = read_to_eof(&mut client, "the half-closed client");
-    assert_eq!(
-        text(&to_client),
-        "",
-        "articlefix closes the client before any reply"
-    );
+    assert_eq!(text(&to_client), "", "articlefix closes the client before any reply");
 
     // That copy is over, and it never passed the EOF on: the upstream,
     // waiting for the end of the request, hears nothing at all.
-    assert_silent(
-        &mut shared,
-        "articlefix's upstream after the client half-closed",
-    );
+    assert_silent(&mut shared, "articlefix's upstream after the client half-closed");
 }
 
 // ---------------------------------------------------------------------------
@@ -203,31 +179,21 @@ fn articlefix_never_half_closes_and_closes_the_client_before_the_reply() {
 #[test]
 fn correct_passes_the_half_close_on_and_delivers_the_reply() {
     let (upstream, accepted) = handing_upstream();
-    let proxy = GoProxy::start("correct", upstream.addr);
+    let proxy = Proxy::go("correct", upstream.addr);
 
     let mut client = connect(proxy.addr);
     send(&mut client, &first_message());
     send(&mut client, SECOND);
-    client
-        .shutdown(Shutdown::Write)
-        .expect("half-close the client");
+    client.shutdown(Shutdown::Write).expect("half-close the client");
 
     // The upstream reads the whole request, then EOF: CloseWrite passed it on.
     let mut upstream_side = accepted.next("correct");
     let request = read_to_eof(&mut upstream_side, "correct's upstream");
-    assert_eq!(
-        text(&request),
-        text(&[first_message().as_slice(), SECOND].concat())
-    );
+    assert_eq!(text(&request), text(&[first_message().as_slice(), SECOND].concat()));
 
     // Only now does the server answer, and the reply still reaches the client.
-    send(
-        &mut upstream_side,
-        b"the reply, sent after the request's EOF\n",
-    );
-    upstream_side
-        .shutdown(Shutdown::Write)
-        .expect("half-close the upstream");
+    send(&mut upstream_side, b"the reply, sent after the request's EOF\n");
+    upstream_side.shutdown(Shutdown::Write).expect("half-close the upstream");
     let reply = read_to_eof(&mut client, "correct's client");
     assert_eq!(text(&reply), "the reply, sent after the request's EOF\n");
 }
@@ -235,51 +201,35 @@ fn correct_passes_the_half_close_on_and_delivers_the_reply() {
 #[test]
 fn correct_passes_a_half_close_from_the_upstream() {
     let (upstream, accepted) = handing_upstream();
-    let proxy = GoProxy::start("correct", upstream.addr);
+    let proxy = Proxy::go("correct", upstream.addr);
 
     // A server that speaks first and says everything at once, then EOF.
     let mut client = connect(proxy.addr);
     let mut upstream_side = accepted.next("correct");
     send(&mut upstream_side, b"banner\n");
-    upstream_side
-        .shutdown(Shutdown::Write)
-        .expect("half-close the upstream");
-    assert_eq!(
-        text(&read_to_eof(&mut client, "correct's client")),
-        "banner\n"
-    );
+    upstream_side.shutdown(Shutdown::Write).expect("half-close the upstream");
+    assert_eq!(text(&read_to_eof(&mut client, "correct's client")), "banner\n");
 
     // The client can still talk after the server's EOF.
     send(&mut client, b"still here\n");
-    client
-        .shutdown(Shutdown::Write)
-        .expect("half-close the client");
-    assert_eq!(
-        text(&read_to_eof(&mut upstream_side, "correct's upstream")),
-        "still here\n"
-    );
+    client.shutdown(Shutdown::Write).expect("half-close the client");
+    assert_eq!(text(&read_to_eof(&mut upstream_side, "correct's upstream")), "still here\n");
 }
 
 #[test]
 fn correct_dials_one_upstream_per_client() {
     let (upstream, accepted) = handing_upstream();
-    let proxy = GoProxy::start("correct", upstream.addr);
+    let proxy = Proxy::go("correct", upstream.addr);
 
     let mut a = connect(proxy.addr);
     send(&mut a, b"A: hello\n");
     let mut upstream_a = accepted.next("correct, for A");
-    assert_eq!(
-        text(&read_exactly(&mut upstream_a, 9, "A's upstream")),
-        "A: hello\n"
-    );
+    assert_eq!(text(&read_exactly(&mut upstream_a, 9, "A's upstream")), "A: hello\n");
 
     let mut b = connect(proxy.addr);
     send(&mut b, b"B: hello\n");
     let mut upstream_b = accepted.next("correct, for B");
-    assert_eq!(
-        text(&read_exactly(&mut upstream_b, 9, "B's upstream")),
-        "B: hello\n"
-    );
+    assert_eq!(text(&read_exactly(&mut upstream_b, 9, "B's upstream")), "B: hello\n");
 
     // Each reply travels on its own client's connection.
     send(&mut upstream_b, b"reply to B\n");
@@ -301,27 +251,17 @@ fn correct_dials_one_upstream_per_client() {
 #[test]
 fn lab_measurement_programs_run() {
     let go_run = run(go_command().args(["run", "tests/classroom/spawn_cost.go", "100"]));
-    assert!(
-        go_run.contains("goroutines: 100 started and parked in"),
-        "{go_run}"
-    );
+    assert!(go_run.contains("goroutines: 100 started and parked in"), "{go_run}");
 
     let bins = classroom_programs();
     let threads = run(Command::new(bins.join("spawn_cost")).arg("100"));
-    assert!(
-        threads.contains("threads: 100 started and parked in"),
-        "{threads}"
-    );
+    assert!(threads.contains("(std's default stacks): 100 started"), "{threads}");
+    let small = run(Command::new(bins.join("spawn_cost")).args(["100", "64"]));
+    assert!(small.contains("(64 KiB stacks): 100 started"), "{small}");
     let go_copy = run(Command::new(bins.join("copy_syscalls_go")).arg("4"));
-    assert!(
-        go_copy.contains("go io.Copy: 4 MiB socket to socket in"),
-        "{go_copy}"
-    );
+    assert!(go_copy.contains("go io.Copy: 4 MiB socket to socket in"), "{go_copy}");
     let rust_copy = run(Command::new(bins.join("copy_syscalls_rs")).arg("4"));
-    assert!(
-        rust_copy.contains("rust io::copy: 4 MiB socket to socket in"),
-        "{rust_copy}"
-    );
+    assert!(rust_copy.contains("rust io::copy: 4 MiB socket to socket in"), "{rust_copy}");
 }
 
 /// Lab step 5 and the chapter's claim: Go's io.Copy between two TCP
@@ -338,27 +278,14 @@ fn lab_strace_shows_go_splices_and_rust_does_not() {
             .output()
             .unwrap_or_else(|e| panic!("cannot run strace on {program}: {e}"));
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "strace {program} failed:\n{stderr}"
-        );
+        assert!(output.status.success(), "strace {program} failed:\n{stderr}");
         stderr
     };
     let go = summary("copy_syscalls_go");
-    assert!(
-        calls(&go, "splice") > 0,
-        "Go's io.Copy should splice:\n{go}"
-    );
+    assert!(calls(&go, "splice") > 0, "Go's io.Copy should splice:\n{go}");
     let rust = summary("copy_syscalls_rs");
-    assert_eq!(
-        calls(&rust, "splice"),
-        0,
-        "Rust's io::copy has no splice path:\n{rust}"
-    );
-    assert!(
-        calls(&rust, "recvfrom") >= 8 * 1024 * 1024 / 8192,
-        "8 KiB at a time:\n{rust}"
-    );
+    assert_eq!(calls(&rust, "splice"), 0, "Rust's io::copy has no splice path:\n{rust}");
+    assert!(calls(&rust, "recvfrom") >= 8 * 1024 * 1024 / 8192, "8 KiB at a time:\n{rust}");
 }
 
 /// Lab steps 1 and 2: the upstream is `nc -v -l 127.0.0.1 PORT`, the client
@@ -366,13 +293,12 @@ fn lab_strace_shows_go_splices_and_rust_does_not() {
 #[test]
 fn lab_nc_shows_the_seed_losing_the_first_line() {
     require_tool("nc", &["-h"], "apt-get install netcat-openbsd");
-    for (program, expected) in [
-        ("seed", SECOND.to_vec()),
-        ("articlefix", [first_message().as_slice(), SECOND].concat()),
-    ] {
+    for (program, expected) in
+        [("seed", SECOND.to_vec()), ("articlefix", [first_message().as_slice(), SECOND].concat())]
+    {
         let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
         let upstream_addr = upstream.listening_addr();
-        let proxy = GoProxy::start(program, upstream_addr);
+        let proxy = Proxy::go(program, upstream_addr);
         let mut client = Nc::start(&["127.0.0.1", &proxy.addr.port().to_string()]);
 
         // One pipe write of 128 bytes is atomic, so nc forwards the first
@@ -380,11 +306,7 @@ fn lab_nc_shows_the_seed_losing_the_first_line() {
         client.type_line(&first_message());
         client.type_line(SECOND);
         let shown = upstream.output_until(expected.len());
-        assert_eq!(
-            text(&shown),
-            text(&expected),
-            "{program}: what the upstream nc printed"
-        );
+        assert_eq!(text(&shown), text(&expected), "{program}: what the upstream nc printed");
     }
 }
 
@@ -396,36 +318,64 @@ fn lab_nc_shows_articlefix_never_passing_the_eof_on() {
     require_tool("nc", &["-h"], "apt-get install netcat-openbsd");
     for (program, passes_eof_on) in [("articlefix", false), ("correct", true)] {
         let mut upstream = Nc::start(&["-v", "-d", "-l", "127.0.0.1", "0"]);
-        let proxy = GoProxy::start(program, upstream.listening_addr());
+        let proxy = Proxy::go(program, upstream.listening_addr());
         let mut client = Nc::start(&["-N", "127.0.0.1", &proxy.addr.port().to_string()]);
         client.type_line(b"request\n");
         client.end_input(); // printf ends: nc -N shuts the socket's write side
 
         if passes_eof_on {
             // The upstream nc sees EOF and exits: `| wc -c` would print 8.
-            let all = upstream
-                .output_to_end(WAIT)
-                .expect("correct passes the EOF on");
+            let all = upstream.output_to_end(WAIT).expect("correct passes the EOF on");
             assert_eq!(text(&all), "request\n");
             // Its exit is an EOF too, which reaches the client: nc -N exits.
-            assert_eq!(
-                client.output_to_end(WAIT).map(|out| text(&out)),
-                Some(String::new())
-            );
+            assert_eq!(client.output_to_end(WAIT).map(|out| text(&out)), Some(String::new()));
         } else {
             // articlefix closes the client at once (its copy is over): nc -N exits...
-            assert_eq!(
-                client.output_to_end(WAIT).map(|out| text(&out)),
-                Some(String::new())
-            );
+            assert_eq!(client.output_to_end(WAIT).map(|out| text(&out)), Some(String::new()));
             // ...and the request reached the upstream, but its EOF never does.
             assert_eq!(text(&upstream.output_until(8)), "request\n");
-            assert_eq!(
-                upstream.output_to_end(QUIET),
-                None,
-                "articlefix passed the EOF on"
-            );
+            assert_eq!(upstream.output_to_end(QUIET), None, "articlefix passed the EOF on");
         }
+    }
+}
+
+/// Lab step 4: `tcprelay --explain` between the lab's two `nc` commands
+/// (upstream `nc -v -l`, client `nc -N`): every event of the connection is
+/// told beside the Go line it mirrors, in the order the lab lists them.
+#[test]
+fn lab_explain_pairs_each_event_with_its_go_line() {
+    require_tool("nc", &["-h"], "apt-get install netcat-openbsd");
+    let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
+    let upstream_addr = upstream.listening_addr().to_string();
+    let tcprelay = Path::new(env!("CARGO_BIN_EXE_tcprelay"));
+    let args = ["--explain", "--listen", "127.0.0.1:0", "--upstream", &upstream_addr];
+    let relay = Proxy::start(tcprelay, &args);
+    let mut client = Nc::start(&["-N", "127.0.0.1", &relay.addr.port().to_string()]);
+
+    client.type_line(b"hello\n");
+    assert_eq!(text(&upstream.output_until(6)), "hello\n");
+    upstream.type_line(b"hi\n");
+    assert_eq!(text(&client.output_until(3)), "hi\n");
+    client.end_input(); // Ctrl-D: nc -N half-closes
+
+    let narration = relay.stdout_until("wg.Wait()");
+    let go_lines = [
+        "l.Accept()",
+        "net.Dial(",
+        "go io.Copy(",
+        "moves its first bytes", // client -> upstream: hello
+        "moves its first bytes", // upstream -> client: hi
+        "CloseWrite()",          // the client's EOF passed on
+        "CloseWrite()",          // nc -l closes when it reads EOF: passed on too
+        "wg.Wait()",
+    ];
+    let mut lines = narration.iter();
+    for go in go_lines {
+        assert!(
+            lines.any(|line| line.contains(go)),
+            "no line with {go:?} in its place; the narration:\n{}",
+            narration.join("\n")
+        );
     }
 }
 
@@ -436,9 +386,7 @@ fn lab_nc_shows_articlefix_never_passing_the_eof_on() {
 
 /// Writes all of `bytes`, panicking with the reason if the peer is gone.
 fn send(stream: &mut TcpStream, bytes: &[u8]) {
-    stream
-        .write_all(bytes)
-        .unwrap_or_else(|e| panic!("write {:?}: {e}", text(bytes)));
+    stream.write_all(bytes).unwrap_or_else(|e| panic!("write {:?}: {e}", text(bytes)));
 }
 
 /// Reads exactly `len` bytes or panics, naming `who` and what had arrived.
@@ -448,15 +396,9 @@ fn read_exactly(stream: &mut TcpStream, len: usize, who: &str) -> Vec<u8> {
     while received.len() < len {
         let want = (len - received.len()).min(buffer.len());
         match stream.read(&mut buffer[..want]) {
-            Ok(0) => panic!(
-                "{who}: EOF after {:?}, expected {len} bytes",
-                text(&received)
-            ),
+            Ok(0) => panic!("{who}: EOF after {:?}, expected {len} bytes", text(&received)),
             Ok(n) => received.extend_from_slice(&buffer[..n]),
-            Err(e) => panic!(
-                "{who}: {e} after {:?}, expected {len} bytes",
-                text(&received)
-            ),
+            Err(e) => panic!("{who}: {e} after {:?}, expected {len} bytes", text(&received)),
         }
     }
     received
@@ -473,23 +415,15 @@ fn read_to_eof(stream: &mut TcpStream, who: &str) -> Vec<u8> {
 
 /// Asserts that nothing, not even EOF, arrives within `QUIET`.
 fn assert_silent(stream: &mut TcpStream, who: &str) {
-    stream
-        .set_read_timeout(Some(QUIET))
-        .expect("set a read timeout");
+    stream.set_read_timeout(Some(QUIET)).expect("set a read timeout");
     let mut buffer = [0u8; 64];
     match stream.read(&mut buffer) {
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) => {}
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
         Ok(0) => panic!("{who}: EOF arrived"),
         Ok(n) => panic!("{who}: {:?} arrived", text(&buffer[..n])),
         Err(e) => panic!("{who}: {e}"),
     }
-    stream
-        .set_read_timeout(Some(WAIT))
-        .expect("set a read timeout");
+    stream.set_read_timeout(Some(WAIT)).expect("set a read timeout");
 }
 
 /// Reads `len` bytes on `a` and on `b` at once and returns what each got.
@@ -550,67 +484,102 @@ impl Accepted {
     }
 }
 
-/// One of the Go programs running as a child process; killed and reaped on drop.
-struct GoProxy {
+/// A proxy running as a child process (a Go program, or the tcprelay
+/// binary), killed and reaped on drop. Its stdout lines arrive on a channel.
+struct Proxy {
     child: Child,
     addr: SocketAddr,
-    stderr_reader: Option<JoinHandle<String>>,
+    stdout_lines: mpsc::Receiver<String>,
+    readers: Vec<JoinHandle<String>>,
 }
 
-impl GoProxy {
-    /// Starts `docs/go/<program>` with `-listen 127.0.0.1:0 -upstream ADDR`
-    /// and waits for its `listening on ADDR` line.
-    fn start(program: &str, upstream: SocketAddr) -> GoProxy {
-        let path = go_programs().join(program);
-        let mut child = Command::new(&path)
-            .args(["-listen", "127.0.0.1:0", "-upstream", &upstream.to_string()])
+impl Proxy {
+    /// Starts `docs/go/<program> -listen 127.0.0.1:0 -upstream ADDR`.
+    fn go(program: &str, upstream: SocketAddr) -> Proxy {
+        let upstream = upstream.to_string();
+        let args = ["-listen", "127.0.0.1:0", "-upstream", &upstream];
+        Proxy::start(&go_programs().join(program), &args)
+    }
+
+    /// Starts `path` with `args` and waits for its `listening on ADDR` line.
+    fn start(path: &Path, args: &[&str]) -> Proxy {
+        let mut child = Command::new(path)
+            .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
         let (addr_tx, addr_rx) = mpsc::channel();
+        let (line_tx, stdout_lines) = mpsc::channel();
         let stderr = child.stderr.take().expect("stderr is piped");
-        let stderr_reader = thread::spawn(move || {
-            let mut all = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = addr_tx.send(addr.trim().to_string());
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let readers = vec![
+            thread::spawn(move || {
+                let mut all = String::new();
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    // `listening on 127.0.0.1:PORT`, bare (Go) or in a logfmt msg="..." (tcprelay)
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr = rest.split(['"', ' ']).next().unwrap_or_default();
+                        let _ = addr_tx.send(addr.to_string());
+                    }
+                    all += &line;
+                    all += "\n";
                 }
-                all += &line;
-                all += "\n";
-            }
-            all
-        });
-        let mut proxy = GoProxy {
+                all
+            }),
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let _ = line_tx.send(line);
+                }
+                String::new()
+            }),
+        ];
+        let mut proxy = Proxy {
             child,
-            addr: upstream,
-            stderr_reader: Some(stderr_reader),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)), // replaced below
+            stdout_lines,
+            readers,
         };
         match addr_rx.recv_timeout(WAIT).map(|addr| addr.parse()) {
             Ok(Ok(addr)) => proxy.addr = addr,
             _ => {
                 let stderr = proxy.stop();
                 panic!(
-                    "{program} printed no `listening on ADDR` within {WAIT:?}; stderr:\n{stderr}"
+                    "{} printed no `listening on ADDR` within {WAIT:?}; stderr:\n{stderr}",
+                    path.display()
                 );
             }
         }
         proxy
     }
 
+    /// Its stdout lines up to and including the first that contains `last`.
+    fn stdout_until(&self, last: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.stdout_lines.recv_timeout(WAIT) {
+                Ok(line) if line.contains(last) => {
+                    lines.push(line);
+                    return lines;
+                }
+                Ok(line) => lines.push(line),
+                Err(_) => panic!("no stdout line with {last:?} within {WAIT:?}; got {lines:#?}"),
+            }
+        }
+    }
+
     /// Kills the program, reaps it, and returns everything it wrote to stderr.
     fn stop(&mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        match self.stderr_reader.take() {
-            Some(reader) => reader.join().unwrap_or_default(),
-            None => String::new(),
-        }
+        let outputs: Vec<String> =
+            self.readers.drain(..).map(|reader| reader.join().unwrap_or_default()).collect();
+        outputs.concat()
     }
 }
 
-impl Drop for GoProxy {
+impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop();
     }
@@ -657,21 +626,12 @@ impl Nc {
                 }
             }),
         ];
-        Nc {
-            child,
-            stdin,
-            stdout_chunks,
-            stderr_lines,
-            readers,
-        }
+        Nc { child, stdin, stdout_chunks, stderr_lines, readers }
     }
 
     /// The address from `nc -v -l`'s "Listening on localhost PORT" line.
     fn listening_addr(&mut self) -> SocketAddr {
-        let line = self
-            .stderr_lines
-            .recv_timeout(WAIT)
-            .expect("nc -v -l says where it listens");
+        let line = self.stderr_lines.recv_timeout(WAIT).expect("nc -v -l says where it listens");
         let port: u16 = line
             .strip_prefix("Listening on ")
             .and_then(|rest| rest.split_whitespace().last())
@@ -750,13 +710,8 @@ fn go_command() -> Command {
 
 /// Runs `command`, fails the test unless it succeeds, returns its stdout.
 fn run(command: &mut Command) -> String {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let Output { status, stdout, stderr } =
+        command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     let stderr = text(&stderr);
     assert!(status.success(), "{command:?} failed ({status}):\n{stderr}");
     text(&stdout)
@@ -782,9 +737,7 @@ fn go_programs() -> &'static Path {
         for program in ["seed", "articlefix", "correct"] {
             let mut go = go_command();
             go.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/go"));
-            go.args(["build", "-o"])
-                .arg(out.join(program))
-                .arg(format!("./{program}"));
+            go.args(["build", "-o"]).arg(out.join(program)).arg(format!("./{program}"));
             build(&mut go)?;
         }
         Ok(out)
@@ -800,15 +753,12 @@ fn classroom_programs() -> &'static Path {
         check_go()?;
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("classroom");
         std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
-        for (source, binary) in [
-            ("spawn_cost.rs", "spawn_cost"),
-            ("copy_syscalls.rs", "copy_syscalls_rs"),
-        ] {
+        for (source, binary) in
+            [("spawn_cost.rs", "spawn_cost"), ("copy_syscalls.rs", "copy_syscalls_rs")]
+        {
             let mut rustc = Command::new("rustc");
             rustc.current_dir(env!("CARGO_MANIFEST_DIR"));
-            rustc
-                .args(["-O", "--edition", "2024"])
-                .arg(format!("tests/classroom/{source}"));
+            rustc.args(["-O", "--edition", "2024"]).arg(format!("tests/classroom/{source}"));
             build(rustc.arg("-o").arg(out.join(binary)))?;
         }
         let mut go = go_command();

@@ -62,11 +62,7 @@ fn tcprelay_delivers_the_first_message() {
     let received = first_message_scenario(relay.addr, &recorded);
 
     let expected = [first_message().as_slice(), SECOND].concat();
-    assert_eq!(
-        text(&received),
-        text(&expected),
-        "tcprelay forwards both messages, in order"
-    );
+    assert_eq!(text(&received), text(&expected), "tcprelay forwards both messages, in order");
     relay.stop();
 }
 
@@ -80,10 +76,7 @@ fn seed_handle_conn(mut client: TcpStream, upstream_addr: SocketAddr) -> io::Res
     // THE BUG. Clippy flags it (`unused_io_amount`: how many bytes were read
     // is ignored); `go vet` has no such check. The bytes now sit in `data`,
     // gone from the socket, and the copies below start after them.
-    #[expect(
-        clippy::unused_io_amount,
-        reason = "this is the seed's bug, kept on purpose"
-    )]
+    #[expect(clippy::unused_io_amount, reason = "this is the seed's bug, kept on purpose")]
     client.read(&mut data)?;
 
     thread::scope(|scope| {
@@ -116,13 +109,9 @@ fn first_message_scenario(
     let client = connect(relay_addr);
     write_all(&client, &first_message()).expect("send the first message");
     write_all(&client, SECOND).expect("send the second message");
-    client
-        .shutdown(Shutdown::Write)
-        .expect("half-close the client");
+    client.shutdown(Shutdown::Write).expect("half-close the client");
 
-    let received = recorded
-        .recv_timeout(TIMEOUT)
-        .expect("the upstream records one connection");
+    let received = recorded.recv_timeout(TIMEOUT).expect("the upstream records one connection");
     received.expect("the upstream reads up to EOF")
 }
 

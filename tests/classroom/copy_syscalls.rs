@@ -23,7 +23,10 @@ fn main() -> ExitCode {
         None => 64,
         Some(Ok(mib)) if mib > 0 => mib,
         _ => {
-            eprintln!("copy_syscalls: {:?} is not a positive number of MiB", arg.unwrap_or_default());
+            eprintln!(
+                "copy_syscalls: {:?} is not a positive number of MiB",
+                arg.unwrap_or_default()
+            );
             return ExitCode::from(2);
         }
     };

@@ -5,7 +5,9 @@
 //! differences") quotes both.
 //!
 //! ```text
-//! rustc -O tests/classroom/spawn_cost.rs -o target/spawn_cost && target/spawn_cost 10000
+//! rustc -O --edition 2024 tests/classroom/spawn_cost.rs -o target/spawn_cost
+//! target/spawn_cost 10000        # std's default stack for spawned threads: 2 MiB
+//! target/spawn_cost 10000 64     # 64 KiB stacks, tcprelay's default (--stack-size)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -15,12 +17,21 @@ use std::thread;
 use std::time::Instant;
 
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    let n = match arg.as_deref().map(str::parse::<usize>) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let count = args.first().map(|arg| (arg, arg.parse::<usize>()));
+    let n = match count {
         None => 10_000,
-        Some(Ok(n)) if n > 0 => n,
-        _ => {
-            eprintln!("spawn_cost: {:?} is not a positive count", arg.unwrap_or_default());
+        Some((_, Ok(n))) if n > 0 => n,
+        Some((arg, _)) => {
+            eprintln!("spawn_cost: {arg:?} is not a positive count");
+            return ExitCode::from(2);
+        }
+    };
+    let stack_kib = match args.get(1).map(|arg| (arg, arg.parse::<usize>())) {
+        None => None,
+        Some((_, Ok(kib))) if kib > 0 => Some(kib),
+        Some((arg, _)) => {
+            eprintln!("spawn_cost: {arg:?} is not a positive stack size in KiB");
             return ExitCode::from(2);
         }
     };
@@ -37,21 +48,30 @@ fn main() -> ExitCode {
         let release = Arc::clone(&release);
         let started_tx = started_tx.clone();
         // Builder, not thread::spawn: running out of threads is an error to report, not a panic.
-        let spawned = thread::Builder::new().spawn(move || {
+        let mut builder = thread::Builder::new();
+        if let Some(kib) = stack_kib {
+            builder = builder.stack_size(kib * 1024);
+        }
+        let spawned = builder.spawn(move || {
             let _ = started_tx.send(());
             release.wait(); // parked, like a thread blocked in TcpStream::read
         });
         match spawned {
             Ok(handle) => threads.push(handle),
             Err(e) => {
-                eprintln!("spawn_cost: thread {} of {n} could not start: {e}", threads.len() + 1);
+                eprintln!(
+                    "spawn_cost: thread {} of {n} could not start: {e}",
+                    threads.len() + 1
+                );
                 return ExitCode::FAILURE; // the threads already started stay parked; exiting ends them
             }
         }
     }
     drop(started_tx);
     for _ in 0..n {
-        started_rx.recv().expect("every started thread sends once before parking");
+        started_rx
+            .recv()
+            .expect("every started thread sends once before parking");
     }
     let elapsed = t0.elapsed();
 
@@ -63,15 +83,22 @@ fn main() -> ExitCode {
     }
 
     let n_f = n as f64;
+    let stack = match stack_kib {
+        Some(kib) => format!("{kib} KiB stacks"),
+        None => "std's default stacks".to_string(),
+    };
     println!(
-        "threads: {n} started and parked in {elapsed:.1?}: {:.0} ns each",
+        "threads ({stack}): {n} started and parked in {elapsed:.1?}: {:.0} ns each",
         elapsed.as_nanos() as f64 / n_f
     );
     println!(
-        "virtual memory grew by {virtual_grew} KiB: {:.1} KiB each (the reserved stack)",
+        "virtual memory grew by {virtual_grew} KiB: {:.1} KiB each (reserved, mostly stack)",
         virtual_grew as f64 / n_f
     );
-    println!("resident memory grew by {rss_grew} KiB: {:.1} KiB each", rss_grew as f64 / n_f);
+    println!(
+        "resident memory grew by {rss_grew} KiB: {:.1} KiB each",
+        rss_grew as f64 / n_f
+    );
     ExitCode::SUCCESS
 }
 
