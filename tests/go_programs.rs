@@ -299,6 +299,9 @@ fn lab_nc_shows_the_seed_losing_the_first_line() {
         let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
         let upstream_addr = upstream.listening_addr();
         let proxy = Proxy::go(program, upstream_addr);
+        // Both programs dial the upstream at start-up, before any client exists.
+        let connected = upstream.stderr_line();
+        assert!(connected.starts_with("Connection received"), "{program}: {connected:?}");
         let mut client = Nc::start(&["127.0.0.1", &proxy.addr.port().to_string()]);
 
         // One pipe write of 128 bytes is atomic, so nc forwards the first
@@ -335,6 +338,10 @@ fn lab_nc_shows_articlefix_never_passing_the_eof_on() {
             // ...and the request reached the upstream, but its EOF never does.
             assert_eq!(text(&upstream.output_until(8)), "request\n");
             assert_eq!(upstream.output_to_end(QUIET), None, "articlefix passed the EOF on");
+            // Only when the proxy process dies (Ctrl-C) does the shared upstream
+            // connection close: then nc exits and `wc -c` prints 8.
+            drop(proxy);
+            assert_eq!(upstream.output_to_end(WAIT), Some(Vec::new()));
         }
     }
 }
@@ -638,6 +645,13 @@ impl Nc {
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from nc -v -l: {line:?}"));
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// The next line nc writes to stderr (with -v: "Connection received on ...").
+    fn stderr_line(&self) -> String {
+        self.stderr_lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("nc wrote no line to stderr within {WAIT:?}"))
     }
 
     /// Writes to nc's stdin in one write, as if typed (or pasted) at once.

@@ -5,8 +5,8 @@
 // a pipe, so the bytes never enter this process. Its Rust twin is
 // copy_syscalls.rs.
 //
-//	go build -o target/copy_syscalls_go tests/classroom/copy_syscalls.go
-//	strace -f -c -e trace=splice,read,write,recvfrom,sendto target/copy_syscalls_go 64
+//	go build -o target/lab/copy_syscalls_go tests/classroom/copy_syscalls.go
+//	strace -f -c -e trace=splice,read,write,recvfrom,sendto target/lab/copy_syscalls_go 64
 package main
 
 import (

@@ -6,8 +6,8 @@
 //! this process. Its Go twin is copy_syscalls.go.
 //!
 //! ```text
-//! rustc -O tests/classroom/copy_syscalls.rs -o target/copy_syscalls_rs
-//! strace -f -c -e trace=splice,read,write,recvfrom,sendto target/copy_syscalls_rs 64
+//! rustc -O --edition 2024 tests/classroom/copy_syscalls.rs -o target/lab/copy_syscalls_rs
+//! strace -f -c -e trace=splice,read,write,recvfrom,sendto target/lab/copy_syscalls_rs 64
 //! ```
 #![forbid(unsafe_code)]
 

@@ -5,9 +5,9 @@
 //! differences") quotes both.
 //!
 //! ```text
-//! rustc -O --edition 2024 tests/classroom/spawn_cost.rs -o target/spawn_cost
-//! target/spawn_cost 10000        # std's default stack for spawned threads: 2 MiB
-//! target/spawn_cost 10000 64     # 64 KiB stacks, tcprelay's default (--stack-size)
+//! rustc -O --edition 2024 tests/classroom/spawn_cost.rs -o target/lab/spawn_cost
+//! target/lab/spawn_cost 10000        # std's default stack for spawned threads: 2 MiB
+//! target/lab/spawn_cost 10000 64     # 64 KiB stacks, tcprelay's default (--stack-size)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -59,19 +59,14 @@ fn main() -> ExitCode {
         match spawned {
             Ok(handle) => threads.push(handle),
             Err(e) => {
-                eprintln!(
-                    "spawn_cost: thread {} of {n} could not start: {e}",
-                    threads.len() + 1
-                );
+                eprintln!("spawn_cost: thread {} of {n} could not start: {e}", threads.len() + 1);
                 return ExitCode::FAILURE; // the threads already started stay parked; exiting ends them
             }
         }
     }
     drop(started_tx);
     for _ in 0..n {
-        started_rx
-            .recv()
-            .expect("every started thread sends once before parking");
+        started_rx.recv().expect("every started thread sends once before parking");
     }
     let elapsed = t0.elapsed();
 
@@ -95,10 +90,7 @@ fn main() -> ExitCode {
         "virtual memory grew by {virtual_grew} KiB: {:.1} KiB each (reserved, mostly stack)",
         virtual_grew as f64 / n_f
     );
-    println!(
-        "resident memory grew by {rss_grew} KiB: {:.1} KiB each",
-        rss_grew as f64 / n_f
-    );
+    println!("resident memory grew by {rss_grew} KiB: {:.1} KiB each", rss_grew as f64 / n_f);
     ExitCode::SUCCESS
 }
 
