@@ -47,30 +47,34 @@ func main() {
 }
 
 // handleConn is the life of one connection: dial, copy both ways, wait, close.
-func handleConn(client *net.TCPConn, upstreamAddr string) {
-	defer client.Close() // runs last: after wg.Wait(), when both copies are done
+// tcprelay's src/relay.rs is this function in Rust, thread for goroutine, and
+// `tcprelay --explain` prints these lines as they happen.
+func handleConn(conn *net.TCPConn, upstream string) {
+	defer conn.Close() // runs last: after wg.Wait(), when both copies are done
 
 	// One upstream connection per client, dialled now, never shared.
-	c, err := net.Dial("tcp", upstreamAddr)
+	c, err := net.Dial("tcp", upstream)
 	if err != nil {
 		log.Println("dial:", err)
 		return
 	}
-	upstream := c.(*net.TCPConn)
-	defer upstream.Close()
+	up := c.(*net.TCPConn)
+	defer up.Close()
 
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go copyThenCloseWrite(upstream, client, &wg) // client -> upstream
-	go copyThenCloseWrite(client, upstream, &wg) // upstream -> client
+	wg.Add(1)
+	go func() { // client -> upstream, on a second goroutine
+		defer wg.Done()
+		copyThenCloseWrite(up, conn)
+	}()
+	copyThenCloseWrite(conn, up) // upstream -> client, on this one
 	wg.Wait()
 }
 
 // copyThenCloseWrite copies src to dst until src says EOF, then tells dst's
 // peer "no more data" with CloseWrite (a FIN) while leaving dst open for
 // reading: the other direction may still be carrying the reply.
-func copyThenCloseWrite(dst, src *net.TCPConn, wg *sync.WaitGroup) {
-	defer wg.Done()
+func copyThenCloseWrite(dst, src *net.TCPConn) {
 	if _, err := io.Copy(dst, src); err != nil {
 		// A reset or a failed write: this connection is over. Closing both
 		// wakes the other goroutine, which may be blocked reading.
