@@ -11,6 +11,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
@@ -82,15 +83,19 @@ fn main() -> ExitCode {
         Some(kib) => format!("{kib} KiB stacks"),
         None => "std's default stacks".to_string(),
     };
-    println!(
-        "threads ({stack}): {n} started and parked in {elapsed:.1?}: {:.0} ns each",
-        elapsed.as_nanos() as f64 / n_f
+    let report = format!(
+        "threads ({stack}): {n} started and parked in {elapsed:.1?}: {:.0} ns each\n\
+         virtual memory grew by {virtual_grew} KiB: {:.1} KiB each (reserved, mostly stack)\n\
+         resident memory grew by {rss_grew} KiB: {:.1} KiB each\n",
+        elapsed.as_nanos() as f64 / n_f,
+        virtual_grew as f64 / n_f,
+        rss_grew as f64 / n_f
     );
-    println!(
-        "virtual memory grew by {virtual_grew} KiB: {:.1} KiB each (reserved, mostly stack)",
-        virtual_grew as f64 / n_f
-    );
-    println!("resident memory grew by {rss_grew} KiB: {:.1} KiB each", rss_grew as f64 / n_f);
+    // Not println!: it panics when stdout is a closed pipe (`spawn_cost | head -1`).
+    if let Err(e) = io::stdout().write_all(report.as_bytes()) {
+        eprintln!("spawn_cost: cannot write the report: {e}");
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 
