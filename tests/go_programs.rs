@@ -11,9 +11,9 @@
 //! The last tests run the commands of `docs/lab.md`: the measurement
 //! programs under `tests/classroom/`, `strace`, and `nc`.
 //!
-//! These tests need `go` (Debian: `apt-get install golang-go`), `strace` and
-//! the OpenBSD `nc` (`apt-get install strace netcat-openbsd`). Without them
-//! they fail, saying so: they never skip.
+//! These tests need `go`, `strace` and the OpenBSD `nc` (Debian:
+//! `apt-get install golang-go strace netcat-openbsd`). Without them they
+//! fail, saying how to install them: they never skip.
 #![forbid(unsafe_code)]
 
 mod support;
@@ -387,8 +387,8 @@ fn lab_explain_pairs_each_event_with_its_go_line() {
 }
 
 // ---------------------------------------------------------------------------
-// Helpers. Candidates for a shared tests/support module: Upstream (an
-// accepting, counting upstream), read_exactly / read_to_eof / assert_silent.
+// Helpers. Candidates for tests/support: read_exactly, assert_silent,
+// who_receives and handing_upstream are not specific to the Go programs.
 // ---------------------------------------------------------------------------
 
 /// Writes all of `bytes`, panicking with the reason if the peer is gone.
