@@ -64,6 +64,8 @@ Options:
                              in the kernel's backlog [default: {max}]
       --stack-size BYTES     stack of each connection thread: 65536, 64k, 1m [default: {stack}]
       --log-level LEVEL      error, warn, info or debug [default: {level}]
+      --explain              tell each connection's life on stdout as it happens, each
+                             event beside the Go line it mirrors (for classrooms)
   -h, --help                 print this help
   -V, --version              print the version
 
@@ -168,6 +170,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     ));
                 }
             }
+            "--explain" => config.explain = true,
             "--log-level" => config.log_level = value()?.parse().map_err(|m| invalid(&flag, m))?,
             _ if flag.starts_with('-') => {
                 return Err(UsageError(format!("unknown flag \"{flag}\"")));

@@ -47,6 +47,9 @@ pub struct Config {
     /// The stack size of each connection thread, in bytes. Default 64 KiB; see
     /// docs/reliability.md for what a connection thread was measured to need.
     pub stack_size: usize,
+    /// Narrate each connection's life on stdout, paired with the Go proxy's lines
+    /// (`--explain`, for classrooms). Default off.
+    pub explain: bool,
     /// Called around the creation of every connection thread; for tests (see
     /// [`ThreadHook`]). Default: [`no_hook`].
     pub thread_hook: ThreadHook,
@@ -63,6 +66,7 @@ impl Default for Config {
             half_close_timeout: Duration::from_secs(60),
             max_connections: 500,
             stack_size: 64 * 1024,
+            explain: false,
             thread_hook: no_hook,
         }
     }

@@ -13,6 +13,8 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use crate::config::Config;
+use crate::explain::Explain;
 use crate::timers::Timers;
 
 /// Why a connection ended. In the log as `reason=...`.
@@ -90,11 +92,13 @@ pub struct Connection {
     fault: Mutex<Option<Fault>>,
     /// The idle and half-close timers, shared by both copy threads.
     pub timers: Timers,
+    /// The `--explain` narrator.
+    pub explain: Explain,
 }
 
 impl Connection {
     /// A connection whose upstream is not dialled yet.
-    pub fn new(id: u64, client: TcpStream, client_addr: SocketAddr, timers: Timers) -> Connection {
+    pub fn new(id: u64, client: TcpStream, client_addr: SocketAddr, config: &Config) -> Connection {
         Connection {
             id,
             client_addr,
@@ -102,7 +106,8 @@ impl Connection {
             upstream: OnceLock::new(),
             first_eof: OnceLock::new(),
             fault: Mutex::new(None),
-            timers,
+            timers: Timers::new(config.idle_timeout, config.half_close_timeout),
+            explain: Explain::new(config.explain),
         }
     }
 
@@ -133,6 +138,7 @@ impl Connection {
         match self.timers.expired() {
             None => Ok(()),
             Some(reason) => {
+                self.explain.timer_expired(self.id, reason);
                 self.close(reason, "");
                 Err(io::Error::new(io::ErrorKind::TimedOut, reason.name()))
             }

@@ -12,7 +12,6 @@ use crate::connections::Connections;
 use crate::log::Log;
 use crate::relay;
 use crate::threads::{self, ThreadLife, ThreadRole};
-use crate::timers::Timers;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
 #[derive(Debug)]
@@ -102,8 +101,7 @@ impl Relay {
             match accepted {
                 Ok((client, client_addr)) => {
                     backoff.succeeded(&shared.log);
-                    let timers = Timers::new(config.idle_timeout, config.half_close_timeout);
-                    start_connection(shared, Connection::new(next_id, client, client_addr, timers));
+                    start_connection(shared, Connection::new(next_id, client, client_addr, config));
                     next_id += 1;
                 }
                 Err(error) => backoff.failed(&error, &shared.log),
@@ -124,6 +122,7 @@ impl Relay {
 fn start_connection(shared: &Arc<Shared>, connection: Connection) {
     let (id, client_addr) = (connection.id, connection.client_addr);
     shared.log.debug("accepted", &[("conn", &id), ("client", &client_addr)]);
+    connection.explain.accepted(id, client_addr);
     let entry = shared.connections.insert(connection);
     let thread_shared = Arc::clone(shared);
     let hook = shared.config.thread_hook;

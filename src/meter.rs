@@ -15,17 +15,40 @@ use std::net::TcpStream;
 
 use crate::connection::Connection;
 
+/// Which way bytes flow in one copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Read the client, write the upstream.
+    ClientToUpstream,
+    /// Read the upstream, write the client.
+    UpstreamToClient,
+}
+
 /// The socket a copy reads from.
 #[derive(Debug)]
 pub struct Source<'a> {
     stream: &'a TcpStream,
     connection: &'a Connection,
+    direction: Direction,
+    /// Whether `--explain` still has to tell this copy's first bytes (false when it is off,
+    /// so the hot path pays one `bool` test).
+    first_bytes_untold: bool,
 }
 
 impl<'a> Source<'a> {
-    /// Wraps `stream`, a socket of `connection`.
-    pub fn new(stream: &'a TcpStream, connection: &'a Connection) -> Source<'a> {
-        Source { stream, connection }
+    /// Wraps `stream`, the socket of `connection` that the copy in `direction` reads.
+    pub fn new(
+        stream: &'a TcpStream,
+        connection: &'a Connection,
+        direction: Direction,
+    ) -> Source<'a> {
+        let first_bytes_untold = connection.explain.is_on();
+        Source { stream, connection, direction, first_bytes_untold }
+    }
+
+    fn tell_first_bytes(&mut self, count: usize) {
+        self.first_bytes_untold = false;
+        self.connection.explain.first_bytes(self.connection.id, self.direction, count);
     }
 }
 
@@ -36,6 +59,9 @@ impl Read for Source<'_> {
                 Ok(read) => {
                     if read > 0 {
                         self.connection.timers.record_activity();
+                        if self.first_bytes_untold {
+                            self.tell_first_bytes(read);
+                        }
                     }
                     return Ok(read);
                 }

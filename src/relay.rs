@@ -27,26 +27,18 @@ use std::time::Instant;
 use crate::connection::{CloseReason, Connection};
 use crate::dial;
 use crate::listener::Shared;
-use crate::meter::{Sink, Source};
+use crate::meter::{Direction, Sink, Source};
 use crate::threads::{self, ThreadLife, ThreadRole};
 
-/// Which way bytes flow in one copy.
-#[derive(Clone, Copy, Debug)]
-enum Direction {
-    ClientToUpstream,
-    UpstreamToClient,
-}
-
-impl Direction {
-    /// The close reasons for this copy: its source finished, its source failed, its sink failed.
-    fn reasons(self) -> (CloseReason, CloseReason, CloseReason) {
-        match self {
-            Direction::ClientToUpstream => {
-                (CloseReason::ClientEof, CloseReason::ClientReset, CloseReason::UpstreamReset)
-            }
-            Direction::UpstreamToClient => {
-                (CloseReason::UpstreamEof, CloseReason::UpstreamReset, CloseReason::ClientReset)
-            }
+/// The close reasons for a copy in `direction`: its source finished, its source failed, its
+/// sink failed.
+fn reasons(direction: Direction) -> (CloseReason, CloseReason, CloseReason) {
+    match direction {
+        Direction::ClientToUpstream => {
+            (CloseReason::ClientEof, CloseReason::ClientReset, CloseReason::UpstreamReset)
+        }
+        Direction::UpstreamToClient => {
+            (CloseReason::UpstreamEof, CloseReason::UpstreamReset, CloseReason::ClientReset)
         }
     }
 }
@@ -66,6 +58,7 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         Ok(upstream) => upstream,
         Err(error) => {
             log.warn("upstream connect failed", &[("conn", &connection.id), ("error", &error)]);
+            connection.explain.dial_failed(connection.id, &error);
             connection.close(CloseReason::ConnectFailed, &error);
             log_closed(connection, shared, started, None, (0, 0));
             return;
@@ -83,10 +76,12 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         }
     }
     log.debug("upstream dialled", &[("conn", &connection.id), ("upstream", &show(upstream_addr))]);
+    connection.explain.dialled(connection.id, &show(upstream_addr));
 
     let hook = config.thread_hook;
     let bytes = thread::scope(|scope| {
         // go func() { io.Copy(upstream, client); upstream.CloseWrite() }()
+        connection.explain.copies_starting(connection.id);
         let second = threads::builder(hook, ThreadRole::Second, connection.id, config.stack_size)
             .and_then(|builder| {
                 builder.spawn_scoped(scope, move || {
@@ -118,6 +113,7 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         let to_upstream = second.join().unwrap_or(0);
         (to_upstream, to_client)
     });
+    connection.explain.closed(connection.id, connection.outcome().0);
     log_closed(connection, shared, started, upstream_addr, bytes);
 }
 
@@ -135,17 +131,19 @@ fn copy_one_way(
     direction: Direction,
 ) -> u64 {
     let _close_on_panic = CloseOnPanic(connection);
-    let (source_eof, source_failed, sink_failed) = direction.reasons();
-    let mut source = Source::new(from, connection);
+    let (source_eof, source_failed, sink_failed) = reasons(direction);
+    let mut source = Source::new(from, connection, direction);
     let mut sink = Sink::new(to, connection);
     match io::copy(&mut source, &mut sink) {
         Ok(_) => {
             connection.record_eof(source_eof);
             // Fails only if the sink is already shut down or gone; the other copy will see it.
             let _ = to.shutdown(Shutdown::Write);
+            connection.explain.eof(connection.id, direction);
         }
         Err(error) => {
             let reason = if sink.write_failed { sink_failed } else { source_failed };
+            connection.explain.copy_failed(connection.id, direction, &error);
             connection.close(reason, error);
         }
     }
