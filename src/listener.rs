@@ -81,20 +81,38 @@ impl Relay {
         let mut backoff = AcceptBackoff::default();
         let mut next_id: u64 = 1;
         shared.log.info("serving", &[("listen", &self.local_addr), ("upstream", &config.upstream)]);
+        // Whether clients are being held back at the connection limit. One such episode is
+        // logged twice, when it starts and when it ends, however many clients pass through
+        // the slots that free up meanwhile.
+        let mut at_limit = false;
         loop {
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(config.max_connections) {
-                shared.log.warn(
-                    "connection limit reached, pausing accept",
-                    &[("max_connections", &config.max_connections)],
-                );
+                if !at_limit {
+                    at_limit = true;
+                    shared.log.warn(
+                        "connection limit reached, pausing accept",
+                        &[("max_connections", &config.max_connections)],
+                    );
+                }
                 if !connections.wait_for_room(config.max_connections) {
                     break;
                 }
-                shared.log.warn("connection limit cleared, accepting again", &[]);
             }
             // conn, err := l.Accept()
-            let accepted = self.listener.accept();
+            let accepted = if at_limit {
+                match accept_waiting(&self.listener) {
+                    Some(accepted) => accepted,
+                    None => {
+                        // A slot is free and nobody is queueing for it: the episode is over.
+                        at_limit = false;
+                        shared.log.warn("connection limit cleared, accepting again", &[]);
+                        continue;
+                    }
+                }
+            } else {
+                self.listener.accept()
+            };
             if !connections.accepting() {
                 break; // the wake-up connection from `stop`, or a client too late
             }
@@ -111,6 +129,28 @@ impl Relay {
         connections.wait_until_empty();
         shared.log.info("stopped", &[("listen", &self.local_addr)]);
         Ok(())
+    }
+}
+
+/// Accepts a client only if one is already waiting in the backlog; `None` if none is.
+///
+/// The accept loop uses it after the connection limit, to tell "clients still queue" from
+/// "the limit has cleared" without blocking until the next client arrives.
+fn accept_waiting(listener: &TcpListener) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    if let Err(error) = listener.set_nonblocking(true) {
+        return Some(Err(error));
+    }
+    let accepted = listener.accept();
+    // Blocking again before anything else: a non-blocking listener would make every later
+    // accept return at once, and the loop spin.
+    if let Err(error) = listener.set_nonblocking(false) {
+        return Some(Err(error));
+    }
+    match accepted {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+        // On some systems (the BSDs) an accepted socket inherits O_NONBLOCK; ours must block.
+        Ok((client, addr)) => Some(client.set_nonblocking(false).map(|()| (client, addr))),
+        Err(error) => Some(Err(error)),
     }
 }
 
