@@ -230,21 +230,30 @@ fn wake_addr(local: SocketAddr) -> SocketAddr {
 /// Errors about one client (it reset before we accepted it) are skipped at once. Running out
 /// of a resource (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) would make `accept` fail again
 /// immediately, spinning the CPU, so we sleep: 5 ms, doubling up to 1 s, until an accept
-/// succeeds. We log once per pause streak, not once per failure.
+/// succeeds.
+///
+/// The warning is written at most once every 10 s, even when failures and successes
+/// alternate: at the descriptor limit every new client is accepted into the one descriptor
+/// a waiting `accept` holds, and the accept after it fails, so a client storm would
+/// otherwise be a warning storm. "accept recovered" follows only a run of failures that
+/// was warned about.
 #[derive(Debug, Default)]
 struct AcceptBackoff {
     pause: Duration,
-    logged_at: Option<Instant>,
+    /// When the last "accept failed" warning was written.
+    warned_at: Option<Instant>,
+    /// Whether the current run of failures was warned about.
+    warned_this_run: bool,
 }
 
 impl AcceptBackoff {
     const FIRST: Duration = Duration::from_millis(5);
     const MAX: Duration = Duration::from_secs(1);
-    /// While failures go on, repeat the warning at most this often.
+    /// Write the warning at most this often.
     const LOG_EVERY: Duration = Duration::from_secs(10);
 
     fn succeeded(&mut self, log: &Log) {
-        if self.logged_at.take().is_some() {
+        if std::mem::take(&mut self.warned_this_run) {
             log.warn("accept recovered", &[]);
         }
         self.pause = Duration::ZERO;
@@ -255,12 +264,13 @@ impl AcceptBackoff {
             return;
         }
         let now = Instant::now();
-        if self.logged_at.is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY) {
+        if self.warned_at.is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY) {
             log.warn(
                 "accept failed, pausing",
                 &[("error", error), ("pause_ms", &self.next_pause().as_millis())],
             );
-            self.logged_at = Some(now);
+            self.warned_at = Some(now);
+            self.warned_this_run = true;
         }
         self.pause = self.next_pause();
         thread::sleep(self.pause);
