@@ -1,16 +1,19 @@
-//! Shared test helpers: a relay on an ephemeral port, scriptable upstreams, deterministic
-//! data, and counters of this process's open descriptors and threads.
+//! Shared test helpers: a relay on an ephemeral port (in this process, or the binary as a
+//! child process), scriptable upstreams, deterministic data, and counters of open
+//! descriptors and threads (with a [`Baseline`] to compare them with after a fault).
 //!
 //! Every helper bounds its waits ([`TIMEOUT`]) and joins its threads when dropped.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::sync::WaitGroup;
 use tcprelay::{Config, LogLevel, Relay, StopHandle};
 
 /// The longest any single wait in a test may take before the test fails.
@@ -184,6 +187,21 @@ pub fn thread_count() -> usize {
         .expect("a Threads: line")
 }
 
+/// The names of this process's threads (Linux: /proc/self/task/*/comm), for failure messages.
+pub fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .collect()
+}
+
+/// How many relay connection threads this process has (named `tcprelay-ID-down` and
+/// `tcprelay-ID-up`; the kernel keeps the first 15 bytes of a name).
+pub fn connection_threads() -> usize {
+    thread_names().iter().filter(|name| name.starts_with("tcprelay-")).count()
+}
+
 /// Polls `condition` until it holds or [`TIMEOUT`] passes; returns whether it held.
 ///
 /// Only for effects that no signal announces, such as an exiting thread leaving
@@ -203,4 +221,290 @@ pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 pub fn refusing_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
+}
+
+/// Runs the tests of one binary one at a time. Tests that compare this process's descriptor
+/// and thread counts with a [`Baseline`], or that share a static thread hook, take it first:
+/// a test running beside them would move the counts.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A test that failed while holding the lock poisons it; the next test may still run.
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// This process's open descriptors and relay connection threads at one moment, to compare
+/// with later.
+///
+/// It counts the relay's connection threads (named `tcprelay-ID-...`), not every thread:
+/// the test harness starts the next test's thread while this test runs, even when that
+/// test then waits for [`serial`].
+#[derive(Debug)]
+pub struct Baseline {
+    fds: usize,
+    connection_threads: usize,
+}
+
+impl Baseline {
+    /// The counts now. Take it after the relay and the upstream have started.
+    pub fn take() -> Baseline {
+        Baseline { fds: open_fds(), connection_threads: connection_threads() }
+    }
+
+    /// Waits (bounded) until both counts are back where they were; panics if they are not.
+    pub fn assert_restored(&self) {
+        assert!(
+            eventually(|| open_fds() == self.fds),
+            "descriptors: {} at the start, {} now",
+            self.fds,
+            open_fds()
+        );
+        assert!(
+            eventually(|| connection_threads() == self.connection_threads),
+            "connection threads: {} at the start, {} now: {:?}",
+            self.connection_threads,
+            connection_threads(),
+            thread_names()
+        );
+    }
+}
+
+/// The `tcprelay` binary running as a child process, its stderr collected line by line.
+/// Killed and reaped when dropped.
+pub struct RelayProcess {
+    child: Child,
+    /// The address it listens on, read from its `listening on ADDR` line.
+    pub addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl RelayProcess {
+    /// Runs `tcprelay ARGS` and waits for it to listen.
+    pub fn start(args: &[&str]) -> RelayProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
+        command.args(args);
+        RelayProcess::spawn(command)
+    }
+
+    /// Runs `tcprelay ARGS` with at most `limit` file descriptors (`RLIMIT_NOFILE`). Std
+    /// cannot set resource limits, so the shell does it and then `exec`s the relay: the
+    /// child's pid is the relay's.
+    pub fn start_with_fd_limit(limit: usize, args: &[&str]) -> RelayProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_tcprelay"))
+            .args(args);
+        RelayProcess::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> RelayProcess {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcprelay");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (send, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let reader_log = Arc::clone(&log);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                reader_log.lock().unwrap().push(line.clone());
+                let _ = send.send(line);
+            }
+        });
+        let mut process = RelayProcess {
+            child,
+            addr: ([0, 0, 0, 0], 0).into(),
+            lines,
+            log,
+            reader: Some(reader),
+        };
+        let first = process.log_line_with("listening on ");
+        process.addr = first
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(['"', ' ']).next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no `listening on ADDR` in {first:?}"));
+        process
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (bounded) for the next stderr line that contains `needle`, and returns it.
+    pub fn log_line_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?} within {TIMEOUT:?}"),
+            }
+        }
+    }
+
+    /// How many stderr lines so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|line| line.contains(needle)).count()
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A number from the process's /proc/PID/status, e.g. `Threads`, or `VmRSS` in kB.
+    pub fn status(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {path}"))
+    }
+
+    /// The CPU time the process has used so far, user plus system, all threads
+    /// (`utime` + `stime` from /proc/PID/stat, in clock ticks of 1/100 s on Linux).
+    pub fn cpu_time(&self) -> Duration {
+        const TICKS_PER_SECOND: u64 = 100; // USER_HZ, `getconf CLK_TCK`
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/PID/stat");
+        // The command name, field 2, is in parentheses and may hold spaces: count the fields
+        // after its closing parenthesis. utime and stime are fields 14 and 15.
+        let after_name = &stat[stat.rfind(')').expect("a (comm) field") + 2..];
+        let fields: Vec<u64> =
+            after_name.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+        Duration::from_millis((fields[0] + fields[1]) * 1000 / TICKS_PER_SECOND)
+    }
+
+    /// The numbers of the process's open file descriptors.
+    pub fn open_fds(&self) -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// Kills the process and returns every line it wrote to stderr.
+    pub fn kill_and_collect_log(mut self) -> Vec<String> {
+        self.kill_and_reap();
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+
+    fn kill_and_reap(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join(); // ends at EOF on the pipe, now that the process is gone
+        }
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// An echo upstream that holds every connection until [`GatedEcho::open_gate`], and counts
+/// its live connections exactly: a handler leaves the count *before* it closes its socket,
+/// and a relay can free its slot only after it has seen that close, so the peak is the most
+/// upstream connections the relay ever had at once (no sampling).
+pub struct GatedEcho {
+    upstream: Upstream,
+    counts: Arc<(Mutex<GateCounts>, Condvar)>,
+}
+
+#[derive(Debug, Default)]
+struct GateCounts {
+    live: usize,
+    peak: usize,
+    open: bool,
+}
+
+impl GatedEcho {
+    pub fn start() -> GatedEcho {
+        let counts = Arc::new((Mutex::new(GateCounts::default()), Condvar::new()));
+        let handler_counts = Arc::clone(&counts);
+        let upstream = Upstream::start(move |stream| {
+            let (lock, changed) = &*handler_counts;
+            let mut counts = lock.lock().unwrap();
+            counts.live += 1;
+            counts.peak = counts.peak.max(counts.live);
+            changed.notify_all();
+            let (counts, _) =
+                changed.wait_timeout_while(counts, TIMEOUT, |counts| !counts.open).unwrap();
+            drop(counts);
+            let _ = io::copy(&mut &stream, &mut &stream);
+            lock.lock().unwrap().live -= 1; // before the close, which is the drop below
+            drop(stream);
+        });
+        GatedEcho { upstream, counts }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.upstream.addr
+    }
+
+    /// Waits (bounded) until `n` connections are held; returns whether they were.
+    pub fn wait_until_live(&self, n: usize) -> bool {
+        let (lock, changed) = &*self.counts;
+        let counts = lock.lock().unwrap();
+        let (counts, _) = changed.wait_timeout_while(counts, TIMEOUT, |c| c.live < n).unwrap();
+        counts.live >= n
+    }
+
+    /// Lets every held connection, and every later one, go on echoing.
+    pub fn open_gate(&self) {
+        let (lock, changed) = &*self.counts;
+        lock.lock().unwrap().open = true;
+        changed.notify_all();
+    }
+
+    /// The most connections that were open at once.
+    pub fn peak(&self) -> usize {
+        self.counts.0.lock().unwrap().peak
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.upstream.accepted()
+    }
+}
+
+/// Opens `clients` clients to `relay` at once; once every one is connected (in the relay's
+/// backlog, if it is full), calls `all_connected`. Each client then echoes its own data
+/// (a different size and content per client) and checks what comes back.
+pub fn echo_clients_at_once(relay: SocketAddr, clients: u64, all_connected: impl FnOnce()) {
+    let connected = WaitGroup::new();
+    thread::scope(|scope| {
+        for client_id in 0..clients {
+            let connected = connected.clone();
+            scope.spawn(move || {
+                let sent = pattern(client_id, 10_000 + client_id as usize * 997);
+                let client = connect(relay); // completes in the backlog even at the limit
+                drop(connected);
+                let received = thread::scope(|inner| {
+                    inner.spawn(|| {
+                        write_all(&client, &sent).unwrap();
+                        client.shutdown(std::net::Shutdown::Write).unwrap();
+                    });
+                    read_all(&client).unwrap()
+                });
+                assert!(received == sent, "client {client_id}: the echo differs");
+            });
+        }
+        connected.wait();
+        all_connected();
+    });
 }

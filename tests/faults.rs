@@ -1,0 +1,542 @@
+//! Faults in time and in the middle of a transfer: the idle and half-close timeouts, and
+//! resets or abrupt closes in every phase of a connection. Each test checks the effect a
+//! peer sees (bytes, EOF, when the close came) and that the relay gives back every
+//! descriptor and thread.
+//!
+//! The tests run one at a time ([`serial`]) because they compare this process's descriptor
+//! and thread counts with a [`Baseline`].
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+use tcprelay::Config;
+
+/// The timeouts under test: short, so the suite stays fast, and long next to a tick (a
+/// tenth of the timeout), so "on time" can be told from "late".
+const IDLE: Duration = Duration::from_millis(400);
+const HALF_CLOSE: Duration = Duration::from_millis(400);
+/// How late a timeout may close and still count as on time. Generous: the machine running
+/// the tests may be busy; a relay whose timer never fired, or fired per direction, is
+/// still caught.
+const LATE: Duration = Duration::from_millis(1500);
+/// The pace of a slow, steady sender: well inside both timeouts.
+const PACE: Duration = Duration::from_millis(100);
+
+/// The first byte every client sends says what the upstream should do: run the scenario
+/// under test, or echo (to show the relay still serves after a fault).
+const SCENARIO: u8 = b's';
+const ECHO: u8 = b'e';
+
+/// An upstream that reads each connection's first byte and then echoes ([`ECHO`]) or runs
+/// `scenario` ([`SCENARIO`]).
+fn upstream_running(scenario: impl Fn(TcpStream) + Send + Sync + 'static) -> Upstream {
+    Upstream::start(move |stream| {
+        let mut first = [0; 1];
+        if (&stream).read_exact(&mut first).is_err() {
+            return;
+        }
+        if first[0] == ECHO {
+            let _ = std::io::copy(&mut &stream, &mut &stream);
+            let _ = stream.shutdown(Shutdown::Write);
+        } else {
+            scenario(stream);
+        }
+    })
+}
+
+/// A relay to `upstream` with these timeouts (zero: off).
+fn relay_with_timeouts(upstream: &Upstream, idle: Duration, half_close: Duration) -> TestRelay {
+    TestRelay::start(Config {
+        upstream: upstream.addr.to_string(),
+        idle_timeout: idle,
+        half_close_timeout: half_close,
+        ..quiet_config()
+    })
+}
+
+/// A client that has announced the scenario.
+fn scenario_client(relay: SocketAddr) -> TcpStream {
+    let client = connect(relay);
+    write_all(&client, &[SCENARIO]).unwrap();
+    client
+}
+
+/// A fresh client gets an echo through the relay: it survived whatever came before.
+fn assert_still_serving(relay: SocketAddr) {
+    let client = connect(relay);
+    write_all(&client, &[ECHO]).unwrap();
+    write_all(&client, b"still serving").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&client).unwrap(), b"still serving");
+}
+
+/// Reads until the connection ends, by EOF or by a reset, and returns what arrived. A read
+/// timeout (the relay never closed) is a test failure.
+fn read_until_closed(mut stream: &TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buffer = [0; 16 * 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return received,
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => return received,
+            Err(error) => panic!("the connection did not end: {error}"),
+        }
+    }
+}
+
+/// Writes `chunk` over and over until the connection fails, and returns the bytes of the
+/// whole chunks written (so the stream was exactly that many copies of `chunk`, then maybe a
+/// part of one more). Bounded: a relay that never closes fails the test.
+fn write_until_closed(mut stream: &TcpStream, chunk: &[u8]) -> u64 {
+    let mut written = 0u64;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match stream.write_all(chunk) {
+            Ok(()) => written += chunk.len() as u64,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                panic!("the connection did not end: a write blocked for {TIMEOUT:?}")
+            }
+            Err(_) => return written, // broken pipe or reset: closed
+        }
+        assert!(Instant::now() < deadline, "the connection did not end within {TIMEOUT:?}");
+    }
+}
+
+/// Sends one byte every few milliseconds on a connection the peer has already shut down,
+/// until the kernel reports it closed (the reset that answers data sent to a closed socket).
+/// Returns whether that happened within [`TIMEOUT`]. Only for the effect no signal
+/// announces: a peer that closed after we had already seen its FIN.
+fn peer_has_closed(mut stream: &TcpStream) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if stream.write_all(b"?").is_err() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn assert_within(elapsed: Duration, earliest: Duration, what: &str) {
+    assert!(
+        elapsed >= earliest && elapsed <= earliest + LATE,
+        "{what} after {elapsed:?}; expected between {earliest:?} and {:?}",
+        earliest + LATE
+    );
+}
+
+// ---- the idle timeout ----------------------------------------------------------------
+
+/// Nothing moves either way: both peers see the relay close after the idle timeout, not
+/// before and not much later.
+#[test]
+fn idle_timeout_closes_an_idle_connection_on_both_sides() {
+    let _serial = serial();
+    let (upstream_saw, upstream_closed) = mpsc::channel();
+    let upstream = upstream_running(move |stream| {
+        let end = (&stream).read(&mut [0; 1]).map_err(|error| error.kind());
+        upstream_saw.send((Instant::now(), end)).unwrap();
+    });
+    let relay = relay_with_timeouts(&upstream, IDLE, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    // The scenario byte is the last activity; the relay forwards it after we send it.
+    let quiet_from = Instant::now();
+    let client = scenario_client(relay.addr);
+    let end = (&client).read(&mut [0; 1]);
+    let client_closed = quiet_from.elapsed();
+
+    assert_eq!(end.expect("EOF, not an error or a timeout"), 0, "the client sees EOF");
+    assert_within(client_closed, IDLE, "the client saw EOF");
+    let (at, end) = upstream_closed.recv_timeout(TIMEOUT).expect("the upstream saw the end");
+    assert_eq!(end, Ok(0), "the upstream sees EOF");
+    assert_within(at.duration_since(quiet_from), IDLE, "the upstream saw EOF");
+    drop(client);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// The upstream sends a chunk every [`PACE`] for five idle timeouts while the client says
+/// nothing. The timer is shared by both directions, so this download is never idle; a
+/// relay with a timer per direction would cut it after the first timeout.
+#[test]
+fn download_only_stream_outlives_the_idle_timeout() {
+    let _serial = serial();
+    let chunks = (5 * IDLE.as_millis() / PACE.as_millis()) as usize;
+    let sent = pattern(11, chunks * 1000);
+    let upstream_sent = sent.clone();
+    let upstream = upstream_running(move |stream| {
+        for chunk in upstream_sent.chunks(1000) {
+            thread::sleep(PACE); // pacing the sender, not synchronising
+            write_all(&stream, chunk).unwrap();
+        }
+        stream.shutdown(Shutdown::Write).unwrap();
+        let _ = read_all(&stream);
+    });
+    let relay = relay_with_timeouts(&upstream, IDLE, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    let started = Instant::now();
+    let client = scenario_client(relay.addr);
+    let received = read_all(&client).expect("the whole download, then EOF");
+
+    assert!(started.elapsed() >= 4 * IDLE, "the download ended too soon to prove anything");
+    assert_eq!(received.len(), sent.len(), "bytes lost: the download was cut");
+    assert!(received == sent, "download corrupted");
+    drop(client);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// The mirror image: the client uploads a chunk every [`PACE`] for five idle timeouts while
+/// the upstream says nothing; every byte arrives.
+#[test]
+fn upload_only_stream_outlives_the_idle_timeout() {
+    let _serial = serial();
+    let chunks = (5 * IDLE.as_millis() / PACE.as_millis()) as usize;
+    let sent = pattern(12, chunks * 1000);
+    let (upstream_got, upload) = mpsc::channel();
+    let upstream = upstream_running(move |stream| {
+        upstream_got.send(read_all(&stream).map_err(|error| error.kind())).unwrap();
+    });
+    let relay = relay_with_timeouts(&upstream, IDLE, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    let started = Instant::now();
+    let client = scenario_client(relay.addr);
+    for chunk in sent.chunks(1000) {
+        thread::sleep(PACE);
+        write_all(&client, chunk).expect("the relay is still forwarding");
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    let received = upload.recv_timeout(TIMEOUT).unwrap().expect("the whole upload, then EOF");
+
+    assert!(started.elapsed() >= 4 * IDLE, "the upload ended too soon to prove anything");
+    assert_eq!(received.len(), sent.len(), "bytes lost: the upload was cut");
+    assert!(received == sent, "upload corrupted");
+    assert!(read_all(&client).unwrap().is_empty());
+    drop(client);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+// ---- the half-close timeout ----------------------------------------------------------
+
+/// The client half-closes; the upstream reads the EOF and then neither replies nor closes
+/// (a half-open peer). With the idle timeout off, only the half-close timeout can end this:
+/// both sides are closed after it, and the descriptors and threads come back.
+#[test]
+fn half_close_timeout_closes_a_silent_half_open_peer() {
+    let _serial = serial();
+    let (upstream_saw, upstream_events) = mpsc::channel();
+    let (client_done, client_saw_eof) = mpsc::channel::<()>();
+    let client_saw_eof = Mutex::new(client_saw_eof);
+    let upstream = upstream_running(move |stream| {
+        let request = read_all(&stream).map_err(|error| error.kind());
+        upstream_saw.send(request).unwrap();
+        // Silent until the client has seen the end; only then probe whether the relay let
+        // go of us too (a probe sent earlier would be a reply and restart the timer).
+        let _ = client_saw_eof.lock().unwrap().recv_timeout(TIMEOUT);
+        upstream_saw.send(Ok(vec![u8::from(peer_has_closed(&stream))])).unwrap();
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, HALF_CLOSE);
+    let baseline = Baseline::take();
+
+    let client = scenario_client(relay.addr);
+    write_all(&client, b"request").unwrap();
+    let half_closed = Instant::now();
+    client.shutdown(Shutdown::Write).unwrap();
+    let request = upstream_events.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(request, Ok(b"request".to_vec()), "the upstream gets the request and EOF");
+    let reply = read_all(&client).expect("EOF from the relay, not a read timeout");
+    let client_closed = half_closed.elapsed();
+    client_done.send(()).unwrap();
+
+    assert!(reply.is_empty());
+    assert_within(client_closed, HALF_CLOSE, "the client saw EOF");
+    let upstream_closed = upstream_events.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(upstream_closed, Ok(vec![1]), "the relay closed the upstream connection");
+    drop(client);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// After the client's half-close, the upstream replies slowly but steadily: a chunk every
+/// [`PACE`] for more than three half-close timeouts. The timer counts quiet time, not time
+/// since the EOF, so the whole reply arrives.
+#[test]
+fn slow_steady_reply_after_half_close_is_not_cut() {
+    let _serial = serial();
+    let chunks = (4 * HALF_CLOSE.as_millis() / PACE.as_millis()) as usize;
+    let reply = pattern(13, chunks * 1000);
+    let upstream_reply = reply.clone();
+    let upstream = upstream_running(move |stream| {
+        assert_eq!(read_all(&stream).unwrap(), b"request");
+        for chunk in upstream_reply.chunks(1000) {
+            thread::sleep(PACE);
+            write_all(&stream, chunk).unwrap();
+        }
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, HALF_CLOSE);
+    let baseline = Baseline::take();
+
+    let client = scenario_client(relay.addr);
+    write_all(&client, b"request").unwrap();
+    let half_closed = Instant::now();
+    client.shutdown(Shutdown::Write).unwrap();
+    let received = read_all(&client).expect("the whole reply, then EOF");
+
+    assert!(half_closed.elapsed() >= 3 * HALF_CLOSE, "the reply was too quick to prove anything");
+    assert_eq!(received.len(), reply.len(), "bytes lost: the reply was cut");
+    assert!(received == reply, "reply corrupted");
+    drop(client);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+// ---- resets and abrupt closes, phase by phase -----------------------------------------
+
+/// Clients that close the moment they are connected, racing the relay's dial: each
+/// connection still ends, and nothing is left behind. (tests/faults_threads.rs holds the
+/// dial back with a hook to make "before the dial finishes" certain.)
+#[test]
+fn clients_closing_right_after_connect_leave_nothing_behind() {
+    let _serial = serial();
+    let (ended, upstream_ends) = mpsc::channel();
+    let ended = Mutex::new(ended);
+    let upstream = Upstream::start(move |stream| {
+        // Speak first, as SMTP would, into a client that is already gone; then wait for
+        // the relay to pass on the client's close.
+        let _ = write_all(&stream, b"220 ready\r\n");
+        let end = read_all(&stream).map_err(|error| error.kind());
+        ended.lock().unwrap().send(end).unwrap();
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    const CLIENTS: usize = 20;
+    for _ in 0..CLIENTS {
+        drop(connect(relay.addr));
+    }
+    for _ in 0..CLIENTS {
+        let end = upstream_ends.recv_timeout(TIMEOUT).expect("every upstream connection ends");
+        // EOF, or a reset if the relay closed with the greeting unread; not a timeout.
+        assert!(
+            end.as_ref().is_ok_and(|rest| rest.is_empty())
+                || end == Err(ErrorKind::ConnectionReset),
+            "{end:?}"
+        );
+    }
+
+    assert_eq!(upstream.accepted(), CLIENTS);
+    baseline.assert_restored();
+}
+
+/// The client resets while uploading (it closes with the upstream's greeting unread, so its
+/// kernel sends RST): the upstream connection ends, having received a prefix of the upload.
+#[test]
+fn client_reset_mid_upload_ends_the_upstream_connection() {
+    let _serial = serial();
+    let sent = pattern(14, 1 << 20);
+    let (upstream_got, upload) = mpsc::channel();
+    let (got_some, upstream_has_some) = mpsc::channel();
+    let got_some = Mutex::new(got_some);
+    let upstream = upstream_running(move |stream| {
+        write_all(&stream, b"hello").unwrap(); // never read by the client
+        let mut received = vec![0; 64 * 1024];
+        (&stream).read_exact(&mut received).unwrap();
+        got_some.lock().unwrap().send(()).unwrap();
+        received.extend(read_until_closed(&stream));
+        upstream_got.send(received).unwrap();
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    let client = scenario_client(relay.addr);
+    write_all(&client, &sent[..256 * 1024]).unwrap();
+    upstream_has_some.recv_timeout(TIMEOUT).unwrap();
+    drop(client); // RST: "hello" is unread
+
+    let received = upload.recv_timeout(TIMEOUT).expect("the upstream connection ended");
+    assert!(received.len() >= 64 * 1024 && received.len() <= 256 * 1024);
+    assert!(received == sent[..received.len()], "the upload is not a prefix of what was sent");
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// The client resets while downloading: the upstream's writes fail soon after, and the
+/// bytes the client did get are a prefix of the download.
+#[test]
+fn client_reset_mid_download_ends_the_upstream_connection() {
+    let _serial = serial();
+    let chunk = pattern(15, 64 * 1024);
+    let (upstream_wrote, written) = mpsc::channel();
+    let upstream_chunk = chunk.clone();
+    let upstream = upstream_running(move |stream| {
+        upstream_wrote.send(write_until_closed(&stream, &upstream_chunk)).unwrap();
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    let client = scenario_client(relay.addr);
+    let mut first = vec![0; 100_000];
+    (&client).read_exact(&mut first).unwrap();
+    drop(client); // RST: the rest of the flood is unread
+
+    let written = written.recv_timeout(TIMEOUT).expect("the upstream's writes fail");
+    assert!(written >= first.len() as u64);
+    assert!(first[..65536] == chunk[..] && first[65536..] == chunk[..100_000 - 65536]);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// The upstream resets while the client uploads (it closes with bytes unread): the client
+/// learns promptly, by a failed write or by EOF or a reset on read, and the upstream got a
+/// prefix of the upload.
+#[test]
+fn upstream_reset_mid_upload_ends_the_client_connection() {
+    let _serial = serial();
+    let chunk = pattern(16, 64 * 1024);
+    let (upstream_got, upload) = mpsc::channel();
+    let upstream = upstream_running(move |stream| {
+        let mut received = vec![0; 200_000];
+        (&stream).read_exact(&mut received).unwrap();
+        upstream_got.send(received).unwrap();
+        // Dropped with more of the upload queued unread: the kernel sends RST.
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    let client = scenario_client(relay.addr);
+    let written = write_until_closed(&client, &chunk);
+    let rest = read_until_closed(&client);
+    drop(client);
+
+    assert!(rest.is_empty());
+    assert!(written >= 200_000);
+    let received = upload.recv_timeout(TIMEOUT).unwrap();
+    let expected: Vec<u8> = chunk.iter().copied().cycle().take(received.len()).collect();
+    assert!(received == expected, "the upload is not a prefix of what was sent");
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// The upstream resets in the middle of a download (it closes with the client's bytes
+/// unread): the client sees the end promptly, and what it got is a prefix of the download.
+#[test]
+fn upstream_reset_mid_download_ends_the_client_connection() {
+    let _serial = serial();
+    let sent = pattern(17, 512 * 1024);
+    let upstream_sent = sent.clone();
+    let upstream = upstream_running(move |stream| {
+        let _ = write_all(&stream, &upstream_sent);
+        // The client's 4 KiB below stay unread: dropping now sends RST.
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    let client = scenario_client(relay.addr);
+    write_all(&client, &[7; 4096]).unwrap();
+    let received = read_until_closed(&client);
+
+    assert!(received.len() <= sent.len());
+    assert!(received == sent[..received.len()], "the download is not a prefix of what was sent");
+    drop(client);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// The client half-closes, the upstream starts a long reply, and the client resets partway
+/// through reading it: the upstream's writes fail soon after.
+#[test]
+fn client_reset_after_its_half_close_ends_the_upstream_connection() {
+    let _serial = serial();
+    let chunk = pattern(18, 64 * 1024);
+    let upstream_chunk = chunk.clone();
+    let (upstream_wrote, written) = mpsc::channel();
+    let upstream = upstream_running(move |stream| {
+        assert_eq!(read_all(&stream).unwrap(), b"request");
+        upstream_wrote.send(write_until_closed(&stream, &upstream_chunk)).unwrap();
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    let client = scenario_client(relay.addr);
+    write_all(&client, b"request").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut first = vec![0; chunk.len()];
+    (&client).read_exact(&mut first).unwrap();
+    assert!(first == chunk);
+    drop(client); // RST: the rest of the reply is unread
+
+    assert!(written.recv_timeout(TIMEOUT).expect("the upstream's writes fail") >= 65536);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// The client half-closes, and the upstream resets partway through its reply (it closes
+/// with part of the request unread): the client sees the end, after a prefix of the reply.
+#[test]
+fn upstream_reset_after_the_client_half_close_ends_the_client_connection() {
+    let _serial = serial();
+    let reply = pattern(19, 256 * 1024);
+    let upstream_reply = reply.clone();
+    let upstream = upstream_running(move |stream| {
+        let mut start = [0; 4];
+        (&stream).read_exact(&mut start).unwrap(); // the rest of the request stays unread
+        let _ = write_all(&stream, &upstream_reply);
+    });
+    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
+    let baseline = Baseline::take();
+
+    let client = scenario_client(relay.addr);
+    write_all(&client, &[b'r'; 8192]).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let received = read_until_closed(&client);
+
+    assert!(received.len() <= reply.len());
+    assert!(received == reply[..received.len()], "the reply is not a prefix of what was sent");
+    drop(client);
+    assert_still_serving(relay.addr);
+    baseline.assert_restored();
+}
+
+/// Timeouts on, and a burst of short echo exchanges: each ends by its own EOFs long before
+/// any timer, and the timers leave nothing behind (no thread waits out a tick).
+#[test]
+fn timers_leave_nothing_behind_after_normal_exchanges() {
+    let _serial = serial();
+    let upstream = upstream_running(|_| {});
+    let relay = relay_with_timeouts(&upstream, IDLE, HALF_CLOSE);
+    let baseline = Baseline::take();
+
+    let sent = Arc::new(pattern(20, 100_000));
+    thread::scope(|scope| {
+        for _ in 0..10 {
+            let sent = Arc::clone(&sent);
+            scope.spawn(move || {
+                let client = connect(relay.addr);
+                write_all(&client, &[ECHO]).unwrap();
+                let received = thread::scope(|inner| {
+                    inner.spawn(|| {
+                        write_all(&client, &sent).unwrap();
+                        client.shutdown(Shutdown::Write).unwrap();
+                    });
+                    read_all(&client).unwrap()
+                });
+                assert!(received == *sent, "echo corrupted");
+            });
+        }
+    });
+
+    baseline.assert_restored();
+}

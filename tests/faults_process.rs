@@ -1,0 +1,172 @@
+//! Faults seen from outside the `tcprelay` process: its memory while a client stops
+//! reading, its log at the connection limit, and its behaviour when it runs out of file
+//! descriptors. Each test runs the real binary and reads /proc/PID for what only the
+//! process itself knows (resident memory, CPU time, descriptors, threads).
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A client that stops reading while the upstream floods: the relay holds at most its copy
+/// buffer (8 KiB) in memory, however much the upstream has pushed into it, and the idle
+/// timeout frees the connection once nothing moves.
+#[test]
+fn client_that_stops_reading_costs_bounded_memory_and_is_closed_by_the_idle_timeout() {
+    // The relay may grow by this much while flooded (measured: about 50 kB, two thread
+    // stacks and allocator bookkeeping). The flood must push at least twice as much, so a
+    // relay that buffered it would fail.
+    const RSS_GROWTH_BOUND_KB: u64 = 1024;
+    let (flood_ended, flooded) = mpsc::channel();
+    let upstream = Upstream::start(move |stream| {
+        // Write until the relay closes the connection: every buffer on the way fills up
+        // (the client's, the relay's, ours), then the idle timeout fires.
+        let chunk = pattern(21, 64 * 1024);
+        let mut written = 0u64;
+        let end = loop {
+            match (&stream).write(&chunk) {
+                Ok(n) => written += n as u64,
+                Err(error) => break error.kind(), // WouldBlock: our 10 s write timeout
+            }
+        };
+        flood_ended.send((written, end)).unwrap();
+    });
+    let upstream_arg = upstream.addr.to_string();
+    let relay = RelayProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream_arg,
+        "--idle-timeout",
+        "500ms",
+    ]);
+    let idle_rss = relay.status("VmRSS");
+    let idle_threads = relay.status("Threads");
+    let idle_fds = relay.open_fds().len();
+
+    let client = connect(relay.addr); // never reads
+    let (written, end) = flooded.recv_timeout(TIMEOUT).expect("the flood ends");
+    let line = relay.log_line_with("connection closed");
+    let peak_rss = relay.status("VmHWM"); // the most the relay was ever resident
+
+    eprintln!("flood: {written} bytes; relay RSS: {idle_rss} kB idle, peak {peak_rss} kB");
+    assert!(matches!(end, ErrorKind::ConnectionReset | ErrorKind::BrokenPipe), "{end:?}");
+    assert!(line.contains("reason=idle_timeout"), "{line}");
+    assert!(written >= 2 * RSS_GROWTH_BOUND_KB * 1024, "only {written} bytes: not a flood");
+    assert!(
+        peak_rss <= idle_rss + RSS_GROWTH_BOUND_KB,
+        "relay grew from {idle_rss} kB to {peak_rss} kB while {written} bytes came in"
+    );
+    assert!(eventually(|| relay.status("Threads") == idle_threads), "connection threads left");
+    drop(client);
+    assert!(eventually(|| relay.open_fds().len() == idle_fds), "descriptors left");
+}
+
+/// At the limit the relay stops accepting and says so once; when the queue of waiting
+/// clients is gone it says so once more. Not once per client: 40 clients through 8 slots
+/// are one episode, two lines.
+#[test]
+fn connection_limit_is_logged_once_when_reached_and_once_when_cleared() {
+    const MAX: usize = 8;
+    const CLIENTS: u64 = 40;
+    let upstream = GatedEcho::start();
+    let upstream_arg = upstream.addr().to_string();
+    let relay = RelayProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream_arg,
+        "--max-connections",
+        "8",
+    ]);
+
+    echo_clients_at_once(relay.addr, CLIENTS, || {
+        assert!(upstream.wait_until_live(MAX), "the relay never reached its limit");
+        relay.log_line_with("connection limit reached");
+        upstream.open_gate();
+    });
+    relay.log_line_with("connection limit cleared");
+    assert!(eventually(|| relay.log_count("connection closed") == CLIENTS as usize));
+
+    assert_eq!(upstream.peak(), MAX, "upstream connections at once");
+    let log = relay.kill_and_collect_log();
+    let count = |needle: &str| log.iter().filter(|line| line.contains(needle)).count();
+    assert_eq!(count("connection limit reached"), 1, "{log:#?}");
+    assert_eq!(count("connection limit cleared"), 1, "{log:#?}");
+}
+
+/// Starts the relay with at most `limit` descriptors, or `limit + 1`, whichever leaves an
+/// odd number free, and returns it with how many connections fit.
+///
+/// Why odd: Linux reserves the descriptor for `accept` *before* it blocks, so a waiting
+/// accept loop always holds one. With an odd number free, the connections (two descriptors
+/// each) use all the others. The next client is accepted into that reserved descriptor; the
+/// accept after it fails with EMFILE (the path under test) and so does that client's dial,
+/// which closes the client and gives the descriptor back.
+fn relay_at_descriptor_limit(limit: usize, args: &[&str]) -> (RelayProcess, usize) {
+    for limit in [limit, limit + 1] {
+        let relay = RelayProcess::start_with_fd_limit(limit, args);
+        // Only descriptors below the limit count against it (some may be inherited above).
+        let used = relay.open_fds().iter().filter(|&&fd| (fd as usize) < limit).count();
+        let free = limit - used;
+        if free % 2 == 1 {
+            return (relay, free / 2);
+        }
+    }
+    unreachable!("one of two consecutive limits leaves an odd number free")
+}
+
+/// Out of descriptors (EMFILE) with more clients arriving than there are descriptors: the
+/// relay neither exits nor spins (its CPU time grows by less than a fifth of the wall
+/// time), warns once rather than once per client, refuses the clients it cannot serve
+/// (EOF, not a hang), and serves new clients normally once descriptors are free again.
+#[test]
+fn out_of_descriptors_the_relay_neither_exits_nor_spins_and_recovers() {
+    const LIMIT: usize = 64;
+    const SATURATED_FOR: Duration = Duration::from_secs(2);
+    let upstream = Upstream::echo();
+    let upstream_arg = upstream.addr.to_string();
+    let args = ["--listen", "127.0.0.1:0", "--upstream", &upstream_arg];
+    let (mut relay, fit) = relay_at_descriptor_limit(LIMIT, &args);
+    let echo = |client: &TcpStream| {
+        write_all(client, b"x").unwrap();
+        let mut echoed = [0; 1];
+        (&*client).read_exact(&mut echoed).map(|()| echoed)
+    };
+
+    // Use up the descriptors, one served connection at a time.
+    let held: Vec<TcpStream> = (0..fit)
+        .map(|n| {
+            let client = connect(relay.addr);
+            assert_eq!(echo(&client).unwrap_or_else(|e| panic!("client {n}: {e}")), *b"x");
+            client
+        })
+        .collect();
+    // More clients than the relay has descriptors arrive at once, while we measure.
+    let (cpu_before, wall_before) = (relay.cpu_time(), Instant::now());
+    let refused: Vec<TcpStream> = (0..LIMIT).map(|_| connect(relay.addr)).collect();
+    for client in &refused {
+        assert!(read_all(client).expect("EOF, not a hang").is_empty(), "a refused client");
+    }
+    thread::sleep(SATURATED_FOR.saturating_sub(wall_before.elapsed())); // a measuring window
+    let (cpu, wall) = (relay.cpu_time() - cpu_before, wall_before.elapsed());
+
+    eprintln!("{fit} connections fit; saturated: {cpu:?} of CPU in {wall:?}");
+    assert!(relay.is_running(), "the relay exited when it ran out of descriptors");
+    assert!(cpu < wall / 5, "the relay spins: {cpu:?} of CPU in {wall:?}");
+    assert_eq!(upstream.accepted(), fit, "an upstream connection without descriptors?");
+    assert_eq!(relay.log_count("accept failed"), 1, "the EMFILE warning is rate-limited");
+    assert!(relay.log_count("accept recovered") <= 1, "the recovery note is rate-limited too");
+
+    drop(refused);
+    drop(held);
+    let fresh = connect(relay.addr);
+    assert_eq!(echo(&fresh).expect("served again once descriptors are free"), *b"x");
+    assert!(relay.is_running());
+}

@@ -1,0 +1,322 @@
+//! A soak: hundreds of concurrent connections through one relay, moving more than a GiB
+//! both ways with random sizes, random half-close orders and some resets. Every connection
+//! that completes must have delivered every byte in order, both ways; every connection
+//! that was reset must have delivered a prefix of what was sent; and afterwards the relay
+//! holds no descriptor and no thread more than before.
+//!
+//! The longer variant is ignored by default; run it (about 8 GiB) with
+//! `cargo test --release --test faults_soak -- --ignored`.
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use support::*;
+
+/// Every payload is a slice of one random block: generating bytes one at a time is slow in
+/// the debug profile, and comparing slices is a `memcmp`.
+const BLOCK_LEN: usize = 4 << 20;
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn soak_hundreds_of_connections_moving_a_gib() {
+    let _serial = serial();
+    soak(Soak { seed: 0x50a4, at_least: GIB, max_len: 3 << 19, concurrent: 300 });
+}
+
+#[test]
+#[ignore = "takes minutes; run with: cargo test --release --test faults_soak -- --ignored"]
+fn soak_long_thousand_connections_moving_eight_gib() {
+    let _serial = serial();
+    soak(Soak { seed: 0x50a5, at_least: 8 * GIB, max_len: 4 << 20, concurrent: 1000 });
+}
+
+struct Soak {
+    seed: u64,
+    /// Bytes (both ways, completed connections only) the run must move in total.
+    at_least: u64,
+    /// The largest payload in one direction; sizes are uniform in `0..=max_len`.
+    max_len: usize,
+    /// Connections open at once.
+    concurrent: usize,
+}
+
+/// What one connection does, sent by the client as a fixed-size header so the upstream
+/// knows its part.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ending {
+    /// Each side sends its payload, half-closes, and reads the other's to EOF.
+    Complete,
+    /// The client stops reading after `reset_at` bytes and closes with the rest unread.
+    ClientResets,
+    /// The upstream stops reading after `reset_at` bytes and closes with the rest unread.
+    UpstreamResets,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    id: u32,
+    ending: Ending,
+    up: (usize, usize),   // offset and length in the block, client → upstream
+    down: (usize, usize), // offset and length in the block, upstream → client
+    reset_at: usize,
+}
+
+const HEADER_LEN: usize = 1 + 6 * 4;
+
+impl Plan {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut header = [0; HEADER_LEN];
+        header[0] = self.ending as u8;
+        let fields =
+            [self.id as usize, self.up.0, self.up.1, self.down.0, self.down.1, self.reset_at];
+        for (slot, value) in header[1..].chunks_mut(4).zip(fields) {
+            slot.copy_from_slice(&(value as u32).to_le_bytes());
+        }
+        header
+    }
+
+    fn decode(header: &[u8; HEADER_LEN]) -> Plan {
+        let field = |i: usize| {
+            u32::from_le_bytes(header[1 + 4 * i..5 + 4 * i].try_into().unwrap()) as usize
+        };
+        let ending = match header[0] {
+            0 => Ending::Complete,
+            1 => Ending::ClientResets,
+            _ => Ending::UpstreamResets,
+        };
+        Plan {
+            id: field(0) as u32,
+            ending,
+            up: (field(1), field(2)),
+            down: (field(3), field(4)),
+            reset_at: field(5),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        (self.up.1 + self.down.1) as u64
+    }
+}
+
+/// xorshift64: a small, reproducible random source for the plans.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Plans connections until the completing ones alone move `at_least` bytes. About one in
+/// ten resets (half by each side), one in ten sends nothing up, one in ten nothing down.
+fn plans(soak: &Soak) -> Vec<Plan> {
+    let mut random = Random(soak.seed | 1);
+    let mut plans = Vec::new();
+    let mut completing = 0u64;
+    while completing < soak.at_least {
+        let len = |random: &mut Random| match random.below(10) {
+            0 => 0,
+            _ => random.below(soak.max_len + 1),
+        };
+        let (up_len, down_len) = (len(&mut random), len(&mut random));
+        let mut plan = Plan {
+            id: plans.len() as u32,
+            ending: Ending::Complete,
+            up: (random.below(BLOCK_LEN - up_len + 1), up_len),
+            down: (random.below(BLOCK_LEN - down_len + 1), down_len),
+            reset_at: 0,
+        };
+        // A reset needs bytes left unread when the resetting side closes.
+        match random.below(20) {
+            0 if down_len >= 256 << 10 => {
+                plan.ending = Ending::ClientResets;
+                plan.reset_at = random.below(down_len / 2);
+            }
+            1 if up_len >= 256 << 10 => {
+                plan.ending = Ending::UpstreamResets;
+                plan.reset_at = random.below(up_len / 2);
+            }
+            _ => completing += plan.bytes(),
+        }
+        plans.push(plan);
+    }
+    plans
+}
+
+/// How one side's reading ended.
+#[derive(Debug)]
+struct Received {
+    bytes: usize,
+    /// The stream ended with EOF (rather than a reset or our own stop).
+    eof: bool,
+}
+
+/// Reads from `stream` and compares as it goes with `expected`: at most `stop_after`
+/// bytes, else until EOF or a reset. A byte that differs, or more bytes than expected, or a
+/// read timeout, is an error.
+fn read_and_compare(
+    mut stream: &TcpStream,
+    expected: &[u8],
+    stop_after: Option<usize>,
+) -> Result<Received, String> {
+    let limit = stop_after.unwrap_or(usize::MAX);
+    let mut buffer = vec![0; 64 * 1024];
+    let mut at = 0;
+    while at < limit {
+        let want = buffer.len().min(limit - at);
+        match stream.read(&mut buffer[..want]) {
+            Ok(0) => return Ok(Received { bytes: at, eof: true }),
+            Ok(n) => {
+                let Some(slice) = expected.get(at..at + n) else {
+                    return Err(format!("{} bytes; only {} were sent", at + n, expected.len()));
+                };
+                if buffer[..n] != *slice {
+                    return Err(format!("bytes differ within {at}..{}", at + n));
+                }
+                at += n;
+            }
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => {
+                return Ok(Received { bytes: at, eof: false });
+            }
+            Err(error) => return Err(format!("read failed after {at} bytes: {error}")),
+        }
+    }
+    Ok(Received { bytes: at, eof: false })
+}
+
+/// Sends `payload`, then half-closes. Whether it all went.
+fn send_and_half_close(mut stream: &TcpStream, payload: &[u8]) -> bool {
+    stream.write_all(payload).is_ok() && stream.shutdown(Shutdown::Write).is_ok()
+}
+
+/// The upstream's part of one connection; returns the plan and what it verified.
+fn upstream_side(stream: TcpStream, block: &[u8]) -> Result<(Plan, Received), String> {
+    let mut header = [0; HEADER_LEN];
+    (&stream).read_exact(&mut header).map_err(|e| format!("no header: {e}"))?;
+    let plan = Plan::decode(&header);
+    let (up, down) = (slice(block, plan.up), slice(block, plan.down));
+    let stop_after = (plan.ending == Ending::UpstreamResets).then_some(plan.reset_at);
+    let received = thread::scope(|scope| {
+        let writer = scope.spawn(|| send_and_half_close(&stream, down));
+        let received = read_and_compare(&stream, up, stop_after);
+        let sent = writer.join().expect("upstream writer panicked");
+        if plan.ending == Ending::Complete && !sent {
+            return Err("the upstream could not send its whole payload".to_string());
+        }
+        received
+    });
+    // Dropping the stream now: for UpstreamResets, with bytes unread, the kernel sends RST.
+    drop(stream);
+    received.map(|received| (plan, received)).map_err(|e| format!("{plan:?} upstream: {e}"))
+}
+
+/// The client's part of one connection; returns what it verified.
+fn client_side(relay: std::net::SocketAddr, plan: Plan, block: &[u8]) -> Result<Received, String> {
+    let client = connect(relay);
+    let (up, down) = (slice(block, plan.up), slice(block, plan.down));
+    let stop_after = (plan.ending == Ending::ClientResets).then_some(plan.reset_at);
+    let result = thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let header_sent = (&client).write_all(&plan.encode()).is_ok();
+            header_sent && send_and_half_close(&client, up)
+        });
+        let received = read_and_compare(&client, down, stop_after);
+        let sent = writer.join().expect("client writer panicked");
+        if plan.ending == Ending::Complete && !sent {
+            return Err("the client could not send its whole payload".to_string());
+        }
+        received
+    });
+    // Dropping the stream now: for ClientResets, with bytes unread, the kernel sends RST.
+    drop(client);
+    result.map_err(|e| format!("{plan:?} client: {e}"))
+}
+
+fn slice(block: &[u8], (offset, len): (usize, usize)) -> &[u8] {
+    &block[offset..offset + len]
+}
+
+fn soak(soak: Soak) {
+    let started = Instant::now();
+    let block: &'static [u8] = pattern(soak.seed, BLOCK_LEN).leak();
+    let plans = plans(&soak);
+    let upstream_results = std::sync::Arc::new(Mutex::new(HashMap::new()));
+    let results = std::sync::Arc::clone(&upstream_results);
+    let upstream = Upstream::start(move |stream| {
+        let result = upstream_side(stream, block);
+        let id = result.as_ref().map(|(plan, _)| plan.id).unwrap_or(u32::MAX);
+        results.lock().unwrap().insert(id, result);
+    });
+    let relay = TestRelay::to(upstream.addr);
+    let baseline = Baseline::take();
+
+    let next = AtomicUsize::new(0);
+    let client_results = Mutex::new(HashMap::new());
+    thread::scope(|scope| {
+        for _ in 0..soak.concurrent {
+            scope.spawn(|| {
+                while let Some(plan) = plans.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let result = client_side(relay.addr, *plan, block);
+                    client_results.lock().unwrap().insert(plan.id, result);
+                }
+            });
+        }
+    });
+    // Nothing left behind: checked while the relay and the upstream still listen, as they
+    // did when the baseline was taken.
+    baseline.assert_restored();
+    drop(relay);
+    drop(upstream); // joins every upstream handler: all their results are in
+
+    let client_results = client_results.into_inner().unwrap();
+    let upstream_results = std::mem::take(&mut *upstream_results.lock().unwrap());
+    let mut failures = Vec::new();
+    let (mut completed, mut reset, mut moved) = (0, 0, 0u64);
+    for plan in &plans {
+        let client = &client_results[&plan.id];
+        let upstream = upstream_results.get(&plan.id);
+        match (plan.ending, client, upstream) {
+            (_, Err(error), _) | (_, _, Some(Err(error))) => failures.push(error.clone()),
+            (_, _, None) => failures.push(format!("{plan:?}: the upstream never got its header")),
+            (Ending::Complete, Ok(down), Some(Ok((_, up)))) => {
+                if down.eof && down.bytes == plan.down.1 && up.eof && up.bytes == plan.up.1 {
+                    completed += 1;
+                    moved += plan.bytes();
+                } else {
+                    failures.push(format!("{plan:?}: incomplete: down {down:?}, up {up:?}"));
+                }
+            }
+            (_, Ok(_), Some(Ok(_))) => reset += 1, // ended, and what arrived was a prefix
+        }
+    }
+    for failure in upstream_results.iter().filter(|(id, _)| **id == u32::MAX) {
+        failures.push(format!("{:?}", failure.1));
+    }
+
+    eprintln!(
+        "soak: {} connections ({completed} completed, {reset} reset), {:.2} GiB, {} at once, {:.1?}",
+        plans.len(),
+        moved as f64 / GIB as f64,
+        soak.concurrent,
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(moved >= soak.at_least, "moved {moved} bytes");
+    assert!(reset > 0, "no connection was reset: the plan lost its resets");
+}

@@ -1,0 +1,279 @@
+//! Faults around connection threads, injected through [`tcprelay::threads::ThreadHook`]:
+//! the OS refusing a thread, a thread panicking, a dial held back until the client is gone,
+//! and the connection limit's bound on live threads.
+//!
+//! The hook is a plain `fn`, so what it does is set in statics ([`PLAN`], [`LIVE`]); the
+//! tests run one at a time ([`serial`]) so that one test's plan never meets another's
+//! relay. They are in a binary of their own for the same reason.
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::io::{self, ErrorKind, Read};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+
+use support::*;
+use tcprelay::Config;
+use tcprelay::threads::{ThreadRole, ThreadStage};
+
+/// What the hook does next.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Fail once at this stage: an error at `Spawning`, a panic at `Started`.
+    fault_at: Option<ThreadStage>,
+    /// Hold every first thread at `Started` (before it dials) while this is set.
+    hold_first_threads: bool,
+    /// How many first threads are being held.
+    held: usize,
+}
+
+static PLAN: Mutex<Plan> = Mutex::new(Plan { fault_at: None, hold_first_threads: false, held: 0 });
+/// Signalled whenever [`PLAN`] changes.
+static PLAN_CHANGED: Condvar = Condvar::new();
+/// Connection threads alive now, and the most ever alive at once.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn plan() -> MutexGuard<'static, Plan> {
+    // A panic injected on purpose may poison nothing here (the lock is not held then), but a
+    // failing test might: the plan is still usable.
+    PLAN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The [`ThreadHook`](tcprelay::threads::ThreadHook) every relay in this binary uses.
+fn hook(stage: ThreadStage) -> io::Result<()> {
+    match stage {
+        ThreadStage::Started(_) => {
+            let live = LIVE.fetch_add(1, Ordering::SeqCst) + 1;
+            PEAK.fetch_max(live, Ordering::SeqCst);
+        }
+        ThreadStage::Finished(_) => {
+            LIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+        ThreadStage::Spawning(_) => {}
+    }
+    let mut plan = plan();
+    if plan.fault_at == Some(stage) {
+        plan.fault_at = None;
+        drop(plan);
+        return match stage {
+            ThreadStage::Spawning(_) => Err(io::Error::other("injected: no thread for you")),
+            _ => panic!("injected panic at {stage:?} (this message is expected)"),
+        };
+    }
+    if stage == ThreadStage::Started(ThreadRole::First) && plan.hold_first_threads {
+        plan.held += 1;
+        PLAN_CHANGED.notify_all();
+        while plan.hold_first_threads {
+            let (next, timeout) =
+                PLAN_CHANGED.wait_timeout(plan, TIMEOUT).unwrap_or_else(PoisonError::into_inner);
+            plan = next;
+            if timeout.timed_out() {
+                break; // the test failed to release us; don't hang the binary
+            }
+        }
+        plan.held -= 1;
+    }
+    Ok(())
+}
+
+/// Sets the plan for the next connection and resets the counters.
+fn arm(fault_at: Option<ThreadStage>) {
+    assert_eq!(LIVE.load(Ordering::SeqCst), 0, "a connection thread from an earlier test");
+    PEAK.store(0, Ordering::SeqCst);
+    *plan() = Plan { fault_at, ..Plan::default() };
+}
+
+/// A relay with the test hook and at most `max_connections` connections.
+fn hooked_relay(upstream: &Upstream, max_connections: usize) -> TestRelay {
+    TestRelay::start(Config {
+        upstream: upstream.addr.to_string(),
+        max_connections,
+        thread_hook: hook,
+        ..quiet_config()
+    })
+}
+
+/// An upstream that echoes, and reports how each connection ended: `Ok(bytes echoed)` at
+/// EOF, or the error kind.
+fn reporting_echo() -> (Upstream, mpsc::Receiver<Result<usize, ErrorKind>>) {
+    let (report, reports) = mpsc::channel();
+    let upstream = Upstream::start(move |stream| {
+        let echoed = std::io::copy(&mut &stream, &mut &stream);
+        let _ = stream.shutdown(Shutdown::Write);
+        report.send(echoed.map(|n| n as usize).map_err(|error| error.kind())).unwrap();
+    });
+    (upstream, reports)
+}
+
+/// One echo exchange through the relay.
+fn assert_echo(relay: &TestRelay, message: &[u8]) {
+    let client = connect(relay.addr);
+    write_all(&client, message).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&client).unwrap(), message);
+}
+
+/// Waits until the client's connection ends (EOF or reset; not a read timeout).
+fn assert_closed(client: &TcpStream) {
+    match (&*client).read(&mut [0; 1]) {
+        Ok(0) => {}
+        Ok(_) => panic!("unexpected data"),
+        Err(error) => assert_eq!(error.kind(), ErrorKind::ConnectionReset, "{error}"),
+    }
+}
+
+/// Every later client is served, more of them than the limit: the failed one's slot came
+/// back. Then nothing is left behind.
+fn assert_relay_recovered(relay: &TestRelay, max_connections: usize, baseline: &Baseline) {
+    for round in 0..=max_connections {
+        assert_echo(relay, format!("client {round} after the fault").as_bytes());
+    }
+    baseline.assert_restored();
+    assert!(eventually(|| LIVE.load(Ordering::SeqCst) == 0), "connection threads left");
+}
+
+#[test]
+fn spawn_failure_of_the_first_thread_closes_that_client_only() {
+    let _serial = serial();
+    let (upstream, upstream_ends) = reporting_echo();
+    let relay = hooked_relay(&upstream, 2);
+    let baseline = Baseline::take();
+    arm(Some(ThreadStage::Spawning(ThreadRole::First)));
+
+    let refused = connect(relay.addr);
+    write_all(&refused, b"anyone there?").unwrap();
+    assert_closed(&refused);
+
+    assert_eq!(upstream.accepted(), 0, "no upstream connection for a client without a thread");
+    drop(refused);
+    assert_relay_recovered(&relay, 2, &baseline);
+    for _ in 0..3 {
+        assert!(upstream_ends.recv_timeout(TIMEOUT).unwrap().is_ok());
+    }
+}
+
+#[test]
+fn spawn_failure_of_the_second_thread_closes_both_sockets() {
+    let _serial = serial();
+    let (upstream, upstream_ends) = reporting_echo();
+    let relay = hooked_relay(&upstream, 2);
+    let baseline = Baseline::take();
+    arm(Some(ThreadStage::Spawning(ThreadRole::Second)));
+
+    let refused = connect(relay.addr);
+    write_all(&refused, b"anyone there?").unwrap();
+    assert_closed(&refused);
+
+    // The upstream had been dialled: it sees the relay close (EOF or reset), not a timeout.
+    let end = upstream_ends.recv_timeout(TIMEOUT).expect("the upstream connection ends");
+    assert!(end == Ok(0) || end == Err(ErrorKind::ConnectionReset), "{end:?}");
+    drop(refused);
+    assert_relay_recovered(&relay, 2, &baseline);
+}
+
+/// A bug (here: a panic injected as the first thread starts) costs one client: the process
+/// lives on, the client's socket is closed, and its slot under the limit comes back.
+#[test]
+fn panic_in_the_first_thread_closes_that_client_and_frees_its_slot() {
+    let _serial = serial();
+    let (upstream, _upstream_ends) = reporting_echo();
+    let relay = hooked_relay(&upstream, 1);
+    let baseline = Baseline::take();
+    arm(Some(ThreadStage::Started(ThreadRole::First)));
+
+    let unlucky = connect(relay.addr);
+    write_all(&unlucky, b"hello").unwrap();
+    assert_closed(&unlucky);
+
+    assert_eq!(upstream.accepted(), 0, "the thread died before dialling");
+    drop(unlucky);
+    assert_relay_recovered(&relay, 1, &baseline);
+}
+
+/// A panic as the second thread starts, after the upstream was dialled: nobody will ever
+/// copy client → upstream, so the relay must close both sockets at once rather than leave
+/// the first thread waiting on an upstream that waits for the client.
+#[test]
+fn panic_in_the_second_thread_closes_both_sockets_and_frees_the_slot() {
+    let _serial = serial();
+    let (upstream, upstream_ends) = reporting_echo();
+    let relay = hooked_relay(&upstream, 1);
+    let baseline = Baseline::take();
+    arm(Some(ThreadStage::Started(ThreadRole::Second)));
+
+    let unlucky = connect(relay.addr);
+    write_all(&unlucky, b"hello").unwrap();
+    assert_closed(&unlucky);
+
+    let end = upstream_ends.recv_timeout(TIMEOUT).expect("the upstream connection ends");
+    assert!(end == Ok(0) || end == Err(ErrorKind::ConnectionReset), "{end:?}");
+    drop(unlucky);
+    assert_relay_recovered(&relay, 1, &baseline);
+}
+
+/// The client is gone before the relay dials (its first thread is held at `Started` until
+/// the client has closed): the relay still dials, passes the close on, and ends cleanly.
+#[test]
+fn client_gone_before_the_dial_finishes_is_passed_on_and_cleaned_up() {
+    let _serial = serial();
+    let (upstream, upstream_ends) = reporting_echo();
+    let relay = hooked_relay(&upstream, 2);
+    let baseline = Baseline::take();
+    arm(None);
+    plan().hold_first_threads = true;
+
+    let impatient = connect(relay.addr);
+    write_all(&impatient, b"bye").unwrap();
+    {
+        let plan = plan();
+        let (plan, _) = PLAN_CHANGED
+            .wait_timeout_while(plan, TIMEOUT, |plan| plan.held == 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(plan.held, 1, "the first thread reached the hook");
+    }
+    drop(impatient); // closed before the relay has even started dialling
+    plan().hold_first_threads = false;
+    PLAN_CHANGED.notify_all();
+
+    // The upstream gets what the client sent, then EOF (or a reset if the relay's write of
+    // the echo met the closed client first).
+    let end = upstream_ends.recv_timeout(TIMEOUT).expect("the upstream connection ends");
+    assert!(end == Ok(3) || end == Err(ErrorKind::ConnectionReset), "{end:?}");
+    assert_relay_recovered(&relay, 2, &baseline);
+}
+
+/// With `max_connections` 8 and 40 clients at once: never more than 8 upstream connections
+/// (counted exactly, see [`GatedEcho`]) and never more than 16 connection threads, and
+/// every client is served in the end.
+#[test]
+fn max_connections_bounds_upstream_connections_and_threads() {
+    const MAX: usize = 8;
+    const CLIENTS: u64 = 40;
+    let _serial = serial();
+    let upstream = GatedEcho::start();
+    let relay = TestRelay::start(Config {
+        upstream: upstream.addr().to_string(),
+        max_connections: MAX,
+        thread_hook: hook,
+        ..quiet_config()
+    });
+    let baseline = Baseline::take();
+    arm(None);
+
+    echo_clients_at_once(relay.addr, CLIENTS, || {
+        // Every client is connected and the relay is full: 32 clients wait in the backlog.
+        assert!(upstream.wait_until_live(MAX), "the relay never reached its limit");
+        upstream.open_gate();
+    });
+
+    assert_eq!(upstream.peak(), MAX, "upstream connections at once");
+    assert_eq!(upstream.accepted(), CLIENTS as usize, "every client was served");
+    let peak_threads = PEAK.load(Ordering::SeqCst);
+    assert!(peak_threads <= 2 * MAX, "{peak_threads} connection threads at once");
+    assert!(peak_threads > MAX, "the test never had both threads of many connections");
+    baseline.assert_restored();
+    assert!(eventually(|| LIVE.load(Ordering::SeqCst) == 0), "connection threads left");
+}
