@@ -44,7 +44,7 @@ fn client_that_stops_reading_costs_bounded_memory_and_is_closed_by_the_idle_time
         "--upstream",
         &upstream_arg,
         "--idle-timeout",
-        "500ms",
+        "1s",
     ]);
     let idle_rss = relay.status("VmRSS");
     let idle_threads = relay.status("Threads");

@@ -24,6 +24,10 @@ use support::*;
 /// the debug profile, and comparing slices is a `memcmp`.
 const BLOCK_LEN: usize = 4 << 20;
 const GIB: u64 = 1 << 30;
+/// How long any one read or write may block. Longer than the suite's usual [`TIMEOUT`]:
+/// with hundreds of connections on a busy two-core machine, one connection may wait its
+/// turn for a while. A stuck connection still fails the test, just later.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[test]
 fn soak_hundreds_of_connections_moving_a_gib() {
@@ -202,6 +206,7 @@ fn send_and_half_close(mut stream: &TcpStream, payload: &[u8]) -> bool {
 
 /// The upstream's part of one connection; returns the plan and what it verified.
 fn upstream_side(stream: TcpStream, block: &[u8]) -> Result<(Plan, Received), String> {
+    set_stall_timeouts(&stream);
     let mut header = [0; HEADER_LEN];
     (&stream).read_exact(&mut header).map_err(|e| format!("no header: {e}"))?;
     let plan = Plan::decode(&header);
@@ -224,6 +229,7 @@ fn upstream_side(stream: TcpStream, block: &[u8]) -> Result<(Plan, Received), St
 /// The client's part of one connection; returns what it verified.
 fn client_side(relay: std::net::SocketAddr, plan: Plan, block: &[u8]) -> Result<Received, String> {
     let client = connect(relay);
+    set_stall_timeouts(&client);
     let (up, down) = (slice(block, plan.up), slice(block, plan.down));
     let stop_after = (plan.ending == Ending::ClientResets).then_some(plan.reset_at);
     let result = thread::scope(|scope| {
@@ -241,6 +247,11 @@ fn client_side(relay: std::net::SocketAddr, plan: Plan, block: &[u8]) -> Result<
     // Dropping the stream now: for ClientResets, with bytes unread, the kernel sends RST.
     drop(client);
     result.map_err(|e| format!("{plan:?} client: {e}"))
+}
+
+fn set_stall_timeouts(stream: &TcpStream) {
+    stream.set_read_timeout(Some(STALL)).unwrap();
+    stream.set_write_timeout(Some(STALL)).unwrap();
 }
 
 fn slice(block: &[u8], (offset, len): (usize, usize)) -> &[u8] {
