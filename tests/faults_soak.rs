@@ -4,7 +4,7 @@
 //! that was reset must have delivered a prefix of what was sent; and afterwards the relay
 //! holds no descriptor and no thread more than before.
 //!
-//! The longer variant is ignored by default; run it (about 8 GiB) with
+//! The longer variant is ignored by default; run it (32 GiB, 1000 at once) with
 //! `cargo test --release --test faults_soak -- --ignored`.
 #![forbid(unsafe_code)]
 
@@ -13,8 +13,8 @@ mod support;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Instant;
 
@@ -35,11 +35,12 @@ fn soak_hundreds_of_connections_moving_a_gib() {
     soak(Soak { seed: 0x50a4, at_least: GIB, max_len: 3 << 19, concurrent: 300 });
 }
 
+/// About 35 s in the release profile (plus the build).
 #[test]
-#[ignore = "takes minutes; run with: cargo test --release --test faults_soak -- --ignored"]
-fn soak_long_thousand_connections_moving_eight_gib() {
+#[ignore = "a minute with the build; run with: cargo test --release --test faults_soak -- --ignored"]
+fn soak_long_thousand_connections_moving_32_gib() {
     let _serial = serial();
-    soak(Soak { seed: 0x50a5, at_least: 8 * GIB, max_len: 4 << 20, concurrent: 1000 });
+    soak(Soak { seed: 0x50a5, at_least: 32 * GIB, max_len: 4 << 20, concurrent: 1000 });
 }
 
 struct Soak {
@@ -50,6 +51,51 @@ struct Soak {
     max_len: usize,
     /// Connections open at once.
     concurrent: usize,
+}
+
+/// The byte the upstream sends first on every connection: when the client has it, both the
+/// relay and the upstream have accepted the connection.
+const WELCOME: [u8; 1] = *b"!";
+
+/// How many clients may be on their way in at once (connected, but not yet welcomed).
+///
+/// The listen backlog of a std listener is fixed at 128. Hundreds of clients connecting at
+/// once, while thousands of busy threads leave the accept loops little CPU, overflowed it:
+/// the kernel then completed handshakes with SYN cookies, and some of those failed, so
+/// clients were reset before the relay ever saw them (the kernel's `ListenOverflows` and
+/// `SyncookiesFailed` counters went up). That is the kernel's doing, not the relay's; with
+/// at most half a backlog on its way in, neither listener overflows.
+const ARRIVING_AT_ONCE: usize = 64;
+
+/// A counting semaphore (std has none) for [`ARRIVING_AT_ONCE`].
+struct Arrivals {
+    free: Mutex<usize>,
+    changed: Condvar,
+}
+
+/// One client's turn to arrive; dropping it lets the next one in.
+struct Turn<'a>(&'a Arrivals);
+
+impl Arrivals {
+    fn new(at_once: usize) -> Arrivals {
+        Arrivals { free: Mutex::new(at_once), changed: Condvar::new() }
+    }
+
+    fn wait_turn(&self) -> Turn<'_> {
+        let free = self.free.lock().unwrap();
+        let (mut free, timeout) =
+            self.changed.wait_timeout_while(free, STALL, |free| *free == 0).unwrap();
+        assert!(!timeout.timed_out(), "no client was welcomed for {STALL:?}");
+        *free -= 1;
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap() += 1;
+        self.0.changed.notify_one();
+    }
 }
 
 /// What one connection does, sent by the client as a fixed-size header so the upstream
@@ -204,11 +250,17 @@ fn send_and_half_close(mut stream: &TcpStream, payload: &[u8]) -> bool {
     stream.write_all(payload).is_ok() && stream.shutdown(Shutdown::Write).is_ok()
 }
 
-/// The upstream's part of one connection; returns the plan and what it verified.
-fn upstream_side(stream: TcpStream, block: &[u8]) -> Result<(Plan, Received), String> {
+/// The upstream's part of one connection: the connection's id (from its header) and what
+/// it verified.
+fn upstream_side(stream: TcpStream, block: &[u8]) -> (Option<u32>, Result<Received, String>) {
     set_stall_timeouts(&stream);
+    if let Err(error) = (&stream).write_all(&WELCOME) {
+        return (None, Err(format!("upstream: cannot welcome: {error}")));
+    }
     let mut header = [0; HEADER_LEN];
-    (&stream).read_exact(&mut header).map_err(|e| format!("no header: {e}"))?;
+    if let Err(error) = (&stream).read_exact(&mut header) {
+        return (None, Err(format!("upstream: no header: {error}")));
+    }
     let plan = Plan::decode(&header);
     let (up, down) = (slice(block, plan.up), slice(block, plan.down));
     let stop_after = (plan.ending == Ending::UpstreamResets).then_some(plan.reset_at);
@@ -217,19 +269,32 @@ fn upstream_side(stream: TcpStream, block: &[u8]) -> Result<(Plan, Received), St
         let received = read_and_compare(&stream, up, stop_after);
         let sent = writer.join().expect("upstream writer panicked");
         if plan.ending == Ending::Complete && !sent {
-            return Err("the upstream could not send its whole payload".to_string());
+            return Err("could not send its whole payload".to_string());
         }
         received
     });
     // Dropping the stream now: for UpstreamResets, with bytes unread, the kernel sends RST.
     drop(stream);
-    received.map(|received| (plan, received)).map_err(|e| format!("{plan:?} upstream: {e}"))
+    (Some(plan.id), received.map_err(|e| format!("{plan:?} upstream: {e}")))
 }
 
 /// The client's part of one connection; returns what it verified.
-fn client_side(relay: std::net::SocketAddr, plan: Plan, block: &[u8]) -> Result<Received, String> {
-    let client = connect(relay);
-    set_stall_timeouts(&client);
+fn client_side(
+    relay: std::net::SocketAddr,
+    plan: Plan,
+    block: &[u8],
+    arriving: &Arrivals,
+) -> Result<Received, String> {
+    let client = {
+        let _turn = arriving.wait_turn();
+        let client =
+            TcpStream::connect_timeout(&relay, STALL).map_err(|e| format!("connect: {e}"))?;
+        set_stall_timeouts(&client);
+        let mut welcome = [0; 1];
+        (&client).read_exact(&mut welcome).map_err(|e| format!("{plan:?}: no welcome: {e}"))?;
+        assert_eq!(welcome, WELCOME);
+        client
+    };
     let (up, down) = (slice(block, plan.up), slice(block, plan.down));
     let stop_after = (plan.ending == Ending::ClientResets).then_some(plan.reset_at);
     let result = thread::scope(|scope| {
@@ -262,23 +327,36 @@ fn soak(soak: Soak) {
     let started = Instant::now();
     let block: &'static [u8] = pattern(soak.seed, BLOCK_LEN).leak();
     let plans = plans(&soak);
-    let upstream_results = std::sync::Arc::new(Mutex::new(HashMap::new()));
-    let results = std::sync::Arc::clone(&upstream_results);
+    // The upstream's verdicts by connection id, and its failures before a header arrived.
+    let upstream_results = Arc::new(Mutex::new((HashMap::new(), Vec::new())));
+    let results = Arc::clone(&upstream_results);
     let upstream = Upstream::start(move |stream| {
-        let result = upstream_side(stream, block);
-        let id = result.as_ref().map(|(plan, _)| plan.id).unwrap_or(u32::MAX);
-        results.lock().unwrap().insert(id, result);
+        let (id, result) = upstream_side(stream, block);
+        let mut results = results.lock().unwrap();
+        match (id, result) {
+            (Some(id), result) => drop(results.0.insert(id, result)),
+            (None, result) => results.1.push(result),
+        }
     });
-    let relay = TestRelay::to(upstream.addr);
+    // Room for every connection at once (at the limit, clients beyond the listen backlog
+    // would retry their SYNs for longer than they wait), and as patient a dial as the
+    // clients: the upstream's accept loop may be slow to drain its backlog too.
+    let relay = TestRelay::start(tcprelay::Config {
+        upstream: upstream.addr.to_string(),
+        max_connections: soak.concurrent,
+        connect_timeout: STALL,
+        ..quiet_config()
+    });
     let baseline = Baseline::take();
 
     let next = AtomicUsize::new(0);
+    let arrivals = Arrivals::new(ARRIVING_AT_ONCE);
     let client_results = Mutex::new(HashMap::new());
     thread::scope(|scope| {
         for _ in 0..soak.concurrent {
             scope.spawn(|| {
                 while let Some(plan) = plans.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let result = client_side(relay.addr, *plan, block);
+                    let result = client_side(relay.addr, *plan, block, &arrivals);
                     client_results.lock().unwrap().insert(plan.id, result);
                 }
             });
@@ -291,16 +369,16 @@ fn soak(soak: Soak) {
     drop(upstream); // joins every upstream handler: all their results are in
 
     let client_results = client_results.into_inner().unwrap();
-    let upstream_results = std::mem::take(&mut *upstream_results.lock().unwrap());
-    let mut failures = Vec::new();
+    let (upstream_results, headerless) = std::mem::take(&mut *upstream_results.lock().unwrap());
+    let mut failures: Vec<String> = headerless.into_iter().filter_map(Result::err).collect();
     let (mut completed, mut reset, mut moved) = (0, 0, 0u64);
     for plan in &plans {
         let client = &client_results[&plan.id];
         let upstream = upstream_results.get(&plan.id);
         match (plan.ending, client, upstream) {
             (_, Err(error), _) | (_, _, Some(Err(error))) => failures.push(error.clone()),
-            (_, _, None) => failures.push(format!("{plan:?}: the upstream never got its header")),
-            (Ending::Complete, Ok(down), Some(Ok((_, up)))) => {
+            (_, _, None) => failures.push(format!("{plan:?}: no upstream connection")),
+            (Ending::Complete, Ok(down), Some(Ok(up))) => {
                 if down.eof && down.bytes == plan.down.1 && up.eof && up.bytes == plan.up.1 {
                     completed += 1;
                     moved += plan.bytes();
@@ -311,9 +389,6 @@ fn soak(soak: Soak) {
             (_, Ok(_), Some(Ok(_))) => reset += 1, // ended, and what arrived was a prefix
         }
     }
-    for failure in upstream_results.iter().filter(|(id, _)| **id == u32::MAX) {
-        failures.push(format!("{:?}", failure.1));
-    }
 
     eprintln!(
         "soak: {} connections ({completed} completed, {reset} reset), {:.2} GiB, {} at once, {:.1?}",
@@ -322,12 +397,10 @@ fn soak(soak: Soak) {
         soak.concurrent,
         started.elapsed()
     );
-    assert!(
-        failures.is_empty(),
-        "{} failures, first: {:#?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    for failure in &failures {
+        eprintln!("soak failure: {failure}");
+    }
+    assert!(failures.is_empty(), "{} failures (listed above)", failures.len());
     assert!(moved >= soak.at_least, "moved {moved} bytes");
     assert!(reset > 0, "no connection was reset: the plan lost its resets");
 }
