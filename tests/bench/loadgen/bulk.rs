@@ -6,6 +6,12 @@
 //! window ends when the sink has counted and checked every byte. A download
 //! reads and checks the source's pattern until the deadline, then drops the
 //! connection.
+//!
+//! The relay's CPU time is read before the streams connect and again at the
+//! deadline, while every stream is still open. Reading it after the streams
+//! close would miss relays that fork a process per connection: socat's
+//! children exit with their connection, and a parent that ignores SIGCHLD
+//! never adds their CPU time to its own.
 
 use crate::exchange;
 use crate::footprint::{self, Watched};
@@ -44,7 +50,7 @@ pub fn run(
 ) -> io::Result<Measurement> {
     let gate = StartGate::new();
     let before = watched.map(footprint::sample).transpose()?;
-    let (start, outcomes) = thread::scope(|scope| {
+    let (start, at_deadline, outcomes) = thread::scope(|scope| {
         let mut workers = Vec::with_capacity(streams);
         for index in 0..streams {
             let spawned = thread::Builder::new()
@@ -57,11 +63,15 @@ pub fn run(
                 Ok(worker) => workers.push(worker),
                 Err(error) => {
                     gate.open(Start::Abort);
-                    return (Start::Abort, vec![Err(error)]);
+                    return (Start::Abort, None, vec![Err(error)]);
                 }
             }
         }
         let start = gate.open_for(duration);
+        let at_deadline = watched.map(|watched| {
+            thread::sleep(duration);
+            footprint::sample(watched)
+        });
         let outcomes: Vec<io::Result<StreamOutcome>> = workers
             .into_iter()
             .map(|worker| {
@@ -70,9 +80,9 @@ pub fn run(
                     .unwrap_or_else(|_| Err(io::Error::other("a bulk stream thread panicked")))
             })
             .collect();
-        (start, outcomes)
+        (start, at_deadline, outcomes)
     });
-    let after = watched.map(footprint::sample).transpose()?;
+    let at_deadline = at_deadline.transpose()?;
     let Start::Go { started, .. } = start else {
         return Err(first_error(outcomes));
     };
@@ -90,8 +100,8 @@ pub fn run(
     measurement.push_number("secs", seconds, 3);
     measurement.push("bytes", bytes);
     measurement.push_number("gbit_s", bytes as f64 * 8.0 / seconds / 1e9, 3);
-    if let (Some(before), Some(after)) = (before, after) {
-        let cpu = after.cpu_seconds_since(&before);
+    if let (Some(before), Some(at_deadline)) = (before, at_deadline) {
+        let cpu = at_deadline.cpu_seconds_since(&before);
         measurement.push_number("cpu_s", cpu, 2);
         measurement.push_number("cpu_s_per_gib", cpu / (bytes as f64 / GIB), 4);
     }

@@ -30,8 +30,8 @@ Usage:
                                 with --relay-pid, read that process tree's CPU, memory
                                 and threads from /proc
   relay free-port               print a TCP port that was free on 127.0.0.1 just now
-  relay wait-ready --target ADDR [--timeout S]
-                                wait until ADDR accepts connections
+  relay wait-listening --port PORT [--timeout S]
+                                wait until a socket listens on PORT (default 10 s)
   relay summarize FILE          turn result lines (with candidate=) into a markdown table
   relay --help                  this text
 
@@ -56,10 +56,10 @@ pub enum Command {
     Run(RunOptions),
     /// Print a free port.
     FreePort,
-    /// Wait until a port accepts connections.
-    WaitReady {
-        /// The address to try.
-        target: SocketAddr,
+    /// Wait until something listens on a port.
+    WaitListening {
+        /// The port.
+        port: u16,
         /// How long to keep trying.
         timeout: Duration,
     },
@@ -169,10 +169,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             [] => Ok(Command::FreePort),
             [extra, ..] => Err(UsageError::Unexpected(extra.to_string())),
         },
-        "wait-ready" => {
-            let flags = Flags::parse("wait-ready", rest, &["--target", "--timeout"])?;
-            Ok(Command::WaitReady {
-                target: flags.required_addr("--target")?,
+        "wait-listening" => {
+            let flags = Flags::parse("wait-listening", rest, &["--port", "--timeout"])?;
+            Ok(Command::WaitListening {
+                port: flags.port("--port")?,
                 timeout: flags
                     .seconds("--timeout", LONGEST_RUN)?
                     .unwrap_or(Duration::from_secs(10)),
@@ -374,6 +374,21 @@ impl<'a> Flags<'a> {
                 } else {
                     "seconds, above 0 and at most 600"
                 },
+            }),
+        }
+    }
+
+    fn port(&self, flag: &'static str) -> Result<u16, UsageError> {
+        let value = self.value(flag).ok_or(UsageError::MissingFlag {
+            command: self.command.to_string(),
+            flag,
+        })?;
+        match value.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(UsageError::BadValue {
+                flag: flag.to_string(),
+                value: value.to_string(),
+                expected: "a port number from 1 to 65535",
             }),
         }
     }

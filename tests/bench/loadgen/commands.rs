@@ -2,13 +2,13 @@
 
 use crate::cli::{Command, RunOptions, USAGE};
 use crate::footprint::Watched;
-use crate::result_line::{Measurement, ResultLine};
+use crate::result_line::ResultLine;
 use crate::suite;
 use crate::summary;
 use crate::upstreams::{UpstreamKind, Upstreams};
 use std::fs;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ pub fn execute(command: Command) -> io::Result<()> {
             println!("{}", listener.local_addr()?.port());
             Ok(())
         }
-        Command::WaitReady { target, timeout } => wait_ready(target, timeout),
+        Command::WaitListening { port, timeout } => wait_listening(port, timeout),
         Command::Summarize { input } => summarize(&input),
     }
 }
@@ -69,31 +69,52 @@ fn run(options: &RunOptions) -> io::Result<()> {
             Ok(())
         }
         Err(error) => {
-            println!(
-                "{}",
-                Measurement::failed(options.workload.name(), &error).line()
-            );
+            println!("{}", options.workload.failed(&error).line());
             Err(error)
         }
     }
 }
 
-/// Tries to connect every 20 ms until `target` accepts or `timeout` passes.
-/// Polling is the only way to learn when another process starts listening.
-fn wait_ready(target: SocketAddr, timeout: Duration) -> io::Result<()> {
+/// Waits until some socket listens on TCP `port`, checking every 20 ms.
+///
+/// It reads the kernel's socket tables instead of trying to connect: a test
+/// connection through a relay would reach the upstream too, and an iperf3
+/// server, for one, takes a connection that sends nothing as a failed test.
+fn wait_listening(port: u16, timeout: Duration) -> io::Result<()> {
     let give_up = Instant::now() + timeout;
-    loop {
-        match TcpStream::connect_timeout(&target, Duration::from_millis(200)) {
-            Ok(_) => return Ok(()),
-            Err(error) if Instant::now() >= give_up => {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!("{target} did not accept a connection within {timeout:?}: {error}"),
-                ));
-            }
-            Err(_) => thread::sleep(Duration::from_millis(20)),
+    while !is_listening(port)? {
+        if Instant::now() >= give_up {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("nothing listened on port {port} within {timeout:?}"),
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Whether /proc/net/tcp or tcp6 lists a listening socket on `port`.
+/// Each line reads `sl local_address rem_address st ...`, the local address
+/// as hex `ADDR:PORT`, and state `0A` is LISTEN.
+fn is_listening(port: u16) -> io::Result<bool> {
+    let wanted = format!(":{port:04X}");
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match fs::read_to_string(table) {
+            Ok(text) => text,
+            // No IPv6 on this machine: only the IPv4 table exists.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(io::Error::new(error.kind(), format!("{table}: {error}"))),
+        };
+        let listening = text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&wanted) && fields[3] == "0A"
+        });
+        if listening {
+            return Ok(true);
         }
     }
+    Ok(false)
 }
 
 fn summarize(input: &Path) -> io::Result<()> {

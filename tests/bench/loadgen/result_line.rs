@@ -29,13 +29,12 @@ impl Measurement {
         measurement
     }
 
-    /// A failed run of `workload`: `ok=false` and the error's message.
-    pub fn failed(workload: &str, error: &dyn Display) -> Measurement {
-        let mut measurement = Measurement::new(workload);
-        measurement.push("ok", false);
-        let message = error.to_string().replace('\n', " ");
-        measurement.push("error", message);
-        measurement
+    /// A failed run: `ok=false` and the error's message after the fields
+    /// already pushed (the workload's name and shape).
+    pub fn fail(mut self, error: &dyn Display) -> Measurement {
+        self.push("ok", false);
+        self.push("error", error.to_string().replace('\n', " "));
+        self
     }
 
     /// Adds a field; `key` must be one word.

@@ -107,7 +107,7 @@ pub fn run(plan: &SuitePlan) -> io::Result<()> {
         for candidate in [Candidate::Direct, Candidate::Tcprelay] {
             let measurement = match run_one(&upstreams, workload, candidate, plan.duration) {
                 Ok(measurement) => measurement,
-                Err(error) => Measurement::failed(workload.name(), &error),
+                Err(error) => workload.failed(&error),
             };
             let line = format!("candidate={} {}", candidate.name(), measurement.line());
             println!("{line}");

@@ -105,6 +105,32 @@ impl Workload {
         }
     }
 
+    /// The fields that tell this shape from others of the same workload, as
+    /// the workload's own result line writes them.
+    pub fn shape(&self) -> Vec<(&'static str, usize)> {
+        match *self {
+            Workload::BulkUpload { streams } | Workload::BulkDownload { streams } => {
+                vec![("streams", streams)]
+            }
+            Workload::PingPong { message_size } => vec![("message_size", message_size)],
+            Workload::KeepAlive {
+                connections,
+                message_size,
+            } => vec![("connections", connections), ("message_size", message_size)],
+            Workload::ConnectionRate { workers } => vec![("workers", workers)],
+            Workload::Idle { connections } => vec![("connections", connections)],
+        }
+    }
+
+    /// The result line of a run that failed with `error`.
+    pub fn failed(&self, error: &dyn std::fmt::Display) -> Measurement {
+        let mut measurement = Measurement::new(self.name());
+        for (key, value) in self.shape() {
+            measurement.push(key, value);
+        }
+        measurement.fail(error)
+    }
+
     /// The upstream the relay under test must forward to.
     pub fn upstream(&self) -> UpstreamKind {
         match self {
