@@ -14,13 +14,18 @@
 # of the rounds with the min–max range.
 #
 # Usage: tests/bench/peers.sh [--quick] [--rounds N] [--out FILE]
-#            [--candidates "tcprelay socat ..."] [--no-install] [--keep]
+#            [--candidates "tcprelay socat ..."] [--workloads REGEX]
+#            [--idle "1000 10000"] [--no-install] [--keep]
 #   --quick       smoke test: 1 round, short runs, 1,000 idle connections only;
 #                 the table is marked as a smoke test
 #   --rounds N    rounds of the full run (default 3)
 #   --out FILE    markdown file whose results section is replaced
 #                 (default docs/benchmarks.md)
 #   --candidates  a subset, space-separated, in the order above
+#   --workloads   only the workload specs matching this bash regex, e.g.
+#                 '^(bulk|iperf3)' (specs: bulk-up --streams 1, ping-pong,
+#                 keep-alive, connection-rate, idle, iperf3-*, redis-*)
+#   --idle        idle connection counts (default "1000 10000", quick "1000")
 #   --no-install  do not run apt-get (fail if a tool is missing)
 #   --keep        keep the temporary directory (configs, logs, raw results)
 #
@@ -35,6 +40,8 @@ quick=0
 rounds=3
 out=docs/benchmarks.md
 candidates=$ALL_CANDIDATES
+workload_filter=""
+idle_override=""
 install=1
 keep=0
 command_line="tests/bench/peers.sh $*"
@@ -54,6 +61,12 @@ while [[ $# -gt 0 ]]; do
             done
             [[ -n ${2:-} ]] || { echo "peers.sh: --candidates needs a list" >&2; exit 2; }
             candidates=$2; shift ;;
+        --workloads)
+            [[ -n ${2:-} ]] || { echo "peers.sh: --workloads needs a regex" >&2; exit 2; }
+            workload_filter=$2; shift ;;
+        --idle)
+            [[ ${2:-} =~ ^[1-9][0-9]*( [1-9][0-9]*)*$ ]] || { echo "peers.sh: --idle '${2:-}': expected counts like \"1000 10000\"" >&2; exit 2; }
+            idle_override=$2; shift ;;
         --no-install) install=0 ;;
         --keep) keep=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -75,6 +88,7 @@ else
     redis_n=50000
     idle_counts="1000 10000"
 fi
+[[ -n $idle_override ]] && idle_counts=$idle_override
 
 log() { printf '[peers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -396,6 +410,14 @@ workload_specs=(
 )
 for n in $idle_counts; do workload_specs+=("idle --connections $n"); done
 workload_specs+=(iperf3-up iperf3-down redis-ping redis-keep-alive redis-connection-rate)
+if [[ -n $workload_filter ]]; then
+    selected=()
+    for spec in "${workload_specs[@]}"; do
+        [[ $spec =~ $workload_filter ]] && selected+=("$spec")
+    done
+    (( ${#selected[@]} )) || { echo "peers.sh: --workloads '$workload_filter' matches no workload" >&2; exit 2; }
+    workload_specs=("${selected[@]}")
+fi
 
 read -r -a candidate_list <<< "$candidates"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -1,17 +1,17 @@
 //! Bulk throughput (workload 1) and the relay's CPU cost per GiB (workload 6).
 //!
 //! Each stream connects once the start gate opens, so every byte counted
-//! crossed the relay inside the measured window. An upload writes the pattern
-//! until the deadline, half-closes, and waits for the sink's verdict: the
-//! window ends when the sink has counted and checked every byte. A download
-//! reads and checks the source's pattern until the deadline, then drops the
-//! connection.
+//! crossed the relay inside the measured window. At the deadline every stream
+//! stops moving data and waits, connection still open, while the relay's CPU
+//! time is read; then the release gate opens and the streams finish: an
+//! upload half-closes and waits for the sink's verdict (its window ends when
+//! the sink has counted and checked every byte, less the time spent waiting
+//! for the release), a download drops its connection.
 //!
-//! The relay's CPU time is read before the streams connect and again at the
-//! deadline, while every stream is still open. Reading it after the streams
-//! close would miss relays that fork a process per connection: socat's
-//! children exit with their connection, and a parent that ignores SIGCHLD
-//! never adds their CPU time to its own.
+//! Reading the CPU time while the connections are open matters for relays
+//! that fork a process per connection: socat's children exit with their
+//! connection, and their CPU time is lost from view until (and unless) the
+//! parent reaps them.
 
 use crate::exchange;
 use crate::footprint::{self, Watched};
@@ -32,10 +32,18 @@ pub enum Direction {
     Download,
 }
 
-/// What one stream moved, and when it was done.
+/// What one stream moved, and how long its window lasted.
 struct StreamOutcome {
     bytes: u64,
-    finished: Instant,
+    /// From the start gate to the last byte, without the wait for release.
+    active: Duration,
+}
+
+/// The two signals a stream waits for: when to start, and when to finish
+/// once the deadline has passed and the relay's CPU time has been read.
+struct Gates {
+    start: StartGate,
+    release: StartGate,
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -48,7 +56,10 @@ pub fn run(
     duration: Duration,
     watched: Option<Watched>,
 ) -> io::Result<Measurement> {
-    let gate = StartGate::new();
+    let gates = Gates {
+        start: StartGate::new(),
+        release: StartGate::new(),
+    };
     let before = watched.map(footprint::sample).transpose()?;
     let (start, at_deadline, outcomes) = thread::scope(|scope| {
         let mut workers = Vec::with_capacity(streams);
@@ -56,22 +67,23 @@ pub fn run(
             let spawned = thread::Builder::new()
                 .name(format!("bulk-{index}"))
                 .spawn_scoped(scope, || match direction {
-                    Direction::Upload => upload(target, &gate),
-                    Direction::Download => download(target, &gate),
+                    Direction::Upload => upload(target, &gates),
+                    Direction::Download => download(target, &gates),
                 });
             match spawned {
                 Ok(worker) => workers.push(worker),
                 Err(error) => {
-                    gate.open(Start::Abort);
+                    gates.start.open(Start::Abort);
+                    gates.release.open(Start::Abort);
                     return (Start::Abort, None, vec![Err(error)]);
                 }
             }
         }
-        let start = gate.open_for(duration);
-        let at_deadline = watched.map(|watched| {
-            thread::sleep(duration);
-            footprint::sample(watched)
-        });
+        let start = gates.start.open_for(duration);
+        // Sleeping is the point here: the window is a fixed time.
+        thread::sleep(duration);
+        let at_deadline = watched.map(footprint::sample);
+        gates.release.open_for(Duration::ZERO);
         let outcomes: Vec<io::Result<StreamOutcome>> = workers
             .into_iter()
             .map(|worker| {
@@ -83,13 +95,13 @@ pub fn run(
         (start, at_deadline, outcomes)
     });
     let at_deadline = at_deadline.transpose()?;
-    let Start::Go { started, .. } = start else {
+    if let Start::Abort = start {
         return Err(first_error(outcomes));
-    };
+    }
     let outcomes = outcomes.into_iter().collect::<io::Result<Vec<_>>>()?;
     let bytes: u64 = outcomes.iter().map(|o| o.bytes).sum();
-    let finished = outcomes.iter().map(|o| o.finished).max().unwrap_or(started);
-    let seconds = finished.duration_since(started).as_secs_f64();
+    let longest = outcomes.iter().map(|o| o.active).max().unwrap_or(duration);
+    let seconds = longest.as_secs_f64();
 
     let name = match direction {
         Direction::Upload => "bulk-up",
@@ -109,8 +121,8 @@ pub fn run(
     Ok(measurement)
 }
 
-fn upload(target: SocketAddr, gate: &StartGate) -> io::Result<StreamOutcome> {
-    let Start::Go { deadline, .. } = gate.wait() else {
+fn upload(target: SocketAddr, gates: &Gates) -> io::Result<StreamOutcome> {
+    let Start::Go { started, deadline } = gates.start.wait() else {
         return Err(aborted());
     };
     let mut stream = exchange::connect(target)?;
@@ -120,17 +132,22 @@ fn upload(target: SocketAddr, gate: &StartGate) -> io::Result<StreamOutcome> {
         stream.write_all(block)?;
         sent += block.len() as u64;
     }
+    let waiting = Instant::now();
+    let Start::Go { .. } = gates.release.wait() else {
+        return Err(aborted());
+    };
+    let waited = waiting.elapsed();
     stream.shutdown(Shutdown::Write)?;
     // The verdict is one short line; cap the read in case the relay sends
     // something else entirely.
     let mut verdict = String::new();
     (&mut stream).take(128).read_to_string(&mut verdict)?;
-    let finished = Instant::now();
+    let active = started.elapsed().saturating_sub(waited);
     let words: Vec<&str> = verdict.split_whitespace().collect();
     match words.as_slice() {
         ["ok", count] if count.parse() == Ok(sent) => Ok(StreamOutcome {
             bytes: sent,
-            finished,
+            active,
         }),
         ["mismatch", offset, _] => Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -143,8 +160,8 @@ fn upload(target: SocketAddr, gate: &StartGate) -> io::Result<StreamOutcome> {
     }
 }
 
-fn download(target: SocketAddr, gate: &StartGate) -> io::Result<StreamOutcome> {
-    let Start::Go { deadline, .. } = gate.wait() else {
+fn download(target: SocketAddr, gates: &Gates) -> io::Result<StreamOutcome> {
+    let Start::Go { started, deadline } = gates.start.wait() else {
         return Err(aborted());
     };
     let mut stream = exchange::connect(target)?;
@@ -160,16 +177,20 @@ fn download(target: SocketAddr, gate: &StartGate) -> io::Result<StreamOutcome> {
         }
         check.feed(&buffer[..n]);
     }
-    let finished = Instant::now();
+    let active = started.elapsed();
     if let Some(offset) = check.first_mismatch() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("wrong byte at offset {offset} of the download"),
         ));
     }
+    // Keep the connection open until the relay's CPU time has been read.
+    let Start::Go { .. } = gates.release.wait() else {
+        return Err(aborted());
+    };
     Ok(StreamOutcome {
         bytes: check.bytes_seen(),
-        finished,
+        active,
     })
 }
 

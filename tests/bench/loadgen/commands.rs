@@ -66,7 +66,14 @@ fn run(options: &RunOptions) -> io::Result<()> {
     {
         Ok(measurement) => {
             println!("{}", measurement.line());
-            Ok(())
+            if measurement.is_ok() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "the {} workload did not succeed: see the result line",
+                    options.workload.name()
+                )))
+            }
         }
         Err(error) => {
             println!("{}", options.workload.failed(&error).line());

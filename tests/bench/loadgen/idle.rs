@@ -38,7 +38,15 @@ pub fn run(
 ) -> io::Result<Measurement> {
     let before = watched.map(settled_footprint).transpose()?;
     let opening = Instant::now();
-    let mut held = open_all(target, connections)?;
+    let mut held = Vec::with_capacity(connections);
+    if let Err(error) = open_all(target, connections, &mut held) {
+        // How far it got is the interesting part of this failure: it is
+        // where a relay runs out of descriptors, threads or memory maps.
+        let mut measurement = Measurement::new("idle");
+        measurement.push("connections", connections);
+        measurement.push("opened", held.len());
+        return Ok(measurement.fail(&error));
+    }
     let open_seconds = opening.elapsed().as_secs_f64();
     let holding = watched.map(footprint::sample).transpose()?;
     let (sample_ok, sample_total) = check_sample(&mut held);
@@ -83,9 +91,9 @@ pub fn run(
     Ok(measurement)
 }
 
-/// Opens `count` connections, each proven by one echo.
-fn open_all(target: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>> {
-    let mut held: Vec<TcpStream> = Vec::with_capacity(count);
+/// Opens connections into `held` until it holds `count`, each proven by one
+/// echo; on error `held` keeps the ones that worked.
+fn open_all(target: SocketAddr, count: usize, held: &mut Vec<TcpStream>) -> io::Result<()> {
     let mut exchange = Exchange::new(MESSAGE_SIZE);
     while held.len() < count {
         let first = held.len();
@@ -104,7 +112,7 @@ fn open_all(target: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>> {
                 .map_err(|e| opening_error(index, count, e))?;
         }
     }
-    Ok(held)
+    Ok(())
 }
 
 fn opening_error(index: usize, count: usize, error: io::Error) -> io::Error {

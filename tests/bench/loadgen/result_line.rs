@@ -47,6 +47,11 @@ impl Measurement {
         self.push(key, format!("{value:.decimals$}"));
     }
 
+    /// Whether the run succeeded: no `ok=false` field.
+    pub fn is_ok(&self) -> bool {
+        !self.fields.iter().any(|(k, v)| k == "ok" && v == "false")
+    }
+
     /// The line, starting with `MARKER`.
     pub fn line(&self) -> String {
         let mut line = MARKER.to_string();

@@ -269,12 +269,17 @@ struct Cell {
     runs: usize,
     failed: usize,
     errors: u64,
+    /// For idle runs that failed: the fewest connections opened before it.
+    opened: Option<u64>,
 }
 
 impl Cell {
     fn render(&self, best: Option<f64>) -> String {
         let mut text = match self.spread {
-            None => "failed".to_string(),
+            None => match self.opened {
+                Some(opened) => format!("failed after {opened}"),
+                None => "failed".to_string(),
+            },
             Some((median, min, max)) => {
                 let median_text = format_number(median);
                 let median_text = if best == Some(median) {
@@ -332,23 +337,36 @@ fn row(
                 return None;
             }
             let errors = runs.iter().filter_map(|l| l.number("errors")).sum::<f64>() as u64;
+            let opened = runs
+                .iter()
+                .filter(|line| !line.ok())
+                .filter_map(|line| line.number("opened"))
+                .min_by(f64::total_cmp)
+                .map(|n| n as u64);
             Some(Cell {
                 spread: median_min_max(&mut values),
                 runs: runs.len(),
                 failed,
                 errors,
+                opened,
             })
         })
         .collect()
 }
 
-/// The winning median among the relays (not the direct baseline).
+/// The winning median among the relays (not the direct baseline), when at
+/// least two relays have one: with a single relay there is no contest.
 fn best_median(candidates: &[String], row: &[Option<Cell>], better: Better) -> Option<f64> {
-    let medians = candidates
+    let medians: Vec<f64> = candidates
         .iter()
         .zip(row)
         .filter(|(candidate, _)| candidate.as_str() != DIRECT)
-        .filter_map(|(_, cell)| cell.as_ref()?.spread.map(|(median, _, _)| median));
+        .filter_map(|(_, cell)| cell.as_ref()?.spread.map(|(median, _, _)| median))
+        .collect();
+    if medians.len() < 2 {
+        return None;
+    }
+    let medians = medians.into_iter();
     match better {
         Better::Higher => medians.max_by(f64::total_cmp),
         Better::Lower => medians.min_by(f64::total_cmp),
