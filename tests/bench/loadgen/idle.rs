@@ -39,13 +39,13 @@ pub fn run(
     let before = watched.map(settled_footprint).transpose()?;
     let opening = Instant::now();
     let mut held = Vec::with_capacity(connections);
-    if let Err(error) = open_all(target, connections, &mut held) {
+    if let Err(failure) = open_all(target, connections, &mut held) {
         // How far it got is the interesting part of this failure: it is
         // where a relay runs out of descriptors, threads or memory maps.
         let mut measurement = Measurement::new("idle");
         measurement.push("connections", connections);
-        measurement.push("opened", held.len());
-        return Ok(measurement.fail(&error));
+        measurement.push("opened", failure.proven);
+        return Ok(measurement.fail(&failure.error));
     }
     let open_seconds = opening.elapsed().as_secs_f64();
     let holding = watched.map(footprint::sample).transpose()?;
@@ -92,27 +92,50 @@ pub fn run(
 }
 
 /// Opens connections into `held` until it holds `count`, each proven by one
-/// echo; on error `held` keeps the ones that worked.
-fn open_all(target: SocketAddr, count: usize, held: &mut Vec<TcpStream>) -> io::Result<()> {
+/// echo. The connections stay in `held` until the caller drops them.
+fn open_all(
+    target: SocketAddr,
+    count: usize,
+    held: &mut Vec<TcpStream>,
+) -> Result<(), OpeningFailure> {
     let mut exchange = Exchange::new(MESSAGE_SIZE);
     while held.len() < count {
         let first = held.len();
         let batch_end = (first + BATCH).min(count);
         for index in first..batch_end {
-            let mut stream =
-                exchange::connect(target).map_err(|e| opening_error(index, count, e))?;
-            exchange
-                .send(&mut stream, index as u64)
-                .map_err(|e| opening_error(index, count, e))?;
-            held.push(stream);
+            let sent = exchange::connect(target).and_then(|mut stream| {
+                exchange.send(&mut stream, index as u64)?;
+                Ok(stream)
+            });
+            match sent {
+                Ok(stream) => held.push(stream),
+                Err(error) => return Err(OpeningFailure::at(first, index, count, error)),
+            }
         }
         for (index, stream) in held.iter_mut().enumerate().skip(first) {
-            exchange
-                .receive(stream, index as u64)
-                .map_err(|e| opening_error(index, count, e))?;
+            if let Err(error) = exchange.receive(stream, index as u64) {
+                return Err(OpeningFailure::at(index, index, count, error));
+            }
         }
     }
     Ok(())
+}
+
+/// Why opening stopped, and how many connections had been proven by then.
+struct OpeningFailure {
+    proven: usize,
+    error: io::Error,
+}
+
+impl OpeningFailure {
+    /// Connection number `index` (of `count`) failed; the first `proven`
+    /// had echoed.
+    fn at(proven: usize, index: usize, count: usize, error: io::Error) -> OpeningFailure {
+        OpeningFailure {
+            proven,
+            error: opening_error(index, count, error),
+        }
+    }
 }
 
 fn opening_error(index: usize, count: usize, error: io::Error) -> io::Error {
