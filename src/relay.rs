@@ -133,9 +133,10 @@ fn copy_one_way(
     match io::copy(&mut source, &mut sink) {
         Ok(_) => {
             connection.record_eof(source_eof);
+            // Told first, so the story stays in order: the peer reacts to the shutdown at once.
+            connection.explain.eof(connection.id, direction);
             // Fails only if the sink is already shut down or gone; the other copy will see it.
             let _ = to.shutdown(Shutdown::Write);
-            connection.explain.eof(connection.id, direction);
         }
         Err(error) => {
             let reason = if sink.write_failed { sink_failed } else { source_failed };
