@@ -21,9 +21,7 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         Ok(mut addrs) => addrs
             .next()
             .ok_or_else(|| format!("invalid address \"{text}\": host \"{host}\" has no address")),
-        Err(e) => Err(format!(
-            "invalid address \"{text}\": cannot resolve \"{host}\": {e}"
-        )),
+        Err(e) => Err(format!("invalid address \"{text}\": cannot resolve \"{host}\": {e}")),
     }
 }
 
@@ -32,9 +30,7 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 pub fn parse_upstream(text: &str) -> Result<String, String> {
     let (host, port) = split_host_port(text)?;
     if port == 0 {
-        return Err(format!(
-            "invalid address \"{text}\": an upstream needs a port other than 0"
-        ));
+        return Err(format!("invalid address \"{text}\": an upstream needs a port other than 0"));
     }
     Ok(match host {
         "" => format!("127.0.0.1:{port}"),
@@ -53,9 +49,7 @@ fn split_host_port(text: &str) -> Result<(&str, u16), String> {
             .strip_prefix(':')
             .ok_or_else(|| format!("invalid address \"{text}\": expected [IPv6]:PORT"))?;
         if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!(
-                "invalid address \"{text}\": \"{host}\" is not an IPv6 address"
-            ));
+            return Err(format!("invalid address \"{text}\": \"{host}\" is not an IPv6 address"));
         }
         (host, port)
     } else {
@@ -85,36 +79,23 @@ mod tests {
         assert_eq!(parse_listen(":8080"), Ok(local(8080)));
         assert_eq!(parse_listen("8080"), Ok(local(8080)));
         assert_eq!(parse_listen("127.0.0.1:0"), Ok(local(0)));
-        assert_eq!(
-            parse_listen("0.0.0.0:1"),
-            Ok(SocketAddr::from(([0, 0, 0, 0], 1)))
-        );
+        assert_eq!(parse_listen("0.0.0.0:1"), Ok(SocketAddr::from(([0, 0, 0, 0], 1))));
         assert_eq!(parse_listen("[::1]:9"), Ok("[::1]:9".parse().unwrap()));
         assert!(parse_listen("localhost:7").unwrap().ip().is_loopback());
     }
 
     #[test]
     fn upstream_forms() {
-        assert_eq!(
-            parse_upstream("example.com:80").as_deref(),
-            Ok("example.com:80")
-        );
+        assert_eq!(parse_upstream("example.com:80").as_deref(), Ok("example.com:80"));
         assert_eq!(parse_upstream(":80").as_deref(), Ok("127.0.0.1:80"));
         assert_eq!(parse_upstream("[::1]:80").as_deref(), Ok("[::1]:80"));
     }
 
     #[test]
     fn bad_addresses_name_the_value() {
-        for bad in [
-            "",
-            "host:",
-            "host:http",
-            "host:70000",
-            "::1:80",
-            "[::1]80",
-            "[::1",
-            "[nothost]:1",
-        ] {
+        for bad in
+            ["", "host:", "host:http", "host:70000", "::1:80", "[::1]80", "[::1", "[nothost]:1"]
+        {
             let err = parse_listen(bad).unwrap_err();
             assert!(err.contains(&format!("\"{bad}\"")), "{bad}: {err}");
         }

@@ -55,7 +55,17 @@ Options:
   -u, --upstream ADDR        where to forward each client (required): HOST:PORT; host names
                              are resolved again for every connection.
       --connect-timeout DUR  how long dialling the upstream may take [default: {connect}]
+      --idle-timeout DUR     close a connection when no byte has moved either way for DUR;
+                             0 turns it off [default: {idle}]
+      --half-close-timeout DUR
+                             after one side finished sending, close when the other moves
+                             no byte for DUR; 0 turns it off [default: {half_close}]
+      --max-connections N    at most N connections at once; at the limit new clients wait
+                             in the kernel's backlog [default: {max}]
+      --stack-size BYTES     stack of each connection thread: 65536, 64k, 1m [default: {stack}]
       --log-level LEVEL      error, warn, info or debug [default: {level}]
+      --explain              tell each connection's life on stdout as it happens, each
+                             event beside the Go line it mirrors (for classrooms)
   -h, --help                 print this help
   -V, --version              print the version
 
@@ -64,9 +74,17 @@ Logs go to stderr, one key=value line per event; the first says `listening on AD
 ",
         version = env!("CARGO_PKG_VERSION"),
         connect = DisplayDuration(defaults.connect_timeout),
+        idle = DisplayDuration(defaults.idle_timeout),
+        half_close = DisplayDuration(defaults.half_close_timeout),
+        max = defaults.max_connections,
+        stack = format_args!("{}k", defaults.stack_size / 1024),
         level = defaults.log_level,
     )
 }
+
+/// The smallest `--stack-size` accepted: 16 KiB, the usual `PTHREAD_STACK_MIN`. Below it the
+/// OS refuses every thread.
+const MIN_STACK_SIZE: usize = 16 * 1024;
 
 /// Parses the arguments after the program name.
 ///
@@ -74,8 +92,7 @@ Logs go to stderr, one key=value line per event; the first says `listening on AD
 /// A [`UsageError`] naming the unknown flag, the flag missing its value, or the bad value.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().map(|arg| {
-        arg.into_string()
-            .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
+        arg.into_string().map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
     });
     let mut config = Config::default();
     let (mut listen, mut upstream) = (None, None);
@@ -85,10 +102,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         if first && arg == "demo" {
             return match args.next() {
                 None => Ok(Command::Demo),
-                Some(extra) => Err(UsageError(format!(
-                    "unexpected argument \"{}\" after demo",
-                    extra?
-                ))),
+                Some(extra) => {
+                    Err(UsageError(format!("unexpected argument \"{}\" after demo", extra?)))
+                }
             };
         }
         first = false;
@@ -102,9 +118,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         let mut value = || -> Result<String, UsageError> {
             match inline_value.clone() {
                 Some(value) => Ok(value),
-                None => args
-                    .next()
-                    .unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value")))),
+                None => {
+                    args.next().unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value"))))
+                }
             }
         };
         let invalid = |flag: &str, message: String| UsageError(format!("{flag}: {message}"));
@@ -124,6 +140,37 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     return Err(invalid(&flag, "must be more than 0".to_string()));
                 }
             }
+            "--idle-timeout" => {
+                config.idle_timeout =
+                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
+            }
+            "--half-close-timeout" => {
+                config.half_close_timeout =
+                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
+            }
+            "--max-connections" => {
+                let text = value()?;
+                config.max_connections = match text.parse() {
+                    Ok(0) | Err(_) => {
+                        return Err(invalid(
+                            &flag,
+                            format!("invalid number \"{text}\": expected a whole number from 1 up"),
+                        ));
+                    }
+                    Ok(max) => max,
+                };
+            }
+            "--stack-size" => {
+                let text = value()?;
+                config.stack_size = units::parse_size(&text).map_err(|m| invalid(&flag, m))?;
+                if config.stack_size < MIN_STACK_SIZE {
+                    return Err(invalid(
+                        &flag,
+                        format!("\"{text}\" is too small: at least {}k", MIN_STACK_SIZE / 1024),
+                    ));
+                }
+            }
+            "--explain" => config.explain = true,
             "--log-level" => config.log_level = value()?.parse().map_err(|m| invalid(&flag, m))?,
             _ if flag.starts_with('-') => {
                 return Err(UsageError(format!("unknown flag \"{flag}\"")));
@@ -178,11 +225,22 @@ mod tests {
             "250ms",
             "--log-level",
             "debug",
+            "--idle-timeout=0",
+            "--half-close-timeout",
+            "2m",
+            "--max-connections",
+            "8",
+            "--stack-size",
+            "128k",
         ]);
         assert_eq!(config.listen.to_string(), "127.0.0.1:0");
         assert_eq!(config.upstream, "localhost:80");
         assert_eq!(config.connect_timeout, Duration::from_millis(250));
         assert_eq!(config.log_level, crate::LogLevel::Debug);
+        assert_eq!(config.idle_timeout, Duration::ZERO);
+        assert_eq!(config.half_close_timeout, Duration::from_secs(120));
+        assert_eq!(config.max_connections, 8);
+        assert_eq!(config.stack_size, 128 * 1024);
     }
 
     #[test]
@@ -200,15 +258,15 @@ mod tests {
             (&["-l"], "-l needs a value"),
             (&["-l", "nope", "-u", ":1"], "\"nope\""),
             (&["-l", ":1", "-u", "host:99999"], "\"host:99999\""),
-            (
-                &["-l", ":1", "-u", ":1", "--connect-timeout", "5"],
-                "--connect-timeout",
-            ),
-            (
-                &["-l", ":1", "-u", ":1", "--connect-timeout", "0"],
-                "--connect-timeout",
-            ),
+            (&["-l", ":1", "-u", ":1", "--connect-timeout", "5"], "--connect-timeout"),
+            (&["-l", ":1", "-u", ":1", "--connect-timeout", "0"], "--connect-timeout"),
             (&["-l", ":1", "-u", ":1", "--log-level", "loud"], "\"loud\""),
+            (&["-l", ":1", "-u", ":1", "--idle-timeout", "forever"], "\"forever\""),
+            (&["-l", ":1", "-u", ":1", "--half-close-timeout", "1d"], "\"1d\""),
+            (&["-l", ":1", "-u", ":1", "--max-connections", "0"], "\"0\""),
+            (&["-l", ":1", "-u", ":1", "--max-connections", "many"], "\"many\""),
+            (&["-l", ":1", "-u", ":1", "--stack-size", "1k"], "\"1k\""),
+            (&["-l", ":1", "-u", ":1", "--stack-size", "big"], "\"big\""),
             (&["-l", ":1"], "missing --upstream"),
             (&["-u", ":1"], "missing --listen"),
             (&["stray"], "\"stray\""),
@@ -227,6 +285,10 @@ mod tests {
             "--listen",
             "--upstream",
             "--connect-timeout",
+            "--idle-timeout",
+            "--half-close-timeout",
+            "--max-connections",
+            "--stack-size",
             "--log-level",
             "--help",
             "--version",

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::log::LogLevel;
+use crate::threads::{ThreadHook, no_hook};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
 /// new fields keep their defaults:
@@ -28,9 +29,30 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How much to log on stderr. Default [`LogLevel::Info`]: one line per finished connection.
     pub log_level: LogLevel,
-    /// The stack size of each connection thread, in bytes. Default 256 KiB; see
-    /// docs/architecture.md for what a connection thread needs.
+    /// Close a connection when no byte has moved in either direction for this long; zero
+    /// turns it off. Default 10 min, as nginx `stream`'s `proxy_timeout`: abandoned
+    /// connections give their threads and descriptors back within minutes, while an
+    /// interactive session may sit quiet for a while. See docs/reliability.md.
+    pub idle_timeout: Duration,
+    /// After one side has finished sending, close both when the other direction moves no
+    /// byte for this long; zero turns it off. Default 60 s: a peer that is still replying
+    /// keeps the connection, a half-open peer that never will stops pinning two threads and
+    /// a CLOSE_WAIT socket. See docs/reliability.md.
+    pub half_close_timeout: Duration,
+    /// At most this many connections at once. At the limit the relay stops accepting;
+    /// clients wait in the kernel's backlog until a connection ends (HAProxy's `maxconn`
+    /// policy). Default 500: each connection holds two descriptors, so at the common soft
+    /// limit of 1024 descriptors the relay reaches its own limit before the OS's.
+    pub max_connections: usize,
+    /// The stack size of each connection thread, in bytes. Default 64 KiB; see
+    /// docs/reliability.md for what a connection thread was measured to need.
     pub stack_size: usize,
+    /// Narrate each connection's life on stdout, paired with the Go proxy's lines
+    /// (`--explain`, for classrooms). Default off.
+    pub explain: bool,
+    /// Called around the creation of every connection thread; for tests (see
+    /// [`ThreadHook`]). Default: [`no_hook`].
+    pub thread_hook: ThreadHook,
 }
 
 impl Default for Config {
@@ -40,7 +62,12 @@ impl Default for Config {
             upstream: String::new(),
             connect_timeout: Duration::from_secs(5),
             log_level: LogLevel::Info,
-            stack_size: 256 * 1024,
+            idle_timeout: Duration::from_secs(600),
+            half_close_timeout: Duration::from_secs(60),
+            max_connections: 500,
+            stack_size: 64 * 1024,
+            explain: false,
+            thread_hook: no_hook,
         }
     }
 }

@@ -9,8 +9,13 @@
 //! owner drops the `Connection`: that is Go's `defer conn.Close()`, done by `Drop`.
 
 use std::fmt;
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Mutex, OnceLock, PoisonError};
+
+use crate::config::Config;
+use crate::explain::Explain;
+use crate::timers::Timers;
 
 /// Why a connection ended. In the log as `reason=...`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +34,10 @@ pub enum CloseReason {
     SpawnFailed,
     /// A connection thread panicked (a bug); the connection was closed and the relay went on.
     Panicked,
+    /// No byte moved in either direction for the idle timeout.
+    IdleTimeout,
+    /// After one side finished sending, the other moved no byte for the half-close timeout.
+    HalfCloseTimeout,
     /// The relay was stopped while this connection was open.
     Stopped,
 }
@@ -44,6 +53,8 @@ impl CloseReason {
             CloseReason::ConnectFailed => "connect_failed",
             CloseReason::SpawnFailed => "spawn_failed",
             CloseReason::Panicked => "panicked",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::HalfCloseTimeout => "half_close_timeout",
             CloseReason::Stopped => "stopped",
         }
     }
@@ -79,11 +90,15 @@ pub struct Connection {
     /// [`Connection::close`] and [`Connection::attach_upstream`] must not miss each other
     /// (see there).
     fault: Mutex<Option<Fault>>,
+    /// The idle and half-close timers, shared by both copy threads.
+    pub timers: Timers,
+    /// The `--explain` narrator.
+    pub explain: Explain,
 }
 
 impl Connection {
     /// A connection whose upstream is not dialled yet.
-    pub fn new(id: u64, client: TcpStream, client_addr: SocketAddr) -> Connection {
+    pub fn new(id: u64, client: TcpStream, client_addr: SocketAddr, config: &Config) -> Connection {
         Connection {
             id,
             client_addr,
@@ -91,6 +106,8 @@ impl Connection {
             upstream: OnceLock::new(),
             first_eof: OnceLock::new(),
             fault: Mutex::new(None),
+            timers: Timers::new(config.idle_timeout, config.half_close_timeout),
+            explain: Explain::new(config.explain),
         }
     }
 
@@ -112,6 +129,20 @@ impl Connection {
     /// nothing goes wrong later).
     pub fn record_eof(&self, reason: CloseReason) {
         let _ = self.first_eof.set(reason);
+        self.timers.record_eof();
+    }
+
+    /// Called by a copy thread each time its socket timeout ticks: if a timer has expired,
+    /// closes the connection and returns the error that ends this copy.
+    pub fn check_timers(&self) -> io::Result<()> {
+        match self.timers.expired() {
+            None => Ok(()),
+            Some(reason) => {
+                self.explain.timer_expired(self.id, reason);
+                self.close(reason, "");
+                Err(io::Error::new(io::ErrorKind::TimedOut, reason.name()))
+            }
+        }
     }
 
     /// Ends the connection early: records why (the first reason wins) and shuts down both
@@ -120,10 +151,7 @@ impl Connection {
         {
             let mut fault = self.lock_fault();
             if fault.is_none() {
-                *fault = Some(Fault {
-                    reason,
-                    detail: detail.to_string(),
-                });
+                *fault = Some(Fault { reason, detail: detail.to_string() });
             }
         }
         // Errors here mean "already shut down" or "peer already gone": both are fine.
@@ -139,11 +167,7 @@ impl Connection {
         if let Some(fault) = self.lock_fault().clone() {
             return (fault.reason, fault.detail);
         }
-        let reason = self
-            .first_eof
-            .get()
-            .copied()
-            .unwrap_or(CloseReason::ClientEof);
+        let reason = self.first_eof.get().copied().unwrap_or(CloseReason::ClientEof);
         (reason, String::new())
     }
 

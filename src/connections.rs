@@ -1,5 +1,5 @@
-//! The set of open connections, so the relay can count them and close them all when it
-//! stops, and wait for their threads to finish.
+//! The set of open connections: the accept loop waits here for room under the connection
+//! limit, and a stopping relay closes them all here and waits for their threads.
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -18,6 +18,9 @@ pub struct Connections {
 #[derive(Debug, Default)]
 struct State {
     open: HashMap<u64, Arc<Connection>>,
+    /// Set by `stop_accepting`. Kept under the same lock as `open` so that a waiter in
+    /// `wait_for_room` cannot miss it.
+    stopped_accepting: bool,
     /// Set by `close_all`: connections added afterwards are closed at once.
     closing: bool,
 }
@@ -32,10 +35,34 @@ impl Connections {
         if state.closing {
             connection.close(CloseReason::Stopped, "relay stopping");
         }
-        Entry {
-            connections: Arc::clone(self),
-            connection,
+        Entry { connections: Arc::clone(self), connection }
+    }
+
+    /// Blocks while `max` connections are open. Returns `false` once the relay stops
+    /// accepting (then the caller should stop), `true` when there is room.
+    pub fn wait_for_room(&self, max: usize) -> bool {
+        let mut state = self.lock();
+        while state.open.len() >= max && !state.stopped_accepting {
+            state = self.left.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
+        !state.stopped_accepting
+    }
+
+    /// Whether `max` or more connections are open.
+    pub fn is_full(&self, max: usize) -> bool {
+        self.lock().open.len() >= max
+    }
+
+    /// Tells the accept loop to stop. Returns `false` if it had already been told.
+    pub fn stop_accepting(&self) -> bool {
+        let first_time = !std::mem::replace(&mut self.lock().stopped_accepting, true);
+        self.left.notify_all(); // wakes `wait_for_room`
+        first_time
+    }
+
+    /// Whether the accept loop should go on.
+    pub fn accepting(&self) -> bool {
+        !self.lock().stopped_accepting
     }
 
     /// Closes every open connection (and any added later), waking their threads.
@@ -51,10 +78,7 @@ impl Connections {
     pub fn wait_until_empty(&self) {
         let mut state = self.lock();
         while !state.open.is_empty() {
-            state = self
-                .left
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = self.left.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
     }
 

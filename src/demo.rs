@@ -25,25 +25,15 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Only if the echo upstream or the relay cannot be started (e.g. no free port).
 pub fn run(out: &mut dyn Write) -> io::Result<bool> {
     let echo = EchoUpstream::start()?;
-    let relay = Relay::bind(Config {
-        upstream: echo.addr.to_string(),
-        ..Config::default()
-    })?;
+    let relay = Relay::bind(Config { upstream: echo.addr.to_string(), ..Config::default() })?;
     let relay_addr = relay.local_addr();
     let stop = relay.stop_handle();
     let relay_thread = thread::spawn(move || relay.serve());
-    writeln!(
-        out,
-        "tcprelay demo: echo upstream on {}, relay on {relay_addr}",
-        echo.addr
-    )?;
+    writeln!(out, "tcprelay demo: echo upstream on {}, relay on {relay_addr}", echo.addr)?;
 
     let steps: [(&str, Step); 3] = [
         ("first message sent right after connect", first_message),
-        (
-            "half-close: client stops sending, reply still arrives",
-            half_close,
-        ),
+        ("half-close: client stops sending, reply still arrives", half_close),
         ("64 MiB through the relay and back", bulk),
     ];
     let mut all_passed = true;
@@ -62,15 +52,7 @@ pub fn run(out: &mut dyn Write) -> io::Result<bool> {
         Err(_) => all_passed = false,
     }
     echo.stop();
-    writeln!(
-        out,
-        "{}",
-        if all_passed {
-            "all steps passed"
-        } else {
-            "some steps FAILED"
-        }
-    )?;
+    writeln!(out, "{}", if all_passed { "all steps passed" } else { "some steps FAILED" })?;
     Ok(all_passed)
 }
 
@@ -104,10 +86,7 @@ fn half_close(relay: SocketAddr) -> io::Result<String> {
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply)?; // returns only once the upstream's EOF came through
     check(reply == request, "the reply differs from the request")?;
-    Ok(format!(
-        "{} bytes came back after the half-close, then EOF",
-        reply.len()
-    ))
+    Ok(format!("{} bytes came back after the half-close, then EOF", reply.len()))
 }
 
 /// Bulk data both ways at once, checked byte for byte.
@@ -126,16 +105,11 @@ fn bulk(relay: SocketAddr) -> io::Result<String> {
             stream.shutdown(Shutdown::Write)
         });
         let received = receive_and_check(&stream);
-        let sent = sender
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("sender panicked")));
+        let sent = sender.join().unwrap_or_else(|_| Err(io::Error::other("sender panicked")));
         sent.and(received)
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    check(
-        received == BULK_BYTES,
-        "fewer bytes came back than were sent",
-    )?;
+    check(received == BULK_BYTES, "fewer bytes came back than were sent")?;
     let mib = BULK_BYTES as f64 / (1024.0 * 1024.0);
     Ok(format!(
         "{received} bytes each way in {seconds:.2} s ({:.0} MiB/s each way), all bytes checked",
@@ -155,9 +129,7 @@ fn receive_and_check(mut stream: &TcpStream) -> io::Result<u64> {
         }
         fill_pattern(&mut expected[..n], offset);
         if buffer[..n] != expected[..n] {
-            return Err(io::Error::other(format!(
-                "corrupted data near byte {offset}"
-            )));
+            return Err(io::Error::other(format!("corrupted data near byte {offset}")));
         }
         offset += n as u64;
     }
@@ -173,11 +145,7 @@ fn fill_pattern(chunk: &mut [u8], offset: u64) {
 }
 
 fn check(ok: bool, problem: &str) -> io::Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(io::Error::other(problem.to_string()))
-    }
+    if ok { Ok(()) } else { Err(io::Error::other(problem.to_string())) }
 }
 
 /// An echo server: each connection gets back what it sends; at the client's EOF the server
@@ -208,11 +176,7 @@ impl EchoUpstream {
                 }
             });
         });
-        Ok(EchoUpstream {
-            addr,
-            stopping,
-            thread,
-        })
+        Ok(EchoUpstream { addr, stopping, thread })
     }
 
     /// Stops accepting and waits for every echo thread (the relay has closed them all).

@@ -55,18 +55,12 @@ pub fn dial(upstream: &str, timeout: Duration) -> Result<TcpStream, DialError> {
     let addrs: Vec<SocketAddr> = match upstream.to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
         Err(error) => {
-            return Err(DialError::Resolve {
-                upstream: upstream.to_string(),
-                error,
-            });
+            return Err(DialError::Resolve { upstream: upstream.to_string(), error });
         }
     };
     if addrs.is_empty() {
         let error = io::Error::new(io::ErrorKind::NotFound, "no addresses");
-        return Err(DialError::Resolve {
-            upstream: upstream.to_string(),
-            error,
-        });
+        return Err(DialError::Resolve { upstream: upstream.to_string(), error });
     }
     let deadline = Instant::now() + timeout;
     let mut attempts = Vec::new();
@@ -82,8 +76,5 @@ pub fn dial(upstream: &str, timeout: Duration) -> Result<TcpStream, DialError> {
             Err(error) => attempts.push((*addr, error)),
         }
     }
-    Err(DialError::Connect {
-        upstream: upstream.to_string(),
-        attempts,
-    })
+    Err(DialError::Connect { upstream: upstream.to_string(), attempts })
 }

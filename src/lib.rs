@@ -54,17 +54,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod address;
+pub mod admin_http;
 pub mod cli;
 mod config;
+pub mod config_file;
 mod connection;
 mod connections;
 pub mod demo;
 mod dial;
+mod explain;
 mod listener;
 pub mod log;
 mod meter;
+pub mod metrics;
+pub mod proxy_protocol;
 mod relay;
+pub mod threads;
+mod timers;
 pub mod units;
 
 pub use config::Config;
@@ -72,3 +80,7 @@ pub use connection::CloseReason;
 pub use dial::DialError;
 pub use listener::{Relay, StopHandle};
 pub use log::LogLevel;
+
+/// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.
+#[doc = include_str!("../docs/go-to-rust.md")]
+pub mod go_to_rust {}

@@ -3,7 +3,6 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use crate::connection::Connection;
 use crate::connections::Connections;
 use crate::log::Log;
 use crate::relay;
+use crate::threads::{self, ThreadLife, ThreadRole};
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
 #[derive(Debug)]
@@ -21,7 +21,6 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<Connections>,
     /// The address to connect to in order to wake a blocked `accept` (see [`StopHandle::stop`]).
     wake_addr: SocketAddr,
-    stopping: AtomicBool,
 }
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
@@ -43,10 +42,7 @@ impl Relay {
     /// (in use, not a local address, permission denied for a low port).
     pub fn bind(config: Config) -> io::Result<Relay> {
         let listener = TcpListener::bind(config.listen).map_err(|error| {
-            io::Error::new(
-                error.kind(),
-                format!("cannot listen on {}: {error}", config.listen),
-            )
+            io::Error::new(error.kind(), format!("cannot listen on {}: {error}", config.listen))
         })?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -54,13 +50,8 @@ impl Relay {
             config,
             connections: Arc::default(),
             wake_addr: wake_addr(local_addr),
-            stopping: AtomicBool::new(false),
         });
-        Ok(Relay {
-            listener,
-            local_addr,
-            shared,
-        })
+        Ok(Relay { listener, local_addr, shared })
     }
 
     /// The address the relay listens on, with the real port if port 0 was asked.
@@ -70,9 +61,7 @@ impl Relay {
 
     /// A handle that stops this relay from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle {
-            shared: Arc::clone(&self.shared),
-        }
+        StopHandle { shared: Arc::clone(&self.shared) }
     }
 
     /// Accepts clients until stopped, starting a connection thread for each.
@@ -87,31 +76,39 @@ impl Relay {
     /// None today; the `Result` leaves room for fatal listener errors.
     pub fn serve(self) -> io::Result<()> {
         let shared = &self.shared;
+        let config = &shared.config;
+        let connections = &shared.connections;
         let mut backoff = AcceptBackoff::default();
         let mut next_id: u64 = 1;
-        shared.log.info(
-            "serving",
-            &[
-                ("listen", &self.local_addr),
-                ("upstream", &shared.config.upstream),
-            ],
-        );
-        while !shared.stopping.load(Ordering::SeqCst) {
+        shared.log.info("serving", &[("listen", &self.local_addr), ("upstream", &config.upstream)]);
+        loop {
+            // At the limit, stop accepting: new clients wait in the kernel's backlog.
+            if connections.is_full(config.max_connections) {
+                shared.log.warn(
+                    "connection limit reached, pausing accept",
+                    &[("max_connections", &config.max_connections)],
+                );
+                if !connections.wait_for_room(config.max_connections) {
+                    break;
+                }
+                shared.log.warn("connection limit cleared, accepting again", &[]);
+            }
             // conn, err := l.Accept()
-            match self.listener.accept() {
+            let accepted = self.listener.accept();
+            if !connections.accepting() {
+                break; // the wake-up connection from `stop`, or a client too late
+            }
+            match accepted {
                 Ok((client, client_addr)) => {
                     backoff.succeeded(&shared.log);
-                    if shared.stopping.load(Ordering::SeqCst) {
-                        break; // the wake-up connection from `stop`, or a client too late
-                    }
-                    start_connection(shared, Connection::new(next_id, client, client_addr));
+                    start_connection(shared, Connection::new(next_id, client, client_addr, config));
                     next_id += 1;
                 }
                 Err(error) => backoff.failed(&error, &shared.log),
             }
         }
-        shared.connections.close_all();
-        shared.connections.wait_until_empty();
+        connections.close_all();
+        connections.wait_until_empty();
         shared.log.info("stopped", &[("listen", &self.local_addr)]);
         Ok(())
     }
@@ -123,22 +120,29 @@ impl Relay {
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
 fn start_connection(shared: &Arc<Shared>, connection: Connection) {
-    let id = connection.id;
-    shared.log.debug(
-        "accepted",
-        &[("conn", &id), ("client", &connection.client_addr)],
-    );
+    let (id, client_addr) = (connection.id, connection.client_addr);
+    shared.log.debug("accepted", &[("conn", &id), ("client", &client_addr)]);
+    connection.explain.accepted(id, client_addr);
     let entry = shared.connections.insert(connection);
     let thread_shared = Arc::clone(shared);
-    let spawned = thread::Builder::new()
-        .name(format!("tcprelay-{id}"))
-        .stack_size(shared.config.stack_size)
-        .spawn(move || relay::relay(&entry, &thread_shared));
+    let hook = shared.config.thread_hook;
+    let spawned = threads::builder(hook, ThreadRole::First, id, shared.config.stack_size).and_then(
+        |builder| {
+            builder.spawn(move || {
+                // Declared in this order so that the hook hears `Finished` before the entry
+                // leaves `Connections` and frees a slot under the limit.
+                let entry = entry;
+                let _life = ThreadLife::begin(hook, ThreadRole::First);
+                relay::relay(&entry, &thread_shared);
+            })
+        },
+    );
     if let Err(error) = spawned {
         shared.log.warn(
             "connection closed",
             &[
                 ("conn", &id),
+                ("client", &client_addr),
                 ("reason", &"spawn_failed"),
                 ("error", &error),
             ],
@@ -160,7 +164,7 @@ impl StopHandle {
     /// Stops accepting and closes every open connection; `serve` then returns once their
     /// threads have finished. Calling it again does nothing more.
     pub fn stop(&self) {
-        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+        if !self.shared.connections.stop_accepting() {
             return;
         }
         // `accept` blocks and std cannot interrupt it, so we wake it the way a client
@@ -211,16 +215,10 @@ impl AcceptBackoff {
             return;
         }
         let now = Instant::now();
-        if self
-            .logged_at
-            .is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY)
-        {
+        if self.logged_at.is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY) {
             log.warn(
                 "accept failed, pausing",
-                &[
-                    ("error", error),
-                    ("pause_ms", &self.next_pause().as_millis()),
-                ],
+                &[("error", error), ("pause_ms", &self.next_pause().as_millis())],
             );
             self.logged_at = Some(now);
         }

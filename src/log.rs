@@ -47,9 +47,7 @@ impl FromStr for LogLevel {
             "warn" => Ok(LogLevel::Warn),
             "info" => Ok(LogLevel::Info),
             "debug" => Ok(LogLevel::Debug),
-            _ => Err(format!(
-                "invalid log level \"{text}\": expected error, warn, info or debug"
-            )),
+            _ => Err(format!("invalid log level \"{text}\": expected error, warn, info or debug")),
         }
     }
 }
@@ -138,9 +136,7 @@ fn format_line(now: SystemTime, level: LogLevel, msg: &str, fields: Fields<'_>) 
 /// Appends a value, quoted if it is empty or holds a space, quote, `=` or control character.
 fn push_value(line: &mut String, value: &str) {
     let needs_quotes = value.is_empty()
-        || value
-            .chars()
-            .any(|c| c == ' ' || c == '"' || c == '=' || c.is_control());
+        || value.chars().any(|c| c == ' ' || c == '"' || c == '=' || c.is_control());
     if !needs_quotes {
         line.push_str(value);
         return;
@@ -192,11 +188,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153; // March = 0
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -212,15 +204,9 @@ mod tests {
             |secs, millis| UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis);
         assert_eq!(Rfc3339(at(0, 0)).to_string(), "1970-01-01T00:00:00.000Z");
         // 2000-02-29 (a leap day) 12:34:56.789
-        assert_eq!(
-            Rfc3339(at(951_827_696, 789)).to_string(),
-            "2000-02-29T12:34:56.789Z"
-        );
+        assert_eq!(Rfc3339(at(951_827_696, 789)).to_string(), "2000-02-29T12:34:56.789Z");
         // 2026-11-25T07:59:14Z, the day this was written
-        assert_eq!(
-            Rfc3339(at(1_795_593_554, 5)).to_string(),
-            "2026-11-25T07:59:14.005Z"
-        );
+        assert_eq!(Rfc3339(at(1_795_593_554, 5)).to_string(), "2026-11-25T07:59:14.005Z");
     }
 
     #[test]
@@ -229,11 +215,7 @@ mod tests {
             UNIX_EPOCH,
             LogLevel::Info,
             "connection closed",
-            &[
-                ("conn", &7),
-                ("reason", &"client_eof"),
-                ("error", &"broken \"pipe\""),
-            ],
+            &[("conn", &7), ("reason", &"client_eof"), ("error", &"broken \"pipe\"")],
         );
         assert_eq!(
             line,

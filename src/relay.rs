@@ -27,29 +27,18 @@ use std::time::Instant;
 use crate::connection::{CloseReason, Connection};
 use crate::dial;
 use crate::listener::Shared;
-use crate::meter::Meter;
+use crate::meter::{Direction, Sink, Source};
+use crate::threads::{self, ThreadLife, ThreadRole};
 
-/// Which way bytes flow in one copy.
-#[derive(Clone, Copy, Debug)]
-enum Direction {
-    ClientToUpstream,
-    UpstreamToClient,
-}
-
-impl Direction {
-    /// The close reasons for this copy: its source finished, its source failed, its sink failed.
-    fn reasons(self) -> (CloseReason, CloseReason, CloseReason) {
-        match self {
-            Direction::ClientToUpstream => (
-                CloseReason::ClientEof,
-                CloseReason::ClientReset,
-                CloseReason::UpstreamReset,
-            ),
-            Direction::UpstreamToClient => (
-                CloseReason::UpstreamEof,
-                CloseReason::UpstreamReset,
-                CloseReason::ClientReset,
-            ),
+/// The close reasons for a copy in `direction`: its source finished, its source failed, its
+/// sink failed.
+fn reasons(direction: Direction) -> (CloseReason, CloseReason, CloseReason) {
+    match direction {
+        Direction::ClientToUpstream => {
+            (CloseReason::ClientEof, CloseReason::ClientReset, CloseReason::UpstreamReset)
+        }
+        Direction::UpstreamToClient => {
+            (CloseReason::UpstreamEof, CloseReason::UpstreamReset, CloseReason::ClientReset)
         }
     }
 }
@@ -68,10 +57,8 @@ pub fn relay(connection: &Connection, shared: &Shared) {
     let upstream = match dial::dial(&config.upstream, config.connect_timeout) {
         Ok(upstream) => upstream,
         Err(error) => {
-            log.warn(
-                "upstream connect failed",
-                &[("conn", &connection.id), ("error", &error)],
-            );
+            log.warn("upstream connect failed", &[("conn", &connection.id), ("error", &error)]);
+            connection.explain.dial_failed(connection.id, &error);
             connection.close(CloseReason::ConnectFailed, &error);
             log_closed(connection, shared, started, None, (0, 0));
             return;
@@ -81,23 +68,27 @@ pub fn relay(connection: &Connection, shared: &Shared) {
     let _ = upstream.set_nodelay(true);
     let upstream_addr = upstream.peer_addr().ok();
     let upstream = connection.attach_upstream(upstream);
-    log.debug(
-        "upstream dialled",
-        &[("conn", &connection.id), ("upstream", &show(upstream_addr))],
-    );
+    // With a timer on, blocked reads and writes wake up every tick to look at it.
+    if let Some(tick) = connection.timers.tick() {
+        for socket in [&connection.client, upstream] {
+            let _ = socket.set_read_timeout(Some(tick));
+            let _ = socket.set_write_timeout(Some(tick));
+        }
+    }
+    log.debug("upstream dialled", &[("conn", &connection.id), ("upstream", &show(upstream_addr))]);
+    connection.explain.dialled(connection.id, &show(upstream_addr));
 
+    let hook = config.thread_hook;
     let bytes = thread::scope(|scope| {
         // go func() { io.Copy(upstream, client); upstream.CloseWrite() }()
-        let second = thread::Builder::new()
-            .name(format!("tcprelay-{}-up", connection.id))
-            .stack_size(config.stack_size)
-            .spawn_scoped(scope, || {
-                copy_one_way(
-                    connection,
-                    &connection.client,
-                    upstream,
-                    Direction::ClientToUpstream,
-                )
+        connection.explain.copies_starting(connection.id);
+        let second = threads::builder(hook, ThreadRole::Second, connection.id, config.stack_size)
+            .and_then(|builder| {
+                builder.spawn_scoped(scope, move || {
+                    let _life = ThreadLife::begin(hook, ThreadRole::Second);
+                    let client = &connection.client;
+                    copy_one_way(connection, client, upstream, Direction::ClientToUpstream)
+                })
             });
         let second = match second {
             Ok(handle) => handle,
@@ -111,17 +102,14 @@ pub fn relay(connection: &Connection, shared: &Shared) {
             }
         };
         // io.Copy(client, upstream), on this thread.
-        let to_client = copy_one_way(
-            connection,
-            upstream,
-            &connection.client,
-            Direction::UpstreamToClient,
-        );
+        let to_client =
+            copy_one_way(connection, upstream, &connection.client, Direction::UpstreamToClient);
         // wg.Wait(). A panic in the second thread arrives here as an Err; it already closed
         // the connection on its way out (see `CloseOnPanic`).
         let to_upstream = second.join().unwrap_or(0);
         (to_upstream, to_client)
     });
+    connection.explain.closed(connection.id, connection.outcome().0);
     log_closed(connection, shared, started, upstream_addr, bytes);
 }
 
@@ -139,21 +127,20 @@ fn copy_one_way(
     direction: Direction,
 ) -> u64 {
     let _close_on_panic = CloseOnPanic(connection);
-    let (source_eof, source_failed, sink_failed) = direction.reasons();
-    let mut source = from;
-    let mut sink = Meter::new(to);
+    let (source_eof, source_failed, sink_failed) = reasons(direction);
+    let mut source = Source::new(from, connection, direction);
+    let mut sink = Sink::new(to, connection);
     match io::copy(&mut source, &mut sink) {
         Ok(_) => {
             connection.record_eof(source_eof);
+            // Told first, so the story stays in order: the peer reacts to the shutdown at once.
+            connection.explain.eof(connection.id, direction);
             // Fails only if the sink is already shut down or gone; the other copy will see it.
             let _ = to.shutdown(Shutdown::Write);
         }
         Err(error) => {
-            let reason = if sink.write_failed {
-                sink_failed
-            } else {
-                source_failed
-            };
+            let reason = if sink.write_failed { sink_failed } else { source_failed };
+            connection.explain.copy_failed(connection.id, direction, &error);
             connection.close(reason, error);
         }
     }
@@ -195,15 +182,11 @@ fn log_closed(
     if error.is_empty() {
         shared.log.info("connection closed", fields);
     } else {
-        shared.log.info(
-            "connection closed",
-            &[fields, &[("error", &error)]].concat(),
-        );
+        shared.log.info("connection closed", &[fields, &[("error", &error)]].concat());
     }
 }
 
 /// An address for the log, or `-` when there is none (no upstream was dialled).
 fn show(addr: Option<SocketAddr>) -> String {
-    addr.map(|addr| addr.to_string())
-        .unwrap_or_else(|| "-".to_string())
+    addr.map(|addr| addr.to_string()).unwrap_or_else(|| "-".to_string())
 }

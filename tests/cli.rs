@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -12,10 +12,7 @@ use std::thread;
 use support::*;
 
 fn tcprelay(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcprelay"))
-        .args(args)
-        .output()
-        .expect("run tcprelay")
+    Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(args).output().expect("run tcprelay")
 }
 
 fn stderr_of(output: &Output) -> String {
@@ -27,19 +24,10 @@ fn usage_errors_name_the_culprit_and_exit_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["--frobnicate"], "unknown flag \"--frobnicate\""),
         (&["--listen"], "--listen needs a value"),
-        (
-            &["-l", "localhost:notaport", "-u", ":80"],
-            "\"localhost:notaport\"",
-        ),
+        (&["-l", "localhost:notaport", "-u", ":80"], "\"localhost:notaport\""),
         (&["-l", ":0", "-u", "[::1:80"], "\"[::1:80\""),
-        (
-            &["-l", ":0", "-u", ":80", "--connect-timeout", "soon"],
-            "\"soon\"",
-        ),
-        (
-            &["-l", ":0", "-u", ":80", "--log-level", "chatty"],
-            "\"chatty\"",
-        ),
+        (&["-l", ":0", "-u", ":80", "--connect-timeout", "soon"], "\"soon\""),
+        (&["-l", ":0", "-u", ":80", "--log-level", "chatty"], "\"chatty\""),
         (&["-l", ":0"], "missing --upstream"),
         (&[], "missing --listen"),
     ];
@@ -48,10 +36,7 @@ fn usage_errors_name_the_culprit_and_exit_2() {
         let stderr = stderr_of(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains("--help"),
-            "{args:?}: no hint to --help: {stderr}"
-        );
+        assert!(stderr.contains("--help"), "{args:?}: no hint to --help: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
@@ -61,14 +46,8 @@ fn help_goes_to_stdout_and_lists_every_flag_with_defaults() {
     let output = tcprelay(&["--help"]);
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8(output.stdout).unwrap();
-    for flag in [
-        "--listen",
-        "--upstream",
-        "--connect-timeout",
-        "--log-level",
-        "--version",
-        "demo",
-    ] {
+    for flag in ["--listen", "--upstream", "--connect-timeout", "--log-level", "--version", "demo"]
+    {
         assert!(help.contains(flag), "{flag} missing");
     }
     assert!(help.contains("[default: 5s]"));
@@ -91,32 +70,40 @@ fn bind_failure_exits_1_naming_the_address() {
     let output = tcprelay(&["-l", &addr, "-u", ":80"]);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&addr) && stderr.contains("in use"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&addr) && stderr.contains("in use"), "{stderr}");
 }
 
 #[test]
 fn demo_passes_every_step() {
     let output = tcprelay(&["demo"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        stderr_of(&output)
-    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", stderr_of(&output));
     assert_eq!(stdout.matches("[ok]").count(), 3, "{stdout}");
     assert!(stdout.contains("all steps passed"), "{stdout}");
 }
 
-/// A relay process that is killed (and reaped) when dropped.
+/// A relay process that is killed (and reaped) when dropped; its stdout and stderr lines
+/// arrive on channels.
 struct RelayProcess {
     child: Child,
     addr: SocketAddr,
+    stdout_lines: mpsc::Receiver<String>,
     stderr_lines: mpsc::Receiver<String>,
-    reader: Option<thread::JoinHandle<()>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+/// Sends each line of `pipe` to the returned channel, on a thread pushed onto `readers`.
+fn lines_of(
+    pipe: impl Read + Send + 'static,
+    readers: &mut Vec<thread::JoinHandle<()>>,
+) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    readers.push(thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    }));
+    receiver
 }
 
 impl RelayProcess {
@@ -124,32 +111,21 @@ impl RelayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start tcprelay");
-        let stderr = child.stderr.take().unwrap();
-        let (lines, stderr_lines) = mpsc::channel();
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let first = stderr_lines
-            .recv_timeout(TIMEOUT)
-            .expect("a first log line");
+        let mut readers = Vec::new();
+        let stdout_lines = lines_of(child.stdout.take().unwrap(), &mut readers);
+        let stderr_lines = lines_of(child.stderr.take().unwrap(), &mut readers);
+        let first = stderr_lines.recv_timeout(TIMEOUT).expect("a first log line");
         let addr = first
             .split("listening on ")
             .nth(1)
             .and_then(|rest| rest.split(['"', ' ']).next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no `listening on ADDR` in {first:?}"));
-        RelayProcess {
-            child,
-            addr,
-            stderr_lines,
-            reader: Some(reader),
-        }
+        RelayProcess { child, addr, stdout_lines, stderr_lines, readers }
     }
 
     /// The next stderr line that contains `needle`.
@@ -167,7 +143,7 @@ impl Drop for RelayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
+        for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
     }
@@ -203,10 +179,7 @@ fn binary_relays_and_logs_one_line_per_connection() {
     ] {
         assert!(line.contains(field), "{field} missing from {line}");
     }
-    assert!(
-        line.starts_with("ts=20") && line.contains("Z level="),
-        "{line}"
-    );
+    assert!(line.starts_with("ts=20") && line.contains("Z level="), "{line}");
 }
 
 #[test]
@@ -217,8 +190,53 @@ fn binary_logs_connect_failures_with_the_upstream() {
     let client = connect(relay.addr);
     assert!(read_all(&client).unwrap().is_empty());
     let line = relay.log_line_with("connection closed");
-    assert!(
-        line.contains("reason=connect_failed") && line.contains(&dead),
-        "{line}"
-    );
+    assert!(line.contains("reason=connect_failed") && line.contains(&dead), "{line}");
+}
+
+/// `--explain` tells a connection's life in order, each event beside its Go line.
+#[test]
+fn explain_narrates_each_connection_with_the_go_lines() {
+    // The upstream replies only after the client's EOF, so the events have one order.
+    let upstream = Upstream::start(|stream| {
+        assert_eq!(read_all(&stream).unwrap(), b"hi\n");
+        write_all(&stream, b"hello back").unwrap();
+    });
+    let upstream_arg = upstream.addr.to_string();
+    let relay = RelayProcess::start(&["-l", ":0", "-u", &upstream_arg, "--explain"]);
+
+    let client = connect(relay.addr);
+    write_all(&client, b"hi\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&client).unwrap(), b"hello back");
+
+    let expected = [
+        ("accepted a client from 127.0.0.1:", "Go: conn, err := l.Accept()"),
+        (&format!("dialled its own upstream {upstream_arg}"), "Go: up, err := net.Dial"),
+        (
+            "starting the second thread: both copies run",
+            "Go: go io.Copy(up, conn); io.Copy(conn, up)",
+        ),
+        ("first 3 bytes client → upstream", "Go: io.Copy(up, conn) moves its first bytes"),
+        (
+            "client finished sending (EOF): shutdown(Write) to upstream",
+            "Go: io.Copy(up, conn) returned nil; up.CloseWrite()",
+        ),
+        ("first 10 bytes upstream → client", "Go: io.Copy(conn, up) moves its first bytes"),
+        (
+            "upstream finished sending (EOF): shutdown(Write) to client",
+            "Go: io.Copy(conn, up) returned nil; conn.CloseWrite()",
+        ),
+        (
+            "both copies done, both sockets closed (client_eof)",
+            "Go: wg.Wait(); defer conn.Close(); defer up.Close()",
+        ),
+    ];
+    for (event, go) in expected {
+        let line = relay.stdout_lines.recv_timeout(TIMEOUT).expect("an --explain line");
+        assert!(line.starts_with("conn 1 "), "{line}");
+        assert!(
+            line.contains(event) && line.contains(go),
+            "expected {event:?} / {go:?}, got {line:?}"
+        );
+    }
 }

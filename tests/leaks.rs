@@ -56,11 +56,7 @@ fn descriptors_and_threads_return_to_idle_after_every_kind_of_ending() {
     assert!(read_all(&client).unwrap().is_empty());
     drop(client);
 
-    assert!(
-        eventually(|| open_fds() == idle_fds),
-        "fds: idle {idle_fds}, now {}",
-        open_fds()
-    );
+    assert!(eventually(|| open_fds() == idle_fds), "fds: idle {idle_fds}, now {}", open_fds());
     assert!(
         eventually(|| thread_count() == idle_threads),
         "threads: idle {idle_threads}, now {}",

@@ -82,10 +82,7 @@ fn upstream_half_close_reaches_client_which_can_still_send() {
     write_all(&client, &late).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
 
-    assert!(
-        recorded.recv_timeout(TIMEOUT).unwrap() == late,
-        "late bytes lost"
-    );
+    assert!(recorded.recv_timeout(TIMEOUT).unwrap() == late, "late bytes lost");
 }
 
 /// Many clients at once, each with its own size and data: every byte comes back, and each
@@ -152,10 +149,7 @@ fn upstream_refusing_closes_the_client() {
     let received = read_all(&client).expect("EOF, not a timeout");
     assert!(received.is_empty());
     let client = connect(relay.addr);
-    assert!(
-        read_all(&client).unwrap().is_empty(),
-        "the relay went on serving"
-    );
+    assert!(read_all(&client).unwrap().is_empty(), "the relay went on serving");
 }
 
 /// `localhost` may resolve to ::1 first; the upstream only listens on 127.0.0.1, so the
@@ -219,9 +213,8 @@ fn client_reset_mid_transfer_closes_upstream() {
     (&client).read_exact(&mut first).unwrap(); // the flood has started
     drop(client); // unread data in our buffer: the kernel sends RST
 
-    let sent = upstream_done
-        .recv_timeout(TIMEOUT)
-        .expect("upstream connection closed by the relay");
+    let sent =
+        upstream_done.recv_timeout(TIMEOUT).expect("upstream connection closed by the relay");
     assert!(sent >= 1024);
     let echo = Upstream::echo();
     let other = TestRelay::to(echo.addr);
@@ -258,10 +251,7 @@ fn upstream_reset_mid_transfer_ends_the_client_connection() {
         );
     }
     assert!(received.len() <= sent.len());
-    assert!(
-        received == sent[..received.len()],
-        "received bytes are not a prefix of those sent"
-    );
+    assert!(received == sent[..received.len()], "received bytes are not a prefix of those sent");
 }
 
 /// `serve` returns after `stop`, even with a connection open, and the client sees it end.

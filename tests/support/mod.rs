@@ -26,10 +26,7 @@ pub struct TestRelay {
 impl TestRelay {
     /// A relay to `upstream` with default settings (logging only errors).
     pub fn to(upstream: impl ToString) -> TestRelay {
-        TestRelay::start(Config {
-            upstream: upstream.to_string(),
-            ..quiet_config()
-        })
+        TestRelay::start(Config { upstream: upstream.to_string(), ..quiet_config() })
     }
 
     /// A relay with this configuration.
@@ -67,10 +64,7 @@ impl Drop for TestRelay {
 
 /// Defaults for tests: loopback, ephemeral port, errors only on stderr.
 pub fn quiet_config() -> Config {
-    Config {
-        log_level: LogLevel::Error,
-        ..Config::default()
-    }
+    Config { log_level: LogLevel::Error, ..Config::default() }
 }
 
 /// A test upstream: accepts on 127.0.0.1:0 and runs `handler` on its own thread for each
@@ -104,12 +98,7 @@ impl Upstream {
                 }
             });
         });
-        Upstream {
-            addr,
-            accepted,
-            stopping,
-            thread: Some(thread),
-        }
+        Upstream { addr, accepted, stopping, thread: Some(thread) }
     }
 
     /// Echoes every byte back; at EOF, half-closes after the last byte.
@@ -175,16 +164,14 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 
 /// FNV-1a, a checksum for comparing large transfers.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// This process's open file descriptors (Linux: entries of /proc/self/fd).
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .count()
+    std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").count()
 }
 
 /// This process's threads (Linux: `Threads:` in /proc/self/status).
