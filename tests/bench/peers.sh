@@ -177,15 +177,8 @@ bench_bin=$(cargo bench --bench relay --no-run --message-format=json 2>/dev/null
 [[ -x $bench_bin ]] || { echo "peers.sh: could not find the bench binary" >&2; exit 1; }
 
 go_bin=$work/go-correct
-if [[ -f docs/go/correct/main.go ]]; then
-    go_source=docs/go/correct/main.go
-    (cd docs/go && go build -o "$go_bin" ./correct)
-else
-    # Until the classroom helper's docs/go/correct lands: the same program,
-    # kept under tests/bench/go/ for this script only.
-    go_source=tests/bench/go/correct.go
-    go build -o "$go_bin" tests/bench/go/correct.go
-fi
+go_source=docs/go/correct/main.go
+(cd docs/go && go build -o "$go_bin" ./correct)
 log "Go program: $go_source"
 
 # --- upstreams --------------------------------------------------------------------
@@ -288,10 +281,14 @@ start_candidate() {
     case $name in
         tcprelay)
             # Default settings, as a user would run it (info level: a log line
-            # per connection, to a file). TCPRELAY_FLAGS adds options.
+            # per connection, to a file), except the connection limit: its
+            # default of 500 would keep idle clients waiting in the backlog, so
+            # it gets what the descriptor limit allows, like HAProxy's maxconn.
+            # TCPRELAY_FLAGS adds options (later flags win).
             local flags=()
             read -r -a flags <<< "${TCPRELAY_FLAGS:-}"
             setsid "$tcprelay_bin" --listen "$candidate_addr" --upstream "$up" \
+                --max-connections $(( (fd_limit - 100) / 2 )) \
                 "${flags[@]}" 2>> "$err" < /dev/null & ;;
         go)
             setsid "$go_bin" -listen "$candidate_addr" -upstream "$up" 2>> "$err" < /dev/null & ;;

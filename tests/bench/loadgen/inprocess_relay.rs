@@ -6,6 +6,11 @@ use std::net::SocketAddr;
 use std::thread::{self, JoinHandle};
 use tcprelay::{Config, LogLevel, Relay, StopHandle};
 
+/// The connection limit of the benchmarked relay. The default (500) would
+/// keep the idle workload's 1,000 clients waiting in the backlog; peers.sh
+/// likewise raises HAProxy's `maxconn` and nginx's `worker_connections`.
+const MAX_CONNECTIONS: usize = 20_000;
+
 /// A relay serving on its own thread until `finish`.
 pub struct InProcessRelay {
     addr: SocketAddr,
@@ -23,6 +28,7 @@ impl InProcessRelay {
         let relay = Relay::bind(Config {
             upstream: upstream.to_string(),
             log_level: LogLevel::Warn,
+            max_connections: MAX_CONNECTIONS,
             ..Config::default()
         })?;
         let addr = relay.local_addr();
