@@ -394,6 +394,10 @@ measure() {  # CANDIDATE ROUND SPEC...
     esac
     stop_candidate
     record "$cand" "$round" "$line"
+    if [[ $line == *ok=false* && $cand != direct && -f $work/$cand.err ]]; then
+        # The relay's last words (not its per-connection info lines) say why.
+        grep -v 'level=info' "$work/$cand.err" | tail -n 3 | sed 's/^/      /' >&2 || true
+    fi
 }
 
 workload_specs=(
