@@ -170,7 +170,7 @@ trap 'exit 130' INT TERM
 log "building tcprelay (release) and the load generator"
 cargo build --release --bin tcprelay >&2
 tcprelay_bin=$repo/target/release/tcprelay
-bench_bin=$(cargo bench --bench relay --no-run --message-format=json 2>/dev/null \
+bench_bin=$(cargo bench --bench relay --no-run --message-format=json \
     | jq -r 'select(.reason == "compiler-artifact" and .target.name == "relay"
                     and (.target.kind | index("bench")) and .executable != null) | .executable' \
     | tail -n 1)
