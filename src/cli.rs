@@ -4,15 +4,17 @@
 use std::ffi::OsString;
 use std::fmt;
 
+use crate::access::CidrError;
 use crate::address;
 use crate::config::Config;
+use crate::proxy_protocol::ProxyVersionError;
 use crate::units;
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
     /// Run a relay with this configuration.
-    Run(Config),
+    Run(Box<Config>),
     /// Run the self-contained demo (`tcprelay demo`).
     Demo,
     /// Print the help text.
@@ -52,8 +54,15 @@ Usage:
 Options:
   -l, --listen ADDR          where to accept clients (required): HOST:PORT, [IPv6]:PORT,
                              or :PORT / PORT for 127.0.0.1. Port 0 picks a free port.
-  -u, --upstream ADDR        where to forward each client (required): HOST:PORT; host names
-                             are resolved again for every connection.
+  -u, --upstream ADDR[,ADDR...]
+                             where to forward each client (required): HOST:PORT; host names
+                             are resolved again for every connection. Several (repeat the
+                             flag or separate with commas) are tried as --policy says.
+      --policy POLICY        first (in order, the next only when a connect fails) or
+                             round-robin (each client starts at the next one) [default: first]
+      --allow CIDR[,CIDR...] only clients in these blocks may connect (repeatable)
+      --deny CIDR[,CIDR...]  clients in these blocks may not; a deny wins (repeatable)
+      --proxy-protocol V     send a PROXY protocol header (v1 or v2) to the upstream first
       --connect-timeout DUR  how long dialling the upstream may take [default: {connect}]
       --idle-timeout DUR     close a connection when no byte has moved either way for DUR;
                              0 turns it off [default: {idle}]
@@ -95,7 +104,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         arg.into_string().map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
     });
     let mut config = Config::default();
-    let (mut listen, mut upstream) = (None, None);
+    let (mut listen, mut upstreams) = (None, Vec::new());
     let mut first = true;
     while let Some(arg) = args.next() {
         let arg = arg?;
@@ -131,7 +140,26 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 listen = Some(address::parse_listen(&value()?).map_err(|m| invalid(&flag, m))?)
             }
             "-u" | "--upstream" => {
-                upstream = Some(address::parse_upstream(&value()?).map_err(|m| invalid(&flag, m))?)
+                for text in value()?.split(',') {
+                    upstreams.push(address::parse_upstream(text).map_err(|m| invalid(&flag, m))?);
+                }
+            }
+            "--policy" => config.policy = value()?.parse().map_err(|m| invalid(&flag, m))?,
+            "--allow" | "--deny" => {
+                for text in value()?.split(',') {
+                    let cidr =
+                        text.parse().map_err(|e: CidrError| invalid(&flag, e.to_string()))?;
+                    match flag.as_str() {
+                        "--allow" => config.access.allow.push(cidr),
+                        _ => config.access.deny.push(cidr),
+                    }
+                }
+            }
+            "--proxy-protocol" => {
+                let version = value()?
+                    .parse()
+                    .map_err(|e: ProxyVersionError| invalid(&flag, e.to_string()))?;
+                config.proxy_protocol = Some(version);
             }
             "--connect-timeout" => {
                 config.connect_timeout =
@@ -179,8 +207,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         }
     }
     config.listen = listen.ok_or_else(|| UsageError("missing --listen ADDR".to_string()))?;
-    config.upstream = upstream.ok_or_else(|| UsageError("missing --upstream ADDR".to_string()))?;
-    Ok(Command::Run(config))
+    let mut upstreams = upstreams.into_iter();
+    config.upstream =
+        upstreams.next().ok_or_else(|| UsageError("missing --upstream ADDR".to_string()))?;
+    config.more_upstreams = upstreams.collect();
+    Ok(Command::Run(Box::new(config)))
 }
 
 /// Shows a duration the way it is typed on the command line: `5s`, `250ms`.
@@ -210,7 +241,7 @@ mod tests {
 
     fn run_config(args: &[&str]) -> Config {
         match parse_strs(args) {
-            Ok(Command::Run(config)) => config,
+            Ok(Command::Run(config)) => *config,
             other => panic!("expected a run command from {args:?}, got {other:?}"),
         }
     }
@@ -244,6 +275,29 @@ mod tests {
     }
 
     #[test]
+    fn upstream_lists_policy_access_and_proxy_protocol() {
+        let config = run_config(&[
+            "-l",
+            ":0",
+            "-u",
+            "a:1,b:2",
+            "--upstream=[::1]:3",
+            "--policy",
+            "round-robin",
+            "--allow",
+            "10.0.0.0/8,::1",
+            "--deny=10.0.0.5",
+            "--proxy-protocol",
+            "v2",
+        ]);
+        assert_eq!(config.upstreams().collect::<Vec<_>>(), ["a:1", "b:2", "[::1]:3"]);
+        assert_eq!(config.policy, crate::Policy::RoundRobin);
+        assert_eq!(config.access.allow.len(), 2);
+        assert_eq!(config.access.deny[0].to_string(), "10.0.0.5/32");
+        assert_eq!(config.proxy_protocol, Some(crate::proxy_protocol::ProxyVersion::V2));
+    }
+
+    #[test]
     fn subcommands_and_info_flags() {
         assert!(matches!(parse_strs(&["demo"]), Ok(Command::Demo)));
         assert!(matches!(parse_strs(&["--help"]), Ok(Command::Help)));
@@ -267,6 +321,11 @@ mod tests {
             (&["-l", ":1", "-u", ":1", "--max-connections", "many"], "\"many\""),
             (&["-l", ":1", "-u", ":1", "--stack-size", "1k"], "\"1k\""),
             (&["-l", ":1", "-u", ":1", "--stack-size", "big"], "\"big\""),
+            (&["-l", ":1", "-u", ":1,"], "\"\""),
+            (&["-l", ":1", "-u", ":1", "--policy", "random"], "\"random\""),
+            (&["-l", ":1", "-u", ":1", "--allow", "10.0.0.1/8"], "\"10.0.0.1/8\""),
+            (&["-l", ":1", "-u", ":1", "--deny", "nobody"], "\"nobody\""),
+            (&["-l", ":1", "-u", ":1", "--proxy-protocol", "v3"], "\"v3\""),
             (&["-l", ":1"], "missing --upstream"),
             (&["-u", ":1"], "missing --listen"),
             (&["stray"], "\"stray\""),

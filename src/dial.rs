@@ -50,7 +50,8 @@ impl std::error::Error for DialError {}
 /// equal share of the time that is left, so one black-holed address (say an IPv6 address
 /// with no route) cannot eat the time the next one needs. Name resolution itself has no
 /// timeout: std's resolver (`getaddrinfo`) blocks, and only the system's resolver settings
-/// bound it.
+/// bound it. A zero `timeout` means no limit of our own: each address gets the OS's
+/// connect timeout (a minute or two on Linux).
 pub fn dial(upstream: &str, timeout: Duration) -> Result<TcpStream, DialError> {
     let addrs: Vec<SocketAddr> = match upstream.to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
@@ -67,11 +68,14 @@ pub fn dial(upstream: &str, timeout: Duration) -> Result<TcpStream, DialError> {
     for (index, addr) in addrs.iter().enumerate() {
         let addresses_left = (addrs.len() - index) as u32;
         let share = deadline.saturating_duration_since(Instant::now()) / addresses_left;
-        if share.is_zero() {
-            attempts.push((*addr, io::Error::from(io::ErrorKind::TimedOut)));
-            continue;
-        }
-        match TcpStream::connect_timeout(addr, share) {
+        let connected = if timeout.is_zero() {
+            TcpStream::connect(addr)
+        } else if share.is_zero() {
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        } else {
+            TcpStream::connect_timeout(addr, share)
+        };
+        match connected {
             Ok(stream) => return Ok(stream),
             Err(error) => attempts.push((*addr, error)),
         }

@@ -74,8 +74,10 @@ mod relay;
 pub mod threads;
 mod timers;
 pub mod units;
+mod upstreams;
 
 pub use config::Config;
+pub use config_file::Policy;
 pub use connection::CloseReason;
 pub use dial::DialError;
 pub use listener::{Relay, StopHandle};

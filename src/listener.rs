@@ -10,8 +10,10 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::connections::Connections;
 use crate::log::Log;
+use crate::metrics::RouteMetrics;
 use crate::relay;
 use crate::threads::{self, ThreadLife, ThreadRole};
+use crate::upstreams::Upstreams;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
 #[derive(Debug)]
@@ -19,6 +21,10 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) log: Log,
     pub(crate) connections: Arc<Connections>,
+    /// The route's upstreams, and which of them are backing off after a failed connect.
+    pub(crate) upstreams: Upstreams,
+    /// The route's counters, also read by the admin endpoint.
+    pub(crate) metrics: Arc<RouteMetrics>,
     /// The address to connect to in order to wake a blocked `accept` (see [`StopHandle::stop`]).
     wake_addr: SocketAddr,
 }
@@ -45,8 +51,12 @@ impl Relay {
             io::Error::new(error.kind(), format!("cannot listen on {}: {error}", config.listen))
         })?;
         let local_addr = listener.local_addr()?;
+        let route =
+            if config.name.is_empty() { local_addr.to_string() } else { config.name.clone() };
         let shared = Arc::new(Shared {
             log: Log::new(config.log_level),
+            upstreams: Upstreams::new(&config),
+            metrics: Arc::new(RouteMetrics::new(route)),
             config,
             connections: Arc::default(),
             wake_addr: wake_addr(local_addr),
@@ -57,6 +67,12 @@ impl Relay {
     /// The address the relay listens on, with the real port if port 0 was asked.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The route's counters (connections, bytes, close reasons), live: read them with
+    /// [`RouteMetrics::snapshot`]. The label is [`Config::name`], or the listen address.
+    pub fn metrics(&self) -> Arc<RouteMetrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// A handle that stops this relay from another thread.
@@ -101,7 +117,14 @@ impl Relay {
             match accepted {
                 Ok((client, client_addr)) => {
                     backoff.succeeded(&shared.log);
-                    start_connection(shared, Connection::new(next_id, client, client_addr, config));
+                    shared.metrics.record_accepted();
+                    if config.access.permits(client_addr.ip()) {
+                        let connection = Connection::new(next_id, client, client_addr, config);
+                        start_connection(shared, connection);
+                    } else {
+                        refuse_denied(shared, next_id, client_addr);
+                        // `client` is dropped here: closed before any upstream was dialled.
+                    }
                     next_id += 1;
                 }
                 Err(error) => backoff.failed(&error, &shared.log),
@@ -133,15 +156,19 @@ fn start_connection(shared: &Arc<Shared>, connection: Connection) {
     let spawned = threads::builder(hook, ThreadRole::First, id, shared.config.stack_size).and_then(
         |builder| {
             builder.spawn(move || {
-                // Declared in this order so that the hook hears `Finished` before the entry
-                // leaves `Connections` and frees a slot under the limit.
+                // Declared in this order so that the hook hears `Finished`, and the metrics
+                // count the close, before the entry leaves `Connections` and frees a slot.
                 let entry = entry;
+                let _count_close =
+                    CountClose { connection: &entry, metrics: &thread_shared.metrics };
                 let _life = ThreadLife::begin(hook, ThreadRole::First);
                 relay::relay(&entry, &thread_shared);
             })
         },
     );
     if let Err(error) = spawned {
+        // The closure, and with it the entry, was dropped unstarted: the client is closed.
+        shared.metrics.record_close("spawn_failed");
         shared.log.warn(
             "connection closed",
             &[
@@ -151,6 +178,34 @@ fn start_connection(shared: &Arc<Shared>, connection: Connection) {
                 ("error", &error),
             ],
         );
+    }
+}
+
+/// Closes a client that the access rules refuse: one log line and the counters, no dial.
+fn refuse_denied(shared: &Shared, id: u64, client_addr: SocketAddr) {
+    shared.metrics.record_denied();
+    shared.metrics.record_close("denied");
+    shared.log.info(
+        "connection closed",
+        &[("conn", &id), ("client", &client_addr), ("upstream", &"-"), ("reason", &"denied")],
+    );
+}
+
+/// Counts a connection's close in the route's metrics when its first thread ends, however
+/// it ends: with the connection's close reason, or `panicked` if the thread unwinds.
+struct CountClose<'a> {
+    connection: &'a Connection,
+    metrics: &'a RouteMetrics,
+}
+
+impl Drop for CountClose<'_> {
+    fn drop(&mut self) {
+        let reason = if thread::panicking() {
+            crate::CloseReason::Panicked
+        } else {
+            self.connection.outcome().0
+        };
+        self.metrics.record_close(reason.name());
     }
 }
 

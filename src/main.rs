@@ -9,7 +9,7 @@ use tcprelay::{Relay, demo};
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(config)) => run(config),
+        Ok(Command::Run(config)) => run(*config),
         Ok(Command::Demo) => match demo::run(&mut std::io::stdout()) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,

@@ -19,15 +19,15 @@
 //! }
 //! ```
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::Instant;
 
 use crate::connection::{CloseReason, Connection};
-use crate::dial;
 use crate::listener::Shared;
 use crate::meter::{Direction, Sink, Source};
+use crate::proxy_protocol::{self, ProxyVersion};
 use crate::threads::{self, ThreadLife, ThreadRole};
 
 /// The close reasons for a copy in `direction`: its source finished, its source failed, its
@@ -54,7 +54,9 @@ pub fn relay(connection: &Connection, shared: &Shared) {
     let _ = connection.client.set_nodelay(true);
 
     // upstream, err := net.DialTimeout(...): our *own* upstream connection, never a shared one.
-    let upstream = match dial::dial(&config.upstream, config.connect_timeout) {
+    let metrics = &shared.metrics;
+    let upstream = match shared.upstreams.dial(config.connect_timeout, log, metrics, connection.id)
+    {
         Ok(upstream) => upstream,
         Err(error) => {
             log.warn("upstream connect failed", &[("conn", &connection.id), ("error", &error)]);
@@ -70,6 +72,18 @@ pub fn relay(connection: &Connection, shared: &Shared) {
     };
     // A relay must not add Nagle's delay to the small writes it passes on.
     let _ = upstream.set_nodelay(true);
+    // The PROXY protocol header goes first, in one write, before any client byte can.
+    if let Some(version) = config.proxy_protocol {
+        if let Err(error) = write_proxy_header(version, connection, &upstream) {
+            log.warn(
+                "cannot send the PROXY header",
+                &[("conn", &connection.id), ("error", &error)],
+            );
+            connection.close(CloseReason::UpstreamReset, &error);
+            log_closed(connection, shared, started, upstream.peer_addr().ok(), (0, 0));
+            return;
+        }
+    }
     let upstream_addr = upstream.peer_addr().ok();
     let upstream = connection.attach_upstream(upstream);
     // With a timer on, blocked reads and writes wake up every tick to look at it.
@@ -128,6 +142,25 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         "wg.Wait(); defer conn.Close(); defer up.Close()",
     );
     log_closed(connection, shared, started, upstream_addr, bytes);
+    // Added once at the end rather than per write: the copy loops stay free of shared
+    // counters. So /metrics shows a connection's bytes when it has closed.
+    shared.metrics.add_bytes_client_to_upstream(bytes.0);
+    shared.metrics.add_bytes_upstream_to_client(bytes.1);
+}
+
+/// Writes the PROXY protocol header for `connection` to the fresh `upstream` socket with a
+/// single `write_all` (the header is at most 108 bytes: it never waits on the peer).
+fn write_proxy_header(
+    version: ProxyVersion,
+    connection: &Connection,
+    upstream: &TcpStream,
+) -> io::Result<()> {
+    let header = match connection.client.local_addr() {
+        Ok(local) => proxy_protocol::header(version, connection.client_addr, local),
+        Err(_) => proxy_protocol::unknown_header(version),
+    };
+    let mut upstream = upstream;
+    upstream.write_all(&header)
 }
 
 /// Copies `from` → `to` until EOF or an error, then half-closes or closes, and returns the

@@ -19,6 +19,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// A relay serving on its own thread; stopped and joined when dropped.
 pub struct TestRelay {
     pub addr: SocketAddr,
+    /// The relay's live counters.
+    pub metrics: Arc<tcprelay::metrics::RouteMetrics>,
     stop: StopHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -34,8 +36,9 @@ impl TestRelay {
         let relay = Relay::bind(config).expect("bind the relay on 127.0.0.1:0");
         let addr = relay.local_addr();
         let stop = relay.stop_handle();
+        let metrics = relay.metrics();
         let thread = Some(thread::spawn(move || relay.serve()));
-        TestRelay { addr, stop, thread }
+        TestRelay { addr, metrics, stop, thread }
     }
 
     /// Stops the relay and waits until `serve` has returned.
@@ -79,6 +82,14 @@ pub struct Upstream {
 impl Upstream {
     pub fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test upstream");
+        Upstream::on(listener, handler)
+    }
+
+    /// An upstream accepting on `listener` (see [`Upstream::start`]).
+    pub fn on(
+        listener: TcpListener,
+        handler: impl Fn(TcpStream) + Send + Sync + 'static,
+    ) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -203,4 +214,50 @@ pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 pub fn refusing_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations (issue 6): upstreams that say who they are, recording upstreams, metrics.
+// ---------------------------------------------------------------------------------------
+
+impl Upstream {
+    /// Sends `name`, half-closes, and reads until the client's EOF: a client reading to EOF
+    /// learns which upstream served it.
+    pub fn banner(name: &'static str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test upstream");
+        Upstream::banner_on(listener, name)
+    }
+
+    /// [`Upstream::banner`] on a given listener (e.g. bound to a port that refused before).
+    pub fn banner_on(listener: TcpListener, name: &'static str) -> Upstream {
+        Upstream::on(listener, move |stream| {
+            let _ = write_all(&stream, name.as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = read_all(&stream);
+        })
+    }
+
+    /// Records everything each connection sends until EOF, in order of arrival.
+    pub fn recording() -> (Upstream, std::sync::mpsc::Receiver<Vec<u8>>) {
+        let (sender, received) = std::sync::mpsc::channel();
+        let sender = std::sync::Mutex::new(sender);
+        let upstream = Upstream::start(move |stream| {
+            let bytes = read_all(&stream).unwrap_or_default();
+            let _ = sender.lock().unwrap().send(bytes);
+        });
+        (upstream, received)
+    }
+}
+
+/// Connects to `addr` and reads until EOF: the name a [`Upstream::banner`] sent.
+pub fn served_by(addr: SocketAddr) -> String {
+    let client = connect(addr);
+    let bytes = read_all(&client).expect("read the banner");
+    String::from_utf8(bytes).expect("a UTF-8 banner")
+}
+
+/// Waits (bounded) until a relay has no active connection, then returns its counters.
+pub fn settled(metrics: &tcprelay::metrics::RouteMetrics) -> tcprelay::metrics::RouteSnapshot {
+    assert!(eventually(|| metrics.snapshot().active == 0), "connections still active");
+    metrics.snapshot()
 }
