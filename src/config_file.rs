@@ -448,7 +448,10 @@ impl<'a> Parser<'a> {
             Some(arrow) if arrow.text == "->" => {}
             other => return Err(self.expected_after(&listen, "\"->\"", other)),
         }
-        if let Some(earlier) = self.config.routes.iter().find(|r| r.listen.text == listen.text) {
+        // Port 0 asks the OS for a free port, a different one each time: no clash.
+        let same_listen = |r: &&RouteSpec| r.listen.text == listen.text;
+        let port_zero = listen.text.ends_with(":0");
+        if let Some(earlier) = self.config.routes.iter().find(same_listen).filter(|_| !port_zero) {
             return Err(self.error_at(
                 &listen,
                 format!(

@@ -56,6 +56,7 @@
 
 pub mod access;
 pub mod address;
+mod admin;
 pub mod admin_http;
 pub mod cli;
 mod config;
@@ -71,6 +72,7 @@ mod meter;
 pub mod metrics;
 pub mod proxy_protocol;
 mod relay;
+pub mod server;
 pub mod threads;
 mod timers;
 pub mod units;
@@ -82,3 +84,4 @@ pub use connection::CloseReason;
 pub use dial::DialError;
 pub use listener::{Relay, StopHandle};
 pub use log::LogLevel;
+pub use server::{Server, ServerConfig, ServerHandle};

@@ -86,17 +86,19 @@ impl Relay {
     /// is skipped, and running out of file descriptors or memory pauses accepting for a
     /// moment (5 ms, doubling up to 1 s) instead of spinning or exiting. After
     /// [`StopHandle::stop`], it closes every open connection, waits until their threads have
-    /// finished, and returns.
+    /// finished, and returns. After [`StopHandle::drain`], it first lets open connections
+    /// finish on their own, up to the drain's timeout.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for fatal listener errors.
     pub fn serve(self) -> io::Result<()> {
-        let shared = &self.shared;
+        let Relay { listener, local_addr, shared } = self;
+        let shared = &shared;
         let config = &shared.config;
         let connections = &shared.connections;
         let mut backoff = AcceptBackoff::default();
         let mut next_id: u64 = 1;
-        shared.log.info("serving", &[("listen", &self.local_addr), ("upstream", &config.upstream)]);
+        shared.log.info("serving", &[("listen", &local_addr), ("upstream", &config.upstream)]);
         loop {
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(config.max_connections) {
@@ -110,7 +112,7 @@ impl Relay {
                 shared.log.warn("connection limit cleared, accepting again", &[]);
             }
             // conn, err := l.Accept()
-            let accepted = self.listener.accept();
+            let accepted = listener.accept();
             if !connections.accepting() {
                 break; // the wake-up connection from `stop`, or a client too late
             }
@@ -130,9 +132,18 @@ impl Relay {
                 Err(error) => backoff.failed(&error, &shared.log),
             }
         }
+        // Closing the listener now makes new clients fail at once (connection refused), so
+        // they can try elsewhere, instead of waiting in the backlog for the whole drain.
+        drop(listener);
+        let open = connections.open_count();
+        if open > 0 {
+            shared.log.info("draining", &[("listen", &local_addr), ("open", &open)]);
+        }
+        connections.wait_until_drained();
+        // Whatever is still open when the drain ends is closed now (reason `stopped`).
         connections.close_all();
         connections.wait_until_empty();
-        shared.log.info("stopped", &[("listen", &self.local_addr)]);
+        shared.log.info("stopped", &[("listen", &local_addr)]);
         Ok(())
     }
 }
@@ -223,7 +234,21 @@ impl StopHandle {
     /// Stops accepting and closes every open connection; `serve` then returns once their
     /// threads have finished. Calling it again does nothing more.
     pub fn stop(&self) {
-        if !self.shared.connections.stop_accepting() {
+        self.drain(Duration::ZERO);
+    }
+
+    /// Stops accepting and lets open connections finish on their own for up to `timeout`;
+    /// then closes those still open (reason `stopped`), and `serve` returns once their
+    /// threads have finished. A graceful stop: clients in the middle of a transfer are not
+    /// cut unless they outlast `timeout`. It returns at once; join the thread running
+    /// `serve` to wait. A later `stop` or shorter `drain` cuts the drain short.
+    pub fn drain(&self, timeout: Duration) {
+        let connections = &self.shared.connections;
+        // A timeout too large for an `Instant` means "no limit": no deadline at all.
+        if let Some(deadline) = Instant::now().checked_add(timeout) {
+            connections.drain_until(deadline);
+        }
+        if !connections.stop_accepting() {
             return;
         }
         // `accept` blocks and std cannot interrupt it, so we wake it the way a client

@@ -261,3 +261,67 @@ pub fn settled(metrics: &tcprelay::metrics::RouteMetrics) -> tcprelay::metrics::
     assert!(eventually(|| metrics.snapshot().active == 0), "connections still active");
     metrics.snapshot()
 }
+
+/// A [`tcprelay::Server`] serving on its own thread. Dropping it stops it; [`TestServer::finish`]
+/// waits (bounded) for `serve` to return after a drain.
+pub struct TestServer {
+    pub addrs: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub handle: tcprelay::ServerHandle,
+    pub metrics: Vec<Arc<tcprelay::metrics::RouteMetrics>>,
+    served: Option<std::sync::mpsc::Receiver<io::Result<()>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(config: tcprelay::ServerConfig) -> TestServer {
+        let server = tcprelay::Server::bind(config).expect("bind the server on loopback");
+        let (addrs, admin) = (server.local_addrs(), server.admin_addr());
+        let (handle, metrics) = (server.handle(), server.metrics());
+        let (sender, served) = std::sync::mpsc::channel();
+        let thread = thread::spawn(move || {
+            let _ = sender.send(server.serve());
+        });
+        TestServer { addrs, admin, handle, metrics, served: Some(served), thread: Some(thread) }
+    }
+
+    /// Waits until `serve` has returned (after a drain or stop), at most [`TIMEOUT`].
+    pub fn finish(mut self) -> io::Result<()> {
+        let served = self.served.take().expect("finish is called once");
+        let result = served.recv_timeout(TIMEOUT).expect("serve did not return in time");
+        self.thread.take().expect("the thread").join().expect("server thread panicked");
+        result
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(thread) = self.thread.take() {
+            if !thread::panicking() {
+                thread.join().expect("server thread panicked");
+            }
+        }
+    }
+}
+
+/// Sends `request` as is to an HTTP endpoint and returns the status code and the body.
+pub fn http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let stream = connect(addr);
+    // The server may answer (and close) before it has read everything; that is fine.
+    let _ = write_all(&stream, request);
+    let response = read_all(&stream).unwrap_or_default();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string());
+    (status, body.unwrap_or_default())
+}
+
+/// `GET path` on an HTTP endpoint: the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+}
