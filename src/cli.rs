@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::access::CidrError;
@@ -14,6 +13,7 @@ use crate::config_file::{self, ConfigError, FileConfig};
 use crate::log::LogLevel;
 use crate::proxy_protocol::ProxyVersionError;
 use crate::server::{DEFAULT_DRAIN_TIMEOUT, ServerConfig};
+use crate::stream::Address;
 use crate::units;
 
 /// What the command line asks for.
@@ -129,7 +129,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     // The options every command-line route shares, and the routes themselves.
     let mut config = Config::default();
     let (mut listen, mut upstreams) = (None, Vec::new());
-    let mut routes: Vec<(SocketAddr, Vec<String>)> = Vec::new();
+    let mut routes: Vec<(Address, Vec<String>)> = Vec::new();
     let (mut admin, mut drain_timeout) = (None, DEFAULT_DRAIN_TIMEOUT);
     let (mut config_file, mut check) = (None::<PathBuf>, false);
     // Flags other than --config and --check, to refuse mixing them with a config file.
@@ -171,7 +171,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "--config" => config_file = Some(PathBuf::from(value()?)),
             "--check" => check = true,
             "-l" | "--listen" => {
-                listen = Some(address::parse_listen(&value()?).map_err(|m| invalid(&flag, m))?)
+                listen =
+                    Some(address::parse_listen_address(&value()?).map_err(|m| invalid(&flag, m))?)
             }
             "-u" | "--upstream" => {
                 upstreams.extend(parse_upstream_list(&value()?).map_err(|m| invalid(&flag, m))?);
@@ -185,7 +186,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     )
                 })?;
                 let route_listen =
-                    address::parse_listen(listen_text).map_err(|m| invalid(&flag, m))?;
+                    address::parse_listen_address(listen_text).map_err(|m| invalid(&flag, m))?;
                 let route_upstreams =
                     parse_upstream_list(upstream_text).map_err(|m| invalid(&flag, m))?;
                 routes.push((route_listen, route_upstreams));
@@ -300,10 +301,15 @@ fn parse_upstream_list(text: &str) -> Result<Vec<String>, String> {
 
 /// One route: the shared options of `base`, with this listen address and these upstreams
 /// (at least one).
-fn route_config(base: &Config, listen: SocketAddr, upstreams: Vec<String>) -> Config {
+fn route_config(base: &Config, listen: Address, upstreams: Vec<String>) -> Config {
     let mut upstreams = upstreams.into_iter();
+    let (listen, listen_unix) = match listen {
+        Address::Tcp(addr) => (addr, None),
+        Address::Unix(path) => (base.listen, Some(path)),
+    };
     Config {
         listen,
+        listen_unix,
         upstream: upstreams.next().unwrap_or_default(),
         more_upstreams: upstreams.collect(),
         ..base.clone()
@@ -331,8 +337,8 @@ pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, Config
     let defaults = Config { log_level, ..Config::default() };
     let mut routes = Vec::new();
     for spec in &file.routes {
-        let listen =
-            address::parse_listen(&spec.listen.text).map_err(|m| file.error_at(&spec.listen, m))?;
+        let listen = address::parse_listen_address(&spec.listen.text)
+            .map_err(|m| file.error_at(&spec.listen, m))?;
         let mut upstreams = Vec::new();
         for located in &spec.upstreams {
             upstreams.push(

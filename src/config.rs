@@ -1,12 +1,14 @@
 //! The relay's configuration: one plain struct with defaults.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access::AccessRules;
 use crate::config_file::Policy;
 use crate::log::LogLevel;
 use crate::proxy_protocol::ProxyVersion;
+use crate::stream::Address;
 use crate::threads::{ThreadHook, no_hook};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
@@ -24,6 +26,9 @@ pub struct Config {
     /// Where to accept clients. Default `127.0.0.1:0`: loopback only, and port 0 asks the OS
     /// for a free port (read it back with [`Relay::local_addr`](crate::Relay::local_addr)).
     pub listen: SocketAddr,
+    /// Listen on this Unix domain socket path instead of [`listen`](Config::listen) (the
+    /// `unix:/path` form of the command line and config file). Unix only. Default: none.
+    pub listen_unix: Option<PathBuf>,
     /// Where to forward each client, as `host:port`. Resolved again for every new connection,
     /// so a host name that moves to a new address is followed. Default: empty (must be set).
     pub upstream: String,
@@ -81,6 +86,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            listen_unix: None,
             upstream: String::new(),
             more_upstreams: Vec::new(),
             policy: Policy::First,
@@ -101,6 +107,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Where the route listens: [`listen_unix`](Config::listen_unix) if set, else
+    /// [`listen`](Config::listen).
+    pub fn listen_address(&self) -> Address {
+        match &self.listen_unix {
+            Some(path) => Address::Unix(path.clone()),
+            None => Address::Tcp(self.listen),
+        }
+    }
+
     /// Every upstream of the route, in the order they are listed: [`upstream`](Config::upstream)
     /// then [`more_upstreams`](Config::more_upstreams).
     pub fn upstreams(&self) -> impl Iterator<Item = &str> {

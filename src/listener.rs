@@ -1,7 +1,7 @@
 //! The accept loop: [`Relay`] owns the listening socket and starts two threads per client.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use crate::connections::Connections;
 use crate::log::Log;
 use crate::metrics::RouteMetrics;
 use crate::relay;
+use crate::stream::{self, Address, Listener};
 use crate::threads::{self, ThreadLife, ThreadRole};
 use crate::upstreams::Upstreams;
 
@@ -25,8 +26,9 @@ pub(crate) struct Shared {
     pub(crate) upstreams: Upstreams,
     /// The route's counters, also read by the admin endpoint.
     pub(crate) metrics: Arc<RouteMetrics>,
-    /// The address to connect to in order to wake a blocked `accept` (see [`StopHandle::stop`]).
-    wake_addr: SocketAddr,
+    /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
+    /// `accept`.
+    listen_addr: Address,
 }
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
@@ -35,38 +37,50 @@ pub(crate) struct Shared {
 /// 0 was asked) and get a [`StopHandle`] before the accept loop starts blocking.
 #[derive(Debug)]
 pub struct Relay {
-    listener: TcpListener,
+    listener: Listener,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
 impl Relay {
-    /// Binds the listening socket (Go: `net.Listen("tcp", addr)`).
+    /// Binds the listening socket (Go: `net.Listen("tcp", addr)`), or the Unix domain socket
+    /// of [`Config::listen_unix`] (Go: `net.Listen("unix", path)`).
     ///
     /// # Errors
     /// The OS error, with the address in its message, if the address cannot be bound
-    /// (in use, not a local address, permission denied for a low port).
+    /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
-        let listener = TcpListener::bind(config.listen).map_err(|error| {
-            io::Error::new(error.kind(), format!("cannot listen on {}: {error}", config.listen))
+        let wanted = config.listen_address();
+        let listener = Listener::bind(&wanted).map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
         })?;
-        let local_addr = listener.local_addr()?;
+        let listen_addr = listener.local_addr()?;
+        let local_addr = match &listen_addr {
+            Address::Tcp(addr) => *addr,
+            Address::Unix(_) => config.listen,
+        };
         let route =
-            if config.name.is_empty() { local_addr.to_string() } else { config.name.clone() };
+            if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
         let shared = Arc::new(Shared {
             log: Log::new(config.log_level),
             upstreams: Upstreams::new(&config),
             metrics: Arc::new(RouteMetrics::new(route)),
             config,
             connections: Arc::default(),
-            wake_addr: wake_addr(local_addr),
+            listen_addr,
         });
         Ok(Relay { listener, local_addr, shared })
     }
 
-    /// The address the relay listens on, with the real port if port 0 was asked.
+    /// The address the relay listens on, with the real port if port 0 was asked. For a
+    /// Unix socket relay this is [`Config::listen`] unchanged; see [`Relay::listen_addr`].
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the relay listens on, TCP or Unix (`unix:/path`).
+    pub fn listen_addr(&self) -> Address {
+        self.shared.listen_addr.clone()
     }
 
     /// The route's counters (connections, bytes, close reasons), live: read them with
@@ -92,7 +106,8 @@ impl Relay {
     /// # Errors
     /// None today; the `Result` leaves room for fatal listener errors.
     pub fn serve(self) -> io::Result<()> {
-        let Relay { listener, local_addr, shared } = self;
+        let Relay { listener, local_addr: _, shared } = self;
+        let local_addr = &shared.listen_addr;
         let shared = &shared;
         let config = &shared.config;
         let connections = &shared.connections;
@@ -120,7 +135,7 @@ impl Relay {
                 Ok((client, client_addr)) => {
                     backoff.succeeded(&shared.log);
                     shared.metrics.record_accepted();
-                    if config.access.permits(client_addr.ip()) {
+                    if permits(config, &client_addr) {
                         let connection = Connection::new(next_id, client, client_addr, config);
                         start_connection(shared, connection);
                     } else {
@@ -154,7 +169,7 @@ impl Relay {
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
 fn start_connection(shared: &Arc<Shared>, connection: Connection) {
-    let (id, client_addr) = (connection.id, connection.client_addr);
+    let (id, client_addr) = (connection.id, connection.client_addr.clone());
     shared.log.debug("accepted", &[("conn", &id), ("client", &client_addr)]);
     connection.explain.event(
         id,
@@ -192,8 +207,18 @@ fn start_connection(shared: &Arc<Shared>, connection: Connection) {
     }
 }
 
+/// Whether the route's access rules let this client in. A Unix socket client has no IP
+/// address, so it matches no rule: it is let in unless the route has allow rules (guard a
+/// Unix socket with its file permissions instead).
+fn permits(config: &Config, client: &Address) -> bool {
+    match client {
+        Address::Tcp(addr) => config.access.permits(addr.ip()),
+        Address::Unix(_) => config.access.allow.is_empty(),
+    }
+}
+
 /// Closes a client that the access rules refuse: one log line and the counters, no dial.
-fn refuse_denied(shared: &Shared, id: u64, client_addr: SocketAddr) {
+fn refuse_denied(shared: &Shared, id: u64, client_addr: Address) {
     shared.metrics.record_denied();
     shared.metrics.record_close("denied");
     shared.log.info(
@@ -254,19 +279,8 @@ impl StopHandle {
         // `accept` blocks and std cannot interrupt it, so we wake it the way a client
         // would: by connecting. The loop then sees the flag and leaves. If even that
         // connect fails (no descriptors left), the loop leaves at its next accept.
-        let _ = TcpStream::connect_timeout(&self.shared.wake_addr, Duration::from_secs(1));
+        stream::wake(&self.shared.listen_addr);
     }
-}
-
-/// The address a local client can use to reach a listener bound to `local`: a wildcard
-/// address (`0.0.0.0`, `::`) is reached through loopback.
-fn wake_addr(local: SocketAddr) -> SocketAddr {
-    let ip = match local.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, local.port())
 }
 
 /// What the accept loop does after an error from `accept`.

@@ -19,8 +19,9 @@
 //! }
 //! ```
 
+use std::fmt::Display;
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::Shutdown;
 use std::thread;
 use std::time::Instant;
 
@@ -28,6 +29,7 @@ use crate::connection::{CloseReason, Connection};
 use crate::listener::Shared;
 use crate::meter::{Direction, Sink, Source};
 use crate::proxy_protocol::{self, ProxyVersion};
+use crate::stream::{Address, Stream};
 use crate::threads::{self, ThreadLife, ThreadRole};
 
 /// The close reasons for a copy in `direction`: its source finished, its source failed, its
@@ -93,10 +95,13 @@ pub fn relay(connection: &Connection, shared: &Shared) {
             let _ = socket.set_write_timeout(Some(tick));
         }
     }
-    log.debug("upstream dialled", &[("conn", &connection.id), ("upstream", &show(upstream_addr))]);
+    log.debug(
+        "upstream dialled",
+        &[("conn", &connection.id), ("upstream", &show(upstream_addr.as_ref()))],
+    );
     connection.explain.event(
         connection.id,
-        format_args!("dialled its own upstream {}", show(upstream_addr)),
+        format_args!("dialled its own upstream {}", show(upstream_addr.as_ref())),
         "up, err := net.Dial(\"tcp\", upstream)",
     );
 
@@ -153,11 +158,14 @@ pub fn relay(connection: &Connection, shared: &Shared) {
 fn write_proxy_header(
     version: ProxyVersion,
     connection: &Connection,
-    upstream: &TcpStream,
+    upstream: &Stream,
 ) -> io::Result<()> {
-    let header = match connection.client.local_addr() {
-        Ok(local) => proxy_protocol::header(version, connection.client_addr, local),
-        Err(_) => proxy_protocol::unknown_header(version),
+    // A Unix socket client has no IP address to tell: the header says "unknown".
+    let header = match (&connection.client_addr, connection.client.local_addr()) {
+        (Address::Tcp(client), Ok(Address::Tcp(local))) => {
+            proxy_protocol::header(version, *client, local)
+        }
+        _ => proxy_protocol::unknown_header(version),
     };
     let mut upstream = upstream;
     upstream.write_all(&header)
@@ -170,12 +178,7 @@ fn write_proxy_header(
 /// on the sink (Go's `CloseWrite`) and leave the other direction running, so a client that
 /// half-closes still gets its whole reply. On an error, the whole connection is closed so
 /// the other thread wakes up at once.
-fn copy_one_way(
-    connection: &Connection,
-    from: &TcpStream,
-    to: &TcpStream,
-    direction: Direction,
-) -> u64 {
+fn copy_one_way(connection: &Connection, from: &Stream, to: &Stream, direction: Direction) -> u64 {
     let _close_on_panic = CloseOnPanic(connection);
     let (source_eof, source_failed, sink_failed) = reasons(direction);
     let mut source = Source::new(from, connection, direction);
@@ -223,7 +226,7 @@ fn log_closed(
     connection: &Connection,
     shared: &Shared,
     started: Instant,
-    upstream_addr: Option<SocketAddr>,
+    upstream_addr: Option<Address>,
     (to_upstream, to_client): (u64, u64),
 ) {
     let (reason, error) = connection.outcome();
@@ -246,6 +249,6 @@ fn log_closed(
 }
 
 /// An address for the log, or `-` when there is none (no upstream was dialled).
-fn show(addr: Option<SocketAddr>) -> String {
+fn show(addr: Option<impl Display>) -> String {
     addr.map(|addr| addr.to_string()).unwrap_or_else(|| "-".to_string())
 }

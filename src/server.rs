@@ -19,7 +19,7 @@
 //!     admin: Some("127.0.0.1:0".parse().unwrap()),
 //!     drain_timeout: Duration::from_secs(30),
 //! })?;
-//! assert_eq!(server.local_addrs().len(), 2);
+//! assert_eq!(server.local_addrs().len(), 2); // e.g. 127.0.0.1:41234 and 127.0.0.1:41235
 //! let handle = server.handle();
 //! let serving = std::thread::spawn(move || server.serve());
 //! handle.drain(); // what `POST /drain` does: stop accepting, let connections finish
@@ -41,6 +41,7 @@ use crate::config::Config;
 use crate::listener::{Relay, StopHandle};
 use crate::log::{Log, LogLevel};
 use crate::metrics::RouteMetrics;
+use crate::stream::Address;
 use crate::units::format_duration;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.
@@ -69,7 +70,7 @@ impl ServerConfig {
         }
         let _ = writeln!(text, "drain-timeout {}", format_duration(self.drain_timeout));
         for route in &self.routes {
-            let _ = write!(text, "route {} ->", route.listen);
+            let _ = write!(text, "route {} ->", route.listen_address());
             for upstream in route.upstreams() {
                 let _ = write!(text, " {upstream}");
             }
@@ -134,9 +135,10 @@ impl Server {
         Ok(Server { relays, admin, handle, log })
     }
 
-    /// Each route's listening address, in the order of the routes (real ports when 0 was asked).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.relays.iter().map(Relay::local_addr).collect()
+    /// Each route's listening address, in the order of the routes (real ports when 0 was
+    /// asked; `unix:/path` for a Unix socket route).
+    pub fn local_addrs(&self) -> Vec<Address> {
+        self.relays.iter().map(Relay::listen_addr).collect()
     }
 
     /// The admin endpoint's address, if there is one.

@@ -16,7 +16,6 @@
 //!
 //! Each address is resolved again on every attempt (see `dial.rs`).
 
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,6 +25,7 @@ use crate::config_file::Policy;
 use crate::dial::{self, DialError};
 use crate::log::Log;
 use crate::metrics::RouteMetrics;
+use crate::stream::Stream;
 
 /// A route's upstreams, its policy, and which upstreams are backing off.
 #[derive(Debug)]
@@ -101,7 +101,7 @@ impl Upstreams {
         log: &Log,
         metrics: &RouteMetrics,
         conn: u64,
-    ) -> Result<TcpStream, DialError> {
+    ) -> Result<Stream, DialError> {
         let mut last_error = None;
         for index in self.order() {
             let upstream = &self.upstreams[index];

@@ -105,6 +105,11 @@ fn check_prints_what_would_run_and_exits_0() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("route 127.0.0.1:8080 -> 127.0.0.1:80 policy=first"), "{stdout}");
     assert!(stdout.contains("route 127.0.0.1:8081 -> 127.0.0.1:81 127.0.0.1:82 "), "{stdout}");
+
+    let output = tcprelay(&["--check", "--route", "unix:/run/a.sock=unix:/run/b.sock"]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("route unix:/run/a.sock -> unix:/run/b.sock policy=first"), "{stdout}");
 }
 
 #[test]

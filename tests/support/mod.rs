@@ -276,7 +276,15 @@ pub struct TestServer {
 impl TestServer {
     pub fn start(config: tcprelay::ServerConfig) -> TestServer {
         let server = tcprelay::Server::bind(config).expect("bind the server on loopback");
-        let (addrs, admin) = (server.local_addrs(), server.admin_addr());
+        let addrs = server
+            .local_addrs()
+            .into_iter()
+            .map(|addr| match addr {
+                tcprelay::Address::Tcp(addr) => addr,
+                unix => panic!("TestServer is for TCP routes, not {unix}"),
+            })
+            .collect();
+        let admin = server.admin_addr();
         let (handle, metrics) = (server.handle(), server.metrics());
         let (sender, served) = std::sync::mpsc::channel();
         let thread = thread::spawn(move || {
