@@ -1,6 +1,6 @@
 //! The config file: global settings, then one `route` line per listener.
 //!
-//! The format is line-based like rinetd's, so a file reads at a glance; docs/config-format.md
+//! The format is line-based like rinetd's, so a file reads at a glance; docs/operations.md
 //! is the full reference. In short:
 //!
 //! ```text
@@ -743,12 +743,12 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
 
     #[test]
     fn the_example_in_the_docs_parses() {
-        let doc = include_str!("../docs/config-format.md");
+        let doc = include_str!("../docs/operations.md");
         let example = doc
             .split("```text\n")
             .nth(1)
             .and_then(|rest| rest.split("```").next())
-            .expect("docs/config-format.md starts with a ```text example");
+            .expect("docs/operations.md starts with a ```text example");
         let config = parse_ok(example);
         let names: Vec<_> = config.routes.iter().map(|r| r.name.as_deref()).collect();
         assert_eq!(names, [Some("web"), None, Some("postgres")]);

@@ -113,7 +113,16 @@ impl Relay {
         let connections = &shared.connections;
         let mut backoff = AcceptBackoff::default();
         let mut next_id: u64 = 1;
-        shared.log.info("serving", &[("listen", &local_addr), ("upstream", &config.upstream)]);
+        let upstreams = config.upstreams().collect::<Vec<_>>().join(",");
+        shared.log.info(
+            "serving",
+            &[
+                ("route", &shared.metrics.route()),
+                ("listen", &local_addr),
+                ("upstream", &upstreams),
+                ("policy", &config.policy),
+            ],
+        );
         loop {
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(config.max_connections) {

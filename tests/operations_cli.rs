@@ -244,3 +244,23 @@ fn route_flags_run_several_listeners() {
     assert_eq!(served_by(relay.routes[0]), "one");
     assert_eq!(served_by(relay.routes[1]), "two");
 }
+
+/// The example at the top of docs/operations.md is valid, and `--check` prints what the
+/// docs say it prints.
+#[test]
+fn the_documented_example_checks_as_documented() {
+    let doc = include_str!("../docs/operations.md");
+    let example = doc.split("```text\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    let file = ConfigFile::new("documented.conf", example);
+    let output = tcprelay(&["--check", "--config", file.arg()]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let documented = doc
+        .lines()
+        .find(|line| {
+            line.starts_with("route 0.0.0.0:443 -> app1.internal:443 app2.internal:443 name=")
+        })
+        .expect("the --check sample in the docs");
+    assert!(stdout.lines().any(|line| line == documented), "{stdout}");
+    assert_eq!(stdout.lines().filter(|line| line.starts_with("route ")).count(), 3);
+}
