@@ -79,7 +79,8 @@ Options:
       --drain-timeout DUR    on POST /drain, how long live connections may take to
                              finish before they are closed [default: {drain}]
       --policy POLICY        first (in order, the next only when a connect fails) or
-                             round-robin (each client starts at the next one) [default: first]
+                             round-robin (each client starts at the next one); after a
+                             failed connect an upstream is tried last for 10s [default: first]
       --allow CIDR[,CIDR...] only clients in these blocks may connect (repeatable)
       --deny CIDR[,CIDR...]  clients in these blocks may not; a deny wins (repeatable)
       --proxy-protocol V     send a PROXY protocol header (v1 or v2) to the upstream first
@@ -514,6 +515,15 @@ mod tests {
             "--max-connections",
             "--stack-size",
             "--log-level",
+            "--route",
+            "--config",
+            "--check",
+            "--admin",
+            "--drain-timeout",
+            "--policy",
+            "--allow",
+            "--deny",
+            "--proxy-protocol",
             "--help",
             "--version",
         ] {

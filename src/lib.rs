@@ -11,6 +11,10 @@
 //! runtime (no dependencies, no `unsafe`, memory per connection you can set), and students
 //! learning how Go's networking maps to Rust. docs/architecture.md is the map of the code.
 //!
+//! One [`Relay`] is one route: one listener and its accept loop. A [`Server`] runs several
+//! routes in one process, with an admin endpoint for metrics and a graceful drain; that is
+//! what the `tcprelay` binary runs (docs/operations.md).
+//!
 //! # Example
 //!
 //! Relay to an upstream on an ephemeral port, send through it, and stop it:

@@ -264,3 +264,20 @@ fn the_documented_example_checks_as_documented() {
     assert!(stdout.lines().any(|line| line == documented), "{stdout}");
     assert_eq!(stdout.lines().filter(|line| line.starts_with("route ")).count(), 3);
 }
+
+#[test]
+fn a_denied_client_is_logged_with_reason_denied() {
+    let upstream = Upstream::echo();
+    let up = upstream.addr.to_string();
+    let relay = Process::start(&["-l", ":0", "-u", &up, "--deny", "127.0.0.0/8"], 1, false);
+    let client = connect(relay.routes[0]);
+    assert!(matches!(read_all(&client).as_deref(), Ok(b"") | Err(_)), "closed at once");
+    let line = loop {
+        let line = relay.stderr.recv_timeout(TIMEOUT).expect("a connection closed line");
+        if line.contains("connection closed") {
+            break line;
+        }
+    };
+    assert!(line.contains("reason=denied") && line.contains("upstream=-"), "{line}");
+    assert_eq!(upstream.accepted(), 0);
+}

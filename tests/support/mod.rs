@@ -333,3 +333,10 @@ pub fn http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     http(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
 }
+
+/// An upstream address that always refuses: port 1 on loopback. Ports below 1024 are never
+/// handed out for port 0, so unlike a freed ephemeral port ([`refusing_addr`]) no test
+/// running in parallel can start listening there.
+pub fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1))
+}
