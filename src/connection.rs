@@ -139,11 +139,7 @@ impl Connection {
         match self.timers.expired() {
             None => Ok(()),
             Some(reason) => {
-                self.explain.event(
-                    self.id,
-                    format_args!("{reason}: no byte moved in time, closing both"),
-                    "a conn.SetDeadline(...) expired",
-                );
+                self.explain.timer_expired(self.id, reason);
                 self.close(reason, "");
                 Err(io::Error::new(io::ErrorKind::TimedOut, reason.name()))
             }

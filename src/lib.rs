@@ -91,3 +91,7 @@ pub use listener::{Relay, StopHandle};
 pub use log::LogLevel;
 pub use server::{Server, ServerConfig, ServerHandle};
 pub use stream::Address;
+
+/// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.
+#[doc = include_str!("../docs/go-to-rust.md")]
+pub mod go_to_rust {}

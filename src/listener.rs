@@ -180,11 +180,7 @@ impl Relay {
 fn start_connection(shared: &Arc<Shared>, connection: Connection) {
     let (id, client_addr) = (connection.id, connection.client_addr.clone());
     shared.log.debug("accepted", &[("conn", &id), ("client", &client_addr)]);
-    connection.explain.event(
-        id,
-        format_args!("accepted a client from {client_addr}"),
-        "conn, err := l.Accept()",
-    );
+    connection.explain.accepted(id, &client_addr);
     let entry = shared.connections.insert(connection);
     let thread_shared = Arc::clone(shared);
     let hook = shared.config.thread_hook;

@@ -23,25 +23,6 @@ pub enum Direction {
     UpstreamToClient,
 }
 
-impl Direction {
-    /// The names of the reading and the writing side, for `--explain`.
-    pub fn ends(self) -> (&'static str, &'static str) {
-        match self {
-            Direction::ClientToUpstream => ("client", "upstream"),
-            Direction::UpstreamToClient => ("upstream", "client"),
-        }
-    }
-
-    /// The Go copy that does the same, and the Go name of the socket it writes, for
-    /// `--explain` (the Go proxy calls the client `conn` and the upstream `up`).
-    pub fn go_copy(self) -> (&'static str, &'static str) {
-        match self {
-            Direction::ClientToUpstream => ("io.Copy(up, conn)", "up"),
-            Direction::UpstreamToClient => ("io.Copy(conn, up)", "conn"),
-        }
-    }
-}
-
 /// The socket a copy reads from.
 #[derive(Debug)]
 pub struct Source<'a> {
@@ -62,13 +43,7 @@ impl<'a> Source<'a> {
 
     fn tell_first_bytes(&mut self, count: usize) {
         self.first_bytes_untold = false;
-        let (from, to) = self.direction.ends();
-        let go = format!("{} moves its first bytes", self.direction.go_copy().0);
-        self.connection.explain.event(
-            self.connection.id,
-            format_args!("first {count} bytes {from} → {to}"),
-            &go,
-        );
+        self.connection.explain.first_bytes(self.connection.id, self.direction, count);
     }
 }
 

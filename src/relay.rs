@@ -61,12 +61,10 @@ pub fn relay(connection: &Connection, shared: &Shared) {
     {
         Ok(upstream) => upstream,
         Err(error) => {
-            log.warn("upstream connect failed", &[("conn", &connection.id), ("error", &error)]);
-            connection.explain.event(
-                connection.id,
-                format_args!("could not dial the upstream: {error}"),
-                "if err != nil { return }",
-            );
+            // Each upstream's failure was logged once per back-off (see upstreams.rs), and the
+            // "connection closed" line below carries the error: no warning per client here.
+            log.debug("every upstream failed", &[("conn", &connection.id), ("error", &error)]);
+            connection.explain.dial_failed(connection.id, &error);
             connection.close(CloseReason::ConnectFailed, &error);
             log_closed(connection, shared, started, None, (0, 0));
             return;
@@ -99,21 +97,12 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         "upstream dialled",
         &[("conn", &connection.id), ("upstream", &show(upstream_addr.as_ref()))],
     );
-    connection.explain.event(
-        connection.id,
-        format_args!("dialled its own upstream {}", show(upstream_addr.as_ref())),
-        "up, err := net.Dial(\"tcp\", upstream)",
-    );
+    connection.explain.dialled(connection.id, &show(upstream_addr.as_ref()));
 
     let hook = config.thread_hook;
     let bytes = thread::scope(|scope| {
         // go func() { io.Copy(upstream, client); upstream.CloseWrite() }()
-        // (Told before the spawn, so that it comes before anything the new thread tells.)
-        connection.explain.event(
-            connection.id,
-            format_args!("starting the second thread: both copies run"),
-            "go io.Copy(up, conn); io.Copy(conn, up)",
-        );
+        connection.explain.copies_starting(connection.id);
         let second = threads::builder(hook, ThreadRole::Second, connection.id, config.stack_size)
             .and_then(|builder| {
                 builder.spawn_scoped(scope, move || {
@@ -141,11 +130,7 @@ pub fn relay(connection: &Connection, shared: &Shared) {
         let to_upstream = second.join().unwrap_or(0);
         (to_upstream, to_client)
     });
-    connection.explain.event(
-        connection.id,
-        format_args!("both copies done, both sockets closed ({})", connection.outcome().0),
-        "wg.Wait(); defer conn.Close(); defer up.Close()",
-    );
+    connection.explain.closed(connection.id, connection.outcome().0);
     log_closed(connection, shared, started, upstream_addr, bytes);
     // Added once at the end rather than per write: the copy loops stay free of shared
     // counters. So /metrics shows a connection's bytes when it has closed.
@@ -183,26 +168,17 @@ fn copy_one_way(connection: &Connection, from: &Stream, to: &Stream, direction: 
     let (source_eof, source_failed, sink_failed) = reasons(direction);
     let mut source = Source::new(from, connection, direction);
     let mut sink = Sink::new(to, connection);
-    let (from_name, to_name) = direction.ends();
-    let (go_copy, go_sink) = direction.go_copy();
     match io::copy(&mut source, &mut sink) {
         Ok(_) => {
             connection.record_eof(source_eof);
+            // Told first, so the story stays in order: the peer reacts to the shutdown at once.
+            connection.explain.eof(connection.id, direction);
             // Fails only if the sink is already shut down or gone; the other copy will see it.
             let _ = to.shutdown(Shutdown::Write);
-            connection.explain.event(
-                connection.id,
-                format_args!("{from_name} finished sending (EOF): shutdown(Write) to {to_name}"),
-                format_args!("{go_copy} returned nil; {go_sink}.CloseWrite()"),
-            );
         }
         Err(error) => {
             let reason = if sink.write_failed { sink_failed } else { source_failed };
-            connection.explain.event(
-                connection.id,
-                format_args!("{from_name} → {to_name} failed ({error}): closing both"),
-                format_args!("{go_copy} returned err; conn.Close(); up.Close()"),
-            );
+            connection.explain.copy_failed(connection.id, direction, &error);
             connection.close(reason, error);
         }
     }

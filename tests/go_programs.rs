@@ -1,0 +1,803 @@
+//! The Go programs of the classroom chapter (`docs/go/`), built with
+//! `go build` and driven over loopback with the scenarios tcprelay's own
+//! tests use. Each test proves one claim of `docs/go-to-rust.md`:
+//!
+//! - `seed`, the article's code, loses the client's first message;
+//! - `seed` and `articlefix` (the article's fix) put every client on ONE
+//!   upstream connection;
+//! - `articlefix` never half-closes, and closes the client before the reply;
+//! - `correct` passes every scenario.
+//!
+//! The last tests run the commands of `docs/lab.md`: the measurement
+//! programs under `tests/classroom/`, `strace`, and `nc`.
+//!
+//! These tests need `go`, `strace` and the OpenBSD `nc` (Debian:
+//! `apt-get install golang-go strace netcat-openbsd`). Without them they
+//! fail, saying how to install them: they never skip.
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use support::{TIMEOUT as WAIT, Upstream, connect};
+
+/// How long we listen for an EOF that must NOT come. Used only after the
+/// program has shown, by something we observed, that the moment it would
+/// have sent the EOF is already past.
+const QUIET: Duration = Duration::from_millis(500);
+
+/// The client's second message: what follows the first one.
+const SECOND: &[u8] = b"second message\n";
+
+/// The client's first message: exactly 128 bytes, the size of the seed's
+/// `data` buffer, written with one `write` right after connect. On loopback
+/// one write is one segment, so the seed's one `conn.Read(data)` takes
+/// exactly this message, no less and no more.
+fn first_message() -> Vec<u8> {
+    let mut message = b"first message: 128 bytes, one write, right after connect".to_vec();
+    message.resize(127, b'.');
+    message.push(b'\n');
+    message
+}
+
+// ---------------------------------------------------------------------------
+// The seed's bug: the first message is read and never forwarded.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn seed_loses_the_first_message() {
+    let (upstream, accepted) = handing_upstream();
+    let seed = Proxy::go("seed", upstream.addr);
+    let mut shared = accepted.next("the seed's start-up dial");
+
+    let mut client = connect(seed.addr);
+    send(&mut client, &first_message());
+    send(&mut client, SECOND);
+
+    // TCP keeps order: had the first message been forwarded, its 128 bytes
+    // would come first. What comes first is the second message, so the
+    // first was taken by `conn.Read(data)` and dropped.
+    let received = read_exactly(&mut shared, SECOND.len(), "the upstream, behind the seed");
+    assert_eq!(
+        text(&received),
+        text(SECOND),
+        "the upstream should have received the second message first: the seed drops the first"
+    );
+
+    drop(client);
+    drop(seed);
+    assert_eq!(upstream.accepted(), 1, "the seed dials the upstream once, at start-up");
+}
+
+#[test]
+fn articlefix_and_correct_deliver_the_first_message() {
+    for program in ["articlefix", "correct"] {
+        let (upstream, accepted) = handing_upstream();
+        let proxy = Proxy::go(program, upstream.addr);
+
+        let mut client = connect(proxy.addr);
+        send(&mut client, &first_message());
+        send(&mut client, SECOND);
+
+        let mut upstream_side = accepted.next(program);
+        let expected = [first_message().as_slice(), SECOND].concat();
+        let received = read_exactly(&mut upstream_side, expected.len(), program);
+        assert_eq!(text(&received), text(&expected), "{program}: both messages, in order");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the article does not say (1): one upstream connection for everyone.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
+    for (program, swallows_first_message) in [("seed", true), ("articlefix", false)] {
+        let (upstream, accepted) = handing_upstream();
+        let proxy = Proxy::go(program, upstream.addr);
+        let mut shared = accepted.next(program);
+        let say = |client: &mut TcpStream, line: &[u8]| {
+            if swallows_first_message {
+                send(client, &first_message()); // the seed's conn.Read(data) eats this
+            }
+            send(client, line);
+        };
+
+        let mut a = connect(proxy.addr);
+        say(&mut a, b"A: hello\n");
+        assert_eq!(text(&read_exactly(&mut shared, 9, program)), "A: hello\n");
+        send(&mut shared, b"reply to A\n");
+        assert_eq!(text(&read_exactly(&mut a, 11, "client A")), "reply to A\n");
+
+        let mut b = connect(proxy.addr);
+        say(&mut b, b"B: hello\n");
+        // B's line arrives on the SAME upstream connection as A's.
+        assert_eq!(
+            text(&read_exactly(&mut shared, 9, program)),
+            "B: hello\n",
+            "{program}: B's bytes should follow A's on the one shared upstream stream"
+        );
+
+        // The upstream answers B. A byte stream carries no "to whom": the
+        // reply goes to whichever handler is reading the shared dstConn. Go
+        // holds a conn's read lock while a Read waits, so that is usually
+        // A's, which has been waiting longest; we only assert "exactly one".
+        send(&mut shared, b"reply to B\n");
+        let (to_a, to_b) = who_receives(&a, &b, 11);
+        let reached = match (text(&to_a).as_str(), text(&to_b).as_str()) {
+            ("reply to B\n", "") => "A, the wrong client",
+            ("", "reply to B\n") => "B",
+            (a, b) => panic!(
+                "{program}: the reply should reach exactly one client; A got {a:?}, B got {b:?}"
+            ),
+        };
+        eprintln!("{program}: the reply meant for B reached {reached}");
+
+        drop((a, b, shared, proxy));
+        assert_eq!(upstream.accepted(), 1, "{program}: two clients, still one upstream connection");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the article does not say (2) and (3): no half-close; the client is
+// closed while the reply may still be on its way.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn articlefix_never_half_closes_and_closes_the_client_before_the_reply() {
+    let (upstream, accepted) = handing_upstream();
+    let proxy = Proxy::go("articlefix", upstream.addr);
+    let mut shared = accepted.next("articlefix");
+
+    let mut client = connect(proxy.addr);
+    send(&mut client, b"request\n");
+    client.shutdown(Shutdown::Write).expect("half-close the client");
+    assert_eq!(text(&read_exactly(&mut shared, 8, "articlefix")), "request\n");
+
+    // The client→upstream copy saw the client's EOF and returned; its
+    // deferred conn.Close() closed the client, which reads EOF: no reply
+    // can reach it any more (the server has not even answered yet).
+    let to_client = read_to_eof(&mut client, "the half-closed client");
+    assert_eq!(text(&to_client), "", "articlefix closes the client before any reply");
+
+    // That copy is over, and it never passed the EOF on: the upstream,
+    // waiting for the end of the request, hears nothing at all.
+    assert_silent(&mut shared, "articlefix's upstream after the client half-closed");
+}
+
+// ---------------------------------------------------------------------------
+// The corrected program.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn correct_passes_the_half_close_on_and_delivers_the_reply() {
+    let (upstream, accepted) = handing_upstream();
+    let proxy = Proxy::go("correct", upstream.addr);
+
+    let mut client = connect(proxy.addr);
+    send(&mut client, &first_message());
+    send(&mut client, SECOND);
+    client.shutdown(Shutdown::Write).expect("half-close the client");
+
+    // The upstream reads the whole request, then EOF: CloseWrite passed it on.
+    let mut upstream_side = accepted.next("correct");
+    let request = read_to_eof(&mut upstream_side, "correct's upstream");
+    assert_eq!(text(&request), text(&[first_message().as_slice(), SECOND].concat()));
+
+    // Only now does the server answer, and the reply still reaches the client.
+    send(&mut upstream_side, b"the reply, sent after the request's EOF\n");
+    upstream_side.shutdown(Shutdown::Write).expect("half-close the upstream");
+    let reply = read_to_eof(&mut client, "correct's client");
+    assert_eq!(text(&reply), "the reply, sent after the request's EOF\n");
+}
+
+#[test]
+fn correct_passes_a_half_close_from_the_upstream() {
+    let (upstream, accepted) = handing_upstream();
+    let proxy = Proxy::go("correct", upstream.addr);
+
+    // A server that speaks first and says everything at once, then EOF.
+    let mut client = connect(proxy.addr);
+    let mut upstream_side = accepted.next("correct");
+    send(&mut upstream_side, b"banner\n");
+    upstream_side.shutdown(Shutdown::Write).expect("half-close the upstream");
+    assert_eq!(text(&read_to_eof(&mut client, "correct's client")), "banner\n");
+
+    // The client can still talk after the server's EOF.
+    send(&mut client, b"still here\n");
+    client.shutdown(Shutdown::Write).expect("half-close the client");
+    assert_eq!(text(&read_to_eof(&mut upstream_side, "correct's upstream")), "still here\n");
+}
+
+#[test]
+fn correct_dials_one_upstream_per_client() {
+    let (upstream, accepted) = handing_upstream();
+    let proxy = Proxy::go("correct", upstream.addr);
+
+    let mut a = connect(proxy.addr);
+    send(&mut a, b"A: hello\n");
+    let mut upstream_a = accepted.next("correct, for A");
+    assert_eq!(text(&read_exactly(&mut upstream_a, 9, "A's upstream")), "A: hello\n");
+
+    let mut b = connect(proxy.addr);
+    send(&mut b, b"B: hello\n");
+    let mut upstream_b = accepted.next("correct, for B");
+    assert_eq!(text(&read_exactly(&mut upstream_b, 9, "B's upstream")), "B: hello\n");
+
+    // Each reply travels on its own client's connection.
+    send(&mut upstream_b, b"reply to B\n");
+    send(&mut upstream_a, b"reply to A\n");
+    assert_eq!(text(&read_exactly(&mut b, 11, "client B")), "reply to B\n");
+    assert_eq!(text(&read_exactly(&mut a, 11, "client A")), "reply to A\n");
+
+    drop((a, b, upstream_a, upstream_b, proxy));
+    assert_eq!(upstream.accepted(), 2, "one upstream connection per client");
+}
+
+// ---------------------------------------------------------------------------
+// The lab's commands (docs/lab.md): measurement programs, strace, nc.
+// ---------------------------------------------------------------------------
+
+/// Lab step 5: `go run tests/classroom/spawn_cost.go N`, and the `rustc -O`
+/// builds of the Rust twins. Only the output's shape is checked: speed lives
+/// in the chapter's measurements, not in assertions.
+#[test]
+fn lab_measurement_programs_run() {
+    let go_run = run(go_command().args(["run", "tests/classroom/spawn_cost.go", "100"]));
+    assert!(go_run.contains("goroutines: 100 started and parked in"), "{go_run}");
+
+    let bins = classroom_programs();
+    let threads = run(Command::new(bins.join("spawn_cost")).arg("100"));
+    assert!(threads.contains("(std's default stacks): 100 started"), "{threads}");
+    let small = run(Command::new(bins.join("spawn_cost")).args(["100", "64"]));
+    assert!(small.contains("(64 KiB stacks): 100 started"), "{small}");
+    let go_copy = run(Command::new(bins.join("copy_syscalls_go")).arg("4"));
+    assert!(go_copy.contains("go io.Copy: 4 MiB socket to socket in"), "{go_copy}");
+    let rust_copy = run(Command::new(bins.join("copy_syscalls_rs")).arg("4"));
+    assert!(rust_copy.contains("rust io::copy: 4 MiB socket to socket in"), "{rust_copy}");
+}
+
+/// Lab step 5 and the chapter's claim: Go's io.Copy between two TCP
+/// connections splices; Rust's io::copy between two TcpStreams does not.
+#[test]
+fn lab_strace_shows_go_splices_and_rust_does_not() {
+    require_tool("strace", &["-V"], "apt-get install strace");
+    let bins = classroom_programs();
+    let summary = |program: &str| {
+        let output = Command::new("strace")
+            .args(["-f", "-c", "-e", "trace=splice,read,write,recvfrom,sendto"])
+            .arg(bins.join(program))
+            .arg("8")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run strace on {program}: {e}"));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "strace {program} failed:\n{stderr}");
+        stderr
+    };
+    let go = summary("copy_syscalls_go");
+    assert!(calls(&go, "splice") > 0, "Go's io.Copy should splice:\n{go}");
+    let rust = summary("copy_syscalls_rs");
+    assert_eq!(calls(&rust, "splice"), 0, "Rust's io::copy has no splice path:\n{rust}");
+    assert!(calls(&rust, "recvfrom") >= 8 * 1024 * 1024 / 8192, "8 KiB at a time:\n{rust}");
+}
+
+/// Lab steps 1 and 2: the upstream is `nc -v -l 127.0.0.1 PORT`, the client
+/// `nc 127.0.0.1 PORT`; the seed loses the first line, articlefix does not.
+#[test]
+fn lab_nc_shows_the_seed_losing_the_first_line() {
+    require_tool("nc", &["-h"], "apt-get install netcat-openbsd");
+    for (program, expected) in
+        [("seed", SECOND.to_vec()), ("articlefix", [first_message().as_slice(), SECOND].concat())]
+    {
+        let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
+        let upstream_addr = upstream.listening_addr();
+        let proxy = Proxy::go(program, upstream_addr);
+        // Both programs dial the upstream at start-up, before any client exists.
+        let connected = upstream.stderr_line();
+        assert!(connected.starts_with("Connection received"), "{program}: {connected:?}");
+        let mut client = Nc::start(&["127.0.0.1", &proxy.addr.port().to_string()]);
+
+        // One pipe write of 128 bytes is atomic, so nc forwards the first
+        // line in one piece, as the Rust client above does.
+        client.type_line(&first_message());
+        client.type_line(SECOND);
+        let shown = upstream.output_until(expected.len());
+        assert_eq!(text(&shown), text(&expected), "{program}: what the upstream nc printed");
+    }
+}
+
+/// Lab step 3: the upstream is `nc -v -d -l 127.0.0.1 PORT | wc -c`, the
+/// client `printf 'request\n' | nc -N 127.0.0.1 PORT`. Behind articlefix the
+/// upstream never sees EOF (wc prints nothing); behind correct it does.
+#[test]
+fn lab_nc_shows_articlefix_never_passing_the_eof_on() {
+    require_tool("nc", &["-h"], "apt-get install netcat-openbsd");
+    for (program, passes_eof_on) in [("articlefix", false), ("correct", true)] {
+        let mut upstream = Nc::start(&["-v", "-d", "-l", "127.0.0.1", "0"]);
+        let proxy = Proxy::go(program, upstream.listening_addr());
+        let mut client = Nc::start(&["-N", "127.0.0.1", &proxy.addr.port().to_string()]);
+        client.type_line(b"request\n");
+        client.end_input(); // printf ends: nc -N shuts the socket's write side
+
+        if passes_eof_on {
+            // The upstream nc sees EOF and exits: `| wc -c` would print 8.
+            let all = upstream.output_to_end(WAIT).expect("correct passes the EOF on");
+            assert_eq!(text(&all), "request\n");
+            // Its exit is an EOF too, which reaches the client: nc -N exits.
+            assert_eq!(client.output_to_end(WAIT).map(|out| text(&out)), Some(String::new()));
+        } else {
+            // articlefix closes the client at once (its copy is over): nc -N exits...
+            assert_eq!(client.output_to_end(WAIT).map(|out| text(&out)), Some(String::new()));
+            // ...and the request reached the upstream, but its EOF never does.
+            assert_eq!(text(&upstream.output_until(8)), "request\n");
+            assert_eq!(upstream.output_to_end(QUIET), None, "articlefix passed the EOF on");
+            // Only when the proxy process dies (Ctrl-C) does the shared upstream
+            // connection close: then nc exits and `wc -c` prints 8.
+            drop(proxy);
+            assert_eq!(upstream.output_to_end(WAIT), Some(Vec::new()));
+        }
+    }
+}
+
+/// Lab step 4: `tcprelay --explain` between the lab's two `nc` commands
+/// (upstream `nc -v -l`, client `nc -N`): every event of the connection is
+/// told beside the Go line it mirrors, in the order the lab lists them.
+#[test]
+fn lab_explain_pairs_each_event_with_its_go_line() {
+    require_tool("nc", &["-h"], "apt-get install netcat-openbsd");
+    let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
+    let upstream_addr = upstream.listening_addr().to_string();
+    let tcprelay = Path::new(env!("CARGO_BIN_EXE_tcprelay"));
+    let args = ["--explain", "--listen", "127.0.0.1:0", "--upstream", &upstream_addr];
+    let relay = Proxy::start(tcprelay, &args);
+    let mut client = Nc::start(&["-N", "127.0.0.1", &relay.addr.port().to_string()]);
+
+    client.type_line(b"hello\n");
+    assert_eq!(text(&upstream.output_until(6)), "hello\n");
+    upstream.type_line(b"hi\n");
+    assert_eq!(text(&client.output_until(3)), "hi\n");
+    client.end_input(); // Ctrl-D: nc -N half-closes
+
+    let narration = relay.stdout_until("wg.Wait()");
+    let go_lines = [
+        "l.Accept()",
+        "net.Dial(",
+        "go io.Copy(",
+        "moves its first bytes", // client -> upstream: hello
+        "moves its first bytes", // upstream -> client: hi
+        "CloseWrite()",          // the client's EOF passed on
+        "CloseWrite()",          // nc -l closes when it reads EOF: passed on too
+        "wg.Wait()",
+    ];
+    let mut lines = narration.iter();
+    for go in go_lines {
+        assert!(
+            lines.any(|line| line.contains(go)),
+            "no line with {go:?} in its place; the narration:\n{}",
+            narration.join("\n")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers. Candidates for tests/support: read_exactly, assert_silent,
+// who_receives and handing_upstream are not specific to the Go programs.
+// ---------------------------------------------------------------------------
+
+/// Writes all of `bytes`, panicking with the reason if the peer is gone.
+fn send(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).unwrap_or_else(|e| panic!("write {:?}: {e}", text(bytes)));
+}
+
+/// Reads exactly `len` bytes or panics, naming `who` and what had arrived.
+fn read_exactly(stream: &mut TcpStream, len: usize, who: &str) -> Vec<u8> {
+    let mut received = Vec::with_capacity(len);
+    let mut buffer = [0u8; 4096];
+    while received.len() < len {
+        let want = (len - received.len()).min(buffer.len());
+        match stream.read(&mut buffer[..want]) {
+            Ok(0) => panic!("{who}: EOF after {:?}, expected {len} bytes", text(&received)),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(e) => panic!("{who}: {e} after {:?}, expected {len} bytes", text(&received)),
+        }
+    }
+    received
+}
+
+/// Reads until EOF (each read bounded by the stream's read timeout).
+fn read_to_eof(stream: &mut TcpStream, who: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut received) {
+        panic!("{who}: no EOF: {e} after {:?}", text(&received));
+    }
+    received
+}
+
+/// Asserts that nothing, not even EOF, arrives within `QUIET`.
+fn assert_silent(stream: &mut TcpStream, who: &str) {
+    stream.set_read_timeout(Some(QUIET)).expect("set a read timeout");
+    let mut buffer = [0u8; 64];
+    match stream.read(&mut buffer) {
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Ok(0) => panic!("{who}: EOF arrived"),
+        Ok(n) => panic!("{who}: {:?} arrived", text(&buffer[..n])),
+        Err(e) => panic!("{who}: {e}"),
+    }
+    stream.set_read_timeout(Some(WAIT)).expect("set a read timeout");
+}
+
+/// Reads `len` bytes on `a` and on `b` at once and returns what each got.
+/// As soon as one has them, the other's read side is shut down, which wakes
+/// its blocked read with EOF: no waiting out a timeout.
+fn who_receives(a: &TcpStream, b: &TcpStream, len: usize) -> (Vec<u8>, Vec<u8>) {
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::scope(|scope| {
+        let readers = [a, b].map(|mut stream| {
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                let mut received = Vec::new();
+                let mut buffer = [0u8; 64];
+                while received.len() < len {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => received.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = done_tx.send(());
+                received
+            })
+        });
+        if done_rx.recv_timeout(WAIT + WAIT).is_ok() {
+            for stream in [a, b] {
+                let _ = stream.shutdown(Shutdown::Read);
+            }
+        }
+        let [a, b] = readers.map(|reader| reader.join().expect("the reader does not panic"));
+        (a, b)
+    })
+}
+
+/// Bytes as text for messages and comparisons (every message here is ASCII).
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An upstream (tests/support) that hands each connection it accepts to the
+/// test, in order, through `Accepted`; `Upstream::accepted` counts them.
+fn handing_upstream() -> (Upstream, Accepted) {
+    let (handed_tx, handed_rx) = mpsc::channel();
+    let upstream = Upstream::start(move |stream| {
+        let _ = handed_tx.send(stream);
+    });
+    (upstream, Accepted(handed_rx))
+}
+
+/// The upstream's side of each connection the proxy opened, in order.
+struct Accepted(mpsc::Receiver<TcpStream>);
+
+impl Accepted {
+    /// The next connection the proxy opened to the upstream, within `WAIT`.
+    fn next(&self, who: &str) -> TcpStream {
+        self.0
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("{who}: no upstream connection within {WAIT:?}"))
+    }
+}
+
+/// A proxy running as a child process (a Go program, or the tcprelay
+/// binary), killed and reaped on drop. Its stdout lines arrive on a channel.
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+    stdout_lines: mpsc::Receiver<String>,
+    readers: Vec<JoinHandle<String>>,
+}
+
+impl Proxy {
+    /// Starts `docs/go/<program> -listen 127.0.0.1:0 -upstream ADDR`.
+    fn go(program: &str, upstream: SocketAddr) -> Proxy {
+        let upstream = upstream.to_string();
+        let args = ["-listen", "127.0.0.1:0", "-upstream", &upstream];
+        Proxy::start(&go_programs().join(program), &args)
+    }
+
+    /// Starts `path` with `args` and waits for its `listening on ADDR` line.
+    fn start(path: &Path, args: &[&str]) -> Proxy {
+        let mut child = Command::new(path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (line_tx, stdout_lines) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let readers = vec![
+            thread::spawn(move || {
+                let mut all = String::new();
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    // `listening on 127.0.0.1:PORT`, bare (Go) or in a logfmt msg="..." (tcprelay)
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr = rest.split(['"', ' ']).next().unwrap_or_default();
+                        let _ = addr_tx.send(addr.to_string());
+                    }
+                    all += &line;
+                    all += "\n";
+                }
+                all
+            }),
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let _ = line_tx.send(line);
+                }
+                String::new()
+            }),
+        ];
+        let mut proxy = Proxy {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)), // replaced below
+            stdout_lines,
+            readers,
+        };
+        match addr_rx.recv_timeout(WAIT).map(|addr| addr.parse()) {
+            Ok(Ok(addr)) => proxy.addr = addr,
+            _ => {
+                let stderr = proxy.stop();
+                panic!(
+                    "{} printed no `listening on ADDR` within {WAIT:?}; stderr:\n{stderr}",
+                    path.display()
+                );
+            }
+        }
+        proxy
+    }
+
+    /// Its stdout lines up to and including the first that contains `last`.
+    fn stdout_until(&self, last: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.stdout_lines.recv_timeout(WAIT) {
+                Ok(line) if line.contains(last) => {
+                    lines.push(line);
+                    return lines;
+                }
+                Ok(line) => lines.push(line),
+                Err(_) => panic!("no stdout line with {last:?} within {WAIT:?}; got {lines:#?}"),
+            }
+        }
+    }
+
+    /// Kills the program, reaps it, and returns everything it wrote to stderr.
+    fn stop(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let outputs: Vec<String> =
+            self.readers.drain(..).map(|reader| reader.join().unwrap_or_default()).collect();
+        outputs.concat()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An OpenBSD `nc` child process with piped stdin, stdout and stderr, killed
+/// and reaped on drop. Its output is read on threads so every wait is bounded.
+struct Nc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout_chunks: mpsc::Receiver<Vec<u8>>,
+    stderr_lines: mpsc::Receiver<String>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Nc {
+    fn start(args: &[&str]) -> Nc {
+        let mut child = Command::new("nc")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start nc {args:?}: {e}"));
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (chunk_tx, stdout_chunks) = mpsc::channel();
+        let (line_tx, stderr_lines) = mpsc::channel();
+        let readers = vec![
+            thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                // An empty chunk means EOF: nc closed its output.
+                while let Ok(n) = stdout.read(&mut buffer) {
+                    let _ = chunk_tx.send(buffer[..n].to_vec());
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }),
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = line_tx.send(line);
+                }
+            }),
+        ];
+        Nc { child, stdin, stdout_chunks, stderr_lines, readers }
+    }
+
+    /// The address from `nc -v -l`'s "Listening on localhost PORT" line.
+    fn listening_addr(&mut self) -> SocketAddr {
+        let line = self.stderr_lines.recv_timeout(WAIT).expect("nc -v -l says where it listens");
+        let port: u16 = line
+            .strip_prefix("Listening on ")
+            .and_then(|rest| rest.split_whitespace().last())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from nc -v -l: {line:?}"));
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// The next line nc writes to stderr (with -v: "Connection received on ...").
+    fn stderr_line(&self) -> String {
+        self.stderr_lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("nc wrote no line to stderr within {WAIT:?}"))
+    }
+
+    /// Writes to nc's stdin in one write, as if typed (or pasted) at once.
+    fn type_line(&mut self, line: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin is still open");
+        stdin.write_all(line).expect("write to nc's stdin");
+    }
+
+    /// Closes nc's stdin, as `printf ... |` does when printf ends.
+    fn end_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// What nc printed, once `len` bytes have come; panics after `WAIT`.
+    fn output_until(&mut self, len: usize) -> Vec<u8> {
+        let mut shown = Vec::new();
+        while shown.len() < len {
+            match self.stdout_chunks.recv_timeout(WAIT) {
+                Ok(chunk) if !chunk.is_empty() => shown.extend_from_slice(&chunk),
+                _ => panic!("nc printed only {:?}, expected {len} bytes", text(&shown)),
+            }
+        }
+        shown
+    }
+
+    /// Everything nc printed, if its output ended within `within`.
+    fn output_to_end(&mut self, within: Duration) -> Option<Vec<u8>> {
+        let mut shown = Vec::new();
+        loop {
+            match self.stdout_chunks.recv_timeout(within) {
+                Ok(chunk) if chunk.is_empty() => return Some(shown),
+                Ok(chunk) => shown.extend_from_slice(&chunk),
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Nc {
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// Fails the test, saying how to install `program`, if it cannot be run.
+fn require_tool(program: &str, args: &[&str], install: &str) {
+    if let Err(e) = Command::new(program).args(args).output() {
+        panic!("cannot run `{program}` ({e}); these tests need it: install it with `{install}`");
+    }
+}
+
+/// `go` with everything that could reach the network or $HOME turned off.
+fn go_command() -> Command {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let mut command = Command::new("go");
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GOTOOLCHAIN", "local") // Go ≥ 1.21 would otherwise fetch the toolchain go.mod names
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off") // standard library only: nothing to download
+        .env("GOCACHE", scratch.join("go-cache"))
+        .env("GOPATH", scratch.join("go-path"));
+    command
+}
+
+/// Runs `command`, fails the test unless it succeeds, returns its stdout.
+fn run(command: &mut Command) -> String {
+    let Output { status, stdout, stderr } =
+        command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let stderr = text(&stderr);
+    assert!(status.success(), "{command:?} failed ({status}):\n{stderr}");
+    text(&stdout)
+}
+
+/// The number of calls in the `syscall` row of an `strace -c` summary.
+fn calls(summary: &str, syscall: &str) -> u64 {
+    summary
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.last() == Some(&syscall))
+        .and_then(|fields| fields.get(3)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The directory holding `seed`, `articlefix` and `correct`, built once per
+/// test run with `cd docs/go && go build -o OUT ./PROGRAM`.
+fn go_programs() -> &'static Path {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        check_go()?;
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-programs");
+        for program in ["seed", "articlefix", "correct"] {
+            let mut go = go_command();
+            go.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/go"));
+            go.args(["build", "-o"]).arg(out.join(program)).arg(format!("./{program}"));
+            build(&mut go)?;
+        }
+        Ok(out)
+    });
+    built.as_deref().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The directory holding the lab's measurement programs, built once:
+/// `rustc -O --edition 2024 tests/classroom/X.rs` and `go build tests/classroom/X.go`.
+fn classroom_programs() -> &'static Path {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        check_go()?;
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("classroom");
+        std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+        for (source, binary) in
+            [("spawn_cost.rs", "spawn_cost"), ("copy_syscalls.rs", "copy_syscalls_rs")]
+        {
+            let mut rustc = Command::new("rustc");
+            rustc.current_dir(env!("CARGO_MANIFEST_DIR"));
+            rustc.args(["-O", "--edition", "2024"]).arg(format!("tests/classroom/{source}"));
+            build(rustc.arg("-o").arg(out.join(binary)))?;
+        }
+        let mut go = go_command();
+        go.args(["build", "-o"]).arg(out.join("copy_syscalls_go"));
+        build(go.arg("tests/classroom/copy_syscalls.go"))?;
+        Ok(out)
+    });
+    built.as_deref().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn check_go() -> Result<(), String> {
+    match go_command().arg("version").output() {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!("`go version` failed:\n{}", text(&output.stderr))),
+        Err(e) => Err(format!(
+            "cannot run `go` ({e}); the classroom tests build the Go programs under docs/go: \
+             install Go with `apt-get install golang-go`"
+        )),
+    }
+}
+
+fn build(command: &mut Command) -> Result<(), String> {
+    match command.output() {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!("{command:?} failed:\n{}", text(&output.stderr))),
+        Err(e) => Err(format!("cannot run {command:?}: {e}")),
+    }
+}
