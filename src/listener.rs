@@ -106,9 +106,10 @@ impl Relay {
     /// # Errors
     /// None today; the `Result` leaves room for fatal listener errors.
     pub fn serve(self) -> io::Result<()> {
+        // The listener is owned here, apart from `shared`, so that a drain can close it early.
         let Relay { listener, local_addr: _, shared } = self;
-        let local_addr = &shared.listen_addr;
         let shared = &shared;
+        let listen_addr = &shared.listen_addr;
         let config = &shared.config;
         let connections = &shared.connections;
         let mut backoff = AcceptBackoff::default();
@@ -118,7 +119,7 @@ impl Relay {
             "serving",
             &[
                 ("route", &shared.metrics.route()),
-                ("listen", &local_addr),
+                ("listen", listen_addr),
                 ("upstream", &upstreams),
                 ("policy", &config.policy),
             ],
@@ -161,13 +162,13 @@ impl Relay {
         drop(listener);
         let open = connections.open_count();
         if open > 0 {
-            shared.log.info("draining", &[("listen", &local_addr), ("open", &open)]);
+            shared.log.info("draining", &[("listen", listen_addr), ("open", &open)]);
         }
         connections.wait_until_drained();
         // Whatever is still open when the drain ends is closed now (reason `stopped`).
         connections.close_all();
         connections.wait_until_empty();
-        shared.log.info("stopped", &[("listen", &local_addr)]);
+        shared.log.info("stopped", &[("listen", listen_addr)]);
         Ok(())
     }
 }
