@@ -56,19 +56,17 @@ pub fn run(
     duration: Duration,
     watched: Option<Watched>,
 ) -> io::Result<Measurement> {
-    let gates = Gates {
-        start: StartGate::new(),
-        release: StartGate::new(),
-    };
+    let gates = Gates { start: StartGate::new(), release: StartGate::new() };
     let before = watched.map(footprint::sample).transpose()?;
     let (start, at_deadline, outcomes) = thread::scope(|scope| {
         let mut workers = Vec::with_capacity(streams);
         for index in 0..streams {
-            let spawned = thread::Builder::new()
-                .name(format!("bulk-{index}"))
-                .spawn_scoped(scope, || match direction {
-                    Direction::Upload => upload(target, &gates),
-                    Direction::Download => download(target, &gates),
+            let spawned =
+                thread::Builder::new().name(format!("bulk-{index}")).spawn_scoped(scope, || {
+                    match direction {
+                        Direction::Upload => upload(target, &gates),
+                        Direction::Download => download(target, &gates),
+                    }
                 });
             match spawned {
                 Ok(worker) => workers.push(worker),
@@ -145,10 +143,7 @@ fn upload(target: SocketAddr, gates: &Gates) -> io::Result<StreamOutcome> {
     let active = started.elapsed().saturating_sub(waited);
     let words: Vec<&str> = verdict.split_whitespace().collect();
     match words.as_slice() {
-        ["ok", count] if count.parse() == Ok(sent) => Ok(StreamOutcome {
-            bytes: sent,
-            active,
-        }),
+        ["ok", count] if count.parse() == Ok(sent) => Ok(StreamOutcome { bytes: sent, active }),
         ["mismatch", offset, _] => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("the sink found a wrong byte at offset {offset} of the upload"),
@@ -188,10 +183,7 @@ fn download(target: SocketAddr, gates: &Gates) -> io::Result<StreamOutcome> {
     let Start::Go { .. } = gates.release.wait() else {
         return Err(aborted());
     };
-    Ok(StreamOutcome {
-        bytes: check.bytes_seen(),
-        active,
-    })
+    Ok(StreamOutcome { bytes: check.bytes_seen(), active })
 }
 
 fn aborted() -> io::Error {
@@ -200,8 +192,5 @@ fn aborted() -> io::Error {
 
 /// The first error among `outcomes`, or a generic one.
 fn first_error<T>(outcomes: Vec<io::Result<T>>) -> io::Error {
-    outcomes
-        .into_iter()
-        .find_map(Result::err)
-        .unwrap_or_else(aborted)
+    outcomes.into_iter().find_map(Result::err).unwrap_or_else(aborted)
 }

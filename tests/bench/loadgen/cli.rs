@@ -95,11 +95,7 @@ pub enum UsageError {
     /// A required flag not given.
     MissingFlag { command: String, flag: &'static str },
     /// A value that does not parse or is out of range.
-    BadValue {
-        flag: String,
-        value: String,
-        expected: &'static str,
-    },
+    BadValue { flag: String, value: String, expected: &'static str },
     /// An extra word after the command's arguments.
     Unexpected(String),
 }
@@ -113,11 +109,9 @@ impl fmt::Display for UsageError {
             }
             UsageError::MissingValue(flag) => write!(f, "{flag} needs a value"),
             UsageError::MissingFlag { command, flag } => write!(f, "{command} needs {flag}"),
-            UsageError::BadValue {
-                flag,
-                value,
-                expected,
-            } => write!(f, "{flag} {value:?}: expected {expected}"),
+            UsageError::BadValue { flag, value, expected } => {
+                write!(f, "{flag} {value:?}: expected {expected}")
+            }
             UsageError::Unexpected(word) => write!(f, "unexpected argument {word:?}"),
         }
     }
@@ -136,11 +130,7 @@ const LONGEST_SERVE: f64 = 7_200.0;
 /// self-check that `cargo test --all-targets` runs.
 pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let under_cargo_bench = args.iter().any(|a| a == "--bench");
-    let args: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|&a| a != "--bench")
-        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).filter(|&a| a != "--bench").collect();
     let Some((&command, rest)) = args.split_first() else {
         return Ok(Command::Suite(if under_cargo_bench {
             SuitePlan::short()
@@ -179,9 +169,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             })
         }
         "summarize" => match rest {
-            [file] => Ok(Command::Summarize {
-                input: PathBuf::from(file),
-            }),
+            [file] => Ok(Command::Summarize { input: PathBuf::from(file) }),
             [] => Err(UsageError::MissingValue("summarize".to_string())),
             [_, extra, ..] => Err(UsageError::Unexpected(extra.to_string())),
         },
@@ -196,10 +184,8 @@ fn parse_suite(rest: &[&str]) -> Result<Command, UsageError> {
         plan.duration = duration;
     }
     if let Some(list) = flags.value("--idle") {
-        plan.idle_connections = list
-            .split(',')
-            .map(|n| positive("--idle", n))
-            .collect::<Result<_, _>>()?;
+        plan.idle_connections =
+            list.split(',').map(|n| positive("--idle", n)).collect::<Result<_, _>>()?;
     }
     Ok(Command::Suite(plan))
 }
@@ -219,10 +205,9 @@ fn parse_run(rest: &[&str]) -> Result<Command, UsageError> {
             "--relay-pid",
         ],
     )?;
-    let name = flags.value("--workload").ok_or(UsageError::MissingFlag {
-        command: "run".to_string(),
-        flag: "--workload",
-    })?;
+    let name = flags
+        .value("--workload")
+        .ok_or(UsageError::MissingFlag { command: "run".to_string(), flag: "--workload" })?;
     let mut workload = workload_named(name)?;
     // Apply the shape flags that fit this workload; the others are an error,
     // so a typo'd script never measures something other than it says.
@@ -237,10 +222,7 @@ fn parse_run(rest: &[&str]) -> Result<Command, UsageError> {
             *message_size = message_size_flag(&flags)?.unwrap_or(*message_size);
             used.push("--message-size");
         }
-        Workload::KeepAlive {
-            connections,
-            message_size,
-        } => {
+        Workload::KeepAlive { connections, message_size } => {
             *connections = count("--connections")?.unwrap_or(*connections);
             *message_size = message_size_flag(&flags)?.unwrap_or(*message_size);
             used.extend(["--connections", "--message-size"]);
@@ -273,9 +255,7 @@ fn parse_run(rest: &[&str]) -> Result<Command, UsageError> {
     Ok(Command::Run(RunOptions {
         workload,
         target: flags.required_addr("--target")?,
-        duration: flags
-            .seconds("--secs", LONGEST_RUN)?
-            .unwrap_or(Duration::from_secs(3)),
+        duration: flags.seconds("--secs", LONGEST_RUN)?.unwrap_or(Duration::from_secs(3)),
         relay_pid,
     }))
 }
@@ -337,9 +317,7 @@ impl<'a> Flags<'a> {
                     flag: flag.to_string(),
                 });
             }
-            let value = words
-                .next()
-                .ok_or_else(|| UsageError::MissingValue(flag.to_string()))?;
+            let value = words.next().ok_or_else(|| UsageError::MissingValue(flag.to_string()))?;
             pairs.push((flag, *value));
         }
         Ok(Flags { command, pairs })
@@ -347,11 +325,7 @@ impl<'a> Flags<'a> {
 
     /// The last value given for `flag`.
     fn value(&self, flag: &str) -> Option<&'a str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(f, _)| *f == flag)
-            .map(|(_, v)| *v)
+        self.pairs.iter().rev().find(|(f, _)| *f == flag).map(|(_, v)| *v)
     }
 
     fn given(&self) -> impl Iterator<Item = &'a str> + '_ {
@@ -379,10 +353,9 @@ impl<'a> Flags<'a> {
     }
 
     fn port(&self, flag: &'static str) -> Result<u16, UsageError> {
-        let value = self.value(flag).ok_or(UsageError::MissingFlag {
-            command: self.command.to_string(),
-            flag,
-        })?;
+        let value = self
+            .value(flag)
+            .ok_or(UsageError::MissingFlag { command: self.command.to_string(), flag })?;
         match value.parse::<u16>() {
             Ok(port) if port > 0 => Ok(port),
             _ => Err(UsageError::BadValue {
@@ -394,10 +367,9 @@ impl<'a> Flags<'a> {
     }
 
     fn required_addr(&self, flag: &'static str) -> Result<SocketAddr, UsageError> {
-        let value = self.value(flag).ok_or(UsageError::MissingFlag {
-            command: self.command.to_string(),
-            flag,
-        })?;
+        let value = self
+            .value(flag)
+            .ok_or(UsageError::MissingFlag { command: self.command.to_string(), flag })?;
         value.parse().map_err(|_| UsageError::BadValue {
             flag: flag.to_string(),
             value: value.to_string(),

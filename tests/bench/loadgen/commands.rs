@@ -60,10 +60,7 @@ fn serve(duration: Duration) -> io::Result<()> {
 /// Runs one workload and prints its result line, also when it failed.
 fn run(options: &RunOptions) -> io::Result<()> {
     let watched = options.relay_pid.map(|root| Watched::Tree { root });
-    match options
-        .workload
-        .run(options.target, options.duration, watched)
-    {
+    match options.workload.run(options.target, options.duration, watched) {
         Ok(measurement) => {
             println!("{}", measurement.line());
             if measurement.is_ok() {

@@ -27,10 +27,7 @@ impl Exchange {
     /// Buffers for messages of `size` bytes (at least `MIN_MESSAGE_SIZE`).
     pub fn new(size: usize) -> Exchange {
         let size = size.max(MIN_MESSAGE_SIZE);
-        Exchange {
-            message: vec![0; size],
-            reply: vec![0; size],
-        }
+        Exchange { message: vec![0; size], reply: vec![0; size] }
     }
 
     /// Sends message number `sequence` and checks the echoed reply.

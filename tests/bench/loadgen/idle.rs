@@ -131,10 +131,7 @@ impl OpeningFailure {
     /// Connection number `index` (of `count`) failed; the first `proven`
     /// had echoed.
     fn at(proven: usize, index: usize, count: usize, error: io::Error) -> OpeningFailure {
-        OpeningFailure {
-            proven,
-            error: opening_error(index, count, error),
-        }
+        OpeningFailure { proven, error: opening_error(index, count, error) }
     }
 }
 
@@ -146,10 +143,7 @@ fn opening_error(index: usize, count: usize, error: io::Error) -> io::Error {
     };
     io::Error::new(
         error.kind(),
-        format!(
-            "opening idle connection {} of {count}: {error}{hint}",
-            index + 1
-        ),
+        format!("opening idle connection {} of {count}: {error}{hint}", index + 1),
     )
 }
 
@@ -161,21 +155,14 @@ fn check_sample(held: &mut [TcpStream]) -> (usize, usize) {
     let marker = 1 << 32;
     let mut sent = Vec::new();
     for index in (0..held.len()).step_by(step) {
-        if exchange
-            .send(&mut held[index], marker + index as u64)
-            .is_ok()
-        {
+        if exchange.send(&mut held[index], marker + index as u64).is_ok() {
             sent.push(index);
         }
     }
     let total = held.len().div_ceil(step);
     let ok = sent
         .into_iter()
-        .filter(|&index| {
-            exchange
-                .receive(&mut held[index], marker + index as u64)
-                .is_ok()
-        })
+        .filter(|&index| exchange.receive(&mut held[index], marker + index as u64).is_ok())
         .count();
     (ok, total)
 }

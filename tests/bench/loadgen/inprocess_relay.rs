@@ -33,9 +33,8 @@ impl InProcessRelay {
         })?;
         let addr = relay.local_addr();
         let stop = relay.stop_handle();
-        let server = thread::Builder::new()
-            .name("tcprelay".to_string())
-            .spawn(move || relay.serve())?;
+        let server =
+            thread::Builder::new().name("tcprelay".to_string()).spawn(move || relay.serve())?;
         Ok(InProcessRelay { addr, stop, server })
     }
 
@@ -47,8 +46,6 @@ impl InProcessRelay {
     /// Stops the relay and waits until every connection thread has ended.
     pub fn finish(self) -> io::Result<()> {
         self.stop.stop();
-        self.server
-            .join()
-            .map_err(|_| io::Error::other("the relay's serve thread panicked"))?
+        self.server.join().map_err(|_| io::Error::other("the relay's serve thread panicked"))?
     }
 }

@@ -39,10 +39,7 @@ pub struct PatternCheck {
 impl PatternCheck {
     /// A checker expecting the stream from its first byte.
     pub fn new() -> PatternCheck {
-        PatternCheck {
-            position: 0,
-            first_mismatch: None,
-        }
+        PatternCheck { position: 0, first_mismatch: None }
     }
 
     /// Checks the next bytes of the stream and remembers the first offset
@@ -55,11 +52,8 @@ impl PatternCheck {
             let (head, rest) = received.split_at(len);
             let expected = &block[offset..offset + len];
             if self.first_mismatch.is_none() && head != expected {
-                let index = head
-                    .iter()
-                    .zip(expected)
-                    .position(|(got, want)| got != want)
-                    .unwrap_or(0);
+                let index =
+                    head.iter().zip(expected).position(|(got, want)| got != want).unwrap_or(0);
                 self.first_mismatch = Some(self.position + index as u64);
             }
             self.position += len as u64;

@@ -38,11 +38,7 @@ impl QuietEcho {
         let sweeper = thread::Builder::new()
             .name("quiet-echo".to_string())
             .spawn(move || sweep_until_stopped(&listener, &flag))?;
-        Ok(QuietEcho {
-            addr,
-            stopping,
-            sweeper,
-        })
+        Ok(QuietEcho { addr, stopping, sweeper })
     }
 
     /// The address relays forward to.
@@ -53,9 +49,7 @@ impl QuietEcho {
     /// Stops sweeping, closes every held connection and joins the thread.
     pub fn stop(self) -> io::Result<()> {
         self.stopping.store(true, Ordering::SeqCst);
-        self.sweeper
-            .join()
-            .map_err(|_| io::Error::other("the quiet echo thread panicked"))?
+        self.sweeper.join().map_err(|_| io::Error::other("the quiet echo thread panicked"))?
     }
 }
 
@@ -107,10 +101,7 @@ fn accept_waiting(listener: &TcpListener, held: &mut Vec<HeldConnection>) -> io:
             Ok((stream, _)) => {
                 stream.set_nonblocking(true)?;
                 stream.set_nodelay(true)?;
-                held.push(HeldConnection {
-                    stream,
-                    unsent: Vec::new(),
-                });
+                held.push(HeldConnection { stream, unsent: Vec::new() });
                 accepted = true;
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(accepted),

@@ -88,9 +88,7 @@ impl ResultLine {
         if let Some(error) = error {
             fields.insert("error".to_string(), error.to_string());
         }
-        fields
-            .contains_key("workload")
-            .then_some(ResultLine { fields })
+        fields.contains_key("workload").then_some(ResultLine { fields })
     }
 
     /// A field's text.

@@ -35,10 +35,7 @@ const LONGEST_WAIT: Duration = Duration::from_secs(120);
 impl StartGate {
     /// A closed gate.
     pub fn new() -> StartGate {
-        StartGate {
-            state: Mutex::new(None),
-            opened: Condvar::new(),
-        }
+        StartGate { state: Mutex::new(None), opened: Condvar::new() }
     }
 
     /// Opens the gate for every waiting and future worker.
@@ -52,10 +49,7 @@ impl StartGate {
     /// Opens the gate with a window of `duration` starting now.
     pub fn open_for(&self, duration: Duration) -> Start {
         let started = Instant::now();
-        let start = Start::Go {
-            started,
-            deadline: started + duration,
-        };
+        let start = Start::Go { started, deadline: started + duration };
         self.open(start);
         start
     }

@@ -64,16 +64,12 @@ impl SuitePlan {
             list.push(Workload::BulkUpload { streams });
             list.push(Workload::BulkDownload { streams });
         }
-        list.push(Workload::PingPong {
-            message_size: workload::DEFAULT_MESSAGE_SIZE,
-        });
+        list.push(Workload::PingPong { message_size: workload::DEFAULT_MESSAGE_SIZE });
         list.push(Workload::KeepAlive {
             connections: self.keep_alive_connections,
             message_size: workload::DEFAULT_MESSAGE_SIZE,
         });
-        list.push(Workload::ConnectionRate {
-            workers: self.connect_workers,
-        });
+        list.push(Workload::ConnectionRate { workers: self.connect_workers });
         for &connections in &self.idle_connections {
             list.push(Workload::Idle { connections });
         }

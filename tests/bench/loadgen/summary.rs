@@ -29,131 +29,29 @@ const fn figure(
     unit: &'static str,
     better: Better,
 ) -> Figure {
-    Figure {
-        workload,
-        key,
-        label,
-        unit,
-        better,
-    }
+    Figure { workload, key, label, unit, better }
 }
 
 /// The rows of the table, in order. Workloads measured by the load generator
 /// come first, then the real clients run by peers.sh (iperf3, redis-benchmark).
 const FIGURES: &[Figure] = &[
     figure("bulk-up", "gbit_s", "bulk upload", "Gbit/s", Better::Higher),
-    figure(
-        "bulk-down",
-        "gbit_s",
-        "bulk download",
-        "Gbit/s",
-        Better::Higher,
-    ),
-    figure(
-        "bulk-up",
-        "cpu_s_per_gib",
-        "relay CPU per GiB, upload",
-        "s",
-        Better::Lower,
-    ),
-    figure(
-        "bulk-down",
-        "cpu_s_per_gib",
-        "relay CPU per GiB, download",
-        "s",
-        Better::Lower,
-    ),
-    figure(
-        "ping-pong",
-        "p50_us",
-        "ping-pong latency p50",
-        "µs",
-        Better::Lower,
-    ),
-    figure(
-        "ping-pong",
-        "p99_us",
-        "ping-pong latency p99",
-        "µs",
-        Better::Lower,
-    ),
-    figure(
-        "ping-pong",
-        "p999_us",
-        "ping-pong latency p99.9",
-        "µs",
-        Better::Lower,
-    ),
-    figure(
-        "keep-alive",
-        "req_s",
-        "keep-alive request rate",
-        "req/s",
-        Better::Higher,
-    ),
-    figure(
-        "connection-rate",
-        "conn_s",
-        "connection rate",
-        "conn/s",
-        Better::Higher,
-    ),
-    figure(
-        "idle",
-        "rss_kib_per_conn",
-        "idle: RSS per connection",
-        "KiB",
-        Better::Lower,
-    ),
-    figure(
-        "idle",
-        "pss_kib_per_conn",
-        "idle: PSS per connection",
-        "KiB",
-        Better::Lower,
-    ),
-    figure(
-        "idle",
-        "threads_per_conn",
-        "idle: threads per connection",
-        "",
-        Better::Lower,
-    ),
-    figure(
-        "iperf3-up",
-        "gbit_s",
-        "iperf3 upload",
-        "Gbit/s",
-        Better::Higher,
-    ),
-    figure(
-        "iperf3-down",
-        "gbit_s",
-        "iperf3 download (-R)",
-        "Gbit/s",
-        Better::Higher,
-    ),
-    figure(
-        "redis-ping",
-        "p50_ms",
-        "redis-benchmark PING p50",
-        "ms",
-        Better::Lower,
-    ),
-    figure(
-        "redis-ping",
-        "p99_ms",
-        "redis-benchmark PING p99",
-        "ms",
-        Better::Lower,
-    ),
-    figure(
-        "redis-keep-alive",
-        "rps",
-        "redis-benchmark PING rate",
-        "req/s",
-        Better::Higher,
-    ),
+    figure("bulk-down", "gbit_s", "bulk download", "Gbit/s", Better::Higher),
+    figure("bulk-up", "cpu_s_per_gib", "relay CPU per GiB, upload", "s", Better::Lower),
+    figure("bulk-down", "cpu_s_per_gib", "relay CPU per GiB, download", "s", Better::Lower),
+    figure("ping-pong", "p50_us", "ping-pong latency p50", "µs", Better::Lower),
+    figure("ping-pong", "p99_us", "ping-pong latency p99", "µs", Better::Lower),
+    figure("ping-pong", "p999_us", "ping-pong latency p99.9", "µs", Better::Lower),
+    figure("keep-alive", "req_s", "keep-alive request rate", "req/s", Better::Higher),
+    figure("connection-rate", "conn_s", "connection rate", "conn/s", Better::Higher),
+    figure("idle", "rss_kib_per_conn", "idle: RSS per connection", "KiB", Better::Lower),
+    figure("idle", "pss_kib_per_conn", "idle: PSS per connection", "KiB", Better::Lower),
+    figure("idle", "threads_per_conn", "idle: threads per connection", "", Better::Lower),
+    figure("iperf3-up", "gbit_s", "iperf3 upload", "Gbit/s", Better::Higher),
+    figure("iperf3-down", "gbit_s", "iperf3 download (-R)", "Gbit/s", Better::Higher),
+    figure("redis-ping", "p50_ms", "redis-benchmark PING p50", "ms", Better::Lower),
+    figure("redis-ping", "p99_ms", "redis-benchmark PING p99", "ms", Better::Lower),
+    figure("redis-keep-alive", "rps", "redis-benchmark PING rate", "req/s", Better::Higher),
     figure(
         "redis-connection-rate",
         "rps",
@@ -188,11 +86,7 @@ pub fn markdown_table(lines: &[ResultLine]) -> String {
             if row.iter().all(|cell| cell.is_none()) {
                 continue;
             }
-            table.push_str(&format!(
-                "| {} | {} |",
-                row_label(figure, &shape),
-                figure.unit
-            ));
+            table.push_str(&format!("| {} | {} |", row_label(figure, &shape), figure.unit));
             let best = best_median(&candidates, &row, figure.better);
             for cell in &row {
                 let text = match cell {
@@ -245,12 +139,7 @@ fn shapes_of(lines: &[ResultLine], figure: &Figure) -> Vec<Shape> {
         .collect();
     shapes
         .into_iter()
-        .map(|shape| {
-            shape
-                .into_iter()
-                .map(|(_, key, value)| (key, value))
-                .collect()
-        })
+        .map(|shape| shape.into_iter().map(|(_, key, value)| (key, value)).collect())
         .collect()
 }
 
@@ -282,17 +171,10 @@ impl Cell {
             },
             Some((median, min, max)) => {
                 let median_text = format_number(median);
-                let median_text = if best == Some(median) {
-                    format!("**{median_text}**")
-                } else {
-                    median_text
-                };
+                let median_text =
+                    if best == Some(median) { format!("**{median_text}**") } else { median_text };
                 if self.runs - self.failed > 1 {
-                    format!(
-                        "{median_text} ({}–{})",
-                        format_number(min),
-                        format_number(max)
-                    )
+                    format!("{median_text} ({}–{})", format_number(min), format_number(max))
                 } else {
                     median_text
                 }

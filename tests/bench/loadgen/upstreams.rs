@@ -34,12 +34,8 @@ pub enum UpstreamKind {
 
 impl UpstreamKind {
     /// Every kind, in the order `serve` prints them.
-    pub const ALL: [UpstreamKind; 4] = [
-        UpstreamKind::Echo,
-        UpstreamKind::Sink,
-        UpstreamKind::Source,
-        UpstreamKind::QuietEcho,
-    ];
+    pub const ALL: [UpstreamKind; 4] =
+        [UpstreamKind::Echo, UpstreamKind::Sink, UpstreamKind::Source, UpstreamKind::QuietEcho];
 
     /// The name used on the command line and in `serve`'s output.
     pub fn name(self) -> &'static str {
@@ -143,12 +139,7 @@ impl ThreadedServer {
         let accept_thread = thread::Builder::new()
             .name(format!("{name}-accept"))
             .spawn(move || accept_loop(name, listener, &loop_shared, serve_one))?;
-        Ok(ThreadedServer {
-            name,
-            addr,
-            shared,
-            accept_thread,
-        })
+        Ok(ThreadedServer { name, addr, shared, accept_thread })
     }
 
     /// Stops accepting, shuts down live connections, joins every thread,

@@ -70,25 +70,15 @@ impl Workload {
     /// The workload `name` with its default shape, or `None` if unknown.
     pub fn by_name(name: &str) -> Option<Workload> {
         Some(match name {
-            "bulk-up" => Workload::BulkUpload {
-                streams: DEFAULT_STREAMS,
-            },
-            "bulk-down" => Workload::BulkDownload {
-                streams: DEFAULT_STREAMS,
-            },
-            "ping-pong" => Workload::PingPong {
-                message_size: DEFAULT_MESSAGE_SIZE,
-            },
+            "bulk-up" => Workload::BulkUpload { streams: DEFAULT_STREAMS },
+            "bulk-down" => Workload::BulkDownload { streams: DEFAULT_STREAMS },
+            "ping-pong" => Workload::PingPong { message_size: DEFAULT_MESSAGE_SIZE },
             "keep-alive" => Workload::KeepAlive {
                 connections: DEFAULT_KEEP_ALIVE_CONNECTIONS,
                 message_size: DEFAULT_MESSAGE_SIZE,
             },
-            "connection-rate" => Workload::ConnectionRate {
-                workers: DEFAULT_CONNECT_WORKERS,
-            },
-            "idle" => Workload::Idle {
-                connections: DEFAULT_IDLE_CONNECTIONS,
-            },
+            "connection-rate" => Workload::ConnectionRate { workers: DEFAULT_CONNECT_WORKERS },
+            "idle" => Workload::Idle { connections: DEFAULT_IDLE_CONNECTIONS },
             _ => return None,
         })
     }
@@ -113,10 +103,9 @@ impl Workload {
                 vec![("streams", streams)]
             }
             Workload::PingPong { message_size } => vec![("message_size", message_size)],
-            Workload::KeepAlive {
-                connections,
-                message_size,
-            } => vec![("connections", connections), ("message_size", message_size)],
+            Workload::KeepAlive { connections, message_size } => {
+                vec![("connections", connections), ("message_size", message_size)]
+            }
             Workload::ConnectionRate { workers } => vec![("workers", workers)],
             Workload::Idle { connections } => vec![("connections", connections)],
         }
@@ -162,10 +151,9 @@ impl Workload {
                 bulk::run(target, Direction::Download, streams, duration, watched)
             }
             Workload::PingPong { message_size } => ping_pong::run(target, message_size, duration),
-            Workload::KeepAlive {
-                connections,
-                message_size,
-            } => keep_alive::run(target, connections, message_size, duration),
+            Workload::KeepAlive { connections, message_size } => {
+                keep_alive::run(target, connections, message_size, duration)
+            }
             Workload::ConnectionRate { workers } => connection_rate::run(target, workers, duration),
             Workload::Idle { connections } => idle::run(target, connections, watched),
         }
