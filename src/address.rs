@@ -5,6 +5,25 @@
 //! (see `dial.rs`), so an upstream that moves to a new IP address is found again.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use crate::stream::{Address, UNIX_PREFIX};
+
+/// Parses a listen address as [`parse_listen`] does, or `unix:/path` for a Unix domain socket.
+pub fn parse_listen_address(text: &str) -> Result<Address, String> {
+    match text.strip_prefix(UNIX_PREFIX) {
+        Some(path) => Ok(Address::Unix(PathBuf::from(unix_path(text, path)?))),
+        None => parse_listen(text).map(Address::Tcp),
+    }
+}
+
+/// The path of a `unix:PATH` address, which must not be empty.
+fn unix_path<'a>(text: &str, path: &'a str) -> Result<&'a str, String> {
+    if path.is_empty() {
+        return Err(format!("invalid address \"{text}\": expected unix:/path/to/socket"));
+    }
+    Ok(path)
+}
 
 /// Parses a listen address: `host:port`, `[v6]:port`, or `:port` / `port` meaning
 /// 127.0.0.1 (never all interfaces unless asked, e.g. with `0.0.0.0:port`).
@@ -27,7 +46,12 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 
 /// Checks an upstream address for shape and returns it in the `host:port` form that
 /// [`std::net::ToSocketAddrs`] accepts. `:port` and `port` mean 127.0.0.1, as for listening.
+///
+/// `unix:/path` (a Unix domain socket) is returned as it is.
 pub fn parse_upstream(text: &str) -> Result<String, String> {
+    if let Some(path) = text.strip_prefix(UNIX_PREFIX) {
+        return unix_path(text, path).map(|_| text.to_string());
+    }
     let (host, port) = split_host_port(text)?;
     if port == 0 {
         return Err(format!("invalid address \"{text}\": an upstream needs a port other than 0"));
@@ -89,6 +113,18 @@ mod tests {
         assert_eq!(parse_upstream("example.com:80").as_deref(), Ok("example.com:80"));
         assert_eq!(parse_upstream(":80").as_deref(), Ok("127.0.0.1:80"));
         assert_eq!(parse_upstream("[::1]:80").as_deref(), Ok("[::1]:80"));
+    }
+
+    #[test]
+    fn unix_socket_forms() {
+        assert_eq!(
+            parse_listen_address("unix:/run/a.sock"),
+            Ok(Address::Unix("/run/a.sock".into()))
+        );
+        assert_eq!(parse_listen_address(":80"), Ok(Address::Tcp("127.0.0.1:80".parse().unwrap())));
+        assert_eq!(parse_upstream("unix:/run/a.sock").as_deref(), Ok("unix:/run/a.sock"));
+        assert!(parse_upstream("unix:").unwrap_err().contains("\"unix:\""));
+        assert!(parse_listen_address("unix:").unwrap_err().contains("\"unix:\""));
     }
 
     #[test]

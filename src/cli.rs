@@ -1,18 +1,28 @@
-//! The command line: `tcprelay --listen ADDR --upstream ADDR [options]`, `tcprelay demo`,
-//! `--help` and `--version`. Parsed by hand, std only.
+//! The command line: `tcprelay --listen ADDR --upstream ADDR [options]`, `--route`,
+//! `--config FILE`, `--check`, `tcprelay demo`, `--help` and `--version`. Parsed by hand,
+//! std only. Both the flags and a config file become one [`ServerConfig`].
 
 use std::ffi::OsString;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
+use crate::access::CidrError;
 use crate::address;
 use crate::config::Config;
+use crate::config_file::{self, ConfigError, FileConfig};
+use crate::log::LogLevel;
+use crate::proxy_protocol::ProxyVersionError;
+use crate::server::{DEFAULT_DRAIN_TIMEOUT, ServerConfig};
+use crate::stream::Address;
 use crate::units;
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    /// Run a relay with this configuration.
-    Run(Config),
+    /// Run the relays (one per route) and the admin endpoint.
+    Run(ServerConfig),
+    /// `--check`: validate, print what would run (see [`ServerConfig::describe`]), exit 0.
+    Check(ServerConfig),
     /// Run the self-contained demo (`tcprelay demo`).
     Demo,
     /// Print the help text.
@@ -45,6 +55,8 @@ side finishes sending, the other side is told with a half-close (shutdown(Write)
 
 Usage:
   tcprelay --listen ADDR --upstream ADDR [options]
+  tcprelay --route LISTEN=UPSTREAM[,UPSTREAM...] [--route ...] [options]
+  tcprelay --config FILE [--check]
   tcprelay demo          run a self-contained demonstration on loopback
   tcprelay --help        print this help
   tcprelay --version     print the version
@@ -52,8 +64,26 @@ Usage:
 Options:
   -l, --listen ADDR          where to accept clients (required): HOST:PORT, [IPv6]:PORT,
                              or :PORT / PORT for 127.0.0.1. Port 0 picks a free port.
-  -u, --upstream ADDR        where to forward each client (required): HOST:PORT; host names
-                             are resolved again for every connection.
+  -u, --upstream ADDR[,ADDR...]
+                             where to forward each client (required): HOST:PORT; host names
+                             are resolved again for every connection. Several (repeat the
+                             flag or separate with commas) are tried as --policy says.
+      --route LISTEN=UPSTREAM[,UPSTREAM...]
+                             one more route (repeatable); the options below apply to
+                             every route given on the command line
+      --config FILE          read routes and settings from FILE (docs/operations.md); no
+                             other flag but --check may be given with it
+      --check                validate, print what would run, and exit
+      --admin ADDR           serve GET /metrics, GET /healthz and POST /drain over HTTP
+                             here (:PORT means 127.0.0.1) [default: none]
+      --drain-timeout DUR    on POST /drain, how long live connections may take to
+                             finish before they are closed [default: {drain}]
+      --policy POLICY        first (in order, the next only when a connect fails) or
+                             round-robin (each client starts at the next one); after a
+                             failed connect an upstream is tried last for 10s [default: first]
+      --allow CIDR[,CIDR...] only clients in these blocks may connect (repeatable)
+      --deny CIDR[,CIDR...]  clients in these blocks may not; a deny wins (repeatable)
+      --proxy-protocol V     send a PROXY protocol header (v1 or v2) to the upstream first
       --connect-timeout DUR  how long dialling the upstream may take [default: {connect}]
       --idle-timeout DUR     close a connection when no byte has moved either way for DUR;
                              0 turns it off [default: {idle}]
@@ -70,10 +100,12 @@ Options:
   -V, --version              print the version
 
 DUR is a whole number with a unit: 250ms, 5s, 2m, 1h.
-Logs go to stderr, one key=value line per event; the first says `listening on ADDR`.
+Unix domain sockets: unix:/path as a listen or upstream address.
+Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.
 ",
         version = env!("CARGO_PKG_VERSION"),
         connect = DisplayDuration(defaults.connect_timeout),
+        drain = DisplayDuration(DEFAULT_DRAIN_TIMEOUT),
         idle = DisplayDuration(defaults.idle_timeout),
         half_close = DisplayDuration(defaults.half_close_timeout),
         max = defaults.max_connections,
@@ -89,13 +121,20 @@ const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Parses the arguments after the program name.
 ///
 /// # Errors
-/// A [`UsageError`] naming the unknown flag, the flag missing its value, or the bad value.
+/// A [`UsageError`] naming the unknown flag, the flag missing its value, or the bad value;
+/// with `--config`, the file's first mistake as `FILE:LINE:COLUMN: message`.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().map(|arg| {
         arg.into_string().map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
     });
+    // The options every command-line route shares, and the routes themselves.
     let mut config = Config::default();
-    let (mut listen, mut upstream) = (None, None);
+    let (mut listen, mut upstreams) = (None, Vec::new());
+    let mut routes: Vec<(Address, Vec<String>)> = Vec::new();
+    let (mut admin, mut drain_timeout) = (None, DEFAULT_DRAIN_TIMEOUT);
+    let (mut config_file, mut check) = (None::<PathBuf>, false);
+    // Flags other than --config and --check, to refuse mixing them with a config file.
+    let mut first_other_flag = None;
     let mut first = true;
     while let Some(arg) = args.next() {
         let arg = arg?;
@@ -115,6 +154,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             }
             _ => (arg.clone(), None),
         };
+        if !matches!(flag.as_str(), "--config" | "--check") && first_other_flag.is_none() {
+            first_other_flag = Some(flag.clone());
+        }
         let mut value = || -> Result<String, UsageError> {
             match inline_value.clone() {
                 Some(value) => Ok(value),
@@ -127,11 +169,51 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
+            "--config" => config_file = Some(PathBuf::from(value()?)),
+            "--check" => check = true,
             "-l" | "--listen" => {
-                listen = Some(address::parse_listen(&value()?).map_err(|m| invalid(&flag, m))?)
+                listen =
+                    Some(address::parse_listen_address(&value()?).map_err(|m| invalid(&flag, m))?)
             }
             "-u" | "--upstream" => {
-                upstream = Some(address::parse_upstream(&value()?).map_err(|m| invalid(&flag, m))?)
+                upstreams.extend(parse_upstream_list(&value()?).map_err(|m| invalid(&flag, m))?);
+            }
+            "--route" => {
+                let text = value()?;
+                let (listen_text, upstream_text) = text.split_once('=').ok_or_else(|| {
+                    invalid(
+                        &flag,
+                        format!("expected LISTEN=UPSTREAM[,UPSTREAM...], found {text:?}"),
+                    )
+                })?;
+                let route_listen =
+                    address::parse_listen_address(listen_text).map_err(|m| invalid(&flag, m))?;
+                let route_upstreams =
+                    parse_upstream_list(upstream_text).map_err(|m| invalid(&flag, m))?;
+                routes.push((route_listen, route_upstreams));
+            }
+            "--admin" => {
+                admin = Some(address::parse_listen(&value()?).map_err(|m| invalid(&flag, m))?)
+            }
+            "--drain-timeout" => {
+                drain_timeout = units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
+            }
+            "--policy" => config.policy = value()?.parse().map_err(|m| invalid(&flag, m))?,
+            "--allow" | "--deny" => {
+                for text in value()?.split(',') {
+                    let cidr =
+                        text.parse().map_err(|e: CidrError| invalid(&flag, e.to_string()))?;
+                    match flag.as_str() {
+                        "--allow" => config.access.allow.push(cidr),
+                        _ => config.access.deny.push(cidr),
+                    }
+                }
+            }
+            "--proxy-protocol" => {
+                let version = value()?
+                    .parse()
+                    .map_err(|e: ProxyVersionError| invalid(&flag, e.to_string()))?;
+                config.proxy_protocol = Some(version);
             }
             "--connect-timeout" => {
                 config.connect_timeout =
@@ -178,9 +260,124 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             _ => return Err(UsageError(format!("unexpected argument \"{arg}\""))),
         }
     }
-    config.listen = listen.ok_or_else(|| UsageError("missing --listen ADDR".to_string()))?;
-    config.upstream = upstream.ok_or_else(|| UsageError("missing --upstream ADDR".to_string()))?;
-    Ok(Command::Run(config))
+
+    let server = match config_file {
+        Some(file) => {
+            if let Some(flag) = first_other_flag {
+                return Err(UsageError(format!(
+                    "{flag} cannot be combined with --config: put it in {}",
+                    file.display()
+                )));
+            }
+            let parsed = config_file::load(&file).map_err(|e| UsageError(e.to_string()))?;
+            server_config_from_file(&parsed).map_err(|e| UsageError(e.to_string()))?
+        }
+        None => {
+            match (listen, upstreams.is_empty()) {
+                (Some(listen), false) => routes.insert(0, (listen, upstreams)),
+                (Some(_), true) => return Err(UsageError("missing --upstream ADDR".to_string())),
+                (None, false) => return Err(UsageError("missing --listen ADDR".to_string())),
+                (None, true) if routes.is_empty() => {
+                    return Err(UsageError(
+                        "missing --listen ADDR and --upstream ADDR (or --route, or --config FILE)"
+                            .to_string(),
+                    ));
+                }
+                (None, true) => {}
+            }
+            let routes = routes
+                .into_iter()
+                .map(|(listen, upstreams)| route_config(&config, listen, upstreams))
+                .collect();
+            ServerConfig { routes, admin, drain_timeout }
+        }
+    };
+    Ok(if check { Command::Check(server) } else { Command::Run(server) })
+}
+
+/// `a:1,b:2` as upstream addresses, each checked.
+fn parse_upstream_list(text: &str) -> Result<Vec<String>, String> {
+    text.split(',').map(address::parse_upstream).collect()
+}
+
+/// One route: the shared options of `base`, with this listen address and these upstreams
+/// (at least one).
+fn route_config(base: &Config, listen: Address, upstreams: Vec<String>) -> Config {
+    let mut upstreams = upstreams.into_iter();
+    let (listen, listen_unix) = match listen {
+        Address::Tcp(addr) => (addr, None),
+        Address::Unix(path) => (base.listen, Some(path)),
+    };
+    Config {
+        listen,
+        listen_unix,
+        upstream: upstreams.next().unwrap_or_default(),
+        more_upstreams: upstreams.collect(),
+        ..base.clone()
+    }
+}
+
+/// Turns a parsed config file into what the server runs, checking the addresses (which the
+/// file parser keeps as text) and reporting a bad one at its line and column.
+///
+/// # Errors
+/// A [`ConfigError`] at the first address that does not parse or resolve.
+pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, ConfigError> {
+    let globals = &file.globals;
+    let log_level = match &globals.log_level {
+        // The file parser has checked the spelling already.
+        Some(level) => level.parse().unwrap_or(LogLevel::Info),
+        None => LogLevel::Info,
+    };
+    let admin = match &globals.admin {
+        Some(located) => {
+            Some(address::parse_listen(&located.text).map_err(|m| file.error_at(located, m))?)
+        }
+        None => None,
+    };
+    let defaults = Config { log_level, ..Config::default() };
+    let mut routes = Vec::new();
+    for spec in &file.routes {
+        let listen = address::parse_listen_address(&spec.listen.text)
+            .map_err(|m| file.error_at(&spec.listen, m))?;
+        let mut upstreams = Vec::new();
+        for located in &spec.upstreams {
+            upstreams.push(
+                address::parse_upstream(&located.text).map_err(|m| file.error_at(located, m))?,
+            );
+        }
+        let options = &spec.options;
+        let config = Config {
+            name: spec.name.clone().unwrap_or_default(),
+            policy: options.policy.unwrap_or(defaults.policy),
+            connect_timeout: options.connect_timeout.unwrap_or(defaults.connect_timeout),
+            idle_timeout: options.idle_timeout.unwrap_or(defaults.idle_timeout),
+            half_close_timeout: options.half_close_timeout.unwrap_or(defaults.half_close_timeout),
+            max_connections: options.max_connections.unwrap_or(defaults.max_connections),
+            proxy_protocol: spec.proxy_protocol,
+            access: spec.access.clone(),
+            ..defaults.clone()
+        };
+        routes.push(route_config(&config, listen, upstreams));
+    }
+    if routes.is_empty() {
+        return Err(ConfigError {
+            file: file.file.clone(),
+            line: 0,
+            column: 0,
+            message: "expected at least one route line, found none".to_string(),
+        });
+    }
+    let drain_timeout = globals.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+    Ok(ServerConfig { routes, admin, drain_timeout })
+}
+
+/// Loads and checks a config file: [`config_file::load`], then [`server_config_from_file`].
+///
+/// # Errors
+/// The first mistake, as `FILE:LINE:COLUMN: message`.
+pub fn load_config_file(file: &Path) -> Result<ServerConfig, ConfigError> {
+    server_config_from_file(&config_file::load(file)?)
 }
 
 /// Shows a duration the way it is typed on the command line: `5s`, `250ms`.
@@ -210,7 +407,7 @@ mod tests {
 
     fn run_config(args: &[&str]) -> Config {
         match parse_strs(args) {
-            Ok(Command::Run(config)) => config,
+            Ok(Command::Run(mut server)) if server.routes.len() == 1 => server.routes.remove(0),
             other => panic!("expected a run command from {args:?}, got {other:?}"),
         }
     }
@@ -244,6 +441,29 @@ mod tests {
     }
 
     #[test]
+    fn upstream_lists_policy_access_and_proxy_protocol() {
+        let config = run_config(&[
+            "-l",
+            ":0",
+            "-u",
+            "a:1,b:2",
+            "--upstream=[::1]:3",
+            "--policy",
+            "round-robin",
+            "--allow",
+            "10.0.0.0/8,::1",
+            "--deny=10.0.0.5",
+            "--proxy-protocol",
+            "v2",
+        ]);
+        assert_eq!(config.upstreams().collect::<Vec<_>>(), ["a:1", "b:2", "[::1]:3"]);
+        assert_eq!(config.policy, crate::Policy::RoundRobin);
+        assert_eq!(config.access.allow.len(), 2);
+        assert_eq!(config.access.deny[0].to_string(), "10.0.0.5/32");
+        assert_eq!(config.proxy_protocol, Some(crate::proxy_protocol::ProxyVersion::V2));
+    }
+
+    #[test]
     fn subcommands_and_info_flags() {
         assert!(matches!(parse_strs(&["demo"]), Ok(Command::Demo)));
         assert!(matches!(parse_strs(&["--help"]), Ok(Command::Help)));
@@ -267,6 +487,11 @@ mod tests {
             (&["-l", ":1", "-u", ":1", "--max-connections", "many"], "\"many\""),
             (&["-l", ":1", "-u", ":1", "--stack-size", "1k"], "\"1k\""),
             (&["-l", ":1", "-u", ":1", "--stack-size", "big"], "\"big\""),
+            (&["-l", ":1", "-u", ":1,"], "\"\""),
+            (&["-l", ":1", "-u", ":1", "--policy", "random"], "\"random\""),
+            (&["-l", ":1", "-u", ":1", "--allow", "10.0.0.1/8"], "\"10.0.0.1/8\""),
+            (&["-l", ":1", "-u", ":1", "--deny", "nobody"], "\"nobody\""),
+            (&["-l", ":1", "-u", ":1", "--proxy-protocol", "v3"], "\"v3\""),
             (&["-l", ":1"], "missing --upstream"),
             (&["-u", ":1"], "missing --listen"),
             (&["stray"], "\"stray\""),
@@ -290,6 +515,15 @@ mod tests {
             "--max-connections",
             "--stack-size",
             "--log-level",
+            "--route",
+            "--config",
+            "--check",
+            "--admin",
+            "--drain-timeout",
+            "--policy",
+            "--allow",
+            "--deny",
+            "--proxy-protocol",
             "--help",
             "--version",
         ] {

@@ -1,9 +1,14 @@
 //! The relay's configuration: one plain struct with defaults.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access::AccessRules;
+use crate::config_file::Policy;
 use crate::log::LogLevel;
+use crate::proxy_protocol::ProxyVersion;
+use crate::stream::Address;
 use crate::threads::{ThreadHook, no_hook};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
@@ -21,9 +26,31 @@ pub struct Config {
     /// Where to accept clients. Default `127.0.0.1:0`: loopback only, and port 0 asks the OS
     /// for a free port (read it back with [`Relay::local_addr`](crate::Relay::local_addr)).
     pub listen: SocketAddr,
+    /// Listen on this Unix domain socket path instead of [`listen`](Config::listen) (the
+    /// `unix:/path` form of the command line and config file). Unix only. Default: none.
+    pub listen_unix: Option<PathBuf>,
     /// Where to forward each client, as `host:port`. Resolved again for every new connection,
     /// so a host name that moves to a new address is followed. Default: empty (must be set).
     pub upstream: String,
+    /// More upstreams after [`upstream`](Config::upstream), for failover or load sharing;
+    /// [`policy`](Config::policy) says how one is picked. Default: none.
+    pub more_upstreams: Vec<String>,
+    /// How a route with several upstreams picks one for each new client. Default
+    /// [`Policy::First`]: the first in the list, the next one only when a connect fails.
+    pub policy: Policy,
+    /// After a failed connect, an upstream is tried only after the healthy ones for this
+    /// long, so that clients don't each wait for a dead host. Default 10 s, nginx's
+    /// `fail_timeout`. When every upstream is backing off, they are all still tried.
+    pub upstream_backoff: Duration,
+    /// Who may connect: checked right after `accept`, before any upstream is dialled.
+    /// Default: no rules, everyone (the default listen address is loopback).
+    pub access: AccessRules,
+    /// Send a PROXY protocol header of this version to the upstream before any client byte,
+    /// so the upstream sees the real client address. Default: none.
+    pub proxy_protocol: Option<ProxyVersion>,
+    /// The route's name in logs and in the `route` label of metrics. Default: empty, which
+    /// means the listen address.
+    pub name: String,
     /// How long dialling the upstream may take, shared between all its resolved addresses as
     /// Go's `net.DialTimeout` does. Default 5 s.
     pub connect_timeout: Duration,
@@ -59,7 +86,14 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            listen_unix: None,
             upstream: String::new(),
+            more_upstreams: Vec::new(),
+            policy: Policy::First,
+            upstream_backoff: Duration::from_secs(10),
+            access: AccessRules::default(),
+            proxy_protocol: None,
+            name: String::new(),
             connect_timeout: Duration::from_secs(5),
             log_level: LogLevel::Info,
             idle_timeout: Duration::from_secs(600),
@@ -69,5 +103,23 @@ impl Default for Config {
             explain: false,
             thread_hook: no_hook,
         }
+    }
+}
+
+impl Config {
+    /// Where the route listens: [`listen_unix`](Config::listen_unix) if set, else
+    /// [`listen`](Config::listen).
+    pub fn listen_address(&self) -> Address {
+        match &self.listen_unix {
+            Some(path) => Address::Unix(path.clone()),
+            None => Address::Tcp(self.listen),
+        }
+    }
+
+    /// Every upstream of the route, in the order they are listed: [`upstream`](Config::upstream)
+    /// then [`more_upstreams`](Config::more_upstreams).
+    pub fn upstreams(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.upstream.as_str())
+            .chain(self.more_upstreams.iter().map(String::as_str))
     }
 }

@@ -1,6 +1,6 @@
 //! The config file: global settings, then one `route` line per listener.
 //!
-//! The format is line-based like rinetd's, so a file reads at a glance; docs/config-format.md
+//! The format is line-based like rinetd's, so a file reads at a glance; docs/operations.md
 //! is the full reference. In short:
 //!
 //! ```text
@@ -448,7 +448,10 @@ impl<'a> Parser<'a> {
             Some(arrow) if arrow.text == "->" => {}
             other => return Err(self.expected_after(&listen, "\"->\"", other)),
         }
-        if let Some(earlier) = self.config.routes.iter().find(|r| r.listen.text == listen.text) {
+        // Port 0 asks the OS for a free port, a different one each time: no clash.
+        let same_listen = |r: &&RouteSpec| r.listen.text == listen.text;
+        let port_zero = listen.text.ends_with(":0");
+        if let Some(earlier) = self.config.routes.iter().find(same_listen).filter(|_| !port_zero) {
             return Err(self.error_at(
                 &listen,
                 format!(
@@ -740,12 +743,12 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
 
     #[test]
     fn the_example_in_the_docs_parses() {
-        let doc = include_str!("../docs/config-format.md");
+        let doc = include_str!("../docs/operations.md");
         let example = doc
             .split("```text\n")
             .nth(1)
             .and_then(|rest| rest.split("```").next())
-            .expect("docs/config-format.md starts with a ```text example");
+            .expect("docs/operations.md starts with a ```text example");
         let config = parse_ok(example);
         let names: Vec<_> = config.routes.iter().map(|r| r.name.as_deref()).collect();
         assert_eq!(names, [Some("web"), None, Some("postgres")]);

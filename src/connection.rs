@@ -10,11 +10,12 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::Shutdown;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::config::Config;
 use crate::explain::Explain;
+use crate::stream::{Address, Stream};
 use crate::timers::Timers;
 
 /// Why a connection ended. In the log as `reason=...`.
@@ -79,11 +80,11 @@ pub struct Connection {
     /// A number unique within this relay, for the logs.
     pub id: u64,
     /// The client's address as `accept` returned it.
-    pub client_addr: SocketAddr,
+    pub client_addr: Address,
     /// The accepted client socket.
-    pub client: TcpStream,
+    pub client: Stream,
     /// The upstream socket, set once dialled.
-    upstream: OnceLock<TcpStream>,
+    upstream: OnceLock<Stream>,
     /// The first EOF seen, either way: it names a normal close.
     first_eof: OnceLock<CloseReason>,
     /// The first early close; it wins over any EOF. A mutex rather than a `OnceLock` because
@@ -98,7 +99,7 @@ pub struct Connection {
 
 impl Connection {
     /// A connection whose upstream is not dialled yet.
-    pub fn new(id: u64, client: TcpStream, client_addr: SocketAddr, config: &Config) -> Connection {
+    pub fn new(id: u64, client: Stream, client_addr: Address, config: &Config) -> Connection {
         Connection {
             id,
             client_addr,
@@ -117,7 +118,7 @@ impl Connection {
     /// The order matters: we store the socket *before* looking at the fault, and `close`
     /// records the fault *before* looking for the socket, both under the fault lock. So
     /// whichever comes second sees the other's work, and no socket escapes a close.
-    pub fn attach_upstream(&self, upstream: TcpStream) -> &TcpStream {
+    pub fn attach_upstream(&self, upstream: Stream) -> &Stream {
         let upstream = self.upstream.get_or_init(|| upstream);
         if self.lock_fault().is_some() {
             let _ = upstream.shutdown(Shutdown::Both);

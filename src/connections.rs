@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use crate::connection::{CloseReason, Connection};
 
@@ -23,6 +24,8 @@ struct State {
     stopped_accepting: bool,
     /// Set by `close_all`: connections added afterwards are closed at once.
     closing: bool,
+    /// Until when a stopping relay lets open connections finish (`None`: not stopping).
+    drain_deadline: Option<Instant>,
 }
 
 impl Connections {
@@ -58,6 +61,39 @@ impl Connections {
         let first_time = !std::mem::replace(&mut self.lock().stopped_accepting, true);
         self.left.notify_all(); // wakes `wait_for_room`
         first_time
+    }
+
+    /// Lets open connections finish until `deadline` at the latest (see
+    /// [`wait_until_drained`](Connections::wait_until_drained)). An earlier deadline wins, so
+    /// a stop during a drain cuts the drain short.
+    pub fn drain_until(&self, deadline: Instant) {
+        let mut state = self.lock();
+        state.drain_deadline = Some(state.drain_deadline.map_or(deadline, |d| d.min(deadline)));
+        self.left.notify_all(); // wakes `wait_until_drained` to look at the new deadline
+    }
+
+    /// Blocks until no connection is open or the drain deadline has passed, whichever is
+    /// first. Without a deadline, waits until no connection is open.
+    pub fn wait_until_drained(&self) {
+        let mut state = self.lock();
+        while !state.open.is_empty() {
+            state = match state.drain_deadline {
+                None => self.left.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    let waited = self.left.wait_timeout(state, left);
+                    waited.unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
+        }
+    }
+
+    /// How many connections are open.
+    pub fn open_count(&self) -> usize {
+        self.lock().open.len()
     }
 
     /// Whether the accept loop should go on.

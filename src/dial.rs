@@ -3,7 +3,10 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use crate::stream::{Stream, UNIX_PREFIX};
 
 /// Why no upstream connection could be made.
 #[derive(Debug)]
@@ -13,6 +16,13 @@ pub enum DialError {
         /// The upstream as configured.
         upstream: String,
         /// What the resolver said.
+        error: io::Error,
+    },
+    /// Connecting to a Unix domain socket (`unix:/path`) failed.
+    Unix {
+        /// The upstream as configured.
+        upstream: String,
+        /// What the OS said (e.g. no such file, connection refused).
         error: io::Error,
     },
     /// Every resolved address failed; each with its own error, in the order tried.
@@ -29,6 +39,9 @@ impl fmt::Display for DialError {
         match self {
             DialError::Resolve { upstream, error } => {
                 write!(f, "cannot resolve {upstream}: {error}")
+            }
+            DialError::Unix { upstream, error } => {
+                write!(f, "cannot connect to {upstream}: {error}")
             }
             DialError::Connect { upstream, attempts } => {
                 write!(f, "cannot connect to {upstream}:")?;
@@ -50,8 +63,15 @@ impl std::error::Error for DialError {}
 /// equal share of the time that is left, so one black-holed address (say an IPv6 address
 /// with no route) cannot eat the time the next one needs. Name resolution itself has no
 /// timeout: std's resolver (`getaddrinfo`) blocks, and only the system's resolver settings
-/// bound it.
-pub fn dial(upstream: &str, timeout: Duration) -> Result<TcpStream, DialError> {
+/// bound it. A zero `timeout` means no limit of our own: each address gets the OS's
+/// connect timeout (a minute or two on Linux).
+///
+/// `unix:/path` connects to a Unix domain socket instead; that takes no time worth bounding
+/// (it succeeds or fails at once), so `timeout` does not apply.
+pub fn dial(upstream: &str, timeout: Duration) -> Result<Stream, DialError> {
+    if let Some(path) = upstream.strip_prefix(UNIX_PREFIX) {
+        return dial_unix(upstream, Path::new(path));
+    }
     let addrs: Vec<SocketAddr> = match upstream.to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
         Err(error) => {
@@ -67,14 +87,29 @@ pub fn dial(upstream: &str, timeout: Duration) -> Result<TcpStream, DialError> {
     for (index, addr) in addrs.iter().enumerate() {
         let addresses_left = (addrs.len() - index) as u32;
         let share = deadline.saturating_duration_since(Instant::now()) / addresses_left;
-        if share.is_zero() {
-            attempts.push((*addr, io::Error::from(io::ErrorKind::TimedOut)));
-            continue;
-        }
-        match TcpStream::connect_timeout(addr, share) {
-            Ok(stream) => return Ok(stream),
+        let connected = if timeout.is_zero() {
+            TcpStream::connect(addr)
+        } else if share.is_zero() {
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        } else {
+            TcpStream::connect_timeout(addr, share)
+        };
+        match connected {
+            Ok(stream) => return Ok(Stream::Tcp(stream)),
             Err(error) => attempts.push((*addr, error)),
         }
     }
     Err(DialError::Connect { upstream: upstream.to_string(), attempts })
+}
+
+#[cfg(unix)]
+fn dial_unix(upstream: &str, path: &Path) -> Result<Stream, DialError> {
+    Stream::connect_unix(path)
+        .map_err(|error| DialError::Unix { upstream: upstream.to_string(), error })
+}
+
+#[cfg(not(unix))]
+fn dial_unix(upstream: &str, _path: &Path) -> Result<Stream, DialError> {
+    let error = io::Error::new(io::ErrorKind::Unsupported, "no Unix domain sockets here");
+    Err(DialError::Unix { upstream: upstream.to_string(), error })
 }

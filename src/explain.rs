@@ -14,9 +14,9 @@
 //! default) each event costs one `bool` test, and reads pay one only until a copy's first
 //! bytes.
 
+use crate::stream::Address;
 use std::fmt::{self, Display};
 use std::io::{self, Write};
-use std::net::SocketAddr;
 
 use crate::connection::CloseReason;
 use crate::meter::Direction;
@@ -39,7 +39,7 @@ impl Explain {
     }
 
     /// `l.Accept()` returned a client.
-    pub fn accepted(&self, id: u64, client: SocketAddr) {
+    pub fn accepted(&self, id: u64, client: &Address) {
         self.tell(id, format_args!("accepted a client from {client}"), "conn, err := l.Accept()");
     }
 

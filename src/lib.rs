@@ -11,6 +11,10 @@
 //! runtime (no dependencies, no `unsafe`, memory per connection you can set), and students
 //! learning how Go's networking maps to Rust. docs/architecture.md is the map of the code.
 //!
+//! One [`Relay`] is one route: one listener and its accept loop. A [`Server`] runs several
+//! routes in one process, with an admin endpoint for metrics and a graceful drain; that is
+//! what the `tcprelay` binary runs (docs/operations.md).
+//!
 //! # Example
 //!
 //! Relay to an upstream on an ephemeral port, send through it, and stop it:
@@ -56,6 +60,7 @@
 
 pub mod access;
 pub mod address;
+mod admin;
 pub mod admin_http;
 pub mod cli;
 mod config;
@@ -71,15 +76,21 @@ mod meter;
 pub mod metrics;
 pub mod proxy_protocol;
 mod relay;
+pub mod server;
+pub mod stream;
 pub mod threads;
 mod timers;
 pub mod units;
+mod upstreams;
 
 pub use config::Config;
+pub use config_file::Policy;
 pub use connection::CloseReason;
 pub use dial::DialError;
 pub use listener::{Relay, StopHandle};
 pub use log::LogLevel;
+pub use server::{Server, ServerConfig, ServerHandle};
+pub use stream::Address;
 
 /// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.
 #[doc = include_str!("../docs/go-to-rust.md")]

@@ -1,7 +1,7 @@
 //! The accept loop: [`Relay`] owns the listening socket and starts two threads per client.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -10,8 +10,11 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::connections::Connections;
 use crate::log::Log;
+use crate::metrics::RouteMetrics;
 use crate::relay;
+use crate::stream::{self, Address, Listener};
 use crate::threads::{self, ThreadLife, ThreadRole};
+use crate::upstreams::Upstreams;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
 #[derive(Debug)]
@@ -19,8 +22,13 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) log: Log,
     pub(crate) connections: Arc<Connections>,
-    /// The address to connect to in order to wake a blocked `accept` (see [`StopHandle::stop`]).
-    wake_addr: SocketAddr,
+    /// The route's upstreams, and which of them are backing off after a failed connect.
+    pub(crate) upstreams: Upstreams,
+    /// The route's counters, also read by the admin endpoint.
+    pub(crate) metrics: Arc<RouteMetrics>,
+    /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
+    /// `accept`.
+    listen_addr: Address,
 }
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
@@ -29,34 +37,56 @@ pub(crate) struct Shared {
 /// 0 was asked) and get a [`StopHandle`] before the accept loop starts blocking.
 #[derive(Debug)]
 pub struct Relay {
-    listener: TcpListener,
+    listener: Listener,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
 impl Relay {
-    /// Binds the listening socket (Go: `net.Listen("tcp", addr)`).
+    /// Binds the listening socket (Go: `net.Listen("tcp", addr)`), or the Unix domain socket
+    /// of [`Config::listen_unix`] (Go: `net.Listen("unix", path)`).
     ///
     /// # Errors
     /// The OS error, with the address in its message, if the address cannot be bound
-    /// (in use, not a local address, permission denied for a low port).
+    /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
-        let listener = TcpListener::bind(config.listen).map_err(|error| {
-            io::Error::new(error.kind(), format!("cannot listen on {}: {error}", config.listen))
+        let wanted = config.listen_address();
+        let listener = Listener::bind(&wanted).map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
         })?;
-        let local_addr = listener.local_addr()?;
+        let listen_addr = listener.local_addr()?;
+        let local_addr = match &listen_addr {
+            Address::Tcp(addr) => *addr,
+            Address::Unix(_) => config.listen,
+        };
+        let route =
+            if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
         let shared = Arc::new(Shared {
             log: Log::new(config.log_level),
+            upstreams: Upstreams::new(&config),
+            metrics: Arc::new(RouteMetrics::new(route)),
             config,
             connections: Arc::default(),
-            wake_addr: wake_addr(local_addr),
+            listen_addr,
         });
         Ok(Relay { listener, local_addr, shared })
     }
 
-    /// The address the relay listens on, with the real port if port 0 was asked.
+    /// The address the relay listens on, with the real port if port 0 was asked. For a
+    /// Unix socket relay this is [`Config::listen`] unchanged; see [`Relay::listen_addr`].
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the relay listens on, TCP or Unix (`unix:/path`).
+    pub fn listen_addr(&self) -> Address {
+        self.shared.listen_addr.clone()
+    }
+
+    /// The route's counters (connections, bytes, close reasons), live: read them with
+    /// [`RouteMetrics::snapshot`]. The label is [`Config::name`], or the listen address.
+    pub fn metrics(&self) -> Arc<RouteMetrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// A handle that stops this relay from another thread.
@@ -70,17 +100,30 @@ impl Relay {
     /// is skipped, and running out of file descriptors or memory pauses accepting for a
     /// moment (5 ms, doubling up to 1 s) instead of spinning or exiting. After
     /// [`StopHandle::stop`], it closes every open connection, waits until their threads have
-    /// finished, and returns.
+    /// finished, and returns. After [`StopHandle::drain`], it first lets open connections
+    /// finish on their own, up to the drain's timeout.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for fatal listener errors.
     pub fn serve(self) -> io::Result<()> {
-        let shared = &self.shared;
+        // The listener is owned here, apart from `shared`, so that a drain can close it early.
+        let Relay { listener, local_addr: _, shared } = self;
+        let shared = &shared;
+        let listen_addr = &shared.listen_addr;
         let config = &shared.config;
         let connections = &shared.connections;
         let mut backoff = AcceptBackoff::default();
         let mut next_id: u64 = 1;
-        shared.log.info("serving", &[("listen", &self.local_addr), ("upstream", &config.upstream)]);
+        let upstreams = config.upstreams().collect::<Vec<_>>().join(",");
+        shared.log.info(
+            "serving",
+            &[
+                ("route", &shared.metrics.route()),
+                ("listen", listen_addr),
+                ("upstream", &upstreams),
+                ("policy", &config.policy),
+            ],
+        );
         // Whether clients are being held back at the connection limit. One such episode is
         // logged twice, when it starts and when it ends, however many clients pass through
         // the slots that free up meanwhile.
@@ -101,7 +144,7 @@ impl Relay {
             }
             // conn, err := l.Accept()
             let accepted = if at_limit {
-                match accept_waiting(&self.listener) {
+                match listener.accept_waiting() {
                     Some(accepted) => accepted,
                     None => {
                         // A slot is free and nobody is queueing for it: the episode is over.
@@ -111,7 +154,7 @@ impl Relay {
                     }
                 }
             } else {
-                self.listener.accept()
+                listener.accept()
             };
             if !connections.accepting() {
                 break; // the wake-up connection from `stop`, or a client too late
@@ -119,38 +162,32 @@ impl Relay {
             match accepted {
                 Ok((client, client_addr)) => {
                     backoff.succeeded(&shared.log);
-                    start_connection(shared, Connection::new(next_id, client, client_addr, config));
+                    shared.metrics.record_accepted();
+                    if permits(config, &client_addr) {
+                        let connection = Connection::new(next_id, client, client_addr, config);
+                        start_connection(shared, connection);
+                    } else {
+                        refuse_denied(shared, next_id, client_addr);
+                        // `client` is dropped here: closed before any upstream was dialled.
+                    }
                     next_id += 1;
                 }
                 Err(error) => backoff.failed(&error, &shared.log),
             }
         }
+        // Closing the listener now makes new clients fail at once (connection refused), so
+        // they can try elsewhere, instead of waiting in the backlog for the whole drain.
+        drop(listener);
+        let open = connections.open_count();
+        if open > 0 {
+            shared.log.info("draining", &[("listen", listen_addr), ("open", &open)]);
+        }
+        connections.wait_until_drained();
+        // Whatever is still open when the drain ends is closed now (reason `stopped`).
         connections.close_all();
         connections.wait_until_empty();
-        shared.log.info("stopped", &[("listen", &self.local_addr)]);
+        shared.log.info("stopped", &[("listen", listen_addr)]);
         Ok(())
-    }
-}
-
-/// Accepts a client only if one is already waiting in the backlog; `None` if none is.
-///
-/// The accept loop uses it after the connection limit, to tell "clients still queue" from
-/// "the limit has cleared" without blocking until the next client arrives.
-fn accept_waiting(listener: &TcpListener) -> Option<io::Result<(TcpStream, SocketAddr)>> {
-    if let Err(error) = listener.set_nonblocking(true) {
-        return Some(Err(error));
-    }
-    let accepted = listener.accept();
-    // Blocking again before anything else: a non-blocking listener would make every later
-    // accept return at once, and the loop spin.
-    if let Err(error) = listener.set_nonblocking(false) {
-        return Some(Err(error));
-    }
-    match accepted {
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
-        // On some systems (the BSDs) an accepted socket inherits O_NONBLOCK; ours must block.
-        Ok((client, addr)) => Some(client.set_nonblocking(false).map(|()| (client, addr))),
-        Err(error) => Some(Err(error)),
     }
 }
 
@@ -160,24 +197,28 @@ fn accept_waiting(listener: &TcpListener) -> Option<io::Result<(TcpStream, Socke
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
 fn start_connection(shared: &Arc<Shared>, connection: Connection) {
-    let (id, client_addr) = (connection.id, connection.client_addr);
+    let (id, client_addr) = (connection.id, connection.client_addr.clone());
     shared.log.debug("accepted", &[("conn", &id), ("client", &client_addr)]);
-    connection.explain.accepted(id, client_addr);
+    connection.explain.accepted(id, &client_addr);
     let entry = shared.connections.insert(connection);
     let thread_shared = Arc::clone(shared);
     let hook = shared.config.thread_hook;
     let spawned = threads::builder(hook, ThreadRole::First, id, shared.config.stack_size).and_then(
         |builder| {
             builder.spawn(move || {
-                // Declared in this order so that the hook hears `Finished` before the entry
-                // leaves `Connections` and frees a slot under the limit.
+                // Declared in this order so that the hook hears `Finished`, and the metrics
+                // count the close, before the entry leaves `Connections` and frees a slot.
                 let entry = entry;
+                let _count_close =
+                    CountClose { connection: &entry, metrics: &thread_shared.metrics };
                 let _life = ThreadLife::begin(hook, ThreadRole::First);
                 relay::relay(&entry, &thread_shared);
             })
         },
     );
     if let Err(error) = spawned {
+        // The closure, and with it the entry, was dropped unstarted: the client is closed.
+        shared.metrics.record_close("spawn_failed");
         shared.log.warn(
             "connection closed",
             &[
@@ -187,6 +228,44 @@ fn start_connection(shared: &Arc<Shared>, connection: Connection) {
                 ("error", &error),
             ],
         );
+    }
+}
+
+/// Whether the route's access rules let this client in. A Unix socket client has no IP
+/// address, so it matches no rule: it is let in unless the route has allow rules (guard a
+/// Unix socket with its file permissions instead).
+fn permits(config: &Config, client: &Address) -> bool {
+    match client {
+        Address::Tcp(addr) => config.access.permits(addr.ip()),
+        Address::Unix(_) => config.access.allow.is_empty(),
+    }
+}
+
+/// Closes a client that the access rules refuse: one log line and the counters, no dial.
+fn refuse_denied(shared: &Shared, id: u64, client_addr: Address) {
+    shared.metrics.record_denied();
+    shared.metrics.record_close("denied");
+    shared.log.info(
+        "connection closed",
+        &[("conn", &id), ("client", &client_addr), ("upstream", &"-"), ("reason", &"denied")],
+    );
+}
+
+/// Counts a connection's close in the route's metrics when its first thread ends, however
+/// it ends: with the connection's close reason, or `panicked` if the thread unwinds.
+struct CountClose<'a> {
+    connection: &'a Connection,
+    metrics: &'a RouteMetrics,
+}
+
+impl Drop for CountClose<'_> {
+    fn drop(&mut self) {
+        let reason = if thread::panicking() {
+            crate::CloseReason::Panicked
+        } else {
+            self.connection.outcome().0
+        };
+        self.metrics.record_close(reason.name());
     }
 }
 
@@ -204,25 +283,28 @@ impl StopHandle {
     /// Stops accepting and closes every open connection; `serve` then returns once their
     /// threads have finished. Calling it again does nothing more.
     pub fn stop(&self) {
-        if !self.shared.connections.stop_accepting() {
+        self.drain(Duration::ZERO);
+    }
+
+    /// Stops accepting and lets open connections finish on their own for up to `timeout`;
+    /// then closes those still open (reason `stopped`), and `serve` returns once their
+    /// threads have finished. A graceful stop: clients in the middle of a transfer are not
+    /// cut unless they outlast `timeout`. It returns at once; join the thread running
+    /// `serve` to wait. A later `stop` or shorter `drain` cuts the drain short.
+    pub fn drain(&self, timeout: Duration) {
+        let connections = &self.shared.connections;
+        // A timeout too large for an `Instant` means "no limit": no deadline at all.
+        if let Some(deadline) = Instant::now().checked_add(timeout) {
+            connections.drain_until(deadline);
+        }
+        if !connections.stop_accepting() {
             return;
         }
         // `accept` blocks and std cannot interrupt it, so we wake it the way a client
         // would: by connecting. The loop then sees the flag and leaves. If even that
         // connect fails (no descriptors left), the loop leaves at its next accept.
-        let _ = TcpStream::connect_timeout(&self.shared.wake_addr, Duration::from_secs(1));
+        stream::wake(&self.shared.listen_addr);
     }
-}
-
-/// The address a local client can use to reach a listener bound to `local`: a wildcard
-/// address (`0.0.0.0`, `::`) is reached through loopback.
-fn wake_addr(local: SocketAddr) -> SocketAddr {
-    let ip = match local.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, local.port())
 }
 
 /// What the accept loop does after an error from `accept`.

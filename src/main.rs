@@ -4,12 +4,16 @@
 use std::process::ExitCode;
 
 use tcprelay::cli::{self, Command};
-use tcprelay::log::Log;
-use tcprelay::{Relay, demo};
+use tcprelay::log::{Log, LogLevel};
+use tcprelay::{Server, ServerConfig, demo};
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(config)) => run(config),
+        Ok(Command::Run(server)) => run(server),
+        Ok(Command::Check(server)) => {
+            print!("{}", server.describe());
+            ExitCode::SUCCESS
+        }
         Ok(Command::Demo) => match demo::run(&mut std::io::stdout()) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
@@ -33,13 +37,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Binds and serves until the process is killed. Go's `log.Fatal` becomes an exit code.
-fn run(config: tcprelay::Config) -> ExitCode {
-    let log = Log::new(config.log_level);
-    let result = Relay::bind(config).and_then(|relay| {
-        // Scripts and tests read this line to learn the port, so it is written at any level.
-        log.always(&format!("listening on {}", relay.local_addr()), &[]);
-        relay.serve()
+/// Binds every route and the admin endpoint, and serves until drained or killed. Go's
+/// `log.Fatal` becomes an exit code: 1 if a listener cannot be bound, 0 after a drain.
+fn run(config: ServerConfig) -> ExitCode {
+    let level = config.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info);
+    let log = Log::new(level);
+    let result = Server::bind(config).and_then(|server| {
+        // Scripts and tests read these lines to learn the ports, so they are written at
+        // any level: one per route, in the order given, then the admin endpoint.
+        for (addr, metrics) in server.local_addrs().into_iter().zip(server.metrics()) {
+            log.always(&format!("listening on {addr}"), &[("route", &metrics.route())]);
+        }
+        if let Some(admin) = server.admin_addr() {
+            log.always(&format!("admin endpoint on http://{admin}"), &[]);
+        }
+        server.serve()
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

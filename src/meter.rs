@@ -10,10 +10,9 @@
 //!   never loses a byte), and remember whether an error came from writing, so the close
 //!   reason blames the right peer.
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-
 use crate::connection::Connection;
+use crate::stream::Stream;
+use std::io::{self, Read, Write};
 
 /// Which way bytes flow in one copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +26,7 @@ pub enum Direction {
 /// The socket a copy reads from.
 #[derive(Debug)]
 pub struct Source<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Stream,
     connection: &'a Connection,
     direction: Direction,
     /// Whether `--explain` still has to tell this copy's first bytes (false when it is off,
@@ -37,11 +36,7 @@ pub struct Source<'a> {
 
 impl<'a> Source<'a> {
     /// Wraps `stream`, the socket of `connection` that the copy in `direction` reads.
-    pub fn new(
-        stream: &'a TcpStream,
-        connection: &'a Connection,
-        direction: Direction,
-    ) -> Source<'a> {
+    pub fn new(stream: &'a Stream, connection: &'a Connection, direction: Direction) -> Source<'a> {
         let first_bytes_untold = connection.explain.is_on();
         Source { stream, connection, direction, first_bytes_untold }
     }
@@ -75,7 +70,7 @@ impl Read for Source<'_> {
 /// The socket a copy writes to; counts what was delivered.
 #[derive(Debug)]
 pub struct Sink<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Stream,
     connection: &'a Connection,
     /// Bytes the kernel accepted so far.
     pub bytes: u64,
@@ -85,7 +80,7 @@ pub struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     /// Wraps `stream`, a socket of `connection`, with a count of zero.
-    pub fn new(stream: &'a TcpStream, connection: &'a Connection) -> Sink<'a> {
+    pub fn new(stream: &'a Stream, connection: &'a Connection) -> Sink<'a> {
         Sink { stream, connection, bytes: 0, write_failed: false }
     }
 }

@@ -19,15 +19,17 @@
 //! }
 //! ```
 
-use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::fmt::Display;
+use std::io::{self, Write};
+use std::net::Shutdown;
 use std::thread;
 use std::time::Instant;
 
 use crate::connection::{CloseReason, Connection};
-use crate::dial;
 use crate::listener::Shared;
 use crate::meter::{Direction, Sink, Source};
+use crate::proxy_protocol::{self, ProxyVersion};
+use crate::stream::{Address, Stream};
 use crate::threads::{self, ThreadLife, ThreadRole};
 
 /// The close reasons for a copy in `direction`: its source finished, its source failed, its
@@ -54,10 +56,14 @@ pub fn relay(connection: &Connection, shared: &Shared) {
     let _ = connection.client.set_nodelay(true);
 
     // upstream, err := net.DialTimeout(...): our *own* upstream connection, never a shared one.
-    let upstream = match dial::dial(&config.upstream, config.connect_timeout) {
+    let metrics = &shared.metrics;
+    let upstream = match shared.upstreams.dial(config.connect_timeout, log, metrics, connection.id)
+    {
         Ok(upstream) => upstream,
         Err(error) => {
-            log.warn("upstream connect failed", &[("conn", &connection.id), ("error", &error)]);
+            // Each upstream's failure was logged once per back-off (see upstreams.rs), and the
+            // "connection closed" line below carries the error: no warning per client here.
+            log.debug("every upstream failed", &[("conn", &connection.id), ("error", &error)]);
             connection.explain.dial_failed(connection.id, &error);
             connection.close(CloseReason::ConnectFailed, &error);
             log_closed(connection, shared, started, None, (0, 0));
@@ -66,6 +72,18 @@ pub fn relay(connection: &Connection, shared: &Shared) {
     };
     // A relay must not add Nagle's delay to the small writes it passes on.
     let _ = upstream.set_nodelay(true);
+    // The PROXY protocol header goes first, in one write, before any client byte can.
+    if let Some(version) = config.proxy_protocol {
+        if let Err(error) = write_proxy_header(version, connection, &upstream) {
+            log.warn(
+                "cannot send the PROXY header",
+                &[("conn", &connection.id), ("error", &error)],
+            );
+            connection.close(CloseReason::UpstreamReset, &error);
+            log_closed(connection, shared, started, upstream.peer_addr().ok(), (0, 0));
+            return;
+        }
+    }
     let upstream_addr = upstream.peer_addr().ok();
     let upstream = connection.attach_upstream(upstream);
     // With a timer on, blocked reads and writes wake up every tick to look at it.
@@ -75,8 +93,11 @@ pub fn relay(connection: &Connection, shared: &Shared) {
             let _ = socket.set_write_timeout(Some(tick));
         }
     }
-    log.debug("upstream dialled", &[("conn", &connection.id), ("upstream", &show(upstream_addr))]);
-    connection.explain.dialled(connection.id, &show(upstream_addr));
+    log.debug(
+        "upstream dialled",
+        &[("conn", &connection.id), ("upstream", &show(upstream_addr.as_ref()))],
+    );
+    connection.explain.dialled(connection.id, &show(upstream_addr.as_ref()));
 
     let hook = config.thread_hook;
     let bytes = thread::scope(|scope| {
@@ -115,6 +136,28 @@ pub fn relay(connection: &Connection, shared: &Shared) {
     });
     connection.explain.closed(connection.id, connection.outcome().0);
     log_closed(connection, shared, started, upstream_addr, bytes);
+    // Added once at the end rather than per write: the copy loops stay free of shared
+    // counters. So /metrics shows a connection's bytes when it has closed.
+    shared.metrics.add_bytes_client_to_upstream(bytes.0);
+    shared.metrics.add_bytes_upstream_to_client(bytes.1);
+}
+
+/// Writes the PROXY protocol header for `connection` to the fresh `upstream` socket with a
+/// single `write_all` (the header is at most 108 bytes: it never waits on the peer).
+fn write_proxy_header(
+    version: ProxyVersion,
+    connection: &Connection,
+    upstream: &Stream,
+) -> io::Result<()> {
+    // A Unix socket client has no IP address to tell: the header says "unknown".
+    let header = match (&connection.client_addr, connection.client.local_addr()) {
+        (Address::Tcp(client), Ok(Address::Tcp(local))) => {
+            proxy_protocol::header(version, *client, local)
+        }
+        _ => proxy_protocol::unknown_header(version),
+    };
+    let mut upstream = upstream;
+    upstream.write_all(&header)
 }
 
 /// Copies `from` → `to` until EOF or an error, then half-closes or closes, and returns the
@@ -124,12 +167,7 @@ pub fn relay(connection: &Connection, shared: &Shared) {
 /// on the sink (Go's `CloseWrite`) and leave the other direction running, so a client that
 /// half-closes still gets its whole reply. On an error, the whole connection is closed so
 /// the other thread wakes up at once.
-fn copy_one_way(
-    connection: &Connection,
-    from: &TcpStream,
-    to: &TcpStream,
-    direction: Direction,
-) -> u64 {
+fn copy_one_way(connection: &Connection, from: &Stream, to: &Stream, direction: Direction) -> u64 {
     let _close_on_panic = CloseOnPanic(connection);
     let (source_eof, source_failed, sink_failed) = reasons(direction);
     let mut source = Source::new(from, connection, direction);
@@ -137,9 +175,10 @@ fn copy_one_way(
     match io::copy(&mut source, &mut sink) {
         Ok(_) => {
             connection.record_eof(source_eof);
+            // Told first, so the story stays in order: the peer reacts to the shutdown at once.
+            connection.explain.eof(connection.id, direction);
             // Fails only if the sink is already shut down or gone; the other copy will see it.
             let _ = to.shutdown(Shutdown::Write);
-            connection.explain.eof(connection.id, direction);
         }
         Err(error) => {
             let reason = if sink.write_failed { sink_failed } else { source_failed };
@@ -167,7 +206,7 @@ fn log_closed(
     connection: &Connection,
     shared: &Shared,
     started: Instant,
-    upstream_addr: Option<SocketAddr>,
+    upstream_addr: Option<Address>,
     (to_upstream, to_client): (u64, u64),
 ) {
     let (reason, error) = connection.outcome();
@@ -190,6 +229,6 @@ fn log_closed(
 }
 
 /// An address for the log, or `-` when there is none (no upstream was dialled).
-fn show(addr: Option<SocketAddr>) -> String {
+fn show(addr: Option<impl Display>) -> String {
     addr.map(|addr| addr.to_string()).unwrap_or_else(|| "-".to_string())
 }

@@ -22,6 +22,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// A relay serving on its own thread; stopped and joined when dropped.
 pub struct TestRelay {
     pub addr: SocketAddr,
+    /// The relay's live counters.
+    pub metrics: Arc<tcprelay::metrics::RouteMetrics>,
     stop: StopHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -37,8 +39,9 @@ impl TestRelay {
         let relay = Relay::bind(config).expect("bind the relay on 127.0.0.1:0");
         let addr = relay.local_addr();
         let stop = relay.stop_handle();
+        let metrics = relay.metrics();
         let thread = Some(thread::spawn(move || relay.serve()));
-        TestRelay { addr, stop, thread }
+        TestRelay { addr, metrics, stop, thread }
     }
 
     /// Stops the relay and waits until `serve` has returned.
@@ -82,6 +85,14 @@ pub struct Upstream {
 impl Upstream {
     pub fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test upstream");
+        Upstream::on(listener, handler)
+    }
+
+    /// An upstream accepting on `listener` (see [`Upstream::start`]).
+    pub fn on(
+        listener: TcpListener,
+        handler: impl Fn(TcpStream) + Send + Sync + 'static,
+    ) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -222,6 +233,11 @@ pub fn refusing_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
+
+// ---------------------------------------------------------------------------------------
+// Faults (issue 3): serialised counting, baselines, the binary as a child process, a gated
+// echo upstream.
+// ---------------------------------------------------------------------------------------
 
 /// Runs the tests of one binary one at a time. Tests that compare this process's descriptor
 /// and thread counts with a [`Baseline`], or that share a static thread hook, take it first:
@@ -507,4 +523,129 @@ pub fn echo_clients_at_once(relay: SocketAddr, clients: u64, all_connected: impl
         connected.wait();
         all_connected();
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations (issue 6): upstreams that say who they are, recording upstreams, metrics.
+// ---------------------------------------------------------------------------------------
+
+impl Upstream {
+    /// Sends `name`, half-closes, and reads until the client's EOF: a client reading to EOF
+    /// learns which upstream served it.
+    pub fn banner(name: &'static str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test upstream");
+        Upstream::banner_on(listener, name)
+    }
+
+    /// [`Upstream::banner`] on a given listener (e.g. bound to a port that refused before).
+    pub fn banner_on(listener: TcpListener, name: &'static str) -> Upstream {
+        Upstream::on(listener, move |stream| {
+            let _ = write_all(&stream, name.as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = read_all(&stream);
+        })
+    }
+
+    /// Records everything each connection sends until EOF, in order of arrival.
+    pub fn recording() -> (Upstream, std::sync::mpsc::Receiver<Vec<u8>>) {
+        let (sender, received) = std::sync::mpsc::channel();
+        let sender = std::sync::Mutex::new(sender);
+        let upstream = Upstream::start(move |stream| {
+            let bytes = read_all(&stream).unwrap_or_default();
+            let _ = sender.lock().unwrap().send(bytes);
+        });
+        (upstream, received)
+    }
+}
+
+/// Connects to `addr` and reads until EOF: the name a [`Upstream::banner`] sent.
+pub fn served_by(addr: SocketAddr) -> String {
+    let client = connect(addr);
+    let bytes = read_all(&client).expect("read the banner");
+    String::from_utf8(bytes).expect("a UTF-8 banner")
+}
+
+/// Waits (bounded) until a relay has no active connection, then returns its counters.
+pub fn settled(metrics: &tcprelay::metrics::RouteMetrics) -> tcprelay::metrics::RouteSnapshot {
+    assert!(eventually(|| metrics.snapshot().active == 0), "connections still active");
+    metrics.snapshot()
+}
+
+/// A [`tcprelay::Server`] serving on its own thread. Dropping it stops it; [`TestServer::finish`]
+/// waits (bounded) for `serve` to return after a drain.
+pub struct TestServer {
+    pub addrs: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub handle: tcprelay::ServerHandle,
+    pub metrics: Vec<Arc<tcprelay::metrics::RouteMetrics>>,
+    served: Option<std::sync::mpsc::Receiver<io::Result<()>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(config: tcprelay::ServerConfig) -> TestServer {
+        let server = tcprelay::Server::bind(config).expect("bind the server on loopback");
+        let addrs = server
+            .local_addrs()
+            .into_iter()
+            .map(|addr| match addr {
+                tcprelay::Address::Tcp(addr) => addr,
+                unix => panic!("TestServer is for TCP routes, not {unix}"),
+            })
+            .collect();
+        let admin = server.admin_addr();
+        let (handle, metrics) = (server.handle(), server.metrics());
+        let (sender, served) = std::sync::mpsc::channel();
+        let thread = thread::spawn(move || {
+            let _ = sender.send(server.serve());
+        });
+        TestServer { addrs, admin, handle, metrics, served: Some(served), thread: Some(thread) }
+    }
+
+    /// Waits until `serve` has returned (after a drain or stop), at most [`TIMEOUT`].
+    pub fn finish(mut self) -> io::Result<()> {
+        let served = self.served.take().expect("finish is called once");
+        let result = served.recv_timeout(TIMEOUT).expect("serve did not return in time");
+        self.thread.take().expect("the thread").join().expect("server thread panicked");
+        result
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(thread) = self.thread.take() {
+            if !thread::panicking() {
+                thread.join().expect("server thread panicked");
+            }
+        }
+    }
+}
+
+/// Sends `request` as is to an HTTP endpoint and returns the status code and the body.
+pub fn http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let stream = connect(addr);
+    // The server may answer (and close) before it has read everything; that is fine.
+    let _ = write_all(&stream, request);
+    let response = read_all(&stream).unwrap_or_default();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string());
+    (status, body.unwrap_or_default())
+}
+
+/// `GET path` on an HTTP endpoint: the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+}
+
+/// An upstream address that always refuses: port 1 on loopback. Ports below 1024 are never
+/// handed out for port 0, so unlike a freed ephemeral port ([`refusing_addr`]) no test
+/// running in parallel can start listening there.
+pub fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1))
 }

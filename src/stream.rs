@@ -1,0 +1,310 @@
+//! A connected socket that is either TCP or a Unix domain socket, and the addresses of both.
+//!
+//! A route may listen on, or forward to, `unix:/path` instead of `host:port`. Everything
+//! a connection does with its sockets (read, write, `shutdown`, timeouts) exists for both
+//! kinds with the same meaning, so [`Stream`] is a plain enum whose methods `match` and
+//! call the same method on the socket inside. On the copy path that is one branch per
+//! `read` or `write`: no allocation, no trait object. Half-close works the same way on a
+//! Unix stream socket: `shutdown(Write)` sends EOF and the other direction goes on.
+//!
+//! On platforms without Unix domain sockets the `Unix` variants do not exist.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The prefix that marks a Unix domain socket address: `unix:/run/app.sock`.
+pub const UNIX_PREFIX: &str = "unix:";
+
+/// Where a socket is: an IP address and port, or a Unix domain socket path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A TCP address, e.g. `127.0.0.1:8080`.
+    Tcp(SocketAddr),
+    /// A Unix domain socket path; empty for an unnamed socket (what a Unix client usually is).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Address {
+    /// `127.0.0.1:8080`, `[::1]:8080`, or `unix:/run/app.sock` (`unix:` when unnamed).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Unix(path) => write!(f, "{UNIX_PREFIX}{}", path.display()),
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Address {
+        Address::Tcp(addr)
+    }
+}
+
+/// A connected socket: TCP or Unix domain.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A Unix domain stream socket.
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Stream {
+    /// Connects to a Unix domain socket. There is no timeout: a local connect either
+    /// succeeds or fails at once (unless the listener's backlog is full).
+    ///
+    /// # Errors
+    /// The OS error, e.g. `NotFound` when no socket file exists at `path`.
+    #[cfg(unix)]
+    pub fn connect_unix(path: &std::path::Path) -> io::Result<Stream> {
+        UnixStream::connect(path).map(Stream::Unix)
+    }
+
+    /// Shuts down reading, writing or both (Go's `CloseRead`/`CloseWrite`/`Close` on the
+    /// socket itself, seen by every handle and every thread blocked on it).
+    ///
+    /// # Errors
+    /// The OS error, e.g. `NotConnected` when the peer is already gone.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.shutdown(how),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.shutdown(how),
+        }
+    }
+
+    /// Sets the read timeout (`None`: block forever).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.set_read_timeout(timeout),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.set_read_timeout(timeout),
+        }
+    }
+
+    /// Sets the write timeout (`None`: block forever).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero duration.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.set_write_timeout(timeout),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.set_write_timeout(timeout),
+        }
+    }
+
+    /// Makes the socket blocking (clears `O_NONBLOCK`).
+    pub(crate) fn set_blocking(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.set_nonblocking(false),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.set_nonblocking(false),
+        }
+    }
+
+    /// Turns off Nagle's algorithm on TCP; a Unix socket has none, so there it does nothing.
+    ///
+    /// # Errors
+    /// The OS error from `setsockopt`.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.set_nodelay(nodelay),
+            #[cfg(unix)]
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+
+    /// The address of the other end.
+    ///
+    /// # Errors
+    /// The OS error, e.g. when the peer is already gone.
+    pub fn peer_addr(&self) -> io::Result<Address> {
+        match self {
+            Stream::Tcp(stream) => stream.peer_addr().map(Address::Tcp),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.peer_addr().map(|addr| unix_address(&addr)),
+        }
+    }
+
+    /// The address of our end (for a TCP client: the address it dialled).
+    ///
+    /// # Errors
+    /// The OS error.
+    pub fn local_addr(&self) -> io::Result<Address> {
+        match self {
+            Stream::Tcp(stream) => stream.local_addr().map(Address::Tcp),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.local_addr().map(|addr| unix_address(&addr)),
+        }
+    }
+}
+
+/// A Unix socket address as an [`Address`]: its path, or an empty path when unnamed.
+#[cfg(unix)]
+pub fn unix_address(addr: &std::os::unix::net::SocketAddr) -> Address {
+    Address::Unix(addr.as_pathname().map(PathBuf::from).unwrap_or_default())
+}
+
+// `Read` and `Write` for `&Stream`, as std has them for `&TcpStream`: each socket is read by
+// one thread and written by the other through shared references.
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match *self {
+            Stream::Tcp(stream) => (&mut &*stream).read(buf),
+            #[cfg(unix)]
+            Stream::Unix(stream) => (&mut &*stream).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match *self {
+            Stream::Tcp(stream) => (&mut &*stream).write(buf),
+            #[cfg(unix)]
+            Stream::Unix(stream) => (&mut &*stream).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(()) // a socket has no user-space buffer to flush
+    }
+}
+
+/// A listening socket: TCP or Unix domain. A Unix listener removes its socket file when
+/// dropped, since it created it.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(std::net::TcpListener),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds to `address`. A Unix socket file left behind by a process that is gone (a
+    /// connect to it is refused) is removed first; one that answers is left alone.
+    pub(crate) fn bind(address: &Address) -> io::Result<Listener> {
+        match address {
+            Address::Tcp(addr) => std::net::TcpListener::bind(addr).map(Listener::Tcp),
+            #[cfg(unix)]
+            Address::Unix(path) => {
+                use std::os::unix::net::UnixListener;
+                match UnixListener::bind(path) {
+                    Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
+                        let stale = UnixStream::connect(path)
+                            .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused);
+                        if !stale {
+                            return Err(error);
+                        }
+                        std::fs::remove_file(path)?;
+                        UnixListener::bind(path)
+                    }
+                    bound => bound,
+                }
+                .map(|listener| Listener::Unix(listener, path.clone()))
+            }
+            #[cfg(not(unix))]
+            Address::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "Unix domain sockets are not supported on this platform",
+            )),
+        }
+    }
+
+    /// The bound address (with the real port when port 0 was asked).
+    pub(crate) fn local_addr(&self) -> io::Result<Address> {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().map(Address::Tcp),
+            #[cfg(unix)]
+            Listener::Unix(_, path) => Ok(Address::Unix(path.clone())),
+        }
+    }
+
+    /// Waits for the next client (Go: `l.Accept()`).
+    pub(crate) fn accept(&self) -> io::Result<(Stream, Address)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, addr) = listener.accept()?;
+                Ok((Stream::Tcp(stream), Address::Tcp(addr)))
+            }
+            #[cfg(unix)]
+            Listener::Unix(listener, _) => {
+                let (stream, addr) = listener.accept()?;
+                Ok((Stream::Unix(stream), unix_address(&addr)))
+            }
+        }
+    }
+
+    /// Accepts a client only if one is already waiting in the backlog; `None` if none is.
+    ///
+    /// The accept loop uses it at the connection limit, to tell "clients still queue" from
+    /// "the limit has cleared" without blocking until the next client arrives.
+    pub(crate) fn accept_waiting(&self) -> Option<io::Result<(Stream, Address)>> {
+        if let Err(error) = self.set_nonblocking(true) {
+            return Some(Err(error));
+        }
+        let accepted = self.accept();
+        // Blocking again before anything else: a non-blocking listener would make every
+        // later accept return at once, and the loop spin.
+        if let Err(error) = self.set_nonblocking(false) {
+            return Some(Err(error));
+        }
+        match accepted {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+            // On some systems (the BSDs) an accepted socket inherits O_NONBLOCK; ours blocks.
+            Ok((stream, addr)) => Some(stream.set_blocking().map(|()| (stream, addr))),
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(listener) => listener.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Listener::Unix(listener, _) => listener.set_nonblocking(nonblocking),
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Connects to a listener at `address` once, to wake a thread blocked in its `accept`
+/// (std cannot interrupt `accept`). A wildcard IP (`0.0.0.0`, `::`) is reached through
+/// loopback. Errors are ignored: the caller has already told the loop to leave.
+pub(crate) fn wake(address: &Address) {
+    match address {
+        Address::Tcp(addr) => {
+            let mut addr = *addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+        #[cfg(unix)]
+        Address::Unix(path) => {
+            let _ = UnixStream::connect(path);
+        }
+        #[cfg(not(unix))]
+        Address::Unix(_) => {}
+    }
+}

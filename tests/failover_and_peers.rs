@@ -1,0 +1,153 @@
+//! Tests that free a port and need it back (an upstream that refuses, then comes back; a
+//! real PROXY protocol peer that binds a port we picked), against the relay on loopback.
+//!
+//! A freed ephemeral port may be handed to the next `bind(port 0)` in this process, so
+//! these tests take a lock and run one at a time, and nothing else in this binary binds.
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::net::TcpListener;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use support::*;
+use tcprelay::Config;
+use tcprelay::proxy_protocol::ProxyVersion;
+
+/// Held for the whole of each test in this file.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it leaves nothing half-done behind.
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A relay config with these upstreams, in order.
+fn to_all(upstreams: &[String]) -> Config {
+    Config {
+        upstream: upstreams[0].clone(),
+        more_upstreams: upstreams[1..].to_vec(),
+        ..quiet_config()
+    }
+}
+
+#[test]
+fn a_failed_upstream_is_used_again_once_it_comes_back() {
+    let _serial = serial();
+    let first = refusing_addr();
+    let second = Upstream::banner("second");
+    let relay = TestRelay::start(Config {
+        upstream_backoff: Duration::from_millis(50),
+        ..to_all(&[first.to_string(), second.addr.to_string()])
+    });
+    assert_eq!(served_by(relay.addr), "second");
+
+    let revived = Upstream::banner_on(TcpListener::bind(first).expect("rebind"), "first");
+    // Back in the order once its short back-off is over: no signal says when, so poll.
+    assert!(eventually(|| served_by(relay.addr) == "first"));
+    assert!(revived.accepted() >= 1);
+}
+
+#[test]
+fn when_every_upstream_backs_off_they_are_still_tried() {
+    let _serial = serial();
+    let (one, two) = (refusing_addr(), refusing_addr());
+    let relay = TestRelay::start(Config {
+        upstream_backoff: Duration::from_secs(60),
+        ..to_all(&[one.to_string(), two.to_string()])
+    });
+    assert_eq!(served_by(relay.addr), "", "no upstream: the client is closed");
+    assert_eq!(settled(&relay.metrics).closed("connect_failed"), Some(1));
+
+    // Both are backing off now; one comes back and must be found at once.
+    let back = Upstream::banner_on(TcpListener::bind(two).expect("rebind"), "two");
+    assert_eq!(served_by(relay.addr), "two");
+    assert_eq!(back.accepted(), 1);
+}
+
+/// HAProxy, from Debian's `haproxy` package, with `accept-proxy` on a loopback port; it
+/// answers every HTTP request with the client address it learnt from the PROXY header.
+/// Killed and reaped when dropped.
+struct Haproxy {
+    addr: std::net::SocketAddr,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Haproxy {
+    fn start() -> Haproxy {
+        let binary = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+            .into_iter()
+            .find(|path| std::path::Path::new(path).exists())
+            .expect(
+                "this test needs a real PROXY protocol peer: install HAProxy with \
+                 `apt-get update && apt-get install -y haproxy` (.ci/run does it)",
+            );
+        // HAProxy binds the port itself: take a free one from the OS and release it.
+        let addr = refusing_addr();
+        let dir = std::env::temp_dir().join(format!("tcprelay-haproxy-{}", addr.port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "defaults\n  mode http\n  timeout connect 5s\n  timeout client 10s\n  \
+                 timeout server 10s\n\
+                 frontend relayed\n  bind {addr} accept-proxy\n  \
+                 http-request return status 200 content-type text/plain \
+                 lf-string \"%[src] %[src_port] %[dst] %[dst_port]\"\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(binary)
+            .arg("-db") // foreground, no daemon
+            .arg("-f")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let haproxy = Haproxy { addr, child, dir };
+        assert!(
+            eventually(|| std::net::TcpStream::connect(addr).is_ok()),
+            "haproxy did not start listening on {addr}"
+        );
+        haproxy
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A real peer parses our header: HAProxy reports the client's own address and port, and
+/// the relay's address as the destination, for both versions.
+#[test]
+fn haproxy_accept_proxy_sees_the_real_client() {
+    let _serial = serial();
+    let haproxy = Haproxy::start();
+    for version in [ProxyVersion::V1, ProxyVersion::V2] {
+        let relay = TestRelay::start(Config {
+            upstream: haproxy.addr.to_string(),
+            proxy_protocol: Some(version),
+            ..quiet_config()
+        });
+        let client = connect(relay.addr);
+        write_all(&client, b"GET / HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+        let response = String::from_utf8(read_all(&client).unwrap()).unwrap();
+        let client_addr = client.local_addr().unwrap();
+        let expected = format!(
+            "{} {} {} {}",
+            client_addr.ip(),
+            client_addr.port(),
+            relay.addr.ip(),
+            relay.addr.port()
+        );
+        assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"));
+        assert!(response.ends_with(&expected), "{version}: {response:?}, expected {expected:?}");
+    }
+}

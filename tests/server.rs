@@ -1,0 +1,209 @@
+//! Several routes in one process, the admin endpoint, and graceful drain, through the
+//! library's `Server` on loopback.
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::io::Read;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::*;
+use tcprelay::{Config, ServerConfig};
+
+fn route(name: &str, upstream: SocketAddr) -> Config {
+    Config { name: name.to_string(), upstream: upstream.to_string(), ..quiet_config() }
+}
+
+fn server(routes: Vec<Config>, drain_timeout: Duration) -> TestServer {
+    TestServer::start(ServerConfig {
+        routes,
+        admin: Some("127.0.0.1:0".parse().unwrap()),
+        drain_timeout,
+    })
+}
+
+/// Sends `data`, half-closes, and returns what came back.
+fn echo_through(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let client = connect(addr);
+    write_all(&client, data).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    read_all(&client).unwrap()
+}
+
+#[test]
+fn each_route_relays_to_its_own_upstream() {
+    let (one, two) = (Upstream::banner("one"), Upstream::banner("two"));
+    let server = server(vec![route("a", one.addr), route("b", two.addr)], TIMEOUT);
+    assert_eq!(served_by(server.addrs[0]), "one");
+    assert_eq!(served_by(server.addrs[1]), "two");
+    assert_eq!(served_by(server.addrs[0]), "one");
+    assert_eq!((one.accepted(), two.accepted()), (2, 1));
+}
+
+#[test]
+fn metrics_after_known_traffic_are_exact_and_labelled_by_route() {
+    let upstream = Upstream::echo();
+    let server = server(
+        vec![
+            route("alpha", upstream.addr),
+            Config {
+                access: tcprelay::access::AccessRules {
+                    allow: vec![],
+                    deny: vec!["127.0.0.0/8".parse().unwrap()],
+                },
+                ..route("beta", upstream.addr)
+            },
+        ],
+        TIMEOUT,
+    );
+    assert_eq!(echo_through(server.addrs[0], &pattern(1, 10)), pattern(1, 10));
+    assert_eq!(echo_through(server.addrs[0], &pattern(2, 20_000)), pattern(2, 20_000));
+    let denied = connect(server.addrs[1]);
+    assert!(matches!((&denied).read(&mut [0; 1]), Ok(0) | Err(_)), "denied: closed at once");
+    settled(&server.metrics[0]);
+    settled(&server.metrics[1]);
+
+    let (status, body) = http_get(server.admin.unwrap(), "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "tcprelay_connections_accepted_total{route=\"alpha\"} 2",
+        "tcprelay_connections_accepted_total{route=\"beta\"} 1",
+        "tcprelay_connections_active{route=\"alpha\"} 0",
+        "tcprelay_connections_denied_total{route=\"alpha\"} 0",
+        "tcprelay_connections_denied_total{route=\"beta\"} 1",
+        "tcprelay_upstream_connect_failures_total{route=\"alpha\"} 0",
+        "tcprelay_bytes_total{route=\"alpha\",direction=\"client_to_upstream\"} 20010",
+        "tcprelay_bytes_total{route=\"alpha\",direction=\"upstream_to_client\"} 20010",
+        "tcprelay_bytes_total{route=\"beta\",direction=\"client_to_upstream\"} 0",
+        "tcprelay_connections_closed_total{route=\"alpha\",reason=\"client_eof\"} 2",
+        "tcprelay_connections_closed_total{route=\"beta\",reason=\"denied\"} 1",
+        "tcprelay_connections_closed_total{route=\"beta\",reason=\"client_eof\"} 0",
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line:?} in:\n{body}");
+    }
+    assert_eq!(upstream.accepted(), 2, "the denied client never reached the upstream");
+}
+
+#[test]
+fn malformed_admin_requests_get_4xx_and_the_relay_keeps_serving() {
+    let upstream = Upstream::echo();
+    let server = server(vec![route("web", upstream.addr)], TIMEOUT);
+    let admin = server.admin.unwrap();
+    let oversized = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(16 * 1024));
+    let cases: &[(&[u8], u16)] = &[
+        (b"\x00\x01\x02 garbage\r\n\r\n", 400),
+        (b"GET /metrics\r\n\r\n", 400),
+        (oversized.as_bytes(), 431),
+        (b"DELETE /metrics HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+        (b"GET /drain HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+        (b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+        (b"GET /metrics HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    ];
+    for (request, expected) in cases {
+        let (status, _) = http(admin, request);
+        assert_eq!(status, *expected, "{:?}", String::from_utf8_lossy(request));
+    }
+    // A client that connects and says nothing costs the admin endpoint a timeout, nothing more.
+    let silent = TcpStream::connect(admin).unwrap();
+
+    assert_eq!(echo_through(server.addrs[0], b"still here"), b"still here");
+    drop(silent);
+    assert_eq!(http_get(admin, "/healthz"), (200, "ok\n".to_string()));
+}
+
+#[test]
+fn drain_lets_a_live_transfer_finish_and_refuses_new_clients() {
+    let reply = pattern(7, 500_000);
+    let (request_seen, seen) = mpsc::channel();
+    let (release_reply, release) = mpsc::channel::<()>();
+    let release = std::sync::Mutex::new(release);
+    let upstream_reply = reply.clone();
+    let upstream = Upstream::start(move |stream| {
+        let mut request = [0; 5];
+        (&stream).read_exact(&mut request).unwrap();
+        request_seen.send(()).unwrap();
+        release.lock().unwrap().recv_timeout(TIMEOUT).unwrap();
+        write_all(&stream, &upstream_reply).unwrap();
+    });
+    let server = server(vec![route("web", upstream.addr)], TIMEOUT);
+    let (addr, admin) = (server.addrs[0], server.admin.unwrap());
+
+    let client = connect(addr);
+    write_all(&client, b"hello").unwrap();
+    seen.recv_timeout(TIMEOUT).unwrap(); // the transfer is live
+
+    let (status, body) =
+        http(admin, b"POST /drain HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!((status, body.starts_with("draining")), (200, true));
+    // The listener is closed during the drain: new clients are refused, not left waiting.
+    assert!(eventually(|| TcpStream::connect(addr).is_err()));
+
+    release_reply.send(()).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(checksum(&read_all(&client).unwrap()), checksum(&reply));
+    let metrics = server.metrics[0].clone();
+    server.finish().expect("serve returns Ok after a drain");
+    assert_eq!(metrics.snapshot().closed("stopped"), Some(0), "nothing was cut");
+}
+
+#[test]
+fn drain_closes_what_outlasts_the_drain_timeout() {
+    let upstream = Upstream::start(|stream| {
+        let _ = read_all(&stream); // never replies; waits for EOF
+    });
+    let server = server(vec![route("web", upstream.addr)], Duration::from_millis(100));
+    let client = connect(server.addrs[0]);
+    write_all(&client, b"hello").unwrap();
+    assert!(eventually(|| upstream.accepted() == 1));
+
+    server.handle.drain();
+    let mut byte = [0; 1];
+    assert!(matches!((&client).read(&mut byte), Ok(0) | Err(_)), "closed by the drain");
+    let metrics = server.metrics[0].clone();
+    server.finish().expect("serve returns Ok after a drain");
+    assert_eq!(metrics.snapshot().closed("stopped"), Some(1));
+}
+
+#[test]
+fn healthz_reports_draining() {
+    let upstream = Upstream::echo();
+    let server = server(vec![route("web", upstream.addr)], TIMEOUT);
+    let admin = server.admin.unwrap();
+    // A live connection keeps the drain (and so the admin endpoint) going.
+    let client = connect(server.addrs[0]);
+    write_all(&client, b"x").unwrap();
+    let mut echoed = [0; 1];
+    (&client).read_exact(&mut echoed).unwrap();
+
+    server.handle.drain();
+    assert_eq!(http_get(admin, "/healthz"), (503, "draining\n".to_string()));
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&client).unwrap(), b"");
+    server.finish().unwrap();
+}
+
+#[test]
+fn relay_stop_handle_drain_waits_for_live_connections() {
+    let upstream = Upstream::echo();
+    let relay =
+        tcprelay::Relay::bind(Config { upstream: upstream.addr.to_string(), ..quiet_config() })
+            .unwrap();
+    let addr = relay.local_addr();
+    let stop = relay.stop_handle();
+    let (done, served) = mpsc::channel();
+    let thread = std::thread::spawn(move || done.send(relay.serve()).unwrap());
+
+    let client = connect(addr);
+    write_all(&client, b"abc").unwrap();
+    let mut echoed = [0; 3];
+    (&client).read_exact(&mut echoed).unwrap();
+    stop.drain(TIMEOUT);
+    assert!(served.recv_timeout(Duration::from_millis(50)).is_err(), "still draining");
+    write_all(&client, b"def").unwrap(); // the live connection still works
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&client).unwrap(), b"def");
+    served.recv_timeout(TIMEOUT).unwrap().unwrap();
+    thread.join().unwrap();
+}

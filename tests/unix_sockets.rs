@@ -1,0 +1,152 @@
+//! Unix domain sockets (`unix:/path`) as listen and upstream addresses, with the same
+//! half-close semantics as TCP.
+#![forbid(unsafe_code)]
+#![cfg(unix)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+
+use support::*;
+use tcprelay::proxy_protocol::ProxyVersion;
+use tcprelay::{Address, Config};
+
+/// A socket path of its own for each test, in the system's temp dir.
+fn socket_path(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("tcprelay-{}-{name}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn unix_client(path: &PathBuf) -> UnixStream {
+    let stream = UnixStream::connect(path).expect("connect to the relay's Unix socket");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+fn read_to_end(mut stream: &UnixStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).expect("read until EOF");
+    bytes
+}
+
+#[test]
+fn unix_listener_client_half_close_and_reply_both_ways() {
+    let path = socket_path("listen");
+    let reply = pattern(3, 200_000);
+    let upstream_reply = reply.clone();
+    let upstream = Upstream::start(move |stream| {
+        assert_eq!(read_all(&stream).unwrap(), b"request"); // returns at the client's EOF
+        write_all(&stream, &upstream_reply).unwrap();
+    });
+    let relay = TestRelay::start(Config {
+        listen_unix: Some(path.clone()),
+        upstream: upstream.addr.to_string(),
+        ..quiet_config()
+    });
+
+    let client = unix_client(&path);
+    (&client).write_all(b"request").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(checksum(&read_to_end(&client)), checksum(&reply));
+
+    let metrics = settled(&relay.metrics);
+    assert_eq!(metrics.route, format!("unix:{}", path.display()));
+    assert_eq!((metrics.bytes_client_to_upstream, metrics.bytes_upstream_to_client), (7, 200_000));
+    relay.stop();
+    assert!(!path.exists(), "the relay removes its socket file when it stops");
+}
+
+#[test]
+fn unix_upstream_sees_the_half_close_and_keeps_sending() {
+    let path = socket_path("upstream");
+    let listener = UnixListener::bind(&path).unwrap();
+    let (received, upstream_got) = mpsc::channel();
+    let upstream = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        // Upstream speaks first and half-closes; then reads the client until its EOF.
+        (&stream).write_all(b"banner").unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        received.send(read_to_end(&stream)).unwrap();
+    });
+    let relay = TestRelay::to(format!("unix:{}", path.display()));
+
+    let client = connect(relay.addr);
+    let mut banner = [0; 6];
+    (&client).read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"banner");
+    assert_eq!(read_all(&client).unwrap(), b"", "the upstream's EOF reaches the client");
+    // The client may still send after the upstream's half-close.
+    let data = pattern(4, 100_000);
+    write_all(&client, &data).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(checksum(&upstream_got.recv_timeout(TIMEOUT).unwrap()), checksum(&data));
+    upstream.join().unwrap();
+    assert_eq!(settled(&relay.metrics).closed("upstream_eof"), Some(1));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_unix_client_gets_an_unknown_proxy_header() {
+    let path = socket_path("proxy");
+    let (upstream, received) = Upstream::recording();
+    let _relay = TestRelay::start(Config {
+        listen_unix: Some(path.clone()),
+        upstream: upstream.addr.to_string(),
+        proxy_protocol: Some(ProxyVersion::V1),
+        ..quiet_config()
+    });
+    let client = unix_client(&path);
+    (&client).write_all(b"hi").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(received.recv_timeout(TIMEOUT).unwrap(), b"PROXY UNKNOWN\r\nhi");
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
+    let path = socket_path("stale");
+    drop(UnixListener::bind(&path).unwrap()); // leaves the file, with nobody listening
+    assert!(path.exists());
+    let upstream = Upstream::echo();
+    let relay = TestRelay::start(Config {
+        listen_unix: Some(path.clone()),
+        upstream: upstream.addr.to_string(),
+        ..quiet_config()
+    });
+    assert_eq!(
+        tcprelay::Relay::bind(Config { listen_unix: Some(path.clone()), ..quiet_config() })
+            .unwrap_err()
+            .kind(),
+        std::io::ErrorKind::AddrInUse,
+        "a socket somebody listens on is never taken over"
+    );
+    let client = unix_client(&path);
+    (&client).write_all(b"echo").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&client), b"echo");
+    drop(relay);
+}
+
+#[test]
+fn the_server_reports_unix_listen_addresses() {
+    let path = socket_path("server");
+    let upstream = Upstream::echo();
+    let server = tcprelay::Server::bind(tcprelay::ServerConfig {
+        routes: vec![Config {
+            listen_unix: Some(path.clone()),
+            upstream: upstream.addr.to_string(),
+            ..quiet_config()
+        }],
+        admin: None,
+        drain_timeout: TIMEOUT,
+    })
+    .unwrap();
+    assert_eq!(server.local_addrs(), [Address::Unix(path.clone())]);
+}
