@@ -72,6 +72,7 @@ mod dial;
 mod explain;
 mod listener;
 pub mod log;
+mod map_limit;
 mod meter;
 pub mod metrics;
 pub mod proxy_protocol;

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::connections::Connections;
 use crate::log::Log;
+use crate::map_limit;
 use crate::metrics::RouteMetrics;
 use crate::relay;
 use crate::stream::{self, Address, Listener};
@@ -124,21 +125,22 @@ impl Relay {
                 ("policy", &config.policy),
             ],
         );
+        let max_connections = capped_max_connections(config.max_connections, &shared.log);
         // Whether clients are being held back at the connection limit. One such episode is
         // logged twice, when it starts and when it ends, however many clients pass through
         // the slots that free up meanwhile.
         let mut at_limit = false;
         loop {
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
-            if connections.is_full(config.max_connections) {
+            if connections.is_full(max_connections) {
                 if !at_limit {
                     at_limit = true;
                     shared.log.warn(
                         "connection limit reached, pausing accept",
-                        &[("max_connections", &config.max_connections)],
+                        &[("max_connections", &max_connections)],
                     );
                 }
-                if !connections.wait_for_room(config.max_connections) {
+                if !connections.wait_for_room(max_connections) {
                     break;
                 }
             }
@@ -188,6 +190,21 @@ impl Relay {
         connections.wait_until_empty();
         shared.log.info("stopped", &[("listen", listen_addr)]);
         Ok(())
+    }
+}
+
+/// `--max-connections`, lowered (with a warning) to what fits under the kernel's memory-map
+/// limit, where std would abort the process (see `map_limit.rs`).
+fn capped_max_connections(asked: usize, log: &Log) -> usize {
+    match map_limit::connections_that_fit() {
+        Some(fit) if fit < asked => {
+            log.warn(
+                "max-connections lowered to fit vm.max_map_count",
+                &[("asked", &asked), ("allowed", &fit), ("maps_per_connection", &8)],
+            );
+            fit
+        }
+        _ => asked,
     }
 }
 
