@@ -273,3 +273,32 @@ fn stop_closes_open_connections_and_serve_returns() {
         assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
     }
 }
+
+/// With a heap copy buffer (`--buffer-size`), the same promises hold: every byte both ways
+/// at once, and the half-close passed on.
+#[test]
+fn heap_buffer_path_relays_every_byte_and_passes_half_close_on() {
+    let upstream = Upstream::echo();
+    let relay = TestRelay::start(tcprelay::Config {
+        upstream: upstream.addr.to_string(),
+        buffer_size: 64 * 1024,
+        ..quiet_config()
+    });
+    let sent = pattern(11, 8 * 1024 * 1024 + 17);
+
+    let client = connect(relay.addr);
+    write_all(&client, b"x").unwrap(); // a small first write must come back on its own
+    let mut first = [0; 1];
+    (&client).read_exact(&mut first).unwrap();
+    let received = thread::scope(|scope| {
+        scope.spawn(|| {
+            write_all(&client, &sent).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+        });
+        read_all(&client).unwrap()
+    });
+
+    assert_eq!(first, *b"x");
+    assert_eq!(received.len(), sent.len());
+    assert!(received == sent, "echo corrupted");
+}
