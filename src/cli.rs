@@ -95,6 +95,10 @@ Options:
       --buffer-size BYTES    copy buffer of each direction; 0 = io::copy's own 8 KiB on the
                              stack, else a heap buffer of at least 8k: 64k doubles bulk
                              throughput, but idle connections hold it [default: 0]
+      --thread-keep-alive DUR
+                             how long a finished connection thread waits to serve the next
+                             connection before it exits; 0: every connection gets new
+                             threads [default: {keep_alive}]
       --stack-size BYTES     stack of each connection thread: 65536, 64k, 1m [default: {stack}]
       --log-level LEVEL      error, warn, info or debug [default: {level}]
       --explain              tell each connection's life on stdout as it happens, each
@@ -113,6 +117,7 @@ Logs go to stderr, one key=value line per event; one `listening on ADDR` line pe
         half_close = DisplayDuration(defaults.half_close_timeout),
         max = defaults.max_connections,
         stack = format_args!("{}k", defaults.stack_size / 1024),
+        keep_alive = DisplayDuration(defaults.thread_keep_alive),
         level = defaults.log_level,
     )
 }
@@ -255,6 +260,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                         format!("\"{text}\" is too small: 0, or at least 8k"),
                     ));
                 }
+            }
+            "--thread-keep-alive" => {
+                config.thread_keep_alive =
+                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
             }
             "--stack-size" => {
                 let text = value()?;
@@ -445,6 +454,8 @@ mod tests {
             "128k",
             "--buffer-size",
             "64k",
+            "--thread-keep-alive",
+            "0",
         ]);
         assert_eq!(config.listen.to_string(), "127.0.0.1:0");
         assert_eq!(config.upstream, "localhost:80");
@@ -455,6 +466,7 @@ mod tests {
         assert_eq!(config.max_connections, 8);
         assert_eq!(config.stack_size, 128 * 1024);
         assert_eq!(config.buffer_size, 64 * 1024);
+        assert_eq!(config.thread_keep_alive, Duration::ZERO);
     }
 
     #[test]
@@ -506,6 +518,7 @@ mod tests {
             (&["-l", ":1", "-u", ":1", "--stack-size", "big"], "\"big\""),
             (&["-l", ":1", "-u", ":1", "--buffer-size", "4k"], "\"4k\""),
             (&["-l", ":1", "-u", ":1", "--buffer-size", "lots"], "\"lots\""),
+            (&["-l", ":1", "-u", ":1", "--thread-keep-alive", "long"], "\"long\""),
             (&["-l", ":1", "-u", ":1,"], "\"\""),
             (&["-l", ":1", "-u", ":1", "--policy", "random"], "\"random\""),
             (&["-l", ":1", "-u", ":1", "--allow", "10.0.0.1/8"], "\"10.0.0.1/8\""),
@@ -534,6 +547,7 @@ mod tests {
             "--max-connections",
             "--stack-size",
             "--buffer-size",
+            "--thread-keep-alive",
             "--log-level",
             "--route",
             "--config",

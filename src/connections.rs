@@ -132,6 +132,13 @@ pub struct Entry {
     connection: Arc<Connection>,
 }
 
+impl Entry {
+    /// The connection, shared: its second thread holds it too.
+    pub fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+}
+
 impl Deref for Entry {
     type Target = Connection;
 
