@@ -111,13 +111,13 @@ Unix domain sockets: unix:/path as a listen or upstream address.
 Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.
 ",
         version = env!("CARGO_PKG_VERSION"),
-        connect = DisplayDuration(defaults.connect_timeout),
-        drain = DisplayDuration(DEFAULT_DRAIN_TIMEOUT),
-        idle = DisplayDuration(defaults.idle_timeout),
-        half_close = DisplayDuration(defaults.half_close_timeout),
+        connect = units::format_duration(defaults.connect_timeout),
+        drain = units::format_duration(DEFAULT_DRAIN_TIMEOUT),
+        idle = units::format_duration(defaults.idle_timeout),
+        half_close = units::format_duration(defaults.half_close_timeout),
         max = defaults.max_connections,
         stack = format_args!("{}k", defaults.stack_size / 1024),
-        keep_alive = DisplayDuration(defaults.thread_keep_alive),
+        keep_alive = units::format_duration(defaults.thread_keep_alive),
         level = defaults.log_level,
     )
 }
@@ -401,22 +401,6 @@ pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, Config
 /// The first mistake, as `FILE:LINE:COLUMN: message`.
 pub fn load_config_file(file: &Path) -> Result<ServerConfig, ConfigError> {
     server_config_from_file(&config_file::load(file)?)
-}
-
-/// Shows a duration the way it is typed on the command line: `5s`, `250ms`.
-struct DisplayDuration(std::time::Duration);
-
-impl fmt::Display for DisplayDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let millis = self.0.as_millis();
-        match millis {
-            0 => f.write_str("0"),
-            _ if millis % 3_600_000 == 0 => write!(f, "{}h", millis / 3_600_000),
-            _ if millis % 60_000 == 0 => write!(f, "{}m", millis / 60_000),
-            _ if millis % 1_000 == 0 => write!(f, "{}s", millis / 1_000),
-            _ => write!(f, "{millis}ms"),
-        }
-    }
 }
 
 #[cfg(test)]
