@@ -528,13 +528,7 @@ fn timers_leave_nothing_behind_after_normal_exchanges() {
             scope.spawn(move || {
                 let client = connect(relay.addr);
                 write_all(&client, &[ECHO]).unwrap();
-                let received = thread::scope(|inner| {
-                    inner.spawn(|| {
-                        write_all(&client, &sent).unwrap();
-                        client.shutdown(Shutdown::Write).unwrap();
-                    });
-                    read_all(&client).unwrap()
-                });
+                let received = exchange(&client, &sent);
                 assert!(received == *sent, "echo corrupted");
             });
         }
