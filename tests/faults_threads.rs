@@ -110,10 +110,7 @@ fn reporting_echo() -> (Upstream, mpsc::Receiver<Result<usize, ErrorKind>>) {
 
 /// One echo exchange through the relay.
 fn assert_echo(relay: &TestRelay, message: &[u8]) {
-    let client = connect(relay.addr);
-    write_all(&client, message).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), message);
+    assert_eq!(echo_through(relay.addr, message), message);
 }
 
 /// Waits until the client's connection ends (EOF or reset; not a read timeout).

@@ -162,10 +162,7 @@ fn metrics_count_connections_and_bytes_exactly() {
     let relay = TestRelay::to(upstream.addr);
     for (seed, len) in [(1, 10), (2, 100_000), (3, 0)] {
         let data = pattern(seed, len);
-        let client = connect(relay.addr);
-        write_all(&client, &data).unwrap();
-        client.shutdown(Shutdown::Write).unwrap();
-        assert_eq!(checksum(&read_all(&client).unwrap()), checksum(&data));
+        assert_eq!(checksum(&echo_through(relay.addr, &data)), checksum(&data));
     }
     let metrics = settled(&relay.metrics);
     assert_eq!(metrics.accepted, 3);

@@ -162,6 +162,12 @@ pub fn write_all(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
     stream.write_all(bytes)
 }
 
+/// Connects to `addr`, sends `data`, half-closes, and returns what came back up to EOF
+/// (see [`exchange`]).
+pub fn echo_through(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    exchange(&connect(addr), data)
+}
+
 /// Writes all of `sent` on a second thread while this one reads, half-closes after the last
 /// byte, and returns everything that came back up to EOF. Writing and reading at once lets
 /// an echo of more than the socket buffers hold through without a deadlock.
