@@ -160,3 +160,36 @@ fn explain_narrates_each_connection_with_the_go_lines() {
         );
     }
 }
+
+/// The README's flags table lists every flag `--help` lists, with the same default.
+#[test]
+fn readme_flags_table_matches_help() {
+    let output = run_tcprelay(&["--help"]);
+    let help = String::from_utf8(output.stdout).unwrap();
+    let readme = include_str!("../README.md");
+    let options = help.split("Options:").nth(1).expect("an Options: section");
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for line in options.lines() {
+        let starts_a_flag = line.starts_with("  -") || line.starts_with("      --");
+        if starts_a_flag {
+            let flag = line.split_whitespace().find(|word| word.starts_with("--")).unwrap();
+            flags.push((flag.trim_end_matches(',').to_string(), None));
+        }
+        if let Some(default) = line.split("[default: ").nth(1) {
+            let default = default.split(']').next().unwrap().to_string();
+            flags.last_mut().expect("a default after its flag").1 = Some(default);
+        }
+    }
+    assert!(flags.len() >= 20, "too few flags parsed from --help: {flags:?}");
+    for (flag, default) in flags {
+        let row = readme
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .find(|line| line.split(" | ").next().unwrap().contains(&format!("`{flag}")))
+            .unwrap_or_else(|| panic!("README.md has no row for {flag}"));
+        if let Some(default) = default {
+            let column = row.split(" | ").nth(1).unwrap_or_default();
+            assert!(column.contains(&default), "{flag}: README says {column:?}, --help {default}");
+        }
+    }
+}
