@@ -147,10 +147,7 @@ fn host_name_upstream_tries_every_resolved_address() {
     let upstream = Upstream::echo();
     let relay = TestRelay::to(format!("localhost:{}", upstream.addr.port()));
 
-    let client = connect(relay.addr);
-    write_all(&client, b"by name").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"by name");
+    assert_eq!(echo_through(relay.addr, b"by name"), b"by name");
 }
 
 /// An IPv6 loopback relay and upstream, where the machine has ::1.
@@ -173,10 +170,7 @@ fn ipv6_loopback_works() {
         ..quiet_config()
     });
 
-    let client = connect(relay.addr);
-    write_all(&client, b"over ::1").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"over ::1");
+    assert_eq!(echo_through(relay.addr, b"over ::1"), b"over ::1");
     upstream.join().unwrap();
 }
 
@@ -206,10 +200,7 @@ fn client_reset_mid_transfer_closes_upstream() {
     assert!(sent >= 1024);
     let echo = Upstream::echo();
     let other = TestRelay::to(echo.addr);
-    let client = connect(other.addr);
-    write_all(&client, b"still fine").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"still fine");
+    assert_eq!(echo_through(other.addr, b"still fine"), b"still fine");
 }
 
 /// The upstream resets mid-transfer: the client sees the connection end promptly, and what
