@@ -95,6 +95,10 @@ Options:
       --buffer-size BYTES    copy buffer of each direction; 0 = io::copy's own 8 KiB on the
                              stack, else a heap buffer of at least 8k: 64k doubles bulk
                              throughput, but idle connections hold it [default: 0]
+      --thread-keep-alive DUR
+                             how long a finished connection thread waits to serve the next
+                             connection before it exits; 0: every connection gets new
+                             threads [default: {keep_alive}]
       --stack-size BYTES     stack of each connection thread: 65536, 64k, 1m [default: {stack}]
       --log-level LEVEL      error, warn, info or debug [default: {level}]
       --explain              tell each connection's life on stdout as it happens, each
@@ -107,12 +111,13 @@ Unix domain sockets: unix:/path as a listen or upstream address.
 Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.
 ",
         version = env!("CARGO_PKG_VERSION"),
-        connect = DisplayDuration(defaults.connect_timeout),
-        drain = DisplayDuration(DEFAULT_DRAIN_TIMEOUT),
-        idle = DisplayDuration(defaults.idle_timeout),
-        half_close = DisplayDuration(defaults.half_close_timeout),
+        connect = units::format_duration(defaults.connect_timeout),
+        drain = units::format_duration(DEFAULT_DRAIN_TIMEOUT),
+        idle = units::format_duration(defaults.idle_timeout),
+        half_close = units::format_duration(defaults.half_close_timeout),
         max = defaults.max_connections,
         stack = format_args!("{}k", defaults.stack_size / 1024),
+        keep_alive = units::format_duration(defaults.thread_keep_alive),
         level = defaults.log_level,
     )
 }
@@ -256,6 +261,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     ));
                 }
             }
+            "--thread-keep-alive" => {
+                config.thread_keep_alive =
+                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
+            }
             "--stack-size" => {
                 let text = value()?;
                 config.stack_size = units::parse_size(&text).map_err(|m| invalid(&flag, m))?;
@@ -394,22 +403,6 @@ pub fn load_config_file(file: &Path) -> Result<ServerConfig, ConfigError> {
     server_config_from_file(&config_file::load(file)?)
 }
 
-/// Shows a duration the way it is typed on the command line: `5s`, `250ms`.
-struct DisplayDuration(std::time::Duration);
-
-impl fmt::Display for DisplayDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let millis = self.0.as_millis();
-        match millis {
-            0 => f.write_str("0"),
-            _ if millis % 3_600_000 == 0 => write!(f, "{}h", millis / 3_600_000),
-            _ if millis % 60_000 == 0 => write!(f, "{}m", millis / 60_000),
-            _ if millis % 1_000 == 0 => write!(f, "{}s", millis / 1_000),
-            _ => write!(f, "{millis}ms"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +438,8 @@ mod tests {
             "128k",
             "--buffer-size",
             "64k",
+            "--thread-keep-alive",
+            "0",
         ]);
         assert_eq!(config.listen.to_string(), "127.0.0.1:0");
         assert_eq!(config.upstream, "localhost:80");
@@ -455,6 +450,7 @@ mod tests {
         assert_eq!(config.max_connections, 8);
         assert_eq!(config.stack_size, 128 * 1024);
         assert_eq!(config.buffer_size, 64 * 1024);
+        assert_eq!(config.thread_keep_alive, Duration::ZERO);
     }
 
     #[test]
@@ -506,6 +502,7 @@ mod tests {
             (&["-l", ":1", "-u", ":1", "--stack-size", "big"], "\"big\""),
             (&["-l", ":1", "-u", ":1", "--buffer-size", "4k"], "\"4k\""),
             (&["-l", ":1", "-u", ":1", "--buffer-size", "lots"], "\"lots\""),
+            (&["-l", ":1", "-u", ":1", "--thread-keep-alive", "long"], "\"long\""),
             (&["-l", ":1", "-u", ":1,"], "\"\""),
             (&["-l", ":1", "-u", ":1", "--policy", "random"], "\"random\""),
             (&["-l", ":1", "-u", ":1", "--allow", "10.0.0.1/8"], "\"10.0.0.1/8\""),
@@ -534,6 +531,7 @@ mod tests {
             "--max-connections",
             "--stack-size",
             "--buffer-size",
+            "--thread-keep-alive",
             "--log-level",
             "--route",
             "--config",

@@ -74,6 +74,10 @@ pub struct Config {
     /// The stack size of each connection thread, in bytes. Default 64 KiB; see
     /// docs/reliability.md for what a connection thread was measured to need.
     pub stack_size: usize,
+    /// How long a connection thread that finished waits for the next connection before it
+    /// exits; zero: it exits at once, and every connection gets two new threads. Reusing a
+    /// parked thread saves creating one (see docs/benchmarks.md). Default 10 s.
+    pub thread_keep_alive: Duration,
     /// The copy buffer of each direction, in bytes. `0` (the default) means `io::copy`'s
     /// own 8 KiB buffer on the thread's stack; any other size, 8 KiB or more, is a heap
     /// buffer (a `BufReader` that `io::copy` reads into directly). Measured here: 64 KiB
@@ -107,6 +111,7 @@ impl Default for Config {
             half_close_timeout: Duration::from_secs(60),
             max_connections: 500,
             stack_size: 64 * 1024,
+            thread_keep_alive: Duration::from_secs(10),
             buffer_size: 0,
             explain: false,
             thread_hook: no_hook,

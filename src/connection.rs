@@ -126,6 +126,11 @@ impl Connection {
         upstream
     }
 
+    /// The upstream socket, once dialled.
+    pub fn upstream(&self) -> Option<&Stream> {
+        self.upstream.get()
+    }
+
     /// Records that one side finished sending (the first such call names the close reason if
     /// nothing goes wrong later).
     pub fn record_eof(&self, reason: CloseReason) {

@@ -134,6 +134,13 @@ pub struct Entry {
     connection: Option<Arc<Connection>>,
 }
 
+impl Entry {
+    /// The connection, shared: its second thread holds it too.
+    pub fn connection(&self) -> &Arc<Connection> {
+        self.connection.as_ref().expect("an Entry holds its connection until it is dropped")
+    }
+}
+
 impl Deref for Entry {
     type Target = Connection;
 
@@ -146,11 +153,11 @@ impl Drop for Entry {
     fn drop(&mut self) {
         let Some(connection) = self.connection.take() else { return };
         let id = connection.id;
-        // Ours goes first, so that the set's handle is the last one: dropping it, under the
-        // lock, closes both sockets before any waiter can see the slot free. Otherwise
-        // `serve` could return, or a new client take the slot, while this connection's
-        // descriptors are still open (seen as a descriptor count that fell after a test's
-        // baseline was taken).
+        // Ours goes first, so that the set's handle is the last one (unless the second copy
+        // thread still holds its own): dropping it, under the lock, closes both sockets
+        // before any waiter can see the slot free. Otherwise `serve` could return, or a new
+        // client take the slot, while this connection's descriptors are still open (seen as
+        // a descriptor count that fell after a test's baseline was taken).
         drop(connection);
         let mut state = self.connections.lock();
         drop(state.open.remove(&id));

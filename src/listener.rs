@@ -14,7 +14,7 @@ use crate::map_limit;
 use crate::metrics::RouteMetrics;
 use crate::relay;
 use crate::stream::{self, Address, Listener};
-use crate::threads::{self, ThreadLife, ThreadRole};
+use crate::threads::{ThreadLife, ThreadPool, ThreadRole};
 use crate::upstreams::Upstreams;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) upstreams: Upstreams,
     /// The route's counters, also read by the admin endpoint.
     pub(crate) metrics: Arc<RouteMetrics>,
+    /// Where connection threads come from: parked ones first, else new ones.
+    pub(crate) threads: Arc<ThreadPool>,
     /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
     /// `accept`.
     listen_addr: Address,
@@ -66,6 +68,12 @@ impl Relay {
             log: Log::new(config.log_level),
             upstreams: Upstreams::new(&config),
             metrics: Arc::new(RouteMetrics::new(route)),
+            threads: Arc::new(ThreadPool::new(
+                config.stack_size,
+                config.thread_hook,
+                config.thread_keep_alive,
+                MAX_PARKED_THREADS,
+            )),
             config,
             connections: Arc::default(),
             listen_addr,
@@ -188,10 +196,16 @@ impl Relay {
         // Whatever is still open when the drain ends is closed now (reason `stopped`).
         connections.close_all();
         connections.wait_until_empty();
+        shared.threads.release_parked();
         shared.log.info("stopped", &[("listen", listen_addr)]);
         Ok(())
     }
 }
+
+/// At most this many finished connection threads wait for the next connection; more exit.
+/// Enough for a burst of short connections from a few dozen clients at once; each parked
+/// thread holds its touched stack (about 16 KiB) until `--thread-keep-alive` passes.
+const MAX_PARKED_THREADS: usize = 128;
 
 /// `--max-connections`, lowered (with a warning) to what fits under the kernel's memory-map
 /// limit, where std would abort the process (see `map_limit.rs`).
@@ -220,19 +234,14 @@ fn start_connection(shared: &Arc<Shared>, connection: Connection) {
     let entry = shared.connections.insert(connection);
     let thread_shared = Arc::clone(shared);
     let hook = shared.config.thread_hook;
-    let spawned = threads::builder(hook, ThreadRole::First, id, shared.config.stack_size).and_then(
-        |builder| {
-            builder.spawn(move || {
-                // Declared in this order so that the hook hears `Finished`, and the metrics
-                // count the close, before the entry leaves `Connections` and frees a slot.
-                let entry = entry;
-                let _count_close =
-                    CountClose { connection: &entry, metrics: &thread_shared.metrics };
-                let _life = ThreadLife::begin(hook, ThreadRole::First);
-                relay::relay(&entry, &thread_shared);
-            })
-        },
-    );
+    let spawned = shared.threads.run(ThreadRole::First, move || {
+        // Declared in this order so that the hook hears `Finished`, and the metrics count the
+        // close, before the entry leaves `Connections` and frees a slot.
+        let entry = entry;
+        let _count_close = CountClose { connection: &entry, metrics: &thread_shared.metrics };
+        let _life = ThreadLife::begin(hook, ThreadRole::First);
+        relay::relay(entry.connection(), &thread_shared);
+    });
     if let Err(error) = spawned {
         // The closure, and with it the entry, was dropped unstarted: the client is closed.
         shared.metrics.record_close("spawn_failed");

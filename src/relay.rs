@@ -7,21 +7,25 @@
 //!     upstream, err := net.DialTimeout("tcp", addr, timeout)
 //!     if err != nil { return }
 //!     defer upstream.Close()
-//!     var wg sync.WaitGroup; wg.Add(1)
-//!     go func() {                                  // the second thread (spawn_scoped)
-//!         defer wg.Done()
-//!         io.Copy(upstream, client)                // copy_one_way(client → upstream)
+//!     done := make(chan int64)                     // mpsc::channel()
+//!     go func() {                                  // the second thread (threads.run)
+//!         n, _ := io.Copy(upstream, client)        // copy_one_way(client → upstream)
 //!         upstream.(*net.TCPConn).CloseWrite()     // shutdown(Shutdown::Write)
+//!         done <- n                                // done.send(bytes)
 //!     }()
 //!     io.Copy(client, upstream)                    // copy_one_way(upstream → client)
 //!     client.(*net.TCPConn).CloseWrite()
-//!     wg.Wait()                                    // join, at the end of thread::scope
+//!     <-done                                       // second_done.recv()
 //! }
 //! ```
+//!
+//! The second thread comes from [`crate::threads::ThreadPool`]: a new OS thread, or one
+//! parked after an earlier connection (the goroutine runtime does the same for Go).
 
 use std::fmt::Display;
 use std::io::{self, BufReader, Write};
 use std::net::Shutdown;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Instant;
 
@@ -30,7 +34,7 @@ use crate::listener::Shared;
 use crate::meter::{Direction, Sink, Source};
 use crate::proxy_protocol::{self, ProxyVersion};
 use crate::stream::{Address, Stream};
-use crate::threads::{self, ThreadLife, ThreadRole};
+use crate::threads::{ThreadLife, ThreadRole};
 
 /// The close reasons for a copy in `direction`: its source finished, its source failed, its
 /// sink failed.
@@ -49,7 +53,7 @@ fn reasons(direction: Direction) -> (CloseReason, CloseReason, CloseReason) {
 ///
 /// This runs on the connection's first thread. It returns when both copies have ended; the
 /// sockets are closed afterwards, when the last owner of the [`Connection`] drops it.
-pub fn relay(connection: &Connection, shared: &Shared) {
+pub fn relay(connection: &Arc<Connection>, shared: &Shared) {
     let started = Instant::now();
     let config = &shared.config;
     let log = &shared.log;
@@ -101,51 +105,44 @@ pub fn relay(connection: &Connection, shared: &Shared) {
 
     let hook = config.thread_hook;
     let buffer_size = config.buffer_size;
-    let bytes = thread::scope(|scope| {
-        // go func() { io.Copy(upstream, client); upstream.CloseWrite() }()
-        connection.explain.copies_starting(connection.id);
-        let second = threads::builder(hook, ThreadRole::Second, connection.id, config.stack_size)
-            .and_then(|builder| {
-                builder.spawn_scoped(scope, move || {
-                    // Before anything else, so a panic even before the copy starts closes
-                    // the connection; else the first thread would wait on an upstream that
-                    // waits for client bytes nobody will copy.
-                    let _close_on_panic = CloseOnPanic(connection);
-                    let _life = ThreadLife::begin(hook, ThreadRole::Second);
-                    let client = &connection.client;
-                    copy_one_way(
-                        connection,
-                        client,
-                        upstream,
-                        Direction::ClientToUpstream,
-                        buffer_size,
-                    )
-                })
-            });
-        let second = match second {
-            Ok(handle) => handle,
-            Err(error) => {
-                log.warn(
-                    "cannot start copy thread",
-                    &[("conn", &connection.id), ("error", &error)],
-                );
-                connection.close(CloseReason::SpawnFailed, &error);
-                return (0, 0);
-            }
-        };
-        // io.Copy(client, upstream), on this thread.
-        let to_client = copy_one_way(
-            connection,
-            upstream,
-            &connection.client,
-            Direction::UpstreamToClient,
-            buffer_size,
-        );
-        // wg.Wait(). A panic in the second thread arrives here as an Err; it already closed
-        // the connection on its way out (see `CloseOnPanic`).
-        let to_upstream = second.join().unwrap_or(0);
-        (to_upstream, to_client)
+    // go func() { io.Copy(up, conn); up.CloseWrite(); done <- true }()
+    connection.explain.copies_starting(connection.id);
+    let (done, second_done) = mpsc::channel();
+    let second = Arc::clone(connection);
+    let started_second = shared.threads.run(ThreadRole::Second, move || {
+        // Before anything else, so a panic even before the copy starts closes the
+        // connection; else the first thread would wait on an upstream that waits for client
+        // bytes nobody will copy.
+        let _close_on_panic = CloseOnPanic(&second);
+        let _life = ThreadLife::begin(hook, ThreadRole::Second);
+        if let Some(upstream) = second.upstream() {
+            let client = &second.client;
+            let bytes =
+                copy_one_way(&second, client, upstream, Direction::ClientToUpstream, buffer_size);
+            let _ = done.send(bytes);
+        }
     });
+    let bytes = match started_second {
+        Err(error) => {
+            log.warn("cannot start copy thread", &[("conn", &connection.id), ("error", &error)]);
+            connection.close(CloseReason::SpawnFailed, &error);
+            (0, 0)
+        }
+        Ok(()) => {
+            // io.Copy(conn, up), on this thread.
+            let to_client = copy_one_way(
+                connection,
+                upstream,
+                &connection.client,
+                Direction::UpstreamToClient,
+                buffer_size,
+            );
+            // <-done (Go's wg.Wait()). A second thread that panicked dropped `done` unsent;
+            // it already closed the connection on its way out (see `CloseOnPanic`).
+            let to_upstream = second_done.recv().unwrap_or(0);
+            (to_upstream, to_client)
+        }
+    };
     connection.explain.closed(connection.id, connection.outcome().0);
     log_closed(connection, shared, started, upstream_addr, bytes);
     // Added once at the end rather than per write: the copy loops stay free of shared

@@ -1,11 +1,16 @@
-//! Creating connection threads: their names, their stack size, and a hook for tests.
+//! Connection threads: where they come from (a pool that reuses finished ones), their stack
+//! size, and a hook for tests.
 //!
 //! Threads are made with [`std::thread::Builder`], never `thread::spawn`, because `spawn`
 //! panics when the OS refuses a thread (out of memory, `ulimit -u`), and one refused thread
 //! must cost one client, not the whole relay.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
+use std::time::Duration;
 
 /// Which of a connection's two threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,12 +24,12 @@ pub enum ThreadRole {
 /// A moment in a connection thread's life, shown to a [`ThreadHook`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadStage {
-    /// About to ask the OS for the thread. A hook error here is treated exactly like the OS
-    /// refusing the thread.
+    /// About to start a connection thread (a parked one, or a new one from the OS). A hook
+    /// error here is treated exactly like the OS refusing the thread.
     Spawning(ThreadRole),
-    /// The first thing the new thread does.
+    /// The first thing the thread does for this connection.
     Started(ThreadRole),
-    /// The last thing the thread does, even when it unwinds from a panic.
+    /// The last thing the thread does for this connection, even when it unwinds from a panic.
     Finished(ThreadRole),
 }
 
@@ -39,19 +44,135 @@ pub fn no_hook(_: ThreadStage) -> io::Result<()> {
     Ok(())
 }
 
-/// A builder for one connection thread, after asking the hook.
-pub(crate) fn builder(
-    hook: ThreadHook,
-    role: ThreadRole,
-    id: u64,
+/// The work a connection thread does: one connection's first or second half.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Where connection threads come from: a parked thread that finished an earlier connection,
+/// or else a new OS thread.
+///
+/// Every connection still gets two threads of its own for as long as it lives; the pool only
+/// changes what happens *after*: instead of exiting, a thread waits up to `keep_alive` for
+/// the next connection. Creating a thread costs a `clone`, and std maps (and later unmaps) a
+/// signal stack for every new thread, which serialises on the process's memory-map lock;
+/// reusing a parked thread costs a channel send. docs/benchmarks.md has the measurement.
+///
+/// Like the Rust Book's `ThreadPool`, but elastic: there is no fixed number of workers, and
+/// a job never waits for a free one: if none is parked, a new thread is made.
+#[derive(Debug)]
+pub(crate) struct ThreadPool {
     stack_size: usize,
-) -> io::Result<thread::Builder> {
-    hook(ThreadStage::Spawning(role))?;
-    let suffix = match role {
-        ThreadRole::First => "down",
-        ThreadRole::Second => "up",
-    };
-    Ok(thread::Builder::new().name(format!("tcprelay-{id}-{suffix}")).stack_size(stack_size))
+    hook: ThreadHook,
+    /// How long a finished thread waits for another connection; zero: it exits at once.
+    keep_alive: Duration,
+    /// At most this many threads wait at once; more exit at once.
+    max_parked: usize,
+    parked: Mutex<Vec<Parked>>,
+}
+
+/// A thread waiting for a job: where to send it.
+#[derive(Debug)]
+struct Parked {
+    id: u64,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl ThreadPool {
+    /// A pool whose threads have `stack_size` bytes of stack and wait `keep_alive` for more
+    /// work, at most `max_parked` of them at a time.
+    pub(crate) fn new(
+        stack_size: usize,
+        hook: ThreadHook,
+        keep_alive: Duration,
+        max_parked: usize,
+    ) -> ThreadPool {
+        ThreadPool { stack_size, hook, keep_alive, max_parked, parked: Mutex::new(Vec::new()) }
+    }
+
+    /// Runs `body` as a connection thread in `role`: on a parked thread if one is waiting,
+    /// else on a new one. `body` starts with a [`ThreadLife`] of its own.
+    ///
+    /// # Errors
+    /// The OS refused a new thread (or the test hook said it would). `body` is then dropped
+    /// unrun, which closes whatever it owned.
+    pub(crate) fn run(
+        self: &Arc<Self>,
+        role: ThreadRole,
+        body: impl FnOnce() + Send + 'static,
+    ) -> io::Result<()> {
+        (self.hook)(ThreadStage::Spawning(role))?;
+        let mut job: Job = Box::new(body);
+        while let Some(parked) = self.take_parked() {
+            match parked.jobs.send(job) {
+                Ok(()) => return Ok(()),
+                // That thread is gone (it stopped waiting just now): try the next one.
+                Err(mpsc::SendError(unsent)) => job = unsent,
+            }
+        }
+        let pool = Arc::clone(self);
+        thread::Builder::new()
+            .name("tcprelay-conn".to_string())
+            .stack_size(self.stack_size)
+            .spawn(move || pool.work(job))
+            .map(drop)
+    }
+
+    /// Lets every parked thread exit now (the relay has stopped).
+    pub(crate) fn release_parked(&self) {
+        self.lock().clear(); // dropping the senders wakes each waiting thread with an error
+    }
+
+    /// A thread's life: run a job, wait for the next, until none comes in time. A job that
+    /// panics ends the thread there, as it would without the pool.
+    fn work(&self, mut job: Job) {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        loop {
+            job();
+            let (sender, jobs) = mpsc::channel();
+            if !self.park(Parked { id, jobs: sender }) {
+                return;
+            }
+            job = match jobs.recv_timeout(self.keep_alive) {
+                Ok(next) => next,
+                // Still on the list: nobody will send, leave. Already taken: a job is on its
+                // way (or the pool was released), so wait for it.
+                Err(RecvTimeoutError::Timeout) if self.unpark(id) => return,
+                Err(RecvTimeoutError::Timeout) => match jobs.recv() {
+                    Ok(next) => next,
+                    Err(_) => return,
+                },
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+        }
+    }
+
+    /// Puts a thread on the parked list; `false` if it should exit instead.
+    fn park(&self, parked: Parked) -> bool {
+        let mut list = self.lock();
+        if self.keep_alive.is_zero() || list.len() >= self.max_parked {
+            return false;
+        }
+        list.push(parked);
+        true
+    }
+
+    /// Takes a thread off the list after its wait timed out; `false` if it was taken already.
+    fn unpark(&self, id: u64) -> bool {
+        let mut list = self.lock();
+        let before = list.len();
+        list.retain(|parked| parked.id != id);
+        list.len() < before
+    }
+
+    /// The most recently parked thread (its stack is the likeliest to be warm in cache).
+    fn take_parked(&self) -> Option<Parked> {
+        self.lock().pop()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Parked>> {
+        // Every change is one push, pop or retain: a poisoned lock still holds a good list.
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Lives as long as a connection thread's body: tells the hook `Started` when made and

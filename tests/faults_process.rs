@@ -45,6 +45,10 @@ fn client_that_stops_reading_costs_bounded_memory_and_is_closed_by_the_idle_time
         &upstream_arg,
         "--idle-timeout",
         "1s",
+        // Threads exit when their connection ends, rather than parking for the next one,
+        // so that "threads freed" is visible in the thread count.
+        "--thread-keep-alive",
+        "0",
     ]);
     // The `listening on` line comes before the accept thread starts; `serving` comes from it.
     relay.log_line_with("msg=serving");

@@ -33,7 +33,7 @@
 # killed on exit. Only 127.0.0.1 is used.
 set -euo pipefail
 
-readonly ALL_CANDIDATES="direct tcprelay go socat haproxy haproxy-splice nginx"
+readonly ALL_CANDIDATES="direct tcprelay tcprelay-64k go socat haproxy haproxy-splice nginx"
 readonly PACKAGES=(socat haproxy nginx libnginx-mod-stream golang-go iperf3 redis-server redis-tools jq)
 
 quick=0
@@ -130,6 +130,20 @@ if [[ $fd_limit != unlimited ]]; then
         new_counts+="$n "
     done
     idle_counts=${new_counts% }
+fi
+
+# --- memory maps ----------------------------------------------------------------
+# Each tcprelay connection costs about 8 memory maps (two thread stacks and std's
+# two signal stacks, each with a guard page); at the default vm.max_map_count of
+# 65,530 tcprelay caps itself at 7,058 connections rather than let std abort.
+# Raise the limit for the largest idle count, as we raise RLIMIT_NOFILE above
+# (root only; without it the idle row shows what the cap allowed).
+if [[ $(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 0) -lt 262144 ]]; then
+    if sysctl -q -w vm.max_map_count=262144 2>/dev/null; then
+        log "raised vm.max_map_count to 262144 for the idle workload"
+    else
+        log "cannot raise vm.max_map_count: tcprelay holds at most ~7,000 connections"
+    fi
 fi
 
 # --- work directory and cleanup -----------------------------------------------
@@ -279,14 +293,20 @@ start_candidate() {
     candidate_addr=127.0.0.1:$port
     local err=$work/$name.err
     case $name in
-        tcprelay)
+        tcprelay|tcprelay-64k)
+            # tcprelay-64k: the same with --buffer-size 64k, the bulk-transfer
+            # setting (a heap copy buffer instead of io::copy's 8 KiB on the
+            # stack), as haproxy-splice is HAProxy's.
             # Default settings, as a user would run it (info level: a log line
             # per connection, to a file), except the connection limit: its
             # default of 500 would keep idle clients waiting in the backlog, so
             # it gets what the descriptor limit allows, like HAProxy's maxconn.
             # TCPRELAY_FLAGS adds options (later flags win).
             local flags=()
-            read -r -a flags <<< "${TCPRELAY_FLAGS:-}"
+            [[ $name == tcprelay-64k ]] && flags+=(--buffer-size 64k)
+            local extra=()
+            read -r -a extra <<< "${TCPRELAY_FLAGS:-}"
+            flags+=("${extra[@]}")
             setsid "$tcprelay_bin" --listen "$candidate_addr" --upstream "$up" \
                 --max-connections $(( (fd_limit - 100) / 2 )) \
                 "${flags[@]}" 2>> "$err" < /dev/null & ;;

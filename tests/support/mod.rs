@@ -226,8 +226,9 @@ pub fn thread_names() -> Vec<String> {
         .collect()
 }
 
-/// How many relay connection threads this process has (named `tcprelay-ID-down` and
-/// `tcprelay-ID-up`; the kernel keeps the first 15 bytes of a name).
+/// How many relay threads this process has: connection threads (`tcprelay-conn`, running a
+/// connection or parked for the next) and accept and admin threads (`tcprelay-accept-N`,
+/// `tcprelay-admin`).
 pub fn connection_threads() -> usize {
     thread_names().iter().filter(|name| name.starts_with("tcprelay-")).count()
 }
@@ -270,7 +271,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// This process's open descriptors and relay connection threads at one moment, to compare
 /// with later.
 ///
-/// It counts the relay's connection threads (named `tcprelay-ID-...`), not every thread:
+/// It counts the relay's threads (named `tcprelay-...`), not every thread:
 /// the test harness starts the next test's thread while this test runs, even when that
 /// test then waits for [`serial`].
 #[derive(Debug)]
