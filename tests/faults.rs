@@ -61,6 +61,10 @@ fn relay_with_timeouts(upstream: &Upstream, idle: Duration, half_close: Duration
         upstream: upstream.addr.to_string(),
         idle_timeout: idle,
         half_close_timeout: half_close,
+        // Threads exit with their connection instead of parking for the next one, so the
+        // connection-thread count can return to the baseline (tests/thread_pool.rs covers
+        // the parked threads).
+        thread_keep_alive: Duration::ZERO,
         ..quiet_config()
     })
 }
