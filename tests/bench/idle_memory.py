@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""tests/bench/idle_memory.py: where an idle tcprelay connection's memory goes.
+
+Starts target/release/tcprelay with the given flags in front of a holding upstream, opens N
+connections through it, makes one 4-byte exchange each way on each (so every copy has read
+once), then reads the relay's /proc: resident KiB per connection, and the resident size of
+each thread stack (the mappings of exactly --stack-size bytes).
+
+Usage: tests/bench/idle_memory.py [-n 1000] [TCPRELAY FLAGS...]
+  e.g. tests/bench/idle_memory.py --buffer-size 64k
+Loopback only; needs `cargo build --release` first. Python 3 standard library only.
+"""
+import collections
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+args = sys.argv[1:]
+count = 1000
+if args[:1] == ["-n"]:
+    count, args = int(args[1]), args[2:]
+stack_kib = 64
+if "--stack-size" in args:
+    stack_kib = int(args[args.index("--stack-size") + 1].rstrip("k"))
+
+upstream = socket.socket()
+upstream.bind(("127.0.0.1", 0))
+upstream.listen(4096)
+held = []
+threading.Thread(target=lambda: [held.append(upstream.accept()[0]) for _ in range(count)], daemon=True).start()
+
+relay = subprocess.Popen(
+    ["target/release/tcprelay", "-l", "127.0.0.1:0", "-u", "127.0.0.1:%d" % upstream.getsockname()[1],
+     "--log-level", "warn", "--max-connections", str(count + 10)] + args,
+    stderr=subprocess.PIPE, text=True)
+try:
+    host, port = re.search(r"listening on ([\d.]+):(\d+)", relay.stderr.readline()).groups()
+
+    def rss_kib():
+        return int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % relay.pid).read()).group(1))
+
+    time.sleep(0.3)
+    before = rss_kib()
+    clients = [socket.create_connection((host, int(port)), timeout=10) for _ in range(count)]
+    deadline = time.time() + 30
+    while len(held) < count and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(held) == count, "only %d of %d connections reached the upstream" % (len(held), count)
+    for client in clients:
+        client.sendall(b"ping")
+    for server in held:
+        server.settimeout(10)
+        assert server.recv(4) == b"ping"
+        server.sendall(b"pong")
+    for client in clients:
+        assert client.recv(4) == b"pong"
+    time.sleep(1)
+    print("flags %s: %.1f KiB resident per connection (%d connections)"
+          % (" ".join(args) or "(defaults)", (rss_kib() - before) / count, count))
+
+    stacks = collections.Counter()
+    size = None
+    for line in open("/proc/%d/smaps" % relay.pid):
+        mapping = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+        if mapping:
+            size = (int(mapping.group(2), 16) - int(mapping.group(1), 16)) // 1024
+        elif line.startswith("Rss:") and size == stack_kib:
+            stacks[int(line.split()[1])] += 1
+    print("thread stacks by resident KiB: %s" % ", ".join("%d KiB x %d" % kv for kv in sorted(stacks.items())))
+finally:
+    relay.kill()
