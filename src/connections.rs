@@ -38,7 +38,7 @@ impl Connections {
         if state.closing {
             connection.close(CloseReason::Stopped, "relay stopping");
         }
-        Entry { connections: Arc::clone(self), connection }
+        Entry { connections: Arc::clone(self), connection: Some(connection) }
     }
 
     /// Blocks while `max` connections are open. Returns `false` once the relay stops
@@ -125,17 +125,19 @@ impl Connections {
     }
 }
 
-/// A connection's membership in [`Connections`]; dropping it removes the connection.
+/// A connection's membership in [`Connections`]; dropping it removes the connection and
+/// closes its sockets.
 #[derive(Debug)]
 pub struct Entry {
     connections: Arc<Connections>,
-    connection: Arc<Connection>,
+    /// `Some` until `drop`, which must let go of it before the set's own handle.
+    connection: Option<Arc<Connection>>,
 }
 
 impl Entry {
     /// The connection, shared: its second thread holds it too.
     pub fn connection(&self) -> &Arc<Connection> {
-        &self.connection
+        self.connection.as_ref().expect("an Entry holds its connection until it is dropped")
     }
 }
 
@@ -143,13 +145,23 @@ impl Deref for Entry {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {
-        &self.connection
+        self.connection.as_deref().expect("an Entry holds its connection until it is dropped")
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.connections.lock().open.remove(&self.connection.id);
+        let Some(connection) = self.connection.take() else { return };
+        let id = connection.id;
+        // Ours goes first, so that the set's handle is the last one (unless the second copy
+        // thread still holds its own): dropping it, under the lock, closes both sockets
+        // before any waiter can see the slot free. Otherwise `serve` could return, or a new
+        // client take the slot, while this connection's descriptors are still open (seen as
+        // a descriptor count that fell after a test's baseline was taken).
+        drop(connection);
+        let mut state = self.connections.lock();
+        drop(state.open.remove(&id));
+        drop(state);
         self.connections.left.notify_all();
     }
 }

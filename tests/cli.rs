@@ -3,17 +3,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{Shutdown, SocketAddr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::net::{Shutdown, TcpListener};
+use std::process::Output;
 
 use support::*;
-
-fn tcprelay(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(args).output().expect("run tcprelay")
-}
 
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -32,7 +25,7 @@ fn usage_errors_name_the_culprit_and_exit_2() {
         (&[], "missing --listen"),
     ];
     for (args, expected) in cases {
-        let output = tcprelay(args);
+        let output = run_tcprelay(args);
         let stderr = stderr_of(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
@@ -43,7 +36,7 @@ fn usage_errors_name_the_culprit_and_exit_2() {
 
 #[test]
 fn help_goes_to_stdout_and_lists_every_flag_with_defaults() {
-    let output = tcprelay(&["--help"]);
+    let output = run_tcprelay(&["--help"]);
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8(output.stdout).unwrap();
     for flag in ["--listen", "--upstream", "--connect-timeout", "--log-level", "--version", "demo"]
@@ -55,7 +48,7 @@ fn help_goes_to_stdout_and_lists_every_flag_with_defaults() {
 
 #[test]
 fn version_prints_the_package_version() {
-    let output = tcprelay(&["--version"]);
+    let output = run_tcprelay(&["--version"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
@@ -67,7 +60,7 @@ fn version_prints_the_package_version() {
 fn bind_failure_exits_1_naming_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let output = tcprelay(&["-l", &addr, "-u", ":80"]);
+    let output = run_tcprelay(&["-l", &addr, "-u", ":80"]);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&addr) && stderr.contains("in use"), "{stderr}");
@@ -75,78 +68,11 @@ fn bind_failure_exits_1_naming_the_address() {
 
 #[test]
 fn demo_passes_every_step() {
-    let output = tcprelay(&["demo"]);
+    let output = run_tcprelay(&["demo"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}{}", stderr_of(&output));
     assert_eq!(stdout.matches("[ok]").count(), 3, "{stdout}");
     assert!(stdout.contains("all steps passed"), "{stdout}");
-}
-
-/// A relay process that is killed (and reaped) when dropped; its stdout and stderr lines
-/// arrive on channels.
-struct RelayProcess {
-    child: Child,
-    addr: SocketAddr,
-    stdout_lines: mpsc::Receiver<String>,
-    stderr_lines: mpsc::Receiver<String>,
-    readers: Vec<thread::JoinHandle<()>>,
-}
-
-/// Sends each line of `pipe` to the returned channel, on a thread pushed onto `readers`.
-fn lines_of(
-    pipe: impl Read + Send + 'static,
-    readers: &mut Vec<thread::JoinHandle<()>>,
-) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    readers.push(thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    }));
-    receiver
-}
-
-impl RelayProcess {
-    fn start(args: &[&str]) -> RelayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcprelay");
-        let mut readers = Vec::new();
-        let stdout_lines = lines_of(child.stdout.take().unwrap(), &mut readers);
-        let stderr_lines = lines_of(child.stderr.take().unwrap(), &mut readers);
-        let first = stderr_lines.recv_timeout(TIMEOUT).expect("a first log line");
-        let addr = first
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split(['"', ' ']).next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no `listening on ADDR` in {first:?}"));
-        RelayProcess { child, addr, stdout_lines, stderr_lines, readers }
-    }
-
-    /// The next stderr line that contains `needle`.
-    fn log_line_with(&self, needle: &str) -> String {
-        loop {
-            let line = self.stderr_lines.recv_timeout(TIMEOUT).expect("a log line");
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-    }
 }
 
 #[test]
@@ -157,13 +83,7 @@ fn binary_relays_and_logs_one_line_per_connection() {
 
     let sent = pattern(9, 100_000);
     let client = connect(relay.addr);
-    let received = thread::scope(|scope| {
-        scope.spawn(|| {
-            write_all(&client, &sent).unwrap();
-            client.shutdown(Shutdown::Write).unwrap();
-        });
-        read_all(&client).unwrap()
-    });
+    let received = exchange(&client, &sent);
     assert!(received == sent, "echo through the binary differs");
 
     let line = relay.log_line_with("connection closed");
@@ -232,11 +152,44 @@ fn explain_narrates_each_connection_with_the_go_lines() {
         ),
     ];
     for (event, go) in expected {
-        let line = relay.stdout_lines.recv_timeout(TIMEOUT).expect("an --explain line");
+        let line = relay.stdout_line();
         assert!(line.starts_with("conn 1 "), "{line}");
         assert!(
             line.contains(event) && line.contains(go),
             "expected {event:?} / {go:?}, got {line:?}"
         );
+    }
+}
+
+/// The README's flags table lists every flag `--help` lists, with the same default.
+#[test]
+fn readme_flags_table_matches_help() {
+    let output = run_tcprelay(&["--help"]);
+    let help = String::from_utf8(output.stdout).unwrap();
+    let readme = include_str!("../README.md");
+    let options = help.split("Options:").nth(1).expect("an Options: section");
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for line in options.lines() {
+        let starts_a_flag = line.starts_with("  -") || line.starts_with("      --");
+        if starts_a_flag {
+            let flag = line.split_whitespace().find(|word| word.starts_with("--")).unwrap();
+            flags.push((flag.trim_end_matches(',').to_string(), None));
+        }
+        if let Some(default) = line.split("[default: ").nth(1) {
+            let default = default.split(']').next().unwrap().to_string();
+            flags.last_mut().expect("a default after its flag").1 = Some(default);
+        }
+    }
+    assert!(flags.len() >= 20, "too few flags parsed from --help: {flags:?}");
+    for (flag, default) in flags {
+        let row = readme
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .find(|line| line.split(" | ").next().unwrap().contains(&format!("`{flag}")))
+            .unwrap_or_else(|| panic!("README.md has no row for {flag}"));
+        if let Some(default) = default {
+            let column = row.split(" | ").nth(1).unwrap_or_default();
+            assert!(column.contains(&default), "{flag}: README says {column:?}, --help {default}");
+        }
     }
 }

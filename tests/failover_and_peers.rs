@@ -8,28 +8,11 @@
 mod support;
 
 use std::net::TcpListener;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use support::*;
 use tcprelay::Config;
 use tcprelay::proxy_protocol::ProxyVersion;
-
-/// Held for the whole of each test in this file.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    // A test that failed while holding it leaves nothing half-done behind.
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A relay config with these upstreams, in order.
-fn to_all(upstreams: &[String]) -> Config {
-    Config {
-        upstream: upstreams[0].clone(),
-        more_upstreams: upstreams[1..].to_vec(),
-        ..quiet_config()
-    }
-}
 
 #[test]
 fn a_failed_upstream_is_used_again_once_it_comes_back() {

@@ -25,8 +25,9 @@ use tcprelay::Config;
 /// paused a 100 ms sender long enough to trip the timer.)
 const IDLE: Duration = Duration::from_millis(800);
 const HALF_CLOSE: Duration = Duration::from_millis(800);
-/// The pace of a slow, steady sender.
+/// The pace of a slow, steady sender, and the bytes it sends each time.
 const PACE: Duration = Duration::from_millis(100);
+const CHUNK: usize = 1000;
 /// How late a timeout may close and still count as on time: generous for a busy machine,
 /// and still far below what a timer that never fired (the read timeout of a test socket,
 /// 10 s) would take.
@@ -60,6 +61,10 @@ fn relay_with_timeouts(upstream: &Upstream, idle: Duration, half_close: Duration
         upstream: upstream.addr.to_string(),
         idle_timeout: idle,
         half_close_timeout: half_close,
+        // Threads exit with their connection instead of parking for the next one, so the
+        // connection-thread count can return to the baseline (tests/thread_pool.rs covers
+        // the parked threads).
+        thread_keep_alive: Duration::ZERO,
         ..quiet_config()
     })
 }
@@ -78,6 +83,22 @@ fn assert_still_serving(relay: SocketAddr) {
     write_all(&client, b"still serving").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_all(&client).unwrap(), b"still serving");
+}
+
+/// After a fault: the relay still serves, and every descriptor and connection thread of the
+/// faulty connection is given back.
+fn assert_recovered(relay: SocketAddr, baseline: &Baseline) {
+    assert_still_serving(relay);
+    baseline.assert_restored();
+}
+
+/// A slow, steady sender: `bytes` in chunks of [`CHUNK`], one every [`PACE`].
+fn send_paced(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    for chunk in bytes.chunks(CHUNK) {
+        thread::sleep(PACE); // pacing the sender, not synchronising
+        write_all(stream, chunk)?;
+    }
+    Ok(())
 }
 
 /// Reads until the connection ends, by EOF or by a reset, and returns what arrived. A read
@@ -163,8 +184,7 @@ fn idle_timeout_closes_an_idle_connection_on_both_sides() {
     assert_eq!(end, Ok(0), "the upstream sees EOF");
     assert_within(at.duration_since(quiet_from), IDLE, "the upstream saw EOF");
     drop(client);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// The upstream sends a chunk every [`PACE`] for four idle timeouts while the client says
@@ -174,13 +194,10 @@ fn idle_timeout_closes_an_idle_connection_on_both_sides() {
 fn download_only_stream_outlives_the_idle_timeout() {
     let _serial = serial();
     let chunks = (4 * IDLE.as_millis() / PACE.as_millis()) as usize;
-    let sent = pattern(11, chunks * 1000);
+    let sent = pattern(11, chunks * CHUNK);
     let upstream_sent = sent.clone();
     let upstream = upstream_running(move |stream| {
-        for chunk in upstream_sent.chunks(1000) {
-            thread::sleep(PACE); // pacing the sender, not synchronising
-            write_all(&stream, chunk).unwrap();
-        }
+        send_paced(&stream, &upstream_sent).unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
         let _ = read_all(&stream);
     });
@@ -195,8 +212,7 @@ fn download_only_stream_outlives_the_idle_timeout() {
     assert_eq!(received.len(), sent.len(), "bytes lost: the download was cut");
     assert!(received == sent, "download corrupted");
     drop(client);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// The mirror image: the client uploads a chunk every [`PACE`] for four idle timeouts while
@@ -205,7 +221,7 @@ fn download_only_stream_outlives_the_idle_timeout() {
 fn upload_only_stream_outlives_the_idle_timeout() {
     let _serial = serial();
     let chunks = (4 * IDLE.as_millis() / PACE.as_millis()) as usize;
-    let sent = pattern(12, chunks * 1000);
+    let sent = pattern(12, chunks * CHUNK);
     let (upstream_got, upload) = mpsc::channel();
     let upstream = upstream_running(move |stream| {
         upstream_got.send(read_all(&stream).map_err(|error| error.kind())).unwrap();
@@ -215,10 +231,7 @@ fn upload_only_stream_outlives_the_idle_timeout() {
 
     let started = Instant::now();
     let client = scenario_client(relay.addr);
-    for chunk in sent.chunks(1000) {
-        thread::sleep(PACE);
-        write_all(&client, chunk).expect("the relay is still forwarding");
-    }
+    send_paced(&client, &sent).expect("the relay is still forwarding");
     client.shutdown(Shutdown::Write).unwrap();
     let received = upload.recv_timeout(TIMEOUT).unwrap().expect("the whole upload, then EOF");
 
@@ -227,8 +240,7 @@ fn upload_only_stream_outlives_the_idle_timeout() {
     assert!(received == sent, "upload corrupted");
     assert!(read_all(&client).unwrap().is_empty());
     drop(client);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 // ---- the half-close timeout ----------------------------------------------------------
@@ -268,8 +280,7 @@ fn half_close_timeout_closes_a_silent_half_open_peer() {
     let upstream_closed = upstream_events.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(upstream_closed, Ok(vec![1]), "the relay closed the upstream connection");
     drop(client);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// After the client's half-close, the upstream replies slowly but steadily: a chunk every
@@ -279,14 +290,11 @@ fn half_close_timeout_closes_a_silent_half_open_peer() {
 fn slow_steady_reply_after_half_close_is_not_cut() {
     let _serial = serial();
     let chunks = (4 * HALF_CLOSE.as_millis() / PACE.as_millis()) as usize;
-    let reply = pattern(13, chunks * 1000);
+    let reply = pattern(13, chunks * CHUNK);
     let upstream_reply = reply.clone();
     let upstream = upstream_running(move |stream| {
         assert_eq!(read_all(&stream).unwrap(), b"request");
-        for chunk in upstream_reply.chunks(1000) {
-            thread::sleep(PACE);
-            write_all(&stream, chunk).unwrap();
-        }
+        send_paced(&stream, &upstream_reply).unwrap();
     });
     let relay = relay_with_timeouts(&upstream, Duration::ZERO, HALF_CLOSE);
     let baseline = Baseline::take();
@@ -301,8 +309,7 @@ fn slow_steady_reply_after_half_close_is_not_cut() {
     assert_eq!(received.len(), reply.len(), "bytes lost: the reply was cut");
     assert!(received == reply, "reply corrupted");
     drop(client);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 // ---- resets and abrupt closes, phase by phase -----------------------------------------
@@ -371,8 +378,7 @@ fn client_reset_mid_upload_ends_the_upstream_connection() {
     let received = upload.recv_timeout(TIMEOUT).expect("the upstream connection ended");
     assert!(received.len() >= 64 * 1024 && received.len() <= 256 * 1024);
     assert!(received == sent[..received.len()], "the upload is not a prefix of what was sent");
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// The client resets while downloading: the upstream's writes fail soon after, and the
@@ -397,8 +403,7 @@ fn client_reset_mid_download_ends_the_upstream_connection() {
     let written = written.recv_timeout(TIMEOUT).expect("the upstream's writes fail");
     assert!(written >= first.len() as u64);
     assert!(first[..65536] == chunk[..] && first[65536..] == chunk[..100_000 - 65536]);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// The upstream resets while the client uploads (it closes with bytes unread): the client
@@ -428,8 +433,7 @@ fn upstream_reset_mid_upload_ends_the_client_connection() {
     let received = upload.recv_timeout(TIMEOUT).unwrap();
     let expected: Vec<u8> = chunk.iter().copied().cycle().take(received.len()).collect();
     assert!(received == expected, "the upload is not a prefix of what was sent");
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// The upstream resets in the middle of a download (it closes with the client's bytes
@@ -453,8 +457,7 @@ fn upstream_reset_mid_download_ends_the_client_connection() {
     assert!(received.len() <= sent.len());
     assert!(received == sent[..received.len()], "the download is not a prefix of what was sent");
     drop(client);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// The client half-closes, the upstream starts a long reply, and the client resets partway
@@ -481,8 +484,7 @@ fn client_reset_after_its_half_close_ends_the_upstream_connection() {
     drop(client); // RST: the rest of the reply is unread
 
     assert!(written.recv_timeout(TIMEOUT).expect("the upstream's writes fail") >= 65536);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// The client half-closes, and the upstream resets partway through its reply (it closes
@@ -508,8 +510,7 @@ fn upstream_reset_after_the_client_half_close_ends_the_client_connection() {
     assert!(received.len() <= reply.len());
     assert!(received == reply[..received.len()], "the reply is not a prefix of what was sent");
     drop(client);
-    assert_still_serving(relay.addr);
-    baseline.assert_restored();
+    assert_recovered(relay.addr, &baseline);
 }
 
 /// Timeouts on, and a burst of short echo exchanges: each ends by its own EOFs long before
@@ -528,13 +529,7 @@ fn timers_leave_nothing_behind_after_normal_exchanges() {
             scope.spawn(move || {
                 let client = connect(relay.addr);
                 write_all(&client, &[ECHO]).unwrap();
-                let received = thread::scope(|inner| {
-                    inner.spawn(|| {
-                        write_all(&client, &sent).unwrap();
-                        client.shutdown(Shutdown::Write).unwrap();
-                    });
-                    read_all(&client).unwrap()
-                });
+                let received = exchange(&client, &sent);
                 assert!(received == *sent, "echo corrupted");
             });
         }

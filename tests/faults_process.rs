@@ -50,6 +50,8 @@ fn client_that_stops_reading_costs_bounded_memory_and_is_closed_by_the_idle_time
         "--thread-keep-alive",
         "0",
     ]);
+    // The `listening on` line comes before the accept thread starts; `serving` comes from it.
+    relay.log_line_with("msg=serving");
     let idle_rss = relay.status("VmRSS");
     let idle_threads = relay.status("Threads");
     let idle_fds = relay.open_fds().len();
@@ -138,6 +140,7 @@ fn out_of_descriptors_the_relay_neither_exits_nor_spins_and_recovers() {
     let upstream_arg = upstream.addr.to_string();
     let args = ["--listen", "127.0.0.1:0", "--upstream", &upstream_arg];
     let (mut relay, fit) = relay_at_descriptor_limit(LIMIT, &args);
+    let idle_fds = relay.open_fds().len();
     let echo = |client: &TcpStream| {
         write_all(client, b"x").unwrap();
         let mut echoed = [0; 1];
@@ -170,6 +173,14 @@ fn out_of_descriptors_the_relay_neither_exits_nor_spins_and_recovers() {
 
     drop(refused);
     drop(held);
+    // The relay frees a connection's descriptors only after both its threads saw the close;
+    // a client that came before that would find no descriptor for its dial (and be refused
+    // with EOF, as designed). No signal says when they are free, so poll.
+    assert!(
+        eventually(|| relay.open_fds().len() <= idle_fds),
+        "descriptors not given back: {} open, {idle_fds} at the start",
+        relay.open_fds().len()
+    );
     let fresh = connect(relay.addr);
     assert_eq!(echo(&fresh).expect("served again once descriptors are free"), *b"x");
     assert!(relay.is_running());

@@ -345,6 +345,10 @@ fn soak(soak: Soak) {
         upstream: upstream.addr.to_string(),
         max_connections: soak.concurrent,
         connect_timeout: STALL,
+        // Threads exit with their connection instead of parking for the next one, so the
+        // connection-thread count can return to the baseline (tests/thread_pool.rs covers
+        // the parked threads).
+        thread_keep_alive: std::time::Duration::ZERO,
         ..quiet_config()
     });
     let baseline = Baseline::take();

@@ -92,6 +92,10 @@ fn hooked_relay(upstream: &Upstream, max_connections: usize) -> TestRelay {
         upstream: upstream.addr.to_string(),
         max_connections,
         thread_hook: hook,
+        // Threads exit with their connection instead of parking for the next one, so the
+        // connection-thread count can return to the baseline (tests/thread_pool.rs covers
+        // the parked threads).
+        thread_keep_alive: std::time::Duration::ZERO,
         ..quiet_config()
     })
 }
@@ -110,10 +114,7 @@ fn reporting_echo() -> (Upstream, mpsc::Receiver<Result<usize, ErrorKind>>) {
 
 /// One echo exchange through the relay.
 fn assert_echo(relay: &TestRelay, message: &[u8]) {
-    let client = connect(relay.addr);
-    write_all(&client, message).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), message);
+    assert_eq!(echo_through(relay.addr, message), message);
 }
 
 /// Waits until the client's connection ends (EOF or reset; not a read timeout).
@@ -258,6 +259,10 @@ fn max_connections_bounds_upstream_connections_and_threads() {
         upstream: upstream.addr().to_string(),
         max_connections: MAX,
         thread_hook: hook,
+        // Threads exit with their connection instead of parking for the next one, so the
+        // connection-thread count can return to the baseline (tests/thread_pool.rs covers
+        // the parked threads).
+        thread_keep_alive: std::time::Duration::ZERO,
         ..quiet_config()
     });
     let baseline = Baseline::take();

@@ -18,7 +18,7 @@
 
 mod support;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -26,26 +26,15 @@ use std::sync::{OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use support::{TIMEOUT as WAIT, Upstream, connect};
+use support::{
+    RelayProcess, SECOND_MESSAGE as SECOND, TIMEOUT as WAIT, assert_silent, connect, first_message,
+    handing_upstream, read_exactly, read_to_eof, send, text, who_receives,
+};
 
 /// How long we listen for an EOF that must NOT come. Used only after the
 /// program has shown, by something we observed, that the moment it would
 /// have sent the EOF is already past.
 const QUIET: Duration = Duration::from_millis(500);
-
-/// The client's second message: what follows the first one.
-const SECOND: &[u8] = b"second message\n";
-
-/// The client's first message: exactly 128 bytes, the size of the seed's
-/// `data` buffer, written with one `write` right after connect. On loopback
-/// one write is one segment, so the seed's one `conn.Read(data)` takes
-/// exactly this message, no less and no more.
-fn first_message() -> Vec<u8> {
-    let mut message = b"first message: 128 bytes, one write, right after connect".to_vec();
-    message.resize(127, b'.');
-    message.push(b'\n');
-    message
-}
 
 // ---------------------------------------------------------------------------
 // The seed's bug: the first message is read and never forwarded.
@@ -54,17 +43,17 @@ fn first_message() -> Vec<u8> {
 #[test]
 fn seed_loses_the_first_message() {
     let (upstream, accepted) = handing_upstream();
-    let seed = Proxy::go("seed", upstream.addr);
-    let mut shared = accepted.next("the seed's start-up dial");
+    let seed = go_proxy("seed", upstream.addr);
+    let shared = accepted.next("the seed's start-up dial");
 
-    let mut client = connect(seed.addr);
-    send(&mut client, &first_message());
-    send(&mut client, SECOND);
+    let client = connect(seed.addr);
+    send(&client, &first_message());
+    send(&client, SECOND);
 
     // TCP keeps order: had the first message been forwarded, its 128 bytes
     // would come first. What comes first is the second message, so the
     // first was taken by `conn.Read(data)` and dropped.
-    let received = read_exactly(&mut shared, SECOND.len(), "the upstream, behind the seed");
+    let received = read_exactly(&shared, SECOND.len(), "the upstream, behind the seed");
     assert_eq!(
         text(&received),
         text(SECOND),
@@ -80,15 +69,15 @@ fn seed_loses_the_first_message() {
 fn articlefix_and_correct_deliver_the_first_message() {
     for program in ["articlefix", "correct"] {
         let (upstream, accepted) = handing_upstream();
-        let proxy = Proxy::go(program, upstream.addr);
+        let proxy = go_proxy(program, upstream.addr);
 
-        let mut client = connect(proxy.addr);
-        send(&mut client, &first_message());
-        send(&mut client, SECOND);
+        let client = connect(proxy.addr);
+        send(&client, &first_message());
+        send(&client, SECOND);
 
-        let mut upstream_side = accepted.next(program);
+        let upstream_side = accepted.next(program);
         let expected = [first_message().as_slice(), SECOND].concat();
-        let received = read_exactly(&mut upstream_side, expected.len(), program);
+        let received = read_exactly(&upstream_side, expected.len(), program);
         assert_eq!(text(&received), text(&expected), "{program}: both messages, in order");
     }
 }
@@ -101,26 +90,26 @@ fn articlefix_and_correct_deliver_the_first_message() {
 fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
     for (program, swallows_first_message) in [("seed", true), ("articlefix", false)] {
         let (upstream, accepted) = handing_upstream();
-        let proxy = Proxy::go(program, upstream.addr);
-        let mut shared = accepted.next(program);
-        let say = |client: &mut TcpStream, line: &[u8]| {
+        let proxy = go_proxy(program, upstream.addr);
+        let shared = accepted.next(program);
+        let say = |client: &TcpStream, line: &[u8]| {
             if swallows_first_message {
                 send(client, &first_message()); // the seed's conn.Read(data) eats this
             }
             send(client, line);
         };
 
-        let mut a = connect(proxy.addr);
-        say(&mut a, b"A: hello\n");
-        assert_eq!(text(&read_exactly(&mut shared, 9, program)), "A: hello\n");
-        send(&mut shared, b"reply to A\n");
-        assert_eq!(text(&read_exactly(&mut a, 11, "client A")), "reply to A\n");
+        let a = connect(proxy.addr);
+        say(&a, b"A: hello\n");
+        assert_eq!(text(&read_exactly(&shared, 9, program)), "A: hello\n");
+        send(&shared, b"reply to A\n");
+        assert_eq!(text(&read_exactly(&a, 11, "client A")), "reply to A\n");
 
-        let mut b = connect(proxy.addr);
-        say(&mut b, b"B: hello\n");
+        let b = connect(proxy.addr);
+        say(&b, b"B: hello\n");
         // B's line arrives on the SAME upstream connection as A's.
         assert_eq!(
-            text(&read_exactly(&mut shared, 9, program)),
+            text(&read_exactly(&shared, 9, program)),
             "B: hello\n",
             "{program}: B's bytes should follow A's on the one shared upstream stream"
         );
@@ -129,7 +118,7 @@ fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
         // reply goes to whichever handler is reading the shared dstConn. Go
         // holds a conn's read lock while a Read waits, so that is usually
         // A's, which has been waiting longest; we only assert "exactly one".
-        send(&mut shared, b"reply to B\n");
+        send(&shared, b"reply to B\n");
         let (to_a, to_b) = who_receives(&a, &b, 11);
         let reached = match (text(&to_a).as_str(), text(&to_b).as_str()) {
             ("reply to B\n", "") => "A, the wrong client",
@@ -153,23 +142,23 @@ fn seed_and_articlefix_put_two_clients_on_one_upstream_connection() {
 #[test]
 fn articlefix_never_half_closes_and_closes_the_client_before_the_reply() {
     let (upstream, accepted) = handing_upstream();
-    let proxy = Proxy::go("articlefix", upstream.addr);
-    let mut shared = accepted.next("articlefix");
+    let proxy = go_proxy("articlefix", upstream.addr);
+    let shared = accepted.next("articlefix");
 
-    let mut client = connect(proxy.addr);
-    send(&mut client, b"request\n");
+    let client = connect(proxy.addr);
+    send(&client, b"request\n");
     client.shutdown(Shutdown::Write).expect("half-close the client");
-    assert_eq!(text(&read_exactly(&mut shared, 8, "articlefix")), "request\n");
+    assert_eq!(text(&read_exactly(&shared, 8, "articlefix")), "request\n");
 
     // The client→upstream copy saw the client's EOF and returned; its
     // deferred conn.Close() closed the client, which reads EOF: no reply
     // can reach it any more (the server has not even answered yet).
-    let to_client = read_to_eof(&mut client, "the half-closed client");
+    let to_client = read_to_eof(&client, "the half-closed client");
     assert_eq!(text(&to_client), "", "articlefix closes the client before any reply");
 
     // That copy is over, and it never passed the EOF on: the upstream,
     // waiting for the end of the request, hears nothing at all.
-    assert_silent(&mut shared, "articlefix's upstream after the client half-closed");
+    assert_silent(&shared, QUIET, "articlefix's upstream after the client half-closed");
 }
 
 // ---------------------------------------------------------------------------
@@ -179,63 +168,63 @@ fn articlefix_never_half_closes_and_closes_the_client_before_the_reply() {
 #[test]
 fn correct_passes_the_half_close_on_and_delivers_the_reply() {
     let (upstream, accepted) = handing_upstream();
-    let proxy = Proxy::go("correct", upstream.addr);
+    let proxy = go_proxy("correct", upstream.addr);
 
-    let mut client = connect(proxy.addr);
-    send(&mut client, &first_message());
-    send(&mut client, SECOND);
+    let client = connect(proxy.addr);
+    send(&client, &first_message());
+    send(&client, SECOND);
     client.shutdown(Shutdown::Write).expect("half-close the client");
 
     // The upstream reads the whole request, then EOF: CloseWrite passed it on.
-    let mut upstream_side = accepted.next("correct");
-    let request = read_to_eof(&mut upstream_side, "correct's upstream");
+    let upstream_side = accepted.next("correct");
+    let request = read_to_eof(&upstream_side, "correct's upstream");
     assert_eq!(text(&request), text(&[first_message().as_slice(), SECOND].concat()));
 
     // Only now does the server answer, and the reply still reaches the client.
-    send(&mut upstream_side, b"the reply, sent after the request's EOF\n");
+    send(&upstream_side, b"the reply, sent after the request's EOF\n");
     upstream_side.shutdown(Shutdown::Write).expect("half-close the upstream");
-    let reply = read_to_eof(&mut client, "correct's client");
+    let reply = read_to_eof(&client, "correct's client");
     assert_eq!(text(&reply), "the reply, sent after the request's EOF\n");
 }
 
 #[test]
 fn correct_passes_a_half_close_from_the_upstream() {
     let (upstream, accepted) = handing_upstream();
-    let proxy = Proxy::go("correct", upstream.addr);
+    let proxy = go_proxy("correct", upstream.addr);
 
     // A server that speaks first and says everything at once, then EOF.
-    let mut client = connect(proxy.addr);
-    let mut upstream_side = accepted.next("correct");
-    send(&mut upstream_side, b"banner\n");
+    let client = connect(proxy.addr);
+    let upstream_side = accepted.next("correct");
+    send(&upstream_side, b"banner\n");
     upstream_side.shutdown(Shutdown::Write).expect("half-close the upstream");
-    assert_eq!(text(&read_to_eof(&mut client, "correct's client")), "banner\n");
+    assert_eq!(text(&read_to_eof(&client, "correct's client")), "banner\n");
 
     // The client can still talk after the server's EOF.
-    send(&mut client, b"still here\n");
+    send(&client, b"still here\n");
     client.shutdown(Shutdown::Write).expect("half-close the client");
-    assert_eq!(text(&read_to_eof(&mut upstream_side, "correct's upstream")), "still here\n");
+    assert_eq!(text(&read_to_eof(&upstream_side, "correct's upstream")), "still here\n");
 }
 
 #[test]
 fn correct_dials_one_upstream_per_client() {
     let (upstream, accepted) = handing_upstream();
-    let proxy = Proxy::go("correct", upstream.addr);
+    let proxy = go_proxy("correct", upstream.addr);
 
-    let mut a = connect(proxy.addr);
-    send(&mut a, b"A: hello\n");
-    let mut upstream_a = accepted.next("correct, for A");
-    assert_eq!(text(&read_exactly(&mut upstream_a, 9, "A's upstream")), "A: hello\n");
+    let a = connect(proxy.addr);
+    send(&a, b"A: hello\n");
+    let upstream_a = accepted.next("correct, for A");
+    assert_eq!(text(&read_exactly(&upstream_a, 9, "A's upstream")), "A: hello\n");
 
-    let mut b = connect(proxy.addr);
-    send(&mut b, b"B: hello\n");
-    let mut upstream_b = accepted.next("correct, for B");
-    assert_eq!(text(&read_exactly(&mut upstream_b, 9, "B's upstream")), "B: hello\n");
+    let b = connect(proxy.addr);
+    send(&b, b"B: hello\n");
+    let upstream_b = accepted.next("correct, for B");
+    assert_eq!(text(&read_exactly(&upstream_b, 9, "B's upstream")), "B: hello\n");
 
     // Each reply travels on its own client's connection.
-    send(&mut upstream_b, b"reply to B\n");
-    send(&mut upstream_a, b"reply to A\n");
-    assert_eq!(text(&read_exactly(&mut b, 11, "client B")), "reply to B\n");
-    assert_eq!(text(&read_exactly(&mut a, 11, "client A")), "reply to A\n");
+    send(&upstream_b, b"reply to B\n");
+    send(&upstream_a, b"reply to A\n");
+    assert_eq!(text(&read_exactly(&b, 11, "client B")), "reply to B\n");
+    assert_eq!(text(&read_exactly(&a, 11, "client A")), "reply to A\n");
 
     drop((a, b, upstream_a, upstream_b, proxy));
     assert_eq!(upstream.accepted(), 2, "one upstream connection per client");
@@ -298,7 +287,7 @@ fn lab_nc_shows_the_seed_losing_the_first_line() {
     {
         let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
         let upstream_addr = upstream.listening_addr();
-        let proxy = Proxy::go(program, upstream_addr);
+        let proxy = go_proxy(program, upstream_addr);
         // Both programs dial the upstream at start-up, before any client exists.
         let connected = upstream.stderr_line();
         assert!(connected.starts_with("Connection received"), "{program}: {connected:?}");
@@ -321,7 +310,7 @@ fn lab_nc_shows_articlefix_never_passing_the_eof_on() {
     require_tool("nc", &["-h"], "apt-get install netcat-openbsd");
     for (program, passes_eof_on) in [("articlefix", false), ("correct", true)] {
         let mut upstream = Nc::start(&["-v", "-d", "-l", "127.0.0.1", "0"]);
-        let proxy = Proxy::go(program, upstream.listening_addr());
+        let proxy = go_proxy(program, upstream.listening_addr());
         let mut client = Nc::start(&["-N", "127.0.0.1", &proxy.addr.port().to_string()]);
         client.type_line(b"request\n");
         client.end_input(); // printf ends: nc -N shuts the socket's write side
@@ -354,9 +343,8 @@ fn lab_explain_pairs_each_event_with_its_go_line() {
     require_tool("nc", &["-h"], "apt-get install netcat-openbsd");
     let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
     let upstream_addr = upstream.listening_addr().to_string();
-    let tcprelay = Path::new(env!("CARGO_BIN_EXE_tcprelay"));
     let args = ["--explain", "--listen", "127.0.0.1:0", "--upstream", &upstream_addr];
-    let relay = Proxy::start(tcprelay, &args);
+    let relay = RelayProcess::start(&args);
     let mut client = Nc::start(&["-N", "127.0.0.1", &relay.addr.port().to_string()]);
 
     client.type_line(b"hello\n");
@@ -387,209 +375,16 @@ fn lab_explain_pairs_each_event_with_its_go_line() {
 }
 
 // ---------------------------------------------------------------------------
-// Helpers. Candidates for tests/support: read_exactly, assert_silent,
-// who_receives and handing_upstream are not specific to the Go programs.
+// Helpers: the proxies, nc, and the builds. The scenario's messages and reads
+// live in tests/support, shared with tests/seed_bug_in_rust.rs.
 // ---------------------------------------------------------------------------
 
-/// Writes all of `bytes`, panicking with the reason if the peer is gone.
-fn send(stream: &mut TcpStream, bytes: &[u8]) {
-    stream.write_all(bytes).unwrap_or_else(|e| panic!("write {:?}: {e}", text(bytes)));
-}
-
-/// Reads exactly `len` bytes or panics, naming `who` and what had arrived.
-fn read_exactly(stream: &mut TcpStream, len: usize, who: &str) -> Vec<u8> {
-    let mut received = Vec::with_capacity(len);
-    let mut buffer = [0u8; 4096];
-    while received.len() < len {
-        let want = (len - received.len()).min(buffer.len());
-        match stream.read(&mut buffer[..want]) {
-            Ok(0) => panic!("{who}: EOF after {:?}, expected {len} bytes", text(&received)),
-            Ok(n) => received.extend_from_slice(&buffer[..n]),
-            Err(e) => panic!("{who}: {e} after {:?}, expected {len} bytes", text(&received)),
-        }
-    }
-    received
-}
-
-/// Reads until EOF (each read bounded by the stream's read timeout).
-fn read_to_eof(stream: &mut TcpStream, who: &str) -> Vec<u8> {
-    let mut received = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut received) {
-        panic!("{who}: no EOF: {e} after {:?}", text(&received));
-    }
-    received
-}
-
-/// Asserts that nothing, not even EOF, arrives within `QUIET`.
-fn assert_silent(stream: &mut TcpStream, who: &str) {
-    stream.set_read_timeout(Some(QUIET)).expect("set a read timeout");
-    let mut buffer = [0u8; 64];
-    match stream.read(&mut buffer) {
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-        Ok(0) => panic!("{who}: EOF arrived"),
-        Ok(n) => panic!("{who}: {:?} arrived", text(&buffer[..n])),
-        Err(e) => panic!("{who}: {e}"),
-    }
-    stream.set_read_timeout(Some(WAIT)).expect("set a read timeout");
-}
-
-/// Reads `len` bytes on `a` and on `b` at once and returns what each got.
-/// As soon as one has them, the other's read side is shut down, which wakes
-/// its blocked read with EOF: no waiting out a timeout.
-fn who_receives(a: &TcpStream, b: &TcpStream, len: usize) -> (Vec<u8>, Vec<u8>) {
-    let (done_tx, done_rx) = mpsc::channel();
-    thread::scope(|scope| {
-        let readers = [a, b].map(|mut stream| {
-            let done_tx = done_tx.clone();
-            scope.spawn(move || {
-                let mut received = Vec::new();
-                let mut buffer = [0u8; 64];
-                while received.len() < len {
-                    match stream.read(&mut buffer) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => received.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let _ = done_tx.send(());
-                received
-            })
-        });
-        if done_rx.recv_timeout(WAIT + WAIT).is_ok() {
-            for stream in [a, b] {
-                let _ = stream.shutdown(Shutdown::Read);
-            }
-        }
-        let [a, b] = readers.map(|reader| reader.join().expect("the reader does not panic"));
-        (a, b)
-    })
-}
-
-/// Bytes as text for messages and comparisons (every message here is ASCII).
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// An upstream (tests/support) that hands each connection it accepts to the
-/// test, in order, through `Accepted`; `Upstream::accepted` counts them.
-fn handing_upstream() -> (Upstream, Accepted) {
-    let (handed_tx, handed_rx) = mpsc::channel();
-    let upstream = Upstream::start(move |stream| {
-        let _ = handed_tx.send(stream);
-    });
-    (upstream, Accepted(handed_rx))
-}
-
-/// The upstream's side of each connection the proxy opened, in order.
-struct Accepted(mpsc::Receiver<TcpStream>);
-
-impl Accepted {
-    /// The next connection the proxy opened to the upstream, within `WAIT`.
-    fn next(&self, who: &str) -> TcpStream {
-        self.0
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("{who}: no upstream connection within {WAIT:?}"))
-    }
-}
-
-/// A proxy running as a child process (a Go program, or the tcprelay
-/// binary), killed and reaped on drop. Its stdout lines arrive on a channel.
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-    stdout_lines: mpsc::Receiver<String>,
-    readers: Vec<JoinHandle<String>>,
-}
-
-impl Proxy {
-    /// Starts `docs/go/<program> -listen 127.0.0.1:0 -upstream ADDR`.
-    fn go(program: &str, upstream: SocketAddr) -> Proxy {
-        let upstream = upstream.to_string();
-        let args = ["-listen", "127.0.0.1:0", "-upstream", &upstream];
-        Proxy::start(&go_programs().join(program), &args)
-    }
-
-    /// Starts `path` with `args` and waits for its `listening on ADDR` line.
-    fn start(path: &Path, args: &[&str]) -> Proxy {
-        let mut child = Command::new(path)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let (line_tx, stdout_lines) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let readers = vec![
-            thread::spawn(move || {
-                let mut all = String::new();
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    // `listening on 127.0.0.1:PORT`, bare (Go) or in a logfmt msg="..." (tcprelay)
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        let addr = rest.split(['"', ' ']).next().unwrap_or_default();
-                        let _ = addr_tx.send(addr.to_string());
-                    }
-                    all += &line;
-                    all += "\n";
-                }
-                all
-            }),
-            thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let _ = line_tx.send(line);
-                }
-                String::new()
-            }),
-        ];
-        let mut proxy = Proxy {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)), // replaced below
-            stdout_lines,
-            readers,
-        };
-        match addr_rx.recv_timeout(WAIT).map(|addr| addr.parse()) {
-            Ok(Ok(addr)) => proxy.addr = addr,
-            _ => {
-                let stderr = proxy.stop();
-                panic!(
-                    "{} printed no `listening on ADDR` within {WAIT:?}; stderr:\n{stderr}",
-                    path.display()
-                );
-            }
-        }
-        proxy
-    }
-
-    /// Its stdout lines up to and including the first that contains `last`.
-    fn stdout_until(&self, last: &str) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            match self.stdout_lines.recv_timeout(WAIT) {
-                Ok(line) if line.contains(last) => {
-                    lines.push(line);
-                    return lines;
-                }
-                Ok(line) => lines.push(line),
-                Err(_) => panic!("no stdout line with {last:?} within {WAIT:?}; got {lines:#?}"),
-            }
-        }
-    }
-
-    /// Kills the program, reaps it, and returns everything it wrote to stderr.
-    fn stop(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let outputs: Vec<String> =
-            self.readers.drain(..).map(|reader| reader.join().unwrap_or_default()).collect();
-        outputs.concat()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts `docs/go/<program> -listen 127.0.0.1:0 -upstream ADDR` and waits
+/// for its `listening on ADDR` line.
+fn go_proxy(program: &str, upstream: SocketAddr) -> RelayProcess {
+    let upstream = upstream.to_string();
+    let args = ["-listen", "127.0.0.1:0", "-upstream", &upstream];
+    RelayProcess::start_program(&go_programs().join(program), &args)
 }
 
 /// An OpenBSD `nc` child process with piped stdin, stdout and stderr, killed

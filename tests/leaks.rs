@@ -29,8 +29,15 @@ fn descriptors_and_threads_return_to_idle_after_every_kind_of_ending() {
             }
         }
     });
-    let relay = TestRelay::to(upstream.addr);
-    let refused = TestRelay::to(refusing_addr());
+    // Threads exit with their connection instead of parking for the next one, so the thread
+    // count can return to idle (tests/thread_pool.rs covers the parked threads).
+    let no_parking = |upstream: String| tcprelay::Config {
+        upstream,
+        thread_keep_alive: std::time::Duration::ZERO,
+        ..quiet_config()
+    };
+    let relay = TestRelay::start(no_parking(upstream.addr.to_string()));
+    let refused = TestRelay::start(no_parking(refusing_addr().to_string()));
     let (idle_fds, idle_threads) = (open_fds(), thread_count());
 
     // A normal exchange with a half-close.

@@ -12,15 +12,6 @@ use support::*;
 use tcprelay::proxy_protocol::{self, ProxyVersion};
 use tcprelay::{Config, Policy};
 
-/// A relay config with these upstreams, in order.
-fn to_all(upstreams: &[String]) -> Config {
-    Config {
-        upstream: upstreams[0].clone(),
-        more_upstreams: upstreams[1..].to_vec(),
-        ..quiet_config()
-    }
-}
-
 #[test]
 fn first_fails_over_and_skips_a_dead_upstream_while_it_backs_off() {
     let dead = dead_addr();
@@ -132,7 +123,8 @@ fn assert_proxy_header(version: ProxyVersion, listen: &str) {
 
     let mut expected = proxy_protocol::header(version, client.local_addr().unwrap(), relay.addr);
     expected.extend_from_slice(b"hello");
-    assert_eq!(received.recv_timeout(TIMEOUT).unwrap(), expected);
+    let recorded = received.recv_timeout(TIMEOUT).unwrap().expect("the upstream reads up to EOF");
+    assert_eq!(recorded, expected);
     assert_eq!(
         settled(&relay.metrics).bytes_client_to_upstream,
         5,
@@ -159,7 +151,8 @@ fn proxy_protocol_v1_header_is_readable_text() {
     let client = connect(relay.addr);
     client.shutdown(Shutdown::Write).unwrap();
     let port = client.local_addr().unwrap().port();
-    let line = String::from_utf8(received.recv_timeout(TIMEOUT).unwrap()).unwrap();
+    let recorded = received.recv_timeout(TIMEOUT).unwrap().expect("the upstream reads up to EOF");
+    let line = String::from_utf8(recorded).unwrap();
     assert_eq!(line, format!("PROXY TCP4 127.0.0.1 127.0.0.1 {port} {}\r\n", relay.addr.port()));
 }
 
@@ -169,10 +162,7 @@ fn metrics_count_connections_and_bytes_exactly() {
     let relay = TestRelay::to(upstream.addr);
     for (seed, len) in [(1, 10), (2, 100_000), (3, 0)] {
         let data = pattern(seed, len);
-        let client = connect(relay.addr);
-        write_all(&client, &data).unwrap();
-        client.shutdown(Shutdown::Write).unwrap();
-        assert_eq!(checksum(&read_all(&client).unwrap()), checksum(&data));
+        assert_eq!(checksum(&echo_through(relay.addr, &data)), checksum(&data));
     }
     let metrics = settled(&relay.metrics);
     assert_eq!(metrics.accepted, 3);

@@ -4,18 +4,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
 
 use support::*;
-
-fn tcprelay(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(args).output().expect("run tcprelay")
-}
 
 /// A config file with `text`, in a directory of its own under the system's temp dir;
 /// removed when dropped.
@@ -58,7 +50,7 @@ fn config_file_errors_name_file_line_and_column_and_exit_2() {
     ];
     for (name, text, position, culprit) in cases {
         let file = ConfigFile::new(name, text);
-        let output = tcprelay(&["--config", file.arg()]);
+        let output = run_tcprelay(&["--config", file.arg()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
         let expected = format!("{}{position}", file.arg());
@@ -67,12 +59,12 @@ fn config_file_errors_name_file_line_and_column_and_exit_2() {
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
 
-    let missing = tcprelay(&["--config", "/nonexistent/tcprelay.conf"]);
+    let missing = run_tcprelay(&["--config", "/nonexistent/tcprelay.conf"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/tcprelay.conf"));
 
     let file = ConfigFile::new("mixed.conf", "route :0 -> :1\n");
-    let mixed = tcprelay(&["--config", file.arg(), "--listen", ":0"]);
+    let mixed = run_tcprelay(&["--config", file.arg(), "--listen", ":0"]);
     assert_eq!(mixed.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&mixed.stderr).contains("--listen cannot be combined"));
 }
@@ -86,7 +78,7 @@ fn check_prints_what_would_run_and_exits_0() {
          name=web policy=round-robin proxy-protocol=v2 allow=10.0.0.0/8 deny=10.0.0.5\n\
          route [::1]:2222 -> [::1]:22 max-connections=20\n",
     );
-    let output = tcprelay(&["--check", "--config", file.arg()]);
+    let output = run_tcprelay(&["--check", "--config", file.arg()]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(
@@ -100,13 +92,13 @@ fn check_prints_what_would_run_and_exits_0() {
     );
 
     // The command line form too, without binding anything.
-    let output = tcprelay(&["--check", "-l", ":8080", "-u", ":80", "--route", ":8081=:81,:82"]);
+    let output = run_tcprelay(&["--check", "-l", ":8080", "-u", ":80", "--route", ":8081=:81,:82"]);
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("route 127.0.0.1:8080 -> 127.0.0.1:80 policy=first"), "{stdout}");
     assert!(stdout.contains("route 127.0.0.1:8081 -> 127.0.0.1:81 127.0.0.1:82 "), "{stdout}");
 
-    let output = tcprelay(&["--check", "--route", "unix:/run/a.sock=unix:/run/b.sock"]);
+    let output = run_tcprelay(&["--check", "--route", "unix:/run/a.sock=unix:/run/b.sock"]);
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("route unix:/run/a.sock -> unix:/run/b.sock policy=first"), "{stdout}");
@@ -121,72 +113,10 @@ fn route_flag_errors_exit_2() {
         (&["--route", ":0=:1", "--admin", "x"][..], "\"x\""),
         (&["--route", ":0=:1", "--drain-timeout", "1d"][..], "\"1d\""),
     ] {
-        let output = tcprelay(args);
+        let output = run_tcprelay(args);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(culprit), "{args:?}: {stderr}");
-    }
-}
-
-/// A running `tcprelay` with the addresses its `listening on` lines announced.
-struct Process {
-    child: Child,
-    routes: Vec<SocketAddr>,
-    admin: Option<SocketAddr>,
-    stderr: mpsc::Receiver<String>,
-    reader: Option<thread::JoinHandle<()>>,
-}
-
-impl Process {
-    /// Starts it and reads its start-up lines: `routes` `listening on` lines, then the admin
-    /// line if `with_admin`.
-    fn start(args: &[&str], routes: usize, with_admin: bool) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcprelay");
-        let (sender, stderr) = mpsc::channel();
-        let pipe = BufReader::new(child.stderr.take().unwrap());
-        let reader = thread::spawn(move || {
-            for line in pipe.lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-        let after = |line: &str, marker: &str| -> SocketAddr {
-            let rest = line.split(marker).nth(1).unwrap_or_else(|| panic!("{marker} in {line:?}"));
-            rest.split(['"', ' ', '/']).next().unwrap().parse().unwrap()
-        };
-        let mut found = Vec::new();
-        for _ in 0..routes {
-            let line = stderr.recv_timeout(TIMEOUT).expect("a listening line");
-            found.push(after(&line, "listening on "));
-        }
-        let admin = with_admin.then(|| {
-            let line = stderr.recv_timeout(TIMEOUT).expect("the admin line");
-            after(&line, "admin endpoint on http://")
-        });
-        Process { child, routes: found, admin, stderr, reader: Some(reader) }
-    }
-
-    /// Waits (bounded) for the process to exit and returns its exit code.
-    fn wait_for_exit(&mut self) -> Option<i32> {
-        assert!(
-            eventually(|| self.child.try_wait().ok().flatten().is_some()),
-            "tcprelay did not exit"
-        );
-        self.child.wait().unwrap().code()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
     }
 }
 
@@ -203,7 +133,7 @@ fn several_routes_metrics_and_drain_through_the_binary() {
             one.addr, two.addr, three.addr
         ),
     );
-    let mut relay = Process::start(&["--config", file.arg()], 3, true);
+    let mut relay = RelayProcess::start_routes(&["--config", file.arg()], 3, true);
     assert_eq!(served_by(relay.routes[0]), "one");
     assert_eq!(served_by(relay.routes[1]), "two");
 
@@ -226,7 +156,7 @@ fn several_routes_metrics_and_drain_through_the_binary() {
     assert_eq!(read_all(&live).unwrap(), b"before after");
     assert_eq!(relay.wait_for_exit(), Some(0));
     // Nothing at warn level or above was logged on the way.
-    while let Ok(line) = relay.stderr.try_recv() {
+    for line in relay.kill_and_collect_log() {
         assert!(!line.contains("level=warn") && !line.contains("level=error"), "{line}");
     }
 }
@@ -236,7 +166,7 @@ fn route_flags_run_several_listeners() {
     let (one, two) = (Upstream::banner("one"), Upstream::banner("two"));
     let (a, b) = (one.addr.to_string(), two.addr.to_string());
     let route = format!("127.0.0.1:0={b}");
-    let relay = Process::start(
+    let relay = RelayProcess::start_routes(
         &["-l", ":0", "-u", &a, "--route", &route, "--log-level", "error"],
         2,
         false,
@@ -252,7 +182,7 @@ fn the_documented_example_checks_as_documented() {
     let doc = include_str!("../docs/operations.md");
     let example = doc.split("```text\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
     let file = ConfigFile::new("documented.conf", example);
-    let output = tcprelay(&["--check", "--config", file.arg()]);
+    let output = run_tcprelay(&["--check", "--config", file.arg()]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let documented = doc
@@ -269,15 +199,11 @@ fn the_documented_example_checks_as_documented() {
 fn a_denied_client_is_logged_with_reason_denied() {
     let upstream = Upstream::echo();
     let up = upstream.addr.to_string();
-    let relay = Process::start(&["-l", ":0", "-u", &up, "--deny", "127.0.0.0/8"], 1, false);
+    let relay =
+        RelayProcess::start_routes(&["-l", ":0", "-u", &up, "--deny", "127.0.0.0/8"], 1, false);
     let client = connect(relay.routes[0]);
     assert!(matches!(read_all(&client).as_deref(), Ok(b"") | Err(_)), "closed at once");
-    let line = loop {
-        let line = relay.stderr.recv_timeout(TIMEOUT).expect("a connection closed line");
-        if line.contains("connection closed") {
-            break line;
-        }
-    };
+    let line = relay.log_line_with("connection closed");
     assert!(line.contains("reason=denied") && line.contains("upstream=-"), "{line}");
     assert_eq!(upstream.accepted(), 0);
 }

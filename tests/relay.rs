@@ -15,15 +15,15 @@ use support::*;
 /// "to look at them" and dropped.
 #[test]
 fn first_bytes_sent_right_after_connect_arrive() {
-    let (got, recorded) = mpsc::channel();
-    let upstream = Upstream::start(move |stream| got.send(read_all(&stream).unwrap()).unwrap());
+    let (upstream, recorded) = Upstream::recording();
     let relay = TestRelay::to(upstream.addr);
 
     let client = connect(relay.addr);
     write_all(&client, b"first message").unwrap(); // no read, no wait: at once
     client.shutdown(Shutdown::Write).unwrap();
 
-    assert_eq!(recorded.recv_timeout(TIMEOUT).unwrap(), b"first message");
+    let received = recorded.recv_timeout(TIMEOUT).unwrap().expect("the upstream reads up to EOF");
+    assert_eq!(received, b"first message");
 }
 
 /// Server-speaks-first protocols (SMTP, SSH, MySQL): the banner must reach a silent client.
@@ -103,13 +103,7 @@ fn concurrent_clients_each_get_their_own_upstream_and_their_own_bytes() {
                 let sent = pattern(client_id, size as usize);
                 let client = connect(relay_addr);
                 all_connected.wait(); // all 40 open at the same time
-                let received = thread::scope(|inner| {
-                    inner.spawn(|| {
-                        write_all(&client, &sent).unwrap();
-                        client.shutdown(Shutdown::Write).unwrap();
-                    });
-                    read_all(&client).unwrap()
-                });
+                let received = exchange(&client, &sent);
                 assert_eq!(checksum(&received), checksum(&sent), "client {client_id}");
                 assert_eq!(received.len(), sent.len(), "client {client_id}");
             });
@@ -128,13 +122,7 @@ fn large_full_duplex_echo_does_not_deadlock() {
     let sent = pattern(3, 32 * 1024 * 1024);
 
     let client = connect(relay.addr);
-    let received = thread::scope(|scope| {
-        scope.spawn(|| {
-            write_all(&client, &sent).unwrap();
-            client.shutdown(Shutdown::Write).unwrap();
-        });
-        read_all(&client).unwrap()
-    });
+    let received = exchange(&client, &sent);
 
     assert_eq!(received.len(), sent.len());
     assert!(received == sent, "echo corrupted");
@@ -159,10 +147,7 @@ fn host_name_upstream_tries_every_resolved_address() {
     let upstream = Upstream::echo();
     let relay = TestRelay::to(format!("localhost:{}", upstream.addr.port()));
 
-    let client = connect(relay.addr);
-    write_all(&client, b"by name").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"by name");
+    assert_eq!(echo_through(relay.addr, b"by name"), b"by name");
 }
 
 /// An IPv6 loopback relay and upstream, where the machine has ::1.
@@ -185,10 +170,7 @@ fn ipv6_loopback_works() {
         ..quiet_config()
     });
 
-    let client = connect(relay.addr);
-    write_all(&client, b"over ::1").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"over ::1");
+    assert_eq!(echo_through(relay.addr, b"over ::1"), b"over ::1");
     upstream.join().unwrap();
 }
 
@@ -218,10 +200,7 @@ fn client_reset_mid_transfer_closes_upstream() {
     assert!(sent >= 1024);
     let echo = Upstream::echo();
     let other = TestRelay::to(echo.addr);
-    let client = connect(other.addr);
-    write_all(&client, b"still fine").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"still fine");
+    assert_eq!(echo_through(other.addr, b"still fine"), b"still fine");
 }
 
 /// The upstream resets mid-transfer: the client sees the connection end promptly, and what
@@ -290,13 +269,7 @@ fn heap_buffer_path_relays_every_byte_and_passes_half_close_on() {
     write_all(&client, b"x").unwrap(); // a small first write must come back on its own
     let mut first = [0; 1];
     (&client).read_exact(&mut first).unwrap();
-    let received = thread::scope(|scope| {
-        scope.spawn(|| {
-            write_all(&client, &sent).unwrap();
-            client.shutdown(Shutdown::Write).unwrap();
-        });
-        read_all(&client).unwrap()
-    });
+    let received = exchange(&client, &sent);
 
     assert_eq!(first, *b"x");
     assert_eq!(received.len(), sent.len());

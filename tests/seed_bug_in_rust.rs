@@ -16,23 +16,13 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
-use support::{TIMEOUT, TestRelay, Upstream, connect, read_all, write_all};
-
-/// What the client sends after its first message.
-const SECOND: &[u8] = b"second message\n";
-
-/// The first message: exactly 128 bytes in one write, so the buggy
-/// handler's one `read` into a 128-byte buffer takes all of it.
-fn first_message() -> Vec<u8> {
-    let mut message = b"first message: 128 bytes, one write, right after connect".to_vec();
-    message.resize(127, b'.');
-    message.push(b'\n');
-    message
-}
+use support::{
+    SECOND_MESSAGE as SECOND, TIMEOUT, TestRelay, Upstream, connect, first_message, text, write_all,
+};
 
 #[test]
 fn a_handler_that_reads_before_copying_loses_the_first_message() {
-    let (upstream, recorded) = recording_upstream();
+    let (upstream, recorded) = Upstream::recording();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the seed relay");
     let relay_addr = listener.local_addr().expect("the seed relay's address");
 
@@ -56,7 +46,7 @@ fn a_handler_that_reads_before_copying_loses_the_first_message() {
 
 #[test]
 fn tcprelay_delivers_the_first_message() {
-    let (upstream, recorded) = recording_upstream();
+    let (upstream, recorded) = Upstream::recording();
     let relay = TestRelay::to(upstream.addr);
 
     let received = first_message_scenario(relay.addr, &recorded);
@@ -88,16 +78,6 @@ fn seed_handle_conn(mut client: TcpStream, upstream_addr: SocketAddr) -> io::Res
         let _ = client.shutdown(Shutdown::Write);
     });
     Ok(())
-}
-
-/// An upstream that records what each connection sent, up to EOF, then
-/// closes it (which ends the relay's connection too).
-fn recording_upstream() -> (Upstream, mpsc::Receiver<io::Result<Vec<u8>>>) {
-    let (recorded_tx, recorded) = mpsc::channel();
-    let upstream = Upstream::start(move |stream| {
-        let _ = recorded_tx.send(read_all(&stream));
-    });
-    (upstream, recorded)
 }
 
 /// The client sends its two messages and half-closes; returns everything the
@@ -138,9 +118,4 @@ fn accept_within(listener: &TcpListener, who: &str) -> TcpStream {
             .unwrap_or_else(|e| panic!("{who}: accept failed: {e}"));
         stream
     })
-}
-
-/// Bytes as text for messages and comparisons (every message here is ASCII).
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }

@@ -24,14 +24,6 @@ fn server(routes: Vec<Config>, drain_timeout: Duration) -> TestServer {
     })
 }
 
-/// Sends `data`, half-closes, and returns what came back.
-fn echo_through(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let client = connect(addr);
-    write_all(&client, data).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    read_all(&client).unwrap()
-}
-
 #[test]
 fn each_route_relays_to_its_own_upstream() {
     let (one, two) = (Upstream::banner("one"), Upstream::banner("two"));

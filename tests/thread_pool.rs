@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::Shutdown;
 use std::time::Duration;
 
 use support::*;
@@ -24,19 +23,13 @@ fn pooled_thread_ids() -> BTreeSet<String> {
         .collect()
 }
 
-/// One echo exchange with a half-close, through `relay`.
-fn exchange(relay: &TestRelay, message: &[u8]) {
-    let client = connect(relay.addr);
-    write_all(&client, message).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), message);
-}
-
 #[test]
 fn threads_are_reused_by_the_next_connection_then_leave_after_the_keep_alive() {
     let _alone = serial(); // counts this process's threads
     let upstream = Upstream::echo();
-    let keep_alive = Duration::from_millis(300);
+    // Long enough that a parked thread outlives a stall of a busy machine between two
+    // rounds (300 ms did not, under a load average of 50); short enough to wait out below.
+    let keep_alive = Duration::from_secs(2);
     let relay = TestRelay::start(tcprelay::Config {
         upstream: upstream.addr.to_string(),
         thread_keep_alive: keep_alive,
@@ -44,12 +37,13 @@ fn threads_are_reused_by_the_next_connection_then_leave_after_the_keep_alive() {
     });
     assert!(pooled_thread_ids().is_empty());
 
-    exchange(&relay, b"first");
+    assert_eq!(echo_through(relay.addr, b"first"), b"first");
     // Both threads of the first connection park once it is done.
     assert!(eventually(|| pooled_thread_ids().len() == 2), "threads: {:?}", thread_names());
     let parked = pooled_thread_ids();
     for round in 0..5 {
-        exchange(&relay, format!("again {round}").as_bytes());
+        let message = format!("again {round}");
+        assert_eq!(echo_through(relay.addr, message.as_bytes()), message.as_bytes());
         assert!(eventually(|| pooled_thread_ids().len() == 2));
         assert_eq!(pooled_thread_ids(), parked, "round {round} made new threads");
     }
@@ -68,6 +62,6 @@ fn without_keep_alive_every_connection_gets_new_threads_that_exit_with_it() {
         ..quiet_config()
     });
 
-    exchange(&relay, b"once");
+    assert_eq!(echo_through(relay.addr, b"once"), b"once");
     assert!(eventually(|| pooled_thread_ids().is_empty()), "threads: {:?}", thread_names());
 }

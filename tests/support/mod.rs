@@ -7,7 +7,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
@@ -162,6 +162,25 @@ pub fn write_all(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
     stream.write_all(bytes)
 }
 
+/// Connects to `addr`, sends `data`, half-closes, and returns what came back up to EOF
+/// (see [`exchange`]).
+pub fn echo_through(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    exchange(&connect(addr), data)
+}
+
+/// Writes all of `sent` on a second thread while this one reads, half-closes after the last
+/// byte, and returns everything that came back up to EOF. Writing and reading at once lets
+/// an echo of more than the socket buffers hold through without a deadlock.
+pub fn exchange(client: &TcpStream, sent: &[u8]) -> Vec<u8> {
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            write_all(client, sent).unwrap();
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        read_all(client).unwrap()
+    })
+}
+
 /// `len` deterministic pseudo-random bytes for `seed` (xorshift64*), so each connection's
 /// data differs and any loss, duplication or reordering changes the comparison.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -183,9 +202,17 @@ pub fn checksum(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// This process's open file descriptors (Linux: entries of /proc/self/fd).
+/// This process's open file descriptors (Linux: entries of /proc/self/fd), except one the
+/// relay opens for a moment as its accept loop starts: /proc/sys/vm/max_map_count, read to
+/// cap its connection limit (see src/map_limit.rs). A test that takes its count while a
+/// relay it just started reads that file would otherwise count one descriptor too many.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").count()
+    let entries = std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd");
+    let map_limit = std::path::Path::new("/proc/sys/vm/max_map_count");
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target != map_limit))
+        .count()
 }
 
 /// This process's threads (Linux: `Threads:` in /proc/self/status).
@@ -207,8 +234,9 @@ pub fn thread_names() -> Vec<String> {
         .collect()
 }
 
-/// How many relay connection threads this process has (named `tcprelay-ID-down` and
-/// `tcprelay-ID-up`; the kernel keeps the first 15 bytes of a name).
+/// How many relay threads this process has: connection threads (`tcprelay-conn`, running a
+/// connection or parked for the next) and accept and admin threads (`tcprelay-accept-N`,
+/// `tcprelay-admin`).
 pub fn connection_threads() -> usize {
     thread_names().iter().filter(|name| name.starts_with("tcprelay-")).count()
 }
@@ -251,7 +279,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// This process's open descriptors and relay connection threads at one moment, to compare
 /// with later.
 ///
-/// It counts the relay's connection threads (named `tcprelay-ID-...`), not every thread:
+/// It counts the relay's threads (named `tcprelay-...`), not every thread:
 /// the test harness starts the next test's thread while this test runs, even when that
 /// test then waits for [`serial`].
 #[derive(Debug)]
@@ -284,23 +312,43 @@ impl Baseline {
     }
 }
 
-/// The `tcprelay` binary running as a child process, its stderr collected line by line.
-/// Killed and reaped when dropped.
+/// A relay running as a child process: the `tcprelay` binary, or any program that prints
+/// `listening on ADDR` on stderr once bound (the Go programs of docs/go/ do). Its stderr is
+/// collected line by line and its stdout lines (`--explain`) arrive on a channel. Killed
+/// and reaped when dropped.
 pub struct RelayProcess {
     child: Child,
-    /// The address it listens on, read from its `listening on ADDR` line.
+    /// The address of its first route, read from its first `listening on ADDR` line.
     pub addr: SocketAddr,
+    /// Every route's address, in the order of its `listening on` lines.
+    pub routes: Vec<SocketAddr>,
+    /// The admin endpoint, from its `admin endpoint on http://ADDR` line, if asked for.
+    pub admin: Option<SocketAddr>,
     lines: mpsc::Receiver<String>,
+    stdout_lines: mpsc::Receiver<String>,
     log: Arc<Mutex<Vec<String>>>,
-    reader: Option<JoinHandle<()>>,
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl RelayProcess {
     /// Runs `tcprelay ARGS` and waits for it to listen.
     pub fn start(args: &[&str]) -> RelayProcess {
+        RelayProcess::start_routes(args, 1, false)
+    }
+
+    /// Runs `tcprelay ARGS` and reads its start-up lines: `routes` `listening on` lines,
+    /// then the admin endpoint's line if `with_admin`.
+    pub fn start_routes(args: &[&str], routes: usize, with_admin: bool) -> RelayProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
         command.args(args);
-        RelayProcess::spawn(command)
+        RelayProcess::spawn(command, routes, with_admin)
+    }
+
+    /// Runs the program at `path` with `args` and waits for its `listening on` line.
+    pub fn start_program(path: &std::path::Path, args: &[&str]) -> RelayProcess {
+        let mut command = Command::new(path);
+        command.args(args);
+        RelayProcess::spawn(command, 1, false)
     }
 
     /// Runs `tcprelay ARGS` with at most `limit` file descriptors (`RLIMIT_NOFILE`). Std
@@ -313,41 +361,75 @@ impl RelayProcess {
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_tcprelay"))
             .args(args);
-        RelayProcess::spawn(command)
+        RelayProcess::spawn(command, 1, false)
     }
 
-    fn spawn(mut command: Command) -> RelayProcess {
+    /// Starts `command` and reads its start-up lines, which must come first on stderr: one
+    /// `listening on ADDR` per route, then `admin endpoint on http://ADDR` if `with_admin`.
+    fn spawn(mut command: Command, routes: usize, with_admin: bool) -> RelayProcess {
         let mut child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start tcprelay");
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
         let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
         let (send, lines) = mpsc::channel();
+        let (send_stdout, stdout_lines) = mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
         let reader_log = Arc::clone(&log);
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                reader_log.lock().unwrap().push(line.clone());
-                let _ = send.send(line);
-            }
-        });
+        let readers = vec![
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    reader_log.lock().unwrap().push(line.clone());
+                    let _ = send.send(line);
+                }
+            }),
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let _ = send_stdout.send(line);
+                }
+            }),
+        ];
         let mut process = RelayProcess {
             child,
             addr: ([0, 0, 0, 0], 0).into(),
+            routes: Vec::new(),
+            admin: None,
             lines,
+            stdout_lines,
             log,
-            reader: Some(reader),
+            readers,
         };
-        let first = process.log_line_with("listening on ");
-        process.addr = first
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split(['"', ' ']).next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no `listening on ADDR` in {first:?}"));
+        for _ in 0..routes {
+            let addr = process.startup_addr(&command, "listening on ");
+            process.routes.push(addr);
+        }
+        process.addr = process.routes[0];
+        if with_admin {
+            process.admin = Some(process.startup_addr(&command, "admin endpoint on http://"));
+        }
         process
+    }
+
+    /// The address after `marker` in the next stderr line; if that line does not come within
+    /// [`TIMEOUT`] or has no such address, kills the process and panics with its stderr.
+    fn startup_addr(&mut self, command: &Command, marker: &str) -> SocketAddr {
+        let line = self.lines.recv_timeout(TIMEOUT).unwrap_or_default();
+        // `listening on 127.0.0.1:PORT`, bare (Go) or in a logfmt msg="..." (tcprelay)
+        let addr = line
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(['"', ' ', '/']).next())
+            .and_then(|addr| addr.parse().ok());
+        addr.unwrap_or_else(|| {
+            self.kill_and_reap();
+            let stderr = self.log.lock().unwrap().join("\n");
+            panic!(
+                "{command:?} printed no `{marker}ADDR` line within {TIMEOUT:?}; stderr:\n{stderr}"
+            )
+        })
     }
 
     /// The process id.
@@ -373,9 +455,37 @@ impl RelayProcess {
         self.log.lock().unwrap().iter().filter(|line| line.contains(needle)).count()
     }
 
+    /// The next line on stdout, within [`TIMEOUT`].
+    pub fn stdout_line(&self) -> String {
+        self.stdout_lines
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("no stdout line within {TIMEOUT:?}"))
+    }
+
+    /// Its stdout lines up to and including the first that contains `last`.
+    pub fn stdout_until(&self, last: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.stdout_lines.recv_timeout(TIMEOUT) {
+                Ok(line) if line.contains(last) => {
+                    lines.push(line);
+                    return lines;
+                }
+                Ok(line) => lines.push(line),
+                Err(_) => panic!("no stdout line with {last:?} within {TIMEOUT:?}; got {lines:#?}"),
+            }
+        }
+    }
+
     /// Whether the process is still running (it has not exited or crashed).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits (bounded) for the process to exit by itself and returns its exit code.
+    pub fn wait_for_exit(&mut self) -> Option<i32> {
+        assert!(eventually(|| !self.is_running()), "the process did not exit");
+        self.child.wait().expect("reap the process").code()
     }
 
     /// A number from the process's /proc/PID/status, e.g. `Threads`, or `VmRSS` in kB.
@@ -411,7 +521,7 @@ impl RelayProcess {
             .collect()
     }
 
-    /// Kills the process and returns every line it wrote to stderr.
+    /// Kills the process (if it still runs) and returns every line it wrote to stderr.
     pub fn kill_and_collect_log(mut self) -> Vec<String> {
         self.kill_and_reap();
         std::mem::take(&mut *self.log.lock().unwrap())
@@ -420,7 +530,7 @@ impl RelayProcess {
     fn kill_and_reap(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
+        for reader in self.readers.drain(..) {
             let _ = reader.join(); // ends at EOF on the pipe, now that the process is gone
         }
     }
@@ -430,6 +540,11 @@ impl Drop for RelayProcess {
     fn drop(&mut self) {
         self.kill_and_reap();
     }
+}
+
+/// Runs `tcprelay ARGS` to completion and returns its exit status and output.
+pub fn run_tcprelay(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(args).output().expect("run tcprelay")
 }
 
 /// An echo upstream that holds every connection until [`GatedEcho::open_gate`], and counts
@@ -510,13 +625,7 @@ pub fn echo_clients_at_once(relay: SocketAddr, clients: u64, all_connected: impl
                 let sent = pattern(client_id, 10_000 + client_id as usize * 997);
                 let client = connect(relay); // completes in the backlog even at the limit
                 drop(connected);
-                let received = thread::scope(|inner| {
-                    inner.spawn(|| {
-                        write_all(&client, &sent).unwrap();
-                        client.shutdown(std::net::Shutdown::Write).unwrap();
-                    });
-                    read_all(&client).unwrap()
-                });
+                let received = exchange(&client, &sent);
                 assert!(received == sent, "client {client_id}: the echo differs");
             });
         }
@@ -546,15 +655,24 @@ impl Upstream {
         })
     }
 
-    /// Records everything each connection sends until EOF, in order of arrival.
-    pub fn recording() -> (Upstream, std::sync::mpsc::Receiver<Vec<u8>>) {
-        let (sender, received) = std::sync::mpsc::channel();
-        let sender = std::sync::Mutex::new(sender);
+    /// Records everything each connection sends until EOF, in order of arrival (or the
+    /// error that ended the read first).
+    pub fn recording() -> (Upstream, mpsc::Receiver<io::Result<Vec<u8>>>) {
+        let (sender, received) = mpsc::channel();
+        let sender = Mutex::new(sender);
         let upstream = Upstream::start(move |stream| {
-            let bytes = read_all(&stream).unwrap_or_default();
-            let _ = sender.lock().unwrap().send(bytes);
+            let _ = sender.lock().unwrap().send(read_all(&stream));
         });
         (upstream, received)
+    }
+}
+
+/// A relay config with these upstreams, in order.
+pub fn to_all(upstreams: &[String]) -> Config {
+    Config {
+        upstream: upstreams[0].clone(),
+        more_upstreams: upstreams[1..].to_vec(),
+        ..quiet_config()
     }
 }
 
@@ -648,4 +766,123 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// running in parallel can start listening there.
 pub fn dead_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1))
+}
+
+// ---------------------------------------------------------------------------------------
+// The seed's scenario (tests/go_programs.rs, tests/seed_bug_in_rust.rs): its messages, an
+// upstream that hands each connection to the test, and reads that name who failed.
+// ---------------------------------------------------------------------------------------
+
+/// The client's second message: what follows the first one.
+pub const SECOND_MESSAGE: &[u8] = b"second message\n";
+
+/// The client's first message: exactly 128 bytes, the size of the seed's `data` buffer,
+/// written with one `write` right after connect. On loopback one write is one segment, so
+/// the seed's one `conn.Read(data)` takes exactly this message, no less and no more.
+pub fn first_message() -> Vec<u8> {
+    let mut message = b"first message: 128 bytes, one write, right after connect".to_vec();
+    message.resize(127, b'.');
+    message.push(b'\n');
+    message
+}
+
+/// Bytes as text for messages and comparisons (every message in these tests is ASCII).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes all of `bytes`, panicking with the reason if the peer is gone.
+pub fn send(mut stream: &TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).unwrap_or_else(|e| panic!("write {:?}: {e}", text(bytes)));
+}
+
+/// Reads exactly `len` bytes or panics, naming `who` and what had arrived.
+pub fn read_exactly(mut stream: &TcpStream, len: usize, who: &str) -> Vec<u8> {
+    let mut received = Vec::with_capacity(len);
+    let mut buffer = [0u8; 4096];
+    while received.len() < len {
+        let want = (len - received.len()).min(buffer.len());
+        match stream.read(&mut buffer[..want]) {
+            Ok(0) => panic!("{who}: EOF after {:?}, expected {len} bytes", text(&received)),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(e) => panic!("{who}: {e} after {:?}, expected {len} bytes", text(&received)),
+        }
+    }
+    received
+}
+
+/// Reads until EOF (each read bounded by the stream's read timeout), or panics naming `who`.
+pub fn read_to_eof(mut stream: &TcpStream, who: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut received) {
+        panic!("{who}: no EOF: {e} after {:?}", text(&received));
+    }
+    received
+}
+
+/// Asserts that nothing, not even EOF, arrives on `stream` within `quiet`; then restores
+/// the read timeout to [`TIMEOUT`].
+pub fn assert_silent(mut stream: &TcpStream, quiet: Duration, who: &str) {
+    stream.set_read_timeout(Some(quiet)).expect("set a read timeout");
+    let mut buffer = [0u8; 64];
+    match stream.read(&mut buffer) {
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Ok(0) => panic!("{who}: EOF arrived"),
+        Ok(n) => panic!("{who}: {:?} arrived", text(&buffer[..n])),
+        Err(e) => panic!("{who}: {e}"),
+    }
+    stream.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
+}
+
+/// Reads `len` bytes on `a` and on `b` at once and returns what each got. As soon as one
+/// has them, the other's read side is shut down, which wakes its blocked read with EOF: no
+/// waiting out a timeout.
+pub fn who_receives(a: &TcpStream, b: &TcpStream, len: usize) -> (Vec<u8>, Vec<u8>) {
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::scope(|scope| {
+        let readers = [a, b].map(|mut stream| {
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                let mut received = Vec::new();
+                let mut buffer = [0u8; 64];
+                while received.len() < len {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => received.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = done_tx.send(());
+                received
+            })
+        });
+        if done_rx.recv_timeout(TIMEOUT + TIMEOUT).is_ok() {
+            for stream in [a, b] {
+                let _ = stream.shutdown(std::net::Shutdown::Read);
+            }
+        }
+        let [a, b] = readers.map(|reader| reader.join().expect("the reader does not panic"));
+        (a, b)
+    })
+}
+
+/// An upstream that hands each connection it accepts to the test, in order, through
+/// [`Accepted`]; [`Upstream::accepted`] counts them.
+pub fn handing_upstream() -> (Upstream, Accepted) {
+    let (handed_tx, handed_rx) = mpsc::channel();
+    let upstream = Upstream::start(move |stream| {
+        let _ = handed_tx.send(stream);
+    });
+    (upstream, Accepted(handed_rx))
+}
+
+/// The upstream's side of each connection a relay opened, in order.
+pub struct Accepted(mpsc::Receiver<TcpStream>);
+
+impl Accepted {
+    /// The next connection the relay opened to the upstream, within [`TIMEOUT`].
+    pub fn next(&self, who: &str) -> TcpStream {
+        self.0
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("{who}: no upstream connection within {TIMEOUT:?}"))
+    }
 }

@@ -7,10 +7,9 @@
 
 use crate::exchange::{self, Exchange};
 use crate::result_line::Measurement;
-use crate::start_gate::{Start, StartGate};
+use crate::start_gate::{Start, StartGate, run_workers};
 use std::io;
 use std::net::SocketAddr;
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// The message of the single exchange.
@@ -26,35 +25,8 @@ struct Tally {
 
 /// Runs `workers` connectors for `duration`.
 pub fn run(target: SocketAddr, workers: usize, duration: Duration) -> io::Result<Measurement> {
-    let gate = StartGate::new();
-    let (start, tallies) = thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(workers);
-        for index in 0..workers {
-            let spawned = thread::Builder::new()
-                .name(format!("connect-{index}"))
-                .spawn_scoped(scope, || worker(target, &gate));
-            match spawned {
-                Ok(handle) => handles.push(handle),
-                Err(error) => {
-                    gate.open(Start::Abort);
-                    return (Start::Abort, Err(error));
-                }
-            }
-        }
-        let start = gate.open_for(duration);
-        let mut tallies = Vec::with_capacity(workers);
-        for handle in handles {
-            match handle.join() {
-                Ok(tally) => tallies.push(tally),
-                Err(_) => return (start, Err(io::Error::other("a connect worker panicked"))),
-            }
-        }
-        (start, Ok(tallies))
-    });
-    let tallies = tallies?;
-    let Start::Go { started, .. } = start else {
-        return Err(io::Error::other("the connection-rate workload was aborted"));
-    };
+    let (started, tallies) =
+        run_workers("connect", workers, duration, |gate| worker(target, gate))?;
     let seconds = started.elapsed().as_secs_f64();
     let completed: u64 = tallies.iter().map(|t| t.completed).sum();
     let failed: u64 = tallies.iter().map(|t| t.failed).sum();

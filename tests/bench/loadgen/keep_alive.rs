@@ -4,10 +4,9 @@
 
 use crate::exchange::{self, Exchange};
 use crate::result_line::Measurement;
-use crate::start_gate::{Start, StartGate};
+use crate::start_gate::{Start, StartGate, run_workers};
 use std::io;
 use std::net::SocketAddr;
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// Runs `connections` clients for `duration`.
@@ -17,36 +16,10 @@ pub fn run(
     message_size: usize,
     duration: Duration,
 ) -> io::Result<Measurement> {
-    let gate = StartGate::new();
-    let (start, counts) = thread::scope(|scope| {
-        let mut clients = Vec::with_capacity(connections);
-        for index in 0..connections {
-            let spawned = thread::Builder::new()
-                .name(format!("keep-alive-{index}"))
-                .spawn_scoped(scope, || client(target, message_size, &gate));
-            match spawned {
-                Ok(handle) => clients.push(handle),
-                Err(error) => {
-                    gate.open(Start::Abort);
-                    return (Start::Abort, vec![Err(error)]);
-                }
-            }
-        }
-        let start = gate.open_for(duration);
-        let counts: Vec<io::Result<(u64, Instant)>> = clients
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a keep-alive client panicked")))
-            })
-            .collect();
-        (start, counts)
-    });
+    let (started, counts) = run_workers("keep-alive", connections, duration, |gate| {
+        client(target, message_size, gate)
+    })?;
     let counts = counts.into_iter().collect::<io::Result<Vec<_>>>()?;
-    let Start::Go { started, .. } = start else {
-        return Err(io::Error::other("the keep-alive workload was aborted"));
-    };
     let requests: u64 = counts.iter().map(|(n, _)| n).sum();
     let finished = counts.iter().map(|(_, t)| *t).max().unwrap_or(started);
     let seconds = finished.duration_since(started).as_secs_f64();

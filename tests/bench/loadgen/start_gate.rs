@@ -5,7 +5,9 @@
 //! the gate can also be opened with `Abort` when the main thread could not
 //! start every worker, so the ones already waiting return instead of hanging.
 
+use std::io;
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// How the gate was opened.
@@ -63,4 +65,43 @@ impl StartGate {
             .unwrap_or_else(PoisonError::into_inner);
         guard.unwrap_or(Start::Abort)
     }
+}
+
+/// Starts `workers` threads named `NAME-INDEX`, each running `work` (which waits at the
+/// gate), opens the gate for `duration` once all are started, and joins them. Returns when
+/// the window started and each thread's result, in order.
+///
+/// If a thread cannot be started, the gate opens with `Abort` so the ones already waiting
+/// return, and the spawn error is returned; a panicked worker is an error too.
+pub fn run_workers<T: Send>(
+    name: &str,
+    workers: usize,
+    duration: Duration,
+    work: impl Fn(&StartGate) -> T + Sync,
+) -> io::Result<(Instant, Vec<T>)> {
+    let gate = StartGate::new();
+    thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let spawned = thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn_scoped(scope, || work(&gate));
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(error) => {
+                    gate.open(Start::Abort);
+                    return Err(error);
+                }
+            }
+        }
+        let started = Instant::now();
+        gate.open(Start::Go { started, deadline: started + duration });
+        let mut results = Vec::with_capacity(workers);
+        for handle in handles {
+            let result = handle.join();
+            results
+                .push(result.map_err(|_| io::Error::other(format!("a {name} worker panicked")))?);
+        }
+        Ok((started, results))
+    })
 }
