@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<RouteMetrics>,
     /// Where connection threads come from: parked ones first, else new ones.
     pub(crate) threads: Arc<ThreadPool>,
+    /// `config.max_connections`, or less if that many would not fit under the kernel's
+    /// memory-map limit.
+    max_connections: usize,
     /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
     /// `accept`.
     listen_addr: Address,
@@ -68,6 +71,7 @@ impl Relay {
             log: Log::new(config.log_level),
             upstreams: Upstreams::new(&config),
             metrics: Arc::new(RouteMetrics::new(route)),
+            max_connections: capped_max_connections(config.max_connections),
             threads: Arc::new(ThreadPool::new(
                 config.stack_size,
                 config.thread_hook,
@@ -133,7 +137,13 @@ impl Relay {
                 ("policy", &config.policy),
             ],
         );
-        let max_connections = capped_max_connections(config.max_connections, &shared.log);
+        let max_connections = shared.max_connections;
+        if max_connections < config.max_connections {
+            shared.log.warn(
+                "max-connections lowered to fit vm.max_map_count",
+                &[("asked", &config.max_connections), ("allowed", &max_connections)],
+            );
+        }
         // Whether clients are being held back at the connection limit. One such episode is
         // logged twice, when it starts and when it ends, however many clients pass through
         // the slots that free up meanwhile.
@@ -207,17 +217,12 @@ impl Relay {
 /// thread holds its touched stack (about 16 KiB) until `--thread-keep-alive` passes.
 const MAX_PARKED_THREADS: usize = 128;
 
-/// `--max-connections`, lowered (with a warning) to what fits under the kernel's memory-map
-/// limit, where std would abort the process (see `map_limit.rs`).
-fn capped_max_connections(asked: usize, log: &Log) -> usize {
+/// `--max-connections`, lowered to what fits under the kernel's memory-map limit, where std
+/// would abort the process (see `map_limit.rs`). Read at bind time, so that serving opens
+/// no file of its own.
+fn capped_max_connections(asked: usize) -> usize {
     match map_limit::connections_that_fit() {
-        Some(fit) if fit < asked => {
-            log.warn(
-                "max-connections lowered to fit vm.max_map_count",
-                &[("asked", &asked), ("allowed", &fit), ("maps_per_connection", &8)],
-            );
-            fit
-        }
+        Some(fit) if fit < asked => fit,
         _ => asked,
     }
 }

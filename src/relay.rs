@@ -34,7 +34,7 @@ use crate::listener::Shared;
 use crate::meter::{Direction, Sink, Source};
 use crate::proxy_protocol::{self, ProxyVersion};
 use crate::stream::{Address, Stream};
-use crate::threads::{ThreadLife, ThreadRole};
+use crate::threads::{ThreadHook, ThreadLife, ThreadRole};
 
 /// The close reasons for a copy in `direction`: its source finished, its source failed, its
 /// sink failed.
@@ -110,17 +110,11 @@ pub fn relay(connection: &Arc<Connection>, shared: &Shared) {
     let (done, second_done) = mpsc::channel();
     let second = Arc::clone(connection);
     let started_second = shared.threads.run(ThreadRole::Second, move || {
-        // Before anything else, so a panic even before the copy starts closes the
-        // connection; else the first thread would wait on an upstream that waits for client
-        // bytes nobody will copy.
-        let _close_on_panic = CloseOnPanic(&second);
-        let _life = ThreadLife::begin(hook, ThreadRole::Second);
-        if let Some(upstream) = second.upstream() {
-            let client = &second.client;
-            let bytes =
-                copy_one_way(&second, client, upstream, Direction::ClientToUpstream, buffer_size);
-            let _ = done.send(bytes);
-        }
+        let bytes = second_thread(&second, hook, buffer_size);
+        // Our share of the connection goes before `done`: the first thread, once it hears
+        // it, holds the last share and closes both sockets before its slot is seen free.
+        drop(second);
+        let _ = done.send(bytes);
     });
     let bytes = match started_second {
         Err(error) => {
@@ -151,8 +145,21 @@ pub fn relay(connection: &Arc<Connection>, shared: &Shared) {
     shared.metrics.add_bytes_upstream_to_client(bytes.1);
 }
 
+/// The second thread's copy, client → upstream; returns the bytes delivered.
+fn second_thread(connection: &Connection, hook: ThreadHook, buffer_size: usize) -> u64 {
+    // Before anything else, so a panic even before the copy starts closes the connection;
+    // else the first thread would wait on an upstream that waits for client bytes nobody
+    // will copy.
+    let _close_on_panic = CloseOnPanic(connection);
+    let _life = ThreadLife::begin(hook, ThreadRole::Second);
+    let Some(upstream) = connection.upstream() else { return 0 }; // attached before the spawn
+    let client = &connection.client;
+    copy_one_way(connection, client, upstream, Direction::ClientToUpstream, buffer_size)
+}
+
 /// Writes the PROXY protocol header for `connection` to the fresh `upstream` socket with a
-/// single `write_all` (the header is at most 108 bytes: it never waits on the peer).
+/// single `write_all` (a header is at most 107 bytes in v1 and 52 in v2: it fits in any
+/// socket buffer, so it never waits on the peer).
 fn write_proxy_header(
     version: ProxyVersion,
     connection: &Connection,
