@@ -185,3 +185,26 @@ fn out_of_descriptors_the_relay_neither_exits_nor_spins_and_recovers() {
     assert_eq!(echo(&fresh).expect("served again once descriptors are free"), *b"x");
     assert!(relay.is_running());
 }
+
+/// Asked for more connections than fit under `vm.max_map_count`, the relay says so and caps
+/// itself there (std would abort the process past it, see src/map_limit.rs), and still
+/// serves.
+#[test]
+fn max_connections_beyond_the_memory_map_limit_is_capped_with_a_warning() {
+    let Ok(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count") else {
+        eprintln!("skipped: no /proc/sys/vm/max_map_count here");
+        return;
+    };
+    let limit: usize = limit.trim().parse().expect("a number in max_map_count");
+    let fits = (limit - 2_000) / 9; // src/map_limit.rs: 2,000 maps reserved, 9 per connection
+    let upstream = Upstream::echo();
+    let upstream_arg = upstream.addr.to_string();
+    let asked = (fits + 1).to_string();
+    let relay =
+        RelayProcess::start(&["-l", ":0", "-u", &upstream_arg, "--max-connections", &asked]);
+
+    let warning = relay.log_line_with("max-connections lowered to fit vm.max_map_count");
+    assert!(warning.contains(&format!("asked={asked}")), "{warning}");
+    assert!(warning.contains(&format!("allowed={fits}")), "{warning}");
+    assert_eq!(echo_through(relay.addr, b"still serving"), b"still serving");
+}
