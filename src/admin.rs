@@ -7,7 +7,7 @@
 //! writing is `admin_http.rs`; this module only accepts and routes.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use crate::admin_http::{self, Response, Status};
 use crate::log::Log;
 use crate::metrics::{self, RouteMetrics};
 use crate::server::ServerHandle;
+use crate::stream::{self, Address};
 use crate::units::format_duration;
 
 /// How long one admin client may take to send its request (and to read the answer).
@@ -129,19 +130,6 @@ impl AdminStop {
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         // Wake the blocked `accept` the way a client would (see `StopHandle::stop`).
-        let wake = wake_addr(self.local_addr);
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        stream::wake(&Address::Tcp(self.local_addr));
     }
-}
-
-/// Loopback for a wildcard listen address.
-fn wake_addr(local: SocketAddr) -> SocketAddr {
-    let mut wake = local;
-    if local.ip().is_unspecified() {
-        wake.set_ip(match local {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    wake
 }
