@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use crate::stream::{Address, UNIX_PREFIX};
+use crate::net::stream::{Address, UNIX_PREFIX};
 
 /// Parses a listen address as [`parse_listen`] does, or `unix:/path` for a Unix domain socket.
 pub fn parse_listen_address(text: &str) -> Result<Address, String> {

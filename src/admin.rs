@@ -15,8 +15,8 @@ use std::time::Duration;
 use crate::admin_http::{self, Response, Status};
 use crate::log::Log;
 use crate::metrics::{self, RouteMetrics};
+use crate::net::stream::{self, Address};
 use crate::server::ServerHandle;
-use crate::stream::{self, Address};
 use crate::units::format_duration;
 
 /// How long one admin client may take to send its request (and to read the answer).

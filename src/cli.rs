@@ -11,9 +11,9 @@ use crate::address;
 use crate::config::Config;
 use crate::config_file::{self, ConfigError, FileConfig};
 use crate::log::LogLevel;
-use crate::proxy_protocol::ProxyVersionError;
+use crate::net::proxy_protocol::ProxyVersionError;
+use crate::net::stream::Address;
 use crate::server::{DEFAULT_DRAIN_TIMEOUT, ServerConfig};
-use crate::stream::Address;
 use crate::units;
 
 /// What the command line asks for.
@@ -473,7 +473,7 @@ mod tests {
         assert_eq!(config.policy, crate::Policy::RoundRobin);
         assert_eq!(config.access.allow.len(), 2);
         assert_eq!(config.access.deny[0].to_string(), "10.0.0.5/32");
-        assert_eq!(config.proxy_protocol, Some(crate::proxy_protocol::ProxyVersion::V2));
+        assert_eq!(config.proxy_protocol, Some(crate::net::proxy_protocol::ProxyVersion::V2));
     }
 
     #[test]

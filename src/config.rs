@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::access::AccessRules;
 use crate::config_file::Policy;
+use crate::limits::threads::{ThreadHook, no_hook};
 use crate::log::LogLevel;
-use crate::proxy_protocol::ProxyVersion;
-use crate::stream::Address;
-use crate::threads::{ThreadHook, no_hook};
+use crate::net::proxy_protocol::ProxyVersion;
+use crate::net::stream::Address;
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
 /// new fields keep their defaults:

@@ -42,7 +42,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::access::{AccessRules, Cidr};
-use crate::proxy_protocol::ProxyVersion;
+use crate::net::proxy_protocol::ProxyVersion;
 use crate::units::{format_duration, parse_duration};
 
 /// A parsed config file.

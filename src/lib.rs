@@ -65,33 +65,29 @@ pub mod admin_http;
 pub mod cli;
 mod config;
 pub mod config_file;
-mod connection;
-mod connections;
-pub mod demo;
-mod dial;
-mod explain;
-mod listener;
+mod limits;
 pub mod log;
-mod map_limit;
-mod meter;
 pub mod metrics;
-pub mod proxy_protocol;
+mod net;
+mod observe;
+mod outcome;
 mod relay;
 pub mod server;
-pub mod stream;
-pub mod threads;
-mod timers;
+mod teach;
 pub mod units;
-mod upstreams;
+mod upstream;
 
 pub use config::Config;
 pub use config_file::Policy;
-pub use connection::CloseReason;
-pub use dial::DialError;
-pub use listener::{Relay, StopHandle};
+pub use limits::threads::{self, ThreadHook, ThreadRole, ThreadStage};
 pub use log::LogLevel;
+pub use net::proxy_protocol;
+pub use net::stream::{self, Address};
+pub use outcome::CloseReason;
+pub use relay::{Relay, StopHandle};
 pub use server::{Server, ServerConfig, ServerHandle};
-pub use stream::Address;
+pub use teach::demo;
+pub use upstream::dial::DialError;
 
 /// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.
 #[doc = include_str!("../docs/go-to-rust.md")]

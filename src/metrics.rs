@@ -14,56 +14,20 @@
 //! `accepted == active + sum of closed over all reasons`, which the tests check and which
 //! an operator can use to spot a leak.
 //!
-//! # Portability
-//!
-//! `AtomicU64` needs 64-bit atomics, which some 32-bit targets (32-bit MIPS and PowerPC,
-//! ARMv5) lack; building there fails at compile time rather than miscounting.
-//!
 //! ```
 //! use tcprelay::metrics::{render_prometheus, RouteMetrics};
 //!
 //! let web = RouteMetrics::new("web");
 //! web.record_accepted();
 //! web.add_bytes_client_to_upstream(5);
-//! web.record_close("client_eof");
+//! web.record_close(tcprelay::CloseReason::ClientEof);
 //! let text = render_prometheus(&[web.snapshot()]);
 //! assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every reason a connection can end for, in the order they are rendered.
-///
-/// The first ten are the names of the relay's `CloseReason` variants, in the same order:
-///
-/// - `client_eof`, `upstream_eof`: a side closed cleanly (after both directions finished).
-/// - `client_reset`, `upstream_reset`: a side failed with an error mid-stream.
-/// - `connect_failed`: no upstream could be reached.
-/// - `spawn_failed`: the relay could not start a thread for the connection.
-/// - `panicked`: a connection thread panicked (a bug); the relay went on.
-/// - `idle_timeout`, `half_close_timeout`: the relay closed an inactive or half-open connection.
-/// - `stopped`: closed by a stop or at the end of a drain.
-///
-/// Then the refusals, and a safety net:
-///
-/// - `limit`: closed at once because the route was at its connection limit.
-/// - `denied`: closed at once because the access rules refused the client.
-/// - `unknown`: recorded with a name missing from this list. Always 0 unless there is a bug.
-pub const CLOSE_REASONS: [&str; 13] = [
-    "client_eof",
-    "upstream_eof",
-    "client_reset",
-    "upstream_reset",
-    "connect_failed",
-    "spawn_failed",
-    "panicked",
-    "idle_timeout",
-    "half_close_timeout",
-    "stopped",
-    "limit",
-    "denied",
-    "unknown",
-];
+use crate::outcome::CloseReason;
 
 /// The `Content-Type` of [`render_prometheus`]'s output (text exposition format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -79,7 +43,7 @@ pub struct RouteMetrics {
     connect_failed: AtomicU64,
     bytes_client_to_upstream: AtomicU64,
     bytes_upstream_to_client: AtomicU64,
-    closed_by_reason: [AtomicU64; CLOSE_REASONS.len()],
+    closed_by_reason: [AtomicU64; CloseReason::ALL.len()],
 }
 
 // One relaxed load or add per call: see the module documentation for why that is enough.
@@ -115,18 +79,8 @@ impl RouteMetrics {
 
     /// An accepted connection is gone: removes it from the active connections and counts
     /// the reason. Call it exactly once per [`record_accepted`](Self::record_accepted).
-    ///
-    /// # Panics
-    /// In debug builds, if `reason` is not one of [`CLOSE_REASONS`]: that is a bug in the
-    /// caller, and the tests should catch it. Release builds count it as `unknown`.
-    pub fn record_close(&self, reason: &'static str) {
-        let index = match CLOSE_REASONS.iter().position(|known| *known == reason) {
-            Some(index) => index,
-            None => {
-                debug_assert!(false, "close reason {reason:?} is not in CLOSE_REASONS");
-                CLOSE_REASONS.len() - 1
-            }
-        };
+    pub fn record_close(&self, reason: CloseReason) {
+        let index = reason.index();
         self.closed_by_reason[index].fetch_add(1, RELAXED);
         // Never wrap below zero: a double close would otherwise show 18446744073709551615
         // active connections. `fetch_update` fails (and changes nothing) when it is 0.
@@ -198,15 +152,16 @@ pub struct RouteSnapshot {
     pub bytes_client_to_upstream: u64,
     /// Bytes written from upstreams to clients.
     pub bytes_upstream_to_client: u64,
-    /// Closed connections, by reason, in the order of [`CLOSE_REASONS`].
-    pub closed_by_reason: [u64; CLOSE_REASONS.len()],
+    /// Closed connections, by reason, in the order of [`CloseReason::ALL`].
+    pub closed_by_reason: [u64; CloseReason::ALL.len()],
 }
 
 impl RouteSnapshot {
-    /// How many connections closed for `reason`, or `None` if it is not in [`CLOSE_REASONS`].
+    /// How many connections closed for the reason named `reason` (as in the log, e.g.
+    /// `client_eof`), or `None` if no [`CloseReason`] has that name.
     pub fn closed(&self, reason: &str) -> Option<u64> {
-        let index = CLOSE_REASONS.iter().position(|known| *known == reason)?;
-        Some(self.closed_by_reason[index])
+        let reason = CloseReason::ALL.iter().find(|known| known.name() == reason)?;
+        Some(self.closed_by_reason[reason.index()])
     }
 }
 
@@ -276,7 +231,7 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
     write_family_head(&mut out, name, "counter", "Connections closed, by reason.");
     for route in routes {
         let label = escape_label_value(&route.route);
-        for (reason, count) in CLOSE_REASONS.iter().zip(route.closed_by_reason) {
+        for (reason, count) in CloseReason::ALL.iter().zip(route.closed_by_reason) {
             out.push_str(&format!("{name}{{route=\"{label}\",reason=\"{reason}\"}} {count}\n"));
         }
     }
@@ -329,9 +284,9 @@ mod tests {
             metrics.record_accepted();
         }
         metrics.record_denied();
-        metrics.record_close("denied");
-        metrics.record_close("client_eof");
-        metrics.record_close("client_eof");
+        metrics.record_close(CloseReason::Denied);
+        metrics.record_close(CloseReason::ClientEof);
+        metrics.record_close(CloseReason::ClientEof);
 
         let snapshot = metrics.snapshot();
         assert_eq!(snapshot.accepted, 5);
@@ -354,7 +309,7 @@ mod tests {
                         metrics.record_accepted();
                         metrics.add_bytes_client_to_upstream(3);
                         metrics.add_bytes_upstream_to_client(7);
-                        metrics.record_close("upstream_eof");
+                        metrics.record_close(CloseReason::UpstreamEof);
                     }
                 });
             }
@@ -368,31 +323,22 @@ mod tests {
     }
 
     #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "is not in CLOSE_REASONS")]
-    fn an_unknown_close_reason_is_a_bug_caught_in_debug_builds() {
-        let metrics = RouteMetrics::new("web");
-        metrics.record_accepted();
-        metrics.record_close("client_left");
-    }
-
-    #[test]
     fn renders_the_exact_exposition_text() {
         let web = RouteMetrics::new("web");
         for _ in 0..3 {
             web.record_accepted();
         }
         web.record_rejected_limit();
-        web.record_close("limit");
+        web.record_close(CloseReason::IdleTimeout);
         web.record_connect_failed();
         web.record_connect_failed();
-        web.record_close("connect_failed");
+        web.record_close(CloseReason::ConnectFailed);
         web.add_bytes_client_to_upstream(100);
         web.add_bytes_upstream_to_client(2048);
         let tricky = RouteMetrics::new("a\"b\\c\nd");
         tricky.record_accepted();
         tricky.record_denied();
-        tricky.record_close("denied");
+        tricky.record_close(CloseReason::Denied);
 
         let text = render_prometheus(&[web.snapshot(), tricky.snapshot()]);
         let expected = r#"# HELP tcprelay_connections_accepted_total Client connections accepted by the route's listener.
@@ -430,12 +376,10 @@ tcprelay_connections_closed_total{route="web",reason="upstream_reset"} 0
 tcprelay_connections_closed_total{route="web",reason="connect_failed"} 1
 tcprelay_connections_closed_total{route="web",reason="spawn_failed"} 0
 tcprelay_connections_closed_total{route="web",reason="panicked"} 0
-tcprelay_connections_closed_total{route="web",reason="idle_timeout"} 0
+tcprelay_connections_closed_total{route="web",reason="idle_timeout"} 1
 tcprelay_connections_closed_total{route="web",reason="half_close_timeout"} 0
 tcprelay_connections_closed_total{route="web",reason="stopped"} 0
-tcprelay_connections_closed_total{route="web",reason="limit"} 1
 tcprelay_connections_closed_total{route="web",reason="denied"} 0
-tcprelay_connections_closed_total{route="web",reason="unknown"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="upstream_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_reset"} 0
@@ -446,9 +390,7 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="panicked"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="idle_timeout"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="half_close_timeout"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="stopped"} 0
-tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="limit"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
-tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="unknown"} 0
 "#;
         assert_eq!(text, expected);
     }

@@ -38,10 +38,10 @@ use std::time::Duration;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::listener::{Relay, StopHandle};
 use crate::log::{Log, LogLevel};
 use crate::metrics::RouteMetrics;
-use crate::stream::Address;
+use crate::net::stream::Address;
+use crate::relay::accept::{Relay, StopHandle};
 use crate::units::format_duration;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.

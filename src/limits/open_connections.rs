@@ -6,11 +6,12 @@ use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use crate::connection::{CloseReason, Connection};
+use crate::outcome::CloseReason;
+use crate::relay::connection::Connection;
 
 /// The open connections, by id.
 #[derive(Debug, Default)]
-pub struct Connections {
+pub struct OpenConnections {
     state: Mutex<State>,
     /// Signalled whenever a connection leaves the set.
     left: Condvar,
@@ -28,7 +29,7 @@ struct State {
     drain_deadline: Option<Instant>,
 }
 
-impl Connections {
+impl OpenConnections {
     /// Adds a connection. It stays in the set until the returned [`Entry`] is dropped, which
     /// the connection's first thread does when it ends, however it ends (even by a panic).
     pub fn insert(self: &Arc<Self>, connection: Connection) -> Entry {
@@ -64,7 +65,7 @@ impl Connections {
     }
 
     /// Lets open connections finish until `deadline` at the latest (see
-    /// [`wait_until_drained`](Connections::wait_until_drained)). An earlier deadline wins, so
+    /// [`wait_until_drained`](OpenConnections::wait_until_drained)). An earlier deadline wins, so
     /// a stop during a drain cuts the drain short.
     pub fn drain_until(&self, deadline: Instant) {
         let mut state = self.lock();
@@ -125,11 +126,11 @@ impl Connections {
     }
 }
 
-/// A connection's membership in [`Connections`]; dropping it removes the connection and
+/// A connection's membership in [`OpenConnections`]; dropping it removes the connection and
 /// closes its sockets.
 #[derive(Debug)]
 pub struct Entry {
-    connections: Arc<Connections>,
+    connections: Arc<OpenConnections>,
     /// `Some` until `drop`, which must let go of it before the set's own handle.
     connection: Option<Arc<Connection>>,
 }

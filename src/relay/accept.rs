@@ -7,35 +7,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::connection::Connection;
-use crate::connections::Connections;
+use crate::limits::map_limit;
+use crate::limits::threads::{ThreadLife, ThreadPool, ThreadRole};
 use crate::log::Log;
-use crate::map_limit;
 use crate::metrics::RouteMetrics;
-use crate::relay;
-use crate::stream::{self, Address, Listener};
-use crate::threads::{ThreadLife, ThreadPool, ThreadRole};
-use crate::upstreams::Upstreams;
-
-/// What the accept loop shares with every connection thread and with [`StopHandle`]s.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) log: Log,
-    pub(crate) connections: Arc<Connections>,
-    /// The route's upstreams, and which of them are backing off after a failed connect.
-    pub(crate) upstreams: Upstreams,
-    /// The route's counters, also read by the admin endpoint.
-    pub(crate) metrics: Arc<RouteMetrics>,
-    /// Where connection threads come from: parked ones first, else new ones.
-    pub(crate) threads: Arc<ThreadPool>,
-    /// `config.max_connections`, or less if that many would not fit under the kernel's
-    /// memory-map limit.
-    max_connections: usize,
-    /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
-    /// `accept`.
-    listen_addr: Address,
-}
+use crate::net::stream::{self, Address, Listener};
+use crate::observe::{Conn, Ending, Observer};
+use crate::outcome::CloseReason;
+use crate::relay::connection::{Connection, next_id};
+use crate::relay::handle_conn::{self, handle_conn};
+use crate::relay::route::Route;
+use crate::teach::explain::Explain;
+use crate::upstream::Upstreams;
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
 ///
@@ -45,7 +28,7 @@ pub(crate) struct Shared {
 pub struct Relay {
     listener: Listener,
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    route: Arc<Route>,
 }
 
 impl Relay {
@@ -65,12 +48,17 @@ impl Relay {
             Address::Tcp(addr) => *addr,
             Address::Unix(_) => config.listen,
         };
-        let route =
+        let label =
             if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
-        let shared = Arc::new(Shared {
-            log: Log::new(config.log_level),
+        let metrics = Arc::new(RouteMetrics::new(label));
+        let route = Arc::new(Route {
+            observer: Observer::new(
+                Log::new(config.log_level),
+                Explain::new(config.explain),
+                Arc::clone(&metrics),
+            ),
             upstreams: Upstreams::new(&config),
-            metrics: Arc::new(RouteMetrics::new(route)),
+            metrics,
             max_connections: capped_max_connections(config.max_connections),
             threads: Arc::new(ThreadPool::new(
                 config.stack_size,
@@ -82,7 +70,7 @@ impl Relay {
             connections: Arc::default(),
             listen_addr,
         });
-        Ok(Relay { listener, local_addr, shared })
+        Ok(Relay { listener, local_addr, route })
     }
 
     /// The address the relay listens on, with the real port if port 0 was asked. For a
@@ -93,18 +81,18 @@ impl Relay {
 
     /// The address the relay listens on, TCP or Unix (`unix:/path`).
     pub fn listen_addr(&self) -> Address {
-        self.shared.listen_addr.clone()
+        self.route.listen_addr.clone()
     }
 
     /// The route's counters (connections, bytes, close reasons), live: read them with
     /// [`RouteMetrics::snapshot`]. The label is [`Config::name`], or the listen address.
     pub fn metrics(&self) -> Arc<RouteMetrics> {
-        Arc::clone(&self.shared.metrics)
+        Arc::clone(&self.route.metrics)
     }
 
     /// A handle that stops this relay from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { shared: Arc::clone(&self.shared) }
+        StopHandle { route: Arc::clone(&self.route) }
     }
 
     /// Accepts clients until stopped, starting a connection thread for each.
@@ -119,27 +107,22 @@ impl Relay {
     /// # Errors
     /// None today; the `Result` leaves room for fatal listener errors.
     pub fn serve(self) -> io::Result<()> {
-        // The listener is owned here, apart from `shared`, so that a drain can close it early.
-        let Relay { listener, local_addr: _, shared } = self;
-        let shared = &shared;
-        let listen_addr = &shared.listen_addr;
-        let config = &shared.config;
-        let connections = &shared.connections;
+        // The listener is owned here, apart from `route`, so that a drain can close it early.
+        let Relay { listener, local_addr: _, route } = self;
+        let route = &route;
+        let listen_addr = &route.listen_addr;
+        let config = &route.config;
+        let connections = &route.connections;
         let mut backoff = AcceptBackoff::default();
-        let mut next_id: u64 = 1;
+        let observer = &route.observer;
         let upstreams = config.upstreams().collect::<Vec<_>>().join(",");
-        shared.log.info(
+        observer.route_info(
             "serving",
-            &[
-                ("route", &shared.metrics.route()),
-                ("listen", listen_addr),
-                ("upstream", &upstreams),
-                ("policy", &config.policy),
-            ],
+            &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &config.policy)],
         );
-        let max_connections = shared.max_connections;
+        let max_connections = route.max_connections;
         if max_connections < config.max_connections {
-            shared.log.warn(
+            observer.route_warn(
                 "max-connections lowered to fit vm.max_map_count",
                 &[("asked", &config.max_connections), ("allowed", &max_connections)],
             );
@@ -153,7 +136,7 @@ impl Relay {
             if connections.is_full(max_connections) {
                 if !at_limit {
                     at_limit = true;
-                    shared.log.warn(
+                    observer.route_warn(
                         "connection limit reached, pausing accept",
                         &[("max_connections", &max_connections)],
                     );
@@ -169,7 +152,7 @@ impl Relay {
                     None => {
                         // A slot is free and nobody is queueing for it: the episode is over.
                         at_limit = false;
-                        shared.log.warn("connection limit cleared, accepting again", &[]);
+                        observer.route_warn("connection limit cleared, accepting again", &[]);
                         continue;
                     }
                 }
@@ -181,18 +164,16 @@ impl Relay {
             }
             match accepted {
                 Ok((client, client_addr)) => {
-                    backoff.succeeded(&shared.log);
-                    shared.metrics.record_accepted();
-                    if permits(config, &client_addr) {
-                        let connection = Connection::new(next_id, client, client_addr, config);
-                        start_connection(shared, connection);
+                    backoff.succeeded(observer);
+                    let allowed = permits(config, &client_addr);
+                    let connection = Connection::new(next_id(), client, client_addr, config);
+                    if allowed {
+                        start_connection(route, connection);
                     } else {
-                        refuse_denied(shared, next_id, client_addr);
-                        // `client` is dropped here: closed before any upstream was dialled.
+                        refuse_denied(route, connection); // closed: no upstream is dialled
                     }
-                    next_id += 1;
                 }
-                Err(error) => backoff.failed(&error, &shared.log),
+                Err(error) => backoff.failed(&error, observer),
             }
         }
         // Closing the listener now makes new clients fail at once (connection refused), so
@@ -200,14 +181,14 @@ impl Relay {
         drop(listener);
         let open = connections.open_count();
         if open > 0 {
-            shared.log.info("draining", &[("listen", listen_addr), ("open", &open)]);
+            observer.route_info("draining", &[("listen", listen_addr), ("open", &open)]);
         }
         connections.wait_until_drained();
         // Whatever is still open when the drain ends is closed now (reason `stopped`).
         connections.close_all();
         connections.wait_until_empty();
-        shared.threads.release_parked();
-        shared.log.info("stopped", &[("listen", listen_addr)]);
+        route.threads.release_parked();
+        observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
     }
 }
@@ -232,33 +213,30 @@ fn capped_max_connections(asked: usize) -> usize {
 /// If the OS cannot create the thread (out of memory, `ulimit -u`), the client is closed and
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
-fn start_connection(shared: &Arc<Shared>, connection: Connection) {
-    let (id, client_addr) = (connection.id, connection.client_addr.clone());
-    shared.log.debug("accepted", &[("conn", &id), ("client", &client_addr)]);
-    connection.explain.accepted(id, &client_addr);
-    let entry = shared.connections.insert(connection);
-    let thread_shared = Arc::clone(shared);
-    let hook = shared.config.thread_hook;
-    let spawned = shared.threads.run(ThreadRole::First, move || {
-        // Declared in this order so that the hook hears `Finished`, and the metrics count the
-        // close, before the entry leaves `Connections` and frees a slot.
+fn start_connection(route: &Arc<Route>, connection: Connection) {
+    let (id, client, started) = (connection.id, connection.client_addr.clone(), connection.started);
+    route.observer.accepted(connection.conn());
+    let entry = route.connections.insert(connection);
+    let thread_route = Arc::clone(route);
+    let spawned = route.threads.run(ThreadRole::First, move || {
+        // Declared in this order so that the hook hears `Finished`, and the close is
+        // reported, before the entry leaves the open connections and frees a slot.
         let entry = entry;
-        let _count_close = CountClose { connection: &entry, metrics: &thread_shared.metrics };
-        let _life = ThreadLife::begin(hook, ThreadRole::First);
-        relay::relay(entry.connection(), &thread_shared);
+        let _report_panic = ReportPanic { connection: &entry, route: &thread_route };
+        let _life = ThreadLife::begin(thread_route.config.thread_hook, ThreadRole::First);
+        handle_conn(entry.connection(), &thread_route);
     });
     if let Err(error) = spawned {
         // The closure, and with it the entry, was dropped unstarted: the client is closed.
-        shared.metrics.record_close("spawn_failed");
-        shared.log.warn(
-            "connection closed",
-            &[
-                ("conn", &id),
-                ("client", &client_addr),
-                ("reason", &"spawn_failed"),
-                ("error", &error),
-            ],
-        );
+        let error = error.to_string();
+        let ending = Ending {
+            reason: CloseReason::SpawnFailed,
+            error: &error,
+            upstream: None,
+            bytes: (0, 0),
+            started,
+        };
+        route.observer.closed(Conn { id, client: &client }, &ending);
     }
 }
 
@@ -272,31 +250,27 @@ fn permits(config: &Config, client: &Address) -> bool {
     }
 }
 
-/// Closes a client that the access rules refuse: one log line and the counters, no dial.
-fn refuse_denied(shared: &Shared, id: u64, client_addr: Address) {
-    shared.metrics.record_denied();
-    shared.metrics.record_close("denied");
-    shared.log.info(
-        "connection closed",
-        &[("conn", &id), ("client", &client_addr), ("upstream", &"-"), ("reason", &"denied")],
-    );
+/// Closes a client that the access rules refuse, before any upstream is dialled: its
+/// `connection closed` line says `reason=denied`.
+fn refuse_denied(route: &Route, connection: Connection) {
+    route.observer.accepted(connection.conn());
+    connection.close(CloseReason::Denied, "");
+    handle_conn::closed(&connection, route, (0, 0));
 }
 
-/// Counts a connection's close in the route's metrics when its first thread ends, however
-/// it ends: with the connection's close reason, or `panicked` if the thread unwinds.
-struct CountClose<'a> {
+/// Reports a connection's ending if its first thread unwinds from a panic (a bug), so that
+/// even then it is closed, its `connection closed` line written and its close counted.
+struct ReportPanic<'a> {
     connection: &'a Connection,
-    metrics: &'a RouteMetrics,
+    route: &'a Route,
 }
 
-impl Drop for CountClose<'_> {
+impl Drop for ReportPanic<'_> {
     fn drop(&mut self) {
-        let reason = if thread::panicking() {
-            crate::CloseReason::Panicked
-        } else {
-            self.connection.outcome().0
-        };
-        self.metrics.record_close(reason.name());
+        if thread::panicking() {
+            self.connection.close(CloseReason::Panicked, "connection thread panicked");
+            handle_conn::closed(self.connection, self.route, (0, 0));
+        }
     }
 }
 
@@ -307,7 +281,7 @@ impl Drop for CountClose<'_> {
 /// [`Relay::serve`].
 #[derive(Clone, Debug)]
 pub struct StopHandle {
-    shared: Arc<Shared>,
+    route: Arc<Route>,
 }
 
 impl StopHandle {
@@ -323,7 +297,7 @@ impl StopHandle {
     /// cut unless they outlast `timeout`. It returns at once; join the thread running
     /// `serve` to wait. A later `stop` or shorter `drain` cuts the drain short.
     pub fn drain(&self, timeout: Duration) {
-        let connections = &self.shared.connections;
+        let connections = &self.route.connections;
         // A timeout too large for an `Instant` means "no limit": no deadline at all.
         if let Some(deadline) = Instant::now().checked_add(timeout) {
             connections.drain_until(deadline);
@@ -334,7 +308,7 @@ impl StopHandle {
         // `accept` blocks and std cannot interrupt it, so we wake it the way a client
         // would: by connecting. The loop then sees the flag and leaves. If even that
         // connect fails (no descriptors left), the loop leaves at its next accept.
-        stream::wake(&self.shared.listen_addr);
+        stream::wake(&self.route.listen_addr);
     }
 }
 
@@ -365,20 +339,20 @@ impl AcceptBackoff {
     /// Write the warning at most this often.
     const LOG_EVERY: Duration = Duration::from_secs(10);
 
-    fn succeeded(&mut self, log: &Log) {
+    fn succeeded(&mut self, observer: &Observer) {
         if std::mem::take(&mut self.warned_this_run) {
-            log.warn("accept recovered", &[]);
+            observer.route_warn("accept recovered", &[]);
         }
         self.pause = Duration::ZERO;
     }
 
-    fn failed(&mut self, error: &io::Error, log: &Log) {
+    fn failed(&mut self, error: &io::Error, observer: &Observer) {
         if is_about_one_client(error) {
             return;
         }
         let now = Instant::now();
         if self.warned_at.is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY) {
-            log.warn(
+            observer.route_warn(
                 "accept failed, pausing",
                 &[("error", error), ("pause_ms", &self.next_pause().as_millis())],
             );

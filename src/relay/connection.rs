@@ -12,60 +12,13 @@ use std::fmt;
 use std::io;
 use std::net::Shutdown;
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use crate::config::Config;
-use crate::explain::Explain;
-use crate::stream::{Address, Stream};
-use crate::timers::Timers;
-
-/// Why a connection ended. In the log as `reason=...`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client finished sending first (then the upstream finished too).
-    ClientEof,
-    /// The upstream finished sending first (then the client finished too).
-    UpstreamEof,
-    /// Reading from or writing to the client failed (reset, broken pipe, ...).
-    ClientReset,
-    /// Reading from or writing to the upstream failed.
-    UpstreamReset,
-    /// No upstream connection could be made.
-    ConnectFailed,
-    /// The thread for the second direction could not be created.
-    SpawnFailed,
-    /// A connection thread panicked (a bug); the connection was closed and the relay went on.
-    Panicked,
-    /// No byte moved in either direction for the idle timeout.
-    IdleTimeout,
-    /// After one side finished sending, the other moved no byte for the half-close timeout.
-    HalfCloseTimeout,
-    /// The relay was stopped while this connection was open.
-    Stopped,
-}
-
-impl CloseReason {
-    /// The name used in logs, e.g. `client_eof`.
-    pub fn name(self) -> &'static str {
-        match self {
-            CloseReason::ClientEof => "client_eof",
-            CloseReason::UpstreamEof => "upstream_eof",
-            CloseReason::ClientReset => "client_reset",
-            CloseReason::UpstreamReset => "upstream_reset",
-            CloseReason::ConnectFailed => "connect_failed",
-            CloseReason::SpawnFailed => "spawn_failed",
-            CloseReason::Panicked => "panicked",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::HalfCloseTimeout => "half_close_timeout",
-            CloseReason::Stopped => "stopped",
-        }
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::net::stream::{Address, Stream};
+use crate::observe::{Conn, Observer};
+use crate::outcome::CloseReason;
+use crate::relay::timers::Timers;
 
 /// Why a connection was closed early, with the error's text if there was one.
 #[derive(Clone, Debug)]
@@ -77,14 +30,18 @@ struct Fault {
 /// One client connection and, once dialled, its upstream connection.
 #[derive(Debug)]
 pub struct Connection {
-    /// A number unique within this relay, for the logs.
+    /// A number unique in the process, for the logs (see [`next_id`]).
     pub id: u64,
+    /// When the client was accepted.
+    pub started: Instant,
     /// The client's address as `accept` returned it.
     pub client_addr: Address,
     /// The accepted client socket.
     pub client: Stream,
     /// The upstream socket, set once dialled.
     upstream: OnceLock<Stream>,
+    /// The upstream's address, kept for the log: a reset socket no longer knows its peer.
+    upstream_addr: OnceLock<Address>,
     /// The first EOF seen, either way: it names a normal close.
     first_eof: OnceLock<CloseReason>,
     /// The first early close; it wins over any EOF. A mutex rather than a `OnceLock` because
@@ -93,23 +50,41 @@ pub struct Connection {
     fault: Mutex<Option<Fault>>,
     /// The idle and half-close timers, shared by both copy threads.
     pub timers: Timers,
-    /// The `--explain` narrator.
-    pub explain: Explain,
+    /// Set when the connection's ending has been reported, so it is reported once.
+    reported: OnceLock<()>,
+}
+
+/// The next connection id: unique across every route of the process, so that two routes'
+/// connections never share a `conn=` in the log. A lock rather than an `AtomicU64`, which
+/// some 32-bit targets lack; it is taken once per accepted client.
+pub fn next_id() -> u64 {
+    static NEXT: Mutex<u64> = Mutex::new(1);
+    let mut next = NEXT.lock().unwrap_or_else(PoisonError::into_inner);
+    let id = *next;
+    *next += 1;
+    id
 }
 
 impl Connection {
-    /// A connection whose upstream is not dialled yet.
+    /// A connection just accepted, whose upstream is not dialled yet.
     pub fn new(id: u64, client: Stream, client_addr: Address, config: &Config) -> Connection {
         Connection {
             id,
+            started: Instant::now(),
             client_addr,
             client,
             upstream: OnceLock::new(),
+            upstream_addr: OnceLock::new(),
             first_eof: OnceLock::new(),
             fault: Mutex::new(None),
             timers: Timers::new(config.idle_timeout, config.half_close_timeout),
-            explain: Explain::new(config.explain),
+            reported: OnceLock::new(),
         }
+    }
+
+    /// Who this connection is, as every line about it names it.
+    pub fn conn(&self) -> Conn<'_> {
+        Conn { id: self.id, client: &self.client_addr }
     }
 
     /// Stores the dialled upstream socket and returns it. If the connection was closed while
@@ -119,6 +94,9 @@ impl Connection {
     /// records the fault *before* looking for the socket, both under the fault lock. So
     /// whichever comes second sees the other's work, and no socket escapes a close.
     pub fn attach_upstream(&self, upstream: Stream) -> &Stream {
+        if let Ok(addr) = upstream.peer_addr() {
+            let _ = self.upstream_addr.set(addr);
+        }
         let upstream = self.upstream.get_or_init(|| upstream);
         if self.lock_fault().is_some() {
             let _ = upstream.shutdown(Shutdown::Both);
@@ -131,6 +109,16 @@ impl Connection {
         self.upstream.get()
     }
 
+    /// Marks the connection's ending as reported; `false` if it already was.
+    pub fn mark_reported(&self) -> bool {
+        self.reported.set(()).is_ok()
+    }
+
+    /// The upstream's address, once dialled.
+    pub fn upstream_addr(&self) -> Option<&Address> {
+        self.upstream_addr.get()
+    }
+
     /// Records that one side finished sending (the first such call names the close reason if
     /// nothing goes wrong later).
     pub fn record_eof(&self, reason: CloseReason) {
@@ -140,11 +128,11 @@ impl Connection {
 
     /// Called by a copy thread each time its socket timeout ticks: if a timer has expired,
     /// closes the connection and returns the error that ends this copy.
-    pub fn check_timers(&self) -> io::Result<()> {
+    pub fn check_timers(&self, observer: &Observer) -> io::Result<()> {
         match self.timers.expired() {
             None => Ok(()),
             Some(reason) => {
-                self.explain.timer_expired(self.id, reason);
+                observer.timer_expired(self.id, reason);
                 self.close(reason, "");
                 Err(io::Error::new(io::ErrorKind::TimedOut, reason.name()))
             }

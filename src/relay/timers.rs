@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::connection::CloseReason;
+use crate::outcome::CloseReason;
 
 /// The shortest and longest tick. Short enough that a timer fires close to its deadline,
 /// long enough that thousands of idle connections don't keep the CPU busy waking up.

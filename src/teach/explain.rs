@@ -14,12 +14,12 @@
 //! default) each event costs one `bool` test, and reads pay one only until a copy's first
 //! bytes.
 
-use crate::stream::Address;
+use crate::net::stream::Address;
 use std::fmt::{self, Display};
 use std::io::{self, Write};
 
-use crate::connection::CloseReason;
-use crate::meter::Direction;
+use crate::outcome::CloseReason;
+use crate::outcome::Direction;
 
 /// Whether to narrate connections, and the one place that writes the narration (stdout).
 #[derive(Clone, Copy, Debug, Default)]

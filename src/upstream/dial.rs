@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::stream::{Stream, UNIX_PREFIX};
+use crate::net::stream::{Stream, UNIX_PREFIX};
 
 /// Why no upstream connection could be made.
 #[derive(Debug)]

@@ -16,16 +16,17 @@
 //!
 //! Each address is resolved again on every attempt (see `dial.rs`).
 
+pub mod dial;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::config_file::Policy;
-use crate::dial::{self, DialError};
-use crate::log::Log;
-use crate::metrics::RouteMetrics;
-use crate::stream::Stream;
+use crate::net::stream::Stream;
+use crate::observe::Observer;
+use dial::DialError;
 
 /// A route's upstreams, its policy, and which upstreams are backing off.
 #[derive(Debug)]
@@ -90,16 +91,15 @@ impl Upstreams {
     }
 
     /// Dials the upstreams in this client's order until one connects, giving each attempt
-    /// the whole `timeout`. Each failure is counted in `metrics`; an upstream that starts
-    /// backing off is logged once (not once per client), later failures at debug level.
+    /// the whole `timeout`. Each failure is reported to `observer` (counted; an upstream that
+    /// starts backing off is logged once, not once per client).
     ///
     /// # Errors
     /// The last attempt's error when every upstream failed.
     pub fn dial(
         &self,
         timeout: Duration,
-        log: &Log,
-        metrics: &RouteMetrics,
+        observer: &Observer,
         conn: u64,
     ) -> Result<Stream, DialError> {
         let mut last_error = None;
@@ -111,22 +111,18 @@ impl Upstreams {
                     return Ok(stream);
                 }
                 Err(error) => {
-                    metrics.record_connect_failed();
                     let mut until = upstream.lock_backoff();
                     let was_healthy = until.is_none_or(|until| Instant::now() >= until);
                     *until = Some(Instant::now() + self.backoff);
                     drop(until);
-                    let fields: &[(&str, &dyn std::fmt::Display)] = &[
-                        ("conn", &conn),
-                        ("upstream", &upstream.address),
-                        ("backoff_ms", &self.backoff.as_millis()),
-                        ("error", &error),
-                    ];
-                    if was_healthy {
-                        log.warn("upstream connect failed, backing off", fields);
-                    } else {
-                        log.debug("upstream connect failed again", fields);
-                    }
+                    let backoff_ms = self.backoff.as_millis();
+                    observer.upstream_failed(
+                        conn,
+                        &upstream.address,
+                        backoff_ms,
+                        &error,
+                        was_healthy,
+                    );
                     last_error = Some(error);
                 }
             }

@@ -1,0 +1,5 @@
+//! Sockets and what goes on the wire: TCP or Unix streams and listeners, their addresses, and
+//! the PROXY protocol header.
+
+pub mod proxy_protocol;
+pub mod stream;

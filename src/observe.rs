@@ -1,0 +1,205 @@
+//! The one seam between a connection's life and the three things that watch it: the log,
+//! `--explain` and the route's metrics.
+//!
+//! The relay core calls an [`Observer`] once per event (accepted, dialled, first bytes, EOF,
+//! closed, ...) and never the log, the narrator or a counter directly, so the function that
+//! carries a connection's life reads like the Go it mirrors. Each event decides here what it
+//! is worth: a debug line, a narrated line, a counter, and for the end of every connection,
+//! however it ended, exactly one `connection closed` line and one counted close.
+//!
+//! Every line about a connection carries `route=` (the route's name, else its listen
+//! address) and `conn=`, an id unique in the process, so an operator can tell two routes'
+//! connections apart and follow one through the log.
+
+use std::fmt::Display;
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::log::Log;
+use crate::metrics::RouteMetrics;
+use crate::net::stream::Address;
+use crate::outcome::{CloseReason, Direction};
+use crate::teach::explain::Explain;
+
+/// What one route reports about its connections, and where it goes.
+#[derive(Debug)]
+pub struct Observer {
+    /// The route's label, on every line: its name, or its listen address.
+    route: String,
+    log: Log,
+    explain: Explain,
+    metrics: Arc<RouteMetrics>,
+}
+
+/// Who a connection is, as every line about it names it.
+#[derive(Clone, Copy, Debug)]
+pub struct Conn<'a> {
+    /// The process-wide connection id.
+    pub id: u64,
+    /// The client's address as `accept` returned it.
+    pub client: &'a Address,
+}
+
+/// How a connection ended, for the one `connection closed` line.
+#[derive(Debug)]
+pub struct Ending<'a> {
+    /// The reason, as the connection recorded it.
+    pub reason: CloseReason,
+    /// The error's text, empty for a normal close.
+    pub error: &'a str,
+    /// The upstream it was relayed to, if one was dialled.
+    pub upstream: Option<&'a Address>,
+    /// Bytes delivered client → upstream and upstream → client.
+    pub bytes: (u64, u64),
+    /// When the connection was accepted.
+    pub started: Instant,
+}
+
+impl Observer {
+    /// An observer writing to `log`, narrating if `explain` is on, counting in `metrics`.
+    pub fn new(log: Log, explain: Explain, metrics: Arc<RouteMetrics>) -> Observer {
+        Observer { route: metrics.route().to_string(), log, explain, metrics }
+    }
+
+    /// An info line about the route itself (serving, draining, stopped), with `route=`.
+    pub fn route_info(&self, message: &str, fields: &[(&str, &dyn Display)]) {
+        self.log.info(message, &[&[self.route_field()], fields].concat());
+    }
+
+    /// A warning about the route itself (its limit, its accept loop), with `route=`.
+    pub fn route_warn(&self, message: &str, fields: &[(&str, &dyn Display)]) {
+        self.log.warn(message, &[&[self.route_field()], fields].concat());
+    }
+
+    /// Whether `--explain` wants to hear about first bytes (the copy loop asks once).
+    pub fn narrates(&self) -> bool {
+        self.explain.is_on()
+    }
+
+    /// `l.Accept()` returned a client.
+    pub fn accepted(&self, conn: Conn<'_>) {
+        self.metrics.record_accepted();
+        self.log
+            .debug("accepted", &[self.route_field(), ("conn", &conn.id), ("client", conn.client)]);
+        self.explain.accepted(conn.id, conn.client);
+    }
+
+    /// One attempt to dial an upstream failed. `first` is whether this upstream was healthy
+    /// until now: only then is it a warning (once per back-off, not once per client).
+    pub fn upstream_failed(
+        &self,
+        conn: u64,
+        upstream: &str,
+        backoff_ms: u128,
+        error: &dyn Display,
+        first: bool,
+    ) {
+        self.metrics.record_connect_failed();
+        let fields: &[(&str, &dyn Display)] = &[
+            self.route_field(),
+            ("conn", &conn),
+            ("upstream", &upstream),
+            ("backoff_ms", &backoff_ms),
+            ("error", error),
+        ];
+        if first {
+            self.log.warn("upstream connect failed, backing off", fields);
+        } else {
+            self.log.debug("upstream connect failed again", fields);
+        }
+    }
+
+    /// Every upstream failed: the connection ends without one.
+    pub fn dial_failed(&self, conn: Conn<'_>, error: &dyn Display) {
+        self.explain.dial_failed(conn.id, error);
+    }
+
+    /// This connection's own upstream connection is made.
+    pub fn dialled(&self, conn: Conn<'_>, upstream: &dyn Display) {
+        self.log.debug(
+            "upstream dialled",
+            &[self.route_field(), ("conn", &conn.id), ("upstream", upstream)],
+        );
+        self.explain.dialled(conn.id, upstream);
+    }
+
+    /// The PROXY protocol header could not be sent to the fresh upstream connection.
+    pub fn proxy_header_failed(&self, conn: Conn<'_>, error: &io::Error) {
+        self.log.warn(
+            "cannot send the PROXY header",
+            &[self.route_field(), ("conn", &conn.id), ("error", error)],
+        );
+    }
+
+    /// About to start the second thread: both copies are about to run.
+    pub fn copies_starting(&self, conn: Conn<'_>) {
+        self.explain.copies_starting(conn.id);
+    }
+
+    /// A copy moved its first bytes.
+    pub fn first_bytes(&self, id: u64, direction: Direction, count: usize) {
+        self.explain.first_bytes(id, direction, count);
+    }
+
+    /// A copy's source said EOF; the relay half-closes the other socket next.
+    pub fn eof(&self, id: u64, direction: Direction) {
+        self.explain.eof(id, direction);
+    }
+
+    /// A copy failed; the relay closes both sockets.
+    pub fn copy_failed(&self, id: u64, direction: Direction, error: &io::Error) {
+        self.explain.copy_failed(id, direction, error);
+    }
+
+    /// The idle or half-close timer expired.
+    pub fn timer_expired(&self, id: u64, reason: CloseReason) {
+        self.explain.timer_expired(id, reason);
+    }
+
+    /// The connection is over, however it ended: its one `connection closed` line, its
+    /// counted close and bytes. Called exactly once per [`accepted`](Observer::accepted).
+    pub fn closed(&self, conn: Conn<'_>, ending: &Ending<'_>) {
+        let Ending { reason, error, upstream, bytes: (to_upstream, to_client), started } = *ending;
+        self.explain.closed(conn.id, reason);
+        let upstream: &dyn Display = match upstream {
+            Some(upstream) => upstream,
+            None => &"-",
+        };
+        let duration_ms = started.elapsed().as_millis();
+        let fields: &[(&str, &dyn Display)] = &[
+            self.route_field(),
+            ("conn", &conn.id),
+            ("client", conn.client),
+            ("upstream", upstream),
+            ("bytes_to_upstream", &to_upstream),
+            ("bytes_to_client", &to_client),
+            ("duration_ms", &duration_ms),
+            ("reason", &reason),
+        ];
+        let with_error;
+        let fields = if error.is_empty() {
+            fields
+        } else {
+            with_error = [fields, &[("error", &error as &dyn Display)]].concat();
+            &with_error[..]
+        };
+        if reason.is_relay_fault() {
+            self.log.warn("connection closed", fields);
+        } else {
+            self.log.info("connection closed", fields);
+        }
+        // Added once at the end rather than per write: the copy loops stay free of shared
+        // counters. So /metrics shows a connection's bytes when it has closed.
+        self.metrics.add_bytes_client_to_upstream(to_upstream);
+        self.metrics.add_bytes_upstream_to_client(to_client);
+        if reason == CloseReason::Denied {
+            self.metrics.record_denied();
+        }
+        self.metrics.record_close(reason);
+    }
+
+    fn route_field(&self) -> (&'static str, &dyn Display) {
+        ("route", &self.route)
+    }
+}

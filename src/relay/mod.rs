@@ -1,0 +1,18 @@
+//! The relay core: what a class reads. One route's accept loop, and the life of each
+//! connection beside the Go it mirrors.
+//!
+//! - [`accept`]: [`Relay`] binds the listener and runs the accept loop (Go's `for { l.Accept() }`).
+//! - [`handle_conn`]: the life of one connection, top to bottom (Go's `handleConn`).
+//! - [`copy`]: one direction, `io::copy` then `shutdown(Write)` (Go's `copyThenCloseWrite`).
+//! - [`connection`]: what a connection's two threads share: the sockets and how it ended.
+//! - [`route`]: what a route's accept loop shares with its connections.
+//! - [`timers`]: the idle and half-close timers, ticked by socket timeouts.
+
+pub mod accept;
+pub mod connection;
+pub mod copy;
+pub mod handle_conn;
+pub mod route;
+pub mod timers;
+
+pub use accept::{Relay, StopHandle};

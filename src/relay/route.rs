@@ -1,0 +1,34 @@
+//! One route at run time: what its accept loop shares with every connection thread and with
+//! the [`StopHandle`](crate::relay::StopHandle)s: the settings, the log, the open connections,
+//! the upstreams, the counters and the thread pool.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::limits::open_connections::OpenConnections;
+use crate::limits::threads::ThreadPool;
+use crate::metrics::RouteMetrics;
+use crate::net::stream::Address;
+use crate::observe::Observer;
+use crate::upstream::Upstreams;
+
+/// What the accept loop shares with every connection thread and with [`StopHandle`]s.
+#[derive(Debug)]
+pub struct Route {
+    pub config: Config,
+    /// Where the route's log lines, `--explain` narration and counters go.
+    pub observer: Observer,
+    pub connections: Arc<OpenConnections>,
+    /// The route's upstreams, and which of them are backing off after a failed connect.
+    pub upstreams: Upstreams,
+    /// The route's counters, also read by the admin endpoint.
+    pub metrics: Arc<RouteMetrics>,
+    /// Where connection threads come from: parked ones first, else new ones.
+    pub threads: Arc<ThreadPool>,
+    /// `config.max_connections`, or less if that many would not fit under the kernel's
+    /// memory-map limit.
+    pub max_connections: usize,
+    /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
+    /// `accept`.
+    pub listen_addr: Address,
+}
