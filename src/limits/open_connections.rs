@@ -166,3 +166,112 @@ impl Drop for Entry {
         self.connections.left.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::net::stream::{Address, Stream};
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+    use std::time::Duration;
+
+    /// Runs `wait` on another thread and returns its result, failing the test if it has not
+    /// returned within 10 s (a missed wake-up would otherwise hang the test).
+    fn returns<T: Send + 'static>(wait: impl FnOnce() -> T + Send + 'static) -> Waiter<T> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        thread::Builder::new()
+            .spawn(move || {
+                let _ = sender.send(wait());
+            })
+            .expect("a thread");
+        Waiter(receiver)
+    }
+
+    struct Waiter<T>(std::sync::mpsc::Receiver<T>);
+
+    impl<T> Waiter<T> {
+        fn wait(self, what: &str) -> T {
+            self.0.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what}"))
+        }
+    }
+
+    /// A connection on a real loopback socket (its peer is dropped: nothing reads it).
+    fn connection(id: u64) -> Connection {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let client =
+            TcpStream::connect(listener.local_addr().expect("its address")).expect("connect to it");
+        let addr = Address::Tcp(client.local_addr().expect("the client's address"));
+        Connection::new(id, Stream::Tcp(client), addr, &Config::default())
+    }
+
+    #[test]
+    fn dropping_an_entry_frees_its_slot() {
+        let open = Arc::new(OpenConnections::default());
+        let first = open.insert(connection(1));
+        let _second = open.insert(connection(2));
+        assert!(open.is_full(2));
+        drop(first);
+        assert!(!open.is_full(2));
+        assert_eq!(open.open_count(), 1);
+    }
+
+    #[test]
+    fn a_drain_deadline_in_the_past_ends_the_wait_at_once() {
+        let open = Arc::new(OpenConnections::default());
+        let _entry = open.insert(connection(1));
+        open.drain_until(Instant::now());
+        open.wait_until_drained(); // returns although a connection is still open
+        assert_eq!(open.open_count(), 1);
+    }
+
+    #[test]
+    fn an_earlier_deadline_cuts_a_longer_drain_short() {
+        let open = Arc::new(OpenConnections::default());
+        let _entry = open.insert(connection(1));
+        open.drain_until(Instant::now() + Duration::from_secs(3600));
+        let waiter = {
+            let open = Arc::clone(&open);
+            returns(move || open.wait_until_drained())
+        };
+        // A stop during the drain: the hour-long wait must end now, not in an hour.
+        open.drain_until(Instant::now());
+        waiter.wait("the drain did not end at the earlier deadline");
+    }
+
+    #[test]
+    fn a_drain_ends_when_the_last_connection_leaves() {
+        let open = Arc::new(OpenConnections::default());
+        let entry = open.insert(connection(1));
+        open.drain_until(Instant::now() + Duration::from_secs(3600));
+        let waiter = {
+            let open = Arc::clone(&open);
+            returns(move || open.wait_until_drained())
+        };
+        drop(entry);
+        waiter.wait("the drain did not end when the last connection left");
+        assert_eq!(open.open_count(), 0);
+    }
+
+    #[test]
+    fn stop_accepting_wakes_a_loop_waiting_for_room() {
+        let open = Arc::new(OpenConnections::default());
+        let _entry = open.insert(connection(1));
+        let waiter = {
+            let open = Arc::clone(&open);
+            returns(move || open.wait_for_room(1))
+        };
+        assert!(open.stop_accepting(), "the first call says so");
+        assert!(!open.stop_accepting(), "a second call changes nothing");
+        let room = waiter.wait("stop_accepting did not wake the loop waiting for room");
+        assert!(!room, "a stopping relay has no room: the loop leaves");
+    }
+
+    #[test]
+    fn a_connection_added_after_close_all_is_closed_at_once() {
+        let open = Arc::new(OpenConnections::default());
+        open.close_all();
+        let entry = open.insert(connection(7));
+        assert_eq!(entry.outcome().0, CloseReason::Stopped);
+    }
+}

@@ -197,3 +197,81 @@ impl Drop for ThreadLife {
         let _ = (self.hook)(ThreadStage::Finished(self.role));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc::Receiver;
+
+    /// Waits for `count` messages on `done`, each within a bound, and says which was missing.
+    fn expect_done(done: &Receiver<usize>, count: usize) -> Vec<usize> {
+        (0..count)
+            .map(|n| {
+                done.recv_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|_| panic!("job {n} of {count} never ran: a job was lost"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_job_handed_to_a_thread_whose_wait_is_ending_still_runs_exactly_once() {
+        // A keep-alive of 1 ms makes parked threads time out while `run` is taking them off
+        // the list: the race between `take_parked` and `unpark` happens thousands of times.
+        let pool = Arc::new(ThreadPool::new(64 * 1024, no_hook, Duration::from_millis(1), 4));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (done, finished) = mpsc::channel();
+        let jobs = 2_000;
+        for n in 0..jobs {
+            let (runs, done) = (Arc::clone(&runs), done.clone());
+            pool.run(ThreadRole::First, move || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                let _ = done.send(n);
+            })
+            .expect("the OS refused a thread");
+            if n % 7 == 0 {
+                // Let some parked threads reach the end of their keep-alive.
+                std::thread::sleep(Duration::from_micros(900));
+            }
+        }
+        let mut ran = expect_done(&finished, jobs);
+        ran.sort_unstable();
+        assert_eq!(ran, (0..jobs).collect::<Vec<_>>(), "every job once, none twice");
+        assert_eq!(runs.load(Ordering::SeqCst), jobs);
+        pool.release_parked();
+        assert!(pool.lock().is_empty(), "released threads are off the list");
+    }
+
+    #[test]
+    fn finished_threads_are_reused_and_at_most_max_parked_wait() {
+        let pool = Arc::new(ThreadPool::new(64 * 1024, no_hook, Duration::from_secs(10), 2));
+        let (done, finished) = mpsc::channel();
+        // Five jobs at once: five threads. When they end, only two may park.
+        let (release, gate) = mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        for n in 0..5 {
+            let (done, gate) = (done.clone(), Arc::clone(&gate));
+            pool.run(ThreadRole::Second, move || {
+                let _ = done.send(n);
+                let _ = gate.lock().map(|gate| gate.recv());
+            })
+            .expect("the OS refused a thread");
+        }
+        expect_done(&finished, 5);
+        for _ in 0..5 {
+            release.send(()).expect("every job waits on the gate");
+        }
+        let parked_two = (0..1000).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            pool.lock().len() == 2
+        });
+        assert!(parked_two, "two threads park, the other three exit: {}", pool.lock().len());
+        // The next job is handed to one of the parked threads.
+        pool.run(ThreadRole::First, move || {
+            let _ = done.send(5);
+        })
+        .expect("a parked thread takes the job");
+        assert_eq!(expect_done(&finished, 1), [5]);
+        pool.release_parked();
+    }
+}
