@@ -68,7 +68,7 @@ impl Relay {
         let route =
             if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
         let shared = Arc::new(Shared {
-            log: Log::new(config.log_level),
+            log: Log::for_route(config.log_level, &route),
             upstreams: Upstreams::new(&config),
             metrics: Arc::new(RouteMetrics::new(route)),
             max_connections: capped_max_connections(config.max_connections),
