@@ -233,6 +233,47 @@ pub fn flush(timeout: Duration) -> bool {
     true
 }
 
+/// Makes a panic's message a log line (`level=error msg="thread panicked"`) that goes
+/// through the writer's queue like any other, instead of Rust's default hook, which writes
+/// stderr from the panicking thread and so would block it while stderr is stuck.
+///
+/// For the `tcprelay` binary, which calls it first thing. With `RUST_BACKTRACE` set, the
+/// default hook is kept, backtrace and all, for debugging. A library embedder keeps its own
+/// hook.
+pub fn send_panics_to_the_log() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(a panic payload that is not a string)");
+        let thread = thread::current();
+        let line = panic_line(SystemTime::now(), thread.name(), message, info.location());
+        send(line);
+        // A panic on the main thread ends the process, which does not wait for the writer.
+        if thread.name() == Some("main") {
+            flush(Duration::from_secs(2));
+        }
+    }));
+}
+
+/// The line [`send_panics_to_the_log`] writes for one panic.
+fn panic_line(
+    now: SystemTime,
+    thread: Option<&str>,
+    message: &str,
+    location: Option<&std::panic::Location<'_>>,
+) -> String {
+    let location = location.map_or_else(|| "-".to_string(), ToString::to_string);
+    let thread = thread.unwrap_or("-");
+    let fields: Fields<'_> = &[("thread", &thread), ("error", &message), ("at", &location)];
+    format_line(now, LogLevel::Error, "thread panicked", fields)
+}
+
 /// Log lines dropped since the process started, because the queue to stderr was full (the
 /// sink did not keep up) or stderr failed.
 pub fn lines_dropped() -> u64 {
@@ -831,6 +872,17 @@ mod tests {
             .unwrap_or(0);
         assert!(dropped >= 4 && out.contains("msg=\"dropped log lines\""), "{out}");
         assert!(lines_dropped() >= 4);
+    }
+
+    #[test]
+    fn a_panic_is_one_error_line() {
+        let here = std::panic::Location::caller();
+        let line = panic_line(UNIX_EPOCH, Some("tcprelay-conn"), "index out of bounds", Some(here));
+        let expected = format!(
+            "ts=1970-01-01T00:00:00.000Z level=error msg=\"thread panicked\" \
+             thread=tcprelay-conn error=\"index out of bounds\" at={here}\n"
+        );
+        assert_eq!(line, expected);
     }
 
     #[test]

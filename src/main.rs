@@ -8,6 +8,8 @@ use tcprelay::log::{Log, LogLevel};
 use tcprelay::{Server, ServerConfig, demo};
 
 fn main() -> ExitCode {
+    // A panic (a bug) must not write stderr from a connection thread: see src/log.rs.
+    tcprelay::log::send_panics_to_the_log();
     match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(server)) => run(server),
         Ok(Command::Check(server)) => {
