@@ -158,7 +158,10 @@ impl Log {
         }
         if repeats(level, msg, fields) {
             let key = Key::new(level, msg, self.route.as_deref(), fields);
-            match lock_limiter().admit(key, Instant::now()) {
+            // A statement of its own, so the limiter is unlocked before anything is sent:
+            // without a writer thread, `send` writes here and takes the limiter itself.
+            let admitted = lock_limiter().admit(key, Instant::now());
+            match admitted {
                 Admit::Suppress => return,
                 Admit::Write { summary: Some(summary) } => send(summary.line(SystemTime::now())),
                 Admit::Write { summary: None } => {}

@@ -135,7 +135,9 @@ fn a_storm_of_refused_clients_writes_a_few_lines_and_an_exact_count() {
     // At most 10 lines per key per 10 s window that the storm touched.
     let windows = storm.as_secs() / 10 + 2;
     assert!(denied_lines <= 10 * windows, "{denied_lines} lines in {storm:?}");
-    assert!(log.len() < 40, "{} lines of log for {DENIED_CLIENTS} refused clients", log.len());
+    // Plus a summary per window, and the start-up and drain lines.
+    let bound = 11 * windows as usize + 8;
+    assert!(log.len() <= bound, "{} lines of log for {DENIED_CLIENTS} refused clients", log.len());
     assert!(suppressed_metric > 0 && suppressed_metric <= suppressed, "{suppressed_metric}");
     assert_eq!(count(&log, "dropped log lines"), 0, "nothing was dropped: stderr was read");
 }
