@@ -100,10 +100,12 @@ impl Admin {
         match path {
             "/metrics" if is_get => {
                 let snapshots: Vec<_> = self.routes.iter().map(|route| route.snapshot()).collect();
-                Response {
-                    content_type: metrics::CONTENT_TYPE,
-                    ..Response::text(Status::Ok, metrics::render_prometheus(&snapshots))
-                }
+                let mut text = metrics::render_prometheus(&snapshots);
+                text.push_str(&metrics::render_log_counters(
+                    crate::log::lines_dropped(),
+                    crate::log::lines_suppressed(),
+                ));
+                Response { content_type: metrics::CONTENT_TYPE, ..Response::text(Status::Ok, text) }
             }
             "/healthz" if is_get => {
                 if self.server.is_draining() {

@@ -8,6 +8,8 @@ use tcprelay::log::{Log, LogLevel};
 use tcprelay::{Server, ServerConfig, demo};
 
 fn main() -> ExitCode {
+    // A panic (a bug) must not write stderr from a connection thread: see src/log.rs.
+    tcprelay::log::send_panics_to_the_log();
     match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(server)) => run(server),
         Ok(Command::Check(server)) => {
@@ -53,6 +55,10 @@ fn run(config: ServerConfig) -> ExitCode {
         }
         server.serve()
     });
+    // The log is written by its own thread, which the process does not wait for: give it a
+    // moment to write the last lines (`stopped`, the suppressed-line counts). A stuck
+    // stderr delays the exit by this much at most.
+    tcprelay::log::flush(EXIT_FLUSH_TIMEOUT);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -61,3 +67,6 @@ fn run(config: ServerConfig) -> ExitCode {
         }
     }
 }
+
+/// How long the relay waits for its last log lines to be written before it exits.
+const EXIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

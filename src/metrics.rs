@@ -238,6 +238,34 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
     out
 }
 
+/// Renders the logger's process-wide counters (see [`crate::log`]), to follow
+/// [`render_prometheus`]'s output: lines dropped because stderr did not keep up, and
+/// repeated lines suppressed by the rate limit.
+///
+/// ```
+/// let text = tcprelay::metrics::render_log_counters(3, 0);
+/// assert!(text.contains("\ntcprelay_log_lines_dropped_total 3\n"));
+/// ```
+pub fn render_log_counters(dropped: u64, suppressed: u64) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "tcprelay_log_lines_dropped_total",
+            "Log lines dropped because stderr did not keep up (or failed).",
+            dropped,
+        ),
+        (
+            "tcprelay_log_lines_suppressed_total",
+            "Repeated log lines suppressed by the rate limit, each counted in a summary line.",
+            suppressed,
+        ),
+    ] {
+        write_family_head(&mut out, name, "counter", help);
+        out.push_str(&format!("{name} {value}\n"));
+    }
+    out
+}
+
 /// Writes a family whose only label is the route: the head, then one sample per route.
 fn write_one_per_route(
     out: &mut String,
@@ -400,6 +428,21 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
         let text = render_prometheus(&[]);
         assert_eq!(text.lines().count(), 7 * 2);
         assert!(text.lines().all(|line| line.starts_with("# ")));
+    }
+
+    #[test]
+    fn renders_the_log_counters() {
+        assert_eq!(
+            render_log_counters(7, 12_345),
+            "# HELP tcprelay_log_lines_dropped_total Log lines dropped because stderr did not \
+             keep up (or failed).\n\
+             # TYPE tcprelay_log_lines_dropped_total counter\n\
+             tcprelay_log_lines_dropped_total 7\n\
+             # HELP tcprelay_log_lines_suppressed_total Repeated log lines suppressed by the \
+             rate limit, each counted in a summary line.\n\
+             # TYPE tcprelay_log_lines_suppressed_total counter\n\
+             tcprelay_log_lines_suppressed_total 12345\n"
+        );
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl Server {
             None => None,
             Some(addr) => {
                 let metrics = relays.iter().map(Relay::metrics).collect();
-                Some(Admin::bind(addr, metrics, handle.clone(), log)?)
+                Some(Admin::bind(addr, metrics, handle.clone(), log.clone())?)
             }
         };
         Ok(Server { relays, admin, handle, log })

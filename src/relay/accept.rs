@@ -50,10 +50,10 @@ impl Relay {
         };
         let label =
             if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
-        let metrics = Arc::new(RouteMetrics::new(label));
+        let metrics = Arc::new(RouteMetrics::new(label.clone()));
         let route = Arc::new(Route {
             observer: Observer::new(
-                Log::new(config.log_level),
+                Log::for_route(config.log_level, &label),
                 Explain::new(config.explain),
                 Arc::clone(&metrics),
             ),

@@ -236,9 +236,11 @@ pub fn thread_names() -> Vec<String> {
 
 /// How many relay threads this process has: connection threads (`tcprelay-conn`, running a
 /// connection or parked for the next) and accept and admin threads (`tcprelay-accept-N`,
-/// `tcprelay-admin`).
+/// `tcprelay-admin`). Not the log writer (`tcprelay-log`): there is one per process, started
+/// by the first line logged and never ended, so it is not something a relay leaks.
 pub fn connection_threads() -> usize {
-    thread_names().iter().filter(|name| name.starts_with("tcprelay-")).count()
+    let names = thread_names();
+    names.iter().filter(|name| name.starts_with("tcprelay-") && *name != "tcprelay-log").count()
 }
 
 /// Polls `condition` until it holds or [`TIMEOUT`] passes; returns whether it held.
