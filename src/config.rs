@@ -129,6 +129,23 @@ impl Config {
         }
     }
 
+    /// Checks the settings with the same parsers and bounds as the command line and the
+    /// config file (the [settings table](crate::settings)), and that there is at least one
+    /// upstream, each `HOST:PORT` with a port, or `unix:PATH`. [`Relay::bind`](crate::Relay::bind)
+    /// calls it.
+    ///
+    /// ```
+    /// let config = tcprelay::Config::default(); // no upstream
+    /// assert_eq!(config.validate().unwrap_err(),
+    ///            "upstream: expected at least one HOST:PORT, found none");
+    /// ```
+    ///
+    /// # Errors
+    /// The first setting that is out of bounds, as `SETTING: expected ..., found "VALUE"`.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::settings::validate_route(self)
+    }
+
     /// Every upstream of the route, in the order they are listed: [`upstream`](Config::upstream)
     /// then [`more_upstreams`](Config::more_upstreams).
     pub fn upstreams(&self) -> impl Iterator<Item = &str> {

@@ -78,6 +78,7 @@ pub mod metrics;
 pub mod proxy_protocol;
 mod relay;
 pub mod server;
+pub mod settings;
 pub mod stream;
 pub mod threads;
 mod timers;
