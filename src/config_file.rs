@@ -511,8 +511,8 @@ impl Parser<'_> {
                 key.text, setting.name
             ),
             _ if entry.len() == 4 && is_port(&entry[1]) && is_port(&entry[3]) => format!(
-                "expected a global setting or \"route\", found a rinetd forwarding rule; \
-                 write it as \"route {}:{} -> {}:{}\" (see \"Migrating from rinetd\" in \
+                "expected a global setting or \"route\", found a rinetd forwarding rule, \
+                 written here as \"route {}:{} -> {}:{}\" (see \"Migrating from rinetd\" in \
                  docs/operations.md)",
                 entry[0].text, entry[1].text, entry[2].text, entry[3].text
             ),
@@ -919,7 +919,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("buffer-size 64g", 1, 13, r#"expected 0, or a size from 8k to 1m, found "64g""#),
             ("stack-size 1000g", 1, 12, r#"found "1000g""#),
             ("explain", 1, 8, r#"expected a value after "explain", found end of line"#),
-            ("0.0.0.0 8080 10.0.0.2 80", 1, 1, r#"found a rinetd forwarding rule; write it as "route 0.0.0.0:8080 -> 10.0.0.2:80" (see "Migrating from rinetd" in docs/operations.md)"#),
+            ("0.0.0.0 8080 10.0.0.2 80", 1, 1, r#"found a rinetd forwarding rule, written here as "route 0.0.0.0:8080 -> 10.0.0.2:80" (see "Migrating from rinetd" in docs/operations.md)"#),
             ("idle-timeout\u{a0}5m", 1, 1, r#"found "idle-timeout\u{a0}5m""#),
             ("idle-timeout 5m\u{b}", 1, 14, r#"found "5m\u{b}""#),
             ("log-level loud", 1, 11, r#"expected error, warn, info or debug, found "loud""#),
