@@ -129,7 +129,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         if first && arg == "demo" {
             return match args.next() {
                 None => Ok(Command::Demo),
-                Some(extra) => Err(UsageError(format!("unexpected argument {:?} after demo", extra?))),
+                Some(extra) => {
+                    Err(UsageError(format!("unexpected argument {:?} after demo", extra?)))
+                }
             };
         }
         first = false;
@@ -157,9 +159,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         };
         let value = match (inline_value, takes_value) {
             (Some(value), _) => value,
-            (None, true) => args
-                .next()
-                .unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value"))))?,
+            (None, true) => {
+                args.next().unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value"))))?
+            }
             // A switch: `--explain` is `--explain=on`.
             (None, false) => "on".to_string(),
         };
@@ -235,9 +237,10 @@ fn with_config_file(
     routes: &[(Address, Vec<String>)],
     values: &[Value],
 ) -> Result<ServerConfig, UsageError> {
-    let route_flag = [(listen, LISTEN), (!upstreams.is_empty(), UPSTREAM), (!routes.is_empty(), ROUTE)]
-        .into_iter()
-        .find_map(|(given, flag)| given.then_some(flag));
+    let route_flag =
+        [(listen, LISTEN), (!upstreams.is_empty(), UPSTREAM), (!routes.is_empty(), ROUTE)]
+            .into_iter()
+            .find_map(|(given, flag)| given.then_some(flag));
     if let Some(flag) = route_flag {
         return Err(UsageError(format!(
             "{flag} cannot be combined with --config: the routes come from {}; add a route \
@@ -433,5 +436,154 @@ mod tests {
             assert!(text.contains(flag), "{flag} missing from help");
         }
         assert!(text.contains("[default: 5s]") && text.contains("[default: info]"));
+    }
+
+    /// A small xorshift generator: the fuzz loop needs no crate and repeats exactly.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    /// 5,000 random command lines, built from every flag and from values near the edges
+    /// (then mutated a character at a time), never panic the parser; whatever it accepts,
+    /// `--check` writes as a config file that reads back to the same text.
+    #[test]
+    fn fuzzed_command_lines_never_panic_and_accepted_ones_read_back() {
+        let mut flags: Vec<String> = crate::settings::SETTINGS.iter().map(|s| s.flag()).collect();
+        for extra in [
+            "-l",
+            "--listen",
+            "-u",
+            "--upstream",
+            "--route",
+            "--check",
+            "--config",
+            "-x",
+            "--",
+            "-",
+            "demo",
+        ] {
+            flags.push(extra.to_string());
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let values = [
+            "",
+            "0",
+            "1",
+            "+5",
+            "-1",
+            "64k",
+            "64g",
+            "1m",
+            "8m",
+            "18446744073709551615",
+            "5s",
+            "0ms",
+            "24h",
+            "25h",
+            "10m",
+            "on",
+            "off",
+            "v1",
+            "v2",
+            "first",
+            "round-robin",
+            "debug",
+            ":0",
+            "127.0.0.1:0",
+            "[::1]:0",
+            ":1",
+            "127.0.0.1:1, :2",
+            ":0=:1",
+            "unix:/tmp/f",
+            "unix:",
+            "10.0.0.0/8",
+            "::1,10.0.0.0/8",
+            "10.0.0.1/8",
+            ",",
+            "=",
+            "[::1",
+            "\u{a0}",
+            "/dev/zero",
+            "/nonexistent/x.conf",
+            "0.0.0.0:7001",
+            ":7001",
+            "127.0.0.1:7001",
+        ];
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let (mut tried, mut accepted) = (0, 0);
+        for _ in 0..5000 {
+            let mut args: Vec<String> = Vec::new();
+            if rng.next() % 2 == 0 {
+                let listen = rng.pick(&["127.0.0.1:0", ":0", "[::1]:0", ":7001"]);
+                args.extend([
+                    "-l".to_string(),
+                    listen.to_string(),
+                    "-u".to_string(),
+                    ":1".to_string(),
+                ]);
+            }
+            for step in 0..rng.next() % 9 {
+                let word = if step % 2 == 0 { rng.pick(&flags) } else { rng.pick(&values) };
+                let mut word = word.to_string();
+                if rng.next() % 4 == 0 {
+                    let mut chars: Vec<char> = word.chars().collect();
+                    let at = (rng.next() % (chars.len() as u64 + 1)) as usize;
+                    match rng.next() % 3 {
+                        0 if at < chars.len() => {
+                            chars.remove(at);
+                        }
+                        1 => chars.insert(
+                            at,
+                            rng.pick(&["0", "9", ":", ",", "=", "k", " ", "\u{1b}", "é"])
+                                .chars()
+                                .next()
+                                .unwrap_or('0'),
+                        ),
+                        _ => chars.insert(at, '-'),
+                    }
+                    word = chars.into_iter().collect();
+                }
+                if rng.next() % 3 == 0 {
+                    if let Some(flag) = args.pop() {
+                        word = format!("{flag}={word}");
+                    }
+                }
+                args.push(word);
+            }
+            // Host names would be resolved, which may wait on DNS: keep to literal addresses.
+            let resolves = |arg: &String| {
+                let text = arg.trim_start_matches('-');
+                !text.starts_with("unix:")
+                    && !text.starts_with("/")
+                    && text.chars().any(|c| c.is_alphabetic())
+                    && text.contains(':')
+            };
+            if args.iter().any(resolves) {
+                continue;
+            }
+            tried += 1;
+            let parsed = parse(args.iter().map(OsString::from));
+            if let Ok(Command::Run(server) | Command::Check(server)) = parsed {
+                accepted += 1;
+                let described = server.describe();
+                let again = config_file::parse(&described, Path::new("check.conf"))
+                    .and_then(|file| file.server_config(&[]))
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}\n{described}"));
+                assert_eq!(again.describe(), described, "{args:?}");
+            }
+        }
+        // The loop must reach the parser, and some of its lines must be accepted.
+        assert!(tried > 3000 && accepted > 20, "tried {tried}, accepted {accepted}");
     }
 }

@@ -204,7 +204,8 @@ impl FileConfig {
             let mut upstreams = Vec::new();
             for located in &spec.upstreams {
                 upstreams.push(
-                    address::parse_upstream(&located.text).map_err(|m| self.error_at(located, m))?,
+                    address::parse_upstream(&located.text)
+                        .map_err(|m| self.error_at(located, m))?,
                 );
             }
             let mut upstreams = upstreams.into_iter();
@@ -218,8 +219,7 @@ impl FileConfig {
         }
         let mut server = ServerConfig { routes, ..ServerConfig::default() };
         for values in [&globals[..], overrides] {
-            settings::apply_process(values, &mut server)
-                .map_err(|m| self.whole_file_error(m))?;
+            settings::apply_process(values, &mut server).map_err(|m| self.whole_file_error(m))?;
         }
         server.validate().map_err(|conflict| match conflict.route {
             Some(index) => self.error_at(&self.routes[index].listen, conflict.message),
@@ -249,12 +249,8 @@ impl FileValue {
 /// A [`ConfigError`] for the first mistake (a byte that is not UTF-8 too, at its line and
 /// column), or with line 0 when the file cannot be read or is not a regular file or is too big.
 pub fn load(file: &Path) -> Result<FileConfig, ConfigError> {
-    let error = |message: String| ConfigError {
-        file: file.to_path_buf(),
-        line: 0,
-        column: 0,
-        message,
-    };
+    let error =
+        |message: String| ConfigError { file: file.to_path_buf(), line: 0, column: 0, message };
     let cannot_read = |e: std::io::Error| error(format!("cannot read the config file: {e}"));
     let check_kind = |metadata: std::fs::Metadata| {
         if !metadata.is_file() {
@@ -499,7 +495,8 @@ impl Parser<'_> {
         }
         let all = global_keys().map(|s| s.name).collect::<Vec<_>>().join(", ");
         let is_global = |name: &str| global_keys().any(|s| s.name == name);
-        let is_port = |t: &Token<'_>| !t.text.is_empty() && t.text.bytes().all(|b| b.is_ascii_digit());
+        let is_port =
+            |t: &Token<'_>| !t.text.is_empty() && t.text.bytes().all(|b| b.is_ascii_digit());
         let message = match (key.text.split_once('='), settings::find(key.text)) {
             (Some((name, _)), _) if is_global(name) => format!(
                 "expected a space between a global setting and its value, found {:?}",
@@ -622,7 +619,8 @@ impl Parser<'_> {
         if value.text.is_empty() {
             return Err(self.error_at(value, "expected a route name, found \"\"".to_string()));
         }
-        if let Some(other) = self.config.routes.iter().find(|r| r.name.as_deref() == Some(value.text))
+        if let Some(other) =
+            self.config.routes.iter().find(|r| r.name.as_deref() == Some(value.text))
         {
             return Err(self.error_at(
                 value,
@@ -762,7 +760,10 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
 
         let parsed = parse_ok(EXAMPLE);
         assert_eq!(parsed.routes[0].line, 12);
-        assert_eq!(parsed.routes[0].listen, Located { text: "127.0.0.1:8080".into(), line: 12, column: 7 });
+        assert_eq!(
+            parsed.routes[0].listen,
+            Located { text: "127.0.0.1:8080".into(), line: 12, column: 7 }
+        );
         assert_eq!(parsed.routes[0].upstreams[1].column, 33);
     }
 
@@ -786,7 +787,8 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
 
     #[test]
     fn overrides_replace_the_globals_but_not_a_routes_own_option() {
-        let text = "idle-timeout 5m\nlog-level warn\nroute :0 -> :1\nroute :0 -> :2 idle-timeout=1m\n";
+        let text =
+            "idle-timeout 5m\nlog-level warn\nroute :0 -> :1\nroute :0 -> :2 idle-timeout=1m\n";
         let overrides = [
             Value { setting: settings::find("idle-timeout").unwrap(), text: "2m".into() },
             Value { setting: settings::find("log-level").unwrap(), text: "debug".into() },
@@ -802,17 +804,31 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn check_output_reads_back_as_the_same_config() {
         let first = parse_ok(EXAMPLE).server_config(&[]).unwrap();
         let described = first.describe();
-        let again = parse_ok(&described).server_config(&[]).unwrap_or_else(|e| panic!("{e}\n{described}"));
+        let again =
+            parse_ok(&described).server_config(&[]).unwrap_or_else(|e| panic!("{e}\n{described}"));
         assert_eq!(again.describe(), described);
-        assert!(described.contains(" buffer-size=0 stack-size=64k thread-keep-alive=10s explain=off"), "{described}");
+        assert!(
+            described.contains(" buffer-size=0 stack-size=64k thread-keep-alive=10s explain=off"),
+            "{described}"
+        );
     }
 
     #[test]
     fn clashes_point_at_the_later_route_and_name_both() {
         let cases = [
-            ("route :7001 -> :1\nroute 127.0.0.1:7001 -> :2\n", 2, 7, "both listen on 127.0.0.1:7001"),
+            (
+                "route :7001 -> :1\nroute 127.0.0.1:7001 -> :2\n",
+                2,
+                7,
+                "both listen on 127.0.0.1:7001",
+            ),
             ("route 0.0.0.0:7001 -> :1\nroute 127.0.0.1:7001 -> :2\n", 2, 7, "route 0.0.0.0:7001"),
-            ("admin 127.0.0.1:7001\nroute :7001 -> :1\n", 2, 7, "admin 127.0.0.1:7001 and route 127.0.0.1:7001"),
+            (
+                "admin 127.0.0.1:7001\nroute :7001 -> :1\n",
+                2,
+                7,
+                "admin 127.0.0.1:7001 and route 127.0.0.1:7001",
+            ),
             ("route :7001 -> 127.0.0.1:7001\n", 1, 7, "forwards to its own listen address"),
             ("route :1 -> b:1\n\nroute :1 -> c:1", 3, 7, "both listen on"),
         ];
@@ -837,7 +853,10 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
         let option = |route: &RouteSpec, key: &str| {
             route.options.iter().find(|o| o.setting.name == key).map(|o| o.text.text.clone())
         };
-        assert_eq!(option(&config.routes[0], "allow").as_deref(), Some("10.0.0.0/8,192.168.0.0/16"));
+        assert_eq!(
+            option(&config.routes[0], "allow").as_deref(),
+            Some("10.0.0.0/8,192.168.0.0/16")
+        );
         assert_eq!(option(&config.routes[1], "max-connections").as_deref(), Some("20"));
     }
 
@@ -1049,9 +1068,31 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     #[test]
     fn fuzzed_config_files_never_panic() {
         let pieces: &[&[u8]] = &[
-            b" ", b"\t", b"\n", b"\r\n", b"=", b"->", b",", b"#", b"route", b"unix:", b"[", b"]",
-            b":", b"0", b"99999999999999999999", b"\xe9", b"\xc2\xa0", b"\0", b"name=",
-            b"allow=", b"buffer-size", b"explain on", b"+5", b"64g", b"\n    ",
+            b" ",
+            b"\t",
+            b"\n",
+            b"\r\n",
+            b"=",
+            b"->",
+            b",",
+            b"#",
+            b"route",
+            b"unix:",
+            b"[",
+            b"]",
+            b":",
+            b"0",
+            b"99999999999999999999",
+            b"\xe9",
+            b"\xc2\xa0",
+            b"\0",
+            b"name=",
+            b"allow=",
+            b"buffer-size",
+            b"explain on",
+            b"+5",
+            b"64g",
+            b"\n    ",
         ];
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..4000 {

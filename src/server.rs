@@ -40,8 +40,8 @@ use crate::config::Config;
 use crate::listener::{Relay, StopHandle};
 use crate::log::{Log, LogLevel};
 use crate::metrics::RouteMetrics;
-use crate::stream::Address;
 use crate::settings;
+use crate::stream::Address;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.
 #[derive(Clone, Debug)]

@@ -498,8 +498,7 @@ pub fn validate_route(route: &Config) -> Result<(), String> {
     for setting in SETTINGS {
         if let Field::Route(set, get) = setting.field {
             if let Some(text) = get(route) {
-                set(&mut Config::default(), &text)
-                    .map_err(|m| format!("{}: {m}", setting.name))?;
+                set(&mut Config::default(), &text).map_err(|m| format!("{}: {m}", setting.name))?;
             }
         }
     }
@@ -605,9 +604,8 @@ fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() || a.port() == 0 {
         return false;
     }
-    let wildcard_over = |wild: IpAddr, other: IpAddr| {
-        wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
-    };
+    let wildcard_over =
+        |wild: IpAddr, other: IpAddr| wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4());
     a.ip() == b.ip() || wildcard_over(a.ip(), b.ip()) || wildcard_over(b.ip(), a.ip())
 }
 
@@ -615,7 +613,9 @@ fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
 /// compared: a host name is resolved per connection and may well move.
 fn forwards_to_itself(listen: &Address, upstream: &str) -> bool {
     match listen {
-        Address::Unix(path) => upstream.strip_prefix("unix:").is_some_and(|up| path.as_os_str() == up),
+        Address::Unix(path) => {
+            upstream.strip_prefix("unix:").is_some_and(|up| path.as_os_str() == up)
+        }
         Address::Tcp(listen) => {
             let normal = address::parse_upstream(upstream).unwrap_or_default();
             let Ok(upstream) = normal.parse::<SocketAddr>() else {

@@ -203,7 +203,10 @@ fn docs_hold_the_settings_table() {
         ("README.md", include_str!("../README.md")),
         ("docs/operations.md", include_str!("../docs/operations.md")),
     ] {
-        assert!(doc.contains(&table), "{name} must hold this table (from settings::markdown_table):\n{table}");
+        assert!(
+            doc.contains(&table),
+            "{name} must hold this table (from settings::markdown_table):\n{table}"
+        );
     }
 }
 
@@ -241,10 +244,29 @@ fn a_single_value_flag_given_twice_is_an_error() {
         assert!(stderr.contains("given twice (") && stderr.contains("give it once"), "{stderr}");
     }
     let stderr = stderr_of(&run_tcprelay(&["-l", ":8080", "-l", ":8081", "-u", ":1"]));
-    assert!(stderr.contains(r#"--listen given twice (":8080", then ":8081"): give it once"#), "{stderr}");
-    let output = run_tcprelay(&["--check", "-l", ":0", "-u", ":1", "-u", ":2", "--allow", "::1", "--allow", "10.0.0.0/8"]);
+    assert!(
+        stderr.contains(r#"--listen given twice (":8080", then ":8081"): give it once"#),
+        "{stderr}"
+    );
+    let output = run_tcprelay(&[
+        "--check",
+        "-l",
+        ":0",
+        "-u",
+        ":1",
+        "-u",
+        ":2",
+        "--allow",
+        "::1",
+        "--allow",
+        "10.0.0.0/8",
+    ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("-> 127.0.0.1:1 127.0.0.1:2 ") && stdout.contains("allow=::1/128,10.0.0.0/8"), "{stdout}");
+    assert!(
+        stdout.contains("-> 127.0.0.1:1 127.0.0.1:2 ")
+            && stdout.contains("allow=::1/128,10.0.0.0/8"),
+        "{stdout}"
+    );
 }
 
 /// `-u 'A, B'` drops the spaces; a host name that can never resolve is refused when read,

@@ -87,7 +87,8 @@ fn flags_and_config_keys_refuse_the_same_values() {
     ] {
         let flag = format!("--{key}");
         let by_flag = run_tcprelay(&["--check", "-l", ":0", "-u", ":1", &flag, value]);
-        let file = ConfigFile::new(&format!("{key}.conf"), &format!("{key} {value}\nroute :0 -> :1\n"));
+        let file =
+            ConfigFile::new(&format!("{key}.conf"), &format!("{key} {value}\nroute :0 -> :1\n"));
         let by_file = run_tcprelay(&["--check", "--config", file.arg()]);
         for (output, from) in [(by_flag, flag.clone()), (by_file, format!("{}:1:", file.arg()))] {
             let stderr = String::from_utf8_lossy(&output.stderr);
@@ -115,7 +116,9 @@ fn config_file_takes_every_setting_and_flags_override_its_globals() {
     assert!(routes[0].contains(" idle-timeout=2m "), "the flag overrides the global: {stdout}");
     assert!(routes[1].contains(" idle-timeout=1m "), "the route's own wins: {stdout}");
     for route in &routes {
-        for part in [" buffer-size=64k ", " stack-size=128k ", " thread-keep-alive=0 ", " explain=on"] {
+        for part in
+            [" buffer-size=64k ", " stack-size=128k ", " thread-keep-alive=0 ", " explain=on"]
+        {
             assert!(route.contains(part), "{part} missing: {route}");
         }
     }
@@ -130,11 +133,34 @@ fn config_file_takes_every_setting_and_flags_override_its_globals() {
 #[test]
 fn check_output_reads_back_as_a_config_file() {
     let first = run_tcprelay(&[
-        "--check", "-l", "127.0.0.1:0", "-u", "127.0.0.1:1, 127.0.0.1:2", "--route",
-        "unix:/tmp/tcprelay-check-a.sock=unix:/tmp/b.sock", "--buffer-size", "64k",
-        "--stack-size", "128k", "--thread-keep-alive", "0", "--explain", "--allow",
-        "10.0.0.0/8, ::1", "--proxy-protocol", "v1", "--admin", ":0", "--log-level", "warn",
-        "--drain-timeout", "5s", "--max-connections", "7", "--policy", "round-robin",
+        "--check",
+        "-l",
+        "127.0.0.1:0",
+        "-u",
+        "127.0.0.1:1, 127.0.0.1:2",
+        "--route",
+        "unix:/tmp/tcprelay-check-a.sock=unix:/tmp/b.sock",
+        "--buffer-size",
+        "64k",
+        "--stack-size",
+        "128k",
+        "--thread-keep-alive",
+        "0",
+        "--explain",
+        "--allow",
+        "10.0.0.0/8, ::1",
+        "--proxy-protocol",
+        "v1",
+        "--admin",
+        ":0",
+        "--log-level",
+        "warn",
+        "--drain-timeout",
+        "5s",
+        "--max-connections",
+        "7",
+        "--policy",
+        "round-robin",
     ]);
     let described = String::from_utf8(first.stdout).unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
@@ -151,10 +177,22 @@ fn check_output_reads_back_as_a_config_file() {
 #[test]
 fn check_refuses_clashing_and_looping_routes() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--route", ":7001=:1", "--route", "127.0.0.1:7001=:2"], "route 127.0.0.1:7001 and route 127.0.0.1:7001 (route 1) both listen on 127.0.0.1:7001"),
-        (&["--route", "0.0.0.0:7001=:1", "--route", "127.0.0.1:7001=:2"], "route 127.0.0.1:7001 and route 0.0.0.0:7001 (route 1)"),
-        (&["-l", ":7001", "-u", ":1", "--admin", "127.0.0.1:7001"], "admin 127.0.0.1:7001 and route 127.0.0.1:7001"),
-        (&["-l", ":7001", "-u", "127.0.0.1:7001"], "route 127.0.0.1:7001 forwards to its own listen address: upstream 127.0.0.1:7001"),
+        (
+            &["--route", ":7001=:1", "--route", "127.0.0.1:7001=:2"],
+            "route 127.0.0.1:7001 and route 127.0.0.1:7001 (route 1) both listen on 127.0.0.1:7001",
+        ),
+        (
+            &["--route", "0.0.0.0:7001=:1", "--route", "127.0.0.1:7001=:2"],
+            "route 127.0.0.1:7001 and route 0.0.0.0:7001 (route 1)",
+        ),
+        (
+            &["-l", ":7001", "-u", ":1", "--admin", "127.0.0.1:7001"],
+            "admin 127.0.0.1:7001 and route 127.0.0.1:7001",
+        ),
+        (
+            &["-l", ":7001", "-u", "127.0.0.1:7001"],
+            "route 127.0.0.1:7001 forwards to its own listen address: upstream 127.0.0.1:7001",
+        ),
     ];
     for (args, expected) in cases {
         let mut args = args.to_vec();
@@ -168,14 +206,21 @@ fn check_refuses_clashing_and_looping_routes() {
     let output = run_tcprelay(&["--check", "--config", file.arg()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("{}:2:7: admin 127.0.0.1:7002 and route 0.0.0.0:7002", file.arg())), "{stderr}");
+    assert!(
+        stderr
+            .contains(&format!("{}:2:7: admin 127.0.0.1:7002 and route 0.0.0.0:7002", file.arg())),
+        "{stderr}"
+    );
 }
 
 /// Config input is bounded: devices, FIFOs and oversized files are refused with exit 2
 /// before anything is read; a FIFO with no writer would otherwise block forever.
 #[test]
 fn config_files_must_be_small_regular_files() {
-    for (path, expected) in [("/dev/zero", "expected a regular file, found a device"), ("/tmp", "expected a regular file, found a directory")] {
+    for (path, expected) in [
+        ("/dev/zero", "expected a regular file, found a device"),
+        ("/tmp", "expected a regular file, found a directory"),
+    ] {
         let output = run_tcprelay(&["--check", "--config", path]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{path}: {stderr}");
