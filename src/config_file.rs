@@ -151,7 +151,15 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.display();
+        // A path is shown as it is, but a control character in it could rewrite the
+        // terminal, so those are escaped.
+        let file: String = self
+            .file
+            .display()
+            .to_string()
+            .chars()
+            .flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] })
+            .collect();
         if self.line == 0 {
             write!(f, "{file}: {}", self.message)
         } else {
@@ -1013,6 +1021,12 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_control_character_in_the_file_name_is_escaped() {
+        let error = parse("x 1\n", Path::new("a\u{1b}[2Jb.conf")).unwrap_err();
+        assert!(error.to_string().starts_with("a\\u{1b}[2Jb.conf:1:1: "), "{error}");
     }
 
     #[test]
