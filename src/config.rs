@@ -1,11 +1,12 @@
 //! The relay's configuration: one plain struct with defaults.
 
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::access::AccessRules;
-use crate::config_file::Policy;
 use crate::limits::threads::{ThreadHook, no_hook};
 use crate::log::LogLevel;
 use crate::net::proxy_protocol::ProxyVersion;
@@ -134,5 +135,37 @@ impl Config {
     pub fn upstreams(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.upstream.as_str())
             .chain(self.more_upstreams.iter().map(String::as_str))
+    }
+}
+
+/// How a route with several upstreams picks one for each new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Try the upstreams in the order listed; the next one only when a connect fails.
+    First,
+    /// Start each new client at the next upstream in the list, wrapping around.
+    RoundRobin,
+}
+
+impl FromStr for Policy {
+    type Err = String;
+
+    /// Parses `first` or `round-robin`; the error reads `expected first or round-robin, found "rr"`.
+    fn from_str(text: &str) -> Result<Policy, String> {
+        match text {
+            "first" => Ok(Policy::First),
+            "round-robin" => Ok(Policy::RoundRobin),
+            _ => Err(format!("expected first or round-robin, found {text:?}")),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    /// Writes `first` or `round-robin`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Policy::First => f.write_str("first"),
+            Policy::RoundRobin => f.write_str("round-robin"),
+        }
     }
 }

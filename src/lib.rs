@@ -73,12 +73,13 @@ mod observe;
 mod outcome;
 mod relay;
 pub mod server;
+pub mod settings;
 mod teach;
 pub mod units;
 mod upstream;
 
 pub use config::Config;
-pub use config_file::Policy;
+pub use config::Policy;
 pub use limits::threads::{self, ThreadHook, ThreadRole, ThreadStage};
 pub use log::LogLevel;
 pub use net::proxy_protocol;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use tcprelay::cli::{self, Command};
-use tcprelay::log::{Log, LogLevel};
+use tcprelay::log::Log;
 use tcprelay::{Server, ServerConfig, demo};
 
 fn main() -> ExitCode {
@@ -42,8 +42,7 @@ fn main() -> ExitCode {
 /// Binds every route and the admin endpoint, and serves until drained or killed. Go's
 /// `log.Fatal` becomes an exit code: 1 if a listener cannot be bound, 0 after a drain.
 fn run(config: ServerConfig) -> ExitCode {
-    let level = config.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info);
-    let log = Log::new(level);
+    let log = Log::new(config.log_level());
     let result = Server::bind(config).and_then(|server| {
         // Scripts and tests read these lines to learn the ports, so they are written at
         // any level: one per route, in the order given, then the admin endpoint.

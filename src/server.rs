@@ -28,7 +28,6 @@
 //! # }
 //! ```
 
-use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +41,6 @@ use crate::log::{Log, LogLevel};
 use crate::metrics::RouteMetrics;
 use crate::net::stream::Address;
 use crate::relay::accept::{Relay, StopHandle};
-use crate::units::format_duration;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.
 #[derive(Clone, Debug)]
@@ -58,47 +56,18 @@ pub struct ServerConfig {
 /// The default drain timeout: 30 s, well inside systemd's default `TimeoutStopSec` of 90 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+impl Default for ServerConfig {
+    /// No routes, no admin endpoint, the default drain timeout.
+    fn default() -> ServerConfig {
+        ServerConfig { routes: Vec::new(), admin: None, drain_timeout: DEFAULT_DRAIN_TIMEOUT }
+    }
+}
+
 impl ServerConfig {
-    /// What would run, in the config file's own format, one line per setting and per route
-    /// (this is what `tcprelay --check` prints).
-    pub fn describe(&self) -> String {
-        let mut text = String::new();
-        let level = self.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info);
-        let _ = writeln!(text, "log-level {level}");
-        if let Some(admin) = self.admin {
-            let _ = writeln!(text, "admin {admin}");
-        }
-        let _ = writeln!(text, "drain-timeout {}", format_duration(self.drain_timeout));
-        for route in &self.routes {
-            let _ = write!(text, "route {} ->", route.listen_address());
-            for upstream in route.upstreams() {
-                let _ = write!(text, " {upstream}");
-            }
-            if !route.name.is_empty() {
-                let _ = write!(text, " name={}", route.name);
-            }
-            let _ = write!(
-                text,
-                " policy={} connect-timeout={} idle-timeout={} half-close-timeout={} \
-                 max-connections={}",
-                route.policy,
-                format_duration(route.connect_timeout),
-                format_duration(route.idle_timeout),
-                format_duration(route.half_close_timeout),
-                route.max_connections,
-            );
-            if let Some(version) = route.proxy_protocol {
-                let _ = write!(text, " proxy-protocol={version}");
-            }
-            for (key, blocks) in [("allow", &route.access.allow), ("deny", &route.access.deny)] {
-                if !blocks.is_empty() {
-                    let blocks: Vec<String> = blocks.iter().map(ToString::to_string).collect();
-                    let _ = write!(text, " {key}={}", blocks.join(","));
-                }
-            }
-            text.push('\n');
-        }
-        text
+    /// The process's log level: the first route's (every route has the same one when the
+    /// settings come from the command line or a config file).
+    pub fn log_level(&self) -> LogLevel {
+        self.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info)
     }
 }
 
@@ -115,10 +84,11 @@ impl Server {
     /// Binds every route's listener and the admin endpoint.
     ///
     /// # Errors
-    /// The first address that cannot be bound, named in the error; nothing is left bound.
+    /// `InvalidInput` when [`ServerConfig::validate`] refuses the settings; otherwise the
+    /// first address that cannot be bound, named in the error; nothing is left bound.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
-        let log =
-            Log::new(config.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info));
+        config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
+        let log = Log::new(config.log_level());
         let relays = config.routes.into_iter().map(Relay::bind).collect::<io::Result<Vec<_>>>()?;
         let handle = ServerHandle {
             stops: relays.iter().map(Relay::stop_handle).collect(),

@@ -199,3 +199,50 @@ fn relay_stop_handle_drain_waits_for_live_connections() {
     served.recv_timeout(TIMEOUT).unwrap().unwrap();
     thread.join().unwrap();
 }
+
+/// The library checks a `Config` with the same bounds as the command line: nothing that
+/// would serve every client an instant EOF, or hang them, binds.
+#[test]
+fn relay_and_server_bind_refuse_configs_the_command_line_would_refuse() {
+    let good = Config { upstream: "127.0.0.1:1".to_string(), ..quiet_config() };
+    let cases = [
+        (Config::default(), "upstream: expected at least one HOST:PORT, found none"),
+        (
+            Config { max_connections: 0, ..good.clone() },
+            "max-connections: expected a whole number from 1 to 65536, found \"0\"",
+        ),
+        (Config { upstream: "localhost".into(), ..good.clone() }, "\"localhost\""),
+        (
+            Config { buffer_size: 64 << 30, ..good.clone() },
+            "buffer-size: expected 0, or a size from 8k to 1m, found \"64g\"",
+        ),
+        (Config { stack_size: usize::MAX, ..good.clone() }, "stack-size: "),
+        (Config { connect_timeout: Duration::ZERO, ..good.clone() }, "connect-timeout: "),
+    ];
+    for (config, expected) in cases {
+        let error = tcprelay::Relay::bind(config.clone()).expect_err(expected);
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains(expected), "{expected}: {error}");
+        let server = ServerConfig { routes: vec![config], ..ServerConfig::default() };
+        let error = tcprelay::Server::bind(server).expect_err(expected);
+        assert!(error.to_string().contains(expected), "{expected}: {error}");
+    }
+
+    // The whole: a route that forwards to itself, and two routes on one port.
+    let listen: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let looping = Config { listen, upstream: ":7001".into(), ..quiet_config() };
+    let error =
+        tcprelay::Server::bind(ServerConfig { routes: vec![looping], ..ServerConfig::default() })
+            .expect_err("a route to itself");
+    assert!(error.to_string().contains("forwards to its own listen address"), "{error}");
+    let wildcard = Config { listen: "0.0.0.0:7001".parse().unwrap(), ..good.clone() };
+    let specific = Config { listen, ..good.clone() };
+    let error = tcprelay::Server::bind(ServerConfig {
+        routes: vec![wildcard, specific],
+        ..ServerConfig::default()
+    })
+    .expect_err("two routes on one port");
+    assert!(error.to_string().contains("both listen on 127.0.0.1:7001"), "{error}");
+    let error = tcprelay::Server::bind(ServerConfig::default()).expect_err("no routes");
+    assert!(error.to_string().contains("at least one route"), "{error}");
+}

@@ -110,6 +110,11 @@ fn a_unix_client_gets_an_unknown_proxy_header() {
     assert_eq!(recorded, b"PROXY UNKNOWN\r\nhi");
 }
 
+/// A config that passes `Config::validate`: an upstream is required.
+fn relay_config(upstream: &Upstream) -> Config {
+    Config { upstream: upstream.addr.to_string(), ..quiet_config() }
+}
+
 #[test]
 fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
     let path = socket_path("stale");
@@ -122,9 +127,12 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
         ..quiet_config()
     });
     assert_eq!(
-        tcprelay::Relay::bind(Config { listen_unix: Some(path.clone()), ..quiet_config() })
-            .unwrap_err()
-            .kind(),
+        tcprelay::Relay::bind(Config {
+            listen_unix: Some(path.clone()),
+            ..relay_config(&upstream)
+        })
+        .unwrap_err()
+        .kind(),
         std::io::ErrorKind::AddrInUse,
         "a socket somebody listens on is never taken over"
     );

@@ -36,9 +36,11 @@ impl Relay {
     /// of [`Config::listen_unix`] (Go: `net.Listen("unix", path)`).
     ///
     /// # Errors
-    /// The OS error, with the address in its message, if the address cannot be bound
+    /// `InvalidInput` naming the setting if [`Config::validate`] refuses the config; else
+    /// the OS error, with the address in its message, if the address cannot be bound
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
+        config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         let wanted = config.listen_address();
         let listener = Listener::bind(&wanted).map_err(|error| {
             io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))

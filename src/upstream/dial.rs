@@ -44,9 +44,15 @@ impl fmt::Display for DialError {
                 write!(f, "cannot connect to {upstream}: {error}")
             }
             DialError::Connect { upstream, attempts } => {
-                write!(f, "cannot connect to {upstream}:")?;
-                for (addr, error) in attempts {
-                    write!(f, " {addr}: {error};")?;
+                write!(f, "cannot connect to {upstream}")?;
+                // Each address once: an upstream given as an IP is its only address.
+                for (index, (addr, error)) in attempts.iter().enumerate() {
+                    let separator = if index == 0 { ": " } else { "; " };
+                    if attempts.len() == 1 && addr.to_string() == *upstream {
+                        write!(f, "{separator}{error}")?;
+                    } else {
+                        write!(f, "{separator}{addr}: {error}")?;
+                    }
                 }
                 Ok(())
             }
@@ -112,4 +118,32 @@ fn dial_unix(upstream: &str, path: &Path) -> Result<Stream, DialError> {
 fn dial_unix(upstream: &str, _path: &Path) -> Result<Stream, DialError> {
     let error = io::Error::new(io::ErrorKind::Unsupported, "no Unix domain sockets here");
     Err(DialError::Unix { upstream: upstream.to_string(), error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connect_error_names_each_address_once_with_no_stray_separator() {
+        let refused = || io::Error::from(io::ErrorKind::ConnectionRefused);
+        let one = DialError::Connect {
+            upstream: "127.0.0.1:1".into(),
+            attempts: vec![("127.0.0.1:1".parse().unwrap(), refused())],
+        };
+        assert_eq!(one.to_string(), format!("cannot connect to 127.0.0.1:1: {}", refused()));
+        let two = DialError::Connect {
+            upstream: "localhost:1".into(),
+            attempts: vec![
+                ("[::1]:1".parse().unwrap(), refused()),
+                ("127.0.0.1:1".parse().unwrap(), refused()),
+            ],
+        };
+        let text = two.to_string();
+        assert_eq!(
+            text,
+            format!("cannot connect to localhost:1: [::1]:1: {0}; 127.0.0.1:1: {0}", refused())
+        );
+        assert!(!text.ends_with(';'));
+    }
 }

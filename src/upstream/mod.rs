@@ -23,7 +23,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::config_file::Policy;
+use crate::config::Policy;
 use crate::net::stream::Stream;
 use crate::observe::Observer;
 use dial::DialError;
