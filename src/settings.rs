@@ -849,7 +849,7 @@ impl ServerConfig {
 
     /// Checks every route ([`Config::validate`]) and the whole: no two routes on one
     /// address however it is spelled, the admin endpoint on no route's port, no route that
-    /// forwards to itself. [`Server::bind`] calls it.
+    /// forwards to itself. [`Server::bind`](crate::Server::bind) calls it.
     ///
     /// # Errors
     /// The first mistake, naming both sides of a clash.
