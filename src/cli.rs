@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::config_file::{self, ConfigError, FileConfig};
 use crate::log::LogLevel;
 use crate::proxy_protocol::ProxyVersionError;
-use crate::server::{DEFAULT_DRAIN_TIMEOUT, ServerConfig};
-use crate::stream::Address;
+use crate::server::{AdminAccess, AdminToken, DEFAULT_DRAIN_TIMEOUT, ServerConfig};
+use crate::stream::{self, Address};
 use crate::units;
 
 /// What the command line asks for.
@@ -75,7 +75,16 @@ Options:
                              other flag but --check may be given with it
       --check                validate, print what would run, and exit
       --admin ADDR           serve GET /metrics, GET /healthz and POST /drain over HTTP
-                             here (:PORT means 127.0.0.1) [default: none]
+                             here (:PORT means 127.0.0.1; unix:/path for a Unix socket)
+                             [default: none]
+      --admin-token-file FILE
+                             every admin request but GET /healthz needs
+                             Authorization: Bearer TOKEN, TOKEN being FILE's content (at
+                             least 16 visible characters; FILE not readable by others)
+      --admin-socket-mode MODE
+                             mode of a unix: admin socket file [default: 0600]
+      --socket-mode MODE     mode of a unix: listen socket file: 0660 lets the relay's
+                             user and group connect, no one else [default: 0660]
       --drain-timeout DUR    on POST /drain, how long live connections may take to
                              finish before they are closed [default: {drain}]
       --policy POLICY        first (in order, the next only when a connect fails) or
@@ -140,6 +149,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     let (mut listen, mut upstreams) = (None, Vec::new());
     let mut routes: Vec<(Address, Vec<String>)> = Vec::new();
     let (mut admin, mut drain_timeout) = (None, DEFAULT_DRAIN_TIMEOUT);
+    let mut admin_access = AdminAccess::default();
     let (mut config_file, mut check) = (None::<PathBuf>, false);
     // Flags other than --config and --check, to refuse mixing them with a config file.
     let mut first_other_flag = None;
@@ -201,7 +211,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 routes.push((route_listen, route_upstreams));
             }
             "--admin" => {
-                admin = Some(address::parse_listen(&value()?).map_err(|m| invalid(&flag, m))?)
+                admin =
+                    Some(address::parse_listen_address(&value()?).map_err(|m| invalid(&flag, m))?)
+            }
+            "--admin-token-file" => {
+                let token = AdminToken::read(Path::new(&value()?));
+                admin_access.token = Some(token.map_err(|m| invalid(&flag, m))?);
+            }
+            "--admin-socket-mode" => {
+                admin_access.socket_mode =
+                    stream::parse_socket_mode(&value()?).map_err(|m| invalid(&flag, m))?
+            }
+            "--socket-mode" => {
+                config.listen_unix_mode =
+                    stream::parse_socket_mode(&value()?).map_err(|m| invalid(&flag, m))?
             }
             "--drain-timeout" => {
                 drain_timeout = units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
@@ -312,7 +335,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 .into_iter()
                 .map(|(listen, upstreams)| route_config(&config, listen, upstreams))
                 .collect();
-            ServerConfig { routes, admin, drain_timeout }
+            ServerConfig { routes, admin, admin_access, drain_timeout }
         }
     };
     Ok(if check { Command::Check(server) } else { Command::Run(server) })
@@ -353,11 +376,21 @@ pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, Config
         None => LogLevel::Info,
     };
     let admin = match &globals.admin {
-        Some(located) => {
-            Some(address::parse_listen(&located.text).map_err(|m| file.error_at(located, m))?)
-        }
+        Some(located) => Some(
+            address::parse_listen_address(&located.text).map_err(|m| file.error_at(located, m))?,
+        ),
         None => None,
     };
+    let mut admin_access = AdminAccess::default();
+    if let Some(located) = &globals.admin_token_file {
+        // A relative path is relative to the config file, not to wherever the relay starts.
+        let directory = file.file.parent().unwrap_or(Path::new(""));
+        let token = AdminToken::read(&directory.join(&located.text));
+        admin_access.token = Some(token.map_err(|m| file.error_at(located, m))?);
+    }
+    if let Some(mode) = globals.admin_socket_mode {
+        admin_access.socket_mode = mode;
+    }
     let defaults = Config { log_level, ..Config::default() };
     let mut routes = Vec::new();
     for spec in &file.routes {
@@ -379,6 +412,7 @@ pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, Config
             max_connections: options.max_connections.unwrap_or(defaults.max_connections),
             proxy_protocol: spec.proxy_protocol,
             access: spec.access.clone(),
+            listen_unix_mode: spec.socket_mode.unwrap_or(defaults.listen_unix_mode),
             ..defaults.clone()
         };
         routes.push(route_config(&config, listen, upstreams));
@@ -392,7 +426,7 @@ pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, Config
         });
     }
     let drain_timeout = globals.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
-    Ok(ServerConfig { routes, admin, drain_timeout })
+    Ok(ServerConfig { routes, admin, admin_access, drain_timeout })
 }
 
 /// Loads and checks a config file: [`config_file::load`], then [`server_config_from_file`].
@@ -537,6 +571,9 @@ mod tests {
             "--config",
             "--check",
             "--admin",
+            "--admin-token-file",
+            "--admin-socket-mode",
+            "--socket-mode",
             "--drain-timeout",
             "--policy",
             "--allow",

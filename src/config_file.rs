@@ -63,6 +63,10 @@ pub struct Globals {
     pub log_level: Option<String>,
     /// `admin`: where the admin HTTP endpoint listens. No admin endpoint when `None`.
     pub admin: Option<Located>,
+    /// `admin-token-file`: the file holding the admin endpoint's bearer token, as written.
+    pub admin_token_file: Option<Located>,
+    /// `admin-socket-mode`: the mode of a Unix admin socket (octal, e.g. `0600`).
+    pub admin_socket_mode: Option<u32>,
     /// `drain-timeout`: how long a drain waits for live connections (0: close them at once).
     pub drain_timeout: Option<Duration>,
     /// The route options set globally, which every route starts from.
@@ -101,6 +105,8 @@ pub struct RouteSpec {
     pub proxy_protocol: Option<ProxyVersion>,
     /// `allow` and `deny`: who may connect. Empty means everyone.
     pub access: AccessRules,
+    /// `socket-mode`: the mode of a `unix:` listen socket's file (octal, e.g. `0660`).
+    pub socket_mode: Option<u32>,
 }
 
 /// A piece of text from the file and where it starts, so that a later check (such as
@@ -303,7 +309,7 @@ fn words(line: &str, line_number: usize) -> Vec<Token<'_>> {
     tokens
 }
 
-const GLOBAL_KEYS: [&str; 8] = [
+const GLOBAL_KEYS: [&str; 10] = [
     "connect-timeout",
     "idle-timeout",
     "half-close-timeout",
@@ -311,9 +317,11 @@ const GLOBAL_KEYS: [&str; 8] = [
     "policy",
     "log-level",
     "admin",
+    "admin-token-file",
+    "admin-socket-mode",
     "drain-timeout",
 ];
-const ROUTE_KEYS: [&str; 9] = [
+const ROUTE_KEYS: [&str; 10] = [
     "name",
     "policy",
     "connect-timeout",
@@ -323,6 +331,7 @@ const ROUTE_KEYS: [&str; 9] = [
     "proxy-protocol",
     "allow",
     "deny",
+    "socket-mode",
 ];
 /// The keys that may be given more than once on a route, adding to a list.
 const LIST_KEYS: [&str; 2] = ["allow", "deny"];
@@ -386,6 +395,11 @@ impl<'a> Parser<'a> {
         match key.text {
             "log-level" => globals.log_level = Some(parse_log_level(value.text).map_err(at)?),
             "admin" => globals.admin = Some(value.located()),
+            "admin-token-file" => globals.admin_token_file = Some(value.located()),
+            "admin-socket-mode" => {
+                globals.admin_socket_mode =
+                    Some(crate::stream::parse_socket_mode(value.text).map_err(at)?)
+            }
             "drain-timeout" => {
                 let timeout = parse_duration(value.text).map_err(at)?;
                 globals.drain_timeout = Some(timeout);
@@ -469,6 +483,7 @@ impl<'a> Parser<'a> {
             options: self.config.globals.route_defaults.clone(),
             proxy_protocol: None,
             access: AccessRules::default(),
+            socket_mode: None,
         };
         let mut options_seen: Vec<&str> = Vec::new();
         for token in &entry[3..] {
@@ -528,6 +543,9 @@ impl<'a> Parser<'a> {
                 route.proxy_protocol = Some(version.map_err(|e| at(e.to_string()))?);
             }
             "allow" => route.access.allow.extend(self.cidr_list(value)?),
+            "socket-mode" => {
+                route.socket_mode = Some(crate::stream::parse_socket_mode(value.text).map_err(at)?)
+            }
             "deny" => route.access.deny.extend(self.cidr_list(value)?),
             "policy" | "connect-timeout" | "idle-timeout" | "half-close-timeout"
             | "max-connections" => {
@@ -651,6 +669,9 @@ impl fmt::Display for RouteSpec {
         }
         for cidr in &self.access.deny {
             write!(f, " deny={cidr}")?;
+        }
+        if let Some(mode) = self.socket_mode {
+            write!(f, " socket-mode={mode:04o}")?;
         }
         Ok(())
     }
@@ -820,7 +841,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn global_setting_errors() {
         #[rustfmt::skip]
         let cases = [
-            ("conect-timeout 5s", 1, 1, r#"expected a global setting (connect-timeout, idle-timeout, half-close-timeout, max-connections, policy, log-level, admin, drain-timeout) or "route", found "conect-timeout""#),
+            ("conect-timeout 5s", 1, 1, r#"expected a global setting (connect-timeout, idle-timeout, half-close-timeout, max-connections, policy, log-level, admin, admin-token-file, admin-socket-mode, drain-timeout) or "route", found "conect-timeout""#),
             ("idle-timeout=5m", 1, 1, r#"expected a space between a global setting and its value, found "idle-timeout=5m""#),
             ("allow 10.0.0.0/8", 1, 1, r#"found the route option "allow" (write allow=... on a route line)"#),
             ("\nidle-timeout", 2, 13, r#"expected a value after "idle-timeout", found end of line"#),
@@ -849,7 +870,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("route a:1", 1, 10, r#"expected "->" after "a:1", found end of line"#),
             ("route a:1 ->", 1, 13, r#"expected an upstream address after "->", found end of line"#),
             ("route a:1 -> policy=first", 1, 14, r#"expected an upstream address after "->", found "policy=first""#),
-            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, proxy-protocol, allow, deny), found "polcy""#),
+            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, proxy-protocol, allow, deny, socket-mode), found "polcy""#),
             ("route a:1 -> b:1 idle-timeout=1m\n    idle-timeout=2m", 2, 5, r#"expected each route option once, found "idle-timeout" again"#),
             ("route a:1 -> b:1 policy=", 1, 25, r#"expected first or round-robin, found """#),
             ("route a:1 -> b:1\n  proxy-protocol=v3", 2, 18, r#"expected v1 or v2, found "v3""#),

@@ -57,7 +57,7 @@ impl Relay {
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
         let wanted = config.listen_address();
-        let listener = Listener::bind(&wanted).map_err(|error| {
+        let listener = Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
             io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
         })?;
         let listen_addr = listener.local_addr()?;

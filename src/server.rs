@@ -16,7 +16,8 @@
 //! };
 //! let server = Server::bind(ServerConfig {
 //!     routes: vec![route("127.0.0.1:6379"), route("127.0.0.1:5432")],
-//!     admin: Some("127.0.0.1:0".parse().unwrap()),
+//!     admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+//!     admin_access: Default::default(),
 //!     drain_timeout: Duration::from_secs(30),
 //! })?;
 //! assert_eq!(server.local_addrs().len(), 2); // e.g. 127.0.0.1:41234 and 127.0.0.1:41235
@@ -37,6 +38,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::admin::Admin;
+pub use crate::admin::{AdminAccess, AdminToken};
 use crate::config::Config;
 use crate::listener::{Relay, StopHandle};
 use crate::log::{Log, LogLevel};
@@ -49,8 +51,11 @@ use crate::units::format_duration;
 pub struct ServerConfig {
     /// One [`Config`] per route. The first route's `log_level` is the admin endpoint's too.
     pub routes: Vec<Config>,
-    /// Where to serve the admin endpoint (`/metrics`, `/healthz`, `/drain`); none if `None`.
-    pub admin: Option<SocketAddr>,
+    /// Where to serve the admin endpoint (`/metrics`, `/healthz`, `/drain`): a TCP address
+    /// or a Unix socket path; none if `None`.
+    pub admin: Option<Address>,
+    /// Who may use the admin endpoint: its token and its Unix socket's mode.
+    pub admin_access: AdminAccess,
     /// How long a drain lets live connections finish before closing them.
     pub drain_timeout: Duration,
 }
@@ -65,8 +70,14 @@ impl ServerConfig {
         let mut text = String::new();
         let level = self.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info);
         let _ = writeln!(text, "log-level {level}");
-        if let Some(admin) = self.admin {
+        if let Some(admin) = &self.admin {
             let _ = writeln!(text, "admin {admin}");
+            if let Some(token) = &self.admin_access.token {
+                let _ = writeln!(text, "admin-token-file {}", token.file().display());
+            }
+            if matches!(admin, Address::Unix(_)) {
+                let _ = writeln!(text, "admin-socket-mode {:04o}", self.admin_access.socket_mode);
+            }
         }
         let _ = writeln!(text, "drain-timeout {}", format_duration(self.drain_timeout));
         for route in &self.routes {
@@ -87,6 +98,9 @@ impl ServerConfig {
                 format_duration(route.half_close_timeout),
                 route.max_connections,
             );
+            if route.listen_unix.is_some() {
+                let _ = write!(text, " socket-mode={:04o}", route.listen_unix_mode);
+            }
             if let Some(version) = route.proxy_protocol {
                 let _ = write!(text, " proxy-protocol={version}");
             }
@@ -125,11 +139,12 @@ impl Server {
             drain_timeout: config.drain_timeout,
             draining: Arc::new(AtomicBool::new(false)),
         };
-        let admin = match config.admin {
+        let admin = match &config.admin {
             None => None,
-            Some(addr) => {
+            Some(address) => {
                 let metrics = relays.iter().map(Relay::metrics).collect();
-                Some(Admin::bind(addr, metrics, handle.clone(), log)?)
+                let access = config.admin_access.clone();
+                Some(Admin::bind(address, access, metrics, handle.clone(), log)?)
             }
         };
         Ok(Server { relays, admin, handle, log })
@@ -141,8 +156,17 @@ impl Server {
         self.relays.iter().map(Relay::listen_addr).collect()
     }
 
-    /// The admin endpoint's address, if there is one.
+    /// The admin endpoint's TCP address, if it has one (`None` also for a Unix socket: see
+    /// [`Server::admin_address`]).
     pub fn admin_addr(&self) -> Option<SocketAddr> {
+        match self.admin_address()? {
+            Address::Tcp(addr) => Some(addr),
+            Address::Unix(_) => None,
+        }
+    }
+
+    /// The admin endpoint's address, TCP or Unix, if there is one.
+    pub fn admin_address(&self) -> Option<Address> {
         self.admin.as_ref().map(Admin::local_addr)
     }
 

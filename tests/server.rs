@@ -19,7 +19,8 @@ fn route(name: &str, upstream: SocketAddr) -> Config {
 fn server(routes: Vec<Config>, drain_timeout: Duration) -> TestServer {
     TestServer::start(ServerConfig {
         routes,
-        admin: Some("127.0.0.1:0".parse().unwrap()),
+        admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+        admin_access: Default::default(),
         drain_timeout,
     })
 }

@@ -146,6 +146,7 @@ fn the_server_reports_unix_listen_addresses() {
             ..quiet_config()
         }],
         admin: None,
+        admin_access: Default::default(),
         drain_timeout: TIMEOUT,
     })
     .unwrap();
