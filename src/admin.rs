@@ -8,12 +8,13 @@
 //!
 //! **Up.** Each connection is served on a thread of its own, at most [`MAX_HANDLERS`] at
 //! once, each with one short deadline for its whole request ([`REQUEST_TIMEOUT`]). When all
-//! handlers are busy, a new client does not queue behind them: the oldest connection is shut
-//! down to make room (a real client sends its whole request in one segment and is long done;
-//! the oldest is the one that trickles). A legitimate request therefore only has to outlive
-//! `MAX_HANDLERS - 1` newer connections, not the deadlines of every slow one. Threads whose
-//! connection was shut down leave at once; should they not, at most twice the bound exist,
-//! and beyond that a client gets an immediate `503` instead of a wait.
+//! handlers are busy, a new client does not queue behind them: the oldest connection that is
+//! not being answered (still sending its request, or lingering after its answer) is shut
+//! down to make room. A real client sends its whole request in one segment and is long
+//! done; the oldest is the one that trickles. A legitimate request therefore only has to
+//! outlive `MAX_HANDLERS - 1` newer connections, not the deadlines of every slow one. When
+//! every handler is busy answering, or the threads of shut-down connections have not left
+//! yet (twice the bound alive), a new client gets an immediate `503` instead of a wait.
 //!
 //! **Closed.** See [`refusal`]: a request that changes state (any method but `GET` and
 //! `HEAD`) is refused with `403` when it carries an `Origin` header (browsers add one to
@@ -30,7 +31,7 @@ use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -53,6 +54,11 @@ pub const MAX_HANDLERS: usize = 16;
 
 /// The stack of an admin handler thread: rendering `/metrics` is a few `format!` calls.
 const HANDLER_STACK_SIZE: usize = 256 * 1024;
+
+/// How long a new client waits, at most, for the threads of shut-down connections to leave
+/// when twice [`MAX_HANDLERS`] are still alive, before it is answered `503`. They leave in
+/// microseconds once shut down; this only absorbs a burst of connections.
+const THREAD_EXIT_WAIT: Duration = Duration::from_millis(100);
 
 /// The mode a Unix admin socket is created with by default: only the relay's own user (and
 /// root) may connect. `--admin-socket-mode` changes it, e.g. to `0660` for a group.
@@ -334,9 +340,10 @@ impl Admin {
     }
 
     /// Serves connections, each on a handler thread of its own (see the module docs), until
-    /// stopped; then shuts down the connections still open and joins their threads. Errors
-    /// of one request (a client that resets, a malformed request) are logged at debug level
-    /// and never end the loop.
+    /// stopped; then shuts down the connections not being answered (an answer in progress,
+    /// such as the one to the `POST /drain` that led here, is finished) and joins every
+    /// handler thread. Errors of one request (a client that resets, a malformed request) are
+    /// logged at debug level and never end the loop.
     pub fn serve(self) {
         let slots = Slots::default();
         thread::scope(|scope| {
@@ -345,8 +352,8 @@ impl Admin {
                 if self.stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                let stream = match accepted {
-                    Ok((stream, _peer)) => Arc::new(stream),
+                let connection = match accepted {
+                    Ok((stream, _peer)) => Arc::new(Connection::new(stream)),
                     Err(error) => {
                         self.log.debug("admin accept failed", &[("error", &error)]);
                         // Out of descriptors would fail again at once: don't spin.
@@ -354,35 +361,41 @@ impl Admin {
                         continue;
                     }
                 };
-                let Some(ticket) = slots.claim(&stream) else {
-                    refuse_busy(&stream);
+                let Some(ticket) = slots.claim(&connection) else {
+                    refuse_busy(&connection.stream);
                     continue;
                 };
-                let handler_stream = Arc::clone(&stream);
+                let handler_connection = Arc::clone(&connection);
                 let admin = &self;
                 let spawned = thread::Builder::new()
                     .name("tcprelay-admin-handler".into())
                     .stack_size(HANDLER_STACK_SIZE)
                     .spawn_scoped(scope, move || {
                         let _ticket = ticket; // frees the slot when this thread ends
-                        admin.serve_connection(&handler_stream);
+                        admin.serve_connection(&handler_connection);
                     });
                 if let Err(error) = spawned {
                     self.log.warn("cannot start an admin handler thread", &[("error", &error)]);
-                    refuse_busy(&stream);
+                    refuse_busy(&connection.stream);
                 }
             }
-            slots.shut_down_all();
+            slots.shut_down_idle();
         });
     }
 
-    /// Serves the one request of one connection.
-    fn serve_connection(&self, stream: &Stream) {
-        let served = admin_http::serve_one(stream, REQUEST_TIMEOUT, |request| {
+    /// Serves the one request of one connection, marking it as being answered from the
+    /// moment its request is complete until the answer is written.
+    fn serve_connection(&self, connection: &Connection) {
+        let stream = &connection.stream;
+        let served = admin_http::respond_to_one(stream, REQUEST_TIMEOUT, |request| {
+            connection.answering.store(true, Ordering::SeqCst);
             refusal(request, &self.access, &self.local).unwrap_or_else(|| self.answer(request))
         });
-        if let Err(error) = served {
-            self.log.debug("admin request failed", &[("error", &error)]);
+        connection.answering.store(false, Ordering::SeqCst);
+        match served {
+            Ok(Some(_)) => admin_http::linger_close(stream),
+            Ok(None) => {}
+            Err(error) => self.log.debug("admin request failed", &[("error", &error)]),
         }
     }
 
@@ -433,10 +446,32 @@ fn refuse_busy(stream: &Stream) {
     }
 }
 
+/// One admin connection, shared by its handler thread and [`Slots`] (which may shut it
+/// down to make room, or at stop).
+struct Connection {
+    stream: Stream,
+    /// Whether its request is complete and its answer not yet written: then it is never
+    /// shut down, so an answer (say, to `POST /drain`) is not cut off.
+    answering: AtomicBool,
+}
+
+impl Connection {
+    fn new(stream: Stream) -> Connection {
+        Connection { stream, answering: AtomicBool::new(false) }
+    }
+
+    fn shut_down(&self) {
+        // Its blocked read returns at once and its thread ends.
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
 /// The connections being served, oldest first, and how many handler threads are alive.
 #[derive(Default)]
 struct Slots {
-    open: Mutex<Vec<(u64, Arc<Stream>)>>,
+    open: Mutex<Vec<(u64, Arc<Connection>)>>,
+    /// Notified whenever a handler thread leaves.
+    thread_left: Condvar,
     threads: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -448,35 +483,45 @@ struct Ticket<'a> {
 }
 
 impl Slots {
-    fn lock(&self) -> MutexGuard<'_, Vec<(u64, Arc<Stream>)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(u64, Arc<Connection>)>> {
         // A handler that panicked cannot have left the list half-changed (each change is one
         // `push` or `remove`), so a poisoned lock is still good.
         self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes a slot for `stream`, shutting down the oldest connection first when all
-    /// [`MAX_HANDLERS`] are taken. `None` when even the threads of shut-down connections
-    /// have not left yet (twice the bound): then the caller refuses the client.
-    fn claim(&self, stream: &Arc<Stream>) -> Option<Ticket<'_>> {
-        let mut open = self.lock();
+    /// Takes a slot for `connection`, first shutting down the oldest connection not being
+    /// answered when all [`MAX_HANDLERS`] are taken. `None` when every slot is answering, or
+    /// when the threads of shut-down connections have not left (twice the bound alive)
+    /// within [`THREAD_EXIT_WAIT`]: then the caller refuses the client.
+    fn claim(&self, connection: &Arc<Connection>) -> Option<Ticket<'_>> {
+        let open = self.lock();
+        let (mut open, _) = self
+            .thread_left
+            .wait_timeout_while(open, THREAD_EXIT_WAIT, |_| {
+                self.threads.load(Ordering::SeqCst) >= 2 * MAX_HANDLERS
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.threads.load(Ordering::SeqCst) >= 2 * MAX_HANDLERS {
             return None;
         }
         if open.len() >= MAX_HANDLERS {
-            let (_, oldest) = open.remove(0);
-            // Its blocked read or write returns at once and its thread ends.
-            let _ = oldest.shutdown(Shutdown::Both);
+            let oldest_idle = open.iter().position(|(_, c)| !c.answering.load(Ordering::SeqCst))?;
+            let (_, oldest) = open.remove(oldest_idle);
+            oldest.shut_down();
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        open.push((id, Arc::clone(stream)));
+        open.push((id, Arc::clone(connection)));
         self.threads.fetch_add(1, Ordering::SeqCst);
         Some(Ticket { slots: self, id })
     }
 
-    /// Shuts down every connection still served, so that its thread ends promptly.
-    fn shut_down_all(&self) {
-        for (_, stream) in self.lock().drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
+    /// Shuts down every connection not being answered, so that its thread ends promptly;
+    /// those being answered finish (their writes are bounded by [`REQUEST_TIMEOUT`]).
+    fn shut_down_idle(&self) {
+        for (_, connection) in self.lock().iter() {
+            if !connection.answering.load(Ordering::SeqCst) {
+                connection.shut_down();
+            }
         }
     }
 }
@@ -486,6 +531,7 @@ impl Drop for Ticket<'_> {
         let mut open = self.slots.lock();
         open.retain(|(id, _)| *id != self.id);
         self.slots.threads.fetch_sub(1, Ordering::SeqCst);
+        self.slots.thread_left.notify_all();
     }
 }
 

@@ -555,14 +555,27 @@ pub fn serve_one(
     timeout: Duration,
     handler: impl FnOnce(&Request) -> Response,
 ) -> io::Result<Option<Status>> {
-    let deadline = Instant::now() + timeout;
-    stream.set_write_timeout(Some(timeout))?;
-    let mut reader = DeadlineReader { stream, deadline };
-    let status = answer(&mut reader, &mut &*stream, handler)?;
+    let status = respond_to_one(stream, timeout, handler)?;
     if status.is_some() {
         linger_close(stream);
     }
     Ok(status)
+}
+
+/// [`serve_one`] up to the written response, without the lingering close: for a caller that
+/// wants to know when the answer is out (and then calls [`linger_close`] itself).
+///
+/// # Errors
+/// As [`serve_one`].
+pub fn respond_to_one(
+    stream: &Stream,
+    timeout: Duration,
+    handler: impl FnOnce(&Request) -> Response,
+) -> io::Result<Option<Status>> {
+    let deadline = Instant::now() + timeout;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut reader = DeadlineReader { stream, deadline };
+    answer(&mut reader, &mut &*stream, handler)
 }
 
 /// The heart of [`serve_one`] without the socket: reads one request from `reader`, writes
@@ -591,9 +604,10 @@ pub fn answer<R: Read, W: Write>(
     Ok(Some(response.status))
 }
 
-/// Half-closes, then drains what the client still sends, within the linger bounds.
-/// Errors are ignored: the response is already written, and the stream is dropped next.
-fn linger_close(stream: &Stream) {
+/// Half-closes, then drains what the client still sends, for at most one second and 64 KiB
+/// (see [`serve_one`] for why). Errors are ignored: the response is already written, and
+/// the stream is dropped next.
+pub fn linger_close(stream: &Stream) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
