@@ -965,7 +965,8 @@ mod tests {
             check_answer(seed);
         }
         let mut rng = XorShift(0x5EED_AD41_0000_0015);
-        let interesting = [&b"\r\n"[..], b": ", b"Bearer ", b"Origin", b"Host", b"\x00", b"\xff", b" "];
+        let interesting =
+            [&b"\r\n"[..], b": ", b"Bearer ", b"Origin", b"Host", b"\x00", b"\xff", b" "];
         for _ in 0..4000 {
             let mut bytes = seeds[rng.below(seeds.len())].to_vec();
             for _ in 0..1 + rng.below(4) {

@@ -203,7 +203,8 @@ pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 /// A message naming the text when it is not such a number.
 pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
-    let valid = (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let valid =
+        (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
     match u32::from_str_radix(digits, 8) {
         Ok(mode) if valid && mode <= 0o777 => Ok(mode),
         _ => Err(format!(

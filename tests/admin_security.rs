@@ -202,11 +202,7 @@ fn a_config_file_names_its_token_file_relative_to_itself_and_check_never_prints_
     let token = "0123456789abcdef0123456789abcdef";
     write_file(&dir.join("admin.token"), token, 0o640);
     let config = dir.join("tcprelay.conf");
-    write_file(
-        &config,
-        "admin 127.0.0.1:0\nadmin-token-file admin.token\nroute :0 -> :1\n",
-        0o644,
-    );
+    write_file(&config, "admin 127.0.0.1:0\nadmin-token-file admin.token\nroute :0 -> :1\n", 0o644);
     let output = run_tcprelay(&["--check", "--config", &config.display().to_string()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
