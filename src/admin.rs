@@ -77,7 +77,7 @@ pub struct AdminAccess {
     /// (`--admin-token-file`). Default: none.
     pub token: Option<AdminToken>,
     /// The mode of the socket file when the endpoint is a Unix socket
-    /// (`--admin-socket-mode`). Default [`DEFAULT_ADMIN_SOCKET_MODE`], `0600`.
+    /// (`--admin-socket-mode`). Default `0600`: only the relay's own user may connect.
     pub socket_mode: u32,
 }
 
