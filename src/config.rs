@@ -30,6 +30,10 @@ pub struct Config {
     /// Listen on this Unix domain socket path instead of [`listen`](Config::listen) (the
     /// `unix:/path` form of the command line and config file). Unix only. Default: none.
     pub listen_unix: Option<PathBuf>,
+    /// The mode of the [`listen_unix`](Config::listen_unix) socket file (the `socket-mode`
+    /// setting). Default [`DEFAULT_SOCKET_MODE`](crate::stream::DEFAULT_SOCKET_MODE), `0660`:
+    /// the relay's user and group may connect, no one else.
+    pub listen_unix_mode: u32,
     /// Where to forward each client, as `host:port`. Resolved again for every new connection,
     /// so a host name that moves to a new address is followed. Default: empty (must be set).
     pub upstream: String,
@@ -99,6 +103,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             listen_unix: None,
+            listen_unix_mode: crate::stream::DEFAULT_SOCKET_MODE,
             upstream: String::new(),
             more_upstreams: Vec::new(),
             policy: Policy::First,

@@ -405,6 +405,10 @@ fn route_keys() -> String {
     std::iter::once("name").chain(keys).collect::<Vec<_>>().join(", ")
 }
 
+/// The settings whose value is a file: a relative path in a config file is taken relative
+/// to the file's own directory.
+const PATHS_RELATIVE_TO_THE_FILE: [&str; 1] = ["admin-token-file"];
+
 struct Parser<'a> {
     file: &'a Path,
     config: FileConfig,
@@ -455,6 +459,15 @@ impl Parser<'_> {
                 ),
             ));
         }
+        // A path is relative to the config file, not to wherever the relay is started.
+        let resolved;
+        let value = if PATHS_RELATIVE_TO_THE_FILE.contains(&setting.name) {
+            let directory = self.file.parent().unwrap_or(Path::new(""));
+            resolved = directory.join(value.text).display().to_string();
+            &Token { text: &resolved, ..*value }
+        } else {
+            value
+        };
         self.check_value(setting, value)?;
         self.config.globals.push(FileValue { setting, text: value.located() });
         Ok(())
@@ -708,7 +721,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn parses_the_reference_example() {
         let server = parse_ok(EXAMPLE).server_config(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(server.log_level(), crate::LogLevel::Info);
-        assert_eq!(server.admin, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(server.admin, Some(crate::Address::Tcp("127.0.0.1:9090".parse().unwrap())));
         assert_eq!(server.drain_timeout, Duration::from_secs(30));
 
         let [web, ssh] = &server.routes[..] else {
@@ -901,7 +914,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn global_setting_errors() {
         #[rustfmt::skip]
         let cases = [
-            ("conect-timeout 5s", 1, 1, r#"expected a global setting (log-level, admin, drain-timeout, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, buffer-size, stack-size, thread-keep-alive, explain) or "route", found "conect-timeout""#),
+            ("conect-timeout 5s", 1, 1, r#"expected a global setting (log-level, admin, admin-token-file, admin-socket-mode, drain-timeout, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, buffer-size, stack-size, thread-keep-alive, explain, socket-mode) or "route", found "conect-timeout""#),
             ("idle-timeout=5m", 1, 1, r#"expected a space between a global setting and its value, found "idle-timeout=5m""#),
             ("allow 10.0.0.0/8", 1, 1, r#"found the route option "allow" (write allow=... on a route line)"#),
             ("\nidle-timeout", 2, 13, r#"expected a value after "idle-timeout", found end of line"#),
@@ -937,7 +950,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("route a:1", 1, 10, r#"expected "->" after "a:1", found end of line"#),
             ("route a:1 ->", 1, 13, r#"expected an upstream address after "->", found end of line"#),
             ("route a:1 -> policy=first", 1, 14, r#"expected an upstream address after "->", found "policy=first""#),
-            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, buffer-size, stack-size, thread-keep-alive, explain, proxy-protocol, allow, deny), found "polcy""#),
+            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, buffer-size, stack-size, thread-keep-alive, explain, socket-mode, proxy-protocol, allow, deny), found "polcy""#),
             ("route a:1 -> b:1 admin=:1", 1, 18, r#"found "admin" (a global setting: write it before the first route)"#),
             ("route a:1 -> b:1 connect-timeout=0", 1, 34, r#"expected a duration from 1ms to 10m, found "0""#),
             ("route a:1 -> b:1 idle-timeout=1m\n    idle-timeout=2m", 2, 5, r#"expected each route option once, found "idle-timeout" again"#),

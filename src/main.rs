@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use tcprelay::cli::{self, Command};
 use tcprelay::log::Log;
-use tcprelay::{Server, ServerConfig, demo};
+use tcprelay::{Address, Server, ServerConfig, demo};
 
 fn main() -> ExitCode {
     // A panic (a bug) must not write stderr from a connection thread: see src/log.rs.
@@ -49,8 +49,12 @@ fn run(config: ServerConfig) -> ExitCode {
         for (addr, metrics) in server.local_addrs().into_iter().zip(server.metrics()) {
             log.always(&format!("listening on {addr}"), &[("route", &metrics.route())]);
         }
-        if let Some(admin) = server.admin_addr() {
-            log.always(&format!("admin endpoint on http://{admin}"), &[]);
+        match server.admin_address() {
+            Some(Address::Tcp(admin)) => {
+                log.always(&format!("admin endpoint on http://{admin}"), &[]);
+            }
+            Some(admin) => log.always(&format!("admin endpoint on {admin}"), &[]),
+            None => {}
         }
         server.serve()
     });

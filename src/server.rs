@@ -16,7 +16,8 @@
 //! };
 //! let server = Server::bind(ServerConfig {
 //!     routes: vec![route("127.0.0.1:6379"), route("127.0.0.1:5432")],
-//!     admin: Some("127.0.0.1:0".parse().unwrap()),
+//!     admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+//!     admin_access: Default::default(),
 //!     drain_timeout: Duration::from_secs(30),
 //! })?;
 //! assert_eq!(server.local_addrs().len(), 2); // e.g. 127.0.0.1:41234 and 127.0.0.1:41235
@@ -36,6 +37,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::admin::Admin;
+pub use crate::admin::{AdminAccess, AdminToken};
 use crate::config::Config;
 use crate::log::{Log, LogLevel};
 use crate::metrics::RouteMetrics;
@@ -47,8 +49,11 @@ use crate::relay::accept::{Relay, StopHandle};
 pub struct ServerConfig {
     /// One [`Config`] per route. The first route's `log_level` is the admin endpoint's too.
     pub routes: Vec<Config>,
-    /// Where to serve the admin endpoint (`/metrics`, `/healthz`, `/drain`); none if `None`.
-    pub admin: Option<SocketAddr>,
+    /// Where to serve the admin endpoint (`/metrics`, `/healthz`, `/drain`): a TCP address
+    /// or a Unix socket path; none if `None`.
+    pub admin: Option<Address>,
+    /// Who may use the admin endpoint: its token and its Unix socket's mode.
+    pub admin_access: AdminAccess,
     /// How long a drain lets live connections finish before closing them.
     pub drain_timeout: Duration,
 }
@@ -59,7 +64,12 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 impl Default for ServerConfig {
     /// No routes, no admin endpoint, the default drain timeout.
     fn default() -> ServerConfig {
-        ServerConfig { routes: Vec::new(), admin: None, drain_timeout: DEFAULT_DRAIN_TIMEOUT }
+        ServerConfig {
+            routes: Vec::new(),
+            admin: None,
+            admin_access: AdminAccess::default(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
     }
 }
 
@@ -95,11 +105,12 @@ impl Server {
             drain_timeout: config.drain_timeout,
             draining: Arc::new(AtomicBool::new(false)),
         };
-        let admin = match config.admin {
+        let admin = match &config.admin {
             None => None,
-            Some(addr) => {
+            Some(address) => {
                 let metrics = relays.iter().map(Relay::metrics).collect();
-                Some(Admin::bind(addr, metrics, handle.clone(), log.clone())?)
+                let access = config.admin_access.clone();
+                Some(Admin::bind(address, access, metrics, handle.clone(), log.clone())?)
             }
         };
         Ok(Server { relays, admin, handle, log })
@@ -111,8 +122,17 @@ impl Server {
         self.relays.iter().map(Relay::listen_addr).collect()
     }
 
-    /// The admin endpoint's address, if there is one.
+    /// The admin endpoint's TCP address, if it has one (`None` also for a Unix socket: see
+    /// [`Server::admin_address`]).
     pub fn admin_addr(&self) -> Option<SocketAddr> {
+        match self.admin_address()? {
+            Address::Tcp(addr) => Some(addr),
+            Address::Unix(_) => None,
+        }
+    }
+
+    /// The admin endpoint's address, TCP or Unix, if there is one.
+    pub fn admin_address(&self) -> Option<Address> {
         self.admin.as_ref().map(Admin::local_addr)
     }
 

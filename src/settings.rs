@@ -38,13 +38,14 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::access::Cidr;
 use crate::address;
 use crate::config::Config;
-use crate::net::stream::Address;
-use crate::server::ServerConfig;
+use crate::net::stream::{Address, parse_socket_mode};
+use crate::server::{AdminToken, ServerConfig};
 use crate::units::{format_duration, format_size, parse_duration, parse_size};
 
 /// Where a setting applies; see the [module docs](self).
@@ -172,15 +173,53 @@ pub static SETTINGS: &[Setting] = &[
         scope: Scope::Process,
         list: false,
         default: "none",
-        limits: "HOST:PORT; :PORT means 127.0.0.1",
-        help: "serve GET /metrics, GET /healthz and POST /drain over HTTP here; it has no \
-               authentication, so keep it on loopback",
+        limits: "HOST:PORT (:PORT means 127.0.0.1) or unix:PATH",
+        help: "serve GET /metrics, GET /healthz and POST /drain over HTTP here; keep it on \
+               loopback or a unix: socket, or set admin-token-file",
         field: Field::Process(
             |server, text| {
-                server.admin = Some(address::parse_listen(text)?);
+                server.admin = Some(address::parse_listen_address(text)?);
                 Ok(())
             },
-            |server| server.admin.map(|addr| addr.to_string()),
+            |server| server.admin.as_ref().map(|addr| addr.to_string()),
+        ),
+    },
+    Setting {
+        name: "admin-token-file",
+        short: None,
+        value: "FILE",
+        scope: Scope::Process,
+        list: false,
+        default: "none",
+        limits: "a regular file, not readable by others, holding 16 to 4096 visible characters",
+        help: "every admin request but GET /healthz needs Authorization: Bearer TOKEN, TOKEN \
+               being FILE's content; in a config file a relative FILE is relative to it",
+        field: Field::Process(
+            |server, text| {
+                server.admin_access.token = Some(AdminToken::read(Path::new(text))?);
+                Ok(())
+            },
+            |server| {
+                let token = server.admin_access.token.as_ref()?;
+                Some(token.file().display().to_string())
+            },
+        ),
+    },
+    Setting {
+        name: "admin-socket-mode",
+        short: None,
+        value: "MODE",
+        scope: Scope::Process,
+        list: false,
+        default: "0600",
+        limits: "octal, at most 0777",
+        help: "the mode of a unix: admin socket file: 0600 lets only the relay's own user in",
+        field: Field::Process(
+            |server, text| {
+                server.admin_access.socket_mode = parse_socket_mode(text)?;
+                Ok(())
+            },
+            |server| Some(format!("{:04o}", server.admin_access.socket_mode)),
         ),
     },
     Setting {
@@ -359,6 +398,24 @@ pub static SETTINGS: &[Setting] = &[
                 Ok(())
             },
             |route| Some(if route.explain { "on" } else { "off" }.to_string()),
+        ),
+    },
+    Setting {
+        name: "socket-mode",
+        short: None,
+        value: "MODE",
+        scope: Scope::Route,
+        list: false,
+        default: "0660",
+        limits: "octal, at most 0777",
+        help: "the mode of a unix: listen socket file: 0660 lets the relay's user and group \
+               connect, no one else",
+        field: Field::Route(
+            |route, text| {
+                route.listen_unix_mode = parse_socket_mode(text)?;
+                Ok(())
+            },
+            |route| Some(format!("{:04o}", route.listen_unix_mode)),
         ),
     },
     Setting {
@@ -560,8 +617,8 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
                 )));
             }
         }
-        if let (Some(admin), Address::Tcp(addr)) = (server.admin, &listen) {
-            if same_socket(admin, *addr) {
+        if let Some(admin) = &server.admin {
+            if same_listener(admin, &listen) {
                 return Err(at(Some(index))(format!(
                     "admin {admin} and route {label} listen on the same address"
                 )));
@@ -948,7 +1005,7 @@ mod tests {
                 Config { listen, listen_unix, upstream: upstream.to_string(), ..Config::default() }
             })
             .collect();
-        let admin = admin.map(|a| address::parse_listen(a).unwrap());
+        let admin = admin.map(|a| address::parse_listen_address(a).unwrap());
         ServerConfig { routes, admin, ..ServerConfig::default() }
     }
 

@@ -68,7 +68,7 @@ fn an_unread_stderr_costs_log_lines_not_connections() {
         .find(|line| line.contains("msg=\"dropped log lines\""))
         .expect("a `dropped log lines` line once stderr is read again");
     assert!(report.contains("level=warn"), "{report}");
-    let (status, _) = http(relay.admin, b"POST /drain HTTP/1.1\r\nHost: test\r\n\r\n");
+    let (status, _) = http_post(relay.admin, "/drain");
     assert_eq!(status, 200);
     let log = relay.exit_and_collect(lines);
 
@@ -113,7 +113,7 @@ fn a_storm_of_refused_clients_writes_a_few_lines_and_an_exact_count() {
 
     // The drain ends the accept loop after it logged every refusal; the exit writes the
     // counts still open.
-    let (status, _) = http(admin, b"POST /drain HTTP/1.1\r\nHost: test\r\n\r\n");
+    let (status, _) = http_post(admin, "/drain");
     assert_eq!(status, 200);
     assert_eq!(relay.wait_for_exit(), Some(0));
     let log = relay.kill_and_collect_log();

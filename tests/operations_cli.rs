@@ -344,7 +344,7 @@ fn several_routes_metrics_and_drain_through_the_binary() {
     assert!(metrics.contains("tcprelay_connections_accepted_total{route=\"first\"} 1\n"));
     assert!(metrics.contains("tcprelay_connections_accepted_total{route=\"second\"} 1\n"));
 
-    let (status, _) = http(admin, b"POST /drain HTTP/1.1\r\nHost: a\r\n\r\n");
+    let (status, _) = http_post(admin, "/drain");
     assert_eq!(status, 200);
     write_all(&live, b" after").unwrap(); // still relayed during the drain
     live.shutdown(Shutdown::Write).unwrap();

@@ -19,7 +19,8 @@ fn route(name: &str, upstream: SocketAddr) -> Config {
 fn server(routes: Vec<Config>, drain_timeout: Duration) -> TestServer {
     TestServer::start(ServerConfig {
         routes,
-        admin: Some("127.0.0.1:0".parse().unwrap()),
+        admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+        admin_access: Default::default(),
         drain_timeout,
     })
 }
@@ -84,11 +85,12 @@ fn malformed_admin_requests_get_4xx_and_the_relay_keeps_serving() {
     let server = server(vec![route("web", upstream.addr)], TIMEOUT);
     let admin = server.admin.unwrap();
     let oversized = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(16 * 1024));
+    let delete = format!("DELETE /metrics HTTP/1.1\r\nHost: {admin}\r\n\r\n");
     let cases: &[(&[u8], u16)] = &[
         (b"\x00\x01\x02 garbage\r\n\r\n", 400),
         (b"GET /metrics\r\n\r\n", 400),
         (oversized.as_bytes(), 431),
-        (b"DELETE /metrics HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+        (delete.as_bytes(), 405),
         (b"GET /drain HTTP/1.1\r\nHost: a\r\n\r\n", 405),
         (b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404),
         (b"GET /metrics HTTP/2.0\r\nHost: a\r\n\r\n", 505),
@@ -126,8 +128,7 @@ fn drain_lets_a_live_transfer_finish_and_refuses_new_clients() {
     write_all(&client, b"hello").unwrap();
     seen.recv_timeout(TIMEOUT).unwrap(); // the transfer is live
 
-    let (status, body) =
-        http(admin, b"POST /drain HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    let (status, body) = http_post(admin, "/drain");
     assert_eq!((status, body.starts_with("draining")), (200, true));
     // The listener is closed during the drain: new clients are refused, not left waiting.
     assert!(eventually(|| TcpStream::connect(addr).is_err()));

@@ -42,7 +42,7 @@ impl Relay {
     pub fn bind(config: Config) -> io::Result<Relay> {
         config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         let wanted = config.listen_address();
-        let listener = Listener::bind(&wanted).map_err(|error| {
+        let listener = Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
             io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
         })?;
         let listen_addr = listener.local_addr()?;

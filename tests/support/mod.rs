@@ -763,6 +763,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     http(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
 }
 
+/// `POST path` as curl sends it (`Host:` the admin address, no `Origin`, empty body): the
+/// status and the body. The admin endpoint refuses a state change with any other `Host`.
+pub fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
+    let request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    http(addr, request.as_bytes())
+}
+
 /// An upstream address that always refuses: port 1 on loopback. Ports below 1024 are never
 /// handed out for port 0, so unlike a freed ephemeral port ([`refusing_addr`]) no test
 /// running in parallel can start listening there.
