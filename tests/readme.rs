@@ -133,17 +133,20 @@ fn every_sh_block_is_checked_and_waits_for_what_it_starts() {
             block.heading
         );
         let commands = commands(block);
-        for (i, command) in commands.iter().enumerate() {
-            let next = commands[i + 1..].iter().find(|c| !c.ends_with('&'));
-            if command.ends_with('&') {
-                let next = next.map(String::as_str).unwrap_or("");
+        // Each run of background commands is followed by as many waits, one per server.
+        let mut i = 0;
+        while i < commands.len() {
+            let started = commands[i..].iter().take_while(|c| c.ends_with('&')).count();
+            for (k, command) in commands[i..i + started].iter().enumerate() {
+                let wait = commands.get(i + started + k).map(String::as_str).unwrap_or("");
                 assert!(
-                    next.starts_with("timeout ") && next.contains("until "),
-                    "under {:?}, `{command}` starts something in the background, and the \
-                     next command `{next}` does not wait for it",
+                    wait.starts_with("timeout ") && wait.contains("until "),
+                    "under {:?}, `{command}` starts something in the background, and \
+                     `{wait}` in its place does not wait for it",
                     block.heading
                 );
             }
+            i += started.max(1);
         }
     }
     let tests = sh_block("Tests that need more than Rust");
