@@ -110,6 +110,7 @@ impl Drop for Haproxy {
 /// A real peer parses our header: HAProxy reports the client's own address and port, and
 /// the relay's address as the destination, for both versions.
 #[test]
+#[ignore = "needs haproxy: apt-get install haproxy"]
 fn haproxy_accept_proxy_sees_the_real_client() {
     let _serial = serial();
     let haproxy = Haproxy::start();
