@@ -39,7 +39,7 @@ use crate::admin_http::{self, Request, Response, Status};
 use crate::log::Log;
 use crate::metrics::{self, RouteMetrics};
 use crate::net::stream::{self, Address, Listener, Stream};
-use crate::server::ServerHandle;
+use crate::server::handle::ServerHandle;
 use crate::units::format_duration;
 
 /// How long one admin client may take to send its whole request (and each write of the

@@ -219,7 +219,11 @@ pub static SETTINGS: &[Setting] = &[
                 server.admin_access.socket_mode = parse_socket_mode(text)?;
                 Ok(())
             },
-            |server| Some(format!("{:04o}", server.admin_access.socket_mode)),
+            // Printed by --check only where it applies: to a unix: admin socket.
+            |server| match server.admin {
+                Some(Address::Unix(_)) => Some(format!("{:04o}", server.admin_access.socket_mode)),
+                _ => None,
+            },
         ),
     },
     Setting {
@@ -415,7 +419,8 @@ pub static SETTINGS: &[Setting] = &[
                 route.listen_unix_mode = parse_socket_mode(text)?;
                 Ok(())
             },
-            |route| Some(format!("{:04o}", route.listen_unix_mode)),
+            // Printed by --check only where it applies: to a unix: listen socket.
+            |route| route.listen_unix.as_ref().map(|_| format!("{:04o}", route.listen_unix_mode)),
         ),
     },
     Setting {
@@ -921,14 +926,17 @@ mod tests {
 
     #[test]
     fn every_default_is_what_the_code_starts_from() {
-        let route = Config::default();
-        let server = ServerConfig::default();
+        // Unix sockets, so that the socket modes apply and are printed.
+        let route = Config { listen_unix: Some("/run/r.sock".into()), ..Config::default() };
+        let admin = Some(Address::Unix("/run/admin.sock".into()));
+        let server = ServerConfig { admin, ..ServerConfig::default() };
         for setting in SETTINGS {
             let got = match setting.field {
                 Field::Route(_, get) => get(&route),
                 Field::Process(_, get) => get(&server),
             };
             let documented = match setting.default {
+                _ if setting.name == "admin" => Some("unix:/run/admin.sock".to_string()),
                 "none" | "everyone" | "nobody" => None,
                 text => Some(text.to_string()),
             };

@@ -173,7 +173,11 @@ fn a_regular_file_or_directory_at_a_listen_path_survives_and_the_error_names_it(
     for (path, what) in [(&file, "a regular file"), (&dir, "a directory")] {
         // The library first: were the file replaced, this fails at once (the binary would
         // instead run on, and the test wait).
-        let config = Config { listen_unix: Some(path.clone()), ..quiet_config() };
+        let config = Config {
+            listen_unix: Some(path.clone()),
+            upstream: "127.0.0.1:1".to_string(),
+            ..quiet_config()
+        };
         let error = tcprelay::Relay::bind(config).expect_err("a bind over a non-socket fails");
         assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists, "{error}");
         let listen = format!("unix:{}", path.display());

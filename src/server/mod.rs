@@ -29,10 +29,11 @@
 //! # }
 //! ```
 
+pub(crate) mod handle;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -42,7 +43,8 @@ use crate::config::Config;
 use crate::log::{Log, LogLevel};
 use crate::metrics::RouteMetrics;
 use crate::net::stream::Address;
-use crate::relay::accept::{Relay, StopHandle};
+use crate::relay::accept::Relay;
+pub use handle::ServerHandle;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.
 #[derive(Clone, Debug)]
@@ -100,11 +102,10 @@ impl Server {
         config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
         let log = Log::new(config.log_level());
         let relays = config.routes.into_iter().map(Relay::bind).collect::<io::Result<Vec<_>>>()?;
-        let handle = ServerHandle {
-            stops: relays.iter().map(Relay::stop_handle).collect(),
-            drain_timeout: config.drain_timeout,
-            draining: Arc::new(AtomicBool::new(false)),
-        };
+        let handle = ServerHandle::new(
+            relays.iter().map(Relay::stop_handle).collect(),
+            config.drain_timeout,
+        );
         let admin = match &config.admin {
             None => None,
             Some(address) => {
@@ -193,43 +194,5 @@ impl Server {
             }
             result
         })
-    }
-}
-
-/// Drains or stops every route of a [`Server`], from any thread (the admin endpoint uses one).
-#[derive(Clone, Debug)]
-pub struct ServerHandle {
-    stops: Vec<StopHandle>,
-    drain_timeout: Duration,
-    draining: Arc<AtomicBool>,
-}
-
-impl ServerHandle {
-    /// Stops accepting on every route and lets live connections finish for up to the
-    /// configured drain timeout, then closes the rest; [`Server::serve`] returns when all
-    /// are done. Returns at once; calling it again changes nothing.
-    pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        for stop in &self.stops {
-            stop.drain(self.drain_timeout);
-        }
-    }
-
-    /// Stops every route now, closing live connections; also cuts a drain short.
-    pub fn stop(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        for stop in &self.stops {
-            stop.stop();
-        }
-    }
-
-    /// Whether a drain or stop has begun (`GET /healthz` then answers 503).
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// The drain timeout the server was configured with.
-    pub fn drain_timeout(&self) -> Duration {
-        self.drain_timeout
     }
 }
