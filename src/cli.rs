@@ -78,9 +78,12 @@ Options:
                              here (:PORT means 127.0.0.1) [default: none]
       --drain-timeout DUR    on POST /drain, how long live connections may take to
                              finish before they are closed [default: {drain}]
-      --policy POLICY        first (in order, the next only when a connect fails) or
-                             round-robin (each client starts at the next one); after a
+      --policy POLICY        first (in order, the next only when a connect fails),
+                             round-robin (each client starts at the next one) or
+                             least-connections (the one with the fewest open); after a
                              failed connect an upstream is tried last for 10s [default: first]
+      --health-check DUR     connect to each upstream every DUR; one that fails 3 checks in
+                             a row is tried last until 2 pass; 0 turns it off [default: 0]
       --allow CIDR[,CIDR...] only clients in these blocks may connect (repeatable)
       --deny CIDR[,CIDR...]  clients in these blocks may not; a deny wins (repeatable)
       --proxy-protocol V     send a PROXY protocol header (v1 or v2) to the upstream first
@@ -207,6 +210,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 drain_timeout = units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
             }
             "--policy" => config.policy = value()?.parse().map_err(|m| invalid(&flag, m))?,
+            "--health-check" => {
+                config.health_check =
+                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
+            }
             "--allow" | "--deny" => {
                 for text in value()?.split(',') {
                     let cidr =
@@ -373,6 +380,7 @@ pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, Config
         let config = Config {
             name: spec.name.clone().unwrap_or_default(),
             policy: options.policy.unwrap_or(defaults.policy),
+            health_check: options.health_check.unwrap_or(defaults.health_check),
             connect_timeout: options.connect_timeout.unwrap_or(defaults.connect_timeout),
             idle_timeout: options.idle_timeout.unwrap_or(defaults.idle_timeout),
             half_close_timeout: options.half_close_timeout.unwrap_or(defaults.half_close_timeout),

@@ -82,6 +82,8 @@ pub struct RouteOptions {
     pub half_close_timeout: Option<Duration>,
     /// `max-connections`: the most simultaneous connections on the route (at least 1).
     pub max_connections: Option<usize>,
+    /// `health-check`: connect to each upstream this often to find the dead ones (0: off).
+    pub health_check: Option<Duration>,
 }
 
 /// One `route` entry.
@@ -122,27 +124,32 @@ pub enum Policy {
     First,
     /// Start each new client at the next upstream in the list, wrapping around.
     RoundRobin,
+    /// The upstream with the fewest open connections from this route (ties: round-robin).
+    LeastConnections,
 }
 
 impl FromStr for Policy {
     type Err = String;
 
-    /// Parses `first` or `round-robin`; the error reads `expected first or round-robin, found "rr"`.
+    /// Parses `first`, `round-robin` or `least-connections`; the error reads
+    /// `expected first, round-robin or least-connections, found "rr"`.
     fn from_str(text: &str) -> Result<Policy, String> {
         match text {
             "first" => Ok(Policy::First),
             "round-robin" => Ok(Policy::RoundRobin),
-            _ => Err(format!("expected first or round-robin, found {text:?}")),
+            "least-connections" => Ok(Policy::LeastConnections),
+            _ => Err(format!("expected first, round-robin or least-connections, found {text:?}")),
         }
     }
 }
 
 impl fmt::Display for Policy {
-    /// Writes `first` or `round-robin`.
+    /// Writes `first`, `round-robin` or `least-connections`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Policy::First => f.write_str("first"),
             Policy::RoundRobin => f.write_str("round-robin"),
+            Policy::LeastConnections => f.write_str("least-connections"),
         }
     }
 }
@@ -303,19 +310,21 @@ fn words(line: &str, line_number: usize) -> Vec<Token<'_>> {
     tokens
 }
 
-const GLOBAL_KEYS: [&str; 8] = [
+const GLOBAL_KEYS: [&str; 9] = [
     "connect-timeout",
     "idle-timeout",
     "half-close-timeout",
     "max-connections",
     "policy",
+    "health-check",
     "log-level",
     "admin",
     "drain-timeout",
 ];
-const ROUTE_KEYS: [&str; 9] = [
+const ROUTE_KEYS: [&str; 10] = [
     "name",
     "policy",
+    "health-check",
     "connect-timeout",
     "idle-timeout",
     "half-close-timeout",
@@ -529,8 +538,8 @@ impl<'a> Parser<'a> {
             }
             "allow" => route.access.allow.extend(self.cidr_list(value)?),
             "deny" => route.access.deny.extend(self.cidr_list(value)?),
-            "policy" | "connect-timeout" | "idle-timeout" | "half-close-timeout"
-            | "max-connections" => {
+            "policy" | "health-check" | "connect-timeout" | "idle-timeout"
+            | "half-close-timeout" | "max-connections" => {
                 set_shared_option(&mut route.options, key, value.text).map_err(at)?
             }
             _ => {
@@ -592,6 +601,7 @@ fn is_option(word: &str) -> bool {
 fn set_shared_option(options: &mut RouteOptions, key: &str, value: &str) -> Result<(), String> {
     match key {
         "policy" => options.policy = Some(value.parse()?),
+        "health-check" => options.health_check = Some(parse_duration(value)?),
         "connect-timeout" => options.connect_timeout = Some(parse_duration(value)?),
         "idle-timeout" => options.idle_timeout = Some(parse_duration(value)?),
         "half-close-timeout" => options.half_close_timeout = Some(parse_duration(value)?),
@@ -635,6 +645,7 @@ impl fmt::Display for RouteSpec {
             ("connect-timeout", options.connect_timeout),
             ("idle-timeout", options.idle_timeout),
             ("half-close-timeout", options.half_close_timeout),
+            ("health-check", options.health_check),
         ] {
             if let Some(duration) = value {
                 write!(f, " {key}={}", format_duration(duration))?;
@@ -713,6 +724,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
                 idle_timeout: Some(Duration::from_secs(300)),
                 half_close_timeout: Some(Duration::from_secs(30)),
                 max_connections: Some(512),
+                health_check: None,
             }
         );
 
@@ -820,7 +832,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn global_setting_errors() {
         #[rustfmt::skip]
         let cases = [
-            ("conect-timeout 5s", 1, 1, r#"expected a global setting (connect-timeout, idle-timeout, half-close-timeout, max-connections, policy, log-level, admin, drain-timeout) or "route", found "conect-timeout""#),
+            ("conect-timeout 5s", 1, 1, r#"expected a global setting (connect-timeout, idle-timeout, half-close-timeout, max-connections, policy, health-check, log-level, admin, drain-timeout) or "route", found "conect-timeout""#),
             ("idle-timeout=5m", 1, 1, r#"expected a space between a global setting and its value, found "idle-timeout=5m""#),
             ("allow 10.0.0.0/8", 1, 1, r#"found the route option "allow" (write allow=... on a route line)"#),
             ("\nidle-timeout", 2, 13, r#"expected a value after "idle-timeout", found end of line"#),
@@ -830,7 +842,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("max-connections 0", 1, 17, r#"expected a whole number of connections, at least 1, found "0""#),
             ("max-connections +5", 1, 17, r#"found "+5""#),
             ("log-level loud", 1, 11, r#"expected error, warn, info or debug, found "loud""#),
-            ("policy rr", 1, 8, r#"expected first or round-robin, found "rr""#),
+            ("policy rr", 1, 8, r#"expected first, round-robin or least-connections, found "rr""#),
             ("admin :9090\n# again\nadmin :9091", 3, 1, r#"expected each global setting once, found "admin" again (first on line 1)"#),
         ];
         assert_errors(&cases);
@@ -849,9 +861,9 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("route a:1", 1, 10, r#"expected "->" after "a:1", found end of line"#),
             ("route a:1 ->", 1, 13, r#"expected an upstream address after "->", found end of line"#),
             ("route a:1 -> policy=first", 1, 14, r#"expected an upstream address after "->", found "policy=first""#),
-            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, proxy-protocol, allow, deny), found "polcy""#),
+            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, health-check, connect-timeout, idle-timeout, half-close-timeout, max-connections, proxy-protocol, allow, deny), found "polcy""#),
             ("route a:1 -> b:1 idle-timeout=1m\n    idle-timeout=2m", 2, 5, r#"expected each route option once, found "idle-timeout" again"#),
-            ("route a:1 -> b:1 policy=", 1, 25, r#"expected first or round-robin, found """#),
+            ("route a:1 -> b:1 policy=", 1, 25, r#"expected first, round-robin or least-connections, found """#),
             ("route a:1 -> b:1\n  proxy-protocol=v3", 2, 18, r#"expected v1 or v2, found "v3""#),
             ("route a:1 -> b:1 allow=10.0.0.0/8,10.0.0.1/8", 1, 35, r#"expected a block that starts at its network address, like 10.0.0.0/8, found "10.0.0.1/8""#),
             ("route a:1 -> b:1 deny=10.0.0.0/8,", 1, 34, r#"expected an IPv4 or IPv6 address or block such as 10.0.0.0/8 or ::1/128, found """#),

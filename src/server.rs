@@ -79,9 +79,10 @@ impl ServerConfig {
             }
             let _ = write!(
                 text,
-                " policy={} connect-timeout={} idle-timeout={} half-close-timeout={} \
-                 max-connections={}",
+                " policy={} health-check={} connect-timeout={} idle-timeout={} \
+                 half-close-timeout={} max-connections={}",
                 route.policy,
+                format_duration(route.health_check),
                 format_duration(route.connect_timeout),
                 format_duration(route.idle_timeout),
                 format_duration(route.half_close_timeout),
