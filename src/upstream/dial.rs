@@ -123,7 +123,8 @@ pub fn is_local_error(error: &io::Error) -> bool {
     // ENOBUFS is 105 on Linux and 55 on the BSDs and macOS.
     const EMFILE: i32 = 24;
     const ENFILE: i32 = 23;
-    const ENOBUFS: i32 = if cfg!(any(target_os = "linux", target_os = "android")) { 105 } else { 55 };
+    const ENOBUFS: i32 =
+        if cfg!(any(target_os = "linux", target_os = "android")) { 105 } else { 55 };
     if matches!(error.kind(), io::ErrorKind::OutOfMemory | io::ErrorKind::AddrNotAvailable) {
         return true;
     }
@@ -325,6 +326,29 @@ mod tests {
         assert_eq!(race.failed.len(), 1);
         assert_eq!(race.failed[0].0, refused);
         assert_eq!(race.failed[0].1.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_silent_first_address_is_not_abandoned_but_raced_and_reported_slow() {
+        // A blackhole: a listener whose backlog (128, plus one on Linux) is full drops SYNs.
+        let blackhole = TcpListener::bind("[::1]:0").unwrap();
+        let silent = blackhole.local_addr().unwrap();
+        let mut queued = Vec::new();
+        while let Ok(stream) = TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
+            queued.push(stream);
+            assert!(queued.len() < 10_000, "the backlog never filled");
+        }
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+
+        let race = race(&[silent, live_addr], Duration::from_secs(2));
+
+        let (winner, _stream) = race.winner.expect("the live address connects");
+        assert_eq!(winner, live_addr);
+        let [(slow, error)] = &race.failed[..] else { panic!("{:?}", race.failed) };
+        assert_eq!(*slow, silent);
+        // Still waiting when the second won: the first was raced, not timed out and dropped.
+        assert_eq!(error.to_string(), format!("no answer before {live_addr} connected"));
     }
 
     #[test]

@@ -89,8 +89,9 @@ impl Upstream {
     /// order), so a dead address costs nothing while another one answers.
     fn order_addresses(&self, addrs: Vec<SocketAddr>, now: Instant) -> Vec<SocketAddr> {
         let backing_off = lock(&self.addresses_backing_off);
-        let is_backing_off =
-            |addr: &SocketAddr| backing_off.iter().any(|(known, until)| known == addr && now < *until);
+        let is_backing_off = |addr: &SocketAddr| {
+            backing_off.iter().any(|(known, until)| known == addr && now < *until)
+        };
         let (live, dead): (Vec<SocketAddr>, Vec<SocketAddr>) =
             addrs.into_iter().partition(|addr| !is_backing_off(addr));
         live.into_iter().chain(dead).collect()
