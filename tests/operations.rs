@@ -62,7 +62,7 @@ fn least_connections_sends_new_clients_to_the_least_busy_upstream() {
 
     // Two clients stay open: all idle, the tie goes round-robin, one each.
     let held: Vec<_> = (0..2).map(|_| connect(relay.addr)).collect();
-    let names: Vec<String> = held.iter().map(|client| read_banner(client)).collect();
+    let names: Vec<String> = held.iter().map(read_banner).collect();
     assert_eq!(names, ["a", "b"]);
     // One more on a, held: now a has 2 open and b 1, so every short client goes to b.
     let extra = connect(relay.addr);
