@@ -207,3 +207,30 @@ fn a_denied_client_is_logged_with_reason_denied() {
     assert!(line.contains("reason=denied") && line.contains("upstream=-"), "{line}");
     assert_eq!(upstream.accepted(), 0);
 }
+
+#[test]
+fn health_checks_log_each_change_once_and_show_in_metrics() {
+    let live = Upstream::echo();
+    let upstreams = format!("{},{}", dead_addr(), live.addr);
+    let args = ["-l", ":0", "-u", &upstreams, "--health-check", "20ms", "--admin", ":0"];
+    let relay = RelayProcess::start_routes(&args, 1, true);
+
+    let down = relay.log_line_with("upstream down");
+    assert!(down.contains("upstream=127.0.0.1:1 checks=3 error="), "{down}");
+    // A client is relayed by the live upstream without trying the dead one.
+    assert_eq!(echo_through(relay.addr, b"checked"), b"checked");
+    let (_, metrics) = http_get(relay.admin.expect("an admin endpoint"), "/metrics");
+    let route = format!("route=\"{}\"", relay.addr);
+    for expected in [
+        format!("tcprelay_upstream_up{{{route},upstream=\"127.0.0.1:1\"}} 0"),
+        format!("tcprelay_upstream_up{{{route},upstream=\"{}\"}} 1", live.addr),
+        format!("tcprelay_upstream_connections_total{{{route},upstream=\"{}\"}} 1", live.addr),
+        format!("tcprelay_upstream_connect_failures_total{{{route}}} 0"),
+    ] {
+        assert!(metrics.lines().any(|line| line == expected), "no {expected:?} in\n{metrics}");
+    }
+    let log = relay.kill_and_collect_log();
+    let count = |needle: &str| log.iter().filter(|line| line.contains(needle)).count();
+    assert_eq!(count("upstream down"), 1, "logged once, not once per check: {log:#?}");
+    assert_eq!(count("upstream up"), 0, "{log:#?}");
+}
