@@ -61,8 +61,14 @@ fn least_connections_sends_new_clients_to_the_least_busy_upstream() {
     });
 
     // Two clients stay open: all idle, the tie goes round-robin, one each.
-    let held: Vec<_> = (0..2).map(|_| connect(relay.addr)).collect();
-    let names: Vec<String> = held.iter().map(read_banner).collect();
+    // One at a time, so that the second client's dial sees the first's connection.
+    let mut held = Vec::new();
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let client = connect(relay.addr);
+        names.push(read_banner(&client));
+        held.push(client);
+    }
     assert_eq!(names, ["a", "b"]);
     // One more on a, held: now a has 2 open and b 1, so every short client goes to b.
     let extra = connect(relay.addr);
