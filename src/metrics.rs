@@ -49,9 +49,8 @@ pub struct RouteMetrics {
     upstreams: Vec<Arc<UpstreamMetrics>>,
 }
 
-/// The live counters of one upstream of a route, shared with the route's
-/// [`Upstreams`](crate::upstream::Upstreams), which also steers by two of them: `active`
-/// (the `least-connections` policy) and `up`.
+/// The live counters of one upstream of a route, shared with the route's upstream list,
+/// which also steers by two of them: `active` (the `least-connections` policy) and `up`.
 #[derive(Debug)]
 pub struct UpstreamMetrics {
     upstream: String,

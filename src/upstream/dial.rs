@@ -74,7 +74,8 @@ pub enum DialError {
 }
 
 impl DialError {
-    /// Whether the dial failed for a reason on this machine (see [`is_local_error`]) rather
+    /// Whether the dial failed for a reason on this machine (out of descriptors, buffers,
+    /// memory or local ports: `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `EADDRNOTAVAIL`) rather
     /// than the upstream's: then the upstream was never really tried, so it must not be
     /// counted as failed or backed off. A [`Connect`](DialError::Connect) error is local
     /// only if every attempt failed locally.
