@@ -11,6 +11,7 @@ use crate::limits::threads::{ThreadHook, no_hook};
 use crate::log::LogLevel;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::stream::Address;
+use crate::upstream::dial::{Resolver, system_resolver};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
 /// new fields keep their defaults:
@@ -47,6 +48,10 @@ pub struct Config {
     /// long, so that clients don't each wait for a dead host. Default 10 s, nginx's
     /// `fail_timeout`. When every upstream is backing off, they are all still tried.
     pub upstream_backoff: Duration,
+    /// Connect to each upstream every this long and skip those that fail 3 checks in a row
+    /// until 2 pass (active health checks, on a thread of the route's own); zero turns them
+    /// off. Default 0: off, and only a client's failed connect backs an upstream off.
+    pub health_check: Duration,
     /// Who may connect: checked right after `accept`, before any upstream is dialled.
     /// Default: no rules, everyone (the default listen address is loopback).
     pub access: AccessRules,
@@ -96,6 +101,10 @@ pub struct Config {
     /// Called around the creation of every connection thread; for tests (see
     /// [`ThreadHook`]). Default: [`no_hook`].
     pub thread_hook: ThreadHook,
+    /// Turns an upstream's `host:port` into addresses. Default [`system_resolver`]; a seam
+    /// for tests that need a name with addresses the system does not give (see
+    /// [`Resolver`]).
+    pub resolver: Resolver,
 }
 
 impl Default for Config {
@@ -108,6 +117,7 @@ impl Default for Config {
             more_upstreams: Vec::new(),
             policy: Policy::First,
             upstream_backoff: Duration::from_secs(10),
+            health_check: Duration::ZERO,
             access: AccessRules::default(),
             proxy_protocol: None,
             name: String::new(),
@@ -121,6 +131,7 @@ impl Default for Config {
             buffer_size: 0,
             explain: false,
             thread_hook: no_hook,
+            resolver: system_resolver,
         }
     }
 }
@@ -150,27 +161,32 @@ pub enum Policy {
     First,
     /// Start each new client at the next upstream in the list, wrapping around.
     RoundRobin,
+    /// The upstream with the fewest open connections from this route (ties: round-robin).
+    LeastConnections,
 }
 
 impl FromStr for Policy {
     type Err = String;
 
-    /// Parses `first` or `round-robin`; the error reads `expected first or round-robin, found "rr"`.
+    /// Parses `first`, `round-robin` or `least-connections`; the error reads
+    /// `expected first, round-robin or least-connections, found "rr"`.
     fn from_str(text: &str) -> Result<Policy, String> {
         match text {
             "first" => Ok(Policy::First),
             "round-robin" => Ok(Policy::RoundRobin),
-            _ => Err(format!("expected first or round-robin, found {text:?}")),
+            "least-connections" => Ok(Policy::LeastConnections),
+            _ => Err(format!("expected first, round-robin or least-connections, found {text:?}")),
         }
     }
 }
 
 impl fmt::Display for Policy {
-    /// Writes `first` or `round-robin`.
+    /// Writes `first`, `round-robin` or `least-connections`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Policy::First => f.write_str("first"),
             Policy::RoundRobin => f.write_str("round-robin"),
+            Policy::LeastConnections => f.write_str("least-connections"),
         }
     }
 }

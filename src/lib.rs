@@ -88,7 +88,7 @@ pub use outcome::CloseReason;
 pub use relay::{Relay, StopHandle};
 pub use server::{Server, ServerConfig, ServerHandle};
 pub use teach::demo;
-pub use upstream::dial::DialError;
+pub use upstream::dial::{DialError, Resolver, system_resolver};
 
 /// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.
 #[doc = include_str!("../docs/go-to-rust.md")]

@@ -251,15 +251,37 @@ pub static SETTINGS: &[Setting] = &[
         scope: Scope::Route,
         list: false,
         default: "first",
-        limits: "first or round-robin",
+        limits: "first, round-robin or least-connections",
         help: "first: in order, the next only when a connect fails; round-robin: each client \
-               starts at the next one. After a failed connect an upstream is tried last for 10s",
+               starts at the next one; least-connections: the one with the fewest open. After \
+               a failed connect an upstream is tried last for 10s",
         field: Field::Route(
             |route, text| {
                 route.policy = text.parse()?;
                 Ok(())
             },
             |route| Some(route.policy.to_string()),
+        ),
+    },
+    Setting {
+        name: "health-check",
+        short: None,
+        value: "DUR",
+        scope: Scope::Route,
+        list: false,
+        default: "0",
+        limits: "0 (off) or 10ms to 1h",
+        help: "connect to each upstream every DUR; one that fails 3 checks in a row is tried \
+               last until 2 pass",
+        field: Field::Route(
+            |route, text| {
+                route.health_check = duration(text, Duration::ZERO, Duration::from_secs(3600))?;
+                if !route.health_check.is_zero() && route.health_check < Duration::from_millis(10) {
+                    return Err(format!("expected 0 or 10ms to 1h, found {text:?}"));
+                }
+                Ok(())
+            },
+            |route| Some(format_duration(route.health_check)),
         ),
     },
     Setting {

@@ -277,11 +277,11 @@ fn check_prints_what_would_run_and_exits_0() {
     assert_eq!(
         stdout,
         "log-level info\nadmin 127.0.0.1:9090\ndrain-timeout 30s\n\
-         route 127.0.0.1:8080 -> a.internal:80 b.internal:80 name=web policy=round-robin \
+         route 127.0.0.1:8080 -> a.internal:80 b.internal:80 name=web policy=round-robin health-check=0 \
          connect-timeout=5s idle-timeout=5m half-close-timeout=1m max-connections=500 \
          buffer-size=0 stack-size=64k thread-keep-alive=10s explain=off \
          proxy-protocol=v2 allow=10.0.0.0/8 deny=10.0.0.5/32\n\
-         route [::1]:2222 -> [::1]:22 policy=first connect-timeout=5s idle-timeout=5m \
+         route [::1]:2222 -> [::1]:22 policy=first health-check=0 connect-timeout=5s idle-timeout=5m \
          half-close-timeout=1m max-connections=20 buffer-size=0 stack-size=64k \
          thread-keep-alive=10s explain=off\n"
     );
@@ -401,4 +401,31 @@ fn a_denied_client_is_logged_with_reason_denied() {
     let line = relay.log_line_with("connection closed");
     assert!(line.contains("reason=denied") && line.contains("upstream=-"), "{line}");
     assert_eq!(upstream.accepted(), 0);
+}
+
+#[test]
+fn health_checks_log_each_change_once_and_show_in_metrics() {
+    let live = Upstream::echo();
+    let upstreams = format!("{},{}", dead_addr(), live.addr);
+    let args = ["-l", ":0", "-u", &upstreams, "--health-check", "20ms", "--admin", ":0"];
+    let relay = RelayProcess::start_routes(&args, 1, true);
+
+    let down = relay.log_line_with("upstream down");
+    assert!(down.contains("upstream=127.0.0.1:1 checks=3 error="), "{down}");
+    // A client is relayed by the live upstream without trying the dead one.
+    assert_eq!(echo_through(relay.addr, b"checked"), b"checked");
+    let (_, metrics) = http_get(relay.admin.expect("an admin endpoint"), "/metrics");
+    let route = format!("route=\"{}\"", relay.addr);
+    for expected in [
+        format!("tcprelay_upstream_up{{{route},upstream=\"127.0.0.1:1\"}} 0"),
+        format!("tcprelay_upstream_up{{{route},upstream=\"{}\"}} 1", live.addr),
+        format!("tcprelay_upstream_connections_total{{{route},upstream=\"{}\"}} 1", live.addr),
+        format!("tcprelay_upstream_connect_failures_total{{{route}}} 0"),
+    ] {
+        assert!(metrics.lines().any(|line| line == expected), "no {expected:?} in\n{metrics}");
+    }
+    let log = relay.kill_and_collect_log();
+    let count = |needle: &str| log.iter().filter(|line| line.contains(needle)).count();
+    assert_eq!(count("upstream down"), 1, "logged once, not once per check: {log:#?}");
+    assert_eq!(count("upstream up"), 0, "{log:#?}");
 }

@@ -357,13 +357,23 @@ impl RelayProcess {
     /// cannot set resource limits, so the shell does it and then `exec`s the relay: the
     /// child's pid is the relay's.
     pub fn start_with_fd_limit(limit: usize, args: &[&str]) -> RelayProcess {
+        RelayProcess::start_with_fd_limit_and_admin(limit, args, false)
+    }
+
+    /// [`RelayProcess::start_with_fd_limit`], also reading the admin endpoint's address
+    /// if `with_admin` (the arguments must then ask for one).
+    pub fn start_with_fd_limit_and_admin(
+        limit: usize,
+        args: &[&str],
+        with_admin: bool,
+    ) -> RelayProcess {
         let mut command = Command::new("sh");
         command
             .arg("-c")
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_tcprelay"))
             .args(args);
-        RelayProcess::spawn(command, 1, false)
+        RelayProcess::spawn(command, 1, with_admin)
     }
 
     /// Starts `command` and reads its start-up lines, which must come first on stderr: one
@@ -936,4 +946,59 @@ pub fn find_openbsd_nc(path: &std::ffi::OsStr) -> Result<std::path::PathBuf, Str
         })
         .find(|program| says_openbsd(program))
         .ok_or_else(|| NOT_OPENBSD_NC.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream dialling (issue 14): a blackholed address, and names that resolve to the
+// address lists a test needs.
+// ---------------------------------------------------------------------------------------
+
+/// A listener whose backlog is full, so that a connect to it is neither accepted nor
+/// refused: the SYN is dropped and the connect waits until its timeout, as for a host that
+/// is down or firewalled. Std listens with a backlog of 128; Linux queues one more than
+/// that; the connects that fill it are held here, and the listener never accepts.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    /// A blackholed port on `ip` (`::1` or `127.0.0.1`). Panics if the backlog does not
+    /// fill, i.e. if this machine would answer instead of dropping the SYN.
+    pub fn on(ip: &str) -> Blackhole {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the blackhole");
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+                Ok(stream) => queued.push(stream),
+                Err(error) if error.kind() == io::ErrorKind::TimedOut => break,
+                Err(error) => panic!("filling the backlog of {addr}: {error}"),
+            }
+            assert!(queued.len() < 10_000, "the backlog of {addr} never filled");
+        }
+        Blackhole { addr, _listener: listener, _queued: queued }
+    }
+}
+
+/// The names [`fake_resolver`] knows, with their addresses in order.
+static FAKE_NAMES: Mutex<Vec<(String, Vec<SocketAddr>)>> = Mutex::new(Vec::new());
+
+/// Makes `upstream` (a `host:port` no real resolver knows, say `dual.test:1`) resolve to
+/// `addrs`, in this order, through [`fake_resolver`].
+pub fn fake_name(upstream: &str, addrs: &[SocketAddr]) {
+    let mut names = FAKE_NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    names.retain(|(name, _)| name != upstream);
+    names.push((upstream.to_string(), addrs.to_vec()));
+}
+
+/// A [`tcprelay::Resolver`] for the names given to [`fake_name`]; any other is resolved
+/// by the system. (No name on this machine resolves to both `::1` and `127.0.0.1`.)
+pub fn fake_resolver(upstream: &str) -> io::Result<Vec<SocketAddr>> {
+    let names = FAKE_NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    match names.iter().find(|(name, _)| name == upstream) {
+        Some((_, addrs)) => Ok(addrs.clone()),
+        None => tcprelay::system_resolver(upstream),
+    }
 }
