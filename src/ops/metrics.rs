@@ -442,7 +442,7 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
     out
 }
 
-/// Renders the logger's process-wide counters (see [`crate::log`]), to follow
+/// Renders the logger's process-wide counters (see `src/ops/log.rs`), to follow
 /// [`render_prometheus`]'s output: lines dropped because stderr did not keep up, and
 /// repeated lines suppressed by the rate limit.
 ///

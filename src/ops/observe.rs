@@ -17,9 +17,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::log::Log;
-use crate::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::net::stream::Address;
+use crate::ops::log::Log;
+use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::outcome::{CloseReason, Direction};
 use crate::teach::explain::Explain;
 use crate::upstream::dial::DialError;

@@ -37,13 +37,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::admin::Admin;
-pub use crate::admin::{AdminAccess, AdminToken};
-use crate::config::Config;
-use crate::log::{Log, LogLevel};
-use crate::metrics::RouteMetrics;
 use crate::net::stream::Address;
+use crate::ops::admin::Admin;
+pub use crate::ops::admin::{AdminAccess, AdminToken};
+use crate::ops::log::{Log, LogLevel};
+use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::Relay;
+use crate::settings::config::Config;
 pub use handle::ServerHandle;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.

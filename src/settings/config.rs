@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::access::AccessRules;
 use crate::limits::threads::{ThreadHook, no_hook};
-use crate::log::LogLevel;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::stream::Address;
+use crate::ops::log::LogLevel;
+use crate::settings::access::AccessRules;
 use crate::upstream::dial::{Resolver, system_resolver};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
@@ -32,7 +32,7 @@ pub struct Config {
     /// `unix:/path` form of the command line and config file). Unix only. Default: none.
     pub listen_unix: Option<PathBuf>,
     /// The mode of the [`listen_unix`](Config::listen_unix) socket file (the `socket-mode`
-    /// setting). Default [`DEFAULT_SOCKET_MODE`](crate::stream::DEFAULT_SOCKET_MODE), `0660`:
+    /// setting). Default `0660`:
     /// the relay's user and group may connect, no one else.
     pub listen_unix_mode: u32,
     /// Where to forward each client, as `host:port`. Resolved again for every new connection,
@@ -112,7 +112,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             listen_unix: None,
-            listen_unix_mode: crate::stream::DEFAULT_SOCKET_MODE,
+            listen_unix_mode: crate::net::stream::DEFAULT_SOCKET_MODE,
             upstream: String::new(),
             more_upstreams: Vec::new(),
             policy: Policy::First,

@@ -25,7 +25,7 @@
 //! ```
 //! use std::path::Path;
 //! use std::time::Duration;
-//! use tcprelay::config_file::parse;
+//! use tcprelay::settings::file::parse;
 //!
 //! let text = "idle-timeout 5m\nroute 127.0.0.1:8080 -> app:80 idle-timeout=1m\n";
 //! let config = parse(text, Path::new("relay.conf")).unwrap();
@@ -42,9 +42,9 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::address;
-use crate::config::Config;
 use crate::server::ServerConfig;
+use crate::settings::address;
+use crate::settings::config::Config;
 use crate::settings::{self, SETTINGS, Scope, Setting, Value};
 
 /// The largest config file read: 1 MiB, a thousand times a big real one. Anything larger
@@ -674,9 +674,9 @@ impl fmt::Display for RouteSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::Cidr;
-    use crate::config::Policy;
     use crate::net::proxy_protocol::ProxyVersion;
+    use crate::settings::access::Cidr;
+    use crate::settings::config::Policy;
     use std::time::Duration;
 
     fn parse_ok(text: &str) -> FileConfig {
@@ -830,7 +830,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
 
     #[test]
     fn the_example_in_the_docs_parses() {
-        let doc = include_str!("../docs/operations.md");
+        let doc = include_str!("../../docs/operations.md");
         let example = doc
             .split("```text\n")
             .nth(1)

@@ -3,7 +3,7 @@
 //! Each entry says the setting's name (the flag is `--NAME`, the config file key is `NAME`:
 //! `--buffer-size` ↔ `buffer-size`), where it applies, its help text, its default, its
 //! limits, and the one function that parses and bounds its value and stores it. The command
-//! line ([`crate::cli`]), the config file ([`crate::config_file`]), `--help`, `--check`
+//! line (`settings/cli.rs`), the config file ([`crate::settings::file`]), `--help`, `--check`
 //! ([`describe`]) and the library's own checks ([`Config::validate`](crate::Config::validate))
 //! all read this table, so they cannot disagree about what a value means or what is allowed.
 //!
@@ -36,17 +36,23 @@
 //! assert_eq!(error, r#"expected 0, or a size from 8k to 1m, found "64g""#);
 //! ```
 
+pub mod access;
+pub mod address;
+pub(crate) mod cli;
+pub mod config;
+pub mod file;
+pub mod units;
+
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::access::Cidr;
-use crate::address;
-use crate::config::Config;
 use crate::net::stream::{Address, parse_socket_mode};
 use crate::server::{AdminToken, ServerConfig};
-use crate::units::{format_duration, format_size, parse_duration, parse_size};
+use crate::settings::access::Cidr;
+use crate::settings::config::Config;
+use crate::settings::units::{format_duration, format_size, parse_duration, parse_size};
 
 /// Where a setting applies; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
