@@ -1,26 +1,42 @@
 //! The life of one connection, top to bottom: dial → spawn → copy both ways → half-close →
-//! join → close. Read it beside the Go it mirrors:
+//! join → close. Read it beside `handleConn` in `docs/go/correct/main.go`, quoted here with
+//! the Rust that does each line (the names are the Go program's: `conn` is the client, `up`
+//! the upstream, `dst`/`src` the two sides of one copy):
 //!
 //! ```go
-//! func handleConn(client net.Conn) {              // the first thread: relay()
-//!     defer client.Close()                         // Drop of the Connection
-//!     upstream, err := net.DialTimeout("tcp", addr, timeout)
-//!     if err != nil { return }
-//!     defer upstream.Close()
-//!     done := make(chan int64)                     // mpsc::channel()
-//!     go func() {                                  // the second thread (threads.run)
-//!         n, _ := io.Copy(upstream, client)        // copy_one_way(client → upstream)
-//!         upstream.(*net.TCPConn).CloseWrite()     // shutdown(Shutdown::Write)
-//!         done <- n                                // done.send(bytes)
+//! func handleConn(conn *net.TCPConn, upstream string) { // relay(), on the first thread
+//!     defer conn.Close()                    // Drop of the Connection, after both copies
+//!     c, err := net.Dial("tcp", upstream)   // shared.upstreams.dial(connect_timeout, ..)
+//!     if err != nil {
+//!         log.Println("dial:", err)         // connection.close(ConnectFailed, ..)
+//!         return
+//!     }
+//!     up := c.(*net.TCPConn)
+//!     defer up.Close()                      // attach_upstream: the Connection owns it
+//!     var wg sync.WaitGroup                 // mpsc::channel(): `done` / `second_done`
+//!     wg.Add(1)
+//!     go func() {                           // shared.threads.run(ThreadRole::Second, ..)
+//!         defer wg.Done()                   // done.send(bytes)
+//!         copyThenCloseWrite(up, conn)      // copy_one_way(client → upstream)
 //!     }()
-//!     io.Copy(client, upstream)                    // copy_one_way(upstream → client)
-//!     client.(*net.TCPConn).CloseWrite()
-//!     <-done                                       // second_done.recv()
+//!     copyThenCloseWrite(conn, up)          // copy_one_way(upstream → client)
+//!     wg.Wait()                             // second_done.recv()
+//! }
+//!
+//! func copyThenCloseWrite(dst, src *net.TCPConn) { // copy_one_way(from: src, to: dst)
+//!     if _, err := io.Copy(dst, src); err != nil { // io::copy(&mut source, &mut sink)
+//!         src.Close()                       // connection.close(reason, error):
+//!         dst.Close()                       //   shutdown(Both) on both sockets
+//!         return
+//!     }
+//!     dst.CloseWrite()                      // to.shutdown(Shutdown::Write)
 //! }
 //! ```
 //!
 //! The second thread comes from [`crate::threads::ThreadPool`]: a new OS thread, or one
-//! parked after an earlier connection (the goroutine runtime does the same for Go).
+//! parked after an earlier connection (the goroutine runtime does the same for Go). A parked
+//! thread cannot borrow this function's locals, so the Connection is shared by an `Arc` and
+//! the wait is a channel, where a scoped thread would need neither (docs/go-to-rust.md).
 
 use std::fmt::Display;
 use std::io::{self, BufReader, Write};
@@ -59,7 +75,7 @@ pub fn relay(connection: &Arc<Connection>, shared: &Shared) {
     let log = &shared.log;
     let _ = connection.client.set_nodelay(true);
 
-    // upstream, err := net.DialTimeout(...): our *own* upstream connection, never a shared one.
+    // c, err := net.Dial("tcp", upstream), with a timeout: our *own* upstream, never shared.
     let metrics = &shared.metrics;
     let upstream = match shared.upstreams.dial(config.connect_timeout, log, metrics, connection.id)
     {
@@ -105,7 +121,7 @@ pub fn relay(connection: &Arc<Connection>, shared: &Shared) {
 
     let hook = config.thread_hook;
     let buffer_size = config.buffer_size;
-    // go func() { io.Copy(up, conn); up.CloseWrite(); done <- true }()
+    // go func() { defer wg.Done(); copyThenCloseWrite(up, conn) }()
     connection.explain.copies_starting(connection.id);
     let (done, second_done) = mpsc::channel();
     let second = Arc::clone(connection);
@@ -123,7 +139,7 @@ pub fn relay(connection: &Arc<Connection>, shared: &Shared) {
             (0, 0)
         }
         Ok(()) => {
-            // io.Copy(conn, up), on this thread.
+            // copyThenCloseWrite(conn, up), on this thread.
             let to_client = copy_one_way(
                 connection,
                 upstream,
@@ -131,7 +147,7 @@ pub fn relay(connection: &Arc<Connection>, shared: &Shared) {
                 Direction::UpstreamToClient,
                 buffer_size,
             );
-            // <-done (Go's wg.Wait()). A second thread that panicked dropped `done` unsent;
+            // wg.Wait(). A second thread that panicked dropped `done` unsent;
             // it already closed the connection on its way out (see `CloseOnPanic`).
             let to_upstream = second_done.recv().unwrap_or(0);
             (to_upstream, to_client)
@@ -180,8 +196,8 @@ fn write_proxy_header(
 /// bytes delivered.
 ///
 /// At EOF the source has said "I am done sending": we pass that on with `shutdown(Write)`
-/// on the sink (Go's `CloseWrite`) and leave the other direction running, so a client that
-/// half-closes still gets its whole reply. On an error, the whole connection is closed so
+/// on the sink (Go: `dst.CloseWrite()`) and leave the other direction running, so a client
+/// that half-closes still gets its whole reply. On an error, the whole connection is closed so
 /// the other thread wakes up at once.
 fn copy_one_way(
     connection: &Connection,
