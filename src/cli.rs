@@ -92,6 +92,10 @@ Options:
                              no byte for DUR; 0 turns it off [default: {half_close}]
       --max-connections N    at most N connections at once; at the limit new clients wait
                              in the kernel's backlog [default: {max}]
+      --max-connections-per-client N
+                             at most N connections at once from one client address (an
+                             IPv6 client counts per /64); more are closed at once; 0: no
+                             limit [default: N/8 of --max-connections, loopback exempt]
       --buffer-size BYTES    copy buffer of each direction; 0 = io::copy's own 8 KiB on the
                              stack, else a heap buffer of at least 8k: 64k doubles bulk
                              throughput, but idle connections hold it [default: 0]
@@ -250,6 +254,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                     Ok(max) => max,
                 };
             }
+            "--max-connections-per-client" => {
+                let text = value()?;
+                config.max_connections_per_client = match text.parse() {
+                    Ok(max) if text.bytes().all(|b| b.is_ascii_digit()) => Some(max),
+                    _ => {
+                        return Err(invalid(
+                            &flag,
+                            format!(
+                                "invalid number \"{text}\": expected a whole number, 0 for none"
+                            ),
+                        ));
+                    }
+                };
+            }
             "--buffer-size" => {
                 let text = value()?;
                 config.buffer_size = units::parse_size(&text).map_err(|m| invalid(&flag, m))?;
@@ -377,6 +395,9 @@ pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, Config
             idle_timeout: options.idle_timeout.unwrap_or(defaults.idle_timeout),
             half_close_timeout: options.half_close_timeout.unwrap_or(defaults.half_close_timeout),
             max_connections: options.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_client: options
+                .max_connections_per_client
+                .or(defaults.max_connections_per_client),
             proxy_protocol: spec.proxy_protocol,
             access: spec.access.clone(),
             ..defaults.clone()
@@ -434,6 +455,8 @@ mod tests {
             "2m",
             "--max-connections",
             "8",
+            "--max-connections-per-client",
+            "3",
             "--stack-size",
             "128k",
             "--buffer-size",
@@ -448,6 +471,7 @@ mod tests {
         assert_eq!(config.idle_timeout, Duration::ZERO);
         assert_eq!(config.half_close_timeout, Duration::from_secs(120));
         assert_eq!(config.max_connections, 8);
+        assert_eq!(config.max_connections_per_client, Some(3));
         assert_eq!(config.stack_size, 128 * 1024);
         assert_eq!(config.buffer_size, 64 * 1024);
         assert_eq!(config.thread_keep_alive, Duration::ZERO);
@@ -498,6 +522,8 @@ mod tests {
             (&["-l", ":1", "-u", ":1", "--half-close-timeout", "1d"], "\"1d\""),
             (&["-l", ":1", "-u", ":1", "--max-connections", "0"], "\"0\""),
             (&["-l", ":1", "-u", ":1", "--max-connections", "many"], "\"many\""),
+            (&["-l", ":1", "-u", ":1", "--max-connections-per-client", "-1"], "\"-1\""),
+            (&["-l", ":1", "-u", ":1", "--max-connections-per-client", "+5"], "\"+5\""),
             (&["-l", ":1", "-u", ":1", "--stack-size", "1k"], "\"1k\""),
             (&["-l", ":1", "-u", ":1", "--stack-size", "big"], "\"big\""),
             (&["-l", ":1", "-u", ":1", "--buffer-size", "4k"], "\"4k\""),
@@ -529,6 +555,7 @@ mod tests {
             "--idle-timeout",
             "--half-close-timeout",
             "--max-connections",
+            "--max-connections-per-client",
             "--stack-size",
             "--buffer-size",
             "--thread-keep-alive",

@@ -82,6 +82,9 @@ pub struct RouteOptions {
     pub half_close_timeout: Option<Duration>,
     /// `max-connections`: the most simultaneous connections on the route (at least 1).
     pub max_connections: Option<usize>,
+    /// `max-connections-per-client`: the most simultaneous connections from one client
+    /// address (IPv6: one /64) on the route; 0: no limit.
+    pub max_connections_per_client: Option<usize>,
 }
 
 /// One `route` entry.
@@ -303,23 +306,25 @@ fn words(line: &str, line_number: usize) -> Vec<Token<'_>> {
     tokens
 }
 
-const GLOBAL_KEYS: [&str; 8] = [
+const GLOBAL_KEYS: [&str; 9] = [
     "connect-timeout",
     "idle-timeout",
     "half-close-timeout",
     "max-connections",
+    "max-connections-per-client",
     "policy",
     "log-level",
     "admin",
     "drain-timeout",
 ];
-const ROUTE_KEYS: [&str; 9] = [
+const ROUTE_KEYS: [&str; 10] = [
     "name",
     "policy",
     "connect-timeout",
     "idle-timeout",
     "half-close-timeout",
     "max-connections",
+    "max-connections-per-client",
     "proxy-protocol",
     "allow",
     "deny",
@@ -529,8 +534,12 @@ impl<'a> Parser<'a> {
             }
             "allow" => route.access.allow.extend(self.cidr_list(value)?),
             "deny" => route.access.deny.extend(self.cidr_list(value)?),
-            "policy" | "connect-timeout" | "idle-timeout" | "half-close-timeout"
-            | "max-connections" => {
+            "policy"
+            | "connect-timeout"
+            | "idle-timeout"
+            | "half-close-timeout"
+            | "max-connections"
+            | "max-connections-per-client" => {
                 set_shared_option(&mut route.options, key, value.text).map_err(at)?
             }
             _ => {
@@ -596,6 +605,9 @@ fn set_shared_option(options: &mut RouteOptions, key: &str, value: &str) -> Resu
         "idle-timeout" => options.idle_timeout = Some(parse_duration(value)?),
         "half-close-timeout" => options.half_close_timeout = Some(parse_duration(value)?),
         "max-connections" => options.max_connections = Some(parse_max_connections(value)?),
+        "max-connections-per-client" => {
+            options.max_connections_per_client = Some(parse_per_client(value)?)
+        }
         // Callers only pass the keys above; anything else is a bug in this module.
         _ => unreachable!("set_shared_option called with {key:?}"),
     }
@@ -606,6 +618,13 @@ fn parse_max_connections(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count) if count > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(count),
         _ => Err(format!("expected a whole number of connections, at least 1, found {text:?}")),
+    }
+}
+
+fn parse_per_client(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(count),
+        _ => Err(format!("expected a whole number of connections, 0 for no limit, found {text:?}")),
     }
 }
 
@@ -642,6 +661,9 @@ impl fmt::Display for RouteSpec {
         }
         if let Some(max) = options.max_connections {
             write!(f, " max-connections={max}")?;
+        }
+        if let Some(max) = options.max_connections_per_client {
+            write!(f, " max-connections-per-client={max}")?;
         }
         if let Some(version) = self.proxy_protocol {
             write!(f, " proxy-protocol={version}")?;
@@ -713,6 +735,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
                 idle_timeout: Some(Duration::from_secs(300)),
                 half_close_timeout: Some(Duration::from_secs(30)),
                 max_connections: Some(512),
+                max_connections_per_client: None,
             }
         );
 
@@ -820,7 +843,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn global_setting_errors() {
         #[rustfmt::skip]
         let cases = [
-            ("conect-timeout 5s", 1, 1, r#"expected a global setting (connect-timeout, idle-timeout, half-close-timeout, max-connections, policy, log-level, admin, drain-timeout) or "route", found "conect-timeout""#),
+            ("conect-timeout 5s", 1, 1, r#"expected a global setting (connect-timeout, idle-timeout, half-close-timeout, max-connections, max-connections-per-client, policy, log-level, admin, drain-timeout) or "route", found "conect-timeout""#),
             ("idle-timeout=5m", 1, 1, r#"expected a space between a global setting and its value, found "idle-timeout=5m""#),
             ("allow 10.0.0.0/8", 1, 1, r#"found the route option "allow" (write allow=... on a route line)"#),
             ("\nidle-timeout", 2, 13, r#"expected a value after "idle-timeout", found end of line"#),
@@ -829,6 +852,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("drain-timeout   soon", 1, 17, r#"expected a duration such as 250ms, 5s, 2m, 1h or 0, found "soon""#),
             ("max-connections 0", 1, 17, r#"expected a whole number of connections, at least 1, found "0""#),
             ("max-connections +5", 1, 17, r#"found "+5""#),
+            ("max-connections-per-client -1", 1, 28, r#"0 for no limit, found "-1""#),
             ("log-level loud", 1, 11, r#"expected error, warn, info or debug, found "loud""#),
             ("policy rr", 1, 8, r#"expected first or round-robin, found "rr""#),
             ("admin :9090\n# again\nadmin :9091", 3, 1, r#"expected each global setting once, found "admin" again (first on line 1)"#),
@@ -849,7 +873,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("route a:1", 1, 10, r#"expected "->" after "a:1", found end of line"#),
             ("route a:1 ->", 1, 13, r#"expected an upstream address after "->", found end of line"#),
             ("route a:1 -> policy=first", 1, 14, r#"expected an upstream address after "->", found "policy=first""#),
-            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, proxy-protocol, allow, deny), found "polcy""#),
+            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, connect-timeout, idle-timeout, half-close-timeout, max-connections, max-connections-per-client, proxy-protocol, allow, deny), found "polcy""#),
             ("route a:1 -> b:1 idle-timeout=1m\n    idle-timeout=2m", 2, 5, r#"expected each route option once, found "idle-timeout" again"#),
             ("route a:1 -> b:1 policy=", 1, 25, r#"expected first or round-robin, found """#),
             ("route a:1 -> b:1\n  proxy-protocol=v3", 2, 18, r#"expected v1 or v2, found "v3""#),

@@ -79,6 +79,7 @@ mod upstream;
 
 pub use config::Config;
 pub use config_file::Policy;
+pub use limits::arenas;
 pub use limits::threads::{self, ThreadHook, ThreadRole, ThreadStage};
 pub use log::LogLevel;
 pub use net::proxy_protocol;

@@ -42,6 +42,15 @@ fn main() -> ExitCode {
 fn run(config: ServerConfig) -> ExitCode {
     let level = config.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info);
     let log = Log::new(level);
+    // Under `ulimit -v`, glibc's malloc arenas would take most of the address space: start
+    // again with one arena (docs/operations.md, "Sizing under memory limits"). Returns only
+    // when that was not needed or failed; then the connection cap counts every arena.
+    if let Err(error) = tcprelay::arenas::bound_by_reexec() {
+        log.warn(
+            "cannot restart with MALLOC_ARENA_MAX=1; counting every malloc arena instead",
+            &[("error", &error)],
+        );
+    }
     let result = Server::bind(config).and_then(|server| {
         // Scripts and tests read these lines to learn the ports, so they are written at
         // any level: one per route, in the order given, then the admin endpoint.

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::limits::capacity::{Binding, Capacity};
 use crate::log::{Log, LogLevel};
 use crate::metrics::RouteMetrics;
 use crate::net::stream::Address;
@@ -87,6 +88,9 @@ impl ServerConfig {
                 format_duration(route.half_close_timeout),
                 route.max_connections,
             );
+            if let Some(max) = route.max_connections_per_client {
+                let _ = write!(text, " max-connections-per-client={max}");
+            }
             if let Some(version) = route.proxy_protocol {
                 let _ = write!(text, " proxy-protocol={version}");
             }
@@ -165,6 +169,9 @@ impl Server {
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
         let Server { relays, admin, handle, log } = self;
+        if let Some(relay) = relays.first() {
+            log_capacity(&log, relay.capacity());
+        }
         let admin_stop = admin.as_ref().map(Admin::stop_handle);
         thread::scope(|scope| {
             if let Some(admin) = admin {
@@ -180,7 +187,10 @@ impl Server {
             let mut result = Ok(());
             for (index, relay) in relays.into_iter().enumerate() {
                 let name = format!("tcprelay-accept-{index}");
-                match thread::Builder::new().name(name).spawn_scoped(scope, move || relay.serve()) {
+                // A small stack: the loop is shallow, and under a memory limit every
+                // megabyte counts (see `capacity.rs`).
+                let builder = thread::Builder::new().name(name).stack_size(ACCEPT_STACK_SIZE);
+                match builder.spawn_scoped(scope, move || relay.serve()) {
                     Ok(thread) => accept_threads.push(thread),
                     Err(error) => {
                         // Half a server is a surprise: stop the routes already running.
@@ -203,6 +213,39 @@ impl Server {
             }
             result
         })
+    }
+}
+
+/// The stack of each accept loop's thread; `capacity.rs` counts it.
+const ACCEPT_STACK_SIZE: usize = 256 * 1024;
+
+/// The start-up line that says how many connections the process can hold, every route
+/// together, and which OS limit set that (see docs/operations.md, "Sizing under memory
+/// limits").
+fn log_capacity(log: &Log, capacity: Capacity) {
+    let Capacity { connections, limited_by, limit, cost, .. } = capacity;
+    let cap: &dyn std::fmt::Display =
+        if limited_by == Binding::None { &"none" } else { &connections };
+    log.info(
+        "connection cap",
+        &[
+            ("cap", cap),
+            ("limited_by", &limited_by.name()),
+            ("limit", &limit),
+            ("address_space_per_connection", &cost.address_space),
+            ("descriptors_per_connection", &cost.descriptors),
+            ("threads_per_connection", &cost.threads),
+            ("maps_per_connection", &cost.maps),
+            ("malloc_arena_max", &tcprelay_arena_max()),
+        ],
+    );
+}
+
+/// The arena limit in force, for the start-up line: the operator's, or glibc's default.
+fn tcprelay_arena_max() -> String {
+    match crate::limits::arenas::arena_max_from_environment() {
+        Some(max) => max.to_string(),
+        None => "default".to_string(),
     }
 }
 
