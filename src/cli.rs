@@ -93,9 +93,9 @@ Options:
       --max-connections N    at most N connections at once; at the limit new clients wait
                              in the kernel's backlog [default: {max}]
       --max-connections-per-client N
-                             at most N connections at once from one client address (an
-                             IPv6 client counts per /64); more are closed at once; 0: no
-                             limit [default: N/8 of --max-connections, loopback exempt]
+                             at most N connections at once from one client address (IPv6:
+                             one /64); more are closed at once; 0: no limit. The default
+                             does not count loopback clients [default: max-connections/8]
       --buffer-size BYTES    copy buffer of each direction; 0 = io::copy's own 8 KiB on the
                              stack, else a heap buffer of at least 8k: 64k doubles bulk
                              throughput, but idle connections hold it [default: 0]
