@@ -10,6 +10,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+use crate::limits::arenas;
 use crate::net::stream::Address;
 use crate::ops::log::{self, Log};
 use crate::server::{Server, ServerConfig};
@@ -53,6 +54,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 /// `log.Fatal` becomes an exit code: 1 if a listener cannot be bound, 0 after a drain.
 fn serve(config: ServerConfig) -> ExitCode {
     let log = Log::new(config.log_level());
+    // Under `ulimit -v`, glibc's malloc arenas would take most of the address space: start
+    // again with one arena (docs/operations.md, "Sizing under memory limits"). Returns only
+    // when that was not needed or failed; then the connection cap counts every arena.
+    if let Err(error) = arenas::bound_by_reexec() {
+        log.warn(
+            "cannot restart with MALLOC_ARENA_MAX=1; counting every malloc arena instead",
+            &[("error", &error)],
+        );
+    }
     let result = Server::bind(config).and_then(|server| {
         // Scripts and tests read these lines to learn the ports, so they are written at
         // any level: one per route, in the order given, then the admin endpoint.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::limits::map_limit;
+use crate::limits::capacity::{self, Capacity, Cost, OPEN_IN_PROCESS, ProcessSlot};
+use crate::limits::per_client::{ClientKey, PerClientLimit};
 use crate::limits::threads::{ThreadLife, ThreadPool, ThreadRole};
 use crate::net::stream::{self, Address, Listener};
 use crate::ops::log::Log;
@@ -54,6 +55,9 @@ impl Relay {
         let label =
             if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
         let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
+        let capacity = process_capacity(&config);
+        let max_connections = config.max_connections.min(capacity.connections);
+        metrics.set_max_connections(max_connections);
         let route = Arc::new(Route {
             observer: Observer::new(
                 Log::for_route(config.log_level, &label),
@@ -62,12 +66,14 @@ impl Relay {
             ),
             upstreams: Upstreams::new(&config, &metrics),
             metrics,
-            max_connections: capped_max_connections(config.max_connections),
+            max_connections,
+            capacity,
+            per_client: PerClientLimit::new(config.max_connections_per_client, max_connections),
             threads: Arc::new(ThreadPool::new(
                 config.stack_size,
                 config.thread_hook,
                 config.thread_keep_alive,
-                MAX_PARKED_THREADS,
+                capacity.max_parked,
             )),
             config,
             connections: Arc::default(),
@@ -91,6 +97,11 @@ impl Relay {
     /// [`RouteMetrics::snapshot`]. The label is [`Config::name`], or the listen address.
     pub fn metrics(&self) -> Arc<RouteMetrics> {
         Arc::clone(&self.route.metrics)
+    }
+
+    /// How many connections the whole process can hold, and which OS limit says so.
+    pub(crate) fn capacity(&self) -> Capacity {
+        self.route.capacity
     }
 
     /// A handle that stops this relay from another thread.
@@ -126,42 +137,42 @@ impl Relay {
         let health_checks = start_health_checks(route);
         let max_connections = route.max_connections;
         if max_connections < config.max_connections {
-            observer.route_warn(
-                "max-connections lowered to fit vm.max_map_count",
-                &[("asked", &config.max_connections), ("allowed", &max_connections)],
-            );
+            observer.max_connections_lowered(config.max_connections, &route.capacity);
         }
-        // Whether clients are being held back at the connection limit. One such episode is
-        // logged twice, when it starts and when it ends, however many clients pass through
-        // the slots that free up meanwhile.
-        let mut at_limit = false;
+        // Clients being held back at the connection limit. One such episode is logged
+        // twice, when it starts and when it ends (with how long it lasted and how many
+        // clients waited), however many clients pass through the slots that free up.
+        let mut at_limit: Option<LimitEpisode> = None;
         loop {
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(max_connections) {
-                if !at_limit {
-                    at_limit = true;
-                    observer.route_warn(
-                        "connection limit reached, pausing accept",
-                        &[("max_connections", &max_connections)],
-                    );
+                if at_limit.is_none() {
+                    at_limit = Some(LimitEpisode { started: Instant::now(), held: 0 });
+                    observer.limit_reached(max_connections);
                 }
-                if !connections.wait_for_room(max_connections) {
+                let waiting = Instant::now();
+                let room = connections.wait_for_room(max_connections);
+                observer.waited_at_limit(waiting.elapsed());
+                if !room {
                     break;
                 }
             }
             // conn, err := l.Accept()
-            let accepted = if at_limit {
-                match listener.accept_waiting() {
-                    Some(accepted) => accepted,
+            let accepted = match &mut at_limit {
+                Some(episode) => match listener.accept_waiting() {
+                    Some(accepted) => {
+                        episode.held += 1;
+                        accepted
+                    }
                     None => {
                         // A slot is free and nobody is queueing for it: the episode is over.
-                        at_limit = false;
-                        observer.route_warn("connection limit cleared, accepting again", &[]);
+                        let LimitEpisode { started, held } = *episode;
+                        at_limit = None;
+                        observer.limit_cleared(started.elapsed(), held);
                         continue;
                     }
-                }
-            } else {
-                listener.accept()
+                },
+                None => listener.accept(),
             };
             if !connections.accepting() {
                 break; // the wake-up connection from `stop`, or a client too late
@@ -169,13 +180,8 @@ impl Relay {
             match accepted {
                 Ok((client, client_addr)) => {
                     backoff.succeeded(observer);
-                    let allowed = permits(config, &client_addr);
                     let connection = Connection::new(next_id(), client, client_addr, config);
-                    if allowed {
-                        start_connection(route, connection);
-                    } else {
-                        refuse_denied(route, connection); // closed: no upstream is dialled
-                    }
+                    admit(route, connection);
                 }
                 Err(error) => backoff.failed(&error, observer),
             }
@@ -220,18 +226,49 @@ fn start_health_checks(route: &Arc<Route>) -> Option<HealthCheckThread> {
     }
 }
 
-/// At most this many finished connection threads wait for the next connection; more exit.
-/// Enough for a burst of short connections from a few dozen clients at once; each parked
-/// thread holds its touched stack (about 16 KiB) until `--thread-keep-alive` passes.
-const MAX_PARKED_THREADS: usize = 128;
+/// A time during which the accept loop is held at the connection limit.
+#[derive(Clone, Copy, Debug)]
+struct LimitEpisode {
+    started: Instant,
+    /// Clients accepted from the backlog during the episode: each had waited there.
+    held: u64,
+}
 
-/// `--max-connections`, lowered to what fits under the kernel's memory-map limit, where std
-/// would abort the process (see `map_limit.rs`). Read at bind time, so that serving opens
-/// no file of its own.
-fn capped_max_connections(asked: usize) -> usize {
-    match map_limit::connections_that_fit() {
-        Some(fit) if fit < asked => fit,
-        _ => asked,
+/// How many connections of this route's cost the whole process can hold under its OS
+/// limits (see `capacity.rs`). The limits are read once per process, at the first bind, so
+/// that serving opens no file of its own.
+fn process_capacity(config: &Config) -> Capacity {
+    let snapshot = capacity::snapshot();
+    capacity::fit(snapshot, &Cost::of(config.stack_size, config.buffer_size, snapshot.signal_stack))
+}
+
+/// Lets an accepted client in, or closes it at once, before any upstream is dialled: when
+/// the access rules refuse it (`denied`), when it already has its share of the route
+/// (`client_limit`), or when the whole process holds all the connections its OS limits allow
+/// (`process_limit`; only several routes together get there, as each route's own limit is
+/// at most the process's).
+fn admit(route: &Arc<Route>, connection: Connection) {
+    if !permits(&route.config, &connection.client_addr) {
+        return refuse(route, connection, CloseReason::Denied, String::new());
+    }
+    // With `--accept-proxy` (not built yet) the key must come from the PROXY header's
+    // source address, read before this check; see `ClientKey::of`.
+    let client = ClientKey::of(&connection.client_addr);
+    let limit = route.per_client;
+    if let Some(client) = client.filter(|&client| limit.applies_to(client)) {
+        if route.connections.count_from(client) >= limit.limit {
+            let detail = format!("max-connections-per-client={} reached", limit.limit);
+            return refuse(route, connection, CloseReason::ClientLimit, detail);
+        }
+    }
+    match OPEN_IN_PROCESS.take(route.capacity.connections) {
+        Some(slot) => start_connection(route, connection, slot),
+        None => {
+            let Capacity { connections, limited_by, .. } = route.capacity;
+            let detail =
+                format!("the process holds {connections}, its cap under {}", limited_by.name());
+            refuse(route, connection, CloseReason::ProcessLimit, detail)
+        }
     }
 }
 
@@ -240,10 +277,10 @@ fn capped_max_connections(asked: usize) -> usize {
 /// If the OS cannot create the thread (out of memory, `ulimit -u`), the client is closed and
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
-fn start_connection(route: &Arc<Route>, connection: Connection) {
+fn start_connection(route: &Arc<Route>, connection: Connection, slot: ProcessSlot) {
     let (id, client, started) = (connection.id, connection.client_addr.clone(), connection.started);
     route.observer.accepted(connection.conn());
-    let entry = route.connections.insert(connection);
+    let entry = route.connections.insert(connection, slot);
     let thread_route = Arc::clone(route);
     let spawned = route.threads.run(ThreadRole::First, move || {
         // Declared in this order so that the hook hears `Finished`, and the close is
@@ -277,11 +314,11 @@ fn permits(config: &Config, client: &Address) -> bool {
     }
 }
 
-/// Closes a client that the access rules refuse, before any upstream is dialled: its
-/// `connection closed` line says `reason=denied`.
-fn refuse_denied(route: &Route, connection: Connection) {
+/// Closes a client at once, before any upstream is dialled: its `connection closed` line
+/// names `reason` (and `detail` as its error, if any).
+fn refuse(route: &Route, connection: Connection, reason: CloseReason, detail: String) {
     route.observer.accepted(connection.conn());
-    connection.close(CloseReason::Denied, "");
+    connection.close(reason, detail);
     handle_conn::closed(&connection, route, (0, 0));
 }
 

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::limits::capacity::Capacity;
 use crate::limits::open_connections::OpenConnections;
+use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
 use crate::net::stream::Address;
 use crate::ops::metrics::RouteMetrics;
@@ -25,9 +27,15 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// Where connection threads come from: parked ones first, else new ones.
     pub threads: Arc<ThreadPool>,
-    /// `config.max_connections`, or less if that many would not fit under the kernel's
-    /// memory-map limit.
+    /// `config.max_connections`, or less if that many would not fit in the process (see
+    /// `capacity`).
     pub max_connections: usize,
+    /// How many connections the whole process can hold, and which limit says so. A client
+    /// accepted while the process holds that many, on every route together, is closed at
+    /// once (`process_limit`).
+    pub capacity: Capacity,
+    /// The route's `--max-connections-per-client`.
+    pub per_client: PerClientLimit,
     /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
     /// `accept`.
     pub listen_addr: Address,
