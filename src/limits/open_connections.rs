@@ -170,8 +170,8 @@ impl Drop for Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::net::stream::{Address, Stream};
+    use crate::settings::config::Config;
     use std::net::{TcpListener, TcpStream};
     use std::thread;
     use std::time::Duration;

@@ -14,11 +14,11 @@ use std::net::Shutdown;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use crate::config::Config;
 use crate::net::stream::{Address, Stream};
-use crate::observe::{Conn, Observer};
+use crate::ops::observe::{Conn, Observer};
 use crate::outcome::CloseReason;
 use crate::relay::timers::Timers;
+use crate::settings::config::Config;
 
 /// Why a connection was closed early, with the error's text if there was one.
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use std::net::Shutdown;
 use std::thread;
 
 use crate::net::stream::Stream;
-use crate::observe::Observer;
+use crate::ops::observe::Observer;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
 

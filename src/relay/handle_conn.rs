@@ -22,7 +22,7 @@
 //! The second thread comes from [`crate::limits::threads::ThreadPool`]: a new OS thread, or
 //! one parked after an earlier connection (the goroutine runtime does the same for Go).
 //! Everything the log, `--explain` and the metrics hear goes through the route's
-//! [`Observer`](crate::observe::Observer), one call per event.
+//! [`Observer`](crate::ops::observe::Observer), one call per event.
 
 use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
@@ -30,7 +30,7 @@ use std::sync::{Arc, mpsc};
 use crate::limits::threads::{ThreadLife, ThreadRole};
 use crate::net::proxy_protocol::{self, ProxyVersion};
 use crate::net::stream::{Address, Stream};
-use crate::observe::Ending;
+use crate::ops::observe::Ending;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
 use crate::relay::copy::{CloseOnPanic, copy_then_close_write};
@@ -45,8 +45,9 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
     let _ = conn.client.set_nodelay(true);
 
     // c, err := net.Dial("tcp", upstream): our *own* upstream connection, never a shared one.
-    let up = match route.upstreams.dial(route.config.connect_timeout, observer, conn.id) {
-        Ok(up) => up,
+    // `_live` counts this connection in its upstream's open connections until we return.
+    let (up, _live) = match route.upstreams.dial(route.config.connect_timeout, observer, conn.id) {
+        Ok(dialled) => dialled,
         Err(error) => {
             observer.dial_failed(conn.conn(), &error);
             conn.close(CloseReason::ConnectFailed, &error);

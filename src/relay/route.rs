@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use crate::config::Config;
 use crate::limits::open_connections::OpenConnections;
 use crate::limits::threads::ThreadPool;
-use crate::metrics::RouteMetrics;
 use crate::net::stream::Address;
-use crate::observe::Observer;
+use crate::ops::metrics::RouteMetrics;
+use crate::ops::observe::Observer;
+use crate::settings::config::Config;
 use crate::upstream::Upstreams;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
