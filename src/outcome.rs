@@ -29,6 +29,12 @@ pub enum CloseReason {
     Stopped,
     /// The access rules (`allow`/`deny`) refused the client; no upstream was dialled.
     Denied,
+    /// The route expects a PROXY protocol header (`accept-proxy`) and the client's first
+    /// bytes were not a valid one, or did not arrive in time; nothing was forwarded.
+    BadProxyHeader,
+    /// No route on the listener takes the server name the client asked for (or it asked
+    /// for none), and the listener has no default route; nothing was forwarded.
+    NoRoute,
 }
 
 impl CloseReason {
@@ -46,11 +52,13 @@ impl CloseReason {
             CloseReason::HalfCloseTimeout => "half_close_timeout",
             CloseReason::Stopped => "stopped",
             CloseReason::Denied => "denied",
+            CloseReason::BadProxyHeader => "bad_proxy_header",
+            CloseReason::NoRoute => "no_route",
         }
     }
 
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::ClientEof,
         CloseReason::UpstreamEof,
         CloseReason::ClientReset,
@@ -62,6 +70,8 @@ impl CloseReason {
         CloseReason::HalfCloseTimeout,
         CloseReason::Stopped,
         CloseReason::Denied,
+        CloseReason::BadProxyHeader,
+        CloseReason::NoRoute,
     ];
 
     /// This reason's place in [`CloseReason::ALL`].

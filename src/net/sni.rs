@@ -153,11 +153,73 @@ fn parse_client_hello(message: &[u8]) -> Option<Option<String>> {
 
 /// A DNS host name as routes spell them, or `None` if these bytes cannot be one.
 fn host_name(bytes: &[u8]) -> Option<String> {
-    let name = std::str::from_utf8(bytes).ok()?.trim_end_matches('.');
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    valid.then(|| name.to_ascii_lowercase())
+    let name = std::str::from_utf8(bytes).ok()?;
+    // One trailing dot is the root (RFC 6066 forbids it, some clients send it anyway);
+    // `a..b`, `.a` or `a..` have an empty label and are no host name.
+    let name = name.strip_suffix('.').unwrap_or(name);
+    is_host_name(name).then(|| name.to_ascii_lowercase())
+}
+
+/// Labels of letters, digits, `-` and `_`, each 1 to 63 bytes, at most 253 in all.
+fn is_host_name(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
+}
+
+/// One name of a route's `sni=` list: an exact host name (`db.example.com`), or a wildcard
+/// `*.example.com` that takes any name ending in `.example.com`, however many labels come
+/// before it (as nginx's `server_name *.example.com`), but not `example.com` itself.
+/// Written in lower case; names are compared in lower case.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NamePattern {
+    /// Exactly this name.
+    Exact(String),
+    /// Any name ending in `.` and this suffix.
+    Wildcard(String),
+}
+
+impl NamePattern {
+    /// Whether the server name `name` (lower case, as [`server_name`] returns it) matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Exact(exact) => name == exact,
+            NamePattern::Wildcard(suffix) => name
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        }
+    }
+}
+
+impl std::str::FromStr for NamePattern {
+    type Err = String;
+
+    /// Parses `host.name` or `*.suffix`; the error reads
+    /// `expected a host name or *.suffix, found "a*b"`.
+    fn from_str(text: &str) -> Result<NamePattern, String> {
+        let lower = text.to_ascii_lowercase();
+        let pattern = match lower.strip_prefix("*.") {
+            Some(suffix) => NamePattern::Wildcard(suffix.to_string()),
+            None => NamePattern::Exact(lower.clone()),
+        };
+        let (NamePattern::Exact(name) | NamePattern::Wildcard(name)) = &pattern;
+        if !is_host_name(name) {
+            return Err(format!("expected a host name or *.suffix, found {text:?}"));
+        }
+        Ok(pattern)
+    }
+}
+
+impl std::fmt::Display for NamePattern {
+    /// `db.example.com` or `*.example.com`, as [`FromStr`](std::str::FromStr) reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NamePattern::Exact(name) => f.write_str(name),
+            NamePattern::Wildcard(suffix) => write!(f, "*.{suffix}"),
+        }
+    }
 }
 
 /// A minimal, valid ClientHello record asking for `name` (or none), with a few other
@@ -248,8 +310,28 @@ mod tests {
 
     #[test]
     fn names_that_cannot_be_host_names_are_no_name() {
-        for bad in ["", "a b", "évil", "x\0y", "a/b"] {
+        for bad in ["", "a b", "évil", "x\0y", "a/b", ".a", "a..b", "a..", "."] {
             assert_eq!(server_name(&client_hello(Some(bad))), Peeked::NoServerName, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn patterns_match_exact_names_and_suffixes() {
+        let exact: NamePattern = "DB.Example.com".parse().expect("a host name");
+        assert_eq!(exact.to_string(), "db.example.com");
+        assert!(exact.matches("db.example.com"));
+        assert!(!exact.matches("x.db.example.com"));
+        let wild: NamePattern = "*.example.com".parse().expect("a wildcard");
+        assert_eq!(wild.to_string(), "*.example.com");
+        for name in ["a.example.com", "a.b.example.com"] {
+            assert!(wild.matches(name), "{name}");
+        }
+        for name in ["example.com", "aexample.com", ".example.com", "example.com.evil"] {
+            assert!(!wild.matches(name), "{name}");
+        }
+        for bad in ["", "*", "*.", "a.*.b", "*example.com", "a b", "**.a", "a..b"] {
+            let error = bad.parse::<NamePattern>().expect_err(bad);
+            assert_eq!(error, format!("expected a host name or *.suffix, found {bad:?}"));
         }
     }
 
@@ -276,8 +358,12 @@ mod tests {
                     _ => bytes.truncate(at),
                 }
             }
-            if let Peeked::ServerName(name) = server_name(&bytes) {
-                assert!(!name.is_empty() && name.len() <= 253, "case {case}: {name:?}");
+            match server_name(&bytes) {
+                Peeked::ServerName(name) => {
+                    assert!(is_host_name(&name), "case {case}: {name:?}");
+                }
+                Peeked::NeedMore => assert!(bytes.len() < MAX_HELLO_LEN, "case {case}"),
+                Peeked::NotTls | Peeked::NoServerName => {}
             }
         }
         let long =

@@ -14,8 +14,10 @@ use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::{Conn, Ending, Observer};
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
-use crate::relay::handle_conn::{self, handle_conn};
+use crate::relay::handle_conn;
+use crate::relay::preface::{self, preface_then_relay};
 use crate::relay::route::Route;
+use crate::relay::server_names::{self, ServerNames};
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
@@ -72,6 +74,7 @@ impl Relay {
             config,
             connections: Arc::default(),
             listen_addr,
+            server_names: None,
         });
         Ok(Relay { listener, local_addr, route })
     }
@@ -124,6 +127,7 @@ impl Relay {
             &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &config.policy)],
         );
         let health_checks = start_health_checks(route);
+        let sharing_checks = start_sharing_routes(route);
         let max_connections = route.max_connections;
         if max_connections < config.max_connections {
             observer.route_warn(
@@ -169,7 +173,10 @@ impl Relay {
             match accepted {
                 Ok((client, client_addr)) => {
                     backoff.succeeded(observer);
-                    let allowed = permits(config, &client_addr);
+                    // Else checked on the connection's first thread, once the real client
+                    // and its route are known (see preface.rs).
+                    let allowed =
+                        preface::checks_access_later(route) || permits(config, &client_addr);
                     let connection = Connection::new(next_id(), client, client_addr, config);
                     if allowed {
                         start_connection(route, connection);
@@ -193,6 +200,7 @@ impl Relay {
         connections.wait_until_empty();
         route.threads.release_parked();
         drop(health_checks); // stops and joins the health-check thread
+        drop(sharing_checks);
         observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
     }
@@ -242,7 +250,6 @@ fn capped_max_connections(asked: usize) -> usize {
 /// closes its socket.
 fn start_connection(route: &Arc<Route>, connection: Connection) {
     let (id, client, started) = (connection.id, connection.client_addr.clone(), connection.started);
-    route.observer.accepted(connection.conn());
     let entry = route.connections.insert(connection);
     let thread_route = Arc::clone(route);
     let spawned = route.threads.run(ThreadRole::First, move || {
@@ -251,7 +258,7 @@ fn start_connection(route: &Arc<Route>, connection: Connection) {
         let entry = entry;
         let _report_panic = ReportPanic { connection: &entry, route: &thread_route };
         let _life = ThreadLife::begin(thread_route.config.thread_hook, ThreadRole::First);
-        handle_conn(entry.connection(), &thread_route);
+        preface_then_relay(entry.connection(), &thread_route); // counted as accepted there
     });
     if let Err(error) = spawned {
         // The closure, and with it the entry, was dropped unstarted: the client is closed.
@@ -263,6 +270,7 @@ fn start_connection(route: &Arc<Route>, connection: Connection) {
             bytes: (0, 0),
             started,
         };
+        route.observer.accepted(Conn { id, client: &client });
         route.observer.closed(Conn { id, client: &client }, &ending);
     }
 }
@@ -270,7 +278,7 @@ fn start_connection(route: &Arc<Route>, connection: Connection) {
 /// Whether the route's access rules let this client in. A Unix socket client has no IP
 /// address, so it matches no rule: it is let in unless the route has allow rules (guard a
 /// Unix socket with its file permissions instead).
-fn permits(config: &Config, client: &Address) -> bool {
+pub(crate) fn permits(config: &Config, client: &Address) -> bool {
     match client {
         Address::Tcp(addr) => config.access.permits(addr.ip()),
         Address::Unix(_) => config.access.allow.is_empty(),
@@ -283,6 +291,58 @@ fn refuse_denied(route: &Route, connection: Connection) {
     route.observer.accepted(connection.conn());
     connection.close(CloseReason::Denied, "");
     handle_conn::closed(&connection, route, (0, 0));
+}
+
+// Routes that share one listener by TLS server name (`sni=`); see server_names.rs.
+impl Relay {
+    /// Binds one listener for several routes on the same address that differ by `sni=`:
+    /// the first route owns it and its accept loop, the others share it (see
+    /// [`ServerNames`]). Each route's label says its names unless it has a `name`.
+    ///
+    /// # Errors
+    /// As [`Relay::bind`], for the first route or any other.
+    pub(crate) fn bind_sharing(mut configs: Vec<Config>) -> io::Result<Relay> {
+        for config in &mut configs {
+            config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        }
+        let mut others = configs.split_off(1.min(configs.len()));
+        let Some(mut first) = configs.pop() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
+        };
+        first.name = server_names::label(&first.listen_address(), &first);
+        let Relay { listener, local_addr, route } = Relay::bind(first)?;
+        let Some(mut route) = Arc::into_inner(route) else {
+            unreachable!("a route just bound has no other owner");
+        };
+        for other in &mut others {
+            other.listen = local_addr; // the real port, if 0 was asked
+        }
+        route.server_names = Some(ServerNames::sharing(&route, others));
+        Ok(Relay { listener, local_addr, route: Arc::new(route) })
+    }
+
+    /// The counters of every route on this listener: its own, then those sharing it.
+    pub(crate) fn all_metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        let others = self.route.server_names.iter().flat_map(ServerNames::others);
+        let all = std::iter::once(&self.route).chain(others);
+        all.map(|route| Arc::clone(&route.metrics)).collect()
+    }
+}
+
+/// Says that the routes sharing this listener (if any) are serving, and starts their own
+/// health checks; they stop when the returned threads are dropped.
+fn start_sharing_routes(route: &Arc<Route>) -> Vec<HealthCheckThread> {
+    let others = route.server_names.iter().flat_map(ServerNames::others);
+    let mut checks = Vec::new();
+    for other in others {
+        let upstreams = other.config.upstreams().collect::<Vec<_>>().join(",");
+        other.observer.route_info(
+            "serving",
+            &[("listen", &other.listen_addr), ("upstream", &upstreams), ("policy", &other.config.policy)],
+        );
+        checks.extend(start_health_checks(other));
+    }
+    checks
 }
 
 /// Reports a connection's ending if its first thread unwinds from a panic (a bug), so that

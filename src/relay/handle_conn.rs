@@ -63,7 +63,7 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
     observer.dialled(conn.conn(), &show(conn.upstream_addr()));
 
     // go func() { defer wg.Done(); copyThenCloseWrite(up, conn) }()
-    observer.copies_starting(conn.conn());
+    observer.copies_starting(conn.conn(), &conn.bytes);
     let (done, second_done) = mpsc::channel();
     let second = Arc::clone(conn);
     let second_route = Arc::clone(route);
@@ -137,7 +137,8 @@ fn prepare_upstream(conn: &Connection, route: &Route, up: &Stream) -> io::Result
 /// buffer, so it never waits on the peer).
 fn write_proxy_header(version: ProxyVersion, conn: &Connection, up: &Stream) -> io::Result<()> {
     // A Unix socket client has no IP address to tell: the header says "unknown".
-    let header = match (&conn.client_addr, conn.client.local_addr()) {
+    // With `accept-proxy`, the addresses are those the client's own header carried.
+    let header = match (conn.real_client(), conn.real_local()) {
         (Address::Tcp(client), Ok(Address::Tcp(local))) => {
             proxy_protocol::header(version, *client, local)
         }

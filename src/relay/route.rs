@@ -9,6 +9,7 @@ use crate::limits::threads::ThreadPool;
 use crate::net::stream::Address;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
+use crate::relay::server_names::ServerNames;
 use crate::settings::config::Config;
 use crate::upstream::Upstreams;
 
@@ -31,4 +32,7 @@ pub struct Route {
     /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
     /// `accept`.
     pub listen_addr: Address,
+    /// On a listener shared by routes with `sni=`, held by the listener's own route: the
+    /// others, picked by the server name each client asks for. `None` on every other route.
+    pub server_names: Option<ServerNames>,
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::limits::threads::{ThreadHook, no_hook};
 use crate::net::proxy_protocol::ProxyVersion;
+use crate::net::sni::NamePattern;
 use crate::net::stream::Address;
 use crate::ops::log::LogLevel;
 use crate::settings::access::AccessRules;
@@ -58,6 +59,21 @@ pub struct Config {
     /// Send a PROXY protocol header of this version to the upstream before any client byte,
     /// so the upstream sees the real client address. Default: none.
     pub proxy_protocol: Option<ProxyVersion>,
+    /// Each client must open with a PROXY protocol header (v1 or v2, from a load balancer
+    /// in front), whose source address is then the client's for everything: access rules,
+    /// logs, metrics and [`proxy_protocol`](Config::proxy_protocol). A client without a
+    /// valid header in [`first_bytes_timeout`](Config::first_bytes_timeout) is closed
+    /// (`bad_proxy_header`). Default: off.
+    pub accept_proxy: bool,
+    /// The TLS server names this route takes (`sni=`): routes on one listen address that
+    /// differ by server name share one listener, which peeks at each client's ClientHello
+    /// to pick the route. Empty (the default): the route takes every client, or, among
+    /// routes with names, the clients no other route takes.
+    pub server_names: Vec<NamePattern>,
+    /// How long a client may take to send what the relay looks at before relaying: its
+    /// PROXY header ([`accept_proxy`](Config::accept_proxy)) or its TLS ClientHello
+    /// ([`server_names`](Config::server_names)). Default 5 s.
+    pub first_bytes_timeout: Duration,
     /// The route's name in logs and in the `route` label of metrics. Default: empty, which
     /// means the listen address.
     pub name: String,
@@ -120,6 +136,9 @@ impl Default for Config {
             health_check: Duration::ZERO,
             access: AccessRules::default(),
             proxy_protocol: None,
+            accept_proxy: false,
+            server_names: Vec::new(),
+            first_bytes_timeout: Duration::from_secs(5),
             name: String::new(),
             connect_timeout: Duration::from_secs(5),
             log_level: LogLevel::Info,

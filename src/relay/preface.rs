@@ -1,0 +1,151 @@
+//! What a connection's first thread does before it relays: learn who the client really is
+//! and which route it is for, from the client's first bytes, then let it in or not.
+//!
+//! 1. `accept-proxy`: read the client's PROXY protocol header ([`proxy_receive`]). It is a
+//!    message to the relay, not part of the client's stream: *consumed* here (exactly the
+//!    header, never a byte more) and never forwarded. From now on the client is the address
+//!    it carries ([`Connection::real_client`]). A client without a valid header is closed,
+//!    `reason=bad_proxy_header`.
+//! 2. `sni=`: *peek* at the TLS ClientHello ([`sni`]) and pick the route by the server name
+//!    it asks for. Nothing is taken: the upstream later reads the ClientHello byte for byte.
+//!    No TLS, no name or no match goes to the route without `sni=`, or is closed,
+//!    `reason=no_route`, when there is none.
+//! 3. The access rules of the route picked, applied to the real client.
+//!
+//! All of it runs on the connection's own thread, never in the accept loop, so a client
+//! that is slow to send its first bytes holds up only itself, for at most the route's
+//! `first-bytes-timeout`. A route that does none of this costs nothing here: its access rules
+//! were checked in the accept loop, as before.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::net::proxy_receive::{self, Proxied};
+use crate::net::sni::{self, Peeked};
+use crate::net::stream::Stream;
+use crate::outcome::CloseReason;
+use crate::relay::accept::permits;
+use crate::relay::connection::Connection;
+use crate::relay::handle_conn::{self, handle_conn};
+use crate::relay::route::Route;
+
+/// Relays one accepted client of `listener`'s socket: picks its route, lets it in or closes
+/// it, then hands it to [`handle_conn`]. Every client is counted as accepted by the route
+/// it ends up on, once that is known, and closed exactly once.
+pub fn preface_then_relay(conn: &Arc<Connection>, listener: &Arc<Route>) {
+    if let Some(route) = admit(conn, listener) {
+        handle_conn(conn, &route);
+    }
+}
+
+/// Whether the access rules wait for the connection's first thread (here) rather than
+/// being checked in the accept loop: when the real client comes from its PROXY header, or
+/// the rules to apply depend on the route that its server name picks.
+pub fn checks_access_later(listener: &Route) -> bool {
+    listener.config.accept_proxy || listener.server_names.is_some()
+}
+
+/// Steps 1 to 3 of the module docs: the route to relay `conn` on, or `None` when it was
+/// closed (and reported) instead.
+fn admit(conn: &Arc<Connection>, listener: &Arc<Route>) -> Option<Arc<Route>> {
+    let deadline = Instant::now() + listener.config.first_bytes_timeout;
+    if listener.config.accept_proxy {
+        match proxy_receive::read_header(&conn.client, deadline) {
+            Ok(Proxied::Tcp { source, destination }) => conn.set_proxied(source, destination),
+            Ok(Proxied::Unknown) => {} // a health check by the balancer itself, say
+            Err(error) => return refuse(conn, listener, CloseReason::BadProxyHeader, &error),
+        }
+    }
+    let route = match &listener.server_names {
+        None => Arc::clone(listener),
+        Some(names) => {
+            let name = peek_server_name(&conn.client, deadline);
+            match names.pick(listener, name.as_deref()) {
+                Some(route) => {
+                    let route = Arc::clone(route);
+                    route.observer.accepted(conn.conn());
+                    route.observer.routed_by_name(conn.conn(), name.as_deref());
+                    return let_in(conn, route, listener);
+                }
+                None => {
+                    let asked = name.as_deref().unwrap_or("none");
+                    let error = format!("no route for server name {asked}");
+                    return refuse(conn, listener, CloseReason::NoRoute, &error);
+                }
+            }
+        }
+    };
+    route.observer.accepted(conn.conn());
+    let_in(conn, route, listener)
+}
+
+/// Step 3, on the route picked (already told the client was accepted).
+fn let_in(conn: &Connection, route: Arc<Route>, listener: &Route) -> Option<Arc<Route>> {
+    if listener.config.accept_proxy {
+        route.observer.proxy_header_read(conn.conn(), &conn.client_addr);
+    }
+    if checks_access_later(listener) && !permits(&route.config, conn.real_client()) {
+        conn.close(CloseReason::Denied, "");
+        handle_conn::closed(conn, &route, (0, 0));
+        return None;
+    }
+    // Per-client limits belong here too when the client's address comes from its PROXY
+    // header: `conn.real_client()` is the address to count (see the report in issue 14).
+    Some(route)
+}
+
+/// Closes a client of `listener` before any route took it, with its one `connection closed`
+/// line on the listener's own route.
+fn refuse(
+    conn: &Connection,
+    listener: &Route,
+    reason: CloseReason,
+    error: &dyn std::fmt::Display,
+) -> Option<Arc<Route>> {
+    listener.observer.accepted(conn.conn());
+    conn.close(reason, error);
+    handle_conn::closed(conn, listener, (0, 0));
+    None
+}
+
+/// The first pause between two peeks at a ClientHello that is not all there yet, and the
+/// longest. Measured nowhere: a ClientHello nearly always arrives whole in the first
+/// segment (about 500 bytes to 1.8 KiB), so the loop is for the rare client whose hello is
+/// split, and a few milliseconds of waiting are nothing beside a TLS handshake.
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+const LONGEST_PAUSE: Duration = Duration::from_millis(50);
+
+/// The server name in the client's ClientHello, looked at without taking a byte; `None` if
+/// the client is not speaking TLS, names no server, closes, or has not sent a whole
+/// ClientHello (at most [`sni::MAX_HELLO_LEN`] bytes) by `deadline`.
+///
+/// How it waits: a `peek` blocks (within the socket's read timeout, set to what is left
+/// before `deadline`) until the first bytes arrive. But while any byte is waiting it
+/// returns at once, with the same bytes, so it cannot wait for *more*: std has no `poll`.
+/// So a ClientHello that is not whole yet is peeked again after a short sleep, 1 ms
+/// doubling up to 50 ms, until it is whole or the deadline passes.
+fn peek_server_name(client: &Stream, deadline: Instant) -> Option<String> {
+    let mut peeked = vec![0; sni::MAX_HELLO_LEN];
+    let mut pause = FIRST_PAUSE;
+    let name = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || client.set_read_timeout(Some(left)).is_err() {
+            break None;
+        }
+        let count = match client.peek(&mut peeked) {
+            Ok(0) | Err(_) => break None, // EOF, the deadline (a timeout), or a reset
+            Ok(count) => count,
+        };
+        match sni::server_name(&peeked[..count]) {
+            Peeked::ServerName(name) => break Some(name),
+            Peeked::NotTls | Peeked::NoServerName => break None,
+            Peeked::NeedMore => {
+                thread::sleep(pause.min(left));
+                pause = (pause * 2).min(LONGEST_PAUSE);
+            }
+        }
+    };
+    let _ = client.set_read_timeout(None);
+    name
+}
