@@ -302,22 +302,18 @@ impl Relay {
     /// # Errors
     /// As [`Relay::bind`], for the first route or any other.
     pub(crate) fn bind_sharing(mut configs: Vec<Config>) -> io::Result<Relay> {
-        for config in &mut configs {
+        for config in &configs {
             config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         }
-        let mut others = configs.split_off(1.min(configs.len()));
-        let Some(mut first) = configs.pop() else {
+        let others = configs.split_off(1.min(configs.len()));
+        let Some(first) = configs.pop() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
         };
-        first.name = server_names::label(&first.listen_address(), &first);
-        let Relay { listener, local_addr, route } = Relay::bind(first)?;
-        let Some(mut route) = Arc::into_inner(route) else {
-            unreachable!("a route just bound has no other owner");
-        };
-        for other in &mut others {
-            other.listen = local_addr; // the real port, if 0 was asked
-        }
-        route.server_names = Some(ServerNames::sharing(&route, others));
+        let Relay { listener, local_addr, route: bound } = Relay::bind(first.clone())?;
+        // Built again beside the others, so that its label too names its server names and
+        // the real port.
+        let mut route = server_names::sharing_route(&bound, first);
+        route.server_names = Some(ServerNames::sharing(&bound, others));
         Ok(Relay { listener, local_addr, route: Arc::new(route) })
     }
 
@@ -338,7 +334,11 @@ fn start_sharing_routes(route: &Arc<Route>) -> Vec<HealthCheckThread> {
         let upstreams = other.config.upstreams().collect::<Vec<_>>().join(",");
         other.observer.route_info(
             "serving",
-            &[("listen", &other.listen_addr), ("upstream", &upstreams), ("policy", &other.config.policy)],
+            &[
+                ("listen", &other.listen_addr),
+                ("upstream", &upstreams),
+                ("policy", &other.config.policy),
+            ],
         );
         checks.extend(start_health_checks(other));
     }

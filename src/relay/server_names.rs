@@ -11,6 +11,7 @@ use std::iter;
 use std::sync::Arc;
 
 use crate::net::sni::NamePattern;
+use crate::net::stream::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
@@ -42,7 +43,11 @@ impl ServerNames {
     /// The route for a client that asked for `name` (`None`: no TLS, or no server name):
     /// an exact name first, then the longest matching `*.suffix` (nginx's order), then the
     /// route without `sni=`; `None` when nothing takes it.
-    pub fn pick<'a>(&'a self, listener: &'a Arc<Route>, name: Option<&str>) -> Option<&'a Arc<Route>> {
+    pub fn pick<'a>(
+        &'a self,
+        listener: &'a Arc<Route>,
+        name: Option<&str>,
+    ) -> Option<&'a Arc<Route>> {
         let routes = || iter::once(listener).chain(&self.others);
         let named = name.and_then(|name| {
             let best = |route: &&'a Arc<Route>| {
@@ -68,8 +73,11 @@ fn specificity(pattern: &NamePattern) -> usize {
 }
 
 /// A route that shares `listener`'s socket, open connections and thread pool, built as
-/// `Relay::bind` builds a route of its own.
-fn sharing_route(listener: &Route, config: Config) -> Route {
+/// `Relay::bind` builds a route of its own, and labelled with its server names.
+pub fn sharing_route(listener: &Route, mut config: Config) -> Route {
+    if let Address::Tcp(addr) = listener.listen_addr {
+        config.listen = addr; // the real port, if 0 was asked
+    }
     let label = label(&listener.listen_addr, &config);
     let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
     Route {
