@@ -31,8 +31,8 @@ use crate::relay::handle_conn::{self, handle_conn};
 use crate::relay::route::Route;
 
 /// Relays one accepted client of `listener`'s socket: picks its route, lets it in or closes
-/// it, then hands it to [`handle_conn`]. Every client is counted as accepted by the route
-/// it ends up on, once that is known, and closed exactly once.
+/// it, then hands it to [`handle_conn`]. Every client is counted as accepted once, by the
+/// route it ends up on (see `admit`), and closed exactly once.
 pub fn preface_then_relay(conn: &Arc<Connection>, listener: &Arc<Route>) {
     if let Some(route) = admit(conn, listener) {
         handle_conn(conn, &route);
@@ -48,36 +48,51 @@ pub fn checks_access_later(listener: &Route) -> bool {
 
 /// Steps 1 to 3 of the module docs: the route to relay `conn` on, or `None` when it was
 /// closed (and reported) instead.
+///
+/// A client is counted as accepted by the route it is relayed on: at once on a listener of
+/// one route; on a listener shared by `sni=` routes, only once its ClientHello has picked
+/// the route (until then, at most `first-bytes-timeout`, it holds a slot of the listener's
+/// `max-connections` but is in no route's counts). A client closed before any route took
+/// it is counted by the listener's own route.
 fn admit(conn: &Arc<Connection>, listener: &Arc<Route>) -> Option<Arc<Route>> {
     let deadline = Instant::now() + listener.config.first_bytes_timeout;
-    if listener.config.accept_proxy {
-        match proxy_receive::read_header(&conn.client, deadline) {
-            Ok(Proxied::Tcp { source, destination }) => conn.set_proxied(source, destination),
-            Ok(Proxied::Unknown) => {} // a health check by the balancer itself, say
-            Err(error) => return refuse(conn, listener, CloseReason::BadProxyHeader, &error),
+    let Some(names) = &listener.server_names else {
+        listener.observer.accepted(conn.conn());
+        if let Err(error) = receive_proxy_header(conn, listener, deadline) {
+            return close_early(conn, listener, CloseReason::BadProxyHeader, &error);
         }
+        return let_in(conn, Arc::clone(listener), listener);
+    };
+    if let Err(error) = receive_proxy_header(conn, listener, deadline) {
+        listener.observer.accepted(conn.conn());
+        return close_early(conn, listener, CloseReason::BadProxyHeader, &error);
     }
-    let route = match &listener.server_names {
-        None => Arc::clone(listener),
-        Some(names) => {
-            let name = peek_server_name(&conn.client, deadline);
-            match names.pick(listener, name.as_deref()) {
-                Some(route) => {
-                    let route = Arc::clone(route);
-                    route.observer.accepted(conn.conn());
-                    route.observer.routed_by_name(conn.conn(), name.as_deref());
-                    return let_in(conn, route, listener);
-                }
-                None => {
-                    let asked = name.as_deref().unwrap_or("none");
-                    let error = format!("no route for server name {asked}");
-                    return refuse(conn, listener, CloseReason::NoRoute, &error);
-                }
-            }
-        }
+    let name = peek_server_name(&conn.client, deadline);
+    let Some(route) = names.pick(listener, name.as_deref()) else {
+        listener.observer.accepted(conn.conn());
+        let error = format!("no route for server name {}", name.as_deref().unwrap_or("(none)"));
+        return close_early(conn, listener, CloseReason::NoRoute, &error);
     };
     route.observer.accepted(conn.conn());
-    let_in(conn, route, listener)
+    route.observer.routed_by_name(conn.conn(), name.as_deref());
+    let_in(conn, Arc::clone(route), listener)
+}
+
+/// Step 1, if the listener expects a PROXY header: reads it and records the client it
+/// names.
+fn receive_proxy_header(
+    conn: &Connection,
+    listener: &Route,
+    deadline: Instant,
+) -> Result<(), proxy_receive::HeaderError> {
+    if !listener.config.accept_proxy {
+        return Ok(());
+    }
+    match proxy_receive::read_header(&conn.client, deadline)? {
+        Proxied::Tcp { source, destination } => conn.set_proxied(source, destination),
+        Proxied::Unknown => {} // the balancer's own health check, say: the socket's addresses
+    }
+    Ok(())
 }
 
 /// Step 3, on the route picked (already told the client was accepted).
@@ -86,26 +101,23 @@ fn let_in(conn: &Connection, route: Arc<Route>, listener: &Route) -> Option<Arc<
         route.observer.proxy_header_read(conn.conn(), &conn.client_addr);
     }
     if checks_access_later(listener) && !permits(&route.config, conn.real_client()) {
-        conn.close(CloseReason::Denied, "");
-        handle_conn::closed(conn, &route, (0, 0));
-        return None;
+        return close_early(conn, &route, CloseReason::Denied, &"");
     }
     // Per-client limits belong here too when the client's address comes from its PROXY
-    // header: `conn.real_client()` is the address to count (see the report in issue 14).
+    // header: `conn.real_client()` is the address to count.
     Some(route)
 }
 
-/// Closes a client of `listener` before any route took it, with its one `connection closed`
-/// line on the listener's own route.
-fn refuse(
+/// Closes a client before any upstream is dialled, with its one `connection closed` line
+/// on `route` (which has counted it as accepted).
+fn close_early(
     conn: &Connection,
-    listener: &Route,
+    route: &Route,
     reason: CloseReason,
     error: &dyn std::fmt::Display,
 ) -> Option<Arc<Route>> {
-    listener.observer.accepted(conn.conn());
     conn.close(reason, error);
-    handle_conn::closed(conn, listener, (0, 0));
+    handle_conn::closed(conn, route, (0, 0));
     None
 }
 
