@@ -243,7 +243,7 @@ fn capped_max_connections(asked: usize) -> usize {
     }
 }
 
-/// Starts the first thread of a new connection (Go: `go handleConn(conn)`).
+/// Starts the first thread of a new connection (Go: `go handleConn(conn.(*net.TCPConn), *upstream)`).
 ///
 /// If the OS cannot create the thread (out of memory, `ulimit -u`), the client is closed and
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
