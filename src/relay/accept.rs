@@ -15,9 +15,9 @@ use crate::ops::observe::{Conn, Ending, Observer};
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
 use crate::relay::handle_conn;
-use crate::relay::preface::{self, preface_then_relay};
-use crate::relay::route::Route;
-use crate::relay::server_names::{self, ServerNames};
+use crate::relay::preface::{self, permits, preface_then_relay};
+use crate::relay::route::{Route, ServerNames};
+use crate::relay::server_names;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
@@ -44,6 +44,9 @@ impl Relay {
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
         config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        if !config.server_names.is_empty() {
+            return Relay::bind_sharing(vec![config]); // it picks its clients by name
+        }
         let wanted = config.listen_address();
         let listener = Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
             io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
@@ -275,20 +278,9 @@ fn start_connection(route: &Arc<Route>, connection: Connection) {
     }
 }
 
-/// Whether the route's access rules let this client in. A Unix socket client has no IP
-/// address, so it matches no rule: it is let in unless the route has allow rules (guard a
-/// Unix socket with its file permissions instead).
-pub(crate) fn permits(config: &Config, client: &Address) -> bool {
-    match client {
-        Address::Tcp(addr) => config.access.permits(addr.ip()),
-        Address::Unix(_) => config.access.allow.is_empty(),
-    }
-}
-
 /// Closes a client that the access rules refuse, before any upstream is dialled: its
 /// `connection closed` line says `reason=denied`.
 fn refuse_denied(route: &Route, connection: Connection) {
-    route.observer.accepted(connection.conn());
     connection.close(CloseReason::Denied, "");
     handle_conn::closed(&connection, route, (0, 0));
 }
@@ -309,7 +301,8 @@ impl Relay {
         let Some(first) = configs.pop() else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
         };
-        let Relay { listener, local_addr, route: bound } = Relay::bind(first.clone())?;
+        let unnamed = Config { server_names: Vec::new(), ..first.clone() };
+        let Relay { listener, local_addr, route: bound } = Relay::bind(unnamed)?;
         // Built again beside the others, so that its label too names its server names and
         // the real port.
         let mut route = server_names::sharing_route(&bound, first);

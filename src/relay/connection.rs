@@ -58,6 +58,8 @@ pub struct Connection {
     fault: Mutex<Option<Fault>>,
     /// The idle and half-close timers, shared by both copy threads.
     pub timers: Timers,
+    /// Set when the connection has been counted as accepted, by the route it is on.
+    accepted: OnceLock<()>,
     /// Set when the connection's ending has been reported, so it is reported once.
     reported: OnceLock<()>,
 }
@@ -88,6 +90,7 @@ impl Connection {
             first_eof: OnceLock::new(),
             fault: Mutex::new(None),
             timers: Timers::new(config.idle_timeout, config.half_close_timeout),
+            accepted: OnceLock::new(),
             reported: OnceLock::new(),
         }
     }
@@ -139,6 +142,11 @@ impl Connection {
     /// The upstream socket, once dialled.
     pub fn upstream(&self) -> Option<&Stream> {
         self.upstream.get()
+    }
+
+    /// Marks the connection as counted by a route's `accepted`; `false` if it already was.
+    pub fn mark_accepted(&self) -> bool {
+        self.accepted.set(()).is_ok()
     }
 
     /// Marks the connection's ending as reported; `false` if it already was.

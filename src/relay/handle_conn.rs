@@ -163,6 +163,7 @@ pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
     if !conn.mark_reported() {
         return;
     }
+    accepted(conn, route); // if it was not yet: every close follows its accept, on one route
     let (reason, error) = conn.outcome();
     let ending = Ending {
         reason,
@@ -172,6 +173,15 @@ pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
         started: conn.started,
     };
     route.observer.closed(conn.conn(), &ending);
+}
+
+/// Counts `conn` as accepted by `route` (its `accepted` event), once: later calls do
+/// nothing. A connection is counted by the route it is relayed on, as soon as that is known
+/// (see `preface.rs`), and at the latest when it is closed.
+pub fn accepted(conn: &Connection, route: &Route) {
+    if conn.mark_accepted() {
+        route.observer.accepted(conn.conn());
+    }
 }
 
 /// An address for the log, or `-` when there is none.

@@ -23,19 +23,37 @@ use std::time::{Duration, Instant};
 
 use crate::net::proxy_receive::{self, Proxied};
 use crate::net::sni::{self, Peeked};
-use crate::net::stream::Stream;
+use crate::net::stream::{Address, Stream};
 use crate::outcome::CloseReason;
-use crate::relay::accept::permits;
 use crate::relay::connection::Connection;
 use crate::relay::handle_conn::{self, handle_conn};
 use crate::relay::route::Route;
+use crate::settings::config::Config;
 
 /// Relays one accepted client of `listener`'s socket: picks its route, lets it in or closes
 /// it, then hands it to [`handle_conn`]. Every client is counted as accepted once, by the
 /// route it ends up on (see `admit`), and closed exactly once.
 pub fn preface_then_relay(conn: &Arc<Connection>, listener: &Arc<Route>) {
     if let Some(route) = admit(conn, listener) {
+        // Should `handle_conn` panic (a bug), its ending is reported on the route that
+        // counted it; the listener's own guard (in accept.rs) then finds it reported.
+        let _report_panic = ReportPanic { conn, route: &route };
         handle_conn(conn, &route);
+    }
+}
+
+/// Reports a connection's ending on `route` if the thread unwinds from a panic.
+struct ReportPanic<'a> {
+    conn: &'a Connection,
+    route: &'a Route,
+}
+
+impl Drop for ReportPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.conn.close(CloseReason::Panicked, "connection thread panicked");
+            handle_conn::closed(self.conn, self.route, (0, 0));
+        }
     }
 }
 
@@ -44,6 +62,16 @@ pub fn preface_then_relay(conn: &Arc<Connection>, listener: &Arc<Route>) {
 /// the rules to apply depend on the route that its server name picks.
 pub fn checks_access_later(listener: &Route) -> bool {
     listener.config.accept_proxy || listener.server_names.is_some()
+}
+
+/// Whether the route's access rules let this client in. A Unix socket client has no IP
+/// address, so it matches no rule: it is let in unless the route has allow rules (guard a
+/// Unix socket with its file permissions instead).
+pub fn permits(config: &Config, client: &Address) -> bool {
+    match client {
+        Address::Tcp(addr) => config.access.permits(addr.ip()),
+        Address::Unix(_) => config.access.allow.is_empty(),
+    }
 }
 
 /// Steps 1 to 3 of the module docs: the route to relay `conn` on, or `None` when it was
@@ -57,23 +85,21 @@ pub fn checks_access_later(listener: &Route) -> bool {
 fn admit(conn: &Arc<Connection>, listener: &Arc<Route>) -> Option<Arc<Route>> {
     let deadline = Instant::now() + listener.config.first_bytes_timeout;
     let Some(names) = &listener.server_names else {
-        listener.observer.accepted(conn.conn());
+        handle_conn::accepted(conn, listener);
         if let Err(error) = receive_proxy_header(conn, listener, deadline) {
             return close_early(conn, listener, CloseReason::BadProxyHeader, &error);
         }
         return let_in(conn, Arc::clone(listener), listener);
     };
     if let Err(error) = receive_proxy_header(conn, listener, deadline) {
-        listener.observer.accepted(conn.conn());
         return close_early(conn, listener, CloseReason::BadProxyHeader, &error);
     }
     let name = peek_server_name(&conn.client, deadline);
     let Some(route) = names.pick(listener, name.as_deref()) else {
-        listener.observer.accepted(conn.conn());
         let error = format!("no route for server name {}", name.as_deref().unwrap_or("(none)"));
         return close_early(conn, listener, CloseReason::NoRoute, &error);
     };
-    route.observer.accepted(conn.conn());
+    handle_conn::accepted(conn, route);
     route.observer.routed_by_name(conn.conn(), name.as_deref());
     let_in(conn, Arc::clone(route), listener)
 }

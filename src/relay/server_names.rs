@@ -15,17 +15,10 @@ use crate::net::stream::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
-use crate::relay::route::Route;
+use crate::relay::route::{Route, ServerNames};
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
-
-/// The other routes on a listener, picked by server name; the listener's own route is the
-/// first one, and holds this table.
-#[derive(Debug)]
-pub struct ServerNames {
-    others: Vec<Arc<Route>>,
-}
 
 impl ServerNames {
     /// The routes that share `listener`'s socket, built from their settings: each with its

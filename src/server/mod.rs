@@ -108,7 +108,7 @@ impl Server {
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
         let log = Log::new(config.log_level());
-        let groups = crate::settings::listener_groups(&config.routes);
+        let groups = crate::settings::config::listener_groups(&config.routes);
         let mut listener_of = vec![0; config.routes.len()];
         let mut by_route = vec![None; config.routes.len()];
         let mut relays = Vec::new();

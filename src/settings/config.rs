@@ -67,8 +67,9 @@ pub struct Config {
     pub accept_proxy: bool,
     /// The TLS server names this route takes (`sni=`): routes on one listen address that
     /// differ by server name share one listener, which peeks at each client's ClientHello
-    /// to pick the route. Empty (the default): the route takes every client, or, among
-    /// routes with names, the clients no other route takes.
+    /// to pick the route (`Server::bind` groups them; a lone `Relay` with names takes only
+    /// those, and closes other clients with `no_route`). Empty (the default): the route
+    /// takes every client, or, among routes with names, the clients no other route takes.
     pub server_names: Vec<NamePattern>,
     /// How long a client may take to send what the relay looks at before relaying: its
     /// PROXY header ([`accept_proxy`](Config::accept_proxy)) or its TLS ClientHello
@@ -171,6 +172,27 @@ impl Config {
         std::iter::once(self.upstream.as_str())
             .chain(self.more_upstreams.iter().map(String::as_str))
     }
+}
+
+/// Which routes share one listener: routes on the same listen address (port 0 included:
+/// one ephemeral port for them all) of which at least one has `sni=`. Every other route
+/// has a listener of its own. Each group lists route indices in order; together they hold
+/// every route once, in order of their first route.
+pub fn listener_groups(routes: &[Config]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (index, route) in routes.iter().enumerate() {
+        let listen = route.listen_address();
+        let shares = |group: &&mut Vec<usize>| {
+            let named = |i: &usize| !routes[*i].server_names.is_empty();
+            routes[group[0]].listen_address() == listen
+                && (!route.server_names.is_empty() || group.iter().any(named))
+        };
+        match groups.iter_mut().find(shares) {
+            Some(group) => group.push(index),
+            None => groups.push(vec![index]),
+        }
+    }
+    groups
 }
 
 /// How a route with several upstreams picks one for each new client.

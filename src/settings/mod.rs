@@ -664,6 +664,10 @@ pub fn validate_route(route: &Config) -> Result<(), String> {
         if path.as_os_str().is_empty() {
             return Err("listen: expected unix:/path/to/socket, found \"unix:\"".to_string());
         }
+        if !route.server_names.is_empty() {
+            let why = "std cannot peek at a Unix socket, so sni= needs a TCP listen address";
+            return Err(format!("sni: {why}"));
+        }
     }
     Ok(())
 }
@@ -698,7 +702,7 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
             }
         }
     }
-    let groups = listener_groups(&server.routes);
+    let groups = crate::settings::config::listener_groups(&server.routes);
     let group_of = |route: usize| groups.iter().position(|group| group.contains(&route));
     for (index, route) in server.routes.iter().enumerate() {
         let label = route_label(route);
@@ -736,44 +740,19 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
     Ok(())
 }
 
-/// Which routes share one listener: routes on the same listen address (port 0 included:
-/// one ephemeral port for them all) of which at least one has `sni=`. Every other route
-/// has a listener of its own. Each group lists route indices in order; together they hold
-/// every route once, in order of their first route.
-pub fn listener_groups(routes: &[Config]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for (index, route) in routes.iter().enumerate() {
-        let listen = route.listen_address();
-        let shares = |group: &&mut Vec<usize>| {
-            let named = |i: &usize| !routes[*i].server_names.is_empty();
-            routes[group[0]].listen_address() == listen
-                && (!route.server_names.is_empty() || group.iter().any(named))
-        };
-        match groups.iter_mut().find(shares) {
-            Some(group) => group.push(index),
-            None => groups.push(vec![index]),
-        }
-    }
-    groups
-}
-
 /// The settings that belong to a listener rather than to a route: routes that share one
 /// (by `sni=`) must agree on them, since they apply before a route is picked.
 const LISTENER_SETTINGS: [&str; 5] =
     ["accept-proxy", "first-bytes-timeout", "max-connections", "stack-size", "thread-keep-alive"];
 
-/// Checks the routes of one listener group: a TCP listener if any has `sni=`, at most one
-/// route without `sni=`, no server name taken twice, one value of each listener setting.
+/// Checks the routes of one listener group: at most one route without `sni=`, no server
+/// name taken twice, one value of each listener setting.
 fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, String)> {
     let first = &routes[group[0]];
     let listen = first.listen_address();
     for (position, &index) in group.iter().enumerate() {
         let route = &routes[index];
         let label = route_label(route);
-        if matches!(listen, Address::Unix(_)) && !route.server_names.is_empty() {
-            let why = "std cannot peek at a Unix socket, so sni= needs a TCP listen address";
-            return Err((index, format!("route {label}: {why}")));
-        }
         for &earlier_index in &group[..position] {
             let earlier = &routes[earlier_index];
             let other = route_label(earlier);
