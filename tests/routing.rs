@@ -157,6 +157,9 @@ fn logs_name_the_client_from_the_header() {
 // SNI routing
 // ---------------------------------------------------------------------------------------
 
+/// What a [`Upstream::recording`] received, one connection at a time.
+type Recording = std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>;
+
 /// A route on 127.0.0.1:0 to `upstream` taking `names` (none: the default route).
 fn named_route(upstream: SocketAddr, names: &[&str]) -> Config {
     let server_names: Vec<NamePattern> =
@@ -195,7 +198,7 @@ fn one_listener_picks_the_route_by_server_name_and_forwards_the_hello_byte_for_b
     let relay = server.addrs[0];
     let after_hello = b"\x17\x03\x03\x00\x05hello".to_vec(); // what would follow it
 
-    let cases: Vec<(Vec<u8>, &std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>)> = vec![
+    let cases: Vec<(Vec<u8>, &Recording)> = vec![
         (client_hello(Some("db.example.com")), &to_exact),
         (client_hello(Some("DB.Example.COM")), &to_exact),
         (client_hello(Some("a.b.example.com")), &to_wildcard),
