@@ -71,6 +71,7 @@ mod upstream;
 
 pub use limits::threads::{ThreadHook, ThreadRole, ThreadStage, no_hook};
 pub use net::proxy_protocol;
+pub use net::sni;
 pub use net::stream::Address;
 pub use ops::log::LogLevel;
 pub use ops::metrics;

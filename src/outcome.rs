@@ -35,6 +35,12 @@ pub enum CloseReason {
     /// The whole process was at the connection cap its OS limits allow (several routes
     /// together): closed at once, no upstream dialled.
     ProcessLimit,
+    /// The route expects a PROXY protocol header (`accept-proxy`) and the client's first
+    /// bytes were not a valid one, or did not arrive in time; nothing was forwarded.
+    BadProxyHeader,
+    /// No route on the listener takes the server name the client asked for (or it asked
+    /// for none), and the listener has no default route; nothing was forwarded.
+    NoRoute,
 }
 
 impl CloseReason {
@@ -54,11 +60,13 @@ impl CloseReason {
             CloseReason::Denied => "denied",
             CloseReason::ClientLimit => "client_limit",
             CloseReason::ProcessLimit => "process_limit",
+            CloseReason::BadProxyHeader => "bad_proxy_header",
+            CloseReason::NoRoute => "no_route",
         }
     }
 
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [CloseReason; 13] = [
+    pub const ALL: [CloseReason; 15] = [
         CloseReason::ClientEof,
         CloseReason::UpstreamEof,
         CloseReason::ClientReset,
@@ -72,6 +80,8 @@ impl CloseReason {
         CloseReason::Denied,
         CloseReason::ClientLimit,
         CloseReason::ProcessLimit,
+        CloseReason::BadProxyHeader,
+        CloseReason::NoRoute,
     ];
 
     /// This reason's place in [`CloseReason::ALL`].

@@ -24,6 +24,8 @@ struct State {
     open: HashMap<u64, Arc<Connection>>,
     /// How many of `open` each client has (see `--max-connections-per-client`).
     per_client: HashMap<ClientKey, usize>,
+    /// Which client each open connection counts for, by id (none: a Unix socket client).
+    client_of: HashMap<u64, ClientKey>,
     /// Set by `stop_accepting`. Kept under the same lock as `open` so that a waiter in
     /// `wait_for_room` cannot miss it.
     stopped_accepting: bool,
@@ -31,6 +33,25 @@ struct State {
     closing: bool,
     /// Until when a stopping relay lets open connections finish (`None`: not stopping).
     drain_deadline: Option<Instant>,
+}
+
+impl State {
+    /// Counts connection `id` as one of `client`'s.
+    fn count_for(&mut self, id: u64, client: ClientKey) {
+        self.client_of.insert(id, client);
+        *self.per_client.entry(client).or_insert(0) += 1;
+    }
+
+    /// Stops counting connection `id` for its client, if it was counted.
+    fn uncount(&mut self, id: u64) {
+        let Some(client) = self.client_of.remove(&id) else { return };
+        if let Some(count) = self.per_client.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_client.remove(&client);
+            }
+        }
+    }
 }
 
 impl OpenConnections {
@@ -43,17 +64,22 @@ impl OpenConnections {
         let mut state = self.lock();
         state.open.insert(connection.id, Arc::clone(&connection));
         if let Some(client) = client {
-            *state.per_client.entry(client).or_insert(0) += 1;
+            state.count_for(connection.id, client);
         }
         if state.closing {
             connection.close(CloseReason::Stopped, "relay stopping");
         }
-        Entry {
-            connections: Arc::clone(self),
-            connection: Some(connection),
-            client,
-            slot: Some(slot),
-        }
+        Entry { connections: Arc::clone(self), connection: Some(connection), slot: Some(slot) }
+    }
+
+    /// Counts connection `id` for `client` from now on, instead of the socket address it was
+    /// accepted from (with `accept-proxy`, the real client is the one its PROXY header
+    /// names), and returns how many open connections `client` has, this one included.
+    pub fn count_as(&self, id: u64, client: ClientKey) -> usize {
+        let mut state = self.lock();
+        state.uncount(id);
+        state.count_for(id, client);
+        state.per_client.get(&client).copied().unwrap_or(0)
     }
 
     /// How many open connections `client` has.
@@ -152,8 +178,6 @@ pub struct Entry {
     connections: Arc<OpenConnections>,
     /// `Some` until `drop`, which must let go of it before the set's own handle.
     connection: Option<Arc<Connection>>,
-    /// Whom the connection counts against in the per-client limit.
-    client: Option<ClientKey>,
     /// The connection's share of the process-wide cap; `Some` until `drop`, which gives it
     /// back before it tells waiters that the slot is free.
     slot: Option<ProcessSlot>,
@@ -186,14 +210,7 @@ impl Drop for Entry {
         drop(connection);
         let mut state = self.connections.lock();
         drop(state.open.remove(&id));
-        if let Some(client) = self.client {
-            if let Some(count) = state.per_client.get_mut(&client) {
-                *count -= 1;
-                if *count == 0 {
-                    state.per_client.remove(&client);
-                }
-            }
-        }
+        state.uncount(id);
         // Before the waiters hear of the free slot: else the accept loop, woken, could find
         // the route's slot free but the process's still taken, and refuse a client for it.
         drop(self.slot.take());

@@ -25,11 +25,12 @@
 //! assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
 //! ```
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::outcome::CloseReason;
+use crate::outcome::{CloseReason, Direction};
 
 /// The `Content-Type` of [`render_prometheus`]'s output (text exposition format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -51,6 +52,34 @@ pub struct RouteMetrics {
     bytes_upstream_to_client: AtomicU64,
     closed_by_reason: [AtomicU64; CloseReason::ALL.len()],
     upstreams: Vec<Arc<UpstreamMetrics>>,
+    /// The byte counters of the connections relaying now, by id, summed at each scrape.
+    open_bytes: Mutex<HashMap<u64, Arc<LiveBytes>>>,
+}
+
+/// One connection's bytes delivered so far, each direction counted by its own copy thread,
+/// read by a scrape while the connection is open. No counter is shared between
+/// connections: the copy loop adds to its own, and [`RouteMetrics::snapshot`] sums the
+/// open connections' counters with the totals of the closed ones.
+#[derive(Debug, Default)]
+pub struct LiveBytes {
+    to_upstream: AtomicU64,
+    to_client: AtomicU64,
+}
+
+impl LiveBytes {
+    /// `bytes` more were delivered in `direction`.
+    pub fn add(&self, direction: Direction, bytes: u64) {
+        let counter = match direction {
+            Direction::ClientToUpstream => &self.to_upstream,
+            Direction::UpstreamToClient => &self.to_client,
+        };
+        counter.fetch_add(bytes, RELAXED);
+    }
+
+    /// Bytes delivered so far: client → upstream, upstream → client.
+    pub fn get(&self) -> (u64, u64) {
+        (self.to_upstream.load(RELAXED), self.to_client.load(RELAXED))
+    }
 }
 
 /// The live counters of one upstream of a route, shared with the route's upstream list,
@@ -100,6 +129,7 @@ impl RouteMetrics {
                 .into_iter()
                 .map(|upstream| Arc::new(UpstreamMetrics::new(upstream)))
                 .collect(),
+            open_bytes: Mutex::default(),
         }
     }
 
@@ -182,8 +212,41 @@ impl RouteMetrics {
         self.bytes_upstream_to_client.fetch_add(bytes, RELAXED);
     }
 
-    /// The current values, read one counter at a time (not one consistent instant).
+    /// Connection `id` has started relaying: from now on a scrape adds its bytes so far.
+    pub fn track_bytes(&self, id: u64, bytes: Arc<LiveBytes>) {
+        self.lock_open_bytes().insert(id, bytes);
+    }
+
+    /// Connection `id` closed having delivered these bytes: they move from its own
+    /// counter (if it was tracked) to the route's totals, in one step under the lock a
+    /// scrape takes, so that no scrape counts them twice or misses them.
+    pub fn add_closed_bytes(&self, id: u64, to_upstream: u64, to_client: u64) {
+        let mut open = self.lock_open_bytes();
+        open.remove(&id);
+        self.add_bytes_client_to_upstream(to_upstream);
+        self.add_bytes_upstream_to_client(to_client);
+        drop(open);
+    }
+
+    fn lock_open_bytes(&self) -> MutexGuard<'_, HashMap<u64, Arc<LiveBytes>>> {
+        // A map only ever changed by one insert or remove: a poisoned lock is still good.
+        self.open_bytes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current values, read one counter at a time (not one consistent instant). The
+    /// bytes include those of connections still open, as far as they have got.
     pub fn snapshot(&self) -> RouteSnapshot {
+        let (bytes_client_to_upstream, bytes_upstream_to_client) = {
+            let open = self.lock_open_bytes();
+            let live = open.values().map(|bytes| bytes.get());
+            live.fold(
+                (
+                    self.bytes_client_to_upstream.load(RELAXED),
+                    self.bytes_upstream_to_client.load(RELAXED),
+                ),
+                |(up, down), (more_up, more_down)| (up + more_up, down + more_down),
+            )
+        };
         RouteSnapshot {
             route: self.route.clone(),
             accepted: self.accepted.load(RELAXED),
@@ -195,8 +258,8 @@ impl RouteMetrics {
             denied: self.denied.load(RELAXED),
             connect_failed: self.connect_failed.load(RELAXED),
             dial_local_errors: self.dial_local_errors.load(RELAXED),
-            bytes_client_to_upstream: self.bytes_client_to_upstream.load(RELAXED),
-            bytes_upstream_to_client: self.bytes_upstream_to_client.load(RELAXED),
+            bytes_client_to_upstream,
+            bytes_upstream_to_client,
             closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].load(RELAXED)),
             upstreams: self.upstreams.iter().map(|upstream| upstream.snapshot()).collect(),
         }
@@ -620,6 +683,20 @@ mod tests {
     }
 
     #[test]
+    fn open_connections_bytes_count_until_they_close() {
+        let metrics = RouteMetrics::new("web");
+        let live = Arc::new(LiveBytes::default());
+        metrics.track_bytes(7, Arc::clone(&live));
+        live.add(Direction::ClientToUpstream, 5);
+        live.add(Direction::UpstreamToClient, 11);
+        let open = metrics.snapshot();
+        assert_eq!((open.bytes_client_to_upstream, open.bytes_upstream_to_client), (5, 11));
+        metrics.add_closed_bytes(7, 5, 11);
+        let closed = metrics.snapshot();
+        assert_eq!((closed.bytes_client_to_upstream, closed.bytes_upstream_to_client), (5, 11));
+    }
+
+    #[test]
     fn counts_from_many_threads_add_up() {
         let metrics = RouteMetrics::new("web");
         std::thread::scope(|scope| {
@@ -754,6 +831,8 @@ tcprelay_connections_closed_total{route="web",reason="stopped"} 0
 tcprelay_connections_closed_total{route="web",reason="denied"} 0
 tcprelay_connections_closed_total{route="web",reason="client_limit"} 0
 tcprelay_connections_closed_total{route="web",reason="process_limit"} 0
+tcprelay_connections_closed_total{route="web",reason="bad_proxy_header"} 0
+tcprelay_connections_closed_total{route="web",reason="no_route"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="upstream_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_reset"} 0
@@ -767,6 +846,8 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="stopped"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_limit"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="process_limit"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="bad_proxy_header"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="no_route"} 0
 "#;
         assert_eq!(text, expected);
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::limits::capacity::Capacity;
 use crate::net::stream::Address;
 use crate::ops::log::Log;
-use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
+use crate::ops::metrics::{LiveBytes, RouteMetrics, UpstreamMetrics};
 use crate::outcome::{CloseReason, Direction};
 use crate::teach::explain::Explain;
 use crate::upstream::dial::DialError;
@@ -257,8 +257,28 @@ impl Observer {
         );
     }
 
-    /// About to start the second thread: both copies are about to run.
-    pub fn copies_starting(&self, conn: Conn<'_>) {
+    /// The client's PROXY protocol header was read (`accept-proxy`): from now on the
+    /// connection's client is the address it carries, and `via` the load balancer's.
+    pub fn proxy_header_read(&self, conn: Conn<'_>, via: &Address) {
+        self.log.debug(
+            "PROXY header read",
+            &[self.route_field(), ("conn", &conn.id), ("client", conn.client), ("via", via)],
+        );
+    }
+
+    /// The listener picked this route by the server name the client's ClientHello asked
+    /// for (`-` when it named none, or was no TLS at all).
+    pub fn routed_by_name(&self, conn: Conn<'_>, name: Option<&str>) {
+        let name = name.unwrap_or("-");
+        let fields: &[(&str, &dyn Display)] =
+            &[self.route_field(), ("conn", &conn.id), ("client", conn.client), ("sni", &name)];
+        self.log.debug("routed by server name", fields);
+    }
+
+    /// About to start the second thread: both copies are about to run. From now on a
+    /// scrape of `/metrics` adds this connection's `bytes` so far.
+    pub fn copies_starting(&self, conn: Conn<'_>, bytes: &Arc<LiveBytes>) {
+        self.metrics.track_bytes(conn.id, Arc::clone(bytes));
         self.explain.copies_starting(conn.id);
     }
 
@@ -314,10 +334,9 @@ impl Observer {
         } else {
             self.log.info("connection closed", fields);
         }
-        // Added once at the end rather than per write: the copy loops stay free of shared
-        // counters. So /metrics shows a connection's bytes when it has closed.
-        self.metrics.add_bytes_client_to_upstream(to_upstream);
-        self.metrics.add_bytes_upstream_to_client(to_client);
+        // The copy loops count in the connection's own counters, which a scrape sums while
+        // it is open (see `copies_starting`); now its bytes join the route's totals.
+        self.metrics.add_closed_bytes(conn.id, to_upstream, to_client);
         match reason {
             CloseReason::Denied => self.metrics.record_denied(),
             CloseReason::ProcessLimit => self.metrics.record_rejected_limit(),

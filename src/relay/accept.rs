@@ -12,11 +12,13 @@ use crate::limits::threads::{ThreadLife, ThreadPool, ThreadRole};
 use crate::net::stream::{self, Address, Listener};
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::observe::{Conn, Ending, Observer};
+use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
-use crate::relay::handle_conn::{self, handle_conn};
-use crate::relay::route::Route;
+use crate::relay::handle_conn;
+use crate::relay::preface::{self, permits, preface_then_relay};
+use crate::relay::route::{Route, ServerNames};
+use crate::relay::server_names;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
@@ -43,6 +45,9 @@ impl Relay {
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
         config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        if !config.server_names.is_empty() {
+            return Relay::bind_sharing(vec![config]); // it picks its clients by name
+        }
         let wanted = config.listen_address();
         let listener = Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
             io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
@@ -78,6 +83,7 @@ impl Relay {
             config,
             connections: Arc::default(),
             listen_addr,
+            server_names: None,
         });
         Ok(Relay { listener, local_addr, route })
     }
@@ -135,6 +141,7 @@ impl Relay {
             &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &config.policy)],
         );
         let health_checks = start_health_checks(route);
+        let sharing_checks = start_sharing_routes(route);
         let max_connections = route.max_connections;
         if max_connections < config.max_connections {
             observer.max_connections_lowered(config.max_connections, &route.capacity);
@@ -199,6 +206,7 @@ impl Relay {
         connections.wait_until_empty();
         route.threads.release_parked();
         drop(health_checks); // stops and joins the health-check thread
+        drop(sharing_checks);
         observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
     }
@@ -248,17 +256,19 @@ fn process_capacity(config: &Config) -> Capacity {
 /// (`process_limit`; only several routes together get there, as each route's own limit is
 /// at most the process's).
 fn admit(route: &Arc<Route>, connection: Connection) {
-    if !permits(&route.config, &connection.client_addr) {
-        return refuse(route, connection, CloseReason::Denied, String::new());
-    }
-    // With `--accept-proxy` (not built yet) the key must come from the PROXY header's
-    // source address, read before this check; see `ClientKey::of`.
-    let client = ClientKey::of(&connection.client_addr);
-    let limit = route.per_client;
-    if let Some(client) = client.filter(|&client| limit.applies_to(client)) {
-        if route.connections.count_from(client) >= limit.limit {
-            let detail = format!("max-connections-per-client={} reached", limit.limit);
-            return refuse(route, connection, CloseReason::ClientLimit, detail);
+    // With `accept-proxy` or `sni=`, the client and its route are known only from its first
+    // bytes: the access rules and the per-client limit wait for its own thread (preface.rs).
+    if !preface::checks_access_later(route) {
+        if !permits(&route.config, &connection.client_addr) {
+            return refuse(route, connection, CloseReason::Denied, String::new());
+        }
+        let client = ClientKey::of(&connection.client_addr);
+        let limit = route.per_client;
+        if let Some(client) = client.filter(|&client| limit.applies_to(client)) {
+            if route.connections.count_from(client) >= limit.limit {
+                let detail = format!("max-connections-per-client={} reached", limit.limit);
+                return refuse(route, connection, CloseReason::ClientLimit, detail);
+            }
         }
     }
     match OPEN_IN_PROCESS.take(route.capacity.connections) {
@@ -278,9 +288,10 @@ fn admit(route: &Arc<Route>, connection: Connection) {
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
 fn start_connection(route: &Arc<Route>, connection: Connection, slot: ProcessSlot) {
-    let (id, client, started) = (connection.id, connection.client_addr.clone(), connection.started);
-    route.observer.accepted(connection.conn());
     let entry = route.connections.insert(connection, slot);
+    // Our own share, so that if no thread can be made the client's socket stays open until
+    // its close has been reported: whoever the client tells sees it counted.
+    let connection = Arc::clone(entry.connection());
     let thread_route = Arc::clone(route);
     let spawned = route.threads.run(ThreadRole::First, move || {
         // Declared in this order so that the hook hears `Finished`, and the close is
@@ -288,38 +299,77 @@ fn start_connection(route: &Arc<Route>, connection: Connection, slot: ProcessSlo
         let entry = entry;
         let _report_panic = ReportPanic { connection: &entry, route: &thread_route };
         let _life = ThreadLife::begin(thread_route.config.thread_hook, ThreadRole::First);
-        handle_conn(entry.connection(), &thread_route);
+        preface_then_relay(entry.connection(), &thread_route); // counted as accepted there
     });
     if let Err(error) = spawned {
-        // The closure, and with it the entry, was dropped unstarted: the client is closed.
-        let error = error.to_string();
-        let ending = Ending {
-            reason: CloseReason::SpawnFailed,
-            error: &error,
-            upstream: None,
-            bytes: (0, 0),
-            started,
-        };
-        route.observer.closed(Conn { id, client: &client }, &ending);
-    }
-}
-
-/// Whether the route's access rules let this client in. A Unix socket client has no IP
-/// address, so it matches no rule: it is let in unless the route has allow rules (guard a
-/// Unix socket with its file permissions instead).
-fn permits(config: &Config, client: &Address) -> bool {
-    match client {
-        Address::Tcp(addr) => config.access.permits(addr.ip()),
-        Address::Unix(_) => config.access.allow.is_empty(),
+        // The closure, and with it the entry, was dropped unstarted; our share closes the
+        // socket once the ending is reported.
+        connection.close(CloseReason::SpawnFailed, error);
+        handle_conn::closed(&connection, route, (0, 0));
     }
 }
 
 /// Closes a client at once, before any upstream is dialled: its `connection closed` line
 /// names `reason` (and `detail` as its error, if any).
 fn refuse(route: &Route, connection: Connection, reason: CloseReason, detail: String) {
-    route.observer.accepted(connection.conn());
+    // Counted as accepted before the client can see the close, so that whoever watches the
+    // metrics never sees the close without the accept.
+    handle_conn::accepted(&connection, route);
     connection.close(reason, detail);
     handle_conn::closed(&connection, route, (0, 0));
+}
+
+// Routes that share one listener by TLS server name (`sni=`); see server_names.rs.
+impl Relay {
+    /// Binds one listener for several routes on the same address that differ by `sni=`:
+    /// the first route owns it and its accept loop, the others share it (see
+    /// [`ServerNames`]). Each route's label says its names unless it has a `name`.
+    ///
+    /// # Errors
+    /// As [`Relay::bind`], for the first route or any other.
+    pub(crate) fn bind_sharing(mut configs: Vec<Config>) -> io::Result<Relay> {
+        for config in &configs {
+            config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        }
+        let others = configs.split_off(1.min(configs.len()));
+        let Some(first) = configs.pop() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
+        };
+        let unnamed = Config { server_names: Vec::new(), ..first.clone() };
+        let Relay { listener, local_addr, route: bound } = Relay::bind(unnamed)?;
+        // Built again beside the others, so that its label too names its server names and
+        // the real port.
+        let mut route = server_names::sharing_route(&bound, first);
+        route.server_names = Some(ServerNames::sharing(&bound, others));
+        Ok(Relay { listener, local_addr, route: Arc::new(route) })
+    }
+
+    /// The counters of every route on this listener: its own, then those sharing it.
+    pub(crate) fn all_metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        let others = self.route.server_names.iter().flat_map(ServerNames::others);
+        let all = std::iter::once(&self.route).chain(others);
+        all.map(|route| Arc::clone(&route.metrics)).collect()
+    }
+}
+
+/// Says that the routes sharing this listener (if any) are serving, and starts their own
+/// health checks; they stop when the returned threads are dropped.
+fn start_sharing_routes(route: &Arc<Route>) -> Vec<HealthCheckThread> {
+    let others = route.server_names.iter().flat_map(ServerNames::others);
+    let mut checks = Vec::new();
+    for other in others {
+        let upstreams = other.config.upstreams().collect::<Vec<_>>().join(",");
+        other.observer.route_info(
+            "serving",
+            &[
+                ("listen", &other.listen_addr),
+                ("upstream", &upstreams),
+                ("policy", &other.config.policy),
+            ],
+        );
+        checks.extend(start_health_checks(other));
+    }
+    checks
 }
 
 /// Reports a connection's ending if its first thread unwinds from a panic (a bug), so that

@@ -48,7 +48,7 @@ pub fn copy_then_close_write(
 ) -> u64 {
     let _close_on_panic = CloseOnPanic(connection);
     let mut source = Source::new(src, connection, direction, observer);
-    let mut sink = Sink::new(dst, connection, observer);
+    let mut sink = Sink::new(dst, connection, direction, observer);
     // `0`: std's own loop with its 8 KiB buffer on this thread's stack, the plain shape.
     // Otherwise a heap buffer of that size, which `io::copy` reads into directly: fewer
     // system calls per byte, at the cost of memory. docs/benchmarks.md has both measured.
@@ -136,11 +136,13 @@ impl Read for Source<'_> {
     }
 }
 
-/// The socket a copy writes to; counts what was delivered.
+/// The socket a copy writes to; counts what was delivered, here and in the connection's
+/// own counter that `/metrics` reads while the connection is open.
 #[derive(Debug)]
 pub struct Sink<'a> {
     stream: &'a Stream,
     connection: &'a Connection,
+    direction: Direction,
     observer: &'a Observer,
     /// Bytes the kernel accepted so far.
     pub bytes: u64,
@@ -149,9 +151,15 @@ pub struct Sink<'a> {
 }
 
 impl<'a> Sink<'a> {
-    /// Wraps `stream`, a socket of `connection`, with a count of zero.
-    pub fn new(stream: &'a Stream, connection: &'a Connection, observer: &'a Observer) -> Sink<'a> {
-        Sink { stream, connection, observer, bytes: 0, write_failed: false }
+    /// Wraps `stream`, the socket of `connection` that the copy in `direction` writes,
+    /// with a count of zero.
+    pub fn new(
+        stream: &'a Stream,
+        connection: &'a Connection,
+        direction: Direction,
+        observer: &'a Observer,
+    ) -> Sink<'a> {
+        Sink { stream, connection, direction, observer, bytes: 0, write_failed: false }
     }
 }
 
@@ -161,6 +169,8 @@ impl Write for Sink<'_> {
             match (&mut &*self.stream).write(buf) {
                 Ok(written) => {
                     self.bytes += written as u64;
+                    // This connection's own counter (no other thread adds to it).
+                    self.connection.bytes.add(self.direction, written as u64);
                     self.connection.timers.record_activity();
                     return Ok(written);
                 }

@@ -71,7 +71,7 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
     observer.dialled(conn.conn(), &show(conn.upstream_addr()));
 
     // go func() { defer wg.Done(); copyThenCloseWrite(up, conn) }()
-    observer.copies_starting(conn.conn());
+    observer.copies_starting(conn.conn(), &conn.bytes);
     let (done, second_done) = mpsc::channel();
     let second = Arc::clone(conn);
     let second_route = Arc::clone(route);
@@ -145,7 +145,8 @@ fn prepare_upstream(conn: &Connection, route: &Route, up: &Stream) -> io::Result
 /// buffer, so it never waits on the peer).
 fn write_proxy_header(version: ProxyVersion, conn: &Connection, up: &Stream) -> io::Result<()> {
     // A Unix socket client has no IP address to tell: the header says "unknown".
-    let header = match (&conn.client_addr, conn.client.local_addr()) {
+    // With `accept-proxy`, the addresses are those the client's own header carried.
+    let header = match (conn.real_client(), conn.real_local()) {
         (Address::Tcp(client), Ok(Address::Tcp(local))) => {
             proxy_protocol::header(version, *client, local)
         }
@@ -162,6 +163,7 @@ pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
     if !conn.mark_reported() {
         return;
     }
+    accepted(conn, route); // if it was not yet: every close follows its accept, on one route
     let (reason, error) = conn.outcome();
     let ending = Ending {
         reason,
@@ -171,6 +173,15 @@ pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
         started: conn.started,
     };
     route.observer.closed(conn.conn(), &ending);
+}
+
+/// Counts `conn` as accepted by `route` (its `accepted` event), once: later calls do
+/// nothing. A connection is counted by the route it is relayed on, as soon as that is known
+/// (see `preface.rs`), and at the latest when it is closed.
+pub fn accepted(conn: &Connection, route: &Route) {
+    if conn.mark_accepted() {
+        route.observer.accepted(conn.conn());
+    }
 }
 
 /// An address for the log, or `-` when there is none.

@@ -39,4 +39,16 @@ pub struct Route {
     /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
     /// `accept`.
     pub listen_addr: Address,
+    /// On a listener shared by routes with `sni=`, held by the listener's own route: the
+    /// others, picked by the server name each client asks for. `None` on every other route.
+    pub server_names: Option<ServerNames>,
+}
+
+/// The other routes on a listener shared by routes with `sni=`, picked by the server name
+/// each client asks for (`relay/server_names.rs` builds and reads it); the listener's own
+/// route is the first one on the address, and holds this table.
+#[derive(Debug)]
+pub struct ServerNames {
+    /// The routes other than the listener's own, in the order they were configured.
+    pub others: Vec<Arc<Route>>,
 }

@@ -1,9 +1,11 @@
 //! Several routes in one process: [`Server`] owns one [`Relay`] per route and the optional
 //! admin endpoint, runs each accept loop on its own thread, and drains or stops them together.
 //!
-//! A route is exactly a [`Relay`]: one listener, one accept loop, its own [`Config`]. The
-//! server adds nothing to the life of a connection; it only starts the relays, hands their
-//! counters to the admin endpoint, and waits for them all.
+//! A route is a [`Relay`]: one listener, one accept loop, its own [`Config`]; except that
+//! routes on one address that differ by `sni=` share one listener, which picks the route
+//! by the TLS server name each client asks for. The server adds nothing to the life of a
+//! connection; it only starts the relays, hands their counters to the admin endpoint, and
+//! waits for them all.
 //!
 //! ```
 //! use std::time::Duration;
@@ -87,7 +89,12 @@ impl ServerConfig {
 /// Several relays and the admin endpoint, bound and ready to [`serve`](Server::serve).
 #[derive(Debug)]
 pub struct Server {
+    /// One per listener: a route's own, or one shared by routes with `sni=`.
     relays: Vec<Relay>,
+    /// For each route, in the order of the routes: the index of its relay in `relays`.
+    listener_of: Vec<usize>,
+    /// Each route's counters, in the order of the routes.
+    route_metrics: Vec<Arc<RouteMetrics>>,
     admin: Option<Admin>,
     handle: ServerHandle,
     log: Log,
@@ -102,7 +109,25 @@ impl Server {
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
         let log = Log::new(config.log_level());
-        let relays = config.routes.into_iter().map(Relay::bind).collect::<io::Result<Vec<_>>>()?;
+        let groups = crate::settings::config::listener_groups(&config.routes);
+        let mut listener_of = vec![0; config.routes.len()];
+        let mut by_route = vec![None; config.routes.len()];
+        let mut relays = Vec::new();
+        for group in &groups {
+            let configs: Vec<Config> =
+                group.iter().map(|&route| config.routes[route].clone()).collect();
+            // A group without sni= is one route on a listener of its own.
+            let relay = match configs.iter().all(|route| route.server_names.is_empty()) {
+                true => Relay::bind(configs[0].clone())?,
+                false => Relay::bind_sharing(configs)?,
+            };
+            for (&route, metrics) in group.iter().zip(relay.all_metrics()) {
+                listener_of[route] = relays.len();
+                by_route[route] = Some(metrics);
+            }
+            relays.push(relay);
+        }
+        let route_metrics: Vec<_> = by_route.into_iter().flatten().collect();
         let handle = ServerHandle::new(
             relays.iter().map(Relay::stop_handle).collect(),
             config.drain_timeout,
@@ -110,18 +135,18 @@ impl Server {
         let admin = match &config.admin {
             None => None,
             Some(address) => {
-                let metrics = relays.iter().map(Relay::metrics).collect();
+                let metrics = route_metrics.clone();
                 let access = config.admin_access.clone();
                 Some(Admin::bind(address, access, metrics, handle.clone(), log.clone())?)
             }
         };
-        Ok(Server { relays, admin, handle, log })
+        Ok(Server { relays, listener_of, route_metrics, admin, handle, log })
     }
 
     /// Each route's listening address, in the order of the routes (real ports when 0 was
     /// asked; `unix:/path` for a Unix socket route).
     pub fn local_addrs(&self) -> Vec<Address> {
-        self.relays.iter().map(Relay::listen_addr).collect()
+        self.listener_of.iter().map(|&relay| self.relays[relay].listen_addr()).collect()
     }
 
     /// The admin endpoint's TCP address, if it has one (`None` also for a Unix socket: see
@@ -140,7 +165,7 @@ impl Server {
 
     /// Each route's live counters, in the order of the routes.
     pub fn metrics(&self) -> Vec<Arc<RouteMetrics>> {
-        self.relays.iter().map(Relay::metrics).collect()
+        self.route_metrics.clone()
     }
 
     /// A handle that drains or stops every route from another thread.
@@ -156,7 +181,7 @@ impl Server {
     /// An accept thread that cannot be created (then every route is stopped first), or the
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
-        let Server { relays, admin, handle, log } = self;
+        let Server { relays, admin, handle, log, .. } = self;
         if let Some(relay) = relays.first() {
             log_capacity(&log, relay.capacity());
         }

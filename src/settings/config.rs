@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::limits::threads::{ThreadHook, no_hook};
 use crate::net::proxy_protocol::ProxyVersion;
+use crate::net::sni::NamePattern;
 use crate::net::stream::Address;
 use crate::ops::log::LogLevel;
 use crate::settings::access::AccessRules;
@@ -58,6 +59,22 @@ pub struct Config {
     /// Send a PROXY protocol header of this version to the upstream before any client byte,
     /// so the upstream sees the real client address. Default: none.
     pub proxy_protocol: Option<ProxyVersion>,
+    /// Each client must open with a PROXY protocol header (v1 or v2, from a load balancer
+    /// in front), whose source address is then the client's for everything: access rules,
+    /// logs, metrics and [`proxy_protocol`](Config::proxy_protocol). A client without a
+    /// valid header in [`first_bytes_timeout`](Config::first_bytes_timeout) is closed
+    /// (`bad_proxy_header`). Default: off.
+    pub accept_proxy: bool,
+    /// The TLS server names this route takes (`sni=`): routes on one listen address that
+    /// differ by server name share one listener, which peeks at each client's ClientHello
+    /// to pick the route (`Server::bind` groups them; a lone `Relay` with names takes only
+    /// those, and closes other clients with `no_route`). Empty (the default): the route
+    /// takes every client, or, among routes with names, the clients no other route takes.
+    pub server_names: Vec<NamePattern>,
+    /// How long a client may take to send what the relay looks at before relaying: its
+    /// PROXY header ([`accept_proxy`](Config::accept_proxy)) or its TLS ClientHello
+    /// ([`server_names`](Config::server_names)). Default 5 s.
+    pub first_bytes_timeout: Duration,
     /// The route's name in logs and in the `route` label of metrics. Default: empty, which
     /// means the listen address.
     pub name: String,
@@ -126,6 +143,9 @@ impl Default for Config {
             health_check: Duration::ZERO,
             access: AccessRules::default(),
             proxy_protocol: None,
+            accept_proxy: false,
+            server_names: Vec::new(),
+            first_bytes_timeout: Duration::from_secs(5),
             name: String::new(),
             connect_timeout: Duration::from_secs(5),
             log_level: LogLevel::Info,
@@ -159,6 +179,27 @@ impl Config {
         std::iter::once(self.upstream.as_str())
             .chain(self.more_upstreams.iter().map(String::as_str))
     }
+}
+
+/// Which routes share one listener: routes on the same listen address (port 0 included:
+/// one ephemeral port for them all) of which at least one has `sni=`. Every other route
+/// has a listener of its own. Each group lists route indices in order; together they hold
+/// every route once, in order of their first route.
+pub fn listener_groups(routes: &[Config]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (index, route) in routes.iter().enumerate() {
+        let listen = route.listen_address();
+        let shares = |group: &&mut Vec<usize>| {
+            let named = |i: &usize| !routes[*i].server_names.is_empty();
+            routes[group[0]].listen_address() == listen
+                && (!route.server_names.is_empty() || group.iter().any(named))
+        };
+        match groups.iter_mut().find(shares) {
+            Some(group) => group.push(index),
+            None => groups.push(vec![index]),
+        }
+    }
+    groups
 }
 
 /// How a route with several upstreams picks one for each new client.
