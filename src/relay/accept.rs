@@ -6,20 +6,16 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::limits::map_limit;
-use crate::limits::threads::{ThreadLife, ThreadPool, ThreadRole};
+use crate::limits::threads::{ThreadLife, ThreadRole};
 use crate::net::stream::{self, Address, Listener};
-use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::{Conn, Ending, Observer};
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
+use crate::relay::current::CurrentRoute;
 use crate::relay::handle_conn::{self, handle_conn};
 use crate::relay::route::Route;
 use crate::settings::config::Config;
-use crate::teach::explain::Explain;
-use crate::upstream::Upstreams;
-use crate::upstream::health::{self, HealthCheckThread};
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
 ///
@@ -29,7 +25,8 @@ use crate::upstream::health::{self, HealthCheckThread};
 pub struct Relay {
     listener: Listener,
     local_addr: SocketAddr,
-    route: Arc<Route>,
+    /// The route's settings of now: a reload swaps them (see `current.rs`).
+    current: Arc<CurrentRoute>,
 }
 
 impl Relay {
@@ -51,29 +48,8 @@ impl Relay {
             Address::Tcp(addr) => *addr,
             Address::Unix(_) => config.listen,
         };
-        let label =
-            if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
-        let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
-        let route = Arc::new(Route {
-            observer: Observer::new(
-                Log::for_route(config.log_level, &label),
-                Explain::new(config.explain),
-                Arc::clone(&metrics),
-            ),
-            upstreams: Upstreams::new(&config, &metrics),
-            metrics,
-            max_connections: capped_max_connections(config.max_connections),
-            threads: Arc::new(ThreadPool::new(
-                config.stack_size,
-                config.thread_hook,
-                config.thread_keep_alive,
-                MAX_PARKED_THREADS,
-            )),
-            config,
-            connections: Arc::default(),
-            listen_addr,
-        });
-        Ok(Relay { listener, local_addr, route })
+        let route = Arc::new(Route::new(config, listen_addr));
+        Ok(Relay { listener, local_addr, current: Arc::new(CurrentRoute::new(route)) })
     }
 
     /// The address the relay listens on, with the real port if port 0 was asked. For a
@@ -84,18 +60,23 @@ impl Relay {
 
     /// The address the relay listens on, TCP or Unix (`unix:/path`).
     pub fn listen_addr(&self) -> Address {
-        self.route.listen_addr.clone()
+        self.current.get().listen_addr.clone()
     }
 
     /// The route's counters (connections, bytes, close reasons), live: read them with
     /// [`RouteMetrics::snapshot`]. The label is [`Config::name`], or the listen address.
     pub fn metrics(&self) -> Arc<RouteMetrics> {
-        Arc::clone(&self.route.metrics)
+        Arc::clone(&self.current.get().metrics)
     }
 
     /// A handle that stops this relay from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { route: Arc::clone(&self.route) }
+        StopHandle { current: Arc::clone(&self.current) }
+    }
+
+    /// The route's current settings, which a reload replaces (see `current.rs`).
+    pub(crate) fn current(&self) -> Arc<CurrentRoute> {
+        Arc::clone(&self.current)
     }
 
     /// Accepts clients until stopped, starting a connection thread for each.
@@ -111,24 +92,22 @@ impl Relay {
     /// None today; the `Result` leaves room for fatal listener errors.
     pub fn serve(self) -> io::Result<()> {
         // The listener is owned here, apart from `route`, so that a drain can close it early.
-        let Relay { listener, local_addr: _, route } = self;
-        let route = &route;
-        let listen_addr = &route.listen_addr;
-        let config = &route.config;
-        let connections = &route.connections;
+        let Relay { listener, local_addr: _, current } = self;
+        // The listener's own parts, the same in every generation of the route.
+        let first = current.get();
+        let listen_addr = &first.listen_addr;
+        let connections = &first.connections;
         let mut backoff = AcceptBackoff::default();
-        let observer = &route.observer;
-        let upstreams = config.upstreams().collect::<Vec<_>>().join(",");
-        observer.route_info(
+        let upstreams = first.config.upstreams().collect::<Vec<_>>().join(",");
+        first.observer.route_info(
             "serving",
-            &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &config.policy)],
+            &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &first.config.policy)],
         );
-        let health_checks = start_health_checks(route);
-        let max_connections = route.max_connections;
-        if max_connections < config.max_connections {
-            observer.route_warn(
+        current.start_serving(); // the health checks
+        if first.max_connections < first.config.max_connections {
+            first.observer.route_warn(
                 "max-connections lowered to fit vm.max_map_count",
-                &[("asked", &config.max_connections), ("allowed", &max_connections)],
+                &[("asked", &first.config.max_connections), ("allowed", &first.max_connections)],
             );
         }
         // Whether clients are being held back at the connection limit. One such episode is
@@ -136,6 +115,10 @@ impl Relay {
         // the slots that free up meanwhile.
         let mut at_limit = false;
         loop {
+            // The settings of now, for this client: a reload may have replaced them.
+            let route = &current.get();
+            let (config, observer) = (&route.config, &route.observer);
+            let max_connections = route.max_connections;
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(max_connections) {
                 if !at_limit {
@@ -183,55 +166,19 @@ impl Relay {
         // Closing the listener now makes new clients fail at once (connection refused), so
         // they can try elsewhere, instead of waiting in the backlog for the whole drain.
         drop(listener);
+        let last = current.get();
         let open = connections.open_count();
         if open > 0 {
-            observer.route_info("draining", &[("listen", listen_addr), ("open", &open)]);
+            last.observer.route_info("draining", &[("listen", listen_addr), ("open", &open)]);
         }
         connections.wait_until_drained();
         // Whatever is still open when the drain ends is closed now (reason `stopped`).
         connections.close_all();
         connections.wait_until_empty();
-        route.threads.release_parked();
-        drop(health_checks); // stops and joins the health-check thread
-        observer.route_info("stopped", &[("listen", listen_addr)]);
+        last.threads.release_parked();
+        current.stop_serving(); // stops and joins the health-check thread
+        last.observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
-    }
-}
-
-/// Starts the route's health-check thread if `--health-check` asks for one. If the thread
-/// cannot be created the route serves without checks (the passive back-off still works),
-/// and says so.
-fn start_health_checks(route: &Arc<Route>) -> Option<HealthCheckThread> {
-    let every = route.config.health_check;
-    if every.is_zero() {
-        return None;
-    }
-    let checked = Arc::clone(route);
-    let started = HealthCheckThread::start(move |stop| {
-        let timeout = checked.config.connect_timeout;
-        health::run(&checked.upstreams, &checked.observer, every, timeout, stop);
-    });
-    match started {
-        Ok(thread) => Some(thread),
-        Err(error) => {
-            route.observer.route_warn("cannot start health checks", &[("error", &error)]);
-            None
-        }
-    }
-}
-
-/// At most this many finished connection threads wait for the next connection; more exit.
-/// Enough for a burst of short connections from a few dozen clients at once; each parked
-/// thread holds its touched stack (about 16 KiB) until `--thread-keep-alive` passes.
-const MAX_PARKED_THREADS: usize = 128;
-
-/// `--max-connections`, lowered to what fits under the kernel's memory-map limit, where std
-/// would abort the process (see `map_limit.rs`). Read at bind time, so that serving opens
-/// no file of its own.
-fn capped_max_connections(asked: usize) -> usize {
-    match map_limit::connections_that_fit() {
-        Some(fit) if fit < asked => fit,
-        _ => asked,
     }
 }
 
@@ -308,7 +255,7 @@ impl Drop for ReportPanic<'_> {
 /// [`Relay::serve`].
 #[derive(Clone, Debug)]
 pub struct StopHandle {
-    route: Arc<Route>,
+    current: Arc<CurrentRoute>,
 }
 
 impl StopHandle {
@@ -324,7 +271,8 @@ impl StopHandle {
     /// cut unless they outlast `timeout`. It returns at once; join the thread running
     /// `serve` to wait. A later `stop` or shorter `drain` cuts the drain short.
     pub fn drain(&self, timeout: Duration) {
-        let connections = &self.route.connections;
+        let route = self.current.get(); // its connections and address are every generation's
+        let connections = &route.connections;
         // A timeout too large for an `Instant` means "no limit": no deadline at all.
         if let Some(deadline) = Instant::now().checked_add(timeout) {
             connections.drain_until(deadline);
@@ -335,7 +283,7 @@ impl StopHandle {
         // `accept` blocks and std cannot interrupt it, so we wake it the way a client
         // would: by connecting. The loop then sees the flag and leaves. If even that
         // connect fails (no descriptors left), the loop leaves at its next accept.
-        stream::wake(&self.route.listen_addr);
+        stream::wake(&route.listen_addr);
     }
 }
 

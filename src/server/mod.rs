@@ -17,8 +17,8 @@
 //! let server = Server::bind(ServerConfig {
 //!     routes: vec![route("127.0.0.1:6379"), route("127.0.0.1:5432")],
 //!     admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
-//!     admin_access: Default::default(),
 //!     drain_timeout: Duration::from_secs(30),
+//!     ..ServerConfig::default()
 //! })?;
 //! assert_eq!(server.local_addrs().len(), 2); // e.g. 127.0.0.1:41234 and 127.0.0.1:41235
 //! let handle = server.handle();
@@ -30,9 +30,12 @@
 //! ```
 
 pub(crate) mod handle;
+mod reload;
+pub(crate) mod routes;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -45,6 +48,8 @@ use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::Relay;
 use crate::settings::config::Config;
 pub use handle::ServerHandle;
+use reload::Reloader;
+use routes::Routes;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.
 #[derive(Clone, Debug)]
@@ -58,6 +63,22 @@ pub struct ServerConfig {
     pub admin_access: AdminAccess,
     /// How long a drain lets live connections finish before closing them.
     pub drain_timeout: Duration,
+    /// The config file the routes came from, which [`ServerHandle::reload`] reads again;
+    /// `None` (routes from the command line or the library) refuses every reload.
+    pub config_file: Option<ConfigFile>,
+    /// Where the `tcprelay` binary writes its process id once listening (`--pid-file`).
+    /// The library itself writes nothing there.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// The config file a server's routes came from, and the command line's settings that
+/// override its globals: what a reload reads again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Settings given as flags, as (setting name, value), which override the file's globals.
+    pub overrides: Vec<(String, String)>,
 }
 
 /// The default drain timeout: 30 s, well inside systemd's default `TimeoutStopSec` of 90 s.
@@ -71,6 +92,8 @@ impl Default for ServerConfig {
             admin: None,
             admin_access: AdminAccess::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            config_file: None,
+            pid_file: None,
         }
     }
 }
@@ -86,7 +109,9 @@ impl ServerConfig {
 /// Several relays and the admin endpoint, bound and ready to [`serve`](Server::serve).
 #[derive(Debug)]
 pub struct Server {
-    relays: Vec<Relay>,
+    /// Each route's relay and its settings as configured, in order.
+    relays: Vec<(Relay, Config)>,
+    routes: Arc<Routes>,
     admin: Option<Admin>,
     handle: ServerHandle,
     log: Log,
@@ -101,26 +126,31 @@ impl Server {
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
         let log = Log::new(config.log_level());
-        let relays = config.routes.into_iter().map(Relay::bind).collect::<io::Result<Vec<_>>>()?;
-        let handle = ServerHandle::new(
-            relays.iter().map(Relay::stop_handle).collect(),
-            config.drain_timeout,
-        );
+        let relays = config
+            .routes
+            .iter()
+            .map(|route| Ok((Relay::bind(route.clone())?, route.clone())))
+            .collect::<io::Result<Vec<_>>>()?;
+        let routes = Arc::new(Routes::new(config.drain_timeout));
+        let reload = config.config_file.clone().map(|file| {
+            let reloader = Reloader::new(file, &config, Arc::clone(&routes), log.clone());
+            Arc::new(move || reloader.reload()) as handle::Reload
+        });
+        let handle = ServerHandle::new(Arc::clone(&routes), reload);
         let admin = match &config.admin {
             None => None,
             Some(address) => {
-                let metrics = relays.iter().map(Relay::metrics).collect();
                 let access = config.admin_access.clone();
-                Some(Admin::bind(address, access, metrics, handle.clone(), log.clone())?)
+                Some(Admin::bind(address, access, handle.clone(), log.clone())?)
             }
         };
-        Ok(Server { relays, admin, handle, log })
+        Ok(Server { relays, routes, admin, handle, log })
     }
 
     /// Each route's listening address, in the order of the routes (real ports when 0 was
     /// asked; `unix:/path` for a Unix socket route).
     pub fn local_addrs(&self) -> Vec<Address> {
-        self.relays.iter().map(Relay::listen_addr).collect()
+        self.relays.iter().map(|(relay, _)| relay.listen_addr()).collect()
     }
 
     /// The admin endpoint's TCP address, if it has one (`None` also for a Unix socket: see
@@ -139,7 +169,7 @@ impl Server {
 
     /// Each route's live counters, in the order of the routes.
     pub fn metrics(&self) -> Vec<Arc<RouteMetrics>> {
-        self.relays.iter().map(Relay::metrics).collect()
+        self.relays.iter().map(|(relay, _)| relay.metrics()).collect()
     }
 
     /// A handle that drains or stops every route from another thread.
@@ -155,7 +185,7 @@ impl Server {
     /// An accept thread that cannot be created (then every route is stopped first), or the
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
-        let Server { relays, admin, handle, log } = self;
+        let Server { relays, routes, admin, handle: _, log } = self;
         let admin_stop = admin.as_ref().map(Admin::stop_handle);
         thread::scope(|scope| {
             if let Some(admin) = admin {
@@ -167,32 +197,13 @@ impl Server {
                     log.error("cannot start the admin thread", &[("error", &error)]);
                 }
             }
-            let mut accept_threads = Vec::new();
-            let mut result = Ok(());
-            for (index, relay) in relays.into_iter().enumerate() {
-                let name = format!("tcprelay-accept-{index}");
-                match thread::Builder::new().name(name).spawn_scoped(scope, move || relay.serve()) {
-                    Ok(thread) => accept_threads.push(thread),
-                    Err(error) => {
-                        // Half a server is a surprise: stop the routes already running.
-                        handle.stop();
-                        result = Err(error);
-                        break;
-                    }
-                }
-            }
-            for thread in accept_threads {
-                let served = thread.join().unwrap_or_else(|_| {
-                    Err(io::Error::other("an accept loop panicked (a bug in tcprelay)"))
-                });
-                if result.is_ok() {
-                    result = served;
-                }
-            }
+            // Every route's accept loop, and those a reload adds, until all have stopped.
+            let started = routes.start(relays);
+            let served = routes.wait();
             if let Some(admin_stop) = admin_stop {
                 admin_stop.stop();
             }
-            result
+            started.and(served)
         })
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::net::stream::Address;
-use crate::server::ServerConfig;
+use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::address;
 use crate::settings::config::Config;
 use crate::settings::file;
@@ -259,7 +259,11 @@ fn with_config_file(
         )));
     }
     let parsed = file::load(file).map_err(|e| UsageError(e.to_string()))?;
-    parsed.server_config(values).map_err(|e| UsageError(e.to_string()))
+    let mut server = parsed.server_config(values).map_err(|e| UsageError(e.to_string()))?;
+    // A reload reads the same file with the same flags again.
+    let overrides = values.iter().map(|v| (v.setting.name.to_string(), v.text.clone())).collect();
+    server.config_file = Some(ConfigFile { path: file.to_path_buf(), overrides });
+    Ok(server)
 }
 
 /// `a:1,b:2` as upstream addresses, each checked; spaces around a comma are dropped.

@@ -731,21 +731,28 @@ pub fn describe(server: &ServerConfig) -> String {
         }
     }
     for route in &server.routes {
-        let _ = write!(text, "route {} ->", route.listen_address());
-        for upstream in route.upstreams() {
-            let _ = write!(text, " {upstream}");
-        }
-        if !route.name.is_empty() {
-            let _ = write!(text, " name={}", route.name);
-        }
-        for setting in SETTINGS {
-            if let Field::Route(_, get) = setting.field {
-                if let Some(value) = get(route) {
-                    let _ = write!(text, " {}={value}", setting.name);
-                }
+        text.push_str(&describe_route(route));
+        text.push('\n');
+    }
+    text
+}
+
+/// One route as a `route` line of the config file, every route setting written out: what
+/// `--check` prints for it, and what a reload compares to tell a changed route.
+pub fn describe_route(route: &Config) -> String {
+    let mut text = format!("route {} ->", route.listen_address());
+    for upstream in route.upstreams() {
+        let _ = write!(text, " {upstream}");
+    }
+    if !route.name.is_empty() {
+        let _ = write!(text, " name={}", route.name);
+    }
+    for setting in SETTINGS {
+        if let Field::Route(_, get) = setting.field {
+            if let Some(value) = get(route) {
+                let _ = write!(text, " {}={value}", setting.name);
             }
         }
-        text.push('\n');
     }
     text
 }
