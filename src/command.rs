@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::net::stream::Address;
+use crate::ops::admin_client;
 use crate::ops::log::{self, Log};
 use crate::server::{Server, ServerConfig};
 use crate::settings::cli::{self, Command};
@@ -34,6 +35,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Ok(Command::Admin(request)) => admin_client::run(&request),
+        Ok(Command::AdminHelp) => {
+            print!("{}", admin_client::USAGE);
+            ExitCode::SUCCESS
+        }
         Ok(Command::Help) => {
             print!("{}", cli::help());
             ExitCode::SUCCESS

@@ -161,6 +161,12 @@ impl AdminToken {
         Ok(AdminToken { file: file.to_path_buf(), secret: secret.as_bytes().to_vec() })
     }
 
+    /// The `Authorization` header value that carries this token: what the admin client
+    /// (`tcprelay reload|drain|status`) sends.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", String::from_utf8_lossy(&self.secret))
+    }
+
     /// The file the token was read from (`--check` prints it; never the token).
     pub fn file(&self) -> &Path {
         &self.file

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::net::stream::Address;
+use crate::ops::admin_client::{self, Action, AdminRequest};
 use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::address;
 use crate::settings::config::Config;
@@ -23,6 +24,10 @@ pub enum Command {
     Check(ServerConfig),
     /// Run the self-contained demo (`tcprelay demo`).
     Demo,
+    /// Ask a running relay's admin endpoint (`tcprelay reload|drain|status`).
+    Admin(AdminRequest),
+    /// Print the admin client's usage (`tcprelay status --help`).
+    AdminHelp,
     /// Print the help text.
     Help,
     /// Print the version.
@@ -55,6 +60,9 @@ Usage:
   tcprelay --listen ADDR --upstream ADDR [options]
   tcprelay --route LISTEN=UPSTREAM[,UPSTREAM...] [--route ...] [options]
   tcprelay --config FILE [--check] [options]
+  tcprelay reload|drain|status (--admin ADDR | --config FILE)
+                         ask a running relay to reload its config file, drain, or
+                         report its routes and upstreams (tcprelay status --help)
   tcprelay demo          run a self-contained demonstration on loopback
   tcprelay --help        print this help
   tcprelay --version     print the version
@@ -126,6 +134,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     let mut first = true;
     while let Some(arg) = args.next() {
         let arg = arg?;
+        if let Some(action) = Action::from_word(&arg).filter(|_| first) {
+            let args = args.map(|arg| arg.map_err(|UsageError(message)| message));
+            return match admin_client::parse(action, args) {
+                Ok(Some(request)) => Ok(Command::Admin(request)),
+                Ok(None) => Ok(Command::AdminHelp),
+                Err(message) => Err(UsageError(message)),
+            };
+        }
         if first && arg == "demo" {
             return match args.next() {
                 None => Ok(Command::Demo),
