@@ -115,10 +115,9 @@ impl Relay {
         // the slots that free up meanwhile.
         let mut at_limit = false;
         loop {
-            // The settings of now, for this client: a reload may have replaced them.
-            let route = &current.get();
-            let (config, observer) = (&route.config, &route.observer);
-            let max_connections = route.max_connections;
+            // The limit of now; a reload may raise or lower it.
+            let now = current.get();
+            let (observer, max_connections) = (&now.observer, now.max_connections);
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(max_connections) {
                 if !at_limit {
@@ -151,7 +150,11 @@ impl Relay {
             }
             match accepted {
                 Ok((client, client_addr)) => {
-                    backoff.succeeded(observer);
+                    // The settings of now for this client: a reload may have replaced them
+                    // while `accept` waited.
+                    let route = &current.get();
+                    let config = &route.config;
+                    backoff.succeeded(&route.observer);
                     let allowed = permits(config, &client_addr);
                     let connection = Connection::new(next_id(), client, client_addr, config);
                     if allowed {

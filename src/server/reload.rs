@@ -105,12 +105,11 @@ impl Reloader {
         let server = parsed.server_config(&overrides).map_err(|error| error.to_string())?;
         let running = self.routes.configs().ok_or("the relay is draining")?;
         let mut summary = Summary::default();
+        let kept = match_listeners(&running, &server.routes);
         let mut taken = vec![false; running.len()];
         let mut next = Vec::new();
         for (index, config) in server.routes.iter().enumerate() {
-            let same_listener = (0..running.len())
-                .find(|&old| !taken[old] && same_listener(&running[old].0, config));
-            match same_listener {
+            match kept[index] {
                 Some(old) => {
                     taken[old] = true;
                     let changed = differs(&running[old].0, config);
@@ -176,10 +175,36 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Whether `config` is a route on `running`'s listener: the same listen address as
-/// configured (so `127.0.0.1:0` stays the port it was given).
-fn same_listener(running: &Config, config: &Config) -> bool {
-    running.listen_address() == config.listen_address()
+/// For each route of the new file, the running route whose listener it keeps, if any:
+/// one with the same listen address as configured (so `127.0.0.1:0` keeps the port it
+/// was given), and the same name first. A route on port 0 keeps a listener only by its
+/// name too: port 0 means "any free port", so its address does not tell routes apart.
+fn match_listeners(running: &[(Config, Address)], routes: &[Config]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; running.len()];
+    let mut kept = vec![None; routes.len()];
+    let same_address = |old: &Config, new: &Config| old.listen_address() == new.listen_address();
+    for by_name_too in [true, false] {
+        for (index, config) in routes.iter().enumerate() {
+            if kept[index].is_some() {
+                continue;
+            }
+            let found = running.iter().enumerate().position(|(old, (running, _))| {
+                !taken[old]
+                    && same_address(running, config)
+                    && (running.name == config.name || !by_name_too && !any_port(config))
+            });
+            if let Some(old) = found {
+                taken[old] = true;
+                kept[index] = Some(old);
+            }
+        }
+    }
+    kept
+}
+
+/// Whether a route listens on "any free port" (port 0).
+fn any_port(config: &Config) -> bool {
+    matches!(config.listen_address(), Address::Tcp(addr) if addr.port() == 0)
 }
 
 /// Whether a kept route's settings changed: any route setting, or the log level.

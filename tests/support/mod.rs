@@ -181,6 +181,15 @@ pub fn exchange(client: &TcpStream, sent: &[u8]) -> Vec<u8> {
     })
 }
 
+/// Writes all of `sent` on a second thread while this one reads back as many bytes from an
+/// echo, leaving the connection open for more: [`exchange`] without the half-close.
+pub fn round_trip(client: &TcpStream, sent: &[u8]) -> Vec<u8> {
+    thread::scope(|scope| {
+        scope.spawn(|| send(client, sent));
+        read_exactly(client, sent.len(), "the echo")
+    })
+}
+
 /// `len` deterministic pseudo-random bytes for `seed` (xorshift64*), so each connection's
 /// data differs and any loss, duplication or reordering changes the comparison.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -1000,5 +1009,36 @@ pub fn fake_resolver(upstream: &str) -> io::Result<Vec<SocketAddr>> {
     match names.iter().find(|(name, _)| name == upstream) {
         Some((_, addrs)) => Ok(addrs.clone()),
         None => tcprelay::system_resolver(upstream),
+    }
+}
+
+/// A config file with `text`, in a directory of its own under the system's temp dir;
+/// removed when dropped.
+pub struct ConfigFile {
+    pub path: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(name: &str, text: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(format!("tcprelay-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        ConfigFile { path }
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// Replaces the file's text (for a reload).
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).unwrap();
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
