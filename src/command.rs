@@ -8,11 +8,13 @@
 //! mistakes.
 
 use std::ffi::OsString;
+use std::io;
 use std::process::ExitCode;
 
 use crate::net::stream::Address;
 use crate::ops::admin_client;
 use crate::ops::log::{self, Log};
+use crate::server::pid_file::{self, PidFile};
 use crate::server::{Server, ServerConfig};
 use crate::settings::cli::{self, Command};
 use crate::teach::demo;
@@ -59,6 +61,13 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 /// `log.Fatal` becomes an exit code: 1 if a listener cannot be bound, 0 after a drain.
 fn serve(config: ServerConfig) -> ExitCode {
     let log = Log::new(config.log_level());
+    let pid_path = config.pid_file.clone();
+    if let Some(path) = &pid_path {
+        if let Err(refused) = pid_file::check(path) {
+            eprintln!("tcprelay: {refused}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = Server::bind(config).and_then(|server| {
         // Scripts and tests read these lines to learn the ports, so they are written at
         // any level: one per route, in the order given, then the admin endpoint.
@@ -72,6 +81,11 @@ fn serve(config: ServerConfig) -> ExitCode {
             Some(admin) => log.always(&format!("admin endpoint on {admin}"), &[]),
             None => {}
         }
+        // Written once every route listens; removed when `_pid` drops, after the drain.
+        let _pid = match &pid_path {
+            Some(path) => Some(PidFile::write(path).map_err(io::Error::other)?),
+            None => None,
+        };
         server.serve()
     });
     // The log is written by its own thread, which the process does not wait for: give it a

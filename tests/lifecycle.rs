@@ -1,6 +1,7 @@
 //! The life cycle without signals (issue 13): reload with live connections kept, the
 //! client subcommands `tcprelay reload|drain|status`, `--listen stdin` and `--pid-file`.
 //! Every test runs the binary, as an operator or an init system would.
+#![cfg(unix)]
 #![forbid(unsafe_code)]
 
 mod support;
@@ -281,4 +282,75 @@ fn drain_waits_until_the_relay_has_stopped() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "draining, up to 10s\ndrained: the relay has stopped\n");
     assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+#[test]
+fn a_listening_socket_passed_as_stdin_is_served_and_closed_at_exit() {
+    use std::os::fd::OwnedFd;
+    let up = Upstream::echo();
+    // What systemd's socket unit does: bind, listen, and hand the socket over as fd 0.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stdin = std::process::Stdio::from(OwnedFd::from(listener));
+    let upstream = up.addr.to_string();
+    let relay = RelayProcess::start_with_stdin(stdin, &["--listen", "stdin", "-u", &upstream]);
+    assert_eq!(relay.addr, addr, "the `listening on` line names the inherited socket");
+    let data = pattern(7, 64 * 1024);
+    assert_eq!(checksum(&echo_through(addr, &data)), checksum(&data));
+    // The relay held the only other copy: once it is gone, nobody listens there.
+    drop(relay);
+    assert!(TcpStream::connect_timeout(&addr, TIMEOUT).is_err());
+}
+
+#[test]
+fn stdin_that_is_not_a_listening_socket_is_refused_saying_what_to_change() {
+    // `output()` gives the child /dev/null as stdin.
+    let output = run_tcprelay(&["--listen", "stdin", "--upstream", ":1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("--listen stdin: standard input is not a TCP socket"), "{stderr}");
+    // A connected socket, as systemd's Accept=yes or inetd's nowait would pass.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let connected = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["--listen", "stdin", "--upstream", ":1"])
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(connected)))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("is a connected socket (systemd Accept=yes"), "{stderr}");
+    // Two routes cannot both take stdin; --check says so before anything runs.
+    let output = run_tcprelay(&["--route", "stdin=:1", "--route", "stdin=:2", "--check"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("both listen on stdin"));
+    let output = run_tcprelay(&["--route", "stdin=:1", "--check"]);
+    assert!(text(&output.stdout).contains("route stdin -> 127.0.0.1:1"));
+}
+
+#[test]
+fn the_pid_file_is_written_once_listening_guards_against_a_second_relay_and_goes_at_exit() {
+    let up = Upstream::echo();
+    let pid_path = std::env::temp_dir().join(format!("tcprelay-test-{}.pid", std::process::id()));
+    // A stale file left by a process that is not a tcprelay (this test) is replaced.
+    std::fs::write(&pid_path, format!("{}\n", std::process::id())).unwrap();
+    let pid_arg = pid_path.to_str().unwrap();
+    let upstream = up.addr.to_string();
+    let args = ["-l", ":0", "-u", &upstream, "--admin", ":0", "--pid-file", pid_arg];
+    let mut relay = RelayProcess::start_routes(&args, 1, true);
+    let written = std::fs::read_to_string(&pid_path).unwrap();
+    assert_eq!(written, format!("{}\n", relay.pid()));
+
+    // A second relay with the same pid file refuses to start.
+    let output = run_tcprelay(&args);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(&format!("names process {}, a tcprelay", relay.pid())), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&pid_path).unwrap(), written, "the file was touched");
+
+    // A clean exit (a drain) removes it.
+    let output = client("drain", relay.admin.unwrap(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(relay.wait_for_exit(), Some(0));
+    assert!(!pid_path.exists(), "the pid file outlived a clean exit");
 }

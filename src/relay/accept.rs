@@ -7,6 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::limits::threads::{ThreadLife, ThreadRole};
+use crate::net::inherited;
 use crate::net::stream::{self, Address, Listener};
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::{Conn, Ending, Observer};
@@ -40,9 +41,12 @@ impl Relay {
     pub fn bind(config: Config) -> io::Result<Relay> {
         config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         let wanted = config.listen_address();
-        let listener = Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
-            io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
-        })?;
+        let listener = match config.listen_stdin {
+            true => inherited::listener_on_stdin()?,
+            false => Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
+                io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
+            })?,
+        };
         let listen_addr = listener.local_addr()?;
         let local_addr = match &listen_addr {
             Address::Tcp(addr) => *addr,

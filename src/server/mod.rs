@@ -30,6 +30,7 @@
 //! ```
 
 pub(crate) mod handle;
+pub(crate) mod pid_file;
 mod reload;
 pub(crate) mod routes;
 

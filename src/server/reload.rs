@@ -182,7 +182,7 @@ impl std::fmt::Display for Summary {
 fn match_listeners(running: &[(Config, Address)], routes: &[Config]) -> Vec<Option<usize>> {
     let mut taken = vec![false; running.len()];
     let mut kept = vec![None; routes.len()];
-    let same_address = |old: &Config, new: &Config| old.listen_address() == new.listen_address();
+    let same_address = |old: &Config, new: &Config| old.listen_text() == new.listen_text();
     for by_name_too in [true, false] {
         for (index, config) in routes.iter().enumerate() {
             if kept[index].is_some() {

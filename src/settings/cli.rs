@@ -7,10 +7,9 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::net::stream::Address;
 use crate::ops::admin_client::{self, Action, AdminRequest};
 use crate::server::{ConfigFile, ServerConfig};
-use crate::settings::address;
+use crate::settings::address::{self, Listen};
 use crate::settings::config::Config;
 use crate::settings::file;
 use crate::settings::{self, Scope, Value};
@@ -124,9 +123,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     let mut args = args.into_iter().map(|arg| {
         arg.into_string().map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
     });
-    let mut listen: Option<Address> = None;
+    let mut listen: Option<Listen> = None;
     let mut upstreams: Vec<String> = Vec::new();
-    let mut routes: Vec<(Address, Vec<String>)> = Vec::new();
+    let mut routes: Vec<(Listen, Vec<String>)> = Vec::new();
     let (mut config_file, mut check) = (None::<PathBuf>, false);
     // Every setting given, in order, and each single-value flag seen with its value.
     let mut values: Vec<Value> = Vec::new();
@@ -195,13 +194,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "--config" => config_file = Some(PathBuf::from(value)),
             "--check" if value == "on" => check = true,
             "--check" => return Err(invalid(format!("takes no value, found {value:?}"))),
-            LISTEN => listen = Some(address::parse_listen_address(&value).map_err(invalid)?),
+            LISTEN => listen = Some(address::parse_route_listen(&value).map_err(invalid)?),
             UPSTREAM => upstreams.extend(parse_upstream_list(&value).map_err(invalid)?),
             ROUTE => {
                 let (listen_text, upstream_text) = value.split_once('=').ok_or_else(|| {
                     invalid(format!("expected LISTEN=UPSTREAM[,UPSTREAM...], found {value:?}"))
                 })?;
-                let route_listen = address::parse_listen_address(listen_text).map_err(invalid)?;
+                let route_listen = address::parse_route_listen(listen_text).map_err(invalid)?;
                 let route_upstreams = parse_upstream_list(upstream_text).map_err(invalid)?;
                 routes.push((route_listen, route_upstreams));
             }
@@ -250,7 +249,7 @@ fn with_config_file(
     file: &Path,
     listen: bool,
     upstreams: &[String],
-    routes: &[(Address, Vec<String>)],
+    routes: &[(Listen, Vec<String>)],
     values: &[Value],
 ) -> Result<ServerConfig, UsageError> {
     let route_flag =
@@ -288,17 +287,14 @@ fn parse_upstream_list(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// One route with default settings, this listen address and these upstreams (at least one).
-fn route_config(listen: Address, upstreams: Vec<String>) -> Config {
+fn route_config(listen: Listen, upstreams: Vec<String>) -> Config {
     let mut upstreams = upstreams.into_iter();
     let mut config = Config {
         upstream: upstreams.next().unwrap_or_default(),
         more_upstreams: upstreams.collect(),
         ..Config::default()
     };
-    match listen {
-        Address::Tcp(addr) => config.listen = addr,
-        Address::Unix(path) => config.listen_unix = Some(path),
-    }
+    listen.apply(&mut config);
     config
 }
 

@@ -170,12 +170,9 @@ impl FileConfig {
                 settings::apply_route(&[option.value()], &mut config)
                     .map_err(|m| self.error_at(&option.text, m))?;
             }
-            match address::parse_listen_address(&spec.listen.text)
+            address::parse_route_listen(&spec.listen.text)
                 .map_err(|m| self.error_at(&spec.listen, m))?
-            {
-                crate::Address::Tcp(addr) => config.listen = addr,
-                crate::Address::Unix(path) => config.listen_unix = Some(path),
-            }
+                .apply(&mut config);
             let mut upstreams = Vec::new();
             for located in &spec.upstreams {
                 upstreams.push(
@@ -407,7 +404,7 @@ fn route_keys() -> String {
 
 /// The settings whose value is a file: a relative path in a config file is taken relative
 /// to the file's own directory.
-const PATHS_RELATIVE_TO_THE_FILE: [&str; 1] = ["admin-token-file"];
+const PATHS_RELATIVE_TO_THE_FILE: [&str; 2] = ["admin-token-file", "pid-file"];
 
 struct Parser<'a> {
     file: &'a Path,

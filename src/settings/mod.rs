@@ -233,6 +233,27 @@ pub static SETTINGS: &[Setting] = &[
         ),
     },
     Setting {
+        name: "pid-file",
+        short: None,
+        value: "FILE",
+        scope: Scope::Process,
+        list: false,
+        default: "none",
+        limits: "a path; in a config file a relative FILE is relative to it",
+        help: "write the process id to FILE once every route listens, remove it on a clean \
+               exit; refuse to start while it names a running tcprelay",
+        field: Field::Process(
+            |server, text| {
+                if text.is_empty() {
+                    return Err("expected a file path, found \"\"".to_string());
+                }
+                server.pid_file = Some(text.into());
+                Ok(())
+            },
+            |server| server.pid_file.as_ref().map(|path| path.display().to_string()),
+        ),
+    },
+    Setting {
         name: "drain-timeout",
         short: None,
         value: "DUR",
@@ -642,13 +663,23 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
         let listen = route.listen_address();
         for (earlier_index, earlier) in server.routes[..index].iter().enumerate() {
             let other = earlier.listen_address();
-            if same_listener(&listen, &other) {
+            // A socket on stdin is known only once it is taken: it clashes only with stdin.
+            let clash = match (route.listen_stdin, earlier.listen_stdin) {
+                (true, true) => true,
+                (false, false) => same_listener(&listen, &other),
+                _ => false,
+            };
+            if clash {
+                let listen = route.listen_text();
                 return Err(at(Some(index))(format!(
                     "route {label} and route {} (route {}) both listen on {listen}",
                     route_label(earlier),
                     earlier_index + 1
                 )));
             }
+        }
+        if route.listen_stdin {
+            continue;
         }
         if let Some(admin) = &server.admin {
             if same_listener(admin, &listen) {
@@ -672,9 +703,9 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
 /// A route as people know it: its name, else its listen address.
 fn route_label(route: &Config) -> String {
     if route.name.is_empty() {
-        route.listen_address().to_string()
+        route.listen_text()
     } else {
-        format!("{} ({})", route.name, route.listen_address())
+        format!("{} ({})", route.name, route.listen_text())
     }
 }
 
@@ -740,7 +771,7 @@ pub fn describe(server: &ServerConfig) -> String {
 /// One route as a `route` line of the config file, every route setting written out: what
 /// `--check` prints for it, and what a reload compares to tell a changed route.
 pub fn describe_route(route: &Config) -> String {
-    let mut text = format!("route {} ->", route.listen_address());
+    let mut text = format!("route {} ->", route.listen_text());
     for upstream in route.upstreams() {
         let _ = write!(text, " {upstream}");
     }

@@ -352,14 +352,22 @@ impl RelayProcess {
     pub fn start_routes(args: &[&str], routes: usize, with_admin: bool) -> RelayProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
         command.args(args);
-        RelayProcess::spawn(command, routes, with_admin)
+        RelayProcess::spawn(command, Stdio::null(), routes, with_admin)
+    }
+
+    /// Runs `tcprelay ARGS` with `stdin` as its standard input (`--listen stdin` takes a
+    /// listening socket there) and waits for it to listen.
+    pub fn start_with_stdin(stdin: Stdio, args: &[&str]) -> RelayProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
+        command.args(args);
+        RelayProcess::spawn(command, stdin, 1, false)
     }
 
     /// Runs the program at `path` with `args` and waits for its `listening on` line.
     pub fn start_program(path: &std::path::Path, args: &[&str]) -> RelayProcess {
         let mut command = Command::new(path);
         command.args(args);
-        RelayProcess::spawn(command, 1, false)
+        RelayProcess::spawn(command, Stdio::null(), 1, false)
     }
 
     /// Runs `tcprelay ARGS` with at most `limit` file descriptors (`RLIMIT_NOFILE`). Std
@@ -382,14 +390,14 @@ impl RelayProcess {
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_tcprelay"))
             .args(args);
-        RelayProcess::spawn(command, 1, with_admin)
+        RelayProcess::spawn(command, Stdio::null(), 1, with_admin)
     }
 
     /// Starts `command` and reads its start-up lines, which must come first on stderr: one
     /// `listening on ADDR` per route, then `admin endpoint on http://ADDR` if `with_admin`.
-    fn spawn(mut command: Command, routes: usize, with_admin: bool) -> RelayProcess {
+    fn spawn(mut command: Command, stdin: Stdio, routes: usize, with_admin: bool) -> RelayProcess {
         let mut child = command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
