@@ -180,8 +180,8 @@ pub static SETTINGS: &[Setting] = &[
         list: false,
         default: "none",
         limits: "HOST:PORT (:PORT means 127.0.0.1) or unix:PATH",
-        help: "serve GET /metrics, GET /healthz and POST /drain over HTTP here; keep it on \
-               loopback or a unix: socket, or set admin-token-file",
+        help: "serve GET /metrics, /healthz, /status and POST /drain, /reload over HTTP \
+               here; keep it on loopback or a unix: socket, or set admin-token-file",
         field: Field::Process(
             |server, text| {
                 server.admin = Some(address::parse_listen_address(text)?);
