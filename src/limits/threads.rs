@@ -17,7 +17,7 @@ use std::time::Duration;
 pub enum ThreadRole {
     /// The first thread: dials the upstream and copies upstream → client (Go's `handleConn`).
     First,
-    /// The second thread: copies client → upstream (Go's `go func() { io.Copy(...) }()`).
+    /// The second thread: copies client → upstream (Go's `go func() { ...; copyThenCloseWrite(up, conn) }()`).
     Second,
 }
 

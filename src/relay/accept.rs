@@ -189,7 +189,7 @@ impl Relay {
     }
 }
 
-/// Starts the first thread of a new connection (Go: `go handleConn(conn)`).
+/// Starts the first thread of a new connection (Go: `go handleConn(conn.(*net.TCPConn), *upstream)`).
 ///
 /// If the OS cannot create the thread (out of memory, `ulimit -u`), the client is closed and
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which

@@ -24,10 +24,14 @@ use crate::relay::connection::Connection;
 /// bytes delivered. Go's `copyThenCloseWrite(dst, src)`:
 ///
 /// ```go
-/// if _, err := io.Copy(dst, src); err != nil {
-///     src.Close(); dst.Close(); return
+/// func copyThenCloseWrite(dst, src *net.TCPConn) {
+///     if _, err := io.Copy(dst, src); err != nil { // io::copy(&mut source, &mut sink)
+///         src.Close()                       // connection.close(reason, error):
+///         dst.Close()                       //   shutdown(Both) on both sockets
+///         return
+///     }
+///     dst.CloseWrite()                      // dst.shutdown(Shutdown::Write)
 /// }
-/// dst.CloseWrite()
 /// ```
 ///
 /// At EOF the source has said "I am done sending": we pass that on with `shutdown(Write)`

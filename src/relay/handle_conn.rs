@@ -1,27 +1,35 @@
 //! The life of one connection, top to bottom: dial → spawn → copy both ways → half-close →
-//! join → close. Read it beside `handleConn` in docs/go/correct/main.go, which it mirrors:
+//! join → close. Read it beside `handleConn` in `docs/go/correct/main.go`, quoted here with
+//! the Rust that does each line (the names are the Go program's: `conn` is the client, `up`
+//! the upstream, `dst`/`src` the two sides of one copy):
 //!
 //! ```go
-//! func handleConn(conn *net.TCPConn, upstream string) {
-//!     defer conn.Close()                     // Drop of the Connection
-//!     c, err := net.Dial("tcp", upstream)    // route.upstreams.dial(...)
-//!     if err != nil { return }
+//! func handleConn(conn *net.TCPConn, upstream string) { // handle_conn, on the first thread
+//!     defer conn.Close()                    // Drop of the Connection, after both copies
+//!     c, err := net.Dial("tcp", upstream)   // route.upstreams.dial(connect_timeout, ..)
+//!     if err != nil {
+//!         log.Println("dial:", err)         // conn.close(ConnectFailed, ..)
+//!         return
+//!     }
 //!     up := c.(*net.TCPConn)
-//!     defer up.Close()
-//!     var wg sync.WaitGroup                  // mpsc::channel(): the second thread's `done`
+//!     defer up.Close()                      // attach_upstream: the Connection owns it
+//!     var wg sync.WaitGroup                 // mpsc::channel(): `done` / `second_done`
 //!     wg.Add(1)
-//!     go func() {                            // route.threads.run(...): the second thread
-//!         defer wg.Done()
-//!         copyThenCloseWrite(up, conn)       // client → upstream
+//!     go func() {                           // route.threads.run(ThreadRole::Second, ..)
+//!         defer wg.Done()                   // done.send(bytes)
+//!         copyThenCloseWrite(up, conn)      // copy_then_close_write(up, conn.client, ..)
 //!     }()
-//!     copyThenCloseWrite(conn, up)           // upstream → client, on this thread
-//!     wg.Wait()                              // second_done.recv()
+//!     copyThenCloseWrite(conn, up)          // copy_then_close_write(conn.client, up, ..)
+//!     wg.Wait()                             // second_done.recv()
 //! }
 //! ```
 //!
-//! The second thread comes from [`crate::limits::threads::ThreadPool`]: a new OS thread, or
-//! one parked after an earlier connection (the goroutine runtime does the same for Go).
-//! Everything the log, `--explain` and the metrics hear goes through the route's
+//! `copyThenCloseWrite` itself is in `copy.rs`. The second thread comes from
+//! [`crate::limits::threads::ThreadPool`]: a new OS thread, or one parked after an earlier
+//! connection (the goroutine runtime does the same for Go). A parked thread cannot borrow
+//! this function's locals, so the Connection is shared by an `Arc` and the wait is a
+//! channel, where a scoped thread would need neither (docs/go-to-rust.md). Everything the
+//! log, `--explain` and the metrics hear goes through the route's
 //! [`Observer`](crate::ops::observe::Observer), one call per event.
 
 use std::io::{self, Write};

@@ -73,7 +73,8 @@ Options:
     text.push_str(&entry(
         "-l, --listen ADDR",
         "where to accept clients (required): HOST:PORT, [IPv6]:PORT, or :PORT / PORT for \
-         127.0.0.1. Port 0 picks a free port.",
+         127.0.0.1. Port 0 picks a free port. stdin: the listening socket passed as standard \
+         input (systemd StandardInput=socket, Accept=no).",
     ));
     text.push_str(&entry(
         "-u, --upstream ADDR[,ADDR...]",
