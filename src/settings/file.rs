@@ -911,7 +911,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn global_setting_errors() {
         #[rustfmt::skip]
         let cases = [
-            ("conect-timeout 5s", 1, 1, r#"expected a global setting (log-level, admin, admin-token-file, admin-socket-mode, drain-timeout, policy, health-check, connect-timeout, idle-timeout, half-close-timeout, max-connections, buffer-size, stack-size, thread-keep-alive, explain, socket-mode) or "route", found "conect-timeout""#),
+            ("conect-timeout 5s", 1, 1, r#"expected a global setting (log-level, admin, admin-token-file, admin-socket-mode, pid-file, drain-timeout, policy, health-check, connect-timeout, idle-timeout, half-close-timeout, max-connections, buffer-size, stack-size, thread-keep-alive, explain, socket-mode) or "route", found "conect-timeout""#),
             ("idle-timeout=5m", 1, 1, r#"expected a space between a global setting and its value, found "idle-timeout=5m""#),
             ("allow 10.0.0.0/8", 1, 1, r#"found the route option "allow" (write allow=... on a route line)"#),
             ("\nidle-timeout", 2, 13, r#"expected a value after "idle-timeout", found end of line"#),
