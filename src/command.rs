@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::io;
 use std::process::ExitCode;
 
+use crate::limits::arenas;
 use crate::net::stream::Address;
 use crate::ops::admin_client;
 use crate::ops::log::{self, Log};
@@ -61,6 +62,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 /// `log.Fatal` becomes an exit code: 1 if a listener cannot be bound, 0 after a drain.
 fn serve(config: ServerConfig) -> ExitCode {
     let log = Log::new(config.log_level());
+    // Under `ulimit -v`, glibc's malloc arenas would take most of the address space: start
+    // again with one arena (docs/operations.md, "Sizing under memory limits"). Returns only
+    // when that was not needed or failed; then the connection cap counts every arena.
+    if let Err(error) = arenas::bound_by_reexec() {
+        log.warn(
+            "cannot restart with MALLOC_ARENA_MAX=1; counting every malloc arena instead",
+            &[("error", &error)],
+        );
+    }
     let pid_path = config.pid_file.clone();
     if let Some(path) = &pid_path {
         if let Err(refused) = pid_file::check(path) {

@@ -29,6 +29,12 @@ pub enum CloseReason {
     Stopped,
     /// The access rules (`allow`/`deny`) refused the client; no upstream was dialled.
     Denied,
+    /// The client already had `--max-connections-per-client` connections open on the route:
+    /// closed at once, no upstream dialled.
+    ClientLimit,
+    /// The whole process was at the connection cap its OS limits allow (several routes
+    /// together): closed at once, no upstream dialled.
+    ProcessLimit,
 }
 
 impl CloseReason {
@@ -46,11 +52,13 @@ impl CloseReason {
             CloseReason::HalfCloseTimeout => "half_close_timeout",
             CloseReason::Stopped => "stopped",
             CloseReason::Denied => "denied",
+            CloseReason::ClientLimit => "client_limit",
+            CloseReason::ProcessLimit => "process_limit",
         }
     }
 
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::ClientEof,
         CloseReason::UpstreamEof,
         CloseReason::ClientReset,
@@ -62,6 +70,8 @@ impl CloseReason {
         CloseReason::HalfCloseTimeout,
         CloseReason::Stopped,
         CloseReason::Denied,
+        CloseReason::ClientLimit,
+        CloseReason::ProcessLimit,
     ];
 
     /// This reason's place in [`CloseReason::ALL`].

@@ -27,6 +27,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::outcome::CloseReason;
 
@@ -41,6 +42,9 @@ pub struct RouteMetrics {
     accepted: AtomicU64,
     active: AtomicU64,
     rejected_limit: AtomicU64,
+    max_connections: AtomicU64,
+    limit_reached: AtomicU64,
+    limit_wait_micros: AtomicU64,
     denied: AtomicU64,
     connect_failed: AtomicU64,
     dial_local_errors: AtomicU64,
@@ -85,6 +89,9 @@ impl RouteMetrics {
             accepted: AtomicU64::new(0),
             active: AtomicU64::new(0),
             rejected_limit: AtomicU64::new(0),
+            max_connections: AtomicU64::new(0),
+            limit_reached: AtomicU64::new(0),
+            limit_wait_micros: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             connect_failed: AtomicU64::new(0),
             dial_local_errors: AtomicU64::new(0),
@@ -145,9 +152,27 @@ impl RouteMetrics {
         debug_assert!(decremented.is_ok(), "record_close without record_accepted");
     }
 
-    /// A client was refused because the route was at its connection limit.
+    /// A client was closed at once because the whole process held all the connections its
+    /// OS limits allow (close reason `process_limit`).
     pub fn record_rejected_limit(&self) {
         self.rejected_limit.fetch_add(1, RELAXED);
+    }
+
+    /// The route's connection limit as it applies: `--max-connections`, or less if the
+    /// process cannot hold that many.
+    pub fn set_max_connections(&self, max: usize) {
+        self.max_connections.store(max as u64, RELAXED);
+    }
+
+    /// The route reached its connection limit and paused accepting (once per episode).
+    pub fn record_limit_reached(&self) {
+        self.limit_reached.fetch_add(1, RELAXED);
+    }
+
+    /// The accept loop was paused at the connection limit for `waited`.
+    pub fn add_limit_wait(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.limit_wait_micros.fetch_add(micros, RELAXED);
     }
 
     /// A client was refused by the route's access rules.
@@ -185,6 +210,9 @@ impl RouteMetrics {
             accepted: self.accepted.load(RELAXED),
             active: self.active.load(RELAXED),
             rejected_limit: self.rejected_limit.load(RELAXED),
+            max_connections: self.max_connections.load(RELAXED),
+            limit_reached: self.limit_reached.load(RELAXED),
+            limit_wait_micros: self.limit_wait_micros.load(RELAXED),
             denied: self.denied.load(RELAXED),
             connect_failed: self.connect_failed.load(RELAXED),
             dial_local_errors: self.dial_local_errors.load(RELAXED),
@@ -302,8 +330,14 @@ pub struct RouteSnapshot {
     pub accepted: u64,
     /// Client connections accepted and not yet closed.
     pub active: u64,
-    /// Clients refused because the route was at its connection limit.
+    /// Clients closed at once because the process was at its connection cap.
     pub rejected_limit: u64,
+    /// The route's connection limit as it applies.
+    pub max_connections: u64,
+    /// Times the route reached its connection limit and paused accepting.
+    pub limit_reached: u64,
+    /// Microseconds the accept loop spent paused at the connection limit.
+    pub limit_wait_micros: u64,
     /// Clients refused by the access rules.
     pub denied: u64,
     /// Failed attempts to connect to an upstream.
@@ -362,9 +396,41 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
         routes,
         "tcprelay_connections_rejected_limit_total",
         "counter",
-        "Client connections closed at once because the route was at max-connections.",
+        "Client connections closed at once because the process held all the connections its OS limits allow (reason process_limit).",
         |r| r.rejected_limit,
     );
+    write_one_per_route(
+        &mut out,
+        routes,
+        "tcprelay_connections_max",
+        "gauge",
+        "The route's connection limit: max-connections, or less if the process cannot hold that many.",
+        |r| r.max_connections,
+    );
+    write_one_per_route(
+        &mut out,
+        routes,
+        "tcprelay_connection_limit_waits_total",
+        "counter",
+        "Times the route reached its connection limit and paused accepting; new clients then wait in the backlog.",
+        |r| r.limit_reached,
+    );
+    let name = "tcprelay_connection_limit_wait_seconds_total";
+    write_family_head(
+        &mut out,
+        name,
+        "counter",
+        "Seconds the route's accept loop was paused at its connection limit, added as each slot frees up.",
+    );
+    for route in routes {
+        let label = escape_label_value(&route.route);
+        let micros = route.limit_wait_micros;
+        out.push_str(&format!(
+            "{name}{{route=\"{label}\"}} {}.{:06}\n",
+            micros / 1_000_000,
+            micros % 1_000_000
+        ));
+    }
     write_one_per_route(
         &mut out,
         routes,
@@ -625,6 +691,9 @@ mod tests {
         app2.set_up(false);
         web.record_dial_local_error();
         web.record_rejected_limit();
+        web.set_max_connections(500);
+        web.record_limit_reached();
+        web.add_limit_wait(Duration::from_micros(1_500_250));
         web.record_close(CloseReason::IdleTimeout);
         web.record_connect_failed();
         web.record_connect_failed();
@@ -645,10 +714,22 @@ tcprelay_connections_accepted_total{route="a\"b\\c\nd"} 1
 # TYPE tcprelay_connections_active gauge
 tcprelay_connections_active{route="web"} 1
 tcprelay_connections_active{route="a\"b\\c\nd"} 0
-# HELP tcprelay_connections_rejected_limit_total Client connections closed at once because the route was at max-connections.
+# HELP tcprelay_connections_rejected_limit_total Client connections closed at once because the process held all the connections its OS limits allow (reason process_limit).
 # TYPE tcprelay_connections_rejected_limit_total counter
 tcprelay_connections_rejected_limit_total{route="web"} 1
 tcprelay_connections_rejected_limit_total{route="a\"b\\c\nd"} 0
+# HELP tcprelay_connections_max The route's connection limit: max-connections, or less if the process cannot hold that many.
+# TYPE tcprelay_connections_max gauge
+tcprelay_connections_max{route="web"} 500
+tcprelay_connections_max{route="a\"b\\c\nd"} 0
+# HELP tcprelay_connection_limit_waits_total Times the route reached its connection limit and paused accepting; new clients then wait in the backlog.
+# TYPE tcprelay_connection_limit_waits_total counter
+tcprelay_connection_limit_waits_total{route="web"} 1
+tcprelay_connection_limit_waits_total{route="a\"b\\c\nd"} 0
+# HELP tcprelay_connection_limit_wait_seconds_total Seconds the route's accept loop was paused at its connection limit, added as each slot frees up.
+# TYPE tcprelay_connection_limit_wait_seconds_total counter
+tcprelay_connection_limit_wait_seconds_total{route="web"} 1.500250
+tcprelay_connection_limit_wait_seconds_total{route="a\"b\\c\nd"} 0.000000
 # HELP tcprelay_connections_denied_total Client connections closed at once by the allow/deny rules.
 # TYPE tcprelay_connections_denied_total counter
 tcprelay_connections_denied_total{route="web"} 0
@@ -704,6 +785,8 @@ tcprelay_connections_closed_total{route="web",reason="idle_timeout"} 1
 tcprelay_connections_closed_total{route="web",reason="half_close_timeout"} 0
 tcprelay_connections_closed_total{route="web",reason="stopped"} 0
 tcprelay_connections_closed_total{route="web",reason="denied"} 0
+tcprelay_connections_closed_total{route="web",reason="client_limit"} 0
+tcprelay_connections_closed_total{route="web",reason="process_limit"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="upstream_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_reset"} 0
@@ -715,6 +798,8 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="idle_timeout"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="half_close_timeout"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="stopped"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_limit"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="process_limit"} 0
 "#;
         assert_eq!(text, expected);
     }
@@ -722,7 +807,7 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
     #[test]
     fn no_routes_still_render_the_family_headers() {
         let text = render_prometheus(&[]);
-        assert_eq!(text.lines().count(), 14 * 2);
+        assert_eq!(text.lines().count(), 17 * 2);
         assert!(text.lines().all(|line| line.starts_with("# ")));
     }
 

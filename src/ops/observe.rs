@@ -15,8 +15,9 @@ use std::fmt::Display;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::limits::capacity::Capacity;
 use crate::net::stream::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
@@ -72,6 +73,44 @@ impl Observer {
     /// A warning about the route itself (its limit, its accept loop), with `route=`.
     pub fn route_warn(&self, message: &str, fields: &[(&str, &dyn Display)]) {
         self.log.warn(message, &[&[self.route_field()], fields].concat());
+    }
+
+    /// `--max-connections` was more than the process can hold under its OS limits.
+    pub fn max_connections_lowered(&self, asked: usize, capacity: &Capacity) {
+        self.route_warn(
+            "max-connections lowered to fit the process's limits",
+            &[
+                ("asked", &asked),
+                ("allowed", &capacity.connections),
+                ("limited_by", &capacity.limited_by.name()),
+                ("limit", &capacity.limit),
+            ],
+        );
+    }
+
+    /// The route holds `max_connections`: the accept loop pauses, new clients wait in the
+    /// kernel's backlog. Once per episode.
+    pub fn limit_reached(&self, max_connections: usize) {
+        self.metrics.record_limit_reached();
+        self.route_warn(
+            "connection limit reached, pausing accept",
+            &[("max_connections", &max_connections)],
+        );
+    }
+
+    /// The accept loop was paused at the limit for `waited`, until a slot freed up (or the
+    /// relay stopped).
+    pub fn waited_at_limit(&self, waited: Duration) {
+        self.metrics.add_limit_wait(waited);
+    }
+
+    /// The episode at the limit is over: a slot is free and nobody waits. It lasted
+    /// `lasted`, and `held` clients were accepted from the backlog meanwhile.
+    pub fn limit_cleared(&self, lasted: Duration, held: u64) {
+        self.route_warn(
+            "connection limit cleared, accepting again",
+            &[("waited_ms", &lasted.as_millis()), ("held", &held)],
+        );
     }
 
     /// Whether `--explain` wants to hear about first bytes (the copy loop asks once).
@@ -279,8 +318,10 @@ impl Observer {
         // counters. So /metrics shows a connection's bytes when it has closed.
         self.metrics.add_bytes_client_to_upstream(to_upstream);
         self.metrics.add_bytes_upstream_to_client(to_client);
-        if reason == CloseReason::Denied {
-            self.metrics.record_denied();
+        match reason {
+            CloseReason::Denied => self.metrics.record_denied(),
+            CloseReason::ProcessLimit => self.metrics.record_rejected_limit(),
+            _ => {}
         }
         self.metrics.record_close(reason);
     }

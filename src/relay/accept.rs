@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::limits::capacity::{Capacity, OPEN_IN_PROCESS, ProcessSlot};
+use crate::limits::per_client::ClientKey;
 use crate::limits::threads::{ThreadLife, ThreadRole};
 use crate::net::inherited;
 use crate::net::stream::{self, Address, Listener};
@@ -73,6 +75,11 @@ impl Relay {
         Arc::clone(&self.current.get().metrics)
     }
 
+    /// How many connections the whole process can hold, and which OS limit says so.
+    pub(crate) fn capacity(&self) -> Capacity {
+        self.current.get().capacity
+    }
+
     /// A handle that stops this relay from another thread.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle { current: Arc::clone(&self.current) }
@@ -109,45 +116,45 @@ impl Relay {
         );
         current.start_serving(); // the health checks
         if first.max_connections < first.config.max_connections {
-            first.observer.route_warn(
-                "max-connections lowered to fit vm.max_map_count",
-                &[("asked", &first.config.max_connections), ("allowed", &first.max_connections)],
-            );
+            first.observer.max_connections_lowered(first.config.max_connections, &first.capacity);
         }
-        // Whether clients are being held back at the connection limit. One such episode is
-        // logged twice, when it starts and when it ends, however many clients pass through
-        // the slots that free up meanwhile.
-        let mut at_limit = false;
+        // Clients being held back at the connection limit. One such episode is logged
+        // twice, when it starts and when it ends (with how long it lasted and how many
+        // clients waited), however many clients pass through the slots that free up.
+        let mut at_limit: Option<LimitEpisode> = None;
         loop {
             // The limit of now; a reload may raise or lower it.
             let now = current.get();
             let (observer, max_connections) = (&now.observer, now.max_connections);
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(max_connections) {
-                if !at_limit {
-                    at_limit = true;
-                    observer.route_warn(
-                        "connection limit reached, pausing accept",
-                        &[("max_connections", &max_connections)],
-                    );
+                if at_limit.is_none() {
+                    at_limit = Some(LimitEpisode { started: Instant::now(), held: 0 });
+                    observer.limit_reached(max_connections);
                 }
-                if !connections.wait_for_room(max_connections) {
+                let waiting = Instant::now();
+                let room = connections.wait_for_room(max_connections);
+                observer.waited_at_limit(waiting.elapsed());
+                if !room {
                     break;
                 }
             }
             // conn, err := l.Accept()
-            let accepted = if at_limit {
-                match listener.accept_waiting() {
-                    Some(accepted) => accepted,
+            let accepted = match &mut at_limit {
+                Some(episode) => match listener.accept_waiting() {
+                    Some(accepted) => {
+                        episode.held += 1;
+                        accepted
+                    }
                     None => {
                         // A slot is free and nobody is queueing for it: the episode is over.
-                        at_limit = false;
-                        observer.route_warn("connection limit cleared, accepting again", &[]);
+                        let LimitEpisode { started, held } = *episode;
+                        at_limit = None;
+                        observer.limit_cleared(started.elapsed(), held);
                         continue;
                     }
-                }
-            } else {
-                listener.accept()
+                },
+                None => listener.accept(),
             };
             if !connections.accepting() {
                 break; // the wake-up connection from `stop`, or a client too late
@@ -157,15 +164,9 @@ impl Relay {
                     // The settings of now for this client: a reload may have replaced them
                     // while `accept` waited.
                     let route = &current.get();
-                    let config = &route.config;
                     backoff.succeeded(&route.observer);
-                    let allowed = permits(config, &client_addr);
-                    let connection = Connection::new(next_id(), client, client_addr, config);
-                    if allowed {
-                        start_connection(route, connection);
-                    } else {
-                        refuse_denied(route, connection); // closed: no upstream is dialled
-                    }
+                    let connection = Connection::new(next_id(), client, client_addr, &route.config);
+                    admit(route, connection);
                 }
                 Err(error) => backoff.failed(&error, observer),
             }
@@ -189,15 +190,53 @@ impl Relay {
     }
 }
 
+/// A time during which the accept loop is held at the connection limit.
+#[derive(Clone, Copy, Debug)]
+struct LimitEpisode {
+    started: Instant,
+    /// Clients accepted from the backlog during the episode: each had waited there.
+    held: u64,
+}
+
+/// Lets an accepted client in, or closes it at once, before any upstream is dialled: when
+/// the access rules refuse it (`denied`), when it already has its share of the route
+/// (`client_limit`), or when the whole process holds all the connections its OS limits allow
+/// (`process_limit`; only several routes together get there, as each route's own limit is
+/// at most the process's).
+fn admit(route: &Arc<Route>, connection: Connection) {
+    if !permits(&route.config, &connection.client_addr) {
+        return refuse(route, connection, CloseReason::Denied, String::new());
+    }
+    // With `--accept-proxy` (not built yet) the key must come from the PROXY header's
+    // source address, read before this check; see `ClientKey::of`.
+    let client = ClientKey::of(&connection.client_addr);
+    let limit = route.per_client;
+    if let Some(client) = client.filter(|&client| limit.applies_to(client)) {
+        if route.connections.count_from(client) >= limit.limit {
+            let detail = format!("max-connections-per-client={} reached", limit.limit);
+            return refuse(route, connection, CloseReason::ClientLimit, detail);
+        }
+    }
+    match OPEN_IN_PROCESS.take(route.capacity.connections) {
+        Some(slot) => start_connection(route, connection, slot),
+        None => {
+            let Capacity { connections, limited_by, .. } = route.capacity;
+            let detail =
+                format!("the process holds {connections}, its cap under {}", limited_by.name());
+            refuse(route, connection, CloseReason::ProcessLimit, detail)
+        }
+    }
+}
+
 /// Starts the first thread of a new connection (Go: `go handleConn(conn.(*net.TCPConn), *upstream)`).
 ///
 /// If the OS cannot create the thread (out of memory, `ulimit -u`), the client is closed and
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
-fn start_connection(route: &Arc<Route>, connection: Connection) {
+fn start_connection(route: &Arc<Route>, connection: Connection, slot: ProcessSlot) {
     let (id, client, started) = (connection.id, connection.client_addr.clone(), connection.started);
     route.observer.accepted(connection.conn());
-    let entry = route.connections.insert(connection);
+    let entry = route.connections.insert(connection, slot);
     let thread_route = Arc::clone(route);
     let spawned = route.threads.run(ThreadRole::First, move || {
         // Declared in this order so that the hook hears `Finished`, and the close is
@@ -231,11 +270,11 @@ fn permits(config: &Config, client: &Address) -> bool {
     }
 }
 
-/// Closes a client that the access rules refuse, before any upstream is dialled: its
-/// `connection closed` line says `reason=denied`.
-fn refuse_denied(route: &Route, connection: Connection) {
+/// Closes a client at once, before any upstream is dialled: its `connection closed` line
+/// names `reason` (and `detail` as its error, if any).
+fn refuse(route: &Route, connection: Connection, reason: CloseReason, detail: String) {
     route.observer.accepted(connection.conn());
-    connection.close(CloseReason::Denied, "");
+    connection.close(reason, detail);
     handle_conn::closed(&connection, route, (0, 0));
 }
 

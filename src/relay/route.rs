@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::limits::map_limit;
+use crate::limits::capacity::{self, Capacity, Cost};
 use crate::limits::open_connections::OpenConnections;
+use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
 use crate::net::stream::Address;
 use crate::ops::log::Log;
@@ -28,9 +29,15 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// Where connection threads come from: parked ones first, else new ones.
     pub threads: Arc<ThreadPool>,
-    /// `config.max_connections`, or less if that many would not fit under the kernel's
-    /// memory-map limit.
+    /// `config.max_connections`, or less if that many would not fit in the process (see
+    /// `capacity`).
     pub max_connections: usize,
+    /// How many connections the whole process can hold, and which limit says so. A client
+    /// accepted while the process holds that many, on every route together, is closed at
+    /// once (`process_limit`).
+    pub capacity: Capacity,
+    /// The route's `--max-connections-per-client`.
+    pub per_client: PerClientLimit,
     /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
     /// `accept`.
     pub listen_addr: Address,
@@ -42,13 +49,7 @@ impl Route {
     pub fn new(config: Config, listen_addr: Address) -> Route {
         let label = label(&config, &listen_addr);
         let metrics = Arc::new(RouteMetrics::with_upstreams(label, config.upstreams()));
-        let threads = Arc::new(ThreadPool::new(
-            config.stack_size,
-            config.thread_hook,
-            config.thread_keep_alive,
-            MAX_PARKED_THREADS,
-        ));
-        Route::with_shared(config, listen_addr, metrics, Arc::default(), threads)
+        Route::with_shared(config, listen_addr, metrics, Arc::default(), None)
     }
 
     /// The next generation of this route after a reload: `config`'s settings for the
@@ -60,17 +61,9 @@ impl Route {
         let label = label(&config, &self.listen_addr);
         self.metrics.reloaded(&label, config.upstreams());
         let same_threads = config.stack_size == self.config.stack_size
+            && config.buffer_size == self.config.buffer_size
             && config.thread_keep_alive == self.config.thread_keep_alive;
-        let threads = if same_threads {
-            Arc::clone(&self.threads)
-        } else {
-            Arc::new(ThreadPool::new(
-                config.stack_size,
-                config.thread_hook,
-                config.thread_keep_alive,
-                MAX_PARKED_THREADS,
-            ))
-        };
+        let threads = same_threads.then(|| Arc::clone(&self.threads));
         let connections = Arc::clone(&self.connections);
         let metrics = Arc::clone(&self.metrics);
         Route::with_shared(config, self.listen_addr.clone(), metrics, connections, threads)
@@ -81,9 +74,20 @@ impl Route {
         listen_addr: Address,
         metrics: Arc<RouteMetrics>,
         connections: Arc<OpenConnections>,
-        threads: Arc<ThreadPool>,
+        threads: Option<Arc<ThreadPool>>,
     ) -> Route {
         let label = metrics.route();
+        let capacity = process_capacity(&config);
+        let max_connections = config.max_connections.min(capacity.connections);
+        metrics.set_max_connections(max_connections);
+        let threads = threads.unwrap_or_else(|| {
+            Arc::new(ThreadPool::new(
+                config.stack_size,
+                config.thread_hook,
+                config.thread_keep_alive,
+                capacity.max_parked,
+            ))
+        });
         Route {
             observer: Observer::new(
                 Log::for_route(config.log_level, &label),
@@ -92,7 +96,9 @@ impl Route {
             ),
             upstreams: Upstreams::new(&config, &metrics),
             metrics,
-            max_connections: capped_max_connections(config.max_connections),
+            max_connections,
+            capacity,
+            per_client: PerClientLimit::new(config.max_connections_per_client, max_connections),
             threads,
             config,
             connections,
@@ -106,17 +112,10 @@ fn label(config: &Config, listen_addr: &Address) -> String {
     if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() }
 }
 
-/// At most this many finished connection threads wait for the next connection; more exit.
-/// Enough for a burst of short connections from a few dozen clients at once; each parked
-/// thread holds its touched stack (about 16 KiB) until `--thread-keep-alive` passes.
-const MAX_PARKED_THREADS: usize = 128;
-
-/// `--max-connections`, lowered to what fits under the kernel's memory-map limit, where std
-/// would abort the process (see `map_limit.rs`). Read at bind time, so that serving opens
-/// no file of its own.
-fn capped_max_connections(asked: usize) -> usize {
-    match map_limit::connections_that_fit() {
-        Some(fit) if fit < asked => fit,
-        _ => asked,
-    }
+/// How many connections of this route's cost the whole process can hold under its OS
+/// limits (see `capacity.rs`). The limits are read once per process, at the first bind, so
+/// that serving opens no file of its own.
+fn process_capacity(config: &Config) -> Capacity {
+    let snapshot = capacity::snapshot();
+    capacity::fit(snapshot, &Cost::of(config.stack_size, config.buffer_size, snapshot.signal_stack))
 }

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use crate::limits::capacity::{Binding, Capacity};
 use crate::net::stream::Address;
 use crate::ops::admin::Admin;
 pub use crate::ops::admin::{AdminAccess, AdminToken};
@@ -187,6 +188,9 @@ impl Server {
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
         let Server { relays, routes, admin, handle: _, log } = self;
+        if let Some((relay, _)) = relays.first() {
+            log_capacity(&log, relay.capacity());
+        }
         let admin_stop = admin.as_ref().map(Admin::stop_handle);
         thread::scope(|scope| {
             if let Some(admin) = admin {
@@ -206,5 +210,35 @@ impl Server {
             }
             started.and(served)
         })
+    }
+}
+
+/// The start-up line that says how many connections the process can hold, every route
+/// together, and which OS limit set that (see docs/operations.md, "Sizing under memory
+/// limits").
+fn log_capacity(log: &Log, capacity: Capacity) {
+    let Capacity { connections, limited_by, limit, cost, .. } = capacity;
+    let cap: &dyn std::fmt::Display =
+        if limited_by == Binding::None { &"none" } else { &connections };
+    log.info(
+        "connection cap",
+        &[
+            ("cap", cap),
+            ("limited_by", &limited_by.name()),
+            ("limit", &limit),
+            ("address_space_per_connection", &cost.address_space),
+            ("descriptors_per_connection", &cost.descriptors),
+            ("threads_per_connection", &cost.threads),
+            ("maps_per_connection", &cost.maps),
+            ("malloc_arena_max", &tcprelay_arena_max()),
+        ],
+    );
+}
+
+/// The arena limit in force, for the start-up line: the operator's, or glibc's default.
+fn tcprelay_arena_max() -> String {
+    match crate::limits::arenas::arena_max_from_environment() {
+        Some(max) => max.to_string(),
+        None => "default".to_string(),
     }
 }

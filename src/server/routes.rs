@@ -18,6 +18,9 @@ use crate::relay::accept::{Relay, StopHandle};
 use crate::relay::current::CurrentRoute;
 use crate::settings::config::Config;
 
+/// The stack of each accept loop's thread; `capacity.rs` counts it.
+const ACCEPT_STACK_SIZE: usize = 256 * 1024;
+
 /// The routes of a server and the threads that accept for them.
 #[derive(Debug)]
 pub(crate) struct Routes {
@@ -115,7 +118,10 @@ impl Routes {
         };
         let routes = Arc::clone(self);
         let name = format!("tcprelay-accept-{id}");
-        let thread = thread::Builder::new().name(name).spawn(move || {
+        // A small stack: the loop is shallow, and under a memory limit every megabyte counts
+        // (see `capacity.rs`).
+        let builder = thread::Builder::new().name(name).stack_size(ACCEPT_STACK_SIZE);
+        let thread = builder.spawn(move || {
             let _ended = ThreadEnded(&routes, id); // counted even if the loop panics
             relay.serve()
         })?;

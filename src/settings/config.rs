@@ -84,6 +84,12 @@ pub struct Config {
     /// policy). Default 500: each connection holds two descriptors, so at the common soft
     /// limit of 1024 descriptors the relay reaches its own limit before the OS's.
     pub max_connections: usize,
+    /// At most this many connections at once from one client (one IPv4 address, one IPv6
+    /// /64); over it a client is closed at once (`reason=client_limit`). `None`, the
+    /// default: an eighth of [`max_connections`](Config::max_connections), at least 1,
+    /// loopback clients not counted (behind a local proxy every client is one loopback
+    /// address). `Some(0)`: no limit. `Some(n)`: `n`, loopback clients included.
+    pub max_connections_per_client: Option<usize>,
     /// The stack size of each connection thread, in bytes. Default 64 KiB; see
     /// docs/reliability.md for what a connection thread was measured to need.
     pub stack_size: usize,
@@ -130,6 +136,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(600),
             half_close_timeout: Duration::from_secs(60),
             max_connections: 500,
+            max_connections_per_client: None,
             stack_size: 64 * 1024,
             thread_keep_alive: Duration::from_secs(10),
             buffer_size: 0,

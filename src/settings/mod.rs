@@ -382,6 +382,34 @@ pub static SETTINGS: &[Setting] = &[
         ),
     },
     Setting {
+        name: "max-connections-per-client",
+        short: None,
+        value: "N",
+        scope: Scope::Route,
+        list: false,
+        default: "auto",
+        limits: "auto, 0 (no limit) or 1 to 65536",
+        help: "at most N connections at once from one client (an IPv4 address, an IPv6 /64); \
+               over it a client is closed at once. auto: max-connections/8, at least 1, \
+               loopback clients not counted",
+        field: Field::Route(
+            |route, text| {
+                route.max_connections_per_client = match text {
+                    "auto" => None,
+                    "0" => Some(0),
+                    _ => Some(count(text, 1, MAX_CONNECTIONS).map_err(|_| {
+                        format!("expected auto, 0 or a count from 1 to 65536, found {text:?}")
+                    })?),
+                };
+                Ok(())
+            },
+            |route| match route.max_connections_per_client {
+                None => Some("auto".to_string()),
+                Some(max) => Some(max.to_string()),
+            },
+        ),
+    },
+    Setting {
         name: "buffer-size",
         short: None,
         value: "BYTES",
