@@ -181,6 +181,15 @@ pub fn exchange(client: &TcpStream, sent: &[u8]) -> Vec<u8> {
     })
 }
 
+/// Writes all of `sent` on a second thread while this one reads back as many bytes from an
+/// echo, leaving the connection open for more: [`exchange`] without the half-close.
+pub fn round_trip(client: &TcpStream, sent: &[u8]) -> Vec<u8> {
+    thread::scope(|scope| {
+        scope.spawn(|| send(client, sent));
+        read_exactly(client, sent.len(), "the echo")
+    })
+}
+
 /// `len` deterministic pseudo-random bytes for `seed` (xorshift64*), so each connection's
 /// data differs and any loss, duplication or reordering changes the comparison.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -343,14 +352,22 @@ impl RelayProcess {
     pub fn start_routes(args: &[&str], routes: usize, with_admin: bool) -> RelayProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
         command.args(args);
-        RelayProcess::spawn(command, routes, with_admin)
+        RelayProcess::spawn(command, Stdio::null(), routes, with_admin)
+    }
+
+    /// Runs `tcprelay ARGS` with `stdin` as its standard input (`--listen stdin` takes a
+    /// listening socket there) and waits for it to listen.
+    pub fn start_with_stdin(stdin: Stdio, args: &[&str]) -> RelayProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
+        command.args(args);
+        RelayProcess::spawn(command, stdin, 1, false)
     }
 
     /// Runs the program at `path` with `args` and waits for its `listening on` line.
     pub fn start_program(path: &std::path::Path, args: &[&str]) -> RelayProcess {
         let mut command = Command::new(path);
         command.args(args);
-        RelayProcess::spawn(command, 1, false)
+        RelayProcess::spawn(command, Stdio::null(), 1, false)
     }
 
     /// Runs `tcprelay ARGS` with at most `limit` file descriptors (`RLIMIT_NOFILE`). Std
@@ -385,7 +402,7 @@ impl RelayProcess {
             .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_tcprelay"))
             .args(args);
-        RelayProcess::spawn(command, routes, with_admin)
+        RelayProcess::spawn(command, Stdio::null(), routes, with_admin)
     }
 
     /// The connection cap from the relay's `connection cap` start-up line, and the limit
@@ -404,9 +421,9 @@ impl RelayProcess {
 
     /// Starts `command` and reads its start-up lines, which must come first on stderr: one
     /// `listening on ADDR` per route, then `admin endpoint on http://ADDR` if `with_admin`.
-    fn spawn(mut command: Command, routes: usize, with_admin: bool) -> RelayProcess {
+    fn spawn(mut command: Command, stdin: Stdio, routes: usize, with_admin: bool) -> RelayProcess {
         let mut child = command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1026,5 +1043,36 @@ pub fn fake_resolver(upstream: &str) -> io::Result<Vec<SocketAddr>> {
     match names.iter().find(|(name, _)| name == upstream) {
         Some((_, addrs)) => Ok(addrs.clone()),
         None => tcprelay::system_resolver(upstream),
+    }
+}
+
+/// A config file with `text`, in a directory of its own under the system's temp dir;
+/// removed when dropped.
+pub struct ConfigFile {
+    pub path: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(name: &str, text: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(format!("tcprelay-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        ConfigFile { path }
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// Replaces the file's text (for a reload).
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).unwrap();
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
