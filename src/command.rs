@@ -12,7 +12,7 @@ use std::io;
 use std::process::ExitCode;
 
 use crate::limits::arenas;
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use crate::ops::admin_client;
 use crate::ops::log::{self, Log};
 use crate::server::pid_file::{self, PidFile};

@@ -35,7 +35,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crate::net::stream::{self, Address, Listener, Stream};
+use crate::net::address::Address;
+use crate::net::stream::{self, Listener, Stream};
 use crate::ops::admin_http::{self, Request, Response, Status};
 use crate::ops::log::Log;
 use crate::ops::metrics;

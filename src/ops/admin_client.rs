@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use crate::ops::admin::AdminToken;
 use crate::settings::{address, file, units};
 

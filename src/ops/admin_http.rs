@@ -923,7 +923,7 @@ mod tests {
     /// What the admin endpoint does with a request, access rules included (with a token, so
     /// that every rule is reached), and a body that echoes the request's fields back.
     fn guarded_handler(request: &Request) -> Response {
-        use crate::net::stream::Address;
+        use crate::net::address::Address;
         use crate::ops::admin::{AdminAccess, AdminToken, refusal};
         let token = AdminToken::new(std::path::Path::new("/t"), "0123456789abcdef")
             .expect("a valid test token");

@@ -8,7 +8,7 @@ use crate::limits::capacity::{self, Capacity, Cost};
 use crate::limits::open_connections::OpenConnections;
 use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;

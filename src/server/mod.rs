@@ -44,7 +44,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::limits::capacity::{Binding, Capacity};
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use crate::ops::admin::Admin;
 pub use crate::ops::admin::{AdminAccess, AdminToken};
 use crate::ops::log::{Log, LogLevel};

@@ -22,7 +22,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::relay::accept::Relay;
 use crate::server::routes::{Next, Routes};

@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::{Relay, StopHandle};
 use crate::relay::current::CurrentRoute;

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use crate::net::stream::{Address, UNIX_PREFIX};
+use crate::net::address::{Address, UNIX_PREFIX};
 
 /// Where a route accepts clients: an address to bind, or the socket on standard input.
 #[derive(Debug, Clone, PartialEq, Eq)]

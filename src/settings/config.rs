@@ -7,9 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::limits::threads::{ThreadHook, no_hook};
+use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
-use crate::net::stream::Address;
 use crate::ops::log::LogLevel;
 use crate::settings::access::AccessRules;
 use crate::upstream::dial::{Resolver, system_resolver};

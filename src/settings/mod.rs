@@ -48,7 +48,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::net::stream::{Address, parse_socket_mode};
+use crate::net::address::Address;
+use crate::net::stream::parse_socket_mode;
 use crate::server::{AdminToken, ServerConfig};
 use crate::settings::access::Cidr;
 use crate::settings::config::Config;
