@@ -67,6 +67,7 @@ mod config;
 pub mod config_file;
 mod connection;
 mod connections;
+pub mod counter;
 pub mod demo;
 mod dial;
 mod explain;

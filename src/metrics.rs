@@ -16,8 +16,9 @@
 //!
 //! # Portability
 //!
-//! `AtomicU64` needs 64-bit atomics, which some 32-bit targets (32-bit MIPS and PowerPC,
-//! ARMv5) lack; building there fails at compile time rather than miscounting.
+//! The counters are [`Counter`]s: `Counter` where the target has 64-bit atomics, a lock
+//! on the 32-bit targets that lack them (32-bit MIPS and PowerPC, ARMv5); never a 32-bit
+//! counter that would wrap (see `src/counter.rs`).
 //!
 //! ```
 //! use tcprelay::metrics::{render_prometheus, RouteMetrics};
@@ -30,7 +31,7 @@
 //! assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::counter::Counter;
 
 /// Every reason a connection can end for, in the order they are rendered.
 ///
@@ -72,18 +73,15 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug)]
 pub struct RouteMetrics {
     route: String,
-    accepted: AtomicU64,
-    active: AtomicU64,
-    rejected_limit: AtomicU64,
-    denied: AtomicU64,
-    connect_failed: AtomicU64,
-    bytes_client_to_upstream: AtomicU64,
-    bytes_upstream_to_client: AtomicU64,
-    closed_by_reason: [AtomicU64; CLOSE_REASONS.len()],
+    accepted: Counter,
+    active: Counter,
+    rejected_limit: Counter,
+    denied: Counter,
+    connect_failed: Counter,
+    bytes_client_to_upstream: Counter,
+    bytes_upstream_to_client: Counter,
+    closed_by_reason: [Counter; CLOSE_REASONS.len()],
 }
-
-// One relaxed load or add per call: see the module documentation for why that is enough.
-const RELAXED: Ordering = Ordering::Relaxed;
 
 impl RouteMetrics {
     /// Zeroed counters for the route labelled `route` in the output (its name, or its
@@ -91,14 +89,14 @@ impl RouteMetrics {
     pub fn new(route: impl Into<String>) -> RouteMetrics {
         RouteMetrics {
             route: route.into(),
-            accepted: AtomicU64::new(0),
-            active: AtomicU64::new(0),
-            rejected_limit: AtomicU64::new(0),
-            denied: AtomicU64::new(0),
-            connect_failed: AtomicU64::new(0),
-            bytes_client_to_upstream: AtomicU64::new(0),
-            bytes_upstream_to_client: AtomicU64::new(0),
-            closed_by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
+            accepted: Counter::new(0),
+            active: Counter::new(0),
+            rejected_limit: Counter::new(0),
+            denied: Counter::new(0),
+            connect_failed: Counter::new(0),
+            bytes_client_to_upstream: Counter::new(0),
+            bytes_upstream_to_client: Counter::new(0),
+            closed_by_reason: std::array::from_fn(|_| Counter::new(0)),
         }
     }
 
@@ -109,8 +107,8 @@ impl RouteMetrics {
 
     /// A client connection was accepted: counts it and adds it to the active connections.
     pub fn record_accepted(&self) {
-        self.accepted.fetch_add(1, RELAXED);
-        self.active.fetch_add(1, RELAXED);
+        self.accepted.fetch_add(1);
+        self.active.fetch_add(1);
     }
 
     /// An accepted connection is gone: removes it from the active connections and counts
@@ -127,53 +125,52 @@ impl RouteMetrics {
                 CLOSE_REASONS.len() - 1
             }
         };
-        self.closed_by_reason[index].fetch_add(1, RELAXED);
+        self.closed_by_reason[index].fetch_add(1);
         // Never wrap below zero: a double close would otherwise show 18446744073709551615
-        // active connections. `fetch_update` fails (and changes nothing) when it is 0.
-        let decremented =
-            self.active.fetch_update(RELAXED, RELAXED, |active| active.checked_sub(1));
-        debug_assert!(decremented.is_ok(), "record_close without record_accepted");
+        // active connections. The decrement does nothing when it is 0.
+        let decremented = self.active.decrement_unless_zero();
+        debug_assert!(decremented, "record_close without record_accepted");
     }
 
     /// A client was refused because the route was at its connection limit.
     pub fn record_rejected_limit(&self) {
-        self.rejected_limit.fetch_add(1, RELAXED);
+        self.rejected_limit.fetch_add(1);
     }
 
     /// A client was refused by the route's access rules.
     pub fn record_denied(&self) {
-        self.denied.fetch_add(1, RELAXED);
+        self.denied.fetch_add(1);
     }
 
     /// One attempt to connect to an upstream failed. With several upstreams one client can
     /// cause several failures, so this counts attempts, while the `connect_failed` close
     /// reason counts clients for whom every attempt failed.
     pub fn record_connect_failed(&self) {
-        self.connect_failed.fetch_add(1, RELAXED);
+        self.connect_failed.fetch_add(1);
     }
 
     /// `bytes` more were written from the client to the upstream.
     pub fn add_bytes_client_to_upstream(&self, bytes: u64) {
-        self.bytes_client_to_upstream.fetch_add(bytes, RELAXED);
+        self.bytes_client_to_upstream.fetch_add(bytes);
     }
 
     /// `bytes` more were written from the upstream to the client.
     pub fn add_bytes_upstream_to_client(&self, bytes: u64) {
-        self.bytes_upstream_to_client.fetch_add(bytes, RELAXED);
+        self.bytes_upstream_to_client.fetch_add(bytes);
     }
 
     /// The current values, read one counter at a time (not one consistent instant).
     pub fn snapshot(&self) -> RouteSnapshot {
         RouteSnapshot {
             route: self.route.clone(),
-            accepted: self.accepted.load(RELAXED),
-            active: self.active.load(RELAXED),
-            rejected_limit: self.rejected_limit.load(RELAXED),
-            denied: self.denied.load(RELAXED),
-            connect_failed: self.connect_failed.load(RELAXED),
-            bytes_client_to_upstream: self.bytes_client_to_upstream.load(RELAXED),
-            bytes_upstream_to_client: self.bytes_upstream_to_client.load(RELAXED),
-            closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].load(RELAXED)),
+            accepted: self.accepted.get(),
+            active: self.active.get(),
+            rejected_limit: self.rejected_limit.get(),
+            denied: self.denied.get(),
+            connect_failed: self.connect_failed.get(),
+            bytes_client_to_upstream: self.bytes_client_to_upstream.get(),
+            bytes_upstream_to_client: self.bytes_upstream_to_client.get(),
+            closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].get()),
         }
     }
 }

@@ -6,11 +6,12 @@
 //! must cost one client, not the whole relay.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
+
+use crate::counter::Counter;
 
 /// Which of a connection's two threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,8 +125,8 @@ impl ThreadPool {
     /// A thread's life: run a job, wait for the next, until none comes in time. A job that
     /// panics ends the thread there, as it would without the pool.
     fn work(&self, mut job: Job) {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        static NEXT_ID: Counter = Counter::new(0);
+        let id = NEXT_ID.fetch_add(1);
         loop {
             job();
             let (sender, jobs) = mpsc::channel();
