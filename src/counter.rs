@@ -25,10 +25,11 @@
 //!
 //! So the fallback keeps the full 64 bits and takes a lock. The price is small where it is
 //! paid: an uncontended `Mutex` is one 32-bit compare-and-swap to take and one swap to give
-//! back (the same work as the lock-based 64-bit atomics a C compiler's libatomic would use),
-//! and the relay touches a counter once per `read` of up to a buffer's worth of bytes or once
-//! per connection, never per byte. The 64-bit targets pay nothing at all (docs/targets.md has
-//! the measurement).
+//! back (the same work as the lock-based 64-bit atomics a C compiler's libatomic would use).
+//! The route's counters are touched a few times per connection (bytes are added once, when
+//! it ends), and the idle clock once per `read` or `write` of up to a buffer's worth of bytes,
+//! by that connection's two threads only; never per byte. The 64-bit targets pay nothing at
+//! all: their machine code is the same as with `AtomicU64` itself (docs/targets.md).
 //!
 //! Every method is relaxed (an independent value, no ordering with other memory is implied)
 //! and none can panic: a lock poisoned by a panicking thread still holds a valid `u64`, so it

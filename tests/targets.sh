@@ -44,6 +44,7 @@ die() { printf 'targets.sh: %s\n' "$*" >&2; exit 2; }
 # binfmt_misc matches; the standard qemu-binfmt ones), RUSTFLAGS_EXTRA, BUILD_ONLY.
 target_info() {
   TOOLCHAIN=1.96 STD=src QEMU="" LD_PREFIX="" MAGIC="" MASK="" RUSTFLAGS_EXTRA="" BUILD_ONLY=""
+  TARGET_DIR=target/cross SUFFIX=""
   local elf32='\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00'
   local elf64='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00'
   local mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
@@ -85,17 +86,19 @@ target_info() {
       MAGIC="${elf32}\x08\x00" MASK=$mask ;;
     musl)
       # Fully static: see musl_setup.
-      TRIPLE=x86_64-unknown-linux-musl PKGS="musl-tools libunwind-16-dev" ;;
+      TRIPLE=x86_64-unknown-linux-musl PKGS="musl-tools libunwind-16-dev" SUFFIX=" (static)" ;;
     msrv)
-      TRIPLE=x86_64-unknown-linux-gnu TOOLCHAIN=1.85 STD=host PKGS="" ;;
+      TRIPLE=x86_64-unknown-linux-gnu TOOLCHAIN=1.85 STD=host PKGS="" SUFFIX=" (MSRV)" ;;
     static-arm)
       # glibc's static libc.a for aarch64, with Debian's prebuilt std: no musl needed.
-      TRIPLE=aarch64-unknown-linux-gnu STD=deb:arm64 BUILD_ONLY=1
+      TRIPLE=aarch64-unknown-linux-gnu STD=deb:arm64 BUILD_ONLY=1 SUFFIX=" (static)"
+      TARGET_DIR=target/cross-static # other flags than aarch64's: not the same build
       PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
       RUSTFLAGS_EXTRA="-C target-feature=+crt-static" ;;
     *) die "unknown target '$1' (known: ${ALL_TARGETS[*]})" ;;
   esac
   if [ -n "$QEMU" ]; then PKGS="$PKGS qemu-user"; fi
+  if [ "$TOOLCHAIN" = 1.85 ]; then TARGET_DIR=target/cross-1.85; fi
 }
 
 # --- Installing --------------------------------------------------------------------------
@@ -184,7 +187,7 @@ install_for() {
     src) pkgs="$pkgs rust-web-src" ;;
   esac
   # shellcheck disable=SC2086
-  apt_install rustc-web cargo-web $pkgs
+  apt_install rustc-web cargo-web python3 $pkgs
   if [ "$TOOLCHAIN" = 1.85 ]; then rust_185_setup; fi
   if [ "$1" = musl ]; then musl_setup; fi
 }
@@ -200,11 +203,10 @@ cargo_env() {
   if [ "$TOOLCHAIN" = 1.85 ]; then
     BIN=$RUST_85
     export LD_LIBRARY_PATH=$TOOLCHAINS/rust-1.85/usr/lib/x86_64-linux-gnu:$TOOLCHAINS/rust-1.85/usr/lib
-    export CARGO_TARGET_DIR=target/cross-1.85
   else
     BIN=$RUST_NEW
-    export CARGO_TARGET_DIR=target/cross
   fi
+  export CARGO_TARGET_DIR=$TARGET_DIR
   export RUSTC=$BIN/rustc RUSTDOC=$BIN/rustdoc
   CARGO=$BIN/cargo
   ZFLAGS=()
@@ -262,7 +264,7 @@ with_binfmt() {
 # One line of the table, also appended to $OUT/results.txt.
 report() {
   local line
-  line=$(printf '%-32s %-6s %10s %7s %7s %7s %6s  %s' "$@")
+  line=$(printf '%-41s %-5s %9s %6s %6s %7s %8s %8s %6s  %s' "$@")
   printf '%s\n' "$line" | tee -a "$OUT/results.txt"
 }
 
@@ -285,10 +287,8 @@ run_target() {
     fi
   ) >"$log" 2>&1 || status=FAILED
   target_info "$name"
-  local dir=target/cross
-  [ "$TOOLCHAIN" = 1.85 ] && dir=target/cross-1.85
-  local binary=$dir/$TRIPLE/release/tcprelay
-  [ "$name" = msrv ] && binary=$dir/release/tcprelay
+  local binary=$TARGET_DIR/$TRIPLE/release/tcprelay
+  [ "$name" = msrv ] && binary=$TARGET_DIR/release/tcprelay
   [ -f "$binary" ] && size=$(stat -c %s "$binary")
   if [ "$name" = musl ] || [ "$name" = static-arm ]; then
     if [ -f "$binary" ] && file "$binary" | grep -q 'static'; then
@@ -298,6 +298,16 @@ run_target() {
       echo "not a static binary: $(file "$binary" 2>&1)" >>"$log"
     fi
   fi
+  local kib=- va=-
+  if [ -z "$build_only" ] && [ "$status" = ok ]; then
+    # Memory per idle connection of the release binary: resident, and address space.
+    (
+      cargo_env
+      with_binfmt env TCPRELAY="$binary" python3 tests/bench/idle_memory.py -n 100
+    ) >"$OUT/$name.footprint" 2>&1 || status=FAILED
+    read -r kib va < <(awk '/^own:/ { print $2, $12 }' "$OUT/$name.footprint")
+    : "${kib:=-}" "${va:=-}"
+  fi
   if [ -z "$build_only" ]; then
     # The sum of every `test result:` line: unit tests, each integration test, doctests.
     read -r passed failed ignored < <(awk '/^test result:/ {
@@ -306,8 +316,10 @@ run_target() {
           if ($(i) ~ /^ignored/) g += $(i-1) }
       } END { print p + 0, f + 0, g + 0 }' "$log")
     [ "$failed" = 0 ] && [ "$passed" -gt 0 ] || status=FAILED
+    TOTAL_PASSED=$((TOTAL_PASSED + passed)) TOTAL_FAILED=$((TOTAL_FAILED + failed))
   fi
-  report "$TRIPLE" "$TOOLCHAIN" "$size" "$passed" "$failed" "$ignored" "$((SECONDS - started))s" \
+  report "$TRIPLE$SUFFIX" "$TOOLCHAIN" "$size" "$passed" "$failed" "$ignored" "$kib" "$va" \
+    "$((SECONDS - started))s" \
     "$status${build_only:+ (build only)}"
   [ "$status" = ok ]
 }
@@ -332,8 +344,8 @@ mkdir -p "$OUT"
   echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(uname -srm); $(nproc) cores;" \
     "$(. /etc/os-release && echo "$PRETTY_NAME")"
 } | tee -a "$OUT/results.txt"
-report target rustc size passed failed ignored time status
-failures=0
+report target rustc size passed failed ignored KiB/conn VA/conn time status
+failures=0 TOTAL_PASSED=0 TOTAL_FAILED=0
 for arg in "${selected[@]}"; do
   build_only=""
   [ "${arg%:build}" != "$arg" ] && build_only=1
@@ -342,6 +354,8 @@ for arg in "${selected[@]}"; do
     echo "    see $OUT/${arg%:build}.log" >&2
   }
 done
+# The tests of every target together, in the closing line test runners print.
+echo "targets: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
 if [ "$failures" -gt 0 ]; then
   echo "targets.sh: $failures of ${#selected[@]} targets failed" >&2
   exit 1
