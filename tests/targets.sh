@@ -6,7 +6,7 @@
 #
 #   tests/targets.sh                      every target (about 30 min on 2 cores)
 #   tests/targets.sh i686 armv7 s390x     some of them
-#   tests/targets.sh mipsel:build         only the release binary (and the test build)
+#   tests/targets.sh mipsel:build         only the release binary
 #   tests/targets.sh --list               the target names
 #
 # Targets: aarch64 armv7 i686 s390x ppc64le mips64el mipsel musl (the default set), and
@@ -41,46 +41,55 @@ die() { printf 'targets.sh: %s\n' "$*" >&2; exit 2; }
 # prebuilt std for ARCH | src = built from rust-web-src with -Zbuild-std), PKGS (Debian
 # packages), QEMU (qemu-user binary, "" = runs natively), LD_PREFIX (the target's libc for
 # qemu, where no real libc of that architecture is installed), MAGIC/MASK (the ELF header
-# binfmt_misc matches; the standard qemu-binfmt ones), RUSTFLAGS_EXTRA, BUILD_ONLY.
+# binfmt_misc matches; the standard qemu-binfmt ones), GCC (the cross gcc's prefix: the
+# linker), RUSTFLAGS_EXTRA, BUILD_ONLY.
 target_info() {
   TOOLCHAIN=1.96 STD=src QEMU="" LD_PREFIX="" MAGIC="" MASK="" RUSTFLAGS_EXTRA="" BUILD_ONLY=""
-  TARGET_DIR=target/cross SUFFIX=""
+  TARGET_DIR=target/cross SUFFIX="" GCC=""
   local elf32='\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00'
   local elf64='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00'
   local mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
   case $1 in
     aarch64)
+      GCC=aarch64-linux-gnu
       TRIPLE=aarch64-unknown-linux-gnu STD=deb:arm64 QEMU=qemu-aarch64
       PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
       MAGIC="${elf64}\xb7\x00" MASK=$mask ;;
     armv7)
+      GCC=arm-linux-gnueabihf
       TRIPLE=armv7-unknown-linux-gnueabihf STD=deb:armhf QEMU=qemu-arm
       PKGS="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"
       MAGIC="${elf32}\x28\x00" MASK=$mask ;;
     armel)
+      GCC=arm-linux-gnueabi
       TRIPLE=armv5te-unknown-linux-gnueabi QEMU=qemu-arm LD_PREFIX=/usr/arm-linux-gnueabi
       PKGS="gcc-arm-linux-gnueabi libc6-dev-armel-cross"
       MAGIC="${elf32}\x28\x00" MASK=$mask ;;
     i686)
+      GCC=i686-linux-gnu
       TRIPLE=i686-unknown-linux-gnu STD=deb:i386
       PKGS="gcc-i686-linux-gnu libc6-dev-i386-cross" ;;
     s390x)
+      GCC=s390x-linux-gnu
       # Debian has s390x's std only as 1.85, which only rustc 1.85 can use.
       TRIPLE=s390x-unknown-linux-gnu TOOLCHAIN=1.85 STD=deb:s390x QEMU=qemu-s390x
       LD_PREFIX=/usr/s390x-linux-gnu PKGS="gcc-s390x-linux-gnu libc6-dev-s390x-cross"
       MAGIC='\x7fELF\x02\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x16'
       MASK='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff' ;;
     ppc64le)
+      GCC=powerpc64le-linux-gnu
       TRIPLE=powerpc64le-unknown-linux-gnu STD=deb:ppc64el QEMU=qemu-ppc64le
       PKGS="gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross"
       MAGIC="${elf64}\x15\x00"
       MASK='\xff\xff\xff\xff\xff\xff\xff\xfc\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00' ;;
     mips64el)
+      GCC=mips64el-linux-gnuabi64
       TRIPLE=mips64el-unknown-linux-gnuabi64 QEMU=qemu-mips64el
       LD_PREFIX=/usr/mips64el-linux-gnuabi64
       PKGS="gcc-mips64el-linux-gnuabi64 libc6-dev-mips64el-cross"
       MAGIC="${elf64}\x08\x00" MASK=$mask ;;
     mipsel)
+      GCC=mipsel-linux-gnu
       TRIPLE=mipsel-unknown-linux-gnu QEMU=qemu-mipsel LD_PREFIX=/usr/mipsel-linux-gnu
       PKGS="gcc-mipsel-linux-gnu libc6-dev-mipsel-cross"
       MAGIC="${elf32}\x08\x00" MASK=$mask ;;
@@ -90,6 +99,7 @@ target_info() {
     msrv)
       TRIPLE=x86_64-unknown-linux-gnu TOOLCHAIN=1.85 STD=host PKGS="" SUFFIX=" (MSRV)" ;;
     static-arm)
+      GCC=aarch64-linux-gnu
       # glibc's static libc.a for aarch64, with Debian's prebuilt std: no musl needed.
       TRIPLE=aarch64-unknown-linux-gnu STD=deb:arm64 BUILD_ONLY=1 SUFFIX=" (static)"
       TARGET_DIR=target/cross-static # other flags than aarch64's: not the same build
@@ -107,7 +117,7 @@ APT_UPDATED=""
 apt_install() {
   local missing=() pkg
   for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == *"ok installed" ]] || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" -eq 0 ] || die "need root to apt-get install ${missing[*]}"
@@ -122,7 +132,9 @@ apt_install() {
 }
 
 add_architecture() {
-  if ! { dpkg --print-architecture; dpkg --print-foreign-architectures; } | grep -qx "$1"; then
+  local known # not a pipe into grep -q: with pipefail, dpkg's SIGPIPE would read as "absent"
+  known=$(dpkg --print-architecture; dpkg --print-foreign-architectures)
+  if ! grep -qx "$1" <<<"$known"; then
     say "dpkg --add-architecture $1"
     dpkg --add-architecture "$1"
     APT_UPDATED="" # the new architecture's package lists are needed
@@ -227,18 +239,7 @@ cargo_env() {
       RUSTFLAGS_EXTRA="-C target-feature=+crt-static -C relocation-model=static"
       RUSTFLAGS_EXTRA+=" -C link-self-contained=no -L native=$MUSL_NATIVE"
       export RUSTDOCFLAGS="$RUSTFLAGS_EXTRA" ;;
-    *)
-      local gcc=${TRIPLE/unknown-/}
-      case $TRIPLE in
-        armv7-*) gcc=arm-linux-gnueabihf ;;
-        armv5te-*) gcc=arm-linux-gnueabi ;;
-        i686-*) gcc=i686-linux-gnu ;;
-        powerpc64le-*) gcc=powerpc64le-linux-gnu ;;
-        mips64el-*) gcc=mips64el-linux-gnuabi64 ;;
-        mipsel-*) gcc=mipsel-linux-gnu ;;
-        *) gcc=${gcc%-gnu}-gnu ;;
-      esac
-      export "CARGO_TARGET_${upper}_LINKER=$gcc-gcc" ;;
+    *) export "CARGO_TARGET_${upper}_LINKER=$GCC-gcc" ;;
   esac
   if [ -n "$QEMU" ]; then export "CARGO_TARGET_${upper}_RUNNER=$QEMU"; fi
   # Where no libc of the target's architecture is installed, qemu takes the cross one.
@@ -279,10 +280,7 @@ run_target() {
     target=(--target "$TRIPLE")
     [ "$name" = msrv ] && target=()
     "${NICE[@]}" "$CARGO" build --release "${ZFLAGS[@]}" "${target[@]}" --bins
-    if [ -n "$build_only" ]; then
-      # Every test and benchmark compiles too (the load generator has its own counters).
-      "${NICE[@]}" "$CARGO" build --tests --benches "${ZFLAGS[@]}" "${target[@]}"
-    else
+    if [ -z "$build_only" ]; then
       with_binfmt "${NICE[@]}" "$CARGO" test "${ZFLAGS[@]}" "${target[@]}"
     fi
   ) >"$log" 2>&1 || status=FAILED
@@ -291,7 +289,7 @@ run_target() {
   [ "$name" = msrv ] && binary=$TARGET_DIR/release/tcprelay
   [ -f "$binary" ] && size=$(stat -c %s "$binary")
   if [ "$name" = musl ] || [ "$name" = static-arm ]; then
-    if [ -f "$binary" ] && file "$binary" | grep -q 'static'; then
+    if [ -f "$binary" ] && [[ $(file "$binary") == *"statically linked"* ]]; then
       size="$size*"
     else
       status=FAILED
