@@ -281,7 +281,8 @@ run_target() {
     [ "$name" = msrv ] && target=()
     "${NICE[@]}" "$CARGO" build --release "${ZFLAGS[@]}" "${target[@]}" --bins
     if [ -z "$build_only" ]; then
-      with_binfmt "${NICE[@]}" "$CARGO" test "${ZFLAGS[@]}" "${target[@]}"
+      # --no-fail-fast: every test binary runs, so the counts are the whole suite's.
+      with_binfmt "${NICE[@]}" "$CARGO" test --no-fail-fast "${ZFLAGS[@]}" "${target[@]}"
     fi
   ) >"$log" 2>&1 || status=FAILED
   target_info "$name"
