@@ -4,7 +4,7 @@
 # packages only. Prints one line per target: toolchain, binary size, test counts, time.
 # docs/targets.md explains the targets, the table and how to do the same on a laptop.
 #
-#   tests/targets.sh                      every target (about 30 min on 2 cores)
+#   tests/targets.sh                      every default target (40 min on 2 cores, 17 once built)
 #   tests/targets.sh i686 armv7 s390x     some of them
 #   tests/targets.sh mipsel:build         only the release binary
 #   tests/targets.sh --list               the target names
