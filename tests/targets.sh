@@ -4,7 +4,7 @@
 # packages only. Prints one line per target: toolchain, binary size, test counts, time.
 # docs/targets.md explains the targets, the table and how to do the same on a laptop.
 #
-#   tests/targets.sh                      every default target (40 min on 2 cores, 17 once built)
+#   tests/targets.sh                      every default target (30-40 min on 2 cores, 15 once built)
 #   tests/targets.sh i686 armv7 s390x     some of them
 #   tests/targets.sh mipsel:build         only the release binary
 #   tests/targets.sh --list               the target names
@@ -13,8 +13,8 @@
 # armel (ARMv5, no 64-bit atomics), msrv (x86_64 with the declared MSRV, rustc 1.85),
 # static-arm (a static aarch64 binary, built only).
 #
-# Needs root for apt-get (the first run installs about 1.5 GB) and Linux >= 6.7 for the
-# private binfmt_misc (see run_suite). Everything it builds goes under target/; the
+# Needs root for apt-get (the first run downloads about 1 GB) and Linux >= 6.7 for the
+# private binfmt_misc (see with_binfmt). Everything it builds goes under target/; the
 # unpacked rustc 1.85 under $TCPRELAY_TOOLCHAINS (default /opt/tcprelay-toolchains).
 # Results: target/targets/results.txt (the table) and target/targets/<name>.log.
 # Exits non-zero if any target failed to build or failed a test.
