@@ -59,6 +59,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod counter;
 mod limits;
 mod net;
 mod ops;

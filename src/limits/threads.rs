@@ -6,7 +6,9 @@
 //! must cost one client, not the whole relay.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::counter::Counter;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -131,8 +133,8 @@ impl ThreadPool {
     /// A thread's life: run a job, wait for the next, until none comes in time. A job that
     /// panics ends the thread there, as it would without the pool.
     fn work(&self, mut job: Job) {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        static NEXT_ID: Counter = Counter::new(0);
+        let id = NEXT_ID.fetch_add(1);
         loop {
             job();
             let (sender, jobs) = mpsc::channel();

@@ -30,10 +30,12 @@ use std::fmt;
 use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
+
+use crate::counter::Counter;
 
 use crate::net::address::Address;
 use crate::net::stream::{self, Listener, SocketFile, Stream};
@@ -490,7 +492,7 @@ struct Slots {
     /// Notified whenever a handler thread leaves.
     thread_left: Condvar,
     threads: AtomicUsize,
-    next_id: AtomicU64,
+    next_id: Counter,
 }
 
 /// One claimed slot; dropping it (when its handler thread ends) gives the slot back.
@@ -526,7 +528,7 @@ impl Slots {
             let (_, oldest) = open.remove(oldest_idle);
             oldest.shut_down();
         }
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let id = self.next_id.fetch_add(1);
         open.push((id, Arc::clone(connection)));
         self.threads.fetch_add(1, Ordering::SeqCst);
         Some(Ticket { slots: self, id })

@@ -70,11 +70,13 @@
 use std::fmt::{self, Display, Write as _};
 use std::io::{self, Write};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::counter::Counter;
 
 /// How much to log. Each level includes the ones above it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -213,7 +215,7 @@ pub fn flush(timeout: Duration) -> bool {
     let Some(queue) = QUEUE.get() else {
         return true; // no writer thread: lines were written (or dropped) by their callers
     };
-    let mark = NEXT_FLUSH_MARK.fetch_add(1, RELAXED) + 1;
+    let mark = NEXT_FLUSH_MARK.fetch_add(1) + 1;
     // Std's `SyncSender` has no `send_timeout` on stable Rust: offer the mark until it fits.
     loop {
         match queue.try_send(Message::FlushMark(mark)) {
@@ -280,13 +282,13 @@ fn panic_line(
 /// Log lines dropped since the process started, because the queue to stderr was full (the
 /// sink did not keep up) or stderr failed.
 pub fn lines_dropped() -> u64 {
-    DROPPED.load(RELAXED)
+    DROPPED.get()
 }
 
 /// Repeated log lines suppressed since the process started (each one counted in a
 /// `suppressed similar lines` summary).
 pub fn lines_suppressed() -> u64 {
-    SUPPRESSED.load(RELAXED)
+    SUPPRESSED.get()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -331,15 +333,15 @@ static STARTING: Mutex<Option<Instant>> = Mutex::new(None);
 /// Bytes of lines in the queue.
 static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Lines dropped since start ([`lines_dropped`]).
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+static DROPPED: Counter = Counter::new(0);
 /// Lines dropped since the last `dropped log lines` summary.
-static DROPPED_UNREPORTED: AtomicU64 = AtomicU64::new(0);
+static DROPPED_UNREPORTED: Counter = Counter::new(0);
 /// Lines suppressed since start ([`lines_suppressed`]).
-static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+static SUPPRESSED: Counter = Counter::new(0);
 /// Held by a thread that writes stderr itself, when there is no writer thread.
 static WRITING_DIRECTLY: Mutex<()> = Mutex::new(());
 /// The last [`flush`] mark numbered, and the last one the writer has caught up past.
-static NEXT_FLUSH_MARK: AtomicU64 = AtomicU64::new(0);
+static NEXT_FLUSH_MARK: Counter = Counter::new(0);
 static FLUSHED: Mutex<u64> = Mutex::new(0);
 static FLUSH_DONE: Condvar = Condvar::new();
 
@@ -370,8 +372,8 @@ fn send(line: String) {
 }
 
 fn count_dropped(lines: u64) {
-    DROPPED.fetch_add(lines, RELAXED);
-    DROPPED_UNREPORTED.fetch_add(lines, RELAXED);
+    DROPPED.fetch_add(lines);
+    DROPPED_UNREPORTED.fetch_add(lines);
 }
 
 /// The writer's queue, starting the writer thread the first time (and again at most once
@@ -440,7 +442,7 @@ fn write_queue(queue: &Receiver<Message>) {
 /// Writes the `dropped log lines` summary, if lines were dropped since the last one, and
 /// the summaries of windows of suppressed lines that have ended.
 fn write_summaries(out: &mut impl Write) {
-    let dropped = DROPPED_UNREPORTED.swap(0, RELAXED);
+    let dropped = DROPPED_UNREPORTED.take();
     if dropped > 0 {
         let line = format_line(
             SystemTime::now(),
@@ -449,7 +451,7 @@ fn write_summaries(out: &mut impl Write) {
             &[("dropped", &dropped), ("why", &"the log sink did not keep up")],
         );
         if out.write_all(line.as_bytes()).is_err() {
-            DROPPED_UNREPORTED.fetch_add(dropped, RELAXED); // told next time, if ever
+            DROPPED_UNREPORTED.fetch_add(dropped); // told next time, if ever
         }
     }
     let summaries = lock_limiter().take_summaries(Instant::now(), false);
@@ -619,7 +621,7 @@ impl Limiter {
                     return Admit::Write { summary: None };
                 }
                 window.suppressed += 1;
-                SUPPRESSED.fetch_add(1, RELAXED);
+                SUPPRESSED.fetch_add(1);
                 return Admit::Suppress;
             }
             // A new window, which this line opens.

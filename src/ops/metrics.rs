@@ -26,9 +26,11 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use crate::counter::Counter;
 
 use crate::outcome::{CloseReason, Direction};
 
@@ -40,18 +42,18 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct RouteMetrics {
     /// The label; a reload may rename the route (see [`RouteMetrics::reloaded`]).
     route: Mutex<String>,
-    accepted: AtomicU64,
-    active: AtomicU64,
-    rejected_limit: AtomicU64,
-    max_connections: AtomicU64,
-    limit_reached: AtomicU64,
-    limit_wait_micros: AtomicU64,
-    denied: AtomicU64,
-    connect_failed: AtomicU64,
-    dial_local_errors: AtomicU64,
-    bytes_client_to_upstream: AtomicU64,
-    bytes_upstream_to_client: AtomicU64,
-    closed_by_reason: [AtomicU64; CloseReason::ALL.len()],
+    accepted: Counter,
+    active: Counter,
+    rejected_limit: Counter,
+    max_connections: Counter,
+    limit_reached: Counter,
+    limit_wait_micros: Counter,
+    denied: Counter,
+    connect_failed: Counter,
+    dial_local_errors: Counter,
+    bytes_client_to_upstream: Counter,
+    bytes_upstream_to_client: Counter,
+    closed_by_reason: [Counter; CloseReason::ALL.len()],
     /// A reload may change the list; each upstream it keeps keeps its counters.
     upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
     /// The byte counters of the connections relaying now, by id, summed at each scrape.
@@ -64,8 +66,8 @@ pub struct RouteMetrics {
 /// open connections' counters with the totals of the closed ones.
 #[derive(Debug, Default)]
 pub struct LiveBytes {
-    to_upstream: AtomicU64,
-    to_client: AtomicU64,
+    to_upstream: Counter,
+    to_client: Counter,
 }
 
 impl LiveBytes {
@@ -75,12 +77,12 @@ impl LiveBytes {
             Direction::ClientToUpstream => &self.to_upstream,
             Direction::UpstreamToClient => &self.to_client,
         };
-        counter.fetch_add(bytes, RELAXED);
+        counter.fetch_add(bytes);
     }
 
     /// Bytes delivered so far: client → upstream, upstream → client.
     pub fn get(&self) -> (u64, u64) {
-        (self.to_upstream.load(RELAXED), self.to_client.load(RELAXED))
+        (self.to_upstream.get(), self.to_client.get())
     }
 }
 
@@ -90,11 +92,11 @@ impl LiveBytes {
 pub struct UpstreamMetrics {
     upstream: String,
     up: AtomicBool,
-    active: AtomicU64,
-    connections: AtomicU64,
-    failures: AtomicU64,
-    address_failures: AtomicU64,
-    check_failures: AtomicU64,
+    active: Counter,
+    connections: Counter,
+    failures: Counter,
+    address_failures: Counter,
+    check_failures: Counter,
 }
 
 // One relaxed load or add per call: see the module documentation for why that is enough.
@@ -115,18 +117,18 @@ impl RouteMetrics {
     ) -> RouteMetrics {
         RouteMetrics {
             route: Mutex::new(route.into()),
-            accepted: AtomicU64::new(0),
-            active: AtomicU64::new(0),
-            rejected_limit: AtomicU64::new(0),
-            max_connections: AtomicU64::new(0),
-            limit_reached: AtomicU64::new(0),
-            limit_wait_micros: AtomicU64::new(0),
-            denied: AtomicU64::new(0),
-            connect_failed: AtomicU64::new(0),
-            dial_local_errors: AtomicU64::new(0),
-            bytes_client_to_upstream: AtomicU64::new(0),
-            bytes_upstream_to_client: AtomicU64::new(0),
-            closed_by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
+            accepted: Counter::new(0),
+            active: Counter::new(0),
+            rejected_limit: Counter::new(0),
+            max_connections: Counter::new(0),
+            limit_reached: Counter::new(0),
+            limit_wait_micros: Counter::new(0),
+            denied: Counter::new(0),
+            connect_failed: Counter::new(0),
+            dial_local_errors: Counter::new(0),
+            bytes_client_to_upstream: Counter::new(0),
+            bytes_upstream_to_client: Counter::new(0),
+            closed_by_reason: std::array::from_fn(|_| Counter::new(0)),
             upstreams: Mutex::new(
                 upstreams
                     .into_iter()
@@ -166,71 +168,70 @@ impl RouteMetrics {
 
     /// A client connection was accepted: counts it and adds it to the active connections.
     pub fn record_accepted(&self) {
-        self.accepted.fetch_add(1, RELAXED);
-        self.active.fetch_add(1, RELAXED);
+        self.accepted.fetch_add(1);
+        self.active.fetch_add(1);
     }
 
     /// An accepted connection is gone: removes it from the active connections and counts
     /// the reason. Call it exactly once per [`record_accepted`](Self::record_accepted).
     pub fn record_close(&self, reason: CloseReason) {
         let index = reason.index();
-        self.closed_by_reason[index].fetch_add(1, RELAXED);
+        self.closed_by_reason[index].fetch_add(1);
         // Never wrap below zero: a double close would otherwise show 18446744073709551615
         // active connections. `fetch_update` fails (and changes nothing) when it is 0.
-        let decremented =
-            self.active.fetch_update(RELAXED, RELAXED, |active| active.checked_sub(1));
-        debug_assert!(decremented.is_ok(), "record_close without record_accepted");
+        let decremented = self.active.decrement_unless_zero();
+        debug_assert!(decremented, "record_close without record_accepted");
     }
 
     /// A client was closed at once because the whole process held all the connections its
     /// OS limits allow (close reason `process_limit`).
     pub fn record_rejected_limit(&self) {
-        self.rejected_limit.fetch_add(1, RELAXED);
+        self.rejected_limit.fetch_add(1);
     }
 
     /// The route's connection limit as it applies: `--max-connections`, or less if the
     /// process cannot hold that many.
     pub fn set_max_connections(&self, max: usize) {
-        self.max_connections.store(max as u64, RELAXED);
+        self.max_connections.set(max as u64);
     }
 
     /// The route reached its connection limit and paused accepting (once per episode).
     pub fn record_limit_reached(&self) {
-        self.limit_reached.fetch_add(1, RELAXED);
+        self.limit_reached.fetch_add(1);
     }
 
     /// The accept loop was paused at the connection limit for `waited`.
     pub fn add_limit_wait(&self, waited: Duration) {
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        self.limit_wait_micros.fetch_add(micros, RELAXED);
+        self.limit_wait_micros.fetch_add(micros);
     }
 
     /// A client was refused by the route's access rules.
     pub fn record_denied(&self) {
-        self.denied.fetch_add(1, RELAXED);
+        self.denied.fetch_add(1);
     }
 
     /// One attempt to connect to an upstream failed. With several upstreams one client can
     /// cause several failures, so this counts attempts, while the `connect_failed` close
     /// reason counts clients for whom every attempt failed.
     pub fn record_connect_failed(&self) {
-        self.connect_failed.fetch_add(1, RELAXED);
+        self.connect_failed.fetch_add(1);
     }
 
     /// Dialling an upstream failed for a reason on this machine (out of descriptors, ports
     /// or memory), not the upstream's: counted here, never as an upstream failure.
     pub fn record_dial_local_error(&self) {
-        self.dial_local_errors.fetch_add(1, RELAXED);
+        self.dial_local_errors.fetch_add(1);
     }
 
     /// `bytes` more were written from the client to the upstream.
     pub fn add_bytes_client_to_upstream(&self, bytes: u64) {
-        self.bytes_client_to_upstream.fetch_add(bytes, RELAXED);
+        self.bytes_client_to_upstream.fetch_add(bytes);
     }
 
     /// `bytes` more were written from the upstream to the client.
     pub fn add_bytes_upstream_to_client(&self, bytes: u64) {
-        self.bytes_upstream_to_client.fetch_add(bytes, RELAXED);
+        self.bytes_upstream_to_client.fetch_add(bytes);
     }
 
     /// Connection `id` has started relaying: from now on a scrape adds its bytes so far.
@@ -261,27 +262,24 @@ impl RouteMetrics {
             let open = self.lock_open_bytes();
             let live = open.values().map(|bytes| bytes.get());
             live.fold(
-                (
-                    self.bytes_client_to_upstream.load(RELAXED),
-                    self.bytes_upstream_to_client.load(RELAXED),
-                ),
+                (self.bytes_client_to_upstream.get(), self.bytes_upstream_to_client.get()),
                 |(up, down), (more_up, more_down)| (up + more_up, down + more_down),
             )
         };
         RouteSnapshot {
             route: self.route(),
-            accepted: self.accepted.load(RELAXED),
-            active: self.active.load(RELAXED),
-            rejected_limit: self.rejected_limit.load(RELAXED),
-            max_connections: self.max_connections.load(RELAXED),
-            limit_reached: self.limit_reached.load(RELAXED),
-            limit_wait_micros: self.limit_wait_micros.load(RELAXED),
-            denied: self.denied.load(RELAXED),
-            connect_failed: self.connect_failed.load(RELAXED),
-            dial_local_errors: self.dial_local_errors.load(RELAXED),
+            accepted: self.accepted.get(),
+            active: self.active.get(),
+            rejected_limit: self.rejected_limit.get(),
+            max_connections: self.max_connections.get(),
+            limit_reached: self.limit_reached.get(),
+            limit_wait_micros: self.limit_wait_micros.get(),
+            denied: self.denied.get(),
+            connect_failed: self.connect_failed.get(),
+            dial_local_errors: self.dial_local_errors.get(),
             bytes_client_to_upstream,
             bytes_upstream_to_client,
-            closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].load(RELAXED)),
+            closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].get()),
             upstreams: self.upstreams().iter().map(|upstream| upstream.snapshot()).collect(),
         }
     }
@@ -293,11 +291,11 @@ impl UpstreamMetrics {
         UpstreamMetrics {
             upstream: upstream.into(),
             up: AtomicBool::new(true),
-            active: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            address_failures: AtomicU64::new(0),
-            check_failures: AtomicU64::new(0),
+            active: Counter::new(0),
+            connections: Counter::new(0),
+            failures: Counter::new(0),
+            address_failures: Counter::new(0),
+            check_failures: Counter::new(0),
         }
     }
 
@@ -318,35 +316,35 @@ impl UpstreamMetrics {
 
     /// The connections to it that are open now.
     pub fn active(&self) -> u64 {
-        self.active.load(RELAXED)
+        self.active.get()
     }
 
     /// A client's connection to it was made: counts it, and one more is open.
     pub fn record_connected(&self) {
-        self.connections.fetch_add(1, RELAXED);
-        self.active.fetch_add(1, RELAXED);
+        self.connections.fetch_add(1);
+        self.active.fetch_add(1);
     }
 
     /// A connection counted by [`record_connected`](Self::record_connected) has closed.
     pub fn record_disconnected(&self) {
         // Never below zero, as for the route's active count.
-        let _ = self.active.fetch_update(RELAXED, RELAXED, |active| active.checked_sub(1));
+        let _ = self.active.decrement_unless_zero();
     }
 
     /// A client's attempt to connect to it failed (every address it resolved to failed).
     pub fn record_failure(&self) {
-        self.failures.fetch_add(1, RELAXED);
+        self.failures.fetch_add(1);
     }
 
     /// One of its addresses failed or did not answer in time, whether or not another of
     /// its addresses then connected.
     pub fn record_address_failure(&self) {
-        self.address_failures.fetch_add(1, RELAXED);
+        self.address_failures.fetch_add(1);
     }
 
     /// An active health check of it failed.
     pub fn record_check_failure(&self) {
-        self.check_failures.fetch_add(1, RELAXED);
+        self.check_failures.fetch_add(1);
     }
 
     /// The current values, one counter at a time.
@@ -355,10 +353,10 @@ impl UpstreamMetrics {
             upstream: self.upstream.clone(),
             up: self.is_up(),
             active: self.active(),
-            connections: self.connections.load(RELAXED),
-            failures: self.failures.load(RELAXED),
-            address_failures: self.address_failures.load(RELAXED),
-            check_failures: self.check_failures.load(RELAXED),
+            connections: self.connections.get(),
+            failures: self.failures.get(),
+            address_failures: self.address_failures.get(),
+            check_failures: self.check_failures.get(),
         }
     }
 }

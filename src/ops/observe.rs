@@ -311,6 +311,16 @@ impl Observer {
     /// counted close and bytes. Called exactly once per [`accepted`](Observer::accepted).
     pub fn closed(&self, conn: Conn<'_>, ending: &Ending<'_>) {
         let Ending { reason, error, upstream, bytes: (to_upstream, to_client), started } = *ending;
+        // Counted before the line is written: whoever reads the line finds the count.
+        // The copy loops count in the connection's own counters, which a scrape sums while
+        // it is open (see `copies_starting`); now its bytes join the route's totals.
+        self.metrics.add_closed_bytes(conn.id, to_upstream, to_client);
+        match reason {
+            CloseReason::Denied => self.metrics.record_denied(),
+            CloseReason::ProcessLimit => self.metrics.record_rejected_limit(),
+            _ => {}
+        }
+        self.metrics.record_close(reason);
         self.explain.closed(conn.id, reason);
         let upstream: &dyn Display = match upstream {
             Some(upstream) => upstream,
@@ -339,15 +349,6 @@ impl Observer {
         } else {
             self.log.info("connection closed", fields);
         }
-        // The copy loops count in the connection's own counters, which a scrape sums while
-        // it is open (see `copies_starting`); now its bytes join the route's totals.
-        self.metrics.add_closed_bytes(conn.id, to_upstream, to_client);
-        match reason {
-            CloseReason::Denied => self.metrics.record_denied(),
-            CloseReason::ProcessLimit => self.metrics.record_rejected_limit(),
-            _ => {}
-        }
-        self.metrics.record_close(reason);
     }
 
     fn route_field(&self) -> (&'static str, &dyn Display) {

@@ -11,9 +11,10 @@
 //! repeated; nothing is lost or duplicated. Only when a timer has expired does the tick
 //! become an error.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::counter::Counter;
 use crate::outcome::CloseReason;
 
 /// The shortest and longest tick. Short enough that a timer fires close to its deadline,
@@ -30,7 +31,7 @@ pub struct Timers {
     half_close: Option<Duration>,
     started: Instant,
     /// When the last byte moved, in milliseconds since `started`.
-    last_activity_ms: AtomicU64,
+    last_activity_ms: Counter,
     /// Whether one side has finished sending.
     half_closed: AtomicBool,
 }
@@ -43,7 +44,7 @@ impl Timers {
             idle: on(idle),
             half_close: on(half_close),
             started: Instant::now(),
-            last_activity_ms: AtomicU64::new(0),
+            last_activity_ms: Counter::new(0),
             half_closed: AtomicBool::new(false),
         }
     }
@@ -62,7 +63,7 @@ impl Timers {
     /// Notes that bytes just moved (or a side just finished sending).
     pub fn record_activity(&self) {
         let now = self.started.elapsed().as_millis() as u64;
-        self.last_activity_ms.store(now, Ordering::Relaxed);
+        self.last_activity_ms.set(now);
     }
 
     /// Notes that one side finished sending: from now on the half-close timer runs.
@@ -74,9 +75,7 @@ impl Timers {
     /// Which timer has expired, if any.
     pub fn expired(&self) -> Option<CloseReason> {
         let now = self.started.elapsed().as_millis() as u64;
-        let quiet = Duration::from_millis(
-            now.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)),
-        );
+        let quiet = Duration::from_millis(now.saturating_sub(self.last_activity_ms.get()));
         if self.half_closed.load(Ordering::Relaxed)
             && self.half_close.is_some_and(|limit| quiet >= limit)
         {

@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::ops::metrics::RouteMetrics;
@@ -72,7 +71,7 @@ impl ServerHandle {
         match &self.reload {
             Some(reload) => reload(),
             None => {
-                self.routes.reloads_refused.fetch_add(1, Ordering::Relaxed);
+                self.routes.reloads_refused.fetch_add(1);
                 Err("nothing to reload: the routes were not read from a config file \
                      (start with --config FILE)"
                     .to_string())
@@ -82,8 +81,8 @@ impl ServerHandle {
 
     /// Reloads applied and refused since start.
     pub fn reloads(&self) -> (u64, u64) {
-        let applied = self.routes.reloads_applied.load(Ordering::Relaxed);
-        (applied, self.routes.reloads_refused.load(Ordering::Relaxed))
+        let applied = self.routes.reloads_applied.get();
+        (applied, self.routes.reloads_refused.get())
     }
 
     /// Each route's live counters: the serving routes in order, then those a reload

@@ -19,7 +19,6 @@
 //! Every reload writes one log line: `config reloaded` with the routes added, removed and
 //! changed, or `reload refused` with why; `/metrics` counts both.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::net::address::Address;
@@ -66,7 +65,7 @@ impl Reloader {
         let outcome = self.try_reload();
         match &outcome {
             Ok(summary) => {
-                self.routes.reloads_applied.fetch_add(1, Ordering::Relaxed);
+                self.routes.reloads_applied.fetch_add(1);
                 let Summary { added, removed, changed, unchanged, kept } = summary;
                 let list = |names: &[String]| match names.is_empty() {
                     true => "-".to_string(),
@@ -85,7 +84,7 @@ impl Reloader {
                 );
             }
             Err(why) => {
-                self.routes.reloads_refused.fetch_add(1, Ordering::Relaxed);
+                self.routes.reloads_refused.fetch_add(1);
                 self.log.warn("reload refused", &[("error", why)]);
             }
         }

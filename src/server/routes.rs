@@ -7,10 +7,11 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+use crate::counter::Counter;
 
 use crate::net::address::Address;
 use crate::ops::metrics::RouteMetrics;
@@ -28,8 +29,8 @@ pub(crate) struct Routes {
     /// Signalled when an accept thread ends.
     thread_ended: Condvar,
     /// Reloads applied and refused, for `/metrics`.
-    pub reloads_applied: AtomicU64,
-    pub reloads_refused: AtomicU64,
+    pub reloads_applied: Counter,
+    pub reloads_refused: Counter,
 }
 
 #[derive(Debug)]
@@ -85,8 +86,8 @@ impl Routes {
         Routes {
             state: Mutex::new(state),
             thread_ended: Condvar::new(),
-            reloads_applied: AtomicU64::new(0),
-            reloads_refused: AtomicU64::new(0),
+            reloads_applied: Counter::new(0),
+            reloads_refused: Counter::new(0),
         }
     }
 

@@ -9,7 +9,13 @@ each thread stack (the mappings of exactly --stack-size bytes).
 Usage: tests/bench/idle_memory.py [-n 1000] [TCPRELAY FLAGS...]
   e.g. tests/bench/idle_memory.py --buffer-size 64k
 Loopback only; needs `cargo build --release` first. Python 3 standard library only.
+
+TCPRELAY=PATH runs another build (tests/targets.sh: a cross-built one, started under qemu-user
+by binfmt_misc). Then the process is also the emulator: "own" counts only the relay's own
+anonymous, heap and stack mappings, and under qemu only those below qemu's image (qemu puts
+the guest at guest base 0, in low memory; its own heap and code buffer are mapped high).
 """
+import os
 import collections
 import re
 import socket
@@ -33,7 +39,7 @@ held = []
 threading.Thread(target=lambda: [held.append(upstream.accept()[0]) for _ in range(count)], daemon=True).start()
 
 relay = subprocess.Popen(
-    ["target/release/tcprelay", "-l", "127.0.0.1:0", "-u", "127.0.0.1:%d" % upstream.getsockname()[1],
+    [os.environ.get("TCPRELAY", "target/release/tcprelay"), "-l", "127.0.0.1:0", "-u", "127.0.0.1:%d" % upstream.getsockname()[1],
      "--log-level", "warn", "--max-connections", str(count + 10)] + args,
     stderr=subprocess.PIPE, text=True)
 try:
@@ -42,8 +48,33 @@ try:
     def rss_kib():
         return int(re.search(r"VmRSS:\s+(\d+)", open("/proc/%d/status" % relay.pid).read()).group(1))
 
+    def own_kib():
+        """(resident KiB, KiB of address space) of the relay's own anonymous mappings; the
+        address space leaves out PROT_NONE ones (guard pages, qemu's reservation)."""
+        exe = os.readlink("/proc/%d/exe" % relay.pid)
+        mappings = []  # [start, end, perms, path, rss]
+        for line in open("/proc/%d/smaps" % relay.pid):
+            mapping = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+ *(.*)", line)
+            if mapping:
+                start, end, perms, path = mapping.groups()
+                mappings.append([int(start, 16), int(end, 16), perms, path, 0])
+            elif line.startswith("Rss:"):
+                mappings[-1][4] = int(line.split()[1])
+        limit = 1 << 64
+        if os.path.basename(exe).startswith("qemu-"):
+            limit = min(start for start, _, _, path, _ in mappings if path == exe)
+        own = [m for m in mappings if m[0] < limit and m[3] in ("", "[heap]", "[stack]")]
+        return (sum(m[4] for m in own),
+                sum((m[1] - m[0]) // 1024 for m in own if m[2] != "---p"))
+
+    def proc_count(what):
+        if what == "fds":
+            return len(os.listdir("/proc/%d/fd" % relay.pid))
+        return int(re.search(r"Threads:\s+(\d+)", open("/proc/%d/status" % relay.pid).read()).group(1))
+
     time.sleep(0.3)
     before = rss_kib()
+    own_before, fds_before, threads_before = own_kib(), proc_count("fds"), proc_count("threads")
     clients = [socket.create_connection((host, int(port)), timeout=10) for _ in range(count)]
     deadline = time.time() + 30
     while len(held) < count and time.time() < deadline:
@@ -60,6 +91,12 @@ try:
     time.sleep(1)
     print("flags %s: %.1f KiB resident per connection (%d connections)"
           % (" ".join(args) or "(defaults)", (rss_kib() - before) / count, count))
+    own_after = own_kib()
+    print("own: %.1f KiB per connection resident in the relay's own mappings, %.1f KiB of address"
+          " space, %.2f descriptors, %.2f threads"
+          % ((own_after[0] - own_before[0]) / count, (own_after[1] - own_before[1]) / count,
+             (proc_count("fds") - fds_before) / count,
+             (proc_count("threads") - threads_before) / count))
 
     stacks = collections.Counter()
     size = None

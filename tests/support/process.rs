@@ -242,6 +242,79 @@ impl RelayProcess {
             .unwrap_or_else(|| panic!("no {field} in {path}"))
     }
 
+    /// The relay's own resident memory in kB: what its heap, its thread stacks and its
+    /// other anonymous mappings hold, summed from the `Rss:` lines of /proc/PID/smaps.
+    /// Unlike `VmRSS`, it leaves out the pages of the program's code and libraries (file
+    /// mappings, which do not grow with the bytes relayed) and, under an emulator, the
+    /// emulator's own memory.
+    ///
+    /// Under `qemu-user` (the process's /proc/PID/exe is `qemu-ARCH`: the cross-target runs
+    /// of tests/targets.sh) the process holds two programs. qemu places the guest at guest
+    /// base 0, in low memory (below 4 GiB for a 32-bit guest, from `0x55_0000_0000` for a
+    /// 64-bit one), while the kernel maps qemu itself high (its image from
+    /// `0x55xx_xxxx_xxxx`, then its `[heap]`, its translated-code buffer, its threads' malloc
+    /// arenas, its libraries). Only the mappings below qemu's own image are the relay's.
+    /// qemu's heap grows by megabytes while it translates a busy relay; counting it is what
+    /// made a whole-process RSS bound fail under emulation. Panics if that layout does not
+    /// hold (no file of the guest program below qemu's image), rather than measure the
+    /// wrong thing.
+    pub fn own_memory_kb(&self) -> u64 {
+        let pid = self.pid();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("read /proc/PID/exe");
+        let emulated = exe
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("qemu-"));
+        let smaps =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("read /proc/PID/smaps");
+        // (start address, path or [name] or "" for anonymous, Rss in kB) per mapping.
+        let mut mappings: Vec<(u64, String, u64)> = Vec::new();
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or_default();
+            if let Some((start, _end)) = first.split_once('-') {
+                if let Ok(start) = u64::from_str_radix(start, 16) {
+                    // range perms offset dev inode [path]; a path may contain spaces
+                    let path: Vec<&str> = fields.skip(4).collect();
+                    mappings.push((start, path.join(" "), 0));
+                    continue;
+                }
+            }
+            if let (Some("Rss:"), Some(kb), Some(mapping)) =
+                (Some(first), fields.next(), mappings.last_mut())
+            {
+                mapping.2 = kb.parse().unwrap_or_else(|_| panic!("Rss in smaps: {line:?}"));
+            }
+        }
+        let exe_path = exe.to_string_lossy();
+        let limit = if emulated {
+            let emulator_start = mappings
+                .iter()
+                .filter(|(_, path, _)| *path == exe_path)
+                .map(|(start, _, _)| *start)
+                .min()
+                .unwrap_or_else(|| panic!("no mapping of {exe_path} in /proc/{pid}/smaps"));
+            let guest_files = mappings
+                .iter()
+                .any(|(start, path, _)| *start < emulator_start && path.starts_with('/'));
+            assert!(
+                guest_files,
+                "under {exe_path}, no file mapped below the emulator at {emulator_start:#x}: \
+                 cannot tell the relay's memory from the emulator's"
+            );
+            emulator_start
+        } else {
+            u64::MAX
+        };
+        mappings
+            .iter()
+            .filter(|(start, path, _)| {
+                *start < limit && (path.is_empty() || path == "[heap]" || path == "[stack]")
+            })
+            .map(|(_, _, kb)| kb)
+            .sum()
+    }
+
     /// The CPU time the process has used so far, user plus system, all threads
     /// (`utime` + `stime` from /proc/PID/stat, in clock ticks of 1/100 s on Linux).
     pub fn cpu_time(&self) -> Duration {

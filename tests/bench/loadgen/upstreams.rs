@@ -14,10 +14,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+use tcprelay::counter::Counter;
 
 /// Which upstream a workload needs behind the relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +119,7 @@ struct ServerShared {
     /// A clone of every live connection, so `stop` can shut them down and
     /// wake threads blocked in `read` (dropping a clone would not).
     live: Mutex<HashMap<u64, TcpStream>>,
-    errors: AtomicU64,
+    errors: Counter,
     last_error: Mutex<Option<String>>,
 }
 
@@ -132,7 +133,7 @@ impl ThreadedServer {
         let shared = Arc::new(ServerShared {
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
-            errors: AtomicU64::new(0),
+            errors: Counter::new(0),
             last_error: Mutex::new(None),
         });
         let loop_shared = Arc::clone(&shared);
@@ -159,13 +160,13 @@ impl ThreadedServer {
             io::Error::other(format!("{} upstream's accept loop panicked", self.name))
         })?;
         let last = lock(&self.shared.last_error).take();
-        Ok((self.shared.errors.load(Ordering::SeqCst), last))
+        Ok((self.shared.errors.get(), last))
     }
 }
 
 impl ServerShared {
     fn record_error(&self, error: &io::Error) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.errors.fetch_add(1);
         *lock(&self.last_error) = Some(error.to_string());
     }
 }
