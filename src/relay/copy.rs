@@ -262,26 +262,24 @@ impl Read for Source<'_> {
         if self.pause.is_some() {
             return Ok(0); // ends this `io::copy`; its buffer is empty (see above)
         }
-        loop {
-            match (&mut &*self.stream).read(buf) {
-                Ok(read) => {
-                    if read > 0 {
-                        self.connection.timers.record_activity();
-                        if self.first_bytes_untold {
-                            self.tell_first_bytes(read);
-                        }
-                        self.watch_for_bulk(read, buf.len());
+        match (&mut &*self.stream).read(buf) {
+            Ok(read) => {
+                if read > 0 {
+                    self.connection.timers.record_activity();
+                    if self.first_bytes_untold {
+                        self.tell_first_bytes(read);
                     }
-                    return Ok(read);
+                    self.watch_for_bulk(read, buf.len());
                 }
-                Err(error) if is_tick(&error) => {
-                    self.connection.check_timers(self.observer)?;
-                    // Quiet for a tick: end this `io::copy` and give its buffer back.
-                    self.pause = Some(Pause::Quiet);
-                    return Ok(0);
-                }
-                Err(error) => return Err(error),
+                Ok(read)
             }
+            Err(error) if is_tick(&error) => {
+                self.connection.check_timers(self.observer)?;
+                // Quiet for a tick: end this `io::copy` and give its buffer back.
+                self.pause = Some(Pause::Quiet);
+                Ok(0)
+            }
+            Err(error) => Err(error),
         }
     }
 }
