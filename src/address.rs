@@ -20,7 +20,7 @@ pub fn parse_listen_address(text: &str) -> Result<Address, String> {
 /// The path of a `unix:PATH` address, which must not be empty.
 fn unix_path<'a>(text: &str, path: &'a str) -> Result<&'a str, String> {
     if path.is_empty() {
-        return Err(format!("invalid address \"{text}\": expected unix:/path/to/socket"));
+        return Err(format!("invalid address {text:?}: expected unix:/path/to/socket"));
     }
     Ok(path)
 }
@@ -39,8 +39,8 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     match (host, port).to_socket_addrs() {
         Ok(mut addrs) => addrs
             .next()
-            .ok_or_else(|| format!("invalid address \"{text}\": host \"{host}\" has no address")),
-        Err(e) => Err(format!("invalid address \"{text}\": cannot resolve \"{host}\": {e}")),
+            .ok_or_else(|| format!("invalid address {text:?}: host {host:?} has no address")),
+        Err(e) => Err(format!("invalid address {text:?}: cannot resolve {host:?}: {e}")),
     }
 }
 
@@ -54,7 +54,7 @@ pub fn parse_upstream(text: &str) -> Result<String, String> {
     }
     let (host, port) = split_host_port(text)?;
     if port == 0 {
-        return Err(format!("invalid address \"{text}\": an upstream needs a port other than 0"));
+        return Err(format!("invalid address {text:?}: an upstream needs a port other than 0"));
     }
     Ok(match host {
         "" => format!("127.0.0.1:{port}"),
@@ -67,20 +67,20 @@ pub fn parse_upstream(text: &str) -> Result<String, String> {
 fn split_host_port(text: &str) -> Result<(&str, u16), String> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| {
-            format!("invalid address \"{text}\": missing ']' after the IPv6 address")
+            format!("invalid address {text:?}: missing ']' after the IPv6 address")
         })?;
         let port = after
             .strip_prefix(':')
-            .ok_or_else(|| format!("invalid address \"{text}\": expected [IPv6]:PORT"))?;
+            .ok_or_else(|| format!("invalid address {text:?}: expected [IPv6]:PORT"))?;
         if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("invalid address \"{text}\": \"{host}\" is not an IPv6 address"));
+            return Err(format!("invalid address {text:?}: {host:?} is not an IPv6 address"));
         }
         (host, port)
     } else {
         match text.rsplit_once(':') {
             Some((host, _)) if host.contains(':') => {
                 return Err(format!(
-                    "invalid address \"{text}\": write IPv6 addresses in brackets, e.g. [::1]:8080"
+                    "invalid address {text:?}: write IPv6 addresses in brackets, e.g. [::1]:8080"
                 ));
             }
             Some((host, port)) => (host, port),
@@ -88,9 +88,29 @@ fn split_host_port(text: &str) -> Result<(&str, u16), String> {
         }
     };
     let port = port.parse::<u16>().map_err(|_| {
-        format!("invalid address \"{text}\": expected HOST:PORT with a port from 0 to 65535")
+        format!("invalid address {text:?}: expected HOST:PORT with a port from 0 to 65535")
     })?;
+    if !text.starts_with('[') && !host.is_empty() && !is_host_name(host) {
+        return Err(format!(
+            "invalid address {text:?}: {host:?} is not a host name (letters, digits, '-', '_' \
+             and dots) nor an IP address"
+        ));
+    }
     Ok((host, port))
+}
+
+/// Whether `host` can be a DNS name or an IPv4 address: dot-separated labels of 1 to 63
+/// letters, digits, `-` or `_`, at most 253 characters in all (a final dot is allowed).
+/// Spaces, commas, control characters and the like can never resolve, so they are refused
+/// when the setting is read rather than at every client's connect.
+fn is_host_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 #[cfg(test)]
@@ -136,5 +156,18 @@ mod tests {
             assert!(err.contains(&format!("\"{bad}\"")), "{bad}: {err}");
         }
         assert!(parse_upstream("host:0").unwrap_err().contains("\"host:0\""));
+    }
+
+    #[test]
+    fn impossible_host_names_are_refused_and_escaped() {
+        for bad in ["bad host:80", " a:80", "a,b:80", "a..b:80", "a\u{a0}b:80", "x/y:1", "a\tb:1"] {
+            let err = parse_upstream(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{bad:?}: {err}");
+            assert!(!err.contains('\t') && !err.contains('\u{a0}'), "escaped: {err}");
+            assert!(parse_listen(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a-b.example.:80", "under_score:1", "10.0.0.1:1", "xn--bcher-kva.example:1"] {
+            assert!(parse_upstream(good).is_ok(), "{good}");
+        }
     }
 }

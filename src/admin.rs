@@ -1,32 +1,297 @@
-//! The admin endpoint: `GET /metrics`, `GET /healthz` and `POST /drain` over HTTP/1.1.
+//! The admin endpoint: `GET /metrics`, `GET /healthz` and `POST /drain` over HTTP/1.1, on a
+//! TCP address or a Unix socket.
 //!
-//! It runs on one thread of its own and serves one request at a time, each bounded in size
-//! (by `admin_http`) and in time ([`REQUEST_TIMEOUT`]). That is plenty for Prometheus, curl
-//! and systemd, and it means a confused client or a port scanner can at worst keep the admin
-//! endpoint busy for a few seconds: the relays never wait for it. The HTTP reading and
-//! writing is `admin_http.rs`; this module only accepts and routes.
+//! It must stay up and stay closed. Up: a Prometheus scrape, a load balancer's health check
+//! or systemd's `ExecStop=… /drain` must be answered at once even while tens of slow or
+//! silent clients (slowloris) hold connections open. Closed: only who the operator meant may
+//! drain the relay, not a web page in a browser on the same host.
+//!
+//! **Up.** Each connection is served on a thread of its own, at most [`MAX_HANDLERS`] at
+//! once, each with one short deadline for its whole request ([`REQUEST_TIMEOUT`]). When all
+//! handlers are busy, a new client does not queue behind them: the oldest connection that is
+//! not being answered (still sending its request, or lingering after its answer) is shut
+//! down to make room. A real client sends its whole request in one segment and is long
+//! done; the oldest is the one that trickles. A legitimate request therefore only has to
+//! outlive `MAX_HANDLERS - 1` newer connections, not the deadlines of every slow one. When
+//! every handler is busy answering, or the threads of shut-down connections have not left
+//! yet (twice the bound alive), a new client gets an immediate `503` instead of a wait.
+//!
+//! **Closed.** See [`refusal`]: a request that changes state (any method but `GET` and
+//! `HEAD`) is refused with `403` when it carries an `Origin` header (browsers add one to
+//! cross-site form posts, which need no CORS preflight) or, on TCP, a `Host` that is not
+//! the admin address (DNS rebinding: a page whose host name was re-pointed at 127.0.0.1).
+//! With `--admin-token-file`, every request but `GET /healthz` also needs
+//! `Authorization: Bearer TOKEN`, compared in constant time. A Unix socket is created with
+//! mode `0600` (configurable), so file permissions decide who may connect at all.
+//!
+//! The HTTP reading and writing is `admin_http.rs`; this module accepts, guards and routes.
 
-use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
 use std::time::Duration;
 
-use crate::admin_http::{self, Response, Status};
+use crate::admin_http::{self, Request, Response, Status};
 use crate::log::Log;
 use crate::metrics::{self, RouteMetrics};
-use crate::net::stream::{self, Address};
-use crate::server::ServerHandle;
+use crate::net::stream::{self, Address, Listener, Stream};
+use crate::server::handle::ServerHandle;
 use crate::units::format_duration;
 
-/// How long one admin client may take to send its request (and to read the answer).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one admin client may take to send its whole request (and each write of the
+/// answer). curl, Prometheus and systemd send a request in one segment right after the
+/// handshake; one second is generous even across a slow link.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How many admin connections are served at once. Beyond it the oldest is shut down to make
+/// room (see the module docs). Sixteen covers a scraper, a health checker and an operator
+/// many times over; each handler thread costs a small stack ([`HANDLER_STACK_SIZE`]).
+pub const MAX_HANDLERS: usize = 16;
+
+/// The stack of an admin handler thread: rendering `/metrics` is a few `format!` calls.
+const HANDLER_STACK_SIZE: usize = 256 * 1024;
+
+/// How long a new client waits, at most, for the threads of shut-down connections to leave
+/// when twice [`MAX_HANDLERS`] are still alive, before it is answered `503`. They leave in
+/// microseconds once shut down; this only absorbs a burst of connections.
+const THREAD_EXIT_WAIT: Duration = Duration::from_millis(100);
+
+/// The mode a Unix admin socket is created with by default: only the relay's own user (and
+/// root) may connect. `--admin-socket-mode` changes it, e.g. to `0660` for a group.
+pub const DEFAULT_ADMIN_SOCKET_MODE: u32 = 0o600;
+
+/// The largest token file read: a token is a line, not a document.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The shortest token accepted: 16 visible characters. `openssl rand -hex 32` gives 64.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// Who may use the admin endpoint, beyond who can reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminAccess {
+    /// When set, every request but `GET /healthz` needs `Authorization: Bearer TOKEN`
+    /// (`--admin-token-file`). Default: none.
+    pub token: Option<AdminToken>,
+    /// The mode of the socket file when the endpoint is a Unix socket
+    /// (`--admin-socket-mode`). Default `0600`: only the relay's own user may connect.
+    pub socket_mode: u32,
+}
+
+impl Default for AdminAccess {
+    fn default() -> AdminAccess {
+        AdminAccess { token: None, socket_mode: DEFAULT_ADMIN_SOCKET_MODE }
+    }
+}
+
+/// The admin endpoint's bearer token, read from a file. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    file: PathBuf,
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminToken").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
+impl AdminToken {
+    /// Reads the token from `file`: its content with surrounding white space trimmed.
+    ///
+    /// The file is read once, at start-up (and by `--check`), and must be a regular file of
+    /// at most 4 KiB that other users cannot read (on Unix, no `o+r` bit: a token every local
+    /// user can read guards nothing; group-readable is allowed so a monitoring group can
+    /// share it). The token must be at least 16 visible ASCII characters, no spaces.
+    ///
+    /// # Errors
+    /// A message naming the file and what is wrong with it.
+    pub fn read(file: &Path) -> Result<AdminToken, String> {
+        let shown = file.display();
+        // Checked before opening: opening a FIFO with no writer would block for ever.
+        let metadata =
+            std::fs::metadata(file).map_err(|error| format!("cannot read {shown}: {error}"))?;
+        if !metadata.is_file() {
+            return Err(format!("{shown} is not a regular file"));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o004 != 0 {
+                return Err(format!(
+                    "{shown} is readable by every user (mode {mode:04o}); a token must be \
+                     secret: chmod o-r {shown}"
+                ));
+            }
+        }
+        let mut text = String::new();
+        std::fs::File::open(file)
+            .and_then(|opened| opened.take(MAX_TOKEN_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(|error| format!("cannot read {shown}: {error}"))?;
+        if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+            return Err(format!("{shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes"));
+        }
+        AdminToken::new(file, text.trim()).map_err(|message| format!("{shown}: {message}"))
+    }
+
+    /// A token with this secret, as if read from `file`.
+    ///
+    /// # Errors
+    /// A message when the secret is empty, shorter than 16 characters, or holds anything
+    /// but visible ASCII (an HTTP header could not carry it).
+    pub fn new(file: &Path, secret: &str) -> Result<AdminToken, String> {
+        if secret.is_empty() {
+            return Err("the token is empty".to_string());
+        }
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token may hold only visible ASCII characters, no spaces".to_string());
+        }
+        if secret.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "the token is {} characters; use at least {MIN_TOKEN_LEN} \
+                 (e.g. openssl rand -hex 32)",
+                secret.len()
+            ));
+        }
+        Ok(AdminToken { file: file.to_path_buf(), secret: secret.as_bytes().to_vec() })
+    }
+
+    /// The file the token was read from (`--check` prints it; never the token).
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Whether an `Authorization` header value is `Bearer` and this token. The comparison
+    /// takes the same time wherever the first difference is, so response times do not
+    /// reveal how much of a guess was right.
+    pub fn accepts(&self, authorization: Option<&str>) -> bool {
+        let Some((scheme, credentials)) = authorization.and_then(|value| value.split_once(' '))
+        else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer")
+            && constant_time_eq(credentials.trim_start_matches(' ').as_bytes(), &self.secret)
+    }
+}
+
+/// Compares two byte strings in time that depends only on `expected`'s length: every byte
+/// is looked at, and differences are collected with `|` instead of returning at the first.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = u8::from(given.len() != expected.len());
+    for (i, &want) in expected.iter().enumerate() {
+        difference |= want ^ given.get(i).copied().unwrap_or(!want);
+    }
+    difference == 0
+}
+
+/// The start-up warning for an endpoint that anyone on the network may use, if it is one:
+/// a TCP address beyond loopback and no token.
+pub fn exposure_warning(address: &Address, access: &AdminAccess) -> Option<String> {
+    match address {
+        Address::Tcp(addr) if access.token.is_none() && !addr.ip().to_canonical().is_loopback() => {
+            Some(format!(
+                "the admin endpoint listens on {addr}, beyond loopback, without a token: \
+                 anyone who can reach it can read the metrics and drain the relay; set \
+                 --admin-token-file (docs/operations.md, \"Admin security\")"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Why `request` may not be served, as the response that says so; `None` when it may.
+///
+/// - `GET`/`HEAD /healthz` is always allowed: load balancers probe it without credentials,
+///   and it reveals only "ok" or "draining".
+/// - With a token, everything else needs `Authorization: Bearer TOKEN` (else `401`).
+/// - A request that may change state (any method but `GET` and `HEAD`) is refused with
+///   `403` when it has an `Origin` header, or, on TCP, a `Host` that does not name the
+///   admin address (see [`host_names_admin`]). curl, systemd's `ExecStop=` and scripts
+///   send neither; a browser always sends both.
+pub fn refusal(request: &Request, access: &AdminAccess, local: &Address) -> Option<Response> {
+    let reads_only = request.method == "GET" || request.method == "HEAD";
+    if reads_only && request.path == "/healthz" {
+        return None;
+    }
+    if let Some(token) = &access.token {
+        if !token.accepts(request.authorization.as_deref()) {
+            return Some(Response {
+                challenge: Some("Bearer realm=\"tcprelay admin\""),
+                ..Response::text(
+                    Status::Unauthorized,
+                    "this admin endpoint needs Authorization: Bearer TOKEN \
+                     (the token in --admin-token-file)\n",
+                )
+            });
+        }
+    }
+    if reads_only {
+        return None;
+    }
+    if request.origin.is_some() {
+        return Some(Response::text(
+            Status::Forbidden,
+            "refused: a request with an Origin header (from a web page) may not change state\n",
+        ));
+    }
+    if let (Address::Tcp(local), Some(host)) = (local, &request.host) {
+        if !host_names_admin(host, *local) {
+            return Some(Response::text(
+                Status::Forbidden,
+                format!(
+                    "refused: Host must be this admin address ({local}, or localhost:{}) to \
+                     change state\n",
+                    local.port()
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Whether a `Host` header value names the admin endpoint bound at `local`: `localhost` or an
+/// IP address (the bound one, or any when bound to a wildcard), with the bound port (80 when
+/// none is given). A DNS-rebinding page always arrives with its own host *name*, which this
+/// refuses; a name is never resolved here.
+pub fn host_names_admin(host: &str, local: SocketAddr) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, "")) => (ip, None),
+            Some((ip, after)) => match after.strip_prefix(':') {
+                Some(port) => (ip, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            // More than one colon without brackets is not a valid Host.
+            Some((name, _)) if name.contains(':') => return false,
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    let port_matches = match port {
+        None => local.port() == 80,
+        Some(port) => port.parse::<u16>().is_ok_and(|port| port == local.port()),
+    };
+    let name_matches = name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| {
+            local.ip().is_unspecified() || ip.to_canonical() == local.ip().to_canonical()
+        });
+    port_matches && name_matches
+}
 
 /// The bound admin endpoint.
 #[derive(Debug)]
 pub struct Admin {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listener: Listener,
+    local: Address,
+    access: AdminAccess,
     routes: Vec<Arc<RouteMetrics>>,
     server: ServerHandle,
     log: Log,
@@ -36,74 +301,117 @@ pub struct Admin {
 /// Stops the admin endpoint's accept loop.
 #[derive(Debug)]
 pub struct AdminStop {
-    local_addr: SocketAddr,
+    local: Address,
     stopping: Arc<AtomicBool>,
 }
 
 impl Admin {
-    /// Binds the admin listener.
+    /// Binds the admin listener (a Unix socket gets `access.socket_mode`), and warns in the
+    /// log when it is reachable beyond loopback without a token.
     ///
     /// # Errors
     /// The OS error, naming the address, if it cannot be bound.
     pub fn bind(
-        addr: SocketAddr,
+        address: &Address,
+        access: AdminAccess,
         routes: Vec<Arc<RouteMetrics>>,
         server: ServerHandle,
         log: Log,
     ) -> io::Result<Admin> {
-        let listener = TcpListener::bind(addr).map_err(|error| {
-            io::Error::new(error.kind(), format!("cannot listen on {addr} (admin): {error}"))
+        let listener = Listener::bind(address, access.socket_mode).map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot listen on {address} (admin): {error}"))
         })?;
-        let local_addr = listener.local_addr()?;
+        let local = listener.local_addr()?;
+        if let Some(warning) = exposure_warning(&local, &access) {
+            log.warn(&warning, &[]);
+        }
         let stopping = Arc::new(AtomicBool::new(false));
-        Ok(Admin { listener, local_addr, routes, server, log, stopping })
+        Ok(Admin { listener, local, access, routes, server, log, stopping })
     }
 
     /// The address the admin endpoint listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    pub fn local_addr(&self) -> Address {
+        self.local.clone()
     }
 
     /// A handle that ends [`Admin::serve`].
     pub fn stop_handle(&self) -> AdminStop {
-        AdminStop { local_addr: self.local_addr, stopping: Arc::clone(&self.stopping) }
+        AdminStop { local: self.local.clone(), stopping: Arc::clone(&self.stopping) }
     }
 
-    /// Answers requests one at a time until stopped. Errors of one request (a client that
-    /// resets, a malformed request) are logged at debug level and never end the loop.
+    /// Serves connections, each on a handler thread of its own (see the module docs), until
+    /// stopped; then shuts down the connections not being answered (an answer in progress,
+    /// such as the one to the `POST /drain` that led here, is finished) and joins every
+    /// handler thread. Errors of one request (a client that resets, a malformed request) are
+    /// logged at debug level and never end the loop.
     pub fn serve(self) {
-        for stream in self.listener.incoming() {
-            if self.stopping.load(Ordering::SeqCst) {
-                break;
-            }
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(error) => {
-                    self.log.debug("admin accept failed", &[("error", &error)]);
-                    // Out of descriptors would fail again at once: don't spin.
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
+        let slots = Slots::default();
+        thread::scope(|scope| {
+            loop {
+                let accepted = self.listener.accept();
+                if self.stopping.load(Ordering::SeqCst) {
+                    break;
                 }
-            };
-            let served = admin_http::serve_one(&stream, REQUEST_TIMEOUT, |method, path| {
-                self.answer(method, path)
-            });
-            if let Err(error) = served {
-                self.log.debug("admin request failed", &[("error", &error)]);
+                let connection = match accepted {
+                    Ok((stream, _peer)) => Arc::new(Connection::new(stream)),
+                    Err(error) => {
+                        self.log.debug("admin accept failed", &[("error", &error)]);
+                        // Out of descriptors would fail again at once: don't spin.
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                let Some(ticket) = slots.claim(&connection) else {
+                    refuse_busy(&connection.stream);
+                    continue;
+                };
+                let handler_connection = Arc::clone(&connection);
+                let admin = &self;
+                let spawned = thread::Builder::new()
+                    .name("tcprelay-admin-handler".into())
+                    .stack_size(HANDLER_STACK_SIZE)
+                    .spawn_scoped(scope, move || {
+                        let _ticket = ticket; // frees the slot when this thread ends
+                        admin.serve_connection(&handler_connection);
+                    });
+                if let Err(error) = spawned {
+                    self.log.warn("cannot start an admin handler thread", &[("error", &error)]);
+                    refuse_busy(&connection.stream);
+                }
             }
+            slots.shut_down_idle();
+        });
+    }
+
+    /// Serves the one request of one connection, marking it as being answered from the
+    /// moment its request is complete until the answer is written.
+    fn serve_connection(&self, connection: &Connection) {
+        let stream = &connection.stream;
+        let served = admin_http::respond_to_one(stream, REQUEST_TIMEOUT, |request| {
+            connection.answering.store(true, Ordering::SeqCst);
+            refusal(request, &self.access, &self.local).unwrap_or_else(|| self.answer(request))
+        });
+        connection.answering.store(false, Ordering::SeqCst);
+        match served {
+            Ok(Some(_)) => admin_http::linger_close(stream),
+            Ok(None) => {}
+            Err(error) => self.log.debug("admin request failed", &[("error", &error)]),
         }
     }
 
-    /// The response for one valid request.
-    fn answer(&self, method: &str, path: &str) -> Response {
+    /// The response for one valid, allowed request.
+    fn answer(&self, request: &Request) -> Response {
+        let method = request.method.as_str();
         let is_get = method == "GET" || method == "HEAD";
-        match path {
+        match request.path.as_str() {
             "/metrics" if is_get => {
                 let snapshots: Vec<_> = self.routes.iter().map(|route| route.snapshot()).collect();
-                Response {
-                    content_type: metrics::CONTENT_TYPE,
-                    ..Response::text(Status::Ok, metrics::render_prometheus(&snapshots))
-                }
+                let mut text = metrics::render_prometheus(&snapshots);
+                text.push_str(&metrics::render_log_counters(
+                    crate::log::lines_dropped(),
+                    crate::log::lines_suppressed(),
+                ));
+                Response { content_type: metrics::CONTENT_TYPE, ..Response::text(Status::Ok, text) }
             }
             "/healthz" if is_get => {
                 if self.server.is_draining() {
@@ -125,11 +433,287 @@ impl Admin {
     }
 }
 
+/// Answers `503` at once, without reading the request, when no handler can take a client.
+/// The write fits in the socket buffer, so it does not block the accept loop.
+fn refuse_busy(stream: &Stream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let response =
+        Response::text(Status::ServiceUnavailable, "the admin endpoint is busy; try again\n");
+    if admin_http::respond(&mut &*stream, &response).is_ok() {
+        // Read what already arrived, so closing sends a FIN rather than a reset that could
+        // destroy the answer (see `admin_http::serve_one`); never wait long for more.
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
+        let _ = (&*stream).read(&mut [0; 4096]);
+    }
+}
+
+/// One admin connection, shared by its handler thread and [`Slots`] (which may shut it
+/// down to make room, or at stop).
+struct Connection {
+    stream: Stream,
+    /// Whether its request is complete and its answer not yet written: then it is never
+    /// shut down, so an answer (say, to `POST /drain`) is not cut off.
+    answering: AtomicBool,
+}
+
+impl Connection {
+    fn new(stream: Stream) -> Connection {
+        Connection { stream, answering: AtomicBool::new(false) }
+    }
+
+    fn shut_down(&self) {
+        // Its blocked read returns at once and its thread ends.
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// The connections being served, oldest first, and how many handler threads are alive.
+#[derive(Default)]
+struct Slots {
+    open: Mutex<Vec<(u64, Arc<Connection>)>>,
+    /// Notified whenever a handler thread leaves.
+    thread_left: Condvar,
+    threads: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+/// One claimed slot; dropping it (when its handler thread ends) gives the slot back.
+struct Ticket<'a> {
+    slots: &'a Slots,
+    id: u64,
+}
+
+impl Slots {
+    fn lock(&self) -> MutexGuard<'_, Vec<(u64, Arc<Connection>)>> {
+        // A handler that panicked cannot have left the list half-changed (each change is one
+        // `push` or `remove`), so a poisoned lock is still good.
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a slot for `connection`, first shutting down the oldest connection not being
+    /// answered when all [`MAX_HANDLERS`] are taken. `None` when every slot is answering, or
+    /// when the threads of shut-down connections have not left (twice the bound alive)
+    /// within [`THREAD_EXIT_WAIT`]: then the caller refuses the client.
+    fn claim(&self, connection: &Arc<Connection>) -> Option<Ticket<'_>> {
+        let open = self.lock();
+        let (mut open, _) = self
+            .thread_left
+            .wait_timeout_while(open, THREAD_EXIT_WAIT, |_| {
+                self.threads.load(Ordering::SeqCst) >= 2 * MAX_HANDLERS
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.threads.load(Ordering::SeqCst) >= 2 * MAX_HANDLERS {
+            return None;
+        }
+        if open.len() >= MAX_HANDLERS {
+            let oldest_idle = open.iter().position(|(_, c)| !c.answering.load(Ordering::SeqCst))?;
+            let (_, oldest) = open.remove(oldest_idle);
+            oldest.shut_down();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        open.push((id, Arc::clone(connection)));
+        self.threads.fetch_add(1, Ordering::SeqCst);
+        Some(Ticket { slots: self, id })
+    }
+
+    /// Shuts down every connection not being answered, so that its thread ends promptly;
+    /// those being answered finish (their writes are bounded by [`REQUEST_TIMEOUT`]).
+    fn shut_down_idle(&self) {
+        for (_, connection) in self.lock().iter() {
+            if !connection.answering.load(Ordering::SeqCst) {
+                connection.shut_down();
+            }
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock();
+        open.retain(|(id, _)| *id != self.id);
+        self.slots.threads.fetch_sub(1, Ordering::SeqCst);
+        self.slots.thread_left.notify_all();
+    }
+}
+
 impl AdminStop {
-    /// Ends the accept loop after the request in progress, if any.
+    /// Ends the accept loop; connections still being served are shut down and their
+    /// threads joined before [`Admin::serve`] returns.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         // Wake the blocked `accept` the way a client would (see `StopHandle::stop`).
-        stream::wake(&Address::Tcp(self.local_addr));
+        stream::wake(&self.local);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(path: &str, host: Option<&str>, origin: Option<&str>) -> Request {
+        Request {
+            host: host.map(str::to_string),
+            origin: origin.map(str::to_string),
+            ..Request::new("POST", path)
+        }
+    }
+
+    fn tcp(text: &str) -> Address {
+        Address::Tcp(text.parse().expect("a socket address"))
+    }
+
+    fn status(refused: Option<Response>) -> Option<u16> {
+        refused.map(|response| response.status.code())
+    }
+
+    #[test]
+    fn a_state_change_with_an_origin_or_a_foreign_host_is_forbidden() {
+        let open = AdminAccess::default();
+        let local = tcp("127.0.0.1:9090");
+        let cases: &[(Option<&str>, Option<&str>, Option<u16>)] = &[
+            (Some("127.0.0.1:9090"), None, None),
+            (Some("localhost:9090"), None, None),
+            (Some("LOCALHOST:9090"), None, None),
+            (None, None, None), // HTTP/1.0 without Host: not a browser
+            (Some("127.0.0.1:9090"), Some("http://evil.example"), Some(403)),
+            (Some("127.0.0.1:9090"), Some("null"), Some(403)),
+            (Some("evil.example:9090"), None, Some(403)),
+            (Some("evil.example"), None, Some(403)),
+            (Some("127.0.0.1:9091"), None, Some(403)),
+            (Some("127.0.0.2:9090"), None, Some(403)),
+            (Some("127.0.0.1"), None, Some(403)), // port 80 implied
+            (Some("[::1]:9090"), None, Some(403)),
+            (Some("127.0.0.1:9090:1"), None, Some(403)),
+            (Some("localhost.:9090"), None, Some(403)),
+        ];
+        for (host, origin, expected) in cases {
+            let request = post("/drain", *host, *origin);
+            assert_eq!(status(refusal(&request, &open, &local)), *expected, "{request:?}");
+        }
+        // Reading is never refused for Host or Origin: Prometheus scrapes by host name.
+        let get = Request {
+            host: Some("relay1.internal:9090".to_string()),
+            origin: Some("http://evil.example".to_string()),
+            ..Request::new("GET", "/metrics")
+        };
+        assert!(refusal(&get, &open, &local).is_none());
+    }
+
+    #[test]
+    fn host_rules_follow_the_bound_address() {
+        let any = "0.0.0.0:9090".parse().unwrap();
+        assert!(host_names_admin("192.0.2.7:9090", any), "a wildcard bind accepts any IP");
+        assert!(host_names_admin("[2001:db8::1]:9090", any));
+        assert!(!host_names_admin("relay.example:9090", any), "but never a name");
+        let v6 = "[::1]:80".parse().unwrap();
+        assert!(host_names_admin("[::1]", v6));
+        assert!(host_names_admin("[::1]:80", v6));
+        assert!(host_names_admin("localhost", v6));
+        assert!(!host_names_admin("[::1", v6));
+        assert!(!host_names_admin("[::1]x", v6));
+        assert!(!host_names_admin("::1", v6));
+    }
+
+    #[test]
+    fn on_a_unix_socket_the_host_is_not_checked_but_the_origin_is() {
+        let open = AdminAccess::default();
+        let local = Address::Unix(PathBuf::from("/run/tcprelay/admin.sock"));
+        assert!(refusal(&post("/drain", Some("localhost"), None), &open, &local).is_none());
+        assert!(refusal(&post("/drain", Some("anything"), None), &open, &local).is_none());
+        let from_page = post("/drain", Some("localhost"), Some("http://evil.example"));
+        assert_eq!(status(refusal(&from_page, &open, &local)), Some(403));
+    }
+
+    fn with_token() -> AdminAccess {
+        let token = AdminToken::new(Path::new("/etc/t"), "0123456789abcdef").unwrap();
+        AdminAccess { token: Some(token), ..AdminAccess::default() }
+    }
+
+    #[test]
+    fn a_token_guards_everything_but_healthz() {
+        let access = with_token();
+        let local = tcp("127.0.0.1:9090");
+        let request = |method: &str, path: &str, authorization: Option<&str>| Request {
+            host: Some("127.0.0.1:9090".to_string()),
+            authorization: authorization.map(str::to_string),
+            ..Request::new(method, path)
+        };
+        let good = Some("Bearer 0123456789abcdef");
+        let cases = [
+            (request("GET", "/healthz", None), None),
+            (request("HEAD", "/healthz", None), None),
+            (request("POST", "/healthz", None), Some(401)),
+            (request("GET", "/metrics", None), Some(401)),
+            (request("GET", "/nowhere", None), Some(401)),
+            (request("POST", "/drain", None), Some(401)),
+            (request("POST", "/drain", Some("Bearer 0123456789abcdeF")), Some(401)),
+            (request("POST", "/drain", Some("Bearer 0123456789abcde")), Some(401)),
+            (request("POST", "/drain", Some("Bearer 0123456789abcdef0")), Some(401)),
+            (request("POST", "/drain", Some("Basic 0123456789abcdef")), Some(401)),
+            (request("POST", "/drain", Some("0123456789abcdef")), Some(401)),
+            (request("GET", "/metrics", good), None),
+            (request("GET", "/metrics", Some("bearer 0123456789abcdef")), None),
+            (request("POST", "/drain", good), None),
+        ];
+        for (request, expected) in cases {
+            let refused = refusal(&request, &access, &local);
+            if expected == Some(401) {
+                let challenge = refused.as_ref().and_then(|response| response.challenge);
+                assert!(challenge.is_some_and(|c| c.starts_with("Bearer")), "{request:?}");
+            }
+            assert_eq!(status(refused), expected, "{request:?}");
+        }
+        // The token does not lift the cross-site rule.
+        let cross_site = Request {
+            origin: Some("http://evil.example".to_string()),
+            ..request("POST", "/drain", good)
+        };
+        assert_eq!(status(refusal(&cross_site, &access, &local)), Some(403));
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+        // A missing byte is compared against a value it can never equal.
+        assert!(!constant_time_eq(b"ab", b"ab\x00"));
+    }
+
+    #[test]
+    fn tokens_that_guard_nothing_are_refused() {
+        let file = Path::new("/etc/t");
+        for (secret, expected) in [
+            ("", "empty"),
+            ("short", "at least 16"),
+            ("has a space in it, long enough", "visible ASCII"),
+            ("tab\tinside-long-enough", "visible ASCII"),
+            ("ünïcode-long-enough-token", "visible ASCII"),
+        ] {
+            let error = AdminToken::new(file, secret).unwrap_err();
+            assert!(error.contains(expected), "{secret:?}: {error}");
+        }
+        let token = AdminToken::new(file, "0123456789abcdef").unwrap();
+        assert!(!format!("{token:?}").contains("0123"), "Debug hides the secret");
+    }
+
+    #[test]
+    fn the_warning_is_for_tcp_beyond_loopback_without_a_token() {
+        let open = AdminAccess::default();
+        let warned = |text: &str, access: &AdminAccess| exposure_warning(&tcp(text), access);
+        let warning = warned("0.0.0.0:9090", &open).expect("a wildcard bind warns");
+        assert!(warning.contains("0.0.0.0:9090") && warning.contains("--admin-token-file"));
+        assert!(warned("[::]:9090", &open).is_some());
+        assert!(warned("192.0.2.1:9090", &open).is_some());
+        assert!(warned("127.0.0.1:9090", &open).is_none());
+        assert!(warned("127.0.0.2:9090", &open).is_none());
+        assert!(warned("[::1]:9090", &open).is_none());
+        assert!(warned("[::ffff:127.0.0.1]:9090", &open).is_none());
+        assert!(warned("0.0.0.0:9090", &with_token()).is_none());
+        let unix = Address::Unix(PathBuf::from("/run/admin.sock"));
+        assert!(exposure_warning(&unix, &open).is_none());
     }
 }

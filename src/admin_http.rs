@@ -11,14 +11,17 @@
 //! decoding of paths (handlers compare paths literally), and `Expect: 100-continue`
 //! (curl only sends it for bodies over 1 KiB, which are refused anyway).
 //!
-//! [`read_request`] works on any `Read`, so the tests drive it with byte slices;
-//! [`serve_one`] wraps it for one accepted `TcpStream` with a deadline. The accept loop
-//! belongs to the relay.
+//! [`read_request`] works on any `Read` and [`answer`] on any `Read` and `Write`, so the
+//! tests (and the fuzz loops at the end of this file) drive them with byte slices;
+//! [`serve_one`] wraps them for one accepted [`Stream`] (TCP or Unix) with a deadline.
+//! The accept loop, and who may do what, belong to the admin endpoint (`admin.rs`).
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
+
+use crate::stream::Stream;
 
 /// The most bytes of request line and headers read before answering 414 or 431.
 /// curl's and Prometheus' requests are a few hundred bytes.
@@ -43,6 +46,11 @@ pub enum Status {
     Ok,
     /// 400: the request is not valid HTTP/1.x.
     BadRequest,
+    /// 401: the request needs `Authorization: Bearer TOKEN`; send a `WWW-Authenticate`
+    /// header with it.
+    Unauthorized,
+    /// 403: the request is understood but refused (a cross-site or rebound request).
+    Forbidden,
     /// 404: no such path.
     NotFound,
     /// 405: the path exists but not for this method; send an `Allow` header with it.
@@ -71,6 +79,8 @@ impl Status {
         match self {
             Status::Ok => 200,
             Status::BadRequest => 400,
+            Status::Unauthorized => 401,
+            Status::Forbidden => 403,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
@@ -89,6 +99,8 @@ impl Status {
         match self {
             Status::Ok => "OK",
             Status::BadRequest => "Bad Request",
+            Status::Unauthorized => "Unauthorized",
+            Status::Forbidden => "Forbidden",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
@@ -103,13 +115,41 @@ impl Status {
     }
 }
 
-/// The parts of a request the admin endpoint routes on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The parts of a request the admin endpoint routes on and decides access by.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Request {
     /// The method exactly as sent, e.g. `GET` (methods are case-sensitive).
     pub method: String,
     /// The path without the query string, e.g. `/metrics`, not percent-decoded.
     pub path: String,
+    /// The `Host` header's value (trimmed), e.g. `127.0.0.1:9090`; `None` only for an
+    /// HTTP/1.0 request without one.
+    pub host: Option<String>,
+    /// The `Origin` header's value, which browsers add to cross-site and `POST` requests.
+    pub origin: Option<String>,
+    /// The `Authorization` header's value, e.g. `Bearer 3f9a...`. Secret: `Debug` hides it.
+    pub authorization: Option<String>,
+}
+
+impl Request {
+    /// A request with this method and path and no headers (for tests and examples).
+    pub fn new(method: &str, path: &str) -> Request {
+        Request { method: method.to_string(), path: path.to_string(), ..Request::default() }
+    }
+}
+
+impl fmt::Debug for Request {
+    /// Like a derived `Debug`, but the `Authorization` value is never printed: requests may
+    /// end up in debug logs, and the token must not.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("host", &self.host)
+            .field("origin", &self.origin)
+            .field("authorization", &self.authorization.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// Why no valid request could be read.
@@ -310,6 +350,7 @@ fn parse_head(head: &str) -> Result<ParsedHead, RequestError> {
     let path = target.split_once('?').map_or(target, |(path, _query)| path);
 
     let mut host_headers = 0;
+    let (mut host, mut origin, mut authorization) = (None, None, None);
     let mut content_length: Option<u64> = None;
     // The head ends with an empty line, so the last two pieces of the split are empty.
     for line in lines.filter(|line| !line.is_empty()) {
@@ -331,6 +372,12 @@ fn parse_head(head: &str) -> Result<ParsedHead, RequestError> {
         }
         if name.eq_ignore_ascii_case("host") {
             host_headers += 1;
+            host = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("origin") {
+            // Two of these would leave it open which one counts: refuse the ambiguity.
+            set_once(&mut origin, value, "expected at most one Origin header")?;
+        } else if name.eq_ignore_ascii_case("authorization") {
+            set_once(&mut authorization, value, "expected at most one Authorization header")?;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(RequestError::TransferEncoding);
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -351,9 +398,28 @@ fn parse_head(head: &str) -> Result<ParsedHead, RequestError> {
         return Err(RequestError::BodyTooLarge);
     }
     Ok(ParsedHead {
-        request: Request { method: method.to_string(), path: path.to_string() },
+        request: Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            host,
+            origin,
+            authorization,
+        },
         content_length,
     })
+}
+
+/// Stores a header's value the first time it is seen; a second one is a 400.
+fn set_once(
+    slot: &mut Option<String>,
+    value: &str,
+    twice: &'static str,
+) -> Result<(), RequestError> {
+    if slot.is_some() {
+        return Err(RequestError::Malformed(twice));
+    }
+    *slot = Some(value.to_string());
+    Ok(())
 }
 
 /// `Content-Length` is one or more digits and nothing else (no sign, no list).
@@ -389,6 +455,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// For 405: the methods the path does allow, e.g. `"GET, HEAD"` (RFC 9110 requires it).
     pub allow: Option<&'static str>,
+    /// For 401: the `WWW-Authenticate` challenge, e.g. `Bearer` (RFC 9110 requires one).
+    pub challenge: Option<&'static str>,
 }
 
 impl Response {
@@ -402,6 +470,7 @@ impl Response {
             content_type: Response::TEXT,
             body: body.into().into_bytes(),
             allow: None,
+            challenge: None,
         }
     }
 
@@ -445,6 +514,9 @@ fn write_response<W: Write>(
     if let Some(allow) = response.allow {
         head.push_str(&format!("Allow: {allow}\r\n"));
     }
+    if let Some(challenge) = response.challenge {
+        head.push_str(&format!("WWW-Authenticate: {challenge}\r\n"));
+    }
     head.push_str("\r\n");
     // One buffer, one write: the head and a small body usually leave in one segment.
     let mut bytes = head.into_bytes();
@@ -458,7 +530,7 @@ fn write_response<W: Write>(
 /// Serves one request on an accepted admin connection, then closes our side.
 ///
 /// Reads the request within `timeout` (one deadline for the whole request, so a client
-/// sending a byte a second cannot hold the thread longer), calls `handler(method, path)`
+/// sending a byte a second cannot hold the thread longer), calls `handler(request)`
 /// for a valid request or answers the error's status itself, and writes the response with
 /// the same timeout. For `HEAD` the handler's response is sent without its body.
 ///
@@ -468,6 +540,10 @@ fn write_response<W: Write>(
 /// sends, for at most one second and 64 KiB, before the stream is dropped (the "lingering
 /// close" of RFC 9112 section 9.6).
 ///
+/// Another thread may `shutdown` the stream at any time (the admin endpoint does, to make
+/// room for a new client when every handler is busy): the read or write in progress then
+/// fails or ends at once, and `serve_one` returns.
+///
 /// Returns the status sent, or `None` when the client left without sending anything.
 ///
 /// # Errors
@@ -475,15 +551,48 @@ fn write_response<W: Write>(
 /// the client reset the connection), and `InvalidInput` when `timeout` is zero. The caller
 /// logs it at debug level and moves on.
 pub fn serve_one(
-    stream: &TcpStream,
+    stream: &Stream,
     timeout: Duration,
-    handler: impl FnOnce(&str, &str) -> Response,
+    handler: impl FnOnce(&Request) -> Response,
+) -> io::Result<Option<Status>> {
+    let status = respond_to_one(stream, timeout, handler)?;
+    if status.is_some() {
+        linger_close(stream);
+    }
+    Ok(status)
+}
+
+/// [`serve_one`] up to the written response, without the lingering close: for a caller that
+/// wants to know when the answer is out (and then calls [`linger_close`] itself).
+///
+/// # Errors
+/// As [`serve_one`].
+pub fn respond_to_one(
+    stream: &Stream,
+    timeout: Duration,
+    handler: impl FnOnce(&Request) -> Response,
 ) -> io::Result<Option<Status>> {
     let deadline = Instant::now() + timeout;
     stream.set_write_timeout(Some(timeout))?;
     let mut reader = DeadlineReader { stream, deadline };
-    let (response, send_body) = match read_request(&mut reader) {
-        Ok(request) => (handler(&request.method, &request.path), request.method != "HEAD"),
+    answer(&mut reader, &mut &*stream, handler)
+}
+
+/// The heart of [`serve_one`] without the socket: reads one request from `reader`, writes
+/// its response to `writer`, and returns the status sent (`None`: the client sent nothing).
+///
+/// Whatever `reader` yields, what reaches `writer` is one complete, well-formed response
+/// or nothing; the fuzz tests at the end of this file check exactly that.
+///
+/// # Errors
+/// A read error other than a timeout (the client reset the connection), or the writer's.
+pub fn answer<R: Read, W: Write>(
+    reader: &mut R,
+    writer: &mut W,
+    handler: impl FnOnce(&Request) -> Response,
+) -> io::Result<Option<Status>> {
+    let (response, send_body) = match read_request(reader) {
+        Ok(request) => (handler(&request), request.method != "HEAD"),
         Err(RequestError::Empty) => return Ok(None),
         Err(RequestError::Io(error)) => return Err(error),
         Err(error) => {
@@ -491,14 +600,14 @@ pub fn serve_one(
             (Response::text(status, format!("{error}\n")), true)
         }
     };
-    write_response(&mut &*stream, &response, send_body)?;
-    linger_close(stream);
+    write_response(writer, &response, send_body)?;
     Ok(Some(response.status))
 }
 
-/// Half-closes, then drains what the client still sends, within the linger bounds.
-/// Errors are ignored: the response is already written, and the stream is dropped next.
-fn linger_close(stream: &TcpStream) {
+/// Half-closes, then drains what the client still sends, for at most one second and 64 KiB
+/// (see [`serve_one`] for why). Errors are ignored: the response is already written, and
+/// the stream is dropped next.
+pub fn linger_close(stream: &Stream) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
@@ -507,10 +616,10 @@ fn linger_close(stream: &TcpStream) {
     let _ = io::copy(&mut (&mut reader).take(LINGER_BYTES as u64), &mut io::sink());
 }
 
-/// A `TcpStream` reader that gives up at a fixed instant: before each read it sets the
+/// A stream reader that gives up at a fixed instant: before each read it sets the
 /// socket's read timeout to the time left, so many slow reads cannot add up past it.
 struct DeadlineReader<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Stream,
     deadline: Instant,
 }
 
@@ -530,7 +639,7 @@ impl Read for DeadlineReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     /// Parses `bytes` as a whole request.
     fn parse(bytes: &[u8]) -> Result<Request, RequestError> {
@@ -772,6 +881,117 @@ mod tests {
         }
     }
 
+    /// Checks that `bytes` is exactly one well-formed response: a status line with a known
+    /// code, header lines free of control characters, `Connection: close`, one
+    /// `Content-Length` that the body matches (no body for `HEAD`), and the headers its
+    /// status requires. Returns the status code.
+    fn assert_well_formed(bytes: &[u8], head_request: bool) -> u16 {
+        let shown = String::from_utf8_lossy(bytes).into_owned();
+        let text = std::str::from_utf8(bytes).unwrap_or_else(|_| panic!("not UTF-8: {shown:?}"));
+        let (head, body) = text.split_once("\r\n\r\n").expect("a blank line ends the head");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let rest = status_line.strip_prefix("HTTP/1.1 ").expect("an HTTP/1.1 status line");
+        let (code, reason) = rest.split_once(' ').expect("a code and a reason");
+        let code: u16 = code.parse().expect("a numeric code");
+        assert!((200..=505).contains(&code) && !reason.is_empty(), "{status_line:?}");
+        let mut content_length = None;
+        let mut names = Vec::new();
+        for line in lines {
+            let (name, value) = line.split_once(": ").expect("Name: value");
+            assert!(is_token(name), "header name {name:?}");
+            assert!(!value.chars().any(char::is_control), "control character in {line:?}");
+            if name == "Content-Length" {
+                assert!(content_length.is_none(), "two Content-Length headers: {shown:?}");
+                content_length = Some(value.parse::<usize>().expect("a numeric Content-Length"));
+            }
+            names.push(name);
+        }
+        assert!(names.contains(&"Connection") && head.contains("Connection: close"), "{shown:?}");
+        let length = content_length.expect("a Content-Length");
+        assert_eq!(body.len(), if head_request { 0 } else { length }, "{shown:?}");
+        match code {
+            401 => assert!(names.contains(&"WWW-Authenticate"), "{shown:?}"),
+            405 => assert!(names.contains(&"Allow"), "{shown:?}"),
+            _ => {}
+        }
+        code
+    }
+
+    /// What the admin endpoint does with a request, access rules included (with a token, so
+    /// that every rule is reached), and a body that echoes the request's fields back.
+    fn guarded_handler(request: &Request) -> Response {
+        use crate::admin::{AdminAccess, AdminToken, refusal};
+        use crate::stream::Address;
+        let token = AdminToken::new(std::path::Path::new("/t"), "0123456789abcdef")
+            .expect("a valid test token");
+        let access = AdminAccess { token: Some(token), ..AdminAccess::default() };
+        let local = Address::Tcp("127.0.0.1:9090".parse().expect("an address"));
+        refusal(request, &access, &local).unwrap_or_else(|| match request.path.as_str() {
+            "/healthz" => Response::method_not_allowed("GET, HEAD"),
+            _ => Response::text(Status::Ok, format!("{request:?}\n")),
+        })
+    }
+
+    /// The fuzz loop's one case: parse, decide, answer, and check what was written.
+    fn check_answer(bytes: &[u8]) {
+        let step = 1 + bytes.len() % 5;
+        let mut out = Vec::new();
+        let result = answer(&mut ChoppyReader::new(bytes, step), &mut out, guarded_handler);
+        match result {
+            Ok(Some(status)) => {
+                // A HEAD that parsed is answered without a body; everything else with one.
+                let head = read_request(&mut &bytes[..]).is_ok_and(|r| r.method == "HEAD");
+                assert_eq!(assert_well_formed(&out, head), status.code());
+            }
+            Ok(None) => assert!(bytes.is_empty() && out.is_empty()),
+            Err(error) => panic!("a byte slice cannot fail to read: {error}"),
+        }
+    }
+
+    /// A bounded mutation fuzzer over whole exchanges: valid requests (with the headers the
+    /// access rules read) have bytes flipped, dropped, inserted, duplicated and cut, a few
+    /// thousand times from a fixed seed. Zero panics, and every answer well-formed.
+    #[test]
+    fn fuzzed_requests_always_get_one_well_formed_response() {
+        let seeds: [&[u8]; 5] = [
+            b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9090\r\nAuthorization: Bearer 0123456789abcdef\r\n\r\n",
+            b"POST /drain HTTP/1.1\r\nHost: 127.0.0.1:9090\r\nOrigin: http://evil.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=1",
+            b"POST /drain HTTP/1.1\r\nHost: evil.example:9090\r\nAuthorization: Bearer 0123456789abcdef\r\nContent-Length: 0\r\n\r\n",
+            b"HEAD /healthz HTTP/1.0\r\n\r\n",
+            b"DELETE /healthz?x=1 HTTP/1.1\nHost: [::1]:9090\nAuthorization: bearer  0123456789abcdef\n\n",
+        ];
+        for seed in seeds {
+            check_answer(seed);
+        }
+        let mut rng = XorShift(0x5EED_AD41_0000_0015);
+        let interesting =
+            [&b"\r\n"[..], b": ", b"Bearer ", b"Origin", b"Host", b"\x00", b"\xff", b" "];
+        for _ in 0..4000 {
+            let mut bytes = seeds[rng.below(seeds.len())].to_vec();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(bytes.len() + 1);
+                match rng.below(5) {
+                    0 if at < bytes.len() => bytes[at] = rng.next() as u8,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    2 => {
+                        let piece = interesting[rng.below(interesting.len())];
+                        bytes.splice(at..at, piece.iter().copied());
+                    }
+                    3 if at < bytes.len() => {
+                        let end = (at + rng.below(16)).min(bytes.len());
+                        let copy = bytes[at..end].to_vec();
+                        bytes.splice(at..at, copy);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            check_answer(&bytes);
+        }
+    }
+
     #[test]
     fn writes_the_exact_response_bytes() {
         let mut out = Vec::new();
@@ -809,7 +1029,9 @@ mod tests {
                 client(stream);
             });
             let (stream, _) = listener.accept().expect("accept the test client");
-            let result = serve_one(&stream, timeout, |method, path| {
+            let stream = Stream::Tcp(stream);
+            let result = serve_one(&stream, timeout, |request| {
+                let (method, path) = (request.method.as_str(), request.path.as_str());
                 seen.push((method.to_string(), path.to_string()));
                 match (method, path) {
                     ("GET" | "HEAD", "/healthz") => Response::text(Status::Ok, "ok\n"),

@@ -1,20 +1,18 @@
 //! The command line: `tcprelay --listen ADDR --upstream ADDR [options]`, `--route`,
 //! `--config FILE`, `--check`, `tcprelay demo`, `--help` and `--version`. Parsed by hand,
-//! std only. Both the flags and a config file become one [`ServerConfig`].
+//! std only. The options are the [settings table](crate::settings), shared with the config
+//! file; both the flags and a config file become one [`ServerConfig`].
 
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::access::CidrError;
 use crate::address;
 use crate::config::Config;
-use crate::config_file::{self, ConfigError, FileConfig};
-use crate::log::LogLevel;
-use crate::net::proxy_protocol::ProxyVersionError;
+use crate::config_file::{self, ConfigError};
 use crate::net::stream::Address;
-use crate::server::{DEFAULT_DRAIN_TIMEOUT, ServerConfig};
-use crate::units;
+use crate::server::ServerConfig;
+use crate::settings::{self, Scope, Value};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -44,10 +42,10 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// The `--help` text: every flag with its default.
+/// The `--help` text: every flag with its limits and default.
 pub fn help() -> String {
-    let defaults = Config::default();
-    format!(
+    let entry = settings::help_entry;
+    let mut text = format!(
         "\
 tcprelay {version}: a TCP relay (port forwarder) on the Rust standard library alone.
 Every client gets its own upstream connection; two threads copy the bytes, and when one
@@ -56,93 +54,75 @@ side finishes sending, the other side is told with a half-close (shutdown(Write)
 Usage:
   tcprelay --listen ADDR --upstream ADDR [options]
   tcprelay --route LISTEN=UPSTREAM[,UPSTREAM...] [--route ...] [options]
-  tcprelay --config FILE [--check]
+  tcprelay --config FILE [--check] [options]
   tcprelay demo          run a self-contained demonstration on loopback
   tcprelay --help        print this help
   tcprelay --version     print the version
 
 Options:
-  -l, --listen ADDR          where to accept clients (required): HOST:PORT, [IPv6]:PORT,
-                             or :PORT / PORT for 127.0.0.1. Port 0 picks a free port.
-  -u, --upstream ADDR[,ADDR...]
-                             where to forward each client (required): HOST:PORT; host names
-                             are resolved again for every connection. Several (repeat the
-                             flag or separate with commas) are tried as --policy says.
-      --route LISTEN=UPSTREAM[,UPSTREAM...]
-                             one more route (repeatable); the options below apply to
-                             every route given on the command line
-      --config FILE          read routes and settings from FILE (docs/operations.md); no
-                             other flag but --check may be given with it
-      --check                validate, print what would run, and exit
-      --admin ADDR           serve GET /metrics, GET /healthz and POST /drain over HTTP
-                             here (:PORT means 127.0.0.1) [default: none]
-      --drain-timeout DUR    on POST /drain, how long live connections may take to
-                             finish before they are closed [default: {drain}]
-      --policy POLICY        first (in order, the next only when a connect fails) or
-                             round-robin (each client starts at the next one); after a
-                             failed connect an upstream is tried last for 10s [default: first]
-      --allow CIDR[,CIDR...] only clients in these blocks may connect (repeatable)
-      --deny CIDR[,CIDR...]  clients in these blocks may not; a deny wins (repeatable)
-      --proxy-protocol V     send a PROXY protocol header (v1 or v2) to the upstream first
-      --connect-timeout DUR  how long dialling the upstream may take [default: {connect}]
-      --idle-timeout DUR     close a connection when no byte has moved either way for DUR;
-                             0 turns it off [default: {idle}]
-      --half-close-timeout DUR
-                             after one side finished sending, close when the other moves
-                             no byte for DUR; 0 turns it off [default: {half_close}]
-      --max-connections N    at most N connections at once; at the limit new clients wait
-                             in the kernel's backlog [default: {max}]
-      --buffer-size BYTES    copy buffer of each direction; 0 = io::copy's own 8 KiB on the
-                             stack, else a heap buffer of at least 8k: 64k doubles bulk
-                             throughput, but idle connections hold it [default: 0]
-      --thread-keep-alive DUR
-                             how long a finished connection thread waits to serve the next
-                             connection before it exits; 0: every connection gets new
-                             threads [default: {keep_alive}]
-      --stack-size BYTES     stack of each connection thread: 65536, 64k, 1m [default: {stack}]
-      --log-level LEVEL      error, warn, info or debug [default: {level}]
-      --explain              tell each connection's life on stdout as it happens, each
-                             event beside the Go line it mirrors (for classrooms)
-  -h, --help                 print this help
-  -V, --version              print the version
-
-DUR is a whole number with a unit: 250ms, 5s, 2m, 1h.
+",
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    text.push_str(&entry(
+        "-l, --listen ADDR",
+        "where to accept clients (required): HOST:PORT, [IPv6]:PORT, or :PORT / PORT for \
+         127.0.0.1. Port 0 picks a free port.",
+    ));
+    text.push_str(&entry(
+        "-u, --upstream ADDR[,ADDR...]",
+        "where to forward each client (required): HOST:PORT; host names are resolved again \
+         for every connection. Several (repeat the flag or separate with commas) are tried \
+         as --policy says.",
+    ));
+    text.push_str(&entry(
+        "--route LISTEN=UPSTREAM[,UPSTREAM...]",
+        "one more route (repeatable); the options below apply to every route given on the \
+         command line",
+    ));
+    text.push_str(&entry(
+        "--config FILE",
+        "read routes and settings from FILE (docs/operations.md), a regular file of at most \
+         1 MiB; the options below override the file's global settings",
+    ));
+    text.push_str(&entry("--check", "validate, print every setting that would apply, and exit"));
+    text.push_str(&settings::help_text());
+    text.push_str(&entry("-h, --help", "print this help"));
+    text.push_str(&entry("-V, --version", "print the version"));
+    text.push_str(
+        "
+Every option is also a config file key of the same name without the dashes
+(--buffer-size 64k is buffer-size 64k); a flag given twice is an error, except the
+repeatable ones. DUR is a whole number with a unit: 250ms, 5s, 2m, 1h. BYTES is a
+whole number, optionally with k, m or g (powers of 1024).
 Unix domain sockets: unix:/path as a listen or upstream address.
 Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.
 ",
-        version = env!("CARGO_PKG_VERSION"),
-        connect = units::format_duration(defaults.connect_timeout),
-        drain = units::format_duration(DEFAULT_DRAIN_TIMEOUT),
-        idle = units::format_duration(defaults.idle_timeout),
-        half_close = units::format_duration(defaults.half_close_timeout),
-        max = defaults.max_connections,
-        stack = format_args!("{}k", defaults.stack_size / 1024),
-        keep_alive = units::format_duration(defaults.thread_keep_alive),
-        level = defaults.log_level,
-    )
+    );
+    text
 }
 
-/// The smallest `--stack-size` accepted: 16 KiB, the usual `PTHREAD_STACK_MIN`. Below it the
-/// OS refuses every thread.
-const MIN_STACK_SIZE: usize = 16 * 1024;
+/// The flags that shape the routes rather than set a setting.
+const LISTEN: &str = "--listen";
+const UPSTREAM: &str = "--upstream";
+const ROUTE: &str = "--route";
 
 /// Parses the arguments after the program name.
 ///
 /// # Errors
-/// A [`UsageError`] naming the unknown flag, the flag missing its value, or the bad value;
-/// with `--config`, the file's first mistake as `FILE:LINE:COLUMN: message`.
+/// A [`UsageError`] naming the unknown flag, the flag missing its value, the flag given
+/// twice, or the bad value; with `--config`, the file's first mistake as
+/// `FILE:LINE:COLUMN: message`.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().map(|arg| {
         arg.into_string().map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
     });
-    // The options every command-line route shares, and the routes themselves.
-    let mut config = Config::default();
-    let (mut listen, mut upstreams) = (None, Vec::new());
+    let mut listen: Option<Address> = None;
+    let mut upstreams: Vec<String> = Vec::new();
     let mut routes: Vec<(Address, Vec<String>)> = Vec::new();
-    let (mut admin, mut drain_timeout) = (None, DEFAULT_DRAIN_TIMEOUT);
     let (mut config_file, mut check) = (None::<PathBuf>, false);
-    // Flags other than --config and --check, to refuse mixing them with a config file.
-    let mut first_other_flag = None;
+    // Every setting given, in order, and each single-value flag seen with its value.
+    let mut values: Vec<Value> = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
     let mut first = true;
     while let Some(arg) = args.next() {
         let arg = arg?;
@@ -150,7 +130,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             return match args.next() {
                 None => Ok(Command::Demo),
                 Some(extra) => {
-                    Err(UsageError(format!("unexpected argument \"{}\" after demo", extra?)))
+                    Err(UsageError(format!("unexpected argument {:?} after demo", extra?)))
                 }
             };
         }
@@ -162,139 +142,64 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             }
             _ => (arg.clone(), None),
         };
-        if !matches!(flag.as_str(), "--config" | "--check") && first_other_flag.is_none() {
-            first_other_flag = Some(flag.clone());
-        }
-        let mut value = || -> Result<String, UsageError> {
-            match inline_value.clone() {
-                Some(value) => Ok(value),
-                None => {
-                    args.next().unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value"))))
-                }
+        let setting = settings::find_flag(&flag);
+        let (long, takes_value) = match (flag.as_str(), setting) {
+            ("-h" | "--help", _) => return Ok(Command::Help),
+            ("-V" | "--version", _) => return Ok(Command::Version),
+            ("-l" | "--listen", _) => (LISTEN.to_string(), true),
+            ("-u" | "--upstream", _) => (UPSTREAM.to_string(), true),
+            ("--route", _) => (ROUTE.to_string(), true),
+            ("--config", _) => ("--config".to_string(), true),
+            ("--check", _) => ("--check".to_string(), false),
+            (_, Some(setting)) => (setting.flag(), !setting.is_switch()),
+            _ if flag.starts_with('-') => {
+                return Err(UsageError(format!("unknown flag {flag:?}")));
             }
+            _ => return Err(UsageError(format!("unexpected argument {arg:?}"))),
         };
-        let invalid = |flag: &str, message: String| UsageError(format!("{flag}: {message}"));
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--config" => config_file = Some(PathBuf::from(value()?)),
-            "--check" => check = true,
-            "-l" | "--listen" => {
-                listen =
-                    Some(address::parse_listen_address(&value()?).map_err(|m| invalid(&flag, m))?)
+        let value = match (inline_value, takes_value) {
+            (Some(value), _) => value,
+            (None, true) => {
+                args.next().unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value"))))?
             }
-            "-u" | "--upstream" => {
-                upstreams.extend(parse_upstream_list(&value()?).map_err(|m| invalid(&flag, m))?);
+            // A switch: `--explain` is `--explain=on`.
+            (None, false) => "on".to_string(),
+        };
+        let is_list = matches!(long.as_str(), UPSTREAM | ROUTE) || setting.is_some_and(|s| s.list);
+        if !is_list {
+            if let Some((_, earlier)) = seen.iter().find(|(name, _)| *name == long) {
+                return Err(UsageError(format!(
+                    "{long} given twice ({earlier:?}, then {value:?}): give it once"
+                )));
             }
-            "--route" => {
-                let text = value()?;
-                let (listen_text, upstream_text) = text.split_once('=').ok_or_else(|| {
-                    invalid(
-                        &flag,
-                        format!("expected LISTEN=UPSTREAM[,UPSTREAM...], found {text:?}"),
-                    )
+            seen.push((long.clone(), value.clone()));
+        }
+        let invalid = |message: String| UsageError(format!("{flag}: {message}"));
+        match long.as_str() {
+            "--config" => config_file = Some(PathBuf::from(value)),
+            "--check" if value == "on" => check = true,
+            "--check" => return Err(invalid(format!("takes no value, found {value:?}"))),
+            LISTEN => listen = Some(address::parse_listen_address(&value).map_err(invalid)?),
+            UPSTREAM => upstreams.extend(parse_upstream_list(&value).map_err(invalid)?),
+            ROUTE => {
+                let (listen_text, upstream_text) = value.split_once('=').ok_or_else(|| {
+                    invalid(format!("expected LISTEN=UPSTREAM[,UPSTREAM...], found {value:?}"))
                 })?;
-                let route_listen =
-                    address::parse_listen_address(listen_text).map_err(|m| invalid(&flag, m))?;
-                let route_upstreams =
-                    parse_upstream_list(upstream_text).map_err(|m| invalid(&flag, m))?;
+                let route_listen = address::parse_listen_address(listen_text).map_err(invalid)?;
+                let route_upstreams = parse_upstream_list(upstream_text).map_err(invalid)?;
                 routes.push((route_listen, route_upstreams));
             }
-            "--admin" => {
-                admin = Some(address::parse_listen(&value()?).map_err(|m| invalid(&flag, m))?)
+            _ => {
+                // Only settings are left: the match above returned for everything else.
+                let Some(setting) = setting else { continue };
+                settings::check(setting, &value).map_err(invalid)?;
+                values.push(Value { setting, text: value });
             }
-            "--drain-timeout" => {
-                drain_timeout = units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
-            }
-            "--policy" => config.policy = value()?.parse().map_err(|m| invalid(&flag, m))?,
-            "--allow" | "--deny" => {
-                for text in value()?.split(',') {
-                    let cidr =
-                        text.parse().map_err(|e: CidrError| invalid(&flag, e.to_string()))?;
-                    match flag.as_str() {
-                        "--allow" => config.access.allow.push(cidr),
-                        _ => config.access.deny.push(cidr),
-                    }
-                }
-            }
-            "--proxy-protocol" => {
-                let version = value()?
-                    .parse()
-                    .map_err(|e: ProxyVersionError| invalid(&flag, e.to_string()))?;
-                config.proxy_protocol = Some(version);
-            }
-            "--connect-timeout" => {
-                config.connect_timeout =
-                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?;
-                if config.connect_timeout.is_zero() {
-                    return Err(invalid(&flag, "must be more than 0".to_string()));
-                }
-            }
-            "--idle-timeout" => {
-                config.idle_timeout =
-                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
-            }
-            "--half-close-timeout" => {
-                config.half_close_timeout =
-                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
-            }
-            "--max-connections" => {
-                let text = value()?;
-                config.max_connections = match text.parse() {
-                    Ok(0) | Err(_) => {
-                        return Err(invalid(
-                            &flag,
-                            format!("invalid number \"{text}\": expected a whole number from 1 up"),
-                        ));
-                    }
-                    Ok(max) => max,
-                };
-            }
-            "--buffer-size" => {
-                let text = value()?;
-                config.buffer_size = units::parse_size(&text).map_err(|m| invalid(&flag, m))?;
-                // Below std's own 8 KiB, io::copy would ignore the heap buffer.
-                if config.buffer_size != 0 && config.buffer_size < 8 * 1024 {
-                    return Err(invalid(
-                        &flag,
-                        format!("\"{text}\" is too small: 0, or at least 8k"),
-                    ));
-                }
-            }
-            "--thread-keep-alive" => {
-                config.thread_keep_alive =
-                    units::parse_duration(&value()?).map_err(|m| invalid(&flag, m))?
-            }
-            "--stack-size" => {
-                let text = value()?;
-                config.stack_size = units::parse_size(&text).map_err(|m| invalid(&flag, m))?;
-                if config.stack_size < MIN_STACK_SIZE {
-                    return Err(invalid(
-                        &flag,
-                        format!("\"{text}\" is too small: at least {}k", MIN_STACK_SIZE / 1024),
-                    ));
-                }
-            }
-            "--explain" => config.explain = true,
-            "--log-level" => config.log_level = value()?.parse().map_err(|m| invalid(&flag, m))?,
-            _ if flag.starts_with('-') => {
-                return Err(UsageError(format!("unknown flag \"{flag}\"")));
-            }
-            _ => return Err(UsageError(format!("unexpected argument \"{arg}\""))),
         }
     }
 
     let server = match config_file {
-        Some(file) => {
-            if let Some(flag) = first_other_flag {
-                return Err(UsageError(format!(
-                    "{flag} cannot be combined with --config: put it in {}",
-                    file.display()
-                )));
-            }
-            let parsed = config_file::load(&file).map_err(|e| UsageError(e.to_string()))?;
-            server_config_from_file(&parsed).map_err(|e| UsageError(e.to_string()))?
-        }
+        Some(file) => with_config_file(&file, listen.is_some(), &upstreams, &routes, &values)?,
         None => {
             match (listen, upstreams.is_empty()) {
                 (Some(listen), false) => routes.insert(0, (listen, upstreams)),
@@ -308,99 +213,82 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 }
                 (None, true) => {}
             }
-            let routes = routes
-                .into_iter()
-                .map(|(listen, upstreams)| route_config(&config, listen, upstreams))
-                .collect();
-            ServerConfig { routes, admin, drain_timeout }
+            let mut server = ServerConfig::default();
+            for (listen, upstreams) in routes {
+                let mut config = route_config(listen, upstreams);
+                settings::apply_route(&values, &mut config).map_err(UsageError)?;
+                server.routes.push(config);
+            }
+            settings::apply_process(&values, &mut server).map_err(UsageError)?;
+            server.validate().map_err(|conflict| UsageError(conflict.message))?;
+            server
         }
     };
     Ok(if check { Command::Check(server) } else { Command::Run(server) })
 }
 
-/// `a:1,b:2` as upstream addresses, each checked.
-fn parse_upstream_list(text: &str) -> Result<Vec<String>, String> {
-    text.split(',').map(address::parse_upstream).collect()
+/// `--config FILE` with other flags: settings override the file's globals; flags that
+/// make routes, or settings that only a route line can hold, are refused, saying where
+/// they go instead.
+fn with_config_file(
+    file: &Path,
+    listen: bool,
+    upstreams: &[String],
+    routes: &[(Address, Vec<String>)],
+    values: &[Value],
+) -> Result<ServerConfig, UsageError> {
+    let route_flag =
+        [(listen, LISTEN), (!upstreams.is_empty(), UPSTREAM), (!routes.is_empty(), ROUTE)]
+            .into_iter()
+            .find_map(|(given, flag)| given.then_some(flag));
+    if let Some(flag) = route_flag {
+        return Err(UsageError(format!(
+            "{flag} cannot be combined with --config: the routes come from {}; add a route \
+             line there",
+            file.display()
+        )));
+    }
+    if let Some(value) = values.iter().find(|v| v.setting.scope == Scope::RouteOnly) {
+        return Err(UsageError(format!(
+            "{} cannot be combined with --config: it belongs to a route; write {}={} on the \
+             route lines of {}",
+            value.setting.flag(),
+            value.setting.name,
+            value.text,
+            file.display()
+        )));
+    }
+    let parsed = config_file::load(file).map_err(|e| UsageError(e.to_string()))?;
+    parsed.server_config(values).map_err(|e| UsageError(e.to_string()))
 }
 
-/// One route: the shared options of `base`, with this listen address and these upstreams
-/// (at least one).
-fn route_config(base: &Config, listen: Address, upstreams: Vec<String>) -> Config {
+/// `a:1,b:2` as upstream addresses, each checked; spaces around a comma are dropped.
+fn parse_upstream_list(text: &str) -> Result<Vec<String>, String> {
+    text.split(',').map(|piece| address::parse_upstream(piece.trim())).collect()
+}
+
+/// One route with default settings, this listen address and these upstreams (at least one).
+fn route_config(listen: Address, upstreams: Vec<String>) -> Config {
     let mut upstreams = upstreams.into_iter();
-    let (listen, listen_unix) = match listen {
-        Address::Tcp(addr) => (addr, None),
-        Address::Unix(path) => (base.listen, Some(path)),
-    };
-    Config {
-        listen,
-        listen_unix,
+    let mut config = Config {
         upstream: upstreams.next().unwrap_or_default(),
         more_upstreams: upstreams.collect(),
-        ..base.clone()
+        ..Config::default()
+    };
+    match listen {
+        Address::Tcp(addr) => config.listen = addr,
+        Address::Unix(path) => config.listen_unix = Some(path),
     }
+    config
 }
 
-/// Turns a parsed config file into what the server runs, checking the addresses (which the
-/// file parser keeps as text) and reporting a bad one at its line and column.
-///
-/// # Errors
-/// A [`ConfigError`] at the first address that does not parse or resolve.
-pub fn server_config_from_file(file: &FileConfig) -> Result<ServerConfig, ConfigError> {
-    let globals = &file.globals;
-    let log_level = match &globals.log_level {
-        // The file parser has checked the spelling already.
-        Some(level) => level.parse().unwrap_or(LogLevel::Info),
-        None => LogLevel::Info,
-    };
-    let admin = match &globals.admin {
-        Some(located) => {
-            Some(address::parse_listen(&located.text).map_err(|m| file.error_at(located, m))?)
-        }
-        None => None,
-    };
-    let defaults = Config { log_level, ..Config::default() };
-    let mut routes = Vec::new();
-    for spec in &file.routes {
-        let listen = address::parse_listen_address(&spec.listen.text)
-            .map_err(|m| file.error_at(&spec.listen, m))?;
-        let mut upstreams = Vec::new();
-        for located in &spec.upstreams {
-            upstreams.push(
-                address::parse_upstream(&located.text).map_err(|m| file.error_at(located, m))?,
-            );
-        }
-        let options = &spec.options;
-        let config = Config {
-            name: spec.name.clone().unwrap_or_default(),
-            policy: options.policy.unwrap_or(defaults.policy),
-            connect_timeout: options.connect_timeout.unwrap_or(defaults.connect_timeout),
-            idle_timeout: options.idle_timeout.unwrap_or(defaults.idle_timeout),
-            half_close_timeout: options.half_close_timeout.unwrap_or(defaults.half_close_timeout),
-            max_connections: options.max_connections.unwrap_or(defaults.max_connections),
-            proxy_protocol: spec.proxy_protocol,
-            access: spec.access.clone(),
-            ..defaults.clone()
-        };
-        routes.push(route_config(&config, listen, upstreams));
-    }
-    if routes.is_empty() {
-        return Err(ConfigError {
-            file: file.file.clone(),
-            line: 0,
-            column: 0,
-            message: "expected at least one route line, found none".to_string(),
-        });
-    }
-    let drain_timeout = globals.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
-    Ok(ServerConfig { routes, admin, drain_timeout })
-}
-
-/// Loads and checks a config file: [`config_file::load`], then [`server_config_from_file`].
+/// Loads and checks a config file: [`config_file::load`], then
+/// [`FileConfig::server_config`](config_file::FileConfig::server_config) with no overrides.
 ///
 /// # Errors
 /// The first mistake, as `FILE:LINE:COLUMN: message`.
 pub fn load_config_file(file: &Path) -> Result<ServerConfig, ConfigError> {
-    server_config_from_file(&config_file::load(file)?)
+    config_file::load(file)?.server_config(&[])
 }
 
 #[cfg(test)]
@@ -548,5 +436,154 @@ mod tests {
             assert!(text.contains(flag), "{flag} missing from help");
         }
         assert!(text.contains("[default: 5s]") && text.contains("[default: info]"));
+    }
+
+    /// A small xorshift generator: the fuzz loop needs no crate and repeats exactly.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    /// 5,000 random command lines, built from every flag and from values near the edges
+    /// (then mutated a character at a time), never panic the parser; whatever it accepts,
+    /// `--check` writes as a config file that reads back to the same text.
+    #[test]
+    fn fuzzed_command_lines_never_panic_and_accepted_ones_read_back() {
+        let mut flags: Vec<String> = crate::settings::SETTINGS.iter().map(|s| s.flag()).collect();
+        for extra in [
+            "-l",
+            "--listen",
+            "-u",
+            "--upstream",
+            "--route",
+            "--check",
+            "--config",
+            "-x",
+            "--",
+            "-",
+            "demo",
+        ] {
+            flags.push(extra.to_string());
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let values = [
+            "",
+            "0",
+            "1",
+            "+5",
+            "-1",
+            "64k",
+            "64g",
+            "1m",
+            "8m",
+            "18446744073709551615",
+            "5s",
+            "0ms",
+            "24h",
+            "25h",
+            "10m",
+            "on",
+            "off",
+            "v1",
+            "v2",
+            "first",
+            "round-robin",
+            "debug",
+            ":0",
+            "127.0.0.1:0",
+            "[::1]:0",
+            ":1",
+            "127.0.0.1:1, :2",
+            ":0=:1",
+            "unix:/tmp/f",
+            "unix:",
+            "10.0.0.0/8",
+            "::1,10.0.0.0/8",
+            "10.0.0.1/8",
+            ",",
+            "=",
+            "[::1",
+            "\u{a0}",
+            "/dev/zero",
+            "/nonexistent/x.conf",
+            "0.0.0.0:7001",
+            ":7001",
+            "127.0.0.1:7001",
+        ];
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let (mut tried, mut accepted) = (0, 0);
+        for _ in 0..5000 {
+            let mut args: Vec<String> = Vec::new();
+            if rng.next() % 2 == 0 {
+                let listen = rng.pick(&["127.0.0.1:0", ":0", "[::1]:0", ":7001"]);
+                args.extend([
+                    "-l".to_string(),
+                    listen.to_string(),
+                    "-u".to_string(),
+                    ":1".to_string(),
+                ]);
+            }
+            for step in 0..rng.next() % 9 {
+                let word = if step % 2 == 0 { rng.pick(&flags) } else { rng.pick(&values) };
+                let mut word = word.to_string();
+                if rng.next() % 4 == 0 {
+                    let mut chars: Vec<char> = word.chars().collect();
+                    let at = (rng.next() % (chars.len() as u64 + 1)) as usize;
+                    match rng.next() % 3 {
+                        0 if at < chars.len() => {
+                            chars.remove(at);
+                        }
+                        1 => chars.insert(
+                            at,
+                            rng.pick(&["0", "9", ":", ",", "=", "k", " ", "\u{1b}", "é"])
+                                .chars()
+                                .next()
+                                .unwrap_or('0'),
+                        ),
+                        _ => chars.insert(at, '-'),
+                    }
+                    word = chars.into_iter().collect();
+                }
+                if rng.next() % 3 == 0 {
+                    if let Some(flag) = args.pop() {
+                        word = format!("{flag}={word}");
+                    }
+                }
+                args.push(word);
+            }
+            // Host names would be resolved, which may wait on DNS: keep to literal addresses.
+            let resolves = |arg: &String| {
+                let text = arg.trim_start_matches('-');
+                !text.starts_with("unix:")
+                    && !text.starts_with("/")
+                    && text.chars().any(|c| c.is_alphabetic())
+                    && text.contains(':')
+            };
+            if args.iter().any(resolves) {
+                continue;
+            }
+            tried += 1;
+            let parsed = parse(args.iter().map(OsString::from));
+            if let Ok(Command::Run(server) | Command::Check(server)) = parsed {
+                accepted += 1;
+                let described = server.describe();
+                let again = config_file::parse(&described, Path::new("check.conf"))
+                    .and_then(|file| file.server_config(&[]))
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}\n{described}"));
+                assert_eq!(again.describe(), described, "{args:?}");
+            }
+        }
+        // The loop must reach the parser, and some of its lines must be accepted.
+        assert!(tried > 3000 && accepted > 20, "tried {tried}, accepted {accepted}");
     }
 }

@@ -1,15 +1,17 @@
 //! The relay's configuration: one plain struct with defaults.
 
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::access::AccessRules;
-use crate::config_file::Policy;
 use crate::limits::threads::{ThreadHook, no_hook};
 use crate::log::LogLevel;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::stream::Address;
+use crate::upstream::dial::{Resolver, system_resolver};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
 /// new fields keep their defaults:
@@ -29,6 +31,10 @@ pub struct Config {
     /// Listen on this Unix domain socket path instead of [`listen`](Config::listen) (the
     /// `unix:/path` form of the command line and config file). Unix only. Default: none.
     pub listen_unix: Option<PathBuf>,
+    /// The mode of the [`listen_unix`](Config::listen_unix) socket file (the `socket-mode`
+    /// setting). Default [`DEFAULT_SOCKET_MODE`](crate::stream::DEFAULT_SOCKET_MODE), `0660`:
+    /// the relay's user and group may connect, no one else.
+    pub listen_unix_mode: u32,
     /// Where to forward each client, as `host:port`. Resolved again for every new connection,
     /// so a host name that moves to a new address is followed. Default: empty (must be set).
     pub upstream: String,
@@ -42,6 +48,10 @@ pub struct Config {
     /// long, so that clients don't each wait for a dead host. Default 10 s, nginx's
     /// `fail_timeout`. When every upstream is backing off, they are all still tried.
     pub upstream_backoff: Duration,
+    /// Connect to each upstream every this long and skip those that fail 3 checks in a row
+    /// until 2 pass (active health checks, on a thread of the route's own); zero turns them
+    /// off. Default 0: off, and only a client's failed connect backs an upstream off.
+    pub health_check: Duration,
     /// Who may connect: checked right after `accept`, before any upstream is dialled.
     /// Default: no rules, everyone (the default listen address is loopback).
     pub access: AccessRules,
@@ -89,6 +99,10 @@ pub struct Config {
     /// Called around the creation of every connection thread; for tests (see
     /// [`ThreadHook`]). Default: [`no_hook`].
     pub thread_hook: ThreadHook,
+    /// Turns an upstream's `host:port` into addresses. Default [`system_resolver`]; a seam
+    /// for tests that need a name with addresses the system does not give (see
+    /// [`Resolver`]).
+    pub resolver: Resolver,
 }
 
 impl Default for Config {
@@ -96,10 +110,12 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             listen_unix: None,
+            listen_unix_mode: crate::stream::DEFAULT_SOCKET_MODE,
             upstream: String::new(),
             more_upstreams: Vec::new(),
             policy: Policy::First,
             upstream_backoff: Duration::from_secs(10),
+            health_check: Duration::ZERO,
             access: AccessRules::default(),
             proxy_protocol: None,
             name: String::new(),
@@ -113,6 +129,7 @@ impl Default for Config {
             buffer_size: 256 * 1024,
             explain: false,
             thread_hook: no_hook,
+            resolver: system_resolver,
         }
     }
 }
@@ -132,5 +149,42 @@ impl Config {
     pub fn upstreams(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.upstream.as_str())
             .chain(self.more_upstreams.iter().map(String::as_str))
+    }
+}
+
+/// How a route with several upstreams picks one for each new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Try the upstreams in the order listed; the next one only when a connect fails.
+    First,
+    /// Start each new client at the next upstream in the list, wrapping around.
+    RoundRobin,
+    /// The upstream with the fewest open connections from this route (ties: round-robin).
+    LeastConnections,
+}
+
+impl FromStr for Policy {
+    type Err = String;
+
+    /// Parses `first`, `round-robin` or `least-connections`; the error reads
+    /// `expected first, round-robin or least-connections, found "rr"`.
+    fn from_str(text: &str) -> Result<Policy, String> {
+        match text {
+            "first" => Ok(Policy::First),
+            "round-robin" => Ok(Policy::RoundRobin),
+            "least-connections" => Ok(Policy::LeastConnections),
+            _ => Err(format!("expected first, round-robin or least-connections, found {text:?}")),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    /// Writes `first`, `round-robin` or `least-connections`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Policy::First => f.write_str("first"),
+            Policy::RoundRobin => f.write_str("round-robin"),
+            Policy::LeastConnections => f.write_str("least-connections"),
+        }
     }
 }

@@ -73,12 +73,13 @@ mod observe;
 mod outcome;
 mod relay;
 pub mod server;
+pub mod settings;
 mod teach;
 pub mod units;
 mod upstream;
 
 pub use config::Config;
-pub use config_file::Policy;
+pub use config::Policy;
 pub use limits::threads::{self, ThreadHook, ThreadRole, ThreadStage};
 pub use log::LogLevel;
 pub use net::proxy_protocol;
@@ -87,7 +88,7 @@ pub use outcome::CloseReason;
 pub use relay::{Relay, StopHandle};
 pub use server::{Server, ServerConfig, ServerHandle};
 pub use teach::demo;
-pub use upstream::dial::DialError;
+pub use upstream::dial::{DialError, Resolver, system_resolver};
 
 /// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.
 #[doc = include_str!("../docs/go-to-rust.md")]

@@ -25,7 +25,8 @@
 //! assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::outcome::CloseReason;
 
@@ -41,9 +42,24 @@ pub struct RouteMetrics {
     rejected_limit: AtomicU64,
     denied: AtomicU64,
     connect_failed: AtomicU64,
+    dial_local_errors: AtomicU64,
     bytes_client_to_upstream: AtomicU64,
     bytes_upstream_to_client: AtomicU64,
     closed_by_reason: [AtomicU64; CloseReason::ALL.len()],
+    upstreams: Vec<Arc<UpstreamMetrics>>,
+}
+
+/// The live counters of one upstream of a route, shared with the route's upstream list,
+/// which also steers by two of them: `active` (the `least-connections` policy) and `up`.
+#[derive(Debug)]
+pub struct UpstreamMetrics {
+    upstream: String,
+    up: AtomicBool,
+    active: AtomicU64,
+    connections: AtomicU64,
+    failures: AtomicU64,
+    address_failures: AtomicU64,
+    check_failures: AtomicU64,
 }
 
 // One relaxed load or add per call: see the module documentation for why that is enough.
@@ -53,6 +69,15 @@ impl RouteMetrics {
     /// Zeroed counters for the route labelled `route` in the output (its name, or its
     /// listen address when it has none).
     pub fn new(route: impl Into<String>) -> RouteMetrics {
+        RouteMetrics::with_upstreams(route, std::iter::empty::<String>())
+    }
+
+    /// Zeroed counters for the route labelled `route`, and for each of its upstreams
+    /// (labelled as configured, e.g. `app1:80`), every upstream up.
+    pub fn with_upstreams(
+        route: impl Into<String>,
+        upstreams: impl IntoIterator<Item = impl Into<String>>,
+    ) -> RouteMetrics {
         RouteMetrics {
             route: route.into(),
             accepted: AtomicU64::new(0),
@@ -60,10 +85,20 @@ impl RouteMetrics {
             rejected_limit: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             connect_failed: AtomicU64::new(0),
+            dial_local_errors: AtomicU64::new(0),
             bytes_client_to_upstream: AtomicU64::new(0),
             bytes_upstream_to_client: AtomicU64::new(0),
             closed_by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
+            upstreams: upstreams
+                .into_iter()
+                .map(|upstream| Arc::new(UpstreamMetrics::new(upstream)))
+                .collect(),
         }
+    }
+
+    /// The counters of each upstream, in the route's order.
+    pub fn upstreams(&self) -> &[Arc<UpstreamMetrics>] {
+        &self.upstreams
     }
 
     /// The route label given to [`RouteMetrics::new`].
@@ -106,6 +141,12 @@ impl RouteMetrics {
         self.connect_failed.fetch_add(1, RELAXED);
     }
 
+    /// Dialling an upstream failed for a reason on this machine (out of descriptors, ports
+    /// or memory), not the upstream's: counted here, never as an upstream failure.
+    pub fn record_dial_local_error(&self) {
+        self.dial_local_errors.fetch_add(1, RELAXED);
+    }
+
     /// `bytes` more were written from the client to the upstream.
     pub fn add_bytes_client_to_upstream(&self, bytes: u64) {
         self.bytes_client_to_upstream.fetch_add(bytes, RELAXED);
@@ -125,11 +166,109 @@ impl RouteMetrics {
             rejected_limit: self.rejected_limit.load(RELAXED),
             denied: self.denied.load(RELAXED),
             connect_failed: self.connect_failed.load(RELAXED),
+            dial_local_errors: self.dial_local_errors.load(RELAXED),
             bytes_client_to_upstream: self.bytes_client_to_upstream.load(RELAXED),
             bytes_upstream_to_client: self.bytes_upstream_to_client.load(RELAXED),
             closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].load(RELAXED)),
+            upstreams: self.upstreams.iter().map(|upstream| upstream.snapshot()).collect(),
         }
     }
+}
+
+impl UpstreamMetrics {
+    /// Zeroed counters for `upstream`, which starts up.
+    pub fn new(upstream: impl Into<String>) -> UpstreamMetrics {
+        UpstreamMetrics {
+            upstream: upstream.into(),
+            up: AtomicBool::new(true),
+            active: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            address_failures: AtomicU64::new(0),
+            check_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// The upstream as configured (`app1:80`), its label in the output.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    /// Whether it is up: by the health checks when they are on, else by the last connect.
+    pub fn is_up(&self) -> bool {
+        self.up.load(RELAXED)
+    }
+
+    /// Sets the `up` gauge; returns what it was.
+    pub fn set_up(&self, up: bool) -> bool {
+        self.up.swap(up, RELAXED)
+    }
+
+    /// The connections to it that are open now.
+    pub fn active(&self) -> u64 {
+        self.active.load(RELAXED)
+    }
+
+    /// A client's connection to it was made: counts it, and one more is open.
+    pub fn record_connected(&self) {
+        self.connections.fetch_add(1, RELAXED);
+        self.active.fetch_add(1, RELAXED);
+    }
+
+    /// A connection counted by [`record_connected`](Self::record_connected) has closed.
+    pub fn record_disconnected(&self) {
+        // Never below zero, as for the route's active count.
+        let _ = self.active.fetch_update(RELAXED, RELAXED, |active| active.checked_sub(1));
+    }
+
+    /// A client's attempt to connect to it failed (every address it resolved to failed).
+    pub fn record_failure(&self) {
+        self.failures.fetch_add(1, RELAXED);
+    }
+
+    /// One of its addresses failed or did not answer in time, whether or not another of
+    /// its addresses then connected.
+    pub fn record_address_failure(&self) {
+        self.address_failures.fetch_add(1, RELAXED);
+    }
+
+    /// An active health check of it failed.
+    pub fn record_check_failure(&self) {
+        self.check_failures.fetch_add(1, RELAXED);
+    }
+
+    /// The current values, one counter at a time.
+    pub fn snapshot(&self) -> UpstreamSnapshot {
+        UpstreamSnapshot {
+            upstream: self.upstream.clone(),
+            up: self.is_up(),
+            active: self.active(),
+            connections: self.connections.load(RELAXED),
+            failures: self.failures.load(RELAXED),
+            address_failures: self.address_failures.load(RELAXED),
+            check_failures: self.check_failures.load(RELAXED),
+        }
+    }
+}
+
+/// The values of one upstream's counters at one scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamSnapshot {
+    /// The upstream label, as configured.
+    pub upstream: String,
+    /// Up (`true`) or down: by the health checks when they are on (down after 3 failed
+    /// checks in a row, up after 2 good ones), else whether the last connect succeeded.
+    pub up: bool,
+    /// Connections to it open now.
+    pub active: u64,
+    /// Connections to it made since start.
+    pub connections: u64,
+    /// Clients' connect attempts to it that failed.
+    pub failures: u64,
+    /// Address-level failures: one of its addresses failed or was too slow.
+    pub address_failures: u64,
+    /// Failed health checks.
+    pub check_failures: u64,
 }
 
 /// The values of one route's counters at one scrape: plain numbers, easy to render and to
@@ -148,12 +287,16 @@ pub struct RouteSnapshot {
     pub denied: u64,
     /// Failed attempts to connect to an upstream.
     pub connect_failed: u64,
+    /// Dial attempts that failed for a local reason (out of descriptors, ports, memory).
+    pub dial_local_errors: u64,
     /// Bytes written from clients to upstreams.
     pub bytes_client_to_upstream: u64,
     /// Bytes written from upstreams to clients.
     pub bytes_upstream_to_client: u64,
     /// Closed connections, by reason, in the order of [`CloseReason::ALL`].
     pub closed_by_reason: [u64; CloseReason::ALL.len()],
+    /// Each upstream's counters, in the route's order.
+    pub upstreams: Vec<UpstreamSnapshot>,
 }
 
 impl RouteSnapshot {
@@ -162,6 +305,11 @@ impl RouteSnapshot {
     pub fn closed(&self, reason: &str) -> Option<u64> {
         let reason = CloseReason::ALL.iter().find(|known| known.name() == reason)?;
         Some(self.closed_by_reason[reason.index()])
+    }
+
+    /// The counters of the upstream labelled `upstream`, if the route has it.
+    pub fn upstream(&self, upstream: &str) -> Option<&UpstreamSnapshot> {
+        self.upstreams.iter().find(|known| known.upstream == upstream)
     }
 }
 
@@ -212,6 +360,62 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
         "Failed attempts to connect to an upstream (one client may cause several).",
         |r| r.connect_failed,
     );
+    write_one_per_route(
+        &mut out,
+        routes,
+        "tcprelay_dial_local_errors_total",
+        "counter",
+        "Upstream dials that failed on this machine (no descriptors, ports or memory left).",
+        |r| r.dial_local_errors,
+    );
+    write_per_upstream(
+        &mut out,
+        routes,
+        "tcprelay_upstream_up",
+        "gauge",
+        "1 if the upstream is up (health checks if on, else the last connect), 0 if down.",
+        |u| u64::from(u.up),
+    );
+    write_per_upstream(
+        &mut out,
+        routes,
+        "tcprelay_upstream_connections_active",
+        "gauge",
+        "Connections to the upstream open now.",
+        |u| u.active,
+    );
+    write_per_upstream(
+        &mut out,
+        routes,
+        "tcprelay_upstream_connections_total",
+        "counter",
+        "Connections to the upstream made for clients.",
+        |u| u.connections,
+    );
+    write_per_upstream(
+        &mut out,
+        routes,
+        "tcprelay_upstream_failures_total",
+        "counter",
+        "Clients' connect attempts to the upstream that failed.",
+        |u| u.failures,
+    );
+    write_per_upstream(
+        &mut out,
+        routes,
+        "tcprelay_upstream_address_failures_total",
+        "counter",
+        "Addresses of the upstream that failed or did not answer in time.",
+        |u| u.address_failures,
+    );
+    write_per_upstream(
+        &mut out,
+        routes,
+        "tcprelay_upstream_check_failures_total",
+        "counter",
+        "Failed active health checks of the upstream.",
+        |u| u.check_failures,
+    );
 
     let name = "tcprelay_bytes_total";
     write_family_head(&mut out, name, "counter", "Bytes relayed, by direction.");
@@ -238,6 +442,34 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
     out
 }
 
+/// Renders the logger's process-wide counters (see [`crate::log`]), to follow
+/// [`render_prometheus`]'s output: lines dropped because stderr did not keep up, and
+/// repeated lines suppressed by the rate limit.
+///
+/// ```
+/// let text = tcprelay::metrics::render_log_counters(3, 0);
+/// assert!(text.contains("\ntcprelay_log_lines_dropped_total 3\n"));
+/// ```
+pub fn render_log_counters(dropped: u64, suppressed: u64) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "tcprelay_log_lines_dropped_total",
+            "Log lines dropped because stderr did not keep up (or failed).",
+            dropped,
+        ),
+        (
+            "tcprelay_log_lines_suppressed_total",
+            "Repeated log lines suppressed by the rate limit, each counted in a summary line.",
+            suppressed,
+        ),
+    ] {
+        write_family_head(&mut out, name, "counter", help);
+        out.push_str(&format!("{name} {value}\n"));
+    }
+    out
+}
+
 /// Writes a family whose only label is the route: the head, then one sample per route.
 fn write_one_per_route(
     out: &mut String,
@@ -251,6 +483,28 @@ fn write_one_per_route(
     for route in routes {
         let label = escape_label_value(&route.route);
         out.push_str(&format!("{name}{{route=\"{label}\"}} {}\n", value(route)));
+    }
+}
+
+/// Writes a family labelled by route and upstream: the head, then one sample per upstream.
+fn write_per_upstream(
+    out: &mut String,
+    routes: &[RouteSnapshot],
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: fn(&UpstreamSnapshot) -> u64,
+) {
+    write_family_head(out, name, kind, help);
+    for route in routes {
+        let label = escape_label_value(&route.route);
+        for upstream in &route.upstreams {
+            let upstream_label = escape_label_value(&upstream.upstream);
+            out.push_str(&format!(
+                "{name}{{route=\"{label}\",upstream=\"{upstream_label}\"}} {}\n",
+                value(upstream)
+            ));
+        }
     }
 }
 
@@ -324,10 +578,19 @@ mod tests {
 
     #[test]
     fn renders_the_exact_exposition_text() {
-        let web = RouteMetrics::new("web");
+        let web = RouteMetrics::with_upstreams("web", ["app1:80", "app\"2:80"]);
         for _ in 0..3 {
             web.record_accepted();
         }
+        let [app1, app2] = web.upstreams() else { panic!("two upstreams") };
+        app1.record_connected();
+        app1.record_connected();
+        app1.record_disconnected();
+        app1.record_address_failure();
+        app2.record_failure();
+        app2.record_check_failure();
+        app2.set_up(false);
+        web.record_dial_local_error();
         web.record_rejected_limit();
         web.record_close(CloseReason::IdleTimeout);
         web.record_connect_failed();
@@ -361,6 +624,34 @@ tcprelay_connections_denied_total{route="a\"b\\c\nd"} 1
 # TYPE tcprelay_upstream_connect_failures_total counter
 tcprelay_upstream_connect_failures_total{route="web"} 2
 tcprelay_upstream_connect_failures_total{route="a\"b\\c\nd"} 0
+# HELP tcprelay_dial_local_errors_total Upstream dials that failed on this machine (no descriptors, ports or memory left).
+# TYPE tcprelay_dial_local_errors_total counter
+tcprelay_dial_local_errors_total{route="web"} 1
+tcprelay_dial_local_errors_total{route="a\"b\\c\nd"} 0
+# HELP tcprelay_upstream_up 1 if the upstream is up (health checks if on, else the last connect), 0 if down.
+# TYPE tcprelay_upstream_up gauge
+tcprelay_upstream_up{route="web",upstream="app1:80"} 1
+tcprelay_upstream_up{route="web",upstream="app\"2:80"} 0
+# HELP tcprelay_upstream_connections_active Connections to the upstream open now.
+# TYPE tcprelay_upstream_connections_active gauge
+tcprelay_upstream_connections_active{route="web",upstream="app1:80"} 1
+tcprelay_upstream_connections_active{route="web",upstream="app\"2:80"} 0
+# HELP tcprelay_upstream_connections_total Connections to the upstream made for clients.
+# TYPE tcprelay_upstream_connections_total counter
+tcprelay_upstream_connections_total{route="web",upstream="app1:80"} 2
+tcprelay_upstream_connections_total{route="web",upstream="app\"2:80"} 0
+# HELP tcprelay_upstream_failures_total Clients' connect attempts to the upstream that failed.
+# TYPE tcprelay_upstream_failures_total counter
+tcprelay_upstream_failures_total{route="web",upstream="app1:80"} 0
+tcprelay_upstream_failures_total{route="web",upstream="app\"2:80"} 1
+# HELP tcprelay_upstream_address_failures_total Addresses of the upstream that failed or did not answer in time.
+# TYPE tcprelay_upstream_address_failures_total counter
+tcprelay_upstream_address_failures_total{route="web",upstream="app1:80"} 1
+tcprelay_upstream_address_failures_total{route="web",upstream="app\"2:80"} 0
+# HELP tcprelay_upstream_check_failures_total Failed active health checks of the upstream.
+# TYPE tcprelay_upstream_check_failures_total counter
+tcprelay_upstream_check_failures_total{route="web",upstream="app1:80"} 0
+tcprelay_upstream_check_failures_total{route="web",upstream="app\"2:80"} 1
 # HELP tcprelay_bytes_total Bytes relayed, by direction.
 # TYPE tcprelay_bytes_total counter
 tcprelay_bytes_total{route="web",direction="client_to_upstream"} 100
@@ -398,8 +689,23 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
     #[test]
     fn no_routes_still_render_the_family_headers() {
         let text = render_prometheus(&[]);
-        assert_eq!(text.lines().count(), 7 * 2);
+        assert_eq!(text.lines().count(), 14 * 2);
         assert!(text.lines().all(|line| line.starts_with("# ")));
+    }
+
+    #[test]
+    fn renders_the_log_counters() {
+        assert_eq!(
+            render_log_counters(7, 12_345),
+            "# HELP tcprelay_log_lines_dropped_total Log lines dropped because stderr did not \
+             keep up (or failed).\n\
+             # TYPE tcprelay_log_lines_dropped_total counter\n\
+             tcprelay_log_lines_dropped_total 7\n\
+             # HELP tcprelay_log_lines_suppressed_total Repeated log lines suppressed by the \
+             rate limit, each counted in a summary line.\n\
+             # TYPE tcprelay_log_lines_suppressed_total counter\n\
+             tcprelay_log_lines_suppressed_total 12345\n"
+        );
     }
 
     #[test]

@@ -13,14 +13,16 @@
 
 use std::fmt::Display;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::log::Log;
-use crate::metrics::RouteMetrics;
+use crate::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::net::stream::Address;
 use crate::outcome::{CloseReason, Direction};
 use crate::teach::explain::Explain;
+use crate::upstream::dial::DialError;
 
 /// What one route reports about its connections, and where it goes.
 #[derive(Debug)]
@@ -90,16 +92,17 @@ impl Observer {
     pub fn upstream_failed(
         &self,
         conn: u64,
-        upstream: &str,
+        upstream: &UpstreamMetrics,
         backoff_ms: u128,
         error: &dyn Display,
         first: bool,
     ) {
         self.metrics.record_connect_failed();
+        upstream.record_failure();
         let fields: &[(&str, &dyn Display)] = &[
             self.route_field(),
             ("conn", &conn),
-            ("upstream", &upstream),
+            ("upstream", &upstream.upstream()),
             ("backoff_ms", &backoff_ms),
             ("error", error),
         ];
@@ -107,6 +110,89 @@ impl Observer {
             self.log.warn("upstream connect failed, backing off", fields);
         } else {
             self.log.debug("upstream connect failed again", fields);
+        }
+    }
+
+    /// One address of an upstream with several failed, or had not answered when another
+    /// did (Happy Eyeballs); it backs off on its own. `first`: it was not backing off until
+    /// now, so this is a warning (once per back-off, not once per client).
+    pub fn address_failed(
+        &self,
+        conn: u64,
+        upstream: &UpstreamMetrics,
+        address: &SocketAddr,
+        backoff_ms: u128,
+        error: &dyn Display,
+        first: bool,
+    ) {
+        upstream.record_address_failure();
+        let fields: &[(&str, &dyn Display)] = &[
+            self.route_field(),
+            ("conn", &conn),
+            ("upstream", &upstream.upstream()),
+            ("address", address),
+            ("backoff_ms", &backoff_ms),
+            ("error", error),
+        ];
+        if first {
+            self.log.warn("upstream address failed, trying it last", fields);
+        } else {
+            self.log.debug("upstream address failed again", fields);
+        }
+    }
+
+    /// Dialling failed on this machine (out of descriptors, ports or memory): not the
+    /// upstream's fault, so it is counted apart and the upstream is not backed off. `warn`:
+    /// the first such error in a while (a storm of them is one warning).
+    pub fn dial_local_error(
+        &self,
+        conn: u64,
+        upstream: &UpstreamMetrics,
+        error: &dyn Display,
+        warn: bool,
+    ) {
+        self.metrics.record_dial_local_error();
+        let fields: &[(&str, &dyn Display)] = &[
+            self.route_field(),
+            ("conn", &conn),
+            ("upstream", &upstream.upstream()),
+            ("error", error),
+        ];
+        if warn {
+            self.log.warn("cannot dial upstream: local resources exhausted, not its fault", fields);
+        } else {
+            self.log.debug("cannot dial upstream: local resources exhausted", fields);
+        }
+    }
+
+    /// An active health check of `upstream` failed (a debug line; the change of state,
+    /// if it comes, is the warning).
+    pub fn check_failed(&self, upstream: &UpstreamMetrics, error: &dyn Display) {
+        upstream.record_check_failure();
+        self.log.debug(
+            "health check failed",
+            &[self.route_field(), ("upstream", &upstream.upstream()), ("error", error)],
+        );
+    }
+
+    /// The health checks took `upstream` down or brought it back up, after `checks`
+    /// results in a row; `error` is the last check's, when it failed.
+    pub fn upstream_health_changed(
+        &self,
+        upstream: &UpstreamMetrics,
+        up: bool,
+        checks: u32,
+        error: Option<DialError>,
+    ) {
+        let fields: &[(&str, &dyn Display)] =
+            &[self.route_field(), ("upstream", &upstream.upstream()), ("checks", &checks)];
+        match error {
+            Some(error) if !up => {
+                let with_error = [fields, &[("error", &error as &dyn Display)]].concat();
+                self.log.warn("upstream down", &with_error);
+            }
+            _ if !up => self.log.warn("upstream down", fields),
+            _ => self.log.info("upstream up", fields),
         }
     }
 

@@ -97,6 +97,17 @@ pub fn format_duration(duration: Duration) -> String {
     format!("{millis}ms")
 }
 
+/// Writes a byte size back in the largest unit that represents it exactly (`64k`, `1m`,
+/// `65537`), in a form [`parse_size`] reads.
+pub fn format_size(bytes: usize) -> String {
+    for (unit, size) in [("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)] {
+        if bytes != 0 && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
 /// Splits `"250ms"` into `(250, "ms")`. Returns `None` unless the text starts with at
 /// least one ASCII digit, and the number fits in a `u64`.
 fn split_number(text: &str) -> Option<(u64, &str)> {
@@ -187,6 +198,15 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
         assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+    }
+
+    #[test]
+    fn format_size_round_trips() {
+        for bytes in [0, 1, 8191, 8192, 65_536, 1 << 20, 3 << 30, usize::MAX] {
+            assert_eq!(parse_size(&format_size(bytes)), Ok(bytes), "{bytes}");
+        }
+        assert_eq!(format_size(65_536), "64k");
+        assert_eq!(format_size(1 << 20), "1m");
     }
 
     #[test]

@@ -193,3 +193,100 @@ fn readme_flags_table_matches_help() {
         }
     }
 }
+
+/// The settings tables in README.md and docs/operations.md are the one in src/settings.rs,
+/// word for word, so the docs list every setting with its key, default and range.
+#[test]
+fn docs_hold_the_settings_table() {
+    let table = tcprelay::settings::markdown_table();
+    for (name, doc) in [
+        ("README.md", include_str!("../README.md")),
+        ("docs/operations.md", include_str!("../docs/operations.md")),
+    ] {
+        assert!(
+            doc.contains(&table),
+            "{name} must hold this table (from settings::markdown_table):\n{table}"
+        );
+    }
+}
+
+/// Values out of range are refused when read, exit 2, naming the flag and the value:
+/// each of these once passed and then aborted, panicked or failed every client.
+#[test]
+fn out_of_range_values_are_refused_at_parse_time() {
+    for (flag, value) in [
+        ("--buffer-size", "64g"),
+        ("--buffer-size", "18446744073709551615"),
+        ("--stack-size", "1000g"),
+        ("--connect-timeout", "0"),
+        ("--max-connections", "+5"),
+    ] {
+        let output = run_tcprelay(&["--check", "-l", ":0", "-u", ":1", flag, value]);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(&format!("{flag}: expected ")), "{stderr}");
+        assert!(stderr.contains(&format!("found \"{value}\"")), "{stderr}");
+    }
+}
+
+/// A flag that takes one value is an error when given twice; a list flag keeps both.
+#[test]
+fn a_single_value_flag_given_twice_is_an_error() {
+    for args in [
+        &["-l", ":8080", "-l", ":8081", "-u", ":1"][..],
+        &["--listen", ":8080", "-u", ":1", "--listen=:8081"],
+        &["-l", ":0", "-u", ":1", "--idle-timeout", "1m", "--idle-timeout", "2m"],
+        &["-l", ":0", "-u", ":1", "--explain", "--explain"],
+    ] {
+        let output = run_tcprelay(args);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("given twice (") && stderr.contains("give it once"), "{stderr}");
+    }
+    let stderr = stderr_of(&run_tcprelay(&["-l", ":8080", "-l", ":8081", "-u", ":1"]));
+    assert!(
+        stderr.contains(r#"--listen given twice (":8080", then ":8081"): give it once"#),
+        "{stderr}"
+    );
+    let output = run_tcprelay(&[
+        "--check",
+        "-l",
+        ":0",
+        "-u",
+        ":1",
+        "-u",
+        ":2",
+        "--allow",
+        "::1",
+        "--allow",
+        "10.0.0.0/8",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("-> 127.0.0.1:1 127.0.0.1:2 ")
+            && stdout.contains("allow=::1/128,10.0.0.0/8"),
+        "{stdout}"
+    );
+}
+
+/// `-u 'A, B'` drops the spaces; a host name that can never resolve is refused when read,
+/// and a control character in it is shown escaped.
+#[test]
+fn list_values_are_trimmed_and_impossible_hosts_refused() {
+    let output = run_tcprelay(&["--check", "-l", ":0", "-u", "127.0.0.1:1, 127.0.0.1:2"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(stdout.contains("-> 127.0.0.1:1 127.0.0.1:2 "), "{stdout}");
+    for (args, culprit) in [
+        (&["-l", ":0", "-u", "my host:80"][..], r#""my host:80""#),
+        (&["-l", ":0", "-u", "a\tb:80"], r#""a\tb:80""#),
+        (&["-l", "bad\u{1b}host:80", "-u", ":1"], r#""bad\u{1b}host:80""#),
+        (&["-l", ":0", "-u", "a..b:80"], r#""a..b:80""#),
+    ] {
+        let output = run_tcprelay(args);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(culprit) && stderr.contains("is not a host name"), "{stderr}");
+        assert!(!stderr.contains('\u{1b}') && !stderr.contains('\t'), "{stderr}");
+    }
+}

@@ -110,6 +110,7 @@ impl Drop for Haproxy {
 /// A real peer parses our header: HAProxy reports the client's own address and port, and
 /// the relay's address as the destination, for both versions.
 #[test]
+#[ignore = "needs haproxy: apt-get install haproxy"]
 fn haproxy_accept_proxy_sees_the_real_client() {
     let _serial = serial();
     let haproxy = Haproxy::start();
@@ -133,4 +134,48 @@ fn haproxy_accept_proxy_sees_the_real_client() {
         assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"));
         assert!(response.ends_with(&expected), "{version}: {response:?}, expected {expected:?}");
     }
+}
+
+/// The counters of the upstream at `addr` on `relay`'s route.
+fn upstream_state(
+    relay: &TestRelay,
+    addr: std::net::SocketAddr,
+) -> tcprelay::metrics::UpstreamSnapshot {
+    let snapshot = relay.metrics.snapshot();
+    snapshot.upstream(&addr.to_string()).expect("a known upstream").clone()
+}
+
+#[test]
+fn health_checks_take_a_dead_upstream_out_before_any_client_waits_and_bring_it_back() {
+    let _serial = serial();
+    let first = Upstream::banner("first");
+    let first_addr = first.addr;
+    let second = Upstream::banner("second");
+    let relay = TestRelay::start(Config {
+        health_check: Duration::from_millis(20),
+        ..to_all(&[first_addr.to_string(), second.addr.to_string()])
+    });
+    assert!(eventually(|| first.accepted() >= 2), "the checks connect to the upstream");
+    assert_eq!(served_by(relay.addr), "first");
+
+    // It goes away (its port now refuses): down after 3 failed checks in a row.
+    drop(first);
+    assert!(eventually(|| !upstream_state(&relay, first_addr).up), "never marked down");
+    assert!(upstream_state(&relay, first_addr).check_failures >= 3);
+    // The next client goes straight to the second upstream: no client waited on the dead
+    // one (without checks, this client would have tried it first and failed).
+    assert_eq!(served_by(relay.addr), "second");
+    assert_eq!(settled(&relay.metrics).connect_failed, 0);
+    assert_eq!(upstream_state(&relay, first_addr).failures, 0);
+
+    // It comes back on the same port: up after 2 good checks, and first in line again.
+    let revived = Upstream::banner_on(TcpListener::bind(first_addr).expect("rebind"), "first");
+    assert!(eventually(|| upstream_state(&relay, first_addr).up), "never marked up again");
+    assert_eq!(served_by(relay.addr), "first");
+    assert!(upstream_state(&relay, second.addr).up, "the second was never down");
+
+    // Stopping the route stops and joins its health-check thread.
+    relay.stop();
+    assert!(!thread_names().iter().any(|name| name == "tcprelay-health"), "{:?}", thread_names());
+    drop(revived);
 }

@@ -208,3 +208,63 @@ fn max_connections_beyond_the_memory_map_limit_is_capped_with_a_warning() {
     assert!(warning.contains(&format!("allowed={fits}")), "{warning}");
     assert_eq!(echo_through(relay.addr, b"still serving"), b"still serving");
 }
+
+/// Out of descriptors while *dialling* is the relay's own trouble, not the upstream's
+/// (issue 11): the log says so, `tcprelay_upstream_connect_failures_total` stays 0, and the
+/// first upstream is not backed off, so the first client once descriptors are free goes to
+/// it at once, not to the second upstream.
+#[test]
+fn out_of_descriptors_while_dialling_is_a_local_error_and_backs_no_upstream_off() {
+    const LIMIT: usize = 32;
+    let first = Upstream::echo();
+    let second = Upstream::banner("second");
+    let upstreams = format!("{},{}", first.addr, second.addr);
+    let args = ["-l", "127.0.0.1:0", "-u", &upstreams, "--admin", "127.0.0.1:0"];
+    let relay = RelayProcess::start_with_fd_limit_and_admin(LIMIT, &args, true);
+    let idle_fds = relay.open_fds().len();
+    let echo = |client: &TcpStream| -> std::io::Result<[u8; 1]> {
+        write_all(client, b"x")?;
+        let mut echoed = [0; 1];
+        (&*client).read_exact(&mut echoed).map(|()| echoed)
+    };
+
+    // Serve clients one at a time until one is refused: it was accepted into the last
+    // descriptor, and its dial found none. Two more after it fare the same.
+    let mut held = Vec::new();
+    loop {
+        let client = connect(relay.addr);
+        match echo(&client) {
+            Ok(echoed) => assert_eq!(echoed, *b"x"),
+            Err(_) => break,
+        }
+        held.push(client);
+        assert!(held.len() < LIMIT, "never ran out of descriptors");
+    }
+    for _ in 0..2 {
+        let client = connect(relay.addr);
+        assert!(echo(&client).is_err(), "a client beyond the descriptors is refused");
+    }
+    let warning = relay.log_line_with("local resources exhausted");
+    assert!(warning.contains("Too many open files"), "{warning}");
+
+    drop(held);
+    assert!(eventually(|| relay.open_fds().len() <= idle_fds), "descriptors not given back");
+    let fresh = connect(relay.addr);
+    assert_eq!(echo(&fresh).expect("served at once by the first upstream"), *b"x");
+    drop(fresh);
+
+    let (status, metrics) = http_get(relay.admin.expect("an admin endpoint"), "/metrics");
+    assert_eq!(status, 200);
+    let value = |family: &str| -> u64 {
+        let line = metrics.lines().find(|line| line.starts_with(family)).unwrap_or_else(|| {
+            panic!("no {family} in /metrics:\n{metrics}");
+        });
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("tcprelay_upstream_connect_failures_total{"), 0, "{metrics}");
+    assert!(value("tcprelay_dial_local_errors_total{") >= 3, "{metrics}");
+    assert_eq!(value("tcprelay_upstream_up{"), 1, "the first upstream stays up: {metrics}");
+    assert_eq!(relay.log_count("upstream connect failed"), 0, "no upstream was blamed");
+    assert_eq!(relay.log_count("local resources exhausted, not its fault"), 1, "warned once");
+    assert_eq!(second.accepted(), 0, "nobody was sent to the second upstream");
+}

@@ -32,7 +32,7 @@ fn first_fails_over_and_skips_a_dead_upstream_while_it_backs_off() {
 }
 
 #[test]
-fn round_robin_spreads_clients_and_fails_over_past_a_dead_one() {
+fn round_robin_spreads_a_dead_upstreams_share_evenly_over_the_live_ones() {
     let (a, c) = (Upstream::banner("a"), Upstream::banner("c"));
     let dead = dead_addr();
     let relay = TestRelay::start(Config {
@@ -41,12 +41,61 @@ fn round_robin_spreads_clients_and_fails_over_past_a_dead_one() {
         ..to_all(&[a.addr.to_string(), dead.to_string(), c.addr.to_string()])
     });
 
-    let served: Vec<String> = (0..4).map(|_| served_by(relay.addr)).collect();
+    let served: Vec<String> = (0..30).map(|_| served_by(relay.addr)).collect();
 
-    // Client 1 starts at a; client 2 at the dead one and fails over to c; client 3 starts
-    // at c; client 4 at a again. The dead one cost one attempt, then backed off.
-    assert_eq!(served, ["a", "c", "c", "a"]);
-    assert_eq!(settled(&relay.metrics).connect_failed, 1);
+    // Client 1 starts at a; client 2 at the dead one and fails over to c. From then on the
+    // rotation runs over the live ones only, so each takes half of the 30 (before, the dead
+    // one's turns all went to its neighbour c: 10 and 20).
+    assert_eq!(served[..4], ["a", "c", "a", "c"]);
+    let count = |name: &str| served.iter().filter(|served| *served == name).count();
+    assert_eq!((count("a"), count("c")), (15, 15), "{served:?}");
+    assert_eq!(settled(&relay.metrics).connect_failed, 1, "the dead one was tried once");
+}
+
+#[test]
+fn least_connections_sends_new_clients_to_the_least_busy_upstream() {
+    let (a, b) = (Upstream::banner("a"), Upstream::banner("b"));
+    let relay = TestRelay::start(Config {
+        policy: Policy::LeastConnections,
+        ..to_all(&[a.addr.to_string(), b.addr.to_string()])
+    });
+
+    // Two clients stay open: all idle, the tie goes round-robin, one each.
+    // One at a time, so that the second client's dial sees the first's connection.
+    let mut held = Vec::new();
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let client = connect(relay.addr);
+        names.push(read_banner(&client));
+        held.push(client);
+    }
+    assert_eq!(names, ["a", "b"]);
+    // One more on a, held: now a has 2 open and b 1, so every short client goes to b.
+    let extra = connect(relay.addr);
+    assert_eq!(read_banner(&extra), "a");
+    let active = |upstream: &Upstream| {
+        let snapshot = relay.metrics.snapshot();
+        snapshot.upstream(&upstream.addr.to_string()).expect("a known upstream").active
+    };
+    for _ in 0..4 {
+        assert_eq!(served_by(relay.addr), "b");
+        // Until the relay has seen the short client go, b would count 2 like a.
+        assert!(eventually(|| active(&b) == 1));
+    }
+    assert_eq!((active(&a), active(&b)), (2, 1));
+
+    // Closing a's clients counts them closed: a is the least busy again.
+    drop(extra);
+    drop(held);
+    assert!(eventually(|| active(&a) == 0 && active(&b) == 0));
+    let names: Vec<String> = (0..2).map(|_| served_by(relay.addr)).collect();
+    assert_eq!(names.iter().filter(|name| *name == "a").count(), 1, "{names:?}");
+}
+
+/// Reads a [`Upstream::banner`]'s name from a client that stays open (the banner is
+/// followed by the upstream's half-close, so reading to EOF is bounded).
+fn read_banner(client: &std::net::TcpStream) -> String {
+    text(&read_all(client).expect("read the banner"))
 }
 
 /// A denied client is closed before any upstream is dialled, and counted.

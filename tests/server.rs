@@ -19,7 +19,8 @@ fn route(name: &str, upstream: SocketAddr) -> Config {
 fn server(routes: Vec<Config>, drain_timeout: Duration) -> TestServer {
     TestServer::start(ServerConfig {
         routes,
-        admin: Some("127.0.0.1:0".parse().unwrap()),
+        admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+        admin_access: Default::default(),
         drain_timeout,
     })
 }
@@ -84,11 +85,12 @@ fn malformed_admin_requests_get_4xx_and_the_relay_keeps_serving() {
     let server = server(vec![route("web", upstream.addr)], TIMEOUT);
     let admin = server.admin.unwrap();
     let oversized = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(16 * 1024));
+    let delete = format!("DELETE /metrics HTTP/1.1\r\nHost: {admin}\r\n\r\n");
     let cases: &[(&[u8], u16)] = &[
         (b"\x00\x01\x02 garbage\r\n\r\n", 400),
         (b"GET /metrics\r\n\r\n", 400),
         (oversized.as_bytes(), 431),
-        (b"DELETE /metrics HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+        (delete.as_bytes(), 405),
         (b"GET /drain HTTP/1.1\r\nHost: a\r\n\r\n", 405),
         (b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404),
         (b"GET /metrics HTTP/2.0\r\nHost: a\r\n\r\n", 505),
@@ -126,8 +128,7 @@ fn drain_lets_a_live_transfer_finish_and_refuses_new_clients() {
     write_all(&client, b"hello").unwrap();
     seen.recv_timeout(TIMEOUT).unwrap(); // the transfer is live
 
-    let (status, body) =
-        http(admin, b"POST /drain HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    let (status, body) = http_post(admin, "/drain");
     assert_eq!((status, body.starts_with("draining")), (200, true));
     // The listener is closed during the drain: new clients are refused, not left waiting.
     assert!(eventually(|| TcpStream::connect(addr).is_err()));
@@ -198,4 +199,51 @@ fn relay_stop_handle_drain_waits_for_live_connections() {
     assert_eq!(read_all(&client).unwrap(), b"def");
     served.recv_timeout(TIMEOUT).unwrap().unwrap();
     thread.join().unwrap();
+}
+
+/// The library checks a `Config` with the same bounds as the command line: nothing that
+/// would serve every client an instant EOF, or hang them, binds.
+#[test]
+fn relay_and_server_bind_refuse_configs_the_command_line_would_refuse() {
+    let good = Config { upstream: "127.0.0.1:1".to_string(), ..quiet_config() };
+    let cases = [
+        (Config::default(), "upstream: expected at least one HOST:PORT, found none"),
+        (
+            Config { max_connections: 0, ..good.clone() },
+            "max-connections: expected a whole number from 1 to 65536, found \"0\"",
+        ),
+        (Config { upstream: "localhost".into(), ..good.clone() }, "\"localhost\""),
+        (
+            Config { buffer_size: 64 << 30, ..good.clone() },
+            "buffer-size: expected 0, or a size from 8k to 1m, found \"64g\"",
+        ),
+        (Config { stack_size: usize::MAX, ..good.clone() }, "stack-size: "),
+        (Config { connect_timeout: Duration::ZERO, ..good.clone() }, "connect-timeout: "),
+    ];
+    for (config, expected) in cases {
+        let error = tcprelay::Relay::bind(config.clone()).expect_err(expected);
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains(expected), "{expected}: {error}");
+        let server = ServerConfig { routes: vec![config], ..ServerConfig::default() };
+        let error = tcprelay::Server::bind(server).expect_err(expected);
+        assert!(error.to_string().contains(expected), "{expected}: {error}");
+    }
+
+    // The whole: a route that forwards to itself, and two routes on one port.
+    let listen: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let looping = Config { listen, upstream: ":7001".into(), ..quiet_config() };
+    let error =
+        tcprelay::Server::bind(ServerConfig { routes: vec![looping], ..ServerConfig::default() })
+            .expect_err("a route to itself");
+    assert!(error.to_string().contains("forwards to its own listen address"), "{error}");
+    let wildcard = Config { listen: "0.0.0.0:7001".parse().unwrap(), ..good.clone() };
+    let specific = Config { listen, ..good.clone() };
+    let error = tcprelay::Server::bind(ServerConfig {
+        routes: vec![wildcard, specific],
+        ..ServerConfig::default()
+    })
+    .expect_err("two routes on one port");
+    assert!(error.to_string().contains("both listen on 127.0.0.1:7001"), "{error}");
+    let error = tcprelay::Server::bind(ServerConfig::default()).expect_err("no routes");
+    assert!(error.to_string().contains("at least one route"), "{error}");
 }

@@ -38,7 +38,8 @@ fn a_drained_server_leaves_no_descriptor_or_thread_behind() {
             },
             Config { listen_unix: Some(socket.clone()), ..route("unix") },
         ],
-        admin: Some("127.0.0.1:0".parse().unwrap()),
+        admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+        admin_access: Default::default(),
         drain_timeout: TIMEOUT,
     })
     .unwrap();

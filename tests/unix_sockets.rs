@@ -110,6 +110,11 @@ fn a_unix_client_gets_an_unknown_proxy_header() {
     assert_eq!(recorded, b"PROXY UNKNOWN\r\nhi");
 }
 
+/// A config that passes `Config::validate`: an upstream is required.
+fn relay_config(upstream: &Upstream) -> Config {
+    Config { upstream: upstream.addr.to_string(), ..quiet_config() }
+}
+
 #[test]
 fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
     let path = socket_path("stale");
@@ -122,9 +127,12 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
         ..quiet_config()
     });
     assert_eq!(
-        tcprelay::Relay::bind(Config { listen_unix: Some(path.clone()), ..quiet_config() })
-            .unwrap_err()
-            .kind(),
+        tcprelay::Relay::bind(Config {
+            listen_unix: Some(path.clone()),
+            ..relay_config(&upstream)
+        })
+        .unwrap_err()
+        .kind(),
         std::io::ErrorKind::AddrInUse,
         "a socket somebody listens on is never taken over"
     );
@@ -146,8 +154,94 @@ fn the_server_reports_unix_listen_addresses() {
             ..quiet_config()
         }],
         admin: None,
+        admin_access: Default::default(),
         drain_timeout: TIMEOUT,
     })
     .unwrap();
     assert_eq!(server.local_addrs(), [Address::Unix(path.clone())]);
+}
+
+/// A listen path where something that is not a socket already is: the relay must leave it
+/// alone and exit 1 naming the path (it used to delete a regular file there).
+#[test]
+fn a_regular_file_or_directory_at_a_listen_path_survives_and_the_error_names_it() {
+    let file = socket_path("precious");
+    std::fs::write(&file, b"precious data").unwrap();
+    let dir = socket_path("a-directory");
+    let _ = std::fs::remove_dir(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    for (path, what) in [(&file, "a regular file"), (&dir, "a directory")] {
+        // The library first: were the file replaced, this fails at once (the binary would
+        // instead run on, and the test wait).
+        let config = Config {
+            listen_unix: Some(path.clone()),
+            upstream: "127.0.0.1:1".to_string(),
+            ..quiet_config()
+        };
+        let error = tcprelay::Relay::bind(config).expect_err("a bind over a non-socket fails");
+        assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists, "{error}");
+        let listen = format!("unix:{}", path.display());
+        let output = run_tcprelay(&["-l", &listen, "-u", "127.0.0.1:1"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&path.display().to_string()) && stderr.contains(what), "{stderr}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious data", "the file is untouched");
+    assert!(dir.is_dir());
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("the socket file exists").permissions().mode() & 0o777
+}
+
+#[test]
+fn a_listen_socket_gets_mode_0660_by_default_or_its_socket_mode() {
+    let upstream = Upstream::echo();
+    for (mode, expected) in [(None, 0o660), (Some(0o600), 0o600), (Some(0o666), 0o666)] {
+        let path = socket_path("mode");
+        let mut config = Config {
+            listen_unix: Some(path.clone()),
+            upstream: upstream.addr.to_string(),
+            ..quiet_config()
+        };
+        if let Some(mode) = mode {
+            config.listen_unix_mode = mode;
+        }
+        let relay = TestRelay::start(config);
+        assert_eq!(mode_of(&path), expected, "{mode:?}");
+        let client = unix_client(&path);
+        (&client).write_all(b"mode").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&client), b"mode");
+        relay.stop();
+    }
+}
+
+#[test]
+fn socket_mode_is_a_flag_and_a_route_option_and_check_prints_it() {
+    let path = socket_path("check-mode");
+    let listen = format!("unix:{}", path.display());
+    let output = run_tcprelay(&["--check", "-l", &listen, "-u", ":1", "--socket-mode", "0600"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains(" socket-mode=0600"), "{stdout}");
+
+    let config = socket_path("mode.conf");
+    std::fs::write(&config, format!("route {listen} -> :1 socket-mode=640\n")).unwrap();
+    let output = run_tcprelay(&["--check", "--config", &config.display().to_string()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains(" socket-mode=0640"), "{stdout}");
+
+    std::fs::write(&config, format!("route {listen} -> :1 socket-mode=rw\n")).unwrap();
+    let output = run_tcprelay(&["--check", "--config", &config.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(":1:") && stderr.contains("\"rw\""), "{stderr}");
+    let output = run_tcprelay(&["--check", "-l", &listen, "-u", ":1", "--socket-mode", "1777"]);
+    assert_eq!(output.status.code(), Some(2));
+    std::fs::remove_file(&config).unwrap();
 }

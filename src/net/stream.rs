@@ -205,34 +205,56 @@ pub(crate) enum Listener {
     Unix(std::os::unix::net::UnixListener, PathBuf),
 }
 
+/// The default mode of a route's Unix socket file: owner and group may connect, others may
+/// not. Connecting to a Unix socket needs write permission on its file, so `0660` lets in
+/// the relay's own user and the members of its group (the usual way to grant a client
+/// service access, as `/run/docker.sock` and php-fpm's `listen.mode` do), and no one else.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+
+/// Parses a socket file mode: octal, three or four digits (`660`, `0660`, `0o660`), at most
+/// `0777` (set-id and sticky bits mean nothing on a socket).
+///
+/// # Errors
+/// A message naming the text when it is not such a number.
+pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    let valid =
+        (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if valid && mode <= 0o777 => Ok(mode),
+        _ => Err(format!(
+            "invalid socket mode \"{text}\": expected an octal mode from 000 to 0777, e.g. 0660"
+        )),
+    }
+}
+
 impl Listener {
-    /// Binds to `address`. A Unix socket file left behind by a process that is gone (a
-    /// connect to it is refused) is removed first; one that answers is left alone.
-    pub(crate) fn bind(address: &Address) -> io::Result<Listener> {
+    /// Binds to `address`; a Unix socket file gets `unix_mode` (e.g. [`DEFAULT_SOCKET_MODE`]).
+    ///
+    /// A file already at a Unix socket path is replaced only when it is a socket that nobody
+    /// listens on (left behind by a process that is gone: a connect to it is refused). A
+    /// socket that answers, and anything that is not a socket (a regular file, a directory,
+    /// a symbolic link), is left alone and the bind fails naming the path: one typo in a
+    /// path must never delete data.
+    ///
+    /// The mode is set with `chmod` right after `bind`, so for that instant the file has the
+    /// mode the umask gives (std cannot bind under a different umask without `unsafe`). A
+    /// client connecting in that window would be queued and served; where that matters, put
+    /// the socket in a directory only the intended clients may enter (docs/operations.md,
+    /// "Admin security").
+    pub(crate) fn bind(address: &Address, unix_mode: u32) -> io::Result<Listener> {
         match address {
             Address::Tcp(addr) => std::net::TcpListener::bind(addr).map(Listener::Tcp),
             #[cfg(unix)]
-            Address::Unix(path) => {
-                use std::os::unix::net::UnixListener;
-                match UnixListener::bind(path) {
-                    Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
-                        let stale = UnixStream::connect(path)
-                            .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused);
-                        if !stale {
-                            return Err(error);
-                        }
-                        std::fs::remove_file(path)?;
-                        UnixListener::bind(path)
-                    }
-                    bound => bound,
-                }
-                .map(|listener| Listener::Unix(listener, path.clone()))
-            }
+            Address::Unix(path) => bind_unix(path, unix_mode),
             #[cfg(not(unix))]
-            Address::Unix(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "Unix domain sockets are not supported on this platform",
-            )),
+            Address::Unix(_) => {
+                let _ = unix_mode;
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "Unix domain sockets are not supported on this platform",
+                ))
+            }
         }
     }
 
@@ -298,6 +320,61 @@ impl Drop for Listener {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Binds a Unix listener at `path`, replacing only a stale socket file (see
+/// [`Listener::bind`]), and gives the file `mode`.
+#[cfg(unix)]
+fn bind_unix(path: &std::path::Path, mode: u32) -> io::Result<Listener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::net::UnixListener;
+    let listener = match UnixListener::bind(path) {
+        Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
+            // `symlink_metadata`: a symbolic link is judged itself, never what it points to.
+            let file_type = std::fs::symlink_metadata(path)?.file_type();
+            if !file_type.is_socket() {
+                let what = if file_type.is_file() {
+                    "a regular file"
+                } else if file_type.is_dir() {
+                    "a directory"
+                } else if file_type.is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a socket"
+                };
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is {what}; only a stale socket is ever replaced, \
+                         so move it away or choose another path",
+                        path.display()
+                    ),
+                ));
+            }
+            match UnixStream::connect(path) {
+                Err(refused) if refused.kind() == io::ErrorKind::ConnectionRefused => {}
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{} is a socket that another process listens on", path.display()),
+                    ));
+                }
+                Err(_) => return Err(error),
+            }
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)?
+        }
+        bound => bound?,
+    };
+    // From here on the file is ours: dropping the listener removes it, also on error.
+    let listener = Listener::Unix(listener, path.to_path_buf());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("cannot set mode {mode:04o} on {}: {error}", path.display()),
+        )
+    })?;
+    Ok(listener)
 }
 
 /// Connects to a listener at `address` once, to wake a thread blocked in its `accept`

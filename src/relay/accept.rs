@@ -19,6 +19,7 @@ use crate::relay::handle_conn::{self, handle_conn};
 use crate::relay::route::Route;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
+use crate::upstream::health::{self, HealthCheckThread};
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
 ///
@@ -36,11 +37,13 @@ impl Relay {
     /// of [`Config::listen_unix`] (Go: `net.Listen("unix", path)`).
     ///
     /// # Errors
-    /// The OS error, with the address in its message, if the address cannot be bound
+    /// `InvalidInput` naming the setting if [`Config::validate`] refuses the config; else
+    /// the OS error, with the address in its message, if the address cannot be bound
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
+        config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         let wanted = config.listen_address();
-        let listener = Listener::bind(&wanted).map_err(|error| {
+        let listener = Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
             io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
         })?;
         let listen_addr = listener.local_addr()?;
@@ -50,14 +53,14 @@ impl Relay {
         };
         let label =
             if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
-        let metrics = Arc::new(RouteMetrics::new(label));
+        let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
         let route = Arc::new(Route {
             observer: Observer::new(
-                Log::new(config.log_level),
+                Log::for_route(config.log_level, &label),
                 Explain::new(config.explain),
                 Arc::clone(&metrics),
             ),
-            upstreams: Upstreams::new(&config),
+            upstreams: Upstreams::new(&config, &metrics),
             metrics,
             max_connections: capped_max_connections(config.max_connections),
             threads: Arc::new(ThreadPool::new(
@@ -120,6 +123,7 @@ impl Relay {
             "serving",
             &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &config.policy)],
         );
+        let health_checks = start_health_checks(route);
         let max_connections = route.max_connections;
         if max_connections < config.max_connections {
             observer.route_warn(
@@ -188,8 +192,31 @@ impl Relay {
         connections.close_all();
         connections.wait_until_empty();
         route.threads.release_parked();
+        drop(health_checks); // stops and joins the health-check thread
         observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
+    }
+}
+
+/// Starts the route's health-check thread if `--health-check` asks for one. If the thread
+/// cannot be created the route serves without checks (the passive back-off still works),
+/// and says so.
+fn start_health_checks(route: &Arc<Route>) -> Option<HealthCheckThread> {
+    let every = route.config.health_check;
+    if every.is_zero() {
+        return None;
+    }
+    let checked = Arc::clone(route);
+    let started = HealthCheckThread::start(move |stop| {
+        let timeout = checked.config.connect_timeout;
+        health::run(&checked.upstreams, &checked.observer, every, timeout, stop);
+    });
+    match started {
+        Ok(thread) => Some(thread),
+        Err(error) => {
+            route.observer.route_warn("cannot start health checks", &[("error", &error)]);
+            None
+        }
     }
 }
 

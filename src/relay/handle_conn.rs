@@ -45,8 +45,9 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
     let _ = conn.client.set_nodelay(true);
 
     // c, err := net.Dial("tcp", upstream): our *own* upstream connection, never a shared one.
-    let up = match route.upstreams.dial(route.config.connect_timeout, observer, conn.id) {
-        Ok(up) => up,
+    // `_live` counts this connection in its upstream's open connections until we return.
+    let (up, _live) = match route.upstreams.dial(route.config.connect_timeout, observer, conn.id) {
+        Ok(dialled) => dialled,
         Err(error) => {
             observer.dial_failed(conn.conn(), &error);
             conn.close(CloseReason::ConnectFailed, &error);

@@ -1,12 +1,51 @@
-//! Dialling the upstream: the Rust side of Go's `net.DialTimeout("tcp", upstream, timeout)`.
+//! Dialling the upstream: the Rust side of Go's `net.DialTimeout("tcp", upstream, timeout)`,
+//! with Go's and curl's Happy Eyeballs (RFC 8305) for host names with several addresses.
+//!
+//! `getaddrinfo` may list an address that answers nothing (say `::1` blackholed) before one
+//! that works (`127.0.0.1`). Trying them one after the other, each with a share of the
+//! connect timeout, made every client wait out the dead one's share (2.5 s of 5 s,
+//! measured). So [`race`] starts the first address, and if it has not connected within
+//! [`ATTEMPT_DELAY`] starts the next one *beside it* (the first is not abandoned), and so on;
+//! the first to connect wins and the others are closed. An attempt that fails starts the
+//! next one at once. [`crate::upstream`] then remembers the dead address, so later clients
+//! try the live one first and pay nothing.
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::net::stream::{Stream, UNIX_PREFIX};
+use crate::net::stream::Stream;
+
+/// How long an attempt may go unanswered before the next address is started beside it:
+/// RFC 8305's recommended "Connection Attempt Delay", which Go and curl use too.
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// The stack of a thread that makes one connection attempt: it only calls `connect` and
+/// sends the result on a channel, so the smallest stack a connection thread may have is
+/// plenty.
+const ATTEMPT_STACK_SIZE: usize = 16 * 1024;
+
+/// Turns an upstream's `host:port` into the addresses to try, in the resolver's order.
+///
+/// The default, [`system_resolver`], asks the system (`getaddrinfo`, as std's
+/// `ToSocketAddrs` does). It is a setting ([`Config::resolver`](crate::Config::resolver))
+/// so that tests can make a name resolve to an address list the machine's resolver does not
+/// give (such as `::1` then `127.0.0.1`): a documented seam for tests, like
+/// [`ThreadHook`](crate::ThreadHook).
+pub type Resolver = fn(&str) -> io::Result<Vec<SocketAddr>>;
+
+/// The system's resolver: `host:port` through `getaddrinfo`, blocking, with no timeout of
+/// our own (only the system's resolver settings bound it).
+///
+/// # Errors
+/// What the resolver said, e.g. an unknown host.
+pub fn system_resolver(upstream: &str) -> io::Result<Vec<SocketAddr>> {
+    Ok(upstream.to_socket_addrs()?.collect())
+}
 
 /// Why no upstream connection could be made.
 #[derive(Debug)]
@@ -34,6 +73,24 @@ pub enum DialError {
     },
 }
 
+impl DialError {
+    /// Whether the dial failed for a reason on this machine (out of descriptors, buffers,
+    /// memory or local ports: `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `EADDRNOTAVAIL`) rather
+    /// than the upstream's: then the upstream was never really tried, so it must not be
+    /// counted as failed or backed off. A [`Connect`](DialError::Connect) error is local
+    /// only if every attempt failed locally.
+    pub fn is_local(&self) -> bool {
+        match self {
+            DialError::Resolve { error, .. } | DialError::Unix { error, .. } => {
+                is_local_error(error)
+            }
+            DialError::Connect { attempts, .. } => {
+                !attempts.is_empty() && attempts.iter().all(|(_, error)| is_local_error(error))
+            }
+        }
+    }
+}
+
 impl fmt::Display for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -44,9 +101,15 @@ impl fmt::Display for DialError {
                 write!(f, "cannot connect to {upstream}: {error}")
             }
             DialError::Connect { upstream, attempts } => {
-                write!(f, "cannot connect to {upstream}:")?;
-                for (addr, error) in attempts {
-                    write!(f, " {addr}: {error};")?;
+                write!(f, "cannot connect to {upstream}")?;
+                // Each address once: an upstream given as an IP is its only address.
+                for (index, (addr, error)) in attempts.iter().enumerate() {
+                    let separator = if index == 0 { ": " } else { "; " };
+                    if attempts.len() == 1 && addr.to_string() == *upstream {
+                        write!(f, "{separator}{error}")?;
+                    } else {
+                        write!(f, "{separator}{addr}: {error}")?;
+                    }
                 }
                 Ok(())
             }
@@ -56,60 +119,273 @@ impl fmt::Display for DialError {
 
 impl std::error::Error for DialError {}
 
-/// Resolves `upstream` now (not once at start-up: the upstream may have moved) and tries each
-/// address in turn until one connects.
-///
-/// As in Go's dialer, the whole attempt is bounded by `timeout`, and each address gets an
-/// equal share of the time that is left, so one black-holed address (say an IPv6 address
-/// with no route) cannot eat the time the next one needs. Name resolution itself has no
-/// timeout: std's resolver (`getaddrinfo`) blocks, and only the system's resolver settings
-/// bound it. A zero `timeout` means no limit of our own: each address gets the OS's
-/// connect timeout (a minute or two on Linux).
-///
-/// `unix:/path` connects to a Unix domain socket instead; that takes no time worth bounding
-/// (it succeeds or fails at once), so `timeout` does not apply.
-pub fn dial(upstream: &str, timeout: Duration) -> Result<Stream, DialError> {
-    if let Some(path) = upstream.strip_prefix(UNIX_PREFIX) {
-        return dial_unix(upstream, Path::new(path));
+/// Whether `error` is about this machine running out of something, not about the peer:
+/// descriptors (`EMFILE`, `ENFILE`), buffer space (`ENOBUFS`), memory (`ENOMEM`), or a local
+/// address or port to connect from (`EADDRNOTAVAIL`). Such a failure says nothing about the
+/// upstream, which was never reached.
+pub fn is_local_error(error: &io::Error) -> bool {
+    // Stable `ErrorKind`s cover two of them; the descriptor and buffer errors have none, so
+    // they are matched by number. EMFILE (24), ENFILE (23) are the same on every Unix;
+    // ENOBUFS is 105 on Linux and 55 on the BSDs and macOS.
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOBUFS: i32 =
+        if cfg!(any(target_os = "linux", target_os = "android")) { 105 } else { 55 };
+    if matches!(error.kind(), io::ErrorKind::OutOfMemory | io::ErrorKind::AddrNotAvailable) {
+        return true;
     }
-    let addrs: Vec<SocketAddr> = match upstream.to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(error) => {
-            return Err(DialError::Resolve { upstream: upstream.to_string(), error });
-        }
-    };
-    if addrs.is_empty() {
-        let error = io::Error::new(io::ErrorKind::NotFound, "no addresses");
-        return Err(DialError::Resolve { upstream: upstream.to_string(), error });
-    }
-    let deadline = Instant::now() + timeout;
-    let mut attempts = Vec::new();
-    for (index, addr) in addrs.iter().enumerate() {
-        let addresses_left = (addrs.len() - index) as u32;
-        let share = deadline.saturating_duration_since(Instant::now()) / addresses_left;
-        let connected = if timeout.is_zero() {
-            TcpStream::connect(addr)
-        } else if share.is_zero() {
-            Err(io::Error::from(io::ErrorKind::TimedOut))
-        } else {
-            TcpStream::connect_timeout(addr, share)
-        };
-        match connected {
-            Ok(stream) => return Ok(Stream::Tcp(stream)),
-            Err(error) => attempts.push((*addr, error)),
-        }
-    }
-    Err(DialError::Connect { upstream: upstream.to_string(), attempts })
+    cfg!(unix) && matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS))
 }
 
+/// Orders resolved addresses as RFC 8305 section 4 asks: the family of the first address
+/// first, then alternating between the two families, each family keeping the resolver's
+/// order. `[v6a, v6b, v4a]` becomes `[v6a, v4a, v6b]`, so a dead family costs at most one
+/// attempt delay before the other is tried.
+pub fn interleave_families(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first() else { return Vec::new() };
+    let (mut preferred, mut other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.iter().partition(|addr| addr.is_ipv6() == first.is_ipv6());
+    preferred.reverse();
+    other.reverse();
+    let mut ordered = Vec::with_capacity(addrs.len());
+    loop {
+        match (preferred.pop(), other.pop()) {
+            (None, None) => return ordered,
+            (one, two) => ordered.extend(one.into_iter().chain(two)),
+        }
+    }
+}
+
+/// What one [`race`] over an upstream's addresses came to.
+#[derive(Debug)]
+pub struct Race {
+    /// The address that connected first, and its connection; `None` if none did in time.
+    pub winner: Option<(SocketAddr, TcpStream)>,
+    /// Every address that failed, or had not answered when another won or time ran out,
+    /// with why, in the order they were started.
+    pub failed: Vec<(SocketAddr, io::Error)>,
+}
+
+/// Connects to the first of `addrs` that answers, Happy Eyeballs style (see the module
+/// documentation), within `timeout` in all (zero: no limit of our own, each attempt has the
+/// OS's connect timeout).
+///
+/// A single address is dialled on the calling thread. With several, each attempt runs on a
+/// thread of its own (from `thread::Builder`; if none can be created, the attempt runs on
+/// the calling thread instead); a loser that connects later closes its connection, and one
+/// still waiting ends by itself within `timeout`. An attempt still unanswered when another
+/// wins is reported in [`Race::failed`] as too slow, so that the caller may try it later.
+pub fn race(addrs: &[SocketAddr], timeout: Duration) -> Race {
+    let deadline = if timeout.is_zero() { None } else { Instant::now().checked_add(timeout) };
+    if let [addr] = addrs {
+        return match connect(addr, deadline) {
+            Ok(stream) => Race { winner: Some((*addr, stream)), failed: Vec::new() },
+            Err(error) => Race { winner: None, failed: vec![(*addr, error)] },
+        };
+    }
+    let (results, received) = mpsc::channel::<(usize, io::Result<TcpStream>)>();
+    let mut answered = vec![false; addrs.len()];
+    let mut failed = Vec::new();
+    let mut started = 0;
+    let mut next_start = Instant::now();
+    let winner = loop {
+        let now = Instant::now();
+        let pending = started - answered.iter().filter(|&&done| done).count();
+        if started < addrs.len() && (pending == 0 || now >= next_start) {
+            let (index, addr) = (started, addrs[started]);
+            started += 1;
+            next_start = now + ATTEMPT_DELAY;
+            let sender = results.clone();
+            let spawned = thread::Builder::new()
+                .name("tcprelay-dial".to_string())
+                .stack_size(ATTEMPT_STACK_SIZE)
+                .spawn(move || {
+                    // A send after the race is over fails, dropping (closing) the stream.
+                    let _ = sender.send((index, connect(&addr, deadline)));
+                });
+            if spawned.is_err() {
+                // No thread to spare: try this address here, the old sequential way.
+                let _ = results.send((index, connect(&addr, deadline)));
+            }
+            continue;
+        }
+        if pending == 0 {
+            break None; // every address answered, and each failed
+        }
+        let mut wait_until = deadline;
+        if started < addrs.len() {
+            wait_until = Some(wait_until.map_or(next_start, |until| until.min(next_start)));
+        }
+        let result = match wait_until {
+            Some(until) => received.recv_timeout(until.saturating_duration_since(now)),
+            None => received.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match result {
+            Ok((index, Ok(stream))) => {
+                answered[index] = true;
+                break Some((addrs[index], stream));
+            }
+            Ok((index, Err(error))) => {
+                answered[index] = true;
+                failed.push((index, error));
+                next_start = Instant::now(); // a failure starts the next address at once
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    break None;
+                }
+            }
+            // We hold a sender ourselves, so the channel cannot disconnect.
+            Err(RecvTimeoutError::Disconnected) => break None,
+        }
+    };
+    // Attempts that never answered: too slow beside the winner, or out of time.
+    let slow = match &winner {
+        Some((addr, _)) => format!("no answer before {addr} connected"),
+        None => "no answer within the connect timeout".to_string(),
+    };
+    for (index, done) in answered.iter().enumerate().take(started) {
+        if !done {
+            failed.push((index, io::Error::new(io::ErrorKind::TimedOut, slow.clone())));
+        }
+    }
+    failed.sort_by_key(|(index, _)| *index);
+    let failed = failed.into_iter().map(|(index, error)| (addrs[index], error)).collect();
+    Race { winner, failed }
+}
+
+/// One connection attempt, bounded by `deadline` if there is one.
+fn connect(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+    let Some(deadline) = deadline else { return TcpStream::connect(addr) };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "no time left to connect"));
+    }
+    TcpStream::connect_timeout(addr, left)
+}
+
+/// Connects to a Unix domain socket (`unix:/path`). That takes no time worth bounding (it
+/// succeeds or fails at once), so there is no timeout.
 #[cfg(unix)]
-fn dial_unix(upstream: &str, path: &Path) -> Result<Stream, DialError> {
+pub fn dial_unix(upstream: &str, path: &Path) -> Result<Stream, DialError> {
     Stream::connect_unix(path)
         .map_err(|error| DialError::Unix { upstream: upstream.to_string(), error })
 }
 
+/// Unix domain sockets do not exist here.
 #[cfg(not(unix))]
-fn dial_unix(upstream: &str, _path: &Path) -> Result<Stream, DialError> {
+pub fn dial_unix(upstream: &str, _path: &Path) -> Result<Stream, DialError> {
     let error = io::Error::new(io::ErrorKind::Unsupported, "no Unix domain sockets here");
     Err(DialError::Unix { upstream: upstream.to_string(), error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_connect_error_names_each_address_once_with_no_stray_separator() {
+        let refused = || io::Error::from(io::ErrorKind::ConnectionRefused);
+        let one = DialError::Connect {
+            upstream: "127.0.0.1:1".into(),
+            attempts: vec![("127.0.0.1:1".parse().unwrap(), refused())],
+        };
+        assert_eq!(one.to_string(), format!("cannot connect to 127.0.0.1:1: {}", refused()));
+        let two = DialError::Connect {
+            upstream: "localhost:1".into(),
+            attempts: vec![
+                ("[::1]:1".parse().unwrap(), refused()),
+                ("127.0.0.1:1".parse().unwrap(), refused()),
+            ],
+        };
+        let text = two.to_string();
+        assert_eq!(
+            text,
+            format!("cannot connect to localhost:1: [::1]:1: {0}; 127.0.0.1:1: {0}", refused())
+        );
+        assert!(!text.ends_with(';'));
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn families_alternate_starting_with_the_first() {
+        let list = [addr("[::1]:1"), addr("[::2]:1"), addr("127.0.0.1:1"), addr("[::3]:1")];
+        assert_eq!(
+            interleave_families(&list),
+            [addr("[::1]:1"), addr("127.0.0.1:1"), addr("[::2]:1"), addr("[::3]:1")]
+        );
+        let list = [addr("127.0.0.1:1"), addr("127.0.0.2:1"), addr("[::1]:1")];
+        assert_eq!(
+            interleave_families(&list),
+            [addr("127.0.0.1:1"), addr("[::1]:1"), addr("127.0.0.2:1")]
+        );
+        assert_eq!(interleave_families(&[]), []);
+    }
+
+    #[test]
+    fn local_errors_are_told_from_the_upstreams() {
+        assert!(is_local_error(&io::Error::from_raw_os_error(24)), "EMFILE");
+        assert!(is_local_error(&io::Error::from_raw_os_error(23)), "ENFILE");
+        assert!(is_local_error(&io::Error::from(io::ErrorKind::AddrNotAvailable)));
+        assert!(is_local_error(&io::Error::from(io::ErrorKind::OutOfMemory)));
+        assert!(!is_local_error(&io::Error::from(io::ErrorKind::ConnectionRefused)));
+        assert!(!is_local_error(&io::Error::from(io::ErrorKind::TimedOut)));
+        let refused = (addr("127.0.0.1:1"), io::Error::from(io::ErrorKind::ConnectionRefused));
+        let emfile = (addr("[::1]:1"), io::Error::from_raw_os_error(24));
+        let upstream = "x:1".to_string();
+        let mixed = DialError::Connect { upstream: upstream.clone(), attempts: vec![refused] };
+        assert!(!mixed.is_local());
+        let local = DialError::Connect { upstream, attempts: vec![emfile] };
+        assert!(local.is_local());
+    }
+
+    #[test]
+    fn a_refused_address_starts_the_next_at_once_and_the_live_one_wins() {
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = refusing.local_addr().unwrap();
+        drop(refusing);
+        let race = race(&[refused, live.local_addr().unwrap()], Duration::from_secs(5));
+        let (winner, _stream) = race.winner.expect("the live address connects");
+        assert_eq!(winner, live.local_addr().unwrap());
+        assert_eq!(race.failed.len(), 1);
+        assert_eq!(race.failed[0].0, refused);
+        assert_eq!(race.failed[0].1.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_silent_first_address_is_not_abandoned_but_raced_and_reported_slow() {
+        // A blackhole: a listener whose backlog (128, plus one on Linux) is full drops SYNs.
+        let blackhole = TcpListener::bind("[::1]:0").unwrap();
+        let silent = blackhole.local_addr().unwrap();
+        let mut queued = Vec::new();
+        while let Ok(stream) = TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
+            queued.push(stream);
+            assert!(queued.len() < 10_000, "the backlog never filled");
+        }
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+
+        let race = race(&[silent, live_addr], Duration::from_secs(2));
+
+        let (winner, _stream) = race.winner.expect("the live address connects");
+        assert_eq!(winner, live_addr);
+        let [(slow, error)] = &race.failed[..] else { panic!("{:?}", race.failed) };
+        assert_eq!(*slow, silent);
+        // Still waiting when the second won: the first was raced, not timed out and dropped.
+        assert_eq!(error.to_string(), format!("no answer before {live_addr} connected"));
+    }
+
+    #[test]
+    fn when_every_address_fails_each_is_reported_in_order() {
+        let (one, two) = (addr("127.0.0.1:1"), addr("127.0.0.1:2"));
+        let race = race(&[one, two], Duration::from_secs(5));
+        assert!(race.winner.is_none());
+        let failed: Vec<SocketAddr> = race.failed.iter().map(|(addr, _)| *addr).collect();
+        assert_eq!(failed, [one, two]);
+    }
 }

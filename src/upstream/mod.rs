@@ -1,124 +1,241 @@
 //! Choosing an upstream for each new client from a route's list, and failing over.
 //!
 //! A route lists one or more upstreams. For every client the relay makes an *order* to try
-//! them in, then dials each in turn until one connects:
+//! them in, then dials each in turn until one connects. The order starts with the
+//! *available* upstreams, arranged by the policy:
 //!
 //! - policy `first`: the list order, so the first upstream takes every client while it is up;
-//! - policy `round-robin`: the list order rotated by one for each new client, so clients are
-//!   spread over the upstreams, and a failed one still fails over to the next.
+//! - policy `round-robin`: rotated by one for each new client, so clients are spread evenly
+//!   over the available upstreams. The rotation runs over the available ones only, so a dead
+//!   upstream's share is spread evenly over the others (A, dead, B: 15 and 15 of 30 clients)
+//!   instead of going to its neighbour (10 and 20, before);
+//! - policy `least-connections`: the one with the fewest open connections from this route
+//!   first, ties broken by the round-robin rotation.
 //!
-//! After a failed connect, an upstream *backs off* for a short while
-//! ([`Config::upstream_backoff`](crate::Config::upstream_backoff), 10 s by default): it moves
-//! to the end of every order, so new clients go to the healthy upstreams first instead of each
-//! waiting for the dead one to time out. It is not removed: when every upstream is backing off
-//! they are all still tried, in the usual order, because a relay that gives up without trying
-//! helps nobody. The first successful connect ends the back-off.
+//! An upstream is *unavailable* while it backs off after a failed connect
+//! ([`Config::upstream_backoff`](crate::Config::upstream_backoff), 10 s by default, so new
+//! clients go to the healthy upstreams first instead of each waiting for the dead one to
+//! time out), and, with `--health-check`, while its checks say it is down (see [`health`]).
+//! Unavailable upstreams come last in every order, not never: when none is available they
+//! are all still tried, because a relay that gives up without trying helps nobody. The
+//! first successful connect ends a back-off.
 //!
-//! Each address is resolved again on every attempt (see `dial.rs`).
+//! Each upstream is resolved again on every attempt and its addresses raced Happy Eyeballs
+//! style (see [`dial`]). An address that failed, or was still silent when another answered,
+//! backs off on its own for the same time, so later clients try the live address first.
+//!
+//! A dial that fails for a reason on this machine (out of descriptors, ports or memory) is
+//! a *local* error: logged as such and counted apart, never counted against the upstream
+//! nor backing it off, since the upstream was never reached.
 
 pub mod dial;
+pub mod health;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::config_file::Policy;
-use crate::net::stream::Stream;
+use crate::config::Policy;
+use crate::metrics::{RouteMetrics, UpstreamMetrics};
+use crate::net::stream::{Stream, UNIX_PREFIX};
 use crate::observe::Observer;
-use dial::DialError;
+use dial::{DialError, Resolver};
 
-/// A route's upstreams, its policy, and which upstreams are backing off.
+/// At most this many addresses of one upstream are remembered as backing off; a name with
+/// more addresses than that forgets the oldest first.
+const MAX_REMEMBERED_ADDRESSES: usize = 32;
+
+/// A route's upstreams, its policy, and which upstreams and addresses are backing off.
 #[derive(Debug)]
 pub struct Upstreams {
     upstreams: Vec<Upstream>,
     policy: Policy,
     backoff: Duration,
+    resolver: Resolver,
+    /// Whether active health checks run: then they alone set each upstream's `up` state.
+    checked: bool,
     /// The round-robin position: where the next client's order starts.
     next: AtomicUsize,
+    /// When a local dial error was last logged as a warning (at most once per back-off).
+    local_error_warned: Mutex<Option<Instant>>,
 }
 
-/// One upstream address and its back-off.
+/// One upstream address, its back-off, and its counters.
 #[derive(Debug)]
 struct Upstream {
     address: String,
-    /// Until when it is tried only after the healthy ones (`None`: healthy).
+    /// Until when it is tried only after the available ones (`None`: healthy).
     backing_off_until: Mutex<Option<Instant>>,
+    /// Resolved addresses that failed recently, each with the end of its own back-off.
+    addresses_backing_off: Mutex<Vec<(SocketAddr, Instant)>>,
+    /// Its counters, shared with the route's metrics. `up` is the health checks' verdict
+    /// when they run; `active` is what `least-connections` compares.
+    metrics: Arc<UpstreamMetrics>,
+}
+
+/// A plain value that is never half-written: a poisoned lock is still good to use.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Upstream {
-    fn lock_backoff(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        // A plain Option that is never half-written: a poisoned lock is still good to use.
-        self.backing_off_until.lock().unwrap_or_else(PoisonError::into_inner)
+    fn is_backing_off(&self, now: Instant) -> bool {
+        lock(&self.backing_off_until).is_some_and(|until| now < until)
     }
 
-    fn is_backing_off(&self, now: Instant) -> bool {
-        self.lock_backoff().is_some_and(|until| now < until)
+    /// Orders its resolved addresses for one dial: those backing off go last (in the same
+    /// order), so a dead address costs nothing while another one answers.
+    fn order_addresses(&self, addrs: Vec<SocketAddr>, now: Instant) -> Vec<SocketAddr> {
+        let backing_off = lock(&self.addresses_backing_off);
+        let is_backing_off = |addr: &SocketAddr| {
+            backing_off.iter().any(|(known, until)| known == addr && now < *until)
+        };
+        let (live, dead): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            addrs.into_iter().partition(|addr| !is_backing_off(addr));
+        live.into_iter().chain(dead).collect()
+    }
+
+    /// Starts (or extends) the back-off of one address; whether it was not backing off
+    /// until now, so the failure is worth a warning.
+    fn address_failed(&self, addr: SocketAddr, backoff: Duration) -> bool {
+        let now = Instant::now();
+        let mut backing_off = lock(&self.addresses_backing_off);
+        let was_backing_off =
+            backing_off.iter().any(|(known, until)| *known == addr && now < *until);
+        backing_off.retain(|(known, until)| *known != addr && now < *until);
+        if backing_off.len() >= MAX_REMEMBERED_ADDRESSES {
+            backing_off.remove(0);
+        }
+        backing_off.push((addr, now + backoff));
+        !was_backing_off
+    }
+
+    fn address_connected(&self, addr: SocketAddr) {
+        lock(&self.addresses_backing_off).retain(|(known, _)| *known != addr);
+    }
+}
+
+/// One open connection to an upstream, counted in that upstream's open connections (which
+/// `least-connections` compares) until it is dropped. The connection's first thread holds
+/// it until the connection has ended, so the count goes down however it ends, by a panic
+/// too (unwinding drops it).
+#[derive(Debug)]
+pub struct LiveConnection<'a> {
+    upstream: &'a UpstreamMetrics,
+}
+
+impl Drop for LiveConnection<'_> {
+    fn drop(&mut self) {
+        self.upstream.record_disconnected();
     }
 }
 
 impl Upstreams {
-    /// The upstreams of `config`, none backing off.
-    pub fn new(config: &Config) -> Upstreams {
+    /// The upstreams of `config`, none backing off, counting in `metrics` (made by
+    /// [`RouteMetrics::with_upstreams`] from the same list; a missing entry gets counters
+    /// of its own that nobody scrapes).
+    pub fn new(config: &Config, metrics: &RouteMetrics) -> Upstreams {
         let upstreams = config
             .upstreams()
-            .map(|address| Upstream {
+            .enumerate()
+            .map(|(index, address)| Upstream {
                 address: address.to_string(),
                 backing_off_until: Mutex::new(None),
+                addresses_backing_off: Mutex::new(Vec::new()),
+                metrics: match metrics.upstreams().get(index) {
+                    Some(counters) if counters.upstream() == address => Arc::clone(counters),
+                    _ => Arc::new(UpstreamMetrics::new(address)),
+                },
             })
             .collect();
         Upstreams {
             upstreams,
             policy: config.policy,
             backoff: config.upstream_backoff,
+            resolver: config.resolver,
+            checked: !config.health_check.is_zero(),
             next: AtomicUsize::new(0),
+            local_error_warned: Mutex::new(None),
         }
     }
 
-    /// The order in which to try the upstreams for one new client, as indexes: the policy's
-    /// order with the upstreams that are backing off moved to the end (in the same order).
+    /// How many upstreams the route has.
+    pub fn len(&self) -> usize {
+        self.upstreams.len()
+    }
+
+    /// Whether upstream `index` should be tried before the others: not backing off, and
+    /// not down by the health checks.
+    fn is_available(&self, index: usize, now: Instant) -> bool {
+        let upstream = &self.upstreams[index];
+        !upstream.is_backing_off(now) && (!self.checked || upstream.metrics.is_up())
+    }
+
+    /// The order in which to try the upstreams for one new client, as indexes: the
+    /// available ones as the policy arranges them, then the unavailable ones.
     fn order(&self) -> Vec<usize> {
-        let count = self.upstreams.len();
-        let start = match self.policy {
-            Policy::First => 0,
-            Policy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % count.max(1),
-        };
         let now = Instant::now();
-        let rotated = (0..count).map(|offset| (start + offset) % count);
-        let (healthy, backing_off): (Vec<usize>, Vec<usize>) =
-            rotated.partition(|&index| !self.upstreams[index].is_backing_off(now));
-        healthy.into_iter().chain(backing_off).collect()
+        let (available, unavailable): (Vec<usize>, Vec<usize>) =
+            (0..self.upstreams.len()).partition(|&index| self.is_available(index, now));
+        let turn = match self.policy {
+            Policy::First => 0,
+            Policy::RoundRobin | Policy::LeastConnections => {
+                self.next.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        let mut available = rotated(available, turn);
+        if self.policy == Policy::LeastConnections {
+            // A stable sort: among equally loaded upstreams the rotation decides.
+            available.sort_by_key(|&index| self.upstreams[index].metrics.active());
+        }
+        available.into_iter().chain(rotated(unavailable, turn)).collect()
     }
 
     /// Dials the upstreams in this client's order until one connects, giving each attempt
-    /// the whole `timeout`. Each failure is reported to `observer` (counted; an upstream that
-    /// starts backing off is logged once, not once per client).
+    /// the whole `timeout`. Each failure is reported to `observer` (counted; an upstream or
+    /// address that starts backing off is logged once, not once per client). A local error
+    /// (see [`DialError::is_local`]) ends the dial at once: every other upstream would fail
+    /// the same way, and none of them is to blame.
     ///
     /// # Errors
-    /// The last attempt's error when every upstream failed.
+    /// The last attempt's error when every upstream failed, or the local error.
     pub fn dial(
         &self,
         timeout: Duration,
         observer: &Observer,
         conn: u64,
-    ) -> Result<Stream, DialError> {
+    ) -> Result<(Stream, LiveConnection<'_>), DialError> {
         let mut last_error = None;
         for index in self.order() {
             let upstream = &self.upstreams[index];
-            match dial::dial(&upstream.address, timeout) {
+            match self.dial_upstream(upstream, timeout, observer, conn) {
                 Ok(stream) => {
-                    *upstream.lock_backoff() = None;
-                    return Ok(stream);
+                    *lock(&upstream.backing_off_until) = None;
+                    if !self.checked {
+                        upstream.metrics.set_up(true);
+                    }
+                    upstream.metrics.record_connected();
+                    return Ok((stream, LiveConnection { upstream: &upstream.metrics }));
+                }
+                Err(error) if error.is_local() => {
+                    let warn = self.local_error_is_news();
+                    observer.dial_local_error(conn, &upstream.metrics, &error, warn);
+                    return Err(error);
                 }
                 Err(error) => {
-                    let mut until = upstream.lock_backoff();
+                    let mut until = lock(&upstream.backing_off_until);
                     let was_healthy = until.is_none_or(|until| Instant::now() >= until);
                     *until = Some(Instant::now() + self.backoff);
                     drop(until);
+                    if !self.checked {
+                        upstream.metrics.set_up(false);
+                    }
                     let backoff_ms = self.backoff.as_millis();
                     observer.upstream_failed(
                         conn,
-                        &upstream.address,
+                        &upstream.metrics,
                         backoff_ms,
                         &error,
                         was_healthy,
@@ -133,6 +250,106 @@ impl Upstreams {
             error: std::io::Error::new(std::io::ErrorKind::NotFound, "no upstream configured"),
         }))
     }
+
+    /// Resolves one upstream and races its addresses, live ones first; reports each
+    /// address that failed when it has several (with one, the upstream's own failure says
+    /// it all) and backs it off.
+    fn dial_upstream(
+        &self,
+        upstream: &Upstream,
+        timeout: Duration,
+        observer: &Observer,
+        conn: u64,
+    ) -> Result<Stream, DialError> {
+        let address = &upstream.address;
+        if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
+            return dial::dial_unix(address, std::path::Path::new(path));
+        }
+        let resolved = self.resolve(address)?;
+        let addrs = upstream.order_addresses(dial::interleave_families(&resolved), Instant::now());
+        let race = dial::race(&addrs, timeout);
+        if addrs.len() > 1 {
+            for (addr, error) in &race.failed {
+                if dial::is_local_error(error) {
+                    continue; // not the address's fault
+                }
+                let first = upstream.address_failed(*addr, self.backoff);
+                let backoff_ms = self.backoff.as_millis();
+                observer.address_failed(conn, &upstream.metrics, addr, backoff_ms, error, first);
+            }
+        }
+        match race.winner {
+            Some((addr, stream)) => {
+                upstream.address_connected(addr);
+                Ok(Stream::Tcp(stream))
+            }
+            None => Err(DialError::Connect { upstream: address.clone(), attempts: race.failed }),
+        }
+    }
+
+    fn resolve(&self, upstream: &str) -> Result<Vec<SocketAddr>, DialError> {
+        let resolve_error = |error| DialError::Resolve { upstream: upstream.to_string(), error };
+        let addrs = (self.resolver)(upstream).map_err(resolve_error)?;
+        if addrs.is_empty() {
+            let error = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses");
+            return Err(resolve_error(error));
+        }
+        Ok(addrs)
+    }
+
+    /// Whether a local dial error now is worth a warning: at most one per back-off period,
+    /// since at the descriptor limit every client would otherwise log one.
+    fn local_error_is_news(&self) -> bool {
+        let now = Instant::now();
+        let mut warned = lock(&self.local_error_warned);
+        if warned.is_some_and(|at| now.duration_since(at) < self.backoff) {
+            return false;
+        }
+        *warned = Some(now);
+        true
+    }
+
+    /// One active health check of upstream `index`: resolve it and connect (Happy Eyeballs
+    /// as for a client) within `timeout`, then close. Addresses are not backed off by it.
+    ///
+    /// # Errors
+    /// Why it could not connect.
+    pub fn check(&self, index: usize, timeout: Duration) -> Result<(), DialError> {
+        let address = &self.upstreams[index].address;
+        if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
+            return dial::dial_unix(address, std::path::Path::new(path)).map(drop);
+        }
+        let resolved = self.resolve(address)?;
+        let race = dial::race(&dial::interleave_families(&resolved), timeout);
+        match race.winner {
+            Some(_) => Ok(()), // the connection is closed as it is dropped here
+            None => Err(DialError::Connect { upstream: address.clone(), attempts: race.failed }),
+        }
+    }
+
+    /// The counters (and `up` state) of upstream `index`.
+    pub fn metrics(&self, index: usize) -> &UpstreamMetrics {
+        &self.upstreams[index].metrics
+    }
+
+    /// The health checks' verdict on upstream `index` changed to `up`. Coming up also ends
+    /// a passive back-off, so clients go back to it at once.
+    pub fn set_checked_state(&self, index: usize, up: bool) {
+        let upstream = &self.upstreams[index];
+        upstream.metrics.set_up(up);
+        if up {
+            *lock(&upstream.backing_off_until) = None;
+        }
+    }
+}
+
+/// `items` rotated left by `turn` (modulo their number): the round-robin arrangement.
+fn rotated(mut items: Vec<usize>, turn: usize) -> Vec<usize> {
+    if !items.is_empty() {
+        let by = turn % items.len();
+        items.rotate_left(by);
+    }
+    items
 }
 
 #[cfg(test)]
@@ -141,16 +358,24 @@ mod tests {
 
     fn upstreams(policy: Policy, count: usize) -> Upstreams {
         let addresses: Vec<String> = (1..=count).map(|n| format!("127.0.0.1:{n}")).collect();
-        Upstreams::new(&Config {
+        let config = Config {
             upstream: addresses[0].clone(),
             more_upstreams: addresses[1..].to_vec(),
             policy,
             ..Config::default()
-        })
+        };
+        let metrics = RouteMetrics::with_upstreams("test", config.upstreams());
+        Upstreams::new(&config, &metrics)
     }
 
     fn back_off(upstreams: &Upstreams, index: usize) {
-        *upstreams.upstreams[index].lock_backoff() = Some(Instant::now() + Duration::from_secs(60));
+        *lock(&upstreams.upstreams[index].backing_off_until) =
+            Some(Instant::now() + Duration::from_secs(60));
+    }
+
+    /// Which upstream each of `clients` new clients would be sent to first.
+    fn first_choices(list: &Upstreams, clients: usize) -> Vec<usize> {
+        (0..clients).map(|_| list.order()[0]).collect()
     }
 
     #[test]
@@ -170,6 +395,16 @@ mod tests {
     }
 
     #[test]
+    fn round_robin_spreads_a_dead_upstreams_share_evenly() {
+        let list = upstreams(Policy::RoundRobin, 3);
+        back_off(&list, 1);
+        let choices = first_choices(&list, 30);
+        let count = |index| choices.iter().filter(|&&choice| choice == index).count();
+        assert_eq!((count(0), count(1), count(2)), (15, 0, 15), "{choices:?}");
+        assert_eq!(list.order().last(), Some(&1), "the dead one is still tried, last");
+    }
+
+    #[test]
     fn backing_off_upstreams_go_last_but_stay_in_the_order() {
         let list = upstreams(Policy::First, 3);
         back_off(&list, 0);
@@ -182,7 +417,62 @@ mod tests {
     #[test]
     fn a_back_off_ends_when_its_time_is_up() {
         let list = upstreams(Policy::First, 2);
-        *list.upstreams[0].lock_backoff() = Some(Instant::now());
+        *lock(&list.upstreams[0].backing_off_until) = Some(Instant::now());
         assert_eq!(list.order(), [0, 1]);
+    }
+
+    #[test]
+    fn least_connections_picks_the_least_loaded_and_rotates_ties() {
+        let list = upstreams(Policy::LeastConnections, 3);
+        assert_eq!(first_choices(&list, 3), [0, 1, 2], "all idle: round-robin");
+        let busy = LiveConnection { upstream: list.metrics(0) };
+        list.metrics(0).record_connected();
+        list.metrics(2).record_connected();
+        let also_busy = LiveConnection { upstream: list.metrics(2) };
+        assert_eq!(first_choices(&list, 4), [1, 1, 1, 1]);
+        drop(busy);
+        assert_eq!(list.metrics(0).active(), 0, "dropping the connection counts it closed");
+        assert_eq!(first_choices(&list, 2).iter().filter(|&&c| c == 2).count(), 0);
+        drop(also_busy);
+    }
+
+    #[test]
+    fn a_live_connection_is_counted_closed_by_a_panic_too() {
+        let list = upstreams(Policy::LeastConnections, 1);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            list.metrics(0).record_connected();
+            let _live = LiveConnection { upstream: list.metrics(0) };
+            panic!("a bug in a connection thread");
+        }));
+        assert!(result.is_err());
+        assert_eq!(list.metrics(0).active(), 0);
+    }
+
+    #[test]
+    fn down_upstreams_go_last_only_when_checks_run() {
+        let mut list = upstreams(Policy::First, 2);
+        list.set_checked_state(0, false);
+        assert_eq!(list.order(), [0, 1], "without checks, `up` does not steer");
+        list.checked = true;
+        assert_eq!(list.order(), [1, 0]);
+        list.set_checked_state(0, true);
+        assert_eq!(list.order(), [0, 1]);
+    }
+
+    #[test]
+    fn a_failed_address_goes_last_until_its_back_off_ends() {
+        let list = upstreams(Policy::First, 1);
+        let upstream = &list.upstreams[0];
+        let (v6, v4): (SocketAddr, SocketAddr) =
+            ("[::1]:7".parse().unwrap(), "127.0.0.1:7".parse().unwrap());
+        let now = Instant::now();
+        assert_eq!(upstream.order_addresses(vec![v6, v4], now), [v6, v4]);
+        assert!(upstream.address_failed(v6, Duration::from_secs(60)), "news the first time");
+        assert!(!upstream.address_failed(v6, Duration::from_secs(60)), "not the second");
+        assert_eq!(upstream.order_addresses(vec![v6, v4], Instant::now()), [v4, v6]);
+        let later = Instant::now() + Duration::from_secs(61);
+        assert_eq!(upstream.order_addresses(vec![v6, v4], later), [v6, v4]);
+        upstream.address_connected(v6);
+        assert_eq!(upstream.order_addresses(vec![v6, v4], Instant::now()), [v6, v4]);
     }
 }

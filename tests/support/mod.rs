@@ -236,9 +236,11 @@ pub fn thread_names() -> Vec<String> {
 
 /// How many relay threads this process has: connection threads (`tcprelay-conn`, running a
 /// connection or parked for the next) and accept and admin threads (`tcprelay-accept-N`,
-/// `tcprelay-admin`).
+/// `tcprelay-admin`). Not the log writer (`tcprelay-log`): there is one per process, started
+/// by the first line logged and never ended, so it is not something a relay leaks.
 pub fn connection_threads() -> usize {
-    thread_names().iter().filter(|name| name.starts_with("tcprelay-")).count()
+    let names = thread_names();
+    names.iter().filter(|name| name.starts_with("tcprelay-") && *name != "tcprelay-log").count()
 }
 
 /// Polls `condition` until it holds or [`TIMEOUT`] passes; returns whether it held.
@@ -355,13 +357,23 @@ impl RelayProcess {
     /// cannot set resource limits, so the shell does it and then `exec`s the relay: the
     /// child's pid is the relay's.
     pub fn start_with_fd_limit(limit: usize, args: &[&str]) -> RelayProcess {
+        RelayProcess::start_with_fd_limit_and_admin(limit, args, false)
+    }
+
+    /// [`RelayProcess::start_with_fd_limit`], also reading the admin endpoint's address
+    /// if `with_admin` (the arguments must then ask for one).
+    pub fn start_with_fd_limit_and_admin(
+        limit: usize,
+        args: &[&str],
+        with_admin: bool,
+    ) -> RelayProcess {
         let mut command = Command::new("sh");
         command
             .arg("-c")
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_tcprelay"))
             .args(args);
-        RelayProcess::spawn(command, 1, false)
+        RelayProcess::spawn(command, 1, with_admin)
     }
 
     /// Starts `command` and reads its start-up lines, which must come first on stderr: one
@@ -761,6 +773,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     http(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
 }
 
+/// `POST path` as curl sends it (`Host:` the admin address, no `Origin`, empty body): the
+/// status and the body. The admin endpoint refuses a state change with any other `Host`.
+pub fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
+    let request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    http(addr, request.as_bytes())
+}
+
 /// An upstream address that always refuses: port 1 on loopback. Ports below 1024 are never
 /// handed out for port 0, so unlike a freed ephemeral port ([`refusing_addr`]) no test
 /// running in parallel can start listening there.
@@ -884,5 +903,102 @@ impl Accepted {
         self.0
             .recv_timeout(TIMEOUT)
             .unwrap_or_else(|_| panic!("{who}: no upstream connection within {TIMEOUT:?}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tools (issue 11): the lab's commands need OpenBSD's nc, not any netcat.
+// ---------------------------------------------------------------------------------------
+
+/// What a test that needs OpenBSD's `nc` says when it finds none. ncat, GNU and traditional
+/// netcat and busybox all answer to `nc`, but their flags differ (`-N`, `-d`, what `-v -l`
+/// prints), so the lab's commands would fail in ways that do not say why.
+pub const NOT_OPENBSD_NC: &str = "nc is not OpenBSD netcat: apt-get install netcat-openbsd";
+
+/// OpenBSD's `nc`, looked up once on `PATH` (see [`find_openbsd_nc`]); panics with
+/// [`NOT_OPENBSD_NC`] when there is none.
+pub fn openbsd_nc() -> &'static std::path::Path {
+    static FOUND: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    let found =
+        FOUND.get_or_init(|| find_openbsd_nc(&std::env::var_os("PATH").unwrap_or_default()));
+    found.as_deref().unwrap_or_else(|message| panic!("{message}"))
+}
+
+/// The first OpenBSD netcat in the directories of `path` (a `PATH` value): `nc.openbsd`
+/// first, Debian's own name for it, which is there whatever `nc` the alternatives system
+/// points at; then `nc`. A program counts as OpenBSD's when its `-h` output says
+/// "OpenBSD netcat" (`OpenBSD netcat (Debian patchlevel 1.219-1)`). Otherwise the error is
+/// [`NOT_OPENBSD_NC`].
+pub fn find_openbsd_nc(path: &std::ffi::OsStr) -> Result<std::path::PathBuf, String> {
+    let says_openbsd = |program: &std::path::Path| {
+        Command::new(program)
+            .arg("-h")
+            .stdin(Stdio::null())
+            .output()
+            .map(|out| [out.stdout, out.stderr].concat())
+            .is_ok_and(|help| String::from_utf8_lossy(&help).contains("OpenBSD netcat"))
+    };
+    ["nc.openbsd", "nc"]
+        .into_iter()
+        .filter_map(|name| {
+            std::env::split_paths(path).map(|dir| dir.join(name)).find(|p| p.is_file())
+        })
+        .find(|program| says_openbsd(program))
+        .ok_or_else(|| NOT_OPENBSD_NC.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream dialling (issue 14): a blackholed address, and names that resolve to the
+// address lists a test needs.
+// ---------------------------------------------------------------------------------------
+
+/// A listener whose backlog is full, so that a connect to it is neither accepted nor
+/// refused: the SYN is dropped and the connect waits until its timeout, as for a host that
+/// is down or firewalled. Std listens with a backlog of 128; Linux queues one more than
+/// that; the connects that fill it are held here, and the listener never accepts.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    /// A blackholed port on `ip` (`::1` or `127.0.0.1`). Panics if the backlog does not
+    /// fill, i.e. if this machine would answer instead of dropping the SYN.
+    pub fn on(ip: &str) -> Blackhole {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the blackhole");
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+                Ok(stream) => queued.push(stream),
+                Err(error) if error.kind() == io::ErrorKind::TimedOut => break,
+                Err(error) => panic!("filling the backlog of {addr}: {error}"),
+            }
+            assert!(queued.len() < 10_000, "the backlog of {addr} never filled");
+        }
+        Blackhole { addr, _listener: listener, _queued: queued }
+    }
+}
+
+/// The names [`fake_resolver`] knows, with their addresses in order.
+static FAKE_NAMES: Mutex<Vec<(String, Vec<SocketAddr>)>> = Mutex::new(Vec::new());
+
+/// Makes `upstream` (a `host:port` no real resolver knows, say `dual.test:1`) resolve to
+/// `addrs`, in this order, through [`fake_resolver`].
+pub fn fake_name(upstream: &str, addrs: &[SocketAddr]) {
+    let mut names = FAKE_NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    names.retain(|(name, _)| name != upstream);
+    names.push((upstream.to_string(), addrs.to_vec()));
+}
+
+/// A [`tcprelay::Resolver`] for the names given to [`fake_name`]; any other is resolved
+/// by the system. (No name on this machine resolves to both `::1` and `127.0.0.1`.)
+pub fn fake_resolver(upstream: &str) -> io::Result<Vec<SocketAddr>> {
+    let names = FAKE_NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    match names.iter().find(|(name, _)| name == upstream) {
+        Some((_, addrs)) => Ok(addrs.clone()),
+        None => tcprelay::system_resolver(upstream),
     }
 }

@@ -16,7 +16,8 @@
 //! };
 //! let server = Server::bind(ServerConfig {
 //!     routes: vec![route("127.0.0.1:6379"), route("127.0.0.1:5432")],
-//!     admin: Some("127.0.0.1:0".parse().unwrap()),
+//!     admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+//!     admin_access: Default::default(),
 //!     drain_timeout: Duration::from_secs(30),
 //! })?;
 //! assert_eq!(server.local_addrs().len(), 2); // e.g. 127.0.0.1:41234 and 127.0.0.1:41235
@@ -28,29 +29,33 @@
 //! # }
 //! ```
 
-use std::fmt::Write as _;
+pub(crate) mod handle;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use crate::admin::Admin;
+pub use crate::admin::{AdminAccess, AdminToken};
 use crate::config::Config;
 use crate::log::{Log, LogLevel};
 use crate::metrics::RouteMetrics;
 use crate::net::stream::Address;
-use crate::relay::accept::{Relay, StopHandle};
-use crate::units::format_duration;
+use crate::relay::accept::Relay;
+pub use handle::ServerHandle;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// One [`Config`] per route. The first route's `log_level` is the admin endpoint's too.
     pub routes: Vec<Config>,
-    /// Where to serve the admin endpoint (`/metrics`, `/healthz`, `/drain`); none if `None`.
-    pub admin: Option<SocketAddr>,
+    /// Where to serve the admin endpoint (`/metrics`, `/healthz`, `/drain`): a TCP address
+    /// or a Unix socket path; none if `None`.
+    pub admin: Option<Address>,
+    /// Who may use the admin endpoint: its token and its Unix socket's mode.
+    pub admin_access: AdminAccess,
     /// How long a drain lets live connections finish before closing them.
     pub drain_timeout: Duration,
 }
@@ -58,47 +63,23 @@ pub struct ServerConfig {
 /// The default drain timeout: 30 s, well inside systemd's default `TimeoutStopSec` of 90 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+impl Default for ServerConfig {
+    /// No routes, no admin endpoint, the default drain timeout.
+    fn default() -> ServerConfig {
+        ServerConfig {
+            routes: Vec::new(),
+            admin: None,
+            admin_access: AdminAccess::default(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
 impl ServerConfig {
-    /// What would run, in the config file's own format, one line per setting and per route
-    /// (this is what `tcprelay --check` prints).
-    pub fn describe(&self) -> String {
-        let mut text = String::new();
-        let level = self.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info);
-        let _ = writeln!(text, "log-level {level}");
-        if let Some(admin) = self.admin {
-            let _ = writeln!(text, "admin {admin}");
-        }
-        let _ = writeln!(text, "drain-timeout {}", format_duration(self.drain_timeout));
-        for route in &self.routes {
-            let _ = write!(text, "route {} ->", route.listen_address());
-            for upstream in route.upstreams() {
-                let _ = write!(text, " {upstream}");
-            }
-            if !route.name.is_empty() {
-                let _ = write!(text, " name={}", route.name);
-            }
-            let _ = write!(
-                text,
-                " policy={} connect-timeout={} idle-timeout={} half-close-timeout={} \
-                 max-connections={}",
-                route.policy,
-                format_duration(route.connect_timeout),
-                format_duration(route.idle_timeout),
-                format_duration(route.half_close_timeout),
-                route.max_connections,
-            );
-            if let Some(version) = route.proxy_protocol {
-                let _ = write!(text, " proxy-protocol={version}");
-            }
-            for (key, blocks) in [("allow", &route.access.allow), ("deny", &route.access.deny)] {
-                if !blocks.is_empty() {
-                    let blocks: Vec<String> = blocks.iter().map(ToString::to_string).collect();
-                    let _ = write!(text, " {key}={}", blocks.join(","));
-                }
-            }
-            text.push('\n');
-        }
-        text
+    /// The process's log level: the first route's (every route has the same one when the
+    /// settings come from the command line or a config file).
+    pub fn log_level(&self) -> LogLevel {
+        self.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info)
     }
 }
 
@@ -115,21 +96,22 @@ impl Server {
     /// Binds every route's listener and the admin endpoint.
     ///
     /// # Errors
-    /// The first address that cannot be bound, named in the error; nothing is left bound.
+    /// `InvalidInput` when [`ServerConfig::validate`] refuses the settings; otherwise the
+    /// first address that cannot be bound, named in the error; nothing is left bound.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
-        let log =
-            Log::new(config.routes.first().map(|route| route.log_level).unwrap_or(LogLevel::Info));
+        config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
+        let log = Log::new(config.log_level());
         let relays = config.routes.into_iter().map(Relay::bind).collect::<io::Result<Vec<_>>>()?;
-        let handle = ServerHandle {
-            stops: relays.iter().map(Relay::stop_handle).collect(),
-            drain_timeout: config.drain_timeout,
-            draining: Arc::new(AtomicBool::new(false)),
-        };
-        let admin = match config.admin {
+        let handle = ServerHandle::new(
+            relays.iter().map(Relay::stop_handle).collect(),
+            config.drain_timeout,
+        );
+        let admin = match &config.admin {
             None => None,
-            Some(addr) => {
+            Some(address) => {
                 let metrics = relays.iter().map(Relay::metrics).collect();
-                Some(Admin::bind(addr, metrics, handle.clone(), log)?)
+                let access = config.admin_access.clone();
+                Some(Admin::bind(address, access, metrics, handle.clone(), log.clone())?)
             }
         };
         Ok(Server { relays, admin, handle, log })
@@ -141,8 +123,17 @@ impl Server {
         self.relays.iter().map(Relay::listen_addr).collect()
     }
 
-    /// The admin endpoint's address, if there is one.
+    /// The admin endpoint's TCP address, if it has one (`None` also for a Unix socket: see
+    /// [`Server::admin_address`]).
     pub fn admin_addr(&self) -> Option<SocketAddr> {
+        match self.admin_address()? {
+            Address::Tcp(addr) => Some(addr),
+            Address::Unix(_) => None,
+        }
+    }
+
+    /// The admin endpoint's address, TCP or Unix, if there is one.
+    pub fn admin_address(&self) -> Option<Address> {
         self.admin.as_ref().map(Admin::local_addr)
     }
 
@@ -203,43 +194,5 @@ impl Server {
             }
             result
         })
-    }
-}
-
-/// Drains or stops every route of a [`Server`], from any thread (the admin endpoint uses one).
-#[derive(Clone, Debug)]
-pub struct ServerHandle {
-    stops: Vec<StopHandle>,
-    drain_timeout: Duration,
-    draining: Arc<AtomicBool>,
-}
-
-impl ServerHandle {
-    /// Stops accepting on every route and lets live connections finish for up to the
-    /// configured drain timeout, then closes the rest; [`Server::serve`] returns when all
-    /// are done. Returns at once; calling it again changes nothing.
-    pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        for stop in &self.stops {
-            stop.drain(self.drain_timeout);
-        }
-    }
-
-    /// Stops every route now, closing live connections; also cuts a drain short.
-    pub fn stop(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        for stop in &self.stops {
-            stop.stop();
-        }
-    }
-
-    /// Whether a drain or stop has begun (`GET /healthz` then answers 503).
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// The drain timeout the server was configured with.
-    pub fn drain_timeout(&self) -> Duration {
-        self.drain_timeout
     }
 }

@@ -1,0 +1,1089 @@
+//! The settings table: every setting tcprelay has, in one place.
+//!
+//! Each entry says the setting's name (the flag is `--NAME`, the config file key is `NAME`:
+//! `--buffer-size` ↔ `buffer-size`), where it applies, its help text, its default, its
+//! limits, and the one function that parses and bounds its value and stores it. The command
+//! line ([`crate::cli`]), the config file ([`crate::config_file`]), `--help`, `--check`
+//! ([`describe`]) and the library's own checks ([`Config::validate`](crate::Config::validate))
+//! all read this table, so they cannot disagree about what a value means or what is allowed.
+//!
+//! # Where a setting applies
+//!
+//! - [`Scope::Process`]: once per process (`admin`, `drain-timeout`, `log-level`): a global
+//!   line in the file, or a flag.
+//! - [`Scope::Route`]: per route. A global line in the file (or a flag) sets the default for
+//!   every route; a route's own `KEY=VALUE` overrides it.
+//! - [`Scope::RouteOnly`]: only on a route line (`allow`, `deny`, `proxy-protocol`); on the
+//!   command line, it applies to every route given there.
+//!
+//! With `--config`, a flag overrides the file's global value; a route's own option still wins.
+//!
+//! # Adding a setting
+//!
+//! Add a field to [`Config`] (per route) or [`ServerConfig`] (per process) with its default,
+//! then one [`Setting`] entry to [`SETTINGS`] with a `set` that parses and bounds the text
+//! and a `get` that writes the value back in a form `set` accepts. The flag, the config key,
+//! `--help`, `--check`, the docs table check and [`Config::validate`] follow from the entry.
+//!
+//! ```
+//! use tcprelay::settings;
+//!
+//! let buffer = settings::find("buffer-size").unwrap();
+//! let mut config = tcprelay::Config::default();
+//! settings::set_route(buffer, &mut config, "64k").unwrap();
+//! assert_eq!(config.buffer_size, 65536);
+//! let error = settings::set_route(buffer, &mut config, "64g").unwrap_err();
+//! assert_eq!(error, r#"expected 0, or a size from 8k to 1m, found "64g""#);
+//! ```
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::access::Cidr;
+use crate::address;
+use crate::config::Config;
+use crate::net::stream::{Address, parse_socket_mode};
+use crate::server::{AdminToken, ServerConfig};
+use crate::units::{format_duration, format_size, parse_duration, parse_size};
+
+/// Where a setting applies; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Once per process.
+    Process,
+    /// Per route, with a global default.
+    Route,
+    /// Per route only (on the command line: every route given there).
+    RouteOnly,
+}
+
+/// Parses, bounds and stores a setting's value; the error is `expected ..., found "TEXT"`.
+pub type SetProcess = fn(&mut ServerConfig, &str) -> Result<(), String>;
+/// Writes a process setting back as text that its `set` accepts; `None` when it is unset.
+pub type GetProcess = fn(&ServerConfig) -> Option<String>;
+/// Parses, bounds and stores a route setting's value.
+pub type SetRoute = fn(&mut Config, &str) -> Result<(), String>;
+/// Writes a route setting back as text that its `set` accepts; `None` when it is unset.
+pub type GetRoute = fn(&Config) -> Option<String>;
+
+/// How a setting is stored: in the process's settings or in each route's [`Config`].
+#[derive(Clone, Copy)]
+pub enum Field {
+    /// A field of [`ServerConfig`] (or, for `log-level`, of every route at once).
+    Process(SetProcess, GetProcess),
+    /// A field of a route's [`Config`].
+    Route(SetRoute, GetRoute),
+}
+
+/// One setting: one row of the table.
+#[derive(Clone, Copy)]
+pub struct Setting {
+    /// The config file key; the flag is `--` and this.
+    pub name: &'static str,
+    /// A one-letter flag, if any (`-l`).
+    pub short: Option<&'static str>,
+    /// What the value is, in `--help`: `DUR`, `BYTES`, `N`; empty for a switch, which takes
+    /// no value on the command line (`--explain`) and `on` or `off` in the file.
+    pub value: &'static str,
+    /// Where it applies.
+    pub scope: Scope,
+    /// Whether it may be given more than once, each value adding to a list (`allow`).
+    pub list: bool,
+    /// The default, as `--help` and the docs print it.
+    pub default: &'static str,
+    /// The values accepted, in words.
+    pub limits: &'static str,
+    /// What it does, in one or two sentences.
+    pub help: &'static str,
+    /// Where the value goes.
+    pub field: Field,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Two settings are the same when they have the same name (names are unique).
+impl PartialEq for Setting {
+    fn eq(&self, other: &Setting) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Setting {}
+
+impl Setting {
+    /// `--NAME`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.name)
+    }
+
+    /// Whether it is a switch: no value on the command line, `on`/`off` in the file.
+    pub fn is_switch(&self) -> bool {
+        self.value.is_empty()
+    }
+}
+
+// The limits. They are chosen for a small board: a 1 GB device must be able to hold any
+// combination of them without the kernel or malloc saying no first.
+
+/// The longest timeout of any kind: a day. Longer is "off", which is `0` where allowed.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The longest connect timeout: Linux gives up on a SYN after about two minutes anyway.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The most connections one route may hold: 65536, two descriptors and two threads each.
+pub const MAX_CONNECTIONS: usize = 65_536;
+/// A heap copy buffer must be at least std's own 8 KiB (else `io::copy` ignores it) and at
+/// most 1 MiB per direction: 500 connections at 1 MiB already hold 1 GB.
+const BUFFER_SIZES: (usize, usize) = (8 << 10, 1 << 20);
+/// 16 KiB is the usual `PTHREAD_STACK_MIN`, below which the OS refuses every thread; 8 MiB
+/// is the main thread's default stack on Linux, far more than a copy loop needs.
+const STACK_SIZES: (usize, usize) = (16 << 10, 8 << 20);
+
+/// Every setting, in the order `--help` and `--check` list them.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        name: "log-level",
+        short: None,
+        value: "LEVEL",
+        scope: Scope::Process,
+        list: false,
+        default: "info",
+        limits: "error, warn, info or debug",
+        help: "how much to log on stderr",
+        field: Field::Process(
+            |server, text| {
+                let level = text
+                    .parse()
+                    .map_err(|_| format!("expected error, warn, info or debug, found {text:?}"))?;
+                server.routes.iter_mut().for_each(|route| route.log_level = level);
+                Ok(())
+            },
+            |server| Some(server.log_level().to_string()),
+        ),
+    },
+    Setting {
+        name: "admin",
+        short: None,
+        value: "ADDR",
+        scope: Scope::Process,
+        list: false,
+        default: "none",
+        limits: "HOST:PORT (:PORT means 127.0.0.1) or unix:PATH",
+        help: "serve GET /metrics, GET /healthz and POST /drain over HTTP here; keep it on \
+               loopback or a unix: socket, or set admin-token-file",
+        field: Field::Process(
+            |server, text| {
+                server.admin = Some(address::parse_listen_address(text)?);
+                Ok(())
+            },
+            |server| server.admin.as_ref().map(|addr| addr.to_string()),
+        ),
+    },
+    Setting {
+        name: "admin-token-file",
+        short: None,
+        value: "FILE",
+        scope: Scope::Process,
+        list: false,
+        default: "none",
+        limits: "a regular file, not readable by others, holding 16 to 4096 visible characters",
+        help: "every admin request but GET /healthz needs Authorization: Bearer TOKEN, TOKEN \
+               being FILE's content; in a config file a relative FILE is relative to it",
+        field: Field::Process(
+            |server, text| {
+                server.admin_access.token = Some(AdminToken::read(Path::new(text))?);
+                Ok(())
+            },
+            |server| {
+                let token = server.admin_access.token.as_ref()?;
+                Some(token.file().display().to_string())
+            },
+        ),
+    },
+    Setting {
+        name: "admin-socket-mode",
+        short: None,
+        value: "MODE",
+        scope: Scope::Process,
+        list: false,
+        default: "0600",
+        limits: "octal, at most 0777",
+        help: "the mode of a unix: admin socket file: 0600 lets only the relay's own user in",
+        field: Field::Process(
+            |server, text| {
+                server.admin_access.socket_mode = parse_socket_mode(text)?;
+                Ok(())
+            },
+            // Printed by --check only where it applies: to a unix: admin socket.
+            |server| match server.admin {
+                Some(Address::Unix(_)) => Some(format!("{:04o}", server.admin_access.socket_mode)),
+                _ => None,
+            },
+        ),
+    },
+    Setting {
+        name: "drain-timeout",
+        short: None,
+        value: "DUR",
+        scope: Scope::Process,
+        list: false,
+        default: "30s",
+        limits: "0 (close at once) to 1h",
+        help: "on POST /drain, how long live connections may take to finish before they are \
+               closed",
+        field: Field::Process(
+            |server, text| {
+                server.drain_timeout = duration(text, Duration::ZERO, Duration::from_secs(3600))?;
+                Ok(())
+            },
+            |server| Some(format_duration(server.drain_timeout)),
+        ),
+    },
+    Setting {
+        name: "policy",
+        short: None,
+        value: "POLICY",
+        scope: Scope::Route,
+        list: false,
+        default: "first",
+        limits: "first, round-robin or least-connections",
+        help: "first: in order, the next only when a connect fails; round-robin: each client \
+               starts at the next one; least-connections: the one with the fewest open. After \
+               a failed connect an upstream is tried last for 10s",
+        field: Field::Route(
+            |route, text| {
+                route.policy = text.parse()?;
+                Ok(())
+            },
+            |route| Some(route.policy.to_string()),
+        ),
+    },
+    Setting {
+        name: "health-check",
+        short: None,
+        value: "DUR",
+        scope: Scope::Route,
+        list: false,
+        default: "0",
+        limits: "0 (off) or 10ms to 1h",
+        help: "connect to each upstream every DUR; one that fails 3 checks in a row is tried \
+               last until 2 pass",
+        field: Field::Route(
+            |route, text| {
+                route.health_check = duration(text, Duration::ZERO, Duration::from_secs(3600))?;
+                if !route.health_check.is_zero() && route.health_check < Duration::from_millis(10) {
+                    return Err(format!("expected 0 or 10ms to 1h, found {text:?}"));
+                }
+                Ok(())
+            },
+            |route| Some(format_duration(route.health_check)),
+        ),
+    },
+    Setting {
+        name: "connect-timeout",
+        short: None,
+        value: "DUR",
+        scope: Scope::Route,
+        list: false,
+        default: "5s",
+        limits: "1ms to 10m",
+        help: "how long dialling the upstream may take",
+        field: Field::Route(
+            |route, text| {
+                route.connect_timeout =
+                    duration(text, Duration::from_millis(1), MAX_CONNECT_TIMEOUT)?;
+                Ok(())
+            },
+            |route| Some(format_duration(route.connect_timeout)),
+        ),
+    },
+    Setting {
+        name: "idle-timeout",
+        short: None,
+        value: "DUR",
+        scope: Scope::Route,
+        list: false,
+        default: "10m",
+        limits: "0 (off) to 24h",
+        help: "close a connection when no byte has moved either way for DUR",
+        field: Field::Route(
+            |route, text| {
+                route.idle_timeout = duration(text, Duration::ZERO, MAX_TIMEOUT)?;
+                Ok(())
+            },
+            |route| Some(format_duration(route.idle_timeout)),
+        ),
+    },
+    Setting {
+        name: "half-close-timeout",
+        short: None,
+        value: "DUR",
+        scope: Scope::Route,
+        list: false,
+        default: "1m",
+        limits: "0 (off) to 24h",
+        help: "after one side finished sending, close when the other moves no byte for DUR",
+        field: Field::Route(
+            |route, text| {
+                route.half_close_timeout = duration(text, Duration::ZERO, MAX_TIMEOUT)?;
+                Ok(())
+            },
+            |route| Some(format_duration(route.half_close_timeout)),
+        ),
+    },
+    Setting {
+        name: "max-connections",
+        short: None,
+        value: "N",
+        scope: Scope::Route,
+        list: false,
+        default: "500",
+        limits: "1 to 65536",
+        help: "at most N connections at once on the route; at the limit new clients wait in \
+               the kernel's backlog",
+        field: Field::Route(
+            |route, text| {
+                route.max_connections = count(text, 1, MAX_CONNECTIONS)?;
+                Ok(())
+            },
+            |route| Some(route.max_connections.to_string()),
+        ),
+    },
+    Setting {
+        name: "buffer-size",
+        short: None,
+        value: "BYTES",
+        scope: Scope::Route,
+        list: false,
+        default: "0",
+        limits: "0, or 8k to 1m",
+        help: "copy buffer of each direction; 0 = io::copy's own 8 KiB on the stack, else a \
+               heap buffer: 64k doubles bulk throughput, but idle connections hold it",
+        field: Field::Route(
+            |route, text| {
+                route.buffer_size = size(text, Some(0), BUFFER_SIZES)?;
+                Ok(())
+            },
+            |route| Some(format_size(route.buffer_size)),
+        ),
+    },
+    Setting {
+        name: "stack-size",
+        short: None,
+        value: "BYTES",
+        scope: Scope::Route,
+        list: false,
+        default: "64k",
+        limits: "16k to 8m",
+        help: "stack of each connection thread",
+        field: Field::Route(
+            |route, text| {
+                route.stack_size = size(text, None, STACK_SIZES)?;
+                Ok(())
+            },
+            |route| Some(format_size(route.stack_size)),
+        ),
+    },
+    Setting {
+        name: "thread-keep-alive",
+        short: None,
+        value: "DUR",
+        scope: Scope::Route,
+        list: false,
+        default: "10s",
+        limits: "0 to 1h",
+        help: "how long a finished connection thread waits to serve the next connection \
+               before it exits; 0: every connection gets new threads",
+        field: Field::Route(
+            |route, text| {
+                route.thread_keep_alive =
+                    duration(text, Duration::ZERO, Duration::from_secs(3600))?;
+                Ok(())
+            },
+            |route| Some(format_duration(route.thread_keep_alive)),
+        ),
+    },
+    Setting {
+        name: "explain",
+        short: None,
+        value: "",
+        scope: Scope::Route,
+        list: false,
+        default: "off",
+        limits: "on or off (the flag alone means on)",
+        help: "tell each connection's life on stdout as it happens, each event beside the Go \
+               line it mirrors (for classrooms)",
+        field: Field::Route(
+            |route, text| {
+                route.explain = switch(text)?;
+                Ok(())
+            },
+            |route| Some(if route.explain { "on" } else { "off" }.to_string()),
+        ),
+    },
+    Setting {
+        name: "socket-mode",
+        short: None,
+        value: "MODE",
+        scope: Scope::Route,
+        list: false,
+        default: "0660",
+        limits: "octal, at most 0777",
+        help: "the mode of a unix: listen socket file: 0660 lets the relay's user and group \
+               connect, no one else",
+        field: Field::Route(
+            |route, text| {
+                route.listen_unix_mode = parse_socket_mode(text)?;
+                Ok(())
+            },
+            // Printed by --check only where it applies: to a unix: listen socket.
+            |route| route.listen_unix.as_ref().map(|_| format!("{:04o}", route.listen_unix_mode)),
+        ),
+    },
+    Setting {
+        name: "proxy-protocol",
+        short: None,
+        value: "V",
+        scope: Scope::RouteOnly,
+        list: false,
+        default: "none",
+        limits: "v1 or v2",
+        help: "send a PROXY protocol header of this version to the upstream before any \
+               client byte",
+        field: Field::Route(
+            |route, text| {
+                route.proxy_protocol = Some(text.parse().map_err(|e| format!("{e}"))?);
+                Ok(())
+            },
+            |route| route.proxy_protocol.map(|version| version.to_string()),
+        ),
+    },
+    Setting {
+        name: "allow",
+        short: None,
+        value: "CIDR[,CIDR...]",
+        scope: Scope::RouteOnly,
+        list: true,
+        default: "everyone",
+        limits: "IPv4 or IPv6 blocks",
+        help: "only clients in these blocks may connect",
+        field: Field::Route(
+            |route, text| {
+                route.access.allow.extend(cidrs(text)?);
+                Ok(())
+            },
+            |route| join_cidrs(&route.access.allow),
+        ),
+    },
+    Setting {
+        name: "deny",
+        short: None,
+        value: "CIDR[,CIDR...]",
+        scope: Scope::RouteOnly,
+        list: true,
+        default: "nobody",
+        limits: "IPv4 or IPv6 blocks",
+        help: "clients in these blocks may not connect; a deny wins over an allow",
+        field: Field::Route(
+            |route, text| {
+                route.access.deny.extend(cidrs(text)?);
+                Ok(())
+            },
+            |route| join_cidrs(&route.access.deny),
+        ),
+    },
+];
+
+/// The setting called `name` (a config key, or a flag without its `--`).
+pub fn find(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|setting| setting.name == name)
+}
+
+/// The setting a command-line flag (`--buffer-size`, or its short form) sets.
+pub fn find_flag(flag: &str) -> Option<&'static Setting> {
+    match flag.strip_prefix("--") {
+        Some(name) => find(name),
+        None => SETTINGS.iter().find(|setting| setting.short == Some(flag)),
+    }
+}
+
+/// Sets a route setting on `route`; a process setting is an error naming it.
+///
+/// # Errors
+/// `expected ..., found "TEXT"` when the value does not parse or is out of bounds.
+pub fn set_route(setting: &Setting, route: &mut Config, text: &str) -> Result<(), String> {
+    match setting.field {
+        Field::Route(set, _) => set(route, text),
+        Field::Process(..) => Err(format!("{} is a process setting, not a route's", setting.name)),
+    }
+}
+
+/// Checks `text` as a value of `setting` without storing it anywhere.
+///
+/// # Errors
+/// As [`set_route`].
+pub fn check(setting: &Setting, text: &str) -> Result<(), String> {
+    match setting.field {
+        Field::Route(set, _) => set(&mut Config::default(), text),
+        Field::Process(set, _) => set(&mut ServerConfig::default(), text),
+    }
+}
+
+/// A setting's value as written somewhere, with a label for error messages (a flag, or a
+/// `FILE:LINE:COLUMN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The setting.
+    pub setting: &'static Setting,
+    /// The value as written.
+    pub text: String,
+}
+
+/// Applies values in order, each to the process settings or to `route`, whichever it sets.
+/// Later values override earlier ones; a list setting adds to its list.
+///
+/// # Errors
+/// The first value that does not parse; values from [`check`]ed input always do.
+pub fn apply_route(values: &[Value], route: &mut Config) -> Result<(), String> {
+    for value in values {
+        if let Field::Route(set, _) = value.setting.field {
+            set(route, &value.text).map_err(|m| format!("{}: {m}", value.setting.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the process settings among `values` to `server`, after its routes are in place
+/// (`log-level` sets every route's level too).
+///
+/// # Errors
+/// As [`apply_route`].
+pub fn apply_process(values: &[Value], server: &mut ServerConfig) -> Result<(), String> {
+    for value in values {
+        if let Field::Process(set, _) = value.setting.field {
+            set(server, &value.text).map_err(|m| format!("{}: {m}", value.setting.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks a route's [`Config`] with the same parsers and bounds as the command line and the
+/// config file: each setting is written back and parsed again. Also checks that there is at
+/// least one upstream and that each is a `HOST:PORT` (or `unix:PATH`) with a port.
+///
+/// # Errors
+/// The first setting out of bounds, as `SETTING: expected ..., found "VALUE"`.
+pub fn validate_route(route: &Config) -> Result<(), String> {
+    for setting in SETTINGS {
+        if let Field::Route(set, get) = setting.field {
+            if let Some(text) = get(route) {
+                set(&mut Config::default(), &text).map_err(|m| format!("{}: {m}", setting.name))?;
+            }
+        }
+    }
+    if route.upstream.is_empty() {
+        return Err("upstream: expected at least one HOST:PORT, found none".to_string());
+    }
+    for upstream in route.upstreams() {
+        address::parse_upstream(upstream).map_err(|m| format!("upstream: {m}"))?;
+    }
+    if let Some(path) = &route.listen_unix {
+        if path.as_os_str().is_empty() {
+            return Err("listen: expected unix:/path/to/socket, found \"unix:\"".to_string());
+        }
+    }
+    Ok(())
+}
+
+/// A mistake in a whole [`ServerConfig`]: which route it is about (an index into
+/// `routes`, if any) and what is wrong, naming both sides of a clash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The route at fault (the later one of a clashing pair).
+    pub route: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Checks a whole server: each route ([`validate_route`]), the process settings, and that
+/// what it will bind can be bound and will not loop: no two routes on one address however
+/// spelled (`:7001` and `127.0.0.1:7001`; `0.0.0.0:7001` and `127.0.0.1:7001`), the admin
+/// endpoint on no route's address, and no route whose upstream is its own listen address.
+///
+/// # Errors
+/// The first mistake.
+pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
+    let at = |route: Option<usize>| move |message: String| Conflict { route, message };
+    if server.routes.is_empty() {
+        return Err(at(None)("expected at least one route, found none".to_string()));
+    }
+    for setting in SETTINGS {
+        if let Field::Process(set, get) = setting.field {
+            if let Some(text) = get(server) {
+                set(&mut ServerConfig::default(), &text)
+                    .map_err(|m| at(None)(format!("{}: {m}", setting.name)))?;
+            }
+        }
+    }
+    for (index, route) in server.routes.iter().enumerate() {
+        let label = route_label(route);
+        validate_route(route).map_err(|m| at(Some(index))(format!("route {label}: {m}")))?;
+        let listen = route.listen_address();
+        for (earlier_index, earlier) in server.routes[..index].iter().enumerate() {
+            let other = earlier.listen_address();
+            if same_listener(&listen, &other) {
+                return Err(at(Some(index))(format!(
+                    "route {label} and route {} (route {}) both listen on {listen}",
+                    route_label(earlier),
+                    earlier_index + 1
+                )));
+            }
+        }
+        if let Some(admin) = &server.admin {
+            if same_listener(admin, &listen) {
+                return Err(at(Some(index))(format!(
+                    "admin {admin} and route {label} listen on the same address"
+                )));
+            }
+        }
+        for upstream in route.upstreams() {
+            if forwards_to_itself(&listen, upstream) {
+                return Err(at(Some(index))(format!(
+                    "route {label} forwards to its own listen address: upstream {upstream} is \
+                     {listen}, so one client would fill every slot"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A route as people know it: its name, else its listen address.
+fn route_label(route: &Config) -> String {
+    if route.name.is_empty() {
+        route.listen_address().to_string()
+    } else {
+        format!("{} ({})", route.name, route.listen_address())
+    }
+}
+
+fn same_listener(a: &Address, b: &Address) -> bool {
+    match (a, b) {
+        (Address::Tcp(a), Address::Tcp(b)) => same_socket(*a, *b),
+        (Address::Unix(a), Address::Unix(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Whether two TCP listeners would fight over one port: the same port (not 0, which picks a
+/// free one each time) and the same IP, or either one the wildcard of its family. On
+/// Linux `[::]` also takes IPv4 unless `net.ipv6.bindv6only` is set, so it clashes with
+/// every address on the port.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let wildcard_over =
+        |wild: IpAddr, other: IpAddr| wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4());
+    a.ip() == b.ip() || wildcard_over(a.ip(), b.ip()) || wildcard_over(b.ip(), a.ip())
+}
+
+/// Whether a route's upstream is the route's own listener. Only literal addresses are
+/// compared: a host name is resolved per connection and may well move.
+fn forwards_to_itself(listen: &Address, upstream: &str) -> bool {
+    match listen {
+        Address::Unix(path) => {
+            upstream.strip_prefix("unix:").is_some_and(|up| path.as_os_str() == up)
+        }
+        Address::Tcp(listen) => {
+            let normal = address::parse_upstream(upstream).unwrap_or_default();
+            let Ok(upstream) = normal.parse::<SocketAddr>() else {
+                return false;
+            };
+            let local = upstream.ip().is_loopback() || upstream.ip().is_unspecified();
+            upstream.port() == listen.port()
+                && (upstream.ip() == listen.ip() || (listen.ip().is_unspecified() && local))
+        }
+    }
+}
+
+/// What will run, in the config file's own format: the process settings, then one line per
+/// route with every route setting that applies to it. Parsing the text gives the same
+/// [`ServerConfig`] back; `tcprelay --check` prints it.
+pub fn describe(server: &ServerConfig) -> String {
+    let mut text = String::new();
+    for setting in SETTINGS {
+        if let Field::Process(_, get) = setting.field {
+            if let Some(value) = get(server) {
+                let _ = writeln!(text, "{} {value}", setting.name);
+            }
+        }
+    }
+    for route in &server.routes {
+        let _ = write!(text, "route {} ->", route.listen_address());
+        for upstream in route.upstreams() {
+            let _ = write!(text, " {upstream}");
+        }
+        if !route.name.is_empty() {
+            let _ = write!(text, " name={}", route.name);
+        }
+        for setting in SETTINGS {
+            if let Field::Route(_, get) = setting.field {
+                if let Some(value) = get(route) {
+                    let _ = write!(text, " {}={value}", setting.name);
+                }
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The settings as the Markdown table in README.md and docs/operations.md (a test checks
+/// that both hold exactly this text).
+pub fn markdown_table() -> String {
+    let mut text = String::from(
+        "| flag and config key | default | where | values | meaning |\n|---|---|---|---|---|\n",
+    );
+    for setting in SETTINGS {
+        let flag = match setting.value {
+            "" => setting.flag(),
+            value => format!("{} {value}", setting.flag()),
+        };
+        let scope = match setting.scope {
+            Scope::Process => "process",
+            Scope::Route => "global or route",
+            Scope::RouteOnly => "route",
+        };
+        let list = if setting.list { "; repeatable" } else { "" };
+        let _ = writeln!(
+            text,
+            "| `{flag}` / `{}` | `{}` | {scope} | {}{list} | {} |",
+            setting.name, setting.default, setting.limits, setting.help
+        );
+    }
+    text
+}
+
+/// The settings as `--help` lists them, each with its values and default.
+pub fn help_text() -> String {
+    let mut text = String::new();
+    for setting in SETTINGS {
+        let flag = match setting.value {
+            "" => setting.flag(),
+            value => format!("{} {value}", setting.flag()),
+        };
+        let list = if setting.list { " (repeatable)" } else { "" };
+        let mut body = format!("{}{list}; {}", setting.help, setting.limits);
+        if !matches!(setting.default, "none" | "everyone" | "nobody") {
+            let _ = write!(body, " [default: {}]", setting.default);
+        }
+        text.push_str(&help_entry(&flag, &body));
+    }
+    text
+}
+
+/// One `--help` entry: the flag in a 29-column gutter (or on a line of its own when longer),
+/// and the text wrapped at 90 columns; `[default: X]` is never split.
+pub fn help_entry(flag: &str, body: &str) -> String {
+    const GUTTER: usize = 29;
+    const WIDTH: usize = 90;
+    // Long flags line up after the room a short one takes: `  -l, --listen`, `      --route`.
+    let indent = if flag.starts_with("--") { "      " } else { "  " };
+    let mut text = format!("{indent}{flag}");
+    let mut column = text.len();
+    if column + 2 > GUTTER {
+        text.push('\n');
+        column = 0;
+    }
+    let mut first_word = true;
+    let words = split_keeping_defaults(body);
+    for word in words {
+        if first_word || column + 1 + word.len() > WIDTH {
+            if !first_word {
+                text.push('\n');
+                column = 0;
+            }
+            text.push_str(&" ".repeat(GUTTER - column));
+            column = GUTTER;
+        } else {
+            text.push(' ');
+            column += 1;
+        }
+        text.push_str(&word);
+        column += word.chars().count();
+        first_word = false;
+    }
+    text.push('\n');
+    text
+}
+
+/// Words of `body`, keeping `[default: X]` as one word.
+fn split_keeping_defaults(body: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let mut in_default = false;
+    for word in body.split(' ').filter(|w| !w.is_empty()) {
+        match words.last_mut() {
+            Some(last) if in_default => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+        if word.starts_with("[default:") {
+            in_default = true;
+        }
+        if word.ends_with(']') {
+            in_default = false;
+        }
+    }
+    words
+}
+
+// The value parsers. Each message is `expected WHAT, found "TEXT"`, so that callers can put
+// the flag or the file position in front of it.
+
+fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let value = parse_duration(text)?;
+    if value < min || value > max {
+        let range = if min.is_zero() {
+            format!("0 to {}", format_duration(max))
+        } else {
+            format!("{} to {}", format_duration(min), format_duration(max))
+        };
+        return Err(format!("expected a duration from {range}, found {text:?}"));
+    }
+    Ok(value)
+}
+
+/// A whole number in `min..=max`, in decimal digits only: no sign, no spaces.
+fn count(text: &str, min: usize, max: usize) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) && (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}, found {text:?}")),
+    }
+}
+
+/// A size in `range`, or exactly `also` (such as 0 for "the default buffer").
+fn size(text: &str, also: Option<usize>, (min, max): (usize, usize)) -> Result<usize, String> {
+    let value = parse_size(text)?;
+    if Some(value) == also || (min..=max).contains(&value) {
+        return Ok(value);
+    }
+    let range = format!("a size from {} to {}", format_size(min), format_size(max));
+    Err(match also {
+        Some(also) => format!("expected {also}, or {range}, found {text:?}"),
+        None => format!("expected {range}, found {text:?}"),
+    })
+}
+
+fn switch(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, found {text:?}")),
+    }
+}
+
+/// `10.0.0.0/8,192.168.0.0/16`: one or more CIDR blocks separated by commas.
+pub fn cidrs(text: &str) -> Result<Vec<Cidr>, String> {
+    text.split(',').map(|piece| piece.trim().parse::<Cidr>().map_err(|e| e.to_string())).collect()
+}
+
+fn join_cidrs(blocks: &[Cidr]) -> Option<String> {
+    if blocks.is_empty() {
+        return None;
+    }
+    Some(blocks.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+}
+
+// The settings' own checks, as methods of the types they check. They live here, beside the
+// table, so that `Config` and `ServerConfig` (plain data) import nothing of the parsers.
+
+impl Config {
+    /// Checks the settings with the same parsers and bounds as the command line and the
+    /// config file (the [settings table](crate::settings)), and that there is at least one
+    /// upstream, each `HOST:PORT` with a port, or `unix:PATH`. [`Relay::bind`](crate::Relay::bind)
+    /// calls it.
+    ///
+    /// ```
+    /// let config = tcprelay::Config::default(); // no upstream
+    /// assert_eq!(config.validate().unwrap_err(),
+    ///            "upstream: expected at least one HOST:PORT, found none");
+    /// ```
+    ///
+    /// # Errors
+    /// The first setting that is out of bounds, as `SETTING: expected ..., found "VALUE"`.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_route(self)
+    }
+}
+
+impl ServerConfig {
+    /// What would run, in the config file's own format, one line per setting and per route
+    /// (this is what `tcprelay --check` prints); see [`describe`].
+    pub fn describe(&self) -> String {
+        describe(self)
+    }
+
+    /// Checks every route ([`Config::validate`]) and the whole: no two routes on one
+    /// address however it is spelled, the admin endpoint on no route's port, no route that
+    /// forwards to itself. [`Server::bind`](crate::Server::bind) calls it.
+    ///
+    /// # Errors
+    /// The first mistake, naming both sides of a clash.
+    pub fn validate(&self) -> Result<(), Conflict> {
+        validate_server(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_is_what_the_code_starts_from() {
+        // Unix sockets, so that the socket modes apply and are printed.
+        let route = Config { listen_unix: Some("/run/r.sock".into()), ..Config::default() };
+        let admin = Some(Address::Unix("/run/admin.sock".into()));
+        let server = ServerConfig { admin, ..ServerConfig::default() };
+        for setting in SETTINGS {
+            let got = match setting.field {
+                Field::Route(_, get) => get(&route),
+                Field::Process(_, get) => get(&server),
+            };
+            let documented = match setting.default {
+                _ if setting.name == "admin" => Some("unix:/run/admin.sock".to_string()),
+                "none" | "everyone" | "nobody" => None,
+                text => Some(text.to_string()),
+            };
+            assert_eq!(got, documented, "{}", setting.name);
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_lower_case() {
+        for (index, setting) in SETTINGS.iter().enumerate() {
+            assert!(
+                setting.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{}",
+                setting.name
+            );
+            assert!(!SETTINGS[..index].iter().any(|s| s.name == setting.name), "{}", setting.name);
+        }
+    }
+
+    #[test]
+    fn bounds_are_checked_at_parse_time() {
+        let cases = [
+            ("buffer-size", "64g", r#"expected 0, or a size from 8k to 1m, found "64g""#),
+            ("buffer-size", "18446744073709551615", r#"found "18446744073709551615""#),
+            ("buffer-size", "4k", r#"found "4k""#),
+            ("stack-size", "1000g", r#"expected a size from 16k to 8m, found "1000g""#),
+            ("stack-size", "1k", r#"found "1k""#),
+            ("connect-timeout", "0", r#"expected a duration from 1ms to 10m, found "0""#),
+            ("idle-timeout", "2d", r#"found "2d""#),
+            ("idle-timeout", "25h", r#"expected a duration from 0 to 24h, found "25h""#),
+            ("max-connections", "0", r#"expected a whole number from 1 to 65536, found "0""#),
+            ("max-connections", "+5", r#"found "+5""#),
+            ("max-connections", "65537", r#"found "65537""#),
+            ("explain", "yes", r#"expected on or off, found "yes""#),
+            ("drain-timeout", "2h", r#"found "2h""#),
+        ];
+        for (name, text, expected) in cases {
+            let error = check(find(name).unwrap(), text).unwrap_err();
+            assert!(error.contains(expected), "{name} {text}: {error}");
+        }
+        for (name, text) in [("buffer-size", "0"), ("buffer-size", "1m"), ("stack-size", "8m")] {
+            assert_eq!(check(find(name).unwrap(), text), Ok(()), "{name} {text}");
+        }
+    }
+
+    #[test]
+    fn a_library_config_is_checked_with_the_same_bounds() {
+        let good = Config { upstream: "127.0.0.1:80".into(), ..Config::default() };
+        assert_eq!(validate_route(&good), Ok(()));
+        let cases: Vec<(Config, &str)> = vec![
+            (Config::default(), "upstream: expected at least one HOST:PORT"),
+            (Config { max_connections: 0, ..good.clone() }, "max-connections: "),
+            (Config { buffer_size: usize::MAX, ..good.clone() }, "buffer-size: "),
+            (Config { stack_size: 1 << 40, ..good.clone() }, "stack-size: "),
+            (Config { connect_timeout: Duration::ZERO, ..good.clone() }, "connect-timeout: "),
+            (Config { upstream: "localhost".into(), ..good.clone() }, "\"localhost\""),
+            (Config { upstream: "bad host:80".into(), ..good.clone() }, "\"bad host:80\""),
+        ];
+        for (config, expected) in cases {
+            let error = validate_route(&config).unwrap_err();
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+    }
+
+    fn server(routes: &[(&str, &str)], admin: Option<&str>) -> ServerConfig {
+        let routes = routes
+            .iter()
+            .map(|(listen, upstream)| {
+                let listen = address::parse_listen_address(listen).unwrap();
+                let (listen, listen_unix) = match listen {
+                    Address::Tcp(addr) => (addr, None),
+                    Address::Unix(path) => (Config::default().listen, Some(path)),
+                };
+                Config { listen, listen_unix, upstream: upstream.to_string(), ..Config::default() }
+            })
+            .collect();
+        let admin = admin.map(|a| address::parse_listen_address(a).unwrap());
+        ServerConfig { routes, admin, ..ServerConfig::default() }
+    }
+
+    #[test]
+    fn clashes_name_both_sides() {
+        let cases = [
+            (server(&[(":7001", ":1"), ("127.0.0.1:7001", ":2")], None), "both listen on"),
+            (server(&[("0.0.0.0:7001", ":1"), ("127.0.0.1:7001", ":2")], None), "both listen"),
+            (server(&[("[::]:7001", ":1"), ("127.0.0.1:7001", ":2")], None), "both listen"),
+            (server(&[("unix:/a", ":1"), ("unix:/a", ":2")], None), "both listen"),
+            (server(&[(":7001", ":1")], Some("127.0.0.1:7001")), "admin 127.0.0.1:7001"),
+            (server(&[(":7001", "127.0.0.1:7001")], None), "forwards to its own"),
+            (server(&[("0.0.0.0:7001", ":7001")], None), "forwards to its own"),
+            (server(&[("unix:/a", "unix:/a")], None), "forwards to its own"),
+        ];
+        for (config, expected) in cases {
+            let error = validate_server(&config).unwrap_err();
+            assert!(error.message.contains(expected), "{}", error.message);
+        }
+        let error = validate_server(&server(&[(":7001", ":1"), ("127.0.0.1:7001", ":2")], None))
+            .unwrap_err();
+        assert_eq!(
+            error.message,
+            "route 127.0.0.1:7001 and route 127.0.0.1:7001 (route 1) both listen on 127.0.0.1:7001"
+        );
+        assert_eq!(error.route, Some(1));
+        for fine in [
+            server(&[(":0", ":1"), ("127.0.0.1:0", ":2")], Some(":0")),
+            server(&[("127.0.0.1:7001", ":1"), ("127.0.0.2:7001", ":2")], None),
+            server(&[("0.0.0.0:7001", ":1"), ("[::1]:7001", ":2")], None),
+            server(&[(":7001", "127.0.0.2:7002")], None),
+        ] {
+            assert_eq!(validate_server(&fine), Ok(()), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn help_and_docs_tables_list_every_setting() {
+        let help = help_text();
+        let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let table = markdown_table();
+        for setting in SETTINGS {
+            assert!(help.contains(&setting.flag()), "{} missing from --help", setting.name);
+            assert!(words.contains(setting.limits), "{} limits missing from --help", setting.name);
+            assert!(table.contains(&format!("`{}`", setting.name)), "{}", setting.name);
+        }
+        for line in help.lines() {
+            assert!(line.chars().count() <= 90, "too long: {line}");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Dialling an upstream whose name has several addresses (issue 14), through an in-process
+//! relay on loopback: Happy Eyeballs past a blackholed first address, and the per-address
+//! back-off that spares later clients.
+//!
+//! No name on this machine resolves to both `::1` and `127.0.0.1`, so these tests give the
+//! relay a resolver of their own ([`tcprelay::Config::resolver`], the documented seam) that
+//! knows the names they make up.
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tcprelay::Config;
+
+/// A relay to `upstream` (a made-up name), resolved by [`fake_resolver`].
+fn relay_to_name(upstream: &str) -> TestRelay {
+    TestRelay::start(Config {
+        upstream: upstream.to_string(),
+        resolver: fake_resolver,
+        // Short, so the abandoned attempt to the blackhole ends soon after each test.
+        connect_timeout: Duration::from_secs(2),
+        ..quiet_config()
+    })
+}
+
+#[test]
+fn a_blackholed_first_address_is_raced_by_the_next_and_then_tried_last() {
+    let dead = Blackhole::on("::1");
+    let live = Upstream::banner("live");
+    let name = "dual-stack.test:1";
+    fake_name(name, &[dead.addr, live.addr]);
+    let relay = relay_to_name(name);
+
+    // The first client: ::1 is tried first and says nothing; 127.0.0.1 is started beside it
+    // after the attempt delay and wins. The upstream itself did not fail.
+    assert_eq!(served_by(relay.addr), "live");
+    let metrics = settled(&relay.metrics);
+    let upstream = metrics.upstream(name).expect("counters for the upstream");
+    assert_eq!(upstream.address_failures, 1, "the silent ::1 is counted");
+    assert_eq!((metrics.connect_failed, upstream.failures, upstream.connections), (0, 0, 1));
+
+    // Later clients try 127.0.0.1 first and never wait on ::1 (which would count again).
+    for _ in 0..4 {
+        assert_eq!(served_by(relay.addr), "live");
+    }
+    let metrics = settled(&relay.metrics);
+    let upstream = metrics.upstream(name).expect("counters for the upstream");
+    assert_eq!((upstream.address_failures, upstream.connections), (1, 5));
+    assert_eq!(live.accepted(), 5);
+}
+
+#[test]
+fn a_refused_first_address_hands_over_at_once_and_the_upstream_does_not_back_off() {
+    let live = Upstream::banner("live");
+    let name = "refused-first.test:1";
+    fake_name(name, &[dead_addr(), live.addr]);
+    let relay = relay_to_name(name);
+
+    for _ in 0..3 {
+        assert_eq!(served_by(relay.addr), "live");
+    }
+    let metrics = settled(&relay.metrics);
+    let upstream = metrics.upstream(name).expect("counters for the upstream");
+    assert_eq!(upstream.address_failures, 1, "refused once, then tried last");
+    assert_eq!((metrics.connect_failed, upstream.failures), (0, 0));
+    assert!(upstream.up);
+}
+
+#[test]
+fn a_name_whose_every_address_fails_fails_the_upstream_and_the_next_one_serves() {
+    let next = Upstream::banner("next");
+    let name = "all-dead.test:1";
+    fake_name(name, &[dead_addr(), "127.0.0.1:2".parse().unwrap()]);
+    let relay = TestRelay::start(Config {
+        resolver: fake_resolver,
+        ..to_all(&[name.to_string(), next.addr.to_string()])
+    });
+
+    assert_eq!(served_by(relay.addr), "next");
+    let metrics = settled(&relay.metrics);
+    let upstream = metrics.upstream(name).expect("counters for the upstream");
+    assert_eq!((upstream.failures, upstream.address_failures), (1, 2));
+    assert!(!upstream.up, "down until a connect succeeds (no health checks here)");
+    assert_eq!(metrics.connect_failed, 1);
+}
