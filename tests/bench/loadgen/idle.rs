@@ -7,9 +7,9 @@
 //! connection, then lets them all sit idle: a relay that grows buffers for bulk
 //! must give them back, or this shows it.
 //!
-//! Every figure is read [`SETTLE`] after the last byte moved, so a relay that
-//! gives buffers back only once a connection has been quiet for a while (tcprelay:
-//! after one timer tick, 5 s with the defaults) is measured idle, not just opened.
+//! After the bulk, the figures are read [`SETTLE`] after the last byte moved, so a
+//! relay that gives large buffers back once a connection has been quiet for a while
+//! (tcprelay: after one timer tick, 5 s with the defaults) is measured idle, not busy.
 //!
 //! Every connection makes one exchange as it opens. A completed `connect`
 //! only means the kernel finished the handshake into the relay's backlog; the
@@ -78,7 +78,9 @@ pub fn run(
         measurement.push("connections", connections);
         return Ok(measurement.fail(&error));
     }
-    thread::sleep(SETTLE);
+    if after_bulk {
+        thread::sleep(SETTLE);
+    }
     let holding = watched.map(footprint::sample).transpose()?;
     let kernel_holding = footprint::kernel_memory()?;
     let (sample_ok, sample_total) = check_sample(&mut held);
