@@ -58,36 +58,28 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod access;
-pub mod address;
-mod admin;
-pub mod admin_http;
-pub mod cli;
-mod config;
-pub mod config_file;
+pub mod command;
 mod limits;
-pub mod log;
-pub mod metrics;
 mod net;
-mod observe;
+mod ops;
 mod outcome;
 mod relay;
 pub mod server;
 pub mod settings;
 mod teach;
-pub mod units;
 mod upstream;
 
-pub use config::Config;
-pub use config::Policy;
-pub use limits::threads::{self, ThreadHook, ThreadRole, ThreadStage};
-pub use log::LogLevel;
+pub use limits::threads::{ThreadHook, ThreadRole, ThreadStage, no_hook};
 pub use net::proxy_protocol;
-pub use net::stream::{self, Address};
+pub use net::sni;
+pub use net::stream::Address;
+pub use ops::log::LogLevel;
+pub use ops::metrics;
 pub use outcome::CloseReason;
 pub use relay::{Relay, StopHandle};
-pub use server::{Server, ServerConfig, ServerHandle};
-pub use teach::demo;
+pub use server::{AdminAccess, AdminToken, Server, ServerConfig, ServerHandle};
+pub use settings::access::{AccessRules, Cidr};
+pub use settings::config::{Config, Policy};
 pub use upstream::dial::{DialError, Resolver, system_resolver};
 
 /// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.

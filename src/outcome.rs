@@ -29,6 +29,18 @@ pub enum CloseReason {
     Stopped,
     /// The access rules (`allow`/`deny`) refused the client; no upstream was dialled.
     Denied,
+    /// The client already had `--max-connections-per-client` connections open on the route:
+    /// closed at once, no upstream dialled.
+    ClientLimit,
+    /// The whole process was at the connection cap its OS limits allow (several routes
+    /// together): closed at once, no upstream dialled.
+    ProcessLimit,
+    /// The route expects a PROXY protocol header (`accept-proxy`) and the client's first
+    /// bytes were not a valid one, or did not arrive in time; nothing was forwarded.
+    BadProxyHeader,
+    /// No route on the listener takes the server name the client asked for (or it asked
+    /// for none), and the listener has no default route; nothing was forwarded.
+    NoRoute,
 }
 
 impl CloseReason {
@@ -46,11 +58,15 @@ impl CloseReason {
             CloseReason::HalfCloseTimeout => "half_close_timeout",
             CloseReason::Stopped => "stopped",
             CloseReason::Denied => "denied",
+            CloseReason::ClientLimit => "client_limit",
+            CloseReason::ProcessLimit => "process_limit",
+            CloseReason::BadProxyHeader => "bad_proxy_header",
+            CloseReason::NoRoute => "no_route",
         }
     }
 
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 15] = [
         CloseReason::ClientEof,
         CloseReason::UpstreamEof,
         CloseReason::ClientReset,
@@ -62,6 +78,10 @@ impl CloseReason {
         CloseReason::HalfCloseTimeout,
         CloseReason::Stopped,
         CloseReason::Denied,
+        CloseReason::ClientLimit,
+        CloseReason::ProcessLimit,
+        CloseReason::BadProxyHeader,
+        CloseReason::NoRoute,
     ];
 
     /// This reason's place in [`CloseReason::ALL`].

@@ -11,8 +11,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
 use support::*;
-use tcprelay::server::{AdminAccess, AdminToken};
 use tcprelay::{Address, Config, ServerConfig};
+use tcprelay::{AdminAccess, AdminToken};
 
 /// A server with one echo route and the admin endpoint on loopback.
 fn admin_server(upstream: &Upstream, access: AdminAccess) -> TestServer {

@@ -129,27 +129,19 @@ fn explain_narrates_each_connection_with_the_go_lines() {
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_all(&client).unwrap(), b"hello back");
 
+    // The Go halves quote docs/go/correct/main.go verbatim (tests/go_programs.rs checks that).
     let expected = [
         ("accepted a client from 127.0.0.1:", "Go: conn, err := l.Accept()"),
-        (&format!("dialled its own upstream {upstream_arg}"), "Go: up, err := net.Dial"),
         (
-            "starting the second thread: both copies run",
-            "Go: go io.Copy(up, conn); io.Copy(conn, up)",
+            &format!("dialled its own upstream {upstream_arg}"),
+            "Go: c, err := net.Dial(\"tcp\", upstream)",
         ),
-        ("first 3 bytes client → upstream", "Go: io.Copy(up, conn) moves its first bytes"),
-        (
-            "client finished sending (EOF): shutdown(Write) to upstream",
-            "Go: io.Copy(up, conn) returned nil; up.CloseWrite()",
-        ),
-        ("first 10 bytes upstream → client", "Go: io.Copy(conn, up) moves its first bytes"),
-        (
-            "upstream finished sending (EOF): shutdown(Write) to client",
-            "Go: io.Copy(conn, up) returned nil; conn.CloseWrite()",
-        ),
-        (
-            "both copies done, both sockets closed (client_eof)",
-            "Go: wg.Wait(); defer conn.Close(); defer up.Close()",
-        ),
+        ("a second thread starts, for client → upstream", "Go: go func() {"),
+        ("first 3 bytes client → upstream", "Go: copyThenCloseWrite(up, conn)"),
+        ("client sent EOF: shutdown(Write) to upstream", "Go: dst.CloseWrite()"),
+        ("first 10 bytes upstream → client", "Go: copyThenCloseWrite(conn, up)"),
+        ("upstream sent EOF: shutdown(Write) to client", "Go: dst.CloseWrite()"),
+        ("both copies done, both sockets closed (client_eof)", "Go: wg.Wait()"),
     ];
     for (event, go) in expected {
         let line = relay.stdout_line();

@@ -179,3 +179,43 @@ fn health_checks_take_a_dead_upstream_out_before_any_client_waits_and_bring_it_b
     assert!(!thread_names().iter().any(|name| name == "tcprelay-health"), "{:?}", thread_names());
     drop(revived);
 }
+
+/// Whether [`resolver_out_of_descriptors`] fails, as the process would with no descriptor
+/// left. The process-wide connection cap keeps clients from using up the descriptors, so
+/// the test makes the dial itself meet `EMFILE`.
+static OUT_OF_DESCRIPTORS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+fn resolver_out_of_descriptors(upstream: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    if OUT_OF_DESCRIPTORS.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(std::io::Error::from_raw_os_error(24)); // EMFILE
+    }
+    tcprelay::system_resolver(upstream)
+}
+
+/// Out of descriptors while *dialling* is the relay's own trouble, not the upstream's
+/// (issue 11): it is counted as a local error, never in
+/// `tcprelay_upstream_connect_failures_total`, and the first upstream is not backed off, so
+/// the first client once descriptors are back goes to it at once, not to the second.
+#[test]
+fn out_of_descriptors_while_dialling_is_a_local_error_and_backs_no_upstream_off() {
+    let _serial = serial();
+    let first = Upstream::banner("first");
+    let second = Upstream::banner("second");
+    let relay = TestRelay::start(Config {
+        resolver: resolver_out_of_descriptors,
+        ..to_all(&[first.addr.to_string(), second.addr.to_string()])
+    });
+
+    OUT_OF_DESCRIPTORS.store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(served_by(relay.addr), "", "no descriptor to dial with: closed at once");
+    }
+    OUT_OF_DESCRIPTORS.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(served_by(relay.addr), "first", "the first upstream was not backed off");
+
+    let metrics = settled(&relay.metrics);
+    assert_eq!(metrics.connect_failed, 0, "no upstream is blamed for a local error");
+    assert_eq!(metrics.dial_local_errors, 3);
+    assert_eq!(second.accepted(), 0, "nobody was sent to the second upstream");
+}

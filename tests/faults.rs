@@ -55,25 +55,54 @@ fn upstream_running(scenario: impl Fn(TcpStream) + Send + Sync + 'static) -> Ups
     })
 }
 
-/// A relay to `upstream` with these timeouts (zero: off).
-fn relay_with_timeouts(upstream: &Upstream, idle: Duration, half_close: Duration) -> TestRelay {
-    TestRelay::start(Config {
-        upstream: upstream.addr.to_string(),
-        idle_timeout: idle,
-        half_close_timeout: half_close,
-        // Threads exit with their connection instead of parking for the next one, so the
-        // connection-thread count can return to the baseline (tests/thread_pool.rs covers
-        // the parked threads).
-        thread_keep_alive: Duration::ZERO,
-        ..quiet_config()
-    })
+/// One fault scenario: an upstream, a relay in front of it with these timeouts (zero: off),
+/// and the process's descriptor and thread counts taken before any client connects.
+struct Scenario {
+    upstream: Upstream,
+    relay: TestRelay,
+    baseline: Baseline,
 }
 
-/// A client that has announced the scenario.
-fn scenario_client(relay: SocketAddr) -> TcpStream {
-    let client = connect(relay);
-    write_all(&client, &[SCENARIO]).unwrap();
-    client
+impl Scenario {
+    /// An upstream that runs `scenario` for each client that asks for it (see
+    /// [`upstream_running`]), behind a relay with these timeouts.
+    fn start(
+        idle: Duration,
+        half_close: Duration,
+        scenario: impl Fn(TcpStream) + Send + Sync + 'static,
+    ) -> Scenario {
+        Scenario::with_upstream(upstream_running(scenario), idle, half_close)
+    }
+
+    /// A relay with these timeouts in front of `upstream`.
+    fn with_upstream(upstream: Upstream, idle: Duration, half_close: Duration) -> Scenario {
+        let relay = TestRelay::start(Config {
+            upstream: upstream.addr.to_string(),
+            idle_timeout: idle,
+            half_close_timeout: half_close,
+            // Threads exit with their connection instead of parking for the next one, so
+            // the connection-thread count can return to the baseline (tests/thread_pool.rs
+            // covers the parked threads).
+            thread_keep_alive: Duration::ZERO,
+            ..quiet_config()
+        });
+        Scenario { upstream, relay, baseline: Baseline::take() }
+    }
+
+    /// A client that has announced the scenario.
+    fn client(&self) -> TcpStream {
+        let client = connect(self.relay.addr);
+        write_all(&client, &[SCENARIO]).unwrap();
+        client
+    }
+
+    /// After the fault: the relay still serves, and every descriptor and connection thread
+    /// of the faulty connection is given back.
+    fn assert_recovered(self) {
+        assert_still_serving(self.relay.addr);
+        self.baseline.assert_restored();
+        drop(self.upstream);
+    }
 }
 
 /// A fresh client gets an echo through the relay: it survived whatever came before.
@@ -83,13 +112,6 @@ fn assert_still_serving(relay: SocketAddr) {
     write_all(&client, b"still serving").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_all(&client).unwrap(), b"still serving");
-}
-
-/// After a fault: the relay still serves, and every descriptor and connection thread of the
-/// faulty connection is given back.
-fn assert_recovered(relay: SocketAddr, baseline: &Baseline) {
-    assert_still_serving(relay);
-    baseline.assert_restored();
 }
 
 /// A slow, steady sender: `bytes` in chunks of [`CHUNK`], one every [`PACE`].
@@ -165,16 +187,14 @@ fn assert_within(elapsed: Duration, earliest: Duration, what: &str) {
 fn idle_timeout_closes_an_idle_connection_on_both_sides() {
     let _serial = serial();
     let (upstream_saw, upstream_closed) = mpsc::channel();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(IDLE, Duration::ZERO, move |stream| {
         let end = (&stream).read(&mut [0; 1]).map_err(|error| error.kind());
         upstream_saw.send((Instant::now(), end)).unwrap();
     });
-    let relay = relay_with_timeouts(&upstream, IDLE, Duration::ZERO);
-    let baseline = Baseline::take();
 
     // The scenario byte is the last activity; the relay forwards it after we send it.
     let quiet_from = Instant::now();
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     let end = (&client).read(&mut [0; 1]);
     let client_closed = quiet_from.elapsed();
 
@@ -184,7 +204,7 @@ fn idle_timeout_closes_an_idle_connection_on_both_sides() {
     assert_eq!(end, Ok(0), "the upstream sees EOF");
     assert_within(at.duration_since(quiet_from), IDLE, "the upstream saw EOF");
     drop(client);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// The upstream sends a chunk every [`PACE`] for four idle timeouts while the client says
@@ -196,23 +216,21 @@ fn download_only_stream_outlives_the_idle_timeout() {
     let chunks = (4 * IDLE.as_millis() / PACE.as_millis()) as usize;
     let sent = pattern(11, chunks * CHUNK);
     let upstream_sent = sent.clone();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(IDLE, Duration::ZERO, move |stream| {
         send_paced(&stream, &upstream_sent).unwrap();
         stream.shutdown(Shutdown::Write).unwrap();
         let _ = read_all(&stream);
     });
-    let relay = relay_with_timeouts(&upstream, IDLE, Duration::ZERO);
-    let baseline = Baseline::take();
 
     let started = Instant::now();
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     let received = read_all(&client).expect("the whole download, then EOF");
 
     assert!(started.elapsed() >= 3 * IDLE, "the download ended too soon to prove anything");
     assert_eq!(received.len(), sent.len(), "bytes lost: the download was cut");
     assert!(received == sent, "download corrupted");
     drop(client);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// The mirror image: the client uploads a chunk every [`PACE`] for four idle timeouts while
@@ -223,14 +241,12 @@ fn upload_only_stream_outlives_the_idle_timeout() {
     let chunks = (4 * IDLE.as_millis() / PACE.as_millis()) as usize;
     let sent = pattern(12, chunks * CHUNK);
     let (upstream_got, upload) = mpsc::channel();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(IDLE, Duration::ZERO, move |stream| {
         upstream_got.send(read_all(&stream).map_err(|error| error.kind())).unwrap();
     });
-    let relay = relay_with_timeouts(&upstream, IDLE, Duration::ZERO);
-    let baseline = Baseline::take();
 
     let started = Instant::now();
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     send_paced(&client, &sent).expect("the relay is still forwarding");
     client.shutdown(Shutdown::Write).unwrap();
     let received = upload.recv_timeout(TIMEOUT).unwrap().expect("the whole upload, then EOF");
@@ -240,7 +256,7 @@ fn upload_only_stream_outlives_the_idle_timeout() {
     assert!(received == sent, "upload corrupted");
     assert!(read_all(&client).unwrap().is_empty());
     drop(client);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 // ---- the half-close timeout ----------------------------------------------------------
@@ -254,7 +270,7 @@ fn half_close_timeout_closes_a_silent_half_open_peer() {
     let (upstream_saw, upstream_events) = mpsc::channel();
     let (client_done, client_saw_eof) = mpsc::channel::<()>();
     let client_saw_eof = Mutex::new(client_saw_eof);
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(Duration::ZERO, HALF_CLOSE, move |stream| {
         let request = read_all(&stream).map_err(|error| error.kind());
         upstream_saw.send(request).unwrap();
         // Silent until the client has seen the end; only then probe whether the relay let
@@ -262,10 +278,8 @@ fn half_close_timeout_closes_a_silent_half_open_peer() {
         let _ = client_saw_eof.lock().unwrap().recv_timeout(TIMEOUT);
         upstream_saw.send(Ok(vec![u8::from(peer_has_closed(&stream))])).unwrap();
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, HALF_CLOSE);
-    let baseline = Baseline::take();
 
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     write_all(&client, b"request").unwrap();
     let half_closed = Instant::now();
     client.shutdown(Shutdown::Write).unwrap();
@@ -280,7 +294,7 @@ fn half_close_timeout_closes_a_silent_half_open_peer() {
     let upstream_closed = upstream_events.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(upstream_closed, Ok(vec![1]), "the relay closed the upstream connection");
     drop(client);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// After the client's half-close, the upstream replies slowly but steadily: a chunk every
@@ -292,14 +306,12 @@ fn slow_steady_reply_after_half_close_is_not_cut() {
     let chunks = (4 * HALF_CLOSE.as_millis() / PACE.as_millis()) as usize;
     let reply = pattern(13, chunks * CHUNK);
     let upstream_reply = reply.clone();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(Duration::ZERO, HALF_CLOSE, move |stream| {
         assert_eq!(read_all(&stream).unwrap(), b"request");
         send_paced(&stream, &upstream_reply).unwrap();
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, HALF_CLOSE);
-    let baseline = Baseline::take();
 
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     write_all(&client, b"request").unwrap();
     let half_closed = Instant::now();
     client.shutdown(Shutdown::Write).unwrap();
@@ -309,7 +321,7 @@ fn slow_steady_reply_after_half_close_is_not_cut() {
     assert_eq!(received.len(), reply.len(), "bytes lost: the reply was cut");
     assert!(received == reply, "reply corrupted");
     drop(client);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 // ---- resets and abrupt closes, phase by phase -----------------------------------------
@@ -329,12 +341,11 @@ fn clients_closing_right_after_connect_leave_nothing_behind() {
         let end = read_all(&stream).map_err(|error| error.kind());
         ended.lock().unwrap().send(end).unwrap();
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
-    let baseline = Baseline::take();
+    let scenario = Scenario::with_upstream(upstream, Duration::ZERO, Duration::ZERO);
 
     const CLIENTS: usize = 20;
     for _ in 0..CLIENTS {
-        drop(connect(relay.addr));
+        drop(connect(scenario.relay.addr));
     }
     for _ in 0..CLIENTS {
         let end = upstream_ends.recv_timeout(TIMEOUT).expect("every upstream connection ends");
@@ -346,8 +357,8 @@ fn clients_closing_right_after_connect_leave_nothing_behind() {
         );
     }
 
-    assert_eq!(upstream.accepted(), CLIENTS);
-    baseline.assert_restored();
+    assert_eq!(scenario.upstream.accepted(), CLIENTS);
+    scenario.baseline.assert_restored();
 }
 
 /// The client resets while uploading (it closes with the upstream's greeting unread, so its
@@ -359,7 +370,7 @@ fn client_reset_mid_upload_ends_the_upstream_connection() {
     let (upstream_got, upload) = mpsc::channel();
     let (got_some, upstream_has_some) = mpsc::channel();
     let got_some = Mutex::new(got_some);
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
         write_all(&stream, b"hello").unwrap(); // never read by the client
         let mut received = vec![0; 64 * 1024];
         (&stream).read_exact(&mut received).unwrap();
@@ -367,10 +378,8 @@ fn client_reset_mid_upload_ends_the_upstream_connection() {
         received.extend(read_until_closed(&stream));
         upstream_got.send(received).unwrap();
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
-    let baseline = Baseline::take();
 
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     write_all(&client, &sent[..256 * 1024]).unwrap();
     upstream_has_some.recv_timeout(TIMEOUT).unwrap();
     drop(client); // RST: "hello" is unread
@@ -378,7 +387,7 @@ fn client_reset_mid_upload_ends_the_upstream_connection() {
     let received = upload.recv_timeout(TIMEOUT).expect("the upstream connection ended");
     assert!(received.len() >= 64 * 1024 && received.len() <= 256 * 1024);
     assert!(received == sent[..received.len()], "the upload is not a prefix of what was sent");
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// The client resets while downloading: the upstream's writes fail soon after, and the
@@ -389,13 +398,11 @@ fn client_reset_mid_download_ends_the_upstream_connection() {
     let chunk = pattern(15, 64 * 1024);
     let (upstream_wrote, written) = mpsc::channel();
     let upstream_chunk = chunk.clone();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
         upstream_wrote.send(write_until_closed(&stream, &upstream_chunk)).unwrap();
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
-    let baseline = Baseline::take();
 
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     let mut first = vec![0; 100_000];
     (&client).read_exact(&mut first).unwrap();
     drop(client); // RST: the rest of the flood is unread
@@ -403,7 +410,7 @@ fn client_reset_mid_download_ends_the_upstream_connection() {
     let written = written.recv_timeout(TIMEOUT).expect("the upstream's writes fail");
     assert!(written >= first.len() as u64);
     assert!(first[..65536] == chunk[..] && first[65536..] == chunk[..100_000 - 65536]);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// The upstream resets while the client uploads (it closes with bytes unread): the client
@@ -414,16 +421,14 @@ fn upstream_reset_mid_upload_ends_the_client_connection() {
     let _serial = serial();
     let chunk = pattern(16, 64 * 1024);
     let (upstream_got, upload) = mpsc::channel();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
         let mut received = vec![0; 200_000];
         (&stream).read_exact(&mut received).unwrap();
         upstream_got.send(received).unwrap();
         // Dropped with more of the upload queued unread: the kernel sends RST.
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
-    let baseline = Baseline::take();
 
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     let written = write_until_closed(&client, &chunk);
     let rest = read_until_closed(&client);
     drop(client);
@@ -433,7 +438,7 @@ fn upstream_reset_mid_upload_ends_the_client_connection() {
     let received = upload.recv_timeout(TIMEOUT).unwrap();
     let expected: Vec<u8> = chunk.iter().copied().cycle().take(received.len()).collect();
     assert!(received == expected, "the upload is not a prefix of what was sent");
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// The upstream resets in the middle of a download (it closes with the client's bytes
@@ -443,21 +448,19 @@ fn upstream_reset_mid_download_ends_the_client_connection() {
     let _serial = serial();
     let sent = pattern(17, 512 * 1024);
     let upstream_sent = sent.clone();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
         let _ = write_all(&stream, &upstream_sent);
         // The client's 4 KiB below stay unread: dropping now sends RST.
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
-    let baseline = Baseline::take();
 
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     write_all(&client, &[7; 4096]).unwrap();
     let received = read_until_closed(&client);
 
     assert!(received.len() <= sent.len());
     assert!(received == sent[..received.len()], "the download is not a prefix of what was sent");
     drop(client);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// The client half-closes, the upstream starts a long reply, and the client resets partway
@@ -468,14 +471,12 @@ fn client_reset_after_its_half_close_ends_the_upstream_connection() {
     let chunk = pattern(18, 64 * 1024);
     let upstream_chunk = chunk.clone();
     let (upstream_wrote, written) = mpsc::channel();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
         assert_eq!(read_all(&stream).unwrap(), b"request");
         upstream_wrote.send(write_until_closed(&stream, &upstream_chunk)).unwrap();
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
-    let baseline = Baseline::take();
 
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     write_all(&client, b"request").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let mut first = vec![0; chunk.len()];
@@ -484,7 +485,7 @@ fn client_reset_after_its_half_close_ends_the_upstream_connection() {
     drop(client); // RST: the rest of the reply is unread
 
     assert!(written.recv_timeout(TIMEOUT).expect("the upstream's writes fail") >= 65536);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// The client half-closes, and the upstream resets partway through its reply (it closes
@@ -494,15 +495,13 @@ fn upstream_reset_after_the_client_half_close_ends_the_client_connection() {
     let _serial = serial();
     let reply = pattern(19, 256 * 1024);
     let upstream_reply = reply.clone();
-    let upstream = upstream_running(move |stream| {
+    let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
         let mut start = [0; 4];
         (&stream).read_exact(&mut start).unwrap(); // the rest of the request stays unread
         let _ = write_all(&stream, &upstream_reply);
     });
-    let relay = relay_with_timeouts(&upstream, Duration::ZERO, Duration::ZERO);
-    let baseline = Baseline::take();
 
-    let client = scenario_client(relay.addr);
+    let client = scenario.client();
     write_all(&client, &[b'r'; 8192]).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let received = read_until_closed(&client);
@@ -510,7 +509,7 @@ fn upstream_reset_after_the_client_half_close_ends_the_client_connection() {
     assert!(received.len() <= reply.len());
     assert!(received == reply[..received.len()], "the reply is not a prefix of what was sent");
     drop(client);
-    assert_recovered(relay.addr, &baseline);
+    scenario.assert_recovered();
 }
 
 /// Timeouts on, and a burst of short echo exchanges: each ends by its own EOFs long before
@@ -518,16 +517,14 @@ fn upstream_reset_after_the_client_half_close_ends_the_client_connection() {
 #[test]
 fn timers_leave_nothing_behind_after_normal_exchanges() {
     let _serial = serial();
-    let upstream = upstream_running(|_| {});
-    let relay = relay_with_timeouts(&upstream, IDLE, HALF_CLOSE);
-    let baseline = Baseline::take();
+    let scenario = Scenario::start(IDLE, HALF_CLOSE, |_| {});
 
     let sent = Arc::new(pattern(20, 100_000));
     thread::scope(|scope| {
         for _ in 0..10 {
             let sent = Arc::clone(&sent);
             scope.spawn(move || {
-                let client = connect(relay.addr);
+                let client = connect(scenario.relay.addr);
                 write_all(&client, &[ECHO]).unwrap();
                 let received = exchange(&client, &sent);
                 assert!(received == *sent, "echo corrupted");
@@ -535,5 +532,5 @@ fn timers_leave_nothing_behind_after_normal_exchanges() {
         }
     });
 
-    baseline.assert_restored();
+    scenario.baseline.assert_restored();
 }

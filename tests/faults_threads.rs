@@ -1,4 +1,4 @@
-//! Faults around connection threads, injected through [`tcprelay::threads::ThreadHook`]:
+//! Faults around connection threads, injected through [`tcprelay::ThreadHook`]:
 //! the OS refusing a thread, a thread panicking, a dial held back until the client is gone,
 //! and the connection limit's bound on live threads.
 //!
@@ -16,7 +16,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 
 use support::*;
 use tcprelay::Config;
-use tcprelay::threads::{ThreadRole, ThreadStage};
+use tcprelay::{ThreadRole, ThreadStage};
 
 /// What the hook does next.
 #[derive(Debug, Default)]
@@ -42,7 +42,7 @@ fn plan() -> MutexGuard<'static, Plan> {
     PLAN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The [`ThreadHook`](tcprelay::threads::ThreadHook) every relay in this binary uses.
+/// The [`ThreadHook`](tcprelay::ThreadHook) every relay in this binary uses.
 fn hook(stage: ThreadStage) -> io::Result<()> {
     match stage {
         ThreadStage::Started(_) => {

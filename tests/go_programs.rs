@@ -22,6 +22,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{OnceLock, mpsc};
@@ -240,10 +241,13 @@ fn correct_dials_one_upstream_per_client() {
 }
 
 // ---------------------------------------------------------------------------
-// The lab's commands (docs/lab.md): measurement programs, strace, nc.
+// The lab's commands (docs/lab.md), run as the lab writes them: `sh -c` with
+// the seat's $P and $U, in a "room" whose target/ holds this run's builds.
+// Every listener starts on port 0 ($P or $U empty of meaning until then) and
+// the test reads the port it got, so runs in parallel never collide.
 // ---------------------------------------------------------------------------
 
-/// Lab step 5: `go run tests/classroom/spawn_cost.go N`, and the `rustc -O`
+/// Lab step 6: `go run tests/classroom/spawn_cost.go N`, and the `rustc -O`
 /// builds of the Rust twins. Only the output's shape is checked: speed lives
 /// in the chapter's measurements, not in assertions.
 #[test]
@@ -263,10 +267,10 @@ fn lab_measurement_programs_run() {
     assert!(rust_copy.contains("rust io::copy: 4 MiB socket to socket in"), "{rust_copy}");
 }
 
-/// Lab step 5 and the chapter's claim: Go's io.Copy between two TCP
+/// Lab step 6 and the chapter's claim: Go's io.Copy between two TCP
 /// connections splices; Rust's io::copy between two TcpStreams does not.
 #[test]
-#[ignore = "needs go and strace: apt-get install golang-go strace"]
+#[ignore = "needs go, strace: apt-get install golang-go strace"]
 fn lab_strace_shows_go_splices_and_rust_does_not() {
     require_tool("strace", &["-V"], "apt-get install strace");
     let bins = classroom_programs();
@@ -288,75 +292,166 @@ fn lab_strace_shows_go_splices_and_rust_does_not() {
     assert!(calls(&rust, "recvfrom") >= 8 * 1024 * 1024 / 8192, "8 KiB at a time:\n{rust}");
 }
 
-/// Lab steps 1 and 2: the upstream is `nc -v -l 127.0.0.1 PORT`, the client
-/// `nc 127.0.0.1 PORT`; the seed loses the first line, articlefix does not.
+/// Before class: each seat's two ports come from its number, no two seats
+/// share one, and the pre-flight check tells a taken port from a free one.
 #[test]
-#[ignore = "needs go and OpenBSD nc: apt-get install golang-go netcat-openbsd"]
+#[ignore = "needs ss: apt-get install iproute2"]
+fn lab_seat_ports_and_the_preflight_check() {
+    let ports = "P=$((9000 + 2*SEAT)); U=$((P + 1)); echo $P $U";
+    for line in ["P=$((9000 + 2*SEAT))", "U=$((P + 1))"] {
+        assert_lab_has(line);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for seat in 1..=30 {
+        let output = Command::new("sh").args(["-c", ports]).env("SEAT", seat.to_string()).output();
+        let output = text(&output.expect("run sh").stdout);
+        for port in output.split_whitespace() {
+            assert!(seen.insert(port.to_string()), "seat {seat}: port {port} is another seat's");
+        }
+    }
+    assert!(seen.contains("9014") && seen.contains("9015"), "seat 7 has 9014 and 9015");
+
+    // A port held by "another process" (this test), and one nobody holds.
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = stranger.local_addr().expect("local_addr").port();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let free_port = free.local_addr().expect("local_addr").port();
+    drop(free);
+    let preflight = r#"ss -ltnH "( sport = :$P or sport = :$U )" | grep . && echo "TAKEN: ask for another SEAT" || echo "free: $P and $U""#;
+    let mut check = Terminal::run(preflight, &Seat { p: free_port, u: taken });
+    let said = text(&check.output_to_end(WAIT).expect("the check ends"));
+    assert!(
+        said.contains(&format!(":{taken}")) && said.ends_with("TAKEN: ask for another SEAT\n"),
+        "{said}"
+    );
+    let mut check = Terminal::run(preflight, &Seat { p: free_port, u: free_port });
+    let said = text(&check.output_to_end(WAIT).expect("the check ends"));
+    assert_eq!(said, format!("free: {free_port} and {free_port}\n"));
+}
+
+/// What "address in use" looks like at each terminal, when another process
+/// holds the seat's port: nc and socat (A), the Go proxies and tcprelay (B)
+/// refuse to start and say so. The dangerous case is silent: with A failed,
+/// a proxy started anyway connects to whoever holds $U.
+#[test]
+#[ignore = "needs go, nc, socat: apt-get install golang-go netcat-openbsd socat"]
+fn lab_address_in_use_at_each_terminal() {
+    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
+    require_tool("socat", &["-V"], "apt-get install socat");
+    let (stranger, accepted) = handing_upstream();
+    let held = stranger.addr.port();
+    let seat = Seat { p: held, u: held };
+    for (command, says) in [
+        ("nc -v -l 127.0.0.1 $U", "nc: Address already in use"),
+        (SOCAT_WC, "Address already in use"),
+        (
+            "target/lab/correct -listen 127.0.0.1:$P -upstream 127.0.0.1:$U",
+            "bind: address already in use",
+        ),
+        (TCPRELAY_EXPLAIN, "Address already in use (os error 98)"),
+    ] {
+        // tcprelay refuses a route to its own listen address before it binds: give it
+        // another upstream, so that only $P is in use.
+        let seat = if command == TCPRELAY_EXPLAIN { Seat { p: held, u: 1 } } else { seat };
+        let mut terminal = Terminal::run(command, &seat);
+        let line = terminal.stderr_line_with(says);
+        assert!(terminal.exit_code(WAIT).is_some_and(|code| code != 0), "{command}: {line}");
+    }
+
+    // A second `nc -l` of the same user on the same port does NOT fail: OpenBSD nc sets
+    // SO_REUSEPORT, so the two share the port and each connection goes to one of them.
+    let mut first = Terminal::run("nc -v -l 127.0.0.1 $U", &Seat::default());
+    let shared = first.listening_port();
+    let mut second = Terminal::run("nc -v -l 127.0.0.1 $U", &Seat { p: 0, u: shared });
+    assert_eq!(second.listening_port(), shared, "the second nc -l shares the port");
+
+    // A failed, B started anyway: the seed says "listening on" and dials the stranger.
+    let mut proxy = Terminal::run(SEED, &Seat { p: 0, u: held });
+    proxy.listening_port();
+    accepted.next("the stranger on $U, dialled by the seed");
+}
+
+/// Lab steps 1 and 2: the upstream is `nc -v -l 127.0.0.1 $U`, the client
+/// `nc 127.0.0.1 $P`; the seed loses the first line, articlefix does not.
+#[test]
+#[ignore = "needs go, nc: apt-get install golang-go netcat-openbsd"]
 fn lab_nc_shows_the_seed_losing_the_first_line() {
-    for (program, expected) in
-        [("seed", SECOND.to_vec()), ("articlefix", [first_message().as_slice(), SECOND].concat())]
-    {
-        let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
-        let upstream_addr = upstream.listening_addr();
-        let proxy = go_proxy(program, upstream_addr);
+    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
+    for (proxy_command, expected) in [
+        (SEED, SECOND.to_vec()),
+        (
+            "target/lab/articlefix -listen 127.0.0.1:$P -upstream 127.0.0.1:$U",
+            [first_message().as_slice(), SECOND].concat(),
+        ),
+    ] {
+        let mut seat = Seat::default();
+        let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
+        seat.u = upstream.listening_port();
+        let mut proxy = Terminal::run(proxy_command, &seat);
+        seat.p = proxy.listening_port();
         // Both programs dial the upstream at start-up, before any client exists.
-        let connected = upstream.stderr_line();
-        assert!(connected.starts_with("Connection received"), "{program}: {connected:?}");
-        let mut client = Nc::start(&["127.0.0.1", &proxy.addr.port().to_string()]);
+        upstream.stderr_line_with("Connection received");
+        let mut client = Terminal::run("nc 127.0.0.1 $P", &seat);
 
         // One pipe write of 128 bytes is atomic, so nc forwards the first
         // line in one piece, as the Rust client above does.
         client.type_line(&first_message());
         client.type_line(SECOND);
         let shown = upstream.output_until(expected.len());
-        assert_eq!(text(&shown), text(&expected), "{program}: what the upstream nc printed");
+        assert_eq!(text(&shown), text(&expected), "{proxy_command}: what the upstream nc printed");
     }
 }
 
-/// Lab step 3: the upstream is `nc -v -d -l 127.0.0.1 PORT | wc -c`, the
-/// client `printf 'request\n' | nc -N 127.0.0.1 PORT`. Behind articlefix the
-/// upstream never sees EOF (wc prints nothing); behind correct it does.
+/// Lab step 3: the upstream is socat running `wc -c` per connection, the
+/// client `printf 'request\n' | nc -N 127.0.0.1 $P`. Behind articlefix the
+/// client gets no reply and the upstream no EOF until the proxy dies; behind
+/// correct the client prints 8.
 #[test]
-#[ignore = "needs go and OpenBSD nc: apt-get install golang-go netcat-openbsd"]
-fn lab_nc_shows_articlefix_never_passing_the_eof_on() {
-    for (program, passes_eof_on) in [("articlefix", false), ("correct", true)] {
-        let mut upstream = Nc::start(&["-v", "-d", "-l", "127.0.0.1", "0"]);
-        let proxy = go_proxy(program, upstream.listening_addr());
-        let mut client = Nc::start(&["-N", "127.0.0.1", &proxy.addr.port().to_string()]);
-        client.type_line(b"request\n");
-        client.end_input(); // printf ends: nc -N shuts the socket's write side
-
+#[ignore = "needs go, nc, socat: apt-get install golang-go netcat-openbsd socat"]
+fn lab_socat_wc_replies_8_only_when_the_proxy_passes_the_eof_on() {
+    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
+    require_tool("socat", &["-V"], "apt-get install socat");
+    let client_command = "printf 'request\\n' | nc -N 127.0.0.1 $P";
+    for (proxy_command, passes_eof_on) in [
+        ("target/lab/articlefix -listen 127.0.0.1:$P -upstream 127.0.0.1:$U", false),
+        ("target/lab/correct -listen 127.0.0.1:$P -upstream 127.0.0.1:$U", true),
+    ] {
+        let mut seat = Seat::default();
+        let mut upstream = Terminal::run(SOCAT_WC, &seat);
+        seat.u = upstream.listening_port();
+        let mut proxy = Terminal::run(proxy_command, &seat);
+        seat.p = proxy.listening_port();
+        let mut client = Terminal::run(client_command, &seat);
+        let reply = client.output_to_end(WAIT).map(|out| text(&out));
         if passes_eof_on {
-            // The upstream nc sees EOF and exits: `| wc -c` would print 8.
-            let all = upstream.output_to_end(WAIT).expect("correct passes the EOF on");
-            assert_eq!(text(&all), "request\n");
-            // Its exit is an EOF too, which reaches the client: nc -N exits.
-            assert_eq!(client.output_to_end(WAIT).map(|out| text(&out)), Some(String::new()));
+            assert_eq!(reply.as_deref(), Some("8\n"), "correct: wc's count reaches the client");
+            upstream.stderr_line_with("is at EOF");
         } else {
-            // articlefix closes the client at once (its copy is over): nc -N exits...
-            assert_eq!(client.output_to_end(WAIT).map(|out| text(&out)), Some(String::new()));
-            // ...and the request reached the upstream, but its EOF never does.
-            assert_eq!(text(&upstream.output_until(8)), "request\n");
-            assert_eq!(upstream.output_to_end(QUIET), None, "articlefix passed the EOF on");
-            // Only when the proxy process dies (Ctrl-C) does the shared upstream
-            // connection close: then nc exits and `wc -c` prints 8.
+            // The client returns at once with nothing: articlefix closed it.
+            assert_eq!(reply.as_deref(), Some(""), "articlefix: no reply reaches the client");
+            // The request reached socat, but its EOF never does...
+            upstream.stderr_line_with("starting data transfer loop");
+            upstream.assert_no_stderr_line_with("is at EOF", QUIET);
+            // ...until the proxy dies (Ctrl-C in B) and its shared connection closes.
             drop(proxy);
-            assert_eq!(upstream.output_to_end(WAIT), Some(Vec::new()));
+            upstream.stderr_line_with("is at EOF");
         }
     }
 }
 
-/// Lab step 4: `tcprelay --explain` between the lab's two `nc` commands
-/// (upstream `nc -v -l`, client `nc -N`): every event of the connection is
-/// told beside the Go line it mirrors, in the order the lab lists them.
+/// Lab step 4: `tcprelay --explain --log-level warn` between `nc -v -l` and
+/// `nc -N`: every event is told in order, each line fits 100 columns, and
+/// its Go half quotes docs/go/correct/main.go verbatim, as the lab shows.
 #[test]
-#[ignore = "needs OpenBSD nc: apt-get install netcat-openbsd"]
+#[ignore = "needs nc: apt-get install netcat-openbsd"]
 fn lab_explain_pairs_each_event_with_its_go_line() {
-    let mut upstream = Nc::start(&["-v", "-l", "127.0.0.1", "0"]);
-    let upstream_addr = upstream.listening_addr().to_string();
-    let args = ["--explain", "--listen", "127.0.0.1:0", "--upstream", &upstream_addr];
-    let relay = RelayProcess::start(&args);
-    let mut client = Nc::start(&["-N", "127.0.0.1", &relay.addr.port().to_string()]);
+    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
+    let mut seat = Seat::default();
+    let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
+    seat.u = upstream.listening_port();
+    let mut relay = Terminal::run(TCPRELAY_EXPLAIN, &seat);
+    seat.p = relay.listening_port();
+    let mut client = Terminal::run("nc -N 127.0.0.1 $P", &seat);
 
     client.type_line(b"hello\n");
     assert_eq!(text(&upstream.output_until(6)), "hello\n");
@@ -364,31 +459,69 @@ fn lab_explain_pairs_each_event_with_its_go_line() {
     assert_eq!(text(&client.output_until(3)), "hi\n");
     client.end_input(); // Ctrl-D: nc -N half-closes
 
-    let narration = relay.stdout_until("wg.Wait()");
-    let go_lines = [
-        "l.Accept()",
-        "net.Dial(",
-        "go io.Copy(",
-        "moves its first bytes", // client -> upstream: hello
-        "moves its first bytes", // upstream -> client: hi
-        "CloseWrite()",          // the client's EOF passed on
-        "CloseWrite()",          // nc -l closes when it reads EOF: passed on too
-        "wg.Wait()",
-    ];
-    let mut lines = narration.iter();
-    for go in go_lines {
-        assert!(
-            lines.any(|line| line.contains(go)),
-            "no line with {go:?} in its place; the narration:\n{}",
-            narration.join("\n")
-        );
+    let narration = relay.stdout_lines_until("Go: wg.Wait()");
+    let go_program = include_str!("../docs/go/correct/main.go");
+    for line in &narration {
+        assert!(line.chars().count() <= 100, "wider than 100 columns: {line:?}");
+        let Some((_, go)) = line.split_once("Go: ") else { continue };
+        for statement in go.split("; ") {
+            assert!(go_program.contains(statement), "not in correct/main.go: {statement:?}");
+        }
+    }
+    let go_of = |lines: &[String]| -> Vec<String> {
+        lines.iter().filter_map(|l| l.split_once("Go: ")).map(|(_, go)| go.to_string()).collect()
+    };
+    let shown: Vec<String> = include_str!("../docs/lab.md")
+        .lines()
+        .filter(|line| line.starts_with("conn 1 ") || line.starts_with("         Go: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(go_of(&narration), go_of(&shown), "the narration's Go, and the lab's");
+    assert_eq!(narration.len(), shown.len(), "{narration:#?}");
+}
+
+/// Lab step 7: a relay that looks at the client's first line with `peek`
+/// (Rust) or `bufio.Reader.Peek` (Go) prints it and still forwards it; one
+/// that `read`s it prints it and loses it; `replay` reads and gives it back.
+#[test]
+#[ignore = "needs go, nc: apt-get install golang-go netcat-openbsd"]
+fn lab_peek_looks_without_taking_and_read_takes() {
+    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
+    for (proxy_command, how, keeps) in [
+        ("target/lab/first_bytes peek 127.0.0.1:$P 127.0.0.1:$U", "peek", true),
+        ("target/lab/first_bytes read 127.0.0.1:$P 127.0.0.1:$U", "read", false),
+        ("target/lab/first_bytes replay 127.0.0.1:$P 127.0.0.1:$U", "read, then replayed", true),
+        ("target/lab/peek -mode peek -listen 127.0.0.1:$P -upstream 127.0.0.1:$U", "peek", true),
+        ("target/lab/peek -mode read -listen 127.0.0.1:$P -upstream 127.0.0.1:$U", "read", false),
+        (
+            "target/lab/peek -mode replay -listen 127.0.0.1:$P -upstream 127.0.0.1:$U",
+            "read, then replayed",
+            true,
+        ),
+    ] {
+        let mut seat = Seat::default();
+        let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
+        seat.u = upstream.listening_port();
+        let mut proxy = Terminal::run(proxy_command, &seat);
+        seat.p = proxy.listening_port();
+        let mut client = Terminal::run("nc 127.0.0.1 $P", &seat);
+
+        client.type_line(b"hello\n");
+        let looked = proxy.stderr_line_with("first bytes");
+        assert_eq!(looked, format!("first bytes ({how}): \"hello\\n\""), "{proxy_command}");
+        upstream.stderr_line_with("Connection received"); // dialled after the look
+        client.type_line(b"world\n");
+        let expected = if keeps { "hello\nworld\n" } else { "world\n" };
+        assert_eq!(text(&upstream.output_until(expected.len())), expected, "{proxy_command}");
     }
 }
 
-// ---------------------------------------------------------------------------
-// Helpers: the proxies, nc, and the builds. The scenario's messages and reads
-// live in tests/support, shared with tests/seed_bug_in_rust.rs.
-// ---------------------------------------------------------------------------
+/// Lab steps 1 and 2 (and "address in use"): the seed between the seat's ports.
+const SEED: &str = "target/lab/seed -listen 127.0.0.1:$P -upstream 127.0.0.1:$U";
+/// Lab step 3's upstream: one `wc -c` per connection, its count sent back as the reply.
+const SOCAT_WC: &str = "socat -d -d TCP-LISTEN:$U,bind=127.0.0.1,reuseaddr,fork EXEC:'wc -c'";
+/// Lab step 4's relay.
+const TCPRELAY_EXPLAIN: &str = "target/release/tcprelay --explain --log-level warn --listen 127.0.0.1:$P --upstream 127.0.0.1:$U";
 
 /// Starts `docs/go/<program> -listen 127.0.0.1:0 -upstream ADDR` and waits
 /// for its `listening on ADDR` line.
@@ -398,9 +531,26 @@ fn go_proxy(program: &str, upstream: SocketAddr) -> RelayProcess {
     RelayProcess::start_program(&go_programs().join(program), &args)
 }
 
-/// An OpenBSD `nc` child process with piped stdin, stdout and stderr, killed
-/// and reaped on drop. Its output is read on threads so every wait is bounded.
-struct Nc {
+/// Panics unless `command` is a line of docs/lab.md, as students type it.
+fn assert_lab_has(command: &str) {
+    let lab = include_str!("../docs/lab.md");
+    assert!(lab.lines().any(|line| line.trim() == command), "docs/lab.md has no line `{command}`");
+}
+
+/// A seat's two ports, `$P` (the proxy) and `$U` (the upstream); 0 until the
+/// program that listens there has said which port it got.
+#[derive(Clone, Copy, Default)]
+struct Seat {
+    p: u16,
+    u: u16,
+}
+
+/// One terminal of the lab: `sh -c COMMAND` with the seat's `$P` and `$U`,
+/// run in the room (below), with piped stdin, stdout and stderr. It runs in a
+/// process group of its own, killed and reaped on drop, so a pipeline's
+/// every process goes. Its output is read on threads so every wait is bounded.
+struct Terminal {
+    command: String,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout_chunks: mpsc::Receiver<Vec<u8>>,
@@ -408,15 +558,22 @@ struct Nc {
     readers: Vec<JoinHandle<()>>,
 }
 
-impl Nc {
-    fn start(args: &[&str]) -> Nc {
-        let mut child = Command::new(openbsd_nc())
-            .args(args)
+impl Terminal {
+    /// Runs a command of docs/lab.md (it must be there, verbatim) at `seat`.
+    fn run(command: &str, seat: &Seat) -> Terminal {
+        assert_lab_has(command);
+        let mut child = Command::new("sh")
+            .args(["-c", command])
+            .current_dir(room())
+            .env("P", seat.p.to_string())
+            .env("U", seat.u.to_string())
+            .env("PATH", terminal_path())
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("start nc {args:?}: {e}"));
+            .unwrap_or_else(|e| panic!("start `{command}`: {e}"));
         let stdin = child.stdin.take();
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -425,7 +582,7 @@ impl Nc {
         let readers = vec![
             thread::spawn(move || {
                 let mut buffer = [0u8; 4096];
-                // An empty chunk means EOF: nc closed its output.
+                // An empty chunk means EOF: the command closed its output.
                 while let Ok(n) = stdout.read(&mut buffer) {
                     let _ = chunk_tx.send(buffer[..n].to_vec());
                     if n == 0 {
@@ -439,51 +596,89 @@ impl Nc {
                 }
             }),
         ];
-        Nc { child, stdin, stdout_chunks, stderr_lines, readers }
+        Terminal {
+            command: command.to_string(),
+            child,
+            stdin,
+            stdout_chunks,
+            stderr_lines,
+            readers,
+        }
     }
 
-    /// The address from `nc -v -l`'s "Listening on localhost PORT" line.
-    fn listening_addr(&mut self) -> SocketAddr {
-        let line = self.stderr_lines.recv_timeout(WAIT).expect("nc -v -l says where it listens");
-        let port: u16 = line
-            .strip_prefix("Listening on ")
-            .and_then(|rest| rest.split_whitespace().last())
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from nc -v -l: {line:?}"));
-        SocketAddr::from(([127, 0, 0, 1], port))
+    /// The port in its first `listening on` line on stderr (nc -v says
+    /// "Listening on localhost PORT", socat "listening on AF=2 127.0.0.1:PORT",
+    /// the Go programs and tcprelay "listening on 127.0.0.1:PORT").
+    fn listening_port(&mut self) -> u16 {
+        let line = self.stderr_line_with("istening on ");
+        let after = line.split("istening on ").nth(1).unwrap_or_default();
+        after
+            .split_whitespace()
+            .find_map(|word| word.trim_matches('"').rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("`{}`: no port in {line:?}", self.command))
     }
 
-    /// The next line nc writes to stderr (with -v: "Connection received on ...").
-    fn stderr_line(&self) -> String {
-        self.stderr_lines
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("nc wrote no line to stderr within {WAIT:?}"))
+    /// The next stderr line that contains `needle`, within `WAIT`.
+    fn stderr_line_with(&self, needle: &str) -> String {
+        let mut seen = Vec::new();
+        loop {
+            match self.stderr_lines.recv_timeout(WAIT) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => {
+                    panic!("`{}` wrote no {needle:?} within {WAIT:?}: {seen:#?}", self.command)
+                }
+            }
+        }
     }
 
-    /// Writes to nc's stdin in one write, as if typed (or pasted) at once.
+    /// Panics if a stderr line with `needle` comes within `quiet`.
+    fn assert_no_stderr_line_with(&self, needle: &str, quiet: Duration) {
+        while let Ok(line) = self.stderr_lines.recv_timeout(quiet) {
+            assert!(!line.contains(needle), "`{}`: {line:?}", self.command);
+        }
+    }
+
+    /// Its stdout, line by line, up to and including the first with `last`.
+    fn stdout_lines_until(&mut self, last: &str) -> Vec<String> {
+        let mut shown = Vec::new();
+        while !text(&shown).lines().any(|line| line.contains(last)) {
+            match self.stdout_chunks.recv_timeout(WAIT) {
+                Ok(chunk) if !chunk.is_empty() => shown.extend_from_slice(&chunk),
+                _ => panic!("`{}` printed no {last:?}: {:?}", self.command, text(&shown)),
+            }
+        }
+        text(&shown).lines().map(str::to_string).collect()
+    }
+
+    /// Writes to its stdin in one write, as if typed (or pasted) at once.
     fn type_line(&mut self, line: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin is still open");
-        stdin.write_all(line).expect("write to nc's stdin");
+        stdin.write_all(line).expect("write to the terminal's stdin");
     }
 
-    /// Closes nc's stdin, as `printf ... |` does when printf ends.
+    /// Closes its stdin, as Ctrl-D does.
     fn end_input(&mut self) {
         self.stdin = None;
     }
 
-    /// What nc printed, once `len` bytes have come; panics after `WAIT`.
+    /// What it printed, once `len` bytes have come; panics after `WAIT`.
     fn output_until(&mut self, len: usize) -> Vec<u8> {
         let mut shown = Vec::new();
         while shown.len() < len {
             match self.stdout_chunks.recv_timeout(WAIT) {
                 Ok(chunk) if !chunk.is_empty() => shown.extend_from_slice(&chunk),
-                _ => panic!("nc printed only {:?}, expected {len} bytes", text(&shown)),
+                _ => panic!(
+                    "`{}` printed only {:?}, expected {len} bytes",
+                    self.command,
+                    text(&shown)
+                ),
             }
         }
         shown
     }
 
-    /// Everything nc printed, if its output ended within `within`.
+    /// Everything it printed, if its output ended within `within`.
     fn output_to_end(&mut self, within: Duration) -> Option<Vec<u8>> {
         let mut shown = Vec::new();
         loop {
@@ -494,17 +689,69 @@ impl Nc {
             }
         }
     }
+
+    /// Its exit code, if it exits within `within` (its stderr ending tells when).
+    fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        while let Ok(_line) = self.stderr_lines.recv_timeout(within) {}
+        match self.child.try_wait() {
+            Ok(Some(status)) => status.code(),
+            _ => self.child.wait().ok().and_then(|status| status.code()),
+        }
+    }
 }
 
-impl Drop for Nc {
+impl Drop for Terminal {
     fn drop(&mut self) {
         self.stdin = None;
-        let _ = self.child.kill();
+        // The whole process group: sh and every program of its pipeline.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.child.wait();
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
     }
+}
+
+/// The terminals' PATH: the room's `bin/` (OpenBSD's `nc`), then the test's own PATH.
+fn terminal_path() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(room().join("bin")).chain(std::env::split_paths(&path));
+    std::env::join_paths(dirs).expect("PATH entries without ':'")
+}
+
+/// The room the lab's commands run in: a directory whose `target/lab/` holds
+/// this run's builds of the Go programs and `first_bytes`, and whose
+/// `target/release/tcprelay` is the tcprelay under test, so `target/lab/seed`
+/// and `target/release/tcprelay` mean what they mean in the lab.
+fn room() -> &'static Path {
+    static ROOM: OnceLock<PathBuf> = OnceLock::new();
+    ROOM.get_or_init(|| {
+        let room = Path::new(env!("CARGO_TARGET_TMPDIR")).join("room");
+        let (lab, release) = (room.join("target/lab"), room.join("target/release"));
+        for dir in [&lab, &release] {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {dir:?}: {e}"));
+        }
+        let mut links: Vec<(PathBuf, PathBuf)> = ["seed", "articlefix", "correct", "peek"]
+            .iter()
+            .map(|program| (go_programs().join(program), lab.join(program)))
+            .collect();
+        links.push((classroom_programs().join("first_bytes"), lab.join("first_bytes")));
+        links.push((PathBuf::from(env!("CARGO_BIN_EXE_tcprelay")), release.join("tcprelay")));
+        // `nc` in the lab's commands is OpenBSD's, found by support::openbsd_nc (nc.openbsd
+        // first): a `bin/nc` link to it comes first on the terminals' PATH.
+        if let Ok(nc) = support::find_openbsd_nc(&std::env::var_os("PATH").unwrap_or_default()) {
+            let bin = room.join("bin");
+            std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("create {bin:?}: {e}"));
+            links.push((nc, bin.join("nc")));
+        }
+        for (original, link) in links {
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&original, &link)
+                .unwrap_or_else(|e| panic!("link {link:?} to {original:?}: {e}"));
+        }
+        room
+    })
 }
 
 /// Fails the test, saying how to install `program`, if it cannot be run.
@@ -547,14 +794,14 @@ fn calls(summary: &str, syscall: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The directory holding `seed`, `articlefix` and `correct`, built once per
+/// The directory holding `seed`, `articlefix`, `correct` and `peek`, built once per
 /// test run with `cd docs/go && go build -o OUT ./PROGRAM`.
 fn go_programs() -> &'static Path {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         check_go()?;
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-programs");
-        for program in ["seed", "articlefix", "correct"] {
+        for program in ["seed", "articlefix", "correct", "peek"] {
             let mut go = go_command();
             go.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/go"));
             go.args(["build", "-o"]).arg(out.join(program)).arg(format!("./{program}"));
@@ -573,9 +820,11 @@ fn classroom_programs() -> &'static Path {
         check_go()?;
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("classroom");
         std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
-        for (source, binary) in
-            [("spawn_cost.rs", "spawn_cost"), ("copy_syscalls.rs", "copy_syscalls_rs")]
-        {
+        for (source, binary) in [
+            ("spawn_cost.rs", "spawn_cost"),
+            ("copy_syscalls.rs", "copy_syscalls_rs"),
+            ("first_bytes.rs", "first_bytes"),
+        ] {
             let mut rustc = Command::new("rustc");
             rustc.current_dir(env!("CARGO_MANIFEST_DIR"));
             rustc.args(["-O", "--edition", "2024"]).arg(format!("tests/classroom/{source}"));

@@ -125,8 +125,8 @@ fn assert_allowed(config: Config) {
     assert_eq!(settled(&relay.metrics).denied, 0);
 }
 
-fn rules(allow: &[&str], deny: &[&str]) -> tcprelay::access::AccessRules {
-    tcprelay::access::AccessRules {
+fn rules(allow: &[&str], deny: &[&str]) -> tcprelay::AccessRules {
+    tcprelay::AccessRules {
         allow: allow.iter().map(|cidr| cidr.parse().unwrap()).collect(),
         deny: deny.iter().map(|cidr| cidr.parse().unwrap()).collect(),
     }

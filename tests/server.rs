@@ -42,7 +42,7 @@ fn metrics_after_known_traffic_are_exact_and_labelled_by_route() {
         vec![
             route("alpha", upstream.addr),
             Config {
-                access: tcprelay::access::AccessRules {
+                access: tcprelay::AccessRules {
                     allow: vec![],
                     deny: vec!["127.0.0.0/8".parse().unwrap()],
                 },

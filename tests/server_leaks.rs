@@ -25,8 +25,7 @@ fn a_drained_server_leaves_no_descriptor_or_thread_behind() {
         upstream: upstream.addr.to_string(),
         ..quiet_config()
     };
-    let denied =
-        tcprelay::access::AccessRules { allow: vec![], deny: vec!["127.0.0.1".parse().unwrap()] };
+    let denied = tcprelay::AccessRules { allow: vec![], deny: vec!["127.0.0.1".parse().unwrap()] };
     let server = Server::bind(ServerConfig {
         routes: vec![
             route("echo"),

@@ -1,6 +1,10 @@
-//! Limits and threads: how many connections may be open, where their threads come from, and
-//! what the kernel lets the process map.
+//! Limits and threads: how many connections may be open (per route, per client, and in the
+//! whole process under the OS's limits), where their threads come from, and what malloc
+//! reserves.
 
-pub mod map_limit;
+pub mod arenas;
+pub mod capacity;
 pub mod open_connections;
+pub mod per_client;
+pub mod proc_limits;
 pub mod threads;

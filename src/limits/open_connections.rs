@@ -6,6 +6,8 @@ use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use crate::limits::capacity::ProcessSlot;
+use crate::limits::per_client::ClientKey;
 use crate::outcome::CloseReason;
 use crate::relay::connection::Connection;
 
@@ -20,6 +22,10 @@ pub struct OpenConnections {
 #[derive(Debug, Default)]
 struct State {
     open: HashMap<u64, Arc<Connection>>,
+    /// How many of `open` each client has (see `--max-connections-per-client`).
+    per_client: HashMap<ClientKey, usize>,
+    /// Which client each open connection counts for, by id (none: a Unix socket client).
+    client_of: HashMap<u64, ClientKey>,
     /// Set by `stop_accepting`. Kept under the same lock as `open` so that a waiter in
     /// `wait_for_room` cannot miss it.
     stopped_accepting: bool,
@@ -29,17 +35,56 @@ struct State {
     drain_deadline: Option<Instant>,
 }
 
+impl State {
+    /// Counts connection `id` as one of `client`'s.
+    fn count_for(&mut self, id: u64, client: ClientKey) {
+        self.client_of.insert(id, client);
+        *self.per_client.entry(client).or_insert(0) += 1;
+    }
+
+    /// Stops counting connection `id` for its client, if it was counted.
+    fn uncount(&mut self, id: u64) {
+        let Some(client) = self.client_of.remove(&id) else { return };
+        if let Some(count) = self.per_client.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_client.remove(&client);
+            }
+        }
+    }
+}
+
 impl OpenConnections {
-    /// Adds a connection. It stays in the set until the returned [`Entry`] is dropped, which
-    /// the connection's first thread does when it ends, however it ends (even by a panic).
-    pub fn insert(self: &Arc<Self>, connection: Connection) -> Entry {
+    /// Adds a connection, which holds `slot` of the process-wide cap. It stays in the set
+    /// until the returned [`Entry`] is dropped, which the connection's first thread does when
+    /// it ends, however it ends (even by a panic).
+    pub fn insert(self: &Arc<Self>, connection: Connection, slot: ProcessSlot) -> Entry {
         let connection = Arc::new(connection);
+        let client = ClientKey::of(&connection.client_addr);
         let mut state = self.lock();
         state.open.insert(connection.id, Arc::clone(&connection));
+        if let Some(client) = client {
+            state.count_for(connection.id, client);
+        }
         if state.closing {
             connection.close(CloseReason::Stopped, "relay stopping");
         }
-        Entry { connections: Arc::clone(self), connection: Some(connection) }
+        Entry { connections: Arc::clone(self), connection: Some(connection), slot: Some(slot) }
+    }
+
+    /// Counts connection `id` for `client` from now on, instead of the socket address it was
+    /// accepted from (with `accept-proxy`, the real client is the one its PROXY header
+    /// names), and returns how many open connections `client` has, this one included.
+    pub fn count_as(&self, id: u64, client: ClientKey) -> usize {
+        let mut state = self.lock();
+        state.uncount(id);
+        state.count_for(id, client);
+        state.per_client.get(&client).copied().unwrap_or(0)
+    }
+
+    /// How many open connections `client` has.
+    pub fn count_from(&self, client: ClientKey) -> usize {
+        self.lock().per_client.get(&client).copied().unwrap_or(0)
     }
 
     /// Blocks while `max` connections are open. Returns `false` once the relay stops
@@ -133,6 +178,9 @@ pub struct Entry {
     connections: Arc<OpenConnections>,
     /// `Some` until `drop`, which must let go of it before the set's own handle.
     connection: Option<Arc<Connection>>,
+    /// The connection's share of the process-wide cap; `Some` until `drop`, which gives it
+    /// back before it tells waiters that the slot is free.
+    slot: Option<ProcessSlot>,
 }
 
 impl Entry {
@@ -162,6 +210,10 @@ impl Drop for Entry {
         drop(connection);
         let mut state = self.connections.lock();
         drop(state.open.remove(&id));
+        state.uncount(id);
+        // Before the waiters hear of the free slot: else the accept loop, woken, could find
+        // the route's slot free but the process's still taken, and refuse a client for it.
+        drop(self.slot.take());
         drop(state);
         self.connections.left.notify_all();
     }
@@ -170,8 +222,9 @@ impl Drop for Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::limits::capacity::test_slot;
     use crate::net::stream::{Address, Stream};
+    use crate::settings::config::Config;
     use std::net::{TcpListener, TcpStream};
     use std::thread;
     use std::time::Duration;
@@ -208,8 +261,8 @@ mod tests {
     #[test]
     fn dropping_an_entry_frees_its_slot() {
         let open = Arc::new(OpenConnections::default());
-        let first = open.insert(connection(1));
-        let _second = open.insert(connection(2));
+        let first = open.insert(connection(1), test_slot());
+        let _second = open.insert(connection(2), test_slot());
         assert!(open.is_full(2));
         drop(first);
         assert!(!open.is_full(2));
@@ -219,7 +272,7 @@ mod tests {
     #[test]
     fn a_drain_deadline_in_the_past_ends_the_wait_at_once() {
         let open = Arc::new(OpenConnections::default());
-        let _entry = open.insert(connection(1));
+        let _entry = open.insert(connection(1), test_slot());
         open.drain_until(Instant::now());
         open.wait_until_drained(); // returns although a connection is still open
         assert_eq!(open.open_count(), 1);
@@ -228,7 +281,7 @@ mod tests {
     #[test]
     fn an_earlier_deadline_cuts_a_longer_drain_short() {
         let open = Arc::new(OpenConnections::default());
-        let _entry = open.insert(connection(1));
+        let _entry = open.insert(connection(1), test_slot());
         open.drain_until(Instant::now() + Duration::from_secs(3600));
         let waiter = {
             let open = Arc::clone(&open);
@@ -242,7 +295,7 @@ mod tests {
     #[test]
     fn a_drain_ends_when_the_last_connection_leaves() {
         let open = Arc::new(OpenConnections::default());
-        let entry = open.insert(connection(1));
+        let entry = open.insert(connection(1), test_slot());
         open.drain_until(Instant::now() + Duration::from_secs(3600));
         let waiter = {
             let open = Arc::clone(&open);
@@ -256,7 +309,7 @@ mod tests {
     #[test]
     fn stop_accepting_wakes_a_loop_waiting_for_room() {
         let open = Arc::new(OpenConnections::default());
-        let _entry = open.insert(connection(1));
+        let _entry = open.insert(connection(1), test_slot());
         let waiter = {
             let open = Arc::clone(&open);
             returns(move || open.wait_for_room(1))
@@ -271,7 +324,7 @@ mod tests {
     fn a_connection_added_after_close_all_is_closed_at_once() {
         let open = Arc::new(OpenConnections::default());
         open.close_all();
-        let entry = open.insert(connection(7));
+        let entry = open.insert(connection(7), test_slot());
         assert_eq!(entry.outcome().0, CloseReason::Stopped);
     }
 }

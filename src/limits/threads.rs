@@ -6,7 +6,7 @@
 //! must cost one client, not the whole relay.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -17,7 +17,7 @@ use std::time::Duration;
 pub enum ThreadRole {
     /// The first thread: dials the upstream and copies upstream → client (Go's `handleConn`).
     First,
-    /// The second thread: copies client → upstream (Go's `go func() { io.Copy(...) }()`).
+    /// The second thread: copies client → upstream (Go's `go func() { ...; copyThenCloseWrite(up, conn) }()`).
     Second,
 }
 
@@ -43,6 +43,11 @@ pub type ThreadHook = fn(ThreadStage) -> io::Result<()>;
 pub fn no_hook(_: ThreadStage) -> io::Result<()> {
     Ok(())
 }
+
+/// Parked threads in the whole process, every route's pool together: each holds its stack,
+/// which the connection budget sets aside for at most `max_parked` of them (see
+/// `capacity.rs`), so the bound must hold across routes, not per pool.
+static PARKED_IN_PROCESS: AtomicUsize = AtomicUsize::new(0);
 
 /// The work a connection thread does: one connection's first or second half.
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -78,7 +83,7 @@ struct Parked {
 
 impl ThreadPool {
     /// A pool whose threads have `stack_size` bytes of stack and wait `keep_alive` for more
-    /// work, at most `max_parked` of them at a time.
+    /// work, at most `max_parked` of them at a time in the whole process.
     pub(crate) fn new(
         stack_size: usize,
         hook: ThreadHook,
@@ -118,7 +123,9 @@ impl ThreadPool {
 
     /// Lets every parked thread exit now (the relay has stopped).
     pub(crate) fn release_parked(&self) {
-        self.lock().clear(); // dropping the senders wakes each waiting thread with an error
+        let mut list = self.lock();
+        PARKED_IN_PROCESS.fetch_sub(list.len(), Ordering::AcqRel);
+        list.clear(); // dropping the senders wakes each waiting thread with an error
     }
 
     /// A thread's life: run a job, wait for the next, until none comes in time. A job that
@@ -149,7 +156,10 @@ impl ThreadPool {
     /// Puts a thread on the parked list; `false` if it should exit instead.
     fn park(&self, parked: Parked) -> bool {
         let mut list = self.lock();
-        if self.keep_alive.is_zero() || list.len() >= self.max_parked {
+        let room = |parked: usize| (parked < self.max_parked).then_some(parked + 1);
+        if self.keep_alive.is_zero()
+            || PARKED_IN_PROCESS.fetch_update(Ordering::AcqRel, Ordering::Acquire, room).is_err()
+        {
             return false;
         }
         list.push(parked);
@@ -161,12 +171,20 @@ impl ThreadPool {
         let mut list = self.lock();
         let before = list.len();
         list.retain(|parked| parked.id != id);
-        list.len() < before
+        let removed = list.len() < before;
+        if removed {
+            PARKED_IN_PROCESS.fetch_sub(1, Ordering::AcqRel);
+        }
+        removed
     }
 
     /// The most recently parked thread (its stack is the likeliest to be warm in cache).
     fn take_parked(&self) -> Option<Parked> {
-        self.lock().pop()
+        let parked = self.lock().pop();
+        if parked.is_some() {
+            PARKED_IN_PROCESS.fetch_sub(1, Ordering::AcqRel);
+        }
+        parked
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Parked>> {
@@ -204,6 +222,13 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc::Receiver;
 
+    /// The parked-thread count is process-wide: these tests run one at a time so that each
+    /// sees only its own pool's threads parked.
+    fn one_at_a_time() -> MutexGuard<'static, ()> {
+        static POOL_TESTS: Mutex<()> = Mutex::new(());
+        POOL_TESTS.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Waits for `count` messages on `done`, each within a bound, and says which was missing.
     fn expect_done(done: &Receiver<usize>, count: usize) -> Vec<usize> {
         (0..count)
@@ -216,6 +241,7 @@ mod tests {
 
     #[test]
     fn a_job_handed_to_a_thread_whose_wait_is_ending_still_runs_exactly_once() {
+        let _one_at_a_time = one_at_a_time();
         // A keep-alive of 1 ms makes parked threads time out while `run` is taking them off
         // the list: the race between `take_parked` and `unpark` happens thousands of times.
         let pool = Arc::new(ThreadPool::new(64 * 1024, no_hook, Duration::from_millis(1), 4));
@@ -244,6 +270,7 @@ mod tests {
 
     #[test]
     fn finished_threads_are_reused_and_at_most_max_parked_wait() {
+        let _one_at_a_time = one_at_a_time();
         let pool = Arc::new(ThreadPool::new(64 * 1024, no_hook, Duration::from_secs(10), 2));
         let (done, finished) = mpsc::channel();
         // Five jobs at once: five threads. When they end, only two may park.

@@ -2,4 +2,6 @@
 //! the PROXY protocol header.
 
 pub mod proxy_protocol;
+pub mod proxy_receive;
+pub mod sni;
 pub mod stream;

@@ -139,6 +139,24 @@ impl Stream {
         }
     }
 
+    /// Copies the bytes waiting in the socket into `buf` without taking them: the next
+    /// `read` returns them again (`MSG_PEEK`). Blocks, within the read timeout, until at
+    /// least one byte is there; returns at once while any is. `Ok(0)` is EOF.
+    ///
+    /// # Errors
+    /// The OS error; `Unsupported` on a Unix socket, whose `peek` is not stable in std yet
+    /// (`unix_socket_peek`, rust-lang/rust#76923).
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(stream) => stream.peek(buf),
+            #[cfg(unix)]
+            Stream::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "std cannot peek a Unix socket (unix_socket_peek is unstable)",
+            )),
+        }
+    }
+
     /// The address of the other end.
     ///
     /// # Errors

@@ -6,17 +6,20 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::limits::map_limit;
+use crate::limits::capacity::{self, Capacity, Cost, OPEN_IN_PROCESS, ProcessSlot};
+use crate::limits::per_client::{ClientKey, PerClientLimit};
 use crate::limits::threads::{ThreadLife, ThreadPool, ThreadRole};
-use crate::log::Log;
-use crate::metrics::RouteMetrics;
 use crate::net::stream::{self, Address, Listener};
-use crate::observe::{Conn, Ending, Observer};
+use crate::ops::log::Log;
+use crate::ops::metrics::RouteMetrics;
+use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
-use crate::relay::handle_conn::{self, handle_conn};
-use crate::relay::route::Route;
+use crate::relay::handle_conn;
+use crate::relay::preface::{self, permits, preface_then_relay};
+use crate::relay::route::{Route, ServerNames};
+use crate::relay::server_names;
+use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
 use crate::upstream::health::{self, HealthCheckThread};
@@ -42,6 +45,9 @@ impl Relay {
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
         config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        if !config.server_names.is_empty() {
+            return Relay::bind_sharing(vec![config]); // it picks its clients by name
+        }
         let wanted = config.listen_address();
         let listener = Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
             io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
@@ -54,6 +60,9 @@ impl Relay {
         let label =
             if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
         let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
+        let capacity = process_capacity(&config);
+        let max_connections = config.max_connections.min(capacity.connections);
+        metrics.set_max_connections(max_connections);
         let route = Arc::new(Route {
             observer: Observer::new(
                 Log::for_route(config.log_level, &label),
@@ -62,16 +71,19 @@ impl Relay {
             ),
             upstreams: Upstreams::new(&config, &metrics),
             metrics,
-            max_connections: capped_max_connections(config.max_connections),
+            max_connections,
+            capacity,
+            per_client: PerClientLimit::new(config.max_connections_per_client, max_connections),
             threads: Arc::new(ThreadPool::new(
                 config.stack_size,
                 config.thread_hook,
                 config.thread_keep_alive,
-                MAX_PARKED_THREADS,
+                capacity.max_parked,
             )),
             config,
             connections: Arc::default(),
             listen_addr,
+            server_names: None,
         });
         Ok(Relay { listener, local_addr, route })
     }
@@ -91,6 +103,11 @@ impl Relay {
     /// [`RouteMetrics::snapshot`]. The label is [`Config::name`], or the listen address.
     pub fn metrics(&self) -> Arc<RouteMetrics> {
         Arc::clone(&self.route.metrics)
+    }
+
+    /// How many connections the whole process can hold, and which OS limit says so.
+    pub(crate) fn capacity(&self) -> Capacity {
+        self.route.capacity
     }
 
     /// A handle that stops this relay from another thread.
@@ -124,44 +141,45 @@ impl Relay {
             &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &config.policy)],
         );
         let health_checks = start_health_checks(route);
+        let sharing_checks = start_sharing_routes(route);
         let max_connections = route.max_connections;
         if max_connections < config.max_connections {
-            observer.route_warn(
-                "max-connections lowered to fit vm.max_map_count",
-                &[("asked", &config.max_connections), ("allowed", &max_connections)],
-            );
+            observer.max_connections_lowered(config.max_connections, &route.capacity);
         }
-        // Whether clients are being held back at the connection limit. One such episode is
-        // logged twice, when it starts and when it ends, however many clients pass through
-        // the slots that free up meanwhile.
-        let mut at_limit = false;
+        // Clients being held back at the connection limit. One such episode is logged
+        // twice, when it starts and when it ends (with how long it lasted and how many
+        // clients waited), however many clients pass through the slots that free up.
+        let mut at_limit: Option<LimitEpisode> = None;
         loop {
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(max_connections) {
-                if !at_limit {
-                    at_limit = true;
-                    observer.route_warn(
-                        "connection limit reached, pausing accept",
-                        &[("max_connections", &max_connections)],
-                    );
+                if at_limit.is_none() {
+                    at_limit = Some(LimitEpisode { started: Instant::now(), held: 0 });
+                    observer.limit_reached(max_connections);
                 }
-                if !connections.wait_for_room(max_connections) {
+                let waiting = Instant::now();
+                let room = connections.wait_for_room(max_connections);
+                observer.waited_at_limit(waiting.elapsed());
+                if !room {
                     break;
                 }
             }
             // conn, err := l.Accept()
-            let accepted = if at_limit {
-                match listener.accept_waiting() {
-                    Some(accepted) => accepted,
+            let accepted = match &mut at_limit {
+                Some(episode) => match listener.accept_waiting() {
+                    Some(accepted) => {
+                        episode.held += 1;
+                        accepted
+                    }
                     None => {
                         // A slot is free and nobody is queueing for it: the episode is over.
-                        at_limit = false;
-                        observer.route_warn("connection limit cleared, accepting again", &[]);
+                        let LimitEpisode { started, held } = *episode;
+                        at_limit = None;
+                        observer.limit_cleared(started.elapsed(), held);
                         continue;
                     }
-                }
-            } else {
-                listener.accept()
+                },
+                None => listener.accept(),
             };
             if !connections.accepting() {
                 break; // the wake-up connection from `stop`, or a client too late
@@ -169,13 +187,8 @@ impl Relay {
             match accepted {
                 Ok((client, client_addr)) => {
                     backoff.succeeded(observer);
-                    let allowed = permits(config, &client_addr);
                     let connection = Connection::new(next_id(), client, client_addr, config);
-                    if allowed {
-                        start_connection(route, connection);
-                    } else {
-                        refuse_denied(route, connection); // closed: no upstream is dialled
-                    }
+                    admit(route, connection);
                 }
                 Err(error) => backoff.failed(&error, observer),
             }
@@ -193,6 +206,7 @@ impl Relay {
         connections.wait_until_empty();
         route.threads.release_parked();
         drop(health_checks); // stops and joins the health-check thread
+        drop(sharing_checks);
         observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
     }
@@ -220,30 +234,64 @@ fn start_health_checks(route: &Arc<Route>) -> Option<HealthCheckThread> {
     }
 }
 
-/// At most this many finished connection threads wait for the next connection; more exit.
-/// Enough for a burst of short connections from a few dozen clients at once; each parked
-/// thread holds its touched stack (about 16 KiB) until `--thread-keep-alive` passes.
-const MAX_PARKED_THREADS: usize = 128;
+/// A time during which the accept loop is held at the connection limit.
+#[derive(Clone, Copy, Debug)]
+struct LimitEpisode {
+    started: Instant,
+    /// Clients accepted from the backlog during the episode: each had waited there.
+    held: u64,
+}
 
-/// `--max-connections`, lowered to what fits under the kernel's memory-map limit, where std
-/// would abort the process (see `map_limit.rs`). Read at bind time, so that serving opens
-/// no file of its own.
-fn capped_max_connections(asked: usize) -> usize {
-    match map_limit::connections_that_fit() {
-        Some(fit) if fit < asked => fit,
-        _ => asked,
+/// How many connections of this route's cost the whole process can hold under its OS
+/// limits (see `capacity.rs`). The limits are read once per process, at the first bind, so
+/// that serving opens no file of its own.
+fn process_capacity(config: &Config) -> Capacity {
+    let snapshot = capacity::snapshot();
+    capacity::fit(snapshot, &Cost::of(config.stack_size, config.buffer_size, snapshot.signal_stack))
+}
+
+/// Lets an accepted client in, or closes it at once, before any upstream is dialled: when
+/// the access rules refuse it (`denied`), when it already has its share of the route
+/// (`client_limit`), or when the whole process holds all the connections its OS limits allow
+/// (`process_limit`; only several routes together get there, as each route's own limit is
+/// at most the process's).
+fn admit(route: &Arc<Route>, connection: Connection) {
+    // With `accept-proxy` or `sni=`, the client and its route are known only from its first
+    // bytes: the access rules and the per-client limit wait for its own thread (preface.rs).
+    if !preface::checks_access_later(route) {
+        if !permits(&route.config, &connection.client_addr) {
+            return refuse(route, connection, CloseReason::Denied, String::new());
+        }
+        let client = ClientKey::of(&connection.client_addr);
+        let limit = route.per_client;
+        if let Some(client) = client.filter(|&client| limit.applies_to(client)) {
+            if route.connections.count_from(client) >= limit.limit {
+                let detail = format!("max-connections-per-client={} reached", limit.limit);
+                return refuse(route, connection, CloseReason::ClientLimit, detail);
+            }
+        }
+    }
+    match OPEN_IN_PROCESS.take(route.capacity.connections) {
+        Some(slot) => start_connection(route, connection, slot),
+        None => {
+            let Capacity { connections, limited_by, .. } = route.capacity;
+            let detail =
+                format!("the process holds {connections}, its cap under {}", limited_by.name());
+            refuse(route, connection, CloseReason::ProcessLimit, detail)
+        }
     }
 }
 
-/// Starts the first thread of a new connection (Go: `go handleConn(conn)`).
+/// Starts the first thread of a new connection (Go: `go handleConn(conn.(*net.TCPConn), *upstream)`).
 ///
 /// If the OS cannot create the thread (out of memory, `ulimit -u`), the client is closed and
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
-fn start_connection(route: &Arc<Route>, connection: Connection) {
-    let (id, client, started) = (connection.id, connection.client_addr.clone(), connection.started);
-    route.observer.accepted(connection.conn());
-    let entry = route.connections.insert(connection);
+fn start_connection(route: &Arc<Route>, connection: Connection, slot: ProcessSlot) {
+    let entry = route.connections.insert(connection, slot);
+    // Our own share, so that if no thread can be made the client's socket stays open until
+    // its close has been reported: whoever the client tells sees it counted.
+    let connection = Arc::clone(entry.connection());
     let thread_route = Arc::clone(route);
     let spawned = route.threads.run(ThreadRole::First, move || {
         // Declared in this order so that the hook hears `Finished`, and the close is
@@ -251,38 +299,77 @@ fn start_connection(route: &Arc<Route>, connection: Connection) {
         let entry = entry;
         let _report_panic = ReportPanic { connection: &entry, route: &thread_route };
         let _life = ThreadLife::begin(thread_route.config.thread_hook, ThreadRole::First);
-        handle_conn(entry.connection(), &thread_route);
+        preface_then_relay(entry.connection(), &thread_route); // counted as accepted there
     });
     if let Err(error) = spawned {
-        // The closure, and with it the entry, was dropped unstarted: the client is closed.
-        let error = error.to_string();
-        let ending = Ending {
-            reason: CloseReason::SpawnFailed,
-            error: &error,
-            upstream: None,
-            bytes: (0, 0),
-            started,
-        };
-        route.observer.closed(Conn { id, client: &client }, &ending);
+        // The closure, and with it the entry, was dropped unstarted; our share closes the
+        // socket once the ending is reported.
+        connection.close(CloseReason::SpawnFailed, error);
+        handle_conn::closed(&connection, route, (0, 0));
     }
 }
 
-/// Whether the route's access rules let this client in. A Unix socket client has no IP
-/// address, so it matches no rule: it is let in unless the route has allow rules (guard a
-/// Unix socket with its file permissions instead).
-fn permits(config: &Config, client: &Address) -> bool {
-    match client {
-        Address::Tcp(addr) => config.access.permits(addr.ip()),
-        Address::Unix(_) => config.access.allow.is_empty(),
-    }
-}
-
-/// Closes a client that the access rules refuse, before any upstream is dialled: its
-/// `connection closed` line says `reason=denied`.
-fn refuse_denied(route: &Route, connection: Connection) {
-    route.observer.accepted(connection.conn());
-    connection.close(CloseReason::Denied, "");
+/// Closes a client at once, before any upstream is dialled: its `connection closed` line
+/// names `reason` (and `detail` as its error, if any).
+fn refuse(route: &Route, connection: Connection, reason: CloseReason, detail: String) {
+    // Counted as accepted before the client can see the close, so that whoever watches the
+    // metrics never sees the close without the accept.
+    handle_conn::accepted(&connection, route);
+    connection.close(reason, detail);
     handle_conn::closed(&connection, route, (0, 0));
+}
+
+// Routes that share one listener by TLS server name (`sni=`); see server_names.rs.
+impl Relay {
+    /// Binds one listener for several routes on the same address that differ by `sni=`:
+    /// the first route owns it and its accept loop, the others share it (see
+    /// [`ServerNames`]). Each route's label says its names unless it has a `name`.
+    ///
+    /// # Errors
+    /// As [`Relay::bind`], for the first route or any other.
+    pub(crate) fn bind_sharing(mut configs: Vec<Config>) -> io::Result<Relay> {
+        for config in &configs {
+            config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        }
+        let others = configs.split_off(1.min(configs.len()));
+        let Some(first) = configs.pop() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
+        };
+        let unnamed = Config { server_names: Vec::new(), ..first.clone() };
+        let Relay { listener, local_addr, route: bound } = Relay::bind(unnamed)?;
+        // Built again beside the others, so that its label too names its server names and
+        // the real port.
+        let mut route = server_names::sharing_route(&bound, first);
+        route.server_names = Some(ServerNames::sharing(&bound, others));
+        Ok(Relay { listener, local_addr, route: Arc::new(route) })
+    }
+
+    /// The counters of every route on this listener: its own, then those sharing it.
+    pub(crate) fn all_metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        let others = self.route.server_names.iter().flat_map(ServerNames::others);
+        let all = std::iter::once(&self.route).chain(others);
+        all.map(|route| Arc::clone(&route.metrics)).collect()
+    }
+}
+
+/// Says that the routes sharing this listener (if any) are serving, and starts their own
+/// health checks; they stop when the returned threads are dropped.
+fn start_sharing_routes(route: &Arc<Route>) -> Vec<HealthCheckThread> {
+    let others = route.server_names.iter().flat_map(ServerNames::others);
+    let mut checks = Vec::new();
+    for other in others {
+        let upstreams = other.config.upstreams().collect::<Vec<_>>().join(",");
+        other.observer.route_info(
+            "serving",
+            &[
+                ("listen", &other.listen_addr),
+                ("upstream", &upstreams),
+                ("policy", &other.config.policy),
+            ],
+        );
+        checks.extend(start_health_checks(other));
+    }
+    checks
 }
 
 /// Reports a connection's ending if its first thread unwinds from a panic (a bug), so that

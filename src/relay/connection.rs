@@ -10,15 +10,16 @@
 
 use std::fmt;
 use std::io;
-use std::net::Shutdown;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use crate::config::Config;
 use crate::net::stream::{Address, Stream};
-use crate::observe::{Conn, Observer};
+use crate::ops::metrics::LiveBytes;
+use crate::ops::observe::{Conn, Observer};
 use crate::outcome::CloseReason;
 use crate::relay::timers::Timers;
+use crate::settings::config::Config;
 
 /// Why a connection was closed early, with the error's text if there was one.
 #[derive(Clone, Debug)]
@@ -34,10 +35,17 @@ pub struct Connection {
     pub id: u64,
     /// When the client was accepted.
     pub started: Instant,
-    /// The client's address as `accept` returned it.
+    /// The client's address as `accept` returned it. With `accept-proxy` that is the load
+    /// balancer in front; [`Connection::real_client`] is the client it speaks for.
     pub client_addr: Address,
+    /// The client and the address it connected to, as its PROXY header says (set once,
+    /// by the first thread, before anything else looks at the client's address).
+    proxied: OnceLock<(Address, SocketAddr)>,
     /// The accepted client socket.
     pub client: Stream,
+    /// Bytes delivered each way so far, each counted by its own copy thread; a scrape of
+    /// `/metrics` sums them while the connection is open.
+    pub bytes: Arc<LiveBytes>,
     /// The upstream socket, set once dialled.
     upstream: OnceLock<Stream>,
     /// The upstream's address, kept for the log: a reset socket no longer knows its peer.
@@ -50,6 +58,8 @@ pub struct Connection {
     fault: Mutex<Option<Fault>>,
     /// The idle and half-close timers, shared by both copy threads.
     pub timers: Timers,
+    /// Set when the connection has been counted as accepted, by the route it is on.
+    accepted: OnceLock<()>,
     /// Set when the connection's ending has been reported, so it is reported once.
     reported: OnceLock<()>,
 }
@@ -72,19 +82,44 @@ impl Connection {
             id,
             started: Instant::now(),
             client_addr,
+            proxied: OnceLock::new(),
             client,
+            bytes: Arc::default(),
             upstream: OnceLock::new(),
             upstream_addr: OnceLock::new(),
             first_eof: OnceLock::new(),
             fault: Mutex::new(None),
             timers: Timers::new(config.idle_timeout, config.half_close_timeout),
+            accepted: OnceLock::new(),
             reported: OnceLock::new(),
         }
     }
 
-    /// Who this connection is, as every line about it names it.
+    /// Who this connection is, as every line about it names it: its id and its
+    /// [real client](Connection::real_client).
     pub fn conn(&self) -> Conn<'_> {
-        Conn { id: self.id, client: &self.client_addr }
+        Conn { id: self.id, client: self.real_client() }
+    }
+
+    /// The client's address for everything that asks who the client is: access rules,
+    /// logs, metrics, per-client limits and the PROXY header sent upstream. It is the
+    /// address the client's PROXY header carried (`accept-proxy`), else `client_addr`.
+    pub fn real_client(&self) -> &Address {
+        self.proxied.get().map_or(&self.client_addr, |(client, _)| client)
+    }
+
+    /// The address the client connected to: its PROXY header's destination, else our end
+    /// of the socket.
+    pub fn real_local(&self) -> io::Result<Address> {
+        match self.proxied.get() {
+            Some((_, local)) => Ok(Address::Tcp(*local)),
+            None => self.client.local_addr(),
+        }
+    }
+
+    /// Records what the client's PROXY header said (once; a second call does nothing).
+    pub fn set_proxied(&self, client: SocketAddr, local: SocketAddr) {
+        let _ = self.proxied.set((Address::Tcp(client), local));
     }
 
     /// Stores the dialled upstream socket and returns it. If the connection was closed while
@@ -107,6 +142,11 @@ impl Connection {
     /// The upstream socket, once dialled.
     pub fn upstream(&self) -> Option<&Stream> {
         self.upstream.get()
+    }
+
+    /// Marks the connection as counted by a route's `accepted`; `false` if it already was.
+    pub fn mark_accepted(&self) -> bool {
+        self.accepted.set(()).is_ok()
     }
 
     /// Marks the connection's ending as reported; `false` if it already was.

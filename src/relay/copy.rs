@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::net::stream::Stream;
-use crate::observe::Observer;
+use crate::ops::observe::Observer;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
 
@@ -26,10 +26,14 @@ use crate::relay::connection::Connection;
 /// bytes delivered. Go's `copyThenCloseWrite(dst, src)`:
 ///
 /// ```go
-/// if _, err := io.Copy(dst, src); err != nil {
-///     src.Close(); dst.Close(); return
+/// func copyThenCloseWrite(dst, src *net.TCPConn) {
+///     if _, err := io.Copy(dst, src); err != nil { // io::copy(&mut source, &mut sink)
+///         src.Close()                       // connection.close(reason, error):
+///         dst.Close()                       //   shutdown(Both) on both sockets
+///         return
+///     }
+///     dst.CloseWrite()                      // dst.shutdown(Shutdown::Write)
 /// }
-/// dst.CloseWrite()
 /// ```
 ///
 /// At EOF the source has said "I am done sending": we pass that on with `shutdown(Write)`
@@ -48,7 +52,7 @@ pub fn copy_then_close_write(
 ) -> u64 {
     let _close_on_panic = CloseOnPanic(connection);
     let mut source = Source::new(src, connection, direction, observer);
-    let mut sink = Sink::new(dst, connection, observer);
+    let mut sink = Sink::new(dst, connection, direction, observer);
     let copied = copy_with_a_buffer_that_follows_the_flow(&mut source, &mut sink, buffer_size);
     match copied {
         Ok(_) => {
@@ -315,11 +319,13 @@ impl Read for Source<'_> {
     }
 }
 
-/// The socket a copy writes to; counts what was delivered.
+/// The socket a copy writes to; counts what was delivered, here and in the connection's
+/// own counter that `/metrics` reads while the connection is open.
 #[derive(Debug)]
 pub struct Sink<'a> {
     stream: &'a Stream,
     connection: &'a Connection,
+    direction: Direction,
     observer: &'a Observer,
     /// Bytes the kernel accepted so far.
     pub bytes: u64,
@@ -328,9 +334,15 @@ pub struct Sink<'a> {
 }
 
 impl<'a> Sink<'a> {
-    /// Wraps `stream`, a socket of `connection`, with a count of zero.
-    pub fn new(stream: &'a Stream, connection: &'a Connection, observer: &'a Observer) -> Sink<'a> {
-        Sink { stream, connection, observer, bytes: 0, write_failed: false }
+    /// Wraps `stream`, the socket of `connection` that the copy in `direction` writes,
+    /// with a count of zero.
+    pub fn new(
+        stream: &'a Stream,
+        connection: &'a Connection,
+        direction: Direction,
+        observer: &'a Observer,
+    ) -> Sink<'a> {
+        Sink { stream, connection, direction, observer, bytes: 0, write_failed: false }
     }
 }
 
@@ -340,6 +352,8 @@ impl Write for Sink<'_> {
             match (&mut &*self.stream).write(buf) {
                 Ok(written) => {
                     self.bytes += written as u64;
+                    // This connection's own counter (no other thread adds to it).
+                    self.connection.bytes.add(self.direction, written as u64);
                     self.connection.timers.record_activity();
                     return Ok(written);
                 }

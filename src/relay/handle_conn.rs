@@ -1,28 +1,36 @@
 //! The life of one connection, top to bottom: dial → spawn → copy both ways → half-close →
-//! join → close. Read it beside `handleConn` in docs/go/correct/main.go, which it mirrors:
+//! join → close. Read it beside `handleConn` in `docs/go/correct/main.go`, quoted here with
+//! the Rust that does each line (the names are the Go program's: `conn` is the client, `up`
+//! the upstream, `dst`/`src` the two sides of one copy):
 //!
 //! ```go
-//! func handleConn(conn *net.TCPConn, upstream string) {
-//!     defer conn.Close()                     // Drop of the Connection
-//!     c, err := net.Dial("tcp", upstream)    // route.upstreams.dial(...)
-//!     if err != nil { return }
+//! func handleConn(conn *net.TCPConn, upstream string) { // handle_conn, on the first thread
+//!     defer conn.Close()                    // Drop of the Connection, after both copies
+//!     c, err := net.Dial("tcp", upstream)   // route.upstreams.dial(connect_timeout, ..)
+//!     if err != nil {
+//!         log.Println("dial:", err)         // conn.close(ConnectFailed, ..)
+//!         return
+//!     }
 //!     up := c.(*net.TCPConn)
-//!     defer up.Close()
-//!     var wg sync.WaitGroup                  // mpsc::channel(): the second thread's `done`
+//!     defer up.Close()                      // attach_upstream: the Connection owns it
+//!     var wg sync.WaitGroup                 // mpsc::channel(): `done` / `second_done`
 //!     wg.Add(1)
-//!     go func() {                            // route.threads.run(...): the second thread
-//!         defer wg.Done()
-//!         copyThenCloseWrite(up, conn)       // client → upstream
+//!     go func() {                           // route.threads.run(ThreadRole::Second, ..)
+//!         defer wg.Done()                   // done.send(bytes)
+//!         copyThenCloseWrite(up, conn)      // copy_then_close_write(up, conn.client, ..)
 //!     }()
-//!     copyThenCloseWrite(conn, up)           // upstream → client, on this thread
-//!     wg.Wait()                              // second_done.recv()
+//!     copyThenCloseWrite(conn, up)          // copy_then_close_write(conn.client, up, ..)
+//!     wg.Wait()                             // second_done.recv()
 //! }
 //! ```
 //!
-//! The second thread comes from [`crate::limits::threads::ThreadPool`]: a new OS thread, or
-//! one parked after an earlier connection (the goroutine runtime does the same for Go).
-//! Everything the log, `--explain` and the metrics hear goes through the route's
-//! [`Observer`](crate::observe::Observer), one call per event.
+//! `copyThenCloseWrite` itself is in `copy.rs`. The second thread comes from
+//! [`crate::limits::threads::ThreadPool`]: a new OS thread, or one parked after an earlier
+//! connection (the goroutine runtime does the same for Go). A parked thread cannot borrow
+//! this function's locals, so the Connection is shared by an `Arc` and the wait is a
+//! channel, where a scoped thread would need neither (docs/go-to-rust.md). Everything the
+//! log, `--explain` and the metrics hear goes through the route's
+//! [`Observer`](crate::ops::observe::Observer), one call per event.
 
 use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
@@ -30,7 +38,7 @@ use std::sync::{Arc, mpsc};
 use crate::limits::threads::{ThreadLife, ThreadRole};
 use crate::net::proxy_protocol::{self, ProxyVersion};
 use crate::net::stream::{Address, Stream};
-use crate::observe::Ending;
+use crate::ops::observe::Ending;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
 use crate::relay::copy::{CloseOnPanic, copy_then_close_write};
@@ -63,7 +71,7 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
     observer.dialled(conn.conn(), &show(conn.upstream_addr()));
 
     // go func() { defer wg.Done(); copyThenCloseWrite(up, conn) }()
-    observer.copies_starting(conn.conn());
+    observer.copies_starting(conn.conn(), &conn.bytes);
     let (done, second_done) = mpsc::channel();
     let second = Arc::clone(conn);
     let second_route = Arc::clone(route);
@@ -137,7 +145,8 @@ fn prepare_upstream(conn: &Connection, route: &Route, up: &Stream) -> io::Result
 /// buffer, so it never waits on the peer).
 fn write_proxy_header(version: ProxyVersion, conn: &Connection, up: &Stream) -> io::Result<()> {
     // A Unix socket client has no IP address to tell: the header says "unknown".
-    let header = match (&conn.client_addr, conn.client.local_addr()) {
+    // With `accept-proxy`, the addresses are those the client's own header carried.
+    let header = match (conn.real_client(), conn.real_local()) {
         (Address::Tcp(client), Ok(Address::Tcp(local))) => {
             proxy_protocol::header(version, *client, local)
         }
@@ -154,6 +163,7 @@ pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
     if !conn.mark_reported() {
         return;
     }
+    accepted(conn, route); // if it was not yet: every close follows its accept, on one route
     let (reason, error) = conn.outcome();
     let ending = Ending {
         reason,
@@ -163,6 +173,15 @@ pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
         started: conn.started,
     };
     route.observer.closed(conn.conn(), &ending);
+}
+
+/// Counts `conn` as accepted by `route` (its `accepted` event), once: later calls do
+/// nothing. A connection is counted by the route it is relayed on, as soon as that is known
+/// (see `preface.rs`), and at the latest when it is closed.
+pub fn accepted(conn: &Connection, route: &Route) {
+    if conn.mark_accepted() {
+        route.observer.accepted(conn.conn());
+    }
 }
 
 /// An address for the log, or `-` when there is none.

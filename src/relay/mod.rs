@@ -3,6 +3,9 @@
 //!
 //! - [`accept`]: [`Relay`] binds the listener and runs the accept loop (Go's `for { l.Accept() }`).
 //! - [`handle_conn`]: the life of one connection, top to bottom (Go's `handleConn`).
+//! - [`preface`]: on routes that look at a client's first bytes, what its first thread does
+//!   before relaying: read the PROXY header, peek at the TLS server name, pick the route.
+//! - [`server_names`]: routes that share one listener, picked by TLS server name (`sni=`).
 //! - [`copy`]: one direction, `io::copy` then `shutdown(Write)` (Go's `copyThenCloseWrite`).
 //! - [`connection`]: what a connection's two threads share: the sockets and how it ended.
 //! - [`route`]: what a route's accept loop shares with its connections.
@@ -12,7 +15,9 @@ pub mod accept;
 pub mod connection;
 pub mod copy;
 pub mod handle_conn;
+pub mod preface;
 pub mod route;
+pub mod server_names;
 pub mod timers;
 
 pub use accept::{Relay, StopHandle};

@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::limits::capacity::Capacity;
 use crate::limits::open_connections::OpenConnections;
+use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
-use crate::metrics::RouteMetrics;
 use crate::net::stream::Address;
-use crate::observe::Observer;
+use crate::ops::metrics::RouteMetrics;
+use crate::ops::observe::Observer;
+use crate::settings::config::Config;
 use crate::upstream::Upstreams;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
@@ -25,10 +27,28 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// Where connection threads come from: parked ones first, else new ones.
     pub threads: Arc<ThreadPool>,
-    /// `config.max_connections`, or less if that many would not fit under the kernel's
-    /// memory-map limit.
+    /// `config.max_connections`, or less if that many would not fit in the process (see
+    /// `capacity`).
     pub max_connections: usize,
+    /// How many connections the whole process can hold, and which limit says so. A client
+    /// accepted while the process holds that many, on every route together, is closed at
+    /// once (`process_limit`).
+    pub capacity: Capacity,
+    /// The route's `--max-connections-per-client`.
+    pub per_client: PerClientLimit,
     /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
     /// `accept`.
     pub listen_addr: Address,
+    /// On a listener shared by routes with `sni=`, held by the listener's own route: the
+    /// others, picked by the server name each client asks for. `None` on every other route.
+    pub server_names: Option<ServerNames>,
+}
+
+/// The other routes on a listener shared by routes with `sni=`, picked by the server name
+/// each client asks for (`relay/server_names.rs` builds and reads it); the listener's own
+/// route is the first one on the address, and holds this table.
+#[derive(Debug)]
+pub struct ServerNames {
+    /// The routes other than the listener's own, in the order they were configured.
+    pub others: Vec<Arc<Route>>,
 }

@@ -1,9 +1,11 @@
 //! Several routes in one process: [`Server`] owns one [`Relay`] per route and the optional
 //! admin endpoint, runs each accept loop on its own thread, and drains or stops them together.
 //!
-//! A route is exactly a [`Relay`]: one listener, one accept loop, its own [`Config`]. The
-//! server adds nothing to the life of a connection; it only starts the relays, hands their
-//! counters to the admin endpoint, and waits for them all.
+//! A route is a [`Relay`]: one listener, one accept loop, its own [`Config`]; except that
+//! routes on one address that differ by `sni=` share one listener, which picks the route
+//! by the TLS server name each client asks for. The server adds nothing to the life of a
+//! connection; it only starts the relays, hands their counters to the admin endpoint, and
+//! waits for them all.
 //!
 //! ```
 //! use std::time::Duration;
@@ -37,13 +39,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::admin::Admin;
-pub use crate::admin::{AdminAccess, AdminToken};
-use crate::config::Config;
-use crate::log::{Log, LogLevel};
-use crate::metrics::RouteMetrics;
+use crate::limits::capacity::{Binding, Capacity};
 use crate::net::stream::Address;
+use crate::ops::admin::Admin;
+pub use crate::ops::admin::{AdminAccess, AdminToken};
+use crate::ops::log::{Log, LogLevel};
+use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::Relay;
+use crate::settings::config::Config;
 pub use handle::ServerHandle;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.
@@ -86,7 +89,12 @@ impl ServerConfig {
 /// Several relays and the admin endpoint, bound and ready to [`serve`](Server::serve).
 #[derive(Debug)]
 pub struct Server {
+    /// One per listener: a route's own, or one shared by routes with `sni=`.
     relays: Vec<Relay>,
+    /// For each route, in the order of the routes: the index of its relay in `relays`.
+    listener_of: Vec<usize>,
+    /// Each route's counters, in the order of the routes.
+    route_metrics: Vec<Arc<RouteMetrics>>,
     admin: Option<Admin>,
     handle: ServerHandle,
     log: Log,
@@ -101,7 +109,25 @@ impl Server {
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
         let log = Log::new(config.log_level());
-        let relays = config.routes.into_iter().map(Relay::bind).collect::<io::Result<Vec<_>>>()?;
+        let groups = crate::settings::config::listener_groups(&config.routes);
+        let mut listener_of = vec![0; config.routes.len()];
+        let mut by_route = vec![None; config.routes.len()];
+        let mut relays = Vec::new();
+        for group in &groups {
+            let configs: Vec<Config> =
+                group.iter().map(|&route| config.routes[route].clone()).collect();
+            // A group without sni= is one route on a listener of its own.
+            let relay = match configs.iter().all(|route| route.server_names.is_empty()) {
+                true => Relay::bind(configs[0].clone())?,
+                false => Relay::bind_sharing(configs)?,
+            };
+            for (&route, metrics) in group.iter().zip(relay.all_metrics()) {
+                listener_of[route] = relays.len();
+                by_route[route] = Some(metrics);
+            }
+            relays.push(relay);
+        }
+        let route_metrics: Vec<_> = by_route.into_iter().flatten().collect();
         let handle = ServerHandle::new(
             relays.iter().map(Relay::stop_handle).collect(),
             config.drain_timeout,
@@ -109,18 +135,18 @@ impl Server {
         let admin = match &config.admin {
             None => None,
             Some(address) => {
-                let metrics = relays.iter().map(Relay::metrics).collect();
+                let metrics = route_metrics.clone();
                 let access = config.admin_access.clone();
                 Some(Admin::bind(address, access, metrics, handle.clone(), log.clone())?)
             }
         };
-        Ok(Server { relays, admin, handle, log })
+        Ok(Server { relays, listener_of, route_metrics, admin, handle, log })
     }
 
     /// Each route's listening address, in the order of the routes (real ports when 0 was
     /// asked; `unix:/path` for a Unix socket route).
     pub fn local_addrs(&self) -> Vec<Address> {
-        self.relays.iter().map(Relay::listen_addr).collect()
+        self.listener_of.iter().map(|&relay| self.relays[relay].listen_addr()).collect()
     }
 
     /// The admin endpoint's TCP address, if it has one (`None` also for a Unix socket: see
@@ -139,7 +165,7 @@ impl Server {
 
     /// Each route's live counters, in the order of the routes.
     pub fn metrics(&self) -> Vec<Arc<RouteMetrics>> {
-        self.relays.iter().map(Relay::metrics).collect()
+        self.route_metrics.clone()
     }
 
     /// A handle that drains or stops every route from another thread.
@@ -155,7 +181,10 @@ impl Server {
     /// An accept thread that cannot be created (then every route is stopped first), or the
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
-        let Server { relays, admin, handle, log } = self;
+        let Server { relays, admin, handle, log, .. } = self;
+        if let Some(relay) = relays.first() {
+            log_capacity(&log, relay.capacity());
+        }
         let admin_stop = admin.as_ref().map(Admin::stop_handle);
         thread::scope(|scope| {
             if let Some(admin) = admin {
@@ -171,7 +200,10 @@ impl Server {
             let mut result = Ok(());
             for (index, relay) in relays.into_iter().enumerate() {
                 let name = format!("tcprelay-accept-{index}");
-                match thread::Builder::new().name(name).spawn_scoped(scope, move || relay.serve()) {
+                // A small stack: the loop is shallow, and under a memory limit every
+                // megabyte counts (see `capacity.rs`).
+                let builder = thread::Builder::new().name(name).stack_size(ACCEPT_STACK_SIZE);
+                match builder.spawn_scoped(scope, move || relay.serve()) {
                     Ok(thread) => accept_threads.push(thread),
                     Err(error) => {
                         // Half a server is a surprise: stop the routes already running.
@@ -194,5 +226,38 @@ impl Server {
             }
             result
         })
+    }
+}
+
+/// The stack of each accept loop's thread; `capacity.rs` counts it.
+const ACCEPT_STACK_SIZE: usize = 256 * 1024;
+
+/// The start-up line that says how many connections the process can hold, every route
+/// together, and which OS limit set that (see docs/operations.md, "Sizing under memory
+/// limits").
+fn log_capacity(log: &Log, capacity: Capacity) {
+    let Capacity { connections, limited_by, limit, cost, .. } = capacity;
+    let cap: &dyn std::fmt::Display =
+        if limited_by == Binding::None { &"none" } else { &connections };
+    log.info(
+        "connection cap",
+        &[
+            ("cap", cap),
+            ("limited_by", &limited_by.name()),
+            ("limit", &limit),
+            ("address_space_per_connection", &cost.address_space),
+            ("descriptors_per_connection", &cost.descriptors),
+            ("threads_per_connection", &cost.threads),
+            ("maps_per_connection", &cost.maps),
+            ("malloc_arena_max", &tcprelay_arena_max()),
+        ],
+    );
+}
+
+/// The arena limit in force, for the start-up line: the operator's, or glibc's default.
+fn tcprelay_arena_max() -> String {
+    match crate::limits::arenas::arena_max_from_environment() {
+        Some(max) => max.to_string(),
+        None => "default".to_string(),
     }
 }

@@ -18,7 +18,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::Upstreams;
-use crate::observe::Observer;
+use crate::ops::observe::Observer;
 
 /// Failed checks in a row that take an up upstream down.
 pub const FAILURES_TO_GO_DOWN: u32 = 3;

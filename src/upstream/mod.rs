@@ -36,11 +36,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::config::Policy;
-use crate::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::net::stream::{Stream, UNIX_PREFIX};
-use crate::observe::Observer;
+use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
+use crate::ops::observe::Observer;
+use crate::settings::config::Config;
+use crate::settings::config::Policy;
 use dial::{DialError, Resolver};
 
 /// At most this many addresses of one upstream are remembered as backing off; a name with

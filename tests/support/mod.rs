@@ -202,10 +202,10 @@ pub fn checksum(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// This process's open file descriptors (Linux: entries of /proc/self/fd), except one the
-/// relay opens for a moment as its accept loop starts: /proc/sys/vm/max_map_count, read to
-/// cap its connection limit (see src/map_limit.rs). A test that takes its count while a
-/// relay it just started reads that file would otherwise count one descriptor too many.
+/// This process's open file descriptors (Linux: entries of /proc/self/fd), except one a
+/// relay may open for a moment: /proc/sys/vm/max_map_count, which the first relay of the
+/// process reads (with its other limits, see src/limits/capacity.rs). A test that takes its
+/// count while a relay it just started reads that file would otherwise count one too many.
 pub fn open_fds() -> usize {
     let entries = std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd");
     let map_limit = std::path::Path::new("/proc/sys/vm/max_map_count");
@@ -357,7 +357,7 @@ impl RelayProcess {
     /// cannot set resource limits, so the shell does it and then `exec`s the relay: the
     /// child's pid is the relay's.
     pub fn start_with_fd_limit(limit: usize, args: &[&str]) -> RelayProcess {
-        RelayProcess::start_with_fd_limit_and_admin(limit, args, false)
+        RelayProcess::start_with_ulimit(&format!("-n {limit}"), args, 1, false)
     }
 
     /// [`RelayProcess::start_with_fd_limit`], also reading the admin endpoint's address
@@ -367,13 +367,39 @@ impl RelayProcess {
         args: &[&str],
         with_admin: bool,
     ) -> RelayProcess {
+        RelayProcess::start_with_ulimit(&format!("-n {limit}"), args, 1, with_admin)
+    }
+
+    /// Runs `tcprelay ARGS` under the shell's `ulimit ULIMIT` (e.g. `-v 100000`: at most
+    /// 100,000 KiB of address space) and reads its start-up lines as
+    /// [`start_routes`](RelayProcess::start_routes) does.
+    pub fn start_with_ulimit(
+        ulimit: &str,
+        args: &[&str],
+        routes: usize,
+        with_admin: bool,
+    ) -> RelayProcess {
         let mut command = Command::new("sh");
         command
             .arg("-c")
-            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_tcprelay"))
             .args(args);
-        RelayProcess::spawn(command, 1, with_admin)
+        RelayProcess::spawn(command, routes, with_admin)
+    }
+
+    /// The connection cap from the relay's `connection cap` start-up line, and the limit
+    /// that set it (`limited_by`).
+    pub fn connection_cap(&self) -> (usize, String) {
+        let line = self.log_line_with("msg=\"connection cap\"");
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("no {name}= in {line}"))
+                .to_string()
+        };
+        let cap = field("cap").parse().unwrap_or_else(|_| panic!("a number in cap=: {line}"));
+        (cap, field("limited_by"))
     }
 
     /// Starts `command` and reads its start-up lines, which must come first on stderr: one

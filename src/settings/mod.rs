@@ -3,7 +3,7 @@
 //! Each entry says the setting's name (the flag is `--NAME`, the config file key is `NAME`:
 //! `--buffer-size` ↔ `buffer-size`), where it applies, its help text, its default, its
 //! limits, and the one function that parses and bounds its value and stores it. The command
-//! line ([`crate::cli`]), the config file ([`crate::config_file`]), `--help`, `--check`
+//! line (`settings/cli.rs`), the config file ([`crate::settings::file`]), `--help`, `--check`
 //! ([`describe`]) and the library's own checks ([`Config::validate`](crate::Config::validate))
 //! all read this table, so they cannot disagree about what a value means or what is allowed.
 //!
@@ -36,17 +36,23 @@
 //! assert_eq!(error, r#"expected 0, or a size from 8k to 1m, found "64g""#);
 //! ```
 
+pub mod access;
+pub mod address;
+pub(crate) mod cli;
+pub mod config;
+pub mod file;
+pub mod units;
+
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::access::Cidr;
-use crate::address;
-use crate::config::Config;
 use crate::net::stream::{Address, parse_socket_mode};
 use crate::server::{AdminToken, ServerConfig};
-use crate::units::{format_duration, format_size, parse_duration, parse_size};
+use crate::settings::access::Cidr;
+use crate::settings::config::Config;
+use crate::settings::units::{format_duration, format_size, parse_duration, parse_size};
 
 /// Where a setting applies; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +310,25 @@ pub static SETTINGS: &[Setting] = &[
         ),
     },
     Setting {
+        name: "first-bytes-timeout",
+        short: None,
+        value: "DUR",
+        scope: Scope::Route,
+        list: false,
+        default: "5s",
+        limits: "10ms to 1m",
+        help: "how long a client may take to send what the relay looks at before relaying: \
+               its PROXY header (accept-proxy) or its TLS ClientHello (routes with sni=)",
+        field: Field::Route(
+            |route, text| {
+                route.first_bytes_timeout =
+                    duration(text, Duration::from_millis(10), Duration::from_secs(60))?;
+                Ok(())
+            },
+            |route| Some(format_duration(route.first_bytes_timeout)),
+        ),
+    },
+    Setting {
         name: "idle-timeout",
         short: None,
         value: "DUR",
@@ -353,6 +378,34 @@ pub static SETTINGS: &[Setting] = &[
                 Ok(())
             },
             |route| Some(route.max_connections.to_string()),
+        ),
+    },
+    Setting {
+        name: "max-connections-per-client",
+        short: None,
+        value: "N",
+        scope: Scope::Route,
+        list: false,
+        default: "auto",
+        limits: "auto, 0 (no limit) or 1 to 65536",
+        help: "at most N connections at once from one client (an IPv4 address, an IPv6 /64); \
+               over it a client is closed at once. auto: max-connections/8, at least 1, \
+               loopback clients not counted",
+        field: Field::Route(
+            |route, text| {
+                route.max_connections_per_client = match text {
+                    "auto" => None,
+                    "0" => Some(0),
+                    _ => Some(count(text, 1, MAX_CONNECTIONS).map_err(|_| {
+                        format!("expected auto, 0 or a count from 1 to 65536, found {text:?}")
+                    })?),
+                };
+                Ok(())
+            },
+            |route| match route.max_connections_per_client {
+                None => Some("auto".to_string()),
+                Some(max) => Some(max.to_string()),
+            },
         ),
     },
     Setting {
@@ -462,6 +515,49 @@ pub static SETTINGS: &[Setting] = &[
                 Ok(())
             },
             |route| route.proxy_protocol.map(|version| version.to_string()),
+        ),
+    },
+    Setting {
+        name: "accept-proxy",
+        short: None,
+        value: "",
+        scope: Scope::RouteOnly,
+        list: false,
+        default: "off",
+        limits: "on or off (the flag alone means on)",
+        help: "each client must open with a PROXY protocol v1 or v2 header (from a load \
+               balancer); its address is then the client's for allow/deny, logs, metrics \
+               and proxy-protocol. Without a valid header: closed, reason=bad_proxy_header",
+        field: Field::Route(
+            |route, text| {
+                route.accept_proxy = switch(text)?;
+                Ok(())
+            },
+            |route| Some(if route.accept_proxy { "on" } else { "off" }.to_string()),
+        ),
+    },
+    Setting {
+        name: "sni",
+        short: None,
+        value: "NAME[,NAME...]",
+        scope: Scope::RouteOnly,
+        list: true,
+        default: "none",
+        limits: "host names or *.suffix wildcards",
+        help: "take the TLS clients that ask for these server names; routes on one address \
+               that differ by sni= share one listener, and the one route there without sni= \
+               takes every other client",
+        field: Field::Route(
+            |route, text| {
+                for name in text.split(',') {
+                    route.server_names.push(name.trim().parse()?);
+                }
+                Ok(())
+            },
+            |route| {
+                let names = route.server_names.iter().map(ToString::to_string);
+                Some(names.collect::<Vec<_>>().join(",")).filter(|names| !names.is_empty())
+            },
         ),
     },
     Setting {
@@ -597,6 +693,10 @@ pub fn validate_route(route: &Config) -> Result<(), String> {
         if path.as_os_str().is_empty() {
             return Err("listen: expected unix:/path/to/socket, found \"unix:\"".to_string());
         }
+        if !route.server_names.is_empty() {
+            let why = "std cannot peek at a Unix socket, so sni= needs a TCP listen address";
+            return Err(format!("sni: {why}"));
+        }
     }
     Ok(())
 }
@@ -631,13 +731,15 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
             }
         }
     }
+    let groups = crate::settings::config::listener_groups(&server.routes);
+    let group_of = |route: usize| groups.iter().position(|group| group.contains(&route));
     for (index, route) in server.routes.iter().enumerate() {
         let label = route_label(route);
         validate_route(route).map_err(|m| at(Some(index))(format!("route {label}: {m}")))?;
         let listen = route.listen_address();
         for (earlier_index, earlier) in server.routes[..index].iter().enumerate() {
             let other = earlier.listen_address();
-            if same_listener(&listen, &other) {
+            if same_listener(&listen, &other) && group_of(index) != group_of(earlier_index) {
                 return Err(at(Some(index))(format!(
                     "route {label} and route {} (route {}) both listen on {listen}",
                     route_label(earlier),
@@ -661,16 +763,76 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
             }
         }
     }
+    for group in &groups {
+        validate_sharing(&server.routes, group).map_err(|(route, m)| at(Some(route))(m))?;
+    }
     Ok(())
 }
 
-/// A route as people know it: its name, else its listen address.
-fn route_label(route: &Config) -> String {
-    if route.name.is_empty() {
-        route.listen_address().to_string()
-    } else {
-        format!("{} ({})", route.name, route.listen_address())
+/// The settings that belong to a listener rather than to a route: routes that share one
+/// (by `sni=`) must agree on them, since they apply before a route is picked.
+const LISTENER_SETTINGS: [&str; 5] =
+    ["accept-proxy", "first-bytes-timeout", "max-connections", "stack-size", "thread-keep-alive"];
+
+/// Checks the routes of one listener group: at most one route without `sni=`, no server
+/// name taken twice, one value of each listener setting.
+fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, String)> {
+    let first = &routes[group[0]];
+    let listen = first.listen_address();
+    for (position, &index) in group.iter().enumerate() {
+        let route = &routes[index];
+        let label = route_label(route);
+        for &earlier_index in &group[..position] {
+            let earlier = &routes[earlier_index];
+            let other = route_label(earlier);
+            if route.server_names.is_empty() && earlier.server_names.is_empty() {
+                return Err((
+                    index,
+                    format!(
+                        "route {label} and route {other} both listen on {listen} without \
+                         sni=: at most one route there takes the clients no name picks"
+                    ),
+                ));
+            }
+            if let Some(name) = route.server_names.iter().find(|n| earlier.server_names.contains(n))
+            {
+                return Err((
+                    index,
+                    format!("route {label} and route {other} both take sni={name} on {listen}"),
+                ));
+            }
+        }
+        for name in LISTENER_SETTINGS {
+            let Some(Field::Route(_, get)) = find(name).map(|setting| setting.field) else {
+                continue;
+            };
+            let (mine, theirs) = (get(route), get(first));
+            if mine != theirs {
+                let show = |value: Option<String>| value.unwrap_or_else(|| "none".to_string());
+                return Err((
+                    index,
+                    format!(
+                        "route {label} shares {listen} with route {} by sni= but has {name}={} \
+                         where it has {}: a listener has one",
+                        route_label(first),
+                        show(mine),
+                        show(theirs)
+                    ),
+                ));
+            }
+        }
     }
+    Ok(())
+}
+
+/// A route as people know it: its name, else its listen address (and its server names).
+fn route_label(route: &Config) -> String {
+    let names = route.server_names.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let listen = match names.is_empty() {
+        true => route.listen_address().to_string(),
+        false => format!("{} sni={}", route.listen_address(), names.join(",")),
+    };
+    if route.name.is_empty() { listen } else { format!("{} ({listen})", route.name) }
 }
 
 fn same_listener(a: &Address, b: &Address) -> bool {

@@ -35,12 +35,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crate::admin_http::{self, Request, Response, Status};
-use crate::log::Log;
-use crate::metrics::{self, RouteMetrics};
 use crate::net::stream::{self, Address, Listener, Stream};
+use crate::ops::admin_http::{self, Request, Response, Status};
+use crate::ops::log::Log;
+use crate::ops::metrics::{self, RouteMetrics};
 use crate::server::handle::ServerHandle;
-use crate::units::format_duration;
+use crate::settings::units::format_duration;
 
 /// How long one admin client may take to send its whole request (and each write of the
 /// answer). curl, Prometheus and systemd send a request in one segment right after the
@@ -408,8 +408,8 @@ impl Admin {
                 let snapshots: Vec<_> = self.routes.iter().map(|route| route.snapshot()).collect();
                 let mut text = metrics::render_prometheus(&snapshots);
                 text.push_str(&metrics::render_log_counters(
-                    crate::log::lines_dropped(),
-                    crate::log::lines_suppressed(),
+                    crate::ops::log::lines_dropped(),
+                    crate::ops::log::lines_suppressed(),
                 ));
                 Response { content_type: metrics::CONTENT_TYPE, ..Response::text(Status::Ok, text) }
             }

@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use crate::stream::Stream;
+use crate::net::stream::Stream;
 
 /// The most bytes of request line and headers read before answering 414 or 431.
 /// curl's and Prometheus' requests are a few hundred bytes.
@@ -63,8 +63,6 @@ pub enum Status {
     UriTooLong,
     /// 431: the request head is larger than [`MAX_HEAD_BYTES`].
     HeaderFieldsTooLarge,
-    /// 500: the handler could not produce an answer.
-    InternalServerError,
     /// 501: the request uses a feature this server does not implement (chunked bodies).
     NotImplemented,
     /// 503: the relay cannot serve this now (for example, already draining).
@@ -87,7 +85,6 @@ impl Status {
             Status::ContentTooLarge => 413,
             Status::UriTooLong => 414,
             Status::HeaderFieldsTooLarge => 431,
-            Status::InternalServerError => 500,
             Status::NotImplemented => 501,
             Status::ServiceUnavailable => 503,
             Status::HttpVersionNotSupported => 505,
@@ -107,7 +104,6 @@ impl Status {
             Status::ContentTooLarge => "Content Too Large",
             Status::UriTooLong => "URI Too Long",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
-            Status::InternalServerError => "Internal Server Error",
             Status::NotImplemented => "Not Implemented",
             Status::ServiceUnavailable => "Service Unavailable",
             Status::HttpVersionNotSupported => "HTTP Version Not Supported",
@@ -131,8 +127,9 @@ pub struct Request {
     pub authorization: Option<String>,
 }
 
+#[cfg(test)]
 impl Request {
-    /// A request with this method and path and no headers (for tests and examples).
+    /// A request with this method and path and no headers, for tests.
     pub fn new(method: &str, path: &str) -> Request {
         Request { method: method.to_string(), path: path.to_string(), ..Request::default() }
     }
@@ -550,6 +547,7 @@ fn write_response<W: Write>(
 /// Returns an error when reading the request or writing the response fails (for example,
 /// the client reset the connection), and `InvalidInput` when `timeout` is zero. The caller
 /// logs it at debug level and moves on.
+#[cfg(test)]
 pub fn serve_one(
     stream: &Stream,
     timeout: Duration,
@@ -921,8 +919,8 @@ mod tests {
     /// What the admin endpoint does with a request, access rules included (with a token, so
     /// that every rule is reached), and a body that echoes the request's fields back.
     fn guarded_handler(request: &Request) -> Response {
-        use crate::admin::{AdminAccess, AdminToken, refusal};
-        use crate::stream::Address;
+        use crate::net::stream::Address;
+        use crate::ops::admin::{AdminAccess, AdminToken, refusal};
         let token = AdminToken::new(std::path::Path::new("/t"), "0123456789abcdef")
             .expect("a valid test token");
         let access = AdminAccess { token: Some(token), ..AdminAccess::default() };

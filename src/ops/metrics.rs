@@ -25,10 +25,12 @@
 //! assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
 //! ```
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use crate::outcome::CloseReason;
+use crate::outcome::{CloseReason, Direction};
 
 /// The `Content-Type` of [`render_prometheus`]'s output (text exposition format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -40,6 +42,9 @@ pub struct RouteMetrics {
     accepted: AtomicU64,
     active: AtomicU64,
     rejected_limit: AtomicU64,
+    max_connections: AtomicU64,
+    limit_reached: AtomicU64,
+    limit_wait_micros: AtomicU64,
     denied: AtomicU64,
     connect_failed: AtomicU64,
     dial_local_errors: AtomicU64,
@@ -47,6 +52,34 @@ pub struct RouteMetrics {
     bytes_upstream_to_client: AtomicU64,
     closed_by_reason: [AtomicU64; CloseReason::ALL.len()],
     upstreams: Vec<Arc<UpstreamMetrics>>,
+    /// The byte counters of the connections relaying now, by id, summed at each scrape.
+    open_bytes: Mutex<HashMap<u64, Arc<LiveBytes>>>,
+}
+
+/// One connection's bytes delivered so far, each direction counted by its own copy thread,
+/// read by a scrape while the connection is open. No counter is shared between
+/// connections: the copy loop adds to its own, and [`RouteMetrics::snapshot`] sums the
+/// open connections' counters with the totals of the closed ones.
+#[derive(Debug, Default)]
+pub struct LiveBytes {
+    to_upstream: AtomicU64,
+    to_client: AtomicU64,
+}
+
+impl LiveBytes {
+    /// `bytes` more were delivered in `direction`.
+    pub fn add(&self, direction: Direction, bytes: u64) {
+        let counter = match direction {
+            Direction::ClientToUpstream => &self.to_upstream,
+            Direction::UpstreamToClient => &self.to_client,
+        };
+        counter.fetch_add(bytes, RELAXED);
+    }
+
+    /// Bytes delivered so far: client → upstream, upstream → client.
+    pub fn get(&self) -> (u64, u64) {
+        (self.to_upstream.load(RELAXED), self.to_client.load(RELAXED))
+    }
 }
 
 /// The live counters of one upstream of a route, shared with the route's upstream list,
@@ -83,6 +116,9 @@ impl RouteMetrics {
             accepted: AtomicU64::new(0),
             active: AtomicU64::new(0),
             rejected_limit: AtomicU64::new(0),
+            max_connections: AtomicU64::new(0),
+            limit_reached: AtomicU64::new(0),
+            limit_wait_micros: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             connect_failed: AtomicU64::new(0),
             dial_local_errors: AtomicU64::new(0),
@@ -93,6 +129,7 @@ impl RouteMetrics {
                 .into_iter()
                 .map(|upstream| Arc::new(UpstreamMetrics::new(upstream)))
                 .collect(),
+            open_bytes: Mutex::default(),
         }
     }
 
@@ -124,9 +161,27 @@ impl RouteMetrics {
         debug_assert!(decremented.is_ok(), "record_close without record_accepted");
     }
 
-    /// A client was refused because the route was at its connection limit.
+    /// A client was closed at once because the whole process held all the connections its
+    /// OS limits allow (close reason `process_limit`).
     pub fn record_rejected_limit(&self) {
         self.rejected_limit.fetch_add(1, RELAXED);
+    }
+
+    /// The route's connection limit as it applies: `--max-connections`, or less if the
+    /// process cannot hold that many.
+    pub fn set_max_connections(&self, max: usize) {
+        self.max_connections.store(max as u64, RELAXED);
+    }
+
+    /// The route reached its connection limit and paused accepting (once per episode).
+    pub fn record_limit_reached(&self) {
+        self.limit_reached.fetch_add(1, RELAXED);
+    }
+
+    /// The accept loop was paused at the connection limit for `waited`.
+    pub fn add_limit_wait(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.limit_wait_micros.fetch_add(micros, RELAXED);
     }
 
     /// A client was refused by the route's access rules.
@@ -157,18 +212,54 @@ impl RouteMetrics {
         self.bytes_upstream_to_client.fetch_add(bytes, RELAXED);
     }
 
-    /// The current values, read one counter at a time (not one consistent instant).
+    /// Connection `id` has started relaying: from now on a scrape adds its bytes so far.
+    pub fn track_bytes(&self, id: u64, bytes: Arc<LiveBytes>) {
+        self.lock_open_bytes().insert(id, bytes);
+    }
+
+    /// Connection `id` closed having delivered these bytes: they move from its own
+    /// counter (if it was tracked) to the route's totals, in one step under the lock a
+    /// scrape takes, so that no scrape counts them twice or misses them.
+    pub fn add_closed_bytes(&self, id: u64, to_upstream: u64, to_client: u64) {
+        let mut open = self.lock_open_bytes();
+        open.remove(&id);
+        self.add_bytes_client_to_upstream(to_upstream);
+        self.add_bytes_upstream_to_client(to_client);
+        drop(open);
+    }
+
+    fn lock_open_bytes(&self) -> MutexGuard<'_, HashMap<u64, Arc<LiveBytes>>> {
+        // A map only ever changed by one insert or remove: a poisoned lock is still good.
+        self.open_bytes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current values, read one counter at a time (not one consistent instant). The
+    /// bytes include those of connections still open, as far as they have got.
     pub fn snapshot(&self) -> RouteSnapshot {
+        let (bytes_client_to_upstream, bytes_upstream_to_client) = {
+            let open = self.lock_open_bytes();
+            let live = open.values().map(|bytes| bytes.get());
+            live.fold(
+                (
+                    self.bytes_client_to_upstream.load(RELAXED),
+                    self.bytes_upstream_to_client.load(RELAXED),
+                ),
+                |(up, down), (more_up, more_down)| (up + more_up, down + more_down),
+            )
+        };
         RouteSnapshot {
             route: self.route.clone(),
             accepted: self.accepted.load(RELAXED),
             active: self.active.load(RELAXED),
             rejected_limit: self.rejected_limit.load(RELAXED),
+            max_connections: self.max_connections.load(RELAXED),
+            limit_reached: self.limit_reached.load(RELAXED),
+            limit_wait_micros: self.limit_wait_micros.load(RELAXED),
             denied: self.denied.load(RELAXED),
             connect_failed: self.connect_failed.load(RELAXED),
             dial_local_errors: self.dial_local_errors.load(RELAXED),
-            bytes_client_to_upstream: self.bytes_client_to_upstream.load(RELAXED),
-            bytes_upstream_to_client: self.bytes_upstream_to_client.load(RELAXED),
+            bytes_client_to_upstream,
+            bytes_upstream_to_client,
             closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].load(RELAXED)),
             upstreams: self.upstreams.iter().map(|upstream| upstream.snapshot()).collect(),
         }
@@ -281,8 +372,14 @@ pub struct RouteSnapshot {
     pub accepted: u64,
     /// Client connections accepted and not yet closed.
     pub active: u64,
-    /// Clients refused because the route was at its connection limit.
+    /// Clients closed at once because the process was at its connection cap.
     pub rejected_limit: u64,
+    /// The route's connection limit as it applies.
+    pub max_connections: u64,
+    /// Times the route reached its connection limit and paused accepting.
+    pub limit_reached: u64,
+    /// Microseconds the accept loop spent paused at the connection limit.
+    pub limit_wait_micros: u64,
     /// Clients refused by the access rules.
     pub denied: u64,
     /// Failed attempts to connect to an upstream.
@@ -341,9 +438,41 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
         routes,
         "tcprelay_connections_rejected_limit_total",
         "counter",
-        "Client connections closed at once because the route was at max-connections.",
+        "Client connections closed at once because the process held all the connections its OS limits allow (reason process_limit).",
         |r| r.rejected_limit,
     );
+    write_one_per_route(
+        &mut out,
+        routes,
+        "tcprelay_connections_max",
+        "gauge",
+        "The route's connection limit: max-connections, or less if the process cannot hold that many.",
+        |r| r.max_connections,
+    );
+    write_one_per_route(
+        &mut out,
+        routes,
+        "tcprelay_connection_limit_waits_total",
+        "counter",
+        "Times the route reached its connection limit and paused accepting; new clients then wait in the backlog.",
+        |r| r.limit_reached,
+    );
+    let name = "tcprelay_connection_limit_wait_seconds_total";
+    write_family_head(
+        &mut out,
+        name,
+        "counter",
+        "Seconds the route's accept loop was paused at its connection limit, added as each slot frees up.",
+    );
+    for route in routes {
+        let label = escape_label_value(&route.route);
+        let micros = route.limit_wait_micros;
+        out.push_str(&format!(
+            "{name}{{route=\"{label}\"}} {}.{:06}\n",
+            micros / 1_000_000,
+            micros % 1_000_000
+        ));
+    }
     write_one_per_route(
         &mut out,
         routes,
@@ -442,7 +571,7 @@ pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
     out
 }
 
-/// Renders the logger's process-wide counters (see [`crate::log`]), to follow
+/// Renders the logger's process-wide counters (see `src/ops/log.rs`), to follow
 /// [`render_prometheus`]'s output: lines dropped because stderr did not keep up, and
 /// repeated lines suppressed by the rate limit.
 ///
@@ -554,6 +683,20 @@ mod tests {
     }
 
     #[test]
+    fn open_connections_bytes_count_until_they_close() {
+        let metrics = RouteMetrics::new("web");
+        let live = Arc::new(LiveBytes::default());
+        metrics.track_bytes(7, Arc::clone(&live));
+        live.add(Direction::ClientToUpstream, 5);
+        live.add(Direction::UpstreamToClient, 11);
+        let open = metrics.snapshot();
+        assert_eq!((open.bytes_client_to_upstream, open.bytes_upstream_to_client), (5, 11));
+        metrics.add_closed_bytes(7, 5, 11);
+        let closed = metrics.snapshot();
+        assert_eq!((closed.bytes_client_to_upstream, closed.bytes_upstream_to_client), (5, 11));
+    }
+
+    #[test]
     fn counts_from_many_threads_add_up() {
         let metrics = RouteMetrics::new("web");
         std::thread::scope(|scope| {
@@ -592,6 +735,9 @@ mod tests {
         app2.set_up(false);
         web.record_dial_local_error();
         web.record_rejected_limit();
+        web.set_max_connections(500);
+        web.record_limit_reached();
+        web.add_limit_wait(Duration::from_micros(1_500_250));
         web.record_close(CloseReason::IdleTimeout);
         web.record_connect_failed();
         web.record_connect_failed();
@@ -612,10 +758,22 @@ tcprelay_connections_accepted_total{route="a\"b\\c\nd"} 1
 # TYPE tcprelay_connections_active gauge
 tcprelay_connections_active{route="web"} 1
 tcprelay_connections_active{route="a\"b\\c\nd"} 0
-# HELP tcprelay_connections_rejected_limit_total Client connections closed at once because the route was at max-connections.
+# HELP tcprelay_connections_rejected_limit_total Client connections closed at once because the process held all the connections its OS limits allow (reason process_limit).
 # TYPE tcprelay_connections_rejected_limit_total counter
 tcprelay_connections_rejected_limit_total{route="web"} 1
 tcprelay_connections_rejected_limit_total{route="a\"b\\c\nd"} 0
+# HELP tcprelay_connections_max The route's connection limit: max-connections, or less if the process cannot hold that many.
+# TYPE tcprelay_connections_max gauge
+tcprelay_connections_max{route="web"} 500
+tcprelay_connections_max{route="a\"b\\c\nd"} 0
+# HELP tcprelay_connection_limit_waits_total Times the route reached its connection limit and paused accepting; new clients then wait in the backlog.
+# TYPE tcprelay_connection_limit_waits_total counter
+tcprelay_connection_limit_waits_total{route="web"} 1
+tcprelay_connection_limit_waits_total{route="a\"b\\c\nd"} 0
+# HELP tcprelay_connection_limit_wait_seconds_total Seconds the route's accept loop was paused at its connection limit, added as each slot frees up.
+# TYPE tcprelay_connection_limit_wait_seconds_total counter
+tcprelay_connection_limit_wait_seconds_total{route="web"} 1.500250
+tcprelay_connection_limit_wait_seconds_total{route="a\"b\\c\nd"} 0.000000
 # HELP tcprelay_connections_denied_total Client connections closed at once by the allow/deny rules.
 # TYPE tcprelay_connections_denied_total counter
 tcprelay_connections_denied_total{route="web"} 0
@@ -671,6 +829,10 @@ tcprelay_connections_closed_total{route="web",reason="idle_timeout"} 1
 tcprelay_connections_closed_total{route="web",reason="half_close_timeout"} 0
 tcprelay_connections_closed_total{route="web",reason="stopped"} 0
 tcprelay_connections_closed_total{route="web",reason="denied"} 0
+tcprelay_connections_closed_total{route="web",reason="client_limit"} 0
+tcprelay_connections_closed_total{route="web",reason="process_limit"} 0
+tcprelay_connections_closed_total{route="web",reason="bad_proxy_header"} 0
+tcprelay_connections_closed_total{route="web",reason="no_route"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="upstream_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_reset"} 0
@@ -682,6 +844,10 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="idle_timeout"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="half_close_timeout"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="stopped"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_limit"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="process_limit"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="bad_proxy_header"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="no_route"} 0
 "#;
         assert_eq!(text, expected);
     }
@@ -689,7 +855,7 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="denied"} 1
     #[test]
     fn no_routes_still_render_the_family_headers() {
         let text = render_prometheus(&[]);
-        assert_eq!(text.lines().count(), 14 * 2);
+        assert_eq!(text.lines().count(), 17 * 2);
         assert!(text.lines().all(|line| line.starts_with("# ")));
     }
 

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::access::AccessRules;
 use crate::limits::threads::{ThreadHook, no_hook};
-use crate::log::LogLevel;
 use crate::net::proxy_protocol::ProxyVersion;
+use crate::net::sni::NamePattern;
 use crate::net::stream::Address;
+use crate::ops::log::LogLevel;
+use crate::settings::access::AccessRules;
 use crate::upstream::dial::{Resolver, system_resolver};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
@@ -32,7 +33,7 @@ pub struct Config {
     /// `unix:/path` form of the command line and config file). Unix only. Default: none.
     pub listen_unix: Option<PathBuf>,
     /// The mode of the [`listen_unix`](Config::listen_unix) socket file (the `socket-mode`
-    /// setting). Default [`DEFAULT_SOCKET_MODE`](crate::stream::DEFAULT_SOCKET_MODE), `0660`:
+    /// setting). Default `0660`:
     /// the relay's user and group may connect, no one else.
     pub listen_unix_mode: u32,
     /// Where to forward each client, as `host:port`. Resolved again for every new connection,
@@ -58,6 +59,22 @@ pub struct Config {
     /// Send a PROXY protocol header of this version to the upstream before any client byte,
     /// so the upstream sees the real client address. Default: none.
     pub proxy_protocol: Option<ProxyVersion>,
+    /// Each client must open with a PROXY protocol header (v1 or v2, from a load balancer
+    /// in front), whose source address is then the client's for everything: access rules,
+    /// logs, metrics and [`proxy_protocol`](Config::proxy_protocol). A client without a
+    /// valid header in [`first_bytes_timeout`](Config::first_bytes_timeout) is closed
+    /// (`bad_proxy_header`). Default: off.
+    pub accept_proxy: bool,
+    /// The TLS server names this route takes (`sni=`): routes on one listen address that
+    /// differ by server name share one listener, which peeks at each client's ClientHello
+    /// to pick the route (`Server::bind` groups them; a lone `Relay` with names takes only
+    /// those, and closes other clients with `no_route`). Empty (the default): the route
+    /// takes every client, or, among routes with names, the clients no other route takes.
+    pub server_names: Vec<NamePattern>,
+    /// How long a client may take to send what the relay looks at before relaying: its
+    /// PROXY header ([`accept_proxy`](Config::accept_proxy)) or its TLS ClientHello
+    /// ([`server_names`](Config::server_names)). Default 5 s.
+    pub first_bytes_timeout: Duration,
     /// The route's name in logs and in the `route` label of metrics. Default: empty, which
     /// means the listen address.
     pub name: String,
@@ -81,6 +98,12 @@ pub struct Config {
     /// policy). Default 500: each connection holds two descriptors, so at the common soft
     /// limit of 1024 descriptors the relay reaches its own limit before the OS's.
     pub max_connections: usize,
+    /// At most this many connections at once from one client (one IPv4 address, one IPv6
+    /// /64); over it a client is closed at once (`reason=client_limit`). `None`, the
+    /// default: an eighth of [`max_connections`](Config::max_connections), at least 1,
+    /// loopback clients not counted (behind a local proxy every client is one loopback
+    /// address). `Some(0)`: no limit. `Some(n)`: `n`, loopback clients included.
+    pub max_connections_per_client: Option<usize>,
     /// The stack size of each connection thread, in bytes. Default 64 KiB; see
     /// docs/reliability.md for what a connection thread was measured to need.
     pub stack_size: usize,
@@ -110,7 +133,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             listen_unix: None,
-            listen_unix_mode: crate::stream::DEFAULT_SOCKET_MODE,
+            listen_unix_mode: crate::net::stream::DEFAULT_SOCKET_MODE,
             upstream: String::new(),
             more_upstreams: Vec::new(),
             policy: Policy::First,
@@ -118,12 +141,16 @@ impl Default for Config {
             health_check: Duration::ZERO,
             access: AccessRules::default(),
             proxy_protocol: None,
+            accept_proxy: false,
+            server_names: Vec::new(),
+            first_bytes_timeout: Duration::from_secs(5),
             name: String::new(),
             connect_timeout: Duration::from_secs(5),
             log_level: LogLevel::Info,
             idle_timeout: Duration::from_secs(600),
             half_close_timeout: Duration::from_secs(60),
             max_connections: 500,
+            max_connections_per_client: None,
             stack_size: 64 * 1024,
             thread_keep_alive: Duration::from_secs(10),
             buffer_size: 256 * 1024,
@@ -150,6 +177,27 @@ impl Config {
         std::iter::once(self.upstream.as_str())
             .chain(self.more_upstreams.iter().map(String::as_str))
     }
+}
+
+/// Which routes share one listener: routes on the same listen address (port 0 included:
+/// one ephemeral port for them all) of which at least one has `sni=`. Every other route
+/// has a listener of its own. Each group lists route indices in order; together they hold
+/// every route once, in order of their first route.
+pub fn listener_groups(routes: &[Config]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (index, route) in routes.iter().enumerate() {
+        let listen = route.listen_address();
+        let shares = |group: &&mut Vec<usize>| {
+            let named = |i: &usize| !routes[*i].server_names.is_empty();
+            routes[group[0]].listen_address() == listen
+                && (!route.server_names.is_empty() || group.iter().any(named))
+        };
+        match groups.iter_mut().find(shares) {
+            Some(group) => group.push(index),
+            None => groups.push(vec![index]),
+        }
+    }
+    groups
 }
 
 /// How a route with several upstreams picks one for each new client.

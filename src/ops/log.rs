@@ -500,8 +500,15 @@ pub const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 
 /// The close reasons of clients turned away before any byte was relayed: a storm of them is
 /// one line per client, so their `connection closed` lines are limited.
-pub const REFUSALS: [&str; 5] =
-    ["denied", "limit", "client_limit", "connect_failed", "spawn_failed"];
+pub const REFUSALS: [&str; 7] = [
+    "denied",
+    "bad_proxy_header",
+    "no_route",
+    "limit",
+    "client_limit",
+    "connect_failed",
+    "spawn_failed",
+];
 
 /// The fields whose values, with the level and message, make the key of a limited line.
 pub const KEY_FIELDS: [&str; 4] = ["route", "listen", "upstream", "reason"];

@@ -15,11 +15,12 @@ use std::fmt::Display;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::log::Log;
-use crate::metrics::{RouteMetrics, UpstreamMetrics};
+use crate::limits::capacity::Capacity;
 use crate::net::stream::Address;
+use crate::ops::log::Log;
+use crate::ops::metrics::{LiveBytes, RouteMetrics, UpstreamMetrics};
 use crate::outcome::{CloseReason, Direction};
 use crate::teach::explain::Explain;
 use crate::upstream::dial::DialError;
@@ -72,6 +73,44 @@ impl Observer {
     /// A warning about the route itself (its limit, its accept loop), with `route=`.
     pub fn route_warn(&self, message: &str, fields: &[(&str, &dyn Display)]) {
         self.log.warn(message, &[&[self.route_field()], fields].concat());
+    }
+
+    /// `--max-connections` was more than the process can hold under its OS limits.
+    pub fn max_connections_lowered(&self, asked: usize, capacity: &Capacity) {
+        self.route_warn(
+            "max-connections lowered to fit the process's limits",
+            &[
+                ("asked", &asked),
+                ("allowed", &capacity.connections),
+                ("limited_by", &capacity.limited_by.name()),
+                ("limit", &capacity.limit),
+            ],
+        );
+    }
+
+    /// The route holds `max_connections`: the accept loop pauses, new clients wait in the
+    /// kernel's backlog. Once per episode.
+    pub fn limit_reached(&self, max_connections: usize) {
+        self.metrics.record_limit_reached();
+        self.route_warn(
+            "connection limit reached, pausing accept",
+            &[("max_connections", &max_connections)],
+        );
+    }
+
+    /// The accept loop was paused at the limit for `waited`, until a slot freed up (or the
+    /// relay stopped).
+    pub fn waited_at_limit(&self, waited: Duration) {
+        self.metrics.add_limit_wait(waited);
+    }
+
+    /// The episode at the limit is over: a slot is free and nobody waits. It lasted
+    /// `lasted`, and `held` clients were accepted from the backlog meanwhile.
+    pub fn limit_cleared(&self, lasted: Duration, held: u64) {
+        self.route_warn(
+            "connection limit cleared, accepting again",
+            &[("waited_ms", &lasted.as_millis()), ("held", &held)],
+        );
     }
 
     /// Whether `--explain` wants to hear about first bytes (the copy loop asks once).
@@ -218,8 +257,28 @@ impl Observer {
         );
     }
 
-    /// About to start the second thread: both copies are about to run.
-    pub fn copies_starting(&self, conn: Conn<'_>) {
+    /// The client's PROXY protocol header was read (`accept-proxy`): from now on the
+    /// connection's client is the address it carries, and `via` the load balancer's.
+    pub fn proxy_header_read(&self, conn: Conn<'_>, via: &Address) {
+        self.log.debug(
+            "PROXY header read",
+            &[self.route_field(), ("conn", &conn.id), ("client", conn.client), ("via", via)],
+        );
+    }
+
+    /// The listener picked this route by the server name the client's ClientHello asked
+    /// for (`-` when it named none, or was no TLS at all).
+    pub fn routed_by_name(&self, conn: Conn<'_>, name: Option<&str>) {
+        let name = name.unwrap_or("-");
+        let fields: &[(&str, &dyn Display)] =
+            &[self.route_field(), ("conn", &conn.id), ("client", conn.client), ("sni", &name)];
+        self.log.debug("routed by server name", fields);
+    }
+
+    /// About to start the second thread: both copies are about to run. From now on a
+    /// scrape of `/metrics` adds this connection's `bytes` so far.
+    pub fn copies_starting(&self, conn: Conn<'_>, bytes: &Arc<LiveBytes>) {
+        self.metrics.track_bytes(conn.id, Arc::clone(bytes));
         self.explain.copies_starting(conn.id);
     }
 
@@ -275,12 +334,13 @@ impl Observer {
         } else {
             self.log.info("connection closed", fields);
         }
-        // Added once at the end rather than per write: the copy loops stay free of shared
-        // counters. So /metrics shows a connection's bytes when it has closed.
-        self.metrics.add_bytes_client_to_upstream(to_upstream);
-        self.metrics.add_bytes_upstream_to_client(to_client);
-        if reason == CloseReason::Denied {
-            self.metrics.record_denied();
+        // The copy loops count in the connection's own counters, which a scrape sums while
+        // it is open (see `copies_starting`); now its bytes join the route's totals.
+        self.metrics.add_closed_bytes(conn.id, to_upstream, to_client);
+        match reason {
+            CloseReason::Denied => self.metrics.record_denied(),
+            CloseReason::ProcessLimit => self.metrics.record_rejected_limit(),
+            _ => {}
         }
         self.metrics.record_close(reason);
     }

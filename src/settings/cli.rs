@@ -7,11 +7,11 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::address;
-use crate::config::Config;
-use crate::config_file::{self, ConfigError};
 use crate::net::stream::Address;
 use crate::server::ServerConfig;
+use crate::settings::address;
+use crate::settings::config::Config;
+use crate::settings::file;
 use crate::settings::{self, Scope, Value};
 
 /// What the command line asks for.
@@ -258,7 +258,7 @@ fn with_config_file(
             file.display()
         )));
     }
-    let parsed = config_file::load(file).map_err(|e| UsageError(e.to_string()))?;
+    let parsed = file::load(file).map_err(|e| UsageError(e.to_string()))?;
     parsed.server_config(values).map_err(|e| UsageError(e.to_string()))
 }
 
@@ -280,15 +280,6 @@ fn route_config(listen: Address, upstreams: Vec<String>) -> Config {
         Address::Unix(path) => config.listen_unix = Some(path),
     }
     config
-}
-
-/// Loads and checks a config file: [`config_file::load`], then
-/// [`FileConfig::server_config`](config_file::FileConfig::server_config) with no overrides.
-///
-/// # Errors
-/// The first mistake, as `FILE:LINE:COLUMN: message`.
-pub fn load_config_file(file: &Path) -> Result<ServerConfig, ConfigError> {
-    config_file::load(file)?.server_config(&[])
 }
 
 #[cfg(test)]
@@ -577,7 +568,7 @@ mod tests {
             if let Ok(Command::Run(server) | Command::Check(server)) = parsed {
                 accepted += 1;
                 let described = server.describe();
-                let again = config_file::parse(&described, Path::new("check.conf"))
+                let again = file::parse(&described, Path::new("check.conf"))
                     .and_then(|file| file.server_config(&[]))
                     .unwrap_or_else(|e| panic!("{args:?}: {e}\n{described}"));
                 assert_eq!(again.describe(), described, "{args:?}");

@@ -18,7 +18,7 @@
 //! so IPv4 rules work whichever way the listener was bound.
 //!
 //! ```
-//! use tcprelay::access::{AccessRules, Cidr};
+//! use tcprelay::settings::access::{AccessRules, Cidr};
 //!
 //! let rules = AccessRules {
 //!     allow: vec!["10.0.0.0/8".parse().unwrap()],

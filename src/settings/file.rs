@@ -25,7 +25,7 @@
 //! ```
 //! use std::path::Path;
 //! use std::time::Duration;
-//! use tcprelay::config_file::parse;
+//! use tcprelay::settings::file::parse;
 //!
 //! let text = "idle-timeout 5m\nroute 127.0.0.1:8080 -> app:80 idle-timeout=1m\n";
 //! let config = parse(text, Path::new("relay.conf")).unwrap();
@@ -42,9 +42,9 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::address;
-use crate::config::Config;
 use crate::server::ServerConfig;
+use crate::settings::address;
+use crate::settings::config::Config;
 use crate::settings::{self, SETTINGS, Scope, Setting, Value};
 
 /// The largest config file read: 1 MiB, a thousand times a big real one. Anything larger
@@ -674,9 +674,9 @@ impl fmt::Display for RouteSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::Cidr;
-    use crate::config::Policy;
     use crate::net::proxy_protocol::ProxyVersion;
+    use crate::settings::access::Cidr;
+    use crate::settings::config::Policy;
     use std::time::Duration;
 
     fn parse_ok(text: &str) -> FileConfig {
@@ -831,7 +831,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
 
     #[test]
     fn the_example_in_the_docs_parses() {
-        let doc = include_str!("../docs/operations.md");
+        let doc = include_str!("../../docs/operations.md");
         let example = doc
             .split("```text\n")
             .nth(1)
@@ -915,7 +915,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn global_setting_errors() {
         #[rustfmt::skip]
         let cases = [
-            ("conect-timeout 5s", 1, 1, r#"expected a global setting (log-level, admin, admin-token-file, admin-socket-mode, drain-timeout, policy, health-check, connect-timeout, idle-timeout, half-close-timeout, max-connections, buffer-size, stack-size, thread-keep-alive, explain, socket-mode) or "route", found "conect-timeout""#),
+            ("conect-timeout 5s", 1, 1, r#"expected a global setting (log-level, admin, admin-token-file, admin-socket-mode, drain-timeout, policy, health-check, connect-timeout, first-bytes-timeout, idle-timeout, half-close-timeout, max-connections, max-connections-per-client, buffer-size, stack-size, thread-keep-alive, explain, socket-mode) or "route", found "conect-timeout""#),
             ("idle-timeout=5m", 1, 1, r#"expected a space between a global setting and its value, found "idle-timeout=5m""#),
             ("allow 10.0.0.0/8", 1, 1, r#"found the route option "allow" (write allow=... on a route line)"#),
             ("\nidle-timeout", 2, 13, r#"expected a value after "idle-timeout", found end of line"#),
@@ -951,7 +951,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("route a:1", 1, 10, r#"expected "->" after "a:1", found end of line"#),
             ("route a:1 ->", 1, 13, r#"expected an upstream address after "->", found end of line"#),
             ("route a:1 -> policy=first", 1, 14, r#"expected an upstream address after "->", found "policy=first""#),
-            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, health-check, connect-timeout, idle-timeout, half-close-timeout, max-connections, buffer-size, stack-size, thread-keep-alive, explain, socket-mode, proxy-protocol, allow, deny), found "polcy""#),
+            ("route a:1 -> b:1 polcy=first", 1, 18, r#"expected a route option (name, policy, health-check, connect-timeout, first-bytes-timeout, idle-timeout, half-close-timeout, max-connections, max-connections-per-client, buffer-size, stack-size, thread-keep-alive, explain, socket-mode, proxy-protocol, accept-proxy, sni, allow, deny), found "polcy""#),
             ("route a:1 -> b:1 admin=:1", 1, 18, r#"found "admin" (a global setting: write it before the first route)"#),
             ("route a:1 -> b:1 connect-timeout=0", 1, 34, r#"expected a duration from 1ms to 10m, found "0""#),
             ("route a:1 -> b:1 idle-timeout=1m\n    idle-timeout=2m", 2, 5, r#"expected each route option once, found "idle-timeout" again"#),

@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tcprelay::units::{parse_duration, parse_size};
+//! use tcprelay::settings::units::{parse_duration, parse_size};
 //!
 //! assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
 //! assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);

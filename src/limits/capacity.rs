@@ -1,0 +1,465 @@
+//! How many connections the whole process can hold before the OS or malloc says no, and the
+//! process-wide count that keeps it there.
+//!
+//! Some failures cost one client: a refused thread (`spawn_failed`), a refused descriptor
+//! (the accept loop backs off). Others kill the process, and no `Result` ever sees them:
+//!
+//! - std aborts when an allocation fails ("memory allocation of 64 bytes failed"), and
+//! - std aborts when a new thread's signal stack cannot be mapped ("failed to allocate an
+//!   alternative stack"), before any of our code runs in that thread.
+//!
+//! Both happen when the address space (`RLIMIT_AS`, `ulimit -v`), the commit limit
+//! (`vm.overcommit_memory=2`) or the memory maps (`vm.max_map_count`) run out. So the relay
+//! never gets there: it knows what one connection costs ([`Cost`]), reads the limits that
+//! bind once at start-up ([`Snapshot::read`]), and admits at most [`fit`] connections *in
+//! the whole process*, across every route ([`ProcessSlot`]). Descriptors (`RLIMIT_NOFILE`)
+//! and threads (`RLIMIT_NPROC`) are folded into the same cap, so that a full relay waits
+//! instead of failing `accept` or a dial with `EMFILE`. A cgroup v2 `memory.max` bounds
+//! resident memory (the OOM killer, not an abort), and is folded in too.
+//!
+//! What one connection costs, measured on Linux 6.18 x86_64, glibc 2.36, Rust 1.95
+//! (VmSize and `/proc/PID/maps` with 100 and 300 idle connections, `MALLOC_ARENA_MAX=1`):
+//! 164 KiB of address space with 64 KiB stacks (292 KiB with `--buffer-size 64k`), 8.3
+//! maps, 2 descriptors, 2 threads, and 36 KiB resident. docs/operations.md, "Sizing under
+//! memory limits", has the table and what to set.
+//!
+//! glibc's malloc arenas are the big item: each reserves 64 MiB of address space, and a
+//! thread's first allocation may create one (up to 8 per core). The binary bounds them by
+//! re-executing itself with `MALLOC_ARENA_MAX=1` when the address space is limited (see
+//! [`crate::limits::arenas`]); where they are not bounded, the budget counts every arena
+//! malloc may create.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::limits::arenas;
+use crate::limits::proc_limits::soft_limit;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+
+/// Memory maps per connection, rounded up from the measured 8.3: per thread its stack, the
+/// stack's guard page, the signal stack and its guard page.
+const MAPS_PER_CONNECTION: u64 = 9;
+/// Heap per connection besides its buffers: the `Connection`, its slot in the open set, its
+/// log lines while they are formatted. Measured about 2 KiB; this leaves room.
+const HEAP_PER_CONNECTION: u64 = 8 * KIB;
+/// Resident memory per idle connection besides its buffers: measured 36 KiB (the touched
+/// parts of two stacks and two signal stacks, the heap, the page tables). Kernel socket
+/// buffers of busy connections come on top and are not bounded here (std has no
+/// `SO_RCVBUF`).
+const RESIDENT_PER_CONNECTION: u64 = 64 * KIB;
+/// std's signal stack is `max(SIGSTKSZ, AT_MINSIGSTKSZ)`; SIGSTKSZ is 8 KiB on x86_64 and
+/// 16 KiB on aarch64 in the `libc` crate std uses.
+const MIN_SIGNAL_STACK: u64 = 16 * KIB;
+
+/// Threads the process has besides its connection threads, and their stacks: the admin
+/// endpoint's and the main thread with std's default 2 MiB, and one accept loop per route
+/// with 256 KiB (`server.rs`), eight routes' worth.
+const OTHER_THREADS: u64 = 10;
+const OTHER_THREAD_STACKS: u64 = 2 * 2 * MIB + 8 * 256 * KIB;
+/// At most this many finished connection threads wait for the next connection, in the
+/// whole process (see `threads.rs`), fewer when the process is small (see [`fit`]): each
+/// still holds its stack.
+const MAX_PARKED_THREADS: u64 = 128;
+/// Slack for what is not counted one by one: the heap growing and fragmenting, threads
+/// that have freed their connection's slot but not yet exited or parked. 4 MiB plus a
+/// sixteenth of the limit.
+fn slack(limit: u64) -> u64 {
+    4 * MIB + limit / 16
+}
+/// Descriptors kept free besides two per connection: listeners, the descriptor a waiting
+/// `accept` holds, a refused client closed at once, admin clients, the self-connect that
+/// wakes a stopping accept loop.
+const SPARE_DESCRIPTORS: u64 = 16;
+/// Maps kept free besides the connections': code, libraries, the other threads.
+const SPARE_MAPS: u64 = 1_000;
+
+/// What one connection costs the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cost {
+    /// Address space, in bytes: two thread stacks with their guard pages and signal stacks,
+    /// the copy buffers, the heap.
+    pub address_space: u64,
+    /// Resident memory, in bytes (what a cgroup's `memory.max` counts), when idle.
+    pub resident: u64,
+    /// File descriptors: the client's and the upstream's.
+    pub descriptors: u64,
+    /// Threads: one per direction.
+    pub threads: u64,
+    /// Memory maps.
+    pub maps: u64,
+}
+
+impl Cost {
+    /// The cost of a connection whose threads have `stack_size` bytes of stack and whose
+    /// copies use `buffer_size`-byte heap buffers (0: none, `io::copy`'s stack buffer).
+    pub fn of(stack_size: usize, buffer_size: usize, signal_stack: u64) -> Cost {
+        let stack = round_up_to_page(stack_size as u64);
+        let per_thread = stack + PAGE + round_up_to_page(signal_stack) + PAGE;
+        let buffers = 2 * buffer_size as u64;
+        Cost {
+            address_space: 2 * per_thread + buffers + HEAP_PER_CONNECTION,
+            resident: RESIDENT_PER_CONNECTION + buffers,
+            descriptors: 2,
+            threads: 2,
+            maps: MAPS_PER_CONNECTION,
+        }
+    }
+
+    /// Address space of one thread (for the threads that are not a connection's).
+    fn per_thread(&self) -> u64 {
+        (self.address_space - HEAP_PER_CONNECTION) / 2
+    }
+}
+
+const PAGE: u64 = 4 * KIB;
+
+fn round_up_to_page(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE) * PAGE
+}
+
+/// The limits that bind, and how much of each the process already uses, read once.
+/// `None`: no such limit (unlimited, or not readable here).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `RLIMIT_AS` (soft), bytes, and the address space in use (`VmSize`).
+    pub address_space: Option<(u64, u64)>,
+    /// Under `vm.overcommit_memory=2`: `CommitLimit` and `Committed_AS`, bytes, system-wide.
+    pub commit: Option<(u64, u64)>,
+    /// The cgroup v2 `memory.max` and `memory.current`, bytes.
+    pub memory: Option<(u64, u64)>,
+    /// `RLIMIT_NOFILE` (soft) and the descriptors open now.
+    pub descriptors: Option<(u64, u64)>,
+    /// `RLIMIT_NPROC` (soft; it counts every thread of the user) and this process's threads.
+    pub threads: Option<(u64, u64)>,
+    /// `vm.max_map_count` and this process's maps now.
+    pub maps: Option<(u64, u64)>,
+    /// Address space that malloc may still reserve for new arenas, bytes.
+    pub arena_reserve: u64,
+    /// std's signal stack size here (`max(SIGSTKSZ, AT_MINSIGSTKSZ)`).
+    pub signal_stack: u64,
+}
+
+/// Which limit sets the cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// No limit binds: `--max-connections` alone decides.
+    None,
+    /// `RLIMIT_AS` (`ulimit -v`).
+    AddressSpace,
+    /// The commit limit under `vm.overcommit_memory=2`.
+    Commit,
+    /// The cgroup's `memory.max`.
+    Memory,
+    /// `RLIMIT_NOFILE` (`ulimit -n`).
+    Descriptors,
+    /// `RLIMIT_NPROC` (`ulimit -u`).
+    Threads,
+    /// `vm.max_map_count`.
+    Maps,
+}
+
+impl Binding {
+    /// The name in the log: the limit as an operator would set it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binding::None => "none",
+            Binding::AddressSpace => "RLIMIT_AS",
+            Binding::Commit => "vm.overcommit_memory=2",
+            Binding::Memory => "memory.max",
+            Binding::Descriptors => "RLIMIT_NOFILE",
+            Binding::Threads => "RLIMIT_NPROC",
+            Binding::Maps => "vm.max_map_count",
+        }
+    }
+}
+
+/// The most connections the process can hold, and the limit that said so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// At most this many connections at once, in the whole process. At least 1.
+    pub connections: usize,
+    /// The limit that set it.
+    pub limited_by: Binding,
+    /// That limit's value (bytes, descriptors, threads or maps); 0 for [`Binding::None`].
+    pub limit: u64,
+    /// What one connection was counted to cost.
+    pub cost: Cost,
+    /// At most this many finished connection threads may wait for the next connection in
+    /// the whole process: the parked threads the budget has room for.
+    pub max_parked: usize,
+}
+
+/// How many connections of `cost` fit under the limits of `snapshot`, besides what the
+/// process already uses and what it keeps for its other threads, parked threads and slack.
+/// The smallest of the limits wins; with none, `usize::MAX`.
+///
+/// Parked threads get room for at most a quarter of the connections' threads (up to 128):
+/// a relay squeezed into a few megabytes keeps its room for connections, and simply
+/// creates threads more often.
+pub fn fit(snapshot: &Snapshot, cost: &Cost) -> Capacity {
+    let without_parked = fit_with_parked(snapshot, cost, 0);
+    let parked = (without_parked.connections as u64 / 2).min(MAX_PARKED_THREADS);
+    let capacity = fit_with_parked(snapshot, cost, parked);
+    Capacity { max_parked: parked as usize, ..capacity }
+}
+
+fn fit_with_parked(snapshot: &Snapshot, cost: &Cost, parked: u64) -> Capacity {
+    let signal_stack = round_up_to_page(snapshot.signal_stack) + PAGE;
+    let other_threads = OTHER_THREAD_STACKS + OTHER_THREADS * (PAGE + signal_stack);
+    let threads_memory = other_threads + parked * cost.per_thread();
+    let thread_reserve = OTHER_THREADS + parked;
+    let candidates = [
+        (
+            Binding::AddressSpace,
+            snapshot.address_space,
+            threads_memory + snapshot.arena_reserve,
+            cost.address_space,
+        ),
+        (Binding::Commit, snapshot.commit, threads_memory, cost.address_space),
+        (Binding::Memory, snapshot.memory, 0, cost.resident),
+        (Binding::Descriptors, snapshot.descriptors, SPARE_DESCRIPTORS, cost.descriptors),
+        (Binding::Threads, snapshot.threads, thread_reserve, cost.threads),
+        (Binding::Maps, snapshot.maps, SPARE_MAPS + 4 * thread_reserve, cost.maps),
+    ];
+    let mut best = Capacity {
+        connections: usize::MAX,
+        limited_by: Binding::None,
+        limit: 0,
+        cost: *cost,
+        max_parked: 0,
+    };
+    for (binding, limit, reserve, each) in candidates {
+        let Some((limit, used)) = limit else { continue };
+        let reserve = match binding {
+            Binding::AddressSpace | Binding::Commit | Binding::Memory => reserve + slack(limit),
+            _ => reserve,
+        };
+        let room = limit.saturating_sub(used).saturating_sub(reserve);
+        let fits = usize::try_from(room / each.max(1)).unwrap_or(usize::MAX).max(1);
+        if fits < best.connections {
+            best = Capacity { connections: fits, limited_by: binding, limit, ..best };
+        }
+    }
+    best
+}
+
+impl Snapshot {
+    /// Reads every limit this platform lets std read: /proc/self/limits, /proc/self/status,
+    /// /proc/self/maps, /proc/self/fd, /proc/self/auxv, /proc/sys/vm/*, /proc/meminfo and
+    /// the cgroup v2 files. Anything unreadable (not Linux, /proc not mounted) counts as no
+    /// limit.
+    pub fn read() -> Snapshot {
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let used_address_space = status_kib(&status, "VmSize").unwrap_or(0) * KIB;
+        let threads_now = status_kib(&status, "Threads").unwrap_or(1);
+        let descriptors_now = std::fs::read_dir("/proc/self/fd").map(Iterator::count).unwrap_or(0);
+        let maps_now = std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count());
+        let max_map_count = read_number("/proc/sys/vm/max_map_count");
+        Snapshot {
+            address_space: soft_limit(&limits, "Max address space")
+                .map(|l| (l, used_address_space)),
+            commit: commit_limit(),
+            memory: cgroup_memory(),
+            descriptors: soft_limit(&limits, "Max open files").map(|l| (l, descriptors_now as u64)),
+            threads: soft_limit(&limits, "Max processes").map(|l| (l, threads_now)),
+            maps: max_map_count.zip(maps_now.ok().map(|n| n as u64)),
+            arena_reserve: arenas::reserve(),
+            signal_stack: min_signal_stack().max(MIN_SIGNAL_STACK),
+        }
+    }
+}
+
+/// A `Name:   123 kB` (or plain number) field of /proc/self/status.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    let value = status.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
+    value.split_whitespace().next()?.parse().ok()
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Under strict overcommit (`vm.overcommit_memory=2`) every writable private map is charged
+/// against a system-wide commit limit; a thread stack that cannot be charged is refused.
+fn commit_limit() -> Option<(u64, u64)> {
+    if read_number("/proc/sys/vm/overcommit_memory")? != 2 {
+        return None;
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    Some((status_kib(&meminfo, "CommitLimit")? * KIB, status_kib(&meminfo, "Committed_AS")? * KIB))
+}
+
+/// The cgroup v2 memory limit of this process's cgroup and its use now: `/proc/self/cgroup`
+/// names the cgroup (`0::/system.slice/tcprelay.service`), under /sys/fs/cgroup. `None`
+/// when there is no limit (`max`), no cgroup v2, or the files cannot be read.
+fn cgroup_memory() -> Option<(u64, u64)> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup.lines().find_map(|line| line.strip_prefix("0::"))?.trim();
+    let dir = format!("/sys/fs/cgroup{}", if path == "/" { "" } else { path });
+    let max = read_number(&format!("{dir}/memory.max"))?; // "max" does not parse: no limit
+    let current = read_number(&format!("{dir}/memory.current")).unwrap_or(0);
+    Some((max, current))
+}
+
+/// `AT_MINSIGSTKSZ` from the auxiliary vector (/proc/self/auxv: pairs of native words), the
+/// signal stack size the CPU needs, which std takes if larger than SIGSTKSZ. 0 if unknown.
+fn min_signal_stack() -> u64 {
+    const AT_MINSIGSTKSZ: u64 = 51;
+    const WORD: usize = std::mem::size_of::<usize>();
+    let Ok(auxv) = std::fs::read("/proc/self/auxv") else { return 0 };
+    let word = |bytes: &[u8]| {
+        let mut buffer = [0; WORD];
+        buffer.copy_from_slice(bytes);
+        usize::from_ne_bytes(buffer) as u64
+    };
+    auxv.chunks_exact(2 * WORD)
+        .find(|pair| word(&pair[..WORD]) == AT_MINSIGSTKSZ)
+        .map_or(0, |pair| word(&pair[WORD..]))
+}
+
+/// The process's limits, read once, at the first route's bind, so that later binds and the
+/// accept loops open no file of their own.
+pub fn snapshot() -> &'static Snapshot {
+    static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
+    SNAPSHOT.get_or_init(Snapshot::read)
+}
+
+/// A count of open connections with a cap checked as a slot is taken.
+#[derive(Debug)]
+pub struct OpenCount(AtomicUsize);
+
+/// Connections open in the whole process, every route together.
+pub static OPEN_IN_PROCESS: OpenCount = OpenCount(AtomicUsize::new(0));
+
+impl OpenCount {
+    /// Takes a slot if fewer than `cap` connections are open.
+    pub fn take(&'static self, cap: usize) -> Option<ProcessSlot> {
+        let room = |open: usize| (open < cap).then_some(open + 1);
+        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, room).ok()?;
+        Some(ProcessSlot(self))
+    }
+
+    /// How many slots are taken.
+    #[cfg(test)]
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A slot of a count of its own, for unit tests that insert connections without touching
+/// the process-wide count other tests read.
+#[cfg(test)]
+pub fn test_slot() -> ProcessSlot {
+    static TESTS: OpenCount = OpenCount(AtomicUsize::new(0));
+    TESTS.take(usize::MAX).expect("an unbounded count always has room")
+}
+
+/// One connection's share of the process-wide cap; giving it back is dropping it.
+#[derive(Debug)]
+pub struct ProcessSlot(&'static OpenCount);
+
+impl Drop for ProcessSlot {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: &str = "\
+Limit                     Soft Limit           Hard Limit           Units
+Max processes             96365                96365                processes
+Max open files            1024                 4096                 files
+Max address space         409600000            unlimited            bytes
+";
+
+    #[test]
+    fn reads_soft_limits_and_unlimited_as_none() {
+        assert_eq!(soft_limit(LIMITS, "Max open files"), Some(1024));
+        assert_eq!(soft_limit(LIMITS, "Max address space"), Some(409_600_000));
+        let unlimited = "Max address space         unlimited            unlimited            bytes";
+        assert_eq!(soft_limit(unlimited, "Max address space"), None);
+        assert_eq!(soft_limit(LIMITS, "Max locked memory"), None);
+    }
+
+    #[test]
+    fn one_connection_costs_what_was_measured() {
+        let cost = Cost::of(64 * 1024, 0, 16 * 1024);
+        // Measured 164 KiB of VmSize per idle connection: the estimate is a little above.
+        assert_eq!(cost.address_space, 2 * (64 + 4 + 16 + 4) * KIB + 8 * KIB);
+        assert!(cost.address_space >= 164 * KIB);
+        assert_eq!(
+            Cost::of(64 * 1024, 64 * 1024, 16 * 1024).address_space,
+            cost.address_space + 128 * KIB
+        );
+    }
+
+    #[test]
+    fn the_smallest_limit_wins_and_says_which() {
+        let cost = Cost::of(64 * 1024, 0, 16 * 1024);
+        let none = fit(&Snapshot::default(), &cost);
+        assert_eq!((none.connections, none.limited_by), (usize::MAX, Binding::None));
+
+        let maps = Snapshot { maps: Some((65_530, 0)), ..Snapshot::default() };
+        // (65,530 - 1,000 spare - 4 maps * (10 other threads + 128 parked)) / 9
+        assert_eq!(fit(&maps, &cost).connections, 7_108);
+        assert_eq!(fit(&maps, &cost).max_parked, 128);
+        assert_eq!(fit(&maps, &cost).limited_by, Binding::Maps);
+
+        let descriptors = Snapshot { descriptors: Some((1024, 4)), ..maps.clone() };
+        assert_eq!(fit(&descriptors, &cost).connections, (1024 - 4 - 16) / 2);
+        assert_eq!(fit(&descriptors, &cost).limited_by, Binding::Descriptors);
+
+        let address_space = Snapshot { address_space: Some((400_000 * KIB, 6 * MIB)), ..maps };
+        let capacity = fit(&address_space, &cost);
+        assert_eq!(capacity.limited_by, Binding::AddressSpace);
+        assert!((300..2_000).contains(&capacity.connections), "{capacity:?}");
+    }
+
+    #[test]
+    fn a_small_limit_still_fits_connections_with_fewer_parked_threads() {
+        let cost = Cost::of(64 * 1024, 0, 16 * 1024);
+        let snapshot =
+            Snapshot { address_space: Some((20_000 * KIB, 6 * MIB)), ..Snapshot::default() };
+        let capacity = fit(&snapshot, &cost);
+        assert!((5..40).contains(&capacity.connections), "{capacity:?}");
+        assert!(capacity.max_parked < capacity.connections, "{capacity:?}");
+    }
+
+    #[test]
+    fn unbounded_arenas_can_leave_room_for_one_connection_only() {
+        let cost = Cost::of(64 * 1024, 0, 16 * 1024);
+        let snapshot = Snapshot {
+            address_space: Some((100_000 * KIB, 6 * MIB)),
+            arena_reserve: 16 * 64 * MIB,
+            ..Snapshot::default()
+        };
+        assert_eq!(fit(&snapshot, &cost).connections, 1, "never 0: one client can still pass");
+    }
+
+    #[test]
+    fn process_slots_are_given_back_when_dropped() {
+        static OPEN: OpenCount = OpenCount(AtomicUsize::new(0));
+        let first = OPEN.take(2).expect("room for two");
+        let second = OPEN.take(2).expect("room for two");
+        assert!(OPEN.take(2).is_none(), "the cap holds");
+        drop(first);
+        assert_eq!(OPEN.open(), 1);
+        assert!(OPEN.take(2).is_some());
+        drop(second);
+    }
+
+    #[test]
+    fn this_machine_has_limits() {
+        if cfg!(target_os = "linux") {
+            let snapshot = Snapshot::read();
+            assert!(snapshot.maps.is_some() && snapshot.descriptors.is_some(), "{snapshot:?}");
+            assert!(snapshot.signal_stack >= MIN_SIGNAL_STACK);
+        }
+    }
+}

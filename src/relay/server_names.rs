@@ -1,0 +1,111 @@
+//! Routes that share one listener and differ by the TLS server name their clients ask for
+//! (`sni=`): the table a listener picks a route from.
+//!
+//! The first route on the address owns the listener and its accept loop, as any route does;
+//! the others share its open connections (so `max-connections` counts the listener's
+//! clients) and its thread pool, and keep their own upstreams, log label, access rules,
+//! health checks and counters. Each client is counted by the route it is relayed on, once it
+//! is picked (see `preface.rs`).
+
+use std::iter;
+use std::sync::Arc;
+
+use crate::limits::per_client::PerClientLimit;
+use crate::net::sni::NamePattern;
+use crate::net::stream::Address;
+use crate::ops::log::Log;
+use crate::ops::metrics::RouteMetrics;
+use crate::ops::observe::Observer;
+use crate::relay::route::{Route, ServerNames};
+use crate::settings::config::Config;
+use crate::teach::explain::Explain;
+use crate::upstream::Upstreams;
+
+impl ServerNames {
+    /// The routes that share `listener`'s socket, built from their settings: each with its
+    /// own upstreams, observer and counters, and the listener's connections and threads.
+    pub fn sharing(listener: &Route, configs: Vec<Config>) -> ServerNames {
+        let others = configs.into_iter().map(|config| Arc::new(sharing_route(listener, config)));
+        ServerNames { others: others.collect() }
+    }
+
+    /// The routes other than the listener's own, in the order they were configured.
+    pub fn others(&self) -> &[Arc<Route>] {
+        &self.others
+    }
+
+    /// The route for a client that asked for `name` (`None`: no TLS, or no server name):
+    /// an exact name first, then the longest matching `*.suffix` (nginx's order), then the
+    /// route without `sni=`; `None` when nothing takes it.
+    pub fn pick<'a>(
+        &'a self,
+        listener: &'a Arc<Route>,
+        name: Option<&str>,
+    ) -> Option<&'a Arc<Route>> {
+        let routes = || iter::once(listener).chain(&self.others);
+        let named = name.and_then(|name| {
+            let best = |route: &&'a Arc<Route>| {
+                let patterns = route.config.server_names.iter();
+                patterns.filter(|pattern| pattern.matches(name)).map(specificity).max()
+            };
+            routes().filter_map(|route| Some((best(&route)?, route))).max_by_key(|(at, _)| *at)
+        });
+        match named {
+            Some((_, route)) => Some(route),
+            None => routes().find(|route| route.config.server_names.is_empty()),
+        }
+    }
+}
+
+/// How closely a pattern fits: an exact name beats every wildcard, a longer suffix beats a
+/// shorter one.
+fn specificity(pattern: &NamePattern) -> usize {
+    match pattern {
+        NamePattern::Exact(_) => usize::MAX,
+        NamePattern::Wildcard(suffix) => suffix.len(),
+    }
+}
+
+/// A route that shares `listener`'s socket, open connections and thread pool, built as
+/// `Relay::bind` builds a route of its own, and labelled with its server names.
+pub fn sharing_route(listener: &Route, mut config: Config) -> Route {
+    if let Address::Tcp(addr) = listener.listen_addr {
+        config.listen = addr; // the real port, if 0 was asked
+    }
+    let label = label(&listener.listen_addr, &config);
+    let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
+    Route {
+        observer: Observer::new(
+            Log::for_route(config.log_level, &label),
+            Explain::new(config.explain),
+            Arc::clone(&metrics),
+        ),
+        upstreams: Upstreams::new(&config, &metrics),
+        metrics,
+        max_connections: listener.max_connections,
+        capacity: listener.capacity,
+        per_client: PerClientLimit::new(
+            config.max_connections_per_client,
+            listener.max_connections,
+        ),
+        threads: Arc::clone(&listener.threads),
+        connections: Arc::clone(&listener.connections),
+        listen_addr: listener.listen_addr.clone(),
+        server_names: None,
+        config,
+    }
+}
+
+/// A route's label in logs and metrics: its name, else its address and server names
+/// (`127.0.0.1:443 sni=a.example.com,*.example.org`, or `127.0.0.1:443 default` for the
+/// route without `sni=`), so that the routes on one address are told apart.
+pub fn label(listen: &impl std::fmt::Display, config: &Config) -> String {
+    if !config.name.is_empty() {
+        return config.name.clone();
+    }
+    if config.server_names.is_empty() {
+        return format!("{listen} default");
+    }
+    let names = config.server_names.iter().map(ToString::to_string);
+    format!("{listen} sni={}", names.collect::<Vec<_>>().join(","))
+}
