@@ -8,11 +8,14 @@
 //! mistakes.
 
 use std::ffi::OsString;
+use std::io;
 use std::process::ExitCode;
 
 use crate::limits::arenas;
-use crate::net::stream::Address;
+use crate::net::address::Address;
+use crate::ops::admin_client;
 use crate::ops::log::{self, Log};
+use crate::server::pid_file::{self, PidFile};
 use crate::server::{Server, ServerConfig};
 use crate::settings::cli::{self, Command};
 use crate::teach::demo;
@@ -35,6 +38,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Ok(Command::Admin(request)) => admin_client::run(&request),
+        Ok(Command::AdminHelp) => {
+            print!("{}", admin_client::USAGE);
+            ExitCode::SUCCESS
+        }
         Ok(Command::Help) => {
             print!("{}", cli::help());
             ExitCode::SUCCESS
@@ -63,7 +71,20 @@ fn serve(config: ServerConfig) -> ExitCode {
             &[("error", &error)],
         );
     }
+    let pid_path = config.pid_file.clone();
+    if let Some(path) = &pid_path {
+        if let Err(refused) = pid_file::check(path) {
+            eprintln!("tcprelay: {refused}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = Server::bind(config).and_then(|server| {
+        // Written once every route listens, before the lines that tell the world so;
+        // removed when `_pid` drops, after the drain.
+        let _pid = match &pid_path {
+            Some(path) => Some(PidFile::write(path).map_err(io::Error::other)?),
+            None => None,
+        };
         // Scripts and tests read these lines to learn the ports, so they are written at
         // any level: one per route, in the order given, then the admin endpoint.
         for (addr, metrics) in server.local_addrs().into_iter().zip(server.metrics()) {

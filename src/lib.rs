@@ -70,9 +70,9 @@ mod teach;
 mod upstream;
 
 pub use limits::threads::{ThreadHook, ThreadRole, ThreadStage, no_hook};
+pub use net::address::Address;
 pub use net::proxy_protocol;
 pub use net::sni;
-pub use net::stream::Address;
 pub use ops::log::LogLevel;
 pub use ops::metrics;
 pub use outcome::CloseReason;

@@ -21,6 +21,7 @@ fn admin_server(upstream: &Upstream, access: AdminAccess) -> TestServer {
         admin: Some(Address::Tcp("127.0.0.1:0".parse().unwrap())),
         admin_access: access,
         drain_timeout: TIMEOUT,
+        ..Default::default()
     })
 }
 
@@ -236,6 +237,7 @@ fn a_unix_admin_socket_is_created_mode_0600_or_as_asked() {
             admin: Some(Address::Unix(path.clone())),
             admin_access: access,
             drain_timeout: TIMEOUT,
+            ..Default::default()
         })
         .expect("bind");
         assert_eq!(server.admin_address(), Some(Address::Unix(path.clone())));

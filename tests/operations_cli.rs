@@ -5,35 +5,8 @@
 mod support;
 
 use std::net::Shutdown;
-use std::path::PathBuf;
 
 use support::*;
-
-/// A config file with `text`, in a directory of its own under the system's temp dir;
-/// removed when dropped.
-struct ConfigFile {
-    path: PathBuf,
-}
-
-impl ConfigFile {
-    fn new(name: &str, text: &str) -> ConfigFile {
-        let dir = std::env::temp_dir().join(format!("tcprelay-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        ConfigFile { path }
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 #[test]
 fn config_file_errors_name_file_line_and_column_and_exit_2() {

@@ -22,6 +22,7 @@ fn server(routes: Vec<Config>, drain_timeout: Duration) -> TestServer {
         admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
         admin_access: Default::default(),
         drain_timeout,
+        ..Default::default()
     })
 }
 

@@ -40,6 +40,7 @@ fn a_drained_server_leaves_no_descriptor_or_thread_behind() {
         admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
         admin_access: Default::default(),
         drain_timeout: TIMEOUT,
+        ..Default::default()
     })
     .unwrap();
     let addrs = server.local_addrs();

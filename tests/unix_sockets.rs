@@ -156,6 +156,7 @@ fn the_server_reports_unix_listen_addresses() {
         admin: None,
         admin_access: Default::default(),
         drain_timeout: TIMEOUT,
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(server.local_addrs(), [Address::Unix(path.clone())]);

@@ -223,7 +223,8 @@ impl Drop for Entry {
 mod tests {
     use super::*;
     use crate::limits::capacity::test_slot;
-    use crate::net::stream::{Address, Stream};
+    use crate::net::address::Address;
+    use crate::net::stream::Stream;
     use crate::settings::config::Config;
     use std::net::{TcpListener, TcpStream};
     use std::thread;

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::net::stream::Address;
+use crate::net::address::Address;
 
 /// The key a client's connections are counted under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

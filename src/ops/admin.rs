@@ -35,10 +35,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crate::net::stream::{self, Address, Listener, Stream};
+use crate::net::address::Address;
+use crate::net::stream::{self, Listener, Stream};
 use crate::ops::admin_http::{self, Request, Response, Status};
 use crate::ops::log::Log;
-use crate::ops::metrics::{self, RouteMetrics};
+use crate::ops::metrics;
 use crate::server::handle::ServerHandle;
 use crate::settings::units::format_duration;
 
@@ -159,6 +160,12 @@ impl AdminToken {
             ));
         }
         Ok(AdminToken { file: file.to_path_buf(), secret: secret.as_bytes().to_vec() })
+    }
+
+    /// The `Authorization` header value that carries this token: what the admin client
+    /// (`tcprelay reload|drain|status`) sends.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", String::from_utf8_lossy(&self.secret))
     }
 
     /// The file the token was read from (`--check` prints it; never the token).
@@ -292,7 +299,6 @@ pub struct Admin {
     listener: Listener,
     local: Address,
     access: AdminAccess,
-    routes: Vec<Arc<RouteMetrics>>,
     server: ServerHandle,
     log: Log,
     stopping: Arc<AtomicBool>,
@@ -314,7 +320,6 @@ impl Admin {
     pub fn bind(
         address: &Address,
         access: AdminAccess,
-        routes: Vec<Arc<RouteMetrics>>,
         server: ServerHandle,
         log: Log,
     ) -> io::Result<Admin> {
@@ -326,7 +331,7 @@ impl Admin {
             log.warn(&warning, &[]);
         }
         let stopping = Arc::new(AtomicBool::new(false));
-        Ok(Admin { listener, local, access, routes, server, log, stopping })
+        Ok(Admin { listener, local, access, server, log, stopping })
     }
 
     /// The address the admin endpoint listens on.
@@ -405,8 +410,11 @@ impl Admin {
         let is_get = method == "GET" || method == "HEAD";
         match request.path.as_str() {
             "/metrics" if is_get => {
-                let snapshots: Vec<_> = self.routes.iter().map(|route| route.snapshot()).collect();
+                let routes = self.server.metrics();
+                let snapshots: Vec<_> = routes.iter().map(|route| route.snapshot()).collect();
                 let mut text = metrics::render_prometheus(&snapshots);
+                let (applied, refused) = self.server.reloads();
+                text.push_str(&metrics::render_reload_counters(applied, refused));
                 text.push_str(&metrics::render_log_counters(
                     crate::ops::log::lines_dropped(),
                     crate::ops::log::lines_suppressed(),
@@ -426,8 +434,13 @@ impl Admin {
                 self.server.drain();
                 Response::text(Status::Ok, format!("draining, up to {timeout}\n"))
             }
-            "/metrics" | "/healthz" => Response::method_not_allowed("GET, HEAD"),
-            "/drain" => Response::method_not_allowed("POST"),
+            "/status" if is_get => Response::text(Status::Ok, self.server.status()),
+            "/reload" if method == "POST" => match self.server.reload() {
+                Ok(summary) => Response::text(Status::Ok, format!("{summary}\n")),
+                Err(why) => Response::text(Status::Conflict, format!("reload refused: {why}\n")),
+            },
+            "/metrics" | "/healthz" | "/status" => Response::method_not_allowed("GET, HEAD"),
+            "/drain" | "/reload" => Response::method_not_allowed("POST"),
             _ => Response::not_found(),
         }
     }

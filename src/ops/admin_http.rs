@@ -57,6 +57,8 @@ pub enum Status {
     MethodNotAllowed,
     /// 408: the request head did not arrive before the deadline.
     RequestTimeout,
+    /// 409: the request conflicts with the relay's state (a reload that was refused).
+    Conflict,
     /// 413: the body is larger than [`MAX_BODY_BYTES`].
     ContentTooLarge,
     /// 414: the request line or target is too long.
@@ -82,6 +84,7 @@ impl Status {
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
+            Status::Conflict => 409,
             Status::ContentTooLarge => 413,
             Status::UriTooLong => 414,
             Status::HeaderFieldsTooLarge => 431,
@@ -101,6 +104,7 @@ impl Status {
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
+            Status::Conflict => "Conflict",
             Status::ContentTooLarge => "Content Too Large",
             Status::UriTooLong => "URI Too Long",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
@@ -919,7 +923,7 @@ mod tests {
     /// What the admin endpoint does with a request, access rules included (with a token, so
     /// that every rule is reached), and a body that echoes the request's fields back.
     fn guarded_handler(request: &Request) -> Response {
-        use crate::net::stream::Address;
+        use crate::net::address::Address;
         use crate::ops::admin::{AdminAccess, AdminToken, refusal};
         let token = AdminToken::new(std::path::Path::new("/t"), "0123456789abcdef")
             .expect("a valid test token");

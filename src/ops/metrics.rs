@@ -38,7 +38,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The live counters of one route.
 #[derive(Debug)]
 pub struct RouteMetrics {
-    route: String,
+    /// The label; a reload may rename the route (see [`RouteMetrics::reloaded`]).
+    route: Mutex<String>,
     accepted: AtomicU64,
     active: AtomicU64,
     rejected_limit: AtomicU64,
@@ -51,7 +52,8 @@ pub struct RouteMetrics {
     bytes_client_to_upstream: AtomicU64,
     bytes_upstream_to_client: AtomicU64,
     closed_by_reason: [AtomicU64; CloseReason::ALL.len()],
-    upstreams: Vec<Arc<UpstreamMetrics>>,
+    /// A reload may change the list; each upstream it keeps keeps its counters.
+    upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
     /// The byte counters of the connections relaying now, by id, summed at each scrape.
     open_bytes: Mutex<HashMap<u64, Arc<LiveBytes>>>,
 }
@@ -112,7 +114,7 @@ impl RouteMetrics {
         upstreams: impl IntoIterator<Item = impl Into<String>>,
     ) -> RouteMetrics {
         RouteMetrics {
-            route: route.into(),
+            route: Mutex::new(route.into()),
             accepted: AtomicU64::new(0),
             active: AtomicU64::new(0),
             rejected_limit: AtomicU64::new(0),
@@ -125,22 +127,41 @@ impl RouteMetrics {
             bytes_client_to_upstream: AtomicU64::new(0),
             bytes_upstream_to_client: AtomicU64::new(0),
             closed_by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
-            upstreams: upstreams
-                .into_iter()
-                .map(|upstream| Arc::new(UpstreamMetrics::new(upstream)))
-                .collect(),
+            upstreams: Mutex::new(
+                upstreams
+                    .into_iter()
+                    .map(|upstream| Arc::new(UpstreamMetrics::new(upstream)))
+                    .collect(),
+            ),
             open_bytes: Mutex::default(),
         }
     }
 
     /// The counters of each upstream, in the route's order.
-    pub fn upstreams(&self) -> &[Arc<UpstreamMetrics>] {
-        &self.upstreams
+    pub fn upstreams(&self) -> Vec<Arc<UpstreamMetrics>> {
+        self.upstreams.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// The route label given to [`RouteMetrics::new`].
-    pub fn route(&self) -> &str {
-        &self.route
+    /// The route label given to [`RouteMetrics::new`] (or to the last reload).
+    pub fn route(&self) -> String {
+        self.route.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// After a reload that kept the route's listener: the route's counters go on (they
+    /// count the listener's clients, old and new), under the route's label of now, and the
+    /// upstream list becomes `upstreams`. An upstream that stays keeps its counters and its
+    /// up or down state; a new one starts from zero, up.
+    pub fn reloaded<'a>(&self, route: &str, upstreams: impl IntoIterator<Item = &'a str>) {
+        let mut list = self.upstreams.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = upstreams
+            .into_iter()
+            .map(|upstream| match list.iter().find(|known| known.upstream() == upstream) {
+                Some(known) => Arc::clone(known),
+                None => Arc::new(UpstreamMetrics::new(upstream)),
+            })
+            .collect();
+        *list = next;
+        *self.route.lock().unwrap_or_else(PoisonError::into_inner) = route.to_string();
     }
 
     /// A client connection was accepted: counts it and adds it to the active connections.
@@ -248,7 +269,7 @@ impl RouteMetrics {
             )
         };
         RouteSnapshot {
-            route: self.route.clone(),
+            route: self.route(),
             accepted: self.accepted.load(RELAXED),
             active: self.active.load(RELAXED),
             rejected_limit: self.rejected_limit.load(RELAXED),
@@ -261,7 +282,7 @@ impl RouteMetrics {
             bytes_client_to_upstream,
             bytes_upstream_to_client,
             closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].load(RELAXED)),
-            upstreams: self.upstreams.iter().map(|upstream| upstream.snapshot()).collect(),
+            upstreams: self.upstreams().iter().map(|upstream| upstream.snapshot()).collect(),
         }
     }
 }
@@ -599,6 +620,17 @@ pub fn render_log_counters(dropped: u64, suppressed: u64) -> String {
     out
 }
 
+/// Renders the count of reloads (`POST /reload`, `tcprelay reload`) by result:
+/// `applied` or `refused`.
+pub fn render_reload_counters(applied: u64, refused: u64) -> String {
+    let mut out = String::new();
+    let name = "tcprelay_reloads_total";
+    write_family_head(&mut out, name, "counter", "Config reloads, by result.");
+    out.push_str(&format!("{name}{{result=\"applied\"}} {applied}\n"));
+    out.push_str(&format!("{name}{{result=\"refused\"}} {refused}\n"));
+    out
+}
+
 /// Writes a family whose only label is the route: the head, then one sample per route.
 fn write_one_per_route(
     out: &mut String,
@@ -725,7 +757,8 @@ mod tests {
         for _ in 0..3 {
             web.record_accepted();
         }
-        let [app1, app2] = web.upstreams() else { panic!("two upstreams") };
+        let upstreams = web.upstreams();
+        let [app1, app2] = upstreams.as_slice() else { panic!("two upstreams") };
         app1.record_connected();
         app1.record_connected();
         app1.record_disconnected();

@@ -1,9 +1,10 @@
 //! Operating the relay: what watches it and what an operator reaches. The [`observe`] seam
 //! through which the core reports each connection's events to the [`log`], `--explain` and
 //! the [`metrics`]; and the [`admin`] endpoint (over [`admin_http`]) that serves the metrics
-//! and takes a drain.
+//! and takes a drain, and its client ([`admin_client`]: `tcprelay reload|drain|status`).
 
 pub mod admin;
+pub mod admin_client;
 pub mod admin_http;
 pub mod log;
 pub mod metrics;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::limits::capacity::Capacity;
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::{LiveBytes, RouteMetrics, UpstreamMetrics};
 use crate::outcome::{CloseReason, Direction};

@@ -6,23 +6,23 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::limits::capacity::{self, Capacity, Cost, OPEN_IN_PROCESS, ProcessSlot};
-use crate::limits::per_client::{ClientKey, PerClientLimit};
-use crate::limits::threads::{ThreadLife, ThreadPool, ThreadRole};
-use crate::net::stream::{self, Address, Listener};
-use crate::ops::log::Log;
+use crate::limits::capacity::{Capacity, OPEN_IN_PROCESS, ProcessSlot};
+use crate::limits::per_client::ClientKey;
+use crate::limits::threads::{ThreadLife, ThreadRole};
+use crate::net::address::Address;
+use crate::net::inherited;
+use crate::net::stream::{self, Listener};
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
+use crate::relay::current::{self, CurrentRoute};
 use crate::relay::handle_conn;
 use crate::relay::preface::{self, permits, preface_then_relay};
 use crate::relay::route::{Route, ServerNames};
 use crate::relay::server_names;
 use crate::settings::config::Config;
-use crate::teach::explain::Explain;
-use crate::upstream::Upstreams;
-use crate::upstream::health::{self, HealthCheckThread};
+use crate::upstream::health::HealthCheckThread;
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
 ///
@@ -32,7 +32,8 @@ use crate::upstream::health::{self, HealthCheckThread};
 pub struct Relay {
     listener: Listener,
     local_addr: SocketAddr,
-    route: Arc<Route>,
+    /// The route's settings of now: a reload swaps them (see `current.rs`).
+    current: Arc<CurrentRoute>,
 }
 
 impl Relay {
@@ -49,43 +50,19 @@ impl Relay {
             return Relay::bind_sharing(vec![config]); // it picks its clients by name
         }
         let wanted = config.listen_address();
-        let listener = Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
-            io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
-        })?;
+        let listener = match config.listen_stdin {
+            true => inherited::listener_on_stdin()?,
+            false => Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
+                io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
+            })?,
+        };
         let listen_addr = listener.local_addr()?;
         let local_addr = match &listen_addr {
             Address::Tcp(addr) => *addr,
             Address::Unix(_) => config.listen,
         };
-        let label =
-            if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() };
-        let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
-        let capacity = process_capacity(&config);
-        let max_connections = config.max_connections.min(capacity.connections);
-        metrics.set_max_connections(max_connections);
-        let route = Arc::new(Route {
-            observer: Observer::new(
-                Log::for_route(config.log_level, &label),
-                Explain::new(config.explain),
-                Arc::clone(&metrics),
-            ),
-            upstreams: Upstreams::new(&config, &metrics),
-            metrics,
-            max_connections,
-            capacity,
-            per_client: PerClientLimit::new(config.max_connections_per_client, max_connections),
-            threads: Arc::new(ThreadPool::new(
-                config.stack_size,
-                config.thread_hook,
-                config.thread_keep_alive,
-                capacity.max_parked,
-            )),
-            config,
-            connections: Arc::default(),
-            listen_addr,
-            server_names: None,
-        });
-        Ok(Relay { listener, local_addr, route })
+        let route = Arc::new(Route::new(config, listen_addr));
+        Ok(Relay { listener, local_addr, current: Arc::new(CurrentRoute::new(route)) })
     }
 
     /// The address the relay listens on, with the real port if port 0 was asked. For a
@@ -96,23 +73,28 @@ impl Relay {
 
     /// The address the relay listens on, TCP or Unix (`unix:/path`).
     pub fn listen_addr(&self) -> Address {
-        self.route.listen_addr.clone()
+        self.current.get().listen_addr.clone()
     }
 
     /// The route's counters (connections, bytes, close reasons), live: read them with
     /// [`RouteMetrics::snapshot`]. The label is [`Config::name`], or the listen address.
     pub fn metrics(&self) -> Arc<RouteMetrics> {
-        Arc::clone(&self.route.metrics)
+        Arc::clone(&self.current.get().metrics)
     }
 
     /// How many connections the whole process can hold, and which OS limit says so.
     pub(crate) fn capacity(&self) -> Capacity {
-        self.route.capacity
+        self.current.get().capacity
     }
 
     /// A handle that stops this relay from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { route: Arc::clone(&self.route) }
+        StopHandle { current: Arc::clone(&self.current) }
+    }
+
+    /// The route's current settings, which a reload replaces (see `current.rs`).
+    pub(crate) fn current(&self) -> Arc<CurrentRoute> {
+        Arc::clone(&self.current)
     }
 
     /// Accepts clients until stopped, starting a connection thread for each.
@@ -128,29 +110,30 @@ impl Relay {
     /// None today; the `Result` leaves room for fatal listener errors.
     pub fn serve(self) -> io::Result<()> {
         // The listener is owned here, apart from `route`, so that a drain can close it early.
-        let Relay { listener, local_addr: _, route } = self;
-        let route = &route;
-        let listen_addr = &route.listen_addr;
-        let config = &route.config;
-        let connections = &route.connections;
+        let Relay { listener, local_addr: _, current } = self;
+        // The listener's own parts, the same in every generation of the route.
+        let first = current.get();
+        let listen_addr = &first.listen_addr;
+        let connections = &first.connections;
         let mut backoff = AcceptBackoff::default();
-        let observer = &route.observer;
-        let upstreams = config.upstreams().collect::<Vec<_>>().join(",");
-        observer.route_info(
+        let upstreams = first.config.upstreams().collect::<Vec<_>>().join(",");
+        first.observer.route_info(
             "serving",
-            &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &config.policy)],
+            &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &first.config.policy)],
         );
-        let health_checks = start_health_checks(route);
-        let sharing_checks = start_sharing_routes(route);
-        let max_connections = route.max_connections;
-        if max_connections < config.max_connections {
-            observer.max_connections_lowered(config.max_connections, &route.capacity);
+        current.start_serving(); // the health checks
+        let sharing_checks = start_sharing_routes(&first);
+        if first.max_connections < first.config.max_connections {
+            first.observer.max_connections_lowered(first.config.max_connections, &first.capacity);
         }
         // Clients being held back at the connection limit. One such episode is logged
         // twice, when it starts and when it ends (with how long it lasted and how many
         // clients waited), however many clients pass through the slots that free up.
         let mut at_limit: Option<LimitEpisode> = None;
         loop {
+            // The limit of now; a reload may raise or lower it.
+            let now = current.get();
+            let (observer, max_connections) = (&now.observer, now.max_connections);
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(max_connections) {
                 if at_limit.is_none() {
@@ -186,8 +169,11 @@ impl Relay {
             }
             match accepted {
                 Ok((client, client_addr)) => {
-                    backoff.succeeded(observer);
-                    let connection = Connection::new(next_id(), client, client_addr, config);
+                    // The settings of now for this client: a reload may have replaced them
+                    // while `accept` waited.
+                    let route = &current.get();
+                    backoff.succeeded(&route.observer);
+                    let connection = Connection::new(next_id(), client, client_addr, &route.config);
                     admit(route, connection);
                 }
                 Err(error) => backoff.failed(&error, observer),
@@ -196,41 +182,20 @@ impl Relay {
         // Closing the listener now makes new clients fail at once (connection refused), so
         // they can try elsewhere, instead of waiting in the backlog for the whole drain.
         drop(listener);
+        let last = current.get();
         let open = connections.open_count();
         if open > 0 {
-            observer.route_info("draining", &[("listen", listen_addr), ("open", &open)]);
+            last.observer.route_info("draining", &[("listen", listen_addr), ("open", &open)]);
         }
         connections.wait_until_drained();
         // Whatever is still open when the drain ends is closed now (reason `stopped`).
         connections.close_all();
         connections.wait_until_empty();
-        route.threads.release_parked();
-        drop(health_checks); // stops and joins the health-check thread
+        last.threads.release_parked();
+        current.stop_serving(); // stops and joins the health-check thread
         drop(sharing_checks);
-        observer.route_info("stopped", &[("listen", listen_addr)]);
+        last.observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
-    }
-}
-
-/// Starts the route's health-check thread if `--health-check` asks for one. If the thread
-/// cannot be created the route serves without checks (the passive back-off still works),
-/// and says so.
-fn start_health_checks(route: &Arc<Route>) -> Option<HealthCheckThread> {
-    let every = route.config.health_check;
-    if every.is_zero() {
-        return None;
-    }
-    let checked = Arc::clone(route);
-    let started = HealthCheckThread::start(move |stop| {
-        let timeout = checked.config.connect_timeout;
-        health::run(&checked.upstreams, &checked.observer, every, timeout, stop);
-    });
-    match started {
-        Ok(thread) => Some(thread),
-        Err(error) => {
-            route.observer.route_warn("cannot start health checks", &[("error", &error)]);
-            None
-        }
     }
 }
 
@@ -240,14 +205,6 @@ struct LimitEpisode {
     started: Instant,
     /// Clients accepted from the backlog during the episode: each had waited there.
     held: u64,
-}
-
-/// How many connections of this route's cost the whole process can hold under its OS
-/// limits (see `capacity.rs`). The limits are read once per process, at the first bind, so
-/// that serving opens no file of its own.
-fn process_capacity(config: &Config) -> Capacity {
-    let snapshot = capacity::snapshot();
-    capacity::fit(snapshot, &Cost::of(config.stack_size, config.buffer_size, snapshot.signal_stack))
 }
 
 /// Lets an accepted client in, or closes it at once, before any upstream is dialled: when
@@ -336,19 +293,18 @@ impl Relay {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
         };
         let unnamed = Config { server_names: Vec::new(), ..first.clone() };
-        let Relay { listener, local_addr, route: bound } = Relay::bind(unnamed)?;
+        let Relay { listener, local_addr, current } = Relay::bind(unnamed)?;
+        let bound = current.get();
         // Built again beside the others, so that its label too names its server names and
         // the real port.
         let mut route = server_names::sharing_route(&bound, first);
         route.server_names = Some(ServerNames::sharing(&bound, others));
-        Ok(Relay { listener, local_addr, route: Arc::new(route) })
+        Ok(Relay { listener, local_addr, current: Arc::new(CurrentRoute::new(Arc::new(route))) })
     }
 
     /// The counters of every route on this listener: its own, then those sharing it.
     pub(crate) fn all_metrics(&self) -> Vec<Arc<RouteMetrics>> {
-        let others = self.route.server_names.iter().flat_map(ServerNames::others);
-        let all = std::iter::once(&self.route).chain(others);
-        all.map(|route| Arc::clone(&route.metrics)).collect()
+        self.current.get().all_metrics()
     }
 }
 
@@ -367,7 +323,7 @@ fn start_sharing_routes(route: &Arc<Route>) -> Vec<HealthCheckThread> {
                 ("policy", &other.config.policy),
             ],
         );
-        checks.extend(start_health_checks(other));
+        checks.extend(current::start_health_checks(other));
     }
     checks
 }
@@ -395,7 +351,7 @@ impl Drop for ReportPanic<'_> {
 /// [`Relay::serve`].
 #[derive(Clone, Debug)]
 pub struct StopHandle {
-    route: Arc<Route>,
+    current: Arc<CurrentRoute>,
 }
 
 impl StopHandle {
@@ -411,7 +367,8 @@ impl StopHandle {
     /// cut unless they outlast `timeout`. It returns at once; join the thread running
     /// `serve` to wait. A later `stop` or shorter `drain` cuts the drain short.
     pub fn drain(&self, timeout: Duration) {
-        let connections = &self.route.connections;
+        let route = self.current.get(); // its connections and address are every generation's
+        let connections = &route.connections;
         // A timeout too large for an `Instant` means "no limit": no deadline at all.
         if let Some(deadline) = Instant::now().checked_add(timeout) {
             connections.drain_until(deadline);
@@ -422,7 +379,7 @@ impl StopHandle {
         // `accept` blocks and std cannot interrupt it, so we wake it the way a client
         // would: by connecting. The loop then sees the flag and leaves. If even that
         // connect fails (no descriptors left), the loop leaves at its next accept.
-        stream::wake(&self.route.listen_addr);
+        stream::wake(&route.listen_addr);
     }
 }
 

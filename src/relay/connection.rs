@@ -14,7 +14,8 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-use crate::net::stream::{Address, Stream};
+use crate::net::address::Address;
+use crate::net::stream::Stream;
 use crate::ops::metrics::LiveBytes;
 use crate::ops::observe::{Conn, Observer};
 use crate::outcome::CloseReason;

@@ -36,8 +36,9 @@ use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
 
 use crate::limits::threads::{ThreadLife, ThreadRole};
+use crate::net::address::Address;
 use crate::net::proxy_protocol::{self, ProxyVersion};
-use crate::net::stream::{Address, Stream};
+use crate::net::stream::Stream;
 use crate::ops::observe::Ending;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;

@@ -9,11 +9,13 @@
 //! - [`copy`]: one direction, `io::copy` then `shutdown(Write)` (Go's `copyThenCloseWrite`).
 //! - [`connection`]: what a connection's two threads share: the sockets and how it ended.
 //! - [`route`]: what a route's accept loop shares with its connections.
+//! - [`current`]: the route's settings of now, which a reload swaps.
 //! - [`timers`]: the idle and half-close timers, ticked by socket timeouts.
 
 pub mod accept;
 pub mod connection;
 pub mod copy;
+pub mod current;
 pub mod handle_conn;
 pub mod preface;
 pub mod route;

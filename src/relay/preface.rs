@@ -22,9 +22,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::limits::per_client::ClientKey;
+use crate::net::address::Address;
 use crate::net::proxy_receive::{self, Proxied};
 use crate::net::sni::{self, Peeked};
-use crate::net::stream::{Address, Stream};
+use crate::net::stream::Stream;
 use crate::outcome::CloseReason;
 use crate::relay::connection::Connection;
 use crate::relay::handle_conn::{self, handle_conn};

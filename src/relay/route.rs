@@ -4,14 +4,16 @@
 
 use std::sync::Arc;
 
-use crate::limits::capacity::Capacity;
+use crate::limits::capacity::{self, Capacity, Cost};
 use crate::limits::open_connections::OpenConnections;
 use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
-use crate::net::stream::Address;
+use crate::net::address::Address;
+use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::settings::config::Config;
+use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
@@ -51,4 +53,89 @@ pub struct Route {
 pub struct ServerNames {
     /// The routes other than the listener's own, in the order they were configured.
     pub others: Vec<Arc<Route>>,
+}
+
+impl Route {
+    /// A route's first generation, as [`Relay::bind`](crate::Relay::bind) makes it for the
+    /// listener bound at `listen_addr`.
+    pub fn new(config: Config, listen_addr: Address) -> Route {
+        let label = label(&config, &listen_addr);
+        let metrics = Arc::new(RouteMetrics::with_upstreams(label, config.upstreams()));
+        Route::with_shared(config, listen_addr, metrics, Arc::default(), None)
+    }
+
+    /// The next generation of this route after a reload: `config`'s settings for the
+    /// connections accepted from now on, on the same listener. What belongs to the listener
+    /// carries over: the open connections (the connection limit and a drain count the old
+    /// generation's connections too), the counters, and the thread pool when its settings
+    /// are unchanged. Live connections keep the generation they started with.
+    pub fn reloaded(&self, config: Config) -> Route {
+        let label = label(&config, &self.listen_addr);
+        self.metrics.reloaded(&label, config.upstreams());
+        let same_threads = config.stack_size == self.config.stack_size
+            && config.buffer_size == self.config.buffer_size
+            && config.thread_keep_alive == self.config.thread_keep_alive;
+        let threads = same_threads.then(|| Arc::clone(&self.threads));
+        let connections = Arc::clone(&self.connections);
+        let metrics = Arc::clone(&self.metrics);
+        Route::with_shared(config, self.listen_addr.clone(), metrics, connections, threads)
+    }
+
+    fn with_shared(
+        config: Config,
+        listen_addr: Address,
+        metrics: Arc<RouteMetrics>,
+        connections: Arc<OpenConnections>,
+        threads: Option<Arc<ThreadPool>>,
+    ) -> Route {
+        let label = metrics.route();
+        let capacity = process_capacity(&config);
+        let max_connections = config.max_connections.min(capacity.connections);
+        metrics.set_max_connections(max_connections);
+        let threads = threads.unwrap_or_else(|| {
+            Arc::new(ThreadPool::new(
+                config.stack_size,
+                config.thread_hook,
+                config.thread_keep_alive,
+                capacity.max_parked,
+            ))
+        });
+        Route {
+            observer: Observer::new(
+                Log::for_route(config.log_level, &label),
+                Explain::new(config.explain),
+                Arc::clone(&metrics),
+            ),
+            upstreams: Upstreams::new(&config, &metrics),
+            metrics,
+            max_connections,
+            capacity,
+            per_client: PerClientLimit::new(config.max_connections_per_client, max_connections),
+            threads,
+            config,
+            connections,
+            listen_addr,
+            server_names: None,
+        }
+    }
+
+    /// The counters of every route on this route's listener: its own, then those of the
+    /// routes sharing it by `sni=`.
+    pub fn all_metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        let others = self.server_names.iter().flat_map(|names| names.others.iter());
+        std::iter::once(&self.metrics).chain(others.map(|route| &route.metrics)).cloned().collect()
+    }
+}
+
+/// A route's label in logs and metrics: its name, else its listen address.
+fn label(config: &Config, listen_addr: &Address) -> String {
+    if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() }
+}
+
+/// How many connections of this route's cost the whole process can hold under its OS
+/// limits (see `capacity.rs`). The limits are read once per process, at the first bind, so
+/// that serving opens no file of its own.
+fn process_capacity(config: &Config) -> Capacity {
+    let snapshot = capacity::snapshot();
+    capacity::fit(snapshot, &Cost::of(config.stack_size, config.buffer_size, snapshot.signal_stack))
 }

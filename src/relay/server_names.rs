@@ -11,8 +11,8 @@ use std::iter;
 use std::sync::Arc;
 
 use crate::limits::per_client::PerClientLimit;
+use crate::net::address::Address;
 use crate::net::sni::NamePattern;
-use crate::net::stream::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;

@@ -1,52 +1,100 @@
-//! [`ServerHandle`]: drains or stops every route of a [`Server`](crate::Server) from any
-//! thread. Its own module, below both the server and the admin endpoint (which holds one for
-//! `POST /drain`), so that neither imports the other back.
+//! [`ServerHandle`]: drains, stops or reloads a [`Server`](crate::Server) from any thread.
+//! Its own module, below both the server and the admin endpoint (which holds one for
+//! `POST /drain`, `POST /reload` and `GET /status`), so that neither imports the other back.
 
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::relay::accept::StopHandle;
+use crate::ops::metrics::RouteMetrics;
+use crate::server::routes::Routes;
 
-/// Drains or stops every route of a [`Server`](crate::Server), from any thread (the admin endpoint uses one).
-#[derive(Clone, Debug)]
+/// What [`ServerHandle::reload`] runs: reads the config file again and applies it (see
+/// server/reload.rs), answering what changed or why it was refused.
+pub(crate) type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// Drains, stops or reloads a [`Server`](crate::Server), from any thread (the admin
+/// endpoint uses one).
+#[derive(Clone)]
 pub struct ServerHandle {
-    stops: Vec<StopHandle>,
-    drain_timeout: Duration,
-    draining: Arc<AtomicBool>,
+    routes: Arc<Routes>,
+    reload: Option<Reload>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("routes", &self.routes)
+            .field("reloads", &self.reload.is_some())
+            .finish()
+    }
 }
 
 impl ServerHandle {
-    /// A handle over these routes' stop handles, none draining yet.
-    pub(crate) fn new(stops: Vec<StopHandle>, drain_timeout: Duration) -> ServerHandle {
-        ServerHandle { stops, drain_timeout, draining: Arc::new(AtomicBool::new(false)) }
+    /// A handle over these routes, reloading with `reload` if the server has a config file.
+    pub(crate) fn new(routes: Arc<Routes>, reload: Option<Reload>) -> ServerHandle {
+        ServerHandle { routes, reload }
     }
 
     /// Stops accepting on every route and lets live connections finish for up to the
     /// configured drain timeout, then closes the rest; [`Server::serve`](crate::Server::serve) returns when all
     /// are done. Returns at once; calling it again changes nothing.
     pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        for stop in &self.stops {
-            stop.drain(self.drain_timeout);
-        }
+        self.routes.drain();
     }
 
     /// Stops every route now, closing live connections; also cuts a drain short.
     pub fn stop(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        for stop in &self.stops {
-            stop.stop();
-        }
+        self.routes.stop();
     }
 
     /// Whether a drain or stop has begun (`GET /healthz` then answers 503).
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.routes.is_stopping()
     }
 
-    /// The drain timeout the server was configured with.
+    /// The drain timeout the server was configured with (or the last reload set).
     pub fn drain_timeout(&self) -> Duration {
-        self.drain_timeout
+        self.routes.drain_timeout()
+    }
+
+    /// Reads the config file again and applies it without a restart: routes whose listen
+    /// address is unchanged keep their listener (no client is refused), changed settings
+    /// apply to connections accepted from now on, new routes start listening, removed
+    /// routes drain. Returns what changed, in one line.
+    ///
+    /// # Errors
+    /// Why the reload was refused, with nothing changed: the file's first mistake as
+    /// `FILE:LINE:COLUMN: message`, a new listener that cannot bind, a drain in progress,
+    /// or a server whose routes did not come from a config file.
+    pub fn reload(&self) -> Result<String, String> {
+        match &self.reload {
+            Some(reload) => reload(),
+            None => {
+                self.routes.reloads_refused.fetch_add(1, Ordering::Relaxed);
+                Err("nothing to reload: the routes were not read from a config file \
+                     (start with --config FILE)"
+                    .to_string())
+            }
+        }
+    }
+
+    /// Reloads applied and refused since start.
+    pub fn reloads(&self) -> (u64, u64) {
+        let applied = self.routes.reloads_applied.load(Ordering::Relaxed);
+        (applied, self.routes.reloads_refused.load(Ordering::Relaxed))
+    }
+
+    /// Each route's live counters: the serving routes in order, then those a reload
+    /// removed that are still draining.
+    pub fn metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        self.routes.metrics()
+    }
+
+    /// Each route (name, listen address, live connections, serving or leaving) and each
+    /// of its upstreams with its state, one line each: what `GET /status` answers.
+    pub fn status(&self) -> String {
+        self.routes.status()
     }
 }

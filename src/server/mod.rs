@@ -19,8 +19,8 @@
 //! let server = Server::bind(ServerConfig {
 //!     routes: vec![route("127.0.0.1:6379"), route("127.0.0.1:5432")],
 //!     admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
-//!     admin_access: Default::default(),
 //!     drain_timeout: Duration::from_secs(30),
+//!     ..ServerConfig::default()
 //! })?;
 //! assert_eq!(server.local_addrs().len(), 2); // e.g. 127.0.0.1:41234 and 127.0.0.1:41235
 //! let handle = server.handle();
@@ -32,15 +32,19 @@
 //! ```
 
 pub(crate) mod handle;
+pub(crate) mod pid_file;
+mod reload;
+pub(crate) mod routes;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use crate::limits::capacity::{Binding, Capacity};
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use crate::ops::admin::Admin;
 pub use crate::ops::admin::{AdminAccess, AdminToken};
 use crate::ops::log::{Log, LogLevel};
@@ -48,6 +52,8 @@ use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::Relay;
 use crate::settings::config::Config;
 pub use handle::ServerHandle;
+use reload::Reloader;
+use routes::Routes;
 
 /// What a [`Server`] runs: the routes, and the process-wide settings.
 #[derive(Clone, Debug)]
@@ -61,6 +67,22 @@ pub struct ServerConfig {
     pub admin_access: AdminAccess,
     /// How long a drain lets live connections finish before closing them.
     pub drain_timeout: Duration,
+    /// The config file the routes came from, which [`ServerHandle::reload`] reads again;
+    /// `None` (routes from the command line or the library) refuses every reload.
+    pub config_file: Option<ConfigFile>,
+    /// Where the `tcprelay` binary writes its process id once listening (`--pid-file`).
+    /// The library itself writes nothing there.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// The config file a server's routes came from, and the command line's settings that
+/// override its globals: what a reload reads again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Settings given as flags, as (setting name, value), which override the file's globals.
+    pub overrides: Vec<(String, String)>,
 }
 
 /// The default drain timeout: 30 s, well inside systemd's default `TimeoutStopSec` of 90 s.
@@ -74,6 +96,8 @@ impl Default for ServerConfig {
             admin: None,
             admin_access: AdminAccess::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            config_file: None,
+            pid_file: None,
         }
     }
 }
@@ -89,12 +113,14 @@ impl ServerConfig {
 /// Several relays and the admin endpoint, bound and ready to [`serve`](Server::serve).
 #[derive(Debug)]
 pub struct Server {
-    /// One per listener: a route's own, or one shared by routes with `sni=`.
-    relays: Vec<Relay>,
+    /// One per listener, with the settings it was bound with: a route's own, or one shared
+    /// by routes with `sni=` (then the first of them).
+    relays: Vec<(Relay, Config)>,
     /// For each route, in the order of the routes: the index of its relay in `relays`.
     listener_of: Vec<usize>,
     /// Each route's counters, in the order of the routes.
     route_metrics: Vec<Arc<RouteMetrics>>,
+    routes: Arc<Routes>,
     admin: Option<Admin>,
     handle: ServerHandle,
     log: Log,
@@ -119,34 +145,35 @@ impl Server {
             // A group without sni= is one route on a listener of its own.
             let relay = match configs.iter().all(|route| route.server_names.is_empty()) {
                 true => Relay::bind(configs[0].clone())?,
-                false => Relay::bind_sharing(configs)?,
+                false => Relay::bind_sharing(configs.clone())?,
             };
             for (&route, metrics) in group.iter().zip(relay.all_metrics()) {
                 listener_of[route] = relays.len();
                 by_route[route] = Some(metrics);
             }
-            relays.push(relay);
+            relays.push((relay, configs[0].clone()));
         }
         let route_metrics: Vec<_> = by_route.into_iter().flatten().collect();
-        let handle = ServerHandle::new(
-            relays.iter().map(Relay::stop_handle).collect(),
-            config.drain_timeout,
-        );
+        let routes = Arc::new(Routes::new(config.drain_timeout));
+        let reload = config.config_file.clone().map(|file| {
+            let reloader = Reloader::new(file, &config, Arc::clone(&routes), log.clone());
+            Arc::new(move || reloader.reload()) as handle::Reload
+        });
+        let handle = ServerHandle::new(Arc::clone(&routes), reload);
         let admin = match &config.admin {
             None => None,
             Some(address) => {
-                let metrics = route_metrics.clone();
                 let access = config.admin_access.clone();
-                Some(Admin::bind(address, access, metrics, handle.clone(), log.clone())?)
+                Some(Admin::bind(address, access, handle.clone(), log.clone())?)
             }
         };
-        Ok(Server { relays, listener_of, route_metrics, admin, handle, log })
+        Ok(Server { relays, listener_of, route_metrics, routes, admin, handle, log })
     }
 
     /// Each route's listening address, in the order of the routes (real ports when 0 was
     /// asked; `unix:/path` for a Unix socket route).
     pub fn local_addrs(&self) -> Vec<Address> {
-        self.listener_of.iter().map(|&relay| self.relays[relay].listen_addr()).collect()
+        self.listener_of.iter().map(|&relay| self.relays[relay].0.listen_addr()).collect()
     }
 
     /// The admin endpoint's TCP address, if it has one (`None` also for a Unix socket: see
@@ -181,8 +208,8 @@ impl Server {
     /// An accept thread that cannot be created (then every route is stopped first), or the
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
-        let Server { relays, admin, handle, log, .. } = self;
-        if let Some(relay) = relays.first() {
+        let Server { relays, routes, admin, log, .. } = self;
+        if let Some((relay, _)) = relays.first() {
             log_capacity(&log, relay.capacity());
         }
         let admin_stop = admin.as_ref().map(Admin::stop_handle);
@@ -196,41 +223,16 @@ impl Server {
                     log.error("cannot start the admin thread", &[("error", &error)]);
                 }
             }
-            let mut accept_threads = Vec::new();
-            let mut result = Ok(());
-            for (index, relay) in relays.into_iter().enumerate() {
-                let name = format!("tcprelay-accept-{index}");
-                // A small stack: the loop is shallow, and under a memory limit every
-                // megabyte counts (see `capacity.rs`).
-                let builder = thread::Builder::new().name(name).stack_size(ACCEPT_STACK_SIZE);
-                match builder.spawn_scoped(scope, move || relay.serve()) {
-                    Ok(thread) => accept_threads.push(thread),
-                    Err(error) => {
-                        // Half a server is a surprise: stop the routes already running.
-                        handle.stop();
-                        result = Err(error);
-                        break;
-                    }
-                }
-            }
-            for thread in accept_threads {
-                let served = thread.join().unwrap_or_else(|_| {
-                    Err(io::Error::other("an accept loop panicked (a bug in tcprelay)"))
-                });
-                if result.is_ok() {
-                    result = served;
-                }
-            }
+            // Every route's accept loop, and those a reload adds, until all have stopped.
+            let started = routes.start(relays);
+            let served = routes.wait();
             if let Some(admin_stop) = admin_stop {
                 admin_stop.stop();
             }
-            result
+            started.and(served)
         })
     }
 }
-
-/// The stack of each accept loop's thread; `capacity.rs` counts it.
-const ACCEPT_STACK_SIZE: usize = 256 * 1024;
 
 /// The start-up line that says how many connections the process can hold, every route
 /// together, and which OS limit set that (see docs/operations.md, "Sizing under memory

@@ -7,7 +7,35 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use crate::net::stream::{Address, UNIX_PREFIX};
+use crate::net::address::{Address, UNIX_PREFIX};
+
+/// Where a route accepts clients: an address to bind, or the socket on standard input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// Bind this address.
+    Bind(Address),
+    /// `stdin`: accept on the listening socket passed as standard input.
+    Stdin,
+}
+
+impl Listen {
+    /// Sets `config`'s listen fields to this.
+    pub fn apply(self, config: &mut crate::settings::config::Config) {
+        match self {
+            Listen::Bind(Address::Tcp(addr)) => config.listen = addr,
+            Listen::Bind(Address::Unix(path)) => config.listen_unix = Some(path),
+            Listen::Stdin => config.listen_stdin = true,
+        }
+    }
+}
+
+/// A route's listen address: `stdin`, or what [`parse_listen_address`] accepts.
+pub fn parse_route_listen(text: &str) -> Result<Listen, String> {
+    match text {
+        "stdin" => Ok(Listen::Stdin),
+        _ => parse_listen_address(text).map(Listen::Bind),
+    }
+}
 
 /// Parses a listen address as [`parse_listen`] does, or `unix:/path` for a Unix domain socket.
 pub fn parse_listen_address(text: &str) -> Result<Address, String> {

@@ -7,9 +7,9 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::net::stream::Address;
-use crate::server::ServerConfig;
-use crate::settings::address;
+use crate::ops::admin_client::{self, Action, AdminRequest};
+use crate::server::{ConfigFile, ServerConfig};
+use crate::settings::address::{self, Listen};
 use crate::settings::config::Config;
 use crate::settings::file;
 use crate::settings::{self, Scope, Value};
@@ -23,6 +23,10 @@ pub enum Command {
     Check(ServerConfig),
     /// Run the self-contained demo (`tcprelay demo`).
     Demo,
+    /// Ask a running relay's admin endpoint (`tcprelay reload|drain|status`).
+    Admin(AdminRequest),
+    /// Print the admin client's usage (`tcprelay status --help`).
+    AdminHelp,
     /// Print the help text.
     Help,
     /// Print the version.
@@ -55,6 +59,9 @@ Usage:
   tcprelay --listen ADDR --upstream ADDR [options]
   tcprelay --route LISTEN=UPSTREAM[,UPSTREAM...] [--route ...] [options]
   tcprelay --config FILE [--check] [options]
+  tcprelay reload|drain|status (--admin ADDR | --config FILE)
+                         ask a running relay to reload its config file, drain, or
+                         report its routes and upstreams (tcprelay status --help)
   tcprelay demo          run a self-contained demonstration on loopback
   tcprelay --help        print this help
   tcprelay --version     print the version
@@ -66,7 +73,8 @@ Options:
     text.push_str(&entry(
         "-l, --listen ADDR",
         "where to accept clients (required): HOST:PORT, [IPv6]:PORT, or :PORT / PORT for \
-         127.0.0.1. Port 0 picks a free port.",
+         127.0.0.1. Port 0 picks a free port. stdin: the listening socket passed as standard \
+         input (systemd StandardInput=socket, Accept=no).",
     ));
     text.push_str(&entry(
         "-u, --upstream ADDR[,ADDR...]",
@@ -116,9 +124,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     let mut args = args.into_iter().map(|arg| {
         arg.into_string().map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
     });
-    let mut listen: Option<Address> = None;
+    let mut listen: Option<Listen> = None;
     let mut upstreams: Vec<String> = Vec::new();
-    let mut routes: Vec<(Address, Vec<String>)> = Vec::new();
+    let mut routes: Vec<(Listen, Vec<String>)> = Vec::new();
     let (mut config_file, mut check) = (None::<PathBuf>, false);
     // Every setting given, in order, and each single-value flag seen with its value.
     let mut values: Vec<Value> = Vec::new();
@@ -126,6 +134,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     let mut first = true;
     while let Some(arg) = args.next() {
         let arg = arg?;
+        if let Some(action) = Action::from_word(&arg).filter(|_| first) {
+            let args = args.map(|arg| arg.map_err(|UsageError(message)| message));
+            return match admin_client::parse(action, args) {
+                Ok(Some(request)) => Ok(Command::Admin(request)),
+                Ok(None) => Ok(Command::AdminHelp),
+                Err(message) => Err(UsageError(message)),
+            };
+        }
         if first && arg == "demo" {
             return match args.next() {
                 None => Ok(Command::Demo),
@@ -179,13 +195,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "--config" => config_file = Some(PathBuf::from(value)),
             "--check" if value == "on" => check = true,
             "--check" => return Err(invalid(format!("takes no value, found {value:?}"))),
-            LISTEN => listen = Some(address::parse_listen_address(&value).map_err(invalid)?),
+            LISTEN => listen = Some(address::parse_route_listen(&value).map_err(invalid)?),
             UPSTREAM => upstreams.extend(parse_upstream_list(&value).map_err(invalid)?),
             ROUTE => {
                 let (listen_text, upstream_text) = value.split_once('=').ok_or_else(|| {
                     invalid(format!("expected LISTEN=UPSTREAM[,UPSTREAM...], found {value:?}"))
                 })?;
-                let route_listen = address::parse_listen_address(listen_text).map_err(invalid)?;
+                let route_listen = address::parse_route_listen(listen_text).map_err(invalid)?;
                 let route_upstreams = parse_upstream_list(upstream_text).map_err(invalid)?;
                 routes.push((route_listen, route_upstreams));
             }
@@ -234,7 +250,7 @@ fn with_config_file(
     file: &Path,
     listen: bool,
     upstreams: &[String],
-    routes: &[(Address, Vec<String>)],
+    routes: &[(Listen, Vec<String>)],
     values: &[Value],
 ) -> Result<ServerConfig, UsageError> {
     let route_flag =
@@ -259,7 +275,11 @@ fn with_config_file(
         )));
     }
     let parsed = file::load(file).map_err(|e| UsageError(e.to_string()))?;
-    parsed.server_config(values).map_err(|e| UsageError(e.to_string()))
+    let mut server = parsed.server_config(values).map_err(|e| UsageError(e.to_string()))?;
+    // A reload reads the same file with the same flags again.
+    let overrides = values.iter().map(|v| (v.setting.name.to_string(), v.text.clone())).collect();
+    server.config_file = Some(ConfigFile { path: file.to_path_buf(), overrides });
+    Ok(server)
 }
 
 /// `a:1,b:2` as upstream addresses, each checked; spaces around a comma are dropped.
@@ -268,17 +288,14 @@ fn parse_upstream_list(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// One route with default settings, this listen address and these upstreams (at least one).
-fn route_config(listen: Address, upstreams: Vec<String>) -> Config {
+fn route_config(listen: Listen, upstreams: Vec<String>) -> Config {
     let mut upstreams = upstreams.into_iter();
     let mut config = Config {
         upstream: upstreams.next().unwrap_or_default(),
         more_upstreams: upstreams.collect(),
         ..Config::default()
     };
-    match listen {
-        Address::Tcp(addr) => config.listen = addr,
-        Address::Unix(path) => config.listen_unix = Some(path),
-    }
+    listen.apply(&mut config);
     config
 }
 

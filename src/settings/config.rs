@@ -7,9 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::limits::threads::{ThreadHook, no_hook};
+use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
-use crate::net::stream::Address;
 use crate::ops::log::LogLevel;
 use crate::settings::access::AccessRules;
 use crate::upstream::dial::{Resolver, system_resolver};
@@ -32,6 +32,9 @@ pub struct Config {
     /// Listen on this Unix domain socket path instead of [`listen`](Config::listen) (the
     /// `unix:/path` form of the command line and config file). Unix only. Default: none.
     pub listen_unix: Option<PathBuf>,
+    /// Accept on the listening socket passed as standard input instead of binding one
+    /// (`--listen stdin`: systemd's `StandardInput=socket`, inetd's `wait`). Default: off.
+    pub listen_stdin: bool,
     /// The mode of the [`listen_unix`](Config::listen_unix) socket file (the `socket-mode`
     /// setting). Default `0660`:
     /// the relay's user and group may connect, no one else.
@@ -133,6 +136,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             listen_unix: None,
+            listen_stdin: false,
             listen_unix_mode: crate::net::stream::DEFAULT_SOCKET_MODE,
             upstream: String::new(),
             more_upstreams: Vec::new(),
@@ -168,6 +172,15 @@ impl Config {
         match &self.listen_unix {
             Some(path) => Address::Unix(path.clone()),
             None => Address::Tcp(self.listen),
+        }
+    }
+
+    /// Where the route listens as the config file writes it: `stdin`, or
+    /// [`listen_address`](Config::listen_address).
+    pub fn listen_text(&self) -> String {
+        match self.listen_stdin {
+            true => "stdin".to_string(),
+            false => self.listen_address().to_string(),
         }
     }
 

@@ -170,12 +170,9 @@ impl FileConfig {
                 settings::apply_route(&[option.value()], &mut config)
                     .map_err(|m| self.error_at(&option.text, m))?;
             }
-            match address::parse_listen_address(&spec.listen.text)
+            address::parse_route_listen(&spec.listen.text)
                 .map_err(|m| self.error_at(&spec.listen, m))?
-            {
-                crate::Address::Tcp(addr) => config.listen = addr,
-                crate::Address::Unix(path) => config.listen_unix = Some(path),
-            }
+                .apply(&mut config);
             let mut upstreams = Vec::new();
             for located in &spec.upstreams {
                 upstreams.push(
@@ -407,7 +404,7 @@ fn route_keys() -> String {
 
 /// The settings whose value is a file: a relative path in a config file is taken relative
 /// to the file's own directory.
-const PATHS_RELATIVE_TO_THE_FILE: [&str; 1] = ["admin-token-file"];
+const PATHS_RELATIVE_TO_THE_FILE: [&str; 2] = ["admin-token-file", "pid-file"];
 
 struct Parser<'a> {
     file: &'a Path,
@@ -915,7 +912,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn global_setting_errors() {
         #[rustfmt::skip]
         let cases = [
-            ("conect-timeout 5s", 1, 1, r#"expected a global setting (log-level, admin, admin-token-file, admin-socket-mode, drain-timeout, policy, health-check, connect-timeout, first-bytes-timeout, idle-timeout, half-close-timeout, max-connections, max-connections-per-client, buffer-size, stack-size, thread-keep-alive, explain, socket-mode) or "route", found "conect-timeout""#),
+            ("conect-timeout 5s", 1, 1, r#"expected a global setting (log-level, admin, admin-token-file, admin-socket-mode, pid-file, drain-timeout, policy, health-check, connect-timeout, first-bytes-timeout, idle-timeout, half-close-timeout, max-connections, max-connections-per-client, buffer-size, stack-size, thread-keep-alive, explain, socket-mode) or "route", found "conect-timeout""#),
             ("idle-timeout=5m", 1, 1, r#"expected a space between a global setting and its value, found "idle-timeout=5m""#),
             ("allow 10.0.0.0/8", 1, 1, r#"found the route option "allow" (write allow=... on a route line)"#),
             ("\nidle-timeout", 2, 13, r#"expected a value after "idle-timeout", found end of line"#),

@@ -48,7 +48,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::net::stream::{Address, parse_socket_mode};
+use crate::net::address::Address;
+use crate::net::stream::parse_socket_mode;
 use crate::server::{AdminToken, ServerConfig};
 use crate::settings::access::Cidr;
 use crate::settings::config::Config;
@@ -181,8 +182,8 @@ pub static SETTINGS: &[Setting] = &[
         list: false,
         default: "none",
         limits: "HOST:PORT (:PORT means 127.0.0.1) or unix:PATH",
-        help: "serve GET /metrics, GET /healthz and POST /drain over HTTP here; keep it on \
-               loopback or a unix: socket, or set admin-token-file",
+        help: "serve GET /metrics, /healthz, /status and POST /drain, /reload over HTTP \
+               here; keep it on loopback or a unix: socket, or set admin-token-file",
         field: Field::Process(
             |server, text| {
                 server.admin = Some(address::parse_listen_address(text)?);
@@ -231,6 +232,27 @@ pub static SETTINGS: &[Setting] = &[
                 Some(Address::Unix(_)) => Some(format!("{:04o}", server.admin_access.socket_mode)),
                 _ => None,
             },
+        ),
+    },
+    Setting {
+        name: "pid-file",
+        short: None,
+        value: "FILE",
+        scope: Scope::Process,
+        list: false,
+        default: "none",
+        limits: "a path; in a config file a relative FILE is relative to it",
+        help: "write the process id to FILE once every route listens, remove it on a clean \
+               exit; refuse to start while it names a running tcprelay",
+        field: Field::Process(
+            |server, text| {
+                if text.is_empty() {
+                    return Err("expected a file path, found \"\"".to_string());
+                }
+                server.pid_file = Some(text.into());
+                Ok(())
+            },
+            |server| server.pid_file.as_ref().map(|path| path.display().to_string()),
         ),
     },
     Setting {
@@ -739,13 +761,26 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
         let listen = route.listen_address();
         for (earlier_index, earlier) in server.routes[..index].iter().enumerate() {
             let other = earlier.listen_address();
-            if same_listener(&listen, &other) && group_of(index) != group_of(earlier_index) {
+            // A socket on stdin is known only once it is taken: it clashes only with stdin.
+            // Routes on one address that differ by sni= share it (checked below).
+            let clash = match (route.listen_stdin, earlier.listen_stdin) {
+                (true, true) => true,
+                (false, false) => {
+                    same_listener(&listen, &other) && group_of(index) != group_of(earlier_index)
+                }
+                _ => false,
+            };
+            if clash {
+                let listen = route.listen_text();
                 return Err(at(Some(index))(format!(
                     "route {label} and route {} (route {}) both listen on {listen}",
                     route_label(earlier),
                     earlier_index + 1
                 )));
             }
+        }
+        if route.listen_stdin {
+            continue;
         }
         if let Some(admin) = &server.admin {
             if same_listener(admin, &listen) {
@@ -829,8 +864,8 @@ fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, St
 fn route_label(route: &Config) -> String {
     let names = route.server_names.iter().map(ToString::to_string).collect::<Vec<_>>();
     let listen = match names.is_empty() {
-        true => route.listen_address().to_string(),
-        false => format!("{} sni={}", route.listen_address(), names.join(",")),
+        true => route.listen_text(),
+        false => format!("{} sni={}", route.listen_text(), names.join(",")),
     };
     if route.name.is_empty() { listen } else { format!("{} ({listen})", route.name) }
 }
@@ -888,21 +923,28 @@ pub fn describe(server: &ServerConfig) -> String {
         }
     }
     for route in &server.routes {
-        let _ = write!(text, "route {} ->", route.listen_address());
-        for upstream in route.upstreams() {
-            let _ = write!(text, " {upstream}");
-        }
-        if !route.name.is_empty() {
-            let _ = write!(text, " name={}", route.name);
-        }
-        for setting in SETTINGS {
-            if let Field::Route(_, get) = setting.field {
-                if let Some(value) = get(route) {
-                    let _ = write!(text, " {}={value}", setting.name);
-                }
+        text.push_str(&describe_route(route));
+        text.push('\n');
+    }
+    text
+}
+
+/// One route as a `route` line of the config file, every route setting written out: what
+/// `--check` prints for it, and what a reload compares to tell a changed route.
+pub fn describe_route(route: &Config) -> String {
+    let mut text = format!("route {} ->", route.listen_text());
+    for upstream in route.upstreams() {
+        let _ = write!(text, " {upstream}");
+    }
+    if !route.name.is_empty() {
+        let _ = write!(text, " name={}", route.name);
+    }
+    for setting in SETTINGS {
+        if let Field::Route(_, get) = setting.field {
+            if let Some(value) = get(route) {
+                let _ = write!(text, " {}={value}", setting.name);
             }
         }
-        text.push('\n');
     }
     text
 }

@@ -17,7 +17,7 @@
 //! in this file. When narration is off (the default) each event costs one `bool` test, and
 //! reads pay one only until a copy's first bytes.
 
-use crate::net::stream::Address;
+use crate::net::address::Address;
 use std::fmt::{self, Display};
 use std::io::{self, Write};
 

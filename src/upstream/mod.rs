@@ -36,7 +36,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::net::stream::{Stream, UNIX_PREFIX};
+use crate::net::address::UNIX_PREFIX;
+use crate::net::stream::Stream;
 use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::ops::observe::Observer;
 use crate::settings::config::Config;

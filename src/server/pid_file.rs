@@ -1,0 +1,85 @@
+//! `--pid-file PATH`: the process id, written once every route listens, removed on a clean
+//! exit, for init systems that track a daemon by its pid file (procd, BusyBox, OpenRC).
+//!
+//! A relay that is killed (SIGKILL, or SIGTERM, which std cannot catch) leaves its file
+//! behind. So a pid file is only respected while it names a live tcprelay: a process whose
+//! `/proc/PID/comm` or first command-line word says `tcprelay`. A file that names nobody,
+//! another program, or this very process (a container restarted as PID 1 again) is stale
+//! and replaced. Where `/proc` does not exist, every file is taken as stale.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The largest pid file read: a number and a newline.
+const MAX_PID_FILE_BYTES: u64 = 64;
+
+/// The written pid file; dropping it removes the file if it still holds this process's id.
+#[derive(Debug)]
+pub(crate) struct PidFile {
+    path: PathBuf,
+}
+
+/// Refuses to start when `path` names a live tcprelay other than this process.
+///
+/// # Errors
+/// A message naming the file and the process.
+pub(crate) fn check(path: &Path) -> Result<(), String> {
+    let Some(pid) = read_pid(path) else { return Ok(()) };
+    if pid != std::process::id() && is_tcprelay(pid) {
+        return Err(format!(
+            "pid-file {} names process {pid}, a tcprelay that is still running; stop it first \
+             (tcprelay drain), or give this one another pid-file",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+impl PidFile {
+    /// Writes this process's id to `path`, replacing it whole (written beside it, then
+    /// renamed, so a reader never sees half a file).
+    ///
+    /// # Errors
+    /// The OS error, naming the file.
+    pub(crate) fn write(path: &Path) -> Result<PidFile, String> {
+        let pid = std::process::id();
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".{pid}.tmp"));
+        let temporary = PathBuf::from(temporary);
+        let written =
+            fs::write(&temporary, format!("{pid}\n")).and_then(|()| fs::rename(&temporary, path));
+        if let Err(error) = written {
+            let _ = fs::remove_file(&temporary);
+            return Err(format!("cannot write pid-file {}: {error}", path.display()));
+        }
+        Ok(PidFile { path: path.to_path_buf() })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Another instance may have taken the path over since: leave its file alone.
+        if read_pid(&self.path) == Some(std::process::id()) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The number in a pid file, if it holds one.
+fn read_pid(path: &Path) -> Option<u32> {
+    let mut text = String::new();
+    fs::File::open(path).ok()?.take(MAX_PID_FILE_BYTES).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Whether process `pid` is a tcprelay, by `/proc` (Linux).
+fn is_tcprelay(pid: u32) -> bool {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let comm = fs::read_to_string(proc.join("comm")).unwrap_or_default();
+    let argv0 = fs::read(proc.join("cmdline")).unwrap_or_default();
+    let argv0 = argv0.split(|&b| b == 0).next().unwrap_or_default();
+    let program = Path::new(std::str::from_utf8(argv0).unwrap_or_default()).file_name();
+    let named = |name: &str| name.starts_with("tcprelay");
+    named(comm.trim()) || program.and_then(|p| p.to_str()).is_some_and(named)
+}

@@ -1,0 +1,241 @@
+//! Reload: read the config file again and apply it to the running server, keeping every
+//! listener whose address is unchanged (`POST /reload`, `tcprelay reload`).
+//!
+//! The new file is checked whole first, exactly as `--check` checks it, and every new
+//! listener is bound, before anything changes: a file that does not parse, or a listener
+//! that cannot bind, refuses the reload with the file's `FILE:LINE:COLUMN` and leaves the
+//! running configuration untouched. Then, under [`Routes`]' lock:
+//!
+//! - a route whose listen address is unchanged keeps its listener and accept loop; if its
+//!   settings changed, the connections accepted from now on get the new ones, while live
+//!   connections finish under those they started with (see relay/current.rs);
+//! - a new route starts accepting;
+//! - a route no longer in the file stops accepting and drains under `drain-timeout`.
+//!
+//! Process settings that only apply at start (`admin`, `admin-token-file`,
+//! `admin-socket-mode`, `pid-file`) keep their running values; the log line names those
+//! that differ. `drain-timeout` and `log-level` apply.
+//!
+//! Every reload writes one log line: `config reloaded` with the routes added, removed and
+//! changed, or `reload refused` with why; `/metrics` counts both.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::net::address::Address;
+use crate::ops::log::Log;
+use crate::relay::accept::Relay;
+use crate::server::routes::{Next, Routes};
+use crate::server::{ConfigFile, ServerConfig};
+use crate::settings::config::Config;
+use crate::settings::{self, Field, SETTINGS, Value, file};
+
+/// The process settings a reload applies; the others keep their values from the start.
+const APPLIED_PROCESS_SETTINGS: [&str; 2] = ["drain-timeout", "log-level"];
+
+/// Reloads one server from its config file.
+pub(crate) struct Reloader {
+    file: ConfigFile,
+    /// The process settings the server started with.
+    started: ServerConfig,
+    routes: Arc<Routes>,
+    log: Log,
+    /// One reload at a time: each compares against what the last one left.
+    one_at_a_time: Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader for the server that `started` describes, running `routes`.
+    pub fn new(
+        file: ConfigFile,
+        started: &ServerConfig,
+        routes: Arc<Routes>,
+        log: Log,
+    ) -> Reloader {
+        let started = ServerConfig { routes: Vec::new(), ..started.clone() };
+        Reloader { file, started, routes, log, one_at_a_time: Mutex::new(()) }
+    }
+
+    /// Reads the file again and applies it; see the [module docs](self). Logs one line and
+    /// counts the outcome either way.
+    ///
+    /// # Errors
+    /// Why it was refused; nothing has changed then.
+    pub fn reload(&self) -> Result<String, String> {
+        let _one = self.one_at_a_time.lock().unwrap_or_else(PoisonError::into_inner);
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(summary) => {
+                self.routes.reloads_applied.fetch_add(1, Ordering::Relaxed);
+                let Summary { added, removed, changed, unchanged, kept } = summary;
+                let list = |names: &[String]| match names.is_empty() {
+                    true => "-".to_string(),
+                    false => names.join(","),
+                };
+                self.log.info(
+                    "config reloaded",
+                    &[
+                        ("file", &self.file.path.display()),
+                        ("added", &list(added)),
+                        ("removed", &list(removed)),
+                        ("changed", &list(changed)),
+                        ("unchanged", &unchanged),
+                        ("kept_until_restart", &list(kept)),
+                    ],
+                );
+            }
+            Err(why) => {
+                self.routes.reloads_refused.fetch_add(1, Ordering::Relaxed);
+                self.log.warn("reload refused", &[("error", why)]);
+            }
+        }
+        outcome.map(|summary| summary.to_string())
+    }
+
+    fn try_reload(&self) -> Result<Summary, String> {
+        let overrides = self
+            .file
+            .overrides
+            .iter()
+            .filter_map(|(name, text)| {
+                Some(Value { setting: settings::find(name)?, text: text.clone() })
+            })
+            .collect::<Vec<_>>();
+        let parsed = file::load(&self.file.path).map_err(|error| error.to_string())?;
+        let server = parsed.server_config(&overrides).map_err(|error| error.to_string())?;
+        let running = self.routes.configs().ok_or("the relay is draining")?;
+        // Routes that share a listener by sni= are one accept loop with several routes, which
+        // a reload cannot yet take apart or put together: refused whole, restart instead.
+        let running_shares = self.routes.shares_a_listener();
+        let file_shares = server.routes.iter().any(|config| !config.server_names.is_empty());
+        if running_shares || file_shares {
+            return Err("a reload cannot change routes with sni= yet: restart instead".into());
+        }
+        let mut summary = Summary::default();
+        let kept = match_listeners(&running, &server.routes);
+        let mut taken = vec![false; running.len()];
+        let mut next = Vec::new();
+        for (index, config) in server.routes.iter().enumerate() {
+            match kept[index] {
+                Some(old) => {
+                    taken[old] = true;
+                    let changed = differs(&running[old].0, config);
+                    if changed {
+                        summary.changed.push(label(config, &running[old].1));
+                    } else {
+                        summary.unchanged += 1;
+                    }
+                    next.push(Next::Keep(old, config.clone(), changed));
+                }
+                None => {
+                    // Bound now, before anything changes; dropped (closed) if the reload
+                    // is refused after all.
+                    let relay = Relay::bind(config.clone()).map_err(|error| {
+                        parsed.error_at(&parsed.routes[index].listen, error.to_string()).to_string()
+                    })?;
+                    summary.added.push(label(config, &relay.listen_addr()));
+                    next.push(Next::Add(relay, config.clone()));
+                }
+            }
+        }
+        for (old, (config, listen)) in running.iter().enumerate() {
+            if !taken[old] {
+                summary.removed.push(label(config, listen));
+            }
+        }
+        self.routes.apply(next, server.drain_timeout)?;
+        summary.kept = kept_until_restart(&self.started, &server);
+        Ok(summary)
+    }
+}
+
+/// What a reload changed, by route label.
+#[derive(Debug, Default)]
+struct Summary {
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<String>,
+    unchanged: usize,
+    /// Process settings that differ in the file but keep their running values.
+    kept: Vec<String>,
+}
+
+impl std::fmt::Display for Summary {
+    /// `reloaded: added db (127.0.0.1:5433); removed none; changed web; 1 unchanged`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |names: &[String]| match names.is_empty() {
+            true => "none".to_string(),
+            false => names.join(", "),
+        };
+        write!(
+            f,
+            "reloaded: added {}; removed {}; changed {}; {} unchanged",
+            list(&self.added),
+            list(&self.removed),
+            list(&self.changed),
+            self.unchanged
+        )?;
+        if !self.kept.is_empty() {
+            write!(f, "; kept until restart: {}", self.kept.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// For each route of the new file, the running route whose listener it keeps, if any:
+/// one with the same listen address as configured (so `127.0.0.1:0` keeps the port it
+/// was given), and the same name first. A route on port 0 keeps a listener only by its
+/// name too: port 0 means "any free port", so its address does not tell routes apart.
+fn match_listeners(running: &[(Config, Address)], routes: &[Config]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; running.len()];
+    let mut kept = vec![None; routes.len()];
+    let same_address = |old: &Config, new: &Config| old.listen_text() == new.listen_text();
+    for by_name_too in [true, false] {
+        for (index, config) in routes.iter().enumerate() {
+            if kept[index].is_some() {
+                continue;
+            }
+            let found = running.iter().enumerate().position(|(old, (running, _))| {
+                !taken[old]
+                    && same_address(running, config)
+                    && (running.name == config.name || !by_name_too && !any_port(config))
+            });
+            if let Some(old) = found {
+                taken[old] = true;
+                kept[index] = Some(old);
+            }
+        }
+    }
+    kept
+}
+
+/// Whether a route listens on "any free port" (port 0).
+fn any_port(config: &Config) -> bool {
+    matches!(config.listen_address(), Address::Tcp(addr) if addr.port() == 0)
+}
+
+/// Whether a kept route's settings changed: any route setting, or the log level.
+fn differs(running: &Config, config: &Config) -> bool {
+    settings::describe_route(running) != settings::describe_route(config)
+        || running.log_level != config.log_level
+}
+
+/// A route in the reload's summary: its name and address, or its address alone.
+fn label(config: &Config, listen: &Address) -> String {
+    match config.name.is_empty() {
+        true => listen.to_string(),
+        false => format!("{}({listen})", config.name),
+    }
+}
+
+/// The process settings that differ between `started` and `file` but apply only at start.
+fn kept_until_restart(started: &ServerConfig, file: &ServerConfig) -> Vec<String> {
+    SETTINGS
+        .iter()
+        .filter(|setting| !APPLIED_PROCESS_SETTINGS.contains(&setting.name))
+        .filter_map(|setting| match setting.field {
+            Field::Process(_, get) if get(started) != get(file) => Some(setting.name.to_string()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,109 @@
+//! What a test compares before and after a fault: this process's descriptors and threads
+//! (a [`Baseline`]), tests that must run one at a time, and bounded polling.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::TIMEOUT;
+
+/// This process's open file descriptors (Linux: entries of /proc/self/fd), except one a
+/// relay may open for a moment: /proc/sys/vm/max_map_count, which the first relay of the
+/// process reads (with its other limits, see src/limits/capacity.rs). A test that takes its
+/// count while a relay it just started reads that file would otherwise count one too many.
+pub fn open_fds() -> usize {
+    let entries = std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd");
+    let map_limit = std::path::Path::new("/proc/sys/vm/max_map_count");
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target != map_limit))
+        .count()
+}
+
+/// This process's threads (Linux: `Threads:` in /proc/self/status).
+pub fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads: line")
+}
+
+/// The names of this process's threads (Linux: /proc/self/task/*/comm), for failure messages.
+pub fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .collect()
+}
+
+/// How many relay threads this process has: connection threads (`tcprelay-conn`, running a
+/// connection or parked for the next) and accept and admin threads (`tcprelay-accept-N`,
+/// `tcprelay-admin`). Not the log writer (`tcprelay-log`): there is one per process, started
+/// by the first line logged and never ended, so it is not something a relay leaks.
+pub fn connection_threads() -> usize {
+    let names = thread_names();
+    names.iter().filter(|name| name.starts_with("tcprelay-") && *name != "tcprelay-log").count()
+}
+
+/// Polls `condition` until it holds or [`TIMEOUT`] passes; returns whether it held.
+///
+/// Only for effects that no signal announces, such as an exiting thread leaving
+/// /proc/self/status or a closed descriptor leaving /proc/self/fd.
+pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    condition()
+}
+
+/// Runs the tests of one binary one at a time. Tests that compare this process's descriptor
+/// and thread counts with a [`Baseline`], or that share a static thread hook, take it first:
+/// a test running beside them would move the counts.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A test that failed while holding the lock poisons it; the next test may still run.
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// This process's open descriptors and relay connection threads at one moment, to compare
+/// with later.
+///
+/// It counts the relay's threads (named `tcprelay-...`), not every thread:
+/// the test harness starts the next test's thread while this test runs, even when that
+/// test then waits for [`serial`].
+#[derive(Debug)]
+pub struct Baseline {
+    fds: usize,
+    connection_threads: usize,
+}
+
+impl Baseline {
+    /// The counts now. Take it after the relay and the upstream have started.
+    pub fn take() -> Baseline {
+        Baseline { fds: open_fds(), connection_threads: connection_threads() }
+    }
+
+    /// Waits (bounded) until both counts are back where they were; panics if they are not.
+    pub fn assert_restored(&self) {
+        assert!(
+            eventually(|| open_fds() == self.fds),
+            "descriptors: {} at the start, {} now",
+            self.fds,
+            open_fds()
+        );
+        assert!(
+            eventually(|| connection_threads() == self.connection_threads),
+            "connection threads: {} at the start, {} now: {:?}",
+            self.connection_threads,
+            connection_threads(),
+            thread_names()
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! The `tcprelay` binary as a child process: started, its start-up lines read, its log
+//! collected, its descriptors and CPU time read from /proc, and killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::TIMEOUT;
+use super::counters::eventually;
+
+/// A relay running as a child process: the `tcprelay` binary, or any program that prints
+/// `listening on ADDR` on stderr once bound (the Go programs of docs/go/ do). Its stderr is
+/// collected line by line and its stdout lines (`--explain`) arrive on a channel. Killed
+/// and reaped when dropped.
+pub struct RelayProcess {
+    child: Child,
+    /// The address of its first route, read from its first `listening on ADDR` line.
+    pub addr: SocketAddr,
+    /// Every route's address, in the order of its `listening on` lines.
+    pub routes: Vec<SocketAddr>,
+    /// The admin endpoint, from its `admin endpoint on http://ADDR` line, if asked for.
+    pub admin: Option<SocketAddr>,
+    lines: mpsc::Receiver<String>,
+    stdout_lines: mpsc::Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl RelayProcess {
+    /// Runs `tcprelay ARGS` and waits for it to listen.
+    pub fn start(args: &[&str]) -> RelayProcess {
+        RelayProcess::start_routes(args, 1, false)
+    }
+
+    /// Runs `tcprelay ARGS` and reads its start-up lines: `routes` `listening on` lines,
+    /// then the admin endpoint's line if `with_admin`.
+    pub fn start_routes(args: &[&str], routes: usize, with_admin: bool) -> RelayProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
+        command.args(args);
+        RelayProcess::spawn(command, Stdio::null(), routes, with_admin)
+    }
+
+    /// Runs `tcprelay ARGS` with `stdin` as its standard input (`--listen stdin` takes a
+    /// listening socket there) and waits for it to listen.
+    pub fn start_with_stdin(stdin: Stdio, args: &[&str]) -> RelayProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
+        command.args(args);
+        RelayProcess::spawn(command, stdin, 1, false)
+    }
+
+    /// Runs the program at `path` with `args` and waits for its `listening on` line.
+    pub fn start_program(path: &std::path::Path, args: &[&str]) -> RelayProcess {
+        let mut command = Command::new(path);
+        command.args(args);
+        RelayProcess::spawn(command, Stdio::null(), 1, false)
+    }
+
+    /// Runs `tcprelay ARGS` with at most `limit` file descriptors (`RLIMIT_NOFILE`). Std
+    /// cannot set resource limits, so the shell does it and then `exec`s the relay: the
+    /// child's pid is the relay's.
+    pub fn start_with_fd_limit(limit: usize, args: &[&str]) -> RelayProcess {
+        RelayProcess::start_with_ulimit(&format!("-n {limit}"), args, 1, false)
+    }
+
+    /// [`RelayProcess::start_with_fd_limit`], also reading the admin endpoint's address
+    /// if `with_admin` (the arguments must then ask for one).
+    pub fn start_with_fd_limit_and_admin(
+        limit: usize,
+        args: &[&str],
+        with_admin: bool,
+    ) -> RelayProcess {
+        RelayProcess::start_with_ulimit(&format!("-n {limit}"), args, 1, with_admin)
+    }
+
+    /// Runs `tcprelay ARGS` under the shell's `ulimit ULIMIT` (e.g. `-v 100000`: at most
+    /// 100,000 KiB of address space) and reads its start-up lines as
+    /// [`start_routes`](RelayProcess::start_routes) does.
+    pub fn start_with_ulimit(
+        ulimit: &str,
+        args: &[&str],
+        routes: usize,
+        with_admin: bool,
+    ) -> RelayProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_tcprelay"))
+            .args(args);
+        RelayProcess::spawn(command, Stdio::null(), routes, with_admin)
+    }
+
+    /// The connection cap from the relay's `connection cap` start-up line, and the limit
+    /// that set it (`limited_by`).
+    pub fn connection_cap(&self) -> (usize, String) {
+        let line = self.log_line_with("msg=\"connection cap\"");
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("no {name}= in {line}"))
+                .to_string()
+        };
+        let cap = field("cap").parse().unwrap_or_else(|_| panic!("a number in cap=: {line}"));
+        (cap, field("limited_by"))
+    }
+
+    /// Starts `command` and reads its start-up lines, which must come first on stderr: one
+    /// `listening on ADDR` per route, then `admin endpoint on http://ADDR` if `with_admin`.
+    fn spawn(mut command: Command, stdin: Stdio, routes: usize, with_admin: bool) -> RelayProcess {
+        let mut child = command
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (send, lines) = mpsc::channel();
+        let (send_stdout, stdout_lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let reader_log = Arc::clone(&log);
+        let readers = vec![
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    reader_log.lock().unwrap().push(line.clone());
+                    let _ = send.send(line);
+                }
+            }),
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let _ = send_stdout.send(line);
+                }
+            }),
+        ];
+        let mut process = RelayProcess {
+            child,
+            addr: ([0, 0, 0, 0], 0).into(),
+            routes: Vec::new(),
+            admin: None,
+            lines,
+            stdout_lines,
+            log,
+            readers,
+        };
+        for _ in 0..routes {
+            let addr = process.startup_addr(&command, "listening on ");
+            process.routes.push(addr);
+        }
+        process.addr = process.routes[0];
+        if with_admin {
+            process.admin = Some(process.startup_addr(&command, "admin endpoint on http://"));
+        }
+        process
+    }
+
+    /// The address after `marker` in the next stderr line; if that line does not come within
+    /// [`TIMEOUT`] or has no such address, kills the process and panics with its stderr.
+    fn startup_addr(&mut self, command: &Command, marker: &str) -> SocketAddr {
+        let line = self.lines.recv_timeout(TIMEOUT).unwrap_or_default();
+        // `listening on 127.0.0.1:PORT`, bare (Go) or in a logfmt msg="..." (tcprelay)
+        let addr = line
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(['"', ' ', '/']).next())
+            .and_then(|addr| addr.parse().ok());
+        addr.unwrap_or_else(|| {
+            self.kill_and_reap();
+            let stderr = self.log.lock().unwrap().join("\n");
+            panic!(
+                "{command:?} printed no `{marker}ADDR` line within {TIMEOUT:?}; stderr:\n{stderr}"
+            )
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (bounded) for the next stderr line that contains `needle`, and returns it.
+    pub fn log_line_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?} within {TIMEOUT:?}"),
+            }
+        }
+    }
+
+    /// How many stderr lines so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|line| line.contains(needle)).count()
+    }
+
+    /// The next line on stdout, within [`TIMEOUT`].
+    pub fn stdout_line(&self) -> String {
+        self.stdout_lines
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("no stdout line within {TIMEOUT:?}"))
+    }
+
+    /// Its stdout lines up to and including the first that contains `last`.
+    pub fn stdout_until(&self, last: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.stdout_lines.recv_timeout(TIMEOUT) {
+                Ok(line) if line.contains(last) => {
+                    lines.push(line);
+                    return lines;
+                }
+                Ok(line) => lines.push(line),
+                Err(_) => panic!("no stdout line with {last:?} within {TIMEOUT:?}; got {lines:#?}"),
+            }
+        }
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits (bounded) for the process to exit by itself and returns its exit code.
+    pub fn wait_for_exit(&mut self) -> Option<i32> {
+        assert!(eventually(|| !self.is_running()), "the process did not exit");
+        self.child.wait().expect("reap the process").code()
+    }
+
+    /// A number from the process's /proc/PID/status, e.g. `Threads`, or `VmRSS` in kB.
+    pub fn status(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {path}"))
+    }
+
+    /// The CPU time the process has used so far, user plus system, all threads
+    /// (`utime` + `stime` from /proc/PID/stat, in clock ticks of 1/100 s on Linux).
+    pub fn cpu_time(&self) -> Duration {
+        const TICKS_PER_SECOND: u64 = 100; // USER_HZ, `getconf CLK_TCK`
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/PID/stat");
+        // The command name, field 2, is in parentheses and may hold spaces: count the fields
+        // after its closing parenthesis. utime and stime are fields 14 and 15.
+        let after_name = &stat[stat.rfind(')').expect("a (comm) field") + 2..];
+        let fields: Vec<u64> =
+            after_name.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+        Duration::from_millis((fields[0] + fields[1]) * 1000 / TICKS_PER_SECOND)
+    }
+
+    /// The numbers of the process's open file descriptors.
+    pub fn open_fds(&self) -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// Kills the process (if it still runs) and returns every line it wrote to stderr.
+    pub fn kill_and_collect_log(mut self) -> Vec<String> {
+        self.kill_and_reap();
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+
+    fn kill_and_reap(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join(); // ends at EOF on the pipe, now that the process is gone
+        }
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// Runs `tcprelay ARGS` to completion and returns its exit status and output.
+pub fn run_tcprelay(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(args).output().expect("run tcprelay")
+}

@@ -1,0 +1,41 @@
+//! The programs some tests drive, found the way those tests need them: OpenBSD's `nc`.
+
+use std::process::{Command, Stdio};
+
+/// What a test that needs OpenBSD's `nc` says when it finds none. ncat, GNU and traditional
+/// netcat and busybox all answer to `nc`, but their flags differ (`-N`, `-d`, what `-v -l`
+/// prints), so the lab's commands would fail in ways that do not say why.
+pub const NOT_OPENBSD_NC: &str = "nc is not OpenBSD netcat: apt-get install netcat-openbsd";
+
+/// OpenBSD's `nc`, looked up once on `PATH` (see [`find_openbsd_nc`]); panics with
+/// [`NOT_OPENBSD_NC`] when there is none.
+pub fn openbsd_nc() -> &'static std::path::Path {
+    static FOUND: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    let found =
+        FOUND.get_or_init(|| find_openbsd_nc(&std::env::var_os("PATH").unwrap_or_default()));
+    found.as_deref().unwrap_or_else(|message| panic!("{message}"))
+}
+
+/// The first OpenBSD netcat in the directories of `path` (a `PATH` value): `nc.openbsd`
+/// first, Debian's own name for it, which is there whatever `nc` the alternatives system
+/// points at; then `nc`. A program counts as OpenBSD's when its `-h` output says
+/// "OpenBSD netcat" (`OpenBSD netcat (Debian patchlevel 1.219-1)`). Otherwise the error is
+/// [`NOT_OPENBSD_NC`].
+pub fn find_openbsd_nc(path: &std::ffi::OsStr) -> Result<std::path::PathBuf, String> {
+    let says_openbsd = |program: &std::path::Path| {
+        Command::new(program)
+            .arg("-h")
+            .stdin(Stdio::null())
+            .output()
+            .map(|out| [out.stdout, out.stderr].concat())
+            .is_ok_and(|help| String::from_utf8_lossy(&help).contains("OpenBSD netcat"))
+    };
+    ["nc.openbsd", "nc"]
+        .into_iter()
+        .filter_map(|name| {
+            std::env::split_paths(path).map(|dir| dir.join(name)).find(|p| p.is_file())
+        })
+        .find(|program| says_openbsd(program))
+        .ok_or_else(|| NOT_OPENBSD_NC.to_string())
+}
