@@ -148,12 +148,22 @@ enum Pause {
 }
 
 /// The bytes of copy buffers beyond [`SMALL_BUFFER`] the whole process may hold at once:
-/// 64 MiB (16 MiB on 32-bit targets), e.g. 256 busy connections each way at 256 KiB. With
-/// thousands of connections busy at once, the rest copy with small buffers: slower, never
-/// more memory. So copy buffers never exceed `2 × SMALL_BUFFER × connections` plus this.
+/// 64 MiB (16 MiB on 32-bit targets), e.g. 128 busy connections both ways at 256 KiB, or
+/// less under a memory limit (see [`limit_buffer_budget`]). With thousands of connections
+/// busy at once, the rest copy with small buffers: slower, never more memory. So copy
+/// buffers never exceed `2 × SMALL_BUFFER × connections` plus this.
 struct BufferBudget;
 
 static BUDGET_USED: AtomicUsize = AtomicUsize::new(0);
+static BUDGET_TOTAL: AtomicUsize = AtomicUsize::new(BufferBudget::TOTAL);
+
+/// Lowers the process-wide budget of grown copy buffers to `bytes` (never raises it): the
+/// connection cap (`limits/capacity.rs`) counts [`SMALL_BUFFER`] per direction and leaves
+/// this much of the tightest memory limit for the rest.
+pub fn limit_buffer_budget(bytes: u64) {
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    BUDGET_TOTAL.fetch_min(bytes, Ordering::Relaxed);
+}
 
 impl BufferBudget {
     const TOTAL: usize = if usize::BITS >= 64 { 64 << 20 } else { 16 << 20 };
@@ -166,7 +176,7 @@ impl BufferBudget {
             return Lease { size: small, extra: 0 };
         }
         let taken = BUDGET_USED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-            used.checked_add(extra).filter(|total| *total <= Self::TOTAL)
+            used.checked_add(extra).filter(|total| *total <= BUDGET_TOTAL.load(Ordering::Relaxed))
         });
         match taken {
             Ok(_) => Lease { size: wanted, extra },
