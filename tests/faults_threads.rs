@@ -136,62 +136,86 @@ fn assert_relay_recovered(relay: &TestRelay, max_connections: usize, baseline: &
     assert!(eventually(|| LIVE.load(Ordering::SeqCst) == 0), "connection threads left");
 }
 
+/// One injected fault: the tests run one at a time, a reporting echo upstream, a relay with
+/// the hook and at most `max_connections`, the baseline taken, and the fault armed.
+struct Fault {
+    relay: TestRelay,
+    upstream: Upstream,
+    upstream_ends: mpsc::Receiver<Result<usize, ErrorKind>>,
+    baseline: Baseline,
+    max_connections: usize,
+    /// Last, so that it is dropped last: the next test starts once all of this is gone.
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Fault {
+    fn armed(at: ThreadStage, max_connections: usize) -> Fault {
+        let serial = serial();
+        let (upstream, upstream_ends) = reporting_echo();
+        let relay = hooked_relay(&upstream, max_connections);
+        let baseline = Baseline::take();
+        arm(Some(at));
+        Fault { relay, upstream, upstream_ends, baseline, max_connections, _serial: serial }
+    }
+
+    /// A client that sends `message` and is closed by the relay, the fault's victim.
+    fn victim(&self, message: &[u8]) -> TcpStream {
+        let client = connect(self.relay.addr);
+        write_all(&client, message).unwrap();
+        assert_closed(&client);
+        client
+    }
+
+    /// The upstream connection the relay had dialled ends (EOF or reset), not by a timeout.
+    fn assert_upstream_closed(&self) {
+        let end = self.upstream_ends.recv_timeout(TIMEOUT).expect("the upstream connection ends");
+        assert!(end == Ok(0) || end == Err(ErrorKind::ConnectionReset), "{end:?}");
+    }
+
+    /// See [`assert_relay_recovered`].
+    fn assert_recovered(&self) {
+        assert_relay_recovered(&self.relay, self.max_connections, &self.baseline);
+    }
+}
+
 #[test]
 fn spawn_failure_of_the_first_thread_closes_that_client_only() {
-    let _serial = serial();
-    let (upstream, upstream_ends) = reporting_echo();
-    let relay = hooked_relay(&upstream, 2);
-    let baseline = Baseline::take();
-    arm(Some(ThreadStage::Spawning(ThreadRole::First)));
+    let fault = Fault::armed(ThreadStage::Spawning(ThreadRole::First), 2);
+    let refused = fault.victim(b"anyone there?");
 
-    let refused = connect(relay.addr);
-    write_all(&refused, b"anyone there?").unwrap();
-    assert_closed(&refused);
-
-    assert_eq!(upstream.accepted(), 0, "no upstream connection for a client without a thread");
+    assert_eq!(
+        fault.upstream.accepted(),
+        0,
+        "no upstream connection for a client without a thread"
+    );
     drop(refused);
-    assert_relay_recovered(&relay, 2, &baseline);
+    fault.assert_recovered();
     for _ in 0..3 {
-        assert!(upstream_ends.recv_timeout(TIMEOUT).unwrap().is_ok());
+        assert!(fault.upstream_ends.recv_timeout(TIMEOUT).unwrap().is_ok());
     }
 }
 
 #[test]
 fn spawn_failure_of_the_second_thread_closes_both_sockets() {
-    let _serial = serial();
-    let (upstream, upstream_ends) = reporting_echo();
-    let relay = hooked_relay(&upstream, 2);
-    let baseline = Baseline::take();
-    arm(Some(ThreadStage::Spawning(ThreadRole::Second)));
+    let fault = Fault::armed(ThreadStage::Spawning(ThreadRole::Second), 2);
+    let refused = fault.victim(b"anyone there?");
 
-    let refused = connect(relay.addr);
-    write_all(&refused, b"anyone there?").unwrap();
-    assert_closed(&refused);
-
-    // The upstream had been dialled: it sees the relay close (EOF or reset), not a timeout.
-    let end = upstream_ends.recv_timeout(TIMEOUT).expect("the upstream connection ends");
-    assert!(end == Ok(0) || end == Err(ErrorKind::ConnectionReset), "{end:?}");
+    // The upstream had been dialled: it sees the relay close, not a timeout.
+    fault.assert_upstream_closed();
     drop(refused);
-    assert_relay_recovered(&relay, 2, &baseline);
+    fault.assert_recovered();
 }
 
 /// A bug (here: a panic injected as the first thread starts) costs one client: the process
 /// lives on, the client's socket is closed, and its slot under the limit comes back.
 #[test]
 fn panic_in_the_first_thread_closes_that_client_and_frees_its_slot() {
-    let _serial = serial();
-    let (upstream, _upstream_ends) = reporting_echo();
-    let relay = hooked_relay(&upstream, 1);
-    let baseline = Baseline::take();
-    arm(Some(ThreadStage::Started(ThreadRole::First)));
+    let fault = Fault::armed(ThreadStage::Started(ThreadRole::First), 1);
+    let unlucky = fault.victim(b"hello");
 
-    let unlucky = connect(relay.addr);
-    write_all(&unlucky, b"hello").unwrap();
-    assert_closed(&unlucky);
-
-    assert_eq!(upstream.accepted(), 0, "the thread died before dialling");
+    assert_eq!(fault.upstream.accepted(), 0, "the thread died before dialling");
     drop(unlucky);
-    assert_relay_recovered(&relay, 1, &baseline);
+    fault.assert_recovered();
 }
 
 /// A panic as the second thread starts, after the upstream was dialled: nobody will ever
@@ -199,20 +223,12 @@ fn panic_in_the_first_thread_closes_that_client_and_frees_its_slot() {
 /// the first thread waiting on an upstream that waits for the client.
 #[test]
 fn panic_in_the_second_thread_closes_both_sockets_and_frees_the_slot() {
-    let _serial = serial();
-    let (upstream, upstream_ends) = reporting_echo();
-    let relay = hooked_relay(&upstream, 1);
-    let baseline = Baseline::take();
-    arm(Some(ThreadStage::Started(ThreadRole::Second)));
+    let fault = Fault::armed(ThreadStage::Started(ThreadRole::Second), 1);
+    let unlucky = fault.victim(b"hello");
 
-    let unlucky = connect(relay.addr);
-    write_all(&unlucky, b"hello").unwrap();
-    assert_closed(&unlucky);
-
-    let end = upstream_ends.recv_timeout(TIMEOUT).expect("the upstream connection ends");
-    assert!(end == Ok(0) || end == Err(ErrorKind::ConnectionReset), "{end:?}");
+    fault.assert_upstream_closed();
     drop(unlucky);
-    assert_relay_recovered(&relay, 1, &baseline);
+    fault.assert_recovered();
 }
 
 /// The client is gone before the relay dials (its first thread is held at `Started` until

@@ -246,3 +246,39 @@ fn socket_mode_is_a_flag_and_a_route_option_and_check_prints_it() {
     assert_eq!(output.status.code(), Some(2));
     std::fs::remove_file(&config).unwrap();
 }
+
+/// `socket-owner` and `socket-group` give the socket file away (here to the test's own
+/// user and group, the one pair it may give a file to without privileges), so that with mode
+/// 0660 the group's members may connect; a name that no account has is refused at parse time.
+#[test]
+fn socket_group_and_owner_are_given_to_the_socket_file() {
+    use std::os::unix::fs::MetadataExt;
+    let upstream = Upstream::echo();
+    let path = socket_path("owned");
+    let probe = path.with_extension("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let mine = std::fs::metadata(&probe).unwrap();
+    let (uid, gid) = (mine.uid(), mine.gid());
+    std::fs::remove_file(&probe).unwrap();
+    let relay = TestRelay::start(Config {
+        listen_unix: Some(path.clone()),
+        listen_unix_mode: 0o660,
+        listen_unix_owner: Some(uid),
+        listen_unix_group: Some(gid),
+        upstream: upstream.addr.to_string(),
+        ..quiet_config()
+    });
+    let file = std::fs::metadata(&path).expect("the socket file");
+    assert_eq!((file.uid(), file.gid(), file.mode() & 0o777), (uid, gid, 0o660));
+    relay.stop();
+
+    let listen = format!("unix:{}", path.display());
+    for (flag, name) in [("--socket-owner", "no-such-user"), ("--socket-group", "no-such-group")] {
+        let output = run_tcprelay(&["--check", "-l", &listen, "-u", ":1", flag, name]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("{name:?}")), "{stderr}");
+    }
+    let output = run_tcprelay(&["--check", "-l", &listen, "-u", ":1", "--socket-group", "0"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("socket-group=0"));
+}

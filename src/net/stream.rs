@@ -219,8 +219,27 @@ pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
     }
 }
 
+/// Who may use a Unix socket file the relay creates: its mode, and its owner and group where
+/// given (numeric ids; `chown` needs the privilege to give the file away).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketFile {
+    /// The file's mode, e.g. [`DEFAULT_SOCKET_MODE`].
+    pub mode: u32,
+    /// The owner's uid, if not the relay's own.
+    pub owner: Option<u32>,
+    /// The group's gid, if not the relay's own.
+    pub group: Option<u32>,
+}
+
+impl SocketFile {
+    /// A socket file with `mode`, owned by the relay's user and group.
+    pub fn with_mode(mode: u32) -> SocketFile {
+        SocketFile { mode, owner: None, group: None }
+    }
+}
+
 impl Listener {
-    /// Binds to `address`; a Unix socket file gets `unix_mode` (e.g. [`DEFAULT_SOCKET_MODE`]).
+    /// Binds to `address`; a Unix socket file gets the mode, owner and group of `unix`.
     ///
     /// A file already at a Unix socket path is replaced only when it is a socket that nobody
     /// listens on (left behind by a process that is gone: a connect to it is refused). A
@@ -233,14 +252,14 @@ impl Listener {
     /// client connecting in that window would be queued and served; where that matters, put
     /// the socket in a directory only the intended clients may enter (docs/operations.md,
     /// "Admin security").
-    pub(crate) fn bind(address: &Address, unix_mode: u32) -> io::Result<Listener> {
+    pub(crate) fn bind(address: &Address, unix: SocketFile) -> io::Result<Listener> {
         match address {
             Address::Tcp(addr) => std::net::TcpListener::bind(addr).map(Listener::Tcp),
             #[cfg(unix)]
-            Address::Unix(path) => bind_unix(path, unix_mode),
+            Address::Unix(path) => bind_unix(path, unix),
             #[cfg(not(unix))]
             Address::Unix(_) => {
-                let _ = unix_mode;
+                let _ = unix;
                 Err(io::Error::new(
                     io::ErrorKind::Unsupported,
                     "Unix domain sockets are not supported on this platform",
@@ -314,9 +333,10 @@ impl Drop for Listener {
 }
 
 /// Binds a Unix listener at `path`, replacing only a stale socket file (see
-/// [`Listener::bind`]), and gives the file `mode`.
+/// [`Listener::bind`]), and gives the file its mode, owner and group.
 #[cfg(unix)]
-fn bind_unix(path: &std::path::Path, mode: u32) -> io::Result<Listener> {
+fn bind_unix(path: &std::path::Path, file: SocketFile) -> io::Result<Listener> {
+    let mode = file.mode;
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     use std::os::unix::net::UnixListener;
     let listener = match UnixListener::bind(path) {
@@ -365,6 +385,15 @@ fn bind_unix(path: &std::path::Path, mode: u32) -> io::Result<Listener> {
             format!("cannot set mode {mode:04o} on {}: {error}", path.display()),
         )
     })?;
+    if file.owner.is_some() || file.group.is_some() {
+        std::os::unix::fs::chown(path, file.owner, file.group).map_err(|error| {
+            let (owner, group) = (file.owner, file.group);
+            io::Error::new(
+                error.kind(),
+                format!("cannot give {} to uid {owner:?} gid {group:?}: {error}", path.display()),
+            )
+        })?;
+    }
     Ok(listener)
 }
 

@@ -36,7 +36,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::net::address::Address;
-use crate::net::stream::{self, Listener, Stream};
+use crate::net::stream::{self, Listener, SocketFile, Stream};
 use crate::ops::admin_http::{self, Request, Response, Status};
 use crate::ops::log::Log;
 use crate::ops::metrics;
@@ -323,9 +323,11 @@ impl Admin {
         server: ServerHandle,
         log: Log,
     ) -> io::Result<Admin> {
-        let listener = Listener::bind(address, access.socket_mode).map_err(|error| {
-            io::Error::new(error.kind(), format!("cannot listen on {address} (admin): {error}"))
-        })?;
+        let listener = Listener::bind(address, SocketFile::with_mode(access.socket_mode)).map_err(
+            |error| {
+                io::Error::new(error.kind(), format!("cannot listen on {address} (admin): {error}"))
+            },
+        )?;
         let local = listener.local_addr()?;
         if let Some(warning) = exposure_warning(&local, &access) {
             log.warn(&warning, &[]);

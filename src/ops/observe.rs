@@ -241,7 +241,12 @@ impl Observer {
     }
 
     /// This connection's own upstream connection is made.
-    pub fn dialled(&self, conn: Conn<'_>, upstream: &dyn Display) {
+    pub fn dialled(&self, conn: Conn<'_>, upstream: Option<&Address>) {
+        // A socket that reset at once no longer knows its peer: `-` then.
+        let upstream: &dyn Display = match upstream {
+            Some(upstream) => upstream,
+            None => &"-",
+        };
         self.log.debug(
             "upstream dialled",
             &[self.route_field(), ("conn", &conn.id), ("upstream", upstream)],

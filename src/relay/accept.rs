@@ -52,7 +52,7 @@ impl Relay {
         let wanted = config.listen_address();
         let listener = match config.listen_stdin {
             true => inherited::listener_on_stdin()?,
-            false => Listener::bind(&wanted, config.listen_unix_mode).map_err(|error| {
+            false => Listener::bind(&wanted, config.socket_file()).map_err(|error| {
                 io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
             })?,
         };

@@ -69,7 +69,7 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
         return closed(conn, route, (0, 0));
     }
     let up = conn.attach_upstream(up);
-    observer.dialled(conn.conn(), &show(conn.upstream_addr()));
+    observer.dialled(conn.conn(), conn.upstream_addr());
 
     // go func() { defer wg.Done(); copyThenCloseWrite(up, conn) }()
     observer.copies_starting(conn.conn(), &conn.bytes);
@@ -183,9 +183,4 @@ pub fn accepted(conn: &Connection, route: &Route) {
     if conn.mark_accepted() {
         route.observer.accepted(conn.conn());
     }
-}
-
-/// An address for the log, or `-` when there is none.
-fn show(addr: Option<&Address>) -> String {
-    addr.map(|addr| addr.to_string()).unwrap_or_else(|| "-".to_string())
 }

@@ -39,6 +39,12 @@ pub struct Config {
     /// setting). Default `0660`:
     /// the relay's user and group may connect, no one else.
     pub listen_unix_mode: u32,
+    /// The owner (uid) and group (gid) to give the [`listen_unix`](Config::listen_unix)
+    /// socket file (the `socket-owner` and `socket-group` settings). Default: none, the
+    /// relay's own.
+    pub listen_unix_owner: Option<u32>,
+    /// See [`listen_unix_owner`](Config::listen_unix_owner).
+    pub listen_unix_group: Option<u32>,
     /// Where to forward each client, as `host:port`. Resolved again for every new connection,
     /// so a host name that moves to a new address is followed. Default: empty (must be set).
     pub upstream: String,
@@ -138,6 +144,8 @@ impl Default for Config {
             listen_unix: None,
             listen_stdin: false,
             listen_unix_mode: crate::net::stream::DEFAULT_SOCKET_MODE,
+            listen_unix_owner: None,
+            listen_unix_group: None,
             upstream: String::new(),
             more_upstreams: Vec::new(),
             policy: Policy::First,
@@ -166,6 +174,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The mode, owner and group of the route's Unix socket file, if it listens on one.
+    pub(crate) fn socket_file(&self) -> crate::net::stream::SocketFile {
+        crate::net::stream::SocketFile {
+            mode: self.listen_unix_mode,
+            owner: self.listen_unix_owner,
+            group: self.listen_unix_group,
+        }
+    }
+
     /// Where the route listens: [`listen_unix`](Config::listen_unix) if set, else
     /// [`listen`](Config::listen).
     pub fn listen_address(&self) -> Address {

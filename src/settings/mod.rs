@@ -522,6 +522,41 @@ pub static SETTINGS: &[Setting] = &[
         ),
     },
     Setting {
+        name: "socket-owner",
+        short: None,
+        value: "USER",
+        scope: Scope::Route,
+        list: false,
+        default: "none",
+        limits: "a user name from /etc/passwd, or a uid",
+        help: "the owner to give a unix: listen socket file (needs the privilege to chown)",
+        field: Field::Route(
+            |route, text| {
+                route.listen_unix_owner = Some(account_id(text, "/etc/passwd", "user")?);
+                Ok(())
+            },
+            |route| route.listen_unix_owner.map(|uid| uid.to_string()),
+        ),
+    },
+    Setting {
+        name: "socket-group",
+        short: None,
+        value: "GROUP",
+        scope: Scope::Route,
+        list: false,
+        default: "none",
+        limits: "a group name from /etc/group, or a gid",
+        help: "the group to give a unix: listen socket file: with socket-mode 0660, its members \
+               may connect",
+        field: Field::Route(
+            |route, text| {
+                route.listen_unix_group = Some(account_id(text, "/etc/group", "group")?);
+                Ok(())
+            },
+            |route| route.listen_unix_group.map(|gid| gid.to_string()),
+        ),
+    },
+    Setting {
         name: "proxy-protocol",
         short: None,
         value: "V",
@@ -617,6 +652,21 @@ pub static SETTINGS: &[Setting] = &[
         ),
     },
 ];
+
+/// A uid or gid: the number itself, or the id of the name in `file` (`/etc/passwd` or
+/// `/etc/group`, whose lines are `name:password:id:...`). Std has no `getpwnam`; reading the
+/// file is what it does for local accounts.
+fn account_id(text: &str, file: &str, what: &str) -> Result<u32, String> {
+    if let Ok(id) = text.parse::<u32>() {
+        return Ok(id);
+    }
+    let accounts = std::fs::read_to_string(file).unwrap_or_default();
+    let id = accounts.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next() == Some(text)).then(|| fields.nth(1)?.parse().ok())?
+    });
+    id.ok_or_else(|| format!("expected a {what} name from {file} or a number, found {text:?}"))
+}
 
 /// The setting called `name` (a config key, or a flag without its `--`).
 pub fn find(name: &str) -> Option<&'static Setting> {
