@@ -310,3 +310,41 @@ fn heap_buffer_path_relays_every_byte_and_passes_half_close_on() {
     assert_eq!(received.len(), sent.len());
     assert!(received == sent, "echo corrupted");
 }
+
+/// The copy buffer follows the flow (relay/copy.rs): small for a message, growing during a
+/// bulk transfer, given back after a quiet tick, grown again by the next transfer. Across
+/// every change of buffer, each byte arrives once and in order, both ways.
+#[test]
+fn a_buffer_that_grows_shrinks_and_grows_again_loses_no_byte() {
+    let upstream = Upstream::echo();
+    let relay = TestRelay::start(tcprelay::Config {
+        upstream: upstream.addr.to_string(),
+        // A 1 s idle timer ticks every 100 ms, so a quiet pause of 400 ms gives buffers back.
+        idle_timeout: std::time::Duration::from_secs(1),
+        ..quiet_config()
+    });
+    let client = connect(relay.addr);
+    let echo_exactly = |sent: &[u8]| {
+        thread::scope(|scope| {
+            scope.spawn(|| write_all(&client, sent).unwrap());
+            let mut received = vec![0; sent.len()];
+            (&client).read_exact(&mut received).unwrap();
+            received
+        })
+    };
+
+    let first = echo_exactly(b"a");
+    let bulk = pattern(21, 2 * 1024 * 1024 + 3);
+    let bulk_back = echo_exactly(&bulk);
+    // Quiet for four ticks, not for the idle timeout: the copies go back to holding nothing.
+    thread::sleep(std::time::Duration::from_millis(400));
+    let small_back = echo_exactly(b"after");
+    let last = pattern(22, 3 * 1024 * 1024 + 7);
+    let last_back = exchange(&client, &last);
+
+    assert_eq!(first, b"a");
+    assert!(bulk_back == bulk, "the first bulk transfer was corrupted");
+    assert_eq!(small_back, b"after");
+    assert_eq!(last_back.len(), last.len());
+    assert!(last_back == last, "the bulk transfer after a quiet pause was corrupted");
+}

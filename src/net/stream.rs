@@ -64,6 +64,21 @@ impl Stream {
         }
     }
 
+    /// Waits until at least one byte (or EOF) can be read, without taking it: a one-byte
+    /// `peek`, so a copy that has gone quiet holds no buffer while it waits. Returns `true`
+    /// if it waited. A Unix stream cannot peek on stable Rust (`unix_socket_peek`), so for
+    /// it this returns `false` at once and the caller reads with a buffer as before.
+    ///
+    /// # Errors
+    /// As `read`: the socket's timeout as `WouldBlock`, a reset, ...
+    pub fn wait_readable(&self) -> io::Result<bool> {
+        match self {
+            Stream::Tcp(stream) => stream.peek(&mut [0; 1]).map(|_| true),
+            #[cfg(unix)]
+            Stream::Unix(_) => Ok(false),
+        }
+    }
+
     /// Sets the write timeout (`None`: block forever).
     ///
     /// # Errors

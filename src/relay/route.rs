@@ -12,6 +12,7 @@ use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
+use crate::relay::copy;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
@@ -135,7 +136,20 @@ fn label(config: &Config, listen_addr: &Address) -> String {
 /// How many connections of this route's cost the whole process can hold under its OS
 /// limits (see `capacity.rs`). The limits are read once per process, at the first bind, so
 /// that serving opens no file of its own.
+///
+/// Copy buffers: each direction holds at most [`copy::SMALL_BUFFER`] of its own (none while
+/// quiet); anything larger is lent from one process-wide budget (`relay/copy.rs`), so the
+/// cost counts the small buffer, and the budget is kept to a thirty-second of the tightest
+/// memory limit, within the slack the fit leaves (`capacity::slack`: a sixteenth).
 fn process_capacity(config: &Config) -> Capacity {
     let snapshot = capacity::snapshot();
-    capacity::fit(snapshot, &Cost::of(config.stack_size, config.buffer_size, snapshot.signal_stack))
+    let tightest = [snapshot.address_space, snapshot.commit, snapshot.memory]
+        .into_iter()
+        .flatten()
+        .map(|(limit, _used)| limit)
+        .min();
+    if let Some(limit) = tightest {
+        copy::limit_buffer_budget(limit / 32);
+    }
+    capacity::fit(snapshot, &Cost::of(config.stack_size, copy::SMALL_BUFFER, snapshot.signal_stack))
 }

@@ -120,12 +120,10 @@ pub struct Config {
     /// exits; zero: it exits at once, and every connection gets two new threads. Reusing a
     /// parked thread saves creating one (see docs/benchmarks.md). Default 10 s.
     pub thread_keep_alive: Duration,
-    /// The copy buffer of each direction, in bytes. `0` (the default) means `io::copy`'s
-    /// own 8 KiB buffer on the thread's stack; any other size, 8 KiB or more, is a heap
-    /// buffer (a `BufReader` that `io::copy` reads into directly). Measured here: 64 KiB
-    /// doubles bulk throughput and halves CPU per GiB, but each direction then holds its
-    /// whole buffer (std zero-fills it at the first read), so an idle connection costs
-    /// about 163 KiB instead of 35 KiB. See docs/benchmarks.md.
+    /// The largest copy buffer of each direction, in bytes (default 256 KiB). A copy
+    /// holds no buffer while its connection is quiet, starts with 8 KiB when bytes flow and
+    /// grows toward this size while reads keep filling it (`relay/copy.rs`); `0` or 8 KiB
+    /// keep it at 8 KiB. docs/benchmarks.md has the measurements.
     pub buffer_size: usize,
     /// Narrate each connection's life on stdout, paired with the Go proxy's lines
     /// (`--explain`, for classrooms). Default off.
@@ -167,7 +165,7 @@ impl Default for Config {
             max_connections_per_client: None,
             stack_size: 64 * 1024,
             thread_keep_alive: Duration::from_secs(10),
-            buffer_size: 0,
+            buffer_size: 256 * 1024,
             explain: false,
             thread_hook: no_hook,
             resolver: system_resolver,

@@ -144,8 +144,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The most connections one route may hold: 65536, two descriptors and two threads each.
 pub const MAX_CONNECTIONS: usize = 65_536;
-/// A heap copy buffer must be at least std's own 8 KiB (else `io::copy` ignores it) and at
-/// most 1 MiB per direction: 500 connections at 1 MiB already hold 1 GB.
+/// The largest copy buffer: at least std's own 8 KiB (the size a copy starts with; 0 means the
+/// same) and at most 1 MiB per direction. Buffers above 8 KiB exist only while bulk flows and
+/// share one process-wide budget (64 MiB), so even 1m cannot multiply by the connections.
 const BUFFER_SIZES: (usize, usize) = (8 << 10, 1 << 20);
 /// 16 KiB is the usual `PTHREAD_STACK_MIN`, below which the OS refuses every thread; 8 MiB
 /// is the main thread's default stack on Linux, far more than a copy loop needs.
@@ -435,10 +436,10 @@ pub static SETTINGS: &[Setting] = &[
         value: "BYTES",
         scope: Scope::Route,
         list: false,
-        default: "0",
+        default: "256k",
         limits: "0, or 8k to 1m",
-        help: "copy buffer of each direction; 0 = io::copy's own 8 KiB on the stack, else a \
-               heap buffer: 64k doubles bulk throughput, but idle connections hold it",
+        help: "largest copy buffer of each direction: 8 KiB while bytes flow, growing x4 while \
+               reads fill it, given back when the connection goes quiet; 0 or 8k = never grow",
         field: Field::Route(
             |route, text| {
                 route.buffer_size = size(text, Some(0), BUFFER_SIZES)?;

@@ -5,7 +5,10 @@
 # Usage: tests/bench/ab.sh WORKLOAD CANDIDATE...
 #   WORKLOAD   bulk-up, bulk-down, ping-pong, keep-alive, connection-rate, idle
 #   CANDIDATE  `go` (docs/go/correct), or `tcprelay` followed by flags joined with `:`,
-#              e.g. tcprelay  tcprelay:--buffer-size:64k  tcprelay:--thread-keep-alive:0
+#              e.g. tcprelay  tcprelay:--buffer-size:64k  tcprelay:--thread-keep-alive:0,
+#              or the absolute path of another tcprelay build, with flags the same way
+#              (/tmp/tcprelay-before:--buffer-size:8k), or `probe:handoff` / `probe:followers`
+#              (tests/bench/accept_probe.rs, built to target/accept_probe first)
 #   ROUNDS=3 SECS=3 in the environment change the rounds and the seconds per run.
 #   TCPRELAY_BIN=path runs another tcprelay binary (e.g. a variant build).
 # Prints one `bench-result` line per run. Loopback only; every run is bounded by timeout.
@@ -34,10 +37,15 @@ for round in $(seq "${ROUNDS:-3}"); do
         : > "$work/err"
         case $candidate in
             go) target/release/goproxy -listen 127.0.0.1:0 -upstream "$upstream" 2> "$work/err" & ;;
-            tcprelay*)
+            probe:*) target/accept_probe "${candidate#probe:}" "$upstream" 2> "$work/err" & ;;
+            tcprelay*|/*)
+                # `/path/to/binary:flags` runs another build (e.g. before and after a change).
+                binary=$tcprelay
+                [[ $candidate == /* ]] && binary=${candidate%%:*}
                 flags=${candidate#tcprelay}
+                [[ $candidate == /* ]] && { flags=${candidate#"$binary"}; }
                 read -r -a flags <<< "${flags//:/ }"
-                "$tcprelay" -l 127.0.0.1:0 -u "$upstream" --log-level warn --max-connections 9000 \
+                "$binary" -l 127.0.0.1:0 -u "$upstream" --log-level warn --max-connections 9000 \
                     "${flags[@]}" 2> "$work/err" & ;;
             *) echo "ab.sh: unknown candidate $candidate" >&2; exit 2 ;;
         esac

@@ -6,7 +6,8 @@ connections through it, makes one 4-byte exchange each way on each (so every cop
 once), then reads the relay's /proc: resident KiB per connection, and the resident size of
 each thread stack (the mappings of exactly --stack-size bytes).
 
-Usage: tests/bench/idle_memory.py [-n 1000] [TCPRELAY FLAGS...]
+Usage: tests/bench/idle_memory.py [-n 1000] [-w SECONDS] [TCPRELAY FLAGS...]
+  -w: how long the connections sit idle before /proc is read (default 1)
   e.g. tests/bench/idle_memory.py --buffer-size 64k
 Loopback only; needs `cargo build --release` first. Python 3 standard library only.
 
@@ -26,8 +27,13 @@ import time
 
 args = sys.argv[1:]
 count = 1000
-if args[:1] == ["-n"]:
-    count, args = int(args[1]), args[2:]
+wait = 1.0
+while args[:1] in (["-n"], ["-w"]):
+    if args[0] == "-n":
+        count = int(args[1])
+    else:
+        wait = float(args[1])
+    args = args[2:]
 stack_kib = 64
 if "--stack-size" in args:
     stack_kib = int(args[args.index("--stack-size") + 1].rstrip("k"))
@@ -88,9 +94,9 @@ try:
         server.sendall(b"pong")
     for client in clients:
         assert client.recv(4) == b"pong"
-    time.sleep(1)
-    print("flags %s: %.1f KiB resident per connection (%d connections)"
-          % (" ".join(args) or "(defaults)", (rss_kib() - before) / count, count))
+    time.sleep(wait)
+    print("flags %s: %.1f KiB resident per connection (%d connections, %.1f s after the exchange)"
+          % (" ".join(args) or "(defaults)", (rss_kib() - before) / count, count, wait))
     own_after = own_kib()
     print("own: %.1f KiB per connection resident in the relay's own mappings, %.1f KiB of address"
           " space, %.2f descriptors, %.2f threads"

@@ -35,7 +35,7 @@ Usage:
   relay summarize FILE          turn result lines (with candidate=) into a markdown table
   relay --help                  this text
 
-Workloads: bulk-up, bulk-down, ping-pong, keep-alive, connection-rate, idle.
+Workloads: bulk-up, bulk-down, ping-pong, keep-alive, connection-rate, idle, idle-after-bulk.
 Under cargo, pass arguments after `--`: cargo bench --bench relay -- run --workload ...";
 
 /// What to do.
@@ -231,7 +231,7 @@ fn parse_run(rest: &[&str]) -> Result<Command, UsageError> {
             *workers = count("--workers")?.unwrap_or(*workers);
             used.push("--workers");
         }
-        Workload::Idle { connections } => {
+        Workload::Idle { connections, .. } => {
             *connections = count("--connections")?.unwrap_or(*connections);
             used.push("--connections");
         }
@@ -264,7 +264,8 @@ fn workload_named(name: &str) -> Result<Workload, UsageError> {
     Workload::by_name(name).ok_or_else(|| UsageError::BadValue {
         flag: "workload".to_string(),
         value: name.to_string(),
-        expected: "one of bulk-up, bulk-down, ping-pong, keep-alive, connection-rate, idle",
+        expected: "one of bulk-up, bulk-down, ping-pong, keep-alive, connection-rate, idle, \
+                   idle-after-bulk",
     })
 }
 

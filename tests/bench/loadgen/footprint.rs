@@ -158,3 +158,23 @@ fn invalid(what: &str) -> io::Error {
 fn with_context(error: io::Error, context: &str) -> io::Error {
     io::Error::new(error.kind(), format!("{context}: {error}"))
 }
+
+/// What the kernel holds for all processes at one moment, from /proc/meminfo: the memory a
+/// process's RSS does not show. Each thread has a kernel stack (16 KiB on x86-64) and a
+/// `task_struct` with its friends (in the slab); each socket has its own slab objects.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelMemory {
+    /// `KernelStack`, KiB.
+    pub kernel_stack_kib: u64,
+    /// `Slab` (reclaimable and not), KiB.
+    pub slab_kib: u64,
+}
+
+/// Reads /proc/meminfo. Machine-wide: other processes move these figures too, so they are
+/// meaningful as deltas over many connections on a quiet machine.
+pub fn kernel_memory() -> io::Result<KernelMemory> {
+    let meminfo = fs::read_to_string("/proc/meminfo")
+        .map_err(|e| with_context(e, "reading /proc/meminfo"))?;
+    let field = |label| kib_field(&meminfo, label).ok_or_else(|| invalid("/proc/meminfo"));
+    Ok(KernelMemory { kernel_stack_kib: field("KernelStack:")?, slab_kib: field("Slab:")? })
+}

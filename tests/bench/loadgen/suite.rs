@@ -71,7 +71,7 @@ impl SuitePlan {
         });
         list.push(Workload::ConnectionRate { workers: self.connect_workers });
         for &connections in &self.idle_connections {
-            list.push(Workload::Idle { connections });
+            list.push(Workload::Idle { connections, after_bulk: false });
         }
         list
     }

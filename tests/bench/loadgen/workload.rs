@@ -48,10 +48,13 @@ pub enum Workload {
         /// Concurrent connectors.
         workers: usize,
     },
-    /// `connections` connections held open at once.
+    /// `connections` connections held open at once; with `after_bulk`, every fourth moved
+    /// bulk data both ways first (`idle-after-bulk`).
     Idle {
         /// Connections to hold.
         connections: usize,
+        /// Whether a quarter of them move `idle::PULL_BYTES` each way before sitting idle.
+        after_bulk: bool,
     },
 }
 
@@ -65,6 +68,8 @@ pub const DEFAULT_MESSAGE_SIZE: usize = 32;
 pub const DEFAULT_CONNECT_WORKERS: usize = 16;
 /// Issue 5 asks for 1,000 and then 10,000.
 pub const DEFAULT_IDLE_CONNECTIONS: usize = 1_000;
+/// Issue 12: "a quarter of 2,000 connections first pull 4 MiB each, then all sit idle".
+pub const DEFAULT_IDLE_AFTER_BULK_CONNECTIONS: usize = 2_000;
 
 impl Workload {
     /// The workload `name` with its default shape, or `None` if unknown.
@@ -78,7 +83,11 @@ impl Workload {
                 message_size: DEFAULT_MESSAGE_SIZE,
             },
             "connection-rate" => Workload::ConnectionRate { workers: DEFAULT_CONNECT_WORKERS },
-            "idle" => Workload::Idle { connections: DEFAULT_IDLE_CONNECTIONS },
+            "idle" => Workload::Idle { connections: DEFAULT_IDLE_CONNECTIONS, after_bulk: false },
+            "idle-after-bulk" => Workload::Idle {
+                connections: DEFAULT_IDLE_AFTER_BULK_CONNECTIONS,
+                after_bulk: true,
+            },
             _ => return None,
         })
     }
@@ -91,7 +100,8 @@ impl Workload {
             Workload::PingPong { .. } => "ping-pong",
             Workload::KeepAlive { .. } => "keep-alive",
             Workload::ConnectionRate { .. } => "connection-rate",
-            Workload::Idle { .. } => "idle",
+            Workload::Idle { after_bulk: false, .. } => "idle",
+            Workload::Idle { after_bulk: true, .. } => "idle-after-bulk",
         }
     }
 
@@ -107,7 +117,7 @@ impl Workload {
                 vec![("connections", connections), ("message_size", message_size)]
             }
             Workload::ConnectionRate { workers } => vec![("workers", workers)],
-            Workload::Idle { connections } => vec![("connections", connections)],
+            Workload::Idle { connections, .. } => vec![("connections", connections)],
         }
     }
 
@@ -155,7 +165,9 @@ impl Workload {
                 keep_alive::run(target, connections, message_size, duration)
             }
             Workload::ConnectionRate { workers } => connection_rate::run(target, workers, duration),
-            Workload::Idle { connections } => idle::run(target, connections, watched),
+            Workload::Idle { connections, after_bulk } => {
+                idle::run(target, connections, after_bulk, watched)
+            }
         }
     }
 }
