@@ -215,7 +215,7 @@ fn relay_and_server_bind_refuse_configs_the_command_line_would_refuse() {
         ),
         (Config { upstream: "localhost".into(), ..good.clone() }, "\"localhost\""),
         (
-            Config { buffer_size: 64 << 30, ..good.clone() },
+            Config { buffer_size: usize::MAX / 2, ..good.clone() },
             "buffer-size: expected 0, or a size from 8k to 1m, found \"64g\"",
         ),
         (Config { stack_size: usize::MAX, ..good.clone() }, "stack-size: "),

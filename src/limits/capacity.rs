@@ -93,7 +93,8 @@ pub struct Cost {
 
 impl Cost {
     /// The cost of a connection whose threads have `stack_size` bytes of stack and whose
-    /// copies use `buffer_size`-byte heap buffers (0: none, `io::copy`'s stack buffer).
+    /// copies hold `buffer_size`-byte heap buffers while their bytes flow (the 8 KiB a copy
+    /// starts with; larger buffers come from the process-wide budget of `relay/copy.rs`).
     pub fn of(stack_size: usize, buffer_size: usize, signal_stack: u64) -> Cost {
         let stack = round_up_to_page(stack_size as u64);
         let per_thread = stack + PAGE + round_up_to_page(signal_stack) + PAGE;
