@@ -60,6 +60,8 @@
 
 pub mod command;
 pub mod counter;
+#[cfg(test)]
+mod fuzz;
 mod limits;
 mod net;
 mod ops;

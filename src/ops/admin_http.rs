@@ -641,6 +641,7 @@ impl Read for DeadlineReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::XorShift;
     use std::net::{TcpListener, TcpStream};
 
     /// Parses `bytes` as a whole request.
@@ -806,22 +807,6 @@ mod tests {
         let error = read_request(&mut reader).unwrap_err();
         assert_eq!(error.status(), Some(Status::UriTooLong));
         assert_eq!(reader.position, MAX_HEAD_BYTES);
-    }
-
-    /// A small deterministic generator (xorshift64), so a failing case can be replayed.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     /// Whatever the input, the result is a request or an error with a status (or one of the

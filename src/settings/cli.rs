@@ -302,6 +302,7 @@ fn route_config(listen: Listen, upstreams: Vec<String>) -> Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::XorShift;
     use std::time::Duration;
 
     fn parse_strs(args: &[&str]) -> Result<Command, UsageError> {
@@ -444,22 +445,6 @@ mod tests {
             assert!(text.contains(flag), "{flag} missing from help");
         }
         assert!(text.contains("[default: 5s]") && text.contains("[default: info]"));
-    }
-
-    /// A small xorshift generator: the fuzz loop needs no crate and repeats exactly.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[(self.next() % items.len() as u64) as usize]
-        }
     }
 
     /// 5,000 random command lines, built from every flag and from values near the edges

@@ -671,6 +671,7 @@ impl fmt::Display for RouteSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::XorShift;
     use crate::net::proxy_protocol::ProxyVersion;
     use crate::settings::access::Cidr;
     use crate::settings::config::Policy;
@@ -1037,22 +1038,6 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             assert!(error.message.contains("expected a regular file, found a FIFO"), "{error}");
         }
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A small xorshift generator: the fuzz loops need no crate and repeat exactly.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     /// Mutated config files never panic the parser: 4,000 variations of the reference
