@@ -252,12 +252,12 @@ fn check_prints_what_would_run_and_exits_0() {
         "log-level info\nadmin 127.0.0.1:9090\ndrain-timeout 30s\n\
          route 127.0.0.1:8080 -> a.internal:80 b.internal:80 name=web policy=round-robin health-check=0 \
          connect-timeout=5s first-bytes-timeout=5s idle-timeout=5m half-close-timeout=1m \
-         max-connections=500 max-connections-per-client=auto buffer-size=256k stack-size=64k \
+         max-connections=500 max-connections-per-client=auto buffer-size=1m stack-size=64k \
          thread-keep-alive=10s explain=off \
          proxy-protocol=v2 accept-proxy=off allow=10.0.0.0/8 deny=10.0.0.5/32\n\
          route [::1]:2222 -> [::1]:22 policy=first health-check=0 connect-timeout=5s \
          first-bytes-timeout=5s idle-timeout=5m half-close-timeout=1m max-connections=20 \
-         max-connections-per-client=auto buffer-size=256k stack-size=64k thread-keep-alive=10s \
+         max-connections-per-client=auto buffer-size=1m stack-size=64k thread-keep-alive=10s \
          explain=off accept-proxy=off\n"
     );
 

@@ -148,7 +148,7 @@ enum Pause {
 }
 
 /// The bytes of copy buffers beyond [`SMALL_BUFFER`] the whole process may hold at once:
-/// 64 MiB (16 MiB on 32-bit targets), e.g. 128 busy connections both ways at 256 KiB, or
+/// 64 MiB (16 MiB on 32-bit targets), e.g. 32 busy connections both ways at 1 MiB, or
 /// less under a memory limit (see [`limit_buffer_budget`]). With thousands of connections
 /// busy at once, the rest copy with small buffers: slower, never more memory. So copy
 /// buffers never exceed `2 × SMALL_BUFFER × connections` plus this.

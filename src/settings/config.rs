@@ -120,7 +120,7 @@ pub struct Config {
     /// exits; zero: it exits at once, and every connection gets two new threads. Reusing a
     /// parked thread saves creating one (see docs/benchmarks.md). Default 10 s.
     pub thread_keep_alive: Duration,
-    /// The largest copy buffer of each direction, in bytes (default 256 KiB). A copy
+    /// The largest copy buffer of each direction, in bytes (default 1 MiB). A copy
     /// holds no buffer while its connection is quiet, starts with 8 KiB when bytes flow and
     /// grows toward this size while reads keep filling it (`relay/copy.rs`); `0` or 8 KiB
     /// keep it at 8 KiB. docs/benchmarks.md has the measurements.
@@ -165,7 +165,7 @@ impl Default for Config {
             max_connections_per_client: None,
             stack_size: 64 * 1024,
             thread_keep_alive: Duration::from_secs(10),
-            buffer_size: 256 * 1024,
+            buffer_size: 1024 * 1024,
             explain: false,
             thread_hook: no_hook,
             resolver: system_resolver,

@@ -796,7 +796,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
         assert_eq!(again.describe(), described);
         assert!(
             described
-                .contains(" buffer-size=256k stack-size=64k thread-keep-alive=10s explain=off"),
+                .contains(" buffer-size=1m stack-size=64k thread-keep-alive=10s explain=off"),
             "{described}"
         );
     }

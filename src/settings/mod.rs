@@ -436,7 +436,7 @@ pub static SETTINGS: &[Setting] = &[
         value: "BYTES",
         scope: Scope::Route,
         list: false,
-        default: "256k",
+        default: "1m",
         limits: "0, or 8k to 1m",
         help: "largest copy buffer of each direction: 8 KiB while bytes flow, growing x4 while \
                reads fill it, given back when the connection goes quiet; 0 or 8k = never grow",
