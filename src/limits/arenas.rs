@@ -3,8 +3,8 @@
 //! glibc gives threads their own malloc arenas to spare them a shared lock: up to 8 per
 //! core, each reserving 64 MiB of address space (`HEAP_MAX_SIZE`) when a thread first
 //! allocates or frees. The reservation is `PROT_NONE`, so it costs no memory and no commit
-//! charge, but `RLIMIT_AS` (`ulimit -v`) counts it. Measured on this 2-core machine
-//! (issue 15): under `ulimit -v 400000` the relay held only 7 connections, under
+//! charge, but `RLIMIT_AS` (`ulimit -v`) counts it. Measured on this 2-core machine,
+//! before this cap: under `ulimit -v 400000` the relay held only 7 connections, under
 //! `ulimit -v 1000000` 72, and below 200 MB malloc failed and std aborted the process.
 //!
 //! The options, measured or weighed:

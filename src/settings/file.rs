@@ -795,8 +795,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             parse_ok(&described).server_config(&[]).unwrap_or_else(|e| panic!("{e}\n{described}"));
         assert_eq!(again.describe(), described);
         assert!(
-            described
-                .contains(" buffer-size=1m stack-size=64k thread-keep-alive=10s explain=off"),
+            described.contains(" buffer-size=1m stack-size=64k thread-keep-alive=10s explain=off"),
             "{described}"
         );
     }

@@ -1,5 +1,5 @@
 //! tests/bench/accept_probe.rs: how a pooled thread should get its next client, measured
-//! with the real connection-rate workloads (issue 12, "leader/followers").
+//! with the real connection-rate workloads (hand-off or leader/followers, docs/benchmarks.md).
 //!
 //! Two minimal relays, identical but for that one step (std only, no timers, no limits):
 //!

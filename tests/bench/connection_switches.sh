@@ -2,7 +2,7 @@
 # tests/bench/connection_switches.sh: connections per second and context switches per
 # connection in the load generator's connection-rate workload (16 workers: connect, one
 # 32-byte exchange, close), for tcprelay, the Go program and the two accept shapes of
-# tests/bench/accept_probe.rs, interleaved. For docs/benchmarks.md (issue 12).
+# tests/bench/accept_probe.rs, interleaved. For docs/benchmarks.md.
 #
 # Usage: tests/bench/connection_switches.sh [CANDIDATE...]
 #   CANDIDATE  tcprelay, go, probe:handoff, probe:followers (default: all four)

@@ -1,5 +1,6 @@
 #!/bin/sh
-# What a blackholed first address costs each client (issue 14, docs/operations.md).
+# What a blackholed first address costs each client (docs/operations.md, Happy
+# Eyeballs).
 #
 # A host name that resolves to ::1 first and 127.0.0.1 second; ::1's port is blackholed (a
 # listener whose backlog is full: SYNs are dropped), 127.0.0.1's port answers with a banner.

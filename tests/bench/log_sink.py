@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-# The log-sink measurements of docs/reliability.md, section 10 (issue 15, items 5 and 6).
+# The log-sink measurements of docs/reliability.md, section 10 (a log sink that
+# stalls or fills must never block the data path).
 #   python3 tests/bench/log_sink.py target/release/tcprelay freeze 3000
 #       sequential echo clients while the relay's stderr is a pipe nobody reads; prints how
 #       many were relayed before one hung (2 s timeout). EXTRA="--max-connections 50" adds flags.

@@ -38,7 +38,7 @@
 set -euo pipefail
 
 readonly ALL_CANDIDATES="direct tcprelay tcprelay-8k go socat haproxy haproxy-splice nginx"
-# tcprelay-8k (the copy buffer never grows: the default before issue 12) only on request.
+# tcprelay-8k (the copy buffer never grows: the old default, a plain io::copy) only on request.
 readonly DEFAULT_CANDIDATES="direct tcprelay go socat haproxy haproxy-splice nginx"
 readonly PACKAGES=(socat haproxy nginx libnginx-mod-stream golang-go iperf3 redis-server redis-tools jq)
 
@@ -301,7 +301,7 @@ start_candidate() {
     case $name in
         tcprelay|tcprelay-8k)
             # tcprelay-8k: the same with --buffer-size 8k, a copy buffer that
-            # never grows (the default before issue 12), for before/after runs.
+            # never grows (the old default, a plain io::copy), for before/after runs.
             # Default settings, as a user would run it (info level: a log line
             # per connection, to a file), except the connection limit: its
             # default of 500 would keep idle clients waiting in the backlog, so

@@ -44,8 +44,8 @@ const MESSAGE_SIZE: usize = 16;
 /// longest timer tick (5 s), after which a quiet copy gives its buffer back.
 pub const SETTLE: Duration = Duration::from_millis(6_500);
 
-/// Bytes each way through every fourth connection in `idle-after-bulk` (issue 12: "a quarter
-/// of 2,000 connections first pull 4 MiB each").
+/// Bytes each way through every fourth connection in `idle-after-bulk`: a quarter of
+/// 2,000 connections first pull 4 MiB each (docs/benchmarks.md, the memory goal).
 pub const PULL_BYTES: u64 = 4 << 20;
 
 /// Connections that move their bulk bytes at the same time.

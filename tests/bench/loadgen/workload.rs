@@ -1,4 +1,4 @@
-//! The workloads of issue 5, by name, with the upstream each one needs and
+//! The workloads of docs/benchmarks.md, by name, with the upstream each one needs and
 //! one function that runs any of them.
 //!
 //! 1. `bulk-up` / `bulk-down`: throughput of 1 or N streams for a fixed time,
@@ -60,15 +60,15 @@ pub enum Workload {
 
 /// Defaults for the shape of each workload (overridable on the command line).
 pub const DEFAULT_STREAMS: usize = 1;
-/// Issue 5: "keep-alive request rate with many concurrent connections (e.g. 50)".
+/// Keep-alive request rate with many concurrent connections: 50, as redis-benchmark uses.
 pub const DEFAULT_KEEP_ALIVE_CONNECTIONS: usize = 50;
 /// Small enough to be one segment, large enough to carry a sequence number.
 pub const DEFAULT_MESSAGE_SIZE: usize = 32;
 /// Enough concurrent connectors to keep both cores busy with connection setup.
 pub const DEFAULT_CONNECT_WORKERS: usize = 16;
-/// Issue 5 asks for 1,000 and then 10,000.
+/// 1,000 by default; peers.sh also holds 10 and 10,000.
 pub const DEFAULT_IDLE_CONNECTIONS: usize = 1_000;
-/// Issue 12: "a quarter of 2,000 connections first pull 4 MiB each, then all sit idle".
+/// A quarter of 2,000 connections first pull 4 MiB each, then all sit idle.
 pub const DEFAULT_IDLE_AFTER_BULK_CONNECTIONS: usize = 2_000;
 
 impl Workload {
