@@ -29,6 +29,7 @@ use std::sync::{OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use support::go::{build_go_program, go_command};
 use support::{
     RelayProcess, SECOND_MESSAGE as SECOND, TIMEOUT as WAIT, assert_silent, connect, first_message,
     handing_upstream, openbsd_nc, read_exactly, read_to_eof, send, text, who_receives,
@@ -761,20 +762,6 @@ fn require_tool(program: &str, args: &[&str], install: &str) {
     }
 }
 
-/// `go` with everything that could reach the network or $HOME turned off.
-fn go_command() -> Command {
-    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let mut command = Command::new("go");
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("GOTOOLCHAIN", "local") // Go ≥ 1.21 would otherwise fetch the toolchain go.mod names
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off") // standard library only: nothing to download
-        .env("GOCACHE", scratch.join("go-cache"))
-        .env("GOPATH", scratch.join("go-path"));
-    command
-}
-
 /// Runs `command`, fails the test unless it succeeds, returns its stdout.
 fn run(command: &mut Command) -> String {
     let Output { status, stdout, stderr } =
@@ -802,10 +789,7 @@ fn go_programs() -> &'static Path {
         check_go()?;
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-programs");
         for program in ["seed", "articlefix", "correct", "peek"] {
-            let mut go = go_command();
-            go.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/go"));
-            go.args(["build", "-o"]).arg(out.join(program)).arg(format!("./{program}"));
-            build(&mut go)?;
+            build_go_program(program, &out.join(program))?;
         }
         Ok(out)
     });

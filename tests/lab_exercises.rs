@@ -11,9 +11,9 @@ mod support;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::thread;
 
+use support::go::build_go_program;
 use support::{
     RelayProcess, TIMEOUT, connect, handing_upstream, pattern, read_exactly, send, text,
 };
@@ -261,23 +261,10 @@ fn go_exercise(upstream: std::net::SocketAddr) -> RelayProcess {
     let package = if testing_mine() { "mine" } else { "correct" };
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-exercises");
     let binary: PathBuf = scratch.join(format!("{package}-{}", std::process::id()));
-    let output = Command::new("go")
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/go"))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOCACHE", scratch.join("go-cache"))
-        .env("GOPATH", scratch.join("go-path"))
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(format!("./{package}"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `go` ({e}): apt-get install golang-go"));
-    assert!(
-        output.status.success(),
-        "go build ./{package} failed (did you copy articlefix to docs/go/mine?):\n{}",
-        text(&output.stderr)
-    );
+    build_go_program(package, &binary).unwrap_or_else(|e| {
+        let hint = if testing_mine() { "\n(did you copy articlefix to docs/go/mine?)" } else { "" };
+        panic!("{e}{hint}")
+    });
     let upstream = upstream.to_string();
     RelayProcess::start_program(&binary, &["-listen", "127.0.0.1:0", "-upstream", &upstream])
 }

@@ -260,6 +260,7 @@ impl Read for DeadlineReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::XorShift;
     use crate::net::proxy_protocol::{ProxyVersion, header, unknown_header};
 
     fn addr(text: &str) -> SocketAddr {
@@ -353,14 +354,7 @@ mod tests {
     /// bound), and the loop stays quick.
     #[test]
     fn fuzzed_headers_never_panic_and_never_over_read() {
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut random = move || {
-            // xorshift64*: small, deterministic, good enough to mutate bytes.
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        };
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let seeds = [
             header(ProxyVersion::V1, addr("192.168.0.1:56324"), addr("192.168.0.11:443")),
             header(ProxyVersion::V1, addr("[2001:db8::1]:1"), addr("[::1]:2")),
@@ -371,15 +365,7 @@ mod tests {
         let started = Instant::now();
         for case in 0..20_000 {
             let mut bytes = seeds[case % seeds.len()].clone();
-            for _ in 0..1 + random() % 4 {
-                let at = (random() as usize) % (bytes.len() + 1);
-                match random() % 4 {
-                    0 if at < bytes.len() => bytes[at] = random() as u8,
-                    1 => bytes.insert(at, random() as u8),
-                    2 if at < bytes.len() => drop(bytes.remove(at)),
-                    _ => bytes.truncate(at),
-                }
-            }
+            rng.mutate(&mut bytes, 4);
             let input = [bytes.as_slice(), b"TAIL"].concat();
             let (result, rest) = read(&input);
             let consumed = &input[..input.len() - rest.len()];

@@ -260,6 +260,7 @@ pub fn client_hello(name: Option<&str>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::XorShift;
 
     #[test]
     fn finds_the_name_in_a_whole_hello() {
@@ -339,25 +340,11 @@ mod tests {
     /// input, and `NeedMore` only while under the size bound.
     #[test]
     fn fuzzed_hellos_never_panic() {
-        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut random = move || {
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        };
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
         let seeds = [client_hello(Some("example.com")), client_hello(None)];
         for case in 0..20_000 {
             let mut bytes = seeds[case % seeds.len()].clone();
-            for _ in 0..1 + random() % 6 {
-                let at = (random() as usize) % (bytes.len() + 1);
-                match random() % 4 {
-                    0 if at < bytes.len() => bytes[at] = random() as u8,
-                    1 => bytes.insert(at, random() as u8),
-                    2 if at < bytes.len() => drop(bytes.remove(at)),
-                    _ => bytes.truncate(at),
-                }
-            }
+            rng.mutate(&mut bytes, 6);
             match server_name(&bytes) {
                 Peeked::ServerName(name) => {
                     assert!(is_host_name(&name), "case {case}: {name:?}");

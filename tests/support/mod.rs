@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod client;
 pub mod counters;
+pub mod go;
 pub mod process;
 pub mod relays;
 pub mod seed;
