@@ -92,7 +92,7 @@ impl Scenario {
     /// A client that has announced the scenario.
     fn client(&self) -> TcpStream {
         let client = connect(self.relay.addr);
-        write_all(&client, &[SCENARIO]).unwrap();
+        write_all(&client, &[SCENARIO]).expect("the relay takes the client's scenario byte");
         client
     }
 
@@ -108,10 +108,13 @@ impl Scenario {
 /// A fresh client gets an echo through the relay: it survived whatever came before.
 fn assert_still_serving(relay: SocketAddr) {
     let client = connect(relay);
-    write_all(&client, &[ECHO]).unwrap();
-    write_all(&client, b"still serving").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"still serving");
+    write_all(&client, &[ECHO]).expect("a fresh client after the fault sends its echo byte");
+    write_all(&client, b"still serving").expect("a fresh client after the fault sends its message");
+    client.shutdown(Shutdown::Write).expect("the fresh client half-closes after its message");
+    assert_eq!(
+        read_all(&client).expect("the echo after the fault ends with EOF"),
+        b"still serving"
+    );
 }
 
 /// A slow, steady sender: `bytes` in chunks of [`CHUNK`], one every [`PACE`].
@@ -189,7 +192,9 @@ fn idle_timeout_closes_an_idle_connection_on_both_sides() {
     let (upstream_saw, upstream_closed) = mpsc::channel();
     let scenario = Scenario::start(IDLE, Duration::ZERO, move |stream| {
         let end = (&stream).read(&mut [0; 1]).map_err(|error| error.kind());
-        upstream_saw.send((Instant::now(), end)).unwrap();
+        upstream_saw
+            .send((Instant::now(), end))
+            .expect("the test waits to hear how the upstream connection ended");
     });
 
     // The scenario byte is the last activity; the relay forwards it after we send it.
@@ -217,8 +222,9 @@ fn download_only_stream_outlives_the_idle_timeout() {
     let sent = pattern(11, chunks * CHUNK);
     let upstream_sent = sent.clone();
     let scenario = Scenario::start(IDLE, Duration::ZERO, move |stream| {
-        send_paced(&stream, &upstream_sent).unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
+        send_paced(&stream, &upstream_sent)
+            .expect("the relay keeps taking the slow download (the idle timer must not cut it)");
+        stream.shutdown(Shutdown::Write).expect("the upstream half-closes after the download");
         let _ = read_all(&stream);
     });
 
@@ -242,19 +248,28 @@ fn upload_only_stream_outlives_the_idle_timeout() {
     let sent = pattern(12, chunks * CHUNK);
     let (upstream_got, upload) = mpsc::channel();
     let scenario = Scenario::start(IDLE, Duration::ZERO, move |stream| {
-        upstream_got.send(read_all(&stream).map_err(|error| error.kind())).unwrap();
+        upstream_got
+            .send(read_all(&stream).map_err(|error| error.kind()))
+            .expect("the test waits for the upload the upstream read");
     });
 
     let started = Instant::now();
     let client = scenario.client();
     send_paced(&client, &sent).expect("the relay is still forwarding");
-    client.shutdown(Shutdown::Write).unwrap();
-    let received = upload.recv_timeout(TIMEOUT).unwrap().expect("the whole upload, then EOF");
+    client.shutdown(Shutdown::Write).expect("the client half-closes after its slow upload");
+    let received = upload
+        .recv_timeout(TIMEOUT)
+        .expect("the upstream's read of the slow upload ends in time")
+        .expect("the whole upload, then EOF");
 
     assert!(started.elapsed() >= 3 * IDLE, "the upload ended too soon to prove anything");
     assert_eq!(received.len(), sent.len(), "bytes lost: the upload was cut");
     assert!(received == sent, "upload corrupted");
-    assert!(read_all(&client).unwrap().is_empty());
+    assert!(
+        read_all(&client)
+            .expect("EOF reaches the client after its upload (the upstream sent nothing)")
+            .is_empty()
+    );
     drop(client);
     scenario.assert_recovered();
 }
@@ -272,26 +287,35 @@ fn half_close_timeout_closes_a_silent_half_open_peer() {
     let client_saw_eof = Mutex::new(client_saw_eof);
     let scenario = Scenario::start(Duration::ZERO, HALF_CLOSE, move |stream| {
         let request = read_all(&stream).map_err(|error| error.kind());
-        upstream_saw.send(request).unwrap();
+        upstream_saw.send(request).expect("the test waits for the request the upstream read");
         // Silent until the client has seen the end; only then probe whether the relay let
         // go of us too (a probe sent earlier would be a reply and restart the timer).
-        let _ = client_saw_eof.lock().unwrap().recv_timeout(TIMEOUT);
-        upstream_saw.send(Ok(vec![u8::from(peer_has_closed(&stream))])).unwrap();
+        let _ = client_saw_eof
+            .lock()
+            .expect("no upstream handler panicked holding the client's EOF signal")
+            .recv_timeout(TIMEOUT);
+        upstream_saw
+            .send(Ok(vec![u8::from(peer_has_closed(&stream))]))
+            .expect("the test waits to hear whether the relay let go of the upstream");
     });
 
     let client = scenario.client();
-    write_all(&client, b"request").unwrap();
+    write_all(&client, b"request").expect("the relay takes the client's request");
     let half_closed = Instant::now();
-    client.shutdown(Shutdown::Write).unwrap();
-    let request = upstream_events.recv_timeout(TIMEOUT).unwrap();
+    client.shutdown(Shutdown::Write).expect("the client half-closes after its request");
+    let request = upstream_events
+        .recv_timeout(TIMEOUT)
+        .expect("the upstream reports what it read up to the client's EOF");
     assert_eq!(request, Ok(b"request".to_vec()), "the upstream gets the request and EOF");
     let reply = read_all(&client).expect("EOF from the relay, not a read timeout");
     let client_closed = half_closed.elapsed();
-    client_done.send(()).unwrap();
+    client_done.send(()).expect("the upstream waits to hear the client saw EOF");
 
     assert!(reply.is_empty());
     assert_within(client_closed, HALF_CLOSE, "the client saw EOF");
-    let upstream_closed = upstream_events.recv_timeout(TIMEOUT).unwrap();
+    let upstream_closed = upstream_events
+        .recv_timeout(TIMEOUT)
+        .expect("the upstream reports whether the relay closed its connection");
     assert_eq!(upstream_closed, Ok(vec![1]), "the relay closed the upstream connection");
     drop(client);
     scenario.assert_recovered();
@@ -307,14 +331,20 @@ fn slow_steady_reply_after_half_close_is_not_cut() {
     let reply = pattern(13, chunks * CHUNK);
     let upstream_reply = reply.clone();
     let scenario = Scenario::start(Duration::ZERO, HALF_CLOSE, move |stream| {
-        assert_eq!(read_all(&stream).unwrap(), b"request");
-        send_paced(&stream, &upstream_reply).unwrap();
+        assert_eq!(
+            read_all(&stream)
+                .expect("the upstream gets the request, then the EOF of the client's half-close"),
+            b"request"
+        );
+        send_paced(&stream, &upstream_reply)
+            .expect("the relay keeps taking the slow reply after the client's half-close");
     });
 
     let client = scenario.client();
-    write_all(&client, b"request").unwrap();
+    write_all(&client, b"request")
+        .expect("the relay takes the client's request before the slow reply");
     let half_closed = Instant::now();
-    client.shutdown(Shutdown::Write).unwrap();
+    client.shutdown(Shutdown::Write).expect("the client half-closes before the slow reply");
     let received = read_all(&client).expect("the whole reply, then EOF");
 
     assert!(half_closed.elapsed() >= 3 * HALF_CLOSE, "the reply was too quick to prove anything");
@@ -339,7 +369,11 @@ fn clients_closing_right_after_connect_leave_nothing_behind() {
         // the relay to pass on the client's close.
         let _ = write_all(&stream, b"220 ready\r\n");
         let end = read_all(&stream).map_err(|error| error.kind());
-        ended.lock().unwrap().send(end).unwrap();
+        ended
+            .lock()
+            .expect("no upstream handler panicked holding the report channel")
+            .send(end)
+            .expect("the test waits for every upstream connection's end");
     });
     let scenario = Scenario::with_upstream(upstream, Duration::ZERO, Duration::ZERO);
 
@@ -371,17 +405,23 @@ fn client_reset_mid_upload_ends_the_upstream_connection() {
     let (got_some, upstream_has_some) = mpsc::channel();
     let got_some = Mutex::new(got_some);
     let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
-        write_all(&stream, b"hello").unwrap(); // never read by the client
+        write_all(&stream, b"hello").expect("the upstream sends a greeting the client never reads");
         let mut received = vec![0; 64 * 1024];
-        (&stream).read_exact(&mut received).unwrap();
-        got_some.lock().unwrap().send(()).unwrap();
+        (&stream).read_exact(&mut received).expect("the upstream gets 64 KiB of the upload");
+        got_some
+            .lock()
+            .expect("no upstream handler panicked holding the signal")
+            .send(())
+            .expect("the test waits for the first 64 KiB to arrive");
         received.extend(read_until_closed(&stream));
-        upstream_got.send(received).unwrap();
+        upstream_got
+            .send(received)
+            .expect("the test waits for the upload the upstream got before the reset");
     });
 
     let client = scenario.client();
-    write_all(&client, &sent[..256 * 1024]).unwrap();
-    upstream_has_some.recv_timeout(TIMEOUT).unwrap();
+    write_all(&client, &sent[..256 * 1024]).expect("the relay takes 256 KiB of the upload");
+    upstream_has_some.recv_timeout(TIMEOUT).expect("64 KiB of the upload reach the upstream");
     drop(client); // RST: "hello" is unread
 
     let received = upload.recv_timeout(TIMEOUT).expect("the upstream connection ended");
@@ -399,12 +439,14 @@ fn client_reset_mid_download_ends_the_upstream_connection() {
     let (upstream_wrote, written) = mpsc::channel();
     let upstream_chunk = chunk.clone();
     let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
-        upstream_wrote.send(write_until_closed(&stream, &upstream_chunk)).unwrap();
+        upstream_wrote
+            .send(write_until_closed(&stream, &upstream_chunk))
+            .expect("the test waits for how much the upstream wrote before the reset");
     });
 
     let client = scenario.client();
     let mut first = vec![0; 100_000];
-    (&client).read_exact(&mut first).unwrap();
+    (&client).read_exact(&mut first).expect("the client gets 100,000 bytes of the download");
     drop(client); // RST: the rest of the flood is unread
 
     let written = written.recv_timeout(TIMEOUT).expect("the upstream's writes fail");
@@ -423,8 +465,8 @@ fn upstream_reset_mid_upload_ends_the_client_connection() {
     let (upstream_got, upload) = mpsc::channel();
     let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
         let mut received = vec![0; 200_000];
-        (&stream).read_exact(&mut received).unwrap();
-        upstream_got.send(received).unwrap();
+        (&stream).read_exact(&mut received).expect("the upstream gets 200,000 bytes of the upload");
+        upstream_got.send(received).expect("the test waits for the bytes the upstream got");
         // Dropped with more of the upload queued unread: the kernel sends RST.
     });
 
@@ -435,7 +477,8 @@ fn upstream_reset_mid_upload_ends_the_client_connection() {
 
     assert!(rest.is_empty());
     assert!(written >= 200_000);
-    let received = upload.recv_timeout(TIMEOUT).unwrap();
+    let received =
+        upload.recv_timeout(TIMEOUT).expect("the upstream reports the 200,000 bytes it got");
     let expected: Vec<u8> = chunk.iter().copied().cycle().take(received.len()).collect();
     assert!(received == expected, "the upload is not a prefix of what was sent");
     scenario.assert_recovered();
@@ -454,7 +497,7 @@ fn upstream_reset_mid_download_ends_the_client_connection() {
     });
 
     let client = scenario.client();
-    write_all(&client, &[7; 4096]).unwrap();
+    write_all(&client, &[7; 4096]).expect("the relay takes the client's 4 KiB");
     let received = read_until_closed(&client);
 
     assert!(received.len() <= sent.len());
@@ -472,15 +515,21 @@ fn client_reset_after_its_half_close_ends_the_upstream_connection() {
     let upstream_chunk = chunk.clone();
     let (upstream_wrote, written) = mpsc::channel();
     let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
-        assert_eq!(read_all(&stream).unwrap(), b"request");
-        upstream_wrote.send(write_until_closed(&stream, &upstream_chunk)).unwrap();
+        assert_eq!(
+            read_all(&stream).expect("the upstream gets the request, then the client's EOF"),
+            b"request"
+        );
+        upstream_wrote
+            .send(write_until_closed(&stream, &upstream_chunk))
+            .expect("the test waits for how much of the reply the upstream wrote");
     });
 
     let client = scenario.client();
-    write_all(&client, b"request").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
+    write_all(&client, b"request")
+        .expect("the relay takes the client's request before the long reply");
+    client.shutdown(Shutdown::Write).expect("the client half-closes, then reads the long reply");
     let mut first = vec![0; chunk.len()];
-    (&client).read_exact(&mut first).unwrap();
+    (&client).read_exact(&mut first).expect("the client gets 64 KiB of reply after half-closing");
     assert!(first == chunk);
     drop(client); // RST: the rest of the reply is unread
 
@@ -497,13 +546,13 @@ fn upstream_reset_after_the_client_half_close_ends_the_client_connection() {
     let upstream_reply = reply.clone();
     let scenario = Scenario::start(Duration::ZERO, Duration::ZERO, move |stream| {
         let mut start = [0; 4];
-        (&stream).read_exact(&mut start).unwrap(); // the rest of the request stays unread
+        (&stream).read_exact(&mut start).expect("the upstream gets 4 bytes, the rest stays unread");
         let _ = write_all(&stream, &upstream_reply);
     });
 
     let client = scenario.client();
-    write_all(&client, &[b'r'; 8192]).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
+    write_all(&client, &[b'r'; 8192]).expect("the relay takes the client's 8 KiB request");
+    client.shutdown(Shutdown::Write).expect("the client half-closes, then reads the reply");
     let received = read_until_closed(&client);
 
     assert!(received.len() <= reply.len());
@@ -525,7 +574,7 @@ fn timers_leave_nothing_behind_after_normal_exchanges() {
             let sent = Arc::clone(&sent);
             scope.spawn(move || {
                 let client = connect(scenario.relay.addr);
-                write_all(&client, &[ECHO]).unwrap();
+                write_all(&client, &[ECHO]).expect("the relay takes the client's echo byte");
                 let received = exchange(&client, &sent);
                 assert!(received == *sent, "echo corrupted");
             });

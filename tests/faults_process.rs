@@ -40,7 +40,7 @@ fn client_that_stops_reading_costs_bounded_memory_and_is_closed_by_the_idle_time
                 Err(error) => break error.kind(), // WouldBlock: our 10 s write timeout
             }
         };
-        flood_ended.send((written, end)).unwrap();
+        flood_ended.send((written, end)).expect("the test waits for the end of the flood");
     });
     let upstream_arg = upstream.addr.to_string();
     let relay = RelayProcess::start(&[
@@ -143,7 +143,7 @@ fn few_descriptors_cap_the_connections_and_clients_wait_instead_of_failing() {
     assert_eq!(limited_by, "RLIMIT_NOFILE");
     assert!((10..LIMIT / 2).contains(&cap), "two descriptors each, and some to spare: {cap}");
     let echo = |client: &TcpStream| {
-        write_all(client, b"x").unwrap();
+        write_all(client, b"x").expect("a client under the cap sends its byte");
         let mut echoed = [0; 1];
         (&*client).read_exact(&mut echoed).map(|()| echoed)
     };
@@ -158,12 +158,14 @@ fn few_descriptors_cap_the_connections_and_clients_wait_instead_of_failing() {
     let (cpu_before, wall_before) = (relay.cpu_time(), Instant::now());
     let waiting: Vec<TcpStream> = (0..WAITING).map(|_| connect(relay.addr)).collect();
     for client in &waiting {
-        write_all(client, b"y").unwrap();
+        write_all(client, b"y").expect("a client past the cap sends its byte into the backlog");
     }
     thread::sleep(SATURATED_FOR); // a measuring window
     let (cpu, wall) = (relay.cpu_time() - cpu_before, wall_before.elapsed());
     for client in &waiting {
-        client.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("shorten a waiting client's read timeout to look for a reply");
         let mut byte = [0; 1];
         let read = (&*client).read(&mut byte);
         assert!(
@@ -180,7 +182,7 @@ fn few_descriptors_cap_the_connections_and_clients_wait_instead_of_failing() {
 
     drop(held);
     for client in &waiting {
-        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        client.set_read_timeout(Some(TIMEOUT)).expect("restore a waiting client's read timeout");
         let mut echoed = [0; 1];
         (&*client).read_exact(&mut echoed).expect("served once room returns");
         assert_eq!(echoed, *b"y");

@@ -82,9 +82,11 @@ impl Arrivals {
     }
 
     fn wait_turn(&self) -> Turn<'_> {
-        let free = self.free.lock().unwrap();
-        let (mut free, timeout) =
-            self.changed.wait_timeout_while(free, STALL, |free| *free == 0).unwrap();
+        let free = self.free.lock().expect("no client thread panicked holding the arrival count");
+        let (mut free, timeout) = self
+            .changed
+            .wait_timeout_while(free, STALL, |free| *free == 0)
+            .expect("no client thread panicked while this one waited its turn");
         assert!(!timeout.timed_out(), "no client was welcomed for {STALL:?}");
         *free -= 1;
         Turn(self)
@@ -93,7 +95,7 @@ impl Arrivals {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap() += 1;
+        *self.0.free.lock().expect("the arrival count is intact when a client leaves") += 1;
         self.0.changed.notify_one();
     }
 }
@@ -135,7 +137,9 @@ impl Plan {
 
     fn decode(header: &[u8; HEADER_LEN]) -> Plan {
         let field = |i: usize| {
-            u32::from_le_bytes(header[1 + 4 * i..5 + 4 * i].try_into().unwrap()) as usize
+            u32::from_le_bytes(
+                header[1 + 4 * i..5 + 4 * i].try_into().expect("a header field is 4 bytes"),
+            ) as usize
         };
         let ending = match header[0] {
             0 => Ending::Complete,
@@ -315,8 +319,8 @@ fn client_side(
 }
 
 fn set_stall_timeouts(stream: &TcpStream) {
-    stream.set_read_timeout(Some(STALL)).unwrap();
-    stream.set_write_timeout(Some(STALL)).unwrap();
+    stream.set_read_timeout(Some(STALL)).expect("set the stall read timeout");
+    stream.set_write_timeout(Some(STALL)).expect("set the stall write timeout");
 }
 
 fn slice(block: &[u8], (offset, len): (usize, usize)) -> &[u8] {
@@ -332,7 +336,7 @@ fn soak(soak: Soak) {
     let results = Arc::clone(&upstream_results);
     let upstream = Upstream::start(move |stream| {
         let (id, result) = upstream_side(stream, block);
-        let mut results = results.lock().unwrap();
+        let mut results = results.lock().expect("no upstream handler panicked holding the results");
         match (id, result) {
             (Some(id), result) => drop(results.0.insert(id, result)),
             (None, result) => results.1.push(result),
@@ -361,7 +365,10 @@ fn soak(soak: Soak) {
             scope.spawn(|| {
                 while let Some(plan) = plans.get(next.fetch_add(1, Ordering::SeqCst)) {
                     let result = client_side(relay.addr, *plan, block, &arrivals);
-                    client_results.lock().unwrap().insert(plan.id, result);
+                    client_results
+                        .lock()
+                        .expect("no client thread panicked holding the results")
+                        .insert(plan.id, result);
                 }
             });
         }
@@ -372,8 +379,13 @@ fn soak(soak: Soak) {
     drop(relay);
     drop(upstream); // joins every upstream handler: all their results are in
 
-    let client_results = client_results.into_inner().unwrap();
-    let (upstream_results, headerless) = std::mem::take(&mut *upstream_results.lock().unwrap());
+    let client_results =
+        client_results.into_inner().expect("every client thread let go of the results cleanly");
+    let (upstream_results, headerless) = std::mem::take(
+        &mut *upstream_results
+            .lock()
+            .expect("every upstream handler let go of the results cleanly"),
+    );
     let mut failures: Vec<String> = headerless.into_iter().filter_map(Result::err).collect();
     let (mut completed, mut reset, mut moved) = (0, 0, 0u64);
     for plan in &plans {

@@ -107,7 +107,9 @@ fn reporting_echo() -> (Upstream, mpsc::Receiver<Result<usize, ErrorKind>>) {
     let upstream = Upstream::start(move |stream| {
         let echoed = std::io::copy(&mut &stream, &mut &stream);
         let _ = stream.shutdown(Shutdown::Write);
-        report.send(echoed.map(|n| n as usize).map_err(|error| error.kind())).unwrap();
+        report
+            .send(echoed.map(|n| n as usize).map_err(|error| error.kind()))
+            .expect("the test waits to hear how the upstream connection ended");
     });
     (upstream, reports)
 }
@@ -161,7 +163,8 @@ impl Fault {
     /// A client that sends `message` and is closed by the relay, the fault's victim.
     fn victim(&self, message: &[u8]) -> TcpStream {
         let client = connect(self.relay.addr);
-        write_all(&client, message).unwrap();
+        write_all(&client, message)
+            .expect("the victim's message goes out before the relay closes it");
         assert_closed(&client);
         client
     }
@@ -191,7 +194,13 @@ fn spawn_failure_of_the_first_thread_closes_that_client_only() {
     drop(refused);
     fault.assert_recovered();
     for _ in 0..3 {
-        assert!(fault.upstream_ends.recv_timeout(TIMEOUT).unwrap().is_ok());
+        assert!(
+            fault
+                .upstream_ends
+                .recv_timeout(TIMEOUT)
+                .expect("every later client's upstream connection ends")
+                .is_ok()
+        );
     }
 }
 
@@ -243,7 +252,7 @@ fn client_gone_before_the_dial_finishes_is_passed_on_and_cleaned_up() {
     plan().hold_first_threads = true;
 
     let impatient = connect(relay.addr);
-    write_all(&impatient, b"bye").unwrap();
+    write_all(&impatient, b"bye").expect("the impatient client sends before it leaves");
     {
         let plan = plan();
         let (plan, _) = PLAN_CHANGED

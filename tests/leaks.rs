@@ -42,25 +42,29 @@ fn descriptors_and_threads_return_to_idle_after_every_kind_of_ending() {
 
     // A normal exchange with a half-close.
     let client = connect(relay.addr);
-    write_all(&client, b"echo me").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"cho me"); // the upstream kept the "e"
+    write_all(&client, b"echo me").expect("the relay takes the echo request");
+    client.shutdown(Shutdown::Write).expect("the client half-closes after its request");
+    // The upstream kept the "e".
+    assert_eq!(
+        read_all(&client).expect("the echo ends with EOF after the client's half-close"),
+        b"cho me"
+    );
     drop(client);
     // The upstream resets.
     let client = connect(relay.addr);
-    write_all(&client, &[b'r'; 8192]).unwrap();
+    write_all(&client, &[b'r'; 8192]).expect("the relay takes the bytes the upstream resets on");
     let _ = read_all(&client);
     drop(client);
     // The client resets while the upstream is sending.
     let mut client = connect(relay.addr);
-    write_all(&client, b"f").unwrap();
+    write_all(&client, b"f").expect("the relay takes the flood request");
     let mut some = [0; 10];
-    client.read_exact(&mut some).unwrap();
+    client.read_exact(&mut some).expect("the client gets the flood's first 10 bytes");
     client.write_all(b"unread").ok();
     drop(client);
     // The upstream refuses.
     let client = connect(refused.addr);
-    assert!(read_all(&client).unwrap().is_empty());
+    assert!(read_all(&client).expect("the client of the refused upstream sees EOF").is_empty());
     drop(client);
 
     assert!(eventually(|| open_fds() == idle_fds), "fds: idle {idle_fds}, now {}", open_fds());

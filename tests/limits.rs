@@ -24,10 +24,12 @@ fn echo(client: &TcpStream, byte: u8) -> std::io::Result<u8> {
 /// Whether `client` gets nothing back within a short while: neither served nor closed.
 /// (A negative check; 100 ms is only how long we look, never what makes the test pass.)
 fn is_waiting(client: &TcpStream) -> bool {
-    client.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("shorten the client's read timeout to look for a reply");
     let mut byte = [0; 1];
     let read = (&*client).read(&mut byte);
-    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.set_read_timeout(Some(TIMEOUT)).expect("restore the client's read timeout");
     matches!(read, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
 }
 
@@ -112,7 +114,7 @@ fn under_100_mb_and_20_mb_clients_past_the_cap_wait_and_are_served_when_room_ret
         let mut held = hold(&relay, cap);
         let waiting: Vec<TcpStream> = (0..PAST_CAP).map(|_| connect(relay.addr)).collect();
         for client in &waiting {
-            write_all(client, b"w").unwrap();
+            write_all(client, b"w").expect("a client past the cap sends into the backlog");
         }
         assert!(waiting.iter().all(is_waiting), "under {kib} KiB, past the cap of {cap}");
         assert!(relay.is_running(), "under {kib} KiB at the cap");
@@ -167,7 +169,8 @@ fn routes_share_one_process_wide_cap() {
     assert_eq!(read_all(&refused).expect("closed at once, not left waiting"), b"");
     let line = relay.log_line_with("reason=process_limit");
     assert!(line.contains(&format!("route={route_b}")), "{line}");
-    let (_, metrics) = http_get(relay.admin.unwrap(), "/metrics");
+    let (_, metrics) =
+        http_get(relay.admin.expect("the relay was started with --admin"), "/metrics");
     let counted = format!("tcprelay_connections_rejected_limit_total{{route=\"{route_b}\"}} 1");
     assert!(metrics.contains(&counted), "{metrics}");
     assert!(metrics.contains(&format!(
@@ -206,7 +209,10 @@ fn one_client_over_its_share_is_closed_at_once_with_client_limit() {
     assert_eq!(read_all(&over).expect("closed at once"), b"");
     let line = relay.log_line_with("reason=client_limit");
     assert!(line.contains("client=127.0.0.1:"), "{line}");
-    let (_, metrics) = http_get(relay.admin.unwrap(), "/metrics");
+    let (_, metrics) = http_get(
+        relay.admin.expect("the admin endpoint's address, asked for with --admin"),
+        "/metrics",
+    );
     let route = relay.addr;
     assert!(
         metrics.contains(&format!(
@@ -247,7 +253,7 @@ fn a_second_client_address_is_served_while_the_first_holds_its_share() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(b"from 127.0.0.2").unwrap();
+        stdin.write_all(b"from 127.0.0.2").expect("nc takes the message on its stdin");
     } // closing stdin: nc -N half-closes, the echo upstream answers and closes
     let output = child.wait_with_output().expect("nc finished");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "from 127.0.0.2");

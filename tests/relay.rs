@@ -19,10 +19,14 @@ fn first_bytes_sent_right_after_connect_arrive() {
     let relay = TestRelay::to(upstream.addr);
 
     let client = connect(relay.addr);
-    write_all(&client, b"first message").unwrap(); // no read, no wait: at once
-    client.shutdown(Shutdown::Write).unwrap();
+    // No read, no wait: at once.
+    write_all(&client, b"first message").expect("the relay takes the first message");
+    client.shutdown(Shutdown::Write).expect("the client half-closes after the first message");
 
-    let received = recorded.recv_timeout(TIMEOUT).unwrap().expect("the upstream reads up to EOF");
+    let received = recorded
+        .recv_timeout(TIMEOUT)
+        .expect("the upstream reports the first message in time (a timeout: no EOF reached it)")
+        .expect("the upstream reads up to EOF");
     assert_eq!(received, b"first message");
 }
 
@@ -30,14 +34,14 @@ fn first_bytes_sent_right_after_connect_arrive() {
 #[test]
 fn server_speaks_first_banner_arrives() {
     let upstream = Upstream::start(|stream| {
-        write_all(&stream, b"220 ready\r\n").unwrap();
+        write_all(&stream, b"220 ready\r\n").expect("the upstream sends its banner");
         let _ = read_all(&stream);
     });
     let relay = TestRelay::to(upstream.addr);
 
     let mut client = connect(relay.addr);
     let mut banner = [0; 11];
-    client.read_exact(&mut banner).unwrap();
+    client.read_exact(&mut banner).expect("the silent client gets the upstream's 11-byte banner");
     assert_eq!(&banner, b"220 ready\r\n");
 }
 
@@ -61,8 +65,8 @@ fn client_half_close_reaches_upstream_and_reply_still_arrives() {
     let relay = TestRelay::to(upstream.addr);
 
     let client = connect(relay.addr);
-    write_all(&client, b"sort these lines\n").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
+    write_all(&client, b"sort these lines\n").expect("the relay takes the client's request");
+    client.shutdown(Shutdown::Write).expect("the client half-closes after its request");
 
     let request = requests.recv_timeout(TIMEOUT + TIMEOUT).expect("the upstream reports");
     let request = request.unwrap_or_else(|e| {
@@ -81,8 +85,8 @@ fn client_half_close_reaches_upstream_and_reply_still_arrives() {
 fn upstream_half_close_reaches_client_which_can_still_send() {
     let (got, recorded) = mpsc::channel();
     let upstream = Upstream::start(move |stream| {
-        write_all(&stream, b"goodbye").unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
+        write_all(&stream, b"goodbye").expect("the upstream sends its goodbye");
+        stream.shutdown(Shutdown::Write).expect("the upstream half-closes after its goodbye");
         let _ = got.send(read_all(&stream));
     });
     let relay = TestRelay::to(upstream.addr);
@@ -92,8 +96,8 @@ fn upstream_half_close_reaches_client_which_can_still_send() {
         read_until_eof(&client, "no EOF reached the client after the upstream's shutdown(Write)");
     assert_eq!(greeting, b"goodbye");
     let late = pattern(2, 100_000);
-    write_all(&client, &late).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
+    write_all(&client, &late).expect("the client can still send after the upstream's EOF");
+    client.shutdown(Shutdown::Write).expect("the client half-closes after its late bytes");
 
     let late_request = recorded.recv_timeout(TIMEOUT + TIMEOUT).expect("the upstream reports");
     let late_request = late_request.unwrap_or_else(|e| {
@@ -165,7 +169,10 @@ fn upstream_refusing_closes_the_client() {
     let received = read_all(&client).expect("EOF, not a timeout");
     assert!(received.is_empty());
     let client = connect(relay.addr);
-    assert!(read_all(&client).unwrap().is_empty(), "the relay went on serving");
+    assert!(
+        read_all(&client).expect("EOF reaches the second client too").is_empty(),
+        "the relay went on serving"
+    );
 }
 
 /// `localhost` may resolve to ::1 first; the upstream only listens on 127.0.0.1, so the
@@ -186,20 +193,21 @@ fn ipv6_loopback_works() {
         return;
     };
     drop(probe);
-    let upstream_listener = TcpListener::bind("[::1]:0").unwrap();
-    let upstream_addr = upstream_listener.local_addr().unwrap();
+    let upstream_listener = TcpListener::bind("[::1]:0").expect("bind an upstream on ::1");
+    let upstream_addr = upstream_listener.local_addr().expect("the ::1 upstream's address");
     let upstream = thread::spawn(move || {
-        let (stream, _) = upstream_listener.accept().unwrap();
+        let (stream, _) =
+            upstream_listener.accept().expect("the ::1 upstream accepts the relay's connection");
         let _ = std::io::copy(&mut &stream, &mut &stream);
     });
     let relay = TestRelay::start(tcprelay::Config {
-        listen: "[::1]:0".parse().unwrap(),
+        listen: "[::1]:0".parse().expect("[::1]:0 is a socket address"),
         upstream: upstream_addr.to_string(),
         ..quiet_config()
     });
 
     assert_eq!(echo_through(relay.addr, b"over ::1"), b"over ::1");
-    upstream.join().unwrap();
+    upstream.join().expect("join the ::1 upstream thread: it panicked");
 }
 
 /// The client vanishes (reset) while the upstream is sending: the relay closes the upstream
@@ -214,13 +222,13 @@ fn client_reset_mid_transfer_closes_upstream() {
         while (&stream).write_all(&chunk).is_ok() {
             sent += chunk.len() as u64;
         }
-        done.send(sent).unwrap();
+        done.send(sent).expect("the test waits for the end of the flood");
     });
     let relay = TestRelay::to(upstream.addr);
 
     let client = connect(relay.addr);
     let mut first = [0; 1024];
-    (&client).read_exact(&mut first).unwrap(); // the flood has started
+    (&client).read_exact(&mut first).expect("the client gets 1 KiB: the flood has started");
     drop(client); // unread data in our buffer: the kernel sends RST
 
     let sent =
@@ -239,15 +247,15 @@ fn upstream_reset_mid_transfer_ends_the_client_connection() {
     let upstream_sent = sent.clone();
     let upstream = Upstream::start(move |stream| {
         let mut request = [0; 5];
-        (&stream).read_exact(&mut request).unwrap();
+        (&stream).read_exact(&mut request).expect("the upstream gets the client's 5-byte start");
         let _ = write_all(&stream, &upstream_sent);
         // The client keeps sending; dropping with its bytes unread makes the kernel send RST.
     });
     let relay = TestRelay::to(upstream.addr);
 
     let client = connect(relay.addr);
-    write_all(&client, b"start").unwrap();
-    write_all(&client, &[7; 4096]).unwrap(); // left unread by the upstream
+    write_all(&client, b"start").expect("the relay takes the client's start");
+    write_all(&client, &[7; 4096]).expect("the relay takes 4 KiB that the upstream leaves unread");
     let mut received = Vec::new();
     let ended = (&client).read_to_end(&mut received);
     if let Err(error) = &ended {
@@ -269,7 +277,7 @@ fn stop_closes_open_connections_and_serve_returns() {
     });
     let relay = TestRelay::to(upstream.addr);
     let client = connect(relay.addr);
-    write_all(&client, b"x").unwrap();
+    write_all(&client, b"x").expect("the relay takes the client's byte before the stop");
 
     relay.stop(); // joins the relay thread, which waits for the connection threads
 
@@ -295,13 +303,18 @@ fn heap_buffer_path_relays_every_byte_and_passes_half_close_on() {
     let sent = pattern(11, 8 * 1024 * 1024 + 17);
 
     let client = connect(relay.addr);
-    write_all(&client, b"x").unwrap(); // a small first write must come back on its own
+    // A small first write must come back on its own.
+    write_all(&client, b"x").expect("the relay takes the small first write");
     let mut first = [0; 1];
-    (&client).read_exact(&mut first).unwrap();
+    (&client)
+        .read_exact(&mut first)
+        .expect("the small first write comes back on its own, not held for a full buffer");
     let received = thread::scope(|scope| {
         scope.spawn(|| {
-            write_all(&client, &sent).unwrap();
-            client.shutdown(Shutdown::Write).unwrap();
+            write_all(&client, &sent).unwrap_or_else(|e| {
+                panic!("the relay takes all {} bytes through its heap buffer: {e}", sent.len())
+            });
+            client.shutdown(Shutdown::Write).expect("the client half-closes after the bulk upload");
         });
         read_until_eof(&client, "no EOF reached the upstream, so the echo never ended its reply")
     });
@@ -327,9 +340,15 @@ fn a_buffer_that_grows_shrinks_and_grows_again_loses_no_byte() {
     let client = connect(relay.addr);
     let echo_exactly = |sent: &[u8]| {
         thread::scope(|scope| {
-            scope.spawn(|| write_all(&client, sent).unwrap());
+            scope.spawn(|| {
+                write_all(&client, sent).unwrap_or_else(|e| {
+                    panic!("the relay takes all {} bytes sent: {e}", sent.len())
+                })
+            });
             let mut received = vec![0; sent.len()];
-            (&client).read_exact(&mut received).unwrap();
+            (&client).read_exact(&mut received).unwrap_or_else(|e| {
+                panic!("all {} bytes come back, across every change of buffer: {e}", sent.len())
+            });
             received
         })
     };

@@ -25,7 +25,10 @@ fn a_drained_server_leaves_no_descriptor_or_thread_behind() {
         upstream: upstream.addr.to_string(),
         ..quiet_config()
     };
-    let denied = tcprelay::AccessRules { allow: vec![], deny: vec!["127.0.0.1".parse().unwrap()] };
+    let denied = tcprelay::AccessRules {
+        allow: vec![],
+        deny: vec!["127.0.0.1".parse().expect("127.0.0.1 is a deny rule")],
+    };
     let server = Server::bind(ServerConfig {
         routes: vec![
             route("echo"),
@@ -37,14 +40,16 @@ fn a_drained_server_leaves_no_descriptor_or_thread_behind() {
             },
             Config { listen_unix: Some(socket.clone()), ..route("unix") },
         ],
-        admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+        admin: Some(tcprelay::Address::Tcp(
+            "127.0.0.1:0".parse().expect("127.0.0.1:0 is a socket address"),
+        )),
         admin_access: Default::default(),
         drain_timeout: TIMEOUT,
         ..Default::default()
     })
-    .unwrap();
+    .expect("bind the server's four routes and its admin endpoint");
     let addrs = server.local_addrs();
-    let admin = server.admin_addr().unwrap();
+    let admin = server.admin_addr().expect("the server has the admin endpoint it was given");
     let handle = server.handle();
     let serving = std::thread::spawn(move || server.serve());
     let tcp = |index: usize| match &addrs[index] {
@@ -56,13 +61,21 @@ fn a_drained_server_leaves_no_descriptor_or_thread_behind() {
         let data = pattern(round, 50_000);
         assert_eq!(checksum(&echo_through(tcp(0), &data)), checksum(&data));
         assert!(read_all(&connect(tcp(1))).unwrap_or_default().is_empty(), "denied");
-        assert!(read_all(&connect(tcp(2))).unwrap().is_empty(), "no upstream");
-        let unix = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-        unix.shutdown(Shutdown::Write).unwrap();
-        assert_eq!(std::io::Read::read(&mut &unix, &mut [0; 1]).unwrap(), 0);
+        assert!(
+            read_all(&connect(tcp(2))).expect("the client of the dead route sees EOF").is_empty(),
+            "no upstream"
+        );
+        let unix = std::os::unix::net::UnixStream::connect(&socket)
+            .expect("connect to the Unix socket route");
+        unix.shutdown(Shutdown::Write).expect("the Unix client half-closes");
+        assert_eq!(
+            std::io::Read::read(&mut &unix, &mut [0; 1])
+                .expect("the Unix client reads EOF after its half-close"),
+            0
+        );
         assert_eq!(http_get(admin, "/metrics").0, 200);
         assert_eq!(http(admin, b"BREW /coffee HTCPCP/1.0\r\n\r\n").0, 400);
-        drop(TcpStream::connect(admin).unwrap()); // a port probe
+        drop(TcpStream::connect(admin).expect("a port probe connects to the admin endpoint"));
     }
     handle.drain();
     serving.join().expect("server thread panicked").expect("serve returns Ok");

@@ -32,15 +32,21 @@ fn threads_serving_six_connections_in_turn(relay: &TestRelay) -> BTreeSet<String
     for round in 0..6 {
         let client = connect(relay.addr);
         let message = format!("round {round}\n");
-        write_all(&client, message.as_bytes()).unwrap();
+        write_all(&client, message.as_bytes())
+            .unwrap_or_else(|e| panic!("the relay takes round {round}'s message: {e}"));
         let mut echoed = vec![0; message.len()];
-        (&client).read_exact(&mut echoed).unwrap();
+        (&client)
+            .read_exact(&mut echoed)
+            .unwrap_or_else(|e| panic!("round {round}'s message comes back: {e}"));
         assert_eq!(echoed, message.as_bytes());
         // Both of this connection's threads are in their copies now: the echo came back
         // through one, and the other is waiting for more from us.
         seen.extend(pooled_thread_ids());
-        client.shutdown(Shutdown::Write).unwrap();
-        assert!(read_all(&client).unwrap().is_empty(), "EOF after the echo");
+        client.shutdown(Shutdown::Write).expect("the client half-closes after the echo");
+        assert!(
+            read_all(&client).expect("EOF follows the client's half-close").is_empty(),
+            "EOF after the echo"
+        );
     }
     seen
 }

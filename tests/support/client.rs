@@ -11,8 +11,8 @@ use super::TIMEOUT;
 /// A client connection with every wait bounded by [`TIMEOUT`].
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to the relay");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).expect("set the client's read timeout");
+    stream.set_write_timeout(Some(TIMEOUT)).expect("set the client's write timeout");
     stream
 }
 
@@ -40,10 +40,16 @@ pub fn echo_through(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
 pub fn exchange(client: &TcpStream, sent: &[u8]) -> Vec<u8> {
     thread::scope(|scope| {
         scope.spawn(|| {
-            write_all(client, sent).unwrap();
-            client.shutdown(std::net::Shutdown::Write).unwrap();
+            write_all(client, sent).unwrap_or_else(|e| {
+                panic!("the relay takes all {} bytes the client sends: {e}", sent.len())
+            });
+            client
+                .shutdown(std::net::Shutdown::Write)
+                .expect("the client half-closes after its last byte");
         });
-        read_all(client).unwrap()
+        read_all(client).unwrap_or_else(|e| {
+            panic!("the reply ends with EOF (a timeout: a half-close was not passed on): {e}")
+        })
     })
 }
 

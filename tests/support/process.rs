@@ -125,7 +125,10 @@ impl RelayProcess {
         let readers = vec![
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    reader_log.lock().unwrap().push(line.clone());
+                    reader_log
+                        .lock()
+                        .expect("no thread panicked holding the relay's stderr log")
+                        .push(line.clone());
                     let _ = send.send(line);
                 }
             }),
@@ -168,7 +171,11 @@ impl RelayProcess {
             .and_then(|addr| addr.parse().ok());
         addr.unwrap_or_else(|| {
             self.kill_and_reap();
-            let stderr = self.log.lock().unwrap().join("\n");
+            let stderr = self
+                .log
+                .lock()
+                .expect("the stderr reader did not panic holding the log")
+                .join("\n");
             panic!(
                 "{command:?} printed no `{marker}ADDR` line within {TIMEOUT:?}; stderr:\n{stderr}"
             )
@@ -195,7 +202,12 @@ impl RelayProcess {
 
     /// How many stderr lines so far contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|line| line.contains(needle)).count()
+        self.log
+            .lock()
+            .expect("the stderr log is intact for counting")
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// The next line on stdout, within [`TIMEOUT`].
@@ -324,8 +336,16 @@ impl RelayProcess {
         // The command name, field 2, is in parentheses and may hold spaces: count the fields
         // after its closing parenthesis. utime and stime are fields 14 and 15.
         let after_name = &stat[stat.rfind(')').expect("a (comm) field") + 2..];
-        let fields: Vec<u64> =
-            after_name.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+        let fields: Vec<u64> = after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| {
+                f.parse().unwrap_or_else(|e| {
+                    panic!("utime and stime in /proc/PID/stat are numbers, not {f:?}: {e}")
+                })
+            })
+            .collect();
         Duration::from_millis((fields[0] + fields[1]) * 1000 / TICKS_PER_SECOND)
     }
 
@@ -340,7 +360,7 @@ impl RelayProcess {
     /// Kills the process (if it still runs) and returns every line it wrote to stderr.
     pub fn kill_and_collect_log(mut self) -> Vec<String> {
         self.kill_and_reap();
-        std::mem::take(&mut *self.log.lock().unwrap())
+        std::mem::take(&mut *self.log.lock().expect("the stderr log is intact for collecting"))
     }
 
     fn kill_and_reap(&mut self) {

@@ -140,19 +140,23 @@ pub struct ConfigFile {
 impl ConfigFile {
     pub fn new(name: &str, text: &str) -> ConfigFile {
         let dir = std::env::temp_dir().join(format!("tcprelay-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("create the config directory {}: {e}", dir.display()));
         let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("write the config file {}: {e}", path.display()));
         ConfigFile { path }
     }
 
     pub fn arg(&self) -> &str {
-        self.path.to_str().unwrap()
+        self.path.to_str().expect("the config file's path, under the temp dir, is UTF-8")
     }
 
     /// Replaces the file's text (for a reload).
     pub fn write(&self, text: &str) {
-        std::fs::write(&self.path, text).unwrap();
+        std::fs::write(&self.path, text).unwrap_or_else(|e| {
+            panic!("rewrite the config file {} for a reload: {e}", self.path.display())
+        });
     }
 }
 

@@ -33,7 +33,7 @@ impl Upstream {
         listener: TcpListener,
         handler: impl Fn(TcpStream) + Send + Sync + 'static,
     ) -> Upstream {
-        let addr = listener.local_addr().unwrap();
+        let addr = listener.local_addr().expect("the upstream's listener has a local address");
         let accepted = Arc::new(AtomicUsize::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
         let (count, flag) = (Arc::clone(&accepted), Arc::clone(&stopping));
@@ -44,8 +44,12 @@ impl Upstream {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
-                    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-                    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+                    stream
+                        .set_read_timeout(Some(TIMEOUT))
+                        .expect("set the upstream connection's read timeout");
+                    stream
+                        .set_write_timeout(Some(TIMEOUT))
+                        .expect("set the upstream connection's write timeout");
                     count.fetch_add(1, Ordering::SeqCst);
                     let handler = &handler;
                     scope.spawn(move || handler(stream));
@@ -84,8 +88,9 @@ impl Drop for Upstream {
 
 /// An address where nothing listens: bind a port, then free it.
 pub fn refusing_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    let listener =
+        TcpListener::bind("127.0.0.1:0").expect("bind a port on 127.0.0.1, to free it again");
+    listener.local_addr().expect("the freed port's address")
 }
 
 /// An echo upstream that holds every connection until [`GatedEcho::open_gate`], and counts
@@ -110,15 +115,18 @@ impl GatedEcho {
         let handler_counts = Arc::clone(&counts);
         let upstream = Upstream::start(move |stream| {
             let (lock, changed) = &*handler_counts;
-            let mut counts = lock.lock().unwrap();
+            let mut counts =
+                lock.lock().expect("no handler panicked while counting a connection in");
             counts.live += 1;
             counts.peak = counts.peak.max(counts.live);
             changed.notify_all();
-            let (counts, _) =
-                changed.wait_timeout_while(counts, TIMEOUT, |counts| !counts.open).unwrap();
+            let (counts, _) = changed
+                .wait_timeout_while(counts, TIMEOUT, |counts| !counts.open)
+                .expect("no handler panicked while the gate was shut");
             drop(counts);
             let _ = io::copy(&mut &stream, &mut &stream);
-            lock.lock().unwrap().live -= 1; // before the close, which is the drop below
+            // Counted out before the close, which is the drop below.
+            lock.lock().expect("no handler panicked while counting one out").live -= 1;
             drop(stream);
         });
         GatedEcho { upstream, counts }
@@ -131,21 +139,23 @@ impl GatedEcho {
     /// Waits (bounded) until `n` connections are held; returns whether they were.
     pub fn wait_until_live(&self, n: usize) -> bool {
         let (lock, changed) = &*self.counts;
-        let counts = lock.lock().unwrap();
-        let (counts, _) = changed.wait_timeout_while(counts, TIMEOUT, |c| c.live < n).unwrap();
+        let counts = lock.lock().expect("no handler panicked holding the gate's counts");
+        let (counts, _) = changed
+            .wait_timeout_while(counts, TIMEOUT, |c| c.live < n)
+            .expect("no handler panicked while the test waited");
         counts.live >= n
     }
 
     /// Lets every held connection, and every later one, go on echoing.
     pub fn open_gate(&self) {
         let (lock, changed) = &*self.counts;
-        lock.lock().unwrap().open = true;
+        lock.lock().expect("no handler panicked before the gate opened").open = true;
         changed.notify_all();
     }
 
     /// The most connections that were open at once.
     pub fn peak(&self) -> usize {
-        self.counts.0.lock().unwrap().peak
+        self.counts.0.lock().expect("no handler panicked holding the peak count").peak
     }
 
     /// How many connections it has accepted so far.
@@ -198,7 +208,10 @@ impl Upstream {
         let (sender, received) = mpsc::channel();
         let sender = Mutex::new(sender);
         let upstream = Upstream::start(move |stream| {
-            let _ = sender.lock().unwrap().send(read_all(&stream));
+            let _ = sender
+                .lock()
+                .expect("no recording handler panicked holding the sender")
+                .send(read_all(&stream));
         });
         (upstream, received)
     }
@@ -255,7 +268,7 @@ impl Blackhole {
     /// fill, i.e. if this machine would answer instead of dropping the SYN.
     pub fn on(ip: &str) -> Blackhole {
         let listener = TcpListener::bind((ip, 0)).expect("bind the blackhole");
-        let addr = listener.local_addr().unwrap();
+        let addr = listener.local_addr().expect("the blackhole's listener has a local address");
         let mut queued = Vec::new();
         loop {
             match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
