@@ -18,7 +18,7 @@ use tcprelay::{AdminAccess, AdminToken};
 fn admin_server(upstream: &Upstream, access: AdminAccess) -> TestServer {
     TestServer::start(ServerConfig {
         routes: vec![Config { upstream: upstream.addr.to_string(), ..quiet_config() }],
-        admin: Some(Address::Tcp("127.0.0.1:0".parse().unwrap())),
+        admin: Some(Address::Tcp("127.0.0.1:0".parse().expect("127.0.0.1:0 is a socket address"))),
         admin_access: access,
         drain_timeout: TIMEOUT,
         ..Default::default()
@@ -49,12 +49,13 @@ fn mode_of(path: &Path) -> u32 {
 fn fifty_slowloris_clients_cannot_hold_off_metrics_healthz_or_a_drain() {
     let upstream = Upstream::echo();
     let server = admin_server(&upstream, AdminAccess::default());
-    let admin = server.admin.unwrap();
+    let admin = server.admin.expect("the server has an admin endpoint");
     // Fifty clients that start a request and never finish it, trickling a byte at a time.
     let slow: Vec<TcpStream> = (0..50)
         .map(|_| {
             let client = connect(admin);
-            write_all(&client, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            write_all(&client, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .expect("a slow client sends the start of a request");
             client
         })
         .collect();
@@ -90,7 +91,7 @@ fn fifty_slowloris_clients_cannot_hold_off_metrics_healthz_or_a_drain() {
 fn a_cross_site_form_post_cannot_drain_the_relay() {
     let upstream = Upstream::echo();
     let server = admin_server(&upstream, AdminAccess::default());
-    let admin = server.admin.unwrap();
+    let admin = server.admin.expect("the server has an admin endpoint");
     // What a page on http://evil.example sends when it submits a form to the admin port: a
     // "simple" request, so the browser sends it without asking (no CORS preflight).
     let form_post = format!(
@@ -109,7 +110,7 @@ fn a_cross_site_form_post_cannot_drain_the_relay() {
 fn a_rebound_host_name_cannot_drain_the_relay() {
     let upstream = Upstream::echo();
     let server = admin_server(&upstream, AdminAccess::default());
-    let admin = server.admin.unwrap();
+    let admin = server.admin.expect("the server has an admin endpoint");
     let port = admin.port();
     // DNS rebinding: the page's own name now resolves to 127.0.0.1, so the browser calls it
     // same-origin and sends no Origin on a fetch; only the Host header gives it away.
@@ -146,7 +147,7 @@ fn with_a_token_file_only_healthz_is_open_and_the_token_is_never_logged() {
         1,
         true,
     );
-    let admin = relay.admin.unwrap();
+    let admin = relay.admin.expect("the relay has an admin endpoint");
 
     assert_eq!(http_get(admin, "/healthz"), (200, "ok\n".to_string()), "load balancers probe");
     let (status, body) = http_get(admin, "/metrics");
@@ -171,7 +172,7 @@ fn with_a_token_file_only_healthz_is_open_and_the_token_is_never_logged() {
 #[test]
 fn token_files_that_guard_nothing_are_refused_with_exit_2_naming_the_file() {
     let dir = temp_path("token-dir");
-    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("the test creates {}: {e}", dir.display()));
     let cases = [
         ("world-readable", "7f3c9a1e5b2d4f6081a3c5e7f9b1d3e5", 0o644, "chmod o-r"),
         ("empty", " \n", 0o600, "empty"),
@@ -186,20 +187,21 @@ fn token_files_that_guard_nothing_are_refused_with_exit_2_naming_the_file() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.contains(&file_arg) && stderr.contains(expected), "{name}: {stderr}");
-        std::fs::remove_file(&file).unwrap();
+        std::fs::remove_file(&file)
+            .unwrap_or_else(|e| panic!("the test removes {}: {e}", file.display()));
     }
     // A directory (or a FIFO, a device) is not read at all.
     let dir_arg = dir.display().to_string();
     let output = run_tcprelay(&["--check", "-l", ":0", "-u", ":1", "--admin-token-file", &dir_arg]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a regular file"));
-    std::fs::remove_dir(&dir).unwrap();
+    std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("the test removes {}: {e}", dir.display()));
 }
 
 #[test]
 fn a_config_file_names_its_token_file_relative_to_itself_and_check_never_prints_the_token() {
     let dir = temp_path("config-dir");
-    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("the test creates {}: {e}", dir.display()));
     let token = "0123456789abcdef0123456789abcdef";
     write_file(&dir.join("admin.token"), token, 0o640);
     let config = dir.join("tcprelay.conf");
@@ -210,16 +212,21 @@ fn a_config_file_names_its_token_file_relative_to_itself_and_check_never_prints_
     let expected = format!("admin-token-file {}", dir.join("admin.token").display());
     assert!(stdout.contains(&expected), "{stdout}");
     assert!(!stdout.contains(token), "{stdout}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("the test removes {}: {e}", dir.display()));
 }
 
 /// Sends `request` over the Unix socket at `path` and returns the status code.
 fn unix_http(path: &Path, request: &[u8]) -> u16 {
     let mut stream = std::os::unix::net::UnixStream::connect(path).expect("connect");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.write_all(request).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).expect("a Unix stream takes a read timeout");
+    stream
+        .write_all(request)
+        .expect("the admin endpoint takes the whole request over its Unix socket");
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream
+        .read_to_string(&mut response)
+        .expect("the admin endpoint answers over its Unix socket in UTF-8, then closes");
     response.get(9..12).and_then(|code| code.parse().ok()).expect("an HTTP status line")
 }
 

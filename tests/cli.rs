@@ -38,7 +38,7 @@ fn usage_errors_name_the_culprit_and_exit_2() {
 fn help_goes_to_stdout_and_lists_every_flag_with_defaults() {
     let output = run_tcprelay(&["--help"]);
     assert_eq!(output.status.code(), Some(0));
-    let help = String::from_utf8(output.stdout).unwrap();
+    let help = String::from_utf8(output.stdout).expect("--help prints UTF-8");
     for flag in ["--listen", "--upstream", "--connect-timeout", "--log-level", "--version", "demo"]
     {
         assert!(help.contains(flag), "{flag} missing");
@@ -51,15 +51,16 @@ fn version_prints_the_package_version() {
     let output = run_tcprelay(&["--version"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stdout).expect("--version prints UTF-8"),
         format!("tcprelay {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
 
 #[test]
 fn bind_failure_exits_1_naming_the_address() {
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
+    let taken =
+        TcpListener::bind("127.0.0.1:0").expect("the test binds a loopback port to hold it taken");
+    let addr = taken.local_addr().expect("the held listener has a local address").to_string();
     let output = run_tcprelay(&["-l", &addr, "-u", ":80"]);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -108,7 +109,11 @@ fn binary_logs_connect_failures_with_the_upstream() {
     let relay = RelayProcess::start(&["-l", ":0", "-u", &dead]);
 
     let client = connect(relay.addr);
-    assert!(read_all(&client).unwrap().is_empty());
+    assert!(
+        read_all(&client)
+            .expect("with no upstream to dial, the relay closes the client cleanly")
+            .is_empty()
+    );
     let line = relay.log_line_with("connection closed");
     assert!(line.contains("reason=connect_failed") && line.contains(&dead), "{line}");
 }
@@ -118,16 +123,25 @@ fn binary_logs_connect_failures_with_the_upstream() {
 fn explain_narrates_each_connection_with_the_go_lines() {
     // The upstream replies only after the client's EOF, so the events have one order.
     let upstream = Upstream::start(|stream| {
-        assert_eq!(read_all(&stream).unwrap(), b"hi\n");
-        write_all(&stream, b"hello back").unwrap();
+        assert_eq!(
+            read_all(&stream)
+                .expect("the upstream reads the client's line up to the EOF the relay passes on"),
+            b"hi\n"
+        );
+        write_all(&stream, b"hello back")
+            .expect("the upstream sends its reply after the client's half-close");
     });
     let upstream_arg = upstream.addr.to_string();
     let relay = RelayProcess::start(&["-l", ":0", "-u", &upstream_arg, "--explain"]);
 
     let client = connect(relay.addr);
-    write_all(&client, b"hi\n").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"hello back");
+    write_all(&client, b"hi\n").expect("the client sends its line");
+    client.shutdown(Shutdown::Write).expect("the client half-closes after its line");
+    assert_eq!(
+        read_all(&client)
+            .expect("the upstream's reply comes back after the client's half-close, then EOF"),
+        b"hello back"
+    );
 
     // The Go halves quote docs/go/correct/main.go verbatim (tests/go_programs.rs checks that).
     let expected = [
@@ -157,18 +171,22 @@ fn explain_narrates_each_connection_with_the_go_lines() {
 #[test]
 fn readme_flags_table_matches_help() {
     let output = run_tcprelay(&["--help"]);
-    let help = String::from_utf8(output.stdout).unwrap();
+    let help = String::from_utf8(output.stdout).expect("--help prints UTF-8");
     let readme = include_str!("../README.md");
     let options = help.split("Options:").nth(1).expect("an Options: section");
     let mut flags: Vec<(String, Option<String>)> = Vec::new();
     for line in options.lines() {
         let starts_a_flag = line.starts_with("  -") || line.starts_with("      --");
         if starts_a_flag {
-            let flag = line.split_whitespace().find(|word| word.starts_with("--")).unwrap();
+            let flag = line
+                .split_whitespace()
+                .find(|word| word.starts_with("--"))
+                .unwrap_or_else(|| panic!("a --flag on the --help line {line:?}"));
             flags.push((flag.trim_end_matches(',').to_string(), None));
         }
         if let Some(default) = line.split("[default: ").nth(1) {
-            let default = default.split(']').next().unwrap().to_string();
+            let default =
+                default.split(']').next().expect("split yields at least one piece").to_string();
             flags.last_mut().expect("a default after its flag").1 = Some(default);
         }
     }
@@ -177,7 +195,12 @@ fn readme_flags_table_matches_help() {
         let row = readme
             .lines()
             .filter(|line| line.starts_with("| `"))
-            .find(|line| line.split(" | ").next().unwrap().contains(&format!("`{flag}")))
+            .find(|line| {
+                line.split(" | ")
+                    .next()
+                    .expect("split yields at least one piece")
+                    .contains(&format!("`{flag}"))
+            })
             .unwrap_or_else(|| panic!("README.md has no row for {flag}"));
         if let Some(default) = default {
             let column = row.split(" | ").nth(1).unwrap_or_default();

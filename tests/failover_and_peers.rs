@@ -69,7 +69,8 @@ impl Haproxy {
         // HAProxy binds the port itself: take a free one from the OS and release it.
         let addr = refusing_addr();
         let dir = std::env::temp_dir().join(format!("tcprelay-haproxy-{}", addr.port()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("the test creates {}: {e}", dir.display()));
         let config = dir.join("haproxy.cfg");
         std::fs::write(
             &config,
@@ -81,7 +82,7 @@ impl Haproxy {
                  lf-string \"%[src] %[src_port] %[dst] %[dst_port]\"\n"
             ),
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("the test writes {}: {e}", config.display()));
         let child = std::process::Command::new(binary)
             .arg("-db") // foreground, no daemon
             .arg("-f")
@@ -121,9 +122,13 @@ fn haproxy_accept_proxy_sees_the_real_client() {
             ..quiet_config()
         });
         let client = connect(relay.addr);
-        write_all(&client, b"GET / HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-        let response = String::from_utf8(read_all(&client).unwrap()).unwrap();
-        let client_addr = client.local_addr().unwrap();
+        write_all(&client, b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+            .expect("the client sends its HTTP request");
+        let response = String::from_utf8(
+            read_all(&client).expect("HAProxy's answer comes back through the relay, then EOF"),
+        )
+        .expect("HAProxy's answer is UTF-8");
+        let client_addr = client.local_addr().expect("the client socket has a local address");
         let expected = format!(
             "{} {} {} {}",
             client_addr.ip(),

@@ -40,7 +40,7 @@ fn client(action: &str, admin: SocketAddr, more: &[&str]) -> Output {
 
 /// `tcprelay reload`, which must succeed; returns what it printed.
 fn reload(relay: &RelayProcess) -> String {
-    let output = client("reload", relay.admin.unwrap(), &[]);
+    let output = client("reload", relay.admin.expect("the relay has an admin endpoint"), &[]);
     assert_eq!(output.status.code(), Some(0), "reload: {}", text(&output.stderr));
     text(&output.stdout)
 }
@@ -66,10 +66,16 @@ fn reloads_under_load_refuse_no_client_and_new_clients_get_the_new_upstream() {
                 });
                 match answer {
                     Ok(banner) if banner == "one" || banner == "two" => {
-                        *served.lock().unwrap() += 1
+                        *served.lock().expect("nothing panicked holding the served count") += 1
                     }
-                    Ok(banner) => failures.lock().unwrap().push(format!("banner {banner:?}")),
-                    Err(error) => failures.lock().unwrap().push(error.to_string()),
+                    Ok(banner) => failures
+                        .lock()
+                        .expect("nothing panicked holding the failure list")
+                        .push(format!("banner {banner:?}")),
+                    Err(error) => failures
+                        .lock()
+                        .expect("nothing panicked holding the failure list")
+                        .push(error.to_string()),
                 }
             }
         })
@@ -83,11 +89,15 @@ fn reloads_under_load_refuse_no_client_and_new_clients_get_the_new_upstream() {
         assert!(eventually(|| served_by(addr) == name), "round {round}: never served by {name}");
     }
     stop.store(true, Ordering::SeqCst);
-    client_loop.join().unwrap();
-    let failures = failures.lock().unwrap();
+    client_loop.join().expect("the client loop ends without panicking");
+    let failures = failures.lock().expect("nothing panicked holding the failure list");
     assert!(failures.is_empty(), "clients refused or cut during reloads: {failures:?}");
-    assert!(*served.lock().unwrap() > 0, "the client loop never got through");
-    let (status, metrics) = http_get(relay.admin.unwrap(), "/metrics");
+    assert!(
+        *served.lock().expect("nothing panicked holding the served count") > 0,
+        "the client loop never got through"
+    );
+    let (status, metrics) =
+        http_get(relay.admin.expect("the relay has an admin endpoint"), "/metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains("tcprelay_reloads_total{result=\"applied\"} 10\n"), "{metrics}");
     assert!(metrics.contains("tcprelay_reloads_total{result=\"refused\"} 0\n"), "{metrics}");
@@ -115,8 +125,12 @@ fn a_connection_open_across_a_reload_keeps_flowing_on_its_old_upstream() {
     assert_eq!(exchange(&fresh, b"after"), b"after");
     assert_eq!((old.accepted(), new.accepted()), (1, 1));
     // The old connection still half-closes cleanly.
-    live.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&live).unwrap(), b"");
+    live.shutdown(Shutdown::Write)
+        .expect("the client half-closes the connection it kept across the reload");
+    assert_eq!(
+        read_all(&live).expect("the old upstream's EOF comes back after the client's half-close"),
+        b""
+    );
 }
 
 #[test]
@@ -124,10 +138,11 @@ fn a_file_that_does_not_parse_is_refused_with_its_line_and_column_and_nothing_ch
     let (one, two) = (Upstream::banner("one"), Upstream::banner("two"));
     let file = ConfigFile::new("bad.conf", &config(&[("web", one.addr)]));
     let relay = relay_from(&file, 1);
+    let admin = relay.admin.expect("the relay has an admin endpoint");
     let good = config(&[("web", two.addr)]);
     file.write(&format!("{good}    idle-timeout=5x\n"));
 
-    let output = client("reload", relay.admin.unwrap(), &[]);
+    let output = client("reload", admin, &[]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     let place = format!("{}:4:18: ", file.arg());
@@ -137,14 +152,18 @@ fn a_file_that_does_not_parse_is_refused_with_its_line_and_column_and_nothing_ch
     let check = run_tcprelay(&["--config", file.arg(), "--check"]);
     assert_eq!(check.status.code(), Some(2));
     let checked = text(&check.stderr);
-    let message = checked.lines().next().unwrap().trim_start_matches("tcprelay: ");
+    let message = checked
+        .lines()
+        .next()
+        .expect("--check prints an error line for the file that does not parse")
+        .trim_start_matches("tcprelay: ");
     assert!(stderr.contains(message), "reload: {stderr}\n--check: {checked}");
     let line = relay.log_line_with("reload refused");
     assert!(line.contains(&place), "{line}");
 
     // The old configuration keeps running.
     assert_eq!(served_by(relay.addr), "one");
-    let (_, metrics) = http_get(relay.admin.unwrap(), "/metrics");
+    let (_, metrics) = http_get(admin, "/metrics");
     assert!(metrics.contains("tcprelay_reloads_total{result=\"refused\"} 1\n"), "{metrics}");
 }
 
@@ -153,18 +172,20 @@ fn a_new_listener_that_cannot_bind_refuses_the_whole_reload() {
     let one = Upstream::banner("one");
     let file = ConfigFile::new("bind.conf", &config(&[("web", one.addr)]));
     let relay = relay_from(&file, 1);
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
+    let admin = relay.admin.expect("the relay has an admin endpoint");
+    let taken =
+        TcpListener::bind("127.0.0.1:0").expect("the test binds a loopback port to hold it taken");
+    let port = taken.local_addr().expect("the held listener has a local address").port();
     // The kept route changes too: a refused reload must not apply even that.
     let good = config(&[("web", dead_addr())]);
     file.write(&format!("{good}route 127.0.0.1:{port} -> {} name=new\n", one.addr));
 
-    let output = client("reload", relay.admin.unwrap(), &[]);
+    let output = client("reload", admin, &[]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains(&format!("{}:4:7: cannot listen on", file.arg())), "{stderr}");
     assert_eq!(served_by(relay.addr), "one", "the running configuration changed");
-    let status = text(&client("status", relay.admin.unwrap(), &[]).stdout);
+    let status = text(&client("status", admin, &[]).stdout);
     assert_eq!(status.matches("route ").count(), 1, "{status}");
 }
 
@@ -173,6 +194,7 @@ fn a_removed_route_drains_and_a_new_one_listens() {
     let (one, two, three) = (Upstream::echo(), Upstream::banner("two"), Upstream::banner("three"));
     let file = ConfigFile::new("routes.conf", &config(&[("one", one.addr), ("two", two.addr)]));
     let relay = relay_from(&file, 2);
+    let admin = relay.admin.expect("the relay has an admin endpoint");
     let (addr_one, addr_two) = (relay.routes[0], relay.routes[1]);
     let live = connect(addr_one);
     assert_eq!(round_trip(&live, b"ping"), b"ping");
@@ -185,26 +207,31 @@ fn a_removed_route_drains_and_a_new_one_listens() {
 
     // The removed route accepts no one, but its live connection finishes.
     assert!(eventually(|| TcpStream::connect_timeout(&addr_one, TIMEOUT).is_err()));
-    let status = text(&client("status", relay.admin.unwrap(), &[]).stdout);
+    let status = text(&client("status", admin, &[]).stdout);
     assert!(
         status.contains(&format!("route one listen={addr_one} connections=1 state=leaving\n")),
         "{status}"
     );
     assert_eq!(round_trip(&live, b"still here"), b"still here");
-    live.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&live).unwrap(), b"");
+    live.shutdown(Shutdown::Write)
+        .expect("the client half-closes its connection on the removed route");
+    assert_eq!(
+        read_all(&live)
+            .expect("after the client's half-close the removed route's upstream EOF comes back"),
+        b""
+    );
     drop(live);
 
     // The kept route never moved; the new one serves on the address status shows.
     assert_eq!(served_by(addr_two), "two");
-    let status = text(&client("status", relay.admin.unwrap(), &[]).stdout);
+    let status = text(&client("status", admin, &[]).stdout);
     let three_addr: SocketAddr = status
         .lines()
         .find_map(|line| line.strip_prefix("route three listen=")?.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no route three in {status}"));
     assert_eq!(served_by(three_addr), "three");
     assert!(eventually(|| {
-        let status = text(&client("status", relay.admin.unwrap(), &[]).stdout);
+        let status = text(&client("status", admin, &[]).stdout);
         !status.contains("route one ")
     }));
 }
@@ -220,7 +247,7 @@ fn status_prints_each_route_its_connections_and_each_upstream_with_its_state() {
     let relay = relay_from(&file, 1);
     let client_conn = connect(relay.addr);
     assert_eq!(round_trip(&client_conn, b"hi"), b"hi"); // dead first: backs off, then up
-    let output = client("status", relay.admin.unwrap(), &[]);
+    let output = client("status", relay.admin.expect("the relay has an admin endpoint"), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let expected = format!(
         "route web listen={} connections=1 state=serving\n  upstream {dead} down \
@@ -243,7 +270,7 @@ fn the_client_exits_1_when_refused_or_unreachable_and_2_for_usage_mistakes() {
         1,
         true,
     );
-    let output = client("reload", relay.admin.unwrap(), &[]);
+    let output = client("reload", relay.admin.expect("the relay has an admin endpoint"), &[]);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("409: reload refused: nothing to reload"));
     // Usage.
@@ -269,16 +296,20 @@ fn drain_waits_until_the_relay_has_stopped() {
     let mut relay = relay_from(&file, 1);
     let live = connect(relay.addr);
     assert_eq!(round_trip(&live, b"x"), b"x");
-    let admin = relay.admin.unwrap();
+    let admin = relay.admin.expect("the relay has an admin endpoint");
     let drain = thread::spawn(move || client("drain", admin, &[]));
     // The drain has begun: new clients are refused, the live one still flows.
     assert!(eventually(|| TcpStream::connect_timeout(&relay.addr, TIMEOUT).is_err()));
     assert_eq!(round_trip(&live, b"y"), b"y");
     assert!(!drain.is_finished(), "drain returned while a connection was still open");
-    live.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&live).unwrap(), b"");
+    live.shutdown(Shutdown::Write).expect("the client half-closes its connection during the drain");
+    assert_eq!(
+        read_all(&live)
+            .expect("after the client's half-close the upstream's EOF comes back during the drain"),
+        b""
+    );
     drop(live);
-    let output = drain.join().unwrap();
+    let output = drain.join().expect("the `tcprelay drain` thread ends without panicking");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "draining, up to 10s\ndrained: the relay has stopped\n");
     assert_eq!(relay.wait_for_exit(), Some(0));
@@ -289,8 +320,10 @@ fn a_listening_socket_passed_as_stdin_is_served_and_closed_at_exit() {
     use std::os::fd::OwnedFd;
     let up = Upstream::echo();
     // What systemd's socket unit does: bind, listen, and hand the socket over as fd 0.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .expect("the test binds a loopback listener to hand over as stdin");
+    let addr =
+        listener.local_addr().expect("the listener handed over as stdin has a local address");
     let stdin = std::process::Stdio::from(OwnedFd::from(listener));
     let upstream = up.addr.to_string();
     let relay = RelayProcess::start_with_stdin(stdin, &["--listen", "stdin", "-u", &upstream]);
@@ -324,13 +357,16 @@ fn stdin_that_is_not_a_listening_socket_is_refused_saying_what_to_change() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains("--listen stdin: standard input is not a TCP socket"), "{stderr}");
     // A connected socket, as systemd's Accept=yes or inetd's nowait would pass.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let connected = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .expect("the test binds a loopback listener to connect a socket to");
+    let connected =
+        TcpStream::connect(listener.local_addr().expect("the test's listener has a local address"))
+            .expect("a client connects to the test's own listener");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tcprelay"))
         .args(["--listen", "stdin", "--upstream", ":1"])
         .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(connected)))
         .output()
-        .unwrap();
+        .expect("the tcprelay binary runs with a connected socket as stdin");
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("is a connected socket (systemd Accept=yes"), "{stderr}");
@@ -347,12 +383,15 @@ fn the_pid_file_is_written_once_listening_guards_against_a_second_relay_and_goes
     let up = Upstream::echo();
     let pid_path = std::env::temp_dir().join(format!("tcprelay-test-{}.pid", std::process::id()));
     // A stale file left by a process that is not a tcprelay (this test) is replaced.
-    std::fs::write(&pid_path, format!("{}\n", std::process::id())).unwrap();
-    let pid_arg = pid_path.to_str().unwrap();
+    std::fs::write(&pid_path, format!("{}\n", std::process::id())).unwrap_or_else(|e| {
+        panic!("the test writes a stale pid file at {}: {e}", pid_path.display())
+    });
+    let pid_arg = pid_path.to_str().expect("a UTF-8 temp path");
     let upstream = up.addr.to_string();
     let args = ["-l", ":0", "-u", &upstream, "--admin", ":0", "--pid-file", pid_arg];
     let mut relay = RelayProcess::start_routes(&args, 1, true);
-    let written = std::fs::read_to_string(&pid_path).unwrap();
+    let written = std::fs::read_to_string(&pid_path)
+        .unwrap_or_else(|e| panic!("the relay wrote {} once listening: {e}", pid_path.display()));
     assert_eq!(written, format!("{}\n", relay.pid()));
 
     // A second relay with the same pid file refuses to start.
@@ -360,10 +399,15 @@ fn the_pid_file_is_written_once_listening_guards_against_a_second_relay_and_goes
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains(&format!("names process {}, a tcprelay", relay.pid())), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&pid_path).unwrap(), written, "the file was touched");
+    assert_eq!(
+        std::fs::read_to_string(&pid_path)
+            .expect("the pid file is still there after the second relay refused"),
+        written,
+        "the file was touched"
+    );
 
     // A clean exit (a drain) removes it.
-    let output = client("drain", relay.admin.unwrap(), &[]);
+    let output = client("drain", relay.admin.expect("the relay has an admin endpoint"), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(relay.wait_for_exit(), Some(0));
     assert!(!pid_path.exists(), "the pid file outlived a clean exit");

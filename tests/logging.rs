@@ -96,7 +96,8 @@ fn a_storm_of_refused_clients_writes_a_few_lines_and_an_exact_count() {
         1,
         true,
     );
-    let (admin, route) = (relay.admin.unwrap(), format!("route={}", relay.addr));
+    let (admin, route) =
+        (relay.admin.expect("the relay has an admin endpoint"), format!("route={}", relay.addr));
     let denied = format!("tcprelay_connections_denied_total{{route=\"{}\"}}", relay.addr);
 
     let started = Instant::now();

@@ -119,21 +119,21 @@ fn assert_allowed(config: Config) {
     let upstream = Upstream::echo();
     let relay = TestRelay::start(Config { upstream: upstream.addr.to_string(), ..config });
     let client = connect(relay.addr);
-    write_all(&client, b"ping").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"ping");
+    write_all(&client, b"ping").expect("the allowed client sends its bytes");
+    client.shutdown(Shutdown::Write).expect("the allowed client half-closes");
+    assert_eq!(read_all(&client).expect("the allowed client reads the echo up to EOF"), b"ping");
     assert_eq!(settled(&relay.metrics).denied, 0);
 }
 
 fn rules(allow: &[&str], deny: &[&str]) -> tcprelay::AccessRules {
     tcprelay::AccessRules {
-        allow: allow.iter().map(|cidr| cidr.parse().unwrap()).collect(),
-        deny: deny.iter().map(|cidr| cidr.parse().unwrap()).collect(),
+        allow: allow.iter().map(|cidr| cidr.parse().expect("allow takes CIDR blocks")).collect(),
+        deny: deny.iter().map(|cidr| cidr.parse().expect("deny takes CIDR blocks")).collect(),
     }
 }
 
 fn ipv6_config() -> Config {
-    Config { listen: "[::1]:0".parse().unwrap(), ..quiet_config() }
+    Config { listen: "[::1]:0".parse().expect("[::1]:0 is a socket address"), ..quiet_config() }
 }
 
 #[test]
@@ -159,20 +159,31 @@ fn access_rules_for_ipv6_clients() {
 fn assert_proxy_header(version: ProxyVersion, listen: &str) {
     let (upstream, received) = Upstream::recording();
     let relay = TestRelay::start(Config {
-        listen: listen.parse().unwrap(),
+        listen: listen.parse().unwrap_or_else(|e| panic!("{listen} is a socket address: {e}")),
         upstream: upstream.addr.to_string(),
         proxy_protocol: Some(version),
         ..quiet_config()
     });
 
     let client = connect(relay.addr);
-    write_all(&client, b"hello").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"");
+    write_all(&client, b"hello").expect("the client sends its bytes");
+    client.shutdown(Shutdown::Write).expect("the client half-closes");
+    assert_eq!(
+        read_all(&client)
+            .expect("the recording upstream sends nothing back and its EOF reaches the client"),
+        b""
+    );
 
-    let mut expected = proxy_protocol::header(version, client.local_addr().unwrap(), relay.addr);
+    let mut expected = proxy_protocol::header(
+        version,
+        client.local_addr().expect("the client socket has a local address"),
+        relay.addr,
+    );
     expected.extend_from_slice(b"hello");
-    let recorded = received.recv_timeout(TIMEOUT).unwrap().expect("the upstream reads up to EOF");
+    let recorded = received
+        .recv_timeout(TIMEOUT)
+        .expect("the upstream records what it got within the timeout")
+        .expect("the upstream reads up to EOF");
     assert_eq!(recorded, expected);
     assert_eq!(
         settled(&relay.metrics).bytes_client_to_upstream,
@@ -198,10 +209,13 @@ fn proxy_protocol_v1_header_is_readable_text() {
         ..quiet_config()
     });
     let client = connect(relay.addr);
-    client.shutdown(Shutdown::Write).unwrap();
-    let port = client.local_addr().unwrap().port();
-    let recorded = received.recv_timeout(TIMEOUT).unwrap().expect("the upstream reads up to EOF");
-    let line = String::from_utf8(recorded).unwrap();
+    client.shutdown(Shutdown::Write).expect("the client half-closes without sending");
+    let port = client.local_addr().expect("the client socket has a local address").port();
+    let recorded = received
+        .recv_timeout(TIMEOUT)
+        .expect("the upstream records what it got within the timeout")
+        .expect("the upstream reads up to EOF");
+    let line = String::from_utf8(recorded).expect("a PROXY v1 header is ASCII text");
     assert_eq!(line, format!("PROXY TCP4 127.0.0.1 127.0.0.1 {port} {}\r\n", relay.addr.port()));
 }
 

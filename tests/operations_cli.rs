@@ -135,14 +135,14 @@ fn check_output_reads_back_as_a_config_file() {
         "--policy",
         "round-robin",
     ]);
-    let described = String::from_utf8(first.stdout).unwrap();
+    let described = String::from_utf8(first.stdout).expect("--check prints UTF-8");
     assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
     assert!(described.contains("route 127.0.0.1:0 -> 127.0.0.1:1 127.0.0.1:2 "), "{described}");
     assert!(described.contains(" explain=on ") && described.contains("allow=10.0.0.0/8,::1/128"));
     let file = ConfigFile::new("described.conf", &described);
     let again = run_tcprelay(&["--check", "--config", file.arg()]);
     assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stderr));
-    assert_eq!(String::from_utf8(again.stdout).unwrap(), described);
+    assert_eq!(String::from_utf8(again.stdout).expect("--check prints UTF-8"), described);
 }
 
 /// What `--check` passes must start: clashes that would fail at bind or loop at run time
@@ -200,7 +200,9 @@ fn config_files_must_be_small_regular_files() {
         assert!(stderr.contains(&format!("{path}: {expected}")), "{stderr}");
     }
     let fifo = ConfigFile::new("fifo.conf", "");
-    std::fs::remove_file(&fifo.path).unwrap();
+    std::fs::remove_file(&fifo.path).unwrap_or_else(|e| {
+        panic!("the test removes {} to put a FIFO there: {e}", fifo.path.display())
+    });
     let made = std::process::Command::new("mkfifo").arg(&fifo.path).status().expect("run mkfifo");
     assert!(made.success());
     let output = run_tcprelay(&["--check", "--config", fifo.arg()]);
@@ -215,7 +217,8 @@ fn config_files_must_be_small_regular_files() {
 #[test]
 fn config_file_error_text_is_exact_and_escaped() {
     let latin1 = ConfigFile::new("latin1.conf", "");
-    std::fs::write(&latin1.path, b"# caf\xe9\nroute :0 -> :1\n").unwrap();
+    std::fs::write(&latin1.path, b"# caf\xe9\nroute :0 -> :1\n")
+        .unwrap_or_else(|e| panic!("the test writes {}: {e}", latin1.path.display()));
     let nbsp = ConfigFile::new("nbsp.conf", "idle-timeout\u{a0}5m\nroute :0 -> :1\n");
     let rinetd = ConfigFile::new("rinetd.conf", "0.0.0.0 8080 10.0.0.2 80\n");
     let control = ConfigFile::new("control.conf", "route :0 -> bad\u{1b}[31mhost:1\n");
@@ -246,7 +249,7 @@ fn check_prints_what_would_run_and_exits_0() {
     );
     let output = run_tcprelay(&["--check", "--config", file.arg()]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = String::from_utf8(output.stdout).expect("--check prints UTF-8");
     assert_eq!(
         stdout,
         "log-level info\nadmin 127.0.0.1:9090\ndrain-timeout 30s\n\
@@ -264,13 +267,13 @@ fn check_prints_what_would_run_and_exits_0() {
     // The command line form too, without binding anything.
     let output = run_tcprelay(&["--check", "-l", ":8080", "-u", ":80", "--route", ":8081=:81,:82"]);
     assert_eq!(output.status.code(), Some(0));
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = String::from_utf8(output.stdout).expect("--check prints UTF-8");
     assert!(stdout.contains("route 127.0.0.1:8080 -> 127.0.0.1:80 policy=first"), "{stdout}");
     assert!(stdout.contains("route 127.0.0.1:8081 -> 127.0.0.1:81 127.0.0.1:82 "), "{stdout}");
 
     let output = run_tcprelay(&["--check", "--route", "unix:/run/a.sock=unix:/run/b.sock"]);
     assert_eq!(output.status.code(), Some(0));
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = String::from_utf8(output.stdout).expect("--check prints UTF-8");
     assert!(stdout.contains("route unix:/run/a.sock -> unix:/run/b.sock policy=first"), "{stdout}");
 }
 
@@ -309,8 +312,8 @@ fn several_routes_metrics_and_drain_through_the_binary() {
 
     // A live connection on the third route, open across the drain.
     let live = connect(relay.routes[2]);
-    write_all(&live, b"before").unwrap();
-    let admin = relay.admin.unwrap();
+    write_all(&live, b"before").expect("the live client sends its first bytes");
+    let admin = relay.admin.expect("the relay has an admin endpoint");
     assert!(eventually(|| {
         http_get(admin, "/metrics").1.contains("tcprelay_connections_active{route=\"third\"} 1")
     }));
@@ -321,9 +324,13 @@ fn several_routes_metrics_and_drain_through_the_binary() {
 
     let (status, _) = http_post(admin, "/drain");
     assert_eq!(status, 200);
-    write_all(&live, b" after").unwrap(); // still relayed during the drain
-    live.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&live).unwrap(), b"before after");
+    write_all(&live, b" after").expect("a live connection still takes bytes during the drain");
+    live.shutdown(Shutdown::Write).expect("the live client half-closes during the drain");
+    assert_eq!(
+        read_all(&live)
+            .expect("the echo of everything sent comes back, then EOF, during the drain"),
+        b"before after"
+    );
     assert_eq!(relay.wait_for_exit(), Some(0));
     // Nothing at warn level or above was logged on the way.
     for line in relay.kill_and_collect_log() {
@@ -350,11 +357,15 @@ fn route_flags_run_several_listeners() {
 #[test]
 fn the_documented_example_checks_as_documented() {
     let doc = include_str!("../docs/operations.md");
-    let example = doc.split("```text\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    let example = doc
+        .split("```text\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/operations.md has a ```text example");
     let file = ConfigFile::new("documented.conf", example);
     let output = run_tcprelay(&["--check", "--config", file.arg()]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = String::from_utf8(output.stdout).expect("--check prints UTF-8");
     let documented = doc
         .lines()
         .find(|line| {

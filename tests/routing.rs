@@ -89,9 +89,9 @@ fn a_slow_header_holds_up_no_other_client_and_is_cut_at_the_deadline() {
         ..accepting_proxy(upstream.addr, None)
     });
     let slow = connect(patient.addr);
-    write_all(&slow, b"PROXY TCP4 192.0.2.1 ").unwrap();
+    write_all(&slow, b"PROXY TCP4 192.0.2.1 ").expect("the slow client sends half a PROXY header");
     let quick = connect(patient.addr);
-    write_all(&quick, &hello).unwrap();
+    write_all(&quick, &hello).expect("the quick client sends its whole PROXY header");
     assert_eq!(exchange(&quick, b"ping"), b"ping", "served while the slow one waits");
     drop(slow); // closed inside its header
     let metrics = settled(&patient.metrics);
@@ -107,7 +107,8 @@ fn a_slow_header_holds_up_no_other_client_and_is_cut_at_the_deadline() {
         ..accepting_proxy(upstream.addr, None)
     });
     let stalled = connect(strict.addr);
-    write_all(&stalled, b"PROXY TCP4 192.0.2.1 ").unwrap();
+    write_all(&stalled, b"PROXY TCP4 192.0.2.1 ")
+        .expect("the stalled client sends half a PROXY header");
     assert_eq!(read_to_eof(&stalled, "stalled client"), b"");
     assert_eq!(settled(&strict.metrics).closed("bad_proxy_header"), Some(1));
     assert_eq!(upstream.accepted(), 1, "only the quick client reached the upstream");
@@ -117,15 +118,19 @@ fn a_slow_header_holds_up_no_other_client_and_is_cut_at_the_deadline() {
 fn allow_and_deny_apply_to_the_address_in_the_header() {
     let upstream = Upstream::echo();
     let mut access = AccessRules::default();
-    access.deny.extend(tcprelay::settings::cidrs("10.0.0.0/8").unwrap());
+    access
+        .deny
+        .extend(tcprelay::settings::cidrs("10.0.0.0/8").expect("10.0.0.0/8 is a CIDR block"));
     let relay = TestRelay::start(Config { access, ..accepting_proxy(upstream.addr, None) });
     let to = addr("127.0.0.1:8443");
     // The socket's own address (127.0.0.1) is allowed; the real client 10.0.0.1 is not.
     let denied = connect(relay.addr);
-    write_all(&denied, &header(ProxyVersion::V2, addr("10.0.0.1:5555"), to)).unwrap();
+    write_all(&denied, &header(ProxyVersion::V2, addr("10.0.0.1:5555"), to))
+        .expect("the denied client sends its PROXY header");
     assert_eq!(read_to_eof(&denied, "denied client"), b"");
     let allowed = connect(relay.addr);
-    write_all(&allowed, &header(ProxyVersion::V2, addr("192.0.2.1:5555"), to)).unwrap();
+    write_all(&allowed, &header(ProxyVersion::V2, addr("192.0.2.1:5555"), to))
+        .expect("the allowed client sends its PROXY header");
     assert_eq!(exchange(&allowed, b"let me in"), b"let me in");
     drop(allowed);
     let metrics = settled(&relay.metrics);
@@ -140,7 +145,7 @@ fn logs_name_the_client_from_the_header() {
     let relay = RelayProcess::start(&["-l", ":0", "-u", &upstream_addr, "--accept-proxy"]);
     let client = connect(relay.addr);
     let proxied = header(ProxyVersion::V1, addr("[2001:db8::5]:6000"), addr("[2001:db8::1]:443"));
-    write_all(&client, &proxied).unwrap();
+    write_all(&client, &proxied).expect("the client sends its PROXY header");
     assert_eq!(exchange(&client, b"hi"), b"hi");
     drop(client);
     let line = relay.log_line_with("connection closed");
@@ -171,13 +176,13 @@ fn named_route(upstream: SocketAddr, names: &[&str]) -> Config {
 /// client read back.
 fn client_sends(relay: SocketAddr, first: &[u8], pause: Duration, rest: &[u8]) -> Vec<u8> {
     let client = connect(relay);
-    write_all(&client, first).unwrap();
+    write_all(&client, first).expect("the client sends its first bytes");
     if !rest.is_empty() {
         // The scenario, not a synchronisation: a client whose hello comes in two segments.
         std::thread::sleep(pause);
-        write_all(&client, rest).unwrap();
+        write_all(&client, rest).expect("the client sends the rest of its hello");
     }
-    client.shutdown(Shutdown::Write).unwrap();
+    client.shutdown(Shutdown::Write).expect("the client half-closes after its hello");
     read_to_eof(&client, "client")
 }
 
@@ -209,14 +214,20 @@ fn one_listener_picks_the_route_by_server_name_and_forwards_the_hello_byte_for_b
     for (first, upstream) in cases {
         let sent = [first.clone(), after_hello.clone()].concat();
         client_sends(relay, &sent, Duration::ZERO, &[]);
-        let got = upstream.recv_timeout(TIMEOUT).expect("the right upstream got it").unwrap();
+        let got = upstream
+            .recv_timeout(TIMEOUT)
+            .expect("the right upstream got it")
+            .expect("the upstream reads the client's bytes up to its half-close");
         assert!(got == sent, "the upstream must see every byte as sent: {:?}", text(&first));
     }
     // A ClientHello split in two segments is peeked again until it is whole.
     let hello = client_hello(Some("db.example.com"));
     let (head, tail) = hello.split_at(30);
     client_sends(relay, head, Duration::from_millis(100), tail);
-    let got = to_exact.recv_timeout(TIMEOUT).expect("the exact route got it").unwrap();
+    let got = to_exact
+        .recv_timeout(TIMEOUT)
+        .expect("the exact route got it")
+        .expect("the upstream reads the split hello up to the client's half-close");
     assert!(got == hello, "a split hello arrives whole");
 
     let counts: Vec<u64> = server.metrics.iter().map(|m| settled(m).accepted).collect();
@@ -247,7 +258,8 @@ fn without_a_default_route_an_unknown_name_is_closed_with_no_route() {
 #[test]
 fn check_prints_an_sni_listener_that_reads_back() {
     let dir = std::env::temp_dir().join(format!("tcprelay-routing-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("the test creates {}: {e}", dir.display()));
     let file = dir.join("sni.conf");
     std::fs::write(
         &file,
@@ -255,14 +267,19 @@ fn check_prints_an_sni_listener_that_reads_back() {
          route 0.0.0.0:443 -> web.internal:443 sni=*.example.com,example.com\n\
          route 0.0.0.0:443 -> fallback.internal:443\n",
     )
-    .unwrap();
-    let output = run_tcprelay(&["--check", "--config", file.to_str().unwrap()]);
+    .unwrap_or_else(|e| panic!("the test writes {}: {e}", file.display()));
+    let output = run_tcprelay(&["--check", "--config", file.to_str().expect("a UTF-8 temp path")]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let described = String::from_utf8(output.stdout).unwrap();
+    let described = String::from_utf8(output.stdout).expect("--check prints UTF-8");
     assert!(described.contains(" sni=*.example.com,example.com"), "{described}");
-    std::fs::write(&file, &described).unwrap();
-    let again = run_tcprelay(&["--check", "--config", file.to_str().unwrap()]);
-    assert_eq!(String::from_utf8(again.stdout).unwrap(), described, "it reads back");
+    std::fs::write(&file, &described)
+        .unwrap_or_else(|e| panic!("the test writes --check's output to {}: {e}", file.display()));
+    let again = run_tcprelay(&["--check", "--config", file.to_str().expect("a UTF-8 temp path")]);
+    assert_eq!(
+        String::from_utf8(again.stdout).expect("--check prints UTF-8"),
+        described,
+        "it reads back"
+    );
     let _ = std::fs::remove_file(&file);
 }
 
@@ -290,10 +307,13 @@ fn routes_that_cannot_share_a_listener_are_refused_naming_both() {
     }
     let config = |lines: &str| {
         let dir = std::env::temp_dir().join(format!("tcprelay-routing-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("the test creates {}: {e}", dir.display()));
         let file = dir.join("refused.conf");
-        std::fs::write(&file, lines).unwrap();
-        let output = run_tcprelay(&["--check", "--config", file.to_str().unwrap()]);
+        std::fs::write(&file, lines)
+            .unwrap_or_else(|e| panic!("the test writes {}: {e}", file.display()));
+        let output =
+            run_tcprelay(&["--check", "--config", file.to_str().expect("a UTF-8 temp path")]);
         let _ = std::fs::remove_file(&file);
         output
     };
@@ -333,7 +353,10 @@ fn sni_and_accept_proxy_together_route_by_name_after_the_header() {
     let hello = client_hello(Some("a.example"));
     let proxied = header(ProxyVersion::V2, addr("192.0.2.9:1234"), addr("192.0.2.10:443"));
     client_sends(server.addrs[0], &[proxied, hello.clone()].concat(), Duration::ZERO, &[]);
-    let got = to_named.recv_timeout(TIMEOUT).expect("routed by name").unwrap();
+    let got = to_named
+        .recv_timeout(TIMEOUT)
+        .expect("routed by name")
+        .expect("the named route's upstream reads the hello up to the client's half-close");
     assert!(got == hello, "the header is consumed, the hello forwarded whole");
 }
 
@@ -369,7 +392,7 @@ fn bytes_reach_metrics_while_the_connection_is_open() {
     assert_eq!(sample(&metrics, down), Some(5000), "{metrics}");
     assert_eq!(sample(&metrics, r#"tcprelay_connections_active{route="live"}"#), Some(1));
     // Closed: the totals hold, counted once.
-    client.shutdown(Shutdown::Write).unwrap();
+    client.shutdown(Shutdown::Write).expect("the client half-closes its open connection");
     assert_eq!(read_to_eof(&client, "client"), b"");
     settled(&server.metrics[0]);
     let (_, metrics) = http_get(admin, "/metrics");

@@ -19,7 +19,9 @@ fn route(name: &str, upstream: SocketAddr) -> Config {
 fn server(routes: Vec<Config>, drain_timeout: Duration) -> TestServer {
     TestServer::start(ServerConfig {
         routes,
-        admin: Some(tcprelay::Address::Tcp("127.0.0.1:0".parse().unwrap())),
+        admin: Some(tcprelay::Address::Tcp(
+            "127.0.0.1:0".parse().expect("127.0.0.1:0 is a socket address"),
+        )),
         admin_access: Default::default(),
         drain_timeout,
         ..Default::default()
@@ -45,7 +47,7 @@ fn metrics_after_known_traffic_are_exact_and_labelled_by_route() {
             Config {
                 access: tcprelay::AccessRules {
                     allow: vec![],
-                    deny: vec!["127.0.0.0/8".parse().unwrap()],
+                    deny: vec!["127.0.0.0/8".parse().expect("127.0.0.0/8 is a CIDR block")],
                 },
                 ..route("beta", upstream.addr)
             },
@@ -59,7 +61,8 @@ fn metrics_after_known_traffic_are_exact_and_labelled_by_route() {
     settled(&server.metrics[0]);
     settled(&server.metrics[1]);
 
-    let (status, body) = http_get(server.admin.unwrap(), "/metrics");
+    let (status, body) =
+        http_get(server.admin.expect("the server has an admin endpoint"), "/metrics");
     assert_eq!(status, 200);
     for line in [
         "tcprelay_connections_accepted_total{route=\"alpha\"} 2",
@@ -84,7 +87,7 @@ fn metrics_after_known_traffic_are_exact_and_labelled_by_route() {
 fn malformed_admin_requests_get_4xx_and_the_relay_keeps_serving() {
     let upstream = Upstream::echo();
     let server = server(vec![route("web", upstream.addr)], TIMEOUT);
-    let admin = server.admin.unwrap();
+    let admin = server.admin.expect("the server has an admin endpoint");
     let oversized = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(16 * 1024));
     let delete = format!("DELETE /metrics HTTP/1.1\r\nHost: {admin}\r\n\r\n");
     let cases: &[(&[u8], u16)] = &[
@@ -101,7 +104,7 @@ fn malformed_admin_requests_get_4xx_and_the_relay_keeps_serving() {
         assert_eq!(status, *expected, "{:?}", String::from_utf8_lossy(request));
     }
     // A client that connects and says nothing costs the admin endpoint a timeout, nothing more.
-    let silent = TcpStream::connect(admin).unwrap();
+    let silent = TcpStream::connect(admin).expect("a silent client connects to the admin endpoint");
 
     assert_eq!(echo_through(server.addrs[0], b"still here"), b"still here");
     drop(silent);
@@ -117,26 +120,37 @@ fn drain_lets_a_live_transfer_finish_and_refuses_new_clients() {
     let upstream_reply = reply.clone();
     let upstream = Upstream::start(move |stream| {
         let mut request = [0; 5];
-        (&stream).read_exact(&mut request).unwrap();
-        request_seen.send(()).unwrap();
-        release.lock().unwrap().recv_timeout(TIMEOUT).unwrap();
-        write_all(&stream, &upstream_reply).unwrap();
+        (&stream).read_exact(&mut request).expect("the upstream gets the client's 5-byte request");
+        request_seen.send(()).expect("the test is still waiting to hear the request arrived");
+        release
+            .lock()
+            .expect("no upstream thread panicked while holding the release channel")
+            .recv_timeout(TIMEOUT)
+            .expect("the test releases the upstream's reply within the timeout");
+        write_all(&stream, &upstream_reply)
+            .expect("the upstream sends its whole reply while the relay drains");
     });
     let server = server(vec![route("web", upstream.addr)], TIMEOUT);
-    let (addr, admin) = (server.addrs[0], server.admin.unwrap());
+    let (addr, admin) = (server.addrs[0], server.admin.expect("the server has an admin endpoint"));
 
     let client = connect(addr);
-    write_all(&client, b"hello").unwrap();
-    seen.recv_timeout(TIMEOUT).unwrap(); // the transfer is live
+    write_all(&client, b"hello").expect("the client sends its request");
+    seen.recv_timeout(TIMEOUT).expect("the upstream gets the request"); // the transfer is live
 
     let (status, body) = http_post(admin, "/drain");
     assert_eq!((status, body.starts_with("draining")), (200, true));
     // The listener is closed during the drain: new clients are refused, not left waiting.
     assert!(eventually(|| TcpStream::connect(addr).is_err()));
 
-    release_reply.send(()).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(checksum(&read_all(&client).unwrap()), checksum(&reply));
+    release_reply.send(()).expect("the upstream is still waiting for the release");
+    client.shutdown(Shutdown::Write).expect("the client half-closes during the drain");
+    assert_eq!(
+        checksum(
+            &read_all(&client)
+                .expect("the client reads the whole reply up to EOF although the relay drains")
+        ),
+        checksum(&reply)
+    );
     let metrics = server.metrics[0].clone();
     server.finish().expect("serve returns Ok after a drain");
     assert_eq!(metrics.snapshot().closed("stopped"), Some(0), "nothing was cut");
@@ -149,7 +163,7 @@ fn drain_closes_what_outlasts_the_drain_timeout() {
     });
     let server = server(vec![route("web", upstream.addr)], Duration::from_millis(100));
     let client = connect(server.addrs[0]);
-    write_all(&client, b"hello").unwrap();
+    write_all(&client, b"hello").expect("the client sends its request");
     assert!(eventually(|| upstream.accepted() == 1));
 
     server.handle.drain();
@@ -164,18 +178,22 @@ fn drain_closes_what_outlasts_the_drain_timeout() {
 fn healthz_reports_draining() {
     let upstream = Upstream::echo();
     let server = server(vec![route("web", upstream.addr)], TIMEOUT);
-    let admin = server.admin.unwrap();
+    let admin = server.admin.expect("the server has an admin endpoint");
     // A live connection keeps the drain (and so the admin endpoint) going.
     let client = connect(server.addrs[0]);
-    write_all(&client, b"x").unwrap();
+    write_all(&client, b"x").expect("the client sends a byte");
     let mut echoed = [0; 1];
-    (&client).read_exact(&mut echoed).unwrap();
+    (&client).read_exact(&mut echoed).expect("the echo comes back through the relay");
 
     server.handle.drain();
     assert_eq!(http_get(admin, "/healthz"), (503, "draining\n".to_string()));
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"");
-    server.finish().unwrap();
+    client.shutdown(Shutdown::Write).expect("the client half-closes during the drain");
+    assert_eq!(
+        read_all(&client)
+            .expect("after the client's half-close the upstream's EOF comes back during the drain"),
+        b""
+    );
+    server.finish().expect("serve returns Ok after the drain");
 }
 
 #[test]
@@ -183,23 +201,32 @@ fn relay_stop_handle_drain_waits_for_live_connections() {
     let upstream = Upstream::echo();
     let relay =
         tcprelay::Relay::bind(Config { upstream: upstream.addr.to_string(), ..quiet_config() })
-            .unwrap();
+            .expect("the relay binds on loopback");
     let addr = relay.local_addr();
     let stop = relay.stop_handle();
     let (done, served) = mpsc::channel();
-    let thread = std::thread::spawn(move || done.send(relay.serve()).unwrap());
+    let thread = std::thread::spawn(move || {
+        done.send(relay.serve()).expect("the test is still waiting for serve to return")
+    });
 
     let client = connect(addr);
-    write_all(&client, b"abc").unwrap();
+    write_all(&client, b"abc").expect("the client sends its first bytes");
     let mut echoed = [0; 3];
-    (&client).read_exact(&mut echoed).unwrap();
+    (&client).read_exact(&mut echoed).expect("the echo comes back through the relay");
     stop.drain(TIMEOUT);
     assert!(served.recv_timeout(Duration::from_millis(50)).is_err(), "still draining");
-    write_all(&client, b"def").unwrap(); // the live connection still works
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_all(&client).unwrap(), b"def");
-    served.recv_timeout(TIMEOUT).unwrap().unwrap();
-    thread.join().unwrap();
+    write_all(&client, b"def").expect("a live connection still takes bytes during the drain");
+    client.shutdown(Shutdown::Write).expect("the client half-closes during the drain");
+    assert_eq!(
+        read_all(&client)
+            .expect("the echo of the bytes sent during the drain comes back, then EOF"),
+        b"def"
+    );
+    served
+        .recv_timeout(TIMEOUT)
+        .expect("serve returns once the last connection closes")
+        .expect("serve returns Ok after a drain");
+    thread.join().expect("the serve thread ends without panicking");
 }
 
 /// The library checks a `Config` with the same bounds as the command line: nothing that
@@ -231,13 +258,16 @@ fn relay_and_server_bind_refuse_configs_the_command_line_would_refuse() {
     }
 
     // The whole: a route that forwards to itself, and two routes on one port.
-    let listen: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let listen: SocketAddr = "127.0.0.1:7001".parse().expect("127.0.0.1:7001 is a socket address");
     let looping = Config { listen, upstream: ":7001".into(), ..quiet_config() };
     let error =
         tcprelay::Server::bind(ServerConfig { routes: vec![looping], ..ServerConfig::default() })
             .expect_err("a route to itself");
     assert!(error.to_string().contains("forwards to its own listen address"), "{error}");
-    let wildcard = Config { listen: "0.0.0.0:7001".parse().unwrap(), ..good.clone() };
+    let wildcard = Config {
+        listen: "0.0.0.0:7001".parse().expect("0.0.0.0:7001 is a socket address"),
+        ..good.clone()
+    };
     let specific = Config { listen, ..good.clone() };
     let error = tcprelay::Server::bind(ServerConfig {
         routes: vec![wildcard, specific],

@@ -32,7 +32,8 @@ fn openbsd_nc_is_found_by_its_help_and_nc_openbsd_comes_first() {
     let none = fake_programs(&root.join("none"), &[]);
     let openbsd_named = fake_programs(&root.join("named"), &[("nc.openbsd", OPENBSD)]);
     // nc.openbsd in a later directory still wins over an ncat earlier on PATH.
-    let split = std::env::join_paths([&only_ncat, &openbsd_named]).unwrap();
+    let split = std::env::join_paths([&only_ncat, &openbsd_named])
+        .expect("the scratch directories make a valid PATH");
 
     let not_openbsd = Err(NOT_OPENBSD_NC.to_string());
     assert_eq!(find_openbsd_nc(only_ncat.as_os_str()), not_openbsd, "ncat is refused");
@@ -50,12 +51,15 @@ fn openbsd_nc_is_found_by_its_help_and_nc_openbsd_comes_first() {
 /// A directory holding one executable script per `(name, first line of -h)`; returns it
 /// as a one-directory `PATH` value.
 fn fake_programs(dir: &Path, programs: &[(&str, &str)]) -> OsString {
-    std::fs::create_dir_all(dir).unwrap();
+    std::fs::create_dir_all(dir)
+        .unwrap_or_else(|e| panic!("the test creates {}: {e}", dir.display()));
     for (name, help) in programs {
         let path: PathBuf = dir.join(name);
         // The real ones print their help on stderr and exit 1.
-        std::fs::write(&path, format!("#!/bin/sh\necho '{help}' >&2\nexit 1\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\necho '{help}' >&2\nexit 1\n"))
+            .unwrap_or_else(|e| panic!("the test writes the stand-in {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("the test makes {} executable: {e}", path.display()));
     }
     dir.as_os_str().to_owned()
 }

@@ -25,8 +25,8 @@ fn socket_path(name: &str) -> PathBuf {
 
 fn unix_client(path: &PathBuf) -> UnixStream {
     let stream = UnixStream::connect(path).expect("connect to the relay's Unix socket");
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).expect("a Unix stream takes a read timeout");
+    stream.set_write_timeout(Some(TIMEOUT)).expect("a Unix stream takes a write timeout");
     stream
 }
 
@@ -42,8 +42,13 @@ fn unix_listener_client_half_close_and_reply_both_ways() {
     let reply = pattern(3, 200_000);
     let upstream_reply = reply.clone();
     let upstream = Upstream::start(move |stream| {
-        assert_eq!(read_all(&stream).unwrap(), b"request"); // returns at the client's EOF
-        write_all(&stream, &upstream_reply).unwrap();
+        // Returns at the client's EOF, which the relay passes on.
+        assert_eq!(
+            read_all(&stream).expect("the upstream reads the request up to EOF"),
+            b"request"
+        );
+        write_all(&stream, &upstream_reply)
+            .expect("the upstream sends its whole reply after the client's half-close");
     });
     let relay = TestRelay::start(Config {
         listen_unix: Some(path.clone()),
@@ -52,8 +57,8 @@ fn unix_listener_client_half_close_and_reply_both_ways() {
     });
 
     let client = unix_client(&path);
-    (&client).write_all(b"request").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
+    (&client).write_all(b"request").expect("the client sends its request over the Unix socket");
+    client.shutdown(Shutdown::Write).expect("the client half-closes its Unix socket");
     assert_eq!(checksum(&read_to_end(&client)), checksum(&reply));
 
     let metrics = settled(&relay.metrics);
@@ -66,29 +71,46 @@ fn unix_listener_client_half_close_and_reply_both_ways() {
 #[test]
 fn unix_upstream_sees_the_half_close_and_keeps_sending() {
     let path = socket_path("upstream");
-    let listener = UnixListener::bind(&path).unwrap();
+    let listener = UnixListener::bind(&path)
+        .unwrap_or_else(|e| panic!("the test's upstream binds {}: {e}", path.display()));
     let (received, upstream_got) = mpsc::channel();
     let upstream = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let (stream, _) =
+            listener.accept().expect("the Unix upstream accepts the relay's connection");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("a Unix stream takes a read timeout");
         // Upstream speaks first and half-closes; then reads the client until its EOF.
-        (&stream).write_all(b"banner").unwrap();
-        stream.shutdown(Shutdown::Write).unwrap();
-        received.send(read_to_end(&stream)).unwrap();
+        (&stream).write_all(b"banner").expect("the Unix upstream sends its banner");
+        stream.shutdown(Shutdown::Write).expect("the Unix upstream half-closes after its banner");
+        received
+            .send(read_to_end(&stream))
+            .expect("the test is still waiting for what the upstream received");
     });
     let relay = TestRelay::to(format!("unix:{}", path.display()));
 
     let client = connect(relay.addr);
     let mut banner = [0; 6];
-    (&client).read_exact(&mut banner).unwrap();
+    (&client)
+        .read_exact(&mut banner)
+        .expect("the upstream's banner reaches the client through the relay");
     assert_eq!(&banner, b"banner");
-    assert_eq!(read_all(&client).unwrap(), b"", "the upstream's EOF reaches the client");
+    assert_eq!(
+        read_all(&client).expect("the upstream's half-close reaches the client as a clean EOF"),
+        b"",
+        "the upstream's EOF reaches the client"
+    );
     // The client may still send after the upstream's half-close.
     let data = pattern(4, 100_000);
-    write_all(&client, &data).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(checksum(&upstream_got.recv_timeout(TIMEOUT).unwrap()), checksum(&data));
-    upstream.join().unwrap();
+    write_all(&client, &data).expect("the client may still send after the upstream's half-close");
+    client.shutdown(Shutdown::Write).expect("the client half-closes after its upload");
+    assert_eq!(
+        checksum(
+            &upstream_got
+                .recv_timeout(TIMEOUT)
+                .expect("the Unix upstream gets the client's whole upload before EOF")
+        ),
+        checksum(&data)
+    );
+    upstream.join().expect("the Unix upstream thread ends without panicking");
     assert_eq!(settled(&relay.metrics).closed("upstream_eof"), Some(1));
     let _ = std::fs::remove_file(&path);
 }
@@ -104,9 +126,12 @@ fn a_unix_client_gets_an_unknown_proxy_header() {
         ..quiet_config()
     });
     let client = unix_client(&path);
-    (&client).write_all(b"hi").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    let recorded = received.recv_timeout(TIMEOUT).unwrap().expect("the upstream reads up to EOF");
+    (&client).write_all(b"hi").expect("the Unix client sends its bytes");
+    client.shutdown(Shutdown::Write).expect("the Unix client half-closes");
+    let recorded = received
+        .recv_timeout(TIMEOUT)
+        .expect("the upstream records what it got within the timeout")
+        .expect("the upstream reads up to EOF");
     assert_eq!(recorded, b"PROXY UNKNOWN\r\nhi");
 }
 
@@ -118,7 +143,11 @@ fn relay_config(upstream: &Upstream) -> Config {
 #[test]
 fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
     let path = socket_path("stale");
-    drop(UnixListener::bind(&path).unwrap()); // leaves the file, with nobody listening
+    // Binding and dropping leaves the file, with nobody listening.
+    drop(
+        UnixListener::bind(&path)
+            .unwrap_or_else(|e| panic!("the test binds {}: {e}", path.display())),
+    );
     assert!(path.exists());
     let upstream = Upstream::echo();
     let relay = TestRelay::start(Config {
@@ -131,14 +160,14 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_is_not() {
             listen_unix: Some(path.clone()),
             ..relay_config(&upstream)
         })
-        .unwrap_err()
+        .expect_err("a second bind of a path somebody listens on fails")
         .kind(),
         std::io::ErrorKind::AddrInUse,
         "a socket somebody listens on is never taken over"
     );
     let client = unix_client(&path);
-    (&client).write_all(b"echo").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
+    (&client).write_all(b"echo").expect("the client sends over the replaced socket file");
+    client.shutdown(Shutdown::Write).expect("the client half-closes over the replaced socket file");
     assert_eq!(read_to_end(&client), b"echo");
     drop(relay);
 }
@@ -158,7 +187,7 @@ fn the_server_reports_unix_listen_addresses() {
         drain_timeout: TIMEOUT,
         ..Default::default()
     })
-    .unwrap();
+    .expect("a server binds a Unix listen path");
     assert_eq!(server.local_addrs(), [Address::Unix(path.clone())]);
 }
 
@@ -167,10 +196,12 @@ fn the_server_reports_unix_listen_addresses() {
 #[test]
 fn a_regular_file_or_directory_at_a_listen_path_survives_and_the_error_names_it() {
     let file = socket_path("precious");
-    std::fs::write(&file, b"precious data").unwrap();
+    std::fs::write(&file, b"precious data")
+        .unwrap_or_else(|e| panic!("the test writes a regular file at {}: {e}", file.display()));
     let dir = socket_path("a-directory");
     let _ = std::fs::remove_dir(&dir);
-    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(&dir)
+        .unwrap_or_else(|e| panic!("the test creates a directory at {}: {e}", dir.display()));
     for (path, what) in [(&file, "a regular file"), (&dir, "a directory")] {
         // The library first: were the file replaced, this fails at once (the binary would
         // instead run on, and the test wait).
@@ -187,10 +218,14 @@ fn a_regular_file_or_directory_at_a_listen_path_survives_and_the_error_names_it(
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(&path.display().to_string()) && stderr.contains(what), "{stderr}");
     }
-    assert_eq!(std::fs::read(&file).unwrap(), b"precious data", "the file is untouched");
+    assert_eq!(
+        std::fs::read(&file).expect("the regular file at the listen path is still there"),
+        b"precious data",
+        "the file is untouched"
+    );
     assert!(dir.is_dir());
-    std::fs::remove_file(&file).unwrap();
-    std::fs::remove_dir(&dir).unwrap();
+    std::fs::remove_file(&file).expect("the test removes its regular file");
+    std::fs::remove_dir(&dir).expect("the test removes its directory");
 }
 
 fn mode_of(path: &std::path::Path) -> u32 {
@@ -214,8 +249,10 @@ fn a_listen_socket_gets_mode_0660_by_default_or_its_socket_mode() {
         let relay = TestRelay::start(config);
         assert_eq!(mode_of(&path), expected, "{mode:?}");
         let client = unix_client(&path);
-        (&client).write_all(b"mode").unwrap();
-        client.shutdown(Shutdown::Write).unwrap();
+        (&client).write_all(b"mode").expect("the client sends over a socket with a set mode");
+        client
+            .shutdown(Shutdown::Write)
+            .expect("the client half-closes over a socket with a set mode");
         assert_eq!(read_to_end(&client), b"mode");
         relay.stop();
     }
@@ -231,20 +268,22 @@ fn socket_mode_is_a_flag_and_a_route_option_and_check_prints_it() {
     assert!(stdout.contains(" socket-mode=0600"), "{stdout}");
 
     let config = socket_path("mode.conf");
-    std::fs::write(&config, format!("route {listen} -> :1 socket-mode=640\n")).unwrap();
+    std::fs::write(&config, format!("route {listen} -> :1 socket-mode=640\n"))
+        .unwrap_or_else(|e| panic!("the test writes the config file {}: {e}", config.display()));
     let output = run_tcprelay(&["--check", "--config", &config.display().to_string()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains(" socket-mode=0640"), "{stdout}");
 
-    std::fs::write(&config, format!("route {listen} -> :1 socket-mode=rw\n")).unwrap();
+    std::fs::write(&config, format!("route {listen} -> :1 socket-mode=rw\n"))
+        .unwrap_or_else(|e| panic!("the test rewrites the config file {}: {e}", config.display()));
     let output = run_tcprelay(&["--check", "--config", &config.display().to_string()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(":1:") && stderr.contains("\"rw\""), "{stderr}");
     let output = run_tcprelay(&["--check", "-l", &listen, "-u", ":1", "--socket-mode", "1777"]);
     assert_eq!(output.status.code(), Some(2));
-    std::fs::remove_file(&config).unwrap();
+    std::fs::remove_file(&config).expect("the test removes its config file");
 }
 
 /// `socket-owner` and `socket-group` give the socket file away (here to the test's own
@@ -256,10 +295,11 @@ fn socket_group_and_owner_are_given_to_the_socket_file() {
     let upstream = Upstream::echo();
     let path = socket_path("owned");
     let probe = path.with_extension("probe");
-    std::fs::write(&probe, b"").unwrap();
-    let mine = std::fs::metadata(&probe).unwrap();
+    std::fs::write(&probe, b"")
+        .unwrap_or_else(|e| panic!("the test writes a probe file at {}: {e}", probe.display()));
+    let mine = std::fs::metadata(&probe).expect("the probe file has metadata");
     let (uid, gid) = (mine.uid(), mine.gid());
-    std::fs::remove_file(&probe).unwrap();
+    std::fs::remove_file(&probe).expect("the test removes its probe file");
     let relay = TestRelay::start(Config {
         listen_unix: Some(path.clone()),
         listen_unix_mode: 0o660,

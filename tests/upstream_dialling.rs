@@ -72,7 +72,7 @@ fn a_refused_first_address_hands_over_at_once_and_the_upstream_does_not_back_off
 fn a_name_whose_every_address_fails_fails_the_upstream_and_the_next_one_serves() {
     let next = Upstream::banner("next");
     let name = "all-dead.test:1";
-    fake_name(name, &[dead_addr(), "127.0.0.1:2".parse().unwrap()]);
+    fake_name(name, &[dead_addr(), "127.0.0.1:2".parse().expect("a socket address")]);
     let relay = TestRelay::start(Config {
         resolver: fake_resolver,
         ..to_all(&[name.to_string(), next.addr.to_string()])
