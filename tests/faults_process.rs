@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// A client that stops reading while the upstream floods: the relay holds at most its copy
-/// buffer (8 KiB) in memory, however much the upstream has pushed into it, two threads and
+/// A client that stops reading while the upstream floods: the relay holds at most its largest
+/// copy buffer (`--buffer-size`, 1 MiB by default) in memory, however much the upstream has
+/// pushed into it, two threads and
 /// two descriptors, and the idle timeout frees the connection once nothing moves.
 ///
 /// Memory is the relay's own (its heap, stacks and other anonymous mappings, from
@@ -24,10 +25,11 @@ use support::*;
 /// megabytes translating the relay's code while the relay's own mappings grow by ~40 kB.
 #[test]
 fn client_that_stops_reading_costs_bounded_memory_and_is_closed_by_the_idle_timeout() {
-    // The relay may grow by this much while flooded (measured: about 50 kB, two thread
-    // stacks and allocator bookkeeping). The flood must push at least twice as much, so a
-    // relay that buffered it would fail.
-    const GROWTH_BOUND_KB: u64 = 1024;
+    // The relay may grow by its largest copy buffer (the flood fills it) plus 1 MiB (measured
+    // beside it: about 50 kB, two thread stacks and allocator bookkeeping). The flood must
+    // push at least twice as much, so a relay that buffered it would fail.
+    let buffer_kb = tcprelay::Config::default().buffer_size as u64 / 1024;
+    let growth_bound_kb: u64 = buffer_kb + 1024;
     let (flood_ended, flooded) = mpsc::channel();
     let upstream = Upstream::start(move |stream| {
         // Write until the relay closes the connection: every buffer on the way fills up
@@ -80,9 +82,9 @@ fn client_that_stops_reading_costs_bounded_memory_and_is_closed_by_the_idle_time
     eprintln!("flood: {written} bytes; relay's own memory: {idle_kb} kB idle, peak {peak_kb} kB");
     assert!(matches!(end, ErrorKind::ConnectionReset | ErrorKind::BrokenPipe), "{end:?}");
     assert!(line.contains("reason=idle_timeout"), "{line}");
-    assert!(written >= 2 * GROWTH_BOUND_KB * 1024, "only {written} bytes: not a flood");
+    assert!(written >= 2 * growth_bound_kb * 1024, "only {written} bytes: not a flood");
     assert!(
-        peak_kb <= idle_kb + GROWTH_BOUND_KB,
+        peak_kb <= idle_kb + growth_bound_kb,
         "relay grew from {idle_kb} kB to {peak_kb} kB while {written} bytes came in"
     );
     assert_eq!(peak_threads, idle_threads + 2, "threads for one connection");

@@ -332,9 +332,10 @@ fn a_buffer_that_grows_shrinks_and_grows_again_loses_no_byte() {
     let upstream = Upstream::echo();
     let relay = TestRelay::start(tcprelay::Config {
         upstream: upstream.addr.to_string(),
-        // A 5 s idle timer ticks every 500 ms, so a quiet pause of 2.1 s gives buffers back;
-        // and it is long enough that a slow (emulated) run never trips it mid-transfer.
-        idle_timeout: std::time::Duration::from_secs(5),
+        // A 10 s idle timer ticks every second, so a quiet pause of 2.1 s (at least one tick)
+        // gives buffers back; and it is long enough that a slow run (emulated, on a loaded
+        // machine) never trips it mid-transfer.
+        idle_timeout: std::time::Duration::from_secs(10),
         ..quiet_config()
     });
     let client = connect(relay.addr);
@@ -356,7 +357,7 @@ fn a_buffer_that_grows_shrinks_and_grows_again_loses_no_byte() {
     let first = echo_exactly(b"a");
     let bulk = pattern(21, 2 * 1024 * 1024 + 3);
     let bulk_back = echo_exactly(&bulk);
-    // Quiet for four ticks, not for the idle timeout: the copies go back to holding nothing.
+    // Quiet for a tick or two, not for the idle timeout: the copies go back to holding nothing.
     thread::sleep(std::time::Duration::from_millis(2100));
     let small_back = echo_exactly(b"after");
     let last = pattern(22, 3 * 1024 * 1024 + 7);
