@@ -1,4 +1,4 @@
-//! The admin endpoint stays up and stays closed (issue 15): slow clients cannot hold it off,
+//! The admin endpoint stays up and stays closed: slow clients cannot hold it off,
 //! a web page in a browser cannot drain the relay, a token guards everything but
 //! `/healthz`, and a Unix admin socket gets the mode asked for. docs/reliability.md's threat
 //! model names these tests.
@@ -65,7 +65,7 @@ fn fifty_slowloris_clients_cannot_hold_off_metrics_healthz_or_a_drain() {
     }
 
     // While all fifty are still connected, every route of the admin endpoint answers.
-    // (Before issue 15, /metrics waited for each slow client's deadline in turn: 151 s.)
+    // (Once, /metrics waited for each slow client's deadline in turn: 151 s.)
     let (status, metrics) = http_get(admin, "/metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains("tcprelay_connections_accepted_total"), "{metrics}");

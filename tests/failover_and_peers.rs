@@ -198,8 +198,8 @@ fn resolver_out_of_descriptors(upstream: &str) -> std::io::Result<Vec<std::net::
     tcprelay::system_resolver(upstream)
 }
 
-/// Out of descriptors while *dialling* is the relay's own trouble, not the upstream's
-/// (issue 11): it is counted as a local error, never in
+/// Out of descriptors while *dialling* is the relay's own trouble, not the upstream's: it
+/// is counted as a local error, never in
 /// `tcprelay_upstream_connect_failures_total`, and the first upstream is not backed off, so
 /// the first client once descriptors are back goes to it at once, not to the second.
 #[test]

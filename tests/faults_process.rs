@@ -129,7 +129,7 @@ fn connection_limit_is_logged_once_when_reached_and_once_when_cleared() {
 
 /// Few descriptors (`ulimit -n 64`): the relay caps its connections where two descriptors
 /// each still fit, says so at start-up, and at that cap clients wait in the backlog instead
-/// of meeting `EMFILE` in `accept` or in their dial (issue 11). It neither exits nor spins
+/// of meeting `EMFILE` in `accept` or in their dial. It neither exits nor spins
 /// (its CPU time grows by less than a fifth of the wall time), and the waiting clients are
 /// served once the held ones leave.
 #[test]

@@ -1,4 +1,4 @@
-//! The life cycle without signals (issue 13): reload with live connections kept, the
+//! The life cycle without signals: reload with live connections kept, the
 //! client subcommands `tcprelay reload|drain|status`, `--listen stdin` and `--pid-file`.
 //! Every test runs the binary, as an operator or an init system would.
 #![cfg(unix)]

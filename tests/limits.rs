@@ -1,4 +1,4 @@
-//! The relay under tight limits never aborts (issue 15, items 1, 2 and 8): it caps its
+//! The relay under tight limits never aborts: it caps its
 //! connections below the address space, descriptors, threads and maps it has, across every
 //! route together, and one client address cannot take every slot. Each test runs the real
 //! binary, under the shell's `ulimit` where a limit is the point.
@@ -74,7 +74,7 @@ fn hold(relay: &RelayProcess, count: usize) -> Vec<TcpStream> {
 }
 
 /// Under `ulimit -v 400000` (400 MB) at least 300 idle connections are held. Before the
-/// cap and the arena limit, 7 were (issue 15 item 1: malloc's arenas took the space).
+/// cap and the arena limit, 7 were (malloc's arenas took the space).
 #[test]
 fn under_400_mb_of_address_space_300_idle_connections_are_held() {
     if let Some(emulator) = emulator() {
@@ -96,7 +96,7 @@ fn under_400_mb_of_address_space_300_idle_connections_are_held() {
 
 /// Under `ulimit -v 100000` and `ulimit -v 20000` the relay never aborts: it fills its cap,
 /// clients past it wait, and they are served once room returns. Before, malloc failed and
-/// std aborted the process after a few hundred clients (issue 15 item 1).
+/// std aborted the process after a few hundred clients.
 #[test]
 fn under_100_mb_and_20_mb_clients_past_the_cap_wait_and_are_served_when_room_returns() {
     if let Some(emulator) = emulator() {
@@ -142,7 +142,7 @@ fn under_100_mb_and_20_mb_clients_past_the_cap_wait_and_are_served_when_room_ret
     }
 }
 
-/// Two routes share one cap (issue 15 item 8: the map cap was per route, so routes together
+/// Two routes share one cap (once the map cap was per route, so routes together
 /// could pass the limit). With `ulimit -n 64` the cap is about 20 connections in the whole
 /// process: one route holding them all leaves none to the other, whose client is closed at
 /// once (`reason=process_limit`, counted in /metrics), and served again when room returns.

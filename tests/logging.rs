@@ -1,4 +1,4 @@
-//! Logging never blocks the data path (issue 15, items 5 and 6), with the `tcprelay` binary
+//! Logging never blocks the data path, however slow or full its sink, with the `tcprelay` binary
 //! as a child process: a stderr nobody reads costs log lines, never connections, and a
 //! storm of refused clients writes a handful of lines and one count.
 #![forbid(unsafe_code)]

@@ -1,4 +1,4 @@
-//! Operations (issue 6) through an in-process relay on loopback: upstream lists and
+//! Operations through an in-process relay on loopback: upstream lists and
 //! failover, access rules, the PROXY protocol, and the metrics they leave behind.
 #![forbid(unsafe_code)]
 

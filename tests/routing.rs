@@ -1,4 +1,4 @@
-//! Routing by what a client sends first (issue 14): a PROXY protocol header received from a
+//! Routing by what a client sends first: a PROXY protocol header received from a
 //! load balancer (`accept-proxy`), routes picked by TLS server name (`sni=`), and bytes in
 //! `/metrics` while a connection is still open.
 #![forbid(unsafe_code)]

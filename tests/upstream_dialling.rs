@@ -1,4 +1,4 @@
-//! Dialling an upstream whose name has several addresses (issue 14), through an in-process
+//! Dialling an upstream whose name has several addresses (Happy Eyeballs), through an in-process
 //! relay on loopback: Happy Eyeballs past a blackholed first address, and the per-address
 //! back-off that spares later clients.
 //!
