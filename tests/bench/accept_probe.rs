@@ -59,7 +59,7 @@ impl Pool {
             thread::Builder::new()
                 .stack_size(64 << 10)
                 .spawn(move || loop {
-                    let job = receiver.lock().unwrap().recv();
+                    let job = receiver.lock().expect("no pool thread panicked holding the queue").recv();
                     match job {
                         Ok(job) => job(),
                         Err(_) => return,
@@ -68,7 +68,7 @@ impl Pool {
                 })
                 .expect("spawn a pool thread");
         }
-        self.jobs.lock().unwrap().send(job).expect("the pool is alive");
+        self.jobs.lock().expect("no thread panicked holding the sender").send(job).expect("the pool is alive");
     }
 }
 
