@@ -354,7 +354,16 @@ mod tests {
         assert_eq!(winner, live.local_addr().unwrap());
         assert_eq!(race.failed.len(), 1);
         assert_eq!(race.failed[0].0, refused);
-        assert_eq!(race.failed[0].1.kind(), io::ErrorKind::ConnectionRefused);
+        let error = &race.failed[0].1;
+        // Under qemu-user, getsockopt(SO_ERROR) hands a MIPS guest the host's errno (111)
+        // untranslated, which MIPS's std cannot name (its ECONNREFUSED is 146): the
+        // emulator's doing, not the relay's (tests/targets.sh).
+        let qemu_mips_refusal = cfg!(any(target_arch = "mips", target_arch = "mips64"))
+            && error.raw_os_error() == Some(111);
+        assert!(
+            error.kind() == io::ErrorKind::ConnectionRefused || qemu_mips_refusal,
+            "the refused address fails as refused: {error:?}"
+        );
     }
 
     #[test]
