@@ -182,8 +182,13 @@ fn client_sends(relay: SocketAddr, first: &[u8], pause: Duration, rest: &[u8]) -
         std::thread::sleep(pause);
         write_all(&client, rest).expect("the client sends the rest of its hello");
     }
-    client.shutdown(Shutdown::Write).expect("the client half-closes after its hello");
-    read_to_eof(&client, "client")
+    match client.shutdown(Shutdown::Write) {
+        Ok(()) => read_to_eof(&client, "client"),
+        // The relay already closed a connection it has no route for, with the hello unread,
+        // so a reset came back: nothing to half-close, and nothing was relayed.
+        Err(error) if error.kind() == std::io::ErrorKind::NotConnected => Vec::new(),
+        Err(error) => panic!("the client half-closes after its hello: {error}"),
+    }
 }
 
 #[test]
