@@ -16,12 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 [[ $# -ge 2 ]] || { sed -n 2,12p "$0" >&2; exit 2; }
 workload=$1; shift
-cargo build --release --bin tcprelay >&2
-loadgen=$(cargo bench --bench relay --no-run --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "relay"
-                    and (.target.kind | index("bench")) and .executable != null) | .executable' \
-    | tail -n 1)
-[[ -x $loadgen ]] || { echo "ab.sh: could not find the load generator" >&2; exit 1; }
+source tests/bench/loadgen.sh
+loadgen=$(build_relay_and_loadgen ab.sh)
 tcprelay=${TCPRELAY_BIN:-target/release/tcprelay}
 if [[ " $* " == *" go "* ]]; then
     (cd docs/go && GOTOOLCHAIN=local GOFLAGS=-mod=mod go build -o ../../target/release/goproxy ./correct)

@@ -13,11 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 candidates=("$@")
 (( ${#candidates[@]} )) || candidates=(tcprelay go probe:handoff probe:followers)
-cargo build --release --bin tcprelay >&2
-loadgen=$(cargo bench --bench relay --no-run --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "relay"
-                    and (.target.kind | index("bench")) and .executable != null) | .executable' \
-    | tail -n 1)
+source tests/bench/loadgen.sh
+loadgen=$(build_relay_and_loadgen connection_switches.sh)
 rustc -O --edition 2024 tests/bench/accept_probe.rs -o target/accept_probe
 (cd docs/go && GOTOOLCHAIN=local GOFLAGS=-mod=mod go build -o ../../target/release/goproxy ./correct)
 work=$(mktemp -d)

@@ -14,15 +14,11 @@
 # RLIMIT_NOFILE ≥ 20,000 for the relay (the soft limit is raised to the hard one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-counts=("${@:-0 10 1000 9800}")
-read -r -a counts <<< "${counts[*]}"
+counts=("$@")
+(( ${#counts[@]} )) || counts=(0 10 1000 9800)
 ulimit -n "$(ulimit -Hn)"
-cargo build --release --bin tcprelay >&2
-loadgen=$(cargo bench --bench relay --no-run --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "relay"
-                    and (.target.kind | index("bench")) and .executable != null) | .executable' \
-    | tail -n 1)
-[[ -x $loadgen ]] || { echo "latency_held.sh: could not find the load generator" >&2; exit 1; }
+source tests/bench/loadgen.sh
+loadgen=$(build_relay_and_loadgen latency_held.sh)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 "$loadgen" serve --for 3600 > "$work/upstreams" &

@@ -188,13 +188,9 @@ trap 'exit 130' INT TERM
 # --- build ------------------------------------------------------------------------
 
 log "building tcprelay (release) and the load generator"
-cargo build --release --bin tcprelay >&2
+source tests/bench/loadgen.sh
+bench_bin=$(build_relay_and_loadgen peers.sh)
 tcprelay_bin=$repo/target/release/tcprelay
-bench_bin=$(cargo bench --bench relay --no-run --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "relay"
-                    and (.target.kind | index("bench")) and .executable != null) | .executable' \
-    | tail -n 1)
-[[ -x $bench_bin ]] || { echo "peers.sh: could not find the bench binary" >&2; exit 1; }
 
 go_bin=$work/go-correct
 go_source=docs/go/correct/main.go
