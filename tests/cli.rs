@@ -305,3 +305,84 @@ fn list_values_are_trimmed_and_impossible_hosts_refused() {
         assert!(!stderr.contains('\u{1b}') && !stderr.contains('\t'), "{stderr}");
     }
 }
+
+/// A file in a directory of this test's own under the system's temporary directory, which
+/// the caller removes.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcprelay-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the test creates its scratch directory");
+    dir
+}
+
+/// The mistakes of a first day, each named for what it is (issue 23, item 6): all the
+/// address ones once got "write IPv6 addresses in brackets", the typos a bare "unknown".
+#[test]
+fn day_one_mistakes_are_named_with_the_fix() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-l", "localhost:80:90", "-u", ":1"], "did you mean -l localhost:80 -u :90?"),
+        (&["-l", ":0", "-u", "8080:localhost:80"], "did you mean -l :8080 -u localhost:80?"),
+        (&["-l", "tcp://127.0.0.1:80", "-u", ":1"], "no scheme (tcp:); write HOST:PORT"),
+        (&["-l", ":0", "-u", "udp:127.0.0.1:53"], "UDP is not supported (yet)"),
+        (&["--lisen", ":0", "-u", ":1"], r#"unknown flag "--lisen" (did you mean "--listen"?)"#),
+        (&["-l", ":0", "-u", ":1", "--idle-timout", "1m"], r#"(did you mean "--idle-timeout"?)"#),
+        (&["relaod"], r#"unexpected argument "relaod" (did you mean "reload"?)"#),
+        (&["stauts", "--admin", ":1"], r#"(did you mean "status"?)"#),
+    ];
+    for (args, expected) in cases {
+        let output = run_tcprelay(args);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("brackets"), "{args:?}: {stderr}");
+    }
+}
+
+/// `--help` says a switch is "on or off": `--explain on` and `--accept-proxy off`, with the
+/// value as a separate word, mean what they say (they were refused as "unexpected argument").
+#[test]
+fn a_switch_takes_on_or_off_as_the_next_word() {
+    for (words, expected) in [
+        (&["--explain", "on"][..], "explain=on accept-proxy=off"),
+        (&["--explain", "off", "--accept-proxy", "on"], "explain=off accept-proxy=on"),
+        (&["--accept-proxy", "off", "--explain"], "explain=on accept-proxy=off"),
+        (&["--explain=off"], "explain=off"),
+    ] {
+        let mut args = vec!["--check", "-l", ":0", "-u", ":1"];
+        args.extend(words);
+        let output = run_tcprelay(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr_of(&output));
+        assert!(stdout.contains(expected), "{args:?}: {stdout}");
+    }
+    // Any other word after a switch is still a stray argument.
+    let stderr = stderr_of(&run_tcprelay(&["-l", ":0", "-u", ":1", "--explain", "yes"]));
+    assert!(stderr.contains(r#"unexpected argument "yes""#), "{stderr}");
+}
+
+/// A config file's typos and the command line's comma list written in a file get the same
+/// kind of message, at the file's line and column.
+#[test]
+fn config_file_mistakes_are_named_with_the_fix() {
+    let dir = scratch_dir("mistakes");
+    let file = dir.join("relay.conf");
+    for (text, expected) in [
+        (
+            "route :0 -> :1,:2\n",
+            r#"relay.conf:1:13: expected upstreams separated by spaces, found the comma list ":1,:2"; in a config file write "route :0 -> :1 :2""#,
+        ),
+        (
+            "idle-timout 5m\nroute :0 -> :1\n",
+            r#"found "idle-timout" (did you mean "idle-timeout"?)"#,
+        ),
+        ("route :0 -> :1 polcy=first\n", r#"found "polcy" (did you mean "policy"?)"#),
+        ("rout :0 -> :1\n", r#"found "rout" (did you mean "route"?)"#),
+    ] {
+        std::fs::write(&file, text).expect("the test writes its config file");
+        let output = run_tcprelay(&["--check", "--config", file.to_str().expect("a UTF-8 path")]);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{text:?}: {stderr}");
+        assert!(stderr.contains(expected), "{text:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,7 +12,7 @@ use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::address::{self, Listen};
 use crate::settings::config::Config;
 use crate::settings::file;
-use crate::settings::{self, Scope, Value};
+use crate::settings::{self, Scope, Value, spelling};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -114,6 +114,16 @@ const LISTEN: &str = "--listen";
 const UPSTREAM: &str = "--upstream";
 const ROUTE: &str = "--route";
 
+/// The words that may start a command line instead of a flag.
+const SUBCOMMANDS: [&str; 4] = ["reload", "drain", "status", "demo"];
+
+/// Every long flag, for "did you mean" after an unknown one.
+fn known_flags() -> Vec<String> {
+    let fixed = [LISTEN, UPSTREAM, ROUTE, "--config", "--check", "--help", "--version"];
+    let settings = settings::SETTINGS.iter().map(settings::Setting::flag);
+    fixed.iter().map(|flag| flag.to_string()).chain(settings).collect()
+}
+
 /// Parses the arguments after the program name.
 ///
 /// # Errors
@@ -121,9 +131,13 @@ const ROUTE: &str = "--route";
 /// twice, or the bad value; with `--config`, the file's first mistake as
 /// `FILE:LINE:COLUMN: message`.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut args = args.into_iter().map(|arg| {
-        arg.into_string().map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
-    });
+    let mut args = args
+        .into_iter()
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
+        })
+        .peekable();
     let mut listen: Option<Listen> = None;
     let mut upstreams: Vec<String> = Vec::new();
     let mut routes: Vec<(Listen, Vec<String>)> = Vec::new();
@@ -150,7 +164,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 }
             };
         }
-        first = false;
+        let at_start = std::mem::replace(&mut first, false);
         // Both `--flag value` and `--flag=value`.
         let (flag, inline_value) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -169,17 +183,32 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             ("--check", _) => ("--check".to_string(), false),
             (_, Some(setting)) => (setting.flag(), !setting.is_switch()),
             _ if flag.starts_with('-') => {
-                return Err(UsageError(format!("unknown flag {flag:?}")));
+                let flags = known_flags();
+                let hint = spelling::did_you_mean(&flag, flags.iter().map(String::as_str));
+                return Err(UsageError(format!("unknown flag {flag:?}{hint}")));
             }
-            _ => return Err(UsageError(format!("unexpected argument {arg:?}"))),
+            _ => {
+                let hint = match at_start {
+                    true => spelling::did_you_mean(&arg, SUBCOMMANDS),
+                    false => String::new(),
+                };
+                return Err(UsageError(format!("unexpected argument {arg:?}{hint}")));
+            }
         };
         let value = match (inline_value, takes_value) {
             (Some(value), _) => value,
             (None, true) => {
                 args.next().unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value"))))?
             }
-            // A switch: `--explain` is `--explain=on`.
-            (None, false) => "on".to_string(),
+            // A switch: `--explain` is `--explain=on`. As `--help` says "on or off", a
+            // following `on` or `off` is its value (`--explain off`): there are no
+            // positional arguments it could be meant as instead.
+            (None, false) => match args.peek() {
+                Some(Ok(word)) if long != "--check" && matches!(word.as_str(), "on" | "off") => {
+                    args.next().unwrap_or_else(|| Ok("on".to_string()))?
+                }
+                _ => "on".to_string(),
+            },
         };
         let is_list = matches!(long.as_str(), UPSTREAM | ROUTE) || setting.is_some_and(|s| s.list);
         if !is_list {

@@ -41,6 +41,7 @@ pub mod address;
 pub(crate) mod cli;
 pub mod config;
 pub mod file;
+pub(crate) mod spelling;
 pub mod units;
 
 use std::fmt::Write as _;
