@@ -386,3 +386,47 @@ fn config_file_mistakes_are_named_with_the_fix() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Whether this test runs as root (real uid 0), read from /proc: std has no `getuid`.
+fn running_as_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status.lines().find_map(|line| line.strip_prefix("Uid:"));
+    uid.and_then(|ids| ids.split_whitespace().next()) == Some("0")
+}
+
+/// A user without the capability binding a port below 1024 is told the three ways out, not
+/// only "Permission denied". Run as `nobody` through `setpriv`, as a service account would.
+#[test]
+fn a_low_port_refused_to_a_user_names_the_capability_and_the_sysctl() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root, to run the relay as nobody with setpriv");
+        return;
+    }
+    let first_free: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(1024);
+    if first_free <= 1 {
+        eprintln!("skipped: net.ipv4.ip_unprivileged_port_start is {first_free}: any port binds");
+        return;
+    }
+    // Refused for the privilege alone, whether or not something listens there.
+    let port = (first_free - 1).min(1023).to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["-l", &listen, "-u", ":1"])
+        .output()
+        .expect("setpriv runs (util-linux)");
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for needed in [
+        format!("cannot listen on {listen}: Permission denied"),
+        "CAP_NET_BIND_SERVICE".to_string(),
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE".to_string(),
+        format!("sysctl net.ipv4.ip_unprivileged_port_start={port}"),
+    ] {
+        assert!(stderr.contains(&needed), "{needed:?} missing: {stderr}");
+    }
+}
