@@ -430,3 +430,34 @@ fn a_low_port_refused_to_a_user_names_the_capability_and_the_sysctl() {
         assert!(stderr.contains(&needed), "{needed:?} missing: {stderr}");
     }
 }
+
+/// One rule for every path in a config file: relative to the file's directory. A `unix:`
+/// listen, upstream or admin path was relative to the working directory while `pid-file`
+/// and `admin-token-file` were relative to the file.
+#[test]
+fn every_relative_path_in_a_config_file_is_relative_to_the_file() {
+    let dir = scratch_dir("relative");
+    let file = dir.join("relay.conf");
+    std::fs::write(
+        &file,
+        "admin unix:admin.sock\npid-file run/relay.pid\n\
+         route unix:front.sock -> unix:back.sock unix:/abs/other.sock\n",
+    )
+    .expect("the test writes its config file");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["--check", "--config", file.to_str().expect("a UTF-8 path")])
+        .current_dir("/")
+        .output()
+        .expect("the relay runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let d = dir.display();
+    for expected in [
+        format!("admin unix:{d}/admin.sock\n"),
+        format!("pid-file {d}/run/relay.pid\n"),
+        format!("route unix:{d}/front.sock -> unix:{d}/back.sock unix:/abs/other.sock "),
+    ] {
+        assert!(stdout.contains(&expected), "{expected:?} missing:\n{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

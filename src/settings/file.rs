@@ -408,9 +408,9 @@ fn route_keys() -> String {
     route_key_names().collect::<Vec<_>>().join(", ")
 }
 
-/// The settings whose value is a file: a relative path in a config file is taken relative
-/// to the file's own directory.
-const PATHS_RELATIVE_TO_THE_FILE: [&str; 2] = ["admin-token-file", "pid-file"];
+/// The value names a setting's value takes when it is a file (`pid-file FILE`): such a
+/// value, like every `unix:PATH` address, is a path.
+const PATH_VALUES: [&str; 2] = ["FILE", "PATH"];
 
 struct Parser<'a> {
     file: &'a Path,
@@ -424,6 +424,30 @@ impl Parser<'_> {
 
     fn error_at(&self, token: &Token<'_>, message: String) -> ConfigError {
         self.error(token.line, token.column, message)
+    }
+
+    /// A path written in the file, as the file means it. The one rule for every path in a
+    /// config file (a FILE or PATH setting, and a `unix:PATH` listen, upstream or admin
+    /// address): a relative path is relative to the file's own directory (HAProxy's
+    /// `default-path config`), so the file means the same from any working directory. An
+    /// absolute path stays as it is.
+    fn relative_to_the_file(&self, path: &str) -> String {
+        if path.is_empty() || Path::new(path).is_absolute() {
+            return path.to_string();
+        }
+        let directory = self.file.parent().unwrap_or(Path::new(""));
+        directory.join(path).display().to_string()
+    }
+
+    /// A `unix:PATH` address with its path taken as [`relative_to_the_file`] says; any
+    /// other text as it is.
+    ///
+    /// [`relative_to_the_file`]: Parser::relative_to_the_file
+    fn unix_relative_to_the_file(&self, text: &str) -> String {
+        match text.strip_prefix(UNIX_PREFIX) {
+            Some(path) => format!("{UNIX_PREFIX}{}", self.relative_to_the_file(path)),
+            None => text.to_string(),
+        }
     }
 
     /// `KEY VALUE` before the first route.
@@ -462,15 +486,11 @@ impl Parser<'_> {
                 ),
             ));
         }
-        // A path is relative to the config file, not to wherever the relay is started.
-        let resolved;
-        let value = if PATHS_RELATIVE_TO_THE_FILE.contains(&setting.name) {
-            let directory = self.file.parent().unwrap_or(Path::new(""));
-            resolved = directory.join(value.text).display().to_string();
-            &Token { text: &resolved, ..*value }
-        } else {
-            value
+        let resolved = match PATH_VALUES.contains(&setting.value) {
+            true => self.relative_to_the_file(value.text),
+            false => self.unix_relative_to_the_file(value.text),
         };
+        let value = &Token { text: &resolved, ..*value };
         self.check_value(setting, value)?;
         self.config.globals.push(FileValue { setting, text: value.located() });
         Ok(())
@@ -560,10 +580,11 @@ impl Parser<'_> {
             other => return Err(self.expected_after(&listen, "\"->\"", other)),
         }
 
+        let listen_text = self.unix_relative_to_the_file(listen.text);
         let mut route = RouteSpec {
             line: keyword.line,
             name: None,
-            listen: listen.located(),
+            listen: Token { text: &listen_text, ..listen }.located(),
             upstreams: Vec::new(),
             options: Vec::new(),
         };
@@ -573,7 +594,8 @@ impl Parser<'_> {
                 if token.text.contains(',') && !token.text.starts_with(UNIX_PREFIX) {
                     return Err(self.error_at(token, comma_list(entry, token.text)));
                 }
-                route.upstreams.push(token.located());
+                let upstream = self.unix_relative_to_the_file(token.text);
+                route.upstreams.push(Token { text: &upstream, ..*token }.located());
                 continue;
             }
             let (key, value) = token.text.split_once('=').unwrap_or((token.text, ""));
@@ -585,8 +607,15 @@ impl Parser<'_> {
                 ));
             }
             seen.push(key);
+            let resolved = match setting {
+                Some(setting) if PATH_VALUES.contains(&setting.value) => {
+                    self.relative_to_the_file(value)
+                }
+                Some(_) => self.unix_relative_to_the_file(value),
+                None => value.to_string(), // `name=`, a label
+            };
             let value = Token {
-                text: value,
+                text: &resolved,
                 line: token.line,
                 column: token.column + key.chars().count() + 1,
             };
