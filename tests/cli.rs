@@ -461,3 +461,45 @@ fn every_relative_path_in_a_config_file_is_relative_to_the_file() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--admin-token-file` without `--admin` guards nothing: refused (it was accepted silently),
+/// naming both settings, on the command line and in a config file.
+#[test]
+fn an_admin_token_without_an_admin_endpoint_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch_dir("token");
+    let token = dir.join("admin.token");
+    std::fs::write(&token, "a-token-of-at-least-sixteen-characters").expect("the test writes");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))
+        .expect("the test makes its token private");
+    let token_arg = token.to_str().expect("a UTF-8 path");
+    let file = dir.join("relay.conf");
+    std::fs::write(&file, "admin-token-file admin.token\nroute :0 -> :1\n").expect("writes");
+    let file_arg = file.to_str().expect("a UTF-8 path");
+    for args in [
+        &["--check", "-l", ":0", "-u", ":1", "--admin-token-file", token_arg][..],
+        &["--check", "--config", file_arg],
+    ] {
+        let output = run_tcprelay(args);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("admin-token-file is set but admin is not")
+                && stderr.contains("add --admin ADDR"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let with_admin = run_tcprelay(&[
+        "--check",
+        "-l",
+        ":0",
+        "-u",
+        ":1",
+        "--admin",
+        ":0",
+        "--admin-token-file",
+        token_arg,
+    ]);
+    assert_eq!(with_admin.status.code(), Some(0), "{}", stderr_of(&with_admin));
+    let _ = std::fs::remove_dir_all(&dir);
+}
