@@ -46,14 +46,20 @@ fn help_goes_to_stdout_and_lists_every_flag_with_defaults() {
     assert!(help.contains("[default: 5s]"));
 }
 
+/// `--version` names the version (alone on the first line, for scripts), the commit when
+/// the build was given one (`TCPRELAY_COMMIT`, as `.ci/run` does) and the target.
 #[test]
-fn version_prints_the_package_version() {
+fn version_prints_the_version_commit_and_target() {
     let output = run_tcprelay(&["--version"]);
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8(output.stdout).expect("--version prints UTF-8"),
-        format!("tcprelay {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    let stdout = String::from_utf8(output.stdout).expect("--version prints UTF-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], format!("tcprelay {}", env!("CARGO_PKG_VERSION")), "{stdout}");
+    let commit = option_env!("TCPRELAY_COMMIT").map(str::trim).filter(|c| !c.is_empty());
+    let expected = commit.map_or("commit: unknown (".to_string(), |c| format!("commit: {c}"));
+    assert!(lines[1].starts_with(&expected), "{stdout}");
+    let target = format!("target: {}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    assert!(lines[2].starts_with(&target), "{stdout}");
 }
 
 #[test]

@@ -64,7 +64,7 @@ Usage:
                          report its routes and upstreams (tcprelay status --help)
   tcprelay demo          run a self-contained demonstration on loopback
   tcprelay --help        print this help
-  tcprelay --version     print the version
+  tcprelay --version     print the version, the commit and the target
 
 Options:
 ",
@@ -95,7 +95,7 @@ Options:
     text.push_str(&entry("--check", "validate, print every setting that would apply, and exit"));
     text.push_str(&settings::help_text());
     text.push_str(&entry("-h, --help", "print this help"));
-    text.push_str(&entry("-V, --version", "print the version"));
+    text.push_str(&entry("-V, --version", "print the version, the commit and the target"));
     text.push_str(
         "
 Every option is also a config file key of the same name without the dashes
@@ -107,6 +107,37 @@ Logs go to stderr, one key=value line per event; one `listening on ADDR` line pe
 ",
     );
     text
+}
+
+/// The `--version` text: the version on the first line (what scripts read), then the commit
+/// it was built from and the target it runs on, which a bug report needs. The commit is
+/// known when the build was given it (`TCPRELAY_COMMIT=$(git rev-parse --short HEAD) cargo
+/// build`, as `.ci/run` does): std alone cannot ask git, and a build script could not run
+/// in the README's rustc-only build.
+pub fn version() -> String {
+    version_text(option_env!("TCPRELAY_COMMIT"))
+}
+
+fn version_text(commit: Option<&str>) -> String {
+    let commit = match commit.map(str::trim).filter(|commit| !commit.is_empty()) {
+        Some(commit) => commit.to_string(),
+        None => "unknown (build with TCPRELAY_COMMIT=$(git rev-parse --short HEAD) to record it)"
+            .to_string(),
+    };
+    format!("tcprelay {}\ncommit: {commit}\ntarget: {}\n", env!("CARGO_PKG_VERSION"), target())
+}
+
+/// The target as `ARCH-OS` and, where there is one, `-ENV` (`x86_64-linux-gnu`,
+/// `mips-linux-musl`): the parts of rustc's target triple std names, without the vendor.
+fn target() -> String {
+    let env = [
+        (cfg!(target_env = "gnu"), "-gnu"),
+        (cfg!(target_env = "musl"), "-musl"),
+        (cfg!(target_env = "uclibc"), "-uclibc"),
+        (cfg!(target_env = "msvc"), "-msvc"),
+    ];
+    let env = env.iter().find_map(|(is, name)| is.then_some(*name)).unwrap_or("");
+    format!("{}-{}{env}", std::env::consts::ARCH, std::env::consts::OS)
 }
 
 /// The flags that shape the routes rather than set a setting.
@@ -408,6 +439,20 @@ mod tests {
         assert!(matches!(parse_strs(&["--help"]), Ok(Command::Help)));
         assert!(matches!(parse_strs(&["-l", ":1", "-h"]), Ok(Command::Help)));
         assert!(matches!(parse_strs(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn version_names_the_commit_when_the_build_gave_it_and_the_target() {
+        let arch_os = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+        let known = version_text(Some("1a2b3c4\n"));
+        let first = format!("tcprelay {}\n", env!("CARGO_PKG_VERSION"));
+        assert!(known.starts_with(&first), "{known}");
+        assert!(known.contains("\ncommit: 1a2b3c4\n"), "{known}");
+        assert!(known.contains(&format!("\ntarget: {arch_os}")), "{known}");
+        for unknown in [None, Some(""), Some(" ")] {
+            let text = version_text(unknown);
+            assert!(text.contains("\ncommit: unknown (build with TCPRELAY_COMMIT="), "{text}");
+        }
     }
 
     #[test]
