@@ -46,14 +46,61 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// What tcprelay is, after its name: the opening of `--help` and the man page.
+pub(crate) const ABOUT: &str = "\
+a TCP relay (port forwarder) on the Rust standard library alone.
+Every client gets its own upstream connection; two threads copy the bytes, and when one
+side finishes sending, the other side is told with a half-close (shutdown(Write)).";
+
+/// The flags that make the routes or name the file, listed before the settings in `--help`
+/// and the man page: (flag with its value, what it does).
+pub(crate) const ROUTE_FLAGS: [(&str, &str); 5] = [
+    (
+        "-l, --listen ADDR",
+        "where to accept clients (required): HOST:PORT, [IPv6]:PORT, or :PORT / PORT for \
+         127.0.0.1. Port 0 picks a free port. stdin: the listening socket passed as standard \
+         input (systemd StandardInput=socket, Accept=no).",
+    ),
+    (
+        "-u, --upstream ADDR[,ADDR...]",
+        "where to forward each client (required): HOST:PORT; host names are resolved again \
+         for every connection. Several (repeat the flag or separate with commas) are tried \
+         as --policy says.",
+    ),
+    (
+        "--route LISTEN=UPSTREAM[,UPSTREAM...]",
+        "one more route (repeatable); the options below apply to every route given on the \
+         command line",
+    ),
+    (
+        "--config FILE",
+        "read routes and settings from FILE (docs/operations.md), a regular file of at most \
+         1 MiB; the options below override the file's global settings",
+    ),
+    ("--check", "validate, print every setting that would apply, and exit"),
+];
+
+/// The flags that print something and exit, listed after the settings.
+pub(crate) const INFO_FLAGS: [(&str, &str); 2] = [
+    ("-h, --help", "print this help"),
+    ("-V, --version", "print the version, the commit and the target"),
+];
+
+/// What every option shares, after the list of them in `--help` and the man page.
+pub(crate) const NOTES: &str = "\
+Every option is also a config file key of the same name without the dashes
+(--buffer-size 64k is buffer-size 64k); a flag given twice is an error, except the
+repeatable ones. DUR is a whole number with a unit: 250ms, 5s, 2m, 1h. BYTES is a
+whole number, optionally with k, m or g (powers of 1024).
+Unix domain sockets: unix:/path as a listen or upstream address.
+Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.";
+
 /// The `--help` text: every flag with its limits and default.
 pub fn help() -> String {
-    let entry = settings::help_entry;
+    let entry = |(flag, body): &(&str, &str)| settings::help_entry(flag, body);
     let mut text = format!(
         "\
-tcprelay {version}: a TCP relay (port forwarder) on the Rust standard library alone.
-Every client gets its own upstream connection; two threads copy the bytes, and when one
-side finishes sending, the other side is told with a half-close (shutdown(Write)).
+tcprelay {version}: {ABOUT}
 
 Usage:
   tcprelay --listen ADDR --upstream ADDR [options]
@@ -70,42 +117,10 @@ Options:
 ",
         version = env!("CARGO_PKG_VERSION"),
     );
-    text.push_str(&entry(
-        "-l, --listen ADDR",
-        "where to accept clients (required): HOST:PORT, [IPv6]:PORT, or :PORT / PORT for \
-         127.0.0.1. Port 0 picks a free port. stdin: the listening socket passed as standard \
-         input (systemd StandardInput=socket, Accept=no).",
-    ));
-    text.push_str(&entry(
-        "-u, --upstream ADDR[,ADDR...]",
-        "where to forward each client (required): HOST:PORT; host names are resolved again \
-         for every connection. Several (repeat the flag or separate with commas) are tried \
-         as --policy says.",
-    ));
-    text.push_str(&entry(
-        "--route LISTEN=UPSTREAM[,UPSTREAM...]",
-        "one more route (repeatable); the options below apply to every route given on the \
-         command line",
-    ));
-    text.push_str(&entry(
-        "--config FILE",
-        "read routes and settings from FILE (docs/operations.md), a regular file of at most \
-         1 MiB; the options below override the file's global settings",
-    ));
-    text.push_str(&entry("--check", "validate, print every setting that would apply, and exit"));
+    ROUTE_FLAGS.iter().for_each(|flag| text.push_str(&entry(flag)));
     text.push_str(&settings::help_text());
-    text.push_str(&entry("-h, --help", "print this help"));
-    text.push_str(&entry("-V, --version", "print the version, the commit and the target"));
-    text.push_str(
-        "
-Every option is also a config file key of the same name without the dashes
-(--buffer-size 64k is buffer-size 64k); a flag given twice is an error, except the
-repeatable ones. DUR is a whole number with a unit: 250ms, 5s, 2m, 1h. BYTES is a
-whole number, optionally with k, m or g (powers of 1024).
-Unix domain sockets: unix:/path as a listen or upstream address.
-Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.
-",
-    );
+    INFO_FLAGS.iter().for_each(|flag| text.push_str(&entry(flag)));
+    text.push_str(&format!("\n{NOTES}\n"));
     text
 }
 

@@ -41,6 +41,7 @@ pub mod address;
 pub(crate) mod cli;
 pub mod config;
 pub mod file;
+pub mod man_page;
 pub(crate) mod spelling;
 pub mod units;
 
