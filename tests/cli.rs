@@ -334,6 +334,10 @@ fn day_one_mistakes_are_named_with_the_fix() {
         (&["-l", ":0", "-u", ":1", "--idle-timout", "1m"], r#"(did you mean "--idle-timeout"?)"#),
         (&["relaod"], r#"unexpected argument "relaod" (did you mean "reload"?)"#),
         (&["stauts", "--admin", ":1"], r#"(did you mean "status"?)"#),
+        (
+            &["drain", "--adimn", ":1"],
+            r#"unknown flag "--adimn" for tcprelay drain (did you mean "--admin"?)"#,
+        ),
     ];
     for (args, expected) in cases {
         let output = run_tcprelay(args);
