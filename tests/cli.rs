@@ -424,7 +424,8 @@ fn a_low_port_refused_to_a_user_names_the_capability_and_the_sysctl() {
     let port = (first_free - 1).min(1023).to_string();
     let listen = format!("127.0.0.1:{port}");
     let output = std::process::Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        // 65534: nobody's group, called nogroup on Debian and nobody on Fedora.
+        .args(["--reuid=nobody", "--regid=65534", "--clear-groups"])
         .arg(env!("CARGO_BIN_EXE_tcprelay"))
         .args(["-l", &listen, "-u", ":1"])
         .output()
