@@ -48,7 +48,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
-            println!("tcprelay {}", env!("CARGO_PKG_VERSION"));
+            print!("{}", cli::version());
             ExitCode::SUCCESS
         }
         Err(error) => {

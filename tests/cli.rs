@@ -46,14 +46,20 @@ fn help_goes_to_stdout_and_lists_every_flag_with_defaults() {
     assert!(help.contains("[default: 5s]"));
 }
 
+/// `--version` names the version (alone on the first line, for scripts), the commit when
+/// the build was given one (`TCPRELAY_COMMIT`, as `.ci/run` does) and the target.
 #[test]
-fn version_prints_the_package_version() {
+fn version_prints_the_version_commit_and_target() {
     let output = run_tcprelay(&["--version"]);
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8(output.stdout).expect("--version prints UTF-8"),
-        format!("tcprelay {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    let stdout = String::from_utf8(output.stdout).expect("--version prints UTF-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], format!("tcprelay {}", env!("CARGO_PKG_VERSION")), "{stdout}");
+    let commit = option_env!("TCPRELAY_COMMIT").map(str::trim).filter(|c| !c.is_empty());
+    let expected = commit.map_or("commit: unknown (".to_string(), |c| format!("commit: {c}"));
+    assert!(lines[1].starts_with(&expected), "{stdout}");
+    let target = format!("target: {}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    assert!(lines[2].starts_with(&target), "{stdout}");
 }
 
 #[test]
@@ -304,4 +310,207 @@ fn list_values_are_trimmed_and_impossible_hosts_refused() {
         assert!(stderr.contains(culprit) && stderr.contains("is not a host name"), "{stderr}");
         assert!(!stderr.contains('\u{1b}') && !stderr.contains('\t'), "{stderr}");
     }
+}
+
+/// A file in a directory of this test's own under the system's temporary directory, which
+/// the caller removes.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcprelay-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the test creates its scratch directory");
+    dir
+}
+
+/// The mistakes of a first day, each named for what it is (issue 23, item 6): all the
+/// address ones once got "write IPv6 addresses in brackets", the typos a bare "unknown".
+#[test]
+fn day_one_mistakes_are_named_with_the_fix() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-l", "localhost:80:90", "-u", ":1"], "did you mean -l localhost:80 -u :90?"),
+        (&["-l", ":0", "-u", "8080:localhost:80"], "did you mean -l :8080 -u localhost:80?"),
+        (&["-l", "tcp://127.0.0.1:80", "-u", ":1"], "no scheme (tcp:); write HOST:PORT"),
+        (&["-l", ":0", "-u", "udp:127.0.0.1:53"], "UDP is not supported (yet)"),
+        (&["--lisen", ":0", "-u", ":1"], r#"unknown flag "--lisen" (did you mean "--listen"?)"#),
+        (&["-l", ":0", "-u", ":1", "--idle-timout", "1m"], r#"(did you mean "--idle-timeout"?)"#),
+        (&["relaod"], r#"unexpected argument "relaod" (did you mean "reload"?)"#),
+        (&["stauts", "--admin", ":1"], r#"(did you mean "status"?)"#),
+        (
+            &["drain", "--adimn", ":1"],
+            r#"unknown flag "--adimn" for tcprelay drain (did you mean "--admin"?)"#,
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = run_tcprelay(args);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("brackets"), "{args:?}: {stderr}");
+    }
+}
+
+/// `--help` says a switch is "on or off": `--explain on` and `--accept-proxy off`, with the
+/// value as a separate word, mean what they say (they were refused as "unexpected argument").
+#[test]
+fn a_switch_takes_on_or_off_as_the_next_word() {
+    for (words, expected) in [
+        (&["--explain", "on"][..], "explain=on accept-proxy=off"),
+        (&["--explain", "off", "--accept-proxy", "on"], "explain=off accept-proxy=on"),
+        (&["--accept-proxy", "off", "--explain"], "explain=on accept-proxy=off"),
+        (&["--explain=off"], "explain=off"),
+    ] {
+        let mut args = vec!["--check", "-l", ":0", "-u", ":1"];
+        args.extend(words);
+        let output = run_tcprelay(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr_of(&output));
+        assert!(stdout.contains(expected), "{args:?}: {stdout}");
+    }
+    // Any other word after a switch is still a stray argument.
+    let stderr = stderr_of(&run_tcprelay(&["-l", ":0", "-u", ":1", "--explain", "yes"]));
+    assert!(stderr.contains(r#"unexpected argument "yes""#), "{stderr}");
+}
+
+/// A config file's typos and the command line's comma list written in a file get the same
+/// kind of message, at the file's line and column.
+#[test]
+fn config_file_mistakes_are_named_with_the_fix() {
+    let dir = scratch_dir("mistakes");
+    let file = dir.join("relay.conf");
+    for (text, expected) in [
+        (
+            "route :0 -> :1,:2\n",
+            r#"relay.conf:1:13: expected upstreams separated by spaces, found the comma list ":1,:2"; in a config file write "route :0 -> :1 :2""#,
+        ),
+        (
+            "idle-timout 5m\nroute :0 -> :1\n",
+            r#"found "idle-timout" (did you mean "idle-timeout"?)"#,
+        ),
+        ("route :0 -> :1 polcy=first\n", r#"found "polcy" (did you mean "policy"?)"#),
+        ("rout :0 -> :1\n", r#"found "rout" (did you mean "route"?)"#),
+    ] {
+        std::fs::write(&file, text).expect("the test writes its config file");
+        let output = run_tcprelay(&["--check", "--config", file.to_str().expect("a UTF-8 path")]);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{text:?}: {stderr}");
+        assert!(stderr.contains(expected), "{text:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether this test runs as root (real uid 0), read from /proc: std has no `getuid`.
+fn running_as_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status.lines().find_map(|line| line.strip_prefix("Uid:"));
+    uid.and_then(|ids| ids.split_whitespace().next()) == Some("0")
+}
+
+/// A user without the capability binding a port below 1024 is told the three ways out, not
+/// only "Permission denied". Run as `nobody` through `setpriv`, as a service account would.
+#[test]
+fn a_low_port_refused_to_a_user_names_the_capability_and_the_sysctl() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root, to run the relay as nobody with setpriv");
+        return;
+    }
+    let first_free: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(1024);
+    if first_free <= 1 {
+        eprintln!("skipped: net.ipv4.ip_unprivileged_port_start is {first_free}: any port binds");
+        return;
+    }
+    // Refused for the privilege alone, whether or not something listens there.
+    let port = (first_free - 1).min(1023).to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let output = std::process::Command::new("setpriv")
+        // 65534: nobody's group, called nogroup on Debian and nobody on Fedora.
+        .args(["--reuid=nobody", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["-l", &listen, "-u", ":1"])
+        .output()
+        .expect("setpriv runs (util-linux)");
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for needed in [
+        format!("cannot listen on {listen}: Permission denied"),
+        "CAP_NET_BIND_SERVICE".to_string(),
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE".to_string(),
+        format!("sysctl net.ipv4.ip_unprivileged_port_start={port}"),
+    ] {
+        assert!(stderr.contains(&needed), "{needed:?} missing: {stderr}");
+    }
+}
+
+/// One rule for every path in a config file: relative to the file's directory. A `unix:`
+/// listen, upstream or admin path was relative to the working directory while `pid-file`
+/// and `admin-token-file` were relative to the file.
+#[test]
+fn every_relative_path_in_a_config_file_is_relative_to_the_file() {
+    let dir = scratch_dir("relative");
+    let file = dir.join("relay.conf");
+    std::fs::write(
+        &file,
+        "admin unix:admin.sock\npid-file run/relay.pid\n\
+         route unix:front.sock -> unix:back.sock unix:/abs/other.sock\n",
+    )
+    .expect("the test writes its config file");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["--check", "--config", file.to_str().expect("a UTF-8 path")])
+        .current_dir("/")
+        .output()
+        .expect("the relay runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let d = dir.display();
+    for expected in [
+        format!("admin unix:{d}/admin.sock\n"),
+        format!("pid-file {d}/run/relay.pid\n"),
+        format!("route unix:{d}/front.sock -> unix:{d}/back.sock unix:/abs/other.sock "),
+    ] {
+        assert!(stdout.contains(&expected), "{expected:?} missing:\n{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--admin-token-file` without `--admin` guards nothing: refused (it was accepted silently),
+/// naming both settings, on the command line and in a config file.
+#[test]
+fn an_admin_token_without_an_admin_endpoint_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch_dir("token");
+    let token = dir.join("admin.token");
+    std::fs::write(&token, "a-token-of-at-least-sixteen-characters").expect("the test writes");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))
+        .expect("the test makes its token private");
+    let token_arg = token.to_str().expect("a UTF-8 path");
+    let file = dir.join("relay.conf");
+    std::fs::write(&file, "admin-token-file admin.token\nroute :0 -> :1\n").expect("writes");
+    let file_arg = file.to_str().expect("a UTF-8 path");
+    for args in [
+        &["--check", "-l", ":0", "-u", ":1", "--admin-token-file", token_arg][..],
+        &["--check", "--config", file_arg],
+    ] {
+        let output = run_tcprelay(args);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("admin-token-file is set but admin is not")
+                && stderr.contains("add --admin ADDR"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let with_admin = run_tcprelay(&[
+        "--check",
+        "-l",
+        ":0",
+        "-u",
+        ":1",
+        "--admin",
+        ":0",
+        "--admin-token-file",
+        token_arg,
+    ]);
+    assert_eq!(with_admin.status.code(), Some(0), "{}", stderr_of(&with_admin));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -71,3 +71,17 @@ fn relay_routes(log: &[String]) -> Vec<String> {
     let listening = log.iter().filter_map(|line| line.split("listening on ").nth(1));
     listening.map(|rest| rest.split('"').next().unwrap_or_default().to_string()).collect()
 }
+
+/// docs/operations.md tells operators what `conn` is as the code does it: one count for the
+/// whole process (it said "a number per route", and an operator grepping `conn=7` across two
+/// routes would expect two connections).
+#[test]
+fn the_log_reference_says_conn_is_unique_in_the_process() {
+    let operations = include_str!("../docs/operations.md");
+    let row = operations
+        .lines()
+        .find(|line| line.starts_with("| `connection closed` | info |"))
+        .expect("docs/operations.md's log table has a `connection closed` row");
+    assert!(row.contains("`conn` (a number unique in the process"), "{row}");
+    assert!(!operations.contains("a number per route"), "a sentence still says per route");
+}

@@ -254,7 +254,9 @@ impl Listener {
     /// "Admin security").
     pub(crate) fn bind(address: &Address, unix: SocketFile) -> io::Result<Listener> {
         match address {
-            Address::Tcp(addr) => std::net::TcpListener::bind(addr).map(Listener::Tcp),
+            Address::Tcp(addr) => std::net::TcpListener::bind(addr)
+                .map(Listener::Tcp)
+                .map_err(|error| with_low_port_hint(error, addr.port())),
             #[cfg(unix)]
             Address::Unix(path) => bind_unix(path, unix),
             #[cfg(not(unix))]
@@ -330,6 +332,33 @@ impl Drop for Listener {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// A TCP bind refused with "Permission denied", with what to do about it. On Linux only
+/// root or a process with `CAP_NET_BIND_SERVICE` may bind a port below
+/// `net.ipv4.ip_unprivileged_port_start` (1024 unless changed), and the bare OS message
+/// names none of the three ways out.
+fn with_low_port_hint(error: io::Error, port: u16) -> io::Error {
+    if error.kind() != io::ErrorKind::PermissionDenied || port == 0 {
+        return error;
+    }
+    let first_free = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|text| text.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    if port >= first_free {
+        return error; // not the low-port rule: a security module, say
+    }
+    io::Error::new(
+        error.kind(),
+        format!(
+            "{error}: only root or a process with the CAP_NET_BIND_SERVICE capability may \
+             bind a port below {first_free} (net.ipv4.ip_unprivileged_port_start); under \
+             systemd add AmbientCapabilities=CAP_NET_BIND_SERVICE to the [Service] section, \
+             elsewhere run setcap cap_net_bind_service=+ep on the binary, or lower the limit \
+             for every user with sysctl net.ipv4.ip_unprivileged_port_start={port}"
+        ),
+    )
 }
 
 /// Binds a Unix listener at `path`, replacing only a stale socket file (see

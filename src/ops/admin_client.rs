@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::net::address::Address;
 use crate::ops::admin::AdminToken;
-use crate::settings::{address, file, units};
+use crate::settings::{address, file, spelling, units};
 
 /// What the client is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +133,9 @@ pub fn parse(
             "--admin-token-file" => token_file = Some(value(&token_file)?),
             "--no-wait" if action == Action::Drain && inline.is_none() => wait = false,
             _ if flag.starts_with('-') => {
-                return Err(format!("unknown flag {flag:?} for tcprelay {}", action.word()));
+                let known = ["--admin", "--config", "--admin-token-file", "--no-wait", "--help"];
+                let hint = spelling::did_you_mean(&flag, known);
+                return Err(format!("unknown flag {flag:?} for tcprelay {}{hint}", action.word()));
             }
             _ => return Err(format!("unexpected argument {arg:?} after {}", action.word())),
         }

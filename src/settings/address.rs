@@ -93,6 +93,9 @@ pub fn parse_upstream(text: &str) -> Result<String, String> {
 
 /// Splits `host:port`, `[v6]:port`, `:port` or `port` into a host (possibly empty) and a port.
 fn split_host_port(text: &str) -> Result<(&str, u16), String> {
+    if let Some(mistake) = common_mistake(text) {
+        return Err(format!("invalid address {text:?}: {mistake}"));
+    }
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| {
             format!("invalid address {text:?}: missing ']' after the IPv6 address")
@@ -125,6 +128,63 @@ fn split_host_port(text: &str) -> Result<(&str, u16), String> {
         ));
     }
     Ok((host, port))
+}
+
+/// The words that start a URL or another tool's address (`tcp://`, socat's `udp:`), which
+/// a tcprelay address never has.
+const SCHEMES: [&str; 10] =
+    ["tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "http", "https", "socks5", "ssh"];
+
+/// What an address written in another tool's syntax was meant to be, in words: a scheme
+/// (`tcp://host:80`, `udp:host:53`), or two ports in one address (`localhost:80:90`,
+/// Docker's `-p` form, or `8080:app:80`, OpenSSH's `-L` form). `None` when the text is not
+/// one of these; the general checks then say what is wrong.
+fn common_mistake(text: &str) -> Option<String> {
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        // `udp:host:53` is a scheme, but `tcp:80` is the host "tcp" on port 80.
+        None => match text.split_once(':') {
+            Some((word, rest)) if SCHEMES.contains(&word) && rest.contains(':') => {
+                (Some(word), rest)
+            }
+            _ => (None, text),
+        },
+    };
+    if let Some(scheme) = scheme {
+        let rest = rest.trim_end_matches('/');
+        return Some(if scheme.to_ascii_lowercase().starts_with("udp") {
+            "UDP is not supported (yet): tcprelay relays TCP only".to_string()
+        } else {
+            format!("an address has no scheme ({scheme}:); write HOST:PORT, here {rest}")
+        });
+    }
+    let is_port = |t: &str| !t.is_empty() && t.len() <= 5 && t.bytes().all(|b| b.is_ascii_digit());
+    let pieces: Vec<&str> = text.split(':').collect();
+    match pieces[..] {
+        // OpenSSH's -L PORT:HOST:HOSTPORT.
+        [port, host, upstream_port]
+            if is_port(port) && is_port(upstream_port) && is_host_name(host) =>
+        {
+            Some(format!(
+                "an address has one port; to relay port {port} to {host}:{upstream_port}, \
+                 listen on :{port} and forward to {host}:{upstream_port} (did you mean \
+                 -l :{port} -u {host}:{upstream_port}?)"
+            ))
+        }
+        // Docker's -p [HOST:]PORT:PORT.
+        [host, port, upstream_port]
+            if is_port(port)
+                && is_port(upstream_port)
+                && (host.is_empty() || is_host_name(host)) =>
+        {
+            Some(format!(
+                "an address has one port; to relay port {port} to port {upstream_port}, \
+                 listen on {host}:{port} and forward to HOST:{upstream_port} (did you mean \
+                 -l {host}:{port} -u :{upstream_port}?)"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Whether `host` can be a DNS name or an IPv4 address: dot-separated labels of 1 to 63
@@ -184,6 +244,30 @@ mod tests {
             assert!(err.contains(&format!("\"{bad}\"")), "{bad}: {err}");
         }
         assert!(parse_upstream("host:0").unwrap_err().contains("\"host:0\""));
+    }
+
+    /// Addresses written as another tool writes them get a message naming that mistake,
+    /// where they once all got "write IPv6 addresses in brackets".
+    #[test]
+    fn other_tools_syntax_is_named() {
+        let cases = [
+            ("localhost:80:90", "did you mean -l localhost:80 -u :90?"),
+            (":80:90", "did you mean -l :80 -u :90?"),
+            ("8080:app.example:80", "did you mean -l :8080 -u app.example:80?"),
+            ("tcp://127.0.0.1:80", "no scheme (tcp:); write HOST:PORT, here 127.0.0.1:80"),
+            ("http://app:8080/", "no scheme (http:); write HOST:PORT, here app:8080"),
+            ("udp:127.0.0.1:53", "UDP is not supported (yet)"),
+            ("udp://[::1]:53", "UDP is not supported (yet)"),
+        ];
+        for (text, expected) in cases {
+            for error in [parse_listen(text).unwrap_err(), parse_upstream(text).unwrap_err()] {
+                assert!(error.contains(expected), "{text}: {error}");
+                assert!(!error.contains("brackets"), "{text}: {error}");
+            }
+        }
+        // A host that happens to be named like a scheme is still a host.
+        assert_eq!(parse_upstream("tcp:80").as_deref(), Ok("tcp:80"));
+        assert!(parse_listen("::1:80").unwrap_err().contains("brackets"));
     }
 
     #[test]

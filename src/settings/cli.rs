@@ -12,7 +12,7 @@ use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::address::{self, Listen};
 use crate::settings::config::Config;
 use crate::settings::file;
-use crate::settings::{self, Scope, Value};
+use crate::settings::{self, Scope, Value, spelling};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -46,14 +46,61 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// What tcprelay is, after its name: the opening of `--help` and the man page.
+pub(crate) const ABOUT: &str = "\
+a TCP relay (port forwarder) on the Rust standard library alone.
+Every client gets its own upstream connection; two threads copy the bytes, and when one
+side finishes sending, the other side is told with a half-close (shutdown(Write)).";
+
+/// The flags that make the routes or name the file, listed before the settings in `--help`
+/// and the man page: (flag with its value, what it does).
+pub(crate) const ROUTE_FLAGS: [(&str, &str); 5] = [
+    (
+        "-l, --listen ADDR",
+        "where to accept clients (required): HOST:PORT, [IPv6]:PORT, or :PORT / PORT for \
+         127.0.0.1. Port 0 picks a free port. stdin: the listening socket passed as standard \
+         input (systemd StandardInput=socket, Accept=no).",
+    ),
+    (
+        "-u, --upstream ADDR[,ADDR...]",
+        "where to forward each client (required): HOST:PORT; host names are resolved again \
+         for every connection. Several (repeat the flag or separate with commas) are tried \
+         as --policy says.",
+    ),
+    (
+        "--route LISTEN=UPSTREAM[,UPSTREAM...]",
+        "one more route (repeatable); the options below apply to every route given on the \
+         command line",
+    ),
+    (
+        "--config FILE",
+        "read routes and settings from FILE (docs/operations.md), a regular file of at most \
+         1 MiB; the options below override the file's global settings",
+    ),
+    ("--check", "validate, print every setting that would apply, and exit"),
+];
+
+/// The flags that print something and exit, listed after the settings.
+pub(crate) const INFO_FLAGS: [(&str, &str); 2] = [
+    ("-h, --help", "print this help"),
+    ("-V, --version", "print the version, the commit and the target"),
+];
+
+/// What every option shares, after the list of them in `--help` and the man page.
+pub(crate) const NOTES: &str = "\
+Every option is also a config file key of the same name without the dashes
+(--buffer-size 64k is buffer-size 64k); a flag given twice is an error, except the
+repeatable ones. DUR is a whole number with a unit: 250ms, 5s, 2m, 1h. BYTES is a
+whole number, optionally with k, m or g (powers of 1024).
+Unix domain sockets: unix:/path as a listen or upstream address.
+Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.";
+
 /// The `--help` text: every flag with its limits and default.
 pub fn help() -> String {
-    let entry = settings::help_entry;
+    let entry = |(flag, body): &(&str, &str)| settings::help_entry(flag, body);
     let mut text = format!(
         "\
-tcprelay {version}: a TCP relay (port forwarder) on the Rust standard library alone.
-Every client gets its own upstream connection; two threads copy the bytes, and when one
-side finishes sending, the other side is told with a half-close (shutdown(Write)).
+tcprelay {version}: {ABOUT}
 
 Usage:
   tcprelay --listen ADDR --upstream ADDR [options]
@@ -64,55 +111,64 @@ Usage:
                          report its routes and upstreams (tcprelay status --help)
   tcprelay demo          run a self-contained demonstration on loopback
   tcprelay --help        print this help
-  tcprelay --version     print the version
+  tcprelay --version     print the version, the commit and the target
 
 Options:
 ",
         version = env!("CARGO_PKG_VERSION"),
     );
-    text.push_str(&entry(
-        "-l, --listen ADDR",
-        "where to accept clients (required): HOST:PORT, [IPv6]:PORT, or :PORT / PORT for \
-         127.0.0.1. Port 0 picks a free port. stdin: the listening socket passed as standard \
-         input (systemd StandardInput=socket, Accept=no).",
-    ));
-    text.push_str(&entry(
-        "-u, --upstream ADDR[,ADDR...]",
-        "where to forward each client (required): HOST:PORT; host names are resolved again \
-         for every connection. Several (repeat the flag or separate with commas) are tried \
-         as --policy says.",
-    ));
-    text.push_str(&entry(
-        "--route LISTEN=UPSTREAM[,UPSTREAM...]",
-        "one more route (repeatable); the options below apply to every route given on the \
-         command line",
-    ));
-    text.push_str(&entry(
-        "--config FILE",
-        "read routes and settings from FILE (docs/operations.md), a regular file of at most \
-         1 MiB; the options below override the file's global settings",
-    ));
-    text.push_str(&entry("--check", "validate, print every setting that would apply, and exit"));
+    ROUTE_FLAGS.iter().for_each(|flag| text.push_str(&entry(flag)));
     text.push_str(&settings::help_text());
-    text.push_str(&entry("-h, --help", "print this help"));
-    text.push_str(&entry("-V, --version", "print the version"));
-    text.push_str(
-        "
-Every option is also a config file key of the same name without the dashes
-(--buffer-size 64k is buffer-size 64k); a flag given twice is an error, except the
-repeatable ones. DUR is a whole number with a unit: 250ms, 5s, 2m, 1h. BYTES is a
-whole number, optionally with k, m or g (powers of 1024).
-Unix domain sockets: unix:/path as a listen or upstream address.
-Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.
-",
-    );
+    INFO_FLAGS.iter().for_each(|flag| text.push_str(&entry(flag)));
+    text.push_str(&format!("\n{NOTES}\n"));
     text
+}
+
+/// The `--version` text: the version on the first line (what scripts read), then the commit
+/// it was built from and the target it runs on, which a bug report needs. The commit is
+/// known when the build was given it (`TCPRELAY_COMMIT=$(git rev-parse --short HEAD) cargo
+/// build`, as `.ci/run` does): std alone cannot ask git, and a build script could not run
+/// in the README's rustc-only build.
+pub fn version() -> String {
+    version_text(option_env!("TCPRELAY_COMMIT"))
+}
+
+fn version_text(commit: Option<&str>) -> String {
+    let commit = match commit.map(str::trim).filter(|commit| !commit.is_empty()) {
+        Some(commit) => commit.to_string(),
+        None => "unknown (build with TCPRELAY_COMMIT=$(git rev-parse --short HEAD) to record it)"
+            .to_string(),
+    };
+    format!("tcprelay {}\ncommit: {commit}\ntarget: {}\n", env!("CARGO_PKG_VERSION"), target())
+}
+
+/// The target as `ARCH-OS` and, where there is one, `-ENV` (`x86_64-linux-gnu`,
+/// `mips-linux-musl`): the parts of rustc's target triple std names, without the vendor.
+fn target() -> String {
+    let env = [
+        (cfg!(target_env = "gnu"), "-gnu"),
+        (cfg!(target_env = "musl"), "-musl"),
+        (cfg!(target_env = "uclibc"), "-uclibc"),
+        (cfg!(target_env = "msvc"), "-msvc"),
+    ];
+    let env = env.iter().find_map(|(is, name)| is.then_some(*name)).unwrap_or("");
+    format!("{}-{}{env}", std::env::consts::ARCH, std::env::consts::OS)
 }
 
 /// The flags that shape the routes rather than set a setting.
 const LISTEN: &str = "--listen";
 const UPSTREAM: &str = "--upstream";
 const ROUTE: &str = "--route";
+
+/// The words that may start a command line instead of a flag.
+const SUBCOMMANDS: [&str; 4] = ["reload", "drain", "status", "demo"];
+
+/// Every long flag, for "did you mean" after an unknown one.
+fn known_flags() -> Vec<String> {
+    let fixed = [LISTEN, UPSTREAM, ROUTE, "--config", "--check", "--help", "--version"];
+    let settings = settings::SETTINGS.iter().map(settings::Setting::flag);
+    fixed.iter().map(|flag| flag.to_string()).chain(settings).collect()
+}
 
 /// Parses the arguments after the program name.
 ///
@@ -121,9 +177,13 @@ const ROUTE: &str = "--route";
 /// twice, or the bad value; with `--config`, the file's first mistake as
 /// `FILE:LINE:COLUMN: message`.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut args = args.into_iter().map(|arg| {
-        arg.into_string().map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
-    });
+    let mut args = args
+        .into_iter()
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
+        })
+        .peekable();
     let mut listen: Option<Listen> = None;
     let mut upstreams: Vec<String> = Vec::new();
     let mut routes: Vec<(Listen, Vec<String>)> = Vec::new();
@@ -150,7 +210,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 }
             };
         }
-        first = false;
+        let at_start = std::mem::replace(&mut first, false);
         // Both `--flag value` and `--flag=value`.
         let (flag, inline_value) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -169,17 +229,32 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             ("--check", _) => ("--check".to_string(), false),
             (_, Some(setting)) => (setting.flag(), !setting.is_switch()),
             _ if flag.starts_with('-') => {
-                return Err(UsageError(format!("unknown flag {flag:?}")));
+                let flags = known_flags();
+                let hint = spelling::did_you_mean(&flag, flags.iter().map(String::as_str));
+                return Err(UsageError(format!("unknown flag {flag:?}{hint}")));
             }
-            _ => return Err(UsageError(format!("unexpected argument {arg:?}"))),
+            _ => {
+                let hint = match at_start {
+                    true => spelling::did_you_mean(&arg, SUBCOMMANDS),
+                    false => String::new(),
+                };
+                return Err(UsageError(format!("unexpected argument {arg:?}{hint}")));
+            }
         };
         let value = match (inline_value, takes_value) {
             (Some(value), _) => value,
             (None, true) => {
                 args.next().unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value"))))?
             }
-            // A switch: `--explain` is `--explain=on`.
-            (None, false) => "on".to_string(),
+            // A switch: `--explain` is `--explain=on`. As `--help` says "on or off", a
+            // following `on` or `off` is its value (`--explain off`): there are no
+            // positional arguments it could be meant as instead.
+            (None, false) => match args.peek() {
+                Some(Ok(word)) if long != "--check" && matches!(word.as_str(), "on" | "off") => {
+                    args.next().unwrap_or_else(|| Ok("on".to_string()))?
+                }
+                _ => "on".to_string(),
+            },
         };
         let is_list = matches!(long.as_str(), UPSTREAM | ROUTE) || setting.is_some_and(|s| s.list);
         if !is_list {
@@ -379,6 +454,20 @@ mod tests {
         assert!(matches!(parse_strs(&["--help"]), Ok(Command::Help)));
         assert!(matches!(parse_strs(&["-l", ":1", "-h"]), Ok(Command::Help)));
         assert!(matches!(parse_strs(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn version_names_the_commit_when_the_build_gave_it_and_the_target() {
+        let arch_os = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+        let known = version_text(Some("1a2b3c4\n"));
+        let first = format!("tcprelay {}\n", env!("CARGO_PKG_VERSION"));
+        assert!(known.starts_with(&first), "{known}");
+        assert!(known.contains("\ncommit: 1a2b3c4\n"), "{known}");
+        assert!(known.contains(&format!("\ntarget: {arch_os}")), "{known}");
+        for unknown in [None, Some(""), Some(" ")] {
+            let text = version_text(unknown);
+            assert!(text.contains("\ncommit: unknown (build with TCPRELAY_COMMIT="), "{text}");
+        }
     }
 
     #[test]

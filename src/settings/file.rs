@@ -42,10 +42,11 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::net::address::UNIX_PREFIX;
 use crate::server::ServerConfig;
 use crate::settings::address;
 use crate::settings::config::Config;
-use crate::settings::{self, SETTINGS, Scope, Setting, Value};
+use crate::settings::{self, SETTINGS, Scope, Setting, Value, spelling};
 
 /// The largest config file read: 1 MiB, a thousand times a big real one. Anything larger
 /// is refused before it is read, so a mistaken `--config /dev/zero` cannot eat the memory.
@@ -397,14 +398,19 @@ fn global_keys() -> impl Iterator<Item = &'static Setting> {
 }
 
 /// The keys allowed on a route: `name`, and the settings that apply per route.
-fn route_keys() -> String {
+fn route_key_names() -> impl Iterator<Item = &'static str> {
     let keys = SETTINGS.iter().filter(|s| s.scope != Scope::Process).map(|s| s.name);
-    std::iter::once("name").chain(keys).collect::<Vec<_>>().join(", ")
+    std::iter::once("name").chain(keys)
 }
 
-/// The settings whose value is a file: a relative path in a config file is taken relative
-/// to the file's own directory.
-const PATHS_RELATIVE_TO_THE_FILE: [&str; 2] = ["admin-token-file", "pid-file"];
+/// [`route_key_names`] as a list in words.
+fn route_keys() -> String {
+    route_key_names().collect::<Vec<_>>().join(", ")
+}
+
+/// The value names a setting's value takes when it is a file (`pid-file FILE`): such a
+/// value, like every `unix:PATH` address, is a path.
+const PATH_VALUES: [&str; 2] = ["FILE", "PATH"];
 
 struct Parser<'a> {
     file: &'a Path,
@@ -418,6 +424,30 @@ impl Parser<'_> {
 
     fn error_at(&self, token: &Token<'_>, message: String) -> ConfigError {
         self.error(token.line, token.column, message)
+    }
+
+    /// A path written in the file, as the file means it. The one rule for every path in a
+    /// config file (a FILE or PATH setting, and a `unix:PATH` listen, upstream or admin
+    /// address): a relative path is relative to the file's own directory (HAProxy's
+    /// `default-path config`), so the file means the same from any working directory. An
+    /// absolute path stays as it is.
+    fn relative_to_the_file(&self, path: &str) -> String {
+        if path.is_empty() || Path::new(path).is_absolute() {
+            return path.to_string();
+        }
+        let directory = self.file.parent().unwrap_or(Path::new(""));
+        directory.join(path).display().to_string()
+    }
+
+    /// A `unix:PATH` address with its path taken as [`relative_to_the_file`] says; any
+    /// other text as it is.
+    ///
+    /// [`relative_to_the_file`]: Parser::relative_to_the_file
+    fn unix_relative_to_the_file(&self, text: &str) -> String {
+        match text.strip_prefix(UNIX_PREFIX) {
+            Some(path) => format!("{UNIX_PREFIX}{}", self.relative_to_the_file(path)),
+            None => text.to_string(),
+        }
     }
 
     /// `KEY VALUE` before the first route.
@@ -456,15 +486,11 @@ impl Parser<'_> {
                 ),
             ));
         }
-        // A path is relative to the config file, not to wherever the relay is started.
-        let resolved;
-        let value = if PATHS_RELATIVE_TO_THE_FILE.contains(&setting.name) {
-            let directory = self.file.parent().unwrap_or(Path::new(""));
-            resolved = directory.join(value.text).display().to_string();
-            &Token { text: &resolved, ..*value }
-        } else {
-            value
+        let resolved = match PATH_VALUES.contains(&setting.value) {
+            true => self.relative_to_the_file(value.text),
+            false => self.unix_relative_to_the_file(value.text),
         };
+        let value = &Token { text: &resolved, ..*value };
         self.check_value(setting, value)?;
         self.config.globals.push(FileValue { setting, text: value.located() });
         Ok(())
@@ -498,7 +524,14 @@ impl Parser<'_> {
                  docs/operations.md)",
                 entry[0].text, entry[1].text, entry[2].text, entry[3].text
             ),
-            _ => format!("expected a global setting ({all}) or \"route\", found {:?}", key.text),
+            _ => {
+                let keys = global_keys().map(|s| s.name).chain(["route"]);
+                let hint = spelling::did_you_mean(key.text, keys);
+                format!(
+                    "expected a global setting ({all}) or \"route\", found {:?}{hint}",
+                    key.text
+                )
+            }
         };
         Err(self.error_at(&key, message))
     }
@@ -547,17 +580,22 @@ impl Parser<'_> {
             other => return Err(self.expected_after(&listen, "\"->\"", other)),
         }
 
+        let listen_text = self.unix_relative_to_the_file(listen.text);
         let mut route = RouteSpec {
             line: keyword.line,
             name: None,
-            listen: listen.located(),
+            listen: Token { text: &listen_text, ..listen }.located(),
             upstreams: Vec::new(),
             options: Vec::new(),
         };
         let mut seen: Vec<&str> = Vec::new();
         for token in &entry[3..] {
             if !is_option(token.text) {
-                route.upstreams.push(token.located());
+                if token.text.contains(',') && !token.text.starts_with(UNIX_PREFIX) {
+                    return Err(self.error_at(token, comma_list(entry, token.text)));
+                }
+                let upstream = self.unix_relative_to_the_file(token.text);
+                route.upstreams.push(Token { text: &upstream, ..*token }.located());
                 continue;
             }
             let (key, value) = token.text.split_once('=').unwrap_or((token.text, ""));
@@ -569,8 +607,15 @@ impl Parser<'_> {
                 ));
             }
             seen.push(key);
+            let resolved = match setting {
+                Some(setting) if PATH_VALUES.contains(&setting.value) => {
+                    self.relative_to_the_file(value)
+                }
+                Some(_) => self.unix_relative_to_the_file(value),
+                None => value.to_string(), // `name=`, a label
+            };
             let value = Token {
-                text: value,
+                text: &resolved,
                 line: token.line,
                 column: token.column + key.chars().count() + 1,
             };
@@ -582,8 +627,8 @@ impl Parser<'_> {
                 None if key == "name" => route.name = Some(self.route_name(&value)?),
                 None => {
                     let hint = match settings::find(key) {
-                        Some(_) => " (a global setting: write it before the first route)",
-                        None => "",
+                        Some(_) => " (a global setting: write it before the first route)".into(),
+                        None => spelling::did_you_mean(key, route_key_names()),
                     };
                     return Err(self.error_at(
                         token,
@@ -638,6 +683,21 @@ impl Parser<'_> {
             ),
         }
     }
+}
+
+/// The message for `route LISTEN -> a:1,b:2`: the command line's `-u a:1,b:2` written in a
+/// file, where upstreams are separated by spaces, as the route line's other words are.
+/// `entry` is the whole route; `list` is the word with the comma.
+fn comma_list(entry: &[Token<'_>], list: &str) -> String {
+    let upstreams = entry[3..].iter().map(|t| t.text).filter(|word| !is_option(word));
+    let spaced: Vec<&str> =
+        upstreams.flat_map(|word| word.split(',')).filter(|u| !u.is_empty()).collect();
+    format!(
+        "expected upstreams separated by spaces, found the comma list {list:?}; in a config \
+         file write \"route {} -> {}\"",
+        entry[1].text,
+        spaced.join(" ")
+    )
 }
 
 fn error_at_position(file: &Path, line: usize, column: usize, message: String) -> ConfigError {
@@ -918,8 +978,9 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     #[test]
     fn global_setting_errors() {
         let globals = names(|scope| scope != Scope::RouteOnly);
-        let unknown =
-            format!(r#"expected a global setting ({globals}) or "route", found "conect-timeout""#);
+        let unknown = format!(
+            r#"expected a global setting ({globals}) or "route", found "conect-timeout" (did you mean "connect-timeout"?)"#
+        );
         #[rustfmt::skip]
         let cases = [
             ("conect-timeout 5s", 1, 1, unknown.as_str()),
@@ -972,6 +1033,10 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
             ("route a:1 -> b:1 name=x\nroute c:1 -> d:1 name=x", 2, 23, r#"expected each route name once, found "x" again (route on line 1)"#),
             ("route a:1 -> b:1\n    idle-timeout 5m", 2, 5, r#"expected route options (KEY=VALUE) on an indented line, found "idle-timeout""#),
             ("route\n  a:1 -> b:1", 2, 3, r#"expected route options (KEY=VALUE) on an indented line, found "a:1""#),
+            // The command line's comma list, written in a file.
+            ("route a:1 -> b:1,c:1", 1, 14, r#"expected upstreams separated by spaces, found the comma list "b:1,c:1"; in a config file write "route a:1 -> b:1 c:1""#),
+            ("route a:1 -> b:1, c:1 policy=first", 1, 14, r#"found the comma list "b:1,"; in a config file write "route a:1 -> b:1 c:1""#),
+            ("route a:1 -> b:1 idle-timout=1m", 1, 18, r#"found "idle-timout" (did you mean "idle-timeout"?)"#),
         ];
         assert_errors(&cases);
     }

@@ -41,6 +41,8 @@ pub mod address;
 pub(crate) mod cli;
 pub mod config;
 pub mod file;
+pub mod man_page;
+pub(crate) mod spelling;
 pub mod units;
 
 use std::fmt::Write as _;
@@ -802,6 +804,16 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
                     .map_err(|m| at(None)(format!("{}: {m}", setting.name)))?;
             }
         }
+    }
+    // A token that guards no endpoint is a mistake the operator cannot see: they believe
+    // the admin endpoint is on and locked. Refused, as a setting without its subject.
+    if server.admin.is_none() && server.admin_access.token.is_some() {
+        return Err(at(None)(
+            "admin-token-file is set but admin is not: the token guards the admin endpoint, \
+             which is off; add --admin ADDR (admin ADDR in a config file) or remove \
+             --admin-token-file"
+                .to_string(),
+        ));
     }
     let groups = crate::settings::config::listener_groups(&server.routes);
     let group_of = |route: usize| groups.iter().position(|group| group.contains(&route));
