@@ -76,3 +76,143 @@ fn a_blackholed_upstream_is_marked_down_before_the_first_client_dials_it() {
     let dialled = metrics.upstream(&blackhole.addr.to_string()).expect("a known upstream");
     assert_eq!((dialled.failures, metrics.connect_failed), (0, 0), "a client dialled it");
 }
+
+/// A config file's route line: `listen -> upstreams` and its options.
+fn route_line(upstreams: &[String], options: &str) -> String {
+    format!("route 127.0.0.1:0 -> {} {options}\n", upstreams.join(" "))
+}
+
+#[test]
+fn a_reload_does_not_wait_for_a_health_check_in_progress_and_says_what_it_did() {
+    let live = Upstream::echo();
+    let blackhole = Blackhole::on("127.0.0.1");
+    let upstreams = [live.addr.to_string(), blackhole.addr.to_string()];
+    let options = |every: &str| format!("name=web connect-timeout=60s health-check={every}");
+    let file = ConfigFile::new(
+        "check-in-progress.conf",
+        &format!("admin 127.0.0.1:0\n{}", route_line(&upstreams, &options("10s"))),
+    );
+    let relay = RelayProcess::start_routes(&["--config", file.arg()], 1, true);
+    // Checked first, the live upstream answers at once; the blackhole's check, beside it (or
+    // after it, before the fix), now waits for its whole timeout: 10 s, the interval.
+    assert!(eventually(|| live.accepted() >= 1), "the live upstream was never checked");
+
+    // A changed route: its checks are replaced, and the one in progress is not waited for.
+    file.write(&format!("admin 127.0.0.1:0\n{}", route_line(&upstreams, &options("9s"))));
+    let admin = relay.admin.expect("an admin endpoint").to_string();
+    let asked = Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["reload", "--admin", &admin])
+        .output()
+        .expect("run tcprelay reload");
+    let took = asked.elapsed();
+    let printed = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(printed.starts_with("reloaded: added none; removed none; changed web("), "{printed}");
+    // 28.5 s before the fix (the check's 60 s connect timeout, joined by the reload).
+    assert!(took < Duration::from_secs(5), "the reload took {took:?}");
+    assert_eq!(echo_through(relay.addr, b"after the reload"), b"after the reload");
+}
+
+/// A client that asks for `/metrics` and reads the answer slowly, 16 KiB every 50 ms,
+/// as a scraper on a slow link would, until told to stop.
+struct SlowReader {
+    /// The status line's code, once it has arrived.
+    status: std::sync::mpsc::Receiver<u16>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SlowReader {
+    fn start(
+        admin: std::net::SocketAddr,
+        stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> SlowReader {
+        let (sender, status) = std::sync::mpsc::channel();
+        let stop = std::sync::Arc::clone(stop);
+        let thread = std::thread::spawn(move || {
+            let stream = connect(admin);
+            send(&stream, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n");
+            let head = read_exactly(&stream, 12, "the status line");
+            let code = text(&head[9..12]).parse().expect("a status code");
+            let _ = sender.send(code);
+            let mut chunk = [0; 16 * 1024];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match std::io::Read::read(&mut &stream, &mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        SlowReader { status, thread }
+    }
+}
+
+/// Sends `request` to the admin endpoint and returns the answer's status code, `None` when
+/// none came within `deadline` (or the endpoint shut the connection to make room).
+fn status_of(admin: std::net::SocketAddr, request: &str, deadline: Duration) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&admin, deadline).ok()?;
+    stream.set_read_timeout(Some(deadline)).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    text(answer.get(9..12)?).parse().ok()
+}
+
+/// `GET /healthz` with the deadline a load balancer gives it: 1 s to connect and answer.
+fn probe_healthz(admin: std::net::SocketAddr) -> Option<u16> {
+    status_of(admin, "GET /healthz HTTP/1.1\r\nHost: lb\r\n\r\n", Duration::from_secs(1))
+}
+
+#[test]
+fn healthz_answers_while_slow_metrics_readers_and_queued_reloads_hold_the_admin_endpoint() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // 12 routes of 1,000 upstreams each (no checks, never dialled): a 6 MB /metrics, more
+    // than the socket buffers hold, so a slow reader keeps its handler writing.
+    let mut config = String::from("admin 127.0.0.1:0\n");
+    for route in 0..12u16 {
+        let upstreams: Vec<String> =
+            (1..=1000u16).map(|port| format!("127.0.0.1:{}", route * 1000 + port)).collect();
+        config.push_str(&route_line(&upstreams, ""));
+    }
+    let file = ConfigFile::new("big-metrics.conf", &config);
+    let relay = RelayProcess::start_routes(&["--config", file.arg()], 12, true);
+    let admin = relay.admin.expect("an admin endpoint");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // One after another: a reader still sending its request when all 16 handlers are taken
+    // would be shut down to make room for the next (the admin's slowloris rule).
+    let mut readers = Vec::new();
+    let mut codes = Vec::new();
+    for _ in 0..24 {
+        let reader = SlowReader::start(admin, &stop);
+        codes.push(reader.status.recv_timeout(TIMEOUT).expect("a status line"));
+        readers.push(reader);
+    }
+    codes.sort_unstable();
+    let post = format!("POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\n\r\n");
+    let reloads: Vec<_> = (0..16)
+        .map(|_| {
+            let post = post.clone();
+            std::thread::spawn(move || status_of(admin, &post, TIMEOUT))
+        })
+        .collect();
+
+    let probes: Vec<Option<u16>> = (0..20).map(|_| probe_healthz(admin)).collect();
+    let ok = probes.iter().filter(|&&code| code == Some(200)).count();
+
+    stop.store(true, Ordering::SeqCst);
+    readers.into_iter().for_each(|reader| reader.thread.join().expect("a slow reader"));
+    for reload in reloads {
+        // Applied (409: refused, the file being unchanged is not), busy, or shut down to make
+        // room while it was still being sent.
+        let code = reload.join().expect("a reload");
+        assert!(matches!(code, Some(200 | 503) | None), "a reload answered {code:?}");
+    }
+    // 5 of 30 before the fix: every handler was writing /metrics to a slow reader.
+    assert_eq!(ok, 20, "/healthz answers: {probes:?}; /metrics readers got {codes:?}");
+    // Twelve long answers at once (more if one ended meanwhile), then 503 at once.
+    assert!(codes.iter().all(|&code| code == 200 || code == 503), "/metrics answered {codes:?}");
+    assert!(codes.contains(&200) && codes.contains(&503), "/metrics answered {codes:?}");
+}
