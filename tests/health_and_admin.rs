@@ -216,3 +216,66 @@ fn healthz_answers_while_slow_metrics_readers_and_queued_reloads_hold_the_admin_
     assert!(codes.iter().all(|&code| code == 200 || code == 503), "/metrics answered {codes:?}");
     assert!(codes.contains(&200) && codes.contains(&503), "/metrics answered {codes:?}");
 }
+
+/// The config file of two routes sharing one listener by server name, and the admin.
+fn sni_config(a: std::net::SocketAddr, b: std::net::SocketAddr) -> String {
+    format!(
+        "admin 127.0.0.1:0\n\
+         route 127.0.0.1:0 -> {a} sni=a.test name=a\n\
+         route 127.0.0.1:0 -> {b} sni=b.test name=b\n"
+    )
+}
+
+/// `tcprelay reload` against `relay`, which must succeed; returns what it printed.
+fn reload(relay: &RelayProcess) -> String {
+    let admin = relay.admin.expect("an admin endpoint").to_string();
+    let output = run_tcprelay(&["reload", "--admin", &admin]);
+    assert_eq!(output.status.code(), Some(0), "reload: {}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+/// A client that asks for `name` and sees its hello echoed back, left open.
+fn client_for(relay: std::net::SocketAddr, name: &str) -> std::net::TcpStream {
+    let client = connect(relay);
+    let hello = tcprelay::sni::client_hello(Some(name));
+    assert_eq!(round_trip(&client, &hello), hello, "the hello for {name} comes back");
+    client
+}
+
+#[test]
+fn routes_with_sni_reload_like_any_other_and_live_connections_keep_their_upstream() {
+    let (a, b, b_moved) = (Upstream::echo(), Upstream::echo(), Upstream::echo());
+    let file = ConfigFile::new("sni-reload.conf", &sni_config(a.addr, b.addr));
+    let relay = RelayProcess::start_routes(&["--config", file.arg()], 2, true);
+    assert_eq!(relay.routes[0], relay.routes[1], "one listener for both names");
+
+    // The unchanged file reloads (refused before: "a reload cannot change routes with sni=").
+    let unchanged = reload(&relay);
+    assert!(unchanged.contains("changed none; 2 unchanged"), "{unchanged}");
+
+    let live = client_for(relay.addr, "b.test");
+    assert_eq!(b.accepted(), 1);
+
+    // b.test moves to another upstream: new clients go there, the live one stays.
+    file.write(&sni_config(a.addr, b_moved.addr));
+    let moved = reload(&relay);
+    let expected = format!("changed b({} sni=b.test); 1 unchanged", relay.addr);
+    assert!(moved.contains(&expected), "{moved}");
+    let new = client_for(relay.addr, "b.test");
+    assert_eq!((b_moved.accepted(), b.accepted()), (1, 1), "new clients of b.test, moved");
+    assert_eq!(round_trip(&live, b"still flowing"), b"still flowing", "the live one flows on");
+    let other = client_for(relay.addr, "a.test");
+    assert_eq!(a.accepted(), 1, "a.test is served as before");
+
+    // A third name joins the listener and b.test leaves it; b's live client flows on.
+    let c = Upstream::echo();
+    let a_and_c = sni_config(a.addr, c.addr).replace("b.test name=b", "c.test name=c");
+    file.write(&a_and_c);
+    let changed = reload(&relay);
+    assert!(changed.contains(&format!("added c({} sni=c.test)", relay.addr)), "{changed}");
+    assert!(changed.contains(&format!("removed b({} sni=b.test)", relay.addr)), "{changed}");
+    drop(client_for(relay.addr, "c.test"));
+    assert_eq!(c.accepted(), 1, "c.test is served by its new route");
+    assert_eq!(round_trip(&live, b"b has left"), b"b has left", "b's live client flows on");
+    drop((live, new, other));
+}

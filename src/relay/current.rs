@@ -15,6 +15,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::relay::route::Route;
+use crate::relay::server_names;
 use crate::settings::config::Config;
 use crate::upstream::health::{self, HealthChecks};
 
@@ -46,12 +47,17 @@ impl CurrentRoute {
         Arc::clone(&self.lock_route())
     }
 
-    /// Makes `config` the settings of every client accepted from now on (see the module
-    /// docs), and restarts the health checks for the new generation.
-    pub fn reload(&self, config: Config) {
+    /// Makes `configs` the routes of every client accepted from now on (see the module
+    /// docs): the listener's own route first, then those sharing it by `sni=`, if any. The
+    /// health checks restart for the new generation.
+    pub fn reload(&self, mut configs: Vec<Config>) {
+        let others = configs.split_off(1.min(configs.len()));
+        let Some(first) = configs.pop() else {
+            return; // a listener always has a route: nothing to reload without one
+        };
         let (old, new) = {
             let mut current = self.lock_route();
-            let new = Arc::new(current.reloaded(config));
+            let new = Arc::new(server_names::reloaded(&current, first, others));
             (std::mem::replace(&mut *current, Arc::clone(&new)), new)
         };
         if !Arc::ptr_eq(&old.threads, &new.threads) {
