@@ -300,8 +300,7 @@ pub static SETTINGS: &[Setting] = &[
         list: false,
         default: "0",
         limits: "0 (off) or 10ms to 1h",
-        help: "connect to each upstream every DUR, each on its own and giving up after DUR (or \
-               connect-timeout if shorter); one that fails 3 checks in a row is tried \
+        help: "connect to each upstream every DUR; one that fails 3 checks in a row is tried \
                last until 2 pass",
         field: Field::Route(
             |route, text| {
