@@ -10,7 +10,8 @@
 //! once, each with one short deadline for its whole request ([`REQUEST_TIMEOUT`]). When all
 //! handlers are busy, a new client does not queue behind them: the oldest connection that is
 //! not being answered (still sending its request, or lingering after its answer) is shut
-//! down to make room. A real client sends its whole request in one segment and is long
+//! down to make room, once it has had [`NEW_CONNECTION_GRACE`] to send its request (a burst
+//! of new clients is served beside the others, up to twice the bound). A real client sends its whole request in one segment and is long
 //! done; the oldest is the one that trickles. A legitimate request therefore only has to
 //! outlive `MAX_HANDLERS - 1` newer connections, not the deadlines of every slow one. When
 //! every handler is busy answering, or the threads of shut-down connections have not left
@@ -42,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::counter::Counter;
 
@@ -77,6 +78,13 @@ const HANDLER_STACK_SIZE: usize = 256 * 1024;
 /// when twice [`MAX_HANDLERS`] are still alive, before it is answered `503`. They leave in
 /// microseconds once shut down; this only absorbs a burst of connections.
 const THREAD_EXIT_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a new connection has to send its request before it may be shut down to make
+/// room. A real client's request follows its handshake within a round trip; without the
+/// grace, a burst of new clients (sixteen reloads at once) shut each other down, a load
+/// balancer's probe among them. Beyond [`MAX_HANDLERS`], such a burst is served on up to
+/// as many handler threads again.
+const NEW_CONNECTION_GRACE: Duration = Duration::from_millis(100);
 
 /// The mode a Unix admin socket is created with by default: only the relay's own user (and
 /// root) may connect. `--admin-socket-mode` changes it, e.g. to `0660` for a group.
@@ -504,11 +512,14 @@ struct Connection {
     /// Whether its request is complete and its answer not yet written: then it is never
     /// shut down, so an answer (say, to `POST /drain`) is not cut off.
     answering: AtomicBool,
+    /// When it was accepted: a connection younger than [`NEW_CONNECTION_GRACE`] is never
+    /// shut down to make room.
+    opened: Instant,
 }
 
 impl Connection {
     fn new(stream: Stream) -> Connection {
-        Connection { stream, answering: AtomicBool::new(false) }
+        Connection { stream, answering: AtomicBool::new(false), opened: Instant::now() }
     }
 
     fn shut_down(&self) {
@@ -541,11 +552,25 @@ impl Slots {
     }
 
     /// Takes a slot for `connection`, first shutting down the oldest connection not being
-    /// answered when all [`MAX_HANDLERS`] are taken. `None` when every slot is answering, or
+    /// answered when all [`MAX_HANDLERS`] are taken, if it has had [`NEW_CONNECTION_GRACE`]
+    /// to send its request; in a burst of new clients none has, and the slot is taken beside
+    /// them, up to twice the bound in threads (then the grace is not waited for). `None`
     /// when the threads of shut-down connections have not left (twice the bound alive)
     /// within [`THREAD_EXIT_WAIT`]: then the caller refuses the client.
     fn claim(&self, connection: &Arc<Connection>) -> Option<Ticket<'_>> {
-        let open = self.lock();
+        let mut open = self.lock();
+        if open.len() >= MAX_HANDLERS {
+            let crowded = self.threads.load(Ordering::SeqCst) >= 2 * MAX_HANDLERS;
+            let now = Instant::now();
+            let may_go = |(_, c): &(u64, Arc<Connection>)| {
+                !c.answering.load(Ordering::SeqCst)
+                    && (crowded || now.duration_since(c.opened) >= NEW_CONNECTION_GRACE)
+            };
+            if let Some(oldest_idle) = open.iter().position(may_go) {
+                let (_, oldest) = open.remove(oldest_idle);
+                oldest.shut_down();
+            }
+        }
         let (mut open, _) = self
             .thread_left
             .wait_timeout_while(open, THREAD_EXIT_WAIT, |_| {
@@ -554,11 +579,6 @@ impl Slots {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.threads.load(Ordering::SeqCst) >= 2 * MAX_HANDLERS {
             return None;
-        }
-        if open.len() >= MAX_HANDLERS {
-            let oldest_idle = open.iter().position(|(_, c)| !c.answering.load(Ordering::SeqCst))?;
-            let (_, oldest) = open.remove(oldest_idle);
-            oldest.shut_down();
         }
         let id = self.next_id.fetch_add(1);
         open.push((id, Arc::clone(connection)));
