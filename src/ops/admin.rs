@@ -10,11 +10,21 @@
 //! once, each with one short deadline for its whole request ([`REQUEST_TIMEOUT`]). When all
 //! handlers are busy, a new client does not queue behind them: the oldest connection that is
 //! not being answered (still sending its request, or lingering after its answer) is shut
-//! down to make room. A real client sends its whole request in one segment and is long
+//! down to make room, once it has had [`NEW_CONNECTION_GRACE`] to send its request (a burst
+//! of new clients is served beside the others, up to twice the bound). A real client sends its whole request in one segment and is long
 //! done; the oldest is the one that trickles. A legitimate request therefore only has to
 //! outlive `MAX_HANDLERS - 1` newer connections, not the deadlines of every slow one. When
 //! every handler is busy answering, or the threads of shut-down connections have not left
 //! yet (twice the bound alive), a new client gets an immediate `503` instead of a wait.
+//!
+//! **`/healthz` above all.** A load balancer that sees `503` from `/healthz` pulls a healthy
+//! relay, so answers that can hold a handler long never hold them all: everything but
+//! `/healthz` (a big `/metrics` to a slow reader, a reload, `/status`) is a long answer, and
+//! at most [`MAX_LONG_ANSWERS`] run at once; one more gets `503` at once. The other handlers
+//! are then always free, or held by clients not being answered, which are shut down to make
+//! room; `/healthz` is answered from memory. (HAProxy keeps its stats and health-check
+//! answers apart from proxied traffic the same way: `monitor-uri` is answered by the
+//! frontend itself.)
 //!
 //! **Closed.** See [`refusal`]: a request that changes state (any method but `GET` and
 //! `HEAD`) is refused with `403` when it carries an `Origin` header (browsers add one to
@@ -33,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::counter::Counter;
 
@@ -55,6 +65,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// many times over; each handler thread costs a small stack ([`HANDLER_STACK_SIZE`]).
 pub const MAX_HANDLERS: usize = 16;
 
+/// How many answers other than `/healthz` may be computed or written at once; the
+/// remaining `MAX_HANDLERS - MAX_LONG_ANSWERS` handlers are kept for `/healthz` (see the
+/// module docs). Twelve scrapers, reloads and `status` calls at once is already far more
+/// than an operator's tools make.
+pub const MAX_LONG_ANSWERS: usize = MAX_HANDLERS - 4;
+
 /// The stack of an admin handler thread: rendering `/metrics` is a few `format!` calls.
 const HANDLER_STACK_SIZE: usize = 256 * 1024;
 
@@ -62,6 +78,13 @@ const HANDLER_STACK_SIZE: usize = 256 * 1024;
 /// when twice [`MAX_HANDLERS`] are still alive, before it is answered `503`. They leave in
 /// microseconds once shut down; this only absorbs a burst of connections.
 const THREAD_EXIT_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a new connection has to send its request before it may be shut down to make
+/// room. A real client's request follows its handshake within a round trip; without the
+/// grace, a burst of new clients (sixteen reloads at once) shut each other down, a load
+/// balancer's probe among them. Beyond [`MAX_HANDLERS`], such a burst is served on up to
+/// as many handler threads again.
+const NEW_CONNECTION_GRACE: Duration = Duration::from_millis(100);
 
 /// The mode a Unix admin socket is created with by default: only the relay's own user (and
 /// root) may connect. `--admin-socket-mode` changes it, e.g. to `0660` for a group.
@@ -355,6 +378,7 @@ impl Admin {
     /// logged at debug level and never end the loop.
     pub fn serve(self) {
         let slots = Slots::default();
+        let long_answers = LongAnswers::default();
         thread::scope(|scope| {
             loop {
                 let accepted = self.listener.accept();
@@ -375,13 +399,13 @@ impl Admin {
                     continue;
                 };
                 let handler_connection = Arc::clone(&connection);
-                let admin = &self;
+                let (admin, long_answers) = (&self, &long_answers);
                 let spawned = thread::Builder::new()
                     .name("tcprelay-admin-handler".into())
                     .stack_size(HANDLER_STACK_SIZE)
                     .spawn_scoped(scope, move || {
                         let _ticket = ticket; // frees the slot when this thread ends
-                        admin.serve_connection(&handler_connection);
+                        admin.serve_connection(&handler_connection, long_answers);
                     });
                 if let Err(error) = spawned {
                     self.log.warn("cannot start an admin handler thread", &[("error", &error)]);
@@ -393,13 +417,26 @@ impl Admin {
     }
 
     /// Serves the one request of one connection, marking it as being answered from the
-    /// moment its request is complete until the answer is written.
-    fn serve_connection(&self, connection: &Connection) {
+    /// moment its request is complete until the answer is written. Any answer but
+    /// `/healthz`'s counts as a long one while it is computed and written, and gets `503`
+    /// when [`MAX_LONG_ANSWERS`] are running already.
+    fn serve_connection(&self, connection: &Connection, long_answers: &LongAnswers) {
         let stream = &connection.stream;
+        let mut long_answer = None;
         let served = admin_http::respond_to_one(stream, REQUEST_TIMEOUT, |request| {
             connection.answering.store(true, Ordering::SeqCst);
-            refusal(request, &self.access, &self.local).unwrap_or_else(|| self.answer(request))
+            if let Some(refused) = refusal(request, &self.access, &self.local) {
+                return refused;
+            }
+            if request.path != "/healthz" {
+                long_answer = long_answers.start();
+                if long_answer.is_none() {
+                    return busy();
+                }
+            }
+            self.answer(request)
         });
+        drop(long_answer); // the answer is written (or failed)
         connection.answering.store(false, Ordering::SeqCst);
         match served {
             Ok(Some(_)) => admin_http::linger_close(stream),
@@ -450,13 +487,16 @@ impl Admin {
     }
 }
 
+/// The answer when the admin endpoint has no handler (or no long answer) to spare.
+fn busy() -> Response {
+    Response::text(Status::ServiceUnavailable, "the admin endpoint is busy; try again\n")
+}
+
 /// Answers `503` at once, without reading the request, when no handler can take a client.
 /// The write fits in the socket buffer, so it does not block the accept loop.
 fn refuse_busy(stream: &Stream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    let response =
-        Response::text(Status::ServiceUnavailable, "the admin endpoint is busy; try again\n");
-    if admin_http::respond(&mut &*stream, &response).is_ok() {
+    if admin_http::respond(&mut &*stream, &busy()).is_ok() {
         // Read what already arrived, so closing sends a FIN rather than a reset that could
         // destroy the answer (see `admin_http::serve_one`); never wait long for more.
         let _ = stream.shutdown(Shutdown::Write);
@@ -472,11 +512,14 @@ struct Connection {
     /// Whether its request is complete and its answer not yet written: then it is never
     /// shut down, so an answer (say, to `POST /drain`) is not cut off.
     answering: AtomicBool,
+    /// When it was accepted: a connection younger than [`NEW_CONNECTION_GRACE`] is never
+    /// shut down to make room.
+    opened: Instant,
 }
 
 impl Connection {
     fn new(stream: Stream) -> Connection {
-        Connection { stream, answering: AtomicBool::new(false) }
+        Connection { stream, answering: AtomicBool::new(false), opened: Instant::now() }
     }
 
     fn shut_down(&self) {
@@ -509,11 +552,25 @@ impl Slots {
     }
 
     /// Takes a slot for `connection`, first shutting down the oldest connection not being
-    /// answered when all [`MAX_HANDLERS`] are taken. `None` when every slot is answering, or
+    /// answered when all [`MAX_HANDLERS`] are taken, if it has had [`NEW_CONNECTION_GRACE`]
+    /// to send its request; in a burst of new clients none has, and the slot is taken beside
+    /// them, up to twice the bound in threads (then the grace is not waited for). `None`
     /// when the threads of shut-down connections have not left (twice the bound alive)
     /// within [`THREAD_EXIT_WAIT`]: then the caller refuses the client.
     fn claim(&self, connection: &Arc<Connection>) -> Option<Ticket<'_>> {
-        let open = self.lock();
+        let mut open = self.lock();
+        if open.len() >= MAX_HANDLERS {
+            let crowded = self.threads.load(Ordering::SeqCst) >= 2 * MAX_HANDLERS;
+            let now = Instant::now();
+            let may_go = |(_, c): &(u64, Arc<Connection>)| {
+                !c.answering.load(Ordering::SeqCst)
+                    && (crowded || now.duration_since(c.opened) >= NEW_CONNECTION_GRACE)
+            };
+            if let Some(oldest_idle) = open.iter().position(may_go) {
+                let (_, oldest) = open.remove(oldest_idle);
+                oldest.shut_down();
+            }
+        }
         let (mut open, _) = self
             .thread_left
             .wait_timeout_while(open, THREAD_EXIT_WAIT, |_| {
@@ -522,11 +579,6 @@ impl Slots {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.threads.load(Ordering::SeqCst) >= 2 * MAX_HANDLERS {
             return None;
-        }
-        if open.len() >= MAX_HANDLERS {
-            let oldest_idle = open.iter().position(|(_, c)| !c.answering.load(Ordering::SeqCst))?;
-            let (_, oldest) = open.remove(oldest_idle);
-            oldest.shut_down();
         }
         let id = self.next_id.fetch_add(1);
         open.push((id, Arc::clone(connection)));
@@ -542,6 +594,30 @@ impl Slots {
                 connection.shut_down();
             }
         }
+    }
+}
+
+/// How many long answers (all but `/healthz`'s) are running; see [`MAX_LONG_ANSWERS`].
+#[derive(Default)]
+struct LongAnswers {
+    running: AtomicUsize,
+}
+
+/// One running long answer; dropping it, once the answer is written, lets another start.
+struct LongAnswer<'a>(&'a LongAnswers);
+
+impl LongAnswers {
+    /// Counts one more long answer; `None` when [`MAX_LONG_ANSWERS`] are running.
+    fn start(&self) -> Option<LongAnswer<'_>> {
+        let one_more = |running: usize| (running < MAX_LONG_ANSWERS).then_some(running + 1);
+        self.running.fetch_update(Ordering::SeqCst, Ordering::SeqCst, one_more).ok()?;
+        Some(LongAnswer(self))
+    }
+}
+
+impl Drop for LongAnswer<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

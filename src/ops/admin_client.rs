@@ -75,8 +75,8 @@ pub struct AdminRequest {
     pub wait: bool,
 }
 
-/// How long the client waits to connect and for the answer. A reload binds the new
-/// listeners and may wait for a health check in progress, so this is generous.
+/// How long the client waits to connect and for the answer. A reload reads the file and
+/// binds the new listeners, which takes milliseconds; this is generous.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest answer read (`/status` of a big config is a few KiB).
@@ -181,11 +181,15 @@ pub fn run(request: &AdminRequest) -> ExitCode {
     let word = request.action.word();
     let (status, body) = match ask(request) {
         Ok(answer) => answer,
-        Err(error) => {
+        Err(Unanswered::Unreachable(error)) => {
             eprintln!(
                 "tcprelay {word}: cannot reach the admin endpoint {}: {error}",
                 request.admin
             );
+            return ExitCode::FAILURE;
+        }
+        Err(Unanswered::NoAnswer(error)) => {
+            eprintln!("{}", no_answer(request, &error));
             return ExitCode::FAILURE;
         }
     };
@@ -230,9 +234,40 @@ fn wait_until_stopped(admin: &Address, timeout: Duration) -> bool {
     false
 }
 
+/// Why a request got no answer: it never reached the relay, or it did (and the relay may
+/// have carried it out) but no answer came back.
+#[derive(Debug)]
+enum Unanswered {
+    Unreachable(io::Error),
+    NoAnswer(io::Error),
+}
+
+/// What to say when the request was sent but no answer came back: never a bare OS error
+/// (a read timeout is `os error 11` on Linux), and never "cannot reach", since the relay
+/// may well have done it.
+fn no_answer(request: &AdminRequest, error: &io::Error) -> String {
+    let (word, (method, path)) = (request.action.word(), request.action.request());
+    let why = match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("no answer came within {}", units::format_duration(ANSWER_TIMEOUT))
+        }
+        _ => format!("the answer was cut off ({error})"),
+    };
+    let look = match request.action {
+        Action::Reload => ": look for `config reloaded` or `reload refused` in its log",
+        Action::Drain => ": `tcprelay status` answers until the drain ends",
+        Action::Status => "",
+    };
+    format!(
+        "tcprelay {word}: {method} {path} reached the admin endpoint {} but {why}; the relay \
+         may still have done it{look}",
+        request.admin
+    )
+}
+
 /// One request, one answer: the status code and the body.
-fn ask(request: &AdminRequest) -> io::Result<(u16, String)> {
-    let mut stream = connect(&request.admin, ANSWER_TIMEOUT)?;
+fn ask(request: &AdminRequest) -> Result<(u16, String), Unanswered> {
+    let mut stream = connect(&request.admin, ANSWER_TIMEOUT).map_err(Unanswered::Unreachable)?;
     let (method, path) = request.action.request();
     let host = match &request.admin {
         Address::Tcp(addr) => reachable(*addr).to_string(),
@@ -247,11 +282,11 @@ fn ask(request: &AdminRequest) -> io::Result<(u16, String)> {
         head.push_str(&format!("Authorization: {}\r\n", token.bearer()));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
+    stream.write_all(head.as_bytes()).map_err(Unanswered::Unreachable)?;
     stream.shutdown_write();
     let mut answer = Vec::new();
-    stream.take(MAX_ANSWER_BYTES).read_to_end(&mut answer)?;
-    parse_answer(&answer)
+    stream.take(MAX_ANSWER_BYTES).read_to_end(&mut answer).map_err(Unanswered::NoAnswer)?;
+    parse_answer(&answer).map_err(Unanswered::NoAnswer)
 }
 
 /// `HTTP/1.1 200 OK\r\n...\r\n\r\nBODY` → (200, BODY).
@@ -359,6 +394,25 @@ mod tests {
         {
             assert!(parse_answer(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_reload_sent_but_unanswered_says_it_may_have_been_applied() {
+        let request = AdminRequest {
+            action: Action::Reload,
+            admin: Address::Tcp("127.0.0.1:9090".parse().unwrap()),
+            token: None,
+            wait: true,
+        };
+        let timed_out = io::Error::from_raw_os_error(11); // what a read timeout is on Linux
+        let message = no_answer(&request, &timed_out);
+        assert!(message.contains("POST /reload reached the admin endpoint 127.0.0.1:9090"));
+        assert!(message.contains("no answer came within 30s"), "{message}");
+        assert!(message.contains("may still have done it"), "{message}");
+        assert!(message.contains("config reloaded"), "{message}");
+        assert!(!message.contains("os error") && !message.contains("cannot reach"), "{message}");
+        let cut = no_answer(&request, &io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(cut.contains("the answer was cut off"), "{cut}");
     }
 
     #[test]

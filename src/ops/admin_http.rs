@@ -34,6 +34,11 @@ pub const MAX_TARGET_BYTES: usize = 1024;
 /// no input, but `curl -d ''` and some tools send a short body with `POST`.
 pub const MAX_BODY_BYTES: u64 = 1024;
 
+/// The most time one response may take to write, however big it is and however slowly the
+/// client reads it: then its handler is free again. A `/metrics` of thousands of upstreams is
+/// megabytes; Prometheus gives up on a scrape after 10 s (`scrape_timeout`) anyway.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+
 /// How long, after the response, [`serve_one`] keeps reading what the client still sends,
 /// and how much of it at most. See [`serve_one`] for why.
 const LINGER_TIME: Duration = Duration::from_secs(1);
@@ -533,7 +538,9 @@ fn write_response<W: Write>(
 /// Reads the request within `timeout` (one deadline for the whole request, so a client
 /// sending a byte a second cannot hold the thread longer), calls `handler(request)`
 /// for a valid request or answers the error's status itself, and writes the response with
-/// the same timeout. For `HEAD` the handler's response is sent without its body.
+/// the same timeout for each write and 10 s for the whole ([`ANSWER_DEADLINE`], so a client
+/// reading a big answer slowly cannot hold the thread longer either). For `HEAD` the
+/// handler's response is sent without its body.
 ///
 /// Closing a socket whose receive buffer still holds unread bytes makes the kernel send a
 /// reset instead of a FIN, and a reset can destroy the response before the client reads it.
@@ -575,9 +582,9 @@ pub fn respond_to_one(
     handler: impl FnOnce(&Request) -> Response,
 ) -> io::Result<Option<Status>> {
     let deadline = Instant::now() + timeout;
-    stream.set_write_timeout(Some(timeout))?;
     let mut reader = DeadlineReader { stream, deadline };
-    answer(&mut reader, &mut &*stream, handler)
+    let mut writer = DeadlineWriter::new(stream, timeout, ANSWER_DEADLINE);
+    answer(&mut reader, &mut writer, handler)
 }
 
 /// The heart of [`serve_one`] without the socket: reads one request from `reader`, writes
@@ -623,6 +630,42 @@ pub fn linger_close(stream: &Stream) {
 struct DeadlineReader<'a> {
     stream: &'a Stream,
     deadline: Instant,
+}
+
+/// A stream writer that gives up `within` after its first write, and on any one write that
+/// makes no progress for `each`: before each write it sets the socket's write timeout to the
+/// shorter of `each` and the time left.
+struct DeadlineWriter<'a> {
+    stream: &'a Stream,
+    each: Duration,
+    within: Duration,
+    /// Set at the first write.
+    deadline: Option<Instant>,
+}
+
+impl<'a> DeadlineWriter<'a> {
+    fn new(stream: &'a Stream, each: Duration, within: Duration) -> DeadlineWriter<'a> {
+        DeadlineWriter { stream, each, within, deadline: None }
+    }
+}
+
+impl Write for DeadlineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let within = self.within;
+        let deadline = *self.deadline.get_or_insert_with(|| Instant::now() + within);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // `set_write_timeout(Some(0))` is an error, so the deadline is checked here.
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "answer deadline passed"));
+        }
+        self.stream.set_write_timeout(Some(left.min(self.each)))?;
+        let mut stream = self.stream;
+        stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(()) // a socket has nothing buffered to flush
+    }
 }
 
 impl Read for DeadlineReader<'_> {
@@ -1047,6 +1090,42 @@ mod tests {
         let mut response = Vec::new();
         stream.read_to_end(&mut response).expect("read the response");
         String::from_utf8(response).expect("the response is UTF-8")
+    }
+
+    #[test]
+    fn a_client_reading_a_big_answer_slowly_is_cut_at_the_answer_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let client = TcpStream::connect(listener.local_addr().expect("an address")).unwrap();
+        let (server, _) = listener.accept().expect("accept the test client");
+        let server = Stream::Tcp(server);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (result, took) = std::thread::scope(|scope| {
+            // Reads steadily (so no single write waits long), far too slowly for 64 MB.
+            scope.spawn(|| {
+                let mut chunk = [0; 16 * 1024];
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    match (&client).read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            });
+            let started = Instant::now();
+            let mut writer =
+                DeadlineWriter::new(&server, Duration::from_secs(5), Duration::from_millis(300));
+            let result = writer.write_all(&vec![b'x'; 64 << 20]);
+            let took = started.elapsed();
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = server.shutdown(Shutdown::Both);
+            (result, took)
+        });
+        let error = result.expect_err("64 MB at about 1.6 MB/s cannot be written in 300 ms");
+        assert!(
+            matches!(error.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock),
+            "{error}"
+        );
+        // Not a speed check: without the deadline it would take some 40 s.
+        assert!(took < Duration::from_secs(5), "the deadline was not kept: {took:?}");
     }
 
     #[test]

@@ -16,13 +16,12 @@ use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
-use crate::relay::current::{self, CurrentRoute};
+use crate::relay::current::CurrentRoute;
 use crate::relay::handle_conn;
 use crate::relay::preface::{self, permits, preface_then_relay};
 use crate::relay::route::{Route, ServerNames};
 use crate::relay::server_names;
 use crate::settings::config::Config;
-use crate::upstream::health::HealthCheckThread;
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
 ///
@@ -121,8 +120,8 @@ impl Relay {
             "serving",
             &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &first.config.policy)],
         );
+        say_sharing_routes_serve(&first);
         current.start_serving(); // the health checks
-        let sharing_checks = start_sharing_routes(&first);
         if first.max_connections < first.config.max_connections {
             first.observer.max_connections_lowered(first.config.max_connections, &first.capacity);
         }
@@ -182,6 +181,9 @@ impl Relay {
         // Closing the listener now makes new clients fail at once (connection refused), so
         // they can try elsewhere, instead of waiting in the backlog for the whole drain.
         drop(listener);
+        // New clients are gone, so the checks' verdicts are of no more use: told to stop now,
+        // they have usually left by the time the drain ends, and are joined then.
+        let health_checks = current.stop_serving();
         let last = current.get();
         let open = connections.open_count();
         if open > 0 {
@@ -192,8 +194,7 @@ impl Relay {
         connections.close_all();
         connections.wait_until_empty();
         last.threads.release_parked();
-        current.stop_serving(); // stops and joins the health-check thread
-        drop(sharing_checks);
+        drop(health_checks);
         last.observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
     }
@@ -308,12 +309,9 @@ impl Relay {
     }
 }
 
-/// Says that the routes sharing this listener (if any) are serving, and starts their own
-/// health checks; they stop when the returned threads are dropped.
-fn start_sharing_routes(route: &Arc<Route>) -> Vec<HealthCheckThread> {
-    let others = route.server_names.iter().flat_map(ServerNames::others);
-    let mut checks = Vec::new();
-    for other in others {
+/// Says that the routes sharing this listener (if any) are serving.
+fn say_sharing_routes_serve(route: &Route) {
+    for other in route.server_names.iter().flat_map(ServerNames::others) {
         let upstreams = other.config.upstreams().collect::<Vec<_>>().join(",");
         other.observer.route_info(
             "serving",
@@ -323,9 +321,7 @@ fn start_sharing_routes(route: &Arc<Route>) -> Vec<HealthCheckThread> {
                 ("policy", &other.config.policy),
             ],
         );
-        checks.extend(current::start_health_checks(other));
     }
-    checks
 }
 
 /// Reports a connection's ending if its first thread unwinds from a panic (a bug), so that

@@ -7,14 +7,17 @@
 //! `Arc<Route>` it started with until it ends, so live connections finish under the
 //! settings they started with, and the old generation is freed when its last one ends.
 //!
-//! The health checks belong to a generation (they check its upstreams, at its interval):
-//! a reload stops the old generation's checks and starts the new one's.
+//! The health checks belong to a generation (they check its upstreams, and those of the
+//! routes sharing its listener by `sni=`, at its interval): a reload tells the old
+//! generation's checks to stop and starts the new one's, without waiting for a check in
+//! progress (see upstream/health.rs); the old ones are joined once they have left.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::relay::route::Route;
+use crate::relay::server_names;
 use crate::settings::config::Config;
-use crate::upstream::health::{self, HealthCheckThread};
+use crate::upstream::health::{self, HealthChecks};
 
 /// The generation of a route that new clients get; see the [module docs](self).
 #[derive(Debug)]
@@ -27,7 +30,10 @@ pub struct CurrentRoute {
 struct Health {
     /// Whether the accept loop runs: health checks run only while it does.
     serving: bool,
-    checks: Option<HealthCheckThread>,
+    /// The current generation's checks: its own, and those of each route sharing it.
+    checks: Vec<HealthChecks>,
+    /// Checks a reload told to stop, until they have left and are joined.
+    stopped: Vec<HealthChecks>,
 }
 
 impl CurrentRoute {
@@ -41,26 +47,36 @@ impl CurrentRoute {
         Arc::clone(&self.lock_route())
     }
 
-    /// Makes `config` the settings of every client accepted from now on (see the module
-    /// docs), and restarts the health checks for the new generation.
-    pub fn reload(&self, config: Config) {
+    /// Makes `configs` the routes of every client accepted from now on (see the module
+    /// docs): the listener's own route first, then those sharing it by `sni=`, if any. The
+    /// health checks restart for the new generation.
+    pub fn reload(&self, mut configs: Vec<Config>) {
+        let others = configs.split_off(1.min(configs.len()));
+        let Some(first) = configs.pop() else {
+            return; // a listener always has a route: nothing to reload without one
+        };
         let (old, new) = {
             let mut current = self.lock_route();
-            let new = Arc::new(current.reloaded(config));
+            let new = Arc::new(server_names::reloaded(&current, first, others));
             (std::mem::replace(&mut *current, Arc::clone(&new)), new)
         };
         if !Arc::ptr_eq(&old.threads, &new.threads) {
             // Threads parked in the old pool would otherwise wait out their keep-alive.
             old.threads.release_parked();
         }
-        let stopped = {
-            let mut health = self.lock_health();
-            match health.serving {
-                true => std::mem::replace(&mut health.checks, start_health_checks(&new)),
-                false => None,
-            }
-        };
-        drop(stopped); // joins the old generation's checks, outside the lock
+        let mut health = self.lock_health();
+        if health.serving {
+            let old = std::mem::replace(&mut health.checks, start_health_checks(&new));
+            old.iter().for_each(HealthChecks::stop);
+            health.stopped.extend(old);
+        }
+        // Those that have left are joined now (at once); the others at the next reload, or
+        // when the accept loop ends.
+        let (finished, running) =
+            std::mem::take(&mut health.stopped).into_iter().partition(HealthChecks::is_finished);
+        health.stopped = running;
+        drop(health);
+        drop::<Vec<HealthChecks>>(finished);
     }
 
     /// The accept loop starts: the current generation's health checks start too.
@@ -71,14 +87,17 @@ impl CurrentRoute {
         health.checks = start_health_checks(&route);
     }
 
-    /// The accept loop has ended: stops and joins the health-check thread.
-    pub fn stop_serving(&self) {
-        let stopped = {
-            let mut health = self.lock_health();
-            health.serving = false;
-            health.checks.take()
-        };
-        drop(stopped);
+    /// The accept loop has ended: tells every health check to stop, without waiting for
+    /// one in progress. The checks are joined when the returned value is dropped, which the
+    /// accept loop does once its connections have drained.
+    #[must_use = "dropping the checks joins them"]
+    pub fn stop_serving(&self) -> Vec<HealthChecks> {
+        let mut health = self.lock_health();
+        health.serving = false;
+        let mut stopped = std::mem::take(&mut health.checks);
+        stopped.append(&mut health.stopped);
+        stopped.iter().for_each(HealthChecks::stop);
+        stopped
     }
 
     fn lock_route(&self) -> MutexGuard<'_, Arc<Route>> {
@@ -91,21 +110,26 @@ impl CurrentRoute {
     }
 }
 
-/// Starts the route's health-check thread if `--health-check` asks for one. If the thread
-/// cannot be created the route serves without checks (the passive back-off still works),
-/// and says so.
-pub fn start_health_checks(route: &Arc<Route>) -> Option<HealthCheckThread> {
+/// Starts the health checks of `route` and of each route sharing its listener, for those
+/// whose `--health-check` asks for them. If a route's threads cannot be created it serves
+/// without checks (the passive back-off still works), and says so.
+fn start_health_checks(route: &Arc<Route>) -> Vec<HealthChecks> {
+    let sharing = route.server_names.iter().flat_map(|names| names.others());
+    std::iter::once(route).chain(sharing).filter_map(start_checks_of_one).collect()
+}
+
+fn start_checks_of_one(route: &Arc<Route>) -> Option<HealthChecks> {
     let every = route.config.health_check;
     if every.is_zero() {
         return None;
     }
+    let timeout = health::check_timeout(every, route.config.connect_timeout);
     let checked = Arc::clone(route);
-    let started = HealthCheckThread::start(move |stop| {
-        let timeout = checked.config.connect_timeout;
-        health::run(&checked.upstreams, &checked.observer, every, timeout, stop);
+    let started = HealthChecks::start(route.upstreams.len(), move |share, stop| {
+        health::run(&checked.upstreams, &checked.observer, share, every, timeout, stop);
     });
     match started {
-        Ok(thread) => Some(thread),
+        Ok(checks) => Some(checks),
         Err(error) => {
             route.observer.route_warn("cannot start health checks", &[("error", &error)]);
             None

@@ -72,7 +72,13 @@ impl Route {
     /// are unchanged. Live connections keep the generation they started with.
     pub fn reloaded(&self, config: Config) -> Route {
         let label = label(&config, &self.listen_addr);
-        self.metrics.reloaded(&label, config.upstreams());
+        self.reloaded_as(&label, config)
+    }
+
+    /// [`Route::reloaded`], labelled `label` in logs and metrics from now on (a route
+    /// sharing its listener by `sni=` is labelled by its server names).
+    pub fn reloaded_as(&self, label: &str, config: Config) -> Route {
+        self.metrics.reloaded(label, config.upstreams());
         let same_threads = config.stack_size == self.config.stack_size
             && config.buffer_size == self.config.buffer_size
             && config.thread_keep_alive == self.config.thread_keep_alive;

@@ -113,9 +113,9 @@ impl ServerConfig {
 /// Several relays and the admin endpoint, bound and ready to [`serve`](Server::serve).
 #[derive(Debug)]
 pub struct Server {
-    /// One per listener, with the settings it was bound with: a route's own, or one shared
-    /// by routes with `sni=` (then the first of them).
-    relays: Vec<(Relay, Config)>,
+    /// One per listener, with the routes it was bound for: a route's own, or one shared by
+    /// routes with `sni=`.
+    relays: Vec<(Relay, Vec<Config>)>,
     /// For each route, in the order of the routes: the index of its relay in `relays`.
     listener_of: Vec<usize>,
     /// Each route's counters, in the order of the routes.
@@ -142,16 +142,12 @@ impl Server {
         for group in &groups {
             let configs: Vec<Config> =
                 group.iter().map(|&route| config.routes[route].clone()).collect();
-            // A group without sni= is one route on a listener of its own.
-            let relay = match configs.iter().all(|route| route.server_names.is_empty()) {
-                true => Relay::bind(configs[0].clone())?,
-                false => Relay::bind_sharing(configs.clone())?,
-            };
+            let relay = bind_listener(&configs)?;
             for (&route, metrics) in group.iter().zip(relay.all_metrics()) {
                 listener_of[route] = relays.len();
                 by_route[route] = Some(metrics);
             }
-            relays.push((relay, configs[0].clone()));
+            relays.push((relay, configs));
         }
         let route_metrics: Vec<_> = by_route.into_iter().flatten().collect();
         let routes = Arc::new(Routes::new(config.drain_timeout));
@@ -231,6 +227,20 @@ impl Server {
             }
             started.and(served)
         })
+    }
+}
+
+/// Binds the listener of one group of routes (see `listener_groups`): a route's own, or
+/// one shared by routes that differ by `sni=`.
+///
+/// # Errors
+/// As [`Relay::bind`]; `InvalidInput` for an empty group.
+fn bind_listener(configs: &[Config]) -> io::Result<Relay> {
+    match configs {
+        [] => Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind")),
+        // A group without sni= is one route on a listener of its own.
+        [config] if config.server_names.is_empty() => Relay::bind(config.clone()),
+        _ => Relay::bind_sharing(configs.to_vec()),
     }
 }
 

@@ -8,7 +8,9 @@
 //!
 //! - a route whose listen address is unchanged keeps its listener and accept loop; if its
 //!   settings changed, the connections accepted from now on get the new ones, while live
-//!   connections finish under those they started with (see relay/current.rs);
+//!   connections finish under those they started with (see relay/current.rs). Routes that
+//!   share a listener by `sni=` are kept, changed, added or removed together with it: the
+//!   listener's table of server names is rebuilt from the file;
 //! - a new route starts accepting;
 //! - a route no longer in the file stops accepting and drains under `drain-timeout`.
 //!
@@ -23,10 +25,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::net::address::Address;
 use crate::ops::log::Log;
-use crate::relay::accept::Relay;
 use crate::server::routes::{Next, Routes};
 use crate::server::{ConfigFile, ServerConfig};
-use crate::settings::config::Config;
+use crate::settings::config::{Config, listener_groups};
 use crate::settings::{self, Field, SETTINGS, Value, file};
 
 /// The process settings a reload applies; the others keep their values from the start.
@@ -103,43 +104,40 @@ impl Reloader {
         let parsed = file::load(&self.file.path).map_err(|error| error.to_string())?;
         let server = parsed.server_config(&overrides).map_err(|error| error.to_string())?;
         let running = self.routes.configs().ok_or("the relay is draining")?;
-        // Routes that share a listener by sni= are one accept loop with several routes, which
-        // a reload cannot yet take apart or put together: refused whole, restart instead.
-        let running_shares = self.routes.shares_a_listener();
-        let file_shares = server.routes.iter().any(|config| !config.server_names.is_empty());
-        if running_shares || file_shares {
-            return Err("a reload cannot change routes with sni= yet: restart instead".into());
-        }
+        // One entry per listener, as at start: a route alone, or routes that share it by sni=.
+        let groups = listener_groups(&server.routes);
+        let listeners: Vec<Vec<Config>> = groups
+            .iter()
+            .map(|group| group.iter().map(|&route| server.routes[route].clone()).collect())
+            .collect();
         let mut summary = Summary::default();
-        let kept = match_listeners(&running, &server.routes);
+        let kept = match_listeners(&running, &listeners);
         let mut taken = vec![false; running.len()];
         let mut next = Vec::new();
-        for (index, config) in server.routes.iter().enumerate() {
+        for (index, configs) in listeners.into_iter().enumerate() {
             match kept[index] {
                 Some(old) => {
                     taken[old] = true;
-                    let changed = differs(&running[old].0, config);
-                    if changed {
-                        summary.changed.push(label(config, &running[old].1));
-                    } else {
-                        summary.unchanged += 1;
-                    }
-                    next.push(Next::Keep(old, config.clone(), changed));
+                    let (running, listen) = &running[old];
+                    let changed = summary.compare(running, &configs, listen);
+                    next.push(Next::Keep(old, configs, changed));
                 }
                 None => {
                     // Bound now, before anything changes; dropped (closed) if the reload
                     // is refused after all.
-                    let relay = Relay::bind(config.clone()).map_err(|error| {
-                        parsed.error_at(&parsed.routes[index].listen, error.to_string()).to_string()
+                    let relay = super::bind_listener(&configs).map_err(|error| {
+                        let first = &parsed.routes[groups[index][0]];
+                        parsed.error_at(&first.listen, error.to_string()).to_string()
                     })?;
-                    summary.added.push(label(config, &relay.listen_addr()));
-                    next.push(Next::Add(relay, config.clone()));
+                    let listen = relay.listen_addr();
+                    summary.added.extend(configs.iter().map(|config| label(config, &listen)));
+                    next.push(Next::Add(relay, configs));
                 }
             }
         }
-        for (old, (config, listen)) in running.iter().enumerate() {
+        for (old, (configs, listen)) in running.iter().enumerate() {
             if !taken[old] {
-                summary.removed.push(label(config, listen));
+                summary.removed.extend(configs.iter().map(|config| label(config, listen)));
             }
         }
         self.routes.apply(next, server.drain_timeout)?;
@@ -157,6 +155,33 @@ struct Summary {
     unchanged: usize,
     /// Process settings that differ in the file but keep their running values.
     kept: Vec<String>,
+}
+
+impl Summary {
+    /// Counts a kept listener's routes, `running` before and `file` after: changed,
+    /// unchanged, added or removed. A listener's only route stays itself (a rename is a
+    /// change); routes sharing it by `sni=` are matched by label (name, else server names).
+    /// Returns whether anything changed, their order included (the first one owns the
+    /// listener).
+    fn compare(&mut self, running: &[Config], file: &[Config], listen: &Address) -> bool {
+        let key = |config: &Config| label(config, listen);
+        let alone = running.len() == 1 && file.len() == 1;
+        let same = |old: &Config, new: &Config| alone || key(old) == key(new);
+        let mut changed = !alone && !running.iter().map(key).eq(file.iter().map(key));
+        for new in file {
+            match running.iter().find(|old| same(old, new)) {
+                Some(old) if differs(old, new) => {
+                    self.changed.push(key(new));
+                    changed = true;
+                }
+                Some(_) => self.unchanged += 1,
+                None => self.added.push(key(new)),
+            }
+        }
+        let gone = running.iter().filter(|old| !file.iter().any(|new| same(old, new)));
+        self.removed.extend(gone.map(key));
+        changed
+    }
 }
 
 impl std::fmt::Display for Summary {
@@ -181,20 +206,26 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// For each route of the new file, the running route whose listener it keeps, if any:
-/// one with the same listen address as configured (so `127.0.0.1:0` keeps the port it
-/// was given), and the same name first. A route on port 0 keeps a listener only by its
-/// name too: port 0 means "any free port", so its address does not tell routes apart.
-fn match_listeners(running: &[(Config, Address)], routes: &[Config]) -> Vec<Option<usize>> {
+/// For each listener of the new file (its routes, the first one owning it), the running
+/// listener it keeps, if any: one with the same listen address as configured (so
+/// `127.0.0.1:0` keeps the port it was given), and the same first route's name first. A
+/// listener on port 0 is kept only by that name too: port 0 means "any free port", so its
+/// address does not tell listeners apart.
+fn match_listeners(
+    running: &[(Vec<Config>, Address)],
+    listeners: &[Vec<Config>],
+) -> Vec<Option<usize>> {
     let mut taken = vec![false; running.len()];
-    let mut kept = vec![None; routes.len()];
+    let mut kept = vec![None; listeners.len()];
     let same_address = |old: &Config, new: &Config| old.listen_text() == new.listen_text();
     for by_name_too in [true, false] {
-        for (index, config) in routes.iter().enumerate() {
+        for (index, configs) in listeners.iter().enumerate() {
+            let Some(config) = configs.first() else { continue };
             if kept[index].is_some() {
                 continue;
             }
             let found = running.iter().enumerate().position(|(old, (running, _))| {
+                let Some(running) = running.first() else { return false };
                 !taken[old]
                     && same_address(running, config)
                     && (running.name == config.name || !by_name_too && !any_port(config))
@@ -219,11 +250,17 @@ fn differs(running: &Config, config: &Config) -> bool {
         || running.log_level != config.log_level
 }
 
-/// A route in the reload's summary: its name and address, or its address alone.
+/// A route in the reload's summary: its name and address, or its address alone (and its
+/// server names, on a listener shared by `sni=`).
 fn label(config: &Config, listen: &Address) -> String {
-    match config.name.is_empty() {
+    let names = config.server_names.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let address = match names.is_empty() {
         true => listen.to_string(),
-        false => format!("{}({listen})", config.name),
+        false => format!("{listen} sni={}", names.join(",")),
+    };
+    match config.name.is_empty() {
+        true => address,
+        false => format!("{}({address})", config.name),
     }
 }
 

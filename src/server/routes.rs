@@ -49,26 +49,27 @@ struct State {
     next_thread: usize,
 }
 
-/// One route: its settings as configured (a reload compares against them) and the handles
-/// of its listener.
+/// One listener: the settings of its routes as configured (a reload compares against
+/// them) and its handles.
 #[derive(Debug)]
 struct Served {
     /// Its accept thread's number.
     id: usize,
-    config: Config,
+    /// Its routes, in the order of the configuration: one, or several that differ by `sni=`.
+    configs: Vec<Config>,
     listen: Address,
     current: Arc<CurrentRoute>,
     stop: StopHandle,
 }
 
-/// A route as a reload leaves it.
+/// A listener as a reload leaves it.
 #[derive(Debug)]
 pub(crate) enum Next {
-    /// The route at this index of [`Routes::configs`] keeps its listener, with these
-    /// settings from now on; `true` if they differ from its old ones.
-    Keep(usize, Config, bool),
-    /// A new route, already bound.
-    Add(Relay, Config),
+    /// The listener at this index of [`Routes::configs`] is kept, with these routes from
+    /// now on; `true` if they differ from its old ones.
+    Keep(usize, Vec<Config>, bool),
+    /// A new listener, already bound, and its routes.
+    Add(Relay, Vec<Config>),
 }
 
 impl Routes {
@@ -95,10 +96,10 @@ impl Routes {
     ///
     /// # Errors
     /// A thread that cannot be created; the routes already started are stopped then.
-    pub fn start(self: &Arc<Self>, relays: Vec<(Relay, Config)>) -> io::Result<()> {
+    pub fn start(self: &Arc<Self>, relays: Vec<(Relay, Vec<Config>)>) -> io::Result<()> {
         let mut state = self.lock();
-        for (relay, config) in relays {
-            if let Err(error) = self.spawn(&mut state, relay, config) {
+        for (relay, configs) in relays {
+            if let Err(error) = self.spawn(&mut state, relay, configs) {
                 // Half a server is a surprise: stop the routes already running.
                 state.stopping = true;
                 state.serving.iter().for_each(|route| route.stop.stop());
@@ -108,11 +109,16 @@ impl Routes {
         Ok(())
     }
 
-    fn spawn(self: &Arc<Self>, state: &mut State, relay: Relay, config: Config) -> io::Result<()> {
+    fn spawn(
+        self: &Arc<Self>,
+        state: &mut State,
+        relay: Relay,
+        configs: Vec<Config>,
+    ) -> io::Result<()> {
         let id = state.next_thread;
         let served = Served {
             id,
-            config,
+            configs,
             listen: relay.listen_addr(),
             current: relay.current(),
             stop: relay.stop_handle(),
@@ -193,17 +199,12 @@ impl Routes {
         routes.flat_map(|route| route.current.get().all_metrics()).collect()
     }
 
-    /// Whether a serving listener is shared by routes with `sni=`.
-    pub fn shares_a_listener(&self) -> bool {
-        self.lock().serving.iter().any(|route| route.current.get().server_names.is_some())
-    }
-
-    /// The serving routes' settings as configured and their bound addresses, in order, for
-    /// a reload to compare with; `None` once a drain has begun.
-    pub fn configs(&self) -> Option<Vec<(Config, Address)>> {
+    /// The serving listeners' routes as configured and their bound addresses, in order,
+    /// for a reload to compare with; `None` once a drain has begun.
+    pub fn configs(&self) -> Option<Vec<(Vec<Config>, Address)>> {
         let state = self.lock();
         let configs =
-            state.serving.iter().map(|route| (route.config.clone(), route.listen.clone()));
+            state.serving.iter().map(|route| (route.configs.clone(), route.listen.clone()));
         (!state.stopping).then(|| configs.collect())
     }
 
@@ -224,9 +225,9 @@ impl Routes {
         let mut order = Vec::new();
         for next in next {
             match next {
-                Next::Keep(index, config, changed) => order.push(Ok((index, config, changed))),
-                Next::Add(relay, config) => {
-                    if let Err(error) = self.spawn(&mut state, relay, config) {
+                Next::Keep(index, configs, changed) => order.push(Ok((index, configs, changed))),
+                Next::Add(relay, configs) => {
+                    if let Err(error) = self.spawn(&mut state, relay, configs) {
                         // Undo: the routes just started stop again, closing their listeners.
                         for added in state.serving.drain(before..).collect::<Vec<_>>() {
                             added.stop.stop();
@@ -244,14 +245,14 @@ impl Routes {
         let mut serving = Vec::new();
         for slot in order {
             let route = match slot {
-                Ok((index, config, changed)) => {
+                Ok((index, configs, changed)) => {
                     let Some(mut route) = old.get_mut(index).and_then(Option::take) else {
                         continue;
                     };
                     if changed {
-                        route.current.reload(config.clone());
+                        route.current.reload(configs.clone());
                     }
-                    route.config = config;
+                    route.configs = configs;
                     Some(route)
                 }
                 Err(index) => added.get_mut(index).and_then(Option::take),

@@ -1,19 +1,32 @@
-//! Active health checks (`--health-check DUR`): one thread per route connects to each
-//! upstream every DUR and decides which are up, so that clients skip a dead upstream before
-//! any of them has waited on it.
+//! Active health checks (`--health-check DUR`): each upstream is connected to every DUR, on
+//! a timer of its own, so that clients skip a dead upstream before any of them has waited
+//! on it.
 //!
 //! An upstream goes *down* after [`FAILURES_TO_GO_DOWN`] failed checks in a row and comes
 //! back *up* after [`SUCCESSES_TO_COME_UP`] good ones in a row (HAProxy's defaults are 3 and
 //! 2 too): one lost SYN does not take an upstream out, and a flapping one must hold steady
 //! before it gets clients again. Every upstream starts up. Each change is logged once. A
-//! check is a plain TCP connect, closed at once, within the route's connect timeout.
+//! check is a plain TCP connect, closed at once.
+//!
+//! **In parallel, each bounded.** As in HAProxy, where each server has its own check timer,
+//! one upstream's check never waits for another's: a route checks its upstreams on up to
+//! [`MAX_CHECK_THREADS`] threads, one per upstream (beyond that many upstreams, each thread
+//! takes its turn over several). A check gives up after [`check_timeout`]: the interval or
+//! the connect timeout, whichever is shorter, as HAProxy bounds a check by `inter` when
+//! `timeout check` is not set. So a blackholed upstream is marked down after three
+//! intervals, not three connect timeouts, and it cannot delay the others.
+//!
+//! **Never waited on.** Stopping the checks ([`HealthChecks::stop`]) only tells their
+//! threads to leave: a reload that replaces them, or a drain that stops them, goes on at
+//! once. A thread in the middle of a check leaves when that check ends (at most
+//! [`check_timeout`]); its owner joins it later, by dropping the [`HealthChecks`].
 //!
 //! Checks only reorder: a down upstream is tried after the others, and still tried when all
 //! are down (see [`crate::upstream`]). With checks off, the passive back-off after a
 //! client's failed connect is all there is; with checks on, it still applies as well.
 
 use std::io;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -24,6 +37,22 @@ use crate::ops::observe::Observer;
 pub const FAILURES_TO_GO_DOWN: u32 = 3;
 /// Good checks in a row that bring a down upstream back up.
 pub const SUCCESSES_TO_COME_UP: u32 = 2;
+
+/// The most threads one route checks its upstreams on. Up to this many upstreams, each has
+/// a thread (and a timer) of its own; beyond it, upstream `i` shares thread `i % 8` and
+/// waits its turn there. Eight keeps a route of hundreds of upstreams to a few small stacks.
+pub const MAX_CHECK_THREADS: usize = 8;
+
+/// The stack of a checking thread: it resolves a name and connects, as a connection's
+/// first thread does with its default 64 KiB.
+const CHECK_STACK_SIZE: usize = 64 * 1024;
+
+/// How long one check may take: the interval `every`, or the route's connect timeout if
+/// that is shorter (a client would not wait longer either). HAProxy bounds a check by its
+/// interval (`inter`) unless `timeout check` says otherwise.
+pub fn check_timeout(every: Duration, connect_timeout: Duration) -> Duration {
+    every.min(connect_timeout)
+}
 
 /// The run of check results for one upstream, and whether it is up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,19 +91,21 @@ impl Streak {
     }
 }
 
-/// Checks every upstream every `every`, each within `timeout`, until `stop` is dropped (or
-/// sent to). Reports each failed check and each change of state to `observer`.
+/// Checks the upstreams numbered `share` every `every`, each within `timeout`, one after
+/// the other, until `stop` is signalled. Reports each failed check and each change of state
+/// to `observer`.
 pub fn run(
     upstreams: &Upstreams,
     observer: &Observer,
+    share: &[usize],
     every: Duration,
     timeout: Duration,
-    stop: &mpsc::Receiver<()>,
+    stop: &StopSignal,
 ) {
-    let mut streaks = vec![Streak::default(); upstreams.len()];
+    let mut streaks = vec![Streak::default(); share.len()];
     loop {
         let round = Instant::now();
-        for (index, streak) in streaks.iter_mut().enumerate() {
+        for (&index, streak) in share.iter().zip(&mut streaks) {
             let result = upstreams.check(index, timeout);
             let metrics = upstreams.metrics(index);
             if let Err(error) = &result {
@@ -85,47 +116,97 @@ pub fn run(
                 let error = result.err();
                 observer.upstream_health_changed(metrics, up, Streak::needed_for(up), error);
             }
-            if !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+            if stop.is_signalled() {
                 return;
             }
         }
-        let next_round = round + every;
-        match stop.recv_timeout(next_round.saturating_duration_since(Instant::now())) {
-            Err(RecvTimeoutError::Timeout) => {}
-            _ => return,
+        if stop.wait_until(round + every) {
+            return;
         }
     }
 }
 
-/// The running health-check thread of one route. Dropping it stops the thread and waits
-/// for it: at most one check's connect timeout, since a check in progress is not cut.
-#[derive(Debug)]
-pub struct HealthCheckThread {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+/// Tells a route's checking threads to leave; each looks between checks and while it
+/// waits for the next round.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    signalled: Mutex<bool>,
+    changed: Condvar,
 }
 
-impl HealthCheckThread {
-    /// Starts `checks` on a thread of its own (`tcprelay-health`), handing it the receiver
-    /// that says when to stop: it disconnects when this handle is dropped.
-    ///
-    /// # Errors
-    /// The OS's error if the thread cannot be created.
-    pub fn start(
-        checks: impl FnOnce(&mpsc::Receiver<()>) + Send + 'static,
-    ) -> io::Result<HealthCheckThread> {
-        let (stop, stopped) = mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("tcprelay-health".to_string())
-            .spawn(move || checks(&stopped))?;
-        Ok(HealthCheckThread { stop: Some(stop), thread: Some(thread) })
+impl StopSignal {
+    fn signal(&self) {
+        *self.signalled.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.changed.notify_all();
+    }
+
+    fn is_signalled(&self) -> bool {
+        *self.signalled.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `deadline`, or less if the signal comes first; returns whether it came.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let signalled = self.signalled.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (signalled, _) = self
+            .changed
+            .wait_timeout_while(signalled, left, |signalled| !*signalled)
+            .unwrap_or_else(PoisonError::into_inner);
+        *signalled
     }
 }
 
-impl Drop for HealthCheckThread {
+/// The running checks of one route: its checking threads (`tcprelay-health`). Dropping it
+/// stops them and joins them, which waits for a check in progress; call
+/// [`stop`](HealthChecks::stop) first where that wait must not happen now.
+#[derive(Debug)]
+pub struct HealthChecks {
+    stop: Arc<StopSignal>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl HealthChecks {
+    /// Starts checking `upstreams` upstreams on up to [`MAX_CHECK_THREADS`] threads: each
+    /// runs `checks` with its share of the upstream numbers and the signal to stop.
+    ///
+    /// # Errors
+    /// The OS's error if a thread cannot be created; those already started are stopped and
+    /// joined then.
+    pub fn start(
+        upstreams: usize,
+        checks: impl Fn(&[usize], &StopSignal) + Send + Sync + 'static,
+    ) -> io::Result<HealthChecks> {
+        let checks = Arc::new(checks);
+        let mut started = HealthChecks { stop: Arc::default(), threads: Vec::new() };
+        let count = upstreams.min(MAX_CHECK_THREADS);
+        for first in 0..count {
+            let share: Vec<usize> = (first..upstreams).step_by(count).collect();
+            let (checks, stop) = (Arc::clone(&checks), Arc::clone(&started.stop));
+            let thread = thread::Builder::new()
+                .name("tcprelay-health".to_string())
+                .stack_size(CHECK_STACK_SIZE)
+                .spawn(move || checks(&share, &stop))?; // `started` is dropped: stopped, joined
+            started.threads.push(thread);
+        }
+        Ok(started)
+    }
+
+    /// Tells the threads to leave, without waiting for them: a check in progress ends
+    /// within its timeout, and the thread with it.
+    pub fn stop(&self) {
+        self.stop.signal();
+    }
+
+    /// Whether every thread has left, so that dropping this does not wait.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(JoinHandle::is_finished)
+    }
+}
+
+impl Drop for HealthChecks {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
+        self.stop.signal();
+        for thread in self.threads.drain(..) {
             // A check that panicked (a bug) has nothing left to clean up.
             let _ = thread.join();
         }
