@@ -16,6 +16,7 @@ use crate::relay::copy;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
+use crate::upstream::dial::DialRoom;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
 #[derive(Debug)]
@@ -107,7 +108,7 @@ impl Route {
                 Explain::new(config.explain),
                 Arc::clone(&metrics),
             ),
-            upstreams: Upstreams::new(&config, &metrics),
+            upstreams: Upstreams::new(&config, &metrics, DialRoom::of(&capacity)),
             metrics,
             max_connections,
             capacity,

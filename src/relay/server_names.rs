@@ -20,6 +20,7 @@ use crate::relay::route::{Route, ServerNames};
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
+use crate::upstream::dial::DialRoom;
 
 impl ServerNames {
     /// The routes that share `listener`'s socket, built from their settings: each with its
@@ -80,7 +81,7 @@ pub fn sharing_route(listener: &Route, mut config: Config) -> Route {
             Explain::new(config.explain),
             Arc::clone(&metrics),
         ),
-        upstreams: Upstreams::new(&config, &metrics),
+        upstreams: Upstreams::new(&config, &metrics, DialRoom::of(&listener.capacity)),
         metrics,
         max_connections: listener.max_connections,
         capacity: listener.capacity,

@@ -18,6 +18,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::limits::capacity::{Capacity, DIAL_ATTEMPTS_IN_PROCESS, OPEN_IN_PROCESS};
 use crate::net::stream::Stream;
 
 /// How long an attempt may go unanswered before the next address is started beside it:
@@ -171,11 +172,17 @@ pub struct Race {
 /// OS's connect timeout).
 ///
 /// A single address is dialled on the calling thread. With several, each attempt runs on a
-/// thread of its own (from `thread::Builder`; if none can be created, the attempt runs on
-/// the calling thread instead); a loser that connects later closes its connection, and one
-/// still waiting ends by itself within `timeout`. An attempt still unanswered when another
-/// wins is reported in [`Race::failed`] as too slow, so that the caller may try it later.
-pub fn race(addrs: &[SocketAddr], timeout: Duration) -> Race {
+/// thread of its own while `room` allows (see [`DialRoom`]); a loser that connects
+/// later closes its connection, and one still waiting ends by itself within `timeout`. An
+/// attempt still unanswered when another wins is reported in [`Race::failed`] as too slow,
+/// so that the caller may try it later.
+///
+/// When no slot is free (or the OS refuses the thread), the race waits for its attempts in
+/// flight instead of starting another; with none in flight, it tries the next address on
+/// the calling thread with an equal share of the time left, the old sequential way, using
+/// the descriptor the connection's own slot holds for its upstream. So a storm of clients
+/// of a dead name costs at most `room.attempts` extra threads and sockets, all counted.
+pub fn race(addrs: &[SocketAddr], timeout: Duration, room: DialRoom) -> Race {
     let deadline = if timeout.is_zero() { None } else { Instant::now().checked_add(timeout) };
     if let [addr] = addrs {
         return match connect(addr, deadline) {
@@ -193,21 +200,20 @@ pub fn race(addrs: &[SocketAddr], timeout: Duration) -> Race {
         let pending = started - answered.iter().filter(|&&done| done).count();
         if started < addrs.len() && (pending == 0 || now >= next_start) {
             let (index, addr) = (started, addrs[started]);
-            started += 1;
-            next_start = now + ATTEMPT_DELAY;
-            let sender = results.clone();
-            let spawned = thread::Builder::new()
-                .name("tcprelay-dial".to_string())
-                .stack_size(ATTEMPT_STACK_SIZE)
-                .spawn(move || {
-                    // A send after the race is over fails, dropping (closing) the stream.
-                    let _ = sender.send((index, connect(&addr, deadline)));
-                });
-            if spawned.is_err() {
-                // No thread to spare: try this address here, the old sequential way.
-                let _ = results.send((index, connect(&addr, deadline)));
+            if spawn_attempt(index, addr, deadline, &results, room) {
+                started += 1;
+                next_start = now + ATTEMPT_DELAY;
+                continue;
             }
-            continue;
+            if pending == 0 {
+                // No room for a thread and nothing in flight: try it here, with its share.
+                started += 1;
+                let share = deadline.map(|until| share_of(until, now, addrs.len() - index));
+                let _ = results.send((index, connect(&addr, share)));
+                continue;
+            }
+            // No room: wait for an attempt in flight, and look for room again later.
+            next_start = now + ATTEMPT_DELAY;
         }
         if pending == 0 {
             break None; // every address answered, and each failed
@@ -252,6 +258,56 @@ pub fn race(addrs: &[SocketAddr], timeout: Duration) -> Race {
     failed.sort_by_key(|(index, _)| *index);
     let failed = failed.into_iter().map(|(index, error)| (addrs[index], error)).collect();
     Race { winner, failed }
+}
+
+/// How much room the process has for dial attempts on threads of their own: each takes one
+/// of `attempts` attempt slots ([`DIAL_ATTEMPTS_IN_PROCESS`]) and half a connection's slot
+/// of the process-wide cap of `connections` ([`OPEN_IN_PROCESS`]), so that the threads and
+/// sockets Happy Eyeballs makes are counted like the connections' own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialRoom {
+    /// At most this many attempts on threads of their own in the process.
+    pub attempts: usize,
+    /// The process-wide connection cap they share with connections.
+    pub connections: usize,
+}
+
+impl DialRoom {
+    /// The room a route's [`Capacity`] gives.
+    pub fn of(capacity: &Capacity) -> DialRoom {
+        DialRoom { attempts: capacity.dial_attempts, connections: capacity.connections }
+    }
+}
+
+/// Starts the attempt to connect to `addr` on a thread of its own, which sends the result
+/// on `results`; `false` if `room` has no slot free or the OS refused the thread. The
+/// thread holds its slots until its socket is closed or handed over.
+fn spawn_attempt(
+    index: usize,
+    addr: SocketAddr,
+    deadline: Option<Instant>,
+    results: &mpsc::Sender<(usize, io::Result<TcpStream>)>,
+    room: DialRoom,
+) -> bool {
+    let Some(attempt) = DIAL_ATTEMPTS_IN_PROCESS.take(room.attempts) else { return false };
+    let Some(share) = OPEN_IN_PROCESS.take_dial_attempt(room.connections) else { return false };
+    let sender = results.clone();
+    thread::Builder::new()
+        .name("tcprelay-dial".to_string())
+        .stack_size(ATTEMPT_STACK_SIZE)
+        .spawn(move || {
+            let _slots = (attempt, share); // dropped last, after the stream below
+            // A send after the race is over fails, dropping (closing) the stream.
+            let _ = sender.send((index, connect(&addr, deadline)));
+        })
+        .is_ok() // if refused, the closure and its slot were dropped unrun
+}
+
+/// The deadline of one of `left` addresses tried one after the other from `now`: an equal
+/// share of the time until `deadline`.
+fn share_of(deadline: Instant, now: Instant, left: usize) -> Instant {
+    let left = u32::try_from(left).unwrap_or(u32::MAX).max(1);
+    now + deadline.saturating_duration_since(now) / left
 }
 
 /// One connection attempt, bounded by `deadline` if there is one.
@@ -307,6 +363,9 @@ mod tests {
         assert!(!text.ends_with(';'));
     }
 
+    /// Room for every attempt these tests make.
+    const ROOM: DialRoom = DialRoom { attempts: 8, connections: usize::MAX };
+
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
     }
@@ -349,7 +408,7 @@ mod tests {
         let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
         let refused = refusing.local_addr().unwrap();
         drop(refusing);
-        let race = race(&[refused, live.local_addr().unwrap()], Duration::from_secs(5));
+        let race = race(&[refused, live.local_addr().unwrap()], Duration::from_secs(5), ROOM);
         let (winner, _stream) = race.winner.expect("the live address connects");
         assert_eq!(winner, live.local_addr().unwrap());
         assert_eq!(race.failed.len(), 1);
@@ -379,7 +438,7 @@ mod tests {
         let live = TcpListener::bind("127.0.0.1:0").unwrap();
         let live_addr = live.local_addr().unwrap();
 
-        let race = race(&[silent, live_addr], Duration::from_secs(2));
+        let race = race(&[silent, live_addr], Duration::from_secs(2), ROOM);
 
         let (winner, _stream) = race.winner.expect("the live address connects");
         assert_eq!(winner, live_addr);
@@ -390,9 +449,32 @@ mod tests {
     }
 
     #[test]
+    fn with_no_attempt_slot_free_addresses_are_tried_here_one_after_the_other() {
+        let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = blackhole.local_addr().unwrap();
+        let mut queued = Vec::new();
+        while let Ok(stream) = TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
+            queued.push(stream);
+            assert!(queued.len() < 10_000, "the backlog never filled");
+        }
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+
+        // No slot at all: no thread may be made, so each address gets half the time here.
+        let none = DialRoom { attempts: 0, connections: usize::MAX };
+        let race = race(&[silent, live_addr], Duration::from_secs(2), none);
+
+        let (winner, _stream) = race.winner.expect("the live address connects after its turn");
+        assert_eq!(winner, live_addr);
+        let [(slow, error)] = &race.failed[..] else { panic!("{:?}", race.failed) };
+        assert_eq!(*slow, silent);
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "its share ran out: {error}");
+    }
+
+    #[test]
     fn when_every_address_fails_each_is_reported_in_order() {
         let (one, two) = (addr("127.0.0.1:1"), addr("127.0.0.1:2"));
-        let race = race(&[one, two], Duration::from_secs(5));
+        let race = race(&[one, two], Duration::from_secs(5), ROOM);
         assert!(race.winner.is_none());
         let failed: Vec<SocketAddr> = race.failed.iter().map(|(addr, _)| *addr).collect();
         assert_eq!(failed, [one, two]);
