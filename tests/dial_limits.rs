@@ -1,6 +1,7 @@
 //! Dialling within the process's means: every Happy Eyeballs attempt is a thread and a
 //! socket counted by the process-wide cap, so a storm of clients of a dead name neither
-//! aborts the relay nor takes the descriptors a plain route's clients need.
+//! aborts the relay nor takes the descriptors a plain route's clients need; and a route whose
+//! upstream name resolves to its own listen address refuses the loop.
 //!
 //! Each test runs the real binary with a private /etc/hosts (a mount namespace of its own,
 //! see [`RelayProcess::start_with_hosts`]) naming loopback addresses only, under the
@@ -177,4 +178,56 @@ fn under_1024_descriptors_dial_sockets_leave_a_plain_routes_clients_served() {
         line.contains("reason=connect_failed") && line.contains(&plain_route.to_string())
     });
     assert!(!plain_failed, "{log:#?}");
+}
+
+/// `-u selfloop.test:PORT` where the name resolves to the route's own listen address: before,
+/// `--check` passed it, one client filled 100 of 100 slots and a new loop formed every 60 s
+/// with nobody connected. Now `--check` names it (exit 2), and each client is closed at once
+/// with `reason=self_loop`, counted, warned about once for the storm, nothing dialled.
+#[test]
+fn a_route_whose_name_resolves_to_its_own_listen_address_refuses_the_loop() {
+    if !can_use_private_hosts() {
+        return;
+    }
+    let hosts = hosts_naming("hosts-selfloop", "selfloop.test", &["127.0.0.1"]);
+    // A port the OS hands out, free again for the relay to listen on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("an ephemeral port")
+        .port();
+    let (listen, upstream) = (format!("127.0.0.1:{port}"), format!("selfloop.test:{port}"));
+
+    let check = run_tcprelay_with_hosts(&hosts, &["--check", "-l", &listen, "-u", &upstream]);
+    let stderr = text(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    let named = format!("upstream {upstream} resolves to {listen}, the route's own listen address");
+    assert!(stderr.contains(&named), "{stderr}");
+
+    let args = ["-l", &listen, "-u", &upstream, "--admin", "127.0.0.1:0"];
+    let relay = RelayProcess::start_with_hosts(&hosts, "", &args, 1, true);
+    const CLIENTS: usize = 20;
+    for n in 0..CLIENTS {
+        let client = connect(relay.addr);
+        let reply = read_all(&client).unwrap_or_else(|e| panic!("client {n}: {e}"));
+        assert!(reply.is_empty(), "client {n} is closed at once, nothing relayed");
+    }
+    let line = relay.log_line_with("reason=self_loop");
+    assert!(line.contains("conn="), "{line}");
+    let admin = relay.admin.expect("the relay was started with --admin");
+    let route = format!("route=\"{listen}\"");
+    let counted = |metrics: &str, name: &str, value: usize| {
+        metrics.contains(&format!("{name}{{{route}}} {value}"))
+            || metrics.contains(&format!("{name}{{{route},reason=\"self_loop\"}} {value}"))
+    };
+    // The last client's close is counted just before it sees it; the metrics follow.
+    assert!(eventually(|| {
+        let (_, metrics) = http_get(admin, "/metrics");
+        counted(&metrics, "tcprelay_connections_closed_total", CLIENTS)
+    }));
+    let (_, metrics) = http_get(admin, "/metrics");
+    assert!(counted(&metrics, "tcprelay_connections_accepted_total", CLIENTS), "{metrics}");
+    assert!(counted(&metrics, "tcprelay_connections_active", 0), "{metrics}");
+    let log = relay.kill_and_collect_log();
+    let warnings = log.iter().filter(|line| line.contains("refusing the loop")).count();
+    assert_eq!(warnings, 1, "one warning for the storm, not one per client: {log:#?}");
 }

@@ -118,3 +118,30 @@ fn a_live_address_behind_99_dead_ones_is_reached_after_a_few_clients() {
         assert_eq!(served_by(relay.addr), "live", "after {failing} failing clients");
     }
 }
+
+/// A name that resolves to the route's own listen address and to a live one: the own address
+/// is never dialled (that would loop through the relay), the live one serves. A name with
+/// only the own address closes each client at once with `reason=self_loop`: accepted and
+/// closed once per client, no upstream failure counted, nothing left open.
+#[test]
+fn a_name_resolving_to_the_routes_own_address_is_refused_as_a_self_loop() {
+    let live = Upstream::banner("live");
+    let (both, only_own) = ("own-and-live.test:1", "only-own.test:1");
+    let relay = relay_to_name(both);
+    fake_name(both, &[relay.addr, live.addr]);
+    for _ in 0..3 {
+        assert_eq!(served_by(relay.addr), "live");
+    }
+    let metrics = settled(&relay.metrics);
+    assert_eq!((metrics.accepted, metrics.closed("self_loop")), (3, Some(0)));
+
+    let relay = relay_to_name(only_own);
+    fake_name(only_own, &[relay.addr]);
+    for _ in 0..3 {
+        assert_eq!(served_by(relay.addr), "", "closed at once");
+    }
+    let metrics = settled(&relay.metrics);
+    assert_eq!((metrics.accepted, metrics.closed("self_loop")), (3, Some(3)));
+    let upstream = metrics.upstream(only_own).expect("counters for the upstream");
+    assert_eq!((metrics.connect_failed, upstream.failures, upstream.connections), (0, 0, 0));
+}

@@ -204,6 +204,29 @@ impl Observer {
         }
     }
 
+    /// The upstream resolved only to the route's own listen address and was not dialled
+    /// (see `upstream/mod.rs`). `warn`: the first in a while (one per back-off, not one per
+    /// client of the storm); the client's close counts it as `reason=self_loop`.
+    pub fn self_loop(
+        &self,
+        conn: u64,
+        upstream: &UpstreamMetrics,
+        error: &dyn Display,
+        warn: bool,
+    ) {
+        let fields: &[(&str, &dyn Display)] = &[
+            self.route_field(),
+            ("conn", &conn),
+            ("upstream", &upstream.upstream()),
+            ("error", error),
+        ];
+        if warn {
+            self.log.warn("upstream is this route's own listen address: refusing the loop", fields);
+        } else {
+            self.log.debug("upstream is this route's own listen address", fields);
+        }
+    }
+
     /// An active health check of `upstream` failed (a debug line; the change of state,
     /// if it comes, is the warning).
     pub fn check_failed(&self, upstream: &UpstreamMetrics, error: &dyn Display) {

@@ -108,7 +108,15 @@ impl Route {
                 Explain::new(config.explain),
                 Arc::clone(&metrics),
             ),
-            upstreams: Upstreams::new(&config, &metrics, DialRoom::of(&capacity)),
+            upstreams: Upstreams::new(
+                &config,
+                &metrics,
+                match listen_addr {
+                    Address::Tcp(addr) => Some(addr),
+                    Address::Unix(_) => None,
+                },
+                DialRoom::of(&capacity),
+            ),
             metrics,
             max_connections,
             capacity,

@@ -81,7 +81,15 @@ pub fn sharing_route(listener: &Route, mut config: Config) -> Route {
             Explain::new(config.explain),
             Arc::clone(&metrics),
         ),
-        upstreams: Upstreams::new(&config, &metrics, DialRoom::of(&listener.capacity)),
+        upstreams: Upstreams::new(
+            &config,
+            &metrics,
+            match listener.listen_addr {
+                Address::Tcp(addr) => Some(addr),
+                Address::Unix(_) => None,
+            },
+            DialRoom::of(&listener.capacity),
+        ),
         metrics,
         max_connections: listener.max_connections,
         capacity: listener.capacity,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::limits::capacity::{Capacity, DIAL_ATTEMPTS_IN_PROCESS, OPEN_IN_PROCESS};
 use crate::net::stream::Stream;
+use crate::outcome::CloseReason;
 
 /// How long an attempt may go unanswered before the next address is started beside it:
 /// RFC 8305's recommended "Connection Attempt Delay", which Go and curl use too.
@@ -65,6 +66,14 @@ pub enum DialError {
         /// What the OS said (e.g. no such file, connection refused).
         error: io::Error,
     },
+    /// Every address the upstream resolved to reaches the route's own listener: dialling
+    /// it would make a loop of the relay through itself (see [`reaches_listener`]).
+    SelfLoop {
+        /// The upstream as configured.
+        upstream: String,
+        /// The address it resolved to that is the route's listen address.
+        addr: SocketAddr,
+    },
     /// Every resolved address failed; each with its own error, in the order tried.
     Connect {
         /// The upstream as configured.
@@ -88,6 +97,16 @@ impl DialError {
             DialError::Connect { attempts, .. } => {
                 !attempts.is_empty() && attempts.iter().all(|(_, error)| is_local_error(error))
             }
+            DialError::SelfLoop { .. } => false,
+        }
+    }
+
+    /// Why the client is closed when its dial failed this way: `self_loop` for a loop,
+    /// `connect_failed` for everything else.
+    pub fn close_reason(&self) -> CloseReason {
+        match self {
+            DialError::SelfLoop { .. } => CloseReason::SelfLoop,
+            _ => CloseReason::ConnectFailed,
         }
     }
 }
@@ -101,6 +120,10 @@ impl fmt::Display for DialError {
             DialError::Unix { upstream, error } => {
                 write!(f, "cannot connect to {upstream}: {error}")
             }
+            DialError::SelfLoop { upstream, addr } => write!(
+                f,
+                "not connecting to {upstream}: it resolves to {addr}, where this route listens"
+            ),
             DialError::Connect { upstream, attempts } => {
                 write!(f, "cannot connect to {upstream}")?;
                 // Each address once: an upstream given as an IP is its only address.
@@ -136,6 +159,25 @@ pub fn is_local_error(error: &io::Error) -> bool {
         return true;
     }
     cfg!(unix) && matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS))
+}
+
+/// Whether connecting to `addr` would reach the listener bound at `listen`, so that a route
+/// dialling it would connect to itself: the same address and port; or the same port where
+/// `listen` is a wildcard (`0.0.0.0`, `[::]`) and `addr` a loopback or wildcard address,
+/// or `listen` a loopback address and `addr` a wildcard one (a connect to `0.0.0.0` or `::`
+/// reaches this host). IPv4-mapped IPv6 addresses count as the IPv4 ones. A wildcard
+/// listener reached through one of the host's other addresses is not seen: std cannot
+/// list the host's addresses.
+pub fn reaches_listener(addr: &SocketAddr, listen: &SocketAddr) -> bool {
+    if addr.port() != listen.port() {
+        return false;
+    }
+    let (to, at) = (addr.ip().to_canonical(), listen.ip().to_canonical());
+    // An IPv4 wildcard listener takes no IPv6 connection; an IPv6 one takes both.
+    let same_family = at.is_ipv6() || to.is_ipv4();
+    to == at
+        || (at.is_unspecified() && same_family && (to.is_loopback() || to.is_unspecified()))
+        || (to.is_unspecified() && at.is_loopback())
 }
 
 /// Orders resolved addresses as RFC 8305 section 4 asks: the family of the first address
@@ -383,6 +425,23 @@ mod tests {
             [addr("127.0.0.1:1"), addr("[::1]:1"), addr("127.0.0.2:1")]
         );
         assert_eq!(interleave_families(&[]), []);
+    }
+
+    #[test]
+    fn the_listen_address_and_a_wildcard_listens_port_on_loopback_reach_the_listener() {
+        let listen = addr("127.0.0.1:7000");
+        assert!(reaches_listener(&addr("127.0.0.1:7000"), &listen));
+        assert!(reaches_listener(&addr("0.0.0.0:7000"), &listen));
+        assert!(reaches_listener(&addr("[::ffff:127.0.0.1]:7000"), &listen));
+        assert!(!reaches_listener(&addr("127.0.0.1:7001"), &listen), "another port");
+        assert!(!reaches_listener(&addr("127.0.0.2:7000"), &listen), "another address");
+        let wildcard = addr("0.0.0.0:7000");
+        assert!(reaches_listener(&addr("127.0.0.2:7000"), &wildcard));
+        assert!(!reaches_listener(&addr("[::1]:7000"), &wildcard), "IPv4 only");
+        let wildcard6 = addr("[::]:7000");
+        assert!(reaches_listener(&addr("[::1]:7000"), &wildcard6));
+        assert!(reaches_listener(&addr("127.0.0.1:7000"), &wildcard6));
+        assert!(!reaches_listener(&addr("[::1]:7001"), &wildcard6));
     }
 
     #[test]

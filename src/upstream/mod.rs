@@ -30,6 +30,11 @@
 //! remembered and the others, forgotten, went first again). The back-off time only decides
 //! when a failure is news worth a warning.
 //!
+//! An upstream address that is the route's own listen address (the same address, or the
+//! same port of a wildcard listen reached through loopback) would make each client connect
+//! to the relay itself, which dials itself again, until every slot is taken. It is never
+//! dialled: the client is closed with `reason=self_loop`, warned about once per back-off.
+//!
 //! A dial that fails for a reason on this machine (out of descriptors, ports or memory) is
 //! a *local* error: logged as such and counted apart, never counted against the upstream
 //! nor backing it off, since the upstream was never reached.
@@ -67,6 +72,10 @@ pub struct Upstreams {
     next: AtomicUsize,
     /// When a local dial error was last logged as a warning (at most once per back-off).
     local_error_warned: Mutex<Option<Instant>>,
+    /// When a self-loop was last logged as a warning (at most once per back-off).
+    self_loop_warned: Mutex<Option<Instant>>,
+    /// Where the route listens: an upstream address that reaches it is never dialled.
+    listen: Option<SocketAddr>,
     /// How much room the process has for dial attempts on threads of their own.
     room: DialRoom,
 }
@@ -145,9 +154,14 @@ impl Drop for LiveConnection<'_> {
 impl Upstreams {
     /// The upstreams of `config`, none backing off, counting in `metrics` (made by
     /// [`RouteMetrics::with_upstreams`] from the same list; a missing entry gets counters
-    /// of its own that nobody scrapes), whose dials run attempts on threads of their own as
-    /// `room` allows.
-    pub fn new(config: &Config, metrics: &RouteMetrics, room: DialRoom) -> Upstreams {
+    /// of its own that nobody scrapes), for the route listening at `listen`, whose dials run
+    /// attempts on threads of their own as `room` allows.
+    pub fn new(
+        config: &Config,
+        metrics: &RouteMetrics,
+        listen: Option<SocketAddr>,
+        room: DialRoom,
+    ) -> Upstreams {
         let upstreams = config
             .upstreams()
             .enumerate()
@@ -169,6 +183,8 @@ impl Upstreams {
             checked: !config.health_check.is_zero(),
             next: AtomicUsize::new(0),
             local_error_warned: Mutex::new(None),
+            self_loop_warned: Mutex::new(None),
+            listen,
             room,
         }
     }
@@ -236,6 +252,12 @@ impl Upstreams {
                     observer.dial_local_error(conn, &upstream.metrics, &error, warn);
                     return Err(error);
                 }
+                Err(error @ DialError::SelfLoop { .. }) => {
+                    // Not the upstream's failure but the configuration's: no back-off.
+                    let warn = is_news(&self.self_loop_warned, self.backoff);
+                    observer.self_loop(conn, &upstream.metrics, &error, warn);
+                    last_error = Some(error);
+                }
                 Err(error) => {
                     let mut until = lock(&upstream.backing_off_until);
                     let was_healthy = until.is_none_or(|until| Instant::now() >= until);
@@ -277,7 +299,14 @@ impl Upstreams {
         if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
             return dial::dial_unix(address, std::path::Path::new(path));
         }
-        let resolved = self.resolve(address)?;
+        let mut resolved = self.resolve(address)?;
+        if let Some(listen) = self.listen {
+            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
+            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
+            if let (Some(addr), true) = (own, resolved.is_empty()) {
+                return Err(DialError::SelfLoop { upstream: address.clone(), addr });
+            }
+        }
         let addrs = upstream.order_addresses(dial::interleave_families(&resolved));
         let race = dial::race(&addrs, timeout, self.room);
         if addrs.len() > 1 {
@@ -343,8 +372,23 @@ impl Upstreams {
     }
 }
 
-/// Whether an event that happens to every client in a storm (a local error) is worth a
-/// warning now: at most one per `period`, recorded in `warned`.
+/// Whether the upstream `address` (as configured) resolves to an address that reaches
+/// `listen`, the route's own listen address: the address if so. What `--check` reports;
+/// a name that does not resolve now is not a loop now.
+pub fn reaches_itself(
+    address: &str,
+    listen: &SocketAddr,
+    resolver: Resolver,
+) -> Option<SocketAddr> {
+    if address.starts_with(UNIX_PREFIX) || listen.port() == 0 {
+        return None;
+    }
+    let resolved = resolver(address).ok()?;
+    resolved.into_iter().find(|addr| dial::reaches_listener(addr, listen))
+}
+
+/// Whether an event that happens to every client in a storm (a local error, a self-loop)
+/// is worth a warning now: at most one per `period`, recorded in `warned`.
 fn is_news(warned: &Mutex<Option<Instant>>, period: Duration) -> bool {
     let now = Instant::now();
     let mut warned = lock(warned);
@@ -377,7 +421,7 @@ mod tests {
             ..Config::default()
         };
         let metrics = RouteMetrics::with_upstreams("test", config.upstreams());
-        Upstreams::new(&config, &metrics, DialRoom { attempts: 8, connections: usize::MAX })
+        Upstreams::new(&config, &metrics, None, DialRoom { attempts: 8, connections: usize::MAX })
     }
 
     fn back_off(upstreams: &Upstreams, index: usize) {

@@ -401,6 +401,12 @@ pub fn run_tcprelay(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(args).output().expect("run tcprelay")
 }
 
+/// Runs `tcprelay ARGS` (e.g. `--check ...`) to its end with `hosts` as its /etc/hosts,
+/// as [`RelayProcess::start_with_hosts`] does.
+pub fn run_tcprelay_with_hosts(hosts: &super::ConfigFile, args: &[&str]) -> Output {
+    tcprelay_with_hosts(hosts, "", args).output().expect("run tcprelay under unshare -m")
+}
+
 /// The command that runs `tcprelay ARGS` in a mount namespace of its own with `hosts`
 /// bind-mounted over /etc/hosts, under `ulimit ULIMIT` unless that is empty.
 fn tcprelay_with_hosts(hosts: &super::ConfigFile, ulimit: &str, args: &[&str]) -> Command {
