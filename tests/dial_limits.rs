@@ -66,34 +66,70 @@ fn aborted(log: &[String]) -> bool {
     log.iter().any(|line| line.contains("memory allocation") || line.contains("alternative stack"))
 }
 
-/// The relay with a dead name's route (`dead.test:PORT`, every address blackholed, 5 s to
-/// connect, at most 250 clients: the rest of the process's cap stays the plain route's) and
-/// a plain route to `echo`, under `ulimit`.
-fn relay_with_dead_name(
-    hosts: &ConfigFile,
-    config_name: &str,
-    port: u16,
-    echo: &Upstream,
-    ulimit: &str,
-) -> (RelayProcess, ConfigFile) {
-    let config = ConfigFile::new(
-        config_name,
-        &format!(
-            "connect-timeout 5s\nmax-connections 5000\n\
-             route 127.0.0.1:0 -> dead.test:{port} max-connections=250\nroute 127.0.0.1:0 -> {}\n",
-            echo.addr
-        ),
-    );
-    let relay =
-        RelayProcess::start_with_hosts(hosts, ulimit, &["--config", config.arg()], 2, false);
-    (relay, config)
+/// The relay with a dead name's route and a plain route to an echo upstream, under `ulimit`,
+/// and what they need kept alive.
+struct DeadNameRelay {
+    relay: RelayProcess,
+    /// A route to `dead.test:PORT`, every one of its addresses blackholed, 5 s to connect, at
+    /// most 250 clients: the rest of the process's cap stays the plain route's.
+    dead_route: std::net::SocketAddr,
+    /// A route to the echo upstream.
+    plain_route: std::net::SocketAddr,
+    _blackholes: Vec<Blackhole>,
+    _files: (ConfigFile, ConfigFile),
+    _echo: Upstream,
+}
+
+impl DeadNameRelay {
+    /// `dead.test` with `addresses` blackholed addresses (127.0.0.2 on), the relay under
+    /// `ulimit`; `tag` names its files.
+    fn start(addresses: u8, ulimit: &str, tag: &str) -> DeadNameRelay {
+        let ips = loopback_ips(2, 1 + addresses);
+        let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+        let blackholes = Blackhole::on_one_port(&ips);
+        let hosts = hosts_naming(&format!("hosts-{tag}"), "dead.test", &ips);
+        let echo = Upstream::echo();
+        let config = ConfigFile::new(
+            &format!("dead-{tag}.conf"),
+            &format!(
+                "connect-timeout 5s\nmax-connections 5000\n\
+                 route 127.0.0.1:0 -> dead.test:{} max-connections=250\n\
+                 route 127.0.0.1:0 -> {}\n",
+                blackholes[0].addr.port(),
+                echo.addr
+            ),
+        );
+        let args = ["--config", config.arg()];
+        let relay = RelayProcess::start_with_hosts(&hosts, ulimit, &args, 2, false);
+        let (dead_route, plain_route) = (relay.routes[0], relay.routes[1]);
+        DeadNameRelay {
+            relay,
+            dead_route,
+            plain_route,
+            _blackholes: blackholes,
+            _files: (hosts, config),
+            _echo: echo,
+        }
+    }
+
+    /// Waits for the relay to close every one of `clients`, then for the last attempts to
+    /// end (by their deadline) and every dial socket with them; the threads and descriptors
+    /// left.
+    fn outlast(&self, clients: &[TcpStream]) -> (u64, usize) {
+        for client in clients {
+            closed_by_relay(client);
+        }
+        let relay = &self.relay;
+        assert!(eventually(|| relay.open_fds().len() <= SETTLED_FDS), "{:?}", relay.open_fds());
+        (relay.status("Threads"), relay.open_fds().len())
+    }
 }
 
 /// Under `ulimit -v 100000` (100 MB), 300 clients of a name with 16 blackholed addresses:
 /// before, each attempt was a thread of its own that the cap did not count, and the process
-/// aborted ("failed to allocate an alternative stack", 1,625 threads). Now attempts beyond
-/// the reserved ones wait for the previous one: no abort, and the plain route serves
-/// throughout.
+/// aborted ("failed to allocate an alternative stack", 1,625 threads). Now each attempt
+/// takes half a connection's slot of the cap, and attempts past their bound wait for the
+/// previous one: no abort, and the plain route serves throughout.
 #[test]
 fn under_100_mb_a_storm_of_clients_of_a_dead_name_does_not_abort_the_relay() {
     if let Some(emulator) = emulator() {
@@ -103,75 +139,50 @@ fn under_100_mb_a_storm_of_clients_of_a_dead_name_does_not_abort_the_relay() {
     if !can_use_private_hosts() {
         return;
     }
-    let ips = loopback_ips(2, 17);
-    let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
-    let blackholes = Blackhole::on_one_port(&ips);
-    let hosts = hosts_naming("hosts-100mb", "dead.test", &ips);
-    let echo = Upstream::echo();
-    let port = blackholes[0].addr.port();
-    let (mut relay, _config) =
-        relay_with_dead_name(&hosts, "dead-100mb.conf", port, &echo, "-v 100000");
-    let (cap, limited_by) = relay.connection_cap();
+    let mut dead = DeadNameRelay::start(16, "-v 100000", "100mb");
+    let (cap, limited_by) = dead.relay.connection_cap();
     assert_eq!(limited_by, "RLIMIT_AS");
-    let (dead_route, plain_route) = (relay.routes[0], relay.routes[1]);
 
-    let clients = storm(dead_route, 300);
+    let clients = storm(dead.dead_route, 300);
     // The first close comes after every attempt of the first clients was started.
     closed_by_relay(&clients[0]);
-    let threads_in_storm = relay.status("Threads");
-    assert!(relay.is_running(), "the relay died in the storm");
-    assert!(served(plain_route, 1), "the plain route serves during the storm");
-    for client in &clients {
-        closed_by_relay(client);
-    }
-    assert!(relay.is_running(), "the relay died in the storm");
-    assert!(served(plain_route, 2), "the plain route serves after the storm");
-    // The last attempts end by their deadline, and every dial socket with them.
-    assert!(eventually(|| relay.open_fds().len() <= SETTLED_FDS), "{:?}", relay.open_fds());
-    let (threads, fds) = (relay.status("Threads"), relay.open_fds().len());
+    let threads_in_storm = dead.relay.status("Threads");
+    assert!(dead.relay.is_running(), "the relay died in the storm");
+    assert!(served(dead.plain_route, 1), "the plain route serves during the storm");
+    let (threads, fds) = dead.outlast(&clients);
+    assert!(dead.relay.is_running(), "the relay died in the storm");
+    assert!(served(dead.plain_route, 2), "the plain route serves after the storm");
     eprintln!(
         "cap {cap}: {threads_in_storm} threads in the storm; {threads} threads, {fds} fds after"
     );
-    let log = relay.kill_and_collect_log();
+    let log = dead.relay.kill_and_collect_log();
     assert!(!aborted(&log), "{log:#?}");
 }
 
 /// Under `ulimit -n 1024`, 300 clients of a name with 4 blackholed addresses: before, their
-/// attempts held 1,021 descriptors and a plain route's clients failed with
-/// `connect_failed` (EMFILE). Now dial sockets come out of the descriptors the cap sets
-/// aside, and the plain route's clients are served.
+/// attempts held about 1,000 descriptors and a plain route's clients failed with
+/// `connect_failed` (EMFILE). Now each dial socket takes half a connection's slot of the
+/// cap, which keeps every descriptor counted, and the plain route's clients are served.
 #[test]
 fn under_1024_descriptors_dial_sockets_leave_a_plain_routes_clients_served() {
     if !can_use_private_hosts() {
         return;
     }
-    let ips = loopback_ips(2, 5);
-    let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
-    let blackholes = Blackhole::on_one_port(&ips);
-    let hosts = hosts_naming("hosts-1024fds", "dead.test", &ips);
-    let echo = Upstream::echo();
-    let port = blackholes[0].addr.port();
-    let (mut relay, _config) =
-        relay_with_dead_name(&hosts, "dead-1024fds.conf", port, &echo, "-n 1024");
-    let (_, limited_by) = relay.connection_cap();
+    let mut dead = DeadNameRelay::start(4, "-n 1024", "1024fds");
+    let (_, limited_by) = dead.relay.connection_cap();
     assert_eq!(limited_by, "RLIMIT_NOFILE");
-    let (dead_route, plain_route) = (relay.routes[0], relay.routes[1]);
+    let plain_route = dead.plain_route;
 
-    let clients = storm(dead_route, 300);
+    let clients = storm(dead.dead_route, 300);
     closed_by_relay(&clients[0]);
-    let fds_in_storm = relay.open_fds().len();
+    let fds_in_storm = dead.relay.open_fds().len();
     for n in 0..20 {
         assert!(served(plain_route, n), "plain client {n} during the storm ({fds_in_storm} fds)");
     }
-    for client in &clients {
-        closed_by_relay(client);
-    }
-    assert!(relay.is_running());
-    // The last attempts end by their deadline, and every dial socket with them.
-    assert!(eventually(|| relay.open_fds().len() <= SETTLED_FDS), "{:?}", relay.open_fds());
-    let (threads, fds) = (relay.status("Threads"), relay.open_fds().len());
+    let (threads, fds) = dead.outlast(&clients);
+    assert!(dead.relay.is_running());
     eprintln!("{fds_in_storm} fds in the storm; {threads} threads, {fds} fds after");
-    let log = relay.kill_and_collect_log();
+    let log = dead.relay.kill_and_collect_log();
     let exhausted = log.iter().any(|line| line.contains("local resources exhausted"));
     assert!(!exhausted, "a dial ran out of descriptors: {log:#?}");
     let plain_failed = log.iter().any(|line| {

@@ -484,16 +484,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_silent_first_address_is_not_abandoned_but_raced_and_reported_slow() {
-        // A blackhole: a listener whose backlog (128, plus one on Linux) is full drops SYNs.
-        let blackhole = TcpListener::bind("[::1]:0").unwrap();
+    /// A blackhole on `ip`: a listener whose backlog (128, plus one on Linux) is full drops
+    /// SYNs. Its address, and what keeps it full.
+    fn blackhole(ip: &str) -> (SocketAddr, (TcpListener, Vec<TcpStream>)) {
+        let blackhole = TcpListener::bind((ip, 0)).unwrap();
         let silent = blackhole.local_addr().unwrap();
         let mut queued = Vec::new();
         while let Ok(stream) = TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
             queued.push(stream);
             assert!(queued.len() < 10_000, "the backlog never filled");
         }
+        (silent, (blackhole, queued))
+    }
+
+    #[test]
+    fn a_silent_first_address_is_not_abandoned_but_raced_and_reported_slow() {
+        let (silent, _blackhole) = blackhole("::1");
         let live = TcpListener::bind("127.0.0.1:0").unwrap();
         let live_addr = live.local_addr().unwrap();
 
@@ -509,13 +515,7 @@ mod tests {
 
     #[test]
     fn with_no_attempt_slot_free_addresses_are_tried_here_one_after_the_other() {
-        let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
-        let silent = blackhole.local_addr().unwrap();
-        let mut queued = Vec::new();
-        while let Ok(stream) = TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
-            queued.push(stream);
-            assert!(queued.len() < 10_000, "the backlog never filled");
-        }
+        let (silent, _blackhole) = blackhole("127.0.0.1");
         let live = TcpListener::bind("127.0.0.1:0").unwrap();
         let live_addr = live.local_addr().unwrap();
 
