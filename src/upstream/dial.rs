@@ -66,8 +66,9 @@ pub enum DialError {
         /// What the OS said (e.g. no such file, connection refused).
         error: io::Error,
     },
-    /// Every address the upstream resolved to reaches the route's own listener: dialling
-    /// it would make a loop of the relay through itself (see [`reaches_listener`]).
+    /// Every address the upstream resolved to reaches the route's own listener (the same
+    /// address, or its port on a wildcard listen reached through loopback): dialling it
+    /// would make a loop of the relay through itself.
     SelfLoop {
         /// The upstream as configured.
         upstream: String,
