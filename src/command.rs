@@ -19,6 +19,7 @@ use crate::server::pid_file::{self, PidFile};
 use crate::server::{Server, ServerConfig};
 use crate::settings::cli::{self, Command};
 use crate::teach::demo;
+use crate::upstream;
 
 /// Runs the command with these arguments (without the program name) and says how it ended.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -27,6 +28,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli::parse(args) {
         Ok(Command::Run(server)) => serve(server),
         Ok(Command::Check(server)) => {
+            if names_self_loops(&server) {
+                return ExitCode::from(2);
+            }
             print!("{}", server.describe());
             ExitCode::SUCCESS
         }
@@ -114,3 +118,25 @@ fn serve(config: ServerConfig) -> ExitCode {
 
 /// How long the relay waits for its last log lines to be written before it exits.
 const EXIT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a route's upstream resolves to the route's own listen address, naming each on
+/// stderr: `--check` then fails with 2, as for any configuration mistake, since that route
+/// would refuse every client (`reason=self_loop`, see `upstream/mod.rs`). Validation
+/// compares literal addresses only; this resolves host names, now. A name that does not
+/// resolve now is not reported: it may resolve where the relay runs.
+fn names_self_loops(server: &ServerConfig) -> bool {
+    let mut loops = 0;
+    for route in server.routes.iter().filter(|route| route.listen_unix.is_none()) {
+        for address in route.upstreams() {
+            if let Some(own) = upstream::reaches_itself(address, &route.listen, route.resolver) {
+                eprintln!(
+                    "tcprelay: route {}: upstream {address} resolves to {own}, the route's own \
+                     listen address: every client would be closed with reason=self_loop",
+                    route.listen
+                );
+                loops += 1;
+            }
+        }
+    }
+    loops > 0
+}

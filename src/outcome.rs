@@ -41,6 +41,9 @@ pub enum CloseReason {
     /// No route on the listener takes the server name the client asked for (or it asked
     /// for none), and the listener has no default route; nothing was forwarded.
     NoRoute,
+    /// The upstream resolved only to the route's own listen address: dialling it would make
+    /// the relay connect to itself, again and again; nothing was dialled.
+    SelfLoop,
 }
 
 impl CloseReason {
@@ -62,11 +65,12 @@ impl CloseReason {
             CloseReason::ProcessLimit => "process_limit",
             CloseReason::BadProxyHeader => "bad_proxy_header",
             CloseReason::NoRoute => "no_route",
+            CloseReason::SelfLoop => "self_loop",
         }
     }
 
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [CloseReason; 15] = [
+    pub const ALL: [CloseReason; 16] = [
         CloseReason::ClientEof,
         CloseReason::UpstreamEof,
         CloseReason::ClientReset,
@@ -82,6 +86,7 @@ impl CloseReason {
         CloseReason::ProcessLimit,
         CloseReason::BadProxyHeader,
         CloseReason::NoRoute,
+        CloseReason::SelfLoop,
     ];
 
     /// This reason's place in [`CloseReason::ALL`].

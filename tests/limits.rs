@@ -33,19 +33,6 @@ fn is_waiting(client: &TcpStream) -> bool {
     matches!(read, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
 }
 
-/// The emulator these tests run under, if any: tests/targets.sh runs a foreign target's
-/// binaries through `CARGO_TARGET_<TRIPLE>_RUNNER=qemu-…`, which the test process inherits.
-/// Under qemu-user, `ulimit -v` bounds the emulator too (it maps 128 MiB for its translated
-/// code before the relay runs a line), so an address-space limit measures qemu, not the
-/// relay: these tests then say so and check nothing (docs/targets.md). The native 32-bit
-/// run (i686) and the host's run keep them honest.
-fn emulator() -> Option<String> {
-    std::env::vars().find_map(|(name, value)| {
-        let runner = name.starts_with("CARGO_TARGET_") && name.ends_with("_RUNNER");
-        (runner && value.contains("qemu")).then_some(value)
-    })
-}
-
 /// The relay under `ulimit -v KIB`, to an echo upstream, with no idle timeout.
 fn relay_under_address_space_limit(kib: u64, upstream: &Upstream) -> RelayProcess {
     let upstream_arg = upstream.addr.to_string();

@@ -85,3 +85,63 @@ fn a_name_whose_every_address_fails_fails_the_upstream_and_the_next_one_serves()
     assert!(!upstream.up, "down until a connect succeeds (no health checks here)");
     assert_eq!(metrics.connect_failed, 1);
 }
+
+/// A name with 100 addresses, 99 of them blackholed and the live one last: before, every
+/// client failed after the 5 s connect timeout, never reaching it (only the 32 newest
+/// failures were remembered, and the forgotten ones went first again). Now addresses that
+/// never failed go first, so each client tries new ones and a few clients reach the live
+/// address; every client after that is served at once.
+#[test]
+fn a_live_address_behind_99_dead_ones_is_reached_after_a_few_clients() {
+    let blackholes: Vec<Blackhole> = std::thread::scope(|scope| {
+        let filling: Vec<_> = (0..99).map(|_| scope.spawn(|| Blackhole::on("127.0.0.1"))).collect();
+        filling.into_iter().map(|one| one.join().expect("a blackhole is made")).collect()
+    });
+    let live = Upstream::banner("live");
+    let name = "hundred.test:1";
+    let mut addrs: Vec<_> = blackholes.iter().map(|blackhole| blackhole.addr).collect();
+    addrs.push(live.addr);
+    fake_name(name, &addrs);
+    let relay = TestRelay::start(Config {
+        upstream: name.to_string(),
+        resolver: fake_resolver,
+        connect_timeout: Duration::from_secs(5),
+        ..quiet_config()
+    });
+
+    // Each failing client tries about 20 addresses (one per 250 ms attempt delay) in 5 s:
+    // five clients cover the 99; 15 leave room for a loaded machine.
+    let failing = (0..15).take_while(|_| served_by(relay.addr).is_empty()).count();
+    assert!(failing < 15, "the live address was never reached");
+    eprintln!("reached after {failing} failing clients");
+    for _ in 0..3 {
+        assert_eq!(served_by(relay.addr), "live", "after {failing} failing clients");
+    }
+}
+
+/// A name that resolves to the route's own listen address and to a live one: the own address
+/// is never dialled (that would loop through the relay), the live one serves. A name with
+/// only the own address closes each client at once with `reason=self_loop`: accepted and
+/// closed once per client, no upstream failure counted, nothing left open.
+#[test]
+fn a_name_resolving_to_the_routes_own_address_is_refused_as_a_self_loop() {
+    let live = Upstream::banner("live");
+    let (both, only_own) = ("own-and-live.test:1", "only-own.test:1");
+    let relay = relay_to_name(both);
+    fake_name(both, &[relay.addr, live.addr]);
+    for _ in 0..3 {
+        assert_eq!(served_by(relay.addr), "live");
+    }
+    let metrics = settled(&relay.metrics);
+    assert_eq!((metrics.accepted, metrics.closed("self_loop")), (3, Some(0)));
+
+    let relay = relay_to_name(only_own);
+    fake_name(only_own, &[relay.addr]);
+    for _ in 0..3 {
+        assert_eq!(served_by(relay.addr), "", "closed at once");
+    }
+    let metrics = settled(&relay.metrics);
+    assert_eq!((metrics.accepted, metrics.closed("self_loop")), (3, Some(3)));
+    let upstream = metrics.upstream(only_own).expect("counters for the upstream");
+    assert_eq!((metrics.connect_failed, upstream.failures, upstream.connections), (0, 0, 0));
+}

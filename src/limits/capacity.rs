@@ -62,6 +62,9 @@ const OTHER_THREAD_STACKS: u64 = 2 * 2 * MIB + 8 * 256 * KIB;
 /// whole process (see `threads.rs`), fewer when the process is small (see [`fit`]): each
 /// still holds its stack.
 const MAX_PARKED_THREADS: u64 = 128;
+/// At most this many Happy Eyeballs attempts run on threads of their own at once, in the
+/// whole process (see `upstream/dial.rs`), fewer when the process is small (see [`fit`]).
+const MAX_DIAL_ATTEMPTS: usize = 128;
 /// Slack for what is not counted one by one: the heap growing and fragmenting, threads
 /// that have freed their connection's slot but not yet exited or parked. 4 MiB plus a
 /// sixteenth of the limit.
@@ -190,6 +193,10 @@ pub struct Capacity {
     /// At most this many finished connection threads may wait for the next connection in
     /// the whole process: the parked threads the budget has room for.
     pub max_parked: usize,
+    /// At most this many dial attempts may run on threads of their own at once in the whole
+    /// process: a quarter of the connections, up to 128. Each also takes half a connection's
+    /// share of the cap while it runs (see [`OpenCount::take_dial_attempt`]).
+    pub dial_attempts: usize,
 }
 
 /// How many connections of `cost` fit under the limits of `snapshot`, besides what the
@@ -203,7 +210,8 @@ pub fn fit(snapshot: &Snapshot, cost: &Cost) -> Capacity {
     let without_parked = fit_with_parked(snapshot, cost, 0);
     let parked = (without_parked.connections as u64 / 2).min(MAX_PARKED_THREADS);
     let capacity = fit_with_parked(snapshot, cost, parked);
-    Capacity { max_parked: parked as usize, ..capacity }
+    let dial_attempts = (capacity.connections / 4).min(MAX_DIAL_ATTEMPTS);
+    Capacity { max_parked: parked as usize, dial_attempts, ..capacity }
 }
 
 fn fit_with_parked(snapshot: &Snapshot, cost: &Cost, parked: u64) -> Capacity {
@@ -230,6 +238,7 @@ fn fit_with_parked(snapshot: &Snapshot, cost: &Cost, parked: u64) -> Capacity {
         limit: 0,
         cost: *cost,
         max_parked: 0,
+        dial_attempts: 0,
     };
     for (binding, limit, reserve, each) in candidates {
         let Some((limit, used)) = limit else { continue };
@@ -328,25 +337,50 @@ pub fn snapshot() -> &'static Snapshot {
     SNAPSHOT.get_or_init(Snapshot::read)
 }
 
-/// A count of open connections with a cap checked as a slot is taken.
+/// A count of what is open, with a cap checked as a slot is taken. It counts in halves of a
+/// connection: a connection takes two, a Happy Eyeballs dial attempt one. An attempt is one
+/// thread with a smaller stack than a connection thread's (never larger: std raises both to
+/// the same minimum) and one socket: at most half a connection on every limit the cap
+/// counts (address space, threads, maps, descriptors), so it can borrow half a slot.
 #[derive(Debug)]
 pub struct OpenCount(AtomicUsize);
 
-/// Connections open in the whole process, every route together.
+/// Connections (and dial attempts, as half a connection each) open in the whole process,
+/// every route together.
 pub static OPEN_IN_PROCESS: OpenCount = OpenCount(AtomicUsize::new(0));
 
+/// Dial attempts running on threads of their own in the whole process, every route and
+/// health check together, each a whole slot here ([`OpenCount::take`]): bounded by
+/// [`Capacity::dial_attempts`] so that a storm of clients of a dead name cannot take all the
+/// halves of [`OPEN_IN_PROCESS`] that other routes need.
+pub static DIAL_ATTEMPTS_IN_PROCESS: OpenCount = OpenCount(AtomicUsize::new(0));
+
+/// Halves of a connection in an [`OpenCount`]: what a connection takes.
+const CONNECTION: usize = 2;
+
 impl OpenCount {
-    /// Takes a slot if fewer than `cap` connections are open.
+    /// Takes a whole slot (a connection's; in [`DIAL_ATTEMPTS_IN_PROCESS`], an attempt's) if
+    /// it fits under `cap` whole slots.
     pub fn take(&'static self, cap: usize) -> Option<ProcessSlot> {
-        let room = |open: usize| (open < cap).then_some(open + 1);
-        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, room).ok()?;
-        Some(ProcessSlot(self))
+        self.take_halves(CONNECTION, cap)
     }
 
-    /// How many slots are taken.
+    /// Takes a dial attempt's slot, half a connection's, if it fits under `cap` connections.
+    pub fn take_dial_attempt(&'static self, cap: usize) -> Option<ProcessSlot> {
+        self.take_halves(1, cap)
+    }
+
+    fn take_halves(&'static self, halves: usize, cap: usize) -> Option<ProcessSlot> {
+        let limit = cap.saturating_mul(CONNECTION);
+        let room = |open: usize| (open.saturating_add(halves) <= limit).then_some(open + halves);
+        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, room).ok()?;
+        Some(ProcessSlot { count: self, halves })
+    }
+
+    /// How many connections' worth of slots are taken (an attempt is half of one).
     #[cfg(test)]
-    pub fn open(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+    pub fn open(&self) -> f64 {
+        self.0.load(Ordering::Acquire) as f64 / CONNECTION as f64
     }
 }
 
@@ -358,13 +392,17 @@ pub fn test_slot() -> ProcessSlot {
     TESTS.take(usize::MAX).expect("an unbounded count always has room")
 }
 
-/// One connection's share of the process-wide cap; giving it back is dropping it.
+/// One connection's (or dial attempt's) share of a process-wide cap; giving it back is
+/// dropping it.
 #[derive(Debug)]
-pub struct ProcessSlot(&'static OpenCount);
+pub struct ProcessSlot {
+    count: &'static OpenCount,
+    halves: usize,
+}
 
 impl Drop for ProcessSlot {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::AcqRel);
+        self.count.0.fetch_sub(self.halves, Ordering::AcqRel);
     }
 }
 
@@ -450,9 +488,32 @@ Max address space         409600000            unlimited            bytes
         let second = OPEN.take(2).expect("room for two");
         assert!(OPEN.take(2).is_none(), "the cap holds");
         drop(first);
-        assert_eq!(OPEN.open(), 1);
+        assert_eq!(OPEN.open(), 1.0);
         assert!(OPEN.take(2).is_some());
         drop(second);
+    }
+
+    #[test]
+    fn a_dial_attempt_takes_half_a_connections_slot() {
+        static OPEN: OpenCount = OpenCount(AtomicUsize::new(0));
+        let connection = OPEN.take(2).expect("room for two connections");
+        let attempts = [OPEN.take_dial_attempt(2), OPEN.take_dial_attempt(2)];
+        assert!(attempts.iter().all(Option::is_some), "two halves fill the second slot");
+        assert!(OPEN.take(2).is_none() && OPEN.take_dial_attempt(2).is_none(), "the cap holds");
+        drop(attempts);
+        assert_eq!(OPEN.open(), 1.0);
+        assert!(OPEN.take(2).is_some(), "the attempts gave their halves back");
+        drop(connection);
+    }
+
+    #[test]
+    fn dial_attempts_are_a_quarter_of_the_connections_up_to_128() {
+        let cost = Cost::of(64 * 1024, 0, 16 * 1024);
+        let descriptors = Snapshot { descriptors: Some((1024, 4)), ..Snapshot::default() };
+        let capacity = fit(&descriptors, &cost);
+        assert_eq!(capacity.connections, (1024 - 4 - 16) / 2, "no room taken from connections");
+        assert_eq!(capacity.dial_attempts, capacity.connections / 4);
+        assert_eq!(fit(&Snapshot::default(), &cost).dial_attempts, 128);
     }
 
     #[test]

@@ -502,7 +502,7 @@ pub const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 
 /// The close reasons of clients turned away before any byte was relayed: a storm of them is
 /// one line per client, so their `connection closed` lines are limited.
-pub const REFUSALS: [&str; 7] = [
+pub const REFUSALS: [&str; 8] = [
     "denied",
     "bad_proxy_header",
     "no_route",
@@ -510,6 +510,7 @@ pub const REFUSALS: [&str; 7] = [
     "client_limit",
     "connect_failed",
     "spawn_failed",
+    "self_loop",
 ];
 
 /// The fields whose values, with the level and message, make the key of a limited line.

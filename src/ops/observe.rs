@@ -191,17 +191,49 @@ impl Observer {
         warn: bool,
     ) {
         self.metrics.record_dial_local_error();
+        let message = if warn {
+            "cannot dial upstream: local resources exhausted, not its fault"
+        } else {
+            "cannot dial upstream: local resources exhausted"
+        };
+        self.dial_storm_line(message, warn, conn, upstream, error);
+    }
+
+    /// The upstream resolved only to the route's own listen address and was not dialled
+    /// (see `upstream/mod.rs`). `warn`: the first in a while (one per back-off, not one per
+    /// client of the storm); the client's close counts it as `reason=self_loop`.
+    pub fn self_loop(
+        &self,
+        conn: u64,
+        upstream: &UpstreamMetrics,
+        error: &dyn Display,
+        warn: bool,
+    ) {
+        let message = if warn {
+            "upstream is this route's own listen address: refusing the loop"
+        } else {
+            "upstream is this route's own listen address"
+        };
+        self.dial_storm_line(message, warn, conn, upstream, error);
+    }
+
+    /// A line about a dial that fails the same way for every client of a storm: a warning
+    /// the first time in a while, then debug lines.
+    fn dial_storm_line(
+        &self,
+        message: &str,
+        warn: bool,
+        conn: u64,
+        upstream: &UpstreamMetrics,
+        error: &dyn Display,
+    ) {
         let fields: &[(&str, &dyn Display)] = &[
             self.route_field(),
             ("conn", &conn),
             ("upstream", &upstream.upstream()),
             ("error", error),
         ];
-        if warn {
-            self.log.warn("cannot dial upstream: local resources exhausted, not its fault", fields);
-        } else {
-            self.log.debug("cannot dial upstream: local resources exhausted", fields);
-        }
+        if warn { self.log.warn(message, fields) } else { self.log.debug(message, fields) }
     }
 
     /// An active health check of `upstream` failed (a debug line; the change of state,

@@ -59,7 +59,7 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
         Ok(dialled) => dialled,
         Err(error) => {
             observer.dial_failed(conn.conn(), &error);
-            conn.close(CloseReason::ConnectFailed, &error);
+            conn.close(error.close_reason(), &error); // connect_failed, or self_loop
             return closed(conn, route, (0, 0));
         }
     };

@@ -16,6 +16,7 @@ use crate::relay::copy;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
+use crate::upstream::dial::DialRoom;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
 #[derive(Debug)]
@@ -113,7 +114,15 @@ impl Route {
                 Explain::new(config.explain),
                 Arc::clone(&metrics),
             ),
-            upstreams: Upstreams::new(&config, &metrics),
+            upstreams: Upstreams::new(
+                &config,
+                &metrics,
+                match listen_addr {
+                    Address::Tcp(addr) => Some(addr),
+                    Address::Unix(_) => None,
+                },
+                DialRoom::of(&capacity),
+            ),
             metrics,
             max_connections,
             capacity,

@@ -24,6 +24,7 @@ use crate::relay::route::{Route, ServerNames};
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
+use crate::upstream::dial::DialRoom;
 
 impl ServerNames {
     /// The routes that share `listener`'s socket, built from their settings: each with its
@@ -131,7 +132,15 @@ fn sharing_route_counted(
             Explain::new(config.explain),
             Arc::clone(&metrics),
         ),
-        upstreams: Upstreams::new(&config, &metrics),
+        upstreams: Upstreams::new(
+            &config,
+            &metrics,
+            match listener.listen_addr {
+                Address::Tcp(addr) => Some(addr),
+                Address::Unix(_) => None,
+            },
+            DialRoom::of(&listener.capacity),
+        ),
         metrics,
         max_connections: listener.max_connections,
         capacity: listener.capacity,

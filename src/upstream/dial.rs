@@ -18,7 +18,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::limits::capacity::{Capacity, DIAL_ATTEMPTS_IN_PROCESS, OPEN_IN_PROCESS};
 use crate::net::stream::Stream;
+use crate::outcome::CloseReason;
 
 /// How long an attempt may go unanswered before the next address is started beside it:
 /// RFC 8305's recommended "Connection Attempt Delay", which Go and curl use too.
@@ -64,6 +66,15 @@ pub enum DialError {
         /// What the OS said (e.g. no such file, connection refused).
         error: io::Error,
     },
+    /// Every address the upstream resolved to reaches the route's own listener (the same
+    /// address, or its port on a wildcard listen reached through loopback): dialling it
+    /// would make a loop of the relay through itself.
+    SelfLoop {
+        /// The upstream as configured.
+        upstream: String,
+        /// The address it resolved to that is the route's listen address.
+        addr: SocketAddr,
+    },
     /// Every resolved address failed; each with its own error, in the order tried.
     Connect {
         /// The upstream as configured.
@@ -87,6 +98,16 @@ impl DialError {
             DialError::Connect { attempts, .. } => {
                 !attempts.is_empty() && attempts.iter().all(|(_, error)| is_local_error(error))
             }
+            DialError::SelfLoop { .. } => false,
+        }
+    }
+
+    /// Why the client is closed when its dial failed this way: `self_loop` for a loop,
+    /// `connect_failed` for everything else.
+    pub fn close_reason(&self) -> CloseReason {
+        match self {
+            DialError::SelfLoop { .. } => CloseReason::SelfLoop,
+            _ => CloseReason::ConnectFailed,
         }
     }
 }
@@ -100,6 +121,10 @@ impl fmt::Display for DialError {
             DialError::Unix { upstream, error } => {
                 write!(f, "cannot connect to {upstream}: {error}")
             }
+            DialError::SelfLoop { upstream, addr } => write!(
+                f,
+                "not connecting to {upstream}: it resolves to {addr}, where this route listens"
+            ),
             DialError::Connect { upstream, attempts } => {
                 write!(f, "cannot connect to {upstream}")?;
                 // Each address once: an upstream given as an IP is its only address.
@@ -137,6 +162,25 @@ pub fn is_local_error(error: &io::Error) -> bool {
     cfg!(unix) && matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS))
 }
 
+/// Whether connecting to `addr` would reach the listener bound at `listen`, so that a route
+/// dialling it would connect to itself: the same address and port; or the same port where
+/// `listen` is a wildcard (`0.0.0.0`, `[::]`) and `addr` a loopback or wildcard address,
+/// or `listen` a loopback address and `addr` a wildcard one (a connect to `0.0.0.0` or `::`
+/// reaches this host). IPv4-mapped IPv6 addresses count as the IPv4 ones. A wildcard
+/// listener reached through one of the host's other addresses is not seen: std cannot
+/// list the host's addresses.
+pub fn reaches_listener(addr: &SocketAddr, listen: &SocketAddr) -> bool {
+    if addr.port() != listen.port() {
+        return false;
+    }
+    let (to, at) = (addr.ip().to_canonical(), listen.ip().to_canonical());
+    // An IPv4 wildcard listener takes no IPv6 connection; an IPv6 one takes both.
+    let same_family = at.is_ipv6() || to.is_ipv4();
+    to == at
+        || (at.is_unspecified() && same_family && (to.is_loopback() || to.is_unspecified()))
+        || (to.is_unspecified() && at.is_loopback())
+}
+
 /// Orders resolved addresses as RFC 8305 section 4 asks: the family of the first address
 /// first, then alternating between the two families, each family keeping the resolver's
 /// order. `[v6a, v6b, v4a]` becomes `[v6a, v4a, v6b]`, so a dead family costs at most one
@@ -171,11 +215,17 @@ pub struct Race {
 /// OS's connect timeout).
 ///
 /// A single address is dialled on the calling thread. With several, each attempt runs on a
-/// thread of its own (from `thread::Builder`; if none can be created, the attempt runs on
-/// the calling thread instead); a loser that connects later closes its connection, and one
-/// still waiting ends by itself within `timeout`. An attempt still unanswered when another
-/// wins is reported in [`Race::failed`] as too slow, so that the caller may try it later.
-pub fn race(addrs: &[SocketAddr], timeout: Duration) -> Race {
+/// thread of its own while `room` allows (see [`DialRoom`]); a loser that connects
+/// later closes its connection, and one still waiting ends by itself within `timeout`. An
+/// attempt still unanswered when another wins is reported in [`Race::failed`] as too slow,
+/// so that the caller may try it later.
+///
+/// When no slot is free (or the OS refuses the thread), the race waits for its attempts in
+/// flight instead of starting another; with none in flight, it tries the next address on
+/// the calling thread with an equal share of the time left, the old sequential way, using
+/// the descriptor the connection's own slot holds for its upstream. So a storm of clients
+/// of a dead name costs at most `room.attempts` extra threads and sockets, all counted.
+pub fn race(addrs: &[SocketAddr], timeout: Duration, room: DialRoom) -> Race {
     let deadline = if timeout.is_zero() { None } else { Instant::now().checked_add(timeout) };
     if let [addr] = addrs {
         return match connect(addr, deadline) {
@@ -193,21 +243,20 @@ pub fn race(addrs: &[SocketAddr], timeout: Duration) -> Race {
         let pending = started - answered.iter().filter(|&&done| done).count();
         if started < addrs.len() && (pending == 0 || now >= next_start) {
             let (index, addr) = (started, addrs[started]);
-            started += 1;
-            next_start = now + ATTEMPT_DELAY;
-            let sender = results.clone();
-            let spawned = thread::Builder::new()
-                .name("tcprelay-dial".to_string())
-                .stack_size(ATTEMPT_STACK_SIZE)
-                .spawn(move || {
-                    // A send after the race is over fails, dropping (closing) the stream.
-                    let _ = sender.send((index, connect(&addr, deadline)));
-                });
-            if spawned.is_err() {
-                // No thread to spare: try this address here, the old sequential way.
-                let _ = results.send((index, connect(&addr, deadline)));
+            if spawn_attempt(index, addr, deadline, &results, room) {
+                started += 1;
+                next_start = now + ATTEMPT_DELAY;
+                continue;
             }
-            continue;
+            if pending == 0 {
+                // No room for a thread and nothing in flight: try it here, with its share.
+                started += 1;
+                let share = deadline.map(|until| share_of(until, now, addrs.len() - index));
+                let _ = results.send((index, connect(&addr, share)));
+                continue;
+            }
+            // No room: wait for an attempt in flight, and look for room again later.
+            next_start = now + ATTEMPT_DELAY;
         }
         if pending == 0 {
             break None; // every address answered, and each failed
@@ -252,6 +301,56 @@ pub fn race(addrs: &[SocketAddr], timeout: Duration) -> Race {
     failed.sort_by_key(|(index, _)| *index);
     let failed = failed.into_iter().map(|(index, error)| (addrs[index], error)).collect();
     Race { winner, failed }
+}
+
+/// How much room the process has for dial attempts on threads of their own: each takes one
+/// of `attempts` attempt slots ([`DIAL_ATTEMPTS_IN_PROCESS`]) and half a connection's slot
+/// of the process-wide cap of `connections` ([`OPEN_IN_PROCESS`]), so that the threads and
+/// sockets Happy Eyeballs makes are counted like the connections' own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialRoom {
+    /// At most this many attempts on threads of their own in the process.
+    pub attempts: usize,
+    /// The process-wide connection cap they share with connections.
+    pub connections: usize,
+}
+
+impl DialRoom {
+    /// The room a route's [`Capacity`] gives.
+    pub fn of(capacity: &Capacity) -> DialRoom {
+        DialRoom { attempts: capacity.dial_attempts, connections: capacity.connections }
+    }
+}
+
+/// Starts the attempt to connect to `addr` on a thread of its own, which sends the result
+/// on `results`; `false` if `room` has no slot free or the OS refused the thread. The
+/// thread holds its slots until its socket is closed or handed over.
+fn spawn_attempt(
+    index: usize,
+    addr: SocketAddr,
+    deadline: Option<Instant>,
+    results: &mpsc::Sender<(usize, io::Result<TcpStream>)>,
+    room: DialRoom,
+) -> bool {
+    let Some(attempt) = DIAL_ATTEMPTS_IN_PROCESS.take(room.attempts) else { return false };
+    let Some(share) = OPEN_IN_PROCESS.take_dial_attempt(room.connections) else { return false };
+    let sender = results.clone();
+    thread::Builder::new()
+        .name("tcprelay-dial".to_string())
+        .stack_size(ATTEMPT_STACK_SIZE)
+        .spawn(move || {
+            let _slots = (attempt, share); // dropped last, after the stream below
+            // A send after the race is over fails, dropping (closing) the stream.
+            let _ = sender.send((index, connect(&addr, deadline)));
+        })
+        .is_ok() // if refused, the closure and its slot were dropped unrun
+}
+
+/// The deadline of one of `left` addresses tried one after the other from `now`: an equal
+/// share of the time until `deadline`.
+fn share_of(deadline: Instant, now: Instant, left: usize) -> Instant {
+    let left = u32::try_from(left).unwrap_or(u32::MAX).max(1);
+    now + deadline.saturating_duration_since(now) / left
 }
 
 /// One connection attempt, bounded by `deadline` if there is one.
@@ -307,6 +406,9 @@ mod tests {
         assert!(!text.ends_with(';'));
     }
 
+    /// Room for every attempt these tests make.
+    const ROOM: DialRoom = DialRoom { attempts: 8, connections: usize::MAX };
+
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
     }
@@ -324,6 +426,23 @@ mod tests {
             [addr("127.0.0.1:1"), addr("[::1]:1"), addr("127.0.0.2:1")]
         );
         assert_eq!(interleave_families(&[]), []);
+    }
+
+    #[test]
+    fn the_listen_address_and_a_wildcard_listens_port_on_loopback_reach_the_listener() {
+        let listen = addr("127.0.0.1:7000");
+        assert!(reaches_listener(&addr("127.0.0.1:7000"), &listen));
+        assert!(reaches_listener(&addr("0.0.0.0:7000"), &listen));
+        assert!(reaches_listener(&addr("[::ffff:127.0.0.1]:7000"), &listen));
+        assert!(!reaches_listener(&addr("127.0.0.1:7001"), &listen), "another port");
+        assert!(!reaches_listener(&addr("127.0.0.2:7000"), &listen), "another address");
+        let wildcard = addr("0.0.0.0:7000");
+        assert!(reaches_listener(&addr("127.0.0.2:7000"), &wildcard));
+        assert!(!reaches_listener(&addr("[::1]:7000"), &wildcard), "IPv4 only");
+        let wildcard6 = addr("[::]:7000");
+        assert!(reaches_listener(&addr("[::1]:7000"), &wildcard6));
+        assert!(reaches_listener(&addr("127.0.0.1:7000"), &wildcard6));
+        assert!(!reaches_listener(&addr("[::1]:7001"), &wildcard6));
     }
 
     #[test]
@@ -349,7 +468,7 @@ mod tests {
         let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
         let refused = refusing.local_addr().unwrap();
         drop(refusing);
-        let race = race(&[refused, live.local_addr().unwrap()], Duration::from_secs(5));
+        let race = race(&[refused, live.local_addr().unwrap()], Duration::from_secs(5), ROOM);
         let (winner, _stream) = race.winner.expect("the live address connects");
         assert_eq!(winner, live.local_addr().unwrap());
         assert_eq!(race.failed.len(), 1);
@@ -366,20 +485,26 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_silent_first_address_is_not_abandoned_but_raced_and_reported_slow() {
-        // A blackhole: a listener whose backlog (128, plus one on Linux) is full drops SYNs.
-        let blackhole = TcpListener::bind("[::1]:0").unwrap();
+    /// A blackhole on `ip`: a listener whose backlog (128, plus one on Linux) is full drops
+    /// SYNs. Its address, and what keeps it full.
+    fn blackhole(ip: &str) -> (SocketAddr, (TcpListener, Vec<TcpStream>)) {
+        let blackhole = TcpListener::bind((ip, 0)).unwrap();
         let silent = blackhole.local_addr().unwrap();
         let mut queued = Vec::new();
         while let Ok(stream) = TcpStream::connect_timeout(&silent, Duration::from_millis(100)) {
             queued.push(stream);
             assert!(queued.len() < 10_000, "the backlog never filled");
         }
+        (silent, (blackhole, queued))
+    }
+
+    #[test]
+    fn a_silent_first_address_is_not_abandoned_but_raced_and_reported_slow() {
+        let (silent, _blackhole) = blackhole("::1");
         let live = TcpListener::bind("127.0.0.1:0").unwrap();
         let live_addr = live.local_addr().unwrap();
 
-        let race = race(&[silent, live_addr], Duration::from_secs(2));
+        let race = race(&[silent, live_addr], Duration::from_secs(2), ROOM);
 
         let (winner, _stream) = race.winner.expect("the live address connects");
         assert_eq!(winner, live_addr);
@@ -390,9 +515,26 @@ mod tests {
     }
 
     #[test]
+    fn with_no_attempt_slot_free_addresses_are_tried_here_one_after_the_other() {
+        let (silent, _blackhole) = blackhole("127.0.0.1");
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+
+        // No slot at all: no thread may be made, so each address gets half the time here.
+        let none = DialRoom { attempts: 0, connections: usize::MAX };
+        let race = race(&[silent, live_addr], Duration::from_secs(2), none);
+
+        let (winner, _stream) = race.winner.expect("the live address connects after its turn");
+        assert_eq!(winner, live_addr);
+        let [(slow, error)] = &race.failed[..] else { panic!("{:?}", race.failed) };
+        assert_eq!(*slow, silent);
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "its share ran out: {error}");
+    }
+
+    #[test]
     fn when_every_address_fails_each_is_reported_in_order() {
         let (one, two) = (addr("127.0.0.1:1"), addr("127.0.0.1:2"));
-        let race = race(&[one, two], Duration::from_secs(5));
+        let race = race(&[one, two], Duration::from_secs(5), ROOM);
         assert!(race.winner.is_none());
         let failed: Vec<SocketAddr> = race.failed.iter().map(|(addr, _)| *addr).collect();
         assert_eq!(failed, [one, two]);

@@ -22,7 +22,18 @@
 //!
 //! Each upstream is resolved again on every attempt and its addresses raced Happy Eyeballs
 //! style (see [`dial`]). An address that failed, or was still silent when another answered,
-//! backs off on its own for the same time, so later clients try the live address first.
+//! is remembered: later clients try every address that never failed first (in the
+//! resolver's order), then the failed ones, the oldest failure first, until one of them
+//! connects again. So no list of dead addresses can hide a live one: each client starts
+//! with addresses nobody has tried yet, and a name with 99 dead addresses and one live one
+//! is reached after a few clients, not never (as when only the 32 newest failures were
+//! remembered and the others, forgotten, went first again). The back-off time only decides
+//! when a failure is news worth a warning.
+//!
+//! An upstream address that is the route's own listen address (the same address, or the
+//! same port of a wildcard listen reached through loopback) would make each client connect
+//! to the relay itself, which dials itself again, until every slot is taken. It is never
+//! dialled: the client is closed with `reason=self_loop`, warned about once per back-off.
 //!
 //! A dial that fails for a reason on this machine (out of descriptors, ports or memory) is
 //! a *local* error: logged as such and counted apart, never counted against the upstream
@@ -42,11 +53,11 @@ use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::ops::observe::Observer;
 use crate::settings::config::Config;
 use crate::settings::config::Policy;
-use dial::{DialError, Resolver};
+use dial::{DialError, DialRoom, Resolver};
 
-/// At most this many addresses of one upstream are remembered as backing off; a name with
-/// more addresses than that forgets the oldest first.
-const MAX_REMEMBERED_ADDRESSES: usize = 32;
+/// At most this many failed addresses of one upstream are remembered; a name with more
+/// forgets the oldest failure first. A DNS answer holds far fewer.
+const MAX_REMEMBERED_ADDRESSES: usize = 1024;
 
 /// A route's upstreams, its policy, and which upstreams and addresses are backing off.
 #[derive(Debug)]
@@ -61,6 +72,12 @@ pub struct Upstreams {
     next: AtomicUsize,
     /// When a local dial error was last logged as a warning (at most once per back-off).
     local_error_warned: Mutex<Option<Instant>>,
+    /// When a self-loop was last logged as a warning (at most once per back-off).
+    self_loop_warned: Mutex<Option<Instant>>,
+    /// Where the route listens: an upstream address that reaches it is never dialled.
+    listen: Option<SocketAddr>,
+    /// How much room the process has for dial attempts on threads of their own.
+    room: DialRoom,
 }
 
 /// One upstream address, its back-off, and its counters.
@@ -69,8 +86,9 @@ struct Upstream {
     address: String,
     /// Until when it is tried only after the available ones (`None`: healthy).
     backing_off_until: Mutex<Option<Instant>>,
-    /// Resolved addresses that failed recently, each with the end of its own back-off.
-    addresses_backing_off: Mutex<Vec<(SocketAddr, Instant)>>,
+    /// Resolved addresses that failed since they last connected, oldest failure first, each
+    /// with the end of its own back-off.
+    failed_addresses: Mutex<Vec<(SocketAddr, Instant)>>,
     /// Its counters, shared with the route's metrics. `up` is the health checks' verdict
     /// when they run; `active` is what `least-connections` compares.
     metrics: Arc<UpstreamMetrics>,
@@ -86,35 +104,35 @@ impl Upstream {
         lock(&self.backing_off_until).is_some_and(|until| now < until)
     }
 
-    /// Orders its resolved addresses for one dial: those backing off go last (in the same
-    /// order), so a dead address costs nothing while another one answers.
-    fn order_addresses(&self, addrs: Vec<SocketAddr>, now: Instant) -> Vec<SocketAddr> {
-        let backing_off = lock(&self.addresses_backing_off);
-        let is_backing_off = |addr: &SocketAddr| {
-            backing_off.iter().any(|(known, until)| known == addr && now < *until)
-        };
-        let (live, dead): (Vec<SocketAddr>, Vec<SocketAddr>) =
-            addrs.into_iter().partition(|addr| !is_backing_off(addr));
-        live.into_iter().chain(dead).collect()
+    /// Orders its resolved addresses for one dial: those that never failed first, in the
+    /// resolver's order, then those that failed, the oldest failure first. A dead address
+    /// costs nothing while another one answers, and the address tried longest ago comes
+    /// before the one that just failed, so every address gets its turn.
+    fn order_addresses(&self, addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        let failed = lock(&self.failed_addresses);
+        let failure = |addr: &SocketAddr| failed.iter().position(|(known, _)| known == addr);
+        let (never_failed, mut failed): (Vec<_>, Vec<_>) =
+            addrs.into_iter().map(|addr| (addr, failure(&addr))).partition(|(_, at)| at.is_none());
+        failed.sort_by_key(|(_, at)| *at); // positions in the list: the oldest failure first
+        never_failed.into_iter().chain(failed).map(|(addr, _)| addr).collect()
     }
 
-    /// Starts (or extends) the back-off of one address; whether it was not backing off
-    /// until now, so the failure is worth a warning.
+    /// Remembers that one address failed (as its newest failure) and starts its back-off;
+    /// whether it was not backing off until now, so the failure is worth a warning.
     fn address_failed(&self, addr: SocketAddr, backoff: Duration) -> bool {
         let now = Instant::now();
-        let mut backing_off = lock(&self.addresses_backing_off);
-        let was_backing_off =
-            backing_off.iter().any(|(known, until)| *known == addr && now < *until);
-        backing_off.retain(|(known, until)| *known != addr && now < *until);
-        if backing_off.len() >= MAX_REMEMBERED_ADDRESSES {
-            backing_off.remove(0);
+        let mut failed = lock(&self.failed_addresses);
+        let was_backing_off = failed.iter().any(|(known, until)| *known == addr && now < *until);
+        failed.retain(|(known, _)| *known != addr);
+        if failed.len() >= MAX_REMEMBERED_ADDRESSES {
+            failed.remove(0); // the oldest failure is forgotten
         }
-        backing_off.push((addr, now + backoff));
+        failed.push((addr, now + backoff));
         !was_backing_off
     }
 
     fn address_connected(&self, addr: SocketAddr) {
-        lock(&self.addresses_backing_off).retain(|(known, _)| *known != addr);
+        lock(&self.failed_addresses).retain(|(known, _)| *known != addr);
     }
 }
 
@@ -136,15 +154,21 @@ impl Drop for LiveConnection<'_> {
 impl Upstreams {
     /// The upstreams of `config`, none backing off, counting in `metrics` (made by
     /// [`RouteMetrics::with_upstreams`] from the same list; a missing entry gets counters
-    /// of its own that nobody scrapes).
-    pub fn new(config: &Config, metrics: &RouteMetrics) -> Upstreams {
+    /// of its own that nobody scrapes), for the route listening at `listen`, whose dials run
+    /// attempts on threads of their own as `room` allows.
+    pub fn new(
+        config: &Config,
+        metrics: &RouteMetrics,
+        listen: Option<SocketAddr>,
+        room: DialRoom,
+    ) -> Upstreams {
         let upstreams = config
             .upstreams()
             .enumerate()
             .map(|(index, address)| Upstream {
                 address: address.to_string(),
                 backing_off_until: Mutex::new(None),
-                addresses_backing_off: Mutex::new(Vec::new()),
+                failed_addresses: Mutex::new(Vec::new()),
                 metrics: match metrics.upstreams().get(index) {
                     Some(counters) if counters.upstream() == address => Arc::clone(counters),
                     _ => Arc::new(UpstreamMetrics::new(address)),
@@ -159,6 +183,9 @@ impl Upstreams {
             checked: !config.health_check.is_zero(),
             next: AtomicUsize::new(0),
             local_error_warned: Mutex::new(None),
+            self_loop_warned: Mutex::new(None),
+            listen,
+            room,
         }
     }
 
@@ -221,9 +248,15 @@ impl Upstreams {
                     return Ok((stream, LiveConnection { upstream: &upstream.metrics }));
                 }
                 Err(error) if error.is_local() => {
-                    let warn = self.local_error_is_news();
+                    let warn = is_news(&self.local_error_warned, self.backoff);
                     observer.dial_local_error(conn, &upstream.metrics, &error, warn);
                     return Err(error);
+                }
+                Err(error @ DialError::SelfLoop { .. }) => {
+                    // Not the upstream's failure but the configuration's: no back-off.
+                    let warn = is_news(&self.self_loop_warned, self.backoff);
+                    observer.self_loop(conn, &upstream.metrics, &error, warn);
+                    last_error = Some(error);
                 }
                 Err(error) => {
                     let mut until = lock(&upstream.backing_off_until);
@@ -266,9 +299,16 @@ impl Upstreams {
         if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
             return dial::dial_unix(address, std::path::Path::new(path));
         }
-        let resolved = self.resolve(address)?;
-        let addrs = upstream.order_addresses(dial::interleave_families(&resolved), Instant::now());
-        let race = dial::race(&addrs, timeout);
+        let mut resolved = self.resolve(address)?;
+        if let Some(listen) = self.listen {
+            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
+            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
+            if let (Some(addr), true) = (own, resolved.is_empty()) {
+                return Err(DialError::SelfLoop { upstream: address.clone(), addr });
+            }
+        }
+        let addrs = upstream.order_addresses(dial::interleave_families(&resolved));
+        let race = dial::race(&addrs, timeout, self.room);
         if addrs.len() > 1 {
             for (addr, error) in &race.failed {
                 if dial::is_local_error(error) {
@@ -298,18 +338,6 @@ impl Upstreams {
         Ok(addrs)
     }
 
-    /// Whether a local dial error now is worth a warning: at most one per back-off period,
-    /// since at the descriptor limit every client would otherwise log one.
-    fn local_error_is_news(&self) -> bool {
-        let now = Instant::now();
-        let mut warned = lock(&self.local_error_warned);
-        if warned.is_some_and(|at| now.duration_since(at) < self.backoff) {
-            return false;
-        }
-        *warned = Some(now);
-        true
-    }
-
     /// One active health check of upstream `index`: resolve it and connect (Happy Eyeballs
     /// as for a client) within `timeout`, then close. Addresses are not backed off by it.
     ///
@@ -321,7 +349,7 @@ impl Upstreams {
             return dial::dial_unix(address, std::path::Path::new(path)).map(drop);
         }
         let resolved = self.resolve(address)?;
-        let race = dial::race(&dial::interleave_families(&resolved), timeout);
+        let race = dial::race(&dial::interleave_families(&resolved), timeout, self.room);
         match race.winner {
             Some(_) => Ok(()), // the connection is closed as it is dropped here
             None => Err(DialError::Connect { upstream: address.clone(), attempts: race.failed }),
@@ -342,6 +370,33 @@ impl Upstreams {
             *lock(&upstream.backing_off_until) = None;
         }
     }
+}
+
+/// Whether the upstream `address` (as configured) resolves to an address that reaches
+/// `listen`, the route's own listen address: the address if so. What `--check` reports;
+/// a name that does not resolve now is not a loop now.
+pub fn reaches_itself(
+    address: &str,
+    listen: &SocketAddr,
+    resolver: Resolver,
+) -> Option<SocketAddr> {
+    if address.starts_with(UNIX_PREFIX) || listen.port() == 0 {
+        return None;
+    }
+    let resolved = resolver(address).ok()?;
+    resolved.into_iter().find(|addr| dial::reaches_listener(addr, listen))
+}
+
+/// Whether an event that happens to every client in a storm (a local error, a self-loop)
+/// is worth a warning now: at most one per `period`, recorded in `warned`.
+fn is_news(warned: &Mutex<Option<Instant>>, period: Duration) -> bool {
+    let now = Instant::now();
+    let mut warned = lock(warned);
+    if warned.is_some_and(|at| now.duration_since(at) < period) {
+        return false;
+    }
+    *warned = Some(now);
+    true
 }
 
 /// `items` rotated left by `turn` (modulo their number): the round-robin arrangement.
@@ -366,7 +421,7 @@ mod tests {
             ..Config::default()
         };
         let metrics = RouteMetrics::with_upstreams("test", config.upstreams());
-        Upstreams::new(&config, &metrics)
+        Upstreams::new(&config, &metrics, None, DialRoom { attempts: 8, connections: usize::MAX })
     }
 
     fn back_off(upstreams: &Upstreams, index: usize) {
@@ -461,19 +516,42 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_address_goes_last_until_its_back_off_ends() {
+    fn a_failed_address_goes_last_until_it_connects_again() {
         let list = upstreams(Policy::First, 1);
         let upstream = &list.upstreams[0];
         let (v6, v4): (SocketAddr, SocketAddr) =
             ("[::1]:7".parse().unwrap(), "127.0.0.1:7".parse().unwrap());
-        let now = Instant::now();
-        assert_eq!(upstream.order_addresses(vec![v6, v4], now), [v6, v4]);
-        assert!(upstream.address_failed(v6, Duration::from_secs(60)), "news the first time");
-        assert!(!upstream.address_failed(v6, Duration::from_secs(60)), "not the second");
-        assert_eq!(upstream.order_addresses(vec![v6, v4], Instant::now()), [v4, v6]);
-        let later = Instant::now() + Duration::from_secs(61);
-        assert_eq!(upstream.order_addresses(vec![v6, v4], later), [v6, v4]);
+        assert_eq!(upstream.order_addresses(vec![v6, v4]), [v6, v4]);
+        assert!(upstream.address_failed(v6, Duration::ZERO), "news the first time");
+        assert_eq!(upstream.order_addresses(vec![v6, v4]), [v4, v6]);
+        assert!(upstream.address_failed(v6, Duration::from_secs(60)), "its back-off ended: news");
+        assert!(!upstream.address_failed(v6, Duration::from_secs(60)), "not while backing off");
+        assert_eq!(upstream.order_addresses(vec![v6, v4]), [v4, v6], "still behind v4");
         upstream.address_connected(v6);
-        assert_eq!(upstream.order_addresses(vec![v6, v4], Instant::now()), [v6, v4]);
+        assert_eq!(upstream.order_addresses(vec![v6, v4]), [v6, v4]);
+    }
+
+    #[test]
+    fn failed_addresses_take_turns_oldest_failure_first_so_none_hides_the_live_one() {
+        let list = upstreams(Policy::First, 1);
+        let upstream = &list.upstreams[0];
+        let addrs: Vec<SocketAddr> =
+            (1..=100).map(|n| SocketAddr::from(([127, 0, 0, 1], n))).collect();
+        // Each client gets through 20 dead addresses before its time is up, and the back-off
+        // (zero here) ends before the next client comes: the failed ones still go last.
+        let mut tried = Vec::new();
+        for _client in 0..5 {
+            let order = upstream.order_addresses(addrs.clone());
+            for addr in &order[..20] {
+                upstream.address_failed(*addr, Duration::ZERO);
+            }
+            tried.extend_from_slice(&order[..20]);
+        }
+        tried.sort_unstable();
+        assert_eq!(tried, addrs, "five clients of 20 attempts each tried every address once");
+        // All failed now: the one that failed longest ago comes first.
+        assert_eq!(upstream.order_addresses(addrs.clone())[0], addrs[0]);
+        upstream.address_failed(addrs[0], Duration::ZERO);
+        assert_eq!(upstream.order_addresses(addrs.clone())[0], addrs[1]);
     }
 }

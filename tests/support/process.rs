@@ -93,6 +93,24 @@ impl RelayProcess {
         RelayProcess::spawn(command, Stdio::null(), routes, with_admin)
     }
 
+    /// Runs `tcprelay ARGS` in a mount namespace of its own (`unshare -m`) where `hosts`
+    /// (a [`ConfigFile`](super::ConfigFile) holding lines such as `127.0.0.2 dead.test`) is
+    /// bind-mounted over /etc/hosts, so that the system's resolver gives the names it lists,
+    /// and only to the relay; under the shell's `ulimit ULIMIT` if `ulimit` is not empty.
+    /// Reads its start-up lines as [`start_routes`](RelayProcess::start_routes) does. The
+    /// child's pid is the relay's (`unshare` and `sh` each `exec` the next). Needs root:
+    /// see [`can_use_private_hosts`].
+    pub fn start_with_hosts(
+        hosts: &super::ConfigFile,
+        ulimit: &str,
+        args: &[&str],
+        routes: usize,
+        with_admin: bool,
+    ) -> RelayProcess {
+        let command = tcprelay_with_hosts(hosts, ulimit, args);
+        RelayProcess::spawn(command, Stdio::null(), routes, with_admin)
+    }
+
     /// The connection cap from the relay's `connection cap` start-up line, and the limit
     /// that set it (`limited_by`).
     pub fn connection_cap(&self) -> (usize, String) {
@@ -381,4 +399,53 @@ impl Drop for RelayProcess {
 /// Runs `tcprelay ARGS` to completion and returns its exit status and output.
 pub fn run_tcprelay(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(args).output().expect("run tcprelay")
+}
+
+/// Runs `tcprelay ARGS` (e.g. `--check ...`) to its end with `hosts` as its /etc/hosts,
+/// as [`RelayProcess::start_with_hosts`] does.
+pub fn run_tcprelay_with_hosts(hosts: &super::ConfigFile, args: &[&str]) -> Output {
+    tcprelay_with_hosts(hosts, "", args).output().expect("run tcprelay under unshare -m")
+}
+
+/// The command that runs `tcprelay ARGS` in a mount namespace of its own with `hosts`
+/// bind-mounted over /etc/hosts, under `ulimit ULIMIT` unless that is empty.
+fn tcprelay_with_hosts(hosts: &super::ConfigFile, ulimit: &str, args: &[&str]) -> Command {
+    let limit = if ulimit.is_empty() { String::new() } else { format!("ulimit {ulimit} && ") };
+    let mut command = Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c"])
+        .arg(format!("mount --bind \"$HOSTS\" /etc/hosts && {limit}exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(args)
+        .env("HOSTS", &hosts.path);
+    command
+}
+
+/// Whether this process may give a child a private /etc/hosts (a mount namespace and a bind
+/// mount: root, or a container that allows `unshare -m`). When not, the test prints why
+/// and returns, as tests needing root do; CI runs as root.
+pub fn can_use_private_hosts() -> bool {
+    let allowed = Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount --bind /etc/hosts /etc/hosts"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !allowed {
+        eprintln!("skipped: `unshare -m` and `mount --bind` need root (CI runs as root)");
+    }
+    allowed
+}
+
+/// The emulator these tests run under, if any: tests/targets.sh runs a foreign target's
+/// binaries through `CARGO_TARGET_<TRIPLE>_RUNNER=qemu-…`, which the test process inherits.
+/// Under qemu-user, `ulimit -v` bounds the emulator too (it maps 128 MiB for its translated
+/// code before the relay runs a line), so an address-space limit measures qemu, not the
+/// relay: tests of `ulimit -v` then say so and check nothing (docs/targets.md). The native 32-bit
+/// run (i686) and the host's run keep them honest.
+pub fn emulator() -> Option<String> {
+    std::env::vars().find_map(|(name, value)| {
+        let runner = name.starts_with("CARGO_TARGET_") && name.ends_with("_RUNNER");
+        (runner && value.contains("qemu")).then_some(value)
+    })
 }

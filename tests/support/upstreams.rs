@@ -267,7 +267,28 @@ impl Blackhole {
     /// A blackholed port on `ip` (`::1` or `127.0.0.1`). Panics if the backlog does not
     /// fill, i.e. if this machine would answer instead of dropping the SYN.
     pub fn on(ip: &str) -> Blackhole {
-        let listener = TcpListener::bind((ip, 0)).expect("bind the blackhole");
+        Blackhole::on_port(ip, 0).expect("bind the blackhole")
+    }
+
+    /// Blackholes on each of `ips` (loopback addresses such as `127.0.0.2`), all on one
+    /// port, as a host name with several dead addresses has them: `name:PORT`. Tries new
+    /// ports until one is free on every address.
+    pub fn on_one_port(ips: &[&str]) -> Vec<Blackhole> {
+        for _try in 0..100 {
+            let first = Blackhole::on(ips[0]);
+            let port = first.addr.port();
+            let rest: io::Result<Vec<Blackhole>> =
+                ips[1..].iter().map(|ip| Blackhole::on_port(ip, port)).collect();
+            if let Ok(rest) = rest {
+                return std::iter::once(first).chain(rest).collect();
+            }
+        }
+        panic!("no port free on every one of {ips:?}");
+    }
+
+    /// A blackhole on `ip`:`port` (0: any free port); an error if that cannot be bound.
+    pub fn on_port(ip: &str, port: u16) -> io::Result<Blackhole> {
+        let listener = TcpListener::bind((ip, port))?;
         let addr = listener.local_addr().expect("the blackhole's listener has a local address");
         let mut queued = Vec::new();
         loop {
@@ -278,7 +299,7 @@ impl Blackhole {
             }
             assert!(queued.len() < 10_000, "the backlog of {addr} never filled");
         }
-        Blackhole { addr, _listener: listener, _queued: queued }
+        Ok(Blackhole { addr, _listener: listener, _queued: queued })
     }
 }
 
