@@ -7,5 +7,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod admin_http;
 pub mod log;
+pub mod log_output;
+pub(crate) mod log_time;
 pub mod metrics;
 pub mod observe;

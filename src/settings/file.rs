@@ -404,7 +404,7 @@ fn route_keys() -> String {
 
 /// The settings whose value is a file: a relative path in a config file is taken relative
 /// to the file's own directory.
-const PATHS_RELATIVE_TO_THE_FILE: [&str; 2] = ["admin-token-file", "pid-file"];
+const PATHS_RELATIVE_TO_THE_FILE: [&str; 3] = ["admin-token-file", "pid-file", "log-file"];
 
 struct Parser<'a> {
     file: &'a Path,

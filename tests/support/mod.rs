@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod client;
 pub mod counters;
+pub mod files;
 pub mod go;
 pub mod process;
 pub mod relays;
@@ -20,7 +21,9 @@ pub mod upstreams;
 
 // Each test binary uses some of these, never all.
 #[allow(unused_imports)]
-pub use {client::*, counters::*, process::*, relays::*, seed::*, tools::*, upstreams::*};
+pub use {
+    client::*, counters::*, files::*, process::*, relays::*, seed::*, tools::*, upstreams::*,
+};
 
 /// The longest any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
