@@ -48,9 +48,8 @@
 //! dropped. Every other line tells the process's life: `listening on` (which scripts read
 //! to learn the ports), `serving`, `connection cap`, `config reloaded`, `draining`,
 //! `stopped`. There are a few per route and per operator action, and they wait for room in
-//! the queue for as long as the writer keeps writing: with 2,000 routes and stderr a file,
-//! the start-up lines overflowed the queue and 1,740 of them were lost when they could be
-//! dropped like the rest. A sink that has not taken a line for [`STUCK_AFTER`] is stuck:
+//! the queue for as long as the writer keeps writing: with 2,000 routes, the start-up lines
+//! overflow the queue, and hundreds were lost when they could be dropped like the rest. A sink that has not taken a line for [`STUCK_AFTER`] is stuck:
 //! then waiting lines are dropped and counted too, until it moves again, so a stuck sink
 //! delays one line by a second, not the relay forever.
 //!
@@ -375,8 +374,8 @@ const WAIT_RETRY: Duration = Duration::from_millis(1);
 /// The lines of one connection carry its `conn` field: those are the stream that may drop.
 /// Every other line (`listening on`, `connection cap`, `serving`, `config reloaded`,
 /// `stopped`, ...) is one of a few per route and per operator action, and waits for room:
-/// with 2,000 routes and stderr a file, 1,740 start-up lines were dropped when every line
-/// could be, 0 since.
+/// with 2,000 routes and stderr a file, hundreds of start-up lines were dropped when every
+/// line could be, none since (docs/operations.md, "A slow or stuck log sink").
 fn urgency(fields: Fields<'_>) -> Urgency {
     match fields.iter().any(|(key, _)| *key == "conn") {
         true => Urgency::MayDrop,

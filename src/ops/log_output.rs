@@ -36,8 +36,7 @@
 //! to a local socket carries no host name (the daemon adds its own); over UDP it does, as
 //! RFC 3164 asks. Facility `daemon`; the severity follows the line's level. The header's
 //! time is UTC (std knows no time zone). The logfmt `ts=` field is left out of the message,
-//! since the header carries the time: BusyBox's `syslogd` reads at most 256 bytes of a
-//! message by default, and the lines are long enough already.
+//! since the header carries the time (to the second; JSON lines keep their `ts`).
 
 use std::fmt::{self, Display};
 use std::fs::{self, File, OpenOptions};

@@ -1,6 +1,7 @@
 //! Shared test helpers, by purpose: relays in this process ([`relays`]) and the binary as a
 //! child process ([`process`]), scriptable upstreams ([`upstreams`]), a client's bytes
 //! ([`client`]), counters of descriptors and threads to compare after a fault ([`counters`]),
+//! scratch directories and log files the relay writes ([`files`]),
 //! the seed article's scenario ([`seed`]) and the external programs some tests drive
 //! ([`tools`]). Each test binary uses `support::*`.
 //!

@@ -1,0 +1,139 @@
+//! The relay as a container's first process: PID 1 of its own PID namespace, made with
+//! `unshare --pid --fork --mount-proc` as `docker run` makes it. The kernel gives a
+//! namespace's init no signal whose action is the default, and tcprelay cannot install a
+//! handler (std), so SIGTERM does nothing there: the relay says so at start, and the ways
+//! docs/operations.md gives ("A container image") stop it: `tcprelay drain`, or running
+//! under `tini` (what `docker run --init` runs), which forwards SIGTERM.
+#![forbid(unsafe_code)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use support::*;
+
+/// Whether this process may make PID namespaces (root, or the capability, and a kernel
+/// and container that allow it). Prints why not.
+fn pid_namespaces_allowed() -> bool {
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stderr(Stdio::piped())
+        .output();
+    match probe {
+        Ok(output) if output.status.success() => true,
+        Ok(output) => {
+            let why = String::from_utf8_lossy(&output.stderr);
+            eprintln!("skipped: `unshare --pid` is not permitted here (CI runs as root): {why}");
+            false
+        }
+        Err(error) => {
+            eprintln!("skipped: cannot run unshare (util-linux): {error}");
+            false
+        }
+    }
+}
+
+/// The pid, in this namespace, of the one child of `parent` (`unshare --fork`'s child).
+fn only_child(parent: u32) -> u32 {
+    let path = format!("/proc/{parent}/task/{parent}/children");
+    let mut child = None;
+    let found = eventually(|| {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        child = text.split_whitespace().next().and_then(|pid| pid.parse().ok());
+        child.is_some()
+    });
+    assert!(found, "{parent} has no child in {path}");
+    child.unwrap_or_default()
+}
+
+fn send_sigterm(pid: u32) {
+    let sent = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
+    assert!(sent.success(), "kill -TERM {pid}");
+}
+
+/// The admin endpoint's address from its start-up line.
+fn admin_of(relay: &RelayProcess) -> std::net::SocketAddr {
+    let line = relay.log_line_with("admin endpoint on http://");
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('"').next());
+    addr.and_then(|addr| addr.parse().ok()).unwrap_or_else(|| panic!("no address in {line}"))
+}
+
+/// As PID 1 the relay warns, once, that SIGTERM is ignored and how to stop it; SIGTERM
+/// indeed leaves it serving; `tcprelay drain --admin`, as documented, stops it (exit 0)
+/// well before `docker stop` would have killed it (10 s).
+#[test]
+fn as_pid_1_it_warns_ignores_sigterm_and_stops_on_drain() {
+    if !pid_namespaces_allowed() {
+        return;
+    }
+    let upstream = Upstream::echo();
+    let upstream_arg = upstream.addr.to_string();
+    let mut relay = RelayProcess::start_program(
+        Path::new("unshare"),
+        &[
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            env!("CARGO_BIN_EXE_tcprelay"),
+            "-l",
+            "127.0.0.1:0",
+            "-u",
+            &upstream_arg,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let admin = admin_of(&relay);
+    let warning = relay.log_line_with("running as PID 1");
+    assert!(warning.contains("level=warn") && warning.contains("tcprelay drain"), "{warning}");
+    assert!(warning.contains("--init") && warning.contains("tini"), "{warning}");
+
+    // The kernel drops the signal when it is sent (the init has no handler), so the relay
+    // is still there to relay the next client.
+    send_sigterm(only_child(relay.pid()));
+    let sent = pattern(7, 5000);
+    assert_eq!(echo_through(relay.addr, &sent), sent, "relayed after SIGTERM");
+    assert!(relay.is_running(), "SIGTERM ended PID 1: the warning would be wrong");
+
+    let started = Instant::now();
+    let drained = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["drain", "--admin", &admin.to_string()])
+        .output()
+        .expect("run tcprelay drain");
+    assert_eq!(drained.status.code(), Some(0), "{}", String::from_utf8_lossy(&drained.stderr));
+    assert_eq!(relay.wait_for_exit(), Some(0), "unshare passes on the relay's exit code");
+    println!("drained and exited as PID 1 in {:?}", started.elapsed());
+    assert_eq!(relay.log_count("running as PID 1"), 1, "warned once");
+}
+
+/// Under `tini` (what `docker run --init` runs as PID 1) the relay is PID 2: no warning,
+/// and the SIGTERM that `docker stop` sends to PID 1 is forwarded and ends it.
+#[test]
+#[ignore = "needs tini"]
+fn under_tini_sigterm_stops_it_and_there_is_no_warning() {
+    if !pid_namespaces_allowed() {
+        return;
+    }
+    let mut relay = RelayProcess::start_program(
+        Path::new("unshare"),
+        &[
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "tini",
+            "--",
+            env!("CARGO_BIN_EXE_tcprelay"),
+            "-l",
+            "127.0.0.1:0",
+            "-u",
+            "127.0.0.1:9",
+        ],
+    );
+    send_sigterm(only_child(relay.pid()));
+    let code = relay.wait_for_exit();
+    // tini exits with 128 + the signal that ended its child: SIGTERM is 15.
+    assert_eq!(code, Some(143), "tini's exit code");
+    assert_eq!(relay.log_count("running as PID 1"), 0, "{:#?}", relay.log_lines());
+}
