@@ -9,31 +9,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use support::*;
-
-/// Whether this process may make PID namespaces (root, or the capability, and a kernel
-/// and container that allow it). Prints why not.
-fn pid_namespaces_allowed() -> bool {
-    let probe = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .stderr(Stdio::piped())
-        .output();
-    match probe {
-        Ok(output) if output.status.success() => true,
-        Ok(output) => {
-            let why = String::from_utf8_lossy(&output.stderr);
-            eprintln!("skipped: `unshare --pid` is not permitted here (CI runs as root): {why}");
-            false
-        }
-        Err(error) => {
-            eprintln!("skipped: cannot run unshare (util-linux): {error}");
-            false
-        }
-    }
-}
 
 /// The pid, in this namespace, of the one child of `parent` (`unshare --fork`'s child).
 fn only_child(parent: u32) -> u32 {
@@ -65,7 +44,7 @@ fn admin_of(relay: &RelayProcess) -> std::net::SocketAddr {
 /// well before `docker stop` would have killed it (10 s).
 #[test]
 fn as_pid_1_it_warns_ignores_sigterm_and_stops_on_drain() {
-    if !pid_namespaces_allowed() {
+    if !unshare_allowed(&["--pid", "--fork", "--mount-proc"]) {
         return;
     }
     let upstream = Upstream::echo();
@@ -113,7 +92,7 @@ fn as_pid_1_it_warns_ignores_sigterm_and_stops_on_drain() {
 #[test]
 #[ignore = "needs tini"]
 fn under_tini_sigterm_stops_it_and_there_is_no_warning() {
-    if !pid_namespaces_allowed() {
+    if !unshare_allowed(&["--pid", "--fork", "--mount-proc"]) {
         return;
     }
     let mut relay = RelayProcess::start_program(
@@ -136,4 +115,45 @@ fn under_tini_sigterm_stops_it_and_there_is_no_warning() {
     // tini exits with 128 + the signal that ended its child: SIGTERM is 15.
     assert_eq!(code, Some(143), "tini's exit code");
     assert_eq!(relay.log_count("running as PID 1"), 0, "{:#?}", relay.log_lines());
+}
+
+/// The image recipe of docs/operations.md cannot be built here (no Docker), so what can be
+/// checked is: it is `FROM scratch` with the static musl binary docs/targets.md builds, and
+/// the command its `ENTRYPOINT` and `CMD` make passes `--check` (with a config file of the
+/// test's for `/etc/tcprelay.conf`).
+#[test]
+fn the_dockerfile_copies_the_static_binary_into_scratch_and_its_command_passes_check() {
+    let doc = include_str!("../docs/operations.md");
+    let recipe = doc
+        .split("```dockerfile\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```dockerfile block in docs/operations.md");
+    let target = "x86_64-unknown-linux-musl";
+    assert!(include_str!("../docs/targets.md").contains(target), "targets.md builds {target}");
+    assert!(recipe.contains(&format!("--target {target}")), "{recipe}");
+    assert!(recipe.contains("\nFROM scratch\n"), "{recipe}");
+    assert!(recipe.contains(&format!("/{target}/release/tcprelay /tcprelay")), "{recipe}");
+    // `["/tcprelay", "--config", ...]` → its words.
+    let words = |instruction: &str| -> Vec<String> {
+        let line = recipe
+            .lines()
+            .find_map(|line| line.strip_prefix(instruction))
+            .unwrap_or_else(|| panic!("no {instruction} in {recipe}"));
+        let list = line.trim().trim_start_matches('[').trim_end_matches(']');
+        list.split(',').map(|word| word.trim().trim_matches('"').to_string()).collect()
+    };
+    assert_eq!(words("ENTRYPOINT "), ["/tcprelay"]);
+    let dir = ScratchDir::new("dockerfile");
+    let config = dir.join("tcprelay.conf");
+    std::fs::write(&config, "admin 127.0.0.1:9090\nroute 0.0.0.0:8080 -> 127.0.0.1:80\n")
+        .expect("write the config file");
+    let config_arg = config.to_str().expect("a UTF-8 path");
+    let args: Vec<String> = words("CMD ")
+        .into_iter()
+        .map(|word| word.replace("/etc/tcprelay.conf", config_arg))
+        .collect();
+    let checked =
+        Command::new(env!("CARGO_BIN_EXE_tcprelay")).args(&args).arg("--check").output().unwrap();
+    assert_eq!(checked.status.code(), Some(0), "{}", String::from_utf8_lossy(&checked.stderr));
 }

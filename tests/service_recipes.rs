@@ -37,23 +37,6 @@ fn as_pasted_with(block: &str, config: &Path) -> String {
         .replace("/etc/tcprelay.conf", config)
 }
 
-/// Whether this process may make mount namespaces and mount tmpfs (root). Prints why not.
-fn mount_namespaces_allowed() -> bool {
-    let probe = Command::new("unshare").args(["--mount", "true"]).stderr(Stdio::piped()).output();
-    match probe {
-        Ok(output) if output.status.success() => true,
-        Ok(output) => {
-            let why = String::from_utf8_lossy(&output.stderr);
-            eprintln!("skipped: `unshare --mount` is not permitted here (CI runs as root): {why}");
-            false
-        }
-        Err(error) => {
-            eprintln!("skipped: cannot run unshare (util-linux): {error}");
-            false
-        }
-    }
-}
-
 /// A shell in a mount namespace of its own, fed commands line by line; its stdout lines
 /// arrive on a channel. Killed when dropped.
 struct PrivateShell {
@@ -113,7 +96,7 @@ impl Drop for PrivateShell {
 #[test]
 #[ignore = "needs busybox and start-stop-daemon"]
 fn the_busybox_recipe_runs_as_pasted_and_its_log_reaches_syslogd() {
-    if !mount_namespaces_allowed() {
+    if !unshare_allowed(&["--mount"]) {
         return;
     }
     let dir = ScratchDir::new("busybox-recipe");

@@ -799,25 +799,51 @@ impl Limiter {
 
 /// Formats one complete line, newline included, in the format [`set_output`] chose.
 fn format_line(now: SystemTime, level: LogLevel, msg: &str, fields: Fields<'_>) -> String {
-    match JSON_LINES.load(RELAXED) {
-        true => format_json(now, level, msg, fields),
-        false => format_logfmt(now, level, msg, fields),
-    }
+    let format = match JSON_LINES.load(RELAXED) {
+        true => LogFormat::Json,
+        false => LogFormat::Logfmt,
+    };
+    format_as(format, now, level, msg, fields)
 }
 
-/// `ts=... level=... msg=... key=value ...`: see the module docs.
-fn format_logfmt(now: SystemTime, level: LogLevel, msg: &str, fields: Fields<'_>) -> String {
-    let mut line = String::with_capacity(160);
-    let _ = write!(line, "ts={} level={} msg=", Rfc3339(now), level);
-    push_value(&mut line, msg);
+/// One line in `format`: `ts`, `level` and `msg`, then the fields, in order.
+///
+/// ```text
+/// ts=... level=... msg=... key=value ...
+/// {"ts":"...","level":"...","msg":"...","key":value,...}
+/// ```
+fn format_as(
+    format: LogFormat,
+    now: SystemTime,
+    level: LogLevel,
+    msg: &str,
+    fields: Fields<'_>,
+) -> String {
+    let head: Fields<'_> = &[("ts", &Rfc3339(now)), ("level", &level), ("msg", &msg)];
+    let mut line = String::with_capacity(200);
     let mut value = String::new();
-    for (key, field) in fields {
+    for (index, (key, field)) in head.iter().chain(fields).enumerate() {
         value.clear();
         let _ = write!(value, "{field}");
-        line.push(' ');
-        line.push_str(key);
-        line.push('=');
-        push_value(&mut line, &value);
+        match format {
+            LogFormat::Logfmt => {
+                if index > 0 {
+                    line.push(' ');
+                }
+                line.push_str(key);
+                line.push('=');
+                push_value(&mut line, &value);
+            }
+            LogFormat::Json => {
+                line.push(if index == 0 { '{' } else { ',' });
+                push_json_string(&mut line, key);
+                line.push(':');
+                push_json_value(&mut line, &value);
+            }
+        }
+    }
+    if format == LogFormat::Json {
+        line.push('}');
     }
     line.push('\n');
     line
@@ -831,43 +857,36 @@ fn push_value(line: &mut String, value: &str) {
         line.push_str(value);
         return;
     }
+    // `\u{1b}`, as Rust writes it.
+    push_quoted(line, value, |line, c| {
+        let _ = write!(line, "\\u{{{:x}}}", u32::from(c));
+    });
+}
+
+/// Appends `value` in double quotes, with `"`, `\` and newline escaped by a backslash and
+/// any other control character by `escape`: logfmt and JSON spell those differently.
+fn push_quoted(line: &mut String, value: &str, escape: fn(&mut String, char)) {
     line.push('"');
     for c in value.chars() {
         match c {
             '"' => line.push_str("\\\""),
             '\\' => line.push_str("\\\\"),
             '\n' => line.push_str("\\n"),
-            c if c.is_control() => {
-                let _ = write!(line, "\\u{{{:x}}}", c as u32);
-            }
+            c if c.is_control() => escape(line, c),
             c => line.push(c),
         }
     }
     line.push('"');
 }
 
-/// `{"ts":"...","level":"...","msg":"...","key":value,...}`: the same fields as logfmt, in
-/// the same order. A value that is a whole number (`conn`, byte counts, `duration_ms`) is a
-/// JSON number; every other value is a string.
-fn format_json(now: SystemTime, level: LogLevel, msg: &str, fields: Fields<'_>) -> String {
-    let mut line = String::with_capacity(200);
-    let _ = write!(line, "{{\"ts\":\"{}\",\"level\":\"{level}\",\"msg\":", Rfc3339(now));
-    push_json_string(&mut line, msg);
-    let mut value = String::new();
-    for (key, field) in fields {
-        value.clear();
-        let _ = write!(value, "{field}");
-        line.push(',');
-        push_json_string(&mut line, key);
-        line.push(':');
-        if is_json_number(&value) {
-            line.push_str(&value);
-        } else {
-            push_json_string(&mut line, &value);
-        }
+/// Appends a field's value to a JSON line: a whole number (`conn`, byte counts,
+/// `duration_ms`) as a number, every other value as a string.
+fn push_json_value(line: &mut String, value: &str) {
+    if is_json_number(value) {
+        line.push_str(value);
+    } else {
+        push_json_string(line, value);
     }
-    line.push_str("}\n");
-    line
 }
 
 /// Whether `value` is a whole number JSON can carry exactly: digits, no leading zero, at
@@ -881,19 +900,9 @@ fn is_json_number(value: &str) -> bool {
 
 /// Appends `value` as a JSON string (RFC 8259 section 7).
 fn push_json_string(line: &mut String, value: &str) {
-    line.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => line.push_str("\\\""),
-            '\\' => line.push_str("\\\\"),
-            '\n' => line.push_str("\\n"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(line, "\\u{:04x}", u32::from(c));
-            }
-            c => line.push(c),
-        }
-    }
-    line.push('"');
+    push_quoted(line, value, |line, c| {
+        let _ = write!(line, "\\u{:04x}", u32::from(c));
+    });
 }
 
 #[cfg(test)]
@@ -902,7 +911,8 @@ mod tests {
 
     #[test]
     fn lines_are_logfmt() {
-        let line = format_logfmt(
+        let line = format_as(
+            LogFormat::Logfmt,
             UNIX_EPOCH,
             LogLevel::Info,
             "connection closed",
@@ -917,7 +927,8 @@ mod tests {
 
     #[test]
     fn json_lines_are_one_object_with_numbers_as_numbers() {
-        let line = format_json(
+        let line = format_as(
+            LogFormat::Json,
             UNIX_EPOCH,
             LogLevel::Warn,
             "connection closed",
