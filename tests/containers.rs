@@ -14,6 +14,10 @@ use std::time::Instant;
 
 use support::*;
 
+// Every `unshare` below has `--kill-child`: when the test kills `unshare` (a failed
+// assertion drops the process), the kernel kills the relay too. Without it the relay, as
+// the namespace's init, would outlive it and hold the stderr pipe the test's reader joins.
+
 /// The pid, in this namespace, of the one child of `parent` (`unshare --fork`'s child).
 fn only_child(parent: u32) -> u32 {
     let path = format!("/proc/{parent}/task/{parent}/children");
@@ -55,6 +59,7 @@ fn as_pid_1_it_warns_ignores_sigterm_and_stops_on_drain() {
             "--pid",
             "--fork",
             "--mount-proc",
+            "--kill-child",
             env!("CARGO_BIN_EXE_tcprelay"),
             "-l",
             "127.0.0.1:0",
@@ -101,6 +106,7 @@ fn under_tini_sigterm_stops_it_and_there_is_no_warning() {
             "--pid",
             "--fork",
             "--mount-proc",
+            "--kill-child",
             "tini",
             "--",
             env!("CARGO_BIN_EXE_tcprelay"),

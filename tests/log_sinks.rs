@@ -108,6 +108,38 @@ fn the_log_file_takes_every_line_and_reopen_logs_starts_a_new_one_after_a_rename
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "", "nothing written through the link");
 }
 
+/// `log-file` in a config file is relative to the file, and `tcprelay reload --config`
+/// reopens it too, so a logrotate `postrotate` that reloads works as well as `reopen-logs`.
+#[test]
+fn a_reload_reopens_the_log_file_named_relative_to_the_config_file() {
+    let dir = ScratchDir::new("log-file-reload");
+    let config = dir.join("tcprelay.conf");
+    // A fixed admin address for `reload --config`: a Unix socket in the test's directory.
+    let admin = dir.join("admin.sock");
+    let text = format!(
+        "admin unix:{}\nlog-file relay.log\nroute 127.0.0.1:0 -> 127.0.0.1:9\n",
+        admin.display()
+    );
+    std::fs::write(&config, text).expect("write the config file");
+    let log_path = dir.join("relay.log");
+    let config_arg = config.to_str().expect("a UTF-8 path");
+    let mut relay = RelayProcess::start_logging_elsewhere(&["--config", config_arg]);
+    wait_for_file_line(&log_path, "admin endpoint on");
+    std::fs::rename(&log_path, dir.join("relay.log.1")).expect("rename the log file");
+    let client = |action: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+            .args([action, "--config", config_arg])
+            .output()
+            .expect("run the tcprelay client");
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    client("reload");
+    wait_for_file_line(&log_path, "msg=\"config reloaded\"");
+    client("drain");
+    assert_eq!(relay.wait_for_exit(), Some(0));
+    assert!(file_lines(&dir.join("relay.log.1")).iter().all(|line| !line.contains("reloaded")));
+}
+
 /// A log file path a less-privileged user could have planted (a symlink to a file root
 /// owns, a FIFO that would hang the open) is refused at start with exit 1 and a message
 /// naming it, and the symlink's target is untouched.

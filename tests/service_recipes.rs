@@ -80,7 +80,14 @@ impl PrivateShell {
 }
 
 impl Drop for PrivateShell {
+    /// Asks the shell to end what it started (after a failed assertion, the relay and
+    /// `syslogd` may still run) and to exit, then kills it if it has not.
     fn drop(&mut self) {
+        let cleanup = "kill $SYSLOGD 2>/dev/null; \
+                       [ -e /run/tcprelay.pid ] && kill $(cat /run/tcprelay.pid) 2>/dev/null; exit";
+        let _ = writeln!(self.stdin, "{cleanup}");
+        let _ = self.stdin.flush();
+        eventually(|| !matches!(self.child.try_wait(), Ok(None)));
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(reader) = self.reader.take() {
@@ -124,7 +131,7 @@ fn the_busybox_recipe_runs_as_pasted_and_its_log_reaches_syslogd() {
     );
     assert_eq!(shell.run(&setup, "setup-rc="), "setup-rc=0");
     let syslogd = format!(
-        "busybox syslogd -n -O {} & SYSLOGD=$!; \
+        "busybox syslogd -n -O {} >/dev/null 2>&1 & SYSLOGD=$!; \
          for i in $(seq 1000); do [ -S /dev/log ] && break; sleep 0.01; done; \
          [ -S /dev/log ]; echo syslogd-rc=$?",
         messages.display()
