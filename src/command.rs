@@ -66,6 +66,9 @@ fn serve(config: ServerConfig) -> ExitCode {
         eprintln!("tcprelay: {error}");
         return ExitCode::FAILURE;
     }
+    if let Some(warning) = config.log_output.warning() {
+        eprintln!("tcprelay: warning: {warning}");
+    }
     let log = Log::new(config.log_level());
     // Under `ulimit -v`, glibc's malloc arenas would take most of the address space: start
     // again with one arena (docs/operations.md, "Sizing under memory limits"). Returns only

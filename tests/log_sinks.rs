@@ -167,6 +167,24 @@ fn a_planted_symlink_or_fifo_as_the_log_file_is_refused() {
     assert!(stderr.contains(fifo_arg) && stderr.contains("not a regular file"), "{stderr}");
 }
 
+/// `--syslog unix:PATH` with no socket at PATH (no syslogd yet) starts, and says on stderr,
+/// where init scripts show it, that lines will be lost until one listens there.
+#[test]
+fn a_syslog_path_with_no_socket_is_named_on_stderr() {
+    let dir = ScratchDir::new("syslog-missing");
+    let missing = format!("unix:{}", dir.join("log").display());
+    let relay = RelayProcess::start_logging_elsewhere(&[
+        "-l",
+        "127.0.0.1:0",
+        "-u",
+        "127.0.0.1:9",
+        "--syslog",
+        &missing,
+    ]);
+    let warning = relay.log_line_with("no socket there");
+    assert!(warning.starts_with("tcprelay: warning: --syslog ") && warning.contains(&missing));
+}
+
 /// One syslog datagram, split into its RFC 3164 parts: priority, the rest after `<PRI>`.
 fn priority_and_rest(datagram: &str) -> (u8, &str) {
     let rest = datagram.strip_prefix('<').unwrap_or_else(|| panic!("no <PRI>: {datagram:?}"));

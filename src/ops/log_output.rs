@@ -42,7 +42,7 @@ use std::fmt::{self, Display};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::{ToSocketAddrs, UdpSocket};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -130,6 +130,26 @@ pub struct LogOutput {
     pub file: Option<PathBuf>,
     /// Send the lines to this syslog daemon instead of stderr.
     pub syslog: Option<SyslogAddress>,
+}
+
+impl LogOutput {
+    /// What to tell the operator at start about a sink that will lose every line until
+    /// something changes: a `unix:` syslog path with no socket there (no `syslogd` running
+    /// yet, or another path). Not refused: a daemon started later is found then, since every
+    /// line is sent to the path anew.
+    pub fn warning(&self) -> Option<String> {
+        let Some(SyslogAddress::Unix(path)) = &self.syslog else {
+            return None;
+        };
+        let is_socket = fs::metadata(path).is_ok_and(|found| found.file_type().is_socket());
+        (!is_socket).then(|| {
+            format!(
+                "--syslog unix:{}: no socket there (is syslogd running?): log lines are lost, \
+                 and counted, until one listens there",
+                path.display()
+            )
+        })
+    }
 }
 
 /// The open sinks. Written only by the log's writer (or, without one, by one thread at a
