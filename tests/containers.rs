@@ -14,9 +14,14 @@ use std::time::Instant;
 
 use support::*;
 
-// Every `unshare` below has `--kill-child`: when the test kills `unshare` (a failed
-// assertion drops the process), the kernel kills the relay too. Without it the relay, as
-// the namespace's init, would outlive it and hold the stderr pipe the test's reader joins.
+/// Runs `command` as PID 1 of a new PID namespace, as `docker run` does, and waits for its
+/// first `listening on` line. `--kill-child`: when the test kills `unshare` (a failed
+/// assertion drops the process), the kernel kills the namespace's init too; without it the
+/// relay would outlive `unshare` and hold the stderr pipe the test's reader joins.
+fn in_pid_namespace(command: &[&str]) -> RelayProcess {
+    let args = [&["--pid", "--fork", "--mount-proc", "--kill-child"], command].concat();
+    RelayProcess::start_program(Path::new("unshare"), &args)
+}
 
 /// The pid, in this namespace, of the one child of `parent` (`unshare --fork`'s child).
 fn only_child(parent: u32) -> u32 {
@@ -53,22 +58,15 @@ fn as_pid_1_it_warns_ignores_sigterm_and_stops_on_drain() {
     }
     let upstream = Upstream::echo();
     let upstream_arg = upstream.addr.to_string();
-    let mut relay = RelayProcess::start_program(
-        Path::new("unshare"),
-        &[
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            env!("CARGO_BIN_EXE_tcprelay"),
-            "-l",
-            "127.0.0.1:0",
-            "-u",
-            &upstream_arg,
-            "--admin",
-            "127.0.0.1:0",
-        ],
-    );
+    let mut relay = in_pid_namespace(&[
+        env!("CARGO_BIN_EXE_tcprelay"),
+        "-l",
+        "127.0.0.1:0",
+        "-u",
+        &upstream_arg,
+        "--admin",
+        "127.0.0.1:0",
+    ]);
     let admin = admin_of(&relay);
     let warning = relay.log_line_with("running as PID 1");
     assert!(warning.contains("level=warn") && warning.contains("tcprelay drain"), "{warning}");
@@ -100,22 +98,15 @@ fn under_tini_sigterm_stops_it_and_there_is_no_warning() {
     if !unshare_allowed(&["--pid", "--fork", "--mount-proc"]) {
         return;
     }
-    let mut relay = RelayProcess::start_program(
-        Path::new("unshare"),
-        &[
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            "tini",
-            "--",
-            env!("CARGO_BIN_EXE_tcprelay"),
-            "-l",
-            "127.0.0.1:0",
-            "-u",
-            "127.0.0.1:9",
-        ],
-    );
+    let mut relay = in_pid_namespace(&[
+        "tini",
+        "--",
+        env!("CARGO_BIN_EXE_tcprelay"),
+        "-l",
+        "127.0.0.1:0",
+        "-u",
+        "127.0.0.1:9",
+    ]);
     send_sigterm(only_child(relay.pid()));
     let code = relay.wait_for_exit();
     // tini exits with 128 + the signal that ended its child: SIGTERM is 15.

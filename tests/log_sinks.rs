@@ -205,30 +205,46 @@ fn after_bsd_time(rest: &str) -> &str {
     after
 }
 
+/// A Unix datagram socket standing in for a syslogd's `/dev/log`, in a directory of its own.
+struct TestSyslogd {
+    socket: UnixDatagram,
+    /// `unix:PATH`, for `--syslog`.
+    arg: String,
+    _dir: ScratchDir,
+}
+
+impl TestSyslogd {
+    fn bind(name: &str) -> TestSyslogd {
+        let dir = ScratchDir::new(name);
+        let path = dir.join("log");
+        let socket = UnixDatagram::bind(&path).expect("bind the test's syslog socket");
+        socket.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
+        TestSyslogd { socket, arg: format!("unix:{}", path.display()), _dir: dir }
+    }
+
+    /// The next datagram, within [`TIMEOUT`].
+    fn receive(&self) -> String {
+        let mut buffer = [0; 2048];
+        let len = self.socket.recv(&mut buffer).expect("a syslog datagram within the timeout");
+        String::from_utf8(buffer[..len].to_vec()).expect("a UTF-8 datagram")
+    }
+}
+
 /// Syslog to a Unix datagram socket the test binds: each line is one RFC 3164 datagram,
 /// facility daemon, severity from its level, tagged `tcprelay[PID]`, without a host name
 /// (the local daemon adds its own) and without logfmt's `ts=`; stderr stays empty.
 #[test]
 fn syslog_over_a_unix_socket_gets_rfc3164_datagrams() {
-    let dir = ScratchDir::new("syslog-unix");
-    let socket_path = dir.join("log");
-    let syslogd = UnixDatagram::bind(&socket_path).expect("bind the test's syslog socket");
-    syslogd.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
-    let syslog_arg = format!("unix:{}", socket_path.display());
+    let syslogd = TestSyslogd::bind("syslog-unix");
     let relay = RelayProcess::start_logging_elsewhere(&[
         "-l",
         "127.0.0.1:0",
         "-u",
         &refusing_addr().to_string(),
         "--syslog",
-        &syslog_arg,
+        &syslogd.arg,
     ]);
-    let mut buffer = [0; 2048];
-    let mut receive = || {
-        let len = syslogd.recv(&mut buffer).expect("a syslog datagram within the timeout");
-        String::from_utf8(buffer[..len].to_vec()).expect("UTF-8")
-    };
-    let first = receive();
+    let first = syslogd.receive();
     let (priority, rest) = priority_and_rest(&first);
     assert_eq!(priority, 3 * 8 + 6, "daemon.info: {first:?}");
     let message = after_bsd_time(rest);
@@ -241,7 +257,7 @@ fn syslog_over_a_unix_socket_gets_rfc3164_datagrams() {
     let client = connect(route);
     let _ = read_all(&client);
     let warning = loop {
-        let datagram = receive();
+        let datagram = syslogd.receive();
         if datagram.contains("upstream connect failed") {
             break datagram;
         }
@@ -280,11 +296,7 @@ fn syslog_over_udp_names_the_host() {
 /// lines lost are counted.
 #[test]
 fn a_syslog_nobody_reads_costs_lines_not_connections() {
-    let dir = ScratchDir::new("syslog-stuck");
-    let socket_path = dir.join("log");
-    let syslogd = UnixDatagram::bind(&socket_path).expect("bind the test's syslog socket");
-    syslogd.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
-    let syslog_arg = format!("unix:{}", socket_path.display());
+    let syslogd = TestSyslogd::bind("syslog-stuck");
     let upstream = Upstream::echo();
     let _relay = RelayProcess::start_logging_elsewhere(&[
         "-l",
@@ -294,16 +306,11 @@ fn a_syslog_nobody_reads_costs_lines_not_connections() {
         "--admin",
         "127.0.0.1:0",
         "--syslog",
-        &syslog_arg,
+        &syslogd.arg,
     ]);
     // The test reads the start-up lines to learn the addresses, then never reads again.
-    let mut buffer = [0; 2048];
-    let mut receive = || {
-        let len = syslogd.recv(&mut buffer).expect("a syslog datagram within the timeout");
-        String::from_utf8_lossy(&buffer[..len]).into_owned()
-    };
-    let route = route_from(&receive());
-    let admin = admin_from(&receive());
+    let route = route_from(&syslogd.receive());
+    let admin = admin_from(&syslogd.receive());
     // A Unix datagram socket queues at most `net.unix.max_dgram_qlen` (512) datagrams.
     for client in 0..1000u64 {
         let sent = pattern(client, 100 + client as usize % 400);
