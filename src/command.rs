@@ -65,6 +65,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 /// Binds every route and the admin endpoint, and serves until drained or killed. Go's
 /// `log.Fatal` becomes an exit code: 1 if a listener cannot be bound, 0 after a drain.
 fn serve(config: ServerConfig) -> ExitCode {
+    // Before the first line: every line goes where the operator said.
+    if let Err(error) = log::set_output(&config.log_output) {
+        eprintln!("tcprelay: {error}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(warning) = config.log_output.warning() {
+        eprintln!("tcprelay: warning: {warning}");
+    }
     let log = Log::new(config.log_level());
     // Under `ulimit -v`, glibc's malloc arenas would take most of the address space: start
     // again with one arena (docs/operations.md, "Sizing under memory limits"). Returns only
@@ -101,6 +109,7 @@ fn serve(config: ServerConfig) -> ExitCode {
             Some(admin) => log.always(&format!("admin endpoint on {admin}"), &[]),
             None => {}
         }
+        warn_if_init(&log);
         server.serve()
     });
     // The log is written by its own thread, which the process does not wait for: give it a
@@ -113,6 +122,21 @@ fn serve(config: ServerConfig) -> ExitCode {
             eprintln!("tcprelay: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// As a PID namespace's init (a container's first process, without `docker run --init`),
+/// the kernel delivers no signal whose action is the default: SIGTERM and SIGINT, which
+/// tcprelay cannot catch (std has no signal handling), do nothing, and `docker stop` or a
+/// pod deletion waits out its grace period and then kills. Say so once, at start, with the
+/// ways out.
+fn warn_if_init(log: &Log) {
+    if std::process::id() == 1 {
+        log.warn(
+            "running as PID 1: SIGTERM and SIGINT are ignored; stop with `tcprelay drain` \
+             (needs --admin) or run under an init that forwards signals (docker run --init, tini)",
+            &[],
+        );
     }
 }
 

@@ -481,7 +481,14 @@ impl Admin {
                 Err(why) => Response::text(Status::Conflict, format!("reload refused: {why}\n")),
             },
             "/metrics" | "/healthz" | "/status" => Response::method_not_allowed("GET, HEAD"),
-            "/drain" | "/reload" => Response::method_not_allowed("POST"),
+            "/reopen-logs" if method == "POST" => match crate::ops::log::reopen() {
+                Ok(Some(path)) => {
+                    Response::text(Status::Ok, format!("reopened {}\n", path.display()))
+                }
+                Ok(None) => Response::text(Status::Ok, "no log file to reopen\n"),
+                Err(error) => Response::text(Status::Conflict, format!("{error}\n")),
+            },
+            "/drain" | "/reload" | "/reopen-logs" => Response::method_not_allowed("POST"),
             _ => Response::not_found(),
         }
     }

@@ -32,6 +32,8 @@ pub enum Action {
     Drain,
     /// `GET /status`.
     Status,
+    /// `POST /reopen-logs`: open the log file again, after logrotate renamed it.
+    ReopenLogs,
 }
 
 impl Action {
@@ -41,6 +43,7 @@ impl Action {
             "reload" => Some(Action::Reload),
             "drain" => Some(Action::Drain),
             "status" => Some(Action::Status),
+            "reopen-logs" => Some(Action::ReopenLogs),
             _ => None,
         }
     }
@@ -50,6 +53,7 @@ impl Action {
             Action::Reload => "reload",
             Action::Drain => "drain",
             Action::Status => "status",
+            Action::ReopenLogs => "reopen-logs",
         }
     }
 
@@ -58,6 +62,7 @@ impl Action {
             Action::Reload => ("POST", "/reload"),
             Action::Drain => ("POST", "/drain"),
             Action::Status => ("GET", "/status"),
+            Action::ReopenLogs => ("POST", "/reopen-logs"),
         }
     }
 }
@@ -91,12 +96,13 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// The usage of the three subcommands, for their `--help`.
 pub const USAGE: &str = "\
-Usage: tcprelay reload|drain|status (--admin ADDR | --config FILE) [--admin-token-file FILE]
-                                    [--no-wait]
+Usage: tcprelay reload|drain|status|reopen-logs (--admin ADDR | --config FILE)
+                                                [--admin-token-file FILE] [--no-wait]
   reload   re-read the relay's --config file and apply it, keeping live connections
   drain    stop accepting, let connections finish, and wait until the relay has stopped
            (--no-wait: return once the drain has begun)
   status   print each route, its live connections, and each upstream with its state
+  reopen-logs  open the --log-file again (after logrotate renamed it); no signal needed
 --config FILE takes the admin address (and admin-token-file) from the file's globals.
 Exit status: 0 done, 1 refused or unreachable, 2 usage error.
 ";
@@ -257,6 +263,7 @@ fn no_answer(request: &AdminRequest, error: &io::Error) -> String {
         Action::Reload => ": look for `config reloaded` or `reload refused` in its log",
         Action::Drain => ": `tcprelay status` answers until the drain ends",
         Action::Status => "",
+        Action::ReopenLogs => ": see whether new lines reach the new file",
     };
     format!(
         "tcprelay {word}: {method} {path} reached the admin endpoint {} but {why}; the relay \

@@ -1,4 +1,5 @@
-//! A tiny logger: one `key=value` line per event on stderr (the "logfmt" style).
+//! A tiny logger: one `key=value` line per event on stderr (the "logfmt" style), or, as
+//! [`set_output`] says, JSON lines, an appended file or syslog (see `log_output.rs`).
 //!
 //! ```text
 //! ts=2026-11-25T08:00:00.123Z level=info msg="connection closed" conn=7 client=127.0.0.1:50412 ...
@@ -39,8 +40,18 @@
 //! waits, up to a deadline, until every line logged before it was called is written: the
 //! `tcprelay` binary calls it before it exits, so the last lines (`stopped`, the summaries
 //! below) are not lost when the sink is healthy, and a stuck sink delays the exit by the
-//! deadline at most. The `listening on` lines that scripts read to learn the ports are the
-//! first lines of the process: the queue is empty then, so they are never dropped.
+//! deadline at most.
+//!
+//! # Only a connection's lines may be dropped
+//!
+//! The lines of one connection (those with a `conn` field) are the stream that may be
+//! dropped. Every other line tells the process's life: `listening on` (which scripts read
+//! to learn the ports), `serving`, `connection cap`, `config reloaded`, `draining`,
+//! `stopped`. There are a few per route and per operator action, and they wait for room in
+//! the queue for as long as the writer keeps writing: with 2,000 routes, the start-up lines
+//! overflow the queue, and hundreds were lost when they could be dropped like the rest. A sink that has not taken a line for [`STUCK_AFTER`] is stuck:
+//! then waiting lines are dropped and counted too, until it moves again, so a stuck sink
+//! delays one line by a second, not the relay forever.
 //!
 //! # Repeated lines are rate-limited
 //!
@@ -68,15 +79,20 @@
 //! every refused client is still accounted for: written or counted.
 
 use std::fmt::{self, Display, Write as _};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#[cfg(test)]
+use std::time::UNIX_EPOCH;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::counter::Counter;
+use crate::ops::log_output::{self, LogFormat, LogOutput, Sinks};
+use crate::ops::log_time::Rfc3339;
 
 /// How much to log. Each level includes the ones above it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,6 +114,16 @@ impl LogLevel {
             LogLevel::Warn => "warn",
             LogLevel::Info => "info",
             LogLevel::Debug => "debug",
+        }
+    }
+
+    /// The RFC 3164 severity of a line at this level: error 3, warning 4, info 6, debug 7.
+    fn syslog_severity(self) -> u8 {
+        match self {
+            LogLevel::Error => 3,
+            LogLevel::Warn => 4,
+            LogLevel::Info => 6,
+            LogLevel::Debug => 7,
         }
     }
 }
@@ -165,17 +191,20 @@ impl Log {
             let admitted = lock_limiter().admit(key, Instant::now());
             match admitted {
                 Admit::Suppress => return,
-                Admit::Write { summary: Some(summary) } => send(summary.line(SystemTime::now())),
+                Admit::Write { summary: Some(summary) } => {
+                    send(level, summary.line(SystemTime::now()), Urgency::MayDrop);
+                }
                 Admit::Write { summary: None } => {}
             }
         }
-        send(format_line(SystemTime::now(), level, msg, fields));
+        send(level, format_line(SystemTime::now(), level, msg, fields), urgency(fields));
     }
 
     /// Writes one line at level `info` whatever the configured level, and never limited.
     /// Only for the `listening on ADDR` line, which scripts and tests read to learn the port.
     pub fn always(&self, msg: &str, fields: Fields<'_>) {
-        send(format_line(SystemTime::now(), LogLevel::Info, msg, fields));
+        let line = format_line(SystemTime::now(), LogLevel::Info, msg, fields);
+        send(LogLevel::Info, line, Urgency::Waits);
     }
 
     /// [`Log::event`] at [`LogLevel::Error`].
@@ -210,7 +239,7 @@ pub fn flush(timeout: Duration) -> bool {
     // Every count still open, whether or not its window has ended.
     let summaries = lock_limiter().take_summaries(Instant::now(), true);
     for summary in summaries {
-        send(summary.line(SystemTime::now()));
+        send(summary.key.level, summary.line(SystemTime::now()), Urgency::Waits);
     }
     let Some(queue) = QUEUE.get() else {
         return true; // no writer thread: lines were written (or dropped) by their callers
@@ -258,7 +287,7 @@ pub fn send_panics_to_the_log() {
             .unwrap_or("(a panic payload that is not a string)");
         let thread = thread::current();
         let line = panic_line(SystemTime::now(), thread.name(), message, info.location());
-        send(line);
+        send(LogLevel::Error, line, Urgency::MayDrop);
         // A panic on the main thread ends the process, which does not wait for the writer.
         if thread.name() == Some("main") {
             flush(Duration::from_secs(2));
@@ -316,11 +345,42 @@ const FLUSH_RETRY: Duration = Duration::from_millis(5);
 
 /// One item in the queue to the writer.
 enum Message {
-    /// A formatted line, newline included.
-    Line(String),
+    /// A formatted line, newline included, and its level.
+    Line(LogLevel, String),
     /// Marks the place of a [`flush`] call: reported done once the writer has caught up
     /// past it.
     FlushMark(u64),
+}
+
+/// Whether a line may be dropped when the queue is full (see [`urgency`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Urgency {
+    /// A line of one connection's stream, or a panic: dropped and counted when the queue
+    /// is full.
+    MayDrop,
+    /// A line of the process's life (start-up, reload, drain, stop): waits for room in the
+    /// queue while the sink makes progress.
+    Waits,
+}
+
+/// How long a waiting line waits for the writer to write anything before the sink is taken
+/// as stuck: then it, and every waiting line after it until the writer moves again, is
+/// dropped and counted like any other.
+const STUCK_AFTER: Duration = Duration::from_secs(1);
+
+/// How often a waiting line looks for room in the queue.
+const WAIT_RETRY: Duration = Duration::from_millis(1);
+
+/// The lines of one connection carry its `conn` field: those are the stream that may drop.
+/// Every other line (`listening on`, `connection cap`, `serving`, `config reloaded`,
+/// `stopped`, ...) is one of a few per route and per operator action, and waits for room:
+/// with 2,000 routes and stderr a file, hundreds of start-up lines were dropped when every
+/// line could be, none since (docs/operations.md, "A slow or stuck log sink").
+fn urgency(fields: Fields<'_>) -> Urgency {
+    match fields.iter().any(|(key, _)| *key == "conn") {
+        true => Urgency::MayDrop,
+        false => Urgency::Waits,
+    }
 }
 
 // The counters are independent and only need to be current: relaxed atomics suffice.
@@ -338,36 +398,107 @@ static DROPPED: Counter = Counter::new(0);
 static DROPPED_UNREPORTED: Counter = Counter::new(0);
 /// Lines suppressed since start ([`lines_suppressed`]).
 static SUPPRESSED: Counter = Counter::new(0);
-/// Held by a thread that writes stderr itself, when there is no writer thread.
-static WRITING_DIRECTLY: Mutex<()> = Mutex::new(());
+/// Where lines go. Held by the writer while it writes, or by the one thread that writes a
+/// line itself when there is no writer thread (taken with `try_lock` then).
+static SINKS: Mutex<Sinks> = Mutex::new(Sinks::stderr());
+/// The log file, when there is one: what [`reopen`] opens again.
+static LOG_FILE: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+/// A log file [`reopen`] has opened, for the writer to take before its next line: the
+/// reopening thread never waits for [`SINKS`], which a stuck sink may hold.
+static REOPENED: Mutex<Option<File>> = Mutex::new(None);
+/// Whether lines are JSON rather than logfmt.
+static JSON_LINES: AtomicBool = AtomicBool::new(false);
+/// Lines the writer has finished with, so that a waiting line can tell a slow sink that
+/// moves from a stuck one.
+static WRITTEN: Counter = Counter::new(0);
+/// Set when a waiting line found the sink stuck; cleared by the writer's next line.
+static SINK_STUCK: AtomicBool = AtomicBool::new(false);
 /// The last [`flush`] mark numbered, and the last one the writer has caught up past.
 static NEXT_FLUSH_MARK: Counter = Counter::new(0);
 static FLUSHED: Mutex<u64> = Mutex::new(0);
 static FLUSH_DONE: Condvar = Condvar::new();
 
-/// Hands a line to the writer without waiting; drops and counts it if the queue is full.
-fn send(line: String) {
-    let Some(queue) = writer_queue() else {
-        return write_directly(&line);
+/// Sends the log where `output` says, in its format, from now on. The `tcprelay` binary
+/// calls it once, before its first line; without it, lines go to stderr as logfmt.
+///
+/// # Errors
+/// Why the log file or the syslog address cannot be used, naming it: nothing changed then.
+pub fn set_output(output: &LogOutput) -> io::Result<()> {
+    let sinks = Sinks::open(output)?;
+    JSON_LINES.store(output.format == LogFormat::Json, RELAXED);
+    *LOG_FILE.lock().unwrap_or_else(PoisonError::into_inner) = output.file.clone();
+    *SINKS.lock().unwrap_or_else(PoisonError::into_inner) = sinks;
+    Ok(())
+}
+
+/// Opens the log file again at its path, for the lines that follow: after logrotate has
+/// renamed it, they go to a new file there. Called by `POST /reopen-logs` and by every
+/// reload. Returns the path reopened, `None` when there is no log file.
+///
+/// # Errors
+/// Why the path cannot be opened (see [`log_output::open_log_file`]); the lines go on to
+/// the file that was open.
+pub fn reopen() -> io::Result<Option<std::path::PathBuf>> {
+    let Some(path) = LOG_FILE.lock().unwrap_or_else(PoisonError::into_inner).clone() else {
+        return Ok(None);
     };
+    let file = log_output::open_log_file(&path)?;
+    *REOPENED.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+    Ok(Some(path))
+}
+
+/// Hands a line to the writer without waiting, unless it is one that [`Urgency::Waits`];
+/// drops and counts it when the queue is full.
+fn send(level: LogLevel, line: String, urgency: Urgency) {
+    let Some(queue) = writer_queue() else {
+        return write_directly(level, &line);
+    };
+    let mut line = line;
+    let mut waited_since: Option<(u64, Instant)> = None;
+    loop {
+        line = match enqueue(queue, level, line) {
+            Ok(()) => return,
+            Err(full) => full,
+        };
+        if urgency == Urgency::MayDrop || SINK_STUCK.load(RELAXED) {
+            return count_dropped(1);
+        }
+        // Wait while the writer moves; give up once it has not moved for `STUCK_AFTER`.
+        let written = WRITTEN.get();
+        match waited_since {
+            Some((seen, since)) if seen == written => {
+                if since.elapsed() >= STUCK_AFTER {
+                    SINK_STUCK.store(true, RELAXED);
+                    return count_dropped(1);
+                }
+            }
+            _ => waited_since = Some((written, Instant::now())),
+        }
+        thread::sleep(WAIT_RETRY);
+    }
+}
+
+/// Puts a line in the queue, or gives it back if the queue is full (in lines or bytes).
+fn enqueue(queue: &SyncSender<Message>, level: LogLevel, line: String) -> Result<(), String> {
     let len = line.len();
     let queued = QUEUED_BYTES.fetch_add(len, RELAXED);
     if queued > 0 && queued + len > QUEUE_BYTES {
         QUEUED_BYTES.fetch_sub(len, RELAXED);
-        return count_dropped(1);
+        return Err(line);
     }
-    match queue.try_send(Message::Line(line)) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
+    match queue.try_send(Message::Line(level, line)) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(Message::Line(_, line))) => {
             QUEUED_BYTES.fetch_sub(len, RELAXED);
-            count_dropped(1);
+            Err(line)
         }
         // Only if the writer thread panicked, which it has no reason to: write it here.
-        Err(TrySendError::Disconnected(Message::Line(line))) => {
+        Err(TrySendError::Disconnected(Message::Line(level, line))) => {
             QUEUED_BYTES.fetch_sub(len, RELAXED);
-            write_directly(&line);
+            write_directly(level, &line);
+            Ok(())
         }
-        Err(TrySendError::Disconnected(Message::FlushMark(_))) => {}
+        Err(_) => Ok(()), // a flush mark, which `send` never sends
     }
 }
 
@@ -383,7 +514,7 @@ fn writer_queue() -> Option<&'static SyncSender<Message>> {
         return Some(queue);
     }
     // Threads that log while another starts the writer wait here for as long as creating
-    // a thread takes; nothing in here touches stderr.
+    // a thread takes; nothing in here touches the sinks.
     let mut failed_at = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(queue) = QUEUE.get() {
         return Some(queue);
@@ -410,17 +541,16 @@ fn writer_queue() -> Option<&'static SyncSender<Message>> {
     }
 }
 
-/// The writer thread: writes each queued line to stderr, and when it has caught up (the
+/// The writer thread: writes each queued line to the sinks, and when it has caught up (the
 /// queue is empty), the summaries of dropped and suppressed lines.
 fn write_queue(queue: &Receiver<Message>) {
-    let mut stderr = io::stderr();
     let mut caught_up_to_mark = 0;
     loop {
         let message = match queue.try_recv() {
             Ok(message) => message,
             Err(TryRecvError::Disconnected) => return,
             Err(TryRecvError::Empty) => {
-                write_summaries(&mut stderr);
+                write_summaries(&mut write_line);
                 report_flushed(caught_up_to_mark);
                 match queue.recv_timeout(SWEEP_EVERY) {
                     Ok(message) => message,
@@ -430,9 +560,11 @@ fn write_queue(queue: &Receiver<Message>) {
             }
         };
         match message {
-            Message::Line(line) => {
-                write_line(&mut stderr, &line);
+            Message::Line(level, line) => {
+                write_line(level, &line);
                 QUEUED_BYTES.fetch_sub(line.len(), RELAXED);
+                WRITTEN.fetch_add(1);
+                SINK_STUCK.store(false, RELAXED);
             }
             Message::FlushMark(mark) => caught_up_to_mark = mark,
         }
@@ -440,8 +572,8 @@ fn write_queue(queue: &Receiver<Message>) {
 }
 
 /// Writes the `dropped log lines` summary, if lines were dropped since the last one, and
-/// the summaries of windows of suppressed lines that have ended.
-fn write_summaries(out: &mut impl Write) {
+/// the summaries of windows of suppressed lines that have ended, with `write`.
+fn write_summaries(write: &mut impl FnMut(LogLevel, &str) -> bool) {
     let dropped = DROPPED_UNREPORTED.take();
     if dropped > 0 {
         let line = format_line(
@@ -450,21 +582,32 @@ fn write_summaries(out: &mut impl Write) {
             "dropped log lines",
             &[("dropped", &dropped), ("why", &"the log sink did not keep up")],
         );
-        if out.write_all(line.as_bytes()).is_err() {
+        if !write(LogLevel::Warn, &line) {
             DROPPED_UNREPORTED.fetch_add(dropped); // told next time, if ever
         }
     }
     let summaries = lock_limiter().take_summaries(Instant::now(), false);
     for summary in summaries {
-        write_line(out, &summary.line(SystemTime::now()));
+        write(summary.key.level, &summary.line(SystemTime::now()));
     }
 }
 
-/// Writes one line; a line stderr refuses (closed, full disk) is counted as dropped.
-fn write_line(out: &mut impl Write, line: &str) {
-    if out.write_all(line.as_bytes()).is_err() {
+/// The writer's `write`: one line to every sink, taking a reopened log file first. A line
+/// a sink refuses (closed, full disk, a syslogd that does not read) is counted as dropped.
+fn write_line(level: LogLevel, line: &str) -> bool {
+    let mut sinks = SINKS.lock().unwrap_or_else(PoisonError::into_inner);
+    write_to(&mut sinks, level, line)
+}
+
+fn write_to(sinks: &mut Sinks, level: LogLevel, line: &str) -> bool {
+    if let Some(file) = REOPENED.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        sinks.replace_file(file);
+    }
+    let written = sinks.write(level.syslog_severity(), line);
+    if !written {
         count_dropped(1);
     }
+    written
 }
 
 /// Tells waiting [`flush`] calls that the writer has caught up past `mark`.
@@ -479,15 +622,14 @@ fn report_flushed(mark: u64) {
 /// Without a writer thread: writes the line here, unless another thread is writing
 /// already, in which case it is dropped and counted. So at most one thread waits on a
 /// stuck sink.
-fn write_directly(line: &str) {
-    let _writing = match WRITING_DIRECTLY.try_lock() {
+fn write_directly(level: LogLevel, line: &str) {
+    let mut sinks = match SINKS.try_lock() {
         Ok(guard) => guard,
         Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
         Err(TryLockError::WouldBlock) => return count_dropped(1),
     };
-    let mut stderr = io::stderr();
-    write_summaries(&mut stderr);
-    write_line(&mut stderr, line);
+    write_summaries(&mut |level, line| write_to(&mut sinks, level, line));
+    write_to(&mut sinks, level, line);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -656,19 +798,53 @@ impl Limiter {
     }
 }
 
-/// Formats one complete line, newline included.
+/// Formats one complete line, newline included, in the format [`set_output`] chose.
 fn format_line(now: SystemTime, level: LogLevel, msg: &str, fields: Fields<'_>) -> String {
-    let mut line = String::with_capacity(160);
-    let _ = write!(line, "ts={} level={} msg=", Rfc3339(now), level);
-    push_value(&mut line, msg);
+    let format = match JSON_LINES.load(RELAXED) {
+        true => LogFormat::Json,
+        false => LogFormat::Logfmt,
+    };
+    format_as(format, now, level, msg, fields)
+}
+
+/// One line in `format`: `ts`, `level` and `msg`, then the fields, in order.
+///
+/// ```text
+/// ts=... level=... msg=... key=value ...
+/// {"ts":"...","level":"...","msg":"...","key":value,...}
+/// ```
+fn format_as(
+    format: LogFormat,
+    now: SystemTime,
+    level: LogLevel,
+    msg: &str,
+    fields: Fields<'_>,
+) -> String {
+    let head: Fields<'_> = &[("ts", &Rfc3339(now)), ("level", &level), ("msg", &msg)];
+    let mut line = String::with_capacity(200);
     let mut value = String::new();
-    for (key, field) in fields {
+    for (index, (key, field)) in head.iter().chain(fields).enumerate() {
         value.clear();
         let _ = write!(value, "{field}");
-        line.push(' ');
-        line.push_str(key);
-        line.push('=');
-        push_value(&mut line, &value);
+        match format {
+            LogFormat::Logfmt => {
+                if index > 0 {
+                    line.push(' ');
+                }
+                line.push_str(key);
+                line.push('=');
+                push_value(&mut line, &value);
+            }
+            LogFormat::Json => {
+                line.push(if index == 0 { '{' } else { ',' });
+                push_json_string(&mut line, key);
+                line.push(':');
+                push_json_value(&mut line, &value);
+            }
+        }
+    }
+    if format == LogFormat::Json {
+        line.push('}');
     }
     line.push('\n');
     line
@@ -682,77 +858,62 @@ fn push_value(line: &mut String, value: &str) {
         line.push_str(value);
         return;
     }
+    // `\u{1b}`, as Rust writes it.
+    push_quoted(line, value, |line, c| {
+        let _ = write!(line, "\\u{{{:x}}}", u32::from(c));
+    });
+}
+
+/// Appends `value` in double quotes, with `"`, `\` and newline escaped by a backslash and
+/// any other control character by `escape`: logfmt and JSON spell those differently.
+fn push_quoted(line: &mut String, value: &str, escape: fn(&mut String, char)) {
     line.push('"');
     for c in value.chars() {
         match c {
             '"' => line.push_str("\\\""),
             '\\' => line.push_str("\\\\"),
             '\n' => line.push_str("\\n"),
-            c if c.is_control() => {
-                let _ = write!(line, "\\u{{{:x}}}", c as u32);
-            }
+            c if c.is_control() => escape(line, c),
             c => line.push(c),
         }
     }
     line.push('"');
 }
 
-/// A UTC time shown as RFC 3339 with milliseconds, e.g. `2026-11-25T08:00:00.123Z`.
-struct Rfc3339(SystemTime);
-
-impl Display for Rfc3339 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let since_epoch = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since_epoch.as_secs();
-        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-        let secs_of_day = secs % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            secs_of_day / 3600,
-            secs_of_day / 60 % 60,
-            secs_of_day % 60,
-            since_epoch.subsec_millis()
-        )
+/// Appends a field's value to a JSON line: a whole number (`conn`, byte counts,
+/// `duration_ms`) as a number, every other value as a string.
+fn push_json_value(line: &mut String, value: &str) {
+    if is_json_number(value) {
+        line.push_str(value);
+    } else {
+        push_json_string(line, value);
     }
 }
 
-/// Converts days since 1970-01-01 to a (year, month, day) date in the proleptic Gregorian
-/// calendar. This is Howard Hinnant's `civil_from_days` algorithm
-/// (<https://howardhinnant.github.io/date_algorithms.html>): std has no calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153; // March = 0
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// Whether `value` is a whole number JSON can carry exactly: digits, no leading zero, at
+/// most 15 of them (a JSON reader may hold numbers as doubles, exact to 2^53).
+fn is_json_number(value: &str) -> bool {
+    let digits = value.len();
+    (1..=15).contains(&digits)
+        && value.bytes().all(|byte| byte.is_ascii_digit())
+        && (value == "0" || !value.starts_with('0'))
+}
+
+/// Appends `value` as a JSON string (RFC 8259 section 7).
+fn push_json_string(line: &mut String, value: &str) {
+    push_quoted(line, value, |line, c| {
+        let _ = write!(line, "\\u{:04x}", u32::from(c));
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let at =
-            |secs, millis| UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis);
-        assert_eq!(Rfc3339(at(0, 0)).to_string(), "1970-01-01T00:00:00.000Z");
-        // 2000-02-29 (a leap day) 12:34:56.789
-        assert_eq!(Rfc3339(at(951_827_696, 789)).to_string(), "2000-02-29T12:34:56.789Z");
-        // 2026-11-25T07:59:14Z, the day this was written
-        assert_eq!(Rfc3339(at(1_795_593_554, 5)).to_string(), "2026-11-25T07:59:14.005Z");
-    }
 
     #[test]
     fn lines_are_logfmt() {
-        let line = format_line(
+        let line = format_as(
+            LogFormat::Logfmt,
             UNIX_EPOCH,
             LogLevel::Info,
             "connection closed",
@@ -762,6 +923,26 @@ mod tests {
             line,
             "ts=1970-01-01T00:00:00.000Z level=info msg=\"connection closed\" conn=7 \
              reason=client_eof error=\"broken \\\"pipe\\\"\"\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_with_numbers_as_numbers() {
+        let line = format_as(
+            LogFormat::Json,
+            UNIX_EPOCH,
+            LogLevel::Warn,
+            "connection closed",
+            &[("conn", &7), ("client", &"[::1]:5"), ("id", &"007"), ("error", &"a \"b\"\n\u{1}")],
+        );
+        assert_eq!(
+            line,
+            "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"warn\",\"msg\":\"connection closed\",\
+             \"conn\":7,\"client\":\"[::1]:5\",\"id\":\"007\",\"error\":\"a \\\"b\\\"\\n\\u0001\"}\n"
+        );
+        assert!(is_json_number("0") && is_json_number("123456789012345"));
+        assert!(
+            !is_json_number("") && !is_json_number("1234567890123456") && !is_json_number("-1")
         );
     }
 
@@ -873,9 +1054,11 @@ mod tests {
     #[test]
     fn the_summary_of_dropped_lines_says_how_many() {
         count_dropped(4);
-        let mut out = Vec::new();
-        write_summaries(&mut out);
-        let out = String::from_utf8(out).unwrap();
+        let mut out = String::new();
+        write_summaries(&mut |_, line| {
+            out.push_str(line);
+            true
+        });
         // Other tests may drop lines too (the count is process-wide): at least ours.
         let dropped: u64 = out
             .split("dropped=")

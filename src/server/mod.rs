@@ -48,6 +48,7 @@ use crate::net::address::Address;
 use crate::ops::admin::Admin;
 pub use crate::ops::admin::{AdminAccess, AdminToken};
 use crate::ops::log::{Log, LogLevel};
+use crate::ops::log_output::LogOutput;
 use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::Relay;
 use crate::settings::config::Config;
@@ -73,6 +74,9 @@ pub struct ServerConfig {
     /// Where the `tcprelay` binary writes its process id once listening (`--pid-file`).
     /// The library itself writes nothing there.
     pub pid_file: Option<PathBuf>,
+    /// Where the `tcprelay` binary sends its log (`--log-file`, `--syslog`) and in which
+    /// format (`--log-format`). The library leaves the log where it is (stderr, logfmt).
+    pub log_output: LogOutput,
 }
 
 /// The config file a server's routes came from, and the command line's settings that
@@ -98,6 +102,7 @@ impl Default for ServerConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             config_file: None,
             pid_file: None,
+            log_output: LogOutput::default(),
         }
     }
 }

@@ -20,11 +20,14 @@
 //!
 //! Every reload writes one log line: `config reloaded` with the routes added, removed and
 //! changed, or `reload refused` with why; `/metrics` counts both.
+//!
+//! Every reload, applied or refused, also opens the `--log-file` again (as `tcprelay
+//! reopen-logs` does), so a logrotate `postrotate` that runs `tcprelay reload` works too.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::net::address::Address;
-use crate::ops::log::Log;
+use crate::ops::log::{self, Log};
 use crate::server::routes::{Next, Routes};
 use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::config::{Config, listener_groups};
@@ -63,6 +66,12 @@ impl Reloader {
     /// Why it was refused; nothing has changed then.
     pub fn reload(&self) -> Result<String, String> {
         let _one = self.one_at_a_time.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = log::reopen() {
+            self.log.warn(
+                "cannot reopen the log file; writing on to the open one",
+                &[("error", &error)],
+            );
+        }
         let outcome = self.try_reload();
         match &outcome {
             Ok(summary) => {

@@ -106,9 +106,10 @@ Usage:
   tcprelay --listen ADDR --upstream ADDR [options]
   tcprelay --route LISTEN=UPSTREAM[,UPSTREAM...] [--route ...] [options]
   tcprelay --config FILE [--check] [options]
-  tcprelay reload|drain|status (--admin ADDR | --config FILE)
-                         ask a running relay to reload its config file, drain, or
-                         report its routes and upstreams (tcprelay status --help)
+  tcprelay reload|drain|status|reopen-logs (--admin ADDR | --config FILE)
+                         ask a running relay to reload its config file, drain,
+                         report its routes and upstreams, or reopen its --log-file
+                         (tcprelay status --help)
   tcprelay demo          run a self-contained demonstration on loopback
   tcprelay --help        print this help
   tcprelay --version     print the version, the commit and the target

@@ -177,6 +177,59 @@ pub static SETTINGS: &[Setting] = &[
         ),
     },
     Setting {
+        name: "log-format",
+        short: None,
+        value: "FORMAT",
+        scope: Scope::Process,
+        list: false,
+        default: "logfmt",
+        limits: "logfmt or json",
+        help: "write each log line as key=value pairs (logfmt) or as one JSON object",
+        field: Field::Process(
+            |server, text| {
+                server.log_output.format = text.parse()?;
+                Ok(())
+            },
+            |server| Some(server.log_output.format.to_string()),
+        ),
+    },
+    Setting {
+        name: "log-file",
+        short: None,
+        value: "FILE",
+        scope: Scope::Process,
+        list: false,
+        default: "none",
+        limits: "a path; in a config file a relative FILE is relative to it",
+        help: "append the log to FILE instead of stderr (created 0640; a symlink is refused); \
+               tcprelay reopen-logs and every reload open it again, for logrotate",
+        field: Field::Process(
+            |server, text| {
+                server.log_output.file = Some(file_path(text)?);
+                Ok(())
+            },
+            |server| server.log_output.file.as_ref().map(|path| path.display().to_string()),
+        ),
+    },
+    Setting {
+        name: "syslog",
+        short: None,
+        value: "ADDR",
+        scope: Scope::Process,
+        list: false,
+        default: "none",
+        limits: "unix:PATH (usually unix:/dev/log) or HOST:PORT (UDP)",
+        help: "send the log to syslog instead of stderr: RFC 3164, facility daemon, as \
+               BusyBox syslogd and OpenWrt's logd read it",
+        field: Field::Process(
+            |server, text| {
+                server.log_output.syslog = Some(text.parse()?);
+                Ok(())
+            },
+            |server| server.log_output.syslog.as_ref().map(ToString::to_string),
+        ),
+    },
+    Setting {
         name: "admin",
         short: None,
         value: "ADDR",
@@ -1147,6 +1200,16 @@ fn size(text: &str, also: Option<usize>, (min, max): (usize, usize)) -> Result<u
         Some(also) => format!("expected {also}, or {range}, found {text:?}"),
         None => format!("expected {range}, found {text:?}"),
     })
+}
+
+/// A file path as a setting's value: not empty, and without the spaces and control
+/// characters that a config file line could not hold (it splits words at spaces), so that
+/// `--check` prints a line that reads back the same.
+fn file_path(text: &str) -> Result<std::path::PathBuf, String> {
+    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("expected a file path without spaces, found {text:?}"));
+    }
+    Ok(text.into())
 }
 
 fn switch(text: &str) -> Result<bool, String> {

@@ -1,6 +1,7 @@
 //! Shared test helpers, by purpose: relays in this process ([`relays`]) and the binary as a
 //! child process ([`process`]), scriptable upstreams ([`upstreams`]), a client's bytes
 //! ([`client`]), counters of descriptors and threads to compare after a fault ([`counters`]),
+//! scratch directories and log files the relay writes ([`files`]),
 //! the seed article's scenario ([`seed`]) and the external programs some tests drive
 //! ([`tools`]). Each test binary uses `support::*`.
 //!
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 pub mod client;
 pub mod counters;
+pub mod files;
 pub mod go;
 pub mod process;
 pub mod relays;
@@ -20,7 +22,9 @@ pub mod upstreams;
 
 // Each test binary uses some of these, never all.
 #[allow(unused_imports)]
-pub use {client::*, counters::*, process::*, relays::*, seed::*, tools::*, upstreams::*};
+pub use {
+    client::*, counters::*, files::*, process::*, relays::*, seed::*, tools::*, upstreams::*,
+};
 
 /// The longest any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);

@@ -43,6 +43,15 @@ impl RelayProcess {
         RelayProcess::spawn(command, Stdio::null(), routes, with_admin)
     }
 
+    /// Runs `tcprelay ARGS` whose log goes elsewhere (`--log-file`, `--syslog`), without
+    /// waiting for anything: `addr` and `routes` stay unknown, and stderr is still collected
+    /// (it should stay empty).
+    pub fn start_logging_elsewhere(args: &[&str]) -> RelayProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tcprelay"));
+        command.args(args);
+        RelayProcess::spawn(command, Stdio::null(), 0, false)
+    }
+
     /// Runs `tcprelay ARGS` with `stdin` as its standard input (`--listen stdin` takes a
     /// listening socket there) and waits for it to listen.
     pub fn start_with_stdin(stdin: Stdio, args: &[&str]) -> RelayProcess {
@@ -170,7 +179,7 @@ impl RelayProcess {
             let addr = process.startup_addr(&command, "listening on ");
             process.routes.push(addr);
         }
-        process.addr = process.routes[0];
+        process.addr = process.routes.first().copied().unwrap_or(process.addr);
         if with_admin {
             process.admin = Some(process.startup_addr(&command, "admin endpoint on http://"));
         }
@@ -216,6 +225,11 @@ impl RelayProcess {
                 Err(_) => panic!("no log line with {needle:?} within {TIMEOUT:?}"),
             }
         }
+    }
+
+    /// Every stderr line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("the stderr log is intact for reading").clone()
     }
 
     /// How many stderr lines so far contain `needle`.

@@ -1,4 +1,5 @@
-//! The programs some tests drive, found the way those tests need them: OpenBSD's `nc`.
+//! The programs some tests drive, found the way those tests need them: OpenBSD's `nc`, and
+//! `unshare` where namespaces may be made.
 
 use std::process::{Command, Stdio};
 
@@ -38,4 +39,27 @@ pub fn find_openbsd_nc(path: &std::ffi::OsStr) -> Result<std::path::PathBuf, Str
         })
         .find(|program| says_openbsd(program))
         .ok_or_else(|| NOT_OPENBSD_NC.to_string())
+}
+
+/// Whether `unshare NAMESPACE_FLAGS true` works here: making PID or mount namespaces takes
+/// root (or the capability) and a kernel and container that allow it. Prints why not, for
+/// the test that then returns (CI runs as root).
+pub fn unshare_allowed(namespace_flags: &[&str]) -> bool {
+    let probe =
+        Command::new("unshare").args(namespace_flags).arg("true").stderr(Stdio::piped()).output();
+    match probe {
+        Ok(output) if output.status.success() => true,
+        Ok(output) => {
+            let why = String::from_utf8_lossy(&output.stderr);
+            eprintln!(
+                "skipped: `unshare {}` is not permitted here: {why}",
+                namespace_flags.join(" ")
+            );
+            false
+        }
+        Err(error) => {
+            eprintln!("skipped: cannot run unshare (util-linux): {error}");
+            false
+        }
+    }
 }
