@@ -4,7 +4,10 @@
 //!
 //! Each sends one HTTP/1.1 request to the admin endpoint, named by `--admin ADDR` or taken
 //! from the `admin` line of `--config FILE` (with its `admin-token-file`, unless
-//! `--admin-token-file` is given), and prints the answer. Exit codes: 0 when the relay did
+//! `--admin-token-file` is given), and prints the answer. With `--config`, a relay that has a
+//! `pid-file` is first looked for where it says it listens, in `PIDFILE.admin` (see
+//! server/admin_endpoint.rs): after the `admin` line is edited and before the reload that
+//! moves the endpoint, the file names an address the relay does not listen on yet. Exit codes: 0 when the relay did
 //! it; 1 when it refused or cannot be reached, with why on stderr; 2 for a usage mistake.
 //!
 //! `tcprelay drain` waits, by default, until the relay has finished draining and closed
@@ -86,6 +89,13 @@ const MAX_ANSWER_BYTES: u64 = 1 << 20;
 /// close its connections, write its last log lines and stop.
 const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
+/// The largest runtime file read: two lines.
+const MAX_RUNTIME_FILE_BYTES: u64 = 8192;
+
+/// How long the client tries the address in a runtime file before it takes the config
+/// file's: the endpoint is local, and answers a connect at once when it is there.
+const RUNTIME_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How often `drain` looks whether the relay has stopped.
 const POLL_EVERY: Duration = Duration::from_millis(100);
 
@@ -97,7 +107,8 @@ Usage: tcprelay reload|drain|status (--admin ADDR | --config FILE) [--admin-toke
   drain    stop accepting, let connections finish, and wait until the relay has stopped
            (--no-wait: return once the drain has begun)
   status   print each route, its live connections, and each upstream with its state
---config FILE takes the admin address (and admin-token-file) from the file's globals.
+--config FILE takes the admin address (and admin-token-file) from the file's globals, or,
+when it has a pid-file, from PIDFILE.admin, which the running relay keeps up to date.
 Exit status: 0 done, 1 refused or unreachable, 2 usage error.
 ";
 
@@ -161,6 +172,11 @@ pub fn parse(
 fn from_config_file(path: &Path) -> Result<(Address, Option<PathBuf>), String> {
     let parsed = file::load(path).map_err(|error| error.to_string())?;
     let global = |name: &str| parsed.globals.iter().find(|value| value.setting.name == name);
+    if let Some(pid_file) = global("pid-file") {
+        if let Some(running) = running_admin(&runtime_file_of(Path::new(&pid_file.text.text))) {
+            return Ok(running);
+        }
+    }
     let Some(admin) = global("admin") else {
         return Err(format!(
             "{} has no admin line, so the relay has no admin endpoint to ask; add \
@@ -172,6 +188,37 @@ fn from_config_file(path: &Path) -> Result<(Address, Option<PathBuf>), String> {
         .map_err(|message| parsed.error_at(&admin.text, message).to_string())?;
     let token = global("admin-token-file").map(|value| PathBuf::from(&value.text.text));
     Ok((address, token))
+}
+
+/// `/run/tcprelay/tcprelay.pid` → `/run/tcprelay/tcprelay.pid.admin`: where a relay with that
+/// pid file keeps its admin endpoint's address.
+pub(crate) fn runtime_file_of(pid_file: &Path) -> PathBuf {
+    let mut name = pid_file.as_os_str().to_owned();
+    name.push(".admin");
+    PathBuf::from(name)
+}
+
+/// The admin endpoint (and its token file) a running relay wrote to `runtime_file`, if the
+/// file is there and the endpoint takes a connection: a relay that was killed leaves its
+/// file behind, naming an address nobody listens on.
+fn running_admin(runtime_file: &Path) -> Option<(Address, Option<PathBuf>)> {
+    let mut text = String::new();
+    std::fs::File::open(runtime_file)
+        .ok()?
+        .take(MAX_RUNTIME_FILE_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
+    let (mut admin, mut token) = (None, None);
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("admin", value)) => admin = address::parse_listen_address(value).ok(),
+            Some(("admin-token-file", value)) => token = Some(PathBuf::from(value)),
+            _ => {}
+        }
+    }
+    let admin = admin?;
+    connect(&admin, RUNTIME_PROBE_TIMEOUT).ok()?;
+    Some((admin, token))
 }
 
 /// Sends the request and prints the answer; the exit code as the module docs say.

@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod admin_endpoint;
 pub(crate) mod handle;
 pub(crate) mod pid_file;
 mod reload;
@@ -40,17 +41,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use crate::limits::capacity::{Binding, Capacity};
 use crate::net::address::Address;
-use crate::ops::admin::Admin;
 pub use crate::ops::admin::{AdminAccess, AdminToken};
 use crate::ops::log::{Log, LogLevel};
 use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::Relay;
 use crate::settings::config::Config;
+use admin_endpoint::AdminEndpoint;
 pub use handle::ServerHandle;
 use reload::Reloader;
 use routes::Routes;
@@ -71,7 +71,8 @@ pub struct ServerConfig {
     /// `None` (routes from the command line or the library) refuses every reload.
     pub config_file: Option<ConfigFile>,
     /// Where the `tcprelay` binary writes its process id once listening (`--pid-file`).
-    /// The library itself writes nothing there.
+    /// The library itself writes only the admin endpoint's address beside it, to
+    /// `PIDFILE.admin`, for `tcprelay reload|drain|status --config` (server/admin_endpoint.rs).
     pub pid_file: Option<PathBuf>,
 }
 
@@ -121,7 +122,7 @@ pub struct Server {
     /// Each route's counters, in the order of the routes.
     route_metrics: Vec<Arc<RouteMetrics>>,
     routes: Arc<Routes>,
-    admin: Option<Admin>,
+    admin: Arc<AdminEndpoint>,
     handle: ServerHandle,
     log: Log,
 }
@@ -155,18 +156,15 @@ impl Server {
         }
         let route_metrics: Vec<_> = by_route.into_iter().flatten().collect();
         let routes = Arc::new(Routes::new(config.drain_timeout));
+        let admin = Arc::new(AdminEndpoint::new(log.clone(), config.pid_file.as_deref()));
         let reload = config.config_file.clone().map(|file| {
-            let reloader = Reloader::new(file, &config, Arc::clone(&routes), log.clone());
+            // Weak: the endpoint holds the handle that holds this reloader.
+            let admin = Arc::downgrade(&admin);
+            let reloader = Reloader::new(file, &config, Arc::clone(&routes), admin, log.clone());
             Arc::new(move || reloader.reload()) as handle::Reload
         });
         let handle = ServerHandle::new(Arc::clone(&routes), reload);
-        let admin = match &config.admin {
-            None => None,
-            Some(address) => {
-                let access = config.admin_access.clone();
-                Some(Admin::bind(address, access, handle.clone(), log.clone())?)
-            }
-        };
+        admin.bind(config.admin.as_ref(), &config.admin_access, handle.clone())?;
         Ok(Server { relays, listener_of, route_metrics, routes, admin, handle, log })
     }
 
@@ -187,7 +185,7 @@ impl Server {
 
     /// The admin endpoint's address, TCP or Unix, if there is one.
     pub fn admin_address(&self) -> Option<Address> {
-        self.admin.as_ref().map(Admin::local_addr)
+        self.admin.local_addr()
     }
 
     /// Each route's live counters, in the order of the routes.
@@ -212,25 +210,12 @@ impl Server {
         if let Some((relay, _)) = relays.first() {
             log_capacity(&log, relay.capacity());
         }
-        let admin_stop = admin.as_ref().map(Admin::stop_handle);
-        thread::scope(|scope| {
-            if let Some(admin) = admin {
-                let spawned = thread::Builder::new()
-                    .name("tcprelay-admin".into())
-                    .spawn_scoped(scope, move || admin.serve());
-                if let Err(error) = spawned {
-                    // The relays can run without it; say so loudly.
-                    log.error("cannot start the admin thread", &[("error", &error)]);
-                }
-            }
-            // Every route's accept loop, and those a reload adds, until all have stopped.
-            let started = routes.start(relays);
-            let served = routes.wait();
-            if let Some(admin_stop) = admin_stop {
-                admin_stop.stop();
-            }
-            started.and(served)
-        })
+        admin.start();
+        // Every route's accept loop, and those a reload adds, until all have stopped.
+        let started = routes.start(relays);
+        let served = routes.wait();
+        admin.stop_and_join();
+        started.and(served)
     }
 }
 

@@ -12,18 +12,22 @@
 //! - a new route starts accepting;
 //! - a route no longer in the file stops accepting and drains under `drain-timeout`.
 //!
-//! Process settings that only apply at start (`admin`, `admin-token-file`,
-//! `admin-socket-mode`, `pid-file`) keep their running values; the log line names those
-//! that differ. `drain-timeout` and `log-level` apply.
+//! A changed `admin` address moves the admin endpoint, with the file's `admin-token-file`
+//! and `admin-socket-mode`: the new address is bound before anything changes, and the old
+//! endpoint closes last (see server/admin_endpoint.rs). Other process settings that only
+//! apply at start (`admin-token-file` and `admin-socket-mode` on an unchanged address,
+//! `pid-file`) keep their running values; the log line names those that differ.
+//! `drain-timeout` and `log-level` apply.
 //!
 //! Every reload writes one log line: `config reloaded` with the routes added, removed and
 //! changed, or `reload refused` with why; `/metrics` counts both.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::relay::accept::Relay;
+use crate::server::admin_endpoint::AdminEndpoint;
 use crate::server::routes::{Next, Routes};
 use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::config::Config;
@@ -35,9 +39,10 @@ const APPLIED_PROCESS_SETTINGS: [&str; 2] = ["drain-timeout", "log-level"];
 /// Reloads one server from its config file.
 pub(crate) struct Reloader {
     file: ConfigFile,
-    /// The process settings the server started with.
-    started: ServerConfig,
+    /// The process settings the server started with (the admin endpoint's as it moved).
+    started: Mutex<ServerConfig>,
     routes: Arc<Routes>,
+    admin: Weak<AdminEndpoint>,
     log: Log,
     /// One reload at a time: each compares against what the last one left.
     one_at_a_time: Mutex<()>,
@@ -49,10 +54,11 @@ impl Reloader {
         file: ConfigFile,
         started: &ServerConfig,
         routes: Arc<Routes>,
+        admin: Weak<AdminEndpoint>,
         log: Log,
     ) -> Reloader {
-        let started = ServerConfig { routes: Vec::new(), ..started.clone() };
-        Reloader { file, started, routes, log, one_at_a_time: Mutex::new(()) }
+        let started = Mutex::new(ServerConfig { routes: Vec::new(), ..started.clone() });
+        Reloader { file, started, routes, admin, log, one_at_a_time: Mutex::new(()) }
     }
 
     /// Reads the file again and applies it; see the [module docs](self). Logs one line and
@@ -66,7 +72,7 @@ impl Reloader {
         match &outcome {
             Ok(summary) => {
                 self.routes.reloads_applied.fetch_add(1);
-                let Summary { added, removed, changed, unchanged, kept } = summary;
+                let Summary { added, removed, changed, unchanged, kept, .. } = summary;
                 let list = |names: &[String]| match names.is_empty() {
                     true => "-".to_string(),
                     false => names.join(","),
@@ -142,8 +148,21 @@ impl Reloader {
                 summary.removed.push(label(config, listen));
             }
         }
+        // The admin endpoint's new address is bound now too, and taken over last.
+        let admin = self.admin.upgrade();
+        let moved = match &admin {
+            Some(admin) => admin.bind_moved(server.admin.as_ref(), &server.admin_access)?,
+            None => None,
+        };
         self.routes.apply(next, server.drain_timeout)?;
-        summary.kept = kept_until_restart(&self.started, &server);
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(moved), Some(admin)) = (moved, admin) {
+            admin.replace(moved);
+            started.admin = server.admin.clone();
+            started.admin_access = server.admin_access.clone();
+            summary.admin_moved = Some(admin.local_addr().map_or("none".into(), |a| a.to_string()));
+        }
+        summary.kept = kept_until_restart(&started, &server);
         Ok(summary)
     }
 }
@@ -157,6 +176,8 @@ struct Summary {
     unchanged: usize,
     /// Process settings that differ in the file but keep their running values.
     kept: Vec<String>,
+    /// Where the admin endpoint listens now, if the reload moved it.
+    admin_moved: Option<String>,
 }
 
 impl std::fmt::Display for Summary {
@@ -174,6 +195,9 @@ impl std::fmt::Display for Summary {
             list(&self.changed),
             self.unchanged
         )?;
+        if let Some(admin) = &self.admin_moved {
+            write!(f, "; admin endpoint moved to {admin}")?;
+        }
         if !self.kept.is_empty() {
             write!(f, "; kept until restart: {}", self.kept.join(", "))?;
         }
