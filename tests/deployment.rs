@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use support::*;
@@ -95,5 +96,243 @@ fn a_new_admin_address_that_cannot_be_bound_refuses_the_reload_and_keeps_the_old
     // The old endpoint still answers, and drains the relay.
     let output = run_tcprelay(&["drain", "--admin", &format!("unix:{}", arg(&old))]);
     assert_eq!(output.status.code(), Some(0), "drain: {}", text(&output.stderr));
+    assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+/// The Kubernetes manifest of docs/operations.md, as pasted.
+fn manifest() -> &'static str {
+    let doc = include_str!("../docs/operations.md");
+    let start = doc.find("```yaml\n# tcprelay.yaml").expect("docs/operations.md has the manifest");
+    let body = &doc[start + "```yaml\n".len()..];
+    &body[..body.find("```").expect("the manifest's block ends")]
+}
+
+/// The ConfigMap's `relay.conf`, dedented.
+fn manifest_config() -> String {
+    let mut lines = manifest().lines().skip_while(|line| !line.ends_with("relay.conf: |")).skip(1);
+    let mut config = String::new();
+    for line in lines.by_ref().take_while(|line| line.starts_with("    ")) {
+        config.push_str(&line[4..]);
+        config.push('\n');
+    }
+    config
+}
+
+/// The strings of a `KEY: ["a", "b"]` line of the manifest (`args:`, `command:`).
+fn manifest_list(key: &str) -> Vec<String> {
+    let line = manifest()
+        .lines()
+        .find(|line| line.trim_start().starts_with(key))
+        .unwrap_or_else(|| panic!("the manifest has a {key} line"));
+    let list = line.split_once('[').and_then(|(_, rest)| rest.rsplit_once(']')).expect("a list");
+    list.0.split(',').map(|word| word.trim().trim_matches('"').to_string()).collect()
+}
+
+/// A Kubernetes volume laid out as the kubelet does: `DIR/..TIMESTAMP/NAME` files, a `..data`
+/// symlink to that directory, and `DIR/NAME -> ..data/NAME`.
+struct KubeletVolume {
+    dir: PathBuf,
+    generation: usize,
+}
+
+impl KubeletVolume {
+    fn new(dir: PathBuf, files: &[(&str, &str, u32)]) -> KubeletVolume {
+        std::fs::create_dir_all(&dir).expect("create the volume directory");
+        let mut volume = KubeletVolume { dir, generation: 0 };
+        volume.update(files);
+        for (name, _, _) in files {
+            let link = volume.dir.join(name);
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link)
+                .unwrap_or_else(|e| panic!("link {}: {e}", link.display()));
+        }
+        volume
+    }
+
+    /// Writes a new timestamped directory and swaps `..data` to it atomically (a symlink
+    /// made beside it, renamed over it), then removes the old one: the kubelet's update.
+    fn update(&mut self, files: &[(&str, &str, u32)]) {
+        use std::os::unix::fs::PermissionsExt;
+        self.generation += 1;
+        let generation = format!("..2026_12_07_00_00_0{}.{}", self.generation, std::process::id());
+        let target = self.dir.join(&generation);
+        std::fs::create_dir(&target).expect("create the volume's new generation");
+        for (name, text, mode) in files {
+            let file = target.join(name);
+            std::fs::write(&file, text).expect("write a volume file");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                .expect("set the volume file's mode");
+        }
+        let staged = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&generation, &staged).expect("stage the ..data symlink");
+        let old = std::fs::read_link(self.dir.join("..data")).ok();
+        std::fs::rename(&staged, self.dir.join("..data")).expect("swap ..data");
+        if let Some(old) = old {
+            std::fs::remove_dir_all(self.dir.join(old)).expect("remove the old generation");
+        }
+    }
+}
+
+/// Replaces the value of the global line `key` in a config file's text.
+fn with_global(config: &str, key: &str, value: &str) -> String {
+    let line = |line: &str| match line.split_whitespace().next() {
+        Some(word) if word == key => format!("{key} {value}\n"),
+        _ => format!("{line}\n"),
+    };
+    config.lines().map(line).collect()
+}
+
+/// A token as `openssl rand -hex 32` makes one.
+const TOKEN: &str = "5d41402abc4b2a76b9719d911017c592aa5d41402abc4b2a76b9719d911017c5";
+
+#[test]
+fn the_kubernetes_manifest_checks_as_pasted_and_the_secret_mode_it_states_is_accepted() {
+    let root = TestDir::new("k8s-check");
+    let config = manifest_config();
+    assert!(config.contains("admin 0.0.0.0:9090"), "{config}");
+    let _config_volume =
+        KubeletVolume::new(root.path("config"), &[("relay.conf", config.as_str(), 0o644)]);
+    let mode = manifest().split("defaultMode: ").nth(1).expect("the Secret states its defaultMode");
+    let mode = u32::from_str_radix(mode.split([' ', '}']).next().expect("a mode"), 8)
+        .expect("the defaultMode is octal");
+    let mut secret = KubeletVolume::new(root.path("secret"), &[("token", TOKEN, mode)]);
+    // The manifest's paths, under this test's directory instead of /etc/tcprelay.
+    let local = |text: &str| text.replace("/etc/tcprelay/", &format!("{}/", root.0.display()));
+    std::fs::write(root.path("config/..data/relay.conf"), local(&config))
+        .expect("point the config at the test's secret");
+
+    let mut args: Vec<String> = manifest_list("args:").iter().map(|a| local(a)).collect();
+    args.push("--check".to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_tcprelay(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("drain-grace 10s"));
+
+    // A Secret volume's default mode, 0644, is what the manifest's defaultMode avoids.
+    secret.update(&[("token", TOKEN, 0o644)]);
+    let output = run_tcprelay(&args);
+    assert_eq!(output.status.code(), Some(2), "a token every user can read was accepted");
+    assert!(text(&output.stderr).contains("token"), "{}", text(&output.stderr));
+}
+
+#[test]
+fn the_manifest_runs_probes_reach_healthz_a_configmap_swap_reloads_and_prestop_drains() {
+    let (one, two) = (Upstream::banner("one"), Upstream::banner("two"));
+    let root = TestDir::new("k8s-run");
+    let local = |text: &str| text.replace("/etc/tcprelay/", &format!("{}/", root.0.display()));
+    // The kubelet probes the pod IP; 127.0.0.2 stands in for it (tests stay on loopback), so
+    // the admin endpoint listens there instead of 0.0.0.0. Its port must be fixed in the
+    // file, since the preStop hook reads it there: one the kernel just handed out.
+    let pod_ip = std::net::TcpListener::bind("127.0.0.2:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.2");
+    // The manifest's config with that admin address, a loopback route on an ephemeral port,
+    // a fast watch and no grace.
+    let config = |upstream: SocketAddr| {
+        let config = local(&manifest_config());
+        let config = with_global(&config, "admin", &pod_ip.to_string());
+        let config = with_global(&config, "watch-config", "100ms");
+        let config = with_global(&config, "drain-grace", "0");
+        let route = config.lines().find(|line| line.starts_with("route ")).expect("a route");
+        config.replace(route, &format!("route 127.0.0.1:0 -> {upstream} name=db"))
+    };
+    let first = config(one.addr);
+    let mut volume = KubeletVolume::new(root.path("config"), &[("relay.conf", &first, 0o644)]);
+    let _secret = KubeletVolume::new(root.path("secret"), &[("token", TOKEN, 0o440)]);
+    let args: Vec<String> = manifest_list("args:").iter().map(|a| local(a)).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut relay = RelayProcess::start_routes(&args, 1, true);
+    assert_eq!(relay.admin, Some(pod_ip));
+    assert_eq!(served_by(relay.addr), "one");
+
+    assert_eq!(http_get(pod_ip, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(pod_ip, "/metrics").0, 401, "the metrics need the token");
+
+    // A ConfigMap update: the kubelet swaps ..data; the relay reloads by itself.
+    volume.update(&[("relay.conf", &config(two.addr), 0o644)]);
+    let reloaded = relay.log_line_with("config reloaded");
+    assert!(reloaded.contains("changed=db("), "{reloaded}");
+    assert_eq!(served_by(relay.addr), "two");
+
+    // The preStop hook, as written in the manifest.
+    let mut command: Vec<String> = manifest_list("command:").iter().map(|a| local(a)).collect();
+    assert!(command[0].ends_with("/tcprelay"), "{command:?}");
+    command.remove(0);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let output = run_tcprelay(&command);
+    assert_eq!(output.status.code(), Some(0), "preStop: {}", text(&output.stderr));
+    assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+/// One client of the loop: connects, sends `id`, half-closes, and reads the echo. `None`
+/// once the relay no longer takes clients (refused, or reset from the closed listener's
+/// backlog).
+fn one_client(relay: SocketAddr, id: u64) -> Option<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&relay, TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(TIMEOUT)).ok()?;
+    let sent = id.to_string();
+    stream.write_all(sent.as_bytes()).ok()?;
+    stream.shutdown(std::net::Shutdown::Write).ok()?;
+    let mut echoed = String::new();
+    stream.read_to_string(&mut echoed).ok()?;
+    assert!(echoed.is_empty() || echoed == sent, "client {id} got {echoed:?} back");
+    (echoed == sent).then_some(())
+}
+
+#[test]
+fn a_drain_with_a_grace_serves_new_clients_with_healthz_503_then_closes_then_times_out() {
+    let up = Upstream::echo();
+    let dir = TestDir::new("drain-grace");
+    let file = dir.path("relay.conf");
+    let config = format!(
+        "admin 127.0.0.1:0\ndrain-grace 4s\ndrain-timeout 1s\nroute 127.0.0.1:0 -> {}\n",
+        up.addr
+    );
+    std::fs::write(&file, config).expect("write the config file");
+    let mut relay = RelayProcess::start_routes(&["--config", arg(&file)], 1, true);
+    let admin = relay.admin.expect("the relay has an admin endpoint");
+    let live = connect(relay.addr);
+    assert_eq!(round_trip(&live, b"live"), b"live");
+    assert_eq!(http_get(admin, "/healthz"), (200, "ok\n".to_string()));
+
+    // The preStop hook: `tcprelay drain`, which waits until the relay has stopped.
+    let admin_arg = admin.to_string();
+    let drain = std::thread::spawn(move || run_tcprelay(&["drain", "--admin", &admin_arg]));
+    relay.log_line_with("drain requested");
+    // The grace: unready, and still serving new clients.
+    assert_eq!(http_get(admin, "/healthz"), (503, "draining\n".to_string()));
+    assert_eq!(echo_through(relay.addr, b"during the grace"), b"during the grace");
+    // A client loop until the listener closes: every client it got in was served in full.
+    let relay_addr = relay.addr;
+    let clients = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + 2 * TIMEOUT;
+        let mut served = 0;
+        while one_client(relay_addr, served).is_some() {
+            served += 1;
+            // Pacing, not synchronisation: a client every few ms is a loop, not a flood.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            assert!(std::time::Instant::now() < deadline, "the listeners never closed");
+        }
+        served
+    });
+    let served = clients.join().expect("the client loop ends without panicking");
+    eprintln!("{served} clients of the loop served during the grace");
+    assert!(served > 0, "no client was served during the grace");
+    assert!(eventually(|| std::net::TcpStream::connect_timeout(&relay.addr, TIMEOUT).is_err()));
+
+    // The live connection, silent all along, is closed by drain-timeout.
+    match read_all(&live) {
+        Ok(rest) => assert_eq!(rest, b"", "the live connection got bytes nobody sent"),
+        Err(error) => assert!(
+            !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "the live connection was not closed by drain-timeout: {error}"
+        ),
+    }
+    let output = drain.join().expect("the drain thread ends without panicking");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "draining after a grace of 4s, up to 1s\ndrained: the relay has stopped\n"
+    );
     assert_eq!(relay.wait_for_exit(), Some(0));
 }

@@ -256,10 +256,16 @@ pub fn run(request: &AdminRequest) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `draining, up to 30s` → 30 s: the relay's answer to `POST /drain`.
+/// `draining, up to 30s` → 30 s, `draining after a grace of 5s, up to 30s` → 35 s: how
+/// long the drain the relay answered `POST /drain` with may take.
 fn drain_timeout_of(body: &str) -> Option<Duration> {
-    let after = body.lines().next()?.split("up to ").nth(1)?;
-    units::parse_duration(after.trim()).ok()
+    let line = body.lines().next()?;
+    let timeout = units::parse_duration(line.split("up to ").nth(1)?.trim()).ok()?;
+    let grace = match line.split("grace of ").nth(1) {
+        Some(after) => units::parse_duration(after.split(',').next()?.trim()).ok()?,
+        None => Duration::ZERO,
+    };
+    Some(grace + timeout)
 }
 
 /// Whether the admin endpoint stops answering within `timeout`: the relay stops it after
@@ -410,6 +416,10 @@ mod tests {
     fn the_drain_answer_names_its_timeout() {
         assert_eq!(drain_timeout_of("draining, up to 30s\n"), Some(Duration::from_secs(30)));
         assert_eq!(drain_timeout_of("draining, up to 250ms\n"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            drain_timeout_of("draining after a grace of 5s, up to 30s\n"),
+            Some(Duration::from_secs(35))
+        );
         assert_eq!(drain_timeout_of("ok\n"), None);
     }
 

@@ -36,11 +36,13 @@ pub(crate) mod handle;
 pub(crate) mod pid_file;
 mod reload;
 pub(crate) mod routes;
+mod watch;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+use std::thread;
 use std::time::Duration;
 
 use crate::limits::capacity::{Binding, Capacity};
@@ -67,6 +69,13 @@ pub struct ServerConfig {
     pub admin_access: AdminAccess,
     /// How long a drain lets live connections finish before closing them.
     pub drain_timeout: Duration,
+    /// How long a drain keeps accepting new clients, with `/healthz` answering 503, before
+    /// it closes the listeners (`drain-grace`): the time a load balancer needs to stop
+    /// sending. Zero by default.
+    pub drain_grace: Duration,
+    /// How often to look whether the config file changed, and reload if it did
+    /// (`watch-config`); zero (the default) never looks. Needs `config_file`.
+    pub watch_config: Duration,
     /// The config file the routes came from, which [`ServerHandle::reload`] reads again;
     /// `None` (routes from the command line or the library) refuses every reload.
     pub config_file: Option<ConfigFile>,
@@ -97,6 +106,8 @@ impl Default for ServerConfig {
             admin: None,
             admin_access: AdminAccess::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            drain_grace: Duration::ZERO,
+            watch_config: Duration::ZERO,
             config_file: None,
             pid_file: None,
         }
@@ -124,6 +135,8 @@ pub struct Server {
     routes: Arc<Routes>,
     admin: Arc<AdminEndpoint>,
     handle: ServerHandle,
+    /// The config file to watch and how often (`watch-config`), if asked.
+    watch: Option<(PathBuf, Duration)>,
     log: Log,
 }
 
@@ -155,7 +168,7 @@ impl Server {
             relays.push((relay, configs[0].clone()));
         }
         let route_metrics: Vec<_> = by_route.into_iter().flatten().collect();
-        let routes = Arc::new(Routes::new(config.drain_timeout));
+        let routes = Arc::new(Routes::new(config.drain_timeout, config.drain_grace));
         let admin = Arc::new(AdminEndpoint::new(log.clone(), config.pid_file.as_deref()));
         let reload = config.config_file.clone().map(|file| {
             // Weak: the endpoint holds the handle that holds this reloader.
@@ -165,7 +178,13 @@ impl Server {
         });
         let handle = ServerHandle::new(Arc::clone(&routes), reload);
         admin.bind(config.admin.as_ref(), &config.admin_access, handle.clone())?;
-        Ok(Server { relays, listener_of, route_metrics, routes, admin, handle, log })
+        let watch = match &config.config_file {
+            Some(file) if !config.watch_config.is_zero() => {
+                Some((file.path.clone(), config.watch_config))
+            }
+            _ => None,
+        };
+        Ok(Server { relays, listener_of, route_metrics, routes, admin, handle, watch, log })
     }
 
     /// Each route's listening address, in the order of the routes (real ports when 0 was
@@ -206,16 +225,30 @@ impl Server {
     /// An accept thread that cannot be created (then every route is stopped first), or the
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
-        let Server { relays, routes, admin, log, .. } = self;
+        let Server { relays, routes, admin, handle, watch, log, .. } = self;
         if let Some((relay, _)) = relays.first() {
             log_capacity(&log, relay.capacity());
         }
         admin.start();
-        // Every route's accept loop, and those a reload adds, until all have stopped.
-        let started = routes.start(relays);
-        let served = routes.wait();
-        admin.stop_and_join();
-        started.and(served)
+        thread::scope(|scope| {
+            // Dropped when the routes have stopped, which ends the watcher's wait.
+            let (stop_watching, stopped) = mpsc::channel::<()>();
+            if let Some((path, every)) = &watch {
+                let (handle, log) = (&handle, &log);
+                let spawned = thread::Builder::new()
+                    .name("tcprelay-watch-config".into())
+                    .spawn_scoped(scope, move || watch::watch(path, *every, handle, log, &stopped));
+                if let Err(error) = spawned {
+                    log.error("cannot start the watch-config thread", &[("error", &error)]);
+                }
+            }
+            // Every route's accept loop, and those a reload adds, until all have stopped.
+            let started = routes.start(relays);
+            let served = routes.wait();
+            drop(stop_watching);
+            admin.stop_and_join();
+            started.and(served)
+        })
     }
 }
 

@@ -17,7 +17,8 @@
 //! endpoint closes last (see server/admin_endpoint.rs). Other process settings that only
 //! apply at start (`admin-token-file` and `admin-socket-mode` on an unchanged address,
 //! `pid-file`) keep their running values; the log line names those that differ.
-//! `drain-timeout` and `log-level` apply.
+//! `drain-timeout`, `drain-grace` and `log-level` apply; `watch-config` keeps the period it
+//! started with (it is not listed as kept: a watcher on the file is what matters).
 //!
 //! Every reload writes one log line: `config reloaded` with the routes added, removed and
 //! changed, or `reload refused` with why; `/metrics` counts both.
@@ -34,7 +35,8 @@ use crate::settings::config::Config;
 use crate::settings::{self, Field, SETTINGS, Value, file};
 
 /// The process settings a reload applies; the others keep their values from the start.
-const APPLIED_PROCESS_SETTINGS: [&str; 2] = ["drain-timeout", "log-level"];
+const APPLIED_PROCESS_SETTINGS: [&str; 4] =
+    ["drain-timeout", "drain-grace", "watch-config", "log-level"];
 
 /// Reloads one server from its config file.
 pub(crate) struct Reloader {
@@ -154,7 +156,7 @@ impl Reloader {
             Some(admin) => admin.bind_moved(server.admin.as_ref(), &server.admin_access)?,
             None => None,
         };
-        self.routes.apply(next, server.drain_timeout)?;
+        self.routes.apply(next, server.drain_timeout, server.drain_grace)?;
         let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
         if let (Some(moved), Some(admin)) = (moved, admin) {
             admin.replace(moved);
