@@ -99,12 +99,19 @@ fn a_new_admin_address_that_cannot_be_bound_refuses_the_reload_and_keeps_the_old
     assert_eq!(relay.wait_for_exit(), Some(0));
 }
 
+/// The block of docs/operations.md that opens with "```LANG\n# FIRST_LINE", without its
+/// fences, as pasted.
+fn doc_block(lang: &str, first_line: &str) -> &'static str {
+    let doc = include_str!("../docs/operations.md");
+    let opening = format!("```{lang}\n# {first_line}\n");
+    let start = doc.find(&opening).unwrap_or_else(|| panic!("docs/operations.md has {opening}"));
+    let body = &doc[start + lang.len() + 4..];
+    &body[..body.find("```").expect("the block ends")]
+}
+
 /// The Kubernetes manifest of docs/operations.md, as pasted.
 fn manifest() -> &'static str {
-    let doc = include_str!("../docs/operations.md");
-    let start = doc.find("```yaml\n# tcprelay.yaml").expect("docs/operations.md has the manifest");
-    let body = &doc[start + "```yaml\n".len()..];
-    &body[..body.find("```").expect("the manifest's block ends")]
+    doc_block("yaml", "tcprelay.yaml: kubectl apply -f tcprelay.yaml")
 }
 
 /// The ConfigMap's `relay.conf`, dedented.
@@ -334,5 +341,157 @@ fn a_drain_with_a_grace_serves_new_clients_with_healthz_503_then_closes_then_tim
         text(&output.stdout),
         "draining after a grace of 4s, up to 1s\ndrained: the relay has stopped\n"
     );
+    assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+/// The systemd units of docs/operations.md, as (file name, text).
+fn units() -> [(&'static str, &'static str); 3] {
+    let unit = |name| (name, doc_block("ini", &format!("/etc/systemd/system/{name}")));
+    [unit("tcprelay.service"), unit("tcprelay.socket"), {
+        // The socket-activated service is the second block with that first line.
+        let doc = include_str!("../docs/operations.md");
+        let opening = "```ini\n# /etc/systemd/system/tcprelay.service\n";
+        let second = doc.rfind(opening).expect("a second tcprelay.service");
+        let body = &doc[second + 7..];
+        ("socket-activated/tcprelay.service", &body[..body.find("```").expect("the block ends")])
+    }]
+}
+
+/// A unit's text with the binary where this build put it.
+fn with_this_binary(unit: &str) -> String {
+    unit.replace("/usr/local/bin/tcprelay", env!("CARGO_BIN_EXE_tcprelay"))
+}
+
+#[test]
+#[ignore = "needs systemd-analyze: apt-get install systemd"]
+fn the_systemd_units_pass_systemd_analyze_verify_without_a_warning() {
+    let dir = TestDir::new("systemd-verify");
+    std::fs::create_dir_all(dir.path("socket-activated")).expect("create a directory");
+    let (own, socket_activated) = (units()[0].1, units()[2].1);
+    assert_ne!(own, socket_activated, "the two services are different blocks");
+    for unit in [own, socket_activated] {
+        for needed in ["DynamicUser=yes", "LoadCredential=token:", "RuntimeDirectory=tcprelay"] {
+            assert!(unit.contains(needed), "a unit lacks {needed}:\n{unit}");
+        }
+    }
+    assert!(own.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE"));
+    for (name, unit) in units() {
+        std::fs::write(dir.path(name), with_this_binary(unit)).expect("write the unit");
+    }
+    // The socket-activated service beside its socket unit, the other on its own.
+    let socket_dir = dir.path("socket-activated");
+    std::fs::copy(dir.path("tcprelay.socket"), socket_dir.join("tcprelay.socket"))
+        .expect("copy the socket unit");
+    for units in [
+        vec![dir.path("tcprelay.service")],
+        vec![socket_dir.join("tcprelay.service"), socket_dir.join("tcprelay.socket")],
+    ] {
+        let output = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .args(&units)
+            .output()
+            .expect("run systemd-analyze (apt-get install systemd)");
+        let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert_eq!(output.status.code(), Some(0), "{units:?}: {said}");
+        // verify exits 0 on an unknown key or a bad value, and only says so.
+        assert_eq!(said.trim(), "", "{units:?}");
+    }
+}
+
+/// The uid and gid the dynamic user stands in for here: `nobody`.
+const NOBODY: u32 = 65534;
+
+/// Runs one `Exec…=` line of the unit as `nobody`, as systemd would run it as the dynamic
+/// user, with `${CREDENTIALS_DIRECTORY}` and the config path replaced.
+fn exec_line(unit: &str, key: &str, replace: &dyn Fn(&str) -> String) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("the unit has {key}="));
+    let mut words = vec![
+        "--reuid".to_string(),
+        NOBODY.to_string(),
+        "--regid".to_string(),
+        NOBODY.to_string(),
+        "--clear-groups".to_string(),
+    ];
+    words.extend(with_this_binary(&replace(line)).split_whitespace().map(str::to_string));
+    words
+}
+
+fn setpriv(args: &[String]) -> std::process::Output {
+    std::process::Command::new("setpriv").args(args).output().expect("run setpriv (util-linux)")
+}
+
+#[test]
+#[ignore = "needs setpriv and root: apt-get install util-linux"]
+fn the_unit_runs_as_an_unprivileged_user_with_its_token_from_a_credentials_directory() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    if !std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|status| status.lines().any(|l| l.starts_with("Uid:") && l.contains("\t0\t")))
+    {
+        eprintln!("skipped: running as another user needs root (CI runs as root)");
+        return;
+    }
+    let up = Upstream::echo();
+    let dir = TestDir::new("systemd-run");
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    mode(&dir.0, 0o755);
+    // What systemd makes: /run/credentials/tcprelay.service (0500, the service's user) with
+    // the token 0400, and /run/tcprelay (RuntimeDirectoryMode=0750, the service's user).
+    let (credentials, runtime) = (dir.path("credentials"), dir.path("run"));
+    for (path, dir_mode) in [(&credentials, 0o500), (&runtime, 0o750)] {
+        std::fs::create_dir(path).expect("create a directory");
+        chown(path, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+        mode(path, dir_mode);
+    }
+    let token = credentials.join("token");
+    std::fs::write(&token, TOKEN).expect("write the token");
+    chown(&token, Some(NOBODY), Some(NOBODY)).expect("chown the token");
+    mode(&token, 0o400);
+
+    // The page's config file, its route on a loopback port to a test upstream, its paths
+    // under this test's runtime directory.
+    let config_text = doc_block("conf", "/etc/tcprelay.conf")
+        .replace("/run/tcprelay/", &format!("{}/", runtime.display()));
+    let route = config_text.lines().find(|line| line.starts_with("route ")).expect("a route");
+    let config_text =
+        config_text.replace(route, &format!("route 127.0.0.1:0 -> {} name=web", up.addr));
+    let config = dir.path("tcprelay.conf");
+    std::fs::write(&config, &config_text).expect("write the config");
+    let replace = |line: &str| {
+        line.replace("${CREDENTIALS_DIRECTORY}", arg(&credentials))
+            .replace("/etc/tcprelay.conf", arg(&config))
+    };
+    let unit = units()[0].1;
+
+    // The recipe this replaces: the dynamic user reading root:root 0640 /etc's token itself.
+    let in_etc = dir.path("admin.token");
+    std::fs::write(&in_etc, TOKEN).expect("write the token in the old place");
+    mode(&in_etc, 0o640);
+    let old = |line: &str| replace(line).replace(&token.display().to_string(), arg(&in_etc));
+    let output = setpriv(&exec_line(unit, "ExecStartPre", &old));
+    assert_eq!(output.status.code(), Some(2), "the dynamic user read a 0640 root file");
+    assert!(text(&output.stderr).contains("Permission denied"), "{}", text(&output.stderr));
+
+    let output = setpriv(&exec_line(unit, "ExecStartPre", &replace));
+    assert_eq!(output.status.code(), Some(0), "ExecStartPre: {}", text(&output.stderr));
+    let start = exec_line(unit, "ExecStart", &replace);
+    let start: Vec<&str> = start.iter().map(String::as_str).collect();
+    let mut relay = RelayProcess::start_program(Path::new("setpriv"), &start);
+    assert_eq!(echo_through(relay.addr, b"as nobody"), b"as nobody");
+
+    // `systemctl reload` after an edit of the admin line, then `systemctl stop`.
+    let moved = runtime.join("moved.sock");
+    let admin = config_text.lines().find(|line| line.starts_with("admin ")).expect("an admin line");
+    std::fs::write(&config, config_text.replace(admin, &format!("admin unix:{}", arg(&moved))))
+        .expect("edit the admin line");
+    let output = setpriv(&exec_line(unit, "ExecReload", &replace));
+    assert_eq!(output.status.code(), Some(0), "ExecReload: {}", text(&output.stderr));
+    assert!(moved.exists(), "the admin endpoint did not move");
+    let output = setpriv(&exec_line(unit, "ExecStop", &replace));
+    assert_eq!(output.status.code(), Some(0), "ExecStop: {}", text(&output.stderr));
     assert_eq!(relay.wait_for_exit(), Some(0));
 }
