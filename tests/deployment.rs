@@ -495,3 +495,20 @@ fn the_unit_runs_as_an_unprivileged_user_with_its_token_from_a_credentials_direc
     assert_eq!(output.status.code(), Some(0), "ExecStop: {}", text(&output.stderr));
     assert_eq!(relay.wait_for_exit(), Some(0));
 }
+
+#[test]
+fn a_stop_cuts_a_drain_grace_short_and_the_library_reports_draining_during_it() {
+    let up = Upstream::echo();
+    let server = TestServer::start(tcprelay::ServerConfig {
+        routes: vec![tcprelay::Config { upstream: up.addr.to_string(), ..quiet_config() }],
+        drain_grace: std::time::Duration::from_secs(600),
+        ..tcprelay::ServerConfig::default()
+    });
+    assert_eq!(server.handle.drain_grace(), std::time::Duration::from_secs(600));
+    server.handle.drain();
+    assert!(server.handle.is_draining());
+    assert_eq!(echo_through(server.addrs[0], b"in the grace"), b"in the grace");
+    server.handle.drain(); // a second drain changes nothing
+    server.handle.stop();
+    server.finish().expect("serve returns once stopped, grace or not");
+}

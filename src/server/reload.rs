@@ -18,7 +18,7 @@
 //! apply at start (`admin-token-file` and `admin-socket-mode` on an unchanged address,
 //! `pid-file`) keep their running values; the log line names those that differ.
 //! `drain-timeout`, `drain-grace` and `log-level` apply; `watch-config` keeps the period it
-//! started with (it is not listed as kept: a watcher on the file is what matters).
+//! started with, and is named as kept like the others.
 //!
 //! Every reload writes one log line: `config reloaded` with the routes added, removed and
 //! changed, or `reload refused` with why; `/metrics` counts both.
@@ -35,8 +35,7 @@ use crate::settings::config::Config;
 use crate::settings::{self, Field, SETTINGS, Value, file};
 
 /// The process settings a reload applies; the others keep their values from the start.
-const APPLIED_PROCESS_SETTINGS: [&str; 4] =
-    ["drain-timeout", "drain-grace", "watch-config", "log-level"];
+const APPLIED_PROCESS_SETTINGS: [&str; 3] = ["drain-timeout", "drain-grace", "log-level"];
 
 /// Reloads one server from its config file.
 pub(crate) struct Reloader {

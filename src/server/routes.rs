@@ -56,6 +56,8 @@ struct State {
     stopping: bool,
     /// A stop has begun: a drain's grace, if one is running, ends now.
     stopped: bool,
+    /// A drain's grace is running: routes keep accepting until it ends.
+    in_grace: bool,
     drain_timeout: Duration,
     drain_grace: Duration,
     /// Names the accept threads: `tcprelay-accept-N`.
@@ -95,6 +97,7 @@ impl Routes {
             running: 0,
             stopping: false,
             stopped: false,
+            in_grace: false,
             drain_timeout,
             drain_grace,
             next_thread: 0,
@@ -146,8 +149,9 @@ impl Routes {
         state.next_thread += 1;
         state.running += 1;
         state.threads.push(thread);
-        if state.stopping {
-            // A drain or stop came before this route started (say, right after `bind`).
+        if state.stopping && (!state.in_grace || state.stopped) {
+            // A drain or stop came before this route started (say, right after `bind`). In
+            // a drain's grace, the route accepts like the others until the grace ends.
             served.stop.drain(state.drain_timeout);
         }
         state.serving.push(served);
@@ -194,7 +198,10 @@ impl Routes {
         let builder = thread::Builder::new().name("tcprelay-drain-grace".into());
         match builder.stack_size(GRACE_STACK_SIZE).spawn(move || routes.drain_after(grace)) {
             // Joined by `wait`, which cannot return before it has drained every route.
-            Ok(thread) => state.threads.push(thread),
+            Ok(thread) => {
+                state.in_grace = true;
+                state.threads.push(thread);
+            }
             // Without the thread there is no grace: drain at once rather than never.
             Err(_) => drain_now(&state),
         }
@@ -212,6 +219,7 @@ impl Routes {
             state =
                 self.grace_cut.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
         }
+        state.in_grace = false;
         if !state.stopped {
             drain_now(&state);
         }

@@ -81,3 +81,56 @@ pub(crate) fn watch(
         let _ = server.reload();
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tcprelay-watch-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create a scratch directory");
+        dir
+    }
+
+    #[test]
+    fn a_change_that_keeps_time_and_length_is_seen_by_its_content() {
+        let dir = scratch("content");
+        let file = dir.join("relay.conf");
+        fs::write(&file, "drain-timeout 5s\n").expect("write");
+        let kept_time = fs::metadata(&file).and_then(|m| m.modified()).expect("mtime");
+        let before = fingerprint(&file).expect("a fingerprint");
+        fs::write(&file, "drain-timeout 6s\n").expect("rewrite, same length");
+        fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(kept_time))
+            .expect("put the old time back");
+        let after = fingerprint(&file).expect("a fingerprint");
+        assert_eq!((before.len, before.modified), (after.len, after.modified));
+        assert_ne!(before, after);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_symlink_swapped_to_an_identical_copy_is_a_change_and_a_missing_file_is_none() {
+        let dir = scratch("swap");
+        for generation in ["..one", "..two"] {
+            fs::create_dir(dir.join(generation)).expect("create a generation");
+            fs::write(dir.join(generation).join("relay.conf"), "x\n").expect("write");
+        }
+        std::os::unix::fs::symlink("..one", dir.join("..data")).expect("link ..data");
+        std::os::unix::fs::symlink("..data/relay.conf", dir.join("relay.conf")).expect("link");
+        let file = dir.join("relay.conf");
+        let before = fingerprint(&file).expect("a fingerprint through the links");
+        std::os::unix::fs::symlink("..two", dir.join("..data_tmp")).expect("stage");
+        fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
+        let after = fingerprint(&file).expect("a fingerprint through the links");
+        assert_eq!(before.content, after.content);
+        assert_ne!(before, after, "the swap was not seen");
+        fs::remove_dir_all(dir.join("..two")).expect("remove the target");
+        assert_eq!(fingerprint(&file), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
