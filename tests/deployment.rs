@@ -423,54 +423,79 @@ fn setpriv(args: &[String]) -> std::process::Output {
     std::process::Command::new("setpriv").args(args).output().expect("run setpriv (util-linux)")
 }
 
+/// Whether this process runs as root (setpriv to another user needs it).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|status| status.lines().any(|l| l.starts_with("Uid:") && l.contains("\t0\t")))
+}
+
+/// What systemd makes for the unit, under a test directory: a credentials directory
+/// (`/run/credentials/tcprelay.service`, 0500, the service's user) holding the token 0400, a
+/// runtime directory (`/run/tcprelay`, `RuntimeDirectoryMode=0750`, the service's user), and
+/// the page's config file with its paths there and `route_line` for its route.
+struct SystemdStandIn {
+    dir: TestDir,
+    credentials: PathBuf,
+    runtime: PathBuf,
+    config: PathBuf,
+    config_text: String,
+}
+
+impl SystemdStandIn {
+    fn new(name: &str, route_line: &str) -> SystemdStandIn {
+        let dir = TestDir::new(name);
+        set_mode(&dir.0, 0o755);
+        let (credentials, runtime) = (dir.path("credentials"), dir.path("run"));
+        for (path, mode) in [(&credentials, 0o500), (&runtime, 0o750)] {
+            std::fs::create_dir(path).expect("create a directory");
+            std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+            set_mode(path, mode);
+        }
+        let token = credentials.join("token");
+        std::fs::write(&token, TOKEN).expect("write the token");
+        std::os::unix::fs::chown(&token, Some(NOBODY), Some(NOBODY)).expect("chown the token");
+        set_mode(&token, 0o400);
+        let config_text = doc_block("conf", "/etc/tcprelay.conf")
+            .replace("/run/tcprelay/", &format!("{}/", runtime.display()));
+        let route = config_text.lines().find(|line| line.starts_with("route ")).expect("a route");
+        let config_text = config_text.replace(route, route_line);
+        let config = dir.path("tcprelay.conf");
+        std::fs::write(&config, &config_text).expect("write the config");
+        SystemdStandIn { dir, credentials, runtime, config, config_text }
+    }
+
+    /// A line of the unit with `${CREDENTIALS_DIRECTORY}` and the config path made local.
+    fn local(&self, line: &str) -> String {
+        line.replace("${CREDENTIALS_DIRECTORY}", arg(&self.credentials))
+            .replace("/etc/tcprelay.conf", arg(&self.config))
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 #[test]
 #[ignore = "needs setpriv and root: apt-get install util-linux"]
 fn the_unit_runs_as_an_unprivileged_user_with_its_token_from_a_credentials_directory() {
-    use std::os::unix::fs::{PermissionsExt, chown};
-    if !std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|status| status.lines().any(|l| l.starts_with("Uid:") && l.contains("\t0\t")))
-    {
+    if !is_root() {
         eprintln!("skipped: running as another user needs root (CI runs as root)");
         return;
     }
     let up = Upstream::echo();
-    let dir = TestDir::new("systemd-run");
-    let mode = |path: &Path, mode| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
-    };
-    mode(&dir.0, 0o755);
-    // What systemd makes: /run/credentials/tcprelay.service (0500, the service's user) with
-    // the token 0400, and /run/tcprelay (RuntimeDirectoryMode=0750, the service's user).
-    let (credentials, runtime) = (dir.path("credentials"), dir.path("run"));
-    for (path, dir_mode) in [(&credentials, 0o500), (&runtime, 0o750)] {
-        std::fs::create_dir(path).expect("create a directory");
-        chown(path, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
-        mode(path, dir_mode);
-    }
-    let token = credentials.join("token");
-    std::fs::write(&token, TOKEN).expect("write the token");
-    chown(&token, Some(NOBODY), Some(NOBODY)).expect("chown the token");
-    mode(&token, 0o400);
-
-    // The page's config file, its route on a loopback port to a test upstream, its paths
-    // under this test's runtime directory.
-    let config_text = doc_block("conf", "/etc/tcprelay.conf")
-        .replace("/run/tcprelay/", &format!("{}/", runtime.display()));
-    let route = config_text.lines().find(|line| line.starts_with("route ")).expect("a route");
-    let config_text =
-        config_text.replace(route, &format!("route 127.0.0.1:0 -> {} name=web", up.addr));
-    let config = dir.path("tcprelay.conf");
-    std::fs::write(&config, &config_text).expect("write the config");
-    let replace = |line: &str| {
-        line.replace("${CREDENTIALS_DIRECTORY}", arg(&credentials))
-            .replace("/etc/tcprelay.conf", arg(&config))
-    };
+    let stand_in =
+        SystemdStandIn::new("systemd-run", &format!("route 127.0.0.1:0 -> {} name=web", up.addr));
+    let SystemdStandIn { dir, runtime, config, config_text, .. } = &stand_in;
+    let token = stand_in.credentials.join("token");
+    let replace = |line: &str| stand_in.local(line);
     let unit = units()[0].1;
 
     // The recipe this replaces: the dynamic user reading root:root 0640 /etc's token itself.
     let in_etc = dir.path("admin.token");
     std::fs::write(&in_etc, TOKEN).expect("write the token in the old place");
-    mode(&in_etc, 0o640);
+    set_mode(&in_etc, 0o640);
     let old = |line: &str| replace(line).replace(&token.display().to_string(), arg(&in_etc));
     let output = setpriv(&exec_line(unit, "ExecStartPre", &old));
     assert_eq!(output.status.code(), Some(2), "the dynamic user read a 0640 root file");
@@ -486,7 +511,7 @@ fn the_unit_runs_as_an_unprivileged_user_with_its_token_from_a_credentials_direc
     // `systemctl reload` after an edit of the admin line, then `systemctl stop`.
     let moved = runtime.join("moved.sock");
     let admin = config_text.lines().find(|line| line.starts_with("admin ")).expect("an admin line");
-    std::fs::write(&config, config_text.replace(admin, &format!("admin unix:{}", arg(&moved))))
+    std::fs::write(config, config_text.replace(admin, &format!("admin unix:{}", arg(&moved))))
         .expect("edit the admin line");
     let output = setpriv(&exec_line(unit, "ExecReload", &replace));
     assert_eq!(output.status.code(), Some(0), "ExecReload: {}", text(&output.stderr));
@@ -511,4 +536,50 @@ fn a_stop_cuts_a_drain_grace_short_and_the_library_reports_draining_during_it() 
     server.handle.drain(); // a second drain changes nothing
     server.handle.stop();
     server.finish().expect("serve returns once stopped, grace or not");
+}
+
+#[test]
+#[ignore = "needs systemd-socket-activate, setpriv and root: apt-get install systemd util-linux"]
+fn the_socket_activated_unit_serves_the_socket_systemd_hands_it_as_an_unprivileged_user() {
+    if !is_root() {
+        eprintln!("skipped: running as another user needs root (CI runs as root)");
+        return;
+    }
+    let up = Upstream::echo();
+    let stand_in =
+        SystemdStandIn::new("systemd-socket", &format!("route stdin -> {} name=web", up.addr));
+    let unit = units()[2].1;
+    let output = setpriv(&exec_line(unit, "ExecStartPre", &|line| stand_in.local(line)));
+    assert_eq!(output.status.code(), Some(0), "ExecStartPre: {}", text(&output.stderr));
+    // systemd-socket-activate binds the address it is given: one the kernel just handed out.
+    let socket = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    // `--inetd` without `--accept` hands the listening socket over as fd 0, as
+    // `StandardInput=socket` with `Accept=no` does; it runs the service at the first client.
+    let mut activated = std::process::Command::new("systemd-socket-activate")
+        .args(["--inetd", "-l", &socket.to_string(), "setpriv"])
+        .args(exec_line(unit, "ExecStart", &|line| stand_in.local(line)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run systemd-socket-activate (apt-get install systemd)");
+    let mut first = None;
+    assert!(eventually(|| {
+        first = std::net::TcpStream::connect(socket).ok();
+        first.is_some()
+    }));
+    let first = first.expect("connected");
+    first.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
+    assert_eq!(exchange(&first, b"the first client"), b"the first client");
+    assert_eq!(echo_through(socket, b"the second"), b"the second");
+
+    let output = setpriv(&exec_line(unit, "ExecStop", &|line| stand_in.local(line)));
+    assert_eq!(output.status.code(), Some(0), "ExecStop: {}", text(&output.stderr));
+    let exited = eventually(|| matches!(activated.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = activated.kill();
+    }
+    let status = activated.wait().expect("reap the relay");
+    assert!(exited && status.success(), "the relay did not exit 0 after ExecStop: {status:?}");
 }
