@@ -259,6 +259,15 @@ fn the_manifest_runs_probes_reach_healthz_a_configmap_swap_reloads_and_prestop_d
     let reloaded = relay.log_line_with("config reloaded");
     assert!(reloaded.contains("changed=db("), "{reloaded}");
     assert_eq!(served_by(relay.addr), "two");
+    // A version that does not parse is refused, as `tcprelay reload` would refuse it, once.
+    volume.update(&[("relay.conf", "drain-timeout soon\n", 0o644)]);
+    let refused = relay.log_line_with("reload refused");
+    assert!(refused.contains("relay.conf:1:"), "{refused}");
+    assert_eq!(served_by(relay.addr), "two");
+    volume.update(&[("relay.conf", &config(one.addr), 0o644)]);
+    relay.log_line_with("config reloaded");
+    assert_eq!(served_by(relay.addr), "one");
+    assert_eq!(relay.log_count("reload refused"), 1, "a refused version was tried again");
 
     // The preStop hook, as written in the manifest.
     let mut command: Vec<String> = manifest_list("command:").iter().map(|a| local(a)).collect();
