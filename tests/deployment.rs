@@ -451,7 +451,12 @@ struct SystemdStandIn {
 }
 
 impl SystemdStandIn {
-    fn new(name: &str, route_line: &str) -> SystemdStandIn {
+    /// `None`, saying why, when not root: running as `nobody` needs root (CI runs as root).
+    fn new(name: &str, route_line: &str) -> Option<SystemdStandIn> {
+        if !is_root() {
+            eprintln!("skipped: running as another user needs root (CI runs as root)");
+            return None;
+        }
         let dir = TestDir::new(name);
         set_mode(&dir.0, 0o755);
         let (credentials, runtime) = (dir.path("credentials"), dir.path("run"));
@@ -470,7 +475,7 @@ impl SystemdStandIn {
         let config_text = config_text.replace(route, route_line);
         let config = dir.path("tcprelay.conf");
         std::fs::write(&config, &config_text).expect("write the config");
-        SystemdStandIn { dir, credentials, runtime, config, config_text }
+        Some(SystemdStandIn { dir, credentials, runtime, config, config_text })
     }
 
     /// A line of the unit with `${CREDENTIALS_DIRECTORY}` and the config path made local.
@@ -489,13 +494,9 @@ fn set_mode(path: &Path, mode: u32) {
 #[test]
 #[ignore = "needs setpriv and root: apt-get install util-linux"]
 fn the_unit_runs_as_an_unprivileged_user_with_its_token_from_a_credentials_directory() {
-    if !is_root() {
-        eprintln!("skipped: running as another user needs root (CI runs as root)");
-        return;
-    }
     let up = Upstream::echo();
-    let stand_in =
-        SystemdStandIn::new("systemd-run", &format!("route 127.0.0.1:0 -> {} name=web", up.addr));
+    let route = format!("route 127.0.0.1:0 -> {} name=web", up.addr);
+    let Some(stand_in) = SystemdStandIn::new("systemd-run", &route) else { return };
     let SystemdStandIn { dir, runtime, config, config_text, .. } = &stand_in;
     let token = stand_in.credentials.join("token");
     let replace = |line: &str| stand_in.local(line);
@@ -550,13 +551,9 @@ fn a_stop_cuts_a_drain_grace_short_and_the_library_reports_draining_during_it() 
 #[test]
 #[ignore = "needs systemd-socket-activate, setpriv and root: apt-get install systemd util-linux"]
 fn the_socket_activated_unit_serves_the_socket_systemd_hands_it_as_an_unprivileged_user() {
-    if !is_root() {
-        eprintln!("skipped: running as another user needs root (CI runs as root)");
-        return;
-    }
     let up = Upstream::echo();
-    let stand_in =
-        SystemdStandIn::new("systemd-socket", &format!("route stdin -> {} name=web", up.addr));
+    let route = format!("route stdin -> {} name=web", up.addr);
+    let Some(stand_in) = SystemdStandIn::new("systemd-socket", &route) else { return };
     let unit = units()[2].1;
     let output = setpriv(&exec_line(unit, "ExecStartPre", &|line| stand_in.local(line)));
     assert_eq!(output.status.code(), Some(0), "ExecStartPre: {}", text(&output.stderr));
