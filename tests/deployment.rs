@@ -76,6 +76,49 @@ fn after_the_admin_line_is_edited_reload_and_drain_with_config_still_reach_the_r
 }
 
 #[test]
+#[ignore = "needs root (to plant a file as another user)"]
+fn a_runtime_file_planted_by_another_user_in_a_shared_directory_gets_no_token() {
+    if !is_root() {
+        eprintln!("skipped: planting a file as another user needs root (CI runs as root)");
+        return;
+    }
+    let up = Upstream::echo();
+    let dir = TestDir::new("admin-planted");
+    set_mode(&dir.0, 0o1777); // like /tmp
+    let (real, trap) = (dir.path("real.sock"), dir.path("trap.sock"));
+    let secret = dir.path("token");
+    std::fs::write(&secret, TOKEN).expect("write the token");
+    set_mode(&secret, 0o600);
+    let file = dir.path("relay.conf");
+    let config = format!(
+        "admin unix:{}\nadmin-token-file token\npid-file relay.pid\nroute 127.0.0.1:0 -> {}\n",
+        arg(&real),
+        up.addr
+    );
+    std::fs::write(&file, config).expect("write the config file");
+    let mut relay = RelayProcess::start(&["--config", arg(&file)]);
+    // Another user's socket, and a runtime file of theirs naming it: the relay has not
+    // written its own yet, or was killed and left none.
+    let trap_listener = std::os::unix::net::UnixListener::bind(&trap).expect("bind the trap");
+    trap_listener.set_nonblocking(true).expect("a trap that never blocks");
+    let planted = dir.path("relay.pid.admin");
+    assert!(eventually(|| planted.exists()), "the relay wrote no runtime file");
+    std::fs::remove_file(&planted).expect("remove the relay's runtime file");
+    std::fs::write(&planted, format!("admin unix:{}\n", arg(&trap))).expect("plant");
+    std::os::unix::fs::chown(&planted, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+
+    let output = run_tcprelay(&["status", "--config", arg(&file)]);
+    assert_eq!(output.status.code(), Some(0), "status: {}", text(&output.stderr));
+    assert!(
+        matches!(trap_listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the client connected to the planted address"
+    );
+    let output = run_tcprelay(&["drain", "--config", arg(&file)]);
+    assert_eq!(output.status.code(), Some(0), "drain: {}", text(&output.stderr));
+    assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+#[test]
 fn a_new_admin_address_that_cannot_be_bound_refuses_the_reload_and_keeps_the_old_one() {
     let up = Upstream::echo();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to hold");

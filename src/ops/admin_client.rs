@@ -199,15 +199,17 @@ pub(crate) fn runtime_file_of(pid_file: &Path) -> PathBuf {
 }
 
 /// The admin endpoint (and its token file) a running relay wrote to `runtime_file`, if the
-/// file is there and the endpoint takes a connection: a relay that was killed leaves its
-/// file behind, naming an address nobody listens on.
+/// file is there, can be trusted (see [`written_by_the_relay`]) and the endpoint takes a
+/// connection: a relay that was killed leaves its file behind, naming an address nobody
+/// listens on.
 fn running_admin(runtime_file: &Path) -> Option<(Address, Option<PathBuf>)> {
+    // Opened first, then checked: the path may change between a check and an open.
+    let file = std::fs::File::open(runtime_file).ok()?;
+    if !written_by_the_relay(&file, runtime_file) {
+        return None;
+    }
     let mut text = String::new();
-    std::fs::File::open(runtime_file)
-        .ok()?
-        .take(MAX_RUNTIME_FILE_BYTES)
-        .read_to_string(&mut text)
-        .ok()?;
+    file.take(MAX_RUNTIME_FILE_BYTES).read_to_string(&mut text).ok()?;
     let (mut admin, mut token) = (None, None);
     for line in text.lines() {
         match line.split_once(' ') {
@@ -219,6 +221,35 @@ fn running_admin(runtime_file: &Path) -> Option<(Address, Option<PathBuf>)> {
     let admin = admin?;
     connect(&admin, RUNTIME_PROBE_TIMEOUT).ok()?;
     Some((admin, token))
+}
+
+/// Whether the runtime file may be believed. The client sends the token to the address it
+/// names, so a file planted by another user (a pid file in `/tmp`) would collect the token:
+/// the file must be a regular file that only its owner may write, owned by root, by the
+/// user running the client, or by the owner of its directory (the relay's user owns
+/// `RuntimeDirectory=`), in a directory others may not write to unless it is sticky (where
+/// they cannot replace a file they do not own). Elsewhere than Unix, never.
+#[cfg(unix)]
+fn written_by_the_relay(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    const STICKY: u32 = 0o1000;
+    let (Ok(metadata), Some(directory)) = (file.metadata(), path.parent()) else {
+        return false;
+    };
+    let directory = if directory.as_os_str().is_empty() { Path::new(".") } else { directory };
+    let Ok(directory) = std::fs::metadata(directory) else { return false };
+    // /proc/self belongs to the process's effective user (Linux).
+    let me = std::fs::metadata("/proc/self").map(|own| own.uid()).ok();
+    let owner = metadata.uid();
+    let trusted_owner = owner == 0 || Some(owner) == me || owner == directory.uid();
+    let only_owner_writes = metadata.mode() & 0o022 == 0;
+    let directory_guarded = directory.mode() & 0o022 == 0 || directory.mode() & STICKY != 0;
+    metadata.is_file() && trusted_owner && only_owner_writes && directory_guarded
+}
+
+#[cfg(not(unix))]
+fn written_by_the_relay(_file: &std::fs::File, _path: &Path) -> bool {
+    false
 }
 
 /// Sends the request and prints the answer; the exit code as the module docs say.
