@@ -252,7 +252,7 @@ fn check_prints_what_would_run_and_exits_0() {
     let stdout = String::from_utf8(output.stdout).expect("--check prints UTF-8");
     assert_eq!(
         stdout,
-        "log-level info\nlog-format logfmt\nadmin 127.0.0.1:9090\ndrain-timeout 30s\n\
+        "log-level info\nlog-format logfmt\nadmin 127.0.0.1:9090\ndrain-timeout 30s\ndrain-grace 0\nwatch-config 0\n\
          route 127.0.0.1:8080 -> a.internal:80 b.internal:80 name=web policy=round-robin health-check=0 \
          connect-timeout=5s first-bytes-timeout=5s idle-timeout=5m half-close-timeout=1m \
          max-connections=500 max-connections-per-client=auto buffer-size=1m stack-size=64k \

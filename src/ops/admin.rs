@@ -471,9 +471,25 @@ impl Admin {
             }
             "/drain" if method == "POST" => {
                 let timeout = format_duration(self.server.drain_timeout());
-                self.log.info("drain requested", &[("drain_timeout", &timeout)]);
+                let grace = self.server.drain_grace();
+                // Begun before it is logged: whoever reads the line finds /healthz at 503.
                 self.server.drain();
-                Response::text(Status::Ok, format!("draining, up to {timeout}\n"))
+                if grace.is_zero() {
+                    self.log.info("drain requested", &[("drain_timeout", &timeout)]);
+                } else {
+                    let grace = format_duration(grace);
+                    let fields: [(&str, &dyn fmt::Display); 2] =
+                        [("drain_grace", &grace), ("drain_timeout", &timeout)];
+                    self.log.info("drain requested", &fields);
+                }
+                let answer = match grace.is_zero() {
+                    true => format!("draining, up to {timeout}\n"),
+                    false => format!(
+                        "draining after a grace of {}, up to {timeout}\n",
+                        format_duration(grace)
+                    ),
+                };
+                Response::text(Status::Ok, answer)
             }
             "/status" if is_get => Response::text(Status::Ok, self.server.status()),
             "/reload" if method == "POST" => match self.server.reload() {

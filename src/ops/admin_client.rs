@@ -4,7 +4,10 @@
 //!
 //! Each sends one HTTP/1.1 request to the admin endpoint, named by `--admin ADDR` or taken
 //! from the `admin` line of `--config FILE` (with its `admin-token-file`, unless
-//! `--admin-token-file` is given), and prints the answer. Exit codes: 0 when the relay did
+//! `--admin-token-file` is given), and prints the answer. With `--config`, a relay that has a
+//! `pid-file` is first looked for where it says it listens, in `PIDFILE.admin` (see
+//! server/admin_endpoint.rs): after the `admin` line is edited and before the reload that
+//! moves the endpoint, the file names an address the relay does not listen on yet. Exit codes: 0 when the relay did
 //! it; 1 when it refused or cannot be reached, with why on stderr; 2 for a usage mistake.
 //!
 //! `tcprelay drain` waits, by default, until the relay has finished draining and closed
@@ -91,6 +94,13 @@ const MAX_ANSWER_BYTES: u64 = 1 << 20;
 /// close its connections, write its last log lines and stop.
 const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
+/// The largest runtime file read: two lines.
+const MAX_RUNTIME_FILE_BYTES: u64 = 8192;
+
+/// How long the client tries the address in a runtime file before it takes the config
+/// file's: the endpoint is local, and answers a connect at once when it is there.
+const RUNTIME_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How often `drain` looks whether the relay has stopped.
 const POLL_EVERY: Duration = Duration::from_millis(100);
 
@@ -103,7 +113,8 @@ Usage: tcprelay reload|drain|status|reopen-logs (--admin ADDR | --config FILE)
            (--no-wait: return once the drain has begun)
   status   print each route, its live connections, and each upstream with its state
   reopen-logs  open the --log-file again (after logrotate renamed it); no signal needed
---config FILE takes the admin address (and admin-token-file) from the file's globals.
+--config FILE takes the admin address (and admin-token-file) from the file's globals, or,
+when it has a pid-file, from PIDFILE.admin, which the running relay keeps up to date.
 Exit status: 0 done, 1 refused or unreachable, 2 usage error.
 ";
 
@@ -169,6 +180,11 @@ pub fn parse(
 fn from_config_file(path: &Path) -> Result<(Address, Option<PathBuf>), String> {
     let parsed = file::load(path).map_err(|error| error.to_string())?;
     let global = |name: &str| parsed.globals.iter().find(|value| value.setting.name == name);
+    if let Some(pid_file) = global("pid-file") {
+        if let Some(running) = running_admin(&runtime_file_of(Path::new(&pid_file.text.text))) {
+            return Ok(running);
+        }
+    }
     let Some(admin) = global("admin") else {
         return Err(format!(
             "{} has no admin line, so the relay has no admin endpoint to ask; add \
@@ -180,6 +196,68 @@ fn from_config_file(path: &Path) -> Result<(Address, Option<PathBuf>), String> {
         .map_err(|message| parsed.error_at(&admin.text, message).to_string())?;
     let token = global("admin-token-file").map(|value| PathBuf::from(&value.text.text));
     Ok((address, token))
+}
+
+/// `/run/tcprelay/tcprelay.pid` → `/run/tcprelay/tcprelay.pid.admin`: where a relay with that
+/// pid file keeps its admin endpoint's address.
+pub(crate) fn runtime_file_of(pid_file: &Path) -> PathBuf {
+    let mut name = pid_file.as_os_str().to_owned();
+    name.push(".admin");
+    PathBuf::from(name)
+}
+
+/// The admin endpoint (and its token file) a running relay wrote to `runtime_file`, if the
+/// file is there, can be trusted (see [`written_by_the_relay`]) and the endpoint takes a
+/// connection: a relay that was killed leaves its file behind, naming an address nobody
+/// listens on.
+fn running_admin(runtime_file: &Path) -> Option<(Address, Option<PathBuf>)> {
+    // Opened first, then checked: the path may change between a check and an open.
+    let file = std::fs::File::open(runtime_file).ok()?;
+    if !written_by_the_relay(&file, runtime_file) {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_RUNTIME_FILE_BYTES).read_to_string(&mut text).ok()?;
+    let (mut admin, mut token) = (None, None);
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("admin", value)) => admin = address::parse_listen_address(value).ok(),
+            Some(("admin-token-file", value)) => token = Some(PathBuf::from(value)),
+            _ => {}
+        }
+    }
+    let admin = admin?;
+    connect(&admin, RUNTIME_PROBE_TIMEOUT).ok()?;
+    Some((admin, token))
+}
+
+/// Whether the runtime file may be believed. The client sends the token to the address it
+/// names, so a file planted by another user (a pid file in `/tmp`) would collect the token:
+/// the file must be a regular file that only its owner may write, owned by root, by the
+/// user running the client, or by the owner of its directory (the relay's user owns
+/// `RuntimeDirectory=`), in a directory others may not write to unless it is sticky (where
+/// they cannot replace a file they do not own). Elsewhere than Unix, never.
+#[cfg(unix)]
+fn written_by_the_relay(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    const STICKY: u32 = 0o1000;
+    let (Ok(metadata), Some(directory)) = (file.metadata(), path.parent()) else {
+        return false;
+    };
+    let directory = if directory.as_os_str().is_empty() { Path::new(".") } else { directory };
+    let Ok(directory) = std::fs::metadata(directory) else { return false };
+    // /proc/self belongs to the process's effective user (Linux).
+    let me = std::fs::metadata("/proc/self").map(|own| own.uid()).ok();
+    let owner = metadata.uid();
+    let trusted_owner = owner == 0 || Some(owner) == me || owner == directory.uid();
+    let only_owner_writes = metadata.mode() & 0o022 == 0;
+    let directory_guarded = directory.mode() & 0o022 == 0 || directory.mode() & STICKY != 0;
+    metadata.is_file() && trusted_owner && only_owner_writes && directory_guarded
+}
+
+#[cfg(not(unix))]
+fn written_by_the_relay(_file: &std::fs::File, _path: &Path) -> bool {
+    false
 }
 
 /// Sends the request and prints the answer; the exit code as the module docs say.
@@ -221,10 +299,16 @@ pub fn run(request: &AdminRequest) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `draining, up to 30s` → 30 s: the relay's answer to `POST /drain`.
+/// `draining, up to 30s` → 30 s, `draining after a grace of 5s, up to 30s` → 35 s: how
+/// long the drain the relay answered `POST /drain` with may take.
 fn drain_timeout_of(body: &str) -> Option<Duration> {
-    let after = body.lines().next()?.split("up to ").nth(1)?;
-    units::parse_duration(after.trim()).ok()
+    let line = body.lines().next()?;
+    let timeout = units::parse_duration(line.split("up to ").nth(1)?.trim()).ok()?;
+    let grace = match line.split("grace of ").nth(1) {
+        Some(after) => units::parse_duration(after.split(',').next()?.trim()).ok()?,
+        None => Duration::ZERO,
+    };
+    Some(grace + timeout)
 }
 
 /// Whether the admin endpoint stops answering within `timeout`: the relay stops it after
@@ -426,6 +510,10 @@ mod tests {
     fn the_drain_answer_names_its_timeout() {
         assert_eq!(drain_timeout_of("draining, up to 30s\n"), Some(Duration::from_secs(30)));
         assert_eq!(drain_timeout_of("draining, up to 250ms\n"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            drain_timeout_of("draining after a grace of 5s, up to 30s\n"),
+            Some(Duration::from_secs(35))
+        );
         assert_eq!(drain_timeout_of("ok\n"), None);
     }
 

@@ -38,7 +38,9 @@ impl ServerHandle {
 
     /// Stops accepting on every route and lets live connections finish for up to the
     /// configured drain timeout, then closes the rest; [`Server::serve`](crate::Server::serve) returns when all
-    /// are done. Returns at once; calling it again changes nothing.
+    /// are done. With a drain grace, new clients are still accepted for that long first
+    /// ([`is_draining`](Self::is_draining) is true from the start). Returns at once;
+    /// calling it again changes nothing.
     pub fn drain(&self) {
         self.routes.drain();
     }
@@ -56,6 +58,11 @@ impl ServerHandle {
     /// The drain timeout the server was configured with (or the last reload set).
     pub fn drain_timeout(&self) -> Duration {
         self.routes.drain_timeout()
+    }
+
+    /// The drain grace the server was configured with (or the last reload set).
+    pub fn drain_grace(&self) -> Duration {
+        self.routes.drain_grace()
     }
 
     /// Reads the config file again and applies it without a restart: routes whose listen

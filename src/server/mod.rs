@@ -31,27 +31,29 @@
 //! # }
 //! ```
 
+mod admin_endpoint;
 pub(crate) mod handle;
 pub(crate) mod pid_file;
 mod reload;
 pub(crate) mod routes;
+mod watch;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use crate::limits::capacity::{Binding, Capacity};
 use crate::net::address::Address;
-use crate::ops::admin::Admin;
 pub use crate::ops::admin::{AdminAccess, AdminToken};
 use crate::ops::log::{Log, LogLevel};
 use crate::ops::log_output::LogOutput;
 use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::Relay;
 use crate::settings::config::Config;
+use admin_endpoint::AdminEndpoint;
 pub use handle::ServerHandle;
 use reload::Reloader;
 use routes::Routes;
@@ -68,11 +70,19 @@ pub struct ServerConfig {
     pub admin_access: AdminAccess,
     /// How long a drain lets live connections finish before closing them.
     pub drain_timeout: Duration,
+    /// How long a drain keeps accepting new clients, with `/healthz` answering 503, before
+    /// it closes the listeners (`drain-grace`): the time a load balancer needs to stop
+    /// sending. Zero by default.
+    pub drain_grace: Duration,
+    /// How often to look whether the config file changed, and reload if it did
+    /// (`watch-config`); zero (the default) never looks. Needs `config_file`.
+    pub watch_config: Duration,
     /// The config file the routes came from, which [`ServerHandle::reload`] reads again;
     /// `None` (routes from the command line or the library) refuses every reload.
     pub config_file: Option<ConfigFile>,
     /// Where the `tcprelay` binary writes its process id once listening (`--pid-file`).
-    /// The library itself writes nothing there.
+    /// The library itself writes only the admin endpoint's address beside it, to
+    /// `PIDFILE.admin`, for `tcprelay reload|drain|status --config` (server/admin_endpoint.rs).
     pub pid_file: Option<PathBuf>,
     /// Where the `tcprelay` binary sends its log (`--log-file`, `--syslog`) and in which
     /// format (`--log-format`). The library leaves the log where it is (stderr, logfmt).
@@ -100,6 +110,8 @@ impl Default for ServerConfig {
             admin: None,
             admin_access: AdminAccess::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            drain_grace: Duration::ZERO,
+            watch_config: Duration::ZERO,
             config_file: None,
             pid_file: None,
             log_output: LogOutput::default(),
@@ -126,8 +138,10 @@ pub struct Server {
     /// Each route's counters, in the order of the routes.
     route_metrics: Vec<Arc<RouteMetrics>>,
     routes: Arc<Routes>,
-    admin: Option<Admin>,
+    admin: Arc<AdminEndpoint>,
     handle: ServerHandle,
+    /// The config file to watch and how often (`watch-config`), if asked.
+    watch: Option<(PathBuf, Duration)>,
     log: Log,
 }
 
@@ -155,20 +169,23 @@ impl Server {
             relays.push((relay, configs));
         }
         let route_metrics: Vec<_> = by_route.into_iter().flatten().collect();
-        let routes = Arc::new(Routes::new(config.drain_timeout));
+        let routes = Arc::new(Routes::new(config.drain_timeout, config.drain_grace));
+        let admin = Arc::new(AdminEndpoint::new(log.clone(), config.pid_file.as_deref()));
         let reload = config.config_file.clone().map(|file| {
-            let reloader = Reloader::new(file, &config, Arc::clone(&routes), log.clone());
+            // Weak: the endpoint holds the handle that holds this reloader.
+            let admin = Arc::downgrade(&admin);
+            let reloader = Reloader::new(file, &config, Arc::clone(&routes), admin, log.clone());
             Arc::new(move || reloader.reload()) as handle::Reload
         });
         let handle = ServerHandle::new(Arc::clone(&routes), reload);
-        let admin = match &config.admin {
-            None => None,
-            Some(address) => {
-                let access = config.admin_access.clone();
-                Some(Admin::bind(address, access, handle.clone(), log.clone())?)
+        admin.bind(config.admin.as_ref(), &config.admin_access, handle.clone())?;
+        let watch = match &config.config_file {
+            Some(file) if !config.watch_config.is_zero() => {
+                Some((file.path.clone(), config.watch_config))
             }
+            _ => None,
         };
-        Ok(Server { relays, listener_of, route_metrics, routes, admin, handle, log })
+        Ok(Server { relays, listener_of, route_metrics, routes, admin, handle, watch, log })
     }
 
     /// Each route's listening address, in the order of the routes (real ports when 0 was
@@ -188,7 +205,7 @@ impl Server {
 
     /// The admin endpoint's address, TCP or Unix, if there is one.
     pub fn admin_address(&self) -> Option<Address> {
-        self.admin.as_ref().map(Admin::local_addr)
+        self.admin.local_addr()
     }
 
     /// Each route's live counters, in the order of the routes.
@@ -209,27 +226,28 @@ impl Server {
     /// An accept thread that cannot be created (then every route is stopped first), or the
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
-        let Server { relays, routes, admin, log, .. } = self;
+        let Server { relays, routes, admin, handle, watch, log, .. } = self;
         if let Some((relay, _)) = relays.first() {
             log_capacity(&log, relay.capacity());
         }
-        let admin_stop = admin.as_ref().map(Admin::stop_handle);
+        admin.start();
         thread::scope(|scope| {
-            if let Some(admin) = admin {
+            // Dropped when the routes have stopped, which ends the watcher's wait.
+            let (stop_watching, stopped) = mpsc::channel::<()>();
+            if let Some((path, every)) = &watch {
+                let (handle, log) = (&handle, &log);
                 let spawned = thread::Builder::new()
-                    .name("tcprelay-admin".into())
-                    .spawn_scoped(scope, move || admin.serve());
+                    .name("tcprelay-watch-config".into())
+                    .spawn_scoped(scope, move || watch::watch(path, *every, handle, log, &stopped));
                 if let Err(error) = spawned {
-                    // The relays can run without it; say so loudly.
-                    log.error("cannot start the admin thread", &[("error", &error)]);
+                    log.error("cannot start the watch-config thread", &[("error", &error)]);
                 }
             }
             // Every route's accept loop, and those a reload adds, until all have stopped.
             let started = routes.start(relays);
             let served = routes.wait();
-            if let Some(admin_stop) = admin_stop {
-                admin_stop.stop();
-            }
+            drop(stop_watching);
+            admin.stop_and_join();
             started.and(served)
         })
     }

@@ -14,9 +14,13 @@
 //! - a new route starts accepting;
 //! - a route no longer in the file stops accepting and drains under `drain-timeout`.
 //!
-//! Process settings that only apply at start (`admin`, `admin-token-file`,
-//! `admin-socket-mode`, `pid-file`) keep their running values; the log line names those
-//! that differ. `drain-timeout` and `log-level` apply.
+//! A changed `admin` address moves the admin endpoint, with the file's `admin-token-file`
+//! and `admin-socket-mode`: the new address is bound before anything changes, and the old
+//! endpoint closes last (see server/admin_endpoint.rs). Other process settings that only
+//! apply at start (`admin-token-file` and `admin-socket-mode` on an unchanged address,
+//! `pid-file`) keep their running values; the log line names those that differ.
+//! `drain-timeout`, `drain-grace` and `log-level` apply; `watch-config` keeps the period it
+//! started with, and is named as kept like the others.
 //!
 //! Every reload writes one log line: `config reloaded` with the routes added, removed and
 //! changed, or `reload refused` with why; `/metrics` counts both.
@@ -24,24 +28,26 @@
 //! Every reload, applied or refused, also opens the `--log-file` again (as `tcprelay
 //! reopen-logs` does), so a logrotate `postrotate` that runs `tcprelay reload` works too.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::net::address::Address;
 use crate::ops::log::{self, Log};
+use crate::server::admin_endpoint::AdminEndpoint;
 use crate::server::routes::{Next, Routes};
 use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::config::{Config, listener_groups};
 use crate::settings::{self, Field, SETTINGS, Value, file};
 
 /// The process settings a reload applies; the others keep their values from the start.
-const APPLIED_PROCESS_SETTINGS: [&str; 2] = ["drain-timeout", "log-level"];
+const APPLIED_PROCESS_SETTINGS: [&str; 3] = ["drain-timeout", "drain-grace", "log-level"];
 
 /// Reloads one server from its config file.
 pub(crate) struct Reloader {
     file: ConfigFile,
-    /// The process settings the server started with.
-    started: ServerConfig,
+    /// The process settings the server started with (the admin endpoint's as it moved).
+    started: Mutex<ServerConfig>,
     routes: Arc<Routes>,
+    admin: Weak<AdminEndpoint>,
     log: Log,
     /// One reload at a time: each compares against what the last one left.
     one_at_a_time: Mutex<()>,
@@ -53,10 +59,11 @@ impl Reloader {
         file: ConfigFile,
         started: &ServerConfig,
         routes: Arc<Routes>,
+        admin: Weak<AdminEndpoint>,
         log: Log,
     ) -> Reloader {
-        let started = ServerConfig { routes: Vec::new(), ..started.clone() };
-        Reloader { file, started, routes, log, one_at_a_time: Mutex::new(()) }
+        let started = Mutex::new(ServerConfig { routes: Vec::new(), ..started.clone() });
+        Reloader { file, started, routes, admin, log, one_at_a_time: Mutex::new(()) }
     }
 
     /// Reads the file again and applies it; see the [module docs](self). Logs one line and
@@ -76,7 +83,7 @@ impl Reloader {
         match &outcome {
             Ok(summary) => {
                 self.routes.reloads_applied.fetch_add(1);
-                let Summary { added, removed, changed, unchanged, kept } = summary;
+                let Summary { added, removed, changed, unchanged, kept, .. } = summary;
                 let list = |names: &[String]| match names.is_empty() {
                     true => "-".to_string(),
                     false => names.join(","),
@@ -149,8 +156,21 @@ impl Reloader {
                 summary.removed.extend(configs.iter().map(|config| label(config, listen)));
             }
         }
-        self.routes.apply(next, server.drain_timeout)?;
-        summary.kept = kept_until_restart(&self.started, &server);
+        // The admin endpoint's new address is bound now too, and taken over last.
+        let admin = self.admin.upgrade();
+        let moved = match &admin {
+            Some(admin) => admin.bind_moved(server.admin.as_ref(), &server.admin_access)?,
+            None => None,
+        };
+        self.routes.apply(next, server.drain_timeout, server.drain_grace)?;
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(moved), Some(admin)) = (moved, admin) {
+            admin.replace(moved);
+            started.admin = server.admin.clone();
+            started.admin_access = server.admin_access.clone();
+            summary.admin_moved = Some(admin.local_addr().map_or("none".into(), |a| a.to_string()));
+        }
+        summary.kept = kept_until_restart(&started, &server);
         Ok(summary)
     }
 }
@@ -164,6 +184,8 @@ struct Summary {
     unchanged: usize,
     /// Process settings that differ in the file but keep their running values.
     kept: Vec<String>,
+    /// Where the admin endpoint listens now, if the reload moved it.
+    admin_moved: Option<String>,
 }
 
 impl Summary {
@@ -208,6 +230,9 @@ impl std::fmt::Display for Summary {
             list(&self.changed),
             self.unchanged
         )?;
+        if let Some(admin) = &self.admin_moved {
+            write!(f, "; admin endpoint moved to {admin}")?;
+        }
         if !self.kept.is_empty() {
             write!(f, "; kept until restart: {}", self.kept.join(", "))?;
         }

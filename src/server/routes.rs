@@ -4,12 +4,17 @@
 //! A reload (server/reload.rs) works out what to change; this module applies it under one
 //! lock, so that a drain and a reload never cross: once a drain has begun, a reload is
 //! refused, and every route a reload added is drained with the rest.
+//!
+//! A drain with a grace (`drain-grace`) first only says so (`/healthz` answers 503) and
+//! keeps accepting for the grace, on a thread of its own, then drains: a load balancer or a
+//! Kubernetes Service takes seconds to stop sending to an endpoint that turned unready, and
+//! clients sent meanwhile are served rather than refused.
 
 use std::fmt::Write as _;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::counter::Counter;
 
@@ -22,12 +27,17 @@ use crate::settings::config::Config;
 /// The stack of each accept loop's thread; `capacity.rs` counts it.
 const ACCEPT_STACK_SIZE: usize = 256 * 1024;
 
+/// The stack of the thread that waits out a drain's grace: it only waits.
+const GRACE_STACK_SIZE: usize = 64 * 1024;
+
 /// The routes of a server and the threads that accept for them.
 #[derive(Debug)]
 pub(crate) struct Routes {
     state: Mutex<State>,
     /// Signalled when an accept thread ends.
     thread_ended: Condvar,
+    /// Signalled when a stop cuts a drain's grace short.
+    grace_cut: Condvar,
     /// Reloads applied and refused, for `/metrics`.
     pub reloads_applied: Counter,
     pub reloads_refused: Counter,
@@ -44,7 +54,12 @@ struct State {
     running: usize,
     /// A drain or stop has begun.
     stopping: bool,
+    /// A stop has begun: a drain's grace, if one is running, ends now.
+    stopped: bool,
+    /// A drain's grace is running: routes keep accepting until it ends.
+    in_grace: bool,
     drain_timeout: Duration,
+    drain_grace: Duration,
     /// Names the accept threads: `tcprelay-accept-N`.
     next_thread: usize,
 }
@@ -73,20 +88,25 @@ pub(crate) enum Next {
 }
 
 impl Routes {
-    /// No routes yet; a drain lets connections finish for `drain_timeout`.
-    pub fn new(drain_timeout: Duration) -> Routes {
+    /// No routes yet; a drain keeps accepting for `drain_grace`, then lets connections
+    /// finish for `drain_timeout`.
+    pub fn new(drain_timeout: Duration, drain_grace: Duration) -> Routes {
         let state = State {
             serving: Vec::new(),
             leaving: Vec::new(),
             threads: Vec::new(),
             running: 0,
             stopping: false,
+            stopped: false,
+            in_grace: false,
             drain_timeout,
+            drain_grace,
             next_thread: 0,
         };
         Routes {
             state: Mutex::new(state),
             thread_ended: Condvar::new(),
+            grace_cut: Condvar::new(),
             reloads_applied: Counter::new(0),
             reloads_refused: Counter::new(0),
         }
@@ -135,8 +155,9 @@ impl Routes {
         state.next_thread += 1;
         state.running += 1;
         state.threads.push(thread);
-        if state.stopping {
-            // A drain or stop came before this route started (say, right after `bind`).
+        if state.stopping && (!state.in_grace || state.stopped) {
+            // A drain or stop came before this route started (say, right after `bind`). In
+            // a drain's grace, the route accepts like the others until the grace ends.
             served.stop.drain(state.drain_timeout);
         }
         state.serving.push(served);
@@ -166,19 +187,58 @@ impl Routes {
         result
     }
 
-    /// Drains every route, those a reload removed too (see [`StopHandle::drain`]).
-    pub fn drain(&self) {
+    /// Drains every route, those a reload removed too (see [`StopHandle::drain`]); with a
+    /// grace, only after it (see the [module docs](self)). Only the first call does anything.
+    pub fn drain(self: &Arc<Self>) {
         let mut state = self.lock();
+        if state.stopping {
+            return;
+        }
         state.stopping = true;
-        let timeout = state.drain_timeout;
-        state.serving.iter().chain(&state.leaving).for_each(|route| route.stop.drain(timeout));
+        let grace = state.drain_grace;
+        if grace.is_zero() {
+            drain_now(&state);
+            return;
+        }
+        let routes = Arc::clone(self);
+        let builder = thread::Builder::new().name("tcprelay-drain-grace".into());
+        match builder.stack_size(GRACE_STACK_SIZE).spawn(move || routes.drain_after(grace)) {
+            // Joined by `wait`, which cannot return before it has drained every route.
+            Ok(thread) => {
+                state.in_grace = true;
+                state.threads.push(thread);
+            }
+            // Without the thread there is no grace: drain at once rather than never.
+            Err(_) => drain_now(&state),
+        }
     }
 
-    /// Stops every route now, closing live connections.
+    /// Waits out the grace, unless a stop cuts it short, then drains every route.
+    fn drain_after(&self, grace: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + grace;
+        let mut state = self.lock();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if state.stopped || left.is_zero() {
+                break;
+            }
+            state =
+                self.grace_cut.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        state.in_grace = false;
+        if !state.stopped {
+            drain_now(&state);
+        }
+        Ok(())
+    }
+
+    /// Stops every route now, closing live connections; ends a drain's grace.
     pub fn stop(&self) {
         let mut state = self.lock();
         state.stopping = true;
+        state.stopped = true;
         state.serving.iter().chain(&state.leaving).for_each(|route| route.stop.stop());
+        self.grace_cut.notify_all();
     }
 
     /// Whether a drain or stop has begun.
@@ -189,6 +249,11 @@ impl Routes {
     /// How long a drain lets connections finish.
     pub fn drain_timeout(&self) -> Duration {
         self.lock().drain_timeout
+    }
+
+    /// How long a drain keeps accepting first.
+    pub fn drain_grace(&self) -> Duration {
+        self.lock().drain_grace
     }
 
     /// Each route's counters: the serving routes in order, then those still draining after
@@ -210,12 +275,17 @@ impl Routes {
 
     /// Applies a reload: `next` becomes the routes in order (new ones start accepting,
     /// kept ones get their new settings), every serving route not kept starts draining,
-    /// and drains take `drain_timeout` from now on.
+    /// and drains take `drain_grace` and `drain_timeout` from now on.
     ///
     /// # Errors
     /// `draining` once a drain has begun, or an accept thread that cannot be created;
     /// then nothing has changed (the new routes are closed again).
-    pub fn apply(self: &Arc<Self>, next: Vec<Next>, drain_timeout: Duration) -> Result<(), String> {
+    pub fn apply(
+        self: &Arc<Self>,
+        next: Vec<Next>,
+        drain_timeout: Duration,
+        drain_grace: Duration,
+    ) -> Result<(), String> {
         let mut state = self.lock();
         if state.stopping {
             return Err("the relay is draining".to_string());
@@ -265,6 +335,7 @@ impl Routes {
         }
         state.serving = serving;
         state.drain_timeout = drain_timeout;
+        state.drain_grace = drain_grace;
         Ok(())
     }
 
@@ -300,6 +371,12 @@ impl Routes {
         // it half-done, so a poisoned lock is still good.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Drains every route, those a reload removed too, under the drain timeout.
+fn drain_now(state: &State) {
+    let timeout = state.drain_timeout;
+    state.serving.iter().chain(&state.leaving).for_each(|route| route.stop.drain(timeout));
 }
 
 /// Counts the end of the accept thread with this number and wakes [`Routes::wait`],

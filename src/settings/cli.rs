@@ -312,6 +312,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 server.routes.push(config);
             }
             settings::apply_process(&values, &mut server).map_err(UsageError)?;
+            if !server.watch_config.is_zero() {
+                return Err(UsageError(
+                    "--watch-config needs --config FILE: it watches that file for changes"
+                        .to_string(),
+                ));
+            }
             server.validate().map_err(|conflict| UsageError(conflict.message))?;
             server
         }

@@ -329,6 +329,49 @@ pub static SETTINGS: &[Setting] = &[
         ),
     },
     Setting {
+        name: "drain-grace",
+        short: None,
+        value: "DUR",
+        scope: Scope::Process,
+        list: false,
+        default: "0",
+        limits: "0 (close the listeners at once) to 10m",
+        help: "on POST /drain, how long /healthz answers 503 while new clients are still \
+               served, so load balancers stop sending before the listeners close; then \
+               drain-timeout starts",
+        field: Field::Process(
+            |server, text| {
+                server.drain_grace = duration(text, Duration::ZERO, Duration::from_secs(600))?;
+                Ok(())
+            },
+            |server| Some(format_duration(server.drain_grace)),
+        ),
+    },
+    Setting {
+        name: "watch-config",
+        short: None,
+        value: "DUR",
+        scope: Scope::Process,
+        list: false,
+        default: "0",
+        limits: "0 (off), or 100ms to 1h; needs --config",
+        help: "look at the config file this often (through symlinks, such as a Kubernetes \
+               ConfigMap's ..data) and reload when it changed, as tcprelay reload would",
+        field: Field::Process(
+            |server, text| {
+                let every = duration(text, Duration::ZERO, Duration::from_secs(3600))?;
+                if !every.is_zero() && every < Duration::from_millis(100) {
+                    return Err(format!(
+                        "expected 0, or a duration from 100ms to 1h, found {text:?}"
+                    ));
+                }
+                server.watch_config = every;
+                Ok(())
+            },
+            |server| Some(format_duration(server.watch_config)),
+        ),
+    },
+    Setting {
         name: "policy",
         short: None,
         value: "POLICY",
