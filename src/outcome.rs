@@ -41,6 +41,10 @@ pub enum CloseReason {
     /// No route on the listener takes the server name the client asked for (or it asked
     /// for none), and the listener has no default route; nothing was forwarded.
     NoRoute,
+    /// The route expects a PROXY protocol header (`accept-proxy`) and the client is not one
+    /// of the senders named by `proxy-from`: closed before any byte was read, as its header
+    /// could claim any address.
+    UntrustedProxy,
 }
 
 impl CloseReason {
@@ -62,11 +66,12 @@ impl CloseReason {
             CloseReason::ProcessLimit => "process_limit",
             CloseReason::BadProxyHeader => "bad_proxy_header",
             CloseReason::NoRoute => "no_route",
+            CloseReason::UntrustedProxy => "untrusted_proxy",
         }
     }
 
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [CloseReason; 15] = [
+    pub const ALL: [CloseReason; 16] = [
         CloseReason::ClientEof,
         CloseReason::UpstreamEof,
         CloseReason::ClientReset,
@@ -82,6 +87,7 @@ impl CloseReason {
         CloseReason::ProcessLimit,
         CloseReason::BadProxyHeader,
         CloseReason::NoRoute,
+        CloseReason::UntrustedProxy,
     ];
 
     /// This reason's place in [`CloseReason::ALL`].

@@ -185,9 +185,10 @@ fn routes_share_one_process_wide_cap() {
     }));
 }
 
-/// One client address fills its share (`--max-connections-per-client 3`) and its next
-/// connection is closed at once with `reason=client_limit`, counted in /metrics; another
-/// connection is let in once one of its own has closed.
+/// One client address fills its share (`--max-connections-per-client 3`) of a route of 4,
+/// so that only 1 slot is free, and its next connection is closed at once with
+/// `reason=client_limit`, counted in /metrics; another connection is let in once one of its
+/// own has closed.
 #[test]
 fn one_client_over_its_share_is_closed_at_once_with_client_limit() {
     let upstream = Upstream::echo();
@@ -197,6 +198,8 @@ fn one_client_over_its_share_is_closed_at_once_with_client_limit() {
         "127.0.0.1:0",
         "-u",
         &upstream_arg,
+        "--max-connections",
+        "4",
         "--max-connections-per-client",
         "3",
         "--admin",
@@ -228,14 +231,40 @@ fn one_client_over_its_share_is_closed_at_once_with_client_limit() {
     }));
 }
 
-/// 127.0.0.1 holding its whole share does not stop 127.0.0.2. std cannot choose a client's
-/// source address, so the second client is OpenBSD netcat's `nc -s 127.0.0.2`.
+/// A pool of 300 connections from one address on an otherwise idle relay is served whole:
+/// the per-client limit (here 62, what `auto` gives a remote address at the default
+/// `max-connections` of 500) refuses only when the route is short of slots. Before, the
+/// 63rd connection and every one after it were closed at once (`client_limit`).
+#[test]
+fn a_pool_of_300_from_one_address_on_an_idle_relay_is_served() {
+    let upstream = Upstream::echo();
+    let upstream_arg = upstream.addr.to_string();
+    let args = ["-l", "127.0.0.1:0", "-u", &upstream_arg, "--max-connections-per-client", "62"];
+    let relay = RelayProcess::start(&args);
+    let held = hold(&relay, 300); // each echoes a byte while all the earlier ones are open
+    assert_eq!(held.len(), 300);
+    assert_eq!(relay.log_count("reason=client_limit"), 0);
+}
+
+/// The route full but for its last slots: 127.0.0.1, holding its share, is refused
+/// (`client_limit`) while 127.0.0.2, holding none, still gets in: one address cannot lock
+/// the others out. std cannot choose a client's source address, so the second client is
+/// OpenBSD netcat's `nc -s 127.0.0.2`.
 #[test]
 #[ignore = "needs OpenBSD nc: apt-get install netcat-openbsd"]
 fn a_second_client_address_is_served_while_the_first_holds_its_share() {
     let upstream = Upstream::echo();
     let upstream_arg = upstream.addr.to_string();
-    let args = ["-l", "127.0.0.1:0", "-u", &upstream_arg, "--max-connections-per-client", "2"];
+    let args = [
+        "-l",
+        "127.0.0.1:0",
+        "-u",
+        &upstream_arg,
+        "--max-connections",
+        "3",
+        "--max-connections-per-client",
+        "2",
+    ];
     let relay = RelayProcess::start(&args);
     let _held = hold(&relay, 2);
     let over = connect(relay.addr);

@@ -11,7 +11,7 @@ use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
 use crate::ops::log::LogLevel;
-use crate::settings::access::AccessRules;
+use crate::settings::access::{AccessRules, Cidr};
 use crate::upstream::dial::{Resolver, system_resolver};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
@@ -74,6 +74,11 @@ pub struct Config {
     /// valid header in [`first_bytes_timeout`](Config::first_bytes_timeout) is closed
     /// (`bad_proxy_header`). Default: off.
     pub accept_proxy: bool,
+    /// Who may send the PROXY header ([`accept_proxy`](Config::accept_proxy)): the TCP
+    /// peers in these blocks. Anyone else is closed before a byte is read
+    /// (`untrusted_proxy`), as a header can claim any address. Empty, the default: loopback
+    /// only (`127.0.0.0/8`, `::1`), a balancer on the same host.
+    pub proxy_from: Vec<Cidr>,
     /// The TLS server names this route takes (`sni=`): routes on one listen address that
     /// differ by server name share one listener, which peeks at each client's ClientHello
     /// to pick the route (`Server::bind` groups them; a lone `Relay` with names takes only
@@ -154,6 +159,7 @@ impl Default for Config {
             access: AccessRules::default(),
             proxy_protocol: None,
             accept_proxy: false,
+            proxy_from: Vec::new(),
             server_names: Vec::new(),
             first_bytes_timeout: Duration::from_secs(5),
             name: String::new(),

@@ -410,9 +410,10 @@ pub static SETTINGS: &[Setting] = &[
         list: false,
         default: "auto",
         limits: "auto, 0 (no limit) or 1 to 65536",
-        help: "at most N connections at once from one client (an IPv4 address, an IPv6 /64); \
-               over it a client is closed at once. auto: max-connections/8, at least 1, \
-               loopback clients not counted",
+        help: "fairness when slots run short: while more than N of the route's slots are \
+               free nobody is refused; with N or fewer free, a client (an IPv4 address, an \
+               IPv6 /64) holding N or more is closed at once, reason=client_limit. auto: \
+               max-connections/8, at least 1, loopback clients not counted",
         field: Field::Route(
             |route, text| {
                 route.max_connections_per_client = match text {
@@ -591,6 +592,25 @@ pub static SETTINGS: &[Setting] = &[
                 Ok(())
             },
             |route| Some(if route.accept_proxy { "on" } else { "off" }.to_string()),
+        ),
+    },
+    Setting {
+        name: "proxy-from",
+        short: None,
+        value: "CIDR[,CIDR...]",
+        scope: Scope::Route,
+        list: true,
+        default: "loopback",
+        limits: "IPv4 or IPv6 blocks",
+        help: "with accept-proxy, only clients in these blocks may send the PROXY header \
+               (default: 127.0.0.0/8 and ::1, a balancer on this host); anyone else is \
+               closed before a byte is read, reason=untrusted_proxy",
+        field: Field::Route(
+            |route, text| {
+                route.proxy_from.extend(cidrs(text)?);
+                Ok(())
+            },
+            |route| join_cidrs(&route.proxy_from),
         ),
     },
     Setting {
@@ -856,8 +876,14 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
 
 /// The settings that belong to a listener rather than to a route: routes that share one
 /// (by `sni=`) must agree on them, since they apply before a route is picked.
-const LISTENER_SETTINGS: [&str; 5] =
-    ["accept-proxy", "first-bytes-timeout", "max-connections", "stack-size", "thread-keep-alive"];
+const LISTENER_SETTINGS: [&str; 6] = [
+    "accept-proxy",
+    "proxy-from",
+    "first-bytes-timeout",
+    "max-connections",
+    "stack-size",
+    "thread-keep-alive",
+];
 
 /// Checks the routes of one listener group: at most one route without `sni=`, no server
 /// name taken twice, one value of each listener setting.
@@ -1214,7 +1240,7 @@ mod tests {
             };
             let documented = match setting.default {
                 _ if setting.name == "admin" => Some("unix:/run/admin.sock".to_string()),
-                "none" | "everyone" | "nobody" => None,
+                "none" | "everyone" | "nobody" | "loopback" => None,
                 text => Some(text.to_string()),
             };
             assert_eq!(got, documented, "{}", setting.name);
