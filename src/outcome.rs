@@ -29,8 +29,9 @@ pub enum CloseReason {
     Stopped,
     /// The access rules (`allow`/`deny`) refused the client; no upstream was dialled.
     Denied,
-    /// The client already had `--max-connections-per-client` connections open on the route:
-    /// closed at once, no upstream dialled.
+    /// The route was short of slots and the client already held its share of them
+    /// (`--max-connections-per-client`), or of the room where connections wait for their
+    /// first bytes: closed at once, no upstream dialled.
     ClientLimit,
     /// The whole process was at the connection cap its OS limits allow (several routes
     /// together): closed at once, no upstream dialled.

@@ -584,8 +584,9 @@ pub static SETTINGS: &[Setting] = &[
         default: "off",
         limits: "on or off (the flag alone means on)",
         help: "each client must open with a PROXY protocol v1 or v2 header (from a load \
-               balancer); its address is then the client's for allow/deny, logs, metrics \
-               and proxy-protocol. Without a valid header: closed, reason=bad_proxy_header",
+               balancer in proxy-from); its address is then the client's for allow/deny, \
+               logs, metrics and proxy-protocol. Without a valid header: closed, \
+               reason=bad_proxy_header",
         field: Field::Route(
             |route, text| {
                 route.accept_proxy = switch(text)?;
@@ -914,12 +915,11 @@ fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, St
             }
         }
         for name in LISTENER_SETTINGS {
-            let Some(Field::Route(_, get)) = find(name).map(|setting| setting.field) else {
-                continue;
-            };
+            let Some(setting) = find(name) else { continue };
+            let Field::Route(_, get) = setting.field else { continue };
             let (mine, theirs) = (get(route), get(first));
             if mine != theirs {
-                let show = |value: Option<String>| value.unwrap_or_else(|| "none".to_string());
+                let show = |value: Option<String>| value.unwrap_or(setting.default.to_string());
                 return Err((
                     index,
                     format!(
