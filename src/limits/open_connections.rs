@@ -154,14 +154,10 @@ impl OpenConnections {
             if state.closing {
                 return Err(CloseReason::Stopped);
             }
-            let (held, open) = (
-                client.map_or(0, |client| state.relaying.count_from(client)),
-                state.relaying.len(),
-            );
-            if client.is_some_and(|client| limit.refuses(client, held, open, max)) {
+            if client.is_some_and(|client| state.relaying.refuses(client, limit, max)) {
                 return Err(CloseReason::ClientLimit);
             }
-            if open < max {
+            if state.relaying.len() < max {
                 break;
             }
             state = self.left.wait(state).unwrap_or_else(PoisonError::into_inner);

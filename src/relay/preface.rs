@@ -104,12 +104,14 @@ pub fn refuses_peer(listener: &Route, peer: &Address) -> Option<Refusal> {
     let max = listener.max_connections;
     let silent = PerClientLimit::for_silent_clients(max);
     let refused = listener.connections.refuses_waiting(ClientKey::of(peer)?, silent, max);
-    let detail = format!(
-        "{} or more connections from this address have sent nothing yet, with {} or fewer \
-         of the {max} waiting places free",
-        silent.limit, silent.limit
-    );
-    refused.then_some((CloseReason::ClientLimit, detail))
+    refused.then(|| {
+        let share = silent.limit;
+        let detail = format!(
+            "{share} or more connections from this address have sent nothing yet, and {share} \
+             or fewer of the {max} places for such connections are free"
+        );
+        (CloseReason::ClientLimit, detail)
+    })
 }
 
 /// Whether the route's access rules let this client in. A Unix socket client has no IP
