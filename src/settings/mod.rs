@@ -1354,6 +1354,25 @@ mod tests {
         }
     }
 
+    /// `proxy-from` is checked before a route is picked, so routes sharing a listener by
+    /// `sni=` must agree on it; the message names the default as the user would write it.
+    #[test]
+    fn routes_sharing_a_listener_must_agree_on_proxy_from() {
+        let mut shared = server(&[("127.0.0.1:7001", ":1"), ("127.0.0.1:7001", ":2")], None);
+        for route in &mut shared.routes {
+            route.accept_proxy = true;
+        }
+        shared.routes[0].server_names.push("a.test".parse().expect("a server name"));
+        shared.routes[0].proxy_from = cidrs("10.0.0.1").expect("a block");
+        let error = validate_server(&shared).unwrap_err();
+        assert!(
+            error.message.contains("proxy-from=loopback where it has 10.0.0.1/32"),
+            "{error:?}"
+        );
+        shared.routes[1].proxy_from = cidrs("10.0.0.1/32").expect("a block");
+        assert_eq!(validate_server(&shared), Ok(()));
+    }
+
     #[test]
     fn help_and_docs_tables_list_every_setting() {
         let help = help_text();
