@@ -70,10 +70,10 @@ pub struct PerClientLimit {
     pub counts_loopback: bool,
 }
 
-/// The default share of `--max-connections` one client may hold: an eighth. Then one busy
-/// client leaves 7/8 of the slots to the others, and it takes eight clients (or /64s)
-/// acting together to fill the relay, while a client that legitimately opens several
-/// connections (a browser opens 6 per host) is not cut at the default of 500 (62 each).
+/// The default share of `--max-connections`: an eighth (62 of the default 500). Under the
+/// rule of [`PerClientLimit::refuses`], one busy client may take all but the last eighth of
+/// an idle route, and that last eighth stays for the others: the route is never short of
+/// slots for a newcomer unless several clients fill it together.
 pub const DEFAULT_SHARE: usize = 8;
 
 impl PerClientLimit {
