@@ -29,8 +29,9 @@ pub enum CloseReason {
     Stopped,
     /// The access rules (`allow`/`deny`) refused the client; no upstream was dialled.
     Denied,
-    /// The client already had `--max-connections-per-client` connections open on the route:
-    /// closed at once, no upstream dialled.
+    /// The route was short of slots and the client already held its share of them
+    /// (`--max-connections-per-client`), or of the room where connections wait for their
+    /// first bytes: closed at once, no upstream dialled.
     ClientLimit,
     /// The whole process was at the connection cap its OS limits allow (several routes
     /// together): closed at once, no upstream dialled.
@@ -44,6 +45,10 @@ pub enum CloseReason {
     /// The upstream resolved only to the route's own listen address: dialling it would make
     /// the relay connect to itself, again and again; nothing was dialled.
     SelfLoop,
+    /// The route expects a PROXY protocol header (`accept-proxy`) and the client is not one
+    /// of the senders named by `proxy-from`: closed before any byte was read, as its header
+    /// could claim any address.
+    UntrustedProxy,
 }
 
 impl CloseReason {
@@ -66,11 +71,12 @@ impl CloseReason {
             CloseReason::BadProxyHeader => "bad_proxy_header",
             CloseReason::NoRoute => "no_route",
             CloseReason::SelfLoop => "self_loop",
+            CloseReason::UntrustedProxy => "untrusted_proxy",
         }
     }
 
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [CloseReason; 16] = [
+    pub const ALL: [CloseReason; 17] = [
         CloseReason::ClientEof,
         CloseReason::UpstreamEof,
         CloseReason::ClientReset,
@@ -87,6 +93,7 @@ impl CloseReason {
         CloseReason::BadProxyHeader,
         CloseReason::NoRoute,
         CloseReason::SelfLoop,
+        CloseReason::UntrustedProxy,
     ];
 
     /// This reason's place in [`CloseReason::ALL`].

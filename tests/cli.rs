@@ -241,6 +241,8 @@ fn out_of_range_values_are_refused_at_parse_time() {
         ("--stack-size", "1000g"),
         ("--connect-timeout", "0"),
         ("--max-connections", "+5"),
+        ("--proxy-from", "10.0.0.300/8"),
+        ("--proxy-from", "127.0.0.1/33"),
     ] {
         let output = run_tcprelay(&["--check", "-l", ":0", "-u", ":1", flag, value]);
         let stderr = stderr_of(&output);

@@ -8,7 +8,6 @@ mod support;
 
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
@@ -172,23 +171,24 @@ fn routes_share_one_process_wide_cap() {
     }));
 }
 
-/// One client address fills its share (`--max-connections-per-client 3`) and its next
-/// connection is closed at once with `reason=client_limit`, counted in /metrics; another
-/// connection is let in once one of its own has closed.
+/// A relay on 127.0.0.1 to `upstream` with `--max-connections MAX` and
+/// `--max-connections-per-client SHARE`.
+fn limited<'a>(upstream: &'a str, max: &'a str, share: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["-l", "127.0.0.1:0", "-u", upstream];
+    args.extend(["--max-connections", max, "--max-connections-per-client", share]);
+    args
+}
+
+/// One client address fills its share (`--max-connections-per-client 3`) of a route of 4,
+/// so that only 1 slot is free, and its next connection is closed at once with
+/// `reason=client_limit`, counted in /metrics; another connection is let in once one of its
+/// own has closed.
 #[test]
 fn one_client_over_its_share_is_closed_at_once_with_client_limit() {
     let upstream = Upstream::echo();
     let upstream_arg = upstream.addr.to_string();
-    let args = [
-        "-l",
-        "127.0.0.1:0",
-        "-u",
-        &upstream_arg,
-        "--max-connections-per-client",
-        "3",
-        "--admin",
-        "127.0.0.1:0",
-    ];
+    let mut args = limited(&upstream_arg, "4", "3");
+    args.extend(["--admin", "127.0.0.1:0"]);
     let relay = RelayProcess::start_routes(&args, 1, true);
 
     let mut held = hold(&relay, 3);
@@ -215,35 +215,38 @@ fn one_client_over_its_share_is_closed_at_once_with_client_limit() {
     }));
 }
 
-/// 127.0.0.1 holding its whole share does not stop 127.0.0.2. std cannot choose a client's
-/// source address, so the second client is OpenBSD netcat's `nc -s 127.0.0.2`.
+/// A pool of 300 connections from one address on an otherwise idle relay is served whole:
+/// the per-client limit (here 62, what `auto` gives a remote address at the default
+/// `max-connections` of 500) refuses only when the route is short of slots. Before, the
+/// 63rd connection and every one after it were closed at once (`client_limit`).
+#[test]
+fn a_pool_of_300_from_one_address_on_an_idle_relay_is_served() {
+    let upstream = Upstream::echo();
+    let upstream_arg = upstream.addr.to_string();
+    let args = ["-l", "127.0.0.1:0", "-u", &upstream_arg, "--max-connections-per-client", "62"];
+    let relay = RelayProcess::start(&args);
+    let held = hold(&relay, 300); // each echoes a byte while all the earlier ones are open
+    assert_eq!(held.len(), 300);
+    assert_eq!(relay.log_count("reason=client_limit"), 0);
+}
+
+/// The route full but for its last slots: 127.0.0.1, holding its share, is refused
+/// (`client_limit`) while 127.0.0.2, holding none, still gets in: one address cannot lock
+/// the others out. std cannot choose a client's source address, so the second client is
+/// OpenBSD netcat's `nc -s 127.0.0.2`.
 #[test]
 #[ignore = "needs OpenBSD nc: apt-get install netcat-openbsd"]
 fn a_second_client_address_is_served_while_the_first_holds_its_share() {
     let upstream = Upstream::echo();
     let upstream_arg = upstream.addr.to_string();
-    let args = ["-l", "127.0.0.1:0", "-u", &upstream_arg, "--max-connections-per-client", "2"];
-    let relay = RelayProcess::start(&args);
+    let relay = RelayProcess::start(&limited(&upstream_arg, "3", "2"));
     let _held = hold(&relay, 2);
     let over = connect(relay.addr);
     assert_eq!(read_all(&over).expect("closed at once"), b"", "127.0.0.1 is over its share");
 
-    let nc =
-        if Command::new("nc.openbsd").arg("-h").output().is_ok() { "nc.openbsd" } else { "nc" };
-    let port = relay.addr.port().to_string();
-    let mut child = Command::new(nc)
-        .args(["-N", "-w", "5", "-s", "127.0.0.2", "127.0.0.1", &port])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run nc");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(b"from 127.0.0.2").expect("nc takes the message on its stdin");
-    } // closing stdin: nc -N half-closes, the echo upstream answers and closes
-    let output = child.wait_with_output().expect("nc finished");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "from 127.0.0.2");
+    // nc -N half-closes after its message; the echo upstream answers and closes.
+    let echoed = exchange_from("127.0.0.2", relay.addr, b"from 127.0.0.2");
+    assert_eq!(String::from_utf8_lossy(&echoed), "from 127.0.0.2");
     let line = relay.log_line_with("client=127.0.0.2:");
     assert!(line.contains("reason=client_eof"), "{line}");
 }

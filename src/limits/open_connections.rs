@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::limits::capacity::ProcessSlot;
-use crate::limits::per_client::ClientKey;
+use crate::limits::per_client::{ClientKey, PerClientLimit};
 use crate::outcome::CloseReason;
 use crate::relay::connection::Connection;
 
@@ -22,10 +22,14 @@ pub struct OpenConnections {
 #[derive(Debug, Default)]
 struct State {
     open: HashMap<u64, Arc<Connection>>,
-    /// How many of `open` each client has (see `--max-connections-per-client`).
-    per_client: HashMap<ClientKey, usize>,
-    /// Which client each open connection counts for, by id (none: a Unix socket client).
-    client_of: HashMap<u64, ClientKey>,
+    /// The open connections being relayed (or about to be), by client (see
+    /// `--max-connections-per-client`): the ones the route's `max-connections` counts.
+    relaying: Tally,
+    /// The open connections still waiting for their first bytes (a PROXY header, a TLS
+    /// ClientHello), by the TCP peer they came from. They wait apart from `relaying`, in a
+    /// room of their own as large as the route's, so that silent clients cannot hold the
+    /// slots relayed connections need.
+    waiting: Tally,
     /// Set by `stop_accepting`. Kept under the same lock as `open` so that a waiter in
     /// `wait_for_room` cannot miss it.
     stopped_accepting: bool,
@@ -35,71 +39,152 @@ struct State {
     drain_deadline: Option<Instant>,
 }
 
-impl State {
+/// Some of the open connections, each counted for the client it came from.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Which client each connection counts for, by id (`None`: a Unix socket client).
+    client_of: HashMap<u64, Option<ClientKey>>,
+    /// How many of them each client has.
+    per_client: HashMap<ClientKey, usize>,
+}
+
+impl Tally {
     /// Counts connection `id` as one of `client`'s.
-    fn count_for(&mut self, id: u64, client: ClientKey) {
+    fn add(&mut self, id: u64, client: Option<ClientKey>) {
         self.client_of.insert(id, client);
-        *self.per_client.entry(client).or_insert(0) += 1;
+        if let Some(client) = client {
+            *self.per_client.entry(client).or_insert(0) += 1;
+        }
     }
 
-    /// Stops counting connection `id` for its client, if it was counted.
-    fn uncount(&mut self, id: u64) {
-        let Some(client) = self.client_of.remove(&id) else { return };
-        if let Some(count) = self.per_client.get_mut(&client) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_client.remove(&client);
+    /// Stops counting connection `id`; whether it was counted here.
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(client) = self.client_of.remove(&id) else { return false };
+        if let Some(client) = client {
+            if let Some(count) = self.per_client.get_mut(&client) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_client.remove(&client);
+                }
             }
         }
+        true
+    }
+
+    /// How many connections `client` has here.
+    fn count_from(&self, client: ClientKey) -> usize {
+        self.per_client.get(&client).copied().unwrap_or(0)
+    }
+
+    /// Whether `limit` refuses one more connection from `client` here, at most `max`.
+    fn refuses(&self, client: ClientKey, limit: PerClientLimit, max: usize) -> bool {
+        limit.refuses(client, self.count_from(client), self.len(), max)
+    }
+
+    fn len(&self) -> usize {
+        self.client_of.len()
+    }
+}
+
+impl State {
+    /// Whether the route has no room: `max` connections relaying, or `max` waiting for
+    /// their first bytes.
+    fn is_full(&self, max: usize) -> bool {
+        self.relaying.len() >= max || self.waiting.len() >= max
     }
 }
 
 impl OpenConnections {
-    /// Adds a connection, which holds `slot` of the process-wide cap. It stays in the set
-    /// until the returned [`Entry`] is dropped, which the connection's first thread does when
-    /// it ends, however it ends (even by a panic).
+    /// Adds a connection to be relayed, which holds `slot` of the process-wide cap. It stays
+    /// in the set until the returned [`Entry`] is dropped, which the connection's first
+    /// thread does when it ends, however it ends (even by a panic).
     pub fn insert(self: &Arc<Self>, connection: Connection, slot: ProcessSlot) -> Entry {
+        self.enter(connection, slot, |state| &mut state.relaying)
+    }
+
+    /// Adds a connection that must send its first bytes before it is relayed: it waits
+    /// apart from the relayed ones until [`start_relaying`](OpenConnections::start_relaying).
+    pub fn insert_waiting(self: &Arc<Self>, connection: Connection, slot: ProcessSlot) -> Entry {
+        self.enter(connection, slot, |state| &mut state.waiting)
+    }
+
+    fn enter(
+        self: &Arc<Self>,
+        connection: Connection,
+        slot: ProcessSlot,
+        tally: impl FnOnce(&mut State) -> &mut Tally,
+    ) -> Entry {
         let connection = Arc::new(connection);
-        let client = ClientKey::of(&connection.client_addr);
         let mut state = self.lock();
         state.open.insert(connection.id, Arc::clone(&connection));
-        if let Some(client) = client {
-            state.count_for(connection.id, client);
-        }
+        tally(&mut state).add(connection.id, ClientKey::of(&connection.client_addr));
         if state.closing {
             connection.close(CloseReason::Stopped, "relay stopping");
         }
         Entry { connections: Arc::clone(self), connection: Some(connection), slot: Some(slot) }
     }
 
-    /// Counts connection `id` for `client` from now on, instead of the socket address it was
-    /// accepted from (with `accept-proxy`, the real client is the one its PROXY header
-    /// names), and returns how many open connections `client` has, this one included.
-    pub fn count_as(&self, id: u64, client: ClientKey) -> usize {
+    /// Whether a new connection from `client` is refused by `limit`, the route relaying at
+    /// most `max` (see [`PerClientLimit::refuses`]).
+    pub fn refuses(&self, client: ClientKey, limit: PerClientLimit, max: usize) -> bool {
+        self.lock().relaying.refuses(client, limit, max)
+    }
+
+    /// Whether a new connection from `peer`, which must send its first bytes, is refused by
+    /// `limit`, at most `max` waiting for them.
+    pub fn refuses_waiting(&self, peer: ClientKey, limit: PerClientLimit, max: usize) -> bool {
+        self.lock().waiting.refuses(peer, limit, max)
+    }
+
+    /// Moves waiting connection `id`, whose first bytes said it is `client`'s (with
+    /// `accept-proxy`, the client its PROXY header names), among the relayed ones, once the
+    /// route has room for it: it waits here while `max` are relayed, as a client of a plain
+    /// listener waits in the kernel's backlog. Refused with `ClientLimit` when `limit`
+    /// refuses `client` (checked again after each wait), or `Stopped` when the relay closes
+    /// its connections.
+    pub fn start_relaying(
+        &self,
+        id: u64,
+        client: Option<ClientKey>,
+        limit: PerClientLimit,
+        max: usize,
+    ) -> Result<(), CloseReason> {
         let mut state = self.lock();
-        state.uncount(id);
-        state.count_for(id, client);
-        state.per_client.get(&client).copied().unwrap_or(0)
+        loop {
+            if state.closing {
+                return Err(CloseReason::Stopped);
+            }
+            if client.is_some_and(|client| state.relaying.refuses(client, limit, max)) {
+                return Err(CloseReason::ClientLimit);
+            }
+            if state.relaying.len() < max {
+                break;
+            }
+            state = self.left.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        if state.waiting.remove(id) {
+            state.relaying.add(id, client);
+        }
+        drop(state);
+        self.left.notify_all(); // a waiting slot is free: the accept loop may go on
+        Ok(())
     }
 
-    /// How many open connections `client` has.
-    pub fn count_from(&self, client: ClientKey) -> usize {
-        self.lock().per_client.get(&client).copied().unwrap_or(0)
-    }
-
-    /// Blocks while `max` connections are open. Returns `false` once the relay stops
-    /// accepting (then the caller should stop), `true` when there is room.
+    /// Blocks while `max` connections are relayed, or `max` wait for their first bytes.
+    /// Returns `false` once the relay stops accepting (then the caller should stop), `true`
+    /// when there is room.
     pub fn wait_for_room(&self, max: usize) -> bool {
         let mut state = self.lock();
-        while state.open.len() >= max && !state.stopped_accepting {
+        while state.is_full(max) && !state.stopped_accepting {
             state = self.left.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
         !state.stopped_accepting
     }
 
-    /// Whether `max` or more connections are open.
+    /// Whether `max` or more connections are relayed, or `max` or more wait for their
+    /// first bytes.
     pub fn is_full(&self, max: usize) -> bool {
-        self.lock().open.len() >= max
+        self.lock().is_full(max)
     }
 
     /// Tells the accept loop to stop. Returns `false` if it had already been told.
@@ -154,6 +239,8 @@ impl OpenConnections {
         for connection in state.open.values() {
             connection.close(CloseReason::Stopped, "relay stopping");
         }
+        drop(state);
+        self.left.notify_all(); // wakes connections waiting in `start_relaying`
     }
 
     /// Blocks until no connection is open.
@@ -210,7 +297,8 @@ impl Drop for Entry {
         drop(connection);
         let mut state = self.connections.lock();
         drop(state.open.remove(&id));
-        state.uncount(id);
+        state.relaying.remove(id);
+        state.waiting.remove(id);
         // Before the waiters hear of the free slot: else the accept loop, woken, could find
         // the route's slot free but the process's still taken, and refuse a client for it.
         drop(self.slot.take());
@@ -327,5 +415,41 @@ mod tests {
         open.close_all();
         let entry = open.insert(connection(7), test_slot());
         assert_eq!(entry.outcome().0, CloseReason::Stopped);
+    }
+
+    #[test]
+    fn clients_waiting_for_first_bytes_hold_none_of_the_routes_slots() {
+        let open = Arc::new(OpenConnections::default());
+        let _silent = open.insert_waiting(connection(1), test_slot());
+        let _first = open.insert(connection(2), test_slot());
+        assert!(!open.is_full(2), "the silent client leaves both slots to relayed ones");
+        let _second = open.insert(connection(3), test_slot());
+        assert!(open.is_full(2));
+        let peer = ClientKey::of(&Address::Tcp("127.0.0.1:1".parse().expect("an address")));
+        let silent = PerClientLimit::for_silent_clients(8); // a share of 1
+        assert!(open.refuses_waiting(peer.expect("a TCP client has a key"), silent, 2));
+    }
+
+    #[test]
+    fn a_client_done_waiting_waits_for_a_slot_and_a_stop_ends_that_wait() {
+        let open = Arc::new(OpenConnections::default());
+        let relayed = open.insert(connection(1), test_slot());
+        let waiting = open.insert_waiting(connection(2), test_slot());
+        let off = PerClientLimit::new(Some(0), 1);
+        let mover = {
+            let open = Arc::clone(&open);
+            returns(move || open.start_relaying(2, None, off, 1))
+        };
+        drop(relayed); // its slot is free: the waiting one takes it
+        assert_eq!(mover.wait("a free slot did not end the wait"), Ok(()));
+        assert!(open.is_full(1), "it now holds the route's one slot");
+        let late = open.insert_waiting(connection(3), test_slot());
+        let stopped = {
+            let open = Arc::clone(&open);
+            returns(move || open.start_relaying(3, None, off, 1))
+        };
+        open.close_all();
+        assert_eq!(stopped.wait("close_all did not wake it"), Err(CloseReason::Stopped));
+        drop((waiting, late));
     }
 }

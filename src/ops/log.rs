@@ -644,9 +644,10 @@ pub const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 
 /// The close reasons of clients turned away before any byte was relayed: a storm of them is
 /// one line per client, so their `connection closed` lines are limited.
-pub const REFUSALS: [&str; 8] = [
+pub const REFUSALS: [&str; 9] = [
     "denied",
     "bad_proxy_header",
+    "untrusted_proxy",
     "no_route",
     "limit",
     "client_limit",

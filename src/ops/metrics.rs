@@ -865,6 +865,7 @@ tcprelay_connections_closed_total{route="web",reason="process_limit"} 0
 tcprelay_connections_closed_total{route="web",reason="bad_proxy_header"} 0
 tcprelay_connections_closed_total{route="web",reason="no_route"} 0
 tcprelay_connections_closed_total{route="web",reason="self_loop"} 0
+tcprelay_connections_closed_total{route="web",reason="untrusted_proxy"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="upstream_eof"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="client_reset"} 0
@@ -881,6 +882,7 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="process_limit"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="bad_proxy_header"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="no_route"} 0
 tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="self_loop"} 0
+tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="untrusted_proxy"} 0
 "#;
         assert_eq!(text, expected);
     }

@@ -18,7 +18,7 @@ use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
 use crate::relay::current::CurrentRoute;
 use crate::relay::handle_conn;
-use crate::relay::preface::{self, permits, preface_then_relay};
+use crate::relay::preface::{self, Refusal, permits, preface_then_relay};
 use crate::relay::route::{Route, ServerNames};
 use crate::relay::server_names;
 use crate::settings::config::Config;
@@ -208,26 +208,22 @@ struct LimitEpisode {
     held: u64,
 }
 
-/// Lets an accepted client in, or closes it at once, before any upstream is dialled: when
-/// the access rules refuse it (`denied`), when it already has its share of the route
-/// (`client_limit`), or when the whole process holds all the connections its OS limits allow
-/// (`process_limit`; only several routes together get there, as each route's own limit is
-/// at most the process's).
+/// Lets an accepted client in, or closes it at once, before any upstream is dialled and
+/// any byte read: when the access rules refuse it (`denied`), when the per-client limit does
+/// (`client_limit`), when it may not send the PROXY header it must (`untrusted_proxy`), or
+/// when the whole process holds all the connections its OS limits allow (`process_limit`;
+/// only several routes together get there, as each route's own limit is at most the
+/// process's).
 fn admit(route: &Arc<Route>, connection: Connection) {
     // With `accept-proxy` or `sni=`, the client and its route are known only from its first
-    // bytes: the access rules and the per-client limit wait for its own thread (preface.rs).
-    if !preface::checks_access_later(route) {
-        if !permits(&route.config, &connection.client_addr) {
-            return refuse(route, connection, CloseReason::Denied, String::new());
-        }
-        let client = ClientKey::of(&connection.client_addr);
-        let limit = route.per_client;
-        if let Some(client) = client.filter(|&client| limit.applies_to(client)) {
-            if route.connections.count_from(client) >= limit.limit {
-                let detail = format!("max-connections-per-client={} reached", limit.limit);
-                return refuse(route, connection, CloseReason::ClientLimit, detail);
-            }
-        }
+    // bytes: here only its TCP peer is checked; the rest waits for its own thread
+    // (preface.rs).
+    let refusal = match preface::checks_access_later(route) {
+        true => preface::refuses_peer(route, &connection.client_addr),
+        false => refuses_client(route, &connection.client_addr),
+    };
+    if let Some((reason, detail)) = refusal {
+        return refuse(route, connection, reason, detail);
     }
     match OPEN_IN_PROCESS.take(route.capacity.connections) {
         Some(slot) => start_connection(route, connection, slot),
@@ -240,13 +236,27 @@ fn admit(route: &Arc<Route>, connection: Connection) {
     }
 }
 
+/// On a route that needs no first bytes: the access rules, then the per-client limit.
+fn refuses_client(route: &Route, client: &Address) -> Option<Refusal> {
+    if !permits(&route.config, client) {
+        return Some((CloseReason::Denied, String::new()));
+    }
+    let limit = route.per_client;
+    let refused = route.connections.refuses(ClientKey::of(client)?, limit, route.max_connections);
+    refused.then(|| (CloseReason::ClientLimit, limit.refusal()))
+}
+
 /// Starts the first thread of a new connection (Go: `go handleConn(conn.(*net.TCPConn), *upstream)`).
 ///
 /// If the OS cannot create the thread (out of memory, `ulimit -u`), the client is closed and
 /// the relay carries on: dropping the unstarted closure drops the connection's entry, which
 /// closes its socket.
 fn start_connection(route: &Arc<Route>, connection: Connection, slot: ProcessSlot) {
-    let entry = route.connections.insert(connection, slot);
+    // A client that must send its first bytes waits for them apart from the relayed ones.
+    let entry = match preface::checks_access_later(route) {
+        true => route.connections.insert_waiting(connection, slot),
+        false => route.connections.insert(connection, slot),
+    };
     // Our own share, so that if no thread can be made the client's socket stays open until
     // its close has been reported: whoever the client tells sees it counted.
     let connection = Arc::clone(entry.connection());

@@ -10,18 +10,27 @@
 //!    it asks for. Nothing is taken: the upstream later reads the ClientHello byte for byte.
 //!    No TLS, no name or no match goes to the route without `sni=`, or is closed,
 //!    `reason=no_route`, when there is none.
-//! 3. The access rules of the route picked, applied to the real client.
+//! 3. The access rules of the route picked, applied to the real client, and the per-client
+//!    limit: the connection leaves the waiting room for one of the route's slots.
 //!
 //! All of it runs on the connection's own thread, never in the accept loop, so a client
 //! that is slow to send its first bytes holds up only itself, for at most the route's
 //! `first-bytes-timeout`. A route that does none of this costs nothing here: its access rules
 //! were checked in the accept loop, as before.
+//!
+//! Before any of it, in the accept loop and before a byte is read, [`refuses_peer`] looks
+//! at the TCP peer: on an `accept-proxy` listener it must be a sender `proxy-from` names
+//! (else `untrusted_proxy`), on an `sni=` listener one that some route there permits (else
+//! `denied`); and when the room for connections waiting for their first bytes is nearly
+//! full, an address holding its share of it is refused (`client_limit`,
+//! [`PerClientLimit::for_silent_clients`]). Waiting connections hold no slot of the route's
+//! `max-connections` (see `OpenConnections`): silent clients cannot lock others out.
 
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::limits::per_client::ClientKey;
+use crate::limits::per_client::{ClientKey, PerClientLimit};
 use crate::net::address::Address;
 use crate::net::proxy_receive::{self, Proxied};
 use crate::net::sni::{self, Peeked};
@@ -30,6 +39,7 @@ use crate::outcome::CloseReason;
 use crate::relay::connection::Connection;
 use crate::relay::handle_conn::{self, handle_conn};
 use crate::relay::route::Route;
+use crate::settings::access::may_send_proxy_header;
 use crate::settings::config::Config;
 
 /// Relays one accepted client of `listener`'s socket: picks its route, lets it in or closes
@@ -64,6 +74,44 @@ impl Drop for ReportPanic<'_> {
 /// the rules to apply depend on the route that its server name picks.
 pub fn checks_access_later(listener: &Route) -> bool {
     listener.config.accept_proxy || listener.server_names.is_some()
+}
+
+/// Why a client is closed before it is relayed, and the detail its `connection closed` line
+/// gives.
+pub type Refusal = (CloseReason, String);
+
+/// What the accept loop checks of a new client of `listener` (a listener that
+/// [`checks_access_later`]) before any byte is read: its TCP peer address may send a PROXY
+/// header (`accept-proxy`), or is permitted by some route on the listener (`sni=`; the
+/// route its ClientHello picks checks it again), and the waiting room's fairness rule
+/// ([`PerClientLimit::for_silent_clients`]) lets it in. `None`: let it wait.
+pub fn refuses_peer(listener: &Route, peer: &Address) -> Option<Refusal> {
+    if listener.config.accept_proxy {
+        // A Unix socket's peers are whoever its file mode lets in.
+        if let Address::Tcp(addr) = peer {
+            if !may_send_proxy_header(&listener.config.proxy_from, addr.ip()) {
+                let detail = format!("{} may not send a PROXY header (proxy-from)", addr.ip());
+                return Some((CloseReason::UntrustedProxy, detail));
+            }
+        }
+    } else {
+        let others = listener.server_names.iter().flat_map(|names| names.others());
+        let mut routes = std::iter::once(listener).chain(others.map(|route| &**route));
+        if !routes.any(|route| permits(&route.config, peer)) {
+            return Some((CloseReason::Denied, String::new()));
+        }
+    }
+    let max = listener.max_connections;
+    let silent = PerClientLimit::for_silent_clients(max);
+    let refused = listener.connections.refuses_waiting(ClientKey::of(peer)?, silent, max);
+    refused.then(|| {
+        let share = silent.limit;
+        let detail = format!(
+            "{share} or more connections from this address have sent nothing yet, and {share} \
+             or fewer of the {max} places for such connections are free"
+        );
+        (CloseReason::ClientLimit, detail)
+    })
 }
 
 /// Whether the route's access rules let this client in. A Unix socket client has no IP
@@ -128,22 +176,24 @@ fn let_in(conn: &Connection, route: Arc<Route>, listener: &Route) -> Option<Arc<
     if listener.config.accept_proxy {
         route.observer.proxy_header_read(conn.conn(), &conn.client_addr);
     }
-    if checks_access_later(listener) {
-        if !permits(&route.config, conn.real_client()) {
-            return close_early(conn, &route, CloseReason::Denied, &"");
-        }
-        // The per-client limit counts the real client (the PROXY header's), on the route
-        // picked, as the accept loop does for a route that needs no first bytes.
-        if let Some(client) = ClientKey::of(conn.real_client()) {
-            let open = listener.connections.count_as(conn.id, client);
-            let limit = route.per_client;
-            if limit.applies_to(client) && open > limit.limit {
-                let detail = format!("max-connections-per-client={} reached", limit.limit);
-                return close_early(conn, &route, CloseReason::ClientLimit, &detail);
-            }
-        }
+    if !checks_access_later(listener) {
+        return Some(route); // checked in the accept loop
     }
-    Some(route)
+    if !permits(&route.config, conn.real_client()) {
+        return close_early(conn, &route, CloseReason::Denied, &"");
+    }
+    // Out of the waiting room, into one of the route's slots (waiting for one, as a client
+    // of a plain listener waits in the backlog), counted for the real client (the PROXY
+    // header's) by the per-client limit of the route picked.
+    let client = ClientKey::of(conn.real_client());
+    let limit = route.per_client;
+    match listener.connections.start_relaying(conn.id, client, limit, listener.max_connections) {
+        Ok(()) => Some(route),
+        Err(CloseReason::ClientLimit) => {
+            close_early(conn, &route, CloseReason::ClientLimit, &limit.refusal())
+        }
+        Err(reason) => close_early(conn, &route, reason, &"relay stopping"),
+    }
 }
 
 /// Closes a client before any upstream is dialled, with its one `connection closed` line

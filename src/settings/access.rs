@@ -203,6 +203,18 @@ impl AccessRules {
     }
 }
 
+/// Whether a client connecting from `ip` may send a PROXY protocol header, given a route's
+/// `proxy-from` blocks: it is in one of them, or, with none named, it is on this host
+/// (127.0.0.0/8, also as `::ffff:127.0.0.0/104`, or `::1`): a balancer beside the relay.
+/// Like nginx's `set_real_ip_from` and HAProxy's `expect-proxy layer4 if { src … }`, only
+/// named senders are believed; unlike them, the default names this host rather than nobody.
+pub fn may_send_proxy_header(proxy_from: &[Cidr], ip: IpAddr) -> bool {
+    match proxy_from {
+        [] => ip.to_canonical().is_loopback(),
+        blocks => blocks.iter().any(|cidr| cidr.contains(ip)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +351,19 @@ mod tests {
         assert!(!rules.permits(ip("::1")));
         assert!(rules.permits(ip("127.0.0.1")));
         assert!(rules.permits(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn only_named_senders_or_by_default_this_host_may_send_a_proxy_header() {
+        for local in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            assert!(may_send_proxy_header(&[], ip(local)), "{local} is this host");
+        }
+        for remote in ["10.0.0.1", "::2", "::10.0.0.1", "::ffff:10.0.0.1"] {
+            assert!(!may_send_proxy_header(&[], ip(remote)), "{remote} is not this host");
+        }
+        let named = [cidr("127.0.0.1/32"), cidr("10.0.0.0/8")];
+        assert!(may_send_proxy_header(&named, ip("10.1.2.3")));
+        assert!(may_send_proxy_header(&named, ip("127.0.0.1")));
+        assert!(!may_send_proxy_header(&named, ip("127.0.0.2")), "named: loopback no more");
     }
 }

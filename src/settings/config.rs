@@ -11,7 +11,7 @@ use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
 use crate::ops::log::LogLevel;
-use crate::settings::access::AccessRules;
+use crate::settings::access::{AccessRules, Cidr};
 use crate::upstream::dial::{Resolver, system_resolver};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
@@ -72,8 +72,14 @@ pub struct Config {
     /// in front), whose source address is then the client's for everything: access rules,
     /// logs, metrics and [`proxy_protocol`](Config::proxy_protocol). A client without a
     /// valid header in [`first_bytes_timeout`](Config::first_bytes_timeout) is closed
-    /// (`bad_proxy_header`). Default: off.
+    /// (`bad_proxy_header`); only senders in [`proxy_from`](Config::proxy_from) may send
+    /// it. Default: off.
     pub accept_proxy: bool,
+    /// Who may send the PROXY header ([`accept_proxy`](Config::accept_proxy)): the TCP
+    /// peers in these blocks. Anyone else is closed before a byte is read
+    /// (`untrusted_proxy`), as a header can claim any address. Empty, the default: loopback
+    /// only (`127.0.0.0/8`, `::1`), a balancer on the same host.
+    pub proxy_from: Vec<Cidr>,
     /// The TLS server names this route takes (`sni=`): routes on one listen address that
     /// differ by server name share one listener, which peeks at each client's ClientHello
     /// to pick the route (`Server::bind` groups them; a lone `Relay` with names takes only
@@ -107,11 +113,13 @@ pub struct Config {
     /// policy). Default 500: each connection holds two descriptors, so at the common soft
     /// limit of 1024 descriptors the relay reaches its own limit before the OS's.
     pub max_connections: usize,
-    /// At most this many connections at once from one client (one IPv4 address, one IPv6
-    /// /64); over it a client is closed at once (`reason=client_limit`). `None`, the
-    /// default: an eighth of [`max_connections`](Config::max_connections), at least 1,
-    /// loopback clients not counted (behind a local proxy every client is one loopback
-    /// address). `Some(0)`: no limit. `Some(n)`: `n`, loopback clients included.
+    /// One client's share (one IPv4 address, one IPv6 /64), enforced only when slots run
+    /// short: while more than this many of the route's slots are free nobody is refused;
+    /// with this many or fewer free, a client holding this many or more is closed at once
+    /// (`reason=client_limit`). `None`, the default: an eighth of
+    /// [`max_connections`](Config::max_connections), at least 1, loopback clients not
+    /// counted (behind a local proxy every client is one loopback address). `Some(0)`: no
+    /// limit. `Some(n)`: `n`, loopback clients included.
     pub max_connections_per_client: Option<usize>,
     /// The stack size of each connection thread, in bytes. Default 64 KiB; see
     /// docs/reliability.md for what a connection thread was measured to need.
@@ -154,6 +162,7 @@ impl Default for Config {
             access: AccessRules::default(),
             proxy_protocol: None,
             accept_proxy: false,
+            proxy_from: Vec::new(),
             server_names: Vec::new(),
             first_bytes_timeout: Duration::from_secs(5),
             name: String::new(),

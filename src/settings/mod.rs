@@ -508,9 +508,10 @@ pub static SETTINGS: &[Setting] = &[
         list: false,
         default: "auto",
         limits: "auto, 0 (no limit) or 1 to 65536",
-        help: "at most N connections at once from one client (an IPv4 address, an IPv6 /64); \
-               over it a client is closed at once. auto: max-connections/8, at least 1, \
-               loopback clients not counted",
+        help: "fairness when slots run short: while more than N of the route's slots are \
+               free nobody is refused; with N or fewer free, a client (an IPv4 address, an \
+               IPv6 /64) holding N or more is closed at once, reason=client_limit. auto: \
+               max-connections/8, at least 1, loopback clients not counted",
         field: Field::Route(
             |route, text| {
                 route.max_connections_per_client = match text {
@@ -681,14 +682,34 @@ pub static SETTINGS: &[Setting] = &[
         default: "off",
         limits: "on or off (the flag alone means on)",
         help: "each client must open with a PROXY protocol v1 or v2 header (from a load \
-               balancer); its address is then the client's for allow/deny, logs, metrics \
-               and proxy-protocol. Without a valid header: closed, reason=bad_proxy_header",
+               balancer in proxy-from); its address is then the client's for allow/deny, \
+               logs, metrics and proxy-protocol. Without a valid header: closed, \
+               reason=bad_proxy_header",
         field: Field::Route(
             |route, text| {
                 route.accept_proxy = switch(text)?;
                 Ok(())
             },
             |route| Some(if route.accept_proxy { "on" } else { "off" }.to_string()),
+        ),
+    },
+    Setting {
+        name: "proxy-from",
+        short: None,
+        value: "CIDR[,CIDR...]",
+        scope: Scope::Route,
+        list: true,
+        default: "loopback",
+        limits: "IPv4 or IPv6 blocks",
+        help: "with accept-proxy, only clients in these blocks may send the PROXY header \
+               (default: 127.0.0.0/8 and ::1, a balancer on this host); anyone else is \
+               closed before a byte is read, reason=untrusted_proxy",
+        field: Field::Route(
+            |route, text| {
+                route.proxy_from.extend(cidrs(text)?);
+                Ok(())
+            },
+            |route| join_cidrs(&route.proxy_from),
         ),
     },
     Setting {
@@ -964,8 +985,14 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
 
 /// The settings that belong to a listener rather than to a route: routes that share one
 /// (by `sni=`) must agree on them, since they apply before a route is picked.
-const LISTENER_SETTINGS: [&str; 5] =
-    ["accept-proxy", "first-bytes-timeout", "max-connections", "stack-size", "thread-keep-alive"];
+const LISTENER_SETTINGS: [&str; 6] = [
+    "accept-proxy",
+    "proxy-from",
+    "first-bytes-timeout",
+    "max-connections",
+    "stack-size",
+    "thread-keep-alive",
+];
 
 /// Checks the routes of one listener group: at most one route without `sni=`, no server
 /// name taken twice, one value of each listener setting.
@@ -996,12 +1023,11 @@ fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, St
             }
         }
         for name in LISTENER_SETTINGS {
-            let Some(Field::Route(_, get)) = find(name).map(|setting| setting.field) else {
-                continue;
-            };
+            let Some(setting) = find(name) else { continue };
+            let Field::Route(_, get) = setting.field else { continue };
             let (mine, theirs) = (get(route), get(first));
             if mine != theirs {
-                let show = |value: Option<String>| value.unwrap_or_else(|| "none".to_string());
+                let show = |value: Option<String>| value.unwrap_or(setting.default.to_string());
                 return Err((
                     index,
                     format!(
@@ -1332,7 +1358,7 @@ mod tests {
             };
             let documented = match setting.default {
                 _ if setting.name == "admin" => Some("unix:/run/admin.sock".to_string()),
-                "none" | "everyone" | "nobody" => None,
+                "none" | "everyone" | "nobody" | "loopback" => None,
                 text => Some(text.to_string()),
             };
             assert_eq!(got, documented, "{}", setting.name);
@@ -1444,6 +1470,25 @@ mod tests {
         ] {
             assert_eq!(validate_server(&fine), Ok(()), "{fine:?}");
         }
+    }
+
+    /// `proxy-from` is checked before a route is picked, so routes sharing a listener by
+    /// `sni=` must agree on it; the message names the default as the user would write it.
+    #[test]
+    fn routes_sharing_a_listener_must_agree_on_proxy_from() {
+        let mut shared = server(&[("127.0.0.1:7001", ":1"), ("127.0.0.1:7001", ":2")], None);
+        for route in &mut shared.routes {
+            route.accept_proxy = true;
+        }
+        shared.routes[0].server_names.push("a.test".parse().expect("a server name"));
+        shared.routes[0].proxy_from = cidrs("10.0.0.1").expect("a block");
+        let error = validate_server(&shared).unwrap_err();
+        assert!(
+            error.message.contains("proxy-from=loopback where it has 10.0.0.1/32"),
+            "{error:?}"
+        );
+        shared.routes[1].proxy_from = cidrs("10.0.0.1/32").expect("a block");
+        assert_eq!(validate_server(&shared), Ok(()));
     }
 
     #[test]

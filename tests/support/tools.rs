@@ -63,3 +63,24 @@ pub fn unshare_allowed(namespace_flags: &[&str]) -> bool {
         }
     }
 }
+
+/// Connects to `to` from the loopback address `source` (`127.0.0.2`: std cannot choose a
+/// client's source address, OpenBSD netcat's `-s` can), sends `bytes`, half-closes, and
+/// returns what came back before the relay or the upstream closed (at most 5 s of quiet).
+pub fn exchange_from(source: &str, to: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let port = to.port().to_string();
+    let mut child = Command::new(openbsd_nc())
+        .args(["-N", "-w", "5", "-s", source, &to.ip().to_string(), &port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run OpenBSD nc");
+    {
+        let mut stdin = child.stdin.take().expect("nc's stdin is piped");
+        // nc may already have exited (the relay closed at once): what it read says so.
+        let _ = stdin.write_all(bytes);
+    } // closing stdin: nc -N half-closes
+    child.wait_with_output().expect("nc finished").stdout
+}
