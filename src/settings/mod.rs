@@ -42,6 +42,7 @@ pub(crate) mod cli;
 pub mod config;
 pub mod file;
 pub mod units;
+pub(crate) mod untrusted_paths;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};

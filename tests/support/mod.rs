@@ -1,8 +1,9 @@
 //! Shared test helpers, by purpose: relays in this process ([`relays`]) and the binary as a
 //! child process ([`process`]), scriptable upstreams ([`upstreams`]), a client's bytes
 //! ([`client`]), counters of descriptors and threads to compare after a fault ([`counters`]),
-//! the seed article's scenario ([`seed`]) and the external programs some tests drive
-//! ([`tools`]). Each test binary uses `support::*`.
+//! the seed article's scenario ([`seed`]), the external programs some tests drive
+//! ([`tools`]) and another local user to race the relay with ([`privilege`]). Each test
+//! binary uses `support::*`.
 //!
 //! Every helper bounds its waits ([`TIMEOUT`]) and joins its threads when dropped.
 #![allow(dead_code)] // each test binary uses a different subset
@@ -12,6 +13,7 @@ use std::time::Duration;
 pub mod client;
 pub mod counters;
 pub mod go;
+pub mod privilege;
 pub mod process;
 pub mod relays;
 pub mod seed;
@@ -20,7 +22,9 @@ pub mod upstreams;
 
 // Each test binary uses some of these, never all.
 #[allow(unused_imports)]
-pub use {client::*, counters::*, process::*, relays::*, seed::*, tools::*, upstreams::*};
+pub use {
+    client::*, counters::*, privilege::*, process::*, relays::*, seed::*, tools::*, upstreams::*,
+};
 
 /// The longest any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
