@@ -127,3 +127,84 @@ fn a_pid_file_planted_by_another_user_does_not_stop_a_root_relay() {
     drop(relay);
     std::fs::remove_dir_all(&dir).expect("the test removes its directory");
 }
+
+/// Starts the relay with `args` and waits (bounded) until it listens or exits, then stops
+/// it. Whether it listened.
+fn start_and_stop(args: &[&str]) -> bool {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tcprelay");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (send, listened) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = send.send(());
+            }
+        }
+    });
+    let outcome = listened.recv_timeout(TIMEOUT);
+    let _ = child.kill();
+    child.wait().expect("reap tcprelay");
+    reader.join().expect("the stderr reader ends at EOF");
+    outcome.is_ok()
+}
+
+/// The attack of issue 22, item 1: a root relay gives its socket file to `nobody`
+/// (`--socket-owner nobody --socket-mode 0666`) in a directory `nobody` owns, while
+/// `nobody` swaps every socket that appears there for a symbolic link to a root 0600 file.
+/// When the relay set the mode and owner by path after `bind`, its `chmod` and `chown`
+/// landed on the victim in most starts. Now the socket gets them in a private directory and
+/// is renamed into place: across every start, the victim's owner, mode and content hold.
+#[test]
+fn a_racer_swapping_the_socket_path_never_gets_roots_chown_or_chmod() {
+    if !running_as_root("a_racer_swapping_the_socket_path_never_gets_roots_chown_or_chmod") {
+        return;
+    }
+    let dir = test_dir("socket-race");
+    let victim = victim(&dir);
+    let before = state_of(&victim);
+    let shared = dir.join("shared");
+    std::fs::create_dir(&shared).expect("the test makes nobody's directory");
+    give_to_nobody(&shared);
+    let socket = shared.join("relay.sock");
+    // nobody's racer: whenever a socket is at the path, move it away and put a link to the
+    // victim in its place (a failed rename, while there is none, is one quick system call).
+    let moved = shared.join("moved");
+    let racer_script = format!(
+        "while (1) {{ if (rename({socket:?}, {moved:?})) {{ symlink({victim:?}, {socket:?}) }} }}",
+    );
+    let mut racer = as_nobody("perl").args(["-e", &racer_script]).spawn().expect("start the racer");
+    let upstream = Upstream::echo();
+    let listen = format!("unix:{}", socket.display());
+    let upstream_arg = upstream.addr.to_string();
+    let args = ["-l", &listen, "-u", &upstream_arg, "--socket-owner", "nobody"];
+    let args = [&args[..], &["--socket-mode", "0666"]].concat();
+    let (mut starts, mut listened, mut handed_over) = (0, 0, 0);
+    let started = std::time::Instant::now();
+    while starts < 300 && started.elapsed() < std::time::Duration::from_secs(8) {
+        let _ = std::fs::remove_file(&socket); // the link the racer left, for a fresh start
+        starts += 1;
+        listened += usize::from(start_and_stop(&args));
+        if state_of(&victim) != before {
+            handed_over += 1;
+            std::os::unix::fs::chown(&victim, Some(0), Some(0)).expect("give the victim back");
+            std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600))
+                .expect("make the victim 0600 again");
+        }
+    }
+    let _ = racer.kill();
+    let _ = racer.wait();
+    println!("{handed_over} of {starts} starts changed the victim; {listened} listened");
+    assert_eq!(
+        handed_over, 0,
+        "root's chown or chmod reached the victim in {handed_over} of {starts} starts"
+    );
+    assert!(listened > 0, "no start listened: the race was never run");
+    std::fs::remove_dir_all(&dir).expect("the test removes its directory");
+}
