@@ -100,8 +100,12 @@ fn a_pid_file_planted_by_another_user_does_not_stop_a_root_relay() {
     let dir = test_dir("pid-planted");
     let fake = dir.join("tcprelay");
     std::fs::copy("/bin/sleep", &fake).expect("the test copies sleep as a fake tcprelay");
-    let mut fake_relay =
-        as_nobody(fake.to_str().expect("a UTF-8 path")).arg("30").spawn().expect("run the fake");
+    let mut fake_relay = as_nobody(fake.to_str().expect("a UTF-8 path"))
+        .arg("30")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run the fake");
     let pid_path = dir.join("tcprelay.pid");
     std::fs::write(&pid_path, format!("{}\n", fake_relay.id())).expect("plant the pid file");
     give_to_nobody(&pid_path);
@@ -179,7 +183,7 @@ fn a_racer_swapping_the_socket_path_never_gets_roots_chown_or_chmod() {
     let racer_script = format!(
         "while (1) {{ if (rename({socket:?}, {moved:?})) {{ symlink({victim:?}, {socket:?}) }} }}",
     );
-    let mut racer = as_nobody("perl").args(["-e", &racer_script]).spawn().expect("start the racer");
+    let racer = Racer::perl_as_nobody(&racer_script);
     let upstream = Upstream::echo();
     let listen = format!("unix:{}", socket.display());
     let upstream_arg = upstream.addr.to_string();
@@ -198,13 +202,69 @@ fn a_racer_swapping_the_socket_path_never_gets_roots_chown_or_chmod() {
                 .expect("make the victim 0600 again");
         }
     }
-    let _ = racer.kill();
-    let _ = racer.wait();
+    drop(racer);
     println!("{handed_over} of {starts} starts changed the victim; {listened} listened");
     assert_eq!(
         handed_over, 0,
         "root's chown or chmod reached the victim in {handed_over} of {starts} starts"
     );
     assert!(listened > 0, "no start listened: the race was never run");
+    std::fs::remove_dir_all(&dir).expect("the test removes its directory");
+}
+
+/// Issue 22, item 4: a user who can write to the config file's directory swaps the file for
+/// a FIFO and back, in a loop, while the operator reloads. When the relay checked the path's
+/// type and then opened it, an open that met the FIFO blocked the reload for ever, and
+/// `/healthz` went 503 once reloads had taken every admin handler. Now the open does not
+/// block and the opened file is checked: every reload answers, applied or refused naming
+/// the FIFO, and `/healthz` still answers. A FIFO at start-up is refused with exit 2.
+#[test]
+fn a_config_file_swapped_for_a_fifo_never_hangs_a_reload() {
+    if !running_as_root("a_config_file_swapped_for_a_fifo_never_hangs_a_reload") {
+        return;
+    }
+    let dir = test_dir("config-fifo");
+    give_to_nobody(&dir);
+    let upstream = Upstream::echo();
+    let conf = dir.join("relay.conf");
+    let text = format!("admin 127.0.0.1:0\nroute 127.0.0.1:0 -> {}\n", upstream.addr);
+    std::fs::write(&conf, &text).expect("the test writes the config file");
+    let conf_arg = conf.to_str().expect("a UTF-8 temp path");
+    let relay = RelayProcess::start_routes(&["--config", conf_arg], 1, true);
+    let admin = relay.admin.expect("the relay has an admin endpoint");
+
+    // nobody's racer: the config file becomes a FIFO, then a regular file again, in a loop.
+    let (fifo, regular) = (dir.join("fifo"), dir.join("regular"));
+    let racer_script = format!(
+        "use POSIX; while (1) {{ POSIX::mkfifo({fifo:?}, 0644); rename({fifo:?}, {conf:?}); \
+         open(my $f, '>', {regular:?}); print $f {text:?}; close($f); rename({regular:?}, {conf:?}) }}"
+    );
+    let racer = Racer::perl_as_nobody(&racer_script);
+    let (mut applied, mut refused_fifo) = (0, 0);
+    for _ in 0..150 {
+        // Bounded: http_post gives up after TIMEOUT, and the test fails, if a reload hangs.
+        match http_post(admin, "/reload") {
+            (200, _) => applied += 1,
+            (409, body) if body.contains("found a FIFO") => {
+                assert!(body.contains(conf_arg), "the refusal names the file: {body}");
+                refused_fifo += 1;
+            }
+            (status, body) => panic!("reload answered {status}: {body}"),
+        }
+    }
+    drop(racer);
+    println!("150 reloads: {applied} applied, {refused_fifo} refused a FIFO, none hung");
+    assert!(refused_fifo > 0, "the racer never swapped in a FIFO: the race was not run");
+    assert_eq!(http_get(admin, "/healthz").0, 200, "the admin endpoint still answers");
+    drop(relay);
+
+    // At start-up, a FIFO is refused at once: exit 2, naming the file.
+    let _ = std::fs::remove_file(&conf);
+    let made = Command::new("mkfifo").arg(&conf).status().expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", conf.display());
+    let output = run_tcprelay(&["--config", conf_arg]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(conf_arg) && stderr.contains("found a FIFO"), "{stderr}");
     std::fs::remove_dir_all(&dir).expect("the test removes its directory");
 }

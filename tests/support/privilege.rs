@@ -35,3 +35,27 @@ pub fn give_to_nobody(path: &Path) {
     std::os::unix::fs::lchown(path, Some(NOBODY), Some(NOBODY))
         .unwrap_or_else(|e| panic!("the test gives {} to nobody: {e}", path.display()));
 }
+
+/// A process of another user's racing the relay; killed and reaped when dropped, also when
+/// the test fails (else it would spin on, holding the test's output pipes open).
+pub struct Racer(std::process::Child);
+
+impl Racer {
+    /// Runs the Perl `script` as `nobody` (Perl is in every Debian system: `perl-base`).
+    pub fn perl_as_nobody(script: &str) -> Racer {
+        let child = as_nobody("perl")
+            .args(["-e", script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the racer");
+        Racer(child)
+    }
+}
+
+impl Drop for Racer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
