@@ -104,6 +104,10 @@ repeatable ones. DUR is a whole number with a unit: 250ms, 5s, 2m, 1h. BYTES is 
 whole number, optionally with k, m or g (powers of 1024).
 Unix domain sockets: unix:/path as a listen or upstream address.
 Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.
+Signals: tcprelay catches none (the Rust standard library cannot). SIGHUP, SIGUSR1,
+SIGQUIT, SIGTERM and SIGINT end it at once and cut every transfer: reload with
+`tcprelay reload`, stop with `tcprelay drain`, and keep SIGHUP out of logrotate's
+postrotate (docs/operations.md, \"Signals\").
 ",
     );
     text
