@@ -24,31 +24,34 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use crate::net::stream::SocketFile;
 use crate::settings::untrusted_paths::{effective_uid, unpredictable_name};
 
-/// Binds a Unix listener whose socket file appears at `path` with `file`'s mode, owner and
-/// group from its first instant. A file already at `path` is replaced only when it is a
-/// socket nobody listens on (see [`Listener::bind`](crate::net::stream::Listener::bind)).
+/// Binds a Unix listener whose socket file appears at `path` with `mode`, and `owner` and
+/// `group` where given, from its first instant. A file already at `path` is replaced only
+/// when it is a socket nobody listens on (see
+/// [`Listener::bind`](crate::net::stream::Listener::bind)).
 ///
 /// # Errors
 /// `AlreadyExists` or `AddrInUse` naming `path` when something else is there; the OS error
 /// of each step, naming the path and the mode or owner it was setting.
-pub(crate) fn bind_in_place(path: &Path, file: SocketFile) -> io::Result<UnixListener> {
+pub(crate) fn bind_in_place(
+    path: &Path,
+    mode: u32,
+    owner: Option<u32>,
+    group: Option<u32>,
+) -> io::Result<UnixListener> {
     refuse_unless_replaceable(path)?;
     let staging = Staging::create_beside(path)?;
     let staged = staging.socket_path();
     let listener = UnixListener::bind(&staged)?;
-    let mode = file.mode;
     std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode)).map_err(|error| {
         io::Error::new(
             error.kind(),
             format!("cannot set mode {mode:04o} on {}: {error}", path.display()),
         )
     })?;
-    if file.owner.is_some() || file.group.is_some() {
-        std::os::unix::fs::chown(&staged, file.owner, file.group).map_err(|error| {
-            let (owner, group) = (file.owner, file.group);
+    if owner.is_some() || group.is_some() {
+        std::os::unix::fs::chown(&staged, owner, group).map_err(|error| {
             io::Error::new(
                 error.kind(),
                 format!("cannot give {} to uid {owner:?} gid {group:?}: {error}", path.display()),

@@ -335,7 +335,7 @@ impl Drop for Listener {
 /// owner and group of `file` (see [`socket_file`](crate::net::socket_file)).
 #[cfg(unix)]
 fn bind_unix(path: &std::path::Path, file: SocketFile) -> io::Result<Listener> {
-    let listener = crate::net::socket_file::bind_in_place(path, file)?;
+    let listener = crate::net::socket_file::bind_in_place(path, file.mode, file.owner, file.group)?;
     // From here on the file is ours: dropping the listener removes it.
     Ok(Listener::Unix(listener, path.to_path_buf()))
 }
