@@ -44,58 +44,33 @@ pub(crate) fn open_regular_file(path: &Path) -> io::Result<(File, std::fs::Metad
 /// `O_NONBLOCK` on this target (std has no constant for it, and the value differs: Linux
 /// on mips and sparc, the BSDs and macOS, Solaris). Where it is not known here, 0: the open
 /// of a swapped-in FIFO could then block, as before.
-#[cfg(all(
-    any(target_os = "linux", target_os = "android"),
-    any(
+#[cfg(unix)]
+const O_NONBLOCK: i32 = if cfg!(any(target_os = "linux", target_os = "android")) {
+    if cfg!(any(
         target_arch = "mips",
         target_arch = "mips64",
         target_arch = "mips32r6",
         target_arch = "mips64r6"
-    )
-))]
-const O_NONBLOCK: i32 = 0o200;
-#[cfg(all(
-    any(target_os = "linux", target_os = "android"),
-    any(target_arch = "sparc", target_arch = "sparc64")
-))]
-const O_NONBLOCK: i32 = 0x4000;
-#[cfg(all(
-    any(target_os = "linux", target_os = "android"),
-    not(any(
-        target_arch = "mips",
-        target_arch = "mips64",
-        target_arch = "mips32r6",
-        target_arch = "mips64r6",
-        target_arch = "sparc",
-        target_arch = "sparc64"
-    ))
-))]
-const O_NONBLOCK: i32 = 0o4000;
-#[cfg(any(
+    )) {
+        0o200
+    } else if cfg!(any(target_arch = "sparc", target_arch = "sparc64")) {
+        0x4000
+    } else {
+        0o4000
+    }
+} else if cfg!(any(
     target_vendor = "apple",
     target_os = "freebsd",
     target_os = "netbsd",
     target_os = "openbsd",
     target_os = "dragonfly"
-))]
-const O_NONBLOCK: i32 = 0x4;
-#[cfg(any(target_os = "solaris", target_os = "illumos"))]
-const O_NONBLOCK: i32 = 0x80;
-#[cfg(all(
-    unix,
-    not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_vendor = "apple",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-        target_os = "solaris",
-        target_os = "illumos"
-    ))
-))]
-const O_NONBLOCK: i32 = 0;
+)) {
+    0x4
+} else if cfg!(any(target_os = "solaris", target_os = "illumos")) {
+    0x80
+} else {
+    0
+};
 
 /// What a file that is not a regular one is, for messages: "a FIFO", "a directory"...
 pub(crate) fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
@@ -130,6 +105,7 @@ pub(crate) fn unpredictable_name() -> String {
 
 /// The relay's effective user id, from `/proc/self/status` (std has no `geteuid`); `None`
 /// where there is no `/proc` (then the callers say what they check instead).
+#[cfg(unix)]
 pub(crate) fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     // "Uid:\treal\teffective\tsaved\tfilesystem"

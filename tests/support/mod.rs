@@ -13,6 +13,7 @@ use std::time::Duration;
 pub mod client;
 pub mod counters;
 pub mod go;
+#[cfg(unix)]
 pub mod privilege;
 pub mod process;
 pub mod relays;
@@ -21,10 +22,11 @@ pub mod tools;
 pub mod upstreams;
 
 // Each test binary uses some of these, never all.
+#[cfg(unix)]
 #[allow(unused_imports)]
-pub use {
-    client::*, counters::*, privilege::*, process::*, relays::*, seed::*, tools::*, upstreams::*,
-};
+pub use privilege::*;
+#[allow(unused_imports)]
+pub use {client::*, counters::*, process::*, relays::*, seed::*, tools::*, upstreams::*};
 
 /// The longest any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
