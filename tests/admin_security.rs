@@ -175,6 +175,9 @@ fn token_files_that_guard_nothing_are_refused_with_exit_2_naming_the_file() {
     std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("the test creates {}: {e}", dir.display()));
     let cases = [
         ("world-readable", "7f3c9a1e5b2d4f6081a3c5e7f9b1d3e5", 0o644, "chmod o-r"),
+        // Writable by others: whoever can write the token can set it (OpenSSH StrictModes).
+        ("world-writable", "7f3c9a1e5b2d4f6081a3c5e7f9b1d3e5", 0o602, "writable by every user"),
+        ("group-writable", "7f3c9a1e5b2d4f6081a3c5e7f9b1d3e5", 0o620, "writable by its group"),
         ("empty", " \n", 0o600, "empty"),
         ("short", "secret", 0o600, "at least 16"),
     ];
@@ -194,8 +197,59 @@ fn token_files_that_guard_nothing_are_refused_with_exit_2_naming_the_file() {
     let dir_arg = dir.display().to_string();
     let output = run_tcprelay(&["--check", "-l", ":0", "-u", ":1", "--admin-token-file", &dir_arg]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not a regular file"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("expected a regular file, found a directory"), "{stderr}");
     std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("the test removes {}: {e}", dir.display()));
+}
+
+/// `--check` with `file` as the admin token file: its exit code and stderr.
+fn check_token_file(file: &Path) -> (Option<i32>, String) {
+    let file_arg = file.display().to_string();
+    let args = ["--check", "-l", ":0", "-u", ":1", "--admin", ":0", "--admin-token-file"];
+    let output = run_tcprelay(&[&args[..], &[&file_arg]].concat());
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// A 0600 token file that another user owns is refused: that user can rewrite the token
+/// (OpenSSH refuses such an `authorized_keys` too). Root's and our own are accepted.
+#[test]
+fn a_token_file_owned_by_another_user_is_refused() {
+    if !running_as_root("a_token_file_owned_by_another_user_is_refused") {
+        return;
+    }
+    let file = temp_path("nobodys.token");
+    write_file(&file, "7f3c9a1e5b2d4f6081a3c5e7f9b1d3e5", 0o600);
+    assert_eq!(check_token_file(&file).0, Some(0), "root's own 0600 file is accepted");
+    give_to_nobody(&file);
+    let (code, stderr) = check_token_file(&file);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("owned by uid {NOBODY}")), "{stderr}");
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    std::fs::remove_file(&file).expect("the test removes its token file");
+}
+
+/// A Kubernetes Secret volume reaches each key through two symbolic links
+/// (`token -> ..data/token`, `..data -> ..2026_12_07_08_00_00.1`), swapped at once by the
+/// kubelet on an update. The file reached is checked: with `defaultMode: 0440` (0400 plus
+/// an `fsGroup`, which adds group read) it is accepted; the default 0644 is refused.
+#[test]
+fn a_token_in_a_kubernetes_secret_volume_is_checked_through_its_symlinks() {
+    use std::os::unix::fs::symlink;
+    let volume = temp_path("secret-volume");
+    let timestamped = volume.join("..2026_12_07_08_00_00.1");
+    std::fs::create_dir_all(&timestamped).expect("the test makes the volume's directories");
+    symlink("..2026_12_07_08_00_00.1", volume.join("..data")).expect("the ..data link");
+    symlink("..data/token", volume.join("token")).expect("the key's link");
+    let token = volume.join("token");
+    write_file(&timestamped.join("token"), "7f3c9a1e5b2d4f6081a3c5e7f9b1d3e5\n", 0o440);
+    let (code, stderr) = check_token_file(&token);
+    assert_eq!(code, Some(0), "0440 through the links is accepted: {stderr}");
+    std::fs::remove_file(timestamped.join("token")).expect("the test replaces the key");
+    write_file(&timestamped.join("token"), "7f3c9a1e5b2d4f6081a3c5e7f9b1d3e5\n", 0o644);
+    let (code, stderr) = check_token_file(&token);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("readable by every user (mode 0644)"), "{stderr}");
+    std::fs::remove_dir_all(&volume).expect("the test removes the volume");
 }
 
 #[test]

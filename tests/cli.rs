@@ -46,6 +46,27 @@ fn help_goes_to_stdout_and_lists_every_flag_with_defaults() {
     assert!(help.contains("[default: 5s]"));
 }
 
+/// Issue 22, item 17: SIGHUP (a logrotate `postrotate`, an operator used to rinetd or nginx)
+/// ends the relay at once, since std cannot catch it. `--help` says so and names the
+/// commands to use instead, and the operations guide's signals table it points to exists.
+#[test]
+fn help_says_signals_are_not_caught_and_names_reload_and_drain_instead() {
+    let output = run_tcprelay(&["--help"]);
+    let help = String::from_utf8(output.stdout).expect("--help prints UTF-8");
+    for needed in ["catches none", "SIGHUP", "`tcprelay reload`", "`tcprelay drain`", "postrotate"]
+    {
+        assert!(help.contains(needed), "--help does not say {needed:?}:\n{help}");
+    }
+    assert!(help.contains("docs/operations.md, \"Signals\""), "{help}");
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .expect("read docs/operations.md");
+    let section = guide.split("\n### Signals\n").nth(1).expect("operations.md has ### Signals");
+    for signal in ["SIGHUP", "SIGUSR1", "SIGQUIT", "SIGTERM", "SIGINT"] {
+        assert!(section.contains(&format!("`{signal}`")), "the signals table lacks {signal}");
+    }
+    assert!(section.contains("postrotate"), "the signals section gives a logrotate line");
+}
+
 /// `--version` names the version (alone on the first line, for scripts), the commit when
 /// the build was given one (`TCPRELAY_COMMIT`, as `.ci/run` does) and the target.
 #[test]

@@ -358,7 +358,9 @@ fn a_drain_with_a_grace_serves_new_clients_with_healthz_503_then_closes_then_tim
     let admin_arg = admin.to_string();
     let drain = std::thread::spawn(move || run_tcprelay(&["drain", "--admin", &admin_arg]));
     relay.log_line_with("drain requested");
-    // The grace: unready, and still serving new clients.
+    // The grace: unready (the line is written just before the drain begins), and still
+    // serving new clients.
+    assert!(eventually(|| http_get(admin, "/healthz").0 == 503), "/healthz never turned 503");
     assert_eq!(http_get(admin, "/healthz"), (503, "draining\n".to_string()));
     assert_eq!(echo_through(relay.addr, b"during the grace"), b"during the grace");
     // A client loop until the listener closes: every client it got in was served in full.

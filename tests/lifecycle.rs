@@ -378,6 +378,49 @@ fn stdin_that_is_not_a_listening_socket_is_refused_saying_what_to_change() {
     assert!(text(&output.stdout).contains("route stdin -> 127.0.0.1:1"));
 }
 
+/// `tcprelay --listen stdin -u :1` with a socket perl (in every Debian system) made as its
+/// standard input: `PERL` is the code between creating the socket `$s` and handing it over.
+/// Its output once it exits; a relay that is still running after the bounded wait (it took
+/// the socket) is killed, its exit code then `None`.
+fn relay_with_stdin_socket(kind: &str, perl: &str) -> Output {
+    let script = format!(
+        "use Socket; socket(my $s, PF_INET, {kind}, 0) or die $!; {perl} \
+         open(STDIN, '<&', $s) or die $!; exec @ARGV or die $!"
+    );
+    let mut child = std::process::Command::new("perl")
+        .args(["-e", &script, env!("CARGO_BIN_EXE_tcprelay"), "--listen", "stdin", "-u", ":1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("perl runs tcprelay with a socket as stdin");
+    if !eventually(|| child.try_wait().is_ok_and(|status| status.is_some())) {
+        let _ = child.kill();
+    }
+    child.wait_with_output().expect("collect tcprelay's output")
+}
+
+/// Issue 22, item 14: a UDP socket, a TCP socket never bound and one bound but not
+/// listening used to be taken: `listening on 0.0.0.0:0`, then a warning every 10 s while
+/// every client was refused. Each is refused at start with exit 1, naming what was given.
+#[test]
+fn stdin_that_is_udp_unbound_or_not_listening_is_refused_at_start() {
+    let bind = "bind($s, pack_sockaddr_in(0, inet_aton('127.0.0.1'))) or die $!;";
+    let cases = [
+        ("SOCK_DGRAM", bind, "is a UDP (datagram) socket bound to 127.0.0.1:"),
+        ("SOCK_STREAM", "", "is a TCP socket that was never bound (0.0.0.0:0)"),
+        ("SOCK_STREAM", bind, "that does not listen (no listen() call)"),
+    ];
+    for (kind, perl, expected) in cases {
+        let output = relay_with_stdin_socket(kind, perl);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{kind} {perl}: {stderr}");
+        assert!(stderr.contains(expected), "{kind} {perl}: {stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+    }
+    // A listening one is served as before: a_listening_socket_passed_as_stdin_is_served...
+}
+
 #[test]
 fn the_pid_file_is_written_once_listening_guards_against_a_second_relay_and_goes_at_exit() {
     let up = Upstream::echo();

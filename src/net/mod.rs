@@ -6,4 +6,6 @@ pub mod inherited;
 pub mod proxy_protocol;
 pub mod proxy_receive;
 pub mod sni;
+#[cfg(unix)]
+pub(crate) mod socket_file;
 pub mod stream;

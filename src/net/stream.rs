@@ -247,11 +247,10 @@ impl Listener {
     /// a symbolic link), is left alone and the bind fails naming the path: one typo in a
     /// path must never delete data.
     ///
-    /// The mode is set with `chmod` right after `bind`, so for that instant the file has the
-    /// mode the umask gives (std cannot bind under a different umask without `unsafe`). A
-    /// client connecting in that window would be queued and served; where that matters, put
-    /// the socket in a directory only the intended clients may enter (docs/operations.md,
-    /// "Admin security").
+    /// The socket is bound in a private directory next to the path, given its mode, owner
+    /// and group there, and renamed into place: it appears at the path with them, and no
+    /// other user can redirect the `chmod` or `chown` (see
+    /// [`socket_file`](crate::net::socket_file)).
     pub(crate) fn bind(address: &Address, unix: SocketFile) -> io::Result<Listener> {
         match address {
             Address::Tcp(addr) => std::net::TcpListener::bind(addr)
@@ -361,69 +360,13 @@ fn with_low_port_hint(error: io::Error, port: u16) -> io::Error {
     )
 }
 
-/// Binds a Unix listener at `path`, replacing only a stale socket file (see
-/// [`Listener::bind`]), and gives the file its mode, owner and group.
+/// Binds a Unix listener at `path`, replacing only a stale socket file, with the mode,
+/// owner and group of `file` (see [`socket_file`](crate::net::socket_file)).
 #[cfg(unix)]
 fn bind_unix(path: &std::path::Path, file: SocketFile) -> io::Result<Listener> {
-    let mode = file.mode;
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    use std::os::unix::net::UnixListener;
-    let listener = match UnixListener::bind(path) {
-        Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
-            // `symlink_metadata`: a symbolic link is judged itself, never what it points to.
-            let file_type = std::fs::symlink_metadata(path)?.file_type();
-            if !file_type.is_socket() {
-                let what = if file_type.is_file() {
-                    "a regular file"
-                } else if file_type.is_dir() {
-                    "a directory"
-                } else if file_type.is_symlink() {
-                    "a symbolic link"
-                } else {
-                    "not a socket"
-                };
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{} exists and is {what}; only a stale socket is ever replaced, \
-                         so move it away or choose another path",
-                        path.display()
-                    ),
-                ));
-            }
-            match UnixStream::connect(path) {
-                Err(refused) if refused.kind() == io::ErrorKind::ConnectionRefused => {}
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        format!("{} is a socket that another process listens on", path.display()),
-                    ));
-                }
-                Err(_) => return Err(error),
-            }
-            std::fs::remove_file(path)?;
-            UnixListener::bind(path)?
-        }
-        bound => bound?,
-    };
-    // From here on the file is ours: dropping the listener removes it, also on error.
-    let listener = Listener::Unix(listener, path.to_path_buf());
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|error| {
-        io::Error::new(
-            error.kind(),
-            format!("cannot set mode {mode:04o} on {}: {error}", path.display()),
-        )
-    })?;
-    if file.owner.is_some() || file.group.is_some() {
-        std::os::unix::fs::chown(path, file.owner, file.group).map_err(|error| {
-            let (owner, group) = (file.owner, file.group);
-            io::Error::new(
-                error.kind(),
-                format!("cannot give {} to uid {owner:?} gid {group:?}: {error}", path.display()),
-            )
-        })?;
-    }
-    Ok(listener)
+    let listener = crate::net::socket_file::bind_in_place(path, file.mode, file.owner, file.group)?;
+    // From here on the file is ours: dropping the listener removes it.
+    Ok(Listener::Unix(listener, path.to_path_buf()))
 }
 
 /// Connects to a listener at `address` once, to wake a thread blocked in its `accept`

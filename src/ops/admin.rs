@@ -54,6 +54,7 @@ use crate::ops::log::Log;
 use crate::ops::metrics;
 use crate::server::handle::ServerHandle;
 use crate::settings::units::format_duration;
+use crate::settings::untrusted_paths::open_regular_file;
 
 /// How long one admin client may take to send its whole request (and each write of the
 /// answer). curl, Prometheus and systemd send a request in one segment right after the
@@ -120,6 +121,37 @@ pub struct AdminToken {
     secret: Vec<u8>,
 }
 
+/// OpenSSH's `StrictModes` for a token file (see [`AdminToken::read`]): refuses a file other
+/// users can read, one anyone but its owner can write, and one owned by anyone but root or
+/// the relay's effective user (where `/proc` tells it; elsewhere the owner is not checked).
+#[cfg(unix)]
+fn check_token_file_access(file: &Path, metadata: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = file.display();
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(format!(
+            "{shown} is readable by every user (mode {mode:04o}); a token must be secret: \
+             chmod o-r {shown}"
+        ));
+    }
+    if mode & 0o022 != 0 {
+        let who = if mode & 0o002 != 0 { "every user" } else { "its group" };
+        return Err(format!(
+            "{shown} is writable by {who} (mode {mode:04o}); whoever can write the token \
+             can set it: chmod go-w {shown}"
+        ));
+    }
+    let owner = metadata.uid();
+    match crate::settings::untrusted_paths::effective_uid() {
+        Some(relay) if owner != 0 && owner != relay => Err(format!(
+            "{shown} is owned by uid {owner}, who could change the token; it must be owned \
+             by root or by the relay's user (uid {relay})"
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminToken").field("file", &self.file).finish_non_exhaustive()
@@ -130,34 +162,29 @@ impl AdminToken {
     /// Reads the token from `file`: its content with surrounding white space trimmed.
     ///
     /// The file is read once, at start-up (and by `--check`), and must be a regular file of
-    /// at most 4 KiB that other users cannot read (on Unix, no `o+r` bit: a token every local
-    /// user can read guards nothing; group-readable is allowed so a monitoring group can
-    /// share it). The token must be at least 16 visible ASCII characters, no spaces.
+    /// at most 4 KiB. On Unix, the rules of OpenSSH's `StrictModes`: no other user may read
+    /// it (no `o+r`: a token every local user can read guards nothing), nobody but its owner
+    /// may write it (no `g+w`, `o+w`: whoever can write the token can set it), and its owner
+    /// is root or the relay's own user. Group-readable is allowed (`0640 root:monitoring`),
+    /// so a monitoring group can share it. Symbolic links are followed and the file reached
+    /// is checked, as a Kubernetes Secret volume needs (`token -> ..data/token`). The file is
+    /// opened first and the opened file checked, so the path cannot be swapped in between.
+    /// The token must be at least 16 visible ASCII characters, no spaces.
     ///
     /// # Errors
     /// A message naming the file and what is wrong with it.
     pub fn read(file: &Path) -> Result<AdminToken, String> {
         let shown = file.display();
-        // Checked before opening: opening a FIFO with no writer would block for ever.
-        let metadata =
-            std::fs::metadata(file).map_err(|error| format!("cannot read {shown}: {error}"))?;
-        if !metadata.is_file() {
-            return Err(format!("{shown} is not a regular file"));
-        }
+        let (opened, metadata) =
+            open_regular_file(file).map_err(|error| format!("cannot read {shown}: {error}"))?;
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = metadata.permissions().mode() & 0o777;
-            if mode & 0o004 != 0 {
-                return Err(format!(
-                    "{shown} is readable by every user (mode {mode:04o}); a token must be \
-                     secret: chmod o-r {shown}"
-                ));
-            }
-        }
+        check_token_file_access(file, &metadata)?;
+        #[cfg(not(unix))]
+        let _ = metadata;
         let mut text = String::new();
-        std::fs::File::open(file)
-            .and_then(|opened| opened.take(MAX_TOKEN_FILE_BYTES + 1).read_to_string(&mut text))
+        opened
+            .take(MAX_TOKEN_FILE_BYTES + 1)
+            .read_to_string(&mut text)
             .map_err(|error| format!("cannot read {shown}: {error}"))?;
         if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
             return Err(format!("{shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes"));
@@ -472,8 +499,6 @@ impl Admin {
             "/drain" if method == "POST" => {
                 let timeout = format_duration(self.server.drain_timeout());
                 let grace = self.server.drain_grace();
-                // Begun before it is logged: whoever reads the line finds /healthz at 503.
-                self.server.drain();
                 if grace.is_zero() {
                     self.log.info("drain requested", &[("drain_timeout", &timeout)]);
                 } else {
@@ -482,6 +507,8 @@ impl Admin {
                         [("drain_grace", &grace), ("drain_timeout", &timeout)];
                     self.log.info("drain requested", &fields);
                 }
+                // Logged first, so the log tells the drain before the `stopped` lines it causes.
+                self.server.drain();
                 let answer = match grace.is_zero() {
                     true => format!("draining, up to {timeout}\n"),
                     false => format!(

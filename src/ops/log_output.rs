@@ -49,6 +49,7 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use crate::ops::log_time::BsdTime;
+use crate::settings::untrusted_paths::O_NONBLOCK;
 
 /// The shape of each line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -241,16 +242,6 @@ pub fn open_log_file(path: &Path) -> io::Result<File> {
     }
     Ok(file)
 }
-
-/// `O_NONBLOCK`, whose value std does not export: 0o4000 on Linux, except MIPS (0o200);
-/// 4 on the BSDs and macOS. On a regular file it changes nothing; on a FIFO it makes `open`
-/// fail at once instead of waiting for a reader.
-#[cfg(all(target_os = "linux", any(target_arch = "mips", target_arch = "mips64")))]
-const O_NONBLOCK: i32 = 0o200;
-#[cfg(all(target_os = "linux", not(any(target_arch = "mips", target_arch = "mips64"))))]
-const O_NONBLOCK: i32 = 0o4000;
-#[cfg(not(target_os = "linux"))]
-const O_NONBLOCK: i32 = 4;
 
 /// A syslog daemon, reached by datagrams that never wait.
 #[derive(Debug)]

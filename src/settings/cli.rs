@@ -93,7 +93,12 @@ Every option is also a config file key of the same name without the dashes
 repeatable ones. DUR is a whole number with a unit: 250ms, 5s, 2m, 1h. BYTES is a
 whole number, optionally with k, m or g (powers of 1024).
 Unix domain sockets: unix:/path as a listen or upstream address.
-Logs go to stderr, one key=value line per event; one `listening on ADDR` line per route.";
+Logs go to stderr (or --log-file, --syslog), one key=value line per event (or JSON with
+--log-format json); one `listening on ADDR` line per route.
+Signals: tcprelay catches none (the Rust standard library cannot). SIGHUP, SIGUSR1,
+SIGQUIT, SIGTERM and SIGINT end it at once and cut every transfer: reload with
+`tcprelay reload`, stop with `tcprelay drain`, and keep SIGHUP out of logrotate's
+postrotate (docs/operations.md, \"Signals\").";
 
 /// The `--help` text: every flag with its limits and default.
 pub fn help() -> String {

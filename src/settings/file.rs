@@ -46,6 +46,7 @@ use crate::net::address::UNIX_PREFIX;
 use crate::server::ServerConfig;
 use crate::settings::address;
 use crate::settings::config::Config;
+use crate::settings::untrusted_paths::open_regular_file;
 use crate::settings::{self, SETTINGS, Scope, Setting, Value, spelling};
 
 /// The largest config file read: 1 MiB, a thousand times a big real one. Anything larger
@@ -215,8 +216,10 @@ impl FileValue {
 /// Reads and parses the config file at `file`, which must be a regular file of at most
 /// [`MAX_FILE_SIZE`] bytes of UTF-8 text.
 ///
-/// A FIFO, a device or a directory is refused before it is opened: opening a FIFO with no
-/// writer would block forever, and `/dev/zero` never ends.
+/// The file is opened first and what was opened is checked, never the path before opening:
+/// a path swapped for a FIFO in between would block the open for ever (and with it every
+/// later reload). Opened without blocking, a FIFO, a device or a directory is refused, and
+/// the read is bounded, since `/dev/zero` never ends.
 ///
 /// # Errors
 /// A [`ConfigError`] for the first mistake (a byte that is not UTF-8 too, at its line and
@@ -224,49 +227,25 @@ impl FileValue {
 pub fn load(file: &Path) -> Result<FileConfig, ConfigError> {
     let error =
         |message: String| ConfigError { file: file.to_path_buf(), line: 0, column: 0, message };
-    let cannot_read = |e: std::io::Error| error(format!("cannot read the config file: {e}"));
-    let check_kind = |metadata: std::fs::Metadata| {
-        if !metadata.is_file() {
-            let kind = file_kind(&metadata);
-            return Err(error(format!("expected a regular file, found {kind}")));
-        }
-        if metadata.len() > MAX_FILE_SIZE {
-            return Err(error(format!(
-                "expected a config file of at most {MAX_FILE_SIZE} bytes, found {} bytes",
-                metadata.len()
-            )));
-        }
-        Ok(())
-    };
-    // Checked by path first, so that a FIFO is never opened; then again on the open file,
-    // in case the path was swapped in between, and the read is bounded whatever happens.
-    check_kind(std::fs::metadata(file).map_err(cannot_read)?)?;
-    let opened = std::fs::File::open(file).map_err(cannot_read)?;
-    check_kind(opened.metadata().map_err(cannot_read)?)?;
+    let (opened, metadata) = open_regular_file(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => error(e.to_string()),
+        _ => error(format!("cannot read the config file: {e}")),
+    })?;
+    if metadata.len() > MAX_FILE_SIZE {
+        return Err(error(format!(
+            "expected a config file of at most {MAX_FILE_SIZE} bytes, found {} bytes",
+            metadata.len()
+        )));
+    }
     let mut bytes = Vec::new();
-    opened.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes).map_err(cannot_read)?;
+    opened
+        .take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(format!("cannot read the config file: {e}")))?;
     if bytes.len() as u64 > MAX_FILE_SIZE {
         return Err(error(format!("expected a config file of at most {MAX_FILE_SIZE} bytes")));
     }
     parse_bytes(&bytes, file)
-}
-
-fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        let kind = metadata.file_type();
-        if kind.is_fifo() {
-            return "a FIFO";
-        }
-        if kind.is_char_device() || kind.is_block_device() {
-            return "a device";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-    }
-    if metadata.is_dir() { "a directory" } else { "something that is not a regular file" }
 }
 
 /// Parses config file bytes, which must be UTF-8; a byte that is not is reported at its line

@@ -44,6 +44,7 @@ pub mod file;
 pub mod man_page;
 pub(crate) mod spelling;
 pub mod units;
+pub(crate) mod untrusted_paths;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -254,7 +255,7 @@ pub static SETTINGS: &[Setting] = &[
         scope: Scope::Process,
         list: false,
         default: "none",
-        limits: "a regular file, not readable by others, holding 16 to 4096 visible characters",
+        limits: "a regular file owned by root or the relay's user, writable only by its owner, not readable by others, holding 16 to 4096 visible characters",
         help: "every admin request but GET /healthz needs Authorization: Bearer TOKEN, TOKEN \
                being FILE's content; in a config file a relative FILE is relative to it",
         field: Field::Process(

@@ -2,8 +2,9 @@
 //! child process ([`process`]), scriptable upstreams ([`upstreams`]), a client's bytes
 //! ([`client`]), counters of descriptors and threads to compare after a fault ([`counters`]),
 //! scratch directories and log files the relay writes ([`files`]),
-//! the seed article's scenario ([`seed`]) and the external programs some tests drive
-//! ([`tools`]). Each test binary uses `support::*`.
+//! the seed article's scenario ([`seed`]), the external programs some tests drive
+//! ([`tools`]) and another local user to race the relay with ([`privilege`]). Each test
+//! binary uses `support::*`.
 //!
 //! Every helper bounds its waits ([`TIMEOUT`]) and joins its threads when dropped.
 #![allow(dead_code)] // each test binary uses a different subset
@@ -14,6 +15,8 @@ pub mod client;
 pub mod counters;
 pub mod files;
 pub mod go;
+#[cfg(unix)]
+pub mod privilege;
 pub mod process;
 pub mod relays;
 pub mod seed;
@@ -21,6 +24,9 @@ pub mod tools;
 pub mod upstreams;
 
 // Each test binary uses some of these, never all.
+#[cfg(unix)]
+#[allow(unused_imports)]
+pub use privilege::*;
 #[allow(unused_imports)]
 pub use {
     client::*, counters::*, files::*, process::*, relays::*, seed::*, tools::*, upstreams::*,
