@@ -481,6 +481,29 @@ fn lab_explain_pairs_each_event_with_its_go_line() {
     assert_eq!(narration.len(), shown.len(), "{narration:#?}");
 }
 
+/// Lab step 4, first half: the minimal relay (tests/classroom/minimal.rs), the card's shape
+/// before production, between `nc -l` and `nc -N`: both directions, then the client's
+/// Ctrl-D passed on, A's `nc` ending at that EOF, and its EOF passed back so C ends too.
+#[test]
+#[ignore = "needs nc: apt-get install netcat-openbsd"]
+fn lab_minimal_relay_carries_both_ways_and_passes_each_eof_on() {
+    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
+    let mut seat = Seat::default();
+    let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
+    seat.u = upstream.listening_port();
+    let mut relay = Terminal::run("target/lab/minimal 127.0.0.1:$P 127.0.0.1:$U", &seat);
+    seat.p = relay.listening_port();
+    let mut client = Terminal::run("nc -N 127.0.0.1 $P", &seat);
+
+    client.type_line(b"hello\n");
+    assert_eq!(text(&upstream.output_until(6)), "hello\n");
+    upstream.type_line(b"hi\n");
+    assert_eq!(text(&client.output_until(3)), "hi\n");
+    client.end_input(); // Ctrl-D: nc -N half-closes; the relay passes it on to A
+    assert_eq!(upstream.output_to_end(WAIT).map(|b| text(&b)), Some(String::new()), "A ends");
+    assert_eq!(client.output_to_end(WAIT).map(|b| text(&b)), Some(String::new()), "C ends");
+}
+
 /// Lab step 7: a relay that looks at the client's first line with `peek`
 /// (Rust) or `bufio.Reader.Peek` (Go) prints it and still forwards it; one
 /// that `read`s it prints it and loses it; `replay` reads and gives it back.
@@ -737,7 +760,9 @@ fn room() -> &'static Path {
             .iter()
             .map(|program| (go_programs().join(program), lab.join(program)))
             .collect();
-        links.push((classroom_programs().join("first_bytes"), lab.join("first_bytes")));
+        for program in ["first_bytes", "minimal"] {
+            links.push((classroom_programs().join(program), lab.join(program)));
+        }
         links.push((PathBuf::from(env!("CARGO_BIN_EXE_tcprelay")), release.join("tcprelay")));
         // `nc` in the lab's commands is OpenBSD's, found by support::openbsd_nc (nc.openbsd
         // first): a `bin/nc` link to it comes first on the terminals' PATH.
@@ -808,6 +833,7 @@ fn classroom_programs() -> &'static Path {
             ("spawn_cost.rs", "spawn_cost"),
             ("copy_syscalls.rs", "copy_syscalls_rs"),
             ("first_bytes.rs", "first_bytes"),
+            ("minimal.rs", "minimal"),
         ] {
             let mut rustc = Command::new("rustc");
             rustc.current_dir(env!("CARGO_MANIFEST_DIR"));
