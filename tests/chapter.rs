@@ -156,3 +156,17 @@ fn minimal_refuses_a_missing_argument_with_exit_code_2() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(text(&output.stderr).starts_with("usage: minimal LISTEN UPSTREAM"), "{output:?}");
 }
+
+/// The teacher's key answers every "Ask why" of the lab.
+#[test]
+fn every_ask_why_of_the_lab_has_an_answer_in_the_key() {
+    let lab = include_str!("../docs/lab.md");
+    let key = include_str!("../docs/lab/key.md");
+    let questions: Vec<&str> =
+        lab.split("Ask why").skip(1).filter_map(|rest| rest.split(['(', ')']).nth(1)).collect();
+    assert!(questions.len() >= 7, "the lab's questions: {questions:?}");
+    for question in questions {
+        assert!(question.starts_with('Q'), "`Ask why` without its (Qn): {question:?}");
+        assert!(key.contains(&format!("### {question}:")), "docs/lab/key.md has no {question}");
+    }
+}

@@ -129,7 +129,7 @@ pub fn shown(bytes: &[u8]) -> String {
 
 /// Writes all of `bytes`, panicking with the reason if the peer is gone.
 pub fn send(mut stream: &TcpStream, bytes: &[u8]) {
-    stream.write_all(bytes).unwrap_or_else(|e| panic!("write {:?}: {e}", text(bytes)));
+    stream.write_all(bytes).unwrap_or_else(|e| panic!("write {}: {e}", shown(bytes)));
 }
 
 /// Reads exactly `len` bytes or panics, naming `who` and what had arrived.

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub mod client;
 pub mod counters;
 pub mod go;
+pub mod lab;
 pub mod process;
 pub mod relays;
 pub mod seed;
