@@ -170,3 +170,53 @@ fn every_ask_why_of_the_lab_has_an_answer_in_the_key() {
         assert!(key.contains(&format!("### {question}:")), "docs/lab/key.md has no {question}");
     }
 }
+
+/// Every file and every test the classroom docs name in backticks exists: a renamed test or
+/// a moved file makes the doc fail here, not in front of a class.
+#[test]
+fn the_files_and_tests_the_classroom_docs_cite_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = String::new();
+    let mut folders = vec![root.join("src"), root.join("tests"), root.join("docs")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read a source folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).expect("read a source file"));
+            }
+        }
+    }
+    let docs = [
+        ("docs/lab.md", include_str!("../docs/lab.md")),
+        ("docs/go-to-rust.md", include_str!("../docs/go-to-rust.md")),
+        ("docs/lab/key.md", include_str!("../docs/lab/key.md")),
+    ];
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (doc, text) in docs {
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let quoted = quoted.trim_end_matches([':', ',', '.']);
+            let is_path = ["docs/", "tests/", "src/"].iter().any(|top| quoted.starts_with(top))
+                && !quoted.contains([' ', '$', '*'])
+                && !quoted.starts_with("docs/go/mine"); // the student makes it
+            let is_test_name =
+                quoted.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+                    && quoted.matches('_').count() >= 3;
+            if is_path {
+                checked += 1;
+                if !root.join(quoted).exists() {
+                    missing.push(format!("{doc}: the file `{quoted}`"));
+                }
+            } else if is_test_name {
+                checked += 1;
+                if !sources.contains(&format!("fn {quoted}(")) {
+                    missing.push(format!("{doc}: the function `{quoted}`"));
+                }
+            }
+        }
+    }
+    assert!(checked >= 60, "only {checked} names found: is the pattern still right?");
+    assert!(missing.is_empty(), "cited but not found:\n{}", missing.join("\n"));
+}

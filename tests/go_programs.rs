@@ -260,6 +260,7 @@ fn lab_measurement_programs_run() {
     let bins = classroom_programs();
     let threads = run(Command::new(bins.join("spawn_cost")).arg("100"));
     assert!(threads.contains("(std's default stacks): 100 started"), "{threads}");
+    assert!(threads.contains("resident memory grew by"), "measured, on Linux: {threads}");
     let small = run(Command::new(bins.join("spawn_cost")).args(["100", "64"]));
     assert!(small.contains("(64 KiB stacks): 100 started"), "{small}");
     let go_copy = run(Command::new(bins.join("copy_syscalls_go")).arg("4"));
