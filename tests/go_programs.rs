@@ -16,6 +16,8 @@
 //! leaves them out: each is `#[ignore]`d with the tools it needs, and
 //! `cargo test -- --include-ignored` runs them (`.ci/run` always does). Run
 //! without a tool, they fail, saying how to install it.
+// The lab's commands are Unix shell lines (sh -c, process groups, symlinks): Linux and macOS.
+#![cfg(unix)]
 #![forbid(unsafe_code)]
 
 mod support;
@@ -299,17 +301,21 @@ fn lab_strace_shows_go_splices_and_rust_does_not() {
 #[test]
 #[ignore = "needs ss: apt-get install iproute2"]
 fn lab_seat_ports_and_the_preflight_check() {
-    let ports = "P=$((9000 + 2*SEAT)); U=$((P + 1)); echo $P $U";
-    for line in ["P=$((9000 + 2*SEAT))", "U=$((P + 1))"] {
+    let ports = "P=$((9000 + 2*10#$SEAT)); U=$((P + 1)); echo $P $U";
+    for line in ["P=$((9000 + 2*10#$SEAT))", "U=$((P + 1))"] {
         assert_lab_has(line);
     }
+    let ports_of = |seat: &str| {
+        let output = Command::new("bash").args(["-c", ports]).env("SEAT", seat).output();
+        text(&output.expect("run bash").stdout)
+    };
     let mut seen = std::collections::HashSet::new();
     for seat in 1..=30 {
-        let output = Command::new("sh").args(["-c", ports]).env("SEAT", seat.to_string()).output();
-        let output = text(&output.expect("run sh").stdout);
-        for port in output.split_whitespace() {
+        for port in ports_of(&seat.to_string()).split_whitespace() {
             assert!(seen.insert(port.to_string()), "seat {seat}: port {port} is another seat's");
         }
+        // A teacher's list may say 08: the same seat, not an error ("value too great for base").
+        assert_eq!(ports_of(&format!("{seat:02}")), ports_of(&seat.to_string()), "seat {seat:02}");
     }
     assert!(seen.contains("9014") && seen.contains("9015"), "seat 7 has 9014 and 9015");
 
@@ -441,6 +447,25 @@ fn lab_socat_wc_replies_8_only_when_the_proxy_passes_the_eof_on() {
     }
 }
 
+/// Laptops (docs/lab.md): where `nc` has no `-N`, step 3's client is a Python line that
+/// sends, half-closes and prints the reply; behind `correct` it prints wc's `8` as nc does.
+#[test]
+#[ignore = "needs go, socat, python3: apt-get install golang-go socat python3"]
+fn lab_python_client_half_closes_as_nc_n_does() {
+    require_tool("socat", &["-V"], "apt-get install socat");
+    require_tool("python3", &["-V"], "apt-get install python3");
+    let mut seat = Seat::default();
+    let mut upstream = Terminal::run(SOCAT_WC, &seat);
+    seat.u = upstream.listening_port();
+    let mut proxy =
+        Terminal::run("target/lab/correct -listen 127.0.0.1:$P -upstream 127.0.0.1:$U", &seat);
+    seat.p = proxy.listening_port();
+    let mut client = Terminal::run(PYTHON_HALF_CLOSE, &seat);
+    let reply = client.output_to_end(WAIT).map(|out| text(&out));
+    assert_eq!(reply.as_deref(), Some("8\n"), "wc's count, after the Python client's EOF");
+    upstream.stderr_line_with("is at EOF");
+}
+
 /// Lab step 4: `tcprelay --explain --log-level error` between `nc -v -l` and
 /// `nc -N`: every event is told in order, each line fits 100 columns, and
 /// its Go half quotes docs/go/correct/main.go verbatim, as the lab shows.
@@ -548,6 +573,7 @@ const SEED: &str = "target/lab/seed -listen 127.0.0.1:$P -upstream 127.0.0.1:$U"
 /// Lab step 3's upstream: one `wc -c` per connection, its count sent back as the reply.
 const SOCAT_WC: &str = "socat -d -d TCP-LISTEN:$U,bind=127.0.0.1,reuseaddr,fork EXEC:'wc -c'";
 /// Lab step 4's relay.
+const PYTHON_HALF_CLOSE: &str = r#"printf 'request\n' | python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); s.sendall(sys.stdin.buffer.read()); s.shutdown(socket.SHUT_WR); print(s.makefile("rb").read().decode(), end="")' $P"#;
 const TCPRELAY_EXPLAIN: &str = "target/release/tcprelay --explain --log-level error --listen 127.0.0.1:$P --upstream 127.0.0.1:$U";
 
 /// Starts `docs/go/<program> -listen 127.0.0.1:0 -upstream ADDR` and waits
