@@ -472,13 +472,7 @@ fn lab_python_client_half_closes_as_nc_n_does() {
 #[test]
 #[ignore = "needs nc: apt-get install netcat-openbsd"]
 fn lab_explain_pairs_each_event_with_its_go_line() {
-    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
-    let mut seat = Seat::default();
-    let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
-    seat.u = upstream.listening_port();
-    let mut relay = Terminal::run(TCPRELAY_EXPLAIN, &seat);
-    seat.p = relay.listening_port();
-    let mut client = Terminal::run("nc -N 127.0.0.1 $P", &seat);
+    let (mut upstream, mut relay, mut client) = step_4_terminals(TCPRELAY_EXPLAIN);
 
     client.type_line(b"hello\n");
     assert_eq!(text(&upstream.output_until(6)), "hello\n");
@@ -515,13 +509,8 @@ fn lab_explain_pairs_each_event_with_its_go_line() {
 #[test]
 #[ignore = "needs nc: apt-get install netcat-openbsd"]
 fn lab_minimal_relay_carries_both_ways_and_passes_each_eof_on() {
-    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
-    let mut seat = Seat::default();
-    let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
-    seat.u = upstream.listening_port();
-    let mut relay = Terminal::run("target/lab/minimal 127.0.0.1:$P 127.0.0.1:$U", &seat);
-    seat.p = relay.listening_port();
-    let mut client = Terminal::run("nc -N 127.0.0.1 $P", &seat);
+    let (mut upstream, _relay, mut client) = // B runs until the end
+        step_4_terminals("target/lab/minimal 127.0.0.1:$P 127.0.0.1:$U");
 
     client.type_line(b"hello\n");
     assert_eq!(text(&upstream.output_until(6)), "hello\n");
@@ -575,6 +564,19 @@ const SOCAT_WC: &str = "socat -d -d TCP-LISTEN:$U,bind=127.0.0.1,reuseaddr,fork 
 /// Lab step 4's relay.
 const PYTHON_HALF_CLOSE: &str = r#"printf 'request\n' | python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); s.sendall(sys.stdin.buffer.read()); s.shutdown(socket.SHUT_WR); print(s.makefile("rb").read().decode(), end="")' $P"#;
 const TCPRELAY_EXPLAIN: &str = "target/release/tcprelay --explain --log-level error --listen 127.0.0.1:$P --upstream 127.0.0.1:$U";
+
+/// Step 4's three terminals: A `nc -v -l` on `$U`, B `proxy` between `$P` and `$U`, and C
+/// `nc -N` on `$P`, each started once the one before it listens.
+fn step_4_terminals(proxy: &str) -> (Terminal, Terminal, Terminal) {
+    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
+    let mut seat = Seat::default();
+    let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
+    seat.u = upstream.listening_port();
+    let mut relay = Terminal::run(proxy, &seat);
+    seat.p = relay.listening_port();
+    let client = Terminal::run("nc -N 127.0.0.1 $P", &seat);
+    (upstream, relay, client)
+}
 
 /// Starts `docs/go/<program> -listen 127.0.0.1:0 -upstream ADDR` and waits
 /// for its `listening on ADDR` line.

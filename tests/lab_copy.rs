@@ -12,8 +12,8 @@ use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
-use support::lab::{Answers, announce};
-use support::{TIMEOUT, connect, handing_upstream, pattern, read_exactly, send, shown, text};
+use support::lab::{Answers, announce, read_until_eof};
+use support::{Accepted, TIMEOUT, connect, handing_upstream, pattern, read_exactly, send, text};
 
 #[path = "../docs/lab/key/copy_then_shutdown.rs"]
 mod key;
@@ -84,16 +84,6 @@ impl Drop for ExerciseRelay {
     }
 }
 
-/// Reads to EOF or panics with `failure` (and the error, and what had come).
-#[track_caller]
-fn read_until_eof(mut stream: &TcpStream, failure: &str) -> Vec<u8> {
-    let mut received = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut received) {
-        panic!("{failure}: {e}, after {}", shown(&received));
-    }
-    received
-}
-
 #[test]
 fn rust_copy_moves_every_byte_in_order() {
     let (upstream, accepted) = handing_upstream();
@@ -115,12 +105,7 @@ fn rust_copy_passes_the_eof_on() {
     let (upstream, accepted) = handing_upstream();
     let relay = ExerciseRelay::to(upstream.addr);
 
-    let client = connect(relay.addr);
-    send(&client, b"request\n");
-    client.shutdown(Shutdown::Write).expect("half-close the client");
-    let upstream_side = accepted.next("the exercise relay");
-    let request = read_until_eof(&upstream_side, "no EOF reached the upstream");
-    assert_eq!(text(&request), "request\n", "the request should reach the upstream, then EOF");
+    let (client, upstream_side) = request_and_its_eof(&relay, &accepted);
     drop((client, upstream_side, relay));
 }
 
@@ -129,11 +114,7 @@ fn rust_copy_leaves_the_other_direction_open_for_the_reply() {
     let (upstream, accepted) = handing_upstream();
     let relay = ExerciseRelay::to(upstream.addr);
 
-    let client = connect(relay.addr);
-    send(&client, b"request\n");
-    client.shutdown(Shutdown::Write).expect("half-close the client");
-    let upstream_side = accepted.next("the exercise relay");
-    read_until_eof(&upstream_side, "no EOF reached the upstream");
+    let (client, upstream_side) = request_and_its_eof(&relay, &accepted);
 
     // Like wc -c: the answer comes only after the request's EOF, then "that was all".
     send(&upstream_side, b"8\n");
@@ -141,6 +122,18 @@ fn rust_copy_leaves_the_other_direction_open_for_the_reply() {
     let reply = read_until_eof(&client, "no EOF reached the client after the reply");
     assert_eq!(text(&reply), "8\n", "the reply, sent after the half-close, must reach the client");
     drop((client, upstream_side, relay));
+}
+
+/// A client sends a request and half-closes; the upstream must read the request, then
+/// EOF. Returns the client and the upstream's side, both still open the other way.
+fn request_and_its_eof(relay: &ExerciseRelay, accepted: &Accepted) -> (TcpStream, TcpStream) {
+    let client = connect(relay.addr);
+    send(&client, b"request\n");
+    client.shutdown(Shutdown::Write).expect("half-close the client");
+    let upstream_side = accepted.next("the exercise relay");
+    let request = read_until_eof(&upstream_side, "no EOF reached the upstream");
+    assert_eq!(text(&request), "request\n", "the request should reach the upstream, then EOF");
+    (client, upstream_side)
 }
 
 /// The doc comment's last sentence: on an error, wake the other copy. The upstream resets

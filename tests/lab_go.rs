@@ -6,16 +6,13 @@
 
 mod support;
 
-use std::io::Read;
 use std::net::{Shutdown, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use support::go::build_go_program;
-use support::lab::{Answers, announce};
-use support::{
-    RelayProcess, connect, eventually, handing_upstream, read_exactly, send, shown, text,
-};
+use support::lab::{Answers, announce, read_until_eof};
+use support::{RelayProcess, connect, eventually, handing_upstream, read_exactly, send, text};
 
 #[test]
 fn go_exercise_dials_one_upstream_per_client() {
@@ -113,16 +110,6 @@ fn settled_fds(proxy: &RelayProcess, target: usize) -> usize {
         last <= target
     });
     last
-}
-
-/// Reads to EOF or panics with `failure` (and the error, and what had come).
-#[track_caller]
-fn read_until_eof(mut stream: &std::net::TcpStream, failure: &str) -> Vec<u8> {
-    let mut received = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut received) {
-        panic!("{failure}: {e}, after {}", shown(&received));
-    }
-    received
 }
 
 /// Builds the Go exercise (docs/go/mine, or with `LAB=key` the key docs/go/correct) and

@@ -6,11 +6,11 @@
 
 mod support;
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 
-use support::lab::{Answers, announce};
-use support::{TIMEOUT, connect, send, shown, text};
+use support::lab::{Answers, announce, read_until_eof};
+use support::{TIMEOUT, connect, send, text};
 
 #[path = "../docs/lab/key/peek_first_line.rs"]
 mod key;
@@ -35,16 +35,6 @@ fn pair(first_bytes: &[u8]) -> (TcpStream, TcpStream) {
     let (accepted, _) = listener.accept().expect("accept");
     accepted.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
     (client, accepted)
-}
-
-/// Reads to EOF or panics with `failure` (and the error, and what had come).
-#[track_caller]
-fn read_until_eof(mut stream: &TcpStream, failure: &str) -> Vec<u8> {
-    let mut received = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut received) {
-        panic!("{failure}: {e}, after {}", shown(&received));
-    }
-    received
 }
 
 #[test]

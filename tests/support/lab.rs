@@ -3,7 +3,8 @@
 //! mistakes with `LAB=mistake:NAME` (docs/lab/key.md's table, checked by
 //! tests/lab_exercises.sh). The first line each exercise binary prints says which.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Once;
 
 /// Whose answer a test run checks.
@@ -47,4 +48,15 @@ pub fn announce(exercise: &str, mine: &str, key: &str) -> Answers {
         let _ = writeln!(std::io::stderr(), "{line}");
     });
     answers
+}
+
+/// Reads to EOF or panics with `failure` (the exercise's message, which docs/lab.md quotes),
+/// the error, and what had come, capped ([`shown`](super::client::shown)).
+#[track_caller]
+pub fn read_until_eof(mut stream: &TcpStream, failure: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut received) {
+        panic!("{failure}: {e}, after {}", super::client::shown(&received));
+    }
+    received
 }
