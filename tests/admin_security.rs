@@ -2,6 +2,8 @@
 //! a web page in a browser cannot drain the relay, a token guards everything but
 //! `/healthz`, and a Unix admin socket gets the mode asked for. docs/reliability.md's threat
 //! model names these tests.
+// Unix permissions, owners and sockets are what these tests are about.
+#![cfg(unix)]
 #![forbid(unsafe_code)]
 
 mod support;

@@ -16,6 +16,8 @@
 //! leaves them out: each is `#[ignore]`d with the tools it needs, and
 //! `cargo test -- --include-ignored` runs them (`.ci/run` always does). Run
 //! without a tool, they fail, saying how to install it.
+// The lab's commands are Unix shell lines (sh -c, process groups, symlinks): Linux and macOS.
+#![cfg(unix)]
 #![forbid(unsafe_code)]
 
 mod support;
@@ -260,6 +262,7 @@ fn lab_measurement_programs_run() {
     let bins = classroom_programs();
     let threads = run(Command::new(bins.join("spawn_cost")).arg("100"));
     assert!(threads.contains("(std's default stacks): 100 started"), "{threads}");
+    assert!(threads.contains("resident memory grew by"), "measured, on Linux: {threads}");
     let small = run(Command::new(bins.join("spawn_cost")).args(["100", "64"]));
     assert!(small.contains("(64 KiB stacks): 100 started"), "{small}");
     let go_copy = run(Command::new(bins.join("copy_syscalls_go")).arg("4"));
@@ -298,17 +301,21 @@ fn lab_strace_shows_go_splices_and_rust_does_not() {
 #[test]
 #[ignore = "needs ss: apt-get install iproute2"]
 fn lab_seat_ports_and_the_preflight_check() {
-    let ports = "P=$((9000 + 2*SEAT)); U=$((P + 1)); echo $P $U";
-    for line in ["P=$((9000 + 2*SEAT))", "U=$((P + 1))"] {
+    let ports = "P=$((9000 + 2*10#$SEAT)); U=$((P + 1)); echo $P $U";
+    for line in ["P=$((9000 + 2*10#$SEAT))", "U=$((P + 1))"] {
         assert_lab_has(line);
     }
+    let ports_of = |seat: &str| {
+        let output = Command::new("bash").args(["-c", ports]).env("SEAT", seat).output();
+        text(&output.expect("run bash").stdout)
+    };
     let mut seen = std::collections::HashSet::new();
     for seat in 1..=30 {
-        let output = Command::new("sh").args(["-c", ports]).env("SEAT", seat.to_string()).output();
-        let output = text(&output.expect("run sh").stdout);
-        for port in output.split_whitespace() {
+        for port in ports_of(&seat.to_string()).split_whitespace() {
             assert!(seen.insert(port.to_string()), "seat {seat}: port {port} is another seat's");
         }
+        // A teacher's list may say 08: the same seat, not an error ("value too great for base").
+        assert_eq!(ports_of(&format!("{seat:02}")), ports_of(&seat.to_string()), "seat {seat:02}");
     }
     assert!(seen.contains("9014") && seen.contains("9015"), "seat 7 has 9014 and 9015");
 
@@ -440,19 +447,32 @@ fn lab_socat_wc_replies_8_only_when_the_proxy_passes_the_eof_on() {
     }
 }
 
-/// Lab step 4: `tcprelay --explain --log-level warn` between `nc -v -l` and
+/// Laptops (docs/lab.md): where `nc` has no `-N`, step 3's client is a Python line that
+/// sends, half-closes and prints the reply; behind `correct` it prints wc's `8` as nc does.
+#[test]
+#[ignore = "needs go, socat, python3: apt-get install golang-go socat python3"]
+fn lab_python_client_half_closes_as_nc_n_does() {
+    require_tool("socat", &["-V"], "apt-get install socat");
+    require_tool("python3", &["-V"], "apt-get install python3");
+    let mut seat = Seat::default();
+    let mut upstream = Terminal::run(SOCAT_WC, &seat);
+    seat.u = upstream.listening_port();
+    let mut proxy =
+        Terminal::run("target/lab/correct -listen 127.0.0.1:$P -upstream 127.0.0.1:$U", &seat);
+    seat.p = proxy.listening_port();
+    let mut client = Terminal::run(PYTHON_HALF_CLOSE, &seat);
+    let reply = client.output_to_end(WAIT).map(|out| text(&out));
+    assert_eq!(reply.as_deref(), Some("8\n"), "wc's count, after the Python client's EOF");
+    upstream.stderr_line_with("is at EOF");
+}
+
+/// Lab step 4: `tcprelay --explain --log-level error` between `nc -v -l` and
 /// `nc -N`: every event is told in order, each line fits 100 columns, and
 /// its Go half quotes docs/go/correct/main.go verbatim, as the lab shows.
 #[test]
 #[ignore = "needs nc: apt-get install netcat-openbsd"]
 fn lab_explain_pairs_each_event_with_its_go_line() {
-    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
-    let mut seat = Seat::default();
-    let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
-    seat.u = upstream.listening_port();
-    let mut relay = Terminal::run(TCPRELAY_EXPLAIN, &seat);
-    seat.p = relay.listening_port();
-    let mut client = Terminal::run("nc -N 127.0.0.1 $P", &seat);
+    let (mut upstream, mut relay, mut client) = step_4_terminals(TCPRELAY_EXPLAIN);
 
     client.type_line(b"hello\n");
     assert_eq!(text(&upstream.output_until(6)), "hello\n");
@@ -472,13 +492,33 @@ fn lab_explain_pairs_each_event_with_its_go_line() {
     let go_of = |lines: &[String]| -> Vec<String> {
         lines.iter().filter_map(|l| l.split_once("Go: ")).map(|(_, go)| go.to_string()).collect()
     };
-    let shown: Vec<String> = include_str!("../docs/lab.md")
+    let lab = include_str!("../docs/lab.md");
+    let happy_path = &lab[..lab.find("Off the happy path").expect("step 4's off-path part")];
+    let shown: Vec<String> = happy_path
         .lines()
         .filter(|line| line.starts_with("conn 1 ") || line.starts_with("         Go: "))
         .map(str::to_string)
         .collect();
     assert_eq!(go_of(&narration), go_of(&shown), "the narration's Go, and the lab's");
     assert_eq!(narration.len(), shown.len(), "{narration:#?}");
+}
+
+/// Lab step 4, first half: the minimal relay (tests/classroom/minimal.rs), the card's shape
+/// before production, between `nc -l` and `nc -N`: both directions, then the client's
+/// Ctrl-D passed on, A's `nc` ending at that EOF, and its EOF passed back so C ends too.
+#[test]
+#[ignore = "needs nc: apt-get install netcat-openbsd"]
+fn lab_minimal_relay_carries_both_ways_and_passes_each_eof_on() {
+    let (mut upstream, _relay, mut client) = // B runs until the end
+        step_4_terminals("target/lab/minimal 127.0.0.1:$P 127.0.0.1:$U");
+
+    client.type_line(b"hello\n");
+    assert_eq!(text(&upstream.output_until(6)), "hello\n");
+    upstream.type_line(b"hi\n");
+    assert_eq!(text(&client.output_until(3)), "hi\n");
+    client.end_input(); // Ctrl-D: nc -N half-closes; the relay passes it on to A
+    assert_eq!(upstream.output_to_end(WAIT).map(|b| text(&b)), Some(String::new()), "A ends");
+    assert_eq!(client.output_to_end(WAIT).map(|b| text(&b)), Some(String::new()), "C ends");
 }
 
 /// Lab step 7: a relay that looks at the client's first line with `peek`
@@ -522,7 +562,21 @@ const SEED: &str = "target/lab/seed -listen 127.0.0.1:$P -upstream 127.0.0.1:$U"
 /// Lab step 3's upstream: one `wc -c` per connection, its count sent back as the reply.
 const SOCAT_WC: &str = "socat -d -d TCP-LISTEN:$U,bind=127.0.0.1,reuseaddr,fork EXEC:'wc -c'";
 /// Lab step 4's relay.
-const TCPRELAY_EXPLAIN: &str = "target/release/tcprelay --explain --log-level warn --listen 127.0.0.1:$P --upstream 127.0.0.1:$U";
+const PYTHON_HALF_CLOSE: &str = r#"printf 'request\n' | python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); s.sendall(sys.stdin.buffer.read()); s.shutdown(socket.SHUT_WR); print(s.makefile("rb").read().decode(), end="")' $P"#;
+const TCPRELAY_EXPLAIN: &str = "target/release/tcprelay --explain --log-level error --listen 127.0.0.1:$P --upstream 127.0.0.1:$U";
+
+/// Step 4's three terminals: A `nc -v -l` on `$U`, B `proxy` between `$P` and `$U`, and C
+/// `nc -N` on `$P`, each started once the one before it listens.
+fn step_4_terminals(proxy: &str) -> (Terminal, Terminal, Terminal) {
+    openbsd_nc(); // fails with how to install it, unless OpenBSD netcat is there
+    let mut seat = Seat::default();
+    let mut upstream = Terminal::run("nc -v -l 127.0.0.1 $U", &seat);
+    seat.u = upstream.listening_port();
+    let mut relay = Terminal::run(proxy, &seat);
+    seat.p = relay.listening_port();
+    let client = Terminal::run("nc -N 127.0.0.1 $P", &seat);
+    (upstream, relay, client)
+}
 
 /// Starts `docs/go/<program> -listen 127.0.0.1:0 -upstream ADDR` and waits
 /// for its `listening on ADDR` line.
@@ -737,7 +791,9 @@ fn room() -> &'static Path {
             .iter()
             .map(|program| (go_programs().join(program), lab.join(program)))
             .collect();
-        links.push((classroom_programs().join("first_bytes"), lab.join("first_bytes")));
+        for program in ["first_bytes", "minimal"] {
+            links.push((classroom_programs().join(program), lab.join(program)));
+        }
         links.push((PathBuf::from(env!("CARGO_BIN_EXE_tcprelay")), release.join("tcprelay")));
         // `nc` in the lab's commands is OpenBSD's, found by support::openbsd_nc (nc.openbsd
         // first): a `bin/nc` link to it comes first on the terminals' PATH.
@@ -808,6 +864,7 @@ fn classroom_programs() -> &'static Path {
             ("spawn_cost.rs", "spawn_cost"),
             ("copy_syscalls.rs", "copy_syscalls_rs"),
             ("first_bytes.rs", "first_bytes"),
+            ("minimal.rs", "minimal"),
         ] {
             let mut rustc = Command::new("rustc");
             rustc.current_dir(env!("CARGO_MANIFEST_DIR"));

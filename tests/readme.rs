@@ -13,6 +13,8 @@
 //!
 //! The offline build block takes a release build's time, so `.ci/run` runs it (with an
 //! empty `CARGO_HOME` and no network), and a test here checks that it does.
+// The README's blocks run under sh, each in a process group (CommandExt): Unix only.
+#![cfg(unix)]
 #![forbid(unsafe_code)]
 
 mod support;

@@ -4,6 +4,8 @@
 //!
 //! Each scenario puts stand-in `nc` programs (shell scripts that print what the real
 //! flavours print for `-h`) in a scratch directory and searches only that directory.
+// Std has file modes (PermissionsExt) only on Unix; the tools run under sh.
+#![cfg(unix)]
 #![forbid(unsafe_code)]
 
 mod support;

@@ -329,6 +329,12 @@ impl Observer {
         self.explain.eof(id, direction);
     }
 
+    /// A copy ended because the relay had closed both sockets itself (`reason`), not at
+    /// an EOF from its peer.
+    pub fn woken_by_close(&self, id: u64, direction: Direction, reason: CloseReason) {
+        self.explain.woken_by_close(id, direction, reason);
+    }
+
     /// A copy failed; the relay closes both sockets.
     pub fn copy_failed(&self, id: u64, direction: Direction, error: &io::Error) {
         self.explain.copy_failed(id, direction, error);

@@ -173,7 +173,11 @@ impl Connection {
         match self.timers.expired() {
             None => Ok(()),
             Some(reason) => {
-                observer.timer_expired(self.id, reason);
+                // Both copies tick; the one that records the close tells it, once, before
+                // the shutdown wakes the other.
+                if self.record_fault(reason, "") {
+                    observer.timer_expired(self.id, reason);
+                }
                 self.close(reason, "");
                 Err(io::Error::new(io::ErrorKind::TimedOut, reason.name()))
             }
@@ -183,17 +187,31 @@ impl Connection {
     /// Ends the connection early: records why (the first reason wins) and shuts down both
     /// sockets both ways, which wakes any thread blocked on either of them.
     pub fn close(&self, reason: CloseReason, detail: impl fmt::Display) {
-        {
-            let mut fault = self.lock_fault();
-            if fault.is_none() {
-                *fault = Some(Fault { reason, detail: detail.to_string() });
-            }
-        }
+        self.record_fault(reason, detail);
         // Errors here mean "already shut down" or "peer already gone": both are fine.
         let _ = self.client.shutdown(Shutdown::Both);
         if let Some(upstream) = self.upstream.get() {
             let _ = upstream.shutdown(Shutdown::Both);
         }
+    }
+
+    /// Records why the connection is being closed, unless a reason already was; returns
+    /// whether this call recorded it.
+    fn record_fault(&self, reason: CloseReason, detail: impl fmt::Display) -> bool {
+        let mut fault = self.lock_fault();
+        let first = fault.is_none();
+        if first {
+            *fault = Some(Fault { reason, detail: detail.to_string() });
+        }
+        first
+    }
+
+    /// Why the relay closed the connection itself, if it did. A copy whose read returns
+    /// `Ok(0)` after that close was woken by the relay's own `shutdown(Both)`, not by an EOF
+    /// from its peer (TESTING.md, the last trap in std): the fault is recorded before the
+    /// sockets are shut down, so that copy always finds it here.
+    pub fn closed_by_relay(&self) -> Option<CloseReason> {
+        self.lock_fault().as_ref().map(|fault| fault.reason)
     }
 
     /// How the connection ended: the first early close if there was one, else the first EOF.

@@ -54,15 +54,23 @@ pub fn copy_then_close_write(
     let mut source = Source::new(src, connection, direction, observer);
     let mut sink = Sink::new(dst, connection, direction, observer);
     let copied = copy_with_a_buffer_that_follows_the_flow(&mut source, &mut sink, buffer_size);
-    match copied {
-        Ok(_) => {
+    // The relay may have closed the connection already (a timer, the other copy's error, a
+    // stop): then its own shutdown(Both) ended this copy, with an `Ok(0)` that is no EOF
+    // from the peer or an error that is only the echo of that close. Nothing to pass on.
+    match (copied, connection.closed_by_relay()) {
+        (Ok(_), Some(reason)) => observer.woken_by_close(connection.id, direction, reason),
+        (Err(error), Some(reason)) => {
+            observer.woken_by_close(connection.id, direction, reason);
+            connection.close(reason, error);
+        }
+        (Ok(_), None) => {
             connection.record_eof(direction.source_eof());
             // Told first, so the story stays in order: the peer reacts to the shutdown at once.
             observer.eof(connection.id, direction);
             // Fails only if the sink is already shut down or gone; the other copy will see it.
             let _ = dst.shutdown(Shutdown::Write);
         }
-        Err(error) => {
+        (Err(error), None) => {
             let reason =
                 if sink.write_failed { direction.sink_failed() } else { direction.source_failed() };
             observer.copy_failed(connection.id, direction, &error);

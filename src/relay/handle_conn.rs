@@ -1,5 +1,7 @@
 //! The life of one connection, top to bottom: dial → spawn → copy both ways → half-close →
-//! join → close. Read it beside `handleConn` in `docs/go/correct/main.go`, quoted here with
+//! join → close. The card's shape, before production, is `tests/classroom/minimal.rs`
+//! (`cargo run --example minimal`): this function without timeouts, limits or logs, in 68
+//! lines. Read this one beside `handleConn` in `docs/go/correct/main.go`, quoted here with
 //! the Rust that does each line (the names are the Go program's: `conn` is the client, `up`
 //! the upstream, `dst`/`src` the two sides of one copy):
 //!

@@ -10,12 +10,18 @@
 //! conn 1   client sent EOF: shutdown(Write) to upstream       Go: dst.CloseWrite()
 //! ```
 //!
-//! The Go column quotes the program verbatim, one statement (or two consecutive ones, joined
-//! by `; `), so a student can find it with a search; everything that explains goes in the
-//! event text. A line fits a 100-column projector; when an event is too long for that, its
-//! Go goes on the next line, indented. Every Go statement the relay is compared with lives
-//! in this file. When narration is off (the default) each event costs one `bool` test, and
-//! reads pay one only until a copy's first bytes.
+//! The Go column quotes the program verbatim, one line of it per `Go:` (two lines are two
+//! `Go:` lines), so a student can find each with a search; everything that explains goes in
+//! the event text. Every line fits a 100-column projector, whatever an error says: an event
+//! too long for one line is wrapped, and its Go goes below it, indented. Every Go statement
+//! the relay is compared with lives in this file.
+//!
+//! The narration tells what happened, off the happy path too: a copy that ends because the
+//! relay itself shut both sockets down (a timer, the other copy's error, a stop) reads
+//! `Ok(0)`, which looks like the peer's EOF; it is told as the relay's close, with its
+//! reason, never as an EOF (Go's `Close` wakes the reader with an error instead). When
+//! narration is off (the default) each event costs one `bool` test, and reads pay one only
+//! until a copy's first bytes.
 
 use crate::net::address::Address;
 use std::fmt::{self, Display};
@@ -43,15 +49,19 @@ impl Explain {
 
     /// `l.Accept()` returned a client.
     pub fn accepted(&self, id: u64, client: &Address) {
-        self.tell(id, format_args!("accepted a client from {client}"), "conn, err := l.Accept()");
+        self.tell(
+            id,
+            format_args!("accepted a client from {client}"),
+            &["conn, err := l.Accept()"],
+        );
     }
 
-    /// `net.Dial` failed.
+    /// `net.Dial` failed: Go logs it and returns, before any copy or `wg` exists.
     pub fn dial_failed(&self, id: u64, error: &dyn Display) {
         self.tell(
             id,
             format_args!("could not dial the upstream ({error}): closing the client"),
-            "log.Println(\"dial:\", err)",
+            &["log.Println(\"dial:\", err)", "return"],
         );
     }
 
@@ -60,26 +70,46 @@ impl Explain {
         self.tell(
             id,
             format_args!("dialled its own upstream {upstream}"),
-            "c, err := net.Dial(\"tcp\", upstream)",
+            &["c, err := net.Dial(\"tcp\", upstream)"],
         );
     }
 
     /// About to start the second thread; told before the spawn so it comes before anything
     /// the new thread tells.
     pub fn copies_starting(&self, id: u64) {
-        self.tell(id, format_args!("a second thread starts, for client → upstream"), "go func() {");
+        self.tell(
+            id,
+            format_args!("a second thread starts, for client → upstream"),
+            &["go func() {"],
+        );
     }
 
     /// A copy moved its first bytes.
     pub fn first_bytes(&self, id: u64, direction: Direction, count: usize) {
         let (from, to, go_call) = names(direction);
-        self.tell(id, format_args!("first {count} bytes {from} → {to}"), go_call);
+        self.tell(id, format_args!("first {count} bytes {from} → {to}"), &[go_call]);
     }
 
     /// A copy's source finished sending, and the relay half-closed the other socket.
     pub fn eof(&self, id: u64, direction: Direction) {
         let (from, to, _) = names(direction);
-        self.tell(id, format_args!("{from} sent EOF: shutdown(Write) to {to}"), "dst.CloseWrite()");
+        self.tell(
+            id,
+            format_args!("{from} sent EOF: shutdown(Write) to {to}"),
+            &["dst.CloseWrite()"],
+        );
+    }
+
+    /// A copy's read returned `Ok(0)` because the relay had shut both sockets down itself
+    /// (`reason`): not the peer's EOF, so nothing is passed on. Go's `Close` wakes the other
+    /// goroutine's `Read` with an error, which takes the error branch of the same line.
+    pub fn woken_by_close(&self, id: u64, direction: Direction, reason: CloseReason) {
+        let (from, to, _) = names(direction);
+        self.tell(
+            id,
+            format_args!("{from} → {to} ends: the relay closed both sockets ({reason}), no EOF"),
+            &["if _, err := io.Copy(dst, src); err != nil {"],
+        );
     }
 
     /// A copy failed; the relay closes both sockets.
@@ -88,26 +118,48 @@ impl Explain {
         self.tell(
             id,
             format_args!("{from} → {to} failed ({error}): closing both"),
-            "src.Close(); dst.Close()",
+            &["src.Close()", "dst.Close()"],
         );
     }
 
     /// The idle or half-close timer expired. `correct/main.go` has no timers, so there is no
     /// Go statement to show.
     pub fn timer_expired(&self, id: u64, reason: CloseReason) {
-        self.tell(id, format_args!("{reason}: no byte moved in time, closing both"), "");
+        self.tell(id, format_args!("{reason}: no byte moved in time, closing both"), &[]);
     }
 
-    /// Both copies are done and both sockets are about to be closed.
+    /// The connection is over. Told by what ended it: before any copy started (no
+    /// upstream, or no second thread) there is no `wg.Wait()` to quote.
     pub fn closed(&self, id: u64, reason: CloseReason) {
-        self.tell(
-            id,
-            format_args!("both copies done, both sockets closed ({reason})"),
-            "wg.Wait()",
-        );
+        match reason {
+            CloseReason::ConnectFailed => self.tell(
+                id,
+                format_args!("no copy: the client is closed ({reason})"),
+                &["defer conn.Close()"],
+            ),
+            CloseReason::SpawnFailed => self.tell(
+                id,
+                format_args!("no second thread, no copy: both sockets closed ({reason})"),
+                &[],
+            ),
+            CloseReason::Denied
+            | CloseReason::ClientLimit
+            | CloseReason::ProcessLimit
+            | CloseReason::BadProxyHeader
+            | CloseReason::NoRoute => self.tell(
+                id,
+                format_args!("refused, no dial: the client is closed ({reason})"),
+                &[],
+            ),
+            _ => self.tell(
+                id,
+                format_args!("both copies done, both sockets closed ({reason})"),
+                &["wg.Wait()"],
+            ),
+        }
     }
 
-    fn tell(&self, id: u64, what: fmt::Arguments<'_>, go: &str) {
+    fn tell(&self, id: u64, what: fmt::Arguments<'_>, go: &[&str]) {
         if !self.on {
             return;
         }
@@ -119,27 +171,68 @@ impl Explain {
 
 /// The widest line a projector shows: 100 columns.
 const WIDTH: usize = 100;
-/// Where the event text starts: after `conn 1   `.
-const EVENT_COLUMN: usize = 9;
 /// Where the Go column starts, when the event fits before it.
 const GO_COLUMN: usize = 60;
 
 /// One event as it is printed: `conn ID  EVENT  Go: STATEMENT`, on one line when that fits
-/// in [`WIDTH`] columns with the Go at [`GO_COLUMN`], otherwise with the Go on the next
-/// line, indented to the event. An event with no Go statement is printed alone.
-fn layout(id: u64, what: &str, go: &str) -> String {
+/// in [`WIDTH`] columns with the Go at [`GO_COLUMN`], each further Go line below the first.
+/// Otherwise the event is wrapped at [`WIDTH`] (a word longer than a line, such as a long
+/// path, is cut) and each Go line follows on its own line, indented to the event. An event
+/// with no Go statement is printed alone.
+fn layout(id: u64, what: &str, go: &[&str]) -> String {
     let head = format!("conn {id:<3} {what}");
     let head_width = head.chars().count();
-    if go.is_empty() {
-        return format!("{head}\n");
+    let fits_beside = |go: &str| GO_COLUMN + "Go: ".len() + go.chars().count() <= WIDTH;
+    let mut text = String::new();
+    if head_width < GO_COLUMN && go.iter().all(|go| fits_beside(go)) {
+        let mut lines = go.iter();
+        match lines.next() {
+            Some(first) => text.push_str(&format!("{head:GO_COLUMN$}Go: {first}\n")),
+            None => text.push_str(&format!("{head}\n")),
+        }
+        for go in lines {
+            text.push_str(&format!("{:GO_COLUMN$}Go: {go}\n", ""));
+        }
+        return text;
     }
-    let go = format!("Go: {go}");
-    if head_width < GO_COLUMN && GO_COLUMN + go.chars().count() <= WIDTH {
-        let padding = GO_COLUMN - head_width;
-        format!("{head}{:padding$}{go}\n", "")
-    } else {
-        format!("{head}\n{:EVENT_COLUMN$}{go}\n", "")
+    let indent = format!("conn {id:<3} ").chars().count();
+    for line in wrapped(&head, indent) {
+        text.push_str(&line);
+        text.push('\n');
     }
+    for go in go {
+        text.push_str(&format!("{:indent$}Go: {go}\n", ""));
+    }
+    text
+}
+
+/// `text` cut into lines of at most [`WIDTH`] columns at spaces, every line after the first
+/// indented by `indent`; a word too long for a line is cut where the line ends.
+fn wrapped(text: &str, indent: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    let mut width = 0; // of the line being filled
+    let new_line = |lines: &mut Vec<String>| lines.push(" ".repeat(indent));
+    for word in text.split(' ') {
+        let at_line_start = width == 0 || (lines.len() > 1 && width == indent);
+        if !at_line_start {
+            if width + 1 + word.chars().count() <= WIDTH {
+                lines.last_mut().expect("there is always a line").push(' ');
+                width += 1;
+            } else {
+                new_line(&mut lines);
+                width = indent;
+            }
+        }
+        for character in word.chars() {
+            if width == WIDTH {
+                new_line(&mut lines);
+                width = indent;
+            }
+            lines.last_mut().expect("there is always a line").push(character);
+            width += 1;
+        }
+    }
+    lines
 }
 
 /// For a copy: the side it reads, the side it writes, and the call in `correct/main.go` that
@@ -155,12 +248,22 @@ fn names(direction: Direction) -> (&'static str, &'static str, &'static str) {
 mod tests {
     use super::*;
 
+    /// Every line fits [`WIDTH`], and no character of the event is lost to the wrapping.
+    fn assert_fits_and_keeps(text: &str, what: &str) {
+        for line in text.lines() {
+            assert!(line.chars().count() <= WIDTH, "{} columns: {line:?}", line.chars().count());
+        }
+        let kept: String = text.lines().filter(|l| !l.trim_start().starts_with("Go: ")).collect();
+        let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        assert!(squeeze(&kept).ends_with(&squeeze(what)), "{text}");
+    }
+
     #[test]
     fn a_short_event_and_its_go_share_one_line_within_100_columns() {
         let text = layout(
             1,
             "dialled its own upstream 127.0.0.1:9001",
-            "c, err := net.Dial(\"tcp\", upstream)",
+            &["c, err := net.Dial(\"tcp\", upstream)"],
         );
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.chars().count() <= WIDTH + 1, "{text}");
@@ -168,21 +271,44 @@ mod tests {
     }
 
     #[test]
-    fn a_long_event_puts_its_go_on_the_next_line_indented() {
-        let what =
-            "could not dial the upstream (connection refused (os error 111)): closing the client";
-        let text = layout(12, what, "log.Println(\"dial:\", err)");
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines,
-            [format!("conn 12  {what}").as_str(), "         Go: log.Println(\"dial:\", err)"]
+    fn two_go_lines_are_quoted_as_two_lines() {
+        let text = layout(
+            2,
+            "client → upstream failed (x): closing both",
+            &["src.Close()", "dst.Close()"],
         );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].ends_with("Go: src.Close()") && lines[1].ends_with("Go: dst.Close()"));
+        assert_eq!(lines[1].find("Go: "), Some(GO_COLUMN), "{text}");
+    }
+
+    /// The texts the relay really prints when the upstream cannot be dialled: refused (a
+    /// student who forgot to start A), a name that does not resolve, a long Unix path.
+    #[test]
+    fn a_failed_dial_fits_100_columns_whatever_the_error_says() {
+        let long_path =
+            format!("/home/student/tcprelay/target/lab/{}/upstream.sock", "x".repeat(90));
+        let errors = [
+            "cannot connect to 127.0.0.1:9015: Connection refused (os error 111)".to_string(),
+            "cannot resolve upstream.lab.example:9015: failed to lookup address information: \
+             Name or service not known"
+                .to_string(),
+            format!("cannot connect to unix:{long_path}: No such file or directory (os error 2)"),
+        ];
+        for error in errors {
+            let what = format!("could not dial the upstream ({error}): closing the client");
+            let text = layout(12, &what, &["log.Println(\"dial:\", err)", "return"]);
+            assert_fits_and_keeps(&text, &what);
+            let go: Vec<&str> = text.lines().filter(|l| l.contains("Go: ")).collect();
+            assert_eq!(go, ["         Go: log.Println(\"dial:\", err)", "         Go: return"]);
+        }
     }
 
     #[test]
     fn an_event_without_go_is_one_line() {
         assert_eq!(
-            layout(3, "idle_timeout: no byte moved in time, closing both", ""),
+            layout(3, "idle_timeout: no byte moved in time, closing both", &[]),
             "conn 3   idle_timeout: no byte moved in time, closing both\n"
         );
     }

@@ -71,8 +71,8 @@ fn main() -> ExitCode {
     }
     let elapsed = t0.elapsed();
 
-    let rss_grew = status_kib("VmRSS") - rss_before;
-    let virtual_grew = status_kib("VmSize") - virtual_before;
+    let rss_after = status_kib("VmRSS");
+    let virtual_after = status_kib("VmSize");
     release.wait();
     for handle in threads {
         handle.join().expect("the parked threads do not panic");
@@ -83,13 +83,21 @@ fn main() -> ExitCode {
         Some(kib) => format!("{kib} KiB stacks"),
         None => "std's default stacks".to_string(),
     };
+    let each = |before: Option<i64>, after: Option<i64>, what: &str| match (before, after) {
+        (Some(before), Some(after)) => {
+            let grew = after - before;
+            format!("{what} grew by {grew} KiB: {:.1} KiB each", grew as f64 / n_f)
+        }
+        // macOS and Windows have no /proc: say so rather than print a 0 that looks measured.
+        _ => format!("{what}: not measured (no /proc/self/status on this system)"),
+    };
     let report = format!(
         "threads ({stack}): {n} started and parked in {elapsed:.1?}: {:.0} ns each\n\
-         virtual memory grew by {virtual_grew} KiB: {:.1} KiB each (reserved, mostly stack)\n\
-         resident memory grew by {rss_grew} KiB: {:.1} KiB each\n",
+         {} (reserved: stacks, and glibc's malloc arenas)\n\
+         {}\n",
         elapsed.as_nanos() as f64 / n_f,
-        virtual_grew as f64 / n_f,
-        rss_grew as f64 / n_f
+        each(virtual_before, virtual_after, "virtual memory"),
+        each(rss_before, rss_after, "resident memory"),
     );
     // Not println!: it panics when stdout is a closed pipe (`spawn_cost | head -1`).
     if let Err(e) = io::stdout().write_all(report.as_bytes()) {
@@ -99,13 +107,13 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Reads one "Name:   123 kB" line of /proc/self/status (Linux only); 0 if absent.
-fn status_kib(name: &str) -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Reads one "Name:   123 kB" line of /proc/self/status (Linux only); `None` where there
+/// is no such file or line.
+fn status_kib(name: &str) -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
         .filter_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .next()
-        .unwrap_or(0)
 }

@@ -116,9 +116,20 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `bytes` for a failure message: all of them, escaped, if they are few; else the first and
+/// last 32 and how many there were, so a test that received megabytes prints one short line.
+pub fn shown(bytes: &[u8]) -> String {
+    const END: usize = 32;
+    if bytes.len() <= 2 * END {
+        return format!("{:?}", text(bytes));
+    }
+    let (first, last) = (&bytes[..END], &bytes[bytes.len() - END..]);
+    format!("{} bytes: {:?} ... {:?}", bytes.len(), text(first), text(last))
+}
+
 /// Writes all of `bytes`, panicking with the reason if the peer is gone.
 pub fn send(mut stream: &TcpStream, bytes: &[u8]) {
-    stream.write_all(bytes).unwrap_or_else(|e| panic!("write {:?}: {e}", text(bytes)));
+    stream.write_all(bytes).unwrap_or_else(|e| panic!("write {}: {e}", shown(bytes)));
 }
 
 /// Reads exactly `len` bytes or panics, naming `who` and what had arrived.
@@ -128,9 +139,9 @@ pub fn read_exactly(mut stream: &TcpStream, len: usize, who: &str) -> Vec<u8> {
     while received.len() < len {
         let want = (len - received.len()).min(buffer.len());
         match stream.read(&mut buffer[..want]) {
-            Ok(0) => panic!("{who}: EOF after {:?}, expected {len} bytes", text(&received)),
+            Ok(0) => panic!("{who}: EOF after {}, expected {len} bytes", shown(&received)),
             Ok(n) => received.extend_from_slice(&buffer[..n]),
-            Err(e) => panic!("{who}: {e} after {:?}, expected {len} bytes", text(&received)),
+            Err(e) => panic!("{who}: {e} after {}, expected {len} bytes", shown(&received)),
         }
     }
     received
@@ -140,7 +151,7 @@ pub fn read_exactly(mut stream: &TcpStream, len: usize, who: &str) -> Vec<u8> {
 pub fn read_to_eof(mut stream: &TcpStream, who: &str) -> Vec<u8> {
     let mut received = Vec::new();
     if let Err(e) = stream.read_to_end(&mut received) {
-        panic!("{who}: no EOF: {e} after {:?}", text(&received));
+        panic!("{who}: no EOF: {e} after {}", shown(&received));
     }
     received
 }

@@ -47,8 +47,9 @@ func main() {
 }
 
 // handleConn is the life of one connection: dial, copy both ways, wait, close.
-// tcprelay's src/relay.rs is this function in Rust, thread for goroutine, and
-// `tcprelay --explain` prints these lines as they happen.
+// tests/classroom/minimal.rs is this program in Rust, thread for goroutine;
+// tcprelay's src/relay/handle_conn.rs is this function with what production
+// adds, and `tcprelay --explain` prints these lines as they happen.
 func handleConn(conn *net.TCPConn, upstream string) {
 	defer conn.Close() // runs last: after wg.Wait(), when both copies are done
 

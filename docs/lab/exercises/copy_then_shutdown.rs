@@ -1,9 +1,9 @@
 //! Exercise 2 of docs/lab.md: write `copy_then_shutdown`, the Rust twin of
 //! `copyThenCloseWrite` in docs/go/correct/main.go.
 //!
-//! Test it with `LAB=mine cargo test --test lab_exercises rust_copy`. The test relays a
-//! connection through your function, once per direction on two threads, as src/relay/handle_conn.rs
-//! does. Undo with `git checkout docs/lab/exercises`.
+//! Test it with `cargo test --test lab_copy`. The test relays a connection through your
+//! function, once per direction on two threads, as tests/classroom/minimal.rs does. Undo
+//! with `git checkout docs/lab/exercises`.
 
 use std::io;
 use std::net::TcpStream;

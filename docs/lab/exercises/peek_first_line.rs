@@ -1,7 +1,7 @@
 //! The stretch exercise of docs/lab.md: look at a client's first line without taking it,
 //! as SNI routing must look at a TLS ClientHello and still forward all of it.
 //!
-//! Test it with `LAB=mine cargo test --test lab_exercises rust_peek`.
+//! Test it with `cargo test --test lab_peek`.
 
 use std::io;
 use std::net::TcpStream;
