@@ -521,7 +521,7 @@ fn refuse_busy(stream: &Stream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     if admin_http::respond(&mut &*stream, &busy()).is_ok() {
         // Read what already arrived, so closing sends a FIN rather than a reset that could
-        // destroy the answer (see `admin_http::serve_one`); never wait long for more.
+        // destroy the answer (see `admin_http::linger_close`); never wait long for more.
         let _ = stream.shutdown(Shutdown::Write);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
         let _ = (&*stream).read(&mut [0; 4096]);

@@ -7,8 +7,8 @@
 //!   peer resets mid-transfer the count would be lost with the error. We count on the
 //!   writing side, so the log reports bytes that really left through the other socket.
 //! - **record activity** on the connection's shared clock, for the idle timers.
-//! - **turn socket-timeout ticks into timer checks** (see [`crate::timers`] for why a tick
-//!   never loses a byte), and remember whether an error came from writing, so the close
+//! - **turn socket-timeout ticks into timer checks** (see [`crate::relay::timers`] for why a
+//!   tick never loses a byte), and remember whether an error came from writing, so the close
 //!   reason blames the right peer.
 
 use std::io::{self, BufReader, Read, Write};

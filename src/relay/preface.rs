@@ -43,7 +43,7 @@ use crate::settings::access::may_send_proxy_header;
 use crate::settings::config::Config;
 
 /// Relays one accepted client of `listener`'s socket: picks its route, lets it in or closes
-/// it, then hands it to [`handle_conn`]. Every client is counted as accepted once, by the
+/// it, then hands it to [`handle_conn()`]. Every client is counted as accepted once, by the
 /// route it ends up on (see `admit`), and closed exactly once.
 pub fn preface_then_relay(conn: &Arc<Connection>, listener: &Arc<Route>) {
     if let Some(route) = admit(conn, listener) {

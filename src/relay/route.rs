@@ -18,7 +18,8 @@ use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
 use crate::upstream::dial::DialRoom;
 
-/// What the accept loop shares with every connection thread and with [`StopHandle`]s.
+/// What the accept loop shares with every connection thread and with
+/// [`StopHandle`](crate::relay::StopHandle)s.
 #[derive(Debug)]
 pub struct Route {
     pub config: Config,
@@ -40,8 +41,8 @@ pub struct Route {
     pub capacity: Capacity,
     /// The route's `--max-connections-per-client`.
     pub per_client: PerClientLimit,
-    /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
-    /// `accept`.
+    /// The bound address, which [`StopHandle::stop`](crate::relay::StopHandle::stop)
+    /// connects to in order to wake a blocked `accept`.
     pub listen_addr: Address,
     /// On a listener shared by routes with `sni=`, held by the listener's own route: the
     /// others, picked by the server name each client asks for. `None` on every other route.
