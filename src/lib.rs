@@ -63,6 +63,7 @@ pub mod counter;
 #[cfg(test)]
 mod fuzz;
 mod limits;
+mod lock;
 mod net;
 mod ops;
 mod outcome;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::limits::capacity::ProcessSlot;
 use crate::limits::per_client::{ClientKey, PerClientLimit};
+use crate::lock::lock;
 use crate::outcome::CloseReason;
 use crate::relay::connection::Connection;
 
@@ -254,7 +255,7 @@ impl OpenConnections {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update of `State` is a single insert, remove or flag store: a panic cannot
         // leave it half-done, so a poisoned lock is still good to use.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 

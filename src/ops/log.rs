@@ -91,6 +91,7 @@ use std::time::UNIX_EPOCH;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::counter::Counter;
+use crate::lock::lock;
 use crate::ops::log_output::{self, LogFormat, LogOutput, Sinks};
 use crate::ops::log_time::Rfc3339;
 
@@ -253,7 +254,7 @@ pub fn flush(timeout: Duration) -> bool {
             Err(_) => return false,
         }
     }
-    let mut flushed = FLUSHED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut flushed = lock(&FLUSHED);
     while *flushed < mark {
         let left = match deadline {
             Some(at) => at.saturating_duration_since(Instant::now()),
@@ -426,8 +427,8 @@ static FLUSH_DONE: Condvar = Condvar::new();
 pub fn set_output(output: &LogOutput) -> io::Result<()> {
     let sinks = Sinks::open(output)?;
     JSON_LINES.store(output.format == LogFormat::Json, RELAXED);
-    *LOG_FILE.lock().unwrap_or_else(PoisonError::into_inner) = output.file.clone();
-    *SINKS.lock().unwrap_or_else(PoisonError::into_inner) = sinks;
+    *lock(&LOG_FILE) = output.file.clone();
+    *lock(&SINKS) = sinks;
     Ok(())
 }
 
@@ -439,11 +440,11 @@ pub fn set_output(output: &LogOutput) -> io::Result<()> {
 /// Why the path cannot be opened (see [`log_output::open_log_file`]); the lines go on to
 /// the file that was open.
 pub fn reopen() -> io::Result<Option<std::path::PathBuf>> {
-    let Some(path) = LOG_FILE.lock().unwrap_or_else(PoisonError::into_inner).clone() else {
+    let Some(path) = lock(&LOG_FILE).clone() else {
         return Ok(None);
     };
     let file = log_output::open_log_file(&path)?;
-    *REOPENED.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+    *lock(&REOPENED) = Some(file);
     Ok(Some(path))
 }
 
@@ -515,7 +516,7 @@ fn writer_queue() -> Option<&'static SyncSender<Message>> {
     }
     // Threads that log while another starts the writer wait here for as long as creating
     // a thread takes; nothing in here touches the sinks.
-    let mut failed_at = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut failed_at = lock(&STARTING);
     if let Some(queue) = QUEUE.get() {
         return Some(queue);
     }
@@ -595,12 +596,12 @@ fn write_summaries(write: &mut impl FnMut(LogLevel, &str) -> bool) {
 /// The writer's `write`: one line to every sink, taking a reopened log file first. A line
 /// a sink refuses (closed, full disk, a syslogd that does not read) is counted as dropped.
 fn write_line(level: LogLevel, line: &str) -> bool {
-    let mut sinks = SINKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut sinks = lock(&SINKS);
     write_to(&mut sinks, level, line)
 }
 
 fn write_to(sinks: &mut Sinks, level: LogLevel, line: &str) -> bool {
-    if let Some(file) = REOPENED.lock().unwrap_or_else(PoisonError::into_inner).take() {
+    if let Some(file) = lock(&REOPENED).take() {
         sinks.replace_file(file);
     }
     let written = sinks.write(level.syslog_severity(), line);
@@ -612,7 +613,7 @@ fn write_to(sinks: &mut Sinks, level: LogLevel, line: &str) -> bool {
 
 /// Tells waiting [`flush`] calls that the writer has caught up past `mark`.
 fn report_flushed(mark: u64) {
-    let mut flushed = FLUSHED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut flushed = lock(&FLUSHED);
     if *flushed < mark {
         *flushed = mark;
         FLUSH_DONE.notify_all();
@@ -752,7 +753,7 @@ static LIMITER: Mutex<Limiter> = Mutex::new(Limiter { windows: Vec::new() });
 
 /// The limiter, held only to count: nothing is written while it is held.
 fn lock_limiter() -> MutexGuard<'static, Limiter> {
-    LIMITER.lock().unwrap_or_else(PoisonError::into_inner)
+    lock(&LIMITER)
 }
 
 impl Limiter {

@@ -27,11 +27,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::counter::Counter;
 
+use crate::lock::lock;
 use crate::outcome::{CloseReason, Direction};
 
 /// The `Content-Type` of [`render_prometheus`]'s output (text exposition format 0.0.4).
@@ -141,12 +142,12 @@ impl RouteMetrics {
 
     /// The counters of each upstream, in the route's order.
     pub fn upstreams(&self) -> Vec<Arc<UpstreamMetrics>> {
-        self.upstreams.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        lock(&self.upstreams).clone()
     }
 
     /// The route label given to [`RouteMetrics::new`] (or to the last reload).
     pub fn route(&self) -> String {
-        self.route.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        lock(&self.route).clone()
     }
 
     /// After a reload that kept the route's listener: the route's counters go on (they
@@ -154,7 +155,7 @@ impl RouteMetrics {
     /// upstream list becomes `upstreams`. An upstream that stays keeps its counters and its
     /// up or down state; a new one starts from zero, up.
     pub fn reloaded<'a>(&self, route: &str, upstreams: impl IntoIterator<Item = &'a str>) {
-        let mut list = self.upstreams.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list = lock(&self.upstreams);
         let next = upstreams
             .into_iter()
             .map(|upstream| match list.iter().find(|known| known.upstream() == upstream) {
@@ -163,7 +164,7 @@ impl RouteMetrics {
             })
             .collect();
         *list = next;
-        *self.route.lock().unwrap_or_else(PoisonError::into_inner) = route.to_string();
+        *lock(&self.route) = route.to_string();
     }
 
     /// A client connection was accepted: counts it and adds it to the active connections.
@@ -252,7 +253,7 @@ impl RouteMetrics {
 
     fn lock_open_bytes(&self) -> MutexGuard<'_, HashMap<u64, Arc<LiveBytes>>> {
         // A map only ever changed by one insert or remove: a poisoned lock is still good.
-        self.open_bytes.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.open_bytes)
     }
 
     /// The current values, read one counter at a time (not one consistent instant). The

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::counter::Counter;
 
+use crate::lock::lock;
 use crate::net::address::Address;
 use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::{Relay, StopHandle};
@@ -369,7 +370,7 @@ impl Routes {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change of `State` is a push, a drain or a field store: a panic cannot leave
         // it half-done, so a poisoned lock is still good.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
