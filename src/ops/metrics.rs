@@ -433,163 +433,193 @@ impl RouteSnapshot {
 /// Renders every route's counters in the Prometheus text exposition format (version 0.0.4).
 ///
 /// Each metric family appears once, with its `# HELP` and `# TYPE` lines, followed by one
-/// sample per route (and per direction or reason where it has that label), in the order the
-/// routes are given. Route names are escaped as label values. The text ends with a newline.
+/// sample per route (and per upstream, direction or reason where it has that label), in the
+/// order the routes are given. Route names are escaped as label values. The text ends with a
+/// newline. The families, in their order, are `FAMILIES`, below.
 pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
     let mut out = String::new();
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_accepted_total",
-        "counter",
-        "Client connections accepted by the route's listener.",
-        |r| r.accepted,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_active",
-        "gauge",
-        "Client connections accepted and not yet closed.",
-        |r| r.active,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_rejected_limit_total",
-        "counter",
-        "Client connections closed at once because the process held all the connections its OS limits allow (reason process_limit).",
-        |r| r.rejected_limit,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_max",
-        "gauge",
-        "The route's connection limit: max-connections, or less if the process cannot hold that many.",
-        |r| r.max_connections,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connection_limit_waits_total",
-        "counter",
-        "Times the route reached its connection limit and paused accepting; new clients then wait in the backlog.",
-        |r| r.limit_reached,
-    );
-    let name = "tcprelay_connection_limit_wait_seconds_total";
-    write_family_head(
-        &mut out,
-        name,
-        "counter",
-        "Seconds the route's accept loop was paused at its connection limit, added as each slot frees up.",
-    );
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        let micros = route.limit_wait_micros;
-        out.push_str(&format!(
-            "{name}{{route=\"{label}\"}} {}.{:06}\n",
-            micros / 1_000_000,
-            micros % 1_000_000
-        ));
-    }
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_denied_total",
-        "counter",
-        "Client connections closed at once by the allow/deny rules.",
-        |r| r.denied,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_upstream_connect_failures_total",
-        "counter",
-        "Failed attempts to connect to an upstream (one client may cause several).",
-        |r| r.connect_failed,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_dial_local_errors_total",
-        "counter",
-        "Upstream dials that failed on this machine (no descriptors, ports or memory left).",
-        |r| r.dial_local_errors,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_up",
-        "gauge",
-        "1 if the upstream is up (health checks if on, else the last connect), 0 if down.",
-        |u| u64::from(u.up),
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_connections_active",
-        "gauge",
-        "Connections to the upstream open now.",
-        |u| u.active,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_connections_total",
-        "counter",
-        "Connections to the upstream made for clients.",
-        |u| u.connections,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_failures_total",
-        "counter",
-        "Clients' connect attempts to the upstream that failed.",
-        |u| u.failures,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_address_failures_total",
-        "counter",
-        "Addresses of the upstream that failed or did not answer in time.",
-        |u| u.address_failures,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_check_failures_total",
-        "counter",
-        "Failed active health checks of the upstream.",
-        |u| u.check_failures,
-    );
-
-    let name = "tcprelay_bytes_total";
-    write_family_head(&mut out, name, "counter", "Bytes relayed, by direction.");
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        for (direction, bytes) in [
-            ("client_to_upstream", route.bytes_client_to_upstream),
-            ("upstream_to_client", route.bytes_upstream_to_client),
-        ] {
-            out.push_str(&format!(
-                "{name}{{route=\"{label}\",direction=\"{direction}\"}} {bytes}\n"
-            ));
-        }
-    }
-
-    let name = "tcprelay_connections_closed_total";
-    write_family_head(&mut out, name, "counter", "Connections closed, by reason.");
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        for (reason, count) in CloseReason::ALL.iter().zip(route.closed_by_reason) {
-            out.push_str(&format!("{name}{{route=\"{label}\",reason=\"{reason}\"}} {count}\n"));
+    for family in FAMILIES {
+        write_family_head(&mut out, family.name, family.kind, family.help);
+        for route in routes {
+            family.samples.write(&mut out, family.name, route);
         }
     }
     out
 }
+
+/// One metric family of [`render_prometheus`]: its name, type and help, and which samples it
+/// has for each route.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Samples,
+}
+
+/// The samples a [`Family`] has for one route, and the labels beside `route` that tell them
+/// apart.
+enum Samples {
+    /// One sample, labelled by the route alone.
+    Route(fn(&RouteSnapshot) -> u64),
+    /// One sample, a count of microseconds written as seconds with six decimals.
+    RouteSeconds(fn(&RouteSnapshot) -> u64),
+    /// One sample per upstream of the route, labelled `upstream`.
+    Upstream(fn(&UpstreamSnapshot) -> u64),
+    /// The bytes each way, labelled `direction`.
+    Direction,
+    /// The closed connections for each [`CloseReason`], labelled `reason`.
+    Reason,
+}
+
+impl Samples {
+    /// Writes this family's samples for `route`, one line each.
+    fn write(&self, out: &mut String, name: &str, route: &RouteSnapshot) {
+        let label = escape_label_value(&route.route);
+        match self {
+            Samples::Route(value) => {
+                out.push_str(&format!("{name}{{route=\"{label}\"}} {}\n", value(route)));
+            }
+            Samples::RouteSeconds(micros) => {
+                let micros = micros(route);
+                let (seconds, fraction) = (micros / 1_000_000, micros % 1_000_000);
+                out.push_str(&format!("{name}{{route=\"{label}\"}} {seconds}.{fraction:06}\n"));
+            }
+            Samples::Upstream(value) => {
+                for upstream in &route.upstreams {
+                    let upstream_label = escape_label_value(&upstream.upstream);
+                    out.push_str(&format!(
+                        "{name}{{route=\"{label}\",upstream=\"{upstream_label}\"}} {}\n",
+                        value(upstream)
+                    ));
+                }
+            }
+            Samples::Direction => {
+                for (direction, bytes) in [
+                    ("client_to_upstream", route.bytes_client_to_upstream),
+                    ("upstream_to_client", route.bytes_upstream_to_client),
+                ] {
+                    out.push_str(&format!(
+                        "{name}{{route=\"{label}\",direction=\"{direction}\"}} {bytes}\n"
+                    ));
+                }
+            }
+            Samples::Reason => {
+                for (reason, count) in CloseReason::ALL.iter().zip(route.closed_by_reason) {
+                    out.push_str(&format!(
+                        "{name}{{route=\"{label}\",reason=\"{reason}\"}} {count}\n"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Every family [`render_prometheus`] writes, in the order it writes them. A new counter is
+/// one more row here (and a field of [`RouteSnapshot`] or [`UpstreamSnapshot`]).
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "tcprelay_connections_accepted_total",
+        kind: "counter",
+        help: "Client connections accepted by the route's listener.",
+        samples: Samples::Route(|r| r.accepted),
+    },
+    Family {
+        name: "tcprelay_connections_active",
+        kind: "gauge",
+        help: "Client connections accepted and not yet closed.",
+        samples: Samples::Route(|r| r.active),
+    },
+    Family {
+        name: "tcprelay_connections_rejected_limit_total",
+        kind: "counter",
+        help: "Client connections closed at once because the process held all the connections its OS limits allow (reason process_limit).",
+        samples: Samples::Route(|r| r.rejected_limit),
+    },
+    Family {
+        name: "tcprelay_connections_max",
+        kind: "gauge",
+        help: "The route's connection limit: max-connections, or less if the process cannot hold that many.",
+        samples: Samples::Route(|r| r.max_connections),
+    },
+    Family {
+        name: "tcprelay_connection_limit_waits_total",
+        kind: "counter",
+        help: "Times the route reached its connection limit and paused accepting; new clients then wait in the backlog.",
+        samples: Samples::Route(|r| r.limit_reached),
+    },
+    Family {
+        name: "tcprelay_connection_limit_wait_seconds_total",
+        kind: "counter",
+        help: "Seconds the route's accept loop was paused at its connection limit, added as each slot frees up.",
+        samples: Samples::RouteSeconds(|r| r.limit_wait_micros),
+    },
+    Family {
+        name: "tcprelay_connections_denied_total",
+        kind: "counter",
+        help: "Client connections closed at once by the allow/deny rules.",
+        samples: Samples::Route(|r| r.denied),
+    },
+    Family {
+        name: "tcprelay_upstream_connect_failures_total",
+        kind: "counter",
+        help: "Failed attempts to connect to an upstream (one client may cause several).",
+        samples: Samples::Route(|r| r.connect_failed),
+    },
+    Family {
+        name: "tcprelay_dial_local_errors_total",
+        kind: "counter",
+        help: "Upstream dials that failed on this machine (no descriptors, ports or memory left).",
+        samples: Samples::Route(|r| r.dial_local_errors),
+    },
+    Family {
+        name: "tcprelay_upstream_up",
+        kind: "gauge",
+        help: "1 if the upstream is up (health checks if on, else the last connect), 0 if down.",
+        samples: Samples::Upstream(|u| u64::from(u.up)),
+    },
+    Family {
+        name: "tcprelay_upstream_connections_active",
+        kind: "gauge",
+        help: "Connections to the upstream open now.",
+        samples: Samples::Upstream(|u| u.active),
+    },
+    Family {
+        name: "tcprelay_upstream_connections_total",
+        kind: "counter",
+        help: "Connections to the upstream made for clients.",
+        samples: Samples::Upstream(|u| u.connections),
+    },
+    Family {
+        name: "tcprelay_upstream_failures_total",
+        kind: "counter",
+        help: "Clients' connect attempts to the upstream that failed.",
+        samples: Samples::Upstream(|u| u.failures),
+    },
+    Family {
+        name: "tcprelay_upstream_address_failures_total",
+        kind: "counter",
+        help: "Addresses of the upstream that failed or did not answer in time.",
+        samples: Samples::Upstream(|u| u.address_failures),
+    },
+    Family {
+        name: "tcprelay_upstream_check_failures_total",
+        kind: "counter",
+        help: "Failed active health checks of the upstream.",
+        samples: Samples::Upstream(|u| u.check_failures),
+    },
+    Family {
+        name: "tcprelay_bytes_total",
+        kind: "counter",
+        help: "Bytes relayed, by direction.",
+        samples: Samples::Direction,
+    },
+    Family {
+        name: "tcprelay_connections_closed_total",
+        kind: "counter",
+        help: "Connections closed, by reason.",
+        samples: Samples::Reason,
+    },
+];
 
 /// Renders the logger's process-wide counters (see `src/ops/log.rs`), to follow
 /// [`render_prometheus`]'s output: lines dropped because stderr did not keep up, and
@@ -628,44 +658,6 @@ pub fn render_reload_counters(applied: u64, refused: u64) -> String {
     out.push_str(&format!("{name}{{result=\"applied\"}} {applied}\n"));
     out.push_str(&format!("{name}{{result=\"refused\"}} {refused}\n"));
     out
-}
-
-/// Writes a family whose only label is the route: the head, then one sample per route.
-fn write_one_per_route(
-    out: &mut String,
-    routes: &[RouteSnapshot],
-    name: &str,
-    kind: &str,
-    help: &str,
-    value: fn(&RouteSnapshot) -> u64,
-) {
-    write_family_head(out, name, kind, help);
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        out.push_str(&format!("{name}{{route=\"{label}\"}} {}\n", value(route)));
-    }
-}
-
-/// Writes a family labelled by route and upstream: the head, then one sample per upstream.
-fn write_per_upstream(
-    out: &mut String,
-    routes: &[RouteSnapshot],
-    name: &str,
-    kind: &str,
-    help: &str,
-    value: fn(&UpstreamSnapshot) -> u64,
-) {
-    write_family_head(out, name, kind, help);
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        for upstream in &route.upstreams {
-            let upstream_label = escape_label_value(&upstream.upstream);
-            out.push_str(&format!(
-                "{name}{{route=\"{label}\",upstream=\"{upstream_label}\"}} {}\n",
-                value(upstream)
-            ));
-        }
-    }
 }
 
 fn write_family_head(out: &mut String, name: &str, kind: &str, help: &str) {
