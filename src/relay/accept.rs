@@ -115,12 +115,10 @@ impl Relay {
         let listen_addr = &first.listen_addr;
         let connections = &first.connections;
         let mut backoff = AcceptBackoff::default();
-        let upstreams = first.config.upstreams().collect::<Vec<_>>().join(",");
-        first.observer.route_info(
-            "serving",
-            &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &first.config.policy)],
-        );
-        say_sharing_routes_serve(&first);
+        say_serving(&first);
+        for other in first.server_names.iter().flat_map(ServerNames::others) {
+            say_serving(other);
+        }
         current.start_serving(); // the health checks
         if first.max_connections < first.config.max_connections {
             first.observer.max_connections_lowered(first.config.max_connections, &first.capacity);
@@ -308,19 +306,17 @@ impl Relay {
     }
 }
 
-/// Says that the routes sharing this listener (if any) are serving.
-fn say_sharing_routes_serve(route: &Route) {
-    for other in route.server_names.iter().flat_map(ServerNames::others) {
-        let upstreams = other.config.upstreams().collect::<Vec<_>>().join(",");
-        other.observer.route_info(
-            "serving",
-            &[
-                ("listen", &other.listen_addr),
-                ("upstream", &upstreams),
-                ("policy", &other.config.policy),
-            ],
-        );
-    }
+/// Says that `route` is serving: its `serving` line, with where it listens and relays to.
+fn say_serving(route: &Route) {
+    let upstreams = route.config.upstreams().collect::<Vec<_>>().join(",");
+    route.observer.route_info(
+        "serving",
+        &[
+            ("listen", &route.listen_addr),
+            ("upstream", &upstreams),
+            ("policy", &route.config.policy),
+        ],
+    );
 }
 
 /// Stops a [`Relay`] from another thread.
