@@ -36,7 +36,7 @@ pub enum ThreadStage {
     Finished(ThreadRole),
 }
 
-/// Called at each [`ThreadStage`]. The default, [`no_hook`], does nothing. Tests replace it
+/// Called at each [`ThreadStage`]. The default does nothing. Tests replace it
 /// to prove what the relay does when the OS refuses a thread (return an error at
 /// `Spawning`), when a thread panics (panic at `Started`), and how many threads are alive
 /// (count `Started` and `Finished`). Production code has no reason to set it.

@@ -14,16 +14,7 @@
 //! `accepted == active + sum of closed over all reasons`, which the tests check and which
 //! an operator can use to spot a leak.
 //!
-//! ```
-//! use tcprelay::metrics::{render_prometheus, RouteMetrics};
-//!
-//! let web = RouteMetrics::new("web");
-//! web.record_accepted();
-//! web.add_bytes_client_to_upstream(5);
-//! web.record_close(tcprelay::CloseReason::ClientEof);
-//! let text = render_prometheus(&[web.snapshot()]);
-//! assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
-//! ```
+//! The test `the_module_example` at the end of this file runs an example.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -624,11 +615,6 @@ const FAMILIES: &[Family] = &[
 /// Renders the logger's process-wide counters (see `src/ops/log.rs`), to follow
 /// [`render_prometheus`]'s output: lines dropped because stderr did not keep up, and
 /// repeated lines suppressed by the rate limit.
-///
-/// ```
-/// let text = tcprelay::metrics::render_log_counters(3, 0);
-/// assert!(text.contains("\ntcprelay_log_lines_dropped_total 3\n"));
-/// ```
 pub fn render_log_counters(dropped: u64, suppressed: u64) -> String {
     let mut out = String::new();
     for (name, help, value) in [
@@ -908,5 +894,18 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="untrusted_proxy"} 0
         assert_eq!(escape_label_value("say \"hi\""), r#"say \"hi\""#);
         assert_eq!(escape_label_value("two\nlines"), r"two\nlines");
         assert_eq!(escape_label_value("[::1]:8080 ünïcode\t"), "[::1]:8080 ünïcode\t");
+    }
+
+    /// The example the module documentation points to.
+    #[test]
+    fn the_module_example() {
+        use crate::ops::metrics::{RouteMetrics, render_prometheus};
+
+        let web = RouteMetrics::new("web");
+        web.record_accepted();
+        web.add_bytes_client_to_upstream(5);
+        web.record_close(crate::CloseReason::ClientEof);
+        let text = render_prometheus(&[web.snapshot()]);
+        assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
     }
 }

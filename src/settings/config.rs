@@ -137,7 +137,7 @@ pub struct Config {
     /// (`--explain`, for classrooms). Default off.
     pub explain: bool,
     /// Called around the creation of every connection thread; for tests (see
-    /// [`ThreadHook`]). Default: [`no_hook`].
+    /// [`ThreadHook`]). Default: a hook that does nothing.
     pub thread_hook: ThreadHook,
     /// Turns an upstream's `host:port` into addresses. Default [`system_resolver`]; a seam
     /// for tests that need a name with addresses the system does not give (see

@@ -15,15 +15,18 @@ pub mod counters;
 pub mod files;
 pub mod go;
 pub mod process;
+pub mod proxy;
 pub mod relays;
 pub mod seed;
+pub mod tls;
 pub mod tools;
 pub mod upstreams;
 
 // Each test binary uses some of these, never all.
 #[allow(unused_imports)]
 pub use {
-    client::*, counters::*, files::*, process::*, relays::*, seed::*, tools::*, upstreams::*,
+    client::*, counters::*, files::*, process::*, proxy::*, relays::*, seed::*, tls::*, tools::*,
+    upstreams::*,
 };
 
 /// The longest any single wait in a test may take before the test fails.
