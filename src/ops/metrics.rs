@@ -97,13 +97,14 @@ const RELAXED: Ordering = Ordering::Relaxed;
 impl RouteMetrics {
     /// Zeroed counters for the route labelled `route` in the output (its name, or its
     /// listen address when it has none).
-    pub fn new(route: impl Into<String>) -> RouteMetrics {
+    #[cfg(test)]
+    pub(crate) fn new(route: impl Into<String>) -> RouteMetrics {
         RouteMetrics::with_upstreams(route, std::iter::empty::<String>())
     }
 
     /// Zeroed counters for the route labelled `route`, and for each of its upstreams
     /// (labelled as configured, e.g. `app1:80`), every upstream up.
-    pub fn with_upstreams(
+    pub(crate) fn with_upstreams(
         route: impl Into<String>,
         upstreams: impl IntoIterator<Item = impl Into<String>>,
     ) -> RouteMetrics {
@@ -132,11 +133,11 @@ impl RouteMetrics {
     }
 
     /// The counters of each upstream, in the route's order.
-    pub fn upstreams(&self) -> Vec<Arc<UpstreamMetrics>> {
+    pub(crate) fn upstreams(&self) -> Vec<Arc<UpstreamMetrics>> {
         lock(&self.upstreams).clone()
     }
 
-    /// The route label given to [`RouteMetrics::new`] (or to the last reload).
+    /// The route label: its name, else its listen address (as of the last reload).
     pub fn route(&self) -> String {
         lock(&self.route).clone()
     }
@@ -145,7 +146,7 @@ impl RouteMetrics {
     /// count the listener's clients, old and new), under the route's label of now, and the
     /// upstream list becomes `upstreams`. An upstream that stays keeps its counters and its
     /// up or down state; a new one starts from zero, up.
-    pub fn reloaded<'a>(&self, route: &str, upstreams: impl IntoIterator<Item = &'a str>) {
+    pub(crate) fn reloaded<'a>(&self, route: &str, upstreams: impl IntoIterator<Item = &'a str>) {
         let mut list = lock(&self.upstreams);
         let next = upstreams
             .into_iter()
@@ -159,14 +160,14 @@ impl RouteMetrics {
     }
 
     /// A client connection was accepted: counts it and adds it to the active connections.
-    pub fn record_accepted(&self) {
+    pub(crate) fn record_accepted(&self) {
         self.accepted.fetch_add(1);
         self.active.fetch_add(1);
     }
 
     /// An accepted connection is gone: removes it from the active connections and counts
     /// the reason. Call it exactly once per [`record_accepted`](Self::record_accepted).
-    pub fn record_close(&self, reason: CloseReason) {
+    pub(crate) fn record_close(&self, reason: CloseReason) {
         let index = reason.index();
         self.closed_by_reason[index].fetch_add(1);
         // Never wrap below zero: a double close would otherwise show 18446744073709551615
@@ -177,64 +178,64 @@ impl RouteMetrics {
 
     /// A client was closed at once because the whole process held all the connections its
     /// OS limits allow (close reason `process_limit`).
-    pub fn record_rejected_limit(&self) {
+    pub(crate) fn record_rejected_limit(&self) {
         self.rejected_limit.fetch_add(1);
     }
 
     /// The route's connection limit as it applies: `--max-connections`, or less if the
     /// process cannot hold that many.
-    pub fn set_max_connections(&self, max: usize) {
+    pub(crate) fn set_max_connections(&self, max: usize) {
         self.max_connections.set(max as u64);
     }
 
     /// The route reached its connection limit and paused accepting (once per episode).
-    pub fn record_limit_reached(&self) {
+    pub(crate) fn record_limit_reached(&self) {
         self.limit_reached.fetch_add(1);
     }
 
     /// The accept loop was paused at the connection limit for `waited`.
-    pub fn add_limit_wait(&self, waited: Duration) {
+    pub(crate) fn add_limit_wait(&self, waited: Duration) {
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         self.limit_wait_micros.fetch_add(micros);
     }
 
     /// A client was refused by the route's access rules.
-    pub fn record_denied(&self) {
+    pub(crate) fn record_denied(&self) {
         self.denied.fetch_add(1);
     }
 
     /// One attempt to connect to an upstream failed. With several upstreams one client can
     /// cause several failures, so this counts attempts, while the `connect_failed` close
     /// reason counts clients for whom every attempt failed.
-    pub fn record_connect_failed(&self) {
+    pub(crate) fn record_connect_failed(&self) {
         self.connect_failed.fetch_add(1);
     }
 
     /// Dialling an upstream failed for a reason on this machine (out of descriptors, ports
     /// or memory), not the upstream's: counted here, never as an upstream failure.
-    pub fn record_dial_local_error(&self) {
+    pub(crate) fn record_dial_local_error(&self) {
         self.dial_local_errors.fetch_add(1);
     }
 
     /// `bytes` more were written from the client to the upstream.
-    pub fn add_bytes_client_to_upstream(&self, bytes: u64) {
+    pub(crate) fn add_bytes_client_to_upstream(&self, bytes: u64) {
         self.bytes_client_to_upstream.fetch_add(bytes);
     }
 
     /// `bytes` more were written from the upstream to the client.
-    pub fn add_bytes_upstream_to_client(&self, bytes: u64) {
+    pub(crate) fn add_bytes_upstream_to_client(&self, bytes: u64) {
         self.bytes_upstream_to_client.fetch_add(bytes);
     }
 
     /// Connection `id` has started relaying: from now on a scrape adds its bytes so far.
-    pub fn track_bytes(&self, id: u64, bytes: Arc<LiveBytes>) {
+    pub(crate) fn track_bytes(&self, id: u64, bytes: Arc<LiveBytes>) {
         self.lock_open_bytes().insert(id, bytes);
     }
 
     /// Connection `id` closed having delivered these bytes: they move from its own
     /// counter (if it was tracked) to the route's totals, in one step under the lock a
     /// scrape takes, so that no scrape counts them twice or misses them.
-    pub fn add_closed_bytes(&self, id: u64, to_upstream: u64, to_client: u64) {
+    pub(crate) fn add_closed_bytes(&self, id: u64, to_upstream: u64, to_client: u64) {
         let mut open = self.lock_open_bytes();
         open.remove(&id);
         self.add_bytes_client_to_upstream(to_upstream);
