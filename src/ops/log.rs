@@ -14,8 +14,8 @@
 //! A write to a pipe nobody reads blocks forever (a paused `| less`, a stalled journald or
 //! Docker log driver). When connection threads wrote stderr themselves under its lock, one of
 //! them blocked in the write and every other one waited for the lock, each holding its
-//! connection slot: measured, with `--max-connections 500` and an unread stderr the relay
-//! served 835 clients and then no more (64 KiB of pipe, then 500 stuck slots).
+//! connection slot: with an unread stderr, once the pipe's 64 KiB were full the relay
+//! served no one more (measured: docs/benchmarks.md, "Figures the code relies on").
 //!
 //! So no connection thread writes to stderr. One thread, `tcprelay-log`, owns it: it is
 //! started (with `thread::Builder`) by the first line the process logs, and lives as long
@@ -55,8 +55,8 @@
 //!
 //! # Repeated lines are rate-limited
 //!
-//! A storm of refused clients would otherwise be a storm of identical lines (measured:
-//! 20,000 clients refused by `--deny` wrote 2.4 MB of log in 2.4 s). Lines that repeat once
+//! A storm of refused clients would otherwise be a storm of identical lines, megabytes of
+//! log a second (measured: docs/benchmarks.md, "Figures the code relies on"). Lines that repeat once
 //! per refused client or per failure are limited; the normal line of a relayed connection
 //! never is. A line is limited when it is a warning or an error, or a `connection closed`
 //! line whose reason is one of [`REFUSALS`]. Its key is its level and message, plus the
