@@ -180,14 +180,11 @@ pub fn label(listen: &impl Display, config: &Config, shared: bool) -> String {
     if !config.name.is_empty() {
         return config.name.clone();
     }
-    if !shared {
-        return listen.to_string();
+    match (shared, config.server_names.is_empty()) {
+        (false, _) => listen.to_string(),
+        (true, true) => format!("{listen} default"),
+        (true, false) => config.listen_and_names(listen),
     }
-    if config.server_names.is_empty() {
-        return format!("{listen} default");
-    }
-    let names = config.server_names.iter().map(ToString::to_string);
-    format!("{listen} sni={}", names.collect::<Vec<_>>().join(","))
 }
 
 /// What the routes on one listener share (see [`Route::sharing`]).

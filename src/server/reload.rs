@@ -288,11 +288,7 @@ fn differs(running: &Config, config: &Config) -> bool {
 /// A route in the reload's summary: its name and address, or its address alone (and its
 /// server names, on a listener shared by `sni=`).
 fn label(config: &Config, listen: &Address) -> String {
-    let names = config.server_names.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let address = match names.is_empty() {
-        true => listen.to_string(),
-        false => format!("{listen} sni={}", names.join(",")),
-    };
+    let address = config.listen_and_names(listen);
     match config.name.is_empty() {
         true => address,
         false => format!("{}({address})", config.name),

@@ -201,6 +201,17 @@ impl Config {
         }
     }
 
+    /// `listen` followed by the route's server names, if it has any
+    /// (`127.0.0.1:443 sni=a.example.com,*.example.org`): how the routes sharing one
+    /// address are told apart in labels, messages and the reload summary.
+    pub(crate) fn listen_and_names(&self, listen: &impl fmt::Display) -> String {
+        if self.server_names.is_empty() {
+            return listen.to_string();
+        }
+        let names = self.server_names.iter().map(ToString::to_string);
+        format!("{listen} sni={}", names.collect::<Vec<_>>().join(","))
+    }
+
     /// Where the route listens as the config file writes it: `stdin`, or
     /// [`listen_address`](Config::listen_address).
     pub fn listen_text(&self) -> String {

@@ -1039,11 +1039,7 @@ fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, St
 
 /// A route as people know it: its name, else its listen address (and its server names).
 fn route_label(route: &Config) -> String {
-    let names = route.server_names.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let listen = match names.is_empty() {
-        true => route.listen_text(),
-        false => format!("{} sni={}", route.listen_text(), names.join(",")),
-    };
+    let listen = route.listen_and_names(&route.listen_text());
     if route.name.is_empty() { listen } else { format!("{} ({listen})", route.name) }
 }
 
