@@ -84,14 +84,14 @@ use std::io;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread;
 #[cfg(test)]
 use std::time::UNIX_EPOCH;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::counter::Counter;
-use crate::lock::lock;
+use crate::lock::{lock, wait_timeout};
 use crate::ops::log_output::{self, LogFormat, LogOutput, Sinks};
 use crate::ops::log_time::Rfc3339;
 
@@ -263,7 +263,7 @@ pub fn flush(timeout: Duration) -> bool {
         if left.is_zero() {
             return false;
         }
-        flushed = FLUSH_DONE.wait_timeout(flushed, left).unwrap_or_else(PoisonError::into_inner).0;
+        flushed = wait_timeout(&FLUSH_DONE, flushed, left);
     }
     true
 }
