@@ -867,6 +867,58 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="untrusted_proxy"} 0
         assert_eq!(text, expected);
     }
 
+    /// The per-upstream families, each from its own field (distinct values, so a row of
+    /// `FAMILIES` reading the wrong one fails), labelled by route and escaped upstream.
+    #[test]
+    fn renders_each_upstream_family_exactly() {
+        let web = RouteMetrics::new("web");
+        web.reloaded("web", ["a:1", "b\"2"]);
+        let a = &web.upstreams()[0];
+        a.record_connected();
+        a.record_connected();
+        a.record_disconnected();
+        for _ in 0..3 {
+            a.record_failure();
+        }
+        for _ in 0..4 {
+            a.record_address_failure();
+        }
+        for _ in 0..5 {
+            a.record_check_failure();
+        }
+        web.upstreams()[1].set_up(false);
+
+        let text = render_prometheus(&[web.snapshot()]);
+        let start = text.find("# HELP tcprelay_upstream_up").expect("the upstream families");
+        let end = text.find("# HELP tcprelay_bytes_total").expect("the bytes family");
+        let expected = r#"# HELP tcprelay_upstream_up 1 if the upstream is up (health checks if on, else the last connect), 0 if down.
+# TYPE tcprelay_upstream_up gauge
+tcprelay_upstream_up{route="web",upstream="a:1"} 1
+tcprelay_upstream_up{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_connections_active Connections to the upstream open now.
+# TYPE tcprelay_upstream_connections_active gauge
+tcprelay_upstream_connections_active{route="web",upstream="a:1"} 1
+tcprelay_upstream_connections_active{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_connections_total Connections to the upstream made for clients.
+# TYPE tcprelay_upstream_connections_total counter
+tcprelay_upstream_connections_total{route="web",upstream="a:1"} 2
+tcprelay_upstream_connections_total{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_failures_total Clients' connect attempts to the upstream that failed.
+# TYPE tcprelay_upstream_failures_total counter
+tcprelay_upstream_failures_total{route="web",upstream="a:1"} 3
+tcprelay_upstream_failures_total{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_address_failures_total Addresses of the upstream that failed or did not answer in time.
+# TYPE tcprelay_upstream_address_failures_total counter
+tcprelay_upstream_address_failures_total{route="web",upstream="a:1"} 4
+tcprelay_upstream_address_failures_total{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_check_failures_total Failed active health checks of the upstream.
+# TYPE tcprelay_upstream_check_failures_total counter
+tcprelay_upstream_check_failures_total{route="web",upstream="a:1"} 5
+tcprelay_upstream_check_failures_total{route="web",upstream="b\"2"} 0
+"#;
+        assert_eq!(&text[start..end], expected);
+    }
+
     #[test]
     fn no_routes_still_render_the_family_headers() {
         let text = render_prometheus(&[]);
