@@ -8,7 +8,7 @@
 //!     defer conn.Close()                    // Drop of the Connection, after both copies
 //!     c, err := net.Dial("tcp", upstream)   // route.upstreams.dial(connect_timeout, ..)
 //!     if err != nil {
-//!         log.Println("dial:", err)         // conn.close(ConnectFailed, ..)
+//!         log.Println("dial:", err)         // close_early(conn, route, ConnectFailed, ..)
 //!         return
 //!     }
 //!     up := c.(*net.TCPConn)
