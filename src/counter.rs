@@ -35,15 +35,7 @@
 //! and none can panic: a lock poisoned by a panicking thread still holds a valid `u64`, so it
 //! is used as it is.
 //!
-//! ```
-//! use tcprelay::counter::Counter;
-//!
-//! let bytes = Counter::new(0);
-//! bytes.fetch_add(5_000_000_000); // more than a u32 can hold, on every target
-//! assert_eq!(bytes.get(), 5_000_000_000);
-//! assert!(bytes.decrement_unless_zero());
-//! assert_eq!(bytes.get(), 4_999_999_999);
-//! ```
+//! The test `the_module_example` at the end of this file runs an example.
 
 use std::fmt;
 
@@ -213,5 +205,17 @@ mod tests {
             thread.join().expect("adding thread panicked");
         }
         assert_eq!(counter.get(), THREADS * ADDS * (AMOUNT + 1));
+    }
+
+    /// The example the module documentation points to.
+    #[test]
+    fn the_module_example() {
+        use crate::counter::Counter;
+
+        let bytes = Counter::new(0);
+        bytes.fetch_add(5_000_000_000); // more than a u32 can hold, on every target
+        assert_eq!(bytes.get(), 5_000_000_000);
+        assert!(bytes.decrement_unless_zero());
+        assert_eq!(bytes.get(), 4_999_999_999);
     }
 }

@@ -97,7 +97,7 @@ impl CloseReason {
     ];
 
     /// This reason's place in [`CloseReason::ALL`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 

@@ -236,22 +236,6 @@ fn readme_flags_table_matches_help() {
     }
 }
 
-/// The settings tables in README.md and docs/operations.md are the one in src/settings.rs,
-/// word for word, so the docs list every setting with its key, default and range.
-#[test]
-fn docs_hold_the_settings_table() {
-    let table = tcprelay::settings::markdown_table();
-    for (name, doc) in [
-        ("README.md", include_str!("../README.md")),
-        ("docs/operations.md", include_str!("../docs/operations.md")),
-    ] {
-        assert!(
-            doc.contains(&table),
-            "{name} must hold this table (from settings::markdown_table):\n{table}"
-        );
-    }
-}
-
 /// Values out of range are refused when read, exit 2, naming the flag and the value:
 /// each of these once passed and then aborted, panicked or failed every client.
 #[test]

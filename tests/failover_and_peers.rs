@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::*;
 use tcprelay::Config;
-use tcprelay::proxy_protocol::ProxyVersion;
+use tcprelay::ProxyVersion;
 
 #[test]
 fn a_failed_upstream_is_used_again_once_it_comes_back() {
@@ -142,10 +142,7 @@ fn haproxy_accept_proxy_sees_the_real_client() {
 }
 
 /// The counters of the upstream at `addr` on `relay`'s route.
-fn upstream_state(
-    relay: &TestRelay,
-    addr: std::net::SocketAddr,
-) -> tcprelay::metrics::UpstreamSnapshot {
+fn upstream_state(relay: &TestRelay, addr: std::net::SocketAddr) -> tcprelay::UpstreamSnapshot {
     let snapshot = relay.metrics.snapshot();
     snapshot.upstream(&addr.to_string()).expect("a known upstream").clone()
 }

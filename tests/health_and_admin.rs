@@ -237,7 +237,7 @@ fn reload(relay: &RelayProcess) -> String {
 /// A client that asks for `name` and sees its hello echoed back, left open.
 fn client_for(relay: std::net::SocketAddr, name: &str) -> std::net::TcpStream {
     let client = connect(relay);
-    let hello = tcprelay::sni::client_hello(Some(name));
+    let hello = client_hello(Some(name));
     assert_eq!(round_trip(&client, &hello), hello, "the hello for {name} comes back");
     client
 }

@@ -9,7 +9,7 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use support::*;
-use tcprelay::proxy_protocol::{self, ProxyVersion};
+use tcprelay::ProxyVersion;
 use tcprelay::{Config, Policy};
 
 #[test]
@@ -174,7 +174,7 @@ fn assert_proxy_header(version: ProxyVersion, listen: &str) {
         b""
     );
 
-    let mut expected = proxy_protocol::header(
+    let mut expected = proxy_header(
         version,
         client.local_addr().expect("the client socket has a local address"),
         relay.addr,

@@ -9,9 +9,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use support::*;
-use tcprelay::proxy_protocol::{ProxyVersion, header};
-use tcprelay::sni::{NamePattern, client_hello};
-use tcprelay::{AccessRules, Config, ServerConfig};
+use tcprelay::{AccessRules, Config, NamePattern, ProxyVersion, ServerConfig};
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap_or_else(|e| panic!("test address {text}: {e}"))
@@ -46,13 +44,13 @@ fn the_header_address_is_the_client_and_is_passed_upstream_and_never_forwarded()
         let client = connect(relay.addr);
         send_all_and_finish(
             &client,
-            &[header(inbound, source, destination), payload.clone()].concat(),
+            &[proxy_header(inbound, source, destination), payload.clone()].concat(),
         );
         assert_eq!(read_to_eof(&client, "client"), b"", "the recording upstream sends nothing");
         let got = received.recv_timeout(TIMEOUT).expect("the upstream got a connection");
         let got = got.expect("the upstream read to EOF");
         // Exactly: the relay's own header naming the real client, then the client's bytes.
-        let expected = [header(outbound, source, destination), payload].concat();
+        let expected = [proxy_header(outbound, source, destination), payload].concat();
         assert_eq!(got.len(), expected.len(), "{inbound:?} in, {outbound:?} out");
         assert!(got == expected, "{inbound:?} in, {outbound:?} out: bytes differ");
         let metrics = settled(&relay.metrics);
@@ -81,7 +79,7 @@ fn a_client_without_a_valid_header_is_closed_and_never_forwarded() {
 #[test]
 fn a_slow_header_holds_up_no_other_client_and_is_cut_at_the_deadline() {
     let upstream = Upstream::echo();
-    let hello = header(ProxyVersion::V1, addr("192.0.2.2:1"), addr("192.0.2.3:2"));
+    let hello = proxy_header(ProxyVersion::V1, addr("192.0.2.2:1"), addr("192.0.2.3:2"));
     // A minute to send the header: were it read in the accept loop, the quick client
     // below would wait that long (and fail its TIMEOUT-bounded reads).
     let patient = TestRelay::start(Config {
@@ -118,18 +116,16 @@ fn a_slow_header_holds_up_no_other_client_and_is_cut_at_the_deadline() {
 fn allow_and_deny_apply_to_the_address_in_the_header() {
     let upstream = Upstream::echo();
     let mut access = AccessRules::default();
-    access
-        .deny
-        .extend(tcprelay::settings::cidrs("10.0.0.0/8").expect("10.0.0.0/8 is a CIDR block"));
+    access.deny.push("10.0.0.0/8".parse().expect("10.0.0.0/8 is a CIDR block"));
     let relay = TestRelay::start(Config { access, ..accepting_proxy(upstream.addr, None) });
     let to = addr("127.0.0.1:8443");
     // The socket's own address (127.0.0.1) is allowed; the real client 10.0.0.1 is not.
     let denied = connect(relay.addr);
-    write_all(&denied, &header(ProxyVersion::V2, addr("10.0.0.1:5555"), to))
+    write_all(&denied, &proxy_header(ProxyVersion::V2, addr("10.0.0.1:5555"), to))
         .expect("the denied client sends its PROXY header");
     assert_eq!(read_to_eof(&denied, "denied client"), b"");
     let allowed = connect(relay.addr);
-    write_all(&allowed, &header(ProxyVersion::V2, addr("192.0.2.1:5555"), to))
+    write_all(&allowed, &proxy_header(ProxyVersion::V2, addr("192.0.2.1:5555"), to))
         .expect("the allowed client sends its PROXY header");
     assert_eq!(exchange(&allowed, b"let me in"), b"let me in");
     drop(allowed);
@@ -144,7 +140,8 @@ fn logs_name_the_client_from_the_header() {
     let upstream_addr = upstream.addr.to_string();
     let relay = RelayProcess::start(&["-l", ":0", "-u", &upstream_addr, "--accept-proxy"]);
     let client = connect(relay.addr);
-    let proxied = header(ProxyVersion::V1, addr("[2001:db8::5]:6000"), addr("[2001:db8::1]:443"));
+    let proxied =
+        proxy_header(ProxyVersion::V1, addr("[2001:db8::5]:6000"), addr("[2001:db8::1]:443"));
     write_all(&client, &proxied).expect("the client sends its PROXY header");
     assert_eq!(exchange(&client, b"hi"), b"hi");
     drop(client);
@@ -356,7 +353,7 @@ fn sni_and_accept_proxy_together_route_by_name_after_the_header() {
         ..ServerConfig::default()
     });
     let hello = client_hello(Some("a.example"));
-    let proxied = header(ProxyVersion::V2, addr("192.0.2.9:1234"), addr("192.0.2.10:443"));
+    let proxied = proxy_header(ProxyVersion::V2, addr("192.0.2.9:1234"), addr("192.0.2.10:443"));
     client_sends(server.addrs[0], &[proxied, hello.clone()].concat(), Duration::ZERO, &[]);
     let got = to_named
         .recv_timeout(TIMEOUT)

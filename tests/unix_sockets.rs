@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use support::*;
-use tcprelay::proxy_protocol::ProxyVersion;
+use tcprelay::ProxyVersion;
 use tcprelay::{Address, Config};
 
 /// A socket path of its own for each test, in the system's temp dir.

@@ -13,8 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use support::*;
-use tcprelay::proxy_protocol::{ProxyVersion, header};
-use tcprelay::sni::client_hello;
+use tcprelay::ProxyVersion;
 use tcprelay::{AccessRules, Cidr, Config};
 
 fn addr(text: &str) -> SocketAddr {
@@ -22,7 +21,8 @@ fn addr(text: &str) -> SocketAddr {
 }
 
 fn cidrs(text: &str) -> Vec<Cidr> {
-    tcprelay::settings::cidrs(text).unwrap_or_else(|e| panic!("test blocks {text}: {e}"))
+    let block = |piece: &str| piece.parse().unwrap_or_else(|e| panic!("test block {piece}: {e}"));
+    text.split(',').map(block).collect()
 }
 
 /// A route to `upstream` that expects a PROXY header from the senders `proxy-from` names
@@ -38,7 +38,7 @@ fn accepting_proxy_from(upstream: SocketAddr, proxy_from: &str) -> Config {
 
 /// A PROXY v1 header saying the client is `source`.
 fn claiming(source: &str) -> Vec<u8> {
-    header(ProxyVersion::V1, addr(source), addr("198.51.100.1:443"))
+    proxy_header(ProxyVersion::V1, addr(source), addr("198.51.100.1:443"))
 }
 
 // ---------------------------------------------------------------------------------------

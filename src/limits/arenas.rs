@@ -3,9 +3,9 @@
 //! glibc gives threads their own malloc arenas to spare them a shared lock: up to 8 per
 //! core, each reserving 64 MiB of address space (`HEAP_MAX_SIZE`) when a thread first
 //! allocates or frees. The reservation is `PROT_NONE`, so it costs no memory and no commit
-//! charge, but `RLIMIT_AS` (`ulimit -v`) counts it. Measured on this 2-core machine,
-//! before this cap: under `ulimit -v 400000` the relay held only 7 connections, under
-//! `ulimit -v 1000000` 72, and below 200 MB malloc failed and std aborted the process.
+//! charge, but `RLIMIT_AS` (`ulimit -v`) counts it: before this cap, a relay under a
+//! modest `ulimit -v` held only a handful of connections, and under a tight one malloc
+//! failed and std aborted the process (the figures: docs/benchmarks.md, "Figures the code relies on").
 //!
 //! The options, measured or weighed:
 //!
@@ -21,8 +21,8 @@
 //!   address space is limited and the operator did not choose an arena limit: elsewhere
 //!   arenas cost nothing that binds. One arena means one malloc lock for every thread;
 //!   connection threads allocate only when a connection starts and ends (tcache takes most
-//!   of that without the lock), never while copying, so it is not on the data path.
-//!   Measured: 400 idle connections in 71 MB of address space (VmSize, `ulimit -v 400000`).
+//!   of that without the lock), never while copying, so it is not on the data path. With
+//!   it, hundreds of idle connections fit where a handful did (the same section).
 //! - Counting every arena malloc may create in the budget ([`reserve`]): what the cap does
 //!   whenever the arenas are not bounded (an embedder's process, a failed re-exec), so even
 //!   then nothing aborts; it just fits far fewer connections.

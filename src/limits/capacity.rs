@@ -17,11 +17,11 @@
 //! instead of failing `accept` or a dial with `EMFILE`. A cgroup v2 `memory.max` bounds
 //! resident memory (the OOM killer, not an abort), and is folded in too.
 //!
-//! What one connection costs, measured on Linux 6.18 x86_64, glibc 2.36, Rust 1.95
-//! (VmSize and `/proc/PID/maps` with 100 and 300 idle connections, `MALLOC_ARENA_MAX=1`):
-//! 164 KiB of address space with 64 KiB stacks (292 KiB with `--buffer-size 64k`), 8.3
-//! maps, 2 descriptors, 2 threads, and 36 KiB resident. docs/operations.md, "Sizing under
-//! memory limits", has the table and what to set.
+//! What one connection costs is counted from its parts (two stacks with their guard pages
+//! and signal stacks, its heap, its buffers), each rounded up from what was measured, so
+//! the cap errs towards fewer connections; the measured figures and how they were taken are
+//! in docs/benchmarks.md, "Figures the code relies on", and docs/operations.md, "Sizing under memory limits", has
+//! the table and what to set.
 //!
 //! glibc's malloc arenas are the big item: each reserves 64 MiB of address space, and a
 //! thread's first allocation may create one (up to 8 per core). The binary bounds them by
@@ -38,14 +38,16 @@ use crate::limits::proc_limits::soft_limit;
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
-/// Memory maps per connection, rounded up from the measured 8.3: per thread its stack, the
-/// stack's guard page, the signal stack and its guard page.
+/// Memory maps per connection, rounded up from the measured figure (docs/benchmarks.md): per
+/// thread its stack, the stack's guard page, the signal stack and its guard page.
 const MAPS_PER_CONNECTION: u64 = 9;
 /// Heap per connection besides its buffers: the `Connection`, its slot in the open set, its
-/// log lines while they are formatted. Measured about 2 KiB; this leaves room.
+/// log lines while they are formatted. Several times the measured figure (docs/benchmarks.md),
+/// to leave room.
 const HEAP_PER_CONNECTION: u64 = 8 * KIB;
-/// Resident memory per idle connection besides its buffers: measured 36 KiB (the touched
-/// parts of two stacks and two signal stacks, the heap, the page tables). Kernel socket
+/// Resident memory per idle connection besides its buffers: the touched parts of two stacks
+/// and two signal stacks, the heap, the page tables; above the measured figure
+/// (docs/benchmarks.md). Kernel socket
 /// buffers of busy connections come on top and are not bounded here (std has no
 /// `SO_RCVBUF`).
 const RESIDENT_PER_CONNECTION: u64 = 64 * KIB;
@@ -429,7 +431,8 @@ Max address space         409600000            unlimited            bytes
     #[test]
     fn one_connection_costs_what_was_measured() {
         let cost = Cost::of(64 * 1024, 0, 16 * 1024);
-        // Measured 164 KiB of VmSize per idle connection: the estimate is a little above.
+        // The measured VmSize per idle connection (docs/benchmarks.md, "Figures the code
+        // relies on"): the estimate must stay a little above it.
         assert_eq!(cost.address_space, 2 * (64 + 4 + 16 + 4) * KIB + 8 * KIB);
         assert!(cost.address_space >= 164 * KIB);
         assert_eq!(

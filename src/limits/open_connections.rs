@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::limits::capacity::ProcessSlot;
 use crate::limits::per_client::{ClientKey, PerClientLimit};
+use crate::lock::{lock, wait, wait_timeout};
 use crate::outcome::CloseReason;
 use crate::relay::connection::Connection;
 
@@ -160,7 +161,7 @@ impl OpenConnections {
             if state.relaying.len() < max {
                 break;
             }
-            state = self.left.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = wait(&self.left, state);
         }
         if state.waiting.remove(id) {
             state.relaying.add(id, client);
@@ -176,7 +177,7 @@ impl OpenConnections {
     pub fn wait_for_room(&self, max: usize) -> bool {
         let mut state = self.lock();
         while state.is_full(max) && !state.stopped_accepting {
-            state = self.left.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = wait(&self.left, state);
         }
         !state.stopped_accepting
     }
@@ -209,14 +210,13 @@ impl OpenConnections {
         let mut state = self.lock();
         while !state.open.is_empty() {
             state = match state.drain_deadline {
-                None => self.left.wait(state).unwrap_or_else(PoisonError::into_inner),
+                None => wait(&self.left, state),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    let waited = self.left.wait_timeout(state, left);
-                    waited.unwrap_or_else(PoisonError::into_inner).0
+                    wait_timeout(&self.left, state, left)
                 }
             };
         }
@@ -247,14 +247,14 @@ impl OpenConnections {
     pub fn wait_until_empty(&self) {
         let mut state = self.lock();
         while !state.open.is_empty() {
-            state = self.left.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = wait(&self.left, state);
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update of `State` is a single insert, remove or flag store: a panic cannot
         // leave it half-done, so a poisoned lock is still good to use.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 

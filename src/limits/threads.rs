@@ -9,8 +9,9 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::counter::Counter;
+use crate::lock::lock;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ pub enum ThreadStage {
     Finished(ThreadRole),
 }
 
-/// Called at each [`ThreadStage`]. The default, [`no_hook`], does nothing. Tests replace it
+/// Called at each [`ThreadStage`]. The default does nothing. Tests replace it
 /// to prove what the relay does when the OS refuses a thread (return an error at
 /// `Spawning`), when a thread panics (panic at `Started`), and how many threads are alive
 /// (count `Started` and `Finished`). Production code has no reason to set it.
@@ -191,7 +192,7 @@ impl ThreadPool {
 
     fn lock(&self) -> MutexGuard<'_, Vec<Parked>> {
         // Every change is one push, pop or retain: a poisoned lock still holds a good list.
-        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.parked)
     }
 }
 
@@ -228,7 +229,7 @@ mod tests {
     /// sees only its own pool's threads parked.
     fn one_at_a_time() -> MutexGuard<'static, ()> {
         static POOL_TESTS: Mutex<()> = Mutex::new(());
-        POOL_TESTS.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&POOL_TESTS)
     }
 
     /// Waits for `count` messages on `done`, each within a bound, and says which was missing.

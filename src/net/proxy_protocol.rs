@@ -15,14 +15,7 @@
 //! upstream socket, before the two copy threads start. The spec asks for the header to be
 //! sent "at once"; it is at most 104 bytes (v1) or 52 bytes (v2), far below one TCP segment.
 //!
-//! ```
-//! use tcprelay::proxy_protocol::{header, ProxyVersion};
-//!
-//! let client = "192.168.0.1:56324".parse().unwrap();
-//! let local = "192.168.0.11:443".parse().unwrap();
-//! assert_eq!(header(ProxyVersion::V1, client, local),
-//!            b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
-//! ```
+//! The test `the_module_example` at the end of this file runs an example.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -290,5 +283,18 @@ mod tests {
         let mut expected = V2_SIGNATURE.to_vec();
         expected.extend_from_slice(&[0x21, 0x00, 0x00, 0x00]);
         assert_eq!(unknown_header(ProxyVersion::V2), expected);
+    }
+
+    /// The example the module documentation points to.
+    #[test]
+    fn the_module_example() {
+        use crate::net::proxy_protocol::{ProxyVersion, header};
+
+        let client = "192.168.0.1:56324".parse().unwrap();
+        let local = "192.168.0.11:443".parse().unwrap();
+        assert_eq!(
+            header(ProxyVersion::V1, client, local),
+            b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"
+        );
     }
 }

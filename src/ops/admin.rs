@@ -216,19 +216,19 @@ impl AdminToken {
 
     /// The `Authorization` header value that carries this token: what the admin client
     /// (`tcprelay reload|drain|status`) sends.
-    pub fn bearer(&self) -> String {
+    pub(crate) fn bearer(&self) -> String {
         format!("Bearer {}", String::from_utf8_lossy(&self.secret))
     }
 
     /// The file the token was read from (`--check` prints it; never the token).
-    pub fn file(&self) -> &Path {
+    pub(crate) fn file(&self) -> &Path {
         &self.file
     }
 
     /// Whether an `Authorization` header value is `Bearer` and this token. The comparison
     /// takes the same time wherever the first difference is, so response times do not
     /// reveal how much of a guess was right.
-    pub fn accepts(&self, authorization: Option<&str>) -> bool {
+    pub(crate) fn accepts(&self, authorization: Option<&str>) -> bool {
         let Some((scheme, credentials)) = authorization.and_then(|value| value.split_once(' '))
         else {
             return false;
@@ -548,7 +548,7 @@ fn refuse_busy(stream: &Stream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     if admin_http::respond(&mut &*stream, &busy()).is_ok() {
         // Read what already arrived, so closing sends a FIN rather than a reset that could
-        // destroy the answer (see `admin_http::serve_one`); never wait long for more.
+        // destroy the answer (see `admin_http::linger_close`); never wait long for more.
         let _ = stream.shutdown(Shutdown::Write);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
         let _ = (&*stream).read(&mut [0; 4096]);

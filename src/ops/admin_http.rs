@@ -13,7 +13,8 @@
 //!
 //! [`read_request`] works on any `Read` and [`answer`] on any `Read` and `Write`, so the
 //! tests (and the fuzz loops at the end of this file) drive them with byte slices;
-//! [`serve_one`] wraps them for one accepted [`Stream`] (TCP or Unix) with a deadline.
+//! [`respond_to_one`] and [`linger_close`] use them on one accepted [`Stream`] (TCP or Unix)
+//! with a deadline.
 //! The accept loop, and who may do what, belong to the admin endpoint (`admin.rs`).
 
 use std::fmt;
@@ -39,8 +40,8 @@ pub const MAX_BODY_BYTES: u64 = 1024;
 /// megabytes; Prometheus gives up on a scrape after 10 s (`scrape_timeout`) anyway.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
-/// How long, after the response, [`serve_one`] keeps reading what the client still sends,
-/// and how much of it at most. See [`serve_one`] for why.
+/// How long, after the response, [`linger_close`] keeps reading what the client still
+/// sends, and how much of it at most. See there for why.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 
@@ -245,7 +246,7 @@ pub fn read_request<R: Read>(reader: &mut R) -> Result<Request, RequestError> {
     let parsed = parse_head(head)?;
 
     // The body is read and thrown away so that closing the connection does not reset it
-    // while the client is still sending (see `serve_one`).
+    // while the client is still sending (see `linger_close`).
     let already_read = u64::try_from(buffer.len() - head_len).unwrap_or(u64::MAX);
     let still_to_read = parsed.content_length.saturating_sub(already_read);
     discard_exactly(reader, still_to_read)?;
@@ -533,7 +534,8 @@ fn write_response<W: Write>(
     writer.flush()
 }
 
-/// Serves one request on an accepted admin connection, then closes our side.
+/// Serves one request on an accepted admin connection, up to the written response; the
+/// caller then closes with [`linger_close`] once it knows the answer is out.
 ///
 /// Reads the request within `timeout` (one deadline for the whole request, so a client
 /// sending a byte a second cannot hold the thread longer), calls `handler(request)`
@@ -542,15 +544,9 @@ fn write_response<W: Write>(
 /// reading a big answer slowly cannot hold the thread longer either). For `HEAD` the
 /// handler's response is sent without its body.
 ///
-/// Closing a socket whose receive buffer still holds unread bytes makes the kernel send a
-/// reset instead of a FIN, and a reset can destroy the response before the client reads it.
-/// So after responding this shuts down the writing side and reads what the client still
-/// sends, for at most one second and 64 KiB, before the stream is dropped (the "lingering
-/// close" of RFC 9112 section 9.6).
-///
 /// Another thread may `shutdown` the stream at any time (the admin endpoint does, to make
 /// room for a new client when every handler is busy): the read or write in progress then
-/// fails or ends at once, and `serve_one` returns.
+/// fails or ends at once, and this returns.
 ///
 /// Returns the status sent, or `None` when the client left without sending anything.
 ///
@@ -558,24 +554,6 @@ fn write_response<W: Write>(
 /// Returns an error when reading the request or writing the response fails (for example,
 /// the client reset the connection), and `InvalidInput` when `timeout` is zero. The caller
 /// logs it at debug level and moves on.
-#[cfg(test)]
-pub fn serve_one(
-    stream: &Stream,
-    timeout: Duration,
-    handler: impl FnOnce(&Request) -> Response,
-) -> io::Result<Option<Status>> {
-    let status = respond_to_one(stream, timeout, handler)?;
-    if status.is_some() {
-        linger_close(stream);
-    }
-    Ok(status)
-}
-
-/// [`serve_one`] up to the written response, without the lingering close: for a caller that
-/// wants to know when the answer is out (and then calls [`linger_close`] itself).
-///
-/// # Errors
-/// As [`serve_one`].
 pub fn respond_to_one(
     stream: &Stream,
     timeout: Duration,
@@ -587,7 +565,7 @@ pub fn respond_to_one(
     answer(&mut reader, &mut writer, handler)
 }
 
-/// The heart of [`serve_one`] without the socket: reads one request from `reader`, writes
+/// The heart of [`respond_to_one`] without the socket: reads one request from `reader`, writes
 /// its response to `writer`, and returns the status sent (`None`: the client sent nothing).
 ///
 /// Whatever `reader` yields, what reaches `writer` is one complete, well-formed response
@@ -613,9 +591,12 @@ pub fn answer<R: Read, W: Write>(
     Ok(Some(response.status))
 }
 
-/// Half-closes, then drains what the client still sends, for at most one second and 64 KiB
-/// (see [`serve_one`] for why). Errors are ignored: the response is already written, and
-/// the stream is dropped next.
+/// Half-closes, then drains what the client still sends, for at most one second and 64 KiB.
+/// Errors are ignored: the response is already written, and the stream is dropped next.
+///
+/// Why: closing a socket whose receive buffer still holds unread bytes makes the kernel send
+/// a reset instead of a FIN, and a reset can destroy the response before the client reads
+/// it. Draining first is the "lingering close" of RFC 9112 section 9.6.
 pub fn linger_close(stream: &Stream) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
@@ -1040,6 +1021,20 @@ mod tests {
     }
 
     // ---- serve_one on real loopback sockets ----
+
+    /// One request served the way the admin endpoint serves it: the response, then the
+    /// lingering close unless the client sent nothing.
+    fn serve_one(
+        stream: &Stream,
+        timeout: Duration,
+        handler: impl FnOnce(&Request) -> Response,
+    ) -> io::Result<Option<Status>> {
+        let status = respond_to_one(stream, timeout, handler)?;
+        if status.is_some() {
+            linger_close(stream);
+        }
+        Ok(status)
+    }
 
     /// Runs `serve_one` on one accepted connection while `client` talks to it; returns what
     /// `serve_one` returned and the methods and paths the handler saw.

@@ -14,8 +14,8 @@
 //! A write to a pipe nobody reads blocks forever (a paused `| less`, a stalled journald or
 //! Docker log driver). When connection threads wrote stderr themselves under its lock, one of
 //! them blocked in the write and every other one waited for the lock, each holding its
-//! connection slot: measured, with `--max-connections 500` and an unread stderr the relay
-//! served 835 clients and then no more (64 KiB of pipe, then 500 stuck slots).
+//! connection slot: with an unread stderr, once the pipe's 64 KiB were full the relay
+//! served no one more (measured: docs/benchmarks.md, "Figures the code relies on").
 //!
 //! So no connection thread writes to stderr. One thread, `tcprelay-log`, owns it: it is
 //! started (with `thread::Builder`) by the first line the process logs, and lives as long
@@ -55,8 +55,8 @@
 //!
 //! # Repeated lines are rate-limited
 //!
-//! A storm of refused clients would otherwise be a storm of identical lines (measured:
-//! 20,000 clients refused by `--deny` wrote 2.4 MB of log in 2.4 s). Lines that repeat once
+//! A storm of refused clients would otherwise be a storm of identical lines, megabytes of
+//! log a second (measured: docs/benchmarks.md, "Figures the code relies on"). Lines that repeat once
 //! per refused client or per failure are limited; the normal line of a relayed connection
 //! never is. A line is limited when it is a warning or an error, or a `connection closed`
 //! line whose reason is one of [`REFUSALS`]. Its key is its level and message, plus the
@@ -84,13 +84,14 @@ use std::io;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread;
 #[cfg(test)]
 use std::time::UNIX_EPOCH;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::counter::Counter;
+use crate::lock::{lock, wait_timeout};
 use crate::ops::log_output::{self, LogFormat, LogOutput, Sinks};
 use crate::ops::log_time::Rfc3339;
 
@@ -253,7 +254,7 @@ pub fn flush(timeout: Duration) -> bool {
             Err(_) => return false,
         }
     }
-    let mut flushed = FLUSHED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut flushed = lock(&FLUSHED);
     while *flushed < mark {
         let left = match deadline {
             Some(at) => at.saturating_duration_since(Instant::now()),
@@ -262,7 +263,7 @@ pub fn flush(timeout: Duration) -> bool {
         if left.is_zero() {
             return false;
         }
-        flushed = FLUSH_DONE.wait_timeout(flushed, left).unwrap_or_else(PoisonError::into_inner).0;
+        flushed = wait_timeout(&FLUSH_DONE, flushed, left);
     }
     true
 }
@@ -426,8 +427,8 @@ static FLUSH_DONE: Condvar = Condvar::new();
 pub fn set_output(output: &LogOutput) -> io::Result<()> {
     let sinks = Sinks::open(output)?;
     JSON_LINES.store(output.format == LogFormat::Json, RELAXED);
-    *LOG_FILE.lock().unwrap_or_else(PoisonError::into_inner) = output.file.clone();
-    *SINKS.lock().unwrap_or_else(PoisonError::into_inner) = sinks;
+    *lock(&LOG_FILE) = output.file.clone();
+    *lock(&SINKS) = sinks;
     Ok(())
 }
 
@@ -439,11 +440,11 @@ pub fn set_output(output: &LogOutput) -> io::Result<()> {
 /// Why the path cannot be opened (see [`log_output::open_log_file`]); the lines go on to
 /// the file that was open.
 pub fn reopen() -> io::Result<Option<std::path::PathBuf>> {
-    let Some(path) = LOG_FILE.lock().unwrap_or_else(PoisonError::into_inner).clone() else {
+    let Some(path) = lock(&LOG_FILE).clone() else {
         return Ok(None);
     };
     let file = log_output::open_log_file(&path)?;
-    *REOPENED.lock().unwrap_or_else(PoisonError::into_inner) = Some(file);
+    *lock(&REOPENED) = Some(file);
     Ok(Some(path))
 }
 
@@ -515,7 +516,7 @@ fn writer_queue() -> Option<&'static SyncSender<Message>> {
     }
     // Threads that log while another starts the writer wait here for as long as creating
     // a thread takes; nothing in here touches the sinks.
-    let mut failed_at = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut failed_at = lock(&STARTING);
     if let Some(queue) = QUEUE.get() {
         return Some(queue);
     }
@@ -595,12 +596,12 @@ fn write_summaries(write: &mut impl FnMut(LogLevel, &str) -> bool) {
 /// The writer's `write`: one line to every sink, taking a reopened log file first. A line
 /// a sink refuses (closed, full disk, a syslogd that does not read) is counted as dropped.
 fn write_line(level: LogLevel, line: &str) -> bool {
-    let mut sinks = SINKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut sinks = lock(&SINKS);
     write_to(&mut sinks, level, line)
 }
 
 fn write_to(sinks: &mut Sinks, level: LogLevel, line: &str) -> bool {
-    if let Some(file) = REOPENED.lock().unwrap_or_else(PoisonError::into_inner).take() {
+    if let Some(file) = lock(&REOPENED).take() {
         sinks.replace_file(file);
     }
     let written = sinks.write(level.syslog_severity(), line);
@@ -612,7 +613,7 @@ fn write_to(sinks: &mut Sinks, level: LogLevel, line: &str) -> bool {
 
 /// Tells waiting [`flush`] calls that the writer has caught up past `mark`.
 fn report_flushed(mark: u64) {
-    let mut flushed = FLUSHED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut flushed = lock(&FLUSHED);
     if *flushed < mark {
         *flushed = mark;
         FLUSH_DONE.notify_all();
@@ -752,7 +753,7 @@ static LIMITER: Mutex<Limiter> = Mutex::new(Limiter { windows: Vec::new() });
 
 /// The limiter, held only to count: nothing is written while it is held.
 fn lock_limiter() -> MutexGuard<'static, Limiter> {
-    LIMITER.lock().unwrap_or_else(PoisonError::into_inner)
+    lock(&LIMITER)
 }
 
 impl Limiter {

@@ -14,24 +14,16 @@
 //! `accepted == active + sum of closed over all reasons`, which the tests check and which
 //! an operator can use to spot a leak.
 //!
-//! ```
-//! use tcprelay::metrics::{render_prometheus, RouteMetrics};
-//!
-//! let web = RouteMetrics::new("web");
-//! web.record_accepted();
-//! web.add_bytes_client_to_upstream(5);
-//! web.record_close(tcprelay::CloseReason::ClientEof);
-//! let text = render_prometheus(&[web.snapshot()]);
-//! assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
-//! ```
+//! The test `the_module_example` at the end of this file runs an example.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::counter::Counter;
 
+use crate::lock::lock;
 use crate::outcome::{CloseReason, Direction};
 
 /// The `Content-Type` of [`render_prometheus`]'s output (text exposition format 0.0.4).
@@ -105,13 +97,14 @@ const RELAXED: Ordering = Ordering::Relaxed;
 impl RouteMetrics {
     /// Zeroed counters for the route labelled `route` in the output (its name, or its
     /// listen address when it has none).
-    pub fn new(route: impl Into<String>) -> RouteMetrics {
+    #[cfg(test)]
+    pub(crate) fn new(route: impl Into<String>) -> RouteMetrics {
         RouteMetrics::with_upstreams(route, std::iter::empty::<String>())
     }
 
     /// Zeroed counters for the route labelled `route`, and for each of its upstreams
     /// (labelled as configured, e.g. `app1:80`), every upstream up.
-    pub fn with_upstreams(
+    pub(crate) fn with_upstreams(
         route: impl Into<String>,
         upstreams: impl IntoIterator<Item = impl Into<String>>,
     ) -> RouteMetrics {
@@ -140,21 +133,21 @@ impl RouteMetrics {
     }
 
     /// The counters of each upstream, in the route's order.
-    pub fn upstreams(&self) -> Vec<Arc<UpstreamMetrics>> {
-        self.upstreams.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    pub(crate) fn upstreams(&self) -> Vec<Arc<UpstreamMetrics>> {
+        lock(&self.upstreams).clone()
     }
 
-    /// The route label given to [`RouteMetrics::new`] (or to the last reload).
+    /// The route label: its name, else its listen address (as of the last reload).
     pub fn route(&self) -> String {
-        self.route.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        lock(&self.route).clone()
     }
 
     /// After a reload that kept the route's listener: the route's counters go on (they
     /// count the listener's clients, old and new), under the route's label of now, and the
     /// upstream list becomes `upstreams`. An upstream that stays keeps its counters and its
     /// up or down state; a new one starts from zero, up.
-    pub fn reloaded<'a>(&self, route: &str, upstreams: impl IntoIterator<Item = &'a str>) {
-        let mut list = self.upstreams.lock().unwrap_or_else(PoisonError::into_inner);
+    pub(crate) fn reloaded<'a>(&self, route: &str, upstreams: impl IntoIterator<Item = &'a str>) {
+        let mut list = lock(&self.upstreams);
         let next = upstreams
             .into_iter()
             .map(|upstream| match list.iter().find(|known| known.upstream() == upstream) {
@@ -163,18 +156,18 @@ impl RouteMetrics {
             })
             .collect();
         *list = next;
-        *self.route.lock().unwrap_or_else(PoisonError::into_inner) = route.to_string();
+        *lock(&self.route) = route.to_string();
     }
 
     /// A client connection was accepted: counts it and adds it to the active connections.
-    pub fn record_accepted(&self) {
+    pub(crate) fn record_accepted(&self) {
         self.accepted.fetch_add(1);
         self.active.fetch_add(1);
     }
 
     /// An accepted connection is gone: removes it from the active connections and counts
     /// the reason. Call it exactly once per [`record_accepted`](Self::record_accepted).
-    pub fn record_close(&self, reason: CloseReason) {
+    pub(crate) fn record_close(&self, reason: CloseReason) {
         let index = reason.index();
         self.closed_by_reason[index].fetch_add(1);
         // Never wrap below zero: a double close would otherwise show 18446744073709551615
@@ -185,64 +178,64 @@ impl RouteMetrics {
 
     /// A client was closed at once because the whole process held all the connections its
     /// OS limits allow (close reason `process_limit`).
-    pub fn record_rejected_limit(&self) {
+    pub(crate) fn record_rejected_limit(&self) {
         self.rejected_limit.fetch_add(1);
     }
 
     /// The route's connection limit as it applies: `--max-connections`, or less if the
     /// process cannot hold that many.
-    pub fn set_max_connections(&self, max: usize) {
+    pub(crate) fn set_max_connections(&self, max: usize) {
         self.max_connections.set(max as u64);
     }
 
     /// The route reached its connection limit and paused accepting (once per episode).
-    pub fn record_limit_reached(&self) {
+    pub(crate) fn record_limit_reached(&self) {
         self.limit_reached.fetch_add(1);
     }
 
     /// The accept loop was paused at the connection limit for `waited`.
-    pub fn add_limit_wait(&self, waited: Duration) {
+    pub(crate) fn add_limit_wait(&self, waited: Duration) {
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         self.limit_wait_micros.fetch_add(micros);
     }
 
     /// A client was refused by the route's access rules.
-    pub fn record_denied(&self) {
+    pub(crate) fn record_denied(&self) {
         self.denied.fetch_add(1);
     }
 
     /// One attempt to connect to an upstream failed. With several upstreams one client can
     /// cause several failures, so this counts attempts, while the `connect_failed` close
     /// reason counts clients for whom every attempt failed.
-    pub fn record_connect_failed(&self) {
+    pub(crate) fn record_connect_failed(&self) {
         self.connect_failed.fetch_add(1);
     }
 
     /// Dialling an upstream failed for a reason on this machine (out of descriptors, ports
     /// or memory), not the upstream's: counted here, never as an upstream failure.
-    pub fn record_dial_local_error(&self) {
+    pub(crate) fn record_dial_local_error(&self) {
         self.dial_local_errors.fetch_add(1);
     }
 
     /// `bytes` more were written from the client to the upstream.
-    pub fn add_bytes_client_to_upstream(&self, bytes: u64) {
+    pub(crate) fn add_bytes_client_to_upstream(&self, bytes: u64) {
         self.bytes_client_to_upstream.fetch_add(bytes);
     }
 
     /// `bytes` more were written from the upstream to the client.
-    pub fn add_bytes_upstream_to_client(&self, bytes: u64) {
+    pub(crate) fn add_bytes_upstream_to_client(&self, bytes: u64) {
         self.bytes_upstream_to_client.fetch_add(bytes);
     }
 
     /// Connection `id` has started relaying: from now on a scrape adds its bytes so far.
-    pub fn track_bytes(&self, id: u64, bytes: Arc<LiveBytes>) {
+    pub(crate) fn track_bytes(&self, id: u64, bytes: Arc<LiveBytes>) {
         self.lock_open_bytes().insert(id, bytes);
     }
 
     /// Connection `id` closed having delivered these bytes: they move from its own
     /// counter (if it was tracked) to the route's totals, in one step under the lock a
     /// scrape takes, so that no scrape counts them twice or misses them.
-    pub fn add_closed_bytes(&self, id: u64, to_upstream: u64, to_client: u64) {
+    pub(crate) fn add_closed_bytes(&self, id: u64, to_upstream: u64, to_client: u64) {
         let mut open = self.lock_open_bytes();
         open.remove(&id);
         self.add_bytes_client_to_upstream(to_upstream);
@@ -252,7 +245,7 @@ impl RouteMetrics {
 
     fn lock_open_bytes(&self) -> MutexGuard<'_, HashMap<u64, Arc<LiveBytes>>> {
         // A map only ever changed by one insert or remove: a poisoned lock is still good.
-        self.open_bytes.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.open_bytes)
     }
 
     /// The current values, read one counter at a time (not one consistent instant). The
@@ -432,172 +425,197 @@ impl RouteSnapshot {
 /// Renders every route's counters in the Prometheus text exposition format (version 0.0.4).
 ///
 /// Each metric family appears once, with its `# HELP` and `# TYPE` lines, followed by one
-/// sample per route (and per direction or reason where it has that label), in the order the
-/// routes are given. Route names are escaped as label values. The text ends with a newline.
+/// sample per route (and per upstream, direction or reason where it has that label), in the
+/// order the routes are given. Route names are escaped as label values. The text ends with a
+/// newline. The families, in their order, are `FAMILIES`, below.
 pub fn render_prometheus(routes: &[RouteSnapshot]) -> String {
     let mut out = String::new();
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_accepted_total",
-        "counter",
-        "Client connections accepted by the route's listener.",
-        |r| r.accepted,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_active",
-        "gauge",
-        "Client connections accepted and not yet closed.",
-        |r| r.active,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_rejected_limit_total",
-        "counter",
-        "Client connections closed at once because the process held all the connections its OS limits allow (reason process_limit).",
-        |r| r.rejected_limit,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_max",
-        "gauge",
-        "The route's connection limit: max-connections, or less if the process cannot hold that many.",
-        |r| r.max_connections,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connection_limit_waits_total",
-        "counter",
-        "Times the route reached its connection limit and paused accepting; new clients then wait in the backlog.",
-        |r| r.limit_reached,
-    );
-    let name = "tcprelay_connection_limit_wait_seconds_total";
-    write_family_head(
-        &mut out,
-        name,
-        "counter",
-        "Seconds the route's accept loop was paused at its connection limit, added as each slot frees up.",
-    );
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        let micros = route.limit_wait_micros;
-        out.push_str(&format!(
-            "{name}{{route=\"{label}\"}} {}.{:06}\n",
-            micros / 1_000_000,
-            micros % 1_000_000
-        ));
-    }
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_connections_denied_total",
-        "counter",
-        "Client connections closed at once by the allow/deny rules.",
-        |r| r.denied,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_upstream_connect_failures_total",
-        "counter",
-        "Failed attempts to connect to an upstream (one client may cause several).",
-        |r| r.connect_failed,
-    );
-    write_one_per_route(
-        &mut out,
-        routes,
-        "tcprelay_dial_local_errors_total",
-        "counter",
-        "Upstream dials that failed on this machine (no descriptors, ports or memory left).",
-        |r| r.dial_local_errors,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_up",
-        "gauge",
-        "1 if the upstream is up (health checks if on, else the last connect), 0 if down.",
-        |u| u64::from(u.up),
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_connections_active",
-        "gauge",
-        "Connections to the upstream open now.",
-        |u| u.active,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_connections_total",
-        "counter",
-        "Connections to the upstream made for clients.",
-        |u| u.connections,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_failures_total",
-        "counter",
-        "Clients' connect attempts to the upstream that failed.",
-        |u| u.failures,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_address_failures_total",
-        "counter",
-        "Addresses of the upstream that failed or did not answer in time.",
-        |u| u.address_failures,
-    );
-    write_per_upstream(
-        &mut out,
-        routes,
-        "tcprelay_upstream_check_failures_total",
-        "counter",
-        "Failed active health checks of the upstream.",
-        |u| u.check_failures,
-    );
-
-    let name = "tcprelay_bytes_total";
-    write_family_head(&mut out, name, "counter", "Bytes relayed, by direction.");
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        for (direction, bytes) in [
-            ("client_to_upstream", route.bytes_client_to_upstream),
-            ("upstream_to_client", route.bytes_upstream_to_client),
-        ] {
-            out.push_str(&format!(
-                "{name}{{route=\"{label}\",direction=\"{direction}\"}} {bytes}\n"
-            ));
-        }
-    }
-
-    let name = "tcprelay_connections_closed_total";
-    write_family_head(&mut out, name, "counter", "Connections closed, by reason.");
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        for (reason, count) in CloseReason::ALL.iter().zip(route.closed_by_reason) {
-            out.push_str(&format!("{name}{{route=\"{label}\",reason=\"{reason}\"}} {count}\n"));
+    for family in FAMILIES {
+        write_family_head(&mut out, family.name, family.kind, family.help);
+        for route in routes {
+            family.samples.write(&mut out, family.name, route);
         }
     }
     out
 }
 
+/// One metric family of [`render_prometheus`]: its name, type and help, and which samples it
+/// has for each route.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Samples,
+}
+
+/// The samples a [`Family`] has for one route, and the labels beside `route` that tell them
+/// apart.
+enum Samples {
+    /// One sample, labelled by the route alone.
+    Route(fn(&RouteSnapshot) -> u64),
+    /// One sample, a count of microseconds written as seconds with six decimals.
+    RouteSeconds(fn(&RouteSnapshot) -> u64),
+    /// One sample per upstream of the route, labelled `upstream`.
+    Upstream(fn(&UpstreamSnapshot) -> u64),
+    /// The bytes each way, labelled `direction`.
+    Direction,
+    /// The closed connections for each [`CloseReason`], labelled `reason`.
+    Reason,
+}
+
+impl Samples {
+    /// Writes this family's samples for `route`, one line each.
+    fn write(&self, out: &mut String, name: &str, route: &RouteSnapshot) {
+        let label = escape_label_value(&route.route);
+        match self {
+            Samples::Route(value) => {
+                out.push_str(&format!("{name}{{route=\"{label}\"}} {}\n", value(route)));
+            }
+            Samples::RouteSeconds(micros) => {
+                let micros = micros(route);
+                let (seconds, fraction) = (micros / 1_000_000, micros % 1_000_000);
+                out.push_str(&format!("{name}{{route=\"{label}\"}} {seconds}.{fraction:06}\n"));
+            }
+            Samples::Upstream(value) => {
+                for upstream in &route.upstreams {
+                    let upstream_label = escape_label_value(&upstream.upstream);
+                    out.push_str(&format!(
+                        "{name}{{route=\"{label}\",upstream=\"{upstream_label}\"}} {}\n",
+                        value(upstream)
+                    ));
+                }
+            }
+            Samples::Direction => {
+                for (direction, bytes) in [
+                    ("client_to_upstream", route.bytes_client_to_upstream),
+                    ("upstream_to_client", route.bytes_upstream_to_client),
+                ] {
+                    out.push_str(&format!(
+                        "{name}{{route=\"{label}\",direction=\"{direction}\"}} {bytes}\n"
+                    ));
+                }
+            }
+            Samples::Reason => {
+                for (reason, count) in CloseReason::ALL.iter().zip(route.closed_by_reason) {
+                    out.push_str(&format!(
+                        "{name}{{route=\"{label}\",reason=\"{reason}\"}} {count}\n"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Every family [`render_prometheus`] writes, in the order it writes them. A new counter is
+/// one more row here (and a field of [`RouteSnapshot`] or [`UpstreamSnapshot`]).
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "tcprelay_connections_accepted_total",
+        kind: "counter",
+        help: "Client connections accepted by the route's listener.",
+        samples: Samples::Route(|r| r.accepted),
+    },
+    Family {
+        name: "tcprelay_connections_active",
+        kind: "gauge",
+        help: "Client connections accepted and not yet closed.",
+        samples: Samples::Route(|r| r.active),
+    },
+    Family {
+        name: "tcprelay_connections_rejected_limit_total",
+        kind: "counter",
+        help: "Client connections closed at once because the process held all the connections its OS limits allow (reason process_limit).",
+        samples: Samples::Route(|r| r.rejected_limit),
+    },
+    Family {
+        name: "tcprelay_connections_max",
+        kind: "gauge",
+        help: "The route's connection limit: max-connections, or less if the process cannot hold that many.",
+        samples: Samples::Route(|r| r.max_connections),
+    },
+    Family {
+        name: "tcprelay_connection_limit_waits_total",
+        kind: "counter",
+        help: "Times the route reached its connection limit and paused accepting; new clients then wait in the backlog.",
+        samples: Samples::Route(|r| r.limit_reached),
+    },
+    Family {
+        name: "tcprelay_connection_limit_wait_seconds_total",
+        kind: "counter",
+        help: "Seconds the route's accept loop was paused at its connection limit, added as each slot frees up.",
+        samples: Samples::RouteSeconds(|r| r.limit_wait_micros),
+    },
+    Family {
+        name: "tcprelay_connections_denied_total",
+        kind: "counter",
+        help: "Client connections closed at once by the allow/deny rules.",
+        samples: Samples::Route(|r| r.denied),
+    },
+    Family {
+        name: "tcprelay_upstream_connect_failures_total",
+        kind: "counter",
+        help: "Failed attempts to connect to an upstream (one client may cause several).",
+        samples: Samples::Route(|r| r.connect_failed),
+    },
+    Family {
+        name: "tcprelay_dial_local_errors_total",
+        kind: "counter",
+        help: "Upstream dials that failed on this machine (no descriptors, ports or memory left).",
+        samples: Samples::Route(|r| r.dial_local_errors),
+    },
+    Family {
+        name: "tcprelay_upstream_up",
+        kind: "gauge",
+        help: "1 if the upstream is up (health checks if on, else the last connect), 0 if down.",
+        samples: Samples::Upstream(|u| u64::from(u.up)),
+    },
+    Family {
+        name: "tcprelay_upstream_connections_active",
+        kind: "gauge",
+        help: "Connections to the upstream open now.",
+        samples: Samples::Upstream(|u| u.active),
+    },
+    Family {
+        name: "tcprelay_upstream_connections_total",
+        kind: "counter",
+        help: "Connections to the upstream made for clients.",
+        samples: Samples::Upstream(|u| u.connections),
+    },
+    Family {
+        name: "tcprelay_upstream_failures_total",
+        kind: "counter",
+        help: "Clients' connect attempts to the upstream that failed.",
+        samples: Samples::Upstream(|u| u.failures),
+    },
+    Family {
+        name: "tcprelay_upstream_address_failures_total",
+        kind: "counter",
+        help: "Addresses of the upstream that failed or did not answer in time.",
+        samples: Samples::Upstream(|u| u.address_failures),
+    },
+    Family {
+        name: "tcprelay_upstream_check_failures_total",
+        kind: "counter",
+        help: "Failed active health checks of the upstream.",
+        samples: Samples::Upstream(|u| u.check_failures),
+    },
+    Family {
+        name: "tcprelay_bytes_total",
+        kind: "counter",
+        help: "Bytes relayed, by direction.",
+        samples: Samples::Direction,
+    },
+    Family {
+        name: "tcprelay_connections_closed_total",
+        kind: "counter",
+        help: "Connections closed, by reason.",
+        samples: Samples::Reason,
+    },
+];
+
 /// Renders the logger's process-wide counters (see `src/ops/log.rs`), to follow
 /// [`render_prometheus`]'s output: lines dropped because stderr did not keep up, and
 /// repeated lines suppressed by the rate limit.
-///
-/// ```
-/// let text = tcprelay::metrics::render_log_counters(3, 0);
-/// assert!(text.contains("\ntcprelay_log_lines_dropped_total 3\n"));
-/// ```
 pub fn render_log_counters(dropped: u64, suppressed: u64) -> String {
     let mut out = String::new();
     for (name, help, value) in [
@@ -627,44 +645,6 @@ pub fn render_reload_counters(applied: u64, refused: u64) -> String {
     out.push_str(&format!("{name}{{result=\"applied\"}} {applied}\n"));
     out.push_str(&format!("{name}{{result=\"refused\"}} {refused}\n"));
     out
-}
-
-/// Writes a family whose only label is the route: the head, then one sample per route.
-fn write_one_per_route(
-    out: &mut String,
-    routes: &[RouteSnapshot],
-    name: &str,
-    kind: &str,
-    help: &str,
-    value: fn(&RouteSnapshot) -> u64,
-) {
-    write_family_head(out, name, kind, help);
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        out.push_str(&format!("{name}{{route=\"{label}\"}} {}\n", value(route)));
-    }
-}
-
-/// Writes a family labelled by route and upstream: the head, then one sample per upstream.
-fn write_per_upstream(
-    out: &mut String,
-    routes: &[RouteSnapshot],
-    name: &str,
-    kind: &str,
-    help: &str,
-    value: fn(&UpstreamSnapshot) -> u64,
-) {
-    write_family_head(out, name, kind, help);
-    for route in routes {
-        let label = escape_label_value(&route.route);
-        for upstream in &route.upstreams {
-            let upstream_label = escape_label_value(&upstream.upstream);
-            out.push_str(&format!(
-                "{name}{{route=\"{label}\",upstream=\"{upstream_label}\"}} {}\n",
-                value(upstream)
-            ));
-        }
-    }
 }
 
 fn write_family_head(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -887,6 +867,58 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="untrusted_proxy"} 0
         assert_eq!(text, expected);
     }
 
+    /// The per-upstream families, each from its own field (distinct values, so a row of
+    /// `FAMILIES` reading the wrong one fails), labelled by route and escaped upstream.
+    #[test]
+    fn renders_each_upstream_family_exactly() {
+        let web = RouteMetrics::new("web");
+        web.reloaded("web", ["a:1", "b\"2"]);
+        let a = &web.upstreams()[0];
+        a.record_connected();
+        a.record_connected();
+        a.record_disconnected();
+        for _ in 0..3 {
+            a.record_failure();
+        }
+        for _ in 0..4 {
+            a.record_address_failure();
+        }
+        for _ in 0..5 {
+            a.record_check_failure();
+        }
+        web.upstreams()[1].set_up(false);
+
+        let text = render_prometheus(&[web.snapshot()]);
+        let start = text.find("# HELP tcprelay_upstream_up").expect("the upstream families");
+        let end = text.find("# HELP tcprelay_bytes_total").expect("the bytes family");
+        let expected = r#"# HELP tcprelay_upstream_up 1 if the upstream is up (health checks if on, else the last connect), 0 if down.
+# TYPE tcprelay_upstream_up gauge
+tcprelay_upstream_up{route="web",upstream="a:1"} 1
+tcprelay_upstream_up{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_connections_active Connections to the upstream open now.
+# TYPE tcprelay_upstream_connections_active gauge
+tcprelay_upstream_connections_active{route="web",upstream="a:1"} 1
+tcprelay_upstream_connections_active{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_connections_total Connections to the upstream made for clients.
+# TYPE tcprelay_upstream_connections_total counter
+tcprelay_upstream_connections_total{route="web",upstream="a:1"} 2
+tcprelay_upstream_connections_total{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_failures_total Clients' connect attempts to the upstream that failed.
+# TYPE tcprelay_upstream_failures_total counter
+tcprelay_upstream_failures_total{route="web",upstream="a:1"} 3
+tcprelay_upstream_failures_total{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_address_failures_total Addresses of the upstream that failed or did not answer in time.
+# TYPE tcprelay_upstream_address_failures_total counter
+tcprelay_upstream_address_failures_total{route="web",upstream="a:1"} 4
+tcprelay_upstream_address_failures_total{route="web",upstream="b\"2"} 0
+# HELP tcprelay_upstream_check_failures_total Failed active health checks of the upstream.
+# TYPE tcprelay_upstream_check_failures_total counter
+tcprelay_upstream_check_failures_total{route="web",upstream="a:1"} 5
+tcprelay_upstream_check_failures_total{route="web",upstream="b\"2"} 0
+"#;
+        assert_eq!(&text[start..end], expected);
+    }
+
     #[test]
     fn no_routes_still_render_the_family_headers() {
         let text = render_prometheus(&[]);
@@ -915,5 +947,18 @@ tcprelay_connections_closed_total{route="a\"b\\c\nd",reason="untrusted_proxy"} 0
         assert_eq!(escape_label_value("say \"hi\""), r#"say \"hi\""#);
         assert_eq!(escape_label_value("two\nlines"), r"two\nlines");
         assert_eq!(escape_label_value("[::1]:8080 ünïcode\t"), "[::1]:8080 ünïcode\t");
+    }
+
+    /// The example the module documentation points to.
+    #[test]
+    fn the_module_example() {
+        use crate::ops::metrics::{RouteMetrics, render_prometheus};
+
+        let web = RouteMetrics::new("web");
+        web.record_accepted();
+        web.add_bytes_client_to_upstream(5);
+        web.record_close(crate::CloseReason::ClientEof);
+        let text = render_prometheus(&[web.snapshot()]);
+        assert!(text.contains("tcprelay_connections_accepted_total{route=\"web\"} 1\n"));
     }
 }

@@ -17,7 +17,7 @@ use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
 use crate::relay::current::CurrentRoute;
-use crate::relay::handle_conn;
+use crate::relay::handle_conn::{self, ReportPanic};
 use crate::relay::preface::{self, Refusal, permits, preface_then_relay};
 use crate::relay::route::{Route, ServerNames};
 use crate::relay::server_names;
@@ -115,12 +115,10 @@ impl Relay {
         let listen_addr = &first.listen_addr;
         let connections = &first.connections;
         let mut backoff = AcceptBackoff::default();
-        let upstreams = first.config.upstreams().collect::<Vec<_>>().join(",");
-        first.observer.route_info(
-            "serving",
-            &[("listen", listen_addr), ("upstream", &upstreams), ("policy", &first.config.policy)],
-        );
-        say_sharing_routes_serve(&first);
+        say_serving(&first);
+        for other in first.server_names.iter().flat_map(ServerNames::others) {
+            say_serving(other);
+        }
         current.start_serving(); // the health checks
         if first.max_connections < first.config.max_connections {
             first.observer.max_connections_lowered(first.config.max_connections, &first.capacity);
@@ -223,7 +221,7 @@ fn admit(route: &Arc<Route>, connection: Connection) {
         false => refuses_client(route, &connection.client_addr),
     };
     if let Some((reason, detail)) = refusal {
-        return refuse(route, connection, reason, detail);
+        return handle_conn::close_early(&connection, route, reason, detail);
     }
     match OPEN_IN_PROCESS.take(route.capacity.connections) {
         Some(slot) => start_connection(route, connection, slot),
@@ -231,7 +229,7 @@ fn admit(route: &Arc<Route>, connection: Connection) {
             let Capacity { connections, limited_by, .. } = route.capacity;
             let detail =
                 format!("the process holds {connections}, its cap under {}", limited_by.name());
-            refuse(route, connection, CloseReason::ProcessLimit, detail)
+            handle_conn::close_early(&connection, route, CloseReason::ProcessLimit, detail)
         }
     }
 }
@@ -265,26 +263,15 @@ fn start_connection(route: &Arc<Route>, connection: Connection, slot: ProcessSlo
         // Declared in this order so that the hook hears `Finished`, and the close is
         // reported, before the entry leaves the open connections and frees a slot.
         let entry = entry;
-        let _report_panic = ReportPanic { connection: &entry, route: &thread_route };
+        let _report_panic = ReportPanic { conn: &entry, route: &thread_route };
         let _life = ThreadLife::begin(thread_route.config.thread_hook, ThreadRole::First);
         preface_then_relay(entry.connection(), &thread_route); // counted as accepted there
     });
     if let Err(error) = spawned {
         // The closure, and with it the entry, was dropped unstarted; our share closes the
         // socket once the ending is reported.
-        connection.close(CloseReason::SpawnFailed, error);
-        handle_conn::closed(&connection, route, (0, 0));
+        handle_conn::close_early(&connection, route, CloseReason::SpawnFailed, error);
     }
-}
-
-/// Closes a client at once, before any upstream is dialled: its `connection closed` line
-/// names `reason` (and `detail` as its error, if any).
-fn refuse(route: &Route, connection: Connection, reason: CloseReason, detail: String) {
-    // Counted as accepted before the client can see the close, so that whoever watches the
-    // metrics never sees the close without the accept.
-    handle_conn::accepted(&connection, route);
-    connection.close(reason, detail);
-    handle_conn::closed(&connection, route, (0, 0));
 }
 
 // Routes that share one listener by TLS server name (`sni=`); see server_names.rs.
@@ -319,35 +306,17 @@ impl Relay {
     }
 }
 
-/// Says that the routes sharing this listener (if any) are serving.
-fn say_sharing_routes_serve(route: &Route) {
-    for other in route.server_names.iter().flat_map(ServerNames::others) {
-        let upstreams = other.config.upstreams().collect::<Vec<_>>().join(",");
-        other.observer.route_info(
-            "serving",
-            &[
-                ("listen", &other.listen_addr),
-                ("upstream", &upstreams),
-                ("policy", &other.config.policy),
-            ],
-        );
-    }
-}
-
-/// Reports a connection's ending if its first thread unwinds from a panic (a bug), so that
-/// even then it is closed, its `connection closed` line written and its close counted.
-struct ReportPanic<'a> {
-    connection: &'a Connection,
-    route: &'a Route,
-}
-
-impl Drop for ReportPanic<'_> {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.connection.close(CloseReason::Panicked, "connection thread panicked");
-            handle_conn::closed(self.connection, self.route, (0, 0));
-        }
-    }
+/// Says that `route` is serving: its `serving` line, with where it listens and relays to.
+fn say_serving(route: &Route) {
+    let upstreams = route.config.upstreams().collect::<Vec<_>>().join(",");
+    route.observer.route_info(
+        "serving",
+        &[
+            ("listen", &route.listen_addr),
+            ("upstream", &upstreams),
+            ("policy", &route.config.policy),
+        ],
+    );
 }
 
 /// Stops a [`Relay`] from another thread.

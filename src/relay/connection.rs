@@ -11,9 +11,11 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use crate::counter::Counter;
+use crate::lock::lock;
 use crate::net::address::Address;
 use crate::net::stream::Stream;
 use crate::ops::metrics::LiveBytes;
@@ -66,14 +68,11 @@ pub struct Connection {
 }
 
 /// The next connection id: unique across every route of the process, so that two routes'
-/// connections never share a `conn=` in the log. A lock rather than an `AtomicU64`, which
-/// some 32-bit targets lack; it is taken once per accepted client.
+/// connections never share a `conn=` in the log. A [`Counter`], which keeps 64 bits on the
+/// targets that lack an `AtomicU64`.
 pub fn next_id() -> u64 {
-    static NEXT: Mutex<u64> = Mutex::new(1);
-    let mut next = NEXT.lock().unwrap_or_else(PoisonError::into_inner);
-    let id = *next;
-    *next += 1;
-    id
+    static NEXT: Counter = Counter::new(1);
+    NEXT.fetch_add(1)
 }
 
 impl Connection {
@@ -227,6 +226,6 @@ impl Connection {
     fn lock_fault(&self) -> std::sync::MutexGuard<'_, Option<Fault>> {
         // The data is a plain Option that is never left half-written: a poisoned lock is
         // still good to use.
-        self.fault.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.fault)
     }
 }

@@ -7,8 +7,8 @@
 //!   peer resets mid-transfer the count would be lost with the error. We count on the
 //!   writing side, so the log reports bytes that really left through the other socket.
 //! - **record activity** on the connection's shared clock, for the idle timers.
-//! - **turn socket-timeout ticks into timer checks** (see [`crate::timers`] for why a tick
-//!   never loses a byte), and remember whether an error came from writing, so the close
+//! - **turn socket-timeout ticks into timer checks** (see [`crate::relay::timers`] for why a
+//!   tick never loses a byte), and remember whether an error came from writing, so the close
 //!   reason blames the right peer.
 
 use std::io::{self, BufReader, Read, Write};
@@ -102,11 +102,9 @@ pub fn copy_then_close_write(
 ///
 /// Why a lone burst gives its small buffer back at once, not at the next tick: buffers that
 /// live for seconds sit between the connections' long-lived allocations, and glibc's malloc
-/// keeps the freed holes resident. Measured with 2,000 connections opened in batches, each
-/// making one small exchange: 40.3 KiB resident per connection when the 8 KiB buffers were
-/// freed at the quiet tick, 24.4 KiB when freed after the burst. Why not after *every*
-/// burst: the `peek` and the fresh buffer per message cost 10–15 % of the keep-alive rate
-/// (docs/benchmarks.md).
+/// keeps the freed holes resident. Why not after *every* burst: the `peek` and the fresh
+/// buffer per message cost keep-alive rate. Both measured: docs/benchmarks.md, "Figures the
+/// code relies on".
 fn copy_with_a_buffer_that_follows_the_flow(
     source: &mut Source<'_>,
     sink: &mut Sink<'_>,

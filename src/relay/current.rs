@@ -12,8 +12,9 @@
 //! generation's checks to stop and starts the new one's, without waiting for a check in
 //! progress (see upstream/health.rs); the old ones are joined once they have left.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::lock::lock;
 use crate::relay::route::Route;
 use crate::relay::server_names;
 use crate::settings::config::Config;
@@ -102,11 +103,11 @@ impl CurrentRoute {
 
     fn lock_route(&self) -> MutexGuard<'_, Arc<Route>> {
         // Replacing an `Arc` cannot be left half-done by a panic: a poisoned lock is good.
-        self.route.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.route)
     }
 
     fn lock_health(&self) -> MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.health)
     }
 }
 

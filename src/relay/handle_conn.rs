@@ -10,7 +10,7 @@
 //!     defer conn.Close()                    // Drop of the Connection, after both copies
 //!     c, err := net.Dial("tcp", upstream)   // route.upstreams.dial(connect_timeout, ..)
 //!     if err != nil {
-//!         log.Println("dial:", err)         // conn.close(ConnectFailed, ..)
+//!         log.Println("dial:", err)         // close_early(conn, route, ConnectFailed, ..)
 //!         return
 //!     }
 //!     up := c.(*net.TCPConn)
@@ -34,8 +34,10 @@
 //! log, `--explain` and the metrics hear goes through the route's
 //! [`Observer`](crate::ops::observe::Observer), one call per event.
 
+use std::fmt::Display;
 use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
+use std::thread;
 
 use crate::limits::threads::{ThreadLife, ThreadRole};
 use crate::net::address::Address;
@@ -61,14 +63,12 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
         Ok(dialled) => dialled,
         Err(error) => {
             observer.dial_failed(conn.conn(), &error);
-            conn.close(error.close_reason(), &error); // connect_failed, or self_loop
-            return closed(conn, route, (0, 0));
+            return close_early(conn, route, error.close_reason(), &error); // or self_loop
         }
     };
     if let Err(error) = prepare_upstream(conn, route, &up) {
         observer.proxy_header_failed(conn.conn(), &error);
-        conn.close(CloseReason::UpstreamReset, &error);
-        return closed(conn, route, (0, 0));
+        return close_early(conn, route, CloseReason::UpstreamReset, &error);
     }
     let up = conn.attach_upstream(up);
     observer.dialled(conn.conn(), conn.upstream_addr());
@@ -86,8 +86,7 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
         let _ = done.send(bytes);
     });
     if let Err(error) = started_second {
-        conn.close(CloseReason::SpawnFailed, &error);
-        return closed(conn, route, (0, 0));
+        return close_early(conn, route, CloseReason::SpawnFailed, &error);
     }
 
     // copyThenCloseWrite(conn, up), on this thread.
@@ -159,9 +158,38 @@ fn write_proxy_header(version: ProxyVersion, conn: &Connection, up: &Stream) -> 
     up.write_all(&header)
 }
 
+/// Closes `conn` before (or instead of) relaying anything, for `reason`, and reports its
+/// ending at once with no bytes relayed. The one path for every early close: the accept
+/// loop's refusals, the preface's, a failed dial or spawn, and [`ReportPanic`].
+pub fn close_early(conn: &Connection, route: &Route, reason: CloseReason, detail: impl Display) {
+    // Counted as accepted before the client can see the close, so that whoever watches the
+    // metrics never sees the close without the accept.
+    accepted(conn, route);
+    conn.close(reason, detail);
+    closed(conn, route, (0, 0));
+}
+
+/// Reports a connection's ending on `route` if its thread unwinds from a panic (a bug), so
+/// that even then it is closed, its `connection closed` line written and its close counted.
+/// The accept loop's guard and the preface's may both fire; [`closed`] reports once.
+pub struct ReportPanic<'a> {
+    /// The connection the thread was relaying.
+    pub conn: &'a Connection,
+    /// The route that counted it.
+    pub route: &'a Route,
+}
+
+impl Drop for ReportPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            close_early(self.conn, self.route, CloseReason::Panicked, "connection thread panicked");
+        }
+    }
+}
+
 /// The connection's one ending, reported once: the `connection closed` line and the counts.
-/// Also called by the first thread's guard when it unwinds from a panic (see `accept.rs`);
-/// whichever comes first reports, the other does nothing.
+/// Also called through [`ReportPanic`] when a thread unwinds from a panic; whichever comes
+/// first reports, the other does nothing.
 pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
     if !conn.mark_reported() {
         return;

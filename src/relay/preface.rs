@@ -43,29 +43,14 @@ use crate::settings::access::may_send_proxy_header;
 use crate::settings::config::Config;
 
 /// Relays one accepted client of `listener`'s socket: picks its route, lets it in or closes
-/// it, then hands it to [`handle_conn`]. Every client is counted as accepted once, by the
+/// it, then hands it to [`handle_conn()`]. Every client is counted as accepted once, by the
 /// route it ends up on (see `admit`), and closed exactly once.
 pub fn preface_then_relay(conn: &Arc<Connection>, listener: &Arc<Route>) {
     if let Some(route) = admit(conn, listener) {
         // Should `handle_conn` panic (a bug), its ending is reported on the route that
         // counted it; the listener's own guard (in accept.rs) then finds it reported.
-        let _report_panic = ReportPanic { conn, route: &route };
+        let _report_panic = handle_conn::ReportPanic { conn, route: &route };
         handle_conn(conn, &route);
-    }
-}
-
-/// Reports a connection's ending on `route` if the thread unwinds from a panic.
-struct ReportPanic<'a> {
-    conn: &'a Connection,
-    route: &'a Route,
-}
-
-impl Drop for ReportPanic<'_> {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.conn.close(CloseReason::Panicked, "connection thread panicked");
-            handle_conn::closed(self.conn, self.route, (0, 0));
-        }
     }
 }
 
@@ -180,7 +165,7 @@ fn let_in(conn: &Connection, route: Arc<Route>, listener: &Route) -> Option<Arc<
         return Some(route); // checked in the accept loop
     }
     if !permits(&route.config, conn.real_client()) {
-        return close_early(conn, &route, CloseReason::Denied, &"");
+        return close_early(conn, &route, CloseReason::Denied, "");
     }
     // Out of the waiting room, into one of the route's slots (waiting for one, as a client
     // of a plain listener waits in the backlog), counted for the real client (the PROXY
@@ -190,23 +175,21 @@ fn let_in(conn: &Connection, route: Arc<Route>, listener: &Route) -> Option<Arc<
     match listener.connections.start_relaying(conn.id, client, limit, listener.max_connections) {
         Ok(()) => Some(route),
         Err(CloseReason::ClientLimit) => {
-            close_early(conn, &route, CloseReason::ClientLimit, &limit.refusal())
+            close_early(conn, &route, CloseReason::ClientLimit, limit.refusal())
         }
-        Err(reason) => close_early(conn, &route, reason, &"relay stopping"),
+        Err(reason) => close_early(conn, &route, reason, "relay stopping"),
     }
 }
 
-/// Closes a client before any upstream is dialled, with its one `connection closed` line
-/// on `route` (which has counted it as accepted).
+/// Closes a client before any upstream is dialled (see [`handle_conn::close_early`]); `None`,
+/// for [`admit`] to return.
 fn close_early(
     conn: &Connection,
     route: &Route,
     reason: CloseReason,
-    error: &dyn std::fmt::Display,
+    error: impl std::fmt::Display,
 ) -> Option<Arc<Route>> {
-    handle_conn::accepted(conn, route); // before the client can see the close
-    conn.close(reason, error);
-    handle_conn::closed(conn, route, (0, 0));
+    handle_conn::close_early(conn, route, reason, error);
     None
 }
 

@@ -2,6 +2,7 @@
 //! the [`StopHandle`](crate::relay::StopHandle)s: the settings, the log, the open connections,
 //! the upstreams, the counters and the thread pool.
 
+use std::fmt::Display;
 use std::sync::Arc;
 
 use crate::limits::capacity::{self, Capacity, Cost};
@@ -18,7 +19,8 @@ use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
 use crate::upstream::dial::DialRoom;
 
-/// What the accept loop shares with every connection thread and with [`StopHandle`]s.
+/// What the accept loop shares with every connection thread and with
+/// [`StopHandle`](crate::relay::StopHandle)s.
 #[derive(Debug)]
 pub struct Route {
     pub config: Config,
@@ -40,8 +42,8 @@ pub struct Route {
     pub capacity: Capacity,
     /// The route's `--max-connections-per-client`.
     pub per_client: PerClientLimit,
-    /// The bound address, which [`StopHandle::stop`] connects to in order to wake a blocked
-    /// `accept`.
+    /// The bound address, which [`StopHandle::stop`](crate::relay::StopHandle::stop)
+    /// connects to in order to wake a blocked `accept`.
     pub listen_addr: Address,
     /// On a listener shared by routes with `sni=`, held by the listener's own route: the
     /// others, picked by the server name each client asks for. `None` on every other route.
@@ -61,7 +63,7 @@ impl Route {
     /// A route's first generation, as [`Relay::bind`](crate::Relay::bind) makes it for the
     /// listener bound at `listen_addr`.
     pub fn new(config: Config, listen_addr: Address) -> Route {
-        let label = label(&config, &listen_addr);
+        let label = label(&listen_addr, &config, false);
         let metrics = Arc::new(RouteMetrics::with_upstreams(label, config.upstreams()));
         Route::with_shared(config, listen_addr, metrics, Arc::default(), None)
     }
@@ -72,7 +74,7 @@ impl Route {
     /// generation's connections too), the counters, and the thread pool when its settings
     /// are unchanged. Live connections keep the generation they started with.
     pub fn reloaded(&self, config: Config) -> Route {
-        let label = label(&config, &self.listen_addr);
+        let label = label(&self.listen_addr, &config, false);
         self.reloaded_as(&label, config)
     }
 
@@ -89,6 +91,8 @@ impl Route {
         Route::with_shared(config, self.listen_addr.clone(), metrics, connections, threads)
     }
 
+    /// A route on its own listener: its capacity and thread pool worked out from `config`
+    /// unless `threads` carries the pool over.
     fn with_shared(
         config: Config,
         listen_addr: Address,
@@ -96,7 +100,6 @@ impl Route {
         connections: Arc<OpenConnections>,
         threads: Option<Arc<ThreadPool>>,
     ) -> Route {
-        let label = metrics.route();
         let capacity = process_capacity(&config);
         let max_connections = config.max_connections.min(capacity.connections);
         metrics.set_max_connections(max_connections);
@@ -108,6 +111,32 @@ impl Route {
                 capacity.max_parked,
             ))
         });
+        let shared = Shared { connections, threads, capacity, max_connections };
+        Route::assemble(config, listen_addr, metrics, shared)
+    }
+
+    /// A route sharing `listener`'s socket, open connections, thread pool and limits
+    /// (routes told apart by `sni=`, see server_names.rs).
+    pub fn sharing(listener: &Route, config: Config, metrics: Arc<RouteMetrics>) -> Route {
+        let shared = Shared {
+            connections: Arc::clone(&listener.connections),
+            threads: Arc::clone(&listener.threads),
+            capacity: listener.capacity,
+            max_connections: listener.max_connections,
+        };
+        Route::assemble(config, listener.listen_addr.clone(), metrics, shared)
+    }
+
+    /// The one place a [`Route`] is put together: its log, `--explain` and upstreams from
+    /// `config`, labelled as `metrics` is, beside what it shares with its listener.
+    fn assemble(
+        config: Config,
+        listen_addr: Address,
+        metrics: Arc<RouteMetrics>,
+        shared: Shared,
+    ) -> Route {
+        let label = metrics.route();
+        let Shared { connections, threads, capacity, max_connections } = shared;
         Route {
             observer: Observer::new(
                 Log::for_route(config.log_level, &label),
@@ -143,9 +172,27 @@ impl Route {
     }
 }
 
-/// A route's label in logs and metrics: its name, else its listen address.
-fn label(config: &Config, listen_addr: &Address) -> String {
-    if config.name.is_empty() { listen_addr.to_string() } else { config.name.clone() }
+/// A route's label in logs and metrics: its name; else its listen address, followed on a
+/// listener `shared` by `sni=` routes by the server names that pick it
+/// (`127.0.0.1:443 sni=a.example.com,*.example.org`, or `127.0.0.1:443 default` for the route
+/// without `sni=`), so that the routes on one address are told apart.
+pub fn label(listen: &impl Display, config: &Config, shared: bool) -> String {
+    if !config.name.is_empty() {
+        return config.name.clone();
+    }
+    match (shared, config.server_names.is_empty()) {
+        (false, _) => listen.to_string(),
+        (true, true) => format!("{listen} default"),
+        (true, false) => config.listen_and_names(listen),
+    }
+}
+
+/// What the routes on one listener share (see [`Route::sharing`]).
+struct Shared {
+    connections: Arc<OpenConnections>,
+    threads: Arc<ThreadPool>,
+    capacity: Capacity,
+    max_connections: usize,
 }
 
 /// How many connections of this route's cost the whole process can hold under its OS

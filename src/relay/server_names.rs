@@ -14,17 +14,11 @@
 use std::iter;
 use std::sync::Arc;
 
-use crate::limits::per_client::PerClientLimit;
 use crate::net::address::Address;
 use crate::net::sni::NamePattern;
-use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::observe::Observer;
-use crate::relay::route::{Route, ServerNames};
+use crate::relay::route::{Route, ServerNames, label};
 use crate::settings::config::Config;
-use crate::teach::explain::Explain;
-use crate::upstream::Upstreams;
-use crate::upstream::dial::DialRoom;
 
 impl ServerNames {
     /// The routes that share `listener`'s socket, built from their settings: each with its
@@ -85,11 +79,11 @@ pub fn reloaded(listener: &Route, first: Config, others: Vec<Config>) -> Route {
         return listener.reloaded(first);
     }
     let first = with_real_port(listener, first);
-    let mut route = listener.reloaded_as(&label(&listener.listen_addr, &first), first);
+    let mut route = listener.reloaded_as(&label(&listener.listen_addr, &first, true), first);
     let old = listener.server_names.as_ref();
     let others = others.into_iter().map(|config| {
         let config = with_real_port(&route, config);
-        let kept = old.and_then(|old| old.metrics_of(&label(&route.listen_addr, &config)));
+        let kept = old.and_then(|old| old.metrics_of(&label(&route.listen_addr, &config, true)));
         Arc::new(sharing_route_counted(&route, config, kept))
     });
     route.server_names = Some(ServerNames { others: others.collect() });
@@ -118,7 +112,7 @@ fn sharing_route_counted(
     kept: Option<&Arc<RouteMetrics>>,
 ) -> Route {
     let config = with_real_port(listener, config);
-    let label = label(&listener.listen_addr, &config);
+    let label = label(&listener.listen_addr, &config, true);
     let metrics = match kept {
         Some(kept) => {
             kept.reloaded(&label, config.upstreams());
@@ -126,46 +120,5 @@ fn sharing_route_counted(
         }
         None => Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams())),
     };
-    Route {
-        observer: Observer::new(
-            Log::for_route(config.log_level, &label),
-            Explain::new(config.explain),
-            Arc::clone(&metrics),
-        ),
-        upstreams: Upstreams::new(
-            &config,
-            &metrics,
-            match listener.listen_addr {
-                Address::Tcp(addr) => Some(addr),
-                Address::Unix(_) => None,
-            },
-            DialRoom::of(&listener.capacity),
-        ),
-        metrics,
-        max_connections: listener.max_connections,
-        capacity: listener.capacity,
-        per_client: PerClientLimit::new(
-            config.max_connections_per_client,
-            listener.max_connections,
-        ),
-        threads: Arc::clone(&listener.threads),
-        connections: Arc::clone(&listener.connections),
-        listen_addr: listener.listen_addr.clone(),
-        server_names: None,
-        config,
-    }
-}
-
-/// A route's label in logs and metrics: its name, else its address and server names
-/// (`127.0.0.1:443 sni=a.example.com,*.example.org`, or `127.0.0.1:443 default` for the
-/// route without `sni=`), so that the routes on one address are told apart.
-pub fn label(listen: &impl std::fmt::Display, config: &Config) -> String {
-    if !config.name.is_empty() {
-        return config.name.clone();
-    }
-    if config.server_names.is_empty() {
-        return format!("{listen} default");
-    }
-    let names = config.server_names.iter().map(ToString::to_string);
-    format!("{listen} sni={}", names.collect::<Vec<_>>().join(","))
+    Route::sharing(listener, config, metrics)
 }

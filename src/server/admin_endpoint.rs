@@ -21,9 +21,10 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
+use crate::lock::lock;
 use crate::net::address::Address;
 use crate::ops::admin::{Admin, AdminAccess, AdminStop};
 use crate::ops::admin_client::runtime_file_of;
@@ -241,7 +242,7 @@ impl AdminEndpoint {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change of `State` is a field store or a push: a panic cannot leave it
         // half-done, so a poisoned lock is still good.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 

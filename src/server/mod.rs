@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tcprelay::server::{Server, ServerConfig};
+//! use tcprelay::{Server, ServerConfig};
 //!
 //! # fn main() -> std::io::Result<()> {
 //! let route = |upstream: &str| tcprelay::Config {

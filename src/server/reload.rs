@@ -28,8 +28,9 @@
 //! Every reload, applied or refused, also opens the `--log-file` again (as `tcprelay
 //! reopen-logs` does), so a logrotate `postrotate` that runs `tcprelay reload` works too.
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
+use crate::lock::lock;
 use crate::net::address::Address;
 use crate::ops::log::{self, Log};
 use crate::server::admin_endpoint::AdminEndpoint;
@@ -72,7 +73,7 @@ impl Reloader {
     /// # Errors
     /// Why it was refused; nothing has changed then.
     pub fn reload(&self) -> Result<String, String> {
-        let _one = self.one_at_a_time.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one = lock(&self.one_at_a_time);
         if let Err(error) = log::reopen() {
             self.log.warn(
                 "cannot reopen the log file; writing on to the open one",
@@ -163,7 +164,7 @@ impl Reloader {
             None => None,
         };
         self.routes.apply(next, server.drain_timeout, server.drain_grace)?;
-        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut started = lock(&self.started);
         if let (Some(moved), Some(admin)) = (moved, admin) {
             admin.replace(moved);
             started.admin = server.admin.clone();
@@ -287,11 +288,7 @@ fn differs(running: &Config, config: &Config) -> bool {
 /// A route in the reload's summary: its name and address, or its address alone (and its
 /// server names, on a listener shared by `sni=`).
 fn label(config: &Config, listen: &Address) -> String {
-    let names = config.server_names.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let address = match names.is_empty() {
-        true => listen.to_string(),
-        false => format!("{listen} sni={}", names.join(",")),
-    };
+    let address = config.listen_and_names(listen);
     match config.name.is_empty() {
         true => address,
         false => format!("{}({address})", config.name),

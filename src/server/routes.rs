@@ -12,12 +12,13 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::counter::Counter;
 
+use crate::lock::{lock, wait, wait_timeout};
 use crate::net::address::Address;
 use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::{Relay, StopHandle};
@@ -171,7 +172,7 @@ impl Routes {
     pub fn wait(&self) -> io::Result<()> {
         let mut state = self.lock();
         while state.running > 0 {
-            state = self.thread_ended.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = wait(&self.thread_ended, state);
         }
         let threads = std::mem::take(&mut state.threads);
         drop(state);
@@ -222,8 +223,7 @@ impl Routes {
             if state.stopped || left.is_zero() {
                 break;
             }
-            state =
-                self.grace_cut.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+            state = wait_timeout(&self.grace_cut, state, left);
         }
         state.in_grace = false;
         if !state.stopped {
@@ -369,7 +369,7 @@ impl Routes {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change of `State` is a push, a drain or a field store: a panic cannot leave
         // it half-done, so a poisoned lock is still good.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 

@@ -17,18 +17,7 @@
 //! listener on `[::]` reports for an IPv4 peer) is matched as the IPv4 address it carries,
 //! so IPv4 rules work whichever way the listener was bound.
 //!
-//! ```
-//! use tcprelay::settings::access::{AccessRules, Cidr};
-//!
-//! let rules = AccessRules {
-//!     allow: vec!["10.0.0.0/8".parse().unwrap()],
-//!     deny: vec!["10.0.0.5".parse().unwrap()],
-//! };
-//! assert!(rules.permits("10.1.2.3".parse().unwrap()));
-//! assert!(!rules.permits("10.0.0.5".parse().unwrap()));
-//! assert!(!rules.permits("192.168.1.1".parse().unwrap()));
-//! assert!(rules.permits("::ffff:10.1.2.3".parse().unwrap()));
-//! ```
+//! [`AccessRules`] shows it on an example.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -177,8 +166,23 @@ fn prefix_mask_v6(prefix_len: u8) -> u128 {
     if prefix_len == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix_len)) }
 }
 
-/// The access rules of one route. See the [module documentation](self) for the order in
-/// which they are applied.
+/// The access rules of one route, asked right after `accept` (see
+/// [`permits`](AccessRules::permits)): a client matching a `deny` block is denied (a deny
+/// always wins); otherwise, if there are `allow` blocks, it must match one; with no rules,
+/// everyone is allowed. The order of the rules does not matter.
+///
+/// ```
+/// use tcprelay::AccessRules;
+///
+/// let rules = AccessRules {
+///     allow: vec!["10.0.0.0/8".parse().unwrap()],
+///     deny: vec!["10.0.0.5".parse().unwrap()],
+/// };
+/// assert!(rules.permits("10.1.2.3".parse().unwrap()));
+/// assert!(!rules.permits("10.0.0.5".parse().unwrap()));
+/// assert!(!rules.permits("192.168.1.1".parse().unwrap()));
+/// assert!(rules.permits("::ffff:10.1.2.3".parse().unwrap()));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessRules {
     /// If not empty, only clients inside one of these blocks may connect.

@@ -137,7 +137,7 @@ pub struct Config {
     /// (`--explain`, for classrooms). Default off.
     pub explain: bool,
     /// Called around the creation of every connection thread; for tests (see
-    /// [`ThreadHook`]). Default: [`no_hook`].
+    /// [`ThreadHook`]). Default: a hook that does nothing.
     pub thread_hook: ThreadHook,
     /// Turns an upstream's `host:port` into addresses. Default [`system_resolver`]; a seam
     /// for tests that need a name with addresses the system does not give (see
@@ -199,6 +199,17 @@ impl Config {
             Some(path) => Address::Unix(path.clone()),
             None => Address::Tcp(self.listen),
         }
+    }
+
+    /// `listen` followed by the route's server names, if it has any
+    /// (`127.0.0.1:443 sni=a.example.com,*.example.org`): how the routes sharing one
+    /// address are told apart in labels, messages and the reload summary.
+    pub(crate) fn listen_and_names(&self, listen: &impl fmt::Display) -> String {
+        if self.server_names.is_empty() {
+            return listen.to_string();
+        }
+        let names = self.server_names.iter().map(ToString::to_string);
+        format!("{listen} sni={}", names.collect::<Vec<_>>().join(","))
     }
 
     /// Where the route listens as the config file writes it: `stdin`, or

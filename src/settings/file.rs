@@ -22,21 +22,7 @@
 //! them and checks the whole (two routes on one address, a route that forwards to itself),
 //! still reporting at the right place.
 //!
-//! ```
-//! use std::path::Path;
-//! use std::time::Duration;
-//! use tcprelay::settings::file::parse;
-//!
-//! let text = "idle-timeout 5m\nroute 127.0.0.1:8080 -> app:80 idle-timeout=1m\n";
-//! let config = parse(text, Path::new("relay.conf")).unwrap();
-//! assert_eq!(config.routes[0].upstreams[0].text, "app:80");
-//! let server = config.server_config(&[]).unwrap();
-//! assert_eq!(server.routes[0].idle_timeout, Duration::from_secs(60));
-//!
-//! let error = parse("idle-timeout 5x\n", Path::new("relay.conf")).unwrap_err();
-//! assert_eq!(error.to_string(),
-//!            r#"relay.conf:1:14: expected a duration such as 250ms, 5s, 2m, 1h or 0, found "5x""#);
-//! ```
+//! The test `the_module_example` at the end of this file runs an example.
 
 use std::fmt;
 use std::io::Read;
@@ -1161,5 +1147,25 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
                 }
             }
         }
+    }
+
+    /// The example the module documentation points to.
+    #[test]
+    fn the_module_example() {
+        use crate::settings::file::parse;
+        use std::path::Path;
+        use std::time::Duration;
+
+        let text = "idle-timeout 5m\nroute 127.0.0.1:8080 -> app:80 idle-timeout=1m\n";
+        let config = parse(text, Path::new("relay.conf")).unwrap();
+        assert_eq!(config.routes[0].upstreams[0].text, "app:80");
+        let server = config.server_config(&[]).unwrap();
+        assert_eq!(server.routes[0].idle_timeout, Duration::from_secs(60));
+
+        let error = parse("idle-timeout 5x\n", Path::new("relay.conf")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"relay.conf:1:14: expected a duration such as 250ms, 5s, 2m, 1h or 0, found "5x""#
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The manual page, `docs/tcprelay.1`, written from the same table and texts as `--help`,
 //! so the two cannot disagree. A test compares the file with [`render`] and says how to
-//! write it again when a setting changes: `TCPRELAY_BLESS=1 cargo test --test man_page`.
+//! write it again when a setting changes: `TCPRELAY_BLESS=1 cargo test --lib man_page`.
 //!
 //! The page uses only the classic `man` macros (`.TH`, `.SH`, `.TP`, `.PP`, `.B`), which
 //! every `man` renders: groff, mandoc, BusyBox's `man` with `nroff`.
@@ -164,6 +164,24 @@ mod tests {
         assert_eq!(
             flag_line("-l, --listen ADDR"),
             "\\fB\\-l\\fR, \\fB\\-\\-listen\\fR \\fIADDR\\fR"
+        );
+    }
+
+    /// The file is what [`render`] writes today. `TCPRELAY_BLESS=1` writes it.
+    #[test]
+    fn the_man_page_is_generated_from_the_settings_table() {
+        let page = render();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tcprelay.1");
+        if std::env::var_os("TCPRELAY_BLESS").is_some() {
+            std::fs::write(&path, &page)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+            return;
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == page,
+            "docs/tcprelay.1 is stale or missing: write it again from the settings table with\n\
+             \n    TCPRELAY_BLESS=1 cargo test --lib man_page\n\nand commit it"
         );
     }
 }

@@ -25,23 +25,15 @@
 //! and a `get` that writes the value back in a form `set` accepts. The flag, the config key,
 //! `--help`, `--check`, the docs table check and [`Config::validate`] follow from the entry.
 //!
-//! ```
-//! use tcprelay::settings;
-//!
-//! let buffer = settings::find("buffer-size").unwrap();
-//! let mut config = tcprelay::Config::default();
-//! settings::set_route(buffer, &mut config, "64k").unwrap();
-//! assert_eq!(config.buffer_size, 65536);
-//! let error = settings::set_route(buffer, &mut config, "2g").unwrap_err();
-//! assert_eq!(error, r#"expected 0, or a size from 8k to 1m, found "2g""#);
-//! ```
+//! The test `the_module_example` at the end of this file runs an example.
 
 pub mod access;
 pub mod address;
 pub(crate) mod cli;
 pub mod config;
 pub mod file;
-pub mod man_page;
+#[cfg(test)]
+mod man_page;
 pub(crate) mod spelling;
 pub mod units;
 pub(crate) mod untrusted_paths;
@@ -805,6 +797,7 @@ pub fn find_flag(flag: &str) -> Option<&'static Setting> {
 ///
 /// # Errors
 /// `expected ..., found "TEXT"` when the value does not parse or is out of bounds.
+#[cfg(test)]
 pub fn set_route(setting: &Setting, route: &mut Config, text: &str) -> Result<(), String> {
     match setting.field {
         Field::Route(set, _) => set(route, text),
@@ -815,7 +808,7 @@ pub fn set_route(setting: &Setting, route: &mut Config, text: &str) -> Result<()
 /// Checks `text` as a value of `setting` without storing it anywhere.
 ///
 /// # Errors
-/// As [`set_route`].
+/// `expected ..., found "TEXT"` when the value does not parse or is out of bounds.
 pub fn check(setting: &Setting, text: &str) -> Result<(), String> {
     match setting.field {
         Field::Route(set, _) => set(&mut Config::default(), text),
@@ -1047,11 +1040,7 @@ fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, St
 
 /// A route as people know it: its name, else its listen address (and its server names).
 fn route_label(route: &Config) -> String {
-    let names = route.server_names.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let listen = match names.is_empty() {
-        true => route.listen_text(),
-        false => format!("{} sni={}", route.listen_text(), names.join(",")),
-    };
+    let listen = route.listen_and_names(&route.listen_text());
     if route.name.is_empty() { listen } else { format!("{} ({listen})", route.name) }
 }
 
@@ -1136,6 +1125,7 @@ pub fn describe_route(route: &Config) -> String {
 
 /// The settings as the Markdown table in README.md and docs/operations.md (a test checks
 /// that both hold exactly this text).
+#[cfg(test)]
 pub fn markdown_table() -> String {
     let mut text = String::from(
         "| flag and config key | default | where | values | meaning |\n|---|---|---|---|---|\n",
@@ -1307,7 +1297,7 @@ fn join_cidrs(blocks: &[Cidr]) -> Option<String> {
 
 impl Config {
     /// Checks the settings with the same parsers and bounds as the command line and the
-    /// config file (the [settings table](crate::settings)), and that there is at least one
+    /// config file (the settings table, `tcprelay --help`), and that there is at least one
     /// upstream, each `HOST:PORT` with a port, or `unix:PATH`. [`Relay::bind`](crate::Relay::bind)
     /// calls it.
     ///
@@ -1326,7 +1316,7 @@ impl Config {
 
 impl ServerConfig {
     /// What would run, in the config file's own format, one line per setting and per route
-    /// (this is what `tcprelay --check` prints); see [`describe`].
+    /// (this is what `tcprelay --check` prints).
     pub fn describe(&self) -> String {
         describe(self)
     }
@@ -1504,6 +1494,35 @@ mod tests {
         }
         for line in help.lines() {
             assert!(line.chars().count() <= 90, "too long: {line}");
+        }
+    }
+
+    /// The example the module documentation points to.
+    #[test]
+    fn the_module_example() {
+        use crate::settings;
+
+        let buffer = settings::find("buffer-size").unwrap();
+        let mut config = crate::Config::default();
+        settings::set_route(buffer, &mut config, "64k").unwrap();
+        assert_eq!(config.buffer_size, 65536);
+        let error = settings::set_route(buffer, &mut config, "2g").unwrap_err();
+        assert_eq!(error, r#"expected 0, or a size from 8k to 1m, found "2g""#);
+    }
+
+    /// The settings tables in README.md and docs/operations.md are [`markdown_table`]'s, word
+    /// for word, so the docs list every setting with its key, default and range.
+    #[test]
+    fn docs_hold_the_settings_table() {
+        let table = markdown_table();
+        for (name, doc) in [
+            ("README.md", include_str!("../../README.md")),
+            ("docs/operations.md", include_str!("../../docs/operations.md")),
+        ] {
+            assert!(
+                doc.contains(&table),
+                "{name} must hold this table (from settings::markdown_table):\n{table}"
+            );
         }
     }
 }

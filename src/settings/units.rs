@@ -6,15 +6,7 @@
 //! Every duration needs a unit because a bare `30` could mean seconds or milliseconds,
 //! except `0`, which is unambiguous and means "off" wherever a timeout is optional.
 //!
-//! ```
-//! use std::time::Duration;
-//! use tcprelay::settings::units::{parse_duration, parse_size};
-//!
-//! assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-//! assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-//! assert_eq!(parse_size("64k").unwrap(), 64 * 1024);
-//! assert!(parse_duration("30").is_err()); // seconds? milliseconds? say which
-//! ```
+//! The test `the_module_example` at the end of this file runs an example.
 
 use std::time::Duration;
 
@@ -215,5 +207,17 @@ mod tests {
             let duration = Duration::from_millis(millis);
             assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
         }
+    }
+
+    /// The example the module documentation points to.
+    #[test]
+    fn the_module_example() {
+        use crate::settings::units::{parse_duration, parse_size};
+        use std::time::Duration;
+
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_size("64k").unwrap(), 64 * 1024);
+        assert!(parse_duration("30").is_err()); // seconds? milliseconds? say which
     }
 }

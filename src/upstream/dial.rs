@@ -3,8 +3,8 @@
 //!
 //! `getaddrinfo` may list an address that answers nothing (say `::1` blackholed) before one
 //! that works (`127.0.0.1`). Trying them one after the other, each with a share of the
-//! connect timeout, made every client wait out the dead one's share (2.5 s of 5 s,
-//! measured). So [`race`] starts the first address, and if it has not connected within
+//! connect timeout, made every client wait out the dead one's share (measured:
+//! docs/benchmarks.md, "Figures the code relies on"). So [`race`] starts the first address, and if it has not connected within
 //! [`ATTEMPT_DELAY`] starts the next one *beside it* (the first is not abandoned), and so on;
 //! the first to connect wins and the others are closed. An attempt that fails starts the
 //! next one at once. [`crate::upstream`] then remembers the dead address, so later clients

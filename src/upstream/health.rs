@@ -31,6 +31,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::Upstreams;
+use crate::lock::lock;
 use crate::ops::observe::Observer;
 
 /// Failed checks in a row that take an up upstream down.
@@ -136,17 +137,17 @@ pub struct StopSignal {
 
 impl StopSignal {
     fn signal(&self) {
-        *self.signalled.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        *lock(&self.signalled) = true;
         self.changed.notify_all();
     }
 
     fn is_signalled(&self) -> bool {
-        *self.signalled.lock().unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.signalled)
     }
 
     /// Waits until `deadline`, or less if the signal comes first; returns whether it came.
     fn wait_until(&self, deadline: Instant) -> bool {
-        let signalled = self.signalled.lock().unwrap_or_else(PoisonError::into_inner);
+        let signalled = lock(&self.signalled);
         let left = deadline.saturating_duration_since(Instant::now());
         let (signalled, _) = self
             .changed

@@ -44,9 +44,10 @@ pub mod health;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::lock::lock;
 use crate::net::address::UNIX_PREFIX;
 use crate::net::stream::Stream;
 use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
@@ -92,11 +93,6 @@ struct Upstream {
     /// Its counters, shared with the route's metrics. `up` is the health checks' verdict
     /// when they run; `active` is what `least-connections` compares.
     metrics: Arc<UpstreamMetrics>,
-}
-
-/// A plain value that is never half-written: a poisoned lock is still good to use.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Upstream {

@@ -19,8 +19,10 @@ pub mod lab;
 #[cfg(unix)]
 pub mod privilege;
 pub mod process;
+pub mod proxy;
 pub mod relays;
 pub mod seed;
+pub mod tls;
 pub mod tools;
 pub mod upstreams;
 
@@ -30,7 +32,8 @@ pub mod upstreams;
 pub use privilege::*;
 #[allow(unused_imports)]
 pub use {
-    client::*, counters::*, files::*, process::*, relays::*, seed::*, tools::*, upstreams::*,
+    client::*, counters::*, files::*, process::*, proxy::*, relays::*, seed::*, tls::*, tools::*,
+    upstreams::*,
 };
 
 /// The longest any single wait in a test may take before the test fails.

@@ -15,7 +15,7 @@ use super::counters::eventually;
 pub struct TestRelay {
     pub addr: SocketAddr,
     /// The relay's live counters.
-    pub metrics: Arc<tcprelay::metrics::RouteMetrics>,
+    pub metrics: Arc<tcprelay::RouteMetrics>,
     stop: StopHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -75,7 +75,7 @@ pub fn to_all(upstreams: &[String]) -> Config {
 }
 
 /// Waits (bounded) until a relay has no active connection, then returns its counters.
-pub fn settled(metrics: &tcprelay::metrics::RouteMetrics) -> tcprelay::metrics::RouteSnapshot {
+pub fn settled(metrics: &tcprelay::RouteMetrics) -> tcprelay::RouteSnapshot {
     assert!(eventually(|| metrics.snapshot().active == 0), "connections still active");
     metrics.snapshot()
 }
@@ -86,7 +86,7 @@ pub struct TestServer {
     pub addrs: Vec<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub handle: tcprelay::ServerHandle,
-    pub metrics: Vec<Arc<tcprelay::metrics::RouteMetrics>>,
+    pub metrics: Vec<Arc<tcprelay::RouteMetrics>>,
     served: Option<std::sync::mpsc::Receiver<io::Result<()>>>,
     thread: Option<JoinHandle<()>>,
 }

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-use tcprelay::counter::Counter;
 
 /// Which upstream a workload needs behind the relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +118,8 @@ struct ServerShared {
     /// A clone of every live connection, so `stop` can shut them down and
     /// wake threads blocked in `read` (dropping a clone would not).
     live: Mutex<HashMap<u64, TcpStream>>,
-    errors: Counter,
+    /// A lock, not an `AtomicU64`, which the 32-bit MIPS targets lack; taken only on an error.
+    errors: Mutex<u64>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -133,7 +133,7 @@ impl ThreadedServer {
         let shared = Arc::new(ServerShared {
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
-            errors: Counter::new(0),
+            errors: Mutex::new(0),
             last_error: Mutex::new(None),
         });
         let loop_shared = Arc::clone(&shared);
@@ -160,13 +160,13 @@ impl ThreadedServer {
             io::Error::other(format!("{} upstream's accept loop panicked", self.name))
         })?;
         let last = lock(&self.shared.last_error).take();
-        Ok((self.shared.errors.get(), last))
+        Ok((*lock(&self.shared.errors), last))
     }
 }
 
 impl ServerShared {
     fn record_error(&self, error: &io::Error) {
-        self.errors.fetch_add(1);
+        *lock(&self.errors) += 1;
         *lock(&self.last_error) = Some(error.to_string());
     }
 }
