@@ -40,10 +40,13 @@ pub mod access;
 pub mod address;
 pub(crate) mod cli;
 pub mod config;
+pub mod error;
 pub mod file;
 pub mod man_page;
 pub(crate) mod spelling;
 pub mod units;
+
+pub use error::{Error, ErrorKind, Location};
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
