@@ -44,7 +44,7 @@ impl Relay {
     /// the OS error, with the address in its message, if the address cannot be bound
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
-        config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        config.validate()?;
         if !config.server_names.is_empty() {
             return Relay::bind_sharing(vec![config]); // it picks its clients by name
         }
@@ -297,7 +297,7 @@ impl Relay {
     /// As [`Relay::bind`], for the first route or any other.
     pub(crate) fn bind_sharing(mut configs: Vec<Config>) -> io::Result<Relay> {
         for config in &configs {
-            config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+            config.validate()?;
         }
         let others = configs.split_off(1.min(configs.len()));
         let Some(first) = configs.pop() else {

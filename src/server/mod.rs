@@ -152,7 +152,7 @@ impl Server {
     /// `InvalidInput` when [`ServerConfig::validate`] refuses the settings; otherwise the
     /// first address that cannot be bound, named in the error; nothing is left bound.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
-        config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
+        config.validate()?;
         let log = Log::new(config.log_level());
         let groups = crate::settings::config::listener_groups(&config.routes);
         let mut listener_of = vec![0; config.routes.len()];

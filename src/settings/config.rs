@@ -11,6 +11,7 @@ use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
 use crate::ops::log::LogLevel;
+use crate::settings::Error;
 use crate::settings::access::{AccessRules, Cidr};
 use crate::upstream::dial::{Resolver, system_resolver};
 
@@ -251,16 +252,18 @@ pub enum Policy {
 }
 
 impl FromStr for Policy {
-    type Err = String;
+    type Err = Error;
 
     /// Parses `first`, `round-robin` or `least-connections`; the error reads
     /// `expected first, round-robin or least-connections, found "rr"`.
-    fn from_str(text: &str) -> Result<Policy, String> {
+    fn from_str(text: &str) -> Result<Policy, Error> {
         match text {
             "first" => Ok(Policy::First),
             "round-robin" => Ok(Policy::RoundRobin),
             "least-connections" => Ok(Policy::LeastConnections),
-            _ => Err(format!("expected first, round-robin or least-connections, found {text:?}")),
+            _ => Err(Error::value(format!(
+                "expected first, round-robin or least-connections, found {text:?}"
+            ))),
         }
     }
 }
