@@ -76,13 +76,15 @@ pub use limits::threads::{ThreadHook, ThreadRole, ThreadStage, no_hook};
 pub use net::address::Address;
 pub use net::proxy_protocol;
 pub use net::sni;
-pub use ops::log::LogLevel;
 pub use ops::metrics;
 pub use outcome::CloseReason;
 pub use relay::{Relay, StopHandle};
-pub use server::{AdminAccess, AdminToken, Server, ServerConfig, ServerHandle};
+pub use server::{Server, ServerHandle};
 pub use settings::access::{AccessRules, Cidr};
+pub use settings::admin_access::{AdminAccess, AdminToken};
 pub use settings::config::{Config, Policy};
+pub use settings::logging::LogLevel;
+pub use settings::server_config::ServerConfig;
 pub use upstream::dial::{DialError, Resolver, system_resolver};
 
 /// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.

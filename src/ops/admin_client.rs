@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::net::address::Address;
-use crate::ops::admin::AdminToken;
+use crate::settings::admin_access::AdminToken;
 use crate::settings::{address, file, spelling, units};
 
 /// What the client is asked to do.

@@ -7,10 +7,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::ops::admin_client::{self, Action, AdminRequest};
-use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::address::{self, Listen};
 use crate::settings::config::Config;
 use crate::settings::file;
+use crate::settings::server_config::{ConfigFile, ServerConfig};
 use crate::settings::{self, Error, Scope, Value, spelling};
 
 /// What the command line asks for.

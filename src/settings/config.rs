@@ -10,9 +10,9 @@ use crate::limits::threads::{ThreadHook, no_hook};
 use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
-use crate::ops::log::LogLevel;
 use crate::settings::Error;
 use crate::settings::access::{AccessRules, Cidr};
+use crate::settings::logging::LogLevel;
 use crate::upstream::dial::{Resolver, system_resolver};
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so

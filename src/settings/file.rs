@@ -43,9 +43,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::net::address::UNIX_PREFIX;
-use crate::server::ServerConfig;
 use crate::settings::address;
 use crate::settings::config::Config;
+use crate::settings::server_config::ServerConfig;
 use crate::settings::{
     self, Error, ErrorKind, Location, SETTINGS, Scope, Setting, Value, spelling,
 };

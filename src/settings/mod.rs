@@ -38,11 +38,14 @@
 
 pub mod access;
 pub mod address;
+pub mod admin_access;
 pub(crate) mod cli;
 pub mod config;
 pub mod error;
 pub mod file;
+pub mod logging;
 pub mod man_page;
+pub mod server_config;
 pub(crate) mod spelling;
 pub mod units;
 
@@ -55,9 +58,10 @@ use std::time::Duration;
 
 use crate::net::address::Address;
 use crate::net::stream::parse_socket_mode;
-use crate::server::{AdminToken, ServerConfig};
 use crate::settings::access::Cidr;
+use crate::settings::admin_access::AdminToken;
 use crate::settings::config::Config;
+use crate::settings::server_config::ServerConfig;
 use crate::settings::units::{format_duration, format_size, parse_duration, parse_size};
 
 /// Where a setting applies; see the [module docs](self).
@@ -190,7 +194,7 @@ pub static SETTINGS: &[Setting] = &[
         help: "write each log line as key=value pairs (logfmt) or as one JSON object",
         field: Field::Process(
             |server, text| {
-                server.log_output.format = text.parse().map_err(Error::value)?;
+                server.log_output.format = text.parse()?;
                 Ok(())
             },
             |server| Some(server.log_output.format.to_string()),
@@ -226,7 +230,7 @@ pub static SETTINGS: &[Setting] = &[
                BusyBox syslogd and OpenWrt's logd read it",
         field: Field::Process(
             |server, text| {
-                server.log_output.syslog = Some(text.parse().map_err(Error::value)?);
+                server.log_output.syslog = Some(text.parse()?);
                 Ok(())
             },
             |server| server.log_output.syslog.as_ref().map(ToString::to_string),
