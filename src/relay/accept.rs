@@ -51,7 +51,7 @@ impl Relay {
         let wanted = config.listen_address();
         let listener = match config.listen_stdin {
             true => inherited::listener_on_stdin()?,
-            false => Listener::bind(&wanted, config.socket_file()).map_err(|error| {
+            false => Listener::bind(&wanted, socket_file(&config)).map_err(|error| {
                 io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
             })?,
         };
@@ -457,4 +457,13 @@ fn is_about_one_client(error: &io::Error) -> bool {
             | io::ErrorKind::TimedOut
             | io::ErrorKind::PermissionDenied // a firewall rule rejected this one client
     )
+}
+
+/// The mode, owner and group of the route's Unix socket file, if it listens on one.
+fn socket_file(config: &Config) -> stream::SocketFile {
+    stream::SocketFile {
+        mode: config.listen_unix_mode,
+        owner: config.listen_unix_owner,
+        group: config.listen_unix_group,
+    }
 }

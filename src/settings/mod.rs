@@ -57,12 +57,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::net::address::Address;
-use crate::net::stream::parse_socket_mode;
 use crate::settings::access::Cidr;
 use crate::settings::admin_access::AdminToken;
 use crate::settings::config::Config;
 use crate::settings::server_config::ServerConfig;
-use crate::settings::units::{format_duration, format_size, parse_duration, parse_size};
+use crate::settings::units::{
+    format_duration, format_size, parse_duration, parse_size, parse_socket_mode,
+};
 
 /// Where a setting applies; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +288,7 @@ pub static SETTINGS: &[Setting] = &[
         help: "the mode of a unix: admin socket file: 0600 lets only the relay's own user in",
         field: Field::Process(
             |server, text| {
-                server.admin_access.socket_mode = parse_socket_mode(text).map_err(Error::value)?;
+                server.admin_access.socket_mode = parse_socket_mode(text)?;
                 Ok(())
             },
             // Printed by --check only where it applies: to a unix: admin socket.
@@ -623,7 +624,7 @@ pub static SETTINGS: &[Setting] = &[
                connect, no one else",
         field: Field::Route(
             |route, text| {
-                route.listen_unix_mode = parse_socket_mode(text).map_err(Error::value)?;
+                route.listen_unix_mode = parse_socket_mode(text)?;
                 Ok(())
             },
             // Printed by --check only where it applies: to a unix: listen socket.

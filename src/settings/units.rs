@@ -120,6 +120,23 @@ fn split_number(text: &str) -> Option<(u64, &str)> {
     Some((number, unit))
 }
 
+/// Parses a socket file mode: octal, three or four digits (`660`, `0660`, `0o660`), at most
+/// `0777` (set-id and sticky bits mean nothing on a socket).
+///
+/// # Errors
+/// A message naming the text when it is not such a number.
+pub fn parse_socket_mode(text: &str) -> Result<u32, Error> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    let valid =
+        (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if valid && mode <= 0o777 => Ok(mode),
+        _ => Err(Error::value(format!(
+            "invalid socket mode \"{text}\": expected an octal mode from 000 to 0777, e.g. 0660"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +233,17 @@ mod tests {
         for millis in [1, 999, 1000, 59_000, 60_000, 3_600_000, 5_400_000] {
             let duration = Duration::from_millis(millis);
             assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+        }
+    }
+
+    #[test]
+    fn socket_modes_are_three_or_four_octal_digits_up_to_0777() {
+        for (text, mode) in [("660", 0o660), ("0660", 0o660), ("0o600", 0o600), ("000", 0)] {
+            assert_eq!(parse_socket_mode(text), Ok(mode), "{text}");
+        }
+        for wrong in ["", "66", "0888", "1777", "07777", "+660", "rw-rw----"] {
+            let error = parse_socket_mode(wrong).expect_err(wrong);
+            assert!(error.to_string().contains(&format!("\"{wrong}\"")), "{error}");
         }
     }
 }
