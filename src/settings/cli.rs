@@ -6,7 +6,6 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::ops::admin_client::{self, Action, AdminRequest};
 use crate::settings::address::{self, Listen};
 use crate::settings::config::Config;
 use crate::settings::file;
@@ -22,10 +21,6 @@ pub enum Command {
     Check(ServerConfig),
     /// Run the self-contained demo (`tcprelay demo`).
     Demo,
-    /// Ask a running relay's admin endpoint (`tcprelay reload|drain|status`).
-    Admin(AdminRequest),
-    /// Print the admin client's usage (`tcprelay status --help`).
-    AdminHelp,
     /// Print the help text.
     Help,
     /// Print the version.
@@ -157,20 +152,23 @@ fn known_flags() -> Vec<String> {
     fixed.iter().map(|flag| flag.to_string()).chain(settings).collect()
 }
 
-/// Parses the arguments after the program name.
+/// One argument as text: the flags, values and paths tcprelay takes are all UTF-8.
+///
+/// # Errors
+/// A usage error naming the argument when it is not valid UTF-8.
+pub(crate) fn argument(arg: OsString) -> Result<String, Error> {
+    arg.into_string().map_err(|arg| Error::usage(format!("argument {arg:?} is not valid UTF-8")))
+}
+
+/// Parses the arguments after the program name. (`tcprelay reload|drain|status|reopen-logs`
+/// is the admin client's command line: `command.rs` hands those to it before this runs.)
 ///
 /// # Errors
 /// An [`Error`] naming the unknown flag, the flag missing its value, the flag given
 /// twice, or the bad value; with `--config`, the file's first mistake as
 /// `FILE:LINE:COLUMN: message`.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
-    let mut args = args
-        .into_iter()
-        .map(|arg| {
-            arg.into_string()
-                .map_err(|arg| Error::usage(format!("argument {arg:?} is not valid UTF-8")))
-        })
-        .peekable();
+    let mut args = args.into_iter().map(argument).peekable();
     let mut listen: Option<Listen> = None;
     let mut upstreams: Vec<String> = Vec::new();
     let mut routes: Vec<(Listen, Vec<String>)> = Vec::new();
@@ -181,14 +179,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
     let mut first = true;
     while let Some(arg) = args.next() {
         let arg = arg?;
-        if let Some(action) = Action::from_word(&arg).filter(|_| first) {
-            let args = args.map(|arg| arg.map_err(|error| error.to_string()));
-            return match admin_client::parse(action, args) {
-                Ok(Some(request)) => Ok(Command::Admin(request)),
-                Ok(None) => Ok(Command::AdminHelp),
-                Err(message) => Err(Error::usage(message)),
-            };
-        }
         if first && arg == "demo" {
             return match args.next() {
                 None => Ok(Command::Demo),
