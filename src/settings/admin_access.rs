@@ -6,6 +6,8 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::settings::Error;
+
 /// The mode a Unix admin socket is created with by default: only the relay's own user (and
 /// root) may connect. `--admin-socket-mode` changes it, e.g. to `0660` for a group.
 pub const DEFAULT_ADMIN_SOCKET_MODE: u32 = 0o600;
@@ -56,33 +58,36 @@ impl AdminToken {
     ///
     /// # Errors
     /// A message naming the file and what is wrong with it.
-    pub fn read(file: &Path) -> Result<AdminToken, String> {
+    pub fn read(file: &Path) -> Result<AdminToken, Error> {
         let shown = file.display();
         // Checked before opening: opening a FIFO with no writer would block for ever.
-        let metadata =
-            std::fs::metadata(file).map_err(|error| format!("cannot read {shown}: {error}"))?;
+        let metadata = std::fs::metadata(file)
+            .map_err(|error| Error::value(format!("cannot read {shown}: {error}")))?;
         if !metadata.is_file() {
-            return Err(format!("{shown} is not a regular file"));
+            return Err(Error::value(format!("{shown} is not a regular file")));
         }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = metadata.permissions().mode() & 0o777;
             if mode & 0o004 != 0 {
-                return Err(format!(
+                return Err(Error::value(format!(
                     "{shown} is readable by every user (mode {mode:04o}); a token must be \
                      secret: chmod o-r {shown}"
-                ));
+                )));
             }
         }
         let mut text = String::new();
         std::fs::File::open(file)
             .and_then(|opened| opened.take(MAX_TOKEN_FILE_BYTES + 1).read_to_string(&mut text))
-            .map_err(|error| format!("cannot read {shown}: {error}"))?;
+            .map_err(|error| Error::value(format!("cannot read {shown}: {error}")))?;
         if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
-            return Err(format!("{shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes"));
+            return Err(Error::value(format!(
+                "{shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes"
+            )));
         }
-        AdminToken::new(file, text.trim()).map_err(|message| format!("{shown}: {message}"))
+        AdminToken::new(file, text.trim())
+            .map_err(|error| Error::value(format!("{shown}: {error}")))
     }
 
     /// A token with this secret, as if read from `file`.
@@ -90,19 +95,20 @@ impl AdminToken {
     /// # Errors
     /// A message when the secret is empty, shorter than 16 characters, or holds anything
     /// but visible ASCII (an HTTP header could not carry it).
-    pub fn new(file: &Path, secret: &str) -> Result<AdminToken, String> {
+    pub fn new(file: &Path, secret: &str) -> Result<AdminToken, Error> {
         if secret.is_empty() {
-            return Err("the token is empty".to_string());
+            return Err(Error::value("the token is empty"));
         }
         if !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("the token may hold only visible ASCII characters, no spaces".to_string());
+            let visible = "the token may hold only visible ASCII characters, no spaces";
+            return Err(Error::value(visible));
         }
         if secret.len() < MIN_TOKEN_LEN {
-            return Err(format!(
+            return Err(Error::value(format!(
                 "the token is {} characters; use at least {MIN_TOKEN_LEN} \
                  (e.g. openssl rand -hex 32)",
                 secret.len()
-            ));
+            )));
         }
         Ok(AdminToken { file: file.to_path_buf(), secret: secret.as_bytes().to_vec() })
     }
@@ -167,7 +173,7 @@ mod tests {
             ("ünïcode-long-enough-token", "visible ASCII"),
         ] {
             let error = AdminToken::new(file, secret).unwrap_err();
-            assert!(error.contains(expected), "{secret:?}: {error}");
+            assert!(error.to_string().contains(expected), "{secret:?}: {error}");
         }
         let token = AdminToken::new(file, "0123456789abcdef").unwrap();
         assert!(!format!("{token:?}").contains("0123"), "Debug hides the secret");

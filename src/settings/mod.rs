@@ -267,8 +267,7 @@ pub static SETTINGS: &[Setting] = &[
                being FILE's content; in a config file a relative FILE is relative to it",
         field: Field::Process(
             |server, text| {
-                server.admin_access.token =
-                    Some(AdminToken::read(Path::new(text)).map_err(Error::value)?);
+                server.admin_access.token = Some(AdminToken::read(Path::new(text))?);
                 Ok(())
             },
             |server| {
