@@ -64,23 +64,28 @@ pub struct Location {
 impl Error {
     /// A value that does not parse or is out of bounds; `message` is `expected ..., found
     /// "TEXT"`.
-    pub fn value(message: impl Into<String>) -> Error {
+    pub(crate) fn value(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Value(message.into()))
     }
 
     /// A command line that cannot be run.
-    pub fn usage(message: impl Into<String>) -> Error {
+    pub(crate) fn usage(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Usage(message.into()))
     }
 
     /// A mistake in the whole configuration, about `route` (an index) if it is about one.
-    pub fn conflict(route: Option<usize>, message: impl Into<String>) -> Error {
+    pub(crate) fn conflict(route: Option<usize>, message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Conflict { route, message: message.into() })
     }
 
     /// A config file that cannot be read or parsed, at `line` and `column` (0 and 0 for the
     /// whole file).
-    pub fn file(file: &Path, line: usize, column: usize, message: impl Into<String>) -> Error {
+    pub(crate) fn file(
+        file: &Path,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> Error {
         Error::new(ErrorKind::File(message.into())).at(Location {
             file: file.to_path_buf(),
             line,
@@ -93,13 +98,13 @@ impl Error {
     }
 
     /// The same error, about the setting or flag `name` (`idle-timeout`, `--listen`).
-    pub fn for_setting(mut self, name: impl Into<String>) -> Error {
+    pub(crate) fn for_setting(mut self, name: impl Into<String>) -> Error {
         self.setting_or_flag = Some(name.into());
         self
     }
 
     /// The same error, at `location` in a config file.
-    pub fn at(mut self, location: Location) -> Error {
+    pub(crate) fn at(mut self, location: Location) -> Error {
         self.location = Some(location);
         self
     }
