@@ -18,6 +18,13 @@
 //!
 //! With `--config`, a flag overrides the file's global value; a route's own option still wins.
 //!
+//! # Errors
+//!
+//! Every parser and check here fails with one [`Error`]: what is wrong ([`ErrorKind`]) and,
+//! added as the error passes up, the setting or flag and the config file's
+//! `FILE:LINE:COLUMN` ([`Location`]). At the socket edge it becomes an `io::Error` of kind
+//! `InvalidInput` with the same message.
+//!
 //! # Adding a setting
 //!
 //! Add a field to [`Config`] (per route) or [`ServerConfig`] (per process) with its default,
