@@ -25,6 +25,13 @@ use crate::upstream;
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // A panic (a bug) must not write stderr from a connection thread: see src/ops/log.rs.
     log::send_panics_to_the_log();
+    let mut args = args.into_iter().peekable();
+    // `tcprelay reload|drain|status|reopen-logs ...` asks a running relay, with its own flags.
+    let first_word = args.peek().and_then(|word| word.to_str());
+    if let Some(action) = first_word.and_then(admin_client::Action::from_word) {
+        args.next();
+        return ask_admin(action, args);
+    }
     match cli::parse(args) {
         Ok(Command::Run(server)) => serve(server),
         Ok(Command::Check(server)) => {
@@ -42,11 +49,6 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Ok(Command::Admin(request)) => admin_client::run(&request),
-        Ok(Command::AdminHelp) => {
-            print!("{}", admin_client::USAGE);
-            ExitCode::SUCCESS
-        }
         Ok(Command::Help) => {
             print!("{}", cli::help());
             ExitCode::SUCCESS
@@ -55,11 +57,27 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             print!("{}", cli::version());
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("tcprelay: {error}\nTry 'tcprelay --help' for more information.");
-            ExitCode::from(2)
-        }
+        Err(error) => usage_error(&error),
     }
+}
+
+/// `tcprelay reload|drain|status|reopen-logs [flags]`: asks a running relay's admin endpoint.
+fn ask_admin(action: admin_client::Action, args: impl Iterator<Item = OsString>) -> ExitCode {
+    let args = args.map(|arg| cli::argument(arg).map_err(|error| error.to_string()));
+    match admin_client::parse(action, args) {
+        Ok(Some(request)) => admin_client::run(&request),
+        Ok(None) => {
+            print!("{}", admin_client::USAGE);
+            ExitCode::SUCCESS
+        }
+        Err(message) => usage_error(&message),
+    }
+}
+
+/// A command line that cannot be run: the mistake, a pointer to `--help`, exit code 2.
+fn usage_error(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("tcprelay: {error}\nTry 'tcprelay --help' for more information.");
+    ExitCode::from(2)
 }
 
 /// Binds every route and the admin endpoint, and serves until drained or killed. Go's

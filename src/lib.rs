@@ -177,13 +177,15 @@ pub use limits::threads::{ThreadHook, ThreadRole, ThreadStage};
 pub use net::address::Address;
 pub use net::proxy_protocol::ProxyVersion;
 pub use net::sni::NamePattern;
-pub use ops::log::LogLevel;
 pub use ops::metrics::{RouteMetrics, RouteSnapshot, UpstreamSnapshot};
 pub use outcome::CloseReason;
 pub use relay::{Relay, StopHandle};
-pub use server::{AdminAccess, AdminToken, Server, ServerConfig, ServerHandle};
+pub use server::{Server, ServerHandle};
 pub use settings::access::{AccessRules, Cidr};
+pub use settings::admin_access::{AdminAccess, AdminToken};
 pub use settings::config::{Config, Policy};
+pub use settings::logging::LogLevel;
+pub use settings::server_config::ServerConfig;
 pub use upstream::dial::{Resolver, system_resolver};
 
 /// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.

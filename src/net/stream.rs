@@ -196,34 +196,11 @@ pub(crate) enum Listener {
     Unix(std::os::unix::net::UnixListener, PathBuf),
 }
 
-/// The default mode of a route's Unix socket file: owner and group may connect, others may
-/// not. Connecting to a Unix socket needs write permission on its file, so `0660` lets in
-/// the relay's own user and the members of its group (the usual way to grant a client
-/// service access, as `/run/docker.sock` and php-fpm's `listen.mode` do), and no one else.
-pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
-
-/// Parses a socket file mode: octal, three or four digits (`660`, `0660`, `0o660`), at most
-/// `0777` (set-id and sticky bits mean nothing on a socket).
-///
-/// # Errors
-/// A message naming the text when it is not such a number.
-pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
-    let digits = text.strip_prefix("0o").unwrap_or(text);
-    let valid =
-        (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
-    match u32::from_str_radix(digits, 8) {
-        Ok(mode) if valid && mode <= 0o777 => Ok(mode),
-        _ => Err(format!(
-            "invalid socket mode \"{text}\": expected an octal mode from 000 to 0777, e.g. 0660"
-        )),
-    }
-}
-
 /// Who may use a Unix socket file the relay creates: its mode, and its owner and group where
 /// given (numeric ids; `chown` needs the privilege to give the file away).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketFile {
-    /// The file's mode, e.g. [`DEFAULT_SOCKET_MODE`].
+    /// The file's mode, e.g. [`DEFAULT_SOCKET_MODE`](crate::settings::config::DEFAULT_SOCKET_MODE).
     pub mode: u32,
     /// The owner's uid, if not the relay's own.
     pub owner: Option<u32>,

@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::net::address::Address;
-use crate::ops::admin::AdminToken;
+use crate::settings::admin_access::AdminToken;
 use crate::settings::{address, file, spelling, units};
 
 /// What the client is asked to do.
@@ -193,7 +193,7 @@ fn from_config_file(path: &Path) -> Result<(Address, Option<PathBuf>), String> {
         ));
     };
     let address = address::parse_listen_address(&admin.text.text)
-        .map_err(|message| parsed.error_at(&admin.text, message).to_string())?;
+        .map_err(|error| error.at(parsed.location(&admin.text)).to_string())?;
     let token = global("admin-token-file").map(|value| PathBuf::from(&value.text.text));
     Ok((address, token))
 }

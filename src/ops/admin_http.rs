@@ -933,7 +933,8 @@ mod tests {
     /// that every rule is reached), and a body that echoes the request's fields back.
     fn guarded_handler(request: &Request) -> Response {
         use crate::net::address::Address;
-        use crate::ops::admin::{AdminAccess, AdminToken, refusal};
+        use crate::ops::admin::refusal;
+        use crate::settings::admin_access::{AdminAccess, AdminToken};
         let token = AdminToken::new(std::path::Path::new("/t"), "0123456789abcdef")
             .expect("a valid test token");
         let access = AdminAccess { token: Some(token), ..AdminAccess::default() };

@@ -78,10 +78,9 @@
 //! a storm costs at most [`REPEAT_BURST`] lines and one summary per key every 10 s, and
 //! every refused client is still accounted for: written or counted.
 
-use std::fmt::{self, Display, Write as _};
+use std::fmt::{Display, Write as _};
 use std::fs::File;
 use std::io;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, TryLockError};
@@ -92,32 +91,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::counter::Counter;
 use crate::lock::{lock, wait_timeout};
-use crate::ops::log_output::{self, LogFormat, LogOutput, Sinks};
+use crate::ops::log_output::{self, Sinks};
 use crate::ops::log_time::Rfc3339;
+use crate::settings::logging::LogLevel;
+use crate::settings::logging::{LogFormat, LogOutput};
 
-/// How much to log. Each level includes the ones above it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Only failures of the relay itself (e.g. the listener failed).
-    Error,
-    /// Also problems with one connection or one upstream (e.g. connect failures).
-    Warn,
-    /// Also one line per finished connection, and start-up. The default.
-    Info,
-    /// Also one line per accepted connection and per dialled upstream.
-    Debug,
-}
-
+/// A line's level as syslog ranks it.
 impl LogLevel {
-    fn name(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-        }
-    }
-
     /// The RFC 3164 severity of a line at this level: error 3, warning 4, info 6, debug 7.
     fn syslog_severity(self) -> u8 {
         match self {
@@ -126,26 +106,6 @@ impl LogLevel {
             LogLevel::Info => 6,
             LogLevel::Debug => 7,
         }
-    }
-}
-
-impl FromStr for LogLevel {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "error" => Ok(LogLevel::Error),
-            "warn" => Ok(LogLevel::Warn),
-            "info" => Ok(LogLevel::Info),
-            "debug" => Ok(LogLevel::Debug),
-            _ => Err(format!("invalid log level \"{text}\": expected error, warn, info or debug")),
-        }
-    }
-}
-
-impl Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -1089,6 +1049,7 @@ mod tests {
         assert!(log.enabled(LogLevel::Error) && log.enabled(LogLevel::Warn));
         assert!(!log.enabled(LogLevel::Info) && !log.enabled(LogLevel::Debug));
         assert_eq!("debug".parse(), Ok(LogLevel::Debug));
-        assert!("loud".parse::<LogLevel>().unwrap_err().contains("\"loud\""));
+        let error = "loud".parse::<LogLevel>().unwrap_err();
+        assert!(error.to_string().contains("\"loud\""), "{error}");
     }
 }

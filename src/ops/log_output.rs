@@ -38,100 +38,17 @@
 //! time is UTC (std knows no time zone). The logfmt `ts=` field is left out of the message,
 //! since the header carries the time (to the second; JSON lines keep their `ts`).
 
-use std::fmt::{self, Display};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::SystemTime;
 
 use crate::ops::log_time::BsdTime;
+use crate::settings::logging::{LogOutput, SyslogAddress};
 use crate::settings::untrusted_paths::O_NONBLOCK;
-
-/// The shape of each line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LogFormat {
-    /// `key=value` pairs, the default: easy to read and to `grep`.
-    #[default]
-    Logfmt,
-    /// One JSON object per line, for log collectors that parse JSON (Loki, Elasticsearch).
-    Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<LogFormat, String> {
-        match text {
-            "logfmt" => Ok(LogFormat::Logfmt),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(format!("expected logfmt or json, found {text:?}")),
-        }
-    }
-}
-
-impl Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LogFormat::Logfmt => "logfmt",
-            LogFormat::Json => "json",
-        })
-    }
-}
-
-/// Where `--syslog` sends the lines.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyslogAddress {
-    /// A local daemon's Unix datagram socket, e.g. `/dev/log`.
-    Unix(PathBuf),
-    /// A daemon's UDP port: `HOST:PORT`, resolved once, at start.
-    Udp(String),
-}
-
-impl FromStr for SyslogAddress {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<SyslogAddress, String> {
-        if let Some(path) = text.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(format!("expected unix:PATH or HOST:PORT, found {text:?}"));
-            }
-            return Ok(SyslogAddress::Unix(path.into()));
-        }
-        match text.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-                Ok(SyslogAddress::Udp(text.to_string()))
-            }
-            _ => Err(format!(
-                "expected unix:PATH (a local syslogd, usually unix:/dev/log) or HOST:PORT \
-                 (syslog over UDP, usually port 514), found {text:?}"
-            )),
-        }
-    }
-}
-
-impl Display for SyslogAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyslogAddress::Unix(path) => write!(f, "unix:{}", path.display()),
-            SyslogAddress::Udp(host_port) => f.write_str(host_port),
-        }
-    }
-}
-
-/// Where the log goes: stderr unless a file or syslog is named, and in which format.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LogOutput {
-    /// The format of every line, wherever it goes.
-    pub format: LogFormat,
-    /// Append the lines to this file instead of stderr.
-    pub file: Option<PathBuf>,
-    /// Send the lines to this syslog daemon instead of stderr.
-    pub syslog: Option<SyslogAddress>,
-}
 
 impl LogOutput {
     /// What to tell the operator at start about a sink that will lose every line until
@@ -335,17 +252,6 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
-    fn syslog_addresses_are_unix_paths_or_host_and_port() {
-        assert_eq!("unix:/dev/log".parse(), Ok(SyslogAddress::Unix("/dev/log".into())));
-        assert_eq!("127.0.0.1:514".parse(), Ok(SyslogAddress::Udp("127.0.0.1:514".into())));
-        assert_eq!("[::1]:514".parse(), Ok(SyslogAddress::Udp("[::1]:514".into())));
-        for wrong in ["unix:", "/dev/log", "loghost", "loghost:0", ":514", "loghost:syslog"] {
-            let error = wrong.parse::<SyslogAddress>().unwrap_err();
-            assert!(error.contains(&format!("{wrong:?}")), "{error}");
-        }
-    }
-
-    #[test]
     fn a_syslog_datagram_has_the_bsd_header_and_no_second_timestamp() {
         let syslog = Syslog {
             socket: SyslogSocket::Unix(UnixDatagram::unbound().unwrap(), "/dev/null".into()),
@@ -364,12 +270,5 @@ mod tests {
             udp.datagram(6, "{\"msg\":\"x\"}\n", at),
             "<30>Dec  7 07:05:09 router tcprelay[42]: {\"msg\":\"x\"}"
         );
-    }
-
-    #[test]
-    fn formats_parse_by_name() {
-        assert_eq!("json".parse(), Ok(LogFormat::Json));
-        assert_eq!(LogFormat::default().to_string(), "logfmt");
-        assert!("yaml".parse::<LogFormat>().unwrap_err().contains("\"yaml\""));
     }
 }

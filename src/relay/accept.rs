@@ -44,14 +44,14 @@ impl Relay {
     /// the OS error, with the address in its message, if the address cannot be bound
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
-        config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        config.validate()?;
         if !config.server_names.is_empty() {
             return Relay::bind_sharing(vec![config]); // it picks its clients by name
         }
         let wanted = config.listen_address();
         let listener = match config.listen_stdin {
             true => inherited::listener_on_stdin()?,
-            false => Listener::bind(&wanted, config.socket_file()).map_err(|error| {
+            false => Listener::bind(&wanted, socket_file(&config)).map_err(|error| {
                 io::Error::new(error.kind(), format!("cannot listen on {wanted}: {error}"))
             })?,
         };
@@ -284,7 +284,7 @@ impl Relay {
     /// As [`Relay::bind`], for the first route or any other.
     pub(crate) fn bind_sharing(mut configs: Vec<Config>) -> io::Result<Relay> {
         for config in &configs {
-            config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+            config.validate()?;
         }
         let others = configs.split_off(1.min(configs.len()));
         let Some(first) = configs.pop() else {
@@ -426,4 +426,13 @@ fn is_about_one_client(error: &io::Error) -> bool {
             | io::ErrorKind::TimedOut
             | io::ErrorKind::PermissionDenied // a firewall rule rejected this one client
     )
+}
+
+/// The mode, owner and group of the route's Unix socket file, if it listens on one.
+fn socket_file(config: &Config) -> stream::SocketFile {
+    stream::SocketFile {
+        mode: config.listen_unix_mode,
+        owner: config.listen_unix_owner,
+        group: config.listen_unix_group,
+    }
 }

@@ -26,10 +26,11 @@ use std::thread::{self, JoinHandle};
 
 use crate::lock::lock;
 use crate::net::address::Address;
-use crate::ops::admin::{Admin, AdminAccess, AdminStop};
+use crate::ops::admin::{Admin, AdminStop};
 use crate::ops::admin_client::runtime_file_of;
 use crate::ops::log::Log;
 use crate::server::handle::ServerHandle;
+use crate::settings::admin_access::AdminAccess;
 
 /// The stack of an admin endpoint's accept thread: its loop is shallow.
 const ADMIN_STACK_SIZE: usize = 256 * 1024;

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use crate::net::address::{Address, UNIX_PREFIX};
+use crate::settings::Error;
 
 /// Where a route accepts clients: an address to bind, or the socket on standard input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +31,7 @@ impl Listen {
 }
 
 /// A route's listen address: `stdin`, or what [`parse_listen_address`] accepts.
-pub fn parse_route_listen(text: &str) -> Result<Listen, String> {
+pub fn parse_route_listen(text: &str) -> Result<Listen, Error> {
     match text {
         "stdin" => Ok(Listen::Stdin),
         _ => parse_listen_address(text).map(Listen::Bind),
@@ -38,7 +39,7 @@ pub fn parse_route_listen(text: &str) -> Result<Listen, String> {
 }
 
 /// Parses a listen address as [`parse_listen`] does, or `unix:/path` for a Unix domain socket.
-pub fn parse_listen_address(text: &str) -> Result<Address, String> {
+pub fn parse_listen_address(text: &str) -> Result<Address, Error> {
     match text.strip_prefix(UNIX_PREFIX) {
         Some(path) => Ok(Address::Unix(PathBuf::from(unix_path(text, path)?))),
         None => parse_listen(text).map(Address::Tcp),
@@ -46,16 +47,18 @@ pub fn parse_listen_address(text: &str) -> Result<Address, String> {
 }
 
 /// The path of a `unix:PATH` address, which must not be empty.
-fn unix_path<'a>(text: &str, path: &'a str) -> Result<&'a str, String> {
+fn unix_path<'a>(text: &str, path: &'a str) -> Result<&'a str, Error> {
     if path.is_empty() {
-        return Err(format!("invalid address {text:?}: expected unix:/path/to/socket"));
+        return Err(Error::value(format!(
+            "invalid address {text:?}: expected unix:/path/to/socket"
+        )));
     }
     Ok(path)
 }
 
 /// Parses a listen address: `host:port`, `[v6]:port`, or `:port` / `port` meaning
 /// 127.0.0.1 (never all interfaces unless asked, e.g. with `0.0.0.0:port`).
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_listen(text: &str) -> Result<SocketAddr, Error> {
     let (host, port) = split_host_port(text)?;
     if host.is_empty() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
@@ -65,10 +68,12 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     }
     // A host name: resolve it once, now.
     match (host, port).to_socket_addrs() {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| format!("invalid address {text:?}: host {host:?} has no address")),
-        Err(e) => Err(format!("invalid address {text:?}: cannot resolve {host:?}: {e}")),
+        Ok(mut addrs) => addrs.next().ok_or_else(|| {
+            Error::value(format!("invalid address {text:?}: host {host:?} has no address"))
+        }),
+        Err(e) => {
+            Err(Error::value(format!("invalid address {text:?}: cannot resolve {host:?}: {e}")))
+        }
     }
 }
 
@@ -76,13 +81,15 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 /// [`std::net::ToSocketAddrs`] accepts. `:port` and `port` mean 127.0.0.1, as for listening.
 ///
 /// `unix:/path` (a Unix domain socket) is returned as it is.
-pub fn parse_upstream(text: &str) -> Result<String, String> {
+pub fn parse_upstream(text: &str) -> Result<String, Error> {
     if let Some(path) = text.strip_prefix(UNIX_PREFIX) {
         return unix_path(text, path).map(|_| text.to_string());
     }
     let (host, port) = split_host_port(text)?;
     if port == 0 {
-        return Err(format!("invalid address {text:?}: an upstream needs a port other than 0"));
+        return Err(Error::value(format!(
+            "invalid address {text:?}: an upstream needs a port other than 0"
+        )));
     }
     Ok(match host {
         "" => format!("127.0.0.1:{port}"),
@@ -92,40 +99,44 @@ pub fn parse_upstream(text: &str) -> Result<String, String> {
 }
 
 /// Splits `host:port`, `[v6]:port`, `:port` or `port` into a host (possibly empty) and a port.
-fn split_host_port(text: &str) -> Result<(&str, u16), String> {
+fn split_host_port(text: &str) -> Result<(&str, u16), Error> {
     if let Some(mistake) = common_mistake(text) {
-        return Err(format!("invalid address {text:?}: {mistake}"));
+        return Err(Error::value(format!("invalid address {text:?}: {mistake}")));
     }
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| {
-            format!("invalid address {text:?}: missing ']' after the IPv6 address")
+            Error::value(format!("invalid address {text:?}: missing ']' after the IPv6 address"))
         })?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or_else(|| format!("invalid address {text:?}: expected [IPv6]:PORT"))?;
+        let port = after.strip_prefix(':').ok_or_else(|| {
+            Error::value(format!("invalid address {text:?}: expected [IPv6]:PORT"))
+        })?;
         if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("invalid address {text:?}: {host:?} is not an IPv6 address"));
+            return Err(Error::value(format!(
+                "invalid address {text:?}: {host:?} is not an IPv6 address"
+            )));
         }
         (host, port)
     } else {
         match text.rsplit_once(':') {
             Some((host, _)) if host.contains(':') => {
-                return Err(format!(
+                return Err(Error::value(format!(
                     "invalid address {text:?}: write IPv6 addresses in brackets, e.g. [::1]:8080"
-                ));
+                )));
             }
             Some((host, port)) => (host, port),
             None => ("", text),
         }
     };
     let port = port.parse::<u16>().map_err(|_| {
-        format!("invalid address {text:?}: expected HOST:PORT with a port from 0 to 65535")
+        Error::value(format!(
+            "invalid address {text:?}: expected HOST:PORT with a port from 0 to 65535"
+        ))
     })?;
     if !text.starts_with('[') && !host.is_empty() && !is_host_name(host) {
-        return Err(format!(
+        return Err(Error::value(format!(
             "invalid address {text:?}: {host:?} is not a host name (letters, digits, '-', '_' \
              and dots) nor an IP address"
-        ));
+        )));
     }
     Ok((host, port))
 }
@@ -231,8 +242,8 @@ mod tests {
         );
         assert_eq!(parse_listen_address(":80"), Ok(Address::Tcp("127.0.0.1:80".parse().unwrap())));
         assert_eq!(parse_upstream("unix:/run/a.sock").as_deref(), Ok("unix:/run/a.sock"));
-        assert!(parse_upstream("unix:").unwrap_err().contains("\"unix:\""));
-        assert!(parse_listen_address("unix:").unwrap_err().contains("\"unix:\""));
+        assert!(parse_upstream("unix:").unwrap_err().to_string().contains("\"unix:\""));
+        assert!(parse_listen_address("unix:").unwrap_err().to_string().contains("\"unix:\""));
     }
 
     #[test]
@@ -240,10 +251,10 @@ mod tests {
         for bad in
             ["", "host:", "host:http", "host:70000", "::1:80", "[::1]80", "[::1", "[nothost]:1"]
         {
-            let err = parse_listen(bad).unwrap_err();
+            let err = parse_listen(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("\"{bad}\"")), "{bad}: {err}");
         }
-        assert!(parse_upstream("host:0").unwrap_err().contains("\"host:0\""));
+        assert!(parse_upstream("host:0").unwrap_err().to_string().contains("\"host:0\""));
     }
 
     /// Addresses written as another tool writes them get a message naming that mistake,
@@ -260,20 +271,23 @@ mod tests {
             ("udp://[::1]:53", "UDP is not supported (yet)"),
         ];
         for (text, expected) in cases {
-            for error in [parse_listen(text).unwrap_err(), parse_upstream(text).unwrap_err()] {
+            for error in [
+                parse_listen(text).unwrap_err().to_string(),
+                parse_upstream(text).unwrap_err().to_string(),
+            ] {
                 assert!(error.contains(expected), "{text}: {error}");
                 assert!(!error.contains("brackets"), "{text}: {error}");
             }
         }
         // A host that happens to be named like a scheme is still a host.
         assert_eq!(parse_upstream("tcp:80").as_deref(), Ok("tcp:80"));
-        assert!(parse_listen("::1:80").unwrap_err().contains("brackets"));
+        assert!(parse_listen("::1:80").unwrap_err().to_string().contains("brackets"));
     }
 
     #[test]
     fn impossible_host_names_are_refused_and_escaped() {
         for bad in ["bad host:80", " a:80", "a,b:80", "a..b:80", "a\u{a0}b:80", "x/y:1", "a\tb:1"] {
-            let err = parse_upstream(bad).unwrap_err();
+            let err = parse_upstream(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{bad:?}: {err}");
             assert!(!err.contains('\t') && !err.contains('\u{a0}'), "escaped: {err}");
             assert!(parse_listen(bad).is_err(), "{bad:?}");

@@ -4,15 +4,13 @@
 //! file; both the flags and a config file become one [`ServerConfig`].
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::ops::admin_client::{self, Action, AdminRequest};
-use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::address::{self, Listen};
 use crate::settings::config::Config;
 use crate::settings::file;
-use crate::settings::{self, Scope, Value, spelling};
+use crate::settings::server_config::{ConfigFile, ServerConfig};
+use crate::settings::{self, Error, Scope, Value, spelling};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -23,28 +21,11 @@ pub enum Command {
     Check(ServerConfig),
     /// Run the self-contained demo (`tcprelay demo`).
     Demo,
-    /// Ask a running relay's admin endpoint (`tcprelay reload|drain|status`).
-    Admin(AdminRequest),
-    /// Print the admin client's usage (`tcprelay status --help`).
-    AdminHelp,
     /// Print the help text.
     Help,
     /// Print the version.
     Version,
 }
-
-/// A command line that cannot be run. Its message names the flag or value at fault; the
-/// binary prints it with a hint to `--help` and exits with code 2.
-#[derive(Debug, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
 
 /// What tcprelay is, after its name: the opening of `--help` and the man page.
 pub(crate) const ABOUT: &str = "\
@@ -176,20 +157,23 @@ fn known_flags() -> Vec<String> {
     fixed.iter().map(|flag| flag.to_string()).chain(settings).collect()
 }
 
-/// Parses the arguments after the program name.
+/// One argument as text: the flags, values and paths tcprelay takes are all UTF-8.
 ///
 /// # Errors
-/// A [`UsageError`] naming the unknown flag, the flag missing its value, the flag given
+/// A usage error naming the argument when it is not valid UTF-8.
+pub(crate) fn argument(arg: OsString) -> Result<String, Error> {
+    arg.into_string().map_err(|arg| Error::usage(format!("argument {arg:?} is not valid UTF-8")))
+}
+
+/// Parses the arguments after the program name. (`tcprelay reload|drain|status|reopen-logs`
+/// is the admin client's command line: `command.rs` hands those to it before this runs.)
+///
+/// # Errors
+/// An [`Error`] naming the unknown flag, the flag missing its value, the flag given
 /// twice, or the bad value; with `--config`, the file's first mistake as
 /// `FILE:LINE:COLUMN: message`.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut args = args
-        .into_iter()
-        .map(|arg| {
-            arg.into_string()
-                .map_err(|arg| UsageError(format!("argument {arg:?} is not valid UTF-8")))
-        })
-        .peekable();
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
+    let mut args = args.into_iter().map(argument).peekable();
     let mut listen: Option<Listen> = None;
     let mut upstreams: Vec<String> = Vec::new();
     let mut routes: Vec<(Listen, Vec<String>)> = Vec::new();
@@ -200,19 +184,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     let mut first = true;
     while let Some(arg) = args.next() {
         let arg = arg?;
-        if let Some(action) = Action::from_word(&arg).filter(|_| first) {
-            let args = args.map(|arg| arg.map_err(|UsageError(message)| message));
-            return match admin_client::parse(action, args) {
-                Ok(Some(request)) => Ok(Command::Admin(request)),
-                Ok(None) => Ok(Command::AdminHelp),
-                Err(message) => Err(UsageError(message)),
-            };
-        }
         if first && arg == "demo" {
             return match args.next() {
                 None => Ok(Command::Demo),
                 Some(extra) => {
-                    Err(UsageError(format!("unexpected argument {:?} after demo", extra?)))
+                    Err(Error::usage(format!("unexpected argument {:?} after demo", extra?)))
                 }
             };
         }
@@ -237,20 +213,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             _ if flag.starts_with('-') => {
                 let flags = known_flags();
                 let hint = spelling::did_you_mean(&flag, flags.iter().map(String::as_str));
-                return Err(UsageError(format!("unknown flag {flag:?}{hint}")));
+                return Err(Error::usage(format!("unknown flag {flag:?}{hint}")));
             }
             _ => {
                 let hint = match at_start {
                     true => spelling::did_you_mean(&arg, SUBCOMMANDS),
                     false => String::new(),
                 };
-                return Err(UsageError(format!("unexpected argument {arg:?}{hint}")));
+                return Err(Error::usage(format!("unexpected argument {arg:?}{hint}")));
             }
         };
         let value = match (inline_value, takes_value) {
             (Some(value), _) => value,
             (None, true) => {
-                args.next().unwrap_or_else(|| Err(UsageError(format!("{flag} needs a value"))))?
+                args.next().unwrap_or_else(|| Err(Error::usage(format!("{flag} needs a value"))))?
             }
             // A switch: `--explain` is `--explain=on`. As `--help` says "on or off", a
             // following `on` or `off` is its value (`--explain off`): there are no
@@ -265,22 +241,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         let is_list = matches!(long.as_str(), UPSTREAM | ROUTE) || setting.is_some_and(|s| s.list);
         if !is_list {
             if let Some((_, earlier)) = seen.iter().find(|(name, _)| *name == long) {
-                return Err(UsageError(format!(
+                return Err(Error::usage(format!(
                     "{long} given twice ({earlier:?}, then {value:?}): give it once"
                 )));
             }
             seen.push((long.clone(), value.clone()));
         }
-        let invalid = |message: String| UsageError(format!("{flag}: {message}"));
+        let invalid = |error: Error| error.for_setting(&flag);
         match long.as_str() {
             "--config" => config_file = Some(PathBuf::from(value)),
             "--check" if value == "on" => check = true,
-            "--check" => return Err(invalid(format!("takes no value, found {value:?}"))),
+            "--check" => {
+                return Err(invalid(Error::usage(format!("takes no value, found {value:?}"))));
+            }
             LISTEN => listen = Some(address::parse_route_listen(&value).map_err(invalid)?),
             UPSTREAM => upstreams.extend(parse_upstream_list(&value).map_err(invalid)?),
             ROUTE => {
                 let (listen_text, upstream_text) = value.split_once('=').ok_or_else(|| {
-                    invalid(format!("expected LISTEN=UPSTREAM[,UPSTREAM...], found {value:?}"))
+                    let expected = "expected LISTEN=UPSTREAM[,UPSTREAM...]";
+                    invalid(Error::value(format!("{expected}, found {value:?}")))
                 })?;
                 let route_listen = address::parse_route_listen(listen_text).map_err(invalid)?;
                 let route_upstreams = parse_upstream_list(upstream_text).map_err(invalid)?;
@@ -300,12 +279,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         None => {
             match (listen, upstreams.is_empty()) {
                 (Some(listen), false) => routes.insert(0, (listen, upstreams)),
-                (Some(_), true) => return Err(UsageError("missing --upstream ADDR".to_string())),
-                (None, false) => return Err(UsageError("missing --listen ADDR".to_string())),
+                (Some(_), true) => return Err(Error::usage("missing --upstream ADDR")),
+                (None, false) => return Err(Error::usage("missing --listen ADDR")),
                 (None, true) if routes.is_empty() => {
-                    return Err(UsageError(
-                        "missing --listen ADDR and --upstream ADDR (or --route, or --config FILE)"
-                            .to_string(),
+                    return Err(Error::usage(
+                        "missing --listen ADDR and --upstream ADDR (or --route, or --config FILE)",
                     ));
                 }
                 (None, true) => {}
@@ -313,17 +291,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             let mut server = ServerConfig::default();
             for (listen, upstreams) in routes {
                 let mut config = route_config(listen, upstreams);
-                settings::apply_route(&values, &mut config).map_err(UsageError)?;
+                settings::apply_route(&values, &mut config)?;
                 server.routes.push(config);
             }
-            settings::apply_process(&values, &mut server).map_err(UsageError)?;
+            settings::apply_process(&values, &mut server)?;
             if !server.watch_config.is_zero() {
-                return Err(UsageError(
-                    "--watch-config needs --config FILE: it watches that file for changes"
-                        .to_string(),
+                return Err(Error::usage(
+                    "--watch-config needs --config FILE: it watches that file for changes",
                 ));
             }
-            server.validate().map_err(|conflict| UsageError(conflict.message))?;
+            server.validate()?;
             server
         }
     };
@@ -339,20 +316,20 @@ fn with_config_file(
     upstreams: &[String],
     routes: &[(Listen, Vec<String>)],
     values: &[Value],
-) -> Result<ServerConfig, UsageError> {
+) -> Result<ServerConfig, Error> {
     let route_flag =
         [(listen, LISTEN), (!upstreams.is_empty(), UPSTREAM), (!routes.is_empty(), ROUTE)]
             .into_iter()
             .find_map(|(given, flag)| given.then_some(flag));
     if let Some(flag) = route_flag {
-        return Err(UsageError(format!(
+        return Err(Error::usage(format!(
             "{flag} cannot be combined with --config: the routes come from {}; add a route \
              line there",
             file.display()
         )));
     }
     if let Some(value) = values.iter().find(|v| v.setting.scope == Scope::RouteOnly) {
-        return Err(UsageError(format!(
+        return Err(Error::usage(format!(
             "{} cannot be combined with --config: it belongs to a route; write {}={} on the \
              route lines of {}",
             value.setting.flag(),
@@ -361,8 +338,8 @@ fn with_config_file(
             file.display()
         )));
     }
-    let parsed = file::load(file).map_err(|e| UsageError(e.to_string()))?;
-    let mut server = parsed.server_config(values).map_err(|e| UsageError(e.to_string()))?;
+    let parsed = file::load(file)?;
+    let mut server = parsed.server_config(values)?;
     // A reload reads the same file with the same flags again.
     let overrides = values.iter().map(|v| (v.setting.name.to_string(), v.text.clone())).collect();
     server.config_file = Some(ConfigFile { path: file.to_path_buf(), overrides });
@@ -370,7 +347,7 @@ fn with_config_file(
 }
 
 /// `a:1,b:2` as upstream addresses, each checked; spaces around a comma are dropped.
-fn parse_upstream_list(text: &str) -> Result<Vec<String>, String> {
+fn parse_upstream_list(text: &str) -> Result<Vec<String>, Error> {
     text.split(',').map(|piece| address::parse_upstream(piece.trim())).collect()
 }
 
@@ -390,10 +367,23 @@ fn route_config(listen: Listen, upstreams: Vec<String>) -> Config {
 mod tests {
     use super::*;
     use crate::fuzz::XorShift;
+    use crate::settings::ErrorKind;
     use std::time::Duration;
 
-    fn parse_strs(args: &[&str]) -> Result<Command, UsageError> {
+    fn parse_strs(args: &[&str]) -> Result<Command, Error> {
         parse(args.iter().map(OsString::from))
+    }
+
+    /// The error says which flag, as written, and what kind of mistake, not only a message.
+    #[test]
+    fn a_bad_value_names_its_flag_and_a_usage_mistake_is_usage() {
+        let error = parse_strs(&["-l", ":1", "-u", ":1", "--buffer-size", "2g"]).unwrap_err();
+        assert_eq!(error.setting_or_flag(), Some("--buffer-size"));
+        assert!(matches!(error.kind(), ErrorKind::Value(_)), "{error:?}");
+        let error = parse_strs(&["-l", ":1"]).unwrap_err();
+        assert_eq!(error.kind(), &ErrorKind::Usage("missing --upstream ADDR".to_string()));
+        let clash = parse_strs(&["--route", ":7001=:1", "--route", "127.0.0.1:7001=:2"]);
+        assert!(matches!(clash.unwrap_err().kind(), ErrorKind::Conflict { route: Some(1), .. }));
     }
 
     fn run_config(args: &[&str]) -> Config {
@@ -513,7 +503,7 @@ mod tests {
         ];
         for (args, expected) in cases {
             let error = parse_strs(args).unwrap_err();
-            assert!(error.0.contains(expected), "{args:?}: {error}");
+            assert!(error.to_string().contains(expected), "{args:?}: {error}");
         }
     }
 

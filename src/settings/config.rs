@@ -10,9 +10,16 @@ use crate::limits::threads::{ThreadHook, no_hook};
 use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
-use crate::ops::log::LogLevel;
+use crate::settings::Error;
 use crate::settings::access::{AccessRules, Cidr};
+use crate::settings::logging::LogLevel;
 use crate::upstream::dial::{Resolver, system_resolver};
+
+/// The default mode of a route's Unix socket file: owner and group may connect, others may
+/// not. Connecting to a Unix socket needs write permission on its file, so `0660` lets in
+/// the relay's own user and the members of its group (the usual way to grant a client
+/// service access, as `/run/docker.sock` and php-fpm's `listen.mode` do), and no one else.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 
 /// Everything a [`Relay`](crate::Relay) needs to know. Build it with struct update syntax so
 /// new fields keep their defaults:
@@ -151,7 +158,7 @@ impl Default for Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             listen_unix: None,
             listen_stdin: false,
-            listen_unix_mode: crate::net::stream::DEFAULT_SOCKET_MODE,
+            listen_unix_mode: DEFAULT_SOCKET_MODE,
             listen_unix_owner: None,
             listen_unix_group: None,
             upstream: String::new(),
@@ -183,15 +190,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The mode, owner and group of the route's Unix socket file, if it listens on one.
-    pub(crate) fn socket_file(&self) -> crate::net::stream::SocketFile {
-        crate::net::stream::SocketFile {
-            mode: self.listen_unix_mode,
-            owner: self.listen_unix_owner,
-            group: self.listen_unix_group,
-        }
-    }
-
     /// Where the route listens: [`listen_unix`](Config::listen_unix) if set, else
     /// [`listen`](Config::listen).
     pub fn listen_address(&self) -> Address {
@@ -262,16 +260,18 @@ pub enum Policy {
 }
 
 impl FromStr for Policy {
-    type Err = String;
+    type Err = Error;
 
     /// Parses `first`, `round-robin` or `least-connections`; the error reads
     /// `expected first, round-robin or least-connections, found "rr"`.
-    fn from_str(text: &str) -> Result<Policy, String> {
+    fn from_str(text: &str) -> Result<Policy, Error> {
         match text {
             "first" => Ok(Policy::First),
             "round-robin" => Ok(Policy::RoundRobin),
             "least-connections" => Ok(Policy::LeastConnections),
-            _ => Err(format!("expected first, round-robin or least-connections, found {text:?}")),
+            _ => Err(Error::value(format!(
+                "expected first, round-robin or least-connections, found {text:?}"
+            ))),
         }
     }
 }

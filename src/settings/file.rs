@@ -29,11 +29,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::net::address::UNIX_PREFIX;
-use crate::server::ServerConfig;
 use crate::settings::address;
 use crate::settings::config::Config;
+use crate::settings::server_config::ServerConfig;
 use crate::settings::untrusted_paths::open_regular_file;
-use crate::settings::{self, SETTINGS, Scope, Setting, Value, spelling};
+use crate::settings::{
+    self, Error, ErrorKind, Location, SETTINGS, Scope, Setting, Value, spelling,
+};
 
 /// The largest config file read: 1 MiB, a thousand times a big real one. Anything larger
 /// is refused before it is read, so a mistaken `--config /dev/zero` cannot eat the memory.
@@ -86,55 +88,16 @@ pub struct Located {
     pub column: usize,
 }
 
-/// A mistake in the config file, or a file that cannot be read.
-///
-/// `Display` reads `FILE:LINE:COLUMN: MESSAGE`, the form editors and terminals turn into a
-/// link, e.g. `relay.conf:3:14: expected a duration such as 250ms, 5s, 2m, 1h or 0, found "5x"`.
-/// When the file cannot be read at all, `line` and `column` are 0 and only `FILE: MESSAGE`
-/// is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The config file.
-    pub file: PathBuf,
-    /// 1-based line number, or 0 when the error is about the whole file.
-    pub line: usize,
-    /// 1-based column in characters, or 0 when the error is about the whole file.
-    pub column: usize,
-    /// What was expected and what was found.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A path is shown as it is, but a control character in it could rewrite the
-        // terminal, so those are escaped.
-        let file: String = self
-            .file
-            .display()
-            .to_string()
-            .chars()
-            .flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] })
-            .collect();
-        if self.line == 0 {
-            write!(f, "{file}: {}", self.message)
-        } else {
-            write!(f, "{file}:{}:{}: {}", self.line, self.column, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl FileConfig {
     /// An error pointing at `located` in this file, for checks made after parsing, such as
     /// `config.error_at(&route.listen, format!("expected HOST:PORT, found {:?}", route.listen.text))`.
-    pub fn error_at(&self, located: &Located, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.clone(),
-            line: located.line,
-            column: located.column,
-            message: message.into(),
-        }
+    pub fn error_at(&self, located: &Located, message: impl Into<String>) -> Error {
+        Error::file(&self.file, located.line, located.column, message)
+    }
+
+    /// Where `located` is in this file, to put in front of an error found after parsing.
+    pub fn location(&self, located: &Located) -> Location {
+        Location { file: self.file.clone(), line: located.line, column: located.column }
     }
 
     /// What the server runs: each route starts from the defaults, then the file's globals,
@@ -143,29 +106,29 @@ impl FileConfig {
     /// whole ([`ServerConfig::validate`]), reporting each mistake at its place in the file.
     ///
     /// # Errors
-    /// A [`ConfigError`] at the first address that does not parse or resolve, or at the
+    /// An [`Error`] at the first address that does not parse or resolve, or at the
     /// later route of two that clash.
-    pub fn server_config(&self, overrides: &[Value]) -> Result<ServerConfig, ConfigError> {
+    pub fn server_config(&self, overrides: &[Value]) -> Result<ServerConfig, Error> {
         let globals: Vec<Value> = self.globals.iter().map(FileValue::value).collect();
         let mut routes = Vec::new();
         for spec in &self.routes {
             let mut config = Config::default();
             for values in [&globals[..], overrides] {
                 settings::apply_route(values, &mut config)
-                    .map_err(|m| self.error_at(&spec.listen, m))?;
+                    .map_err(|e| e.at(self.location(&spec.listen)))?;
             }
             for option in &spec.options {
                 settings::apply_route(&[option.value()], &mut config)
-                    .map_err(|m| self.error_at(&option.text, m))?;
+                    .map_err(|e| e.at(self.location(&option.text)))?;
             }
             address::parse_route_listen(&spec.listen.text)
-                .map_err(|m| self.error_at(&spec.listen, m))?
+                .map_err(|e| e.at(self.location(&spec.listen)))?
                 .apply(&mut config);
             let mut upstreams = Vec::new();
             for located in &spec.upstreams {
                 upstreams.push(
                     address::parse_upstream(&located.text)
-                        .map_err(|m| self.error_at(located, m))?,
+                        .map_err(|e| e.at(self.location(located)))?,
                 );
             }
             let mut upstreams = upstreams.into_iter();
@@ -175,21 +138,26 @@ impl FileConfig {
             routes.push(config);
         }
         if routes.is_empty() {
-            return Err(self.whole_file_error("expected at least one route line, found none"));
+            let none = "expected at least one route line, found none";
+            return Err(Error::file(&self.file, 0, 0, none));
         }
         let mut server = ServerConfig { routes, ..ServerConfig::default() };
         for values in [&globals[..], overrides] {
-            settings::apply_process(values, &mut server).map_err(|m| self.whole_file_error(m))?;
+            settings::apply_process(values, &mut server).map_err(|e| e.at(self.whole_file()))?;
         }
-        server.validate().map_err(|conflict| match conflict.route {
-            Some(index) => self.error_at(&self.routes[index].listen, conflict.message),
-            None => self.whole_file_error(conflict.message),
+        server.validate().map_err(|error| match error.kind() {
+            ErrorKind::Conflict { route: Some(index), .. } => {
+                let at = self.location(&self.routes[*index].listen);
+                error.at(at)
+            }
+            _ => error.at(self.whole_file()),
         })?;
         Ok(server)
     }
 
-    fn whole_file_error(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.clone(), line: 0, column: 0, message: message.into() }
+    /// The file as a whole, for a mistake no one line holds.
+    fn whole_file(&self) -> Location {
+        Location { file: self.file.clone(), line: 0, column: 0 }
     }
 }
 
@@ -208,11 +176,10 @@ impl FileValue {
 /// the read is bounded, since `/dev/zero` never ends.
 ///
 /// # Errors
-/// A [`ConfigError`] for the first mistake (a byte that is not UTF-8 too, at its line and
+/// An [`Error`] for the first mistake (a byte that is not UTF-8 too, at its line and
 /// column), or with line 0 when the file cannot be read or is not a regular file or is too big.
-pub fn load(file: &Path) -> Result<FileConfig, ConfigError> {
-    let error =
-        |message: String| ConfigError { file: file.to_path_buf(), line: 0, column: 0, message };
+pub fn load(file: &Path) -> Result<FileConfig, Error> {
+    let error = |message: String| Error::file(file, 0, 0, message);
     let (opened, metadata) = open_regular_file(file).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidInput => error(e.to_string()),
         _ => error(format!("cannot read the config file: {e}")),
@@ -238,8 +205,8 @@ pub fn load(file: &Path) -> Result<FileConfig, ConfigError> {
 /// and column. `file` is only used in error messages.
 ///
 /// # Errors
-/// A [`ConfigError`] naming the line and column of the first mistake.
-pub fn parse_bytes(bytes: &[u8], file: &Path) -> Result<FileConfig, ConfigError> {
+/// An [`Error`] naming the line and column of the first mistake.
+pub fn parse_bytes(bytes: &[u8], file: &Path) -> Result<FileConfig, Error> {
     match std::str::from_utf8(bytes) {
         Ok(text) => parse(text, file),
         Err(error) => {
@@ -262,8 +229,8 @@ pub fn parse_bytes(bytes: &[u8], file: &Path) -> Result<FileConfig, ConfigError>
 /// Parses config file text; `file` is only used in error messages.
 ///
 /// # Errors
-/// A [`ConfigError`] naming the line and column of the first mistake.
-pub fn parse(text: &str, file: &Path) -> Result<FileConfig, ConfigError> {
+/// An [`Error`] naming the line and column of the first mistake.
+pub fn parse(text: &str, file: &Path) -> Result<FileConfig, Error> {
     // Editors on Windows may start a UTF-8 file with a byte order mark; it is not a setting.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser {
@@ -307,7 +274,7 @@ fn is_separator(c: char) -> bool {
 
 /// Splits the file into entries: the words of one setting or one route, with a route's
 /// indented continuation lines joined to it. Blank lines and comments are dropped.
-fn entries<'a>(text: &'a str, file: &Path) -> Result<Vec<Vec<Token<'a>>>, ConfigError> {
+fn entries<'a>(text: &'a str, file: &Path) -> Result<Vec<Vec<Token<'a>>>, Error> {
     let mut entries: Vec<Vec<Token<'a>>> = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let tokens = words(line, index + 1);
@@ -383,12 +350,16 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn error(&self, line: usize, column: usize, message: String) -> ConfigError {
+    fn error(&self, line: usize, column: usize, message: String) -> Error {
         error_at_position(self.file, line, column, message)
     }
 
-    fn error_at(&self, token: &Token<'_>, message: String) -> ConfigError {
+    fn error_at(&self, token: &Token<'_>, message: String) -> Error {
         self.error(token.line, token.column, message)
+    }
+
+    fn located(&self, token: &Token<'_>) -> Location {
+        Location { file: self.file.to_path_buf(), line: token.line, column: token.column }
     }
 
     /// A path written in the file, as the file means it. The one rule for every path in a
@@ -416,7 +387,7 @@ impl Parser<'_> {
     }
 
     /// `KEY VALUE` before the first route.
-    fn global(&mut self, entry: &[Token<'_>]) -> Result<(), ConfigError> {
+    fn global(&mut self, entry: &[Token<'_>]) -> Result<(), Error> {
         let key = entry[0];
         if let Some(route) = self.config.routes.first() {
             return Err(self.error_at(
@@ -464,7 +435,7 @@ impl Parser<'_> {
     /// The setting a global line sets, or an error explaining the likely slip: `key=value`
     /// written at the top level, a route-only option used as a global, or a line in
     /// rinetd's own syntax.
-    fn global_setting(&self, entry: &[Token<'_>]) -> Result<&'static Setting, ConfigError> {
+    fn global_setting(&self, entry: &[Token<'_>]) -> Result<&'static Setting, Error> {
         let key = entry[0];
         if let Some(setting) = global_keys().find(|s| s.name == key.text) {
             return Ok(setting);
@@ -503,20 +474,21 @@ impl Parser<'_> {
 
     /// Checks a value with the setting's own parser. A list setting's comma-separated
     /// pieces are checked one by one, so that the column points at the bad piece.
-    fn check_value(&self, setting: &Setting, value: &Token<'_>) -> Result<(), ConfigError> {
+    fn check_value(&self, setting: &Setting, value: &Token<'_>) -> Result<(), Error> {
         if !setting.list {
-            return settings::check(setting, value.text).map_err(|m| self.error_at(value, m));
+            return settings::check(setting, value.text).map_err(|e| e.at(self.located(value)));
         }
         let mut column = value.column;
         for piece in value.text.split(',') {
-            settings::check(setting, piece).map_err(|m| self.error(value.line, column, m))?;
+            let at = Location { file: self.file.to_path_buf(), line: value.line, column };
+            settings::check(setting, piece).map_err(|e| e.at(at))?;
             column += piece.chars().count() + 1;
         }
         Ok(())
     }
 
     /// `route LISTEN -> UPSTREAM... [KEY=VALUE...]`, possibly spread over indented lines.
-    fn route(&mut self, entry: &[Token<'_>]) -> Result<(), ConfigError> {
+    fn route(&mut self, entry: &[Token<'_>]) -> Result<(), Error> {
         let keyword = entry[0];
         // An indented line holds options only. Otherwise a setting indented by mistake
         // (`  idle-timeout 5m`) would silently become two upstream addresses.
@@ -610,7 +582,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn route_name(&self, value: &Token<'_>) -> Result<String, ConfigError> {
+    fn route_name(&self, value: &Token<'_>) -> Result<String, Error> {
         if value.text.is_empty() {
             return Err(self.error_at(value, "expected a route name, found \"\"".to_string()));
         }
@@ -630,12 +602,7 @@ impl Parser<'_> {
 
     /// `expected WHAT after "BEFORE", found "NEXT"` (or `found end of line`), pointing at
     /// the next word, or just past `before` at the end of the line.
-    fn expected_after(
-        &self,
-        before: &Token<'_>,
-        what: &str,
-        next: Option<&Token<'_>>,
-    ) -> ConfigError {
+    fn expected_after(&self, before: &Token<'_>, what: &str, next: Option<&Token<'_>>) -> Error {
         match next {
             Some(next) => self.error_at(
                 next,
@@ -665,8 +632,8 @@ fn comma_list(entry: &[Token<'_>], list: &str) -> String {
     )
 }
 
-fn error_at_position(file: &Path, line: usize, column: usize, message: String) -> ConfigError {
-    ConfigError { file: file.to_path_buf(), line, column, message }
+fn error_at_position(file: &Path, line: usize, column: usize, message: String) -> Error {
+    Error::file(file, line, column, message)
 }
 
 /// A route word is an option when it holds `=`. Unix socket paths may hold `=` too, so a
@@ -710,7 +677,10 @@ mod tests {
     fn parse_err(text: &str) -> (usize, usize, String) {
         match parse(text, Path::new("relay.conf")) {
             Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
-            Err(error) => (error.line, error.column, error.message),
+            Err(error) => {
+                let at = error.location().expect("a parse error has a position");
+                (at.line, at.column, error.kind().to_string())
+            }
         }
     }
 
@@ -846,8 +816,9 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
         ];
         for (text, line, column, message) in cases {
             let error = parse_ok(text).server_config(&[]).unwrap_err();
-            assert_eq!((error.line, error.column), (line, column), "{text:?}: {error}");
-            assert!(error.message.contains(message), "{text:?}: {error}");
+            let at = error.location().expect("a route's mistake has a position");
+            assert_eq!((at.line, at.column), (line, column), "{text:?}: {error}");
+            assert!(error.to_string().contains(message), "{text:?}: {error}");
         }
     }
 
@@ -1022,6 +993,22 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
         assert_eq!(config.routes[0].options[0].text.text, "::1");
     }
 
+    /// A mistake found after parsing keeps what the layer below knew (the setting, the
+    /// kind) and gains its place in the file.
+    #[test]
+    fn a_late_error_keeps_its_setting_and_gains_its_place() {
+        let parsed = parse_ok("route :1 -> b:2\nroute unix:/r -> c:3 sni=b.test\n");
+        let error = parsed.server_config(&[]).unwrap_err();
+        let at = error.location().expect("a route's mistake has a position");
+        assert_eq!((at.line, at.column), (2, 7), "{error}");
+        assert!(matches!(error.kind(), ErrorKind::Conflict { route: Some(1), .. }), "{error:?}");
+        let setting = settings::find("buffer-size").expect("a setting");
+        let flag = Value { setting, text: "2g".to_string() };
+        let error = parse_ok("route :1 -> b:2\n").server_config(&[flag]).unwrap_err();
+        assert_eq!(error.setting_or_flag(), Some("buffer-size"), "{error}");
+        assert_eq!(error.location().map(|at| (at.line, at.column)), Some((1, 7)), "{error}");
+    }
+
     #[test]
     fn error_at_points_at_a_located_value() {
         let config = parse_ok("admin  :9090\n");
@@ -1034,7 +1021,8 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     fn load_reports_a_missing_file_without_a_position() {
         let path = Path::new("/nonexistent/tcprelay-test/relay.conf");
         let error = load(path).unwrap_err();
-        assert_eq!((error.line, error.column), (0, 0));
+        let at = error.location().expect("a file's mistake names the file");
+        assert_eq!((at.line, at.column), (0, 0));
         let text = error.to_string();
         assert!(
             text.starts_with(
@@ -1064,19 +1052,19 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
         let dir = std::env::temp_dir().join(format!("tcprelay-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let error = load(&dir).unwrap_err();
-        assert!(error.message.contains("found a directory"), "{error}");
+        assert!(error.to_string().contains("found a directory"), "{error}");
         let big = dir.join("big.conf");
         let mut text = "# padding\n".repeat((MAX_FILE_SIZE / 10) as usize + 1);
         text.push_str("route :0 -> :1\n");
         std::fs::write(&big, text).unwrap();
         let error = load(&big).unwrap_err();
-        assert!(error.message.contains("at most 1048576 bytes"), "{error}");
+        assert!(error.to_string().contains("at most 1048576 bytes"), "{error}");
         // A FIFO with no writer: opening it would block forever, so it must not be opened.
         let fifo = dir.join("fifo.conf");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if made.is_ok_and(|status| status.success()) {
             let error = load(&fifo).unwrap_err();
-            assert!(error.message.contains("expected a regular file, found a FIFO"), "{error}");
+            assert!(error.to_string().contains("expected a regular file, found a FIFO"), "{error}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -18,6 +18,13 @@
 //!
 //! With `--config`, a flag overrides the file's global value; a route's own option still wins.
 //!
+//! # Errors
+//!
+//! Every parser and check here fails with one [`Error`]: what is wrong ([`ErrorKind`]) and,
+//! added as the error passes up, the setting or flag and the config file's
+//! `FILE:LINE:COLUMN` ([`Location`]). At the socket edge it becomes an `io::Error` of kind
+//! `InvalidInput` with the same message.
+//!
 //! # Adding a setting
 //!
 //! Add a field to [`Config`] (per route) or [`ServerConfig`] (per process) with its default,
@@ -29,14 +36,20 @@
 
 pub mod access;
 pub mod address;
+pub mod admin_access;
 pub(crate) mod cli;
 pub mod config;
+pub mod error;
 pub mod file;
+pub mod logging;
 #[cfg(test)]
 mod man_page;
+pub mod server_config;
 pub(crate) mod spelling;
 pub mod units;
 pub(crate) mod untrusted_paths;
+
+pub use error::{Error, ErrorKind, Location};
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -44,11 +57,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::net::address::Address;
-use crate::net::stream::parse_socket_mode;
-use crate::server::{AdminToken, ServerConfig};
 use crate::settings::access::Cidr;
+use crate::settings::admin_access::AdminToken;
 use crate::settings::config::Config;
-use crate::settings::units::{format_duration, format_size, parse_duration, parse_size};
+use crate::settings::server_config::ServerConfig;
+use crate::settings::units::{
+    format_duration, format_size, parse_duration, parse_size, parse_socket_mode,
+};
 
 /// Where a setting applies; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +77,11 @@ pub enum Scope {
 }
 
 /// Parses, bounds and stores a setting's value; the error is `expected ..., found "TEXT"`.
-pub type SetProcess = fn(&mut ServerConfig, &str) -> Result<(), String>;
+pub type SetProcess = fn(&mut ServerConfig, &str) -> Result<(), Error>;
 /// Writes a process setting back as text that its `set` accepts; `None` when it is unset.
 pub type GetProcess = fn(&ServerConfig) -> Option<String>;
 /// Parses, bounds and stores a route setting's value.
-pub type SetRoute = fn(&mut Config, &str) -> Result<(), String>;
+pub type SetRoute = fn(&mut Config, &str) -> Result<(), Error>;
 /// Writes a route setting back as text that its `set` accepts; `None` when it is unset.
 pub type GetRoute = fn(&Config) -> Option<String>;
 
@@ -160,9 +175,9 @@ pub static SETTINGS: &[Setting] = &[
         help: "how much to log on stderr",
         field: Field::Process(
             |server, text| {
-                let level = text
-                    .parse()
-                    .map_err(|_| format!("expected error, warn, info or debug, found {text:?}"))?;
+                let level = text.parse().map_err(|_| {
+                    Error::value(format!("expected error, warn, info or debug, found {text:?}"))
+                })?;
                 server.routes.iter_mut().for_each(|route| route.log_level = level);
                 Ok(())
             },
@@ -295,7 +310,7 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Process(
             |server, text| {
                 if text.is_empty() {
-                    return Err("expected a file path, found \"\"".to_string());
+                    return Err(Error::value("expected a file path, found \"\""));
                 }
                 server.pid_file = Some(text.into());
                 Ok(())
@@ -354,9 +369,9 @@ pub static SETTINGS: &[Setting] = &[
             |server, text| {
                 let every = duration(text, Duration::ZERO, Duration::from_secs(3600))?;
                 if !every.is_zero() && every < Duration::from_millis(100) {
-                    return Err(format!(
+                    return Err(Error::value(format!(
                         "expected 0, or a duration from 100ms to 1h, found {text:?}"
-                    ));
+                    )));
                 }
                 server.watch_config = every;
                 Ok(())
@@ -397,7 +412,7 @@ pub static SETTINGS: &[Setting] = &[
             |route, text| {
                 route.health_check = duration(text, Duration::ZERO, Duration::from_secs(3600))?;
                 if !route.health_check.is_zero() && route.health_check < Duration::from_millis(10) {
-                    return Err(format!("expected 0 or 10ms to 1h, found {text:?}"));
+                    return Err(Error::value(format!("expected 0 or 10ms to 1h, found {text:?}")));
                 }
                 Ok(())
             },
@@ -511,7 +526,9 @@ pub static SETTINGS: &[Setting] = &[
                     "auto" => None,
                     "0" => Some(0),
                     _ => Some(count(text, 1, MAX_CONNECTIONS).map_err(|_| {
-                        format!("expected auto, 0 or a count from 1 to 65536, found {text:?}")
+                        Error::value(format!(
+                            "expected auto, 0 or a count from 1 to 65536, found {text:?}"
+                        ))
                     })?),
                 };
                 Ok(())
@@ -660,7 +677,8 @@ pub static SETTINGS: &[Setting] = &[
                client byte",
         field: Field::Route(
             |route, text| {
-                route.proxy_protocol = Some(text.parse().map_err(|e| format!("{e}"))?);
+                route.proxy_protocol =
+                    Some(text.parse().map_err(|e| Error::value(format!("{e}")))?);
                 Ok(())
             },
             |route| route.proxy_protocol.map(|version| version.to_string()),
@@ -719,7 +737,7 @@ pub static SETTINGS: &[Setting] = &[
         field: Field::Route(
             |route, text| {
                 for name in text.split(',') {
-                    route.server_names.push(name.trim().parse()?);
+                    route.server_names.push(name.trim().parse().map_err(Error::value)?);
                 }
                 Ok(())
             },
@@ -768,7 +786,7 @@ pub static SETTINGS: &[Setting] = &[
 /// A uid or gid: the number itself, or the id of the name in `file` (`/etc/passwd` or
 /// `/etc/group`, whose lines are `name:password:id:...`). Std has no `getpwnam`; reading the
 /// file is what it does for local accounts.
-fn account_id(text: &str, file: &str, what: &str) -> Result<u32, String> {
+fn account_id(text: &str, file: &str, what: &str) -> Result<u32, Error> {
     if let Ok(id) = text.parse::<u32>() {
         return Ok(id);
     }
@@ -777,7 +795,9 @@ fn account_id(text: &str, file: &str, what: &str) -> Result<u32, String> {
         let mut fields = line.split(':');
         (fields.next() == Some(text)).then(|| fields.nth(1)?.parse().ok())?
     });
-    id.ok_or_else(|| format!("expected a {what} name from {file} or a number, found {text:?}"))
+    id.ok_or_else(|| {
+        Error::value(format!("expected a {what} name from {file} or a number, found {text:?}"))
+    })
 }
 
 /// The setting called `name` (a config key, or a flag without its `--`).
@@ -798,10 +818,12 @@ pub fn find_flag(flag: &str) -> Option<&'static Setting> {
 /// # Errors
 /// `expected ..., found "TEXT"` when the value does not parse or is out of bounds.
 #[cfg(test)]
-pub fn set_route(setting: &Setting, route: &mut Config, text: &str) -> Result<(), String> {
+pub fn set_route(setting: &Setting, route: &mut Config, text: &str) -> Result<(), Error> {
     match setting.field {
         Field::Route(set, _) => set(route, text),
-        Field::Process(..) => Err(format!("{} is a process setting, not a route's", setting.name)),
+        Field::Process(..) => {
+            Err(Error::usage(format!("{} is a process setting, not a route's", setting.name)))
+        }
     }
 }
 
@@ -809,7 +831,7 @@ pub fn set_route(setting: &Setting, route: &mut Config, text: &str) -> Result<()
 ///
 /// # Errors
 /// `expected ..., found "TEXT"` when the value does not parse or is out of bounds.
-pub fn check(setting: &Setting, text: &str) -> Result<(), String> {
+pub fn check(setting: &Setting, text: &str) -> Result<(), Error> {
     match setting.field {
         Field::Route(set, _) => set(&mut Config::default(), text),
         Field::Process(set, _) => set(&mut ServerConfig::default(), text),
@@ -831,10 +853,10 @@ pub struct Value {
 ///
 /// # Errors
 /// The first value that does not parse; values from [`check`]ed input always do.
-pub fn apply_route(values: &[Value], route: &mut Config) -> Result<(), String> {
+pub fn apply_route(values: &[Value], route: &mut Config) -> Result<(), Error> {
     for value in values {
         if let Field::Route(set, _) = value.setting.field {
-            set(route, &value.text).map_err(|m| format!("{}: {m}", value.setting.name))?;
+            set(route, &value.text).map_err(|e| e.for_setting(value.setting.name))?;
         }
     }
     Ok(())
@@ -845,10 +867,10 @@ pub fn apply_route(values: &[Value], route: &mut Config) -> Result<(), String> {
 ///
 /// # Errors
 /// As [`apply_route`].
-pub fn apply_process(values: &[Value], server: &mut ServerConfig) -> Result<(), String> {
+pub fn apply_process(values: &[Value], server: &mut ServerConfig) -> Result<(), Error> {
     for value in values {
         if let Field::Process(set, _) = value.setting.field {
-            set(server, &value.text).map_err(|m| format!("{}: {m}", value.setting.name))?;
+            set(server, &value.text).map_err(|e| e.for_setting(value.setting.name))?;
         }
     }
     Ok(())
@@ -860,40 +882,32 @@ pub fn apply_process(values: &[Value], server: &mut ServerConfig) -> Result<(), 
 ///
 /// # Errors
 /// The first setting out of bounds, as `SETTING: expected ..., found "VALUE"`.
-pub fn validate_route(route: &Config) -> Result<(), String> {
+pub fn validate_route(route: &Config) -> Result<(), Error> {
     for setting in SETTINGS {
         if let Field::Route(set, get) = setting.field {
             if let Some(text) = get(route) {
-                set(&mut Config::default(), &text).map_err(|m| format!("{}: {m}", setting.name))?;
+                set(&mut Config::default(), &text).map_err(|e| e.for_setting(setting.name))?;
             }
         }
     }
     if route.upstream.is_empty() {
-        return Err("upstream: expected at least one HOST:PORT, found none".to_string());
+        let none = Error::value("expected at least one HOST:PORT, found none");
+        return Err(none.for_setting("upstream"));
     }
     for upstream in route.upstreams() {
-        address::parse_upstream(upstream).map_err(|m| format!("upstream: {m}"))?;
+        address::parse_upstream(upstream).map_err(|e| e.for_setting("upstream"))?;
     }
     if let Some(path) = &route.listen_unix {
         if path.as_os_str().is_empty() {
-            return Err("listen: expected unix:/path/to/socket, found \"unix:\"".to_string());
+            let empty = Error::value("expected unix:/path/to/socket, found \"unix:\"");
+            return Err(empty.for_setting("listen"));
         }
         if !route.server_names.is_empty() {
             let why = "std cannot peek at a Unix socket, so sni= needs a TCP listen address";
-            return Err(format!("sni: {why}"));
+            return Err(Error::value(why).for_setting("sni"));
         }
     }
     Ok(())
-}
-
-/// A mistake in a whole [`ServerConfig`]: which route it is about (an index into
-/// `routes`, if any) and what is wrong, naming both sides of a clash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
-    /// The route at fault (the later one of a clashing pair).
-    pub route: Option<usize>,
-    /// What is wrong.
-    pub message: String,
 }
 
 /// Checks a whole server: each route ([`validate_route`]), the process settings, and that
@@ -902,9 +916,9 @@ pub struct Conflict {
 /// endpoint on no route's address, and no route whose upstream is its own listen address.
 ///
 /// # Errors
-/// The first mistake.
-pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
-    let at = |route: Option<usize>| move |message: String| Conflict { route, message };
+/// The first mistake, as an [`ErrorKind::Conflict`] naming the route at fault.
+pub fn validate_server(server: &ServerConfig) -> Result<(), Error> {
+    let at = |route: Option<usize>| move |message: String| Error::conflict(route, message);
     if server.routes.is_empty() {
         return Err(at(None)("expected at least one route, found none".to_string()));
     }
@@ -912,7 +926,7 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
         if let Field::Process(set, get) = setting.field {
             if let Some(text) = get(server) {
                 set(&mut ServerConfig::default(), &text)
-                    .map_err(|m| at(None)(format!("{}: {m}", setting.name)))?;
+                    .map_err(|e| at(None)(format!("{}: {e}", setting.name)))?;
             }
         }
     }
@@ -930,7 +944,7 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
     let group_of = |route: usize| groups.iter().position(|group| group.contains(&route));
     for (index, route) in server.routes.iter().enumerate() {
         let label = route_label(route);
-        validate_route(route).map_err(|m| at(Some(index))(format!("route {label}: {m}")))?;
+        validate_route(route).map_err(|e| at(Some(index))(format!("route {label}: {e}")))?;
         let listen = route.listen_address();
         for (earlier_index, earlier) in server.routes[..index].iter().enumerate() {
             let other = earlier.listen_address();
@@ -972,7 +986,7 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Conflict> {
         }
     }
     for group in &groups {
-        validate_sharing(&server.routes, group).map_err(|(route, m)| at(Some(route))(m))?;
+        validate_sharing(&server.routes, group)?;
     }
     Ok(())
 }
@@ -990,7 +1004,7 @@ const LISTENER_SETTINGS: [&str; 6] = [
 
 /// Checks the routes of one listener group: at most one route without `sni=`, no server
 /// name taken twice, one value of each listener setting.
-fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, String)> {
+fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), Error> {
     let first = &routes[group[0]];
     let listen = first.listen_address();
     for (position, &index) in group.iter().enumerate() {
@@ -1000,8 +1014,8 @@ fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, St
             let earlier = &routes[earlier_index];
             let other = route_label(earlier);
             if route.server_names.is_empty() && earlier.server_names.is_empty() {
-                return Err((
-                    index,
+                return Err(Error::conflict(
+                    Some(index),
                     format!(
                         "route {label} and route {other} both listen on {listen} without \
                          sni=: at most one route there takes the clients no name picks"
@@ -1010,8 +1024,8 @@ fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, St
             }
             if let Some(name) = route.server_names.iter().find(|n| earlier.server_names.contains(n))
             {
-                return Err((
-                    index,
+                return Err(Error::conflict(
+                    Some(index),
                     format!("route {label} and route {other} both take sni={name} on {listen}"),
                 ));
             }
@@ -1022,8 +1036,8 @@ fn validate_sharing(routes: &[Config], group: &[usize]) -> Result<(), (usize, St
             let (mine, theirs) = (get(route), get(first));
             if mine != theirs {
                 let show = |value: Option<String>| value.unwrap_or(setting.default.to_string());
-                return Err((
-                    index,
+                return Err(Error::conflict(
+                    Some(index),
                     format!(
                         "route {label} shares {listen} with route {} by sni= but has {name}={} \
                          where it has {}: a listener has one",
@@ -1228,7 +1242,7 @@ fn split_keeping_defaults(body: &str) -> Vec<String> {
 // The value parsers. Each message is `expected WHAT, found "TEXT"`, so that callers can put
 // the flag or the file position in front of it.
 
-fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, Error> {
     let value = parse_duration(text)?;
     if value < min || value > max {
         let range = if min.is_zero() {
@@ -1236,53 +1250,57 @@ fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, String
         } else {
             format!("{} to {}", format_duration(min), format_duration(max))
         };
-        return Err(format!("expected a duration from {range}, found {text:?}"));
+        return Err(Error::value(format!("expected a duration from {range}, found {text:?}")));
     }
     Ok(value)
 }
 
 /// A whole number in `min..=max`, in decimal digits only: no sign, no spaces.
-fn count(text: &str, min: usize, max: usize) -> Result<usize, String> {
+fn count(text: &str, min: usize, max: usize) -> Result<usize, Error> {
     match text.parse::<usize>() {
         Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) && (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!("expected a whole number from {min} to {max}, found {text:?}")),
+        _ => Err(Error::value(format!(
+            "expected a whole number from {min} to {max}, found {text:?}"
+        ))),
     }
 }
 
 /// A size in `range`, or exactly `also` (such as 0 for "the default buffer").
-fn size(text: &str, also: Option<usize>, (min, max): (usize, usize)) -> Result<usize, String> {
+fn size(text: &str, also: Option<usize>, (min, max): (usize, usize)) -> Result<usize, Error> {
     let value = parse_size(text)?;
     if Some(value) == also || (min..=max).contains(&value) {
         return Ok(value);
     }
     let range = format!("a size from {} to {}", format_size(min), format_size(max));
-    Err(match also {
+    Err(Error::value(match also {
         Some(also) => format!("expected {also}, or {range}, found {text:?}"),
         None => format!("expected {range}, found {text:?}"),
-    })
+    }))
 }
 
 /// A file path as a setting's value: not empty, and without the spaces and control
 /// characters that a config file line could not hold (it splits words at spaces), so that
 /// `--check` prints a line that reads back the same.
-fn file_path(text: &str) -> Result<std::path::PathBuf, String> {
+fn file_path(text: &str) -> Result<std::path::PathBuf, Error> {
     if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("expected a file path without spaces, found {text:?}"));
+        return Err(Error::value(format!("expected a file path without spaces, found {text:?}")));
     }
     Ok(text.into())
 }
 
-fn switch(text: &str) -> Result<bool, String> {
+fn switch(text: &str) -> Result<bool, Error> {
     match text {
         "on" => Ok(true),
         "off" => Ok(false),
-        _ => Err(format!("expected on or off, found {text:?}")),
+        _ => Err(Error::value(format!("expected on or off, found {text:?}"))),
     }
 }
 
 /// `10.0.0.0/8,192.168.0.0/16`: one or more CIDR blocks separated by commas.
-pub fn cidrs(text: &str) -> Result<Vec<Cidr>, String> {
-    text.split(',').map(|piece| piece.trim().parse::<Cidr>().map_err(|e| e.to_string())).collect()
+pub fn cidrs(text: &str) -> Result<Vec<Cidr>, Error> {
+    text.split(',')
+        .map(|piece| piece.trim().parse::<Cidr>().map_err(|e| Error::value(e.to_string())))
+        .collect()
 }
 
 fn join_cidrs(blocks: &[Cidr]) -> Option<String> {
@@ -1303,13 +1321,13 @@ impl Config {
     ///
     /// ```
     /// let config = tcprelay::Config::default(); // no upstream
-    /// assert_eq!(config.validate().unwrap_err(),
+    /// assert_eq!(config.validate().unwrap_err().to_string(),
     ///            "upstream: expected at least one HOST:PORT, found none");
     /// ```
     ///
     /// # Errors
     /// The first setting that is out of bounds, as `SETTING: expected ..., found "VALUE"`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         validate_route(self)
     }
 }
@@ -1327,7 +1345,7 @@ impl ServerConfig {
     ///
     /// # Errors
     /// The first mistake, naming both sides of a clash.
-    pub fn validate(&self) -> Result<(), Conflict> {
+    pub fn validate(&self) -> Result<(), Error> {
         validate_server(self)
     }
 }
@@ -1388,7 +1406,7 @@ mod tests {
         ];
         for (name, text, expected) in cases {
             let error = check(find(name).unwrap(), text).unwrap_err();
-            assert!(error.contains(expected), "{name} {text}: {error}");
+            assert!(error.to_string().contains(expected), "{name} {text}: {error}");
         }
         for (name, text) in [("buffer-size", "0"), ("buffer-size", "1m"), ("stack-size", "8m")] {
             assert_eq!(check(find(name).unwrap(), text), Ok(()), "{name} {text}");
@@ -1410,7 +1428,7 @@ mod tests {
         ];
         for (config, expected) in cases {
             let error = validate_route(&config).unwrap_err();
-            assert!(error.contains(expected), "{expected}: {error}");
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
         }
     }
 
@@ -1444,15 +1462,13 @@ mod tests {
         ];
         for (config, expected) in cases {
             let error = validate_server(&config).unwrap_err();
-            assert!(error.message.contains(expected), "{}", error.message);
+            assert!(error.to_string().contains(expected), "{error}");
         }
         let error = validate_server(&server(&[(":7001", ":1"), ("127.0.0.1:7001", ":2")], None))
             .unwrap_err();
-        assert_eq!(
-            error.message,
-            "route 127.0.0.1:7001 and route 127.0.0.1:7001 (route 1) both listen on 127.0.0.1:7001"
-        );
-        assert_eq!(error.route, Some(1));
+        let message =
+            "route 127.0.0.1:7001 and route 127.0.0.1:7001 (route 1) both listen on 127.0.0.1:7001";
+        assert_eq!(error.kind(), &ErrorKind::Conflict { route: Some(1), message: message.into() });
         for fine in [
             server(&[(":0", ":1"), ("127.0.0.1:0", ":2")], Some(":0")),
             server(&[("127.0.0.1:7001", ":1"), ("127.0.0.2:7001", ":2")], None),
@@ -1475,7 +1491,7 @@ mod tests {
         shared.routes[0].proxy_from = cidrs("10.0.0.1").expect("a block");
         let error = validate_server(&shared).unwrap_err();
         assert!(
-            error.message.contains("proxy-from=loopback where it has 10.0.0.1/32"),
+            error.to_string().contains("proxy-from=loopback where it has 10.0.0.1/32"),
             "{error:?}"
         );
         shared.routes[1].proxy_from = cidrs("10.0.0.1/32").expect("a block");
@@ -1507,7 +1523,7 @@ mod tests {
         settings::set_route(buffer, &mut config, "64k").unwrap();
         assert_eq!(config.buffer_size, 65536);
         let error = settings::set_route(buffer, &mut config, "2g").unwrap_err();
-        assert_eq!(error, r#"expected 0, or a size from 8k to 1m, found "2g""#);
+        assert_eq!(error.to_string(), r#"expected 0, or a size from 8k to 1m, found "2g""#);
     }
 
     /// The settings tables in README.md and docs/operations.md are [`markdown_table`]'s, word

@@ -10,14 +10,16 @@
 
 use std::time::Duration;
 
-// Errors are plain messages of the form `expected WHAT, found "VALUE"`, so that the caller
-// can put where the value came from in front: `--idle-timeout: expected ...` on the command
-// line, `relay.conf:3:14: expected ...` in the config file.
+use crate::settings::Error;
+
+// Errors are `expected WHAT, found "VALUE"` (a value error), so that the caller
+// can say where the value came from: `--idle-timeout: expected ...` on the command line,
+// `relay.conf:3:14: expected ...` in the config file.
 const DURATION_EXPECTED: &str = "a duration such as 250ms, 5s, 2m, 1h or 0";
 const SIZE_EXPECTED: &str = "a size in bytes such as 512, 64k, 1m or 1g";
 
-fn expected(what: &str, text: &str) -> String {
-    format!("expected {what}, found {text:?}")
+fn expected(what: &str, text: &str) -> Error {
+    Error::value(format!("expected {what}, found {text:?}"))
 }
 
 /// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`, or a bare `0`.
@@ -29,7 +31,7 @@ fn expected(what: &str, text: &str) -> String {
 /// Returns `expected a duration such as 250ms, 5s, 2m, 1h or 0, found "TEXT"` when the unit
 /// is missing or unknown, the number is not a whole non-negative number, or the duration
 /// does not fit in a `Duration`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     let error = || expected(DURATION_EXPECTED, text);
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -58,7 +60,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Returns `expected a size in bytes such as 512, 64k, 1m or 1g, found "TEXT"` when the
 /// unit is unknown, the number is not a whole non-negative number, or the size does not
 /// fit in a `usize`.
-pub fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, Error> {
     let error = || expected(SIZE_EXPECTED, text);
     let (number, unit) = split_number(text).ok_or_else(error)?;
     let number = usize::try_from(number).map_err(|_| error())?;
@@ -110,6 +112,23 @@ fn split_number(text: &str) -> Option<(u64, &str)> {
     Some((number, unit))
 }
 
+/// Parses a socket file mode: octal, three or four digits (`660`, `0660`, `0o660`), at most
+/// `0777` (set-id and sticky bits mean nothing on a socket).
+///
+/// # Errors
+/// A message naming the text when it is not such a number.
+pub fn parse_socket_mode(text: &str) -> Result<u32, Error> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    let valid =
+        (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if valid && mode <= 0o777 => Ok(mode),
+        _ => Err(Error::value(format!(
+            "invalid socket mode \"{text}\": expected an octal mode from 000 to 0777, e.g. 0660"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,14 +167,14 @@ mod tests {
             "99999999999999999999s", // does not fit in a u64 at all
         ] {
             let error = parse_duration(bad).expect_err(bad);
-            assert!(error.ends_with(&format!("found {bad:?}")), "{error}");
+            assert!(error.to_string().ends_with(&format!("found {bad:?}")), "{error}");
         }
     }
 
     #[test]
     fn duration_error_names_the_value_and_the_expected_form() {
         assert_eq!(
-            parse_duration("5x").unwrap_err(),
+            parse_duration("5x").unwrap_err().to_string(),
             r#"expected a duration such as 250ms, 5s, 2m, 1h or 0, found "5x""#
         );
     }
@@ -174,10 +193,10 @@ mod tests {
     fn sizes_that_are_rejected() {
         for bad in ["", "k", "64kb", "64 k", "-1", "1.5m", "1t", "99999999999999999999g"] {
             let error = parse_size(bad).expect_err(bad);
-            assert!(error.ends_with(&format!("found {bad:?}")), "{error}");
+            assert!(error.to_string().ends_with(&format!("found {bad:?}")), "{error}");
         }
         assert_eq!(
-            parse_size("64kb").unwrap_err(),
+            parse_size("64kb").unwrap_err().to_string(),
             r#"expected a size in bytes such as 512, 64k, 1m or 1g, found "64kb""#
         );
     }
@@ -219,5 +238,16 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert_eq!(parse_size("64k").unwrap(), 64 * 1024);
         assert!(parse_duration("30").is_err()); // seconds? milliseconds? say which
+    }
+
+    #[test]
+    fn socket_modes_are_three_or_four_octal_digits_up_to_0777() {
+        for (text, mode) in [("660", 0o660), ("0660", 0o660), ("0o600", 0o600), ("000", 0)] {
+            assert_eq!(parse_socket_mode(text), Ok(mode), "{text}");
+        }
+        for wrong in ["", "66", "0888", "1777", "07777", "+660", "rw-rw----"] {
+            let error = parse_socket_mode(wrong).expect_err(wrong);
+            assert!(error.to_string().contains(&format!("\"{wrong}\"")), "{error}");
+        }
     }
 }
