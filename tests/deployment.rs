@@ -119,6 +119,49 @@ fn a_runtime_file_planted_by_another_user_in_a_shared_directory_gets_no_token() 
 }
 
 #[test]
+fn a_fifo_planted_as_the_runtime_file_does_not_hang_the_client() {
+    let up = Upstream::echo();
+    let dir = TestDir::new("admin-fifo");
+    set_mode(&dir.0, 0o1777); // like /tmp, where any user may make a FIFO
+    let file = dir.path("relay.conf");
+    let config = format!(
+        "admin unix:{}\npid-file relay.pid\nroute 127.0.0.1:0 -> {}\n",
+        arg(&dir.path("admin.sock")),
+        up.addr
+    );
+    std::fs::write(&file, config).expect("write the config file");
+    let mut relay = RelayProcess::start(&["--config", arg(&file)]);
+    let planted = dir.path("relay.pid.admin");
+    assert!(eventually(|| planted.exists()), "the relay wrote no runtime file");
+    std::fs::remove_file(&planted).expect("remove the relay's runtime file");
+    // Another user's FIFO when this runs as root (as CI does), else this user's: opening a
+    // FIFO to read waits for a writer either way.
+    let mut mkfifo = std::process::Command::new("setpriv");
+    if is_root() {
+        mkfifo.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+    }
+    let made = mkfifo.arg("mkfifo").arg(&planted).status().expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", planted.display());
+
+    let mut status = std::process::Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["status", "--config", arg(&file)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tcprelay status");
+    let ended = eventually(|| matches!(status.try_wait(), Ok(Some(_))));
+    if !ended {
+        let _ = status.kill();
+    }
+    let code = status.wait().expect("reap tcprelay status").code();
+    assert!(ended, "tcprelay status --config waited on the planted FIFO");
+    assert_eq!(code, Some(0), "status fell back on the config file's admin line");
+    let output = run_tcprelay(&["drain", "--config", arg(&file)]);
+    assert_eq!(output.status.code(), Some(0), "drain: {}", text(&output.stderr));
+    assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+#[test]
 fn a_new_admin_address_that_cannot_be_bound_refuses_the_reload_and_keeps_the_old_one() {
     let up = Upstream::echo();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to hold");

@@ -211,8 +211,9 @@ pub(crate) fn runtime_file_of(pid_file: &Path) -> PathBuf {
 /// connection: a relay that was killed leaves its file behind, naming an address nobody
 /// listens on.
 fn running_admin(runtime_file: &Path) -> Option<(Address, Option<PathBuf>)> {
-    // Opened first, then checked: the path may change between a check and an open.
-    let file = std::fs::File::open(runtime_file).ok()?;
+    // Opened first, then checked: the path may change between a check and an open. Never
+    // waiting: another user may plant a FIFO there.
+    let file = crate::ops::log_output::open_to_read(runtime_file).ok()?;
     if !written_by_the_relay(&file, runtime_file) {
         return None;
     }

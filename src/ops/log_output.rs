@@ -242,6 +242,17 @@ pub fn open_log_file(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens `path` to read it without waiting on a FIFO found there: plain `open` of a FIFO
+/// blocks until some process opens it to write, so a FIFO planted at a path the relay or its
+/// client reads would hang that thread for good. The caller checks that what it opened is a
+/// regular file (`File::metadata`) before reading it.
+///
+/// # Errors
+/// As [`OpenOptions::open`].
+pub(crate) fn open_to_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).custom_flags(O_NONBLOCK).open(path)
+}
+
 /// `O_NONBLOCK`, whose value std does not export: 0o4000 on Linux, except MIPS (0o200);
 /// 4 on the BSDs and macOS. On a regular file it changes nothing; on a FIFO it makes `open`
 /// fail at once instead of waiting for a reader.
