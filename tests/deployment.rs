@@ -119,6 +119,43 @@ fn a_runtime_file_planted_by_another_user_in_a_shared_directory_gets_no_token() 
 }
 
 #[test]
+fn a_runtime_file_left_by_a_killed_relay_sends_no_token_to_whoever_listens_there_now() {
+    let dir = TestDir::new("admin-stale");
+    let secret = dir.path("token");
+    std::fs::write(&secret, TOKEN).expect("write the token");
+    set_mode(&secret, 0o600);
+    let file = dir.path("relay.conf");
+    let config = |admin: &str| {
+        format!(
+            "admin {admin}\nadmin-token-file token\npid-file relay.pid\nroute 127.0.0.1:0 -> 127.0.0.1:9\n"
+        )
+    };
+    std::fs::write(&file, config("127.0.0.1:0")).expect("write the config file");
+    let relay = RelayProcess::start(&["--config", arg(&file)]);
+    let runtime = dir.path("relay.pid.admin");
+    assert!(eventually(|| runtime.exists()), "the relay wrote no runtime file");
+    let written = std::fs::read_to_string(&runtime).expect("read the runtime file");
+    let old_admin = written.lines().find_map(|line| line.strip_prefix("admin ")).expect("admin");
+    // Killed, as SIGTERM kills it (std cannot catch it): its runtime file stays behind.
+    relay.kill_and_collect_log();
+    assert!(runtime.exists(), "a killed relay cannot remove its runtime file");
+    // The operator moves the admin endpoint to a socket only they can reach; meanwhile any
+    // local user may listen at the old address.
+    let squatter = std::net::TcpListener::bind(old_admin).expect("listen at the old address");
+    squatter.set_nonblocking(true).expect("a squatter that never blocks");
+    std::fs::write(&file, config(&format!("unix:{}", arg(&dir.path("admin.sock")))))
+        .expect("edit the config file");
+
+    let output = run_tcprelay(&["status", "--config", arg(&file)]);
+    assert_eq!(output.status.code(), Some(1), "no relay runs: {}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("admin.sock"), "{}", text(&output.stderr));
+    assert!(
+        matches!(squatter.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the client connected to the dead relay's old admin address"
+    );
+}
+
+#[test]
 fn a_fifo_planted_as_the_runtime_file_does_not_hang_the_client() {
     let up = Upstream::echo();
     let dir = TestDir::new("admin-fifo");

@@ -181,8 +181,11 @@ fn from_config_file(path: &Path) -> Result<(Address, Option<PathBuf>), String> {
     let parsed = file::load(path).map_err(|error| error.to_string())?;
     let global = |name: &str| parsed.globals.iter().find(|value| value.setting.name == name);
     if let Some(pid_file) = global("pid-file") {
-        if let Some(running) = running_admin(&runtime_file_of(Path::new(&pid_file.text.text))) {
-            return Ok(running);
+        let pid_file = Path::new(&pid_file.text.text);
+        if relay_is_running(pid_file) {
+            if let Some(running) = running_admin(&runtime_file_of(pid_file)) {
+                return Ok(running);
+            }
         }
     }
     let Some(admin) = global("admin") else {
@@ -204,6 +207,20 @@ pub(crate) fn runtime_file_of(pid_file: &Path) -> PathBuf {
     let mut name = pid_file.as_os_str().to_owned();
     name.push(".admin");
     PathBuf::from(name)
+}
+
+/// Whether `pid_file` names a running tcprelay. A relay killed by a signal (SIGTERM too: std
+/// cannot catch it) leaves its runtime file behind, naming an address that any local user
+/// may listen on once the relay is gone; the client would send the token there, though the
+/// config file's `admin` line may since name another. Read without waiting on a FIFO.
+fn relay_is_running(pid_file: &Path) -> bool {
+    let Ok(file) = crate::ops::log_output::open_to_read(pid_file) else { return false };
+    let mut text = String::new();
+    let is_file = file.metadata().is_ok_and(|metadata| metadata.is_file());
+    if !is_file || file.take(MAX_RUNTIME_FILE_BYTES).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    text.trim().parse().is_ok_and(crate::server::pid_file::is_tcprelay)
 }
 
 /// The admin endpoint (and its token file) a running relay wrote to `runtime_file`, if the
