@@ -119,6 +119,86 @@ fn a_runtime_file_planted_by_another_user_in_a_shared_directory_gets_no_token() 
 }
 
 #[test]
+fn a_runtime_file_left_by_a_killed_relay_sends_no_token_to_whoever_listens_there_now() {
+    let dir = TestDir::new("admin-stale");
+    let secret = dir.path("token");
+    std::fs::write(&secret, TOKEN).expect("write the token");
+    set_mode(&secret, 0o600);
+    let file = dir.path("relay.conf");
+    let config = |admin: &str| {
+        format!(
+            "admin {admin}\nadmin-token-file token\npid-file relay.pid\nroute 127.0.0.1:0 -> 127.0.0.1:9\n"
+        )
+    };
+    std::fs::write(&file, config("127.0.0.1:0")).expect("write the config file");
+    let relay = RelayProcess::start(&["--config", arg(&file)]);
+    let runtime = dir.path("relay.pid.admin");
+    assert!(eventually(|| runtime.exists()), "the relay wrote no runtime file");
+    let written = std::fs::read_to_string(&runtime).expect("read the runtime file");
+    let old_admin = written.lines().find_map(|line| line.strip_prefix("admin ")).expect("admin");
+    // Killed, as SIGTERM kills it (std cannot catch it): its runtime file stays behind.
+    relay.kill_and_collect_log();
+    assert!(runtime.exists(), "a killed relay cannot remove its runtime file");
+    // The operator moves the admin endpoint to a socket only they can reach; meanwhile any
+    // local user may listen at the old address.
+    let squatter = std::net::TcpListener::bind(old_admin).expect("listen at the old address");
+    squatter.set_nonblocking(true).expect("a squatter that never blocks");
+    std::fs::write(&file, config(&format!("unix:{}", arg(&dir.path("admin.sock")))))
+        .expect("edit the config file");
+
+    let output = run_tcprelay(&["status", "--config", arg(&file)]);
+    assert_eq!(output.status.code(), Some(1), "no relay runs: {}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("admin.sock"), "{}", text(&output.stderr));
+    assert!(
+        matches!(squatter.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the client connected to the dead relay's old admin address"
+    );
+}
+
+#[test]
+fn a_fifo_planted_as_the_runtime_file_does_not_hang_the_client() {
+    let up = Upstream::echo();
+    let dir = TestDir::new("admin-fifo");
+    set_mode(&dir.0, 0o1777); // like /tmp, where any user may make a FIFO
+    let file = dir.path("relay.conf");
+    let config = format!(
+        "admin unix:{}\npid-file relay.pid\nroute 127.0.0.1:0 -> {}\n",
+        arg(&dir.path("admin.sock")),
+        up.addr
+    );
+    std::fs::write(&file, config).expect("write the config file");
+    let mut relay = RelayProcess::start(&["--config", arg(&file)]);
+    let planted = dir.path("relay.pid.admin");
+    assert!(eventually(|| planted.exists()), "the relay wrote no runtime file");
+    std::fs::remove_file(&planted).expect("remove the relay's runtime file");
+    // Another user's FIFO when this runs as root (as CI does), else this user's: opening a
+    // FIFO to read waits for a writer either way.
+    let mut mkfifo = std::process::Command::new("setpriv");
+    if is_root() {
+        mkfifo.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+    }
+    let made = mkfifo.arg("mkfifo").arg(&planted).status().expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", planted.display());
+
+    let mut status = std::process::Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["status", "--config", arg(&file)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tcprelay status");
+    let ended = eventually(|| matches!(status.try_wait(), Ok(Some(_))));
+    if !ended {
+        let _ = status.kill();
+    }
+    let code = status.wait().expect("reap tcprelay status").code();
+    assert!(ended, "tcprelay status --config waited on the planted FIFO");
+    assert_eq!(code, Some(0), "status fell back on the config file's admin line");
+    let output = run_tcprelay(&["drain", "--config", arg(&file)]);
+    assert_eq!(output.status.code(), Some(0), "drain: {}", text(&output.stderr));
+    assert_eq!(relay.wait_for_exit(), Some(0));
+}
+
+#[test]
 fn a_new_admin_address_that_cannot_be_bound_refuses_the_reload_and_keeps_the_old_one() {
     let up = Upstream::echo();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to hold");
@@ -314,7 +394,15 @@ fn the_manifest_runs_probes_reach_healthz_a_configmap_swap_reloads_and_prestop_d
 
     // The preStop hook, as written in the manifest.
     let mut command: Vec<String> = manifest_list("command:").iter().map(|a| local(a)).collect();
-    assert!(command[0].ends_with("/tcprelay"), "{command:?}");
+    // The image the page builds has the binary where its ENTRYPOINT says (a preStop command
+    // not found there fails, and SIGTERM to PID 1 does nothing: the pod is killed at the end
+    // of its grace period).
+    let entrypoint = include_str!("../docs/operations.md")
+        .split("\nENTRYPOINT [\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the Dockerfile's ENTRYPOINT");
+    assert_eq!(command[0], entrypoint, "the preStop hook's binary is not the image's");
     command.remove(0);
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
     let output = run_tcprelay(&command);

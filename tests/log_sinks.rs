@@ -185,6 +185,25 @@ fn a_syslog_path_with_no_socket_is_named_on_stderr() {
     assert!(warning.starts_with("tcprelay: warning: --syslog ") && warning.contains(&missing));
 }
 
+/// Docker's syslog address (`udp://HOST:PORT`) written for `--syslog`: refused by `--check`
+/// with the form to write (it passed `--check`, then failed at start with "failed to lookup
+/// address information", exit 1).
+#[test]
+fn a_syslog_address_with_a_scheme_is_refused_by_check_with_what_to_write() {
+    let (code, stderr) = run_to_exit(&[
+        "-l",
+        "127.0.0.1:0",
+        "-u",
+        "127.0.0.1:9",
+        "--syslog",
+        "udp://127.0.0.1:514",
+        "--check",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--syslog: a syslog address has no scheme (udp:)"), "{stderr}");
+    assert!(stderr.contains("here 127.0.0.1:514"), "{stderr}");
+}
+
 /// One syslog datagram, split into its RFC 3164 parts: priority, the rest after `<PRI>`.
 fn priority_and_rest(datagram: &str) -> (u8, &str) {
     let rest = datagram.strip_prefix('<').unwrap_or_else(|| panic!("no <PRI>: {datagram:?}"));

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::net::address::Address;
 use crate::settings::admin_access::AdminToken;
+use crate::settings::untrusted_paths::open_regular_file;
 use crate::settings::{address, file, spelling, units};
 
 /// What the client is asked to do.
@@ -181,8 +182,11 @@ fn from_config_file(path: &Path) -> Result<(Address, Option<PathBuf>), String> {
     let parsed = file::load(path).map_err(|error| error.to_string())?;
     let global = |name: &str| parsed.globals.iter().find(|value| value.setting.name == name);
     if let Some(pid_file) = global("pid-file") {
-        if let Some(running) = running_admin(&runtime_file_of(Path::new(&pid_file.text.text))) {
-            return Ok(running);
+        let pid_file = Path::new(&pid_file.text.text);
+        if relay_is_running(pid_file) {
+            if let Some(running) = running_admin(&runtime_file_of(pid_file)) {
+                return Ok(running);
+            }
         }
     }
     let Some(admin) = global("admin") else {
@@ -206,13 +210,27 @@ pub(crate) fn runtime_file_of(pid_file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Whether `pid_file` names a running tcprelay. A relay killed by a signal (SIGTERM too: std
+/// cannot catch it) leaves its runtime file behind, naming an address that any local user
+/// may listen on once the relay is gone; the client would send the token there, though the
+/// config file's `admin` line may since name another. Read without waiting on a FIFO.
+fn relay_is_running(pid_file: &Path) -> bool {
+    let Ok((file, _)) = open_regular_file(pid_file) else { return false };
+    let mut text = String::new();
+    if file.take(MAX_RUNTIME_FILE_BYTES).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    text.trim().parse().is_ok_and(crate::server::pid_file::is_tcprelay)
+}
+
 /// The admin endpoint (and its token file) a running relay wrote to `runtime_file`, if the
 /// file is there, can be trusted (see [`written_by_the_relay`]) and the endpoint takes a
 /// connection: a relay that was killed leaves its file behind, naming an address nobody
 /// listens on.
 fn running_admin(runtime_file: &Path) -> Option<(Address, Option<PathBuf>)> {
-    // Opened first, then checked: the path may change between a check and an open.
-    let file = std::fs::File::open(runtime_file).ok()?;
+    // Opened first, then checked: the path may change between a check and an open. Never
+    // waiting: another user may plant a FIFO there.
+    let (file, _) = open_regular_file(runtime_file).ok()?;
     if !written_by_the_relay(&file, runtime_file) {
         return None;
     }

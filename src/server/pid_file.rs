@@ -111,7 +111,7 @@ fn read_trusted_pid(path: &Path) -> Option<u32> {
 }
 
 /// Whether process `pid` is a tcprelay, by `/proc` (Linux).
-fn is_tcprelay(pid: u32) -> bool {
+pub(crate) fn is_tcprelay(pid: u32) -> bool {
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let comm = fs::read_to_string(proc.join("comm")).unwrap_or_default();
     let argv0 = fs::read(proc.join("cmdline")).unwrap_or_default();

@@ -13,6 +13,7 @@
 //! reload logs its outcome). A refused file is not tried again until it changes again. A
 //! file that cannot be read at a tick (mid-swap) is looked at again at the next one.
 
+use crate::settings::untrusted_paths::open_regular_file;
 use std::fs;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Read;
@@ -38,12 +39,9 @@ struct Fingerprint {
 fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let target = fs::canonicalize(path).ok()?;
     // Opened first, then its metadata read from what was opened: the path may change
-    // between the two.
-    let file = fs::File::open(&target).ok()?;
-    let metadata = file.metadata().ok()?;
-    if !metadata.is_file() {
-        return None;
-    }
+    // between the two; and never waiting, in case a FIFO was put there, which would hang
+    // this thread and with it the relay's exit.
+    let (file, metadata) = open_regular_file(&target).ok()?;
     let mut content = Vec::new();
     file.take(MAX_FILE_SIZE + 1).read_to_end(&mut content).ok()?;
     let mut hasher = DefaultHasher::new();
@@ -110,6 +108,28 @@ mod tests {
         let after = fingerprint(&file).expect("a fingerprint");
         assert_eq!((before.len, before.modified), (after.len, after.modified));
         assert_ne!(before, after);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_the_file_is_none_at_once() {
+        let dir = scratch("fifo");
+        let fifo = dir.join("relay.conf");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        let (done, looked) = std::sync::mpsc::channel();
+        let watcher = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || done.send(fingerprint(&fifo)).expect("send"))
+        };
+        let seen = looked.recv_timeout(Duration::from_secs(10));
+        if seen.is_err() {
+            // Waiting in open for a writer, as the watch thread did (and the relay's exit
+            // with it): give it one so that it can be joined.
+            let _ = fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        watcher.join().expect("the fingerprint thread panicked");
+        assert_eq!(seen, Ok(None), "a FIFO hung the watcher or was taken for a config file");
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -105,6 +105,22 @@ impl FromStr for SyslogAddress {
             }
             return Ok(SyslogAddress::Unix(path.into()));
         }
+        // Docker's `syslog-address` is `udp://HOST:PORT` or `unixgram:///dev/log`; a scheme
+        // would pass for part of a host name and fail only at start, as an unknown host.
+        if let Some((scheme, rest)) = text.split_once(':') {
+            let address = rest.trim_start_matches("//").trim_end_matches('/');
+            let is_scheme = !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphabetic());
+            if is_scheme && (rest.starts_with("//") || address.contains(':')) {
+                let instead = if address.starts_with('/') {
+                    format!("unix:{address} for a local syslogd")
+                } else {
+                    format!("HOST:PORT for UDP, here {address}")
+                };
+                return Err(Error::value(format!(
+                    "a syslog address has no scheme ({scheme}:) in {text:?}; write {instead}"
+                )));
+            }
+        }
         match text.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
                 Ok(SyslogAddress::Udp(text.to_string()))
@@ -150,6 +166,17 @@ mod tests {
             let error = wrong.parse::<SyslogAddress>().unwrap_err();
             assert!(error.to_string().contains(&format!("{wrong:?}")), "{error}");
         }
+        let schemes = [
+            ("udp://127.0.0.1:514", "write HOST:PORT for UDP, here 127.0.0.1:514"),
+            ("udp:loghost:514", "write HOST:PORT for UDP, here loghost:514"),
+            ("tcp://[::1]:514/", "no scheme (tcp:)"),
+            ("unixgram:///dev/log", "write unix:/dev/log for a local syslogd"),
+        ];
+        for (wrong, expected) in schemes {
+            let error = wrong.parse::<SyslogAddress>().unwrap_err().to_string();
+            assert!(error.contains(expected) && error.contains(&format!("{wrong:?}")), "{error}");
+        }
+        assert_eq!("loghost:514".parse(), Ok(SyslogAddress::Udp("loghost:514".into())));
     }
 
     #[test]
