@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
@@ -33,13 +32,19 @@ fn temp_path(name: &str) -> PathBuf {
     path
 }
 
-/// Writes `content` to `path` and gives it `mode`.
+/// Writes `content` to `path` and gives it `mode` (on Unix: Windows has no mode bits).
 fn write_file(path: &Path, content: &str, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, content).expect("write a test file");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
 }
 
+#[cfg(unix)]
 fn mode_of(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).expect("the file exists").permissions().mode() & 0o777
@@ -174,6 +179,7 @@ fn token_files_that_guard_nothing_are_refused_with_exit_2_naming_the_file() {
     let dir = temp_path("token-dir");
     std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("the test creates {}: {e}", dir.display()));
     let cases = [
+        #[cfg(unix)] // Windows has no mode bits to check (docs/operations.md, "Admin security")
         ("world-readable", "7f3c9a1e5b2d4f6081a3c5e7f9b1d3e5", 0o644, "chmod o-r"),
         ("empty", " \n", 0o600, "empty"),
         ("short", "secret", 0o600, "at least 16"),
@@ -217,7 +223,9 @@ fn a_config_file_names_its_token_file_relative_to_itself_and_check_never_prints_
 }
 
 /// Sends `request` over the Unix socket at `path` and returns the status code.
+#[cfg(unix)]
 fn unix_http(path: &Path, request: &[u8]) -> u16 {
+    use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(path).expect("connect");
     stream.set_read_timeout(Some(TIMEOUT)).expect("a Unix stream takes a read timeout");
     stream
@@ -231,6 +239,7 @@ fn unix_http(path: &Path, request: &[u8]) -> u16 {
 }
 
 #[test]
+#[cfg(unix)] // Unix sockets and file modes
 fn a_unix_admin_socket_is_created_mode_0600_or_as_asked() {
     let upstream = Upstream::echo();
     for (mode, expected) in [(None, 0o600), (Some(0o660), 0o660)] {

@@ -477,12 +477,15 @@ fn every_relative_path_in_a_config_file_is_relative_to_the_file() {
 /// naming both settings, on the command line and in a config file.
 #[test]
 fn an_admin_token_without_an_admin_endpoint_is_refused() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = scratch_dir("token");
     let token = dir.join("admin.token");
     std::fs::write(&token, "a-token-of-at-least-sixteen-characters").expect("the test writes");
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))
-        .expect("the test makes its token private");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))
+            .expect("the test makes its token private");
+    }
     let token_arg = token.to_str().expect("a UTF-8 path");
     let file = dir.join("relay.conf");
     std::fs::write(&file, "admin-token-file admin.token\nroute :0 -> :1\n").expect("writes");

@@ -17,6 +17,7 @@
 //! `cargo test -- --include-ignored` runs them (`.ci/run` always does). Run
 //! without a tool, they fail, saying how to install it.
 #![forbid(unsafe_code)]
+#![cfg(unix)]
 
 mod support;
 

@@ -14,6 +14,7 @@
 //! The offline build block takes a release build's time, so `.ci/run` runs it (with an
 //! empty `CARGO_HOME` and no network), and a test here checks that it does.
 #![forbid(unsafe_code)]
+#![cfg(unix)]
 
 mod support;
 

@@ -5,6 +5,7 @@
 //! Each scenario puts stand-in `nc` programs (shell scripts that print what the real
 //! flavours print for `-h`) in a scratch directory and searches only that directory.
 #![forbid(unsafe_code)]
+#![cfg(unix)]
 
 mod support;
 
