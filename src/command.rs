@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use crate::limits::arenas;
 use crate::net::address::Address;
+use crate::ops::admin::AdminToken;
 use crate::ops::admin_client;
 use crate::ops::log::{self, Log};
 use crate::server::pid_file::{self, PidFile};
@@ -78,6 +79,8 @@ fn serve(config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Said after the start-up lines below, which scripts and tests read first.
+    let token_warning = config.admin_access.token.as_ref().and_then(AdminToken::unchecked_warning);
     let result = Server::bind(config).and_then(|server| {
         // Written once every route listens, before the lines that tell the world so;
         // removed when `_pid` drops, after the drain.
@@ -96,6 +99,9 @@ fn serve(config: ServerConfig) -> ExitCode {
             }
             Some(admin) => log.always(&format!("admin endpoint on {admin}"), &[]),
             None => {}
+        }
+        if let Some(warning) = &token_warning {
+            log.warn(warning, &[]);
         }
         server.serve()
     });

@@ -349,9 +349,6 @@ impl Admin {
         if let Some(warning) = exposure_warning(&local, &access) {
             log.warn(&warning, &[]);
         }
-        if let Some(warning) = access.token.as_ref().and_then(AdminToken::unchecked_warning) {
-            log.warn(&warning, &[]);
-        }
         let stopping = Arc::new(AtomicBool::new(false));
         Ok(Admin { listener, local, access, server, log, stopping })
     }
