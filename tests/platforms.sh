@@ -20,7 +20,7 @@
 # is built under $TCPRELAY_PLATFORMS_CACHE (default /var/cache/tcprelay-ci/platforms), outside
 # the clone: CI's fresh clone pays for it once per machine. The wine prefix lives there too.
 #
-# Needs root for apt-get (the first run downloads about 700 MB).
+# Needs root for apt-get (the packages take about 1.5 GB on disk, wine and mingw most of it).
 # Results: target/platforms/results.txt and target/platforms/<name>.log.
 # Exits non-zero if any target failed to check, to lint, to link or a test.
 set -euo pipefail
@@ -55,23 +55,8 @@ target_info() {
 
 # --- Installing --------------------------------------------------------------------------
 
-APT_UPDATED=""
-apt_install() {
-  local missing=() pkg
-  for pkg in "$@"; do
-    [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == *"ok installed" ]] || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" -eq 0 ] || die "need root to apt-get install ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  if [ -z "$APT_UPDATED" ]; then
-    say "apt-get update"
-    apt-get update -qq
-    APT_UPDATED=1
-  fi
-  say "apt-get install ${missing[*]}"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# shellcheck source=tests/apt_install.sh
+. tests/apt_install.sh
 
 # A wine prefix in which Rust's std can start. std (1.78 and later) takes its random seed from
 # `ProcessPrng` in bcryptprimitives.dll, which Wine 8.0 lacks: every program exits 53 at once.
