@@ -17,6 +17,7 @@ use crate::ops::admin_client;
 use crate::ops::log::{self, Log};
 use crate::server::pid_file::{self, PidFile};
 use crate::server::{Server, ServerConfig};
+use crate::settings::admin_access::AdminToken;
 use crate::settings::cli::{self, Command};
 use crate::teach::demo;
 use crate::upstream;
@@ -108,6 +109,8 @@ fn serve(config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Said after the start-up lines below, which scripts and tests read first.
+    let token_warning = config.admin_access.token.as_ref().and_then(AdminToken::unchecked_warning);
     let result = Server::bind(config).and_then(|server| {
         // Written once every route listens, before the lines that tell the world so;
         // removed when `_pid` drops, after the drain.
@@ -128,6 +131,9 @@ fn serve(config: ServerConfig) -> ExitCode {
             None => {}
         }
         warn_if_init(&log);
+        if let Some(warning) = &token_warning {
+            log.warn(warning, &[]);
+        }
         server.serve()
     });
     // The log is written by its own thread, which the process does not wait for: give it a

@@ -10,6 +10,7 @@ use std::process::Command;
 /// error; this compiles it with `rustc` and checks the error is the one the prose explains
 /// (moved into the thread, then used), and that it is the only one.
 #[test]
+#[cfg_attr(windows, ignore = "runs rustc, which is not on the wine test machine's PATH")]
 fn the_early_close_block_fails_with_e0382_and_nothing_else() {
     let chapter = include_str!("../docs/go-to-rust.md");
     let fence = "```rust,compile_fail,E0382\n";

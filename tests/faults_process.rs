@@ -24,6 +24,7 @@ use support::*;
 /// qemu-user (tests/targets.sh) the process is also the emulator, whose heap grows by
 /// megabytes translating the relay's code while the relay's own mappings grow by ~40 kB.
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "reads the relay's memory from /proc/PID/smaps")]
 fn client_that_stops_reading_costs_bounded_memory_and_is_closed_by_the_idle_timeout() {
     // The relay may grow by its largest copy buffer (the flood fills it) plus 1 MiB (measured
     // beside it: about 50 kB, two thread stacks and allocator bookkeeping). The flood must
@@ -133,6 +134,7 @@ fn connection_limit_is_logged_once_when_reached_and_once_when_cleared() {
 /// (its CPU time grows by less than a fifth of the wall time), and the waiting clients are
 /// served once the held ones leave.
 #[test]
+#[cfg_attr(windows, ignore = "sh -c ulimit -n: no shell or descriptor limit on Windows")]
 fn few_descriptors_cap_the_connections_and_clients_wait_instead_of_failing() {
     const LIMIT: usize = 64;
     const WAITING: usize = 16;
@@ -197,8 +199,9 @@ fn few_descriptors_cap_the_connections_and_clients_wait_instead_of_failing() {
 /// serves. Another limit (`ulimit -n` of a CI runner, say) may bind first: then the cap is
 /// lower still, and the warning names that limit.
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "vm.max_map_count is Linux's (/proc/sys)")]
 fn max_connections_beyond_the_memory_map_limit_is_capped_with_a_warning() {
-    let Ok(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count") else {
+    let Ok(limit) = std::fs::read_to_string(proc_file("/proc/sys/vm/max_map_count".into())) else {
         eprintln!("skipped: no /proc/sys/vm/max_map_count here");
         return;
     };

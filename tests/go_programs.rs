@@ -19,6 +19,7 @@
 // The lab's commands are Unix shell lines (sh -c, process groups, symlinks): Linux and macOS.
 #![cfg(unix)]
 #![forbid(unsafe_code)]
+#![cfg(unix)]
 
 mod support;
 

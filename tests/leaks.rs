@@ -12,6 +12,7 @@ use std::net::Shutdown;
 use support::*;
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "counts descriptors and threads in /proc/self")]
 fn descriptors_and_threads_return_to_idle_after_every_kind_of_ending() {
     let upstream = Upstream::start(|stream| {
         let mut first = [0; 1];

@@ -342,7 +342,8 @@ fn a_listening_socket_passed_as_stdin_is_served_and_closed_at_exit() {
 fn is_listening(addr: SocketAddr) -> bool {
     let SocketAddr::V4(v4) = addr else { panic!("an IPv4 address") };
     let local = format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port());
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let table =
+        std::fs::read_to_string(proc_file("/proc/net/tcp".into())).expect("read /proc/net/tcp");
     table.lines().skip(1).any(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")

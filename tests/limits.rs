@@ -62,6 +62,7 @@ fn hold(relay: &RelayProcess, count: usize) -> Vec<TcpStream> {
 /// Under `ulimit -v 400000` (400 MB) at least 300 idle connections are held. Before the
 /// cap and the arena limit, 7 were (malloc's arenas took the space).
 #[test]
+#[cfg_attr(windows, ignore = "sh -c ulimit -v: no shell or address-space limit on Windows")]
 fn under_400_mb_of_address_space_300_idle_connections_are_held() {
     if let Some(emulator) = emulator() {
         eprintln!("not measured under {emulator}: ulimit -v would bound the emulator too");
@@ -84,6 +85,7 @@ fn under_400_mb_of_address_space_300_idle_connections_are_held() {
 /// clients past it wait, and they are served once room returns. Before, malloc failed and
 /// std aborted the process after a few hundred clients.
 #[test]
+#[cfg_attr(windows, ignore = "sh -c ulimit -v: no shell or address-space limit on Windows")]
 fn under_100_mb_and_20_mb_clients_past_the_cap_wait_and_are_served_when_room_returns() {
     if let Some(emulator) = emulator() {
         eprintln!("not measured under {emulator}: ulimit -v would bound the emulator too");
@@ -133,6 +135,7 @@ fn under_100_mb_and_20_mb_clients_past_the_cap_wait_and_are_served_when_room_ret
 /// process: one route holding them all leaves none to the other, whose client is closed at
 /// once (`reason=process_limit`, counted in /metrics), and served again when room returns.
 #[test]
+#[cfg_attr(windows, ignore = "sh -c ulimit -n: no shell or descriptor limit on Windows")]
 fn routes_share_one_process_wide_cap() {
     let upstream = Upstream::echo();
     let upstream_arg = upstream.addr.to_string();

@@ -104,6 +104,7 @@ fn config_file_takes_every_setting_and_flags_override_its_globals() {
 /// `--check`'s output is a config file: fed back, it checks to the same text, with the
 /// command-line-only settings of the first run in it.
 #[test]
+#[cfg_attr(windows, ignore = "Unix socket routes: none on Windows")]
 fn check_output_reads_back_as_a_config_file() {
     let first = run_tcprelay(&[
         "--check",
@@ -189,6 +190,7 @@ fn check_refuses_clashing_and_looping_routes() {
 /// Config input is bounded: devices, FIFOs and oversized files are refused with exit 2
 /// before anything is read; a FIFO with no writer would otherwise block forever.
 #[test]
+#[cfg_attr(windows, ignore = "/dev/zero: no such device on Windows")]
 fn config_files_must_be_small_regular_files() {
     for (path, expected) in [
         ("/dev/zero", "expected a regular file, found a device"),

@@ -16,6 +16,7 @@
 // The README's blocks run under sh, each in a process group (CommandExt): Unix only.
 #![cfg(unix)]
 #![forbid(unsafe_code)]
+#![cfg(unix)]
 
 mod support;
 

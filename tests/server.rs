@@ -174,6 +174,33 @@ fn drain_closes_what_outlasts_the_drain_timeout() {
     assert_eq!(metrics.snapshot().closed("stopped"), Some(1));
 }
 
+/// The drain closes a client that sends nothing and never closes, with every timer off, so
+/// no idle tick would end it either. On Unix the drain's `shutdown` wakes both of its copy
+/// threads; on Windows it does not, and the threads find the close at their next tick
+/// (src/relay/timers.rs, `CLOSE_CHECK`). Before that tick existed, this relay never stopped
+/// under wine.
+#[test]
+fn drain_closes_a_silent_client_with_every_timer_off() {
+    let upstream = Upstream::start(|stream| {
+        let _ = read_all(&stream); // never replies; waits for EOF
+    });
+    let timers_off = Config {
+        idle_timeout: Duration::ZERO,
+        half_close_timeout: Duration::ZERO,
+        ..route("web", upstream.addr)
+    };
+    let server = server(vec![timers_off], Duration::from_millis(100));
+    let client = connect(server.addrs[0]);
+    assert!(eventually(|| upstream.accepted() == 1));
+
+    server.handle.drain();
+    let metrics = server.metrics[0].clone();
+    server.finish().expect("serve returns (within TIMEOUT) after the drain timeout");
+    assert_eq!(metrics.snapshot().closed("stopped"), Some(1));
+    let mut byte = [0; 1];
+    assert!(matches!((&client).read(&mut byte), Ok(0) | Err(_)), "closed by the drain");
+}
+
 #[test]
 fn healthz_reports_draining() {
     let upstream = Upstream::echo();

@@ -113,23 +113,8 @@ target_info() {
 
 # --- Installing --------------------------------------------------------------------------
 
-APT_UPDATED=""
-apt_install() {
-  local missing=() pkg
-  for pkg in "$@"; do
-    [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == *"ok installed" ]] || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" -eq 0 ] || die "need root to apt-get install ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  if [ -z "$APT_UPDATED" ]; then
-    say "apt-get update"
-    apt-get update -qq
-    APT_UPDATED=1
-  fi
-  say "apt-get install ${missing[*]}"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# shellcheck source=tests/apt_install.sh
+. tests/apt_install.sh
 
 add_architecture() {
   local known # not a pipe into grep -q: with pipefail, dpkg's SIGPIPE would read as "absent"

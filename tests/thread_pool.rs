@@ -14,7 +14,8 @@ use support::*;
 
 /// The kernel ids of this process's pooled connection threads (named `tcprelay-conn`).
 fn pooled_thread_ids() -> BTreeSet<String> {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    let tasks =
+        std::fs::read_dir(proc_file("/proc/self/task".into())).expect("read /proc/self/task");
     tasks
         .filter_map(|task| {
             let task = task.ok()?;
@@ -52,6 +53,7 @@ fn threads_serving_six_connections_in_turn(relay: &TestRelay) -> BTreeSet<String
 }
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "tells threads apart by /proc/self/task")]
 fn threads_are_reused_by_the_next_connection_then_leave_after_the_keep_alive() {
     let _alone = serial(); // counts this process's threads
     let upstream = Upstream::echo();
@@ -72,6 +74,7 @@ fn threads_are_reused_by_the_next_connection_then_leave_after_the_keep_alive() {
 }
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "tells threads apart by /proc/self/task")]
 fn without_keep_alive_every_connection_gets_new_threads_that_exit_with_it() {
     let _alone = serial();
     let upstream = Upstream::echo();

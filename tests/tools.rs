@@ -7,6 +7,7 @@
 // Std has file modes (PermissionsExt) only on Unix; the tools run under sh.
 #![cfg(unix)]
 #![forbid(unsafe_code)]
+#![cfg(unix)]
 
 mod support;
 

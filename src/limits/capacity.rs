@@ -260,9 +260,21 @@ fn fit_with_parked(snapshot: &Snapshot, cost: &Cost, parked: u64) -> Capacity {
 impl Snapshot {
     /// Reads every limit this platform lets std read: /proc/self/limits, /proc/self/status,
     /// /proc/self/maps, /proc/self/fd, /proc/self/auxv, /proc/sys/vm/*, /proc/meminfo and
-    /// the cgroup v2 files. Anything unreadable (not Linux, /proc not mounted) counts as no
-    /// limit.
+    /// the cgroup v2 files. Anything unreadable (/proc not mounted) counts as no limit.
+    ///
+    /// Where there is no /proc (Windows, macOS, the BSDs) no limit is read at all, on purpose:
+    /// std has no `getrlimit` and tcprelay uses no `unsafe`, and under wine the paths would
+    /// name the Linux host's files, not the process's. There the cap is `--max-connections`
+    /// alone, and the descriptor limit (`ulimit -n`: 256 in a macOS shell) is the operator's
+    /// to raise or to match (docs/targets.md, "What each platform lacks").
     pub fn read() -> Snapshot {
+        if !cfg!(any(target_os = "linux", target_os = "android")) {
+            return Snapshot {
+                arena_reserve: arenas::reserve(),
+                signal_stack: MIN_SIGNAL_STACK,
+                ..Snapshot::default()
+            };
+        }
         let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let used_address_space = status_kib(&status, "VmSize").unwrap_or(0) * KIB;
@@ -521,10 +533,18 @@ Max address space         409600000            unlimited            bytes
 
     #[test]
     fn this_machine_has_limits() {
+        let snapshot = Snapshot::read();
         if cfg!(target_os = "linux") {
-            let snapshot = Snapshot::read();
             assert!(snapshot.maps.is_some() && snapshot.descriptors.is_some(), "{snapshot:?}");
-            assert!(snapshot.signal_stack >= MIN_SIGNAL_STACK);
+        } else {
+            // No /proc: nothing is read (under wine, not the Linux host's files either), and
+            // nothing but --max-connections caps the connections.
+            let limits = [snapshot.address_space, snapshot.commit, snapshot.memory];
+            let limits = [limits.as_slice(), &[snapshot.descriptors, snapshot.threads]].concat();
+            assert!(limits.iter().all(Option::is_none) && snapshot.maps.is_none(), "{snapshot:?}");
+            let cost = Cost::of(64 * 1024, 8 * 1024, snapshot.signal_stack);
+            assert_eq!(fit(&snapshot, &cost).limited_by, Binding::None);
         }
+        assert!(snapshot.signal_stack >= MIN_SIGNAL_STACK);
     }
 }

@@ -45,6 +45,15 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 
+/// Where another thread's `shutdown` does not wake a blocked `recv` (Windows: see
+/// src/relay/timers.rs, `CLOSE_CHECK`), reads wait at most this long at a time, and a read
+/// begun after the shutdown fails at once. The admin endpoint shuts down its oldest slow
+/// client to make room for a new one and waits `THREAD_EXIT_WAIT` (100 ms) for its thread
+/// to leave, so this must be well below that. Costs on Windows: 50 wake-ups a second per
+/// admin client still sending its request (at most 16, for at most `REQUEST_TIMEOUT`).
+const SHUTDOWN_CHECK: Option<Duration> =
+    if cfg!(windows) { Some(Duration::from_millis(20)) } else { None };
+
 /// The response statuses the admin endpoint uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -651,14 +660,29 @@ impl Write for DeadlineWriter<'_> {
 
 impl Read for DeadlineReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            // `set_read_timeout(Some(0))` is an error, so the deadline is checked here.
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"));
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // `set_read_timeout(Some(0))` is an error, so the deadline is checked here.
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"));
+            }
+            let wait = SHUTDOWN_CHECK.map_or(left, |check| check.min(left));
+            self.stream.set_read_timeout(Some(wait))?;
+            let mut stream = self.stream;
+            match stream.read(buf) {
+                // A slice passed: read again, which fails at once if we were shut down.
+                Err(error)
+                    if wait < left
+                        && matches!(
+                            error.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    continue;
+                }
+                result => return result,
+            }
         }
-        self.stream.set_read_timeout(Some(left))?;
-        let mut stream = self.stream;
-        stream.read(buf)
     }
 }
 

@@ -167,8 +167,13 @@ impl Connection {
     }
 
     /// Called by a copy thread each time its socket timeout ticks: if a timer has expired,
-    /// closes the connection and returns the error that ends this copy.
+    /// closes the connection and returns the error that ends this copy. If someone else
+    /// closed it, returns that error too: on Unix the `shutdown` already woke this thread,
+    /// but on Windows this tick is how it learns (see [`crate::relay::timers::CLOSE_CHECK`]).
     pub fn check_timers(&self, observer: &Observer) -> io::Result<()> {
+        if self.lock_fault().is_some() {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the relay"));
+        }
         match self.timers.expired() {
             None => Ok(()),
             Some(reason) => {

@@ -110,8 +110,13 @@ fn read_trusted_pid(path: &Path) -> Option<u32> {
     text.trim().parse().ok()
 }
 
-/// Whether process `pid` is a tcprelay, by `/proc` (Linux).
+/// Whether process `pid` is a tcprelay, by `/proc` (Linux). Without /proc (Windows, macOS,
+/// the BSDs) never: every pid file is stale there, said rather than left to a failed read
+/// (under wine the path would name the Linux host's processes).
 pub(crate) fn is_tcprelay(pid: u32) -> bool {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return false;
+    }
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let comm = fs::read_to_string(proc.join("comm")).unwrap_or_default();
     let argv0 = fs::read(proc.join("cmdline")).unwrap_or_default();

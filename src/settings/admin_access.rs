@@ -146,6 +146,21 @@ impl AdminToken {
         format!("Bearer {}", String::from_utf8_lossy(&self.secret))
     }
 
+    /// Where the file's permissions cannot be checked, the start-up warning that says so.
+    /// That is everywhere but Unix: on Windows std shows only the read-only attribute, not
+    /// who may read the file (its ACL), so a token file every user can read is accepted.
+    pub(crate) fn unchecked_warning(&self) -> Option<String> {
+        if cfg!(unix) {
+            return None;
+        }
+        Some(format!(
+            "cannot check who may read the admin token file {} on this platform: make sure \
+             only the relay's own user can (Windows: icacls FILE /inheritance:r /grant:r \
+             USER:R; docs/operations.md, \"Admin security\")",
+            self.file.display()
+        ))
+    }
+
     /// The file the token was read from (`--check` prints it; never the token).
     pub(crate) fn file(&self) -> &Path {
         &self.file

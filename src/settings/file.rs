@@ -1046,6 +1046,7 @@ route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
     }
 
     #[test]
+    #[cfg_attr(windows, ignore = "/dev/zero and FIFOs: Windows has no such files")]
     fn load_refuses_devices_fifos_directories_and_big_files() {
         let error = load(Path::new("/dev/zero")).unwrap_err();
         assert_eq!(error.to_string(), "/dev/zero: expected a regular file, found a device");

@@ -1067,17 +1067,30 @@ fn same_listener(a: &Address, b: &Address) -> bool {
 }
 
 /// Whether two TCP listeners would fight over one port: the same port (not 0, which picks a
-/// free one each time) and the same IP, or either one the wildcard of its family. On
-/// Linux `[::]` also takes IPv4 unless `net.ipv6.bindv6only` is set, so it clashes with
-/// every address on the port.
+/// free one each time) and the same IP, or either one the wildcard of its family. Where
+/// `[::]` also takes IPv4 ([`V6_WILDCARD_TAKES_V4`]) it clashes with every address on the
+/// port; elsewhere `[::]:P` and `0.0.0.0:P` are two listeners, one per family.
 fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() || a.port() == 0 {
         return false;
     }
-    let wildcard_over =
-        |wild: IpAddr, other: IpAddr| wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4());
+    // `wild` takes `other`'s clients: the wildcard of the same family, or `[::]` taking
+    // IPv4 too.
+    let wildcard_over = |wild: IpAddr, other: IpAddr| {
+        wild.is_unspecified()
+            && (wild.is_ipv6() == other.is_ipv6() || (wild.is_ipv6() && V6_WILDCARD_TAKES_V4))
+    };
     a.ip() == b.ip() || wildcard_over(a.ip(), b.ip()) || wildcard_over(b.ip(), a.ip())
 }
+
+/// Whether a listener on `[::]` also takes IPv4 clients, which decides whether it clashes
+/// with `0.0.0.0` on the same port. std cannot set `IPV6_V6ONLY`, so tcprelay follows the
+/// platform's default: dual-stack on Linux (unless `net.ipv6.bindv6only` is set) and macOS;
+/// IPv6 only on Windows and the BSDs, where serving both families on one port takes two
+/// listeners, `[::]:P` and `0.0.0.0:P` (nginx's `ipv6only=on` default asks the same
+/// everywhere). docs/operations.md, "IPv4 and IPv6 on one port".
+const V6_WILDCARD_TAKES_V4: bool =
+    cfg!(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "ios"));
 
 /// Whether a route's upstream is the route's own listener. Only literal addresses are
 /// compared: a host name is resolved per connection and may well move.
@@ -1453,7 +1466,6 @@ mod tests {
         let cases = [
             (server(&[(":7001", ":1"), ("127.0.0.1:7001", ":2")], None), "both listen on"),
             (server(&[("0.0.0.0:7001", ":1"), ("127.0.0.1:7001", ":2")], None), "both listen"),
-            (server(&[("[::]:7001", ":1"), ("127.0.0.1:7001", ":2")], None), "both listen"),
             (server(&[("unix:/a", ":1"), ("unix:/a", ":2")], None), "both listen"),
             (server(&[(":7001", ":1")], Some("127.0.0.1:7001")), "admin 127.0.0.1:7001"),
             (server(&[(":7001", "127.0.0.1:7001")], None), "forwards to its own"),
@@ -1469,6 +1481,10 @@ mod tests {
         let message =
             "route 127.0.0.1:7001 and route 127.0.0.1:7001 (route 1) both listen on 127.0.0.1:7001";
         assert_eq!(error.kind(), &ErrorKind::Conflict { route: Some(1), message: message.into() });
+        // `[::]` beside IPv4 on one port clashes only where `[::]` takes IPv4 too
+        // (tests/platforms.rs checks that against what the platform's `bind` does).
+        let both_families = server(&[("[::]:7001", ":1"), ("127.0.0.1:7001", ":2")], None);
+        assert_eq!(validate_server(&both_families).is_err(), V6_WILDCARD_TAKES_V4);
         for fine in [
             server(&[(":0", ":1"), ("127.0.0.1:0", ":2")], Some(":0")),
             server(&[("127.0.0.1:7001", ":1"), ("127.0.0.2:7001", ":2")], None),

@@ -145,21 +145,29 @@ impl fmt::Display for DialError {
 impl std::error::Error for DialError {}
 
 /// Whether `error` is about this machine running out of something, not about the peer:
-/// descriptors (`EMFILE`, `ENFILE`), buffer space (`ENOBUFS`), memory (`ENOMEM`), or a local
-/// address or port to connect from (`EADDRNOTAVAIL`). Such a failure says nothing about the
-/// upstream, which was never reached.
+/// descriptors (`EMFILE`, `ENFILE`; Windows: `WSAEMFILE`), buffer space (`ENOBUFS`;
+/// `WSAENOBUFS`), memory (`ENOMEM`), or a local address or port to connect from
+/// (`EADDRNOTAVAIL`). Such a failure says nothing about the upstream, which was never reached.
 pub fn is_local_error(error: &io::Error) -> bool {
     // Stable `ErrorKind`s cover two of them; the descriptor and buffer errors have none, so
     // they are matched by number. EMFILE (24), ENFILE (23) are the same on every Unix;
-    // ENOBUFS is 105 on Linux and 55 on the BSDs and macOS.
+    // ENOBUFS is 105 on Linux and 55 on the BSDs and macOS. Winsock numbers its own:
+    // WSAEMFILE 10024 (no socket handle left) and WSAENOBUFS 10055 (no buffer space, also
+    // what Windows says when its ephemeral ports run out on connect).
     const EMFILE: i32 = 24;
     const ENFILE: i32 = 23;
     const ENOBUFS: i32 =
         if cfg!(any(target_os = "linux", target_os = "android")) { 105 } else { 55 };
+    const WSAEMFILE: i32 = 10024;
+    const WSAENOBUFS: i32 = 10055;
     if matches!(error.kind(), io::ErrorKind::OutOfMemory | io::ErrorKind::AddrNotAvailable) {
         return true;
     }
-    cfg!(unix) && matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS))
+    let code = error.raw_os_error();
+    if cfg!(windows) {
+        return matches!(code, Some(WSAEMFILE | WSAENOBUFS));
+    }
+    cfg!(unix) && matches!(code, Some(EMFILE | ENFILE | ENOBUFS))
 }
 
 /// Whether connecting to `addr` would reach the listener bound at `listen`, so that a route
@@ -447,14 +455,18 @@ mod tests {
 
     #[test]
     fn local_errors_are_told_from_the_upstreams() {
-        assert!(is_local_error(&io::Error::from_raw_os_error(24)), "EMFILE");
-        assert!(is_local_error(&io::Error::from_raw_os_error(23)), "ENFILE");
+        // The descriptor and buffer errors as this platform numbers them: EMFILE and ENFILE
+        // on Unix, WSAEMFILE and WSAENOBUFS on Windows.
+        let (descriptors, more) = if cfg!(windows) { (10024, 10055) } else { (24, 23) };
+        assert!(is_local_error(&io::Error::from_raw_os_error(descriptors)), "EMFILE");
+        assert!(is_local_error(&io::Error::from_raw_os_error(more)), "ENFILE or WSAENOBUFS");
+        assert!(!is_local_error(&io::Error::from_raw_os_error(10061)), "WSAECONNREFUSED");
         assert!(is_local_error(&io::Error::from(io::ErrorKind::AddrNotAvailable)));
         assert!(is_local_error(&io::Error::from(io::ErrorKind::OutOfMemory)));
         assert!(!is_local_error(&io::Error::from(io::ErrorKind::ConnectionRefused)));
         assert!(!is_local_error(&io::Error::from(io::ErrorKind::TimedOut)));
         let refused = (addr("127.0.0.1:1"), io::Error::from(io::ErrorKind::ConnectionRefused));
-        let emfile = (addr("[::1]:1"), io::Error::from_raw_os_error(24));
+        let emfile = (addr("[::1]:1"), io::Error::from_raw_os_error(descriptors));
         let upstream = "x:1".to_string();
         let mixed = DialError::Connect { upstream: upstream.clone(), attempts: vec![refused] };
         assert!(!mixed.is_local());

@@ -7,12 +7,26 @@ use std::time::{Duration, Instant};
 
 use super::TIMEOUT;
 
+/// The path of a /proc file, which only Linux has. Elsewhere it panics saying so: under
+/// wine a Windows test would read the Linux host's /proc and pass for the wrong reason, and
+/// on macOS or FreeBSD it would fail with a bare NotFound. A test that needs one is gated
+/// with `#[cfg_attr(not(target_os = "linux"), ignore = "reads /proc")]` (docs/targets.md).
+pub fn proc_file(path: String) -> String {
+    if !cfg!(target_os = "linux") {
+        panic!(
+            "{path}: /proc exists only on Linux; gate this test \
+             #[cfg_attr(not(target_os = \"linux\"), ignore = \"reads /proc\")]"
+        );
+    }
+    path
+}
+
 /// This process's open file descriptors (Linux: entries of /proc/self/fd), except one a
 /// relay may open for a moment: /proc/sys/vm/max_map_count, which the first relay of the
 /// process reads (with its other limits, see src/limits/capacity.rs). A test that takes its
 /// count while a relay it just started reads that file would otherwise count one too many.
 pub fn open_fds() -> usize {
-    let entries = std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd");
+    let entries = std::fs::read_dir(proc_file("/proc/self/fd".into())).expect("read /proc/self/fd");
     let map_limit = std::path::Path::new("/proc/sys/vm/max_map_count");
     entries
         .filter_map(Result::ok)
@@ -22,7 +36,8 @@ pub fn open_fds() -> usize {
 
 /// This process's threads (Linux: `Threads:` in /proc/self/status).
 pub fn thread_count() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let status = std::fs::read_to_string(proc_file("/proc/self/status".into()))
+        .expect("read /proc/self/status");
     status
         .lines()
         .find_map(|line| line.strip_prefix("Threads:"))
@@ -32,7 +47,8 @@ pub fn thread_count() -> usize {
 
 /// The names of this process's threads (Linux: /proc/self/task/*/comm), for failure messages.
 pub fn thread_names() -> Vec<String> {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    let tasks =
+        std::fs::read_dir(proc_file("/proc/self/task".into())).expect("read /proc/self/task");
     tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .map(|name| name.trim_end().to_string())
@@ -73,7 +89,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// This process's open descriptors and relay connection threads at one moment, to compare
-/// with later.
+/// with later. Counted from /proc, so on Linux only: elsewhere (Windows under wine, macOS,
+/// FreeBSD) it counts nothing and [`Baseline::assert_restored`] checks nothing, while the
+/// scenario around it still runs and asserts its bytes (docs/targets.md, "Other platforms").
 ///
 /// It counts the relay's threads (named `tcprelay-...`), not every thread:
 /// the test harness starts the next test's thread while this test runs, even when that
@@ -87,11 +105,18 @@ pub struct Baseline {
 impl Baseline {
     /// The counts now. Take it after the relay and the upstream have started.
     pub fn take() -> Baseline {
+        if !cfg!(target_os = "linux") {
+            return Baseline { fds: 0, connection_threads: 0 };
+        }
         Baseline { fds: open_fds(), connection_threads: connection_threads() }
     }
 
     /// Waits (bounded) until both counts are back where they were; panics if they are not.
+    /// Without /proc, nothing to compare (see [`Baseline`]).
     pub fn assert_restored(&self) {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
         assert!(
             eventually(|| open_fds() == self.fds),
             "descriptors: {} at the start, {} now",

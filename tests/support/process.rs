@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::TIMEOUT;
-use super::counters::eventually;
+use super::counters::{eventually, proc_file};
 
 /// A relay running as a child process: the `tcprelay` binary, or any program that prints
 /// `listening on ADDR` on stderr once bound (the Go programs of docs/go/ do). Its stderr is
@@ -277,7 +277,7 @@ impl RelayProcess {
 
     /// A number from the process's /proc/PID/status, e.g. `Threads`, or `VmRSS` in kB.
     pub fn status(&self, field: &str) -> u64 {
-        let path = format!("/proc/{}/status", self.pid());
+        let path = proc_file(format!("/proc/{}/status", self.pid()));
         let status = std::fs::read_to_string(&path).expect("read /proc/PID/status");
         status
             .lines()
@@ -304,13 +304,14 @@ impl RelayProcess {
     /// wrong thing.
     pub fn own_memory_kb(&self) -> u64 {
         let pid = self.pid();
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("read /proc/PID/exe");
+        let exe =
+            std::fs::read_link(proc_file(format!("/proc/{pid}/exe"))).expect("read /proc/PID/exe");
         let emulated = exe
             .file_name()
             .and_then(|name| name.to_str())
             .is_some_and(|name| name.starts_with("qemu-"));
-        let smaps =
-            std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("read /proc/PID/smaps");
+        let smaps = std::fs::read_to_string(proc_file(format!("/proc/{pid}/smaps")))
+            .expect("read /proc/PID/smaps");
         // (start address, path or [name] or "" for anonymous, Rss in kB) per mapping.
         let mut mappings: Vec<(u64, String, u64)> = Vec::new();
         for line in smaps.lines() {
@@ -363,7 +364,7 @@ impl RelayProcess {
     /// (`utime` + `stime` from /proc/PID/stat, in clock ticks of 1/100 s on Linux).
     pub fn cpu_time(&self) -> Duration {
         const TICKS_PER_SECOND: u64 = 100; // USER_HZ, `getconf CLK_TCK`
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+        let stat = std::fs::read_to_string(proc_file(format!("/proc/{}/stat", self.pid())))
             .expect("read /proc/PID/stat");
         // The command name, field 2, is in parentheses and may hold spaces: count the fields
         // after its closing parenthesis. utime and stime are fields 14 and 15.
@@ -383,7 +384,7 @@ impl RelayProcess {
 
     /// The numbers of the process's open file descriptors.
     pub fn open_fds(&self) -> Vec<u32> {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+        std::fs::read_dir(proc_file(format!("/proc/{}/fd", self.pid())))
             .expect("read /proc/PID/fd")
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
             .collect()
