@@ -22,9 +22,6 @@ use std::path::{Path, PathBuf};
 /// shrink: an edge missing from this list fails the test, and so does one listed here that
 /// the code no longer has.
 const ALLOWED_UPWARD: &[(&str, &str)] = &[
-    // limits/ closes a route's open connections on stop, so it names the core's
-    // `Connection` (moved down below, or a close handle handed in: issue 24).
-    ("limits::open_connections", "relay::connection"),
     // ops/ serves `POST /drain` and `/reload` with the server's handle.
     ("ops::admin", "server::handle"),
     // relay/ still builds its observers and reports through `ops::observe::Observer`, and

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use crate::limits::capacity::{self, Capacity, Cost};
-use crate::limits::open_connections::OpenConnections;
 use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
 use crate::net::address::Address;
@@ -13,6 +12,7 @@ use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::relay::copy;
+use crate::relay::open_connections::OpenConnections;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
