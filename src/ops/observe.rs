@@ -22,6 +22,7 @@ use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::{LiveBytes, RouteMetrics, UpstreamMetrics};
 use crate::outcome::{CloseReason, Direction};
+use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::dial::DialError;
 
@@ -60,9 +61,13 @@ pub struct Ending<'a> {
 }
 
 impl Observer {
-    /// An observer writing to `log`, narrating if `explain` is on, counting in `metrics`.
-    pub fn new(log: Log, explain: Explain, metrics: Arc<RouteMetrics>) -> Observer {
-        Observer { route: metrics.route().to_string(), log, explain, metrics }
+    /// A route's observer: writing to the log at the route's level under its label
+    /// (`metrics.route()`), narrating if `--explain` is on, counting in `metrics`. The one
+    /// place a route's watchers are put together, so the core names none of them.
+    pub fn for_route(config: &Config, metrics: Arc<RouteMetrics>) -> Observer {
+        let route = metrics.route();
+        let log = Log::for_route(config.log_level, &route);
+        Observer { route, log, explain: Explain::new(config.explain), metrics }
     }
 
     /// An info line about the route itself (serving, draining, stopped), with `route=`.

@@ -8,13 +8,11 @@ use crate::limits::capacity::{self, Capacity, Cost};
 use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
 use crate::net::address::Address;
-use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::relay::copy;
 use crate::relay::open_connections::OpenConnections;
 use crate::settings::config::Config;
-use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
 use crate::upstream::dial::DialRoom;
 
@@ -96,7 +94,6 @@ impl Route {
         connections: Arc<OpenConnections>,
         threads: Option<Arc<ThreadPool>>,
     ) -> Route {
-        let label = metrics.route();
         let capacity = process_capacity(&config);
         let max_connections = config.max_connections.min(capacity.connections);
         metrics.set_max_connections(max_connections);
@@ -109,11 +106,7 @@ impl Route {
             ))
         });
         Route {
-            observer: Observer::new(
-                Log::for_route(config.log_level, &label),
-                Explain::new(config.explain),
-                Arc::clone(&metrics),
-            ),
+            observer: Observer::for_route(&config, Arc::clone(&metrics)),
             upstreams: Upstreams::new(
                 &config,
                 &metrics,

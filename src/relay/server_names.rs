@@ -17,12 +17,10 @@ use std::sync::Arc;
 use crate::limits::per_client::PerClientLimit;
 use crate::net::address::Address;
 use crate::net::sni::NamePattern;
-use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::relay::route::{Route, ServerNames};
 use crate::settings::config::Config;
-use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
 use crate::upstream::dial::DialRoom;
 
@@ -127,11 +125,7 @@ fn sharing_route_counted(
         None => Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams())),
     };
     Route {
-        observer: Observer::new(
-            Log::for_route(config.log_level, &label),
-            Explain::new(config.explain),
-            Arc::clone(&metrics),
-        ),
+        observer: Observer::for_route(&config, Arc::clone(&metrics)),
         upstreams: Upstreams::new(
             &config,
             &metrics,
