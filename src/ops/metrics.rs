@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use crate::counter::Counter;
 
-use crate::outcome::{CloseReason, Direction};
+use crate::outcome::CloseReason;
+use crate::relay::live_bytes::LiveBytes;
 
 /// The `Content-Type` of [`render_prometheus`]'s output (text exposition format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -58,32 +59,6 @@ pub struct RouteMetrics {
     upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
     /// The byte counters of the connections relaying now, by id, summed at each scrape.
     open_bytes: Mutex<HashMap<u64, Arc<LiveBytes>>>,
-}
-
-/// One connection's bytes delivered so far, each direction counted by its own copy thread,
-/// read by a scrape while the connection is open. No counter is shared between
-/// connections: the copy loop adds to its own, and [`RouteMetrics::snapshot`] sums the
-/// open connections' counters with the totals of the closed ones.
-#[derive(Debug, Default)]
-pub struct LiveBytes {
-    to_upstream: Counter,
-    to_client: Counter,
-}
-
-impl LiveBytes {
-    /// `bytes` more were delivered in `direction`.
-    pub fn add(&self, direction: Direction, bytes: u64) {
-        let counter = match direction {
-            Direction::ClientToUpstream => &self.to_upstream,
-            Direction::UpstreamToClient => &self.to_client,
-        };
-        counter.fetch_add(bytes);
-    }
-
-    /// Bytes delivered so far: client → upstream, upstream → client.
-    pub fn get(&self) -> (u64, u64) {
-        (self.to_upstream.get(), self.to_client.get())
-    }
 }
 
 /// The live counters of one upstream of a route, shared with the route's upstream list,
@@ -689,6 +664,7 @@ fn escape_label_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Direction;
 
     #[test]
     fn accepted_equals_active_plus_closed() {

@@ -8,6 +8,7 @@
 //! - [`server_names`]: routes that share one listener, picked by TLS server name (`sni=`).
 //! - [`copy`]: one direction, `io::copy` then `shutdown(Write)` (Go's `copyThenCloseWrite`).
 //! - [`connection`]: what a connection's two threads share: the sockets and how it ended.
+//! - [`live_bytes`]: the bytes each copy has delivered, which the metrics read.
 //! - [`open_connections`]: a route's open connections, per client: where the accept loop
 //!   waits for room, and what a stop closes.
 //! - [`route`]: what a route's accept loop shares with its connections.
@@ -19,6 +20,7 @@ pub mod connection;
 pub mod copy;
 pub mod current;
 pub mod handle_conn;
+pub mod live_bytes;
 pub mod open_connections;
 pub mod preface;
 pub mod route;
