@@ -31,7 +31,6 @@ const ALLOWED_UPWARD: &[(&str, &str)] = &[
     ("relay::accept", "ops::observe"),
     ("relay::connection", "ops::observe"),
     ("relay::copy", "ops::observe"),
-    ("relay::handle_conn", "ops::observe"),
     ("relay::route", "ops::metrics"),
     ("relay::route", "ops::observe"),
     ("relay::server_names", "ops::metrics"),

@@ -15,13 +15,14 @@ use std::fmt::Display;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::limits::capacity::Capacity;
 use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::outcome::{CloseReason, Direction};
+use crate::relay::events::{Conn, Ending};
 use crate::relay::live_bytes::LiveBytes;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
@@ -35,30 +36,6 @@ pub struct Observer {
     log: Log,
     explain: Explain,
     metrics: Arc<RouteMetrics>,
-}
-
-/// Who a connection is, as every line about it names it.
-#[derive(Clone, Copy, Debug)]
-pub struct Conn<'a> {
-    /// The process-wide connection id.
-    pub id: u64,
-    /// The client's address as `accept` returned it.
-    pub client: &'a Address,
-}
-
-/// How a connection ended, for the one `connection closed` line.
-#[derive(Debug)]
-pub struct Ending<'a> {
-    /// The reason, as the connection recorded it.
-    pub reason: CloseReason,
-    /// The error's text, empty for a normal close.
-    pub error: &'a str,
-    /// The upstream it was relayed to, if one was dialled.
-    pub upstream: Option<&'a Address>,
-    /// Bytes delivered client → upstream and upstream → client.
-    pub bytes: (u64, u64),
-    /// When the connection was accepted.
-    pub started: Instant,
 }
 
 impl Observer {

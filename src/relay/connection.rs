@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use crate::net::address::Address;
 use crate::net::stream::Stream;
-use crate::ops::observe::{Conn, Observer};
+use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
+use crate::relay::events::Conn;
 use crate::relay::live_bytes::LiveBytes;
 use crate::relay::timers::Timers;
 use crate::settings::config::Config;

@@ -39,10 +39,10 @@ use crate::limits::threads::{ThreadLife, ThreadRole};
 use crate::net::address::Address;
 use crate::net::proxy_protocol::{self, ProxyVersion};
 use crate::net::stream::Stream;
-use crate::ops::observe::Ending;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
 use crate::relay::copy::{CloseOnPanic, copy_then_close_write};
+use crate::relay::events::Ending;
 use crate::relay::route::Route;
 
 /// Relays one accepted client until both directions are done, then reports how it ended.
