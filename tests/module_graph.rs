@@ -475,6 +475,7 @@ fn no_upward_edge_and_no_cycle_between_the_layers_the_doc_draws() {
     let edges: usize = graph.values().map(BTreeSet::len).sum();
     let upward = upward_edges(&graph, &rank);
     println!("{} modules, {edges} edges, {} upward", graph.len(), upward.len());
+    let mut in_src = BTreeSet::new();
     for name in fs::read_dir(src()).expect("src/").map(|entry| entry.expect("an entry").path()) {
         let stem = name.file_stem().expect("a name").to_string_lossy().into_owned();
         if stem != "lib" {
@@ -483,6 +484,10 @@ fn no_upward_edge_and_no_cycle_between_the_layers_the_doc_draws() {
                 "src/{stem} is not drawn in docs/architecture.md's layers"
             );
         }
+        in_src.insert(stem);
+    }
+    for drawn in rank.keys() {
+        assert!(in_src.contains(drawn), "docs/architecture.md draws {drawn}, which src/ has not");
     }
     let faults = layering_faults(&graph, &rank, ALLOWED_UPWARD, ALLOWED_IN_A_CYCLE);
     assert!(
