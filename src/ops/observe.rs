@@ -20,12 +20,13 @@ use std::time::Duration;
 use crate::limits::capacity::Capacity;
 use crate::net::address::Address;
 use crate::ops::log::Log;
-use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
+use crate::ops::metrics::RouteMetrics;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::events::{Conn, Ending};
 use crate::relay::live_bytes::LiveBytes;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
+use crate::upstream::counts::UpstreamMetrics;
 use crate::upstream::dial::DialError;
 
 /// What one route reports about its connections, and where it goes.

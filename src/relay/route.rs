@@ -109,7 +109,7 @@ impl Route {
             observer: Observer::for_route(&config, Arc::clone(&metrics)),
             upstreams: Upstreams::new(
                 &config,
-                &metrics,
+                &metrics.upstreams(),
                 match listen_addr {
                     Address::Tcp(addr) => Some(addr),
                     Address::Unix(_) => None,

@@ -128,7 +128,7 @@ fn sharing_route_counted(
         observer: Observer::for_route(&config, Arc::clone(&metrics)),
         upstreams: Upstreams::new(
             &config,
-            &metrics,
+            &metrics.upstreams(),
             match listener.listen_addr {
                 Address::Tcp(addr) => Some(addr),
                 Address::Unix(_) => None,

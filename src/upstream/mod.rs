@@ -39,6 +39,7 @@
 //! a *local* error: logged as such and counted apart, never counted against the upstream
 //! nor backing it off, since the upstream was never reached.
 
+pub mod counts;
 pub mod dial;
 pub mod health;
 
@@ -49,10 +50,9 @@ use std::time::{Duration, Instant};
 
 use crate::net::address::UNIX_PREFIX;
 use crate::net::stream::Stream;
-use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::ops::observe::Observer;
-use crate::settings::config::Config;
-use crate::settings::config::Policy;
+use crate::settings::config::{Config, Policy};
+use crate::upstream::counts::UpstreamMetrics;
 use dial::{DialError, DialRoom, Resolver};
 
 /// At most this many failed addresses of one upstream are remembered; a name with more
@@ -152,13 +152,13 @@ impl Drop for LiveConnection<'_> {
 }
 
 impl Upstreams {
-    /// The upstreams of `config`, none backing off, counting in `metrics` (made by
-    /// [`RouteMetrics::with_upstreams`] from the same list; a missing entry gets counters
-    /// of its own that nobody scrapes), for the route listening at `listen`, whose dials run
-    /// attempts on threads of their own as `room` allows.
+    /// The upstreams of `config`, none backing off, counting in `counts` (the route's
+    /// metrics made them from the same list; a missing entry gets counts of its own that
+    /// nobody scrapes), for the route listening at `listen`, whose dials run attempts on
+    /// threads of their own as `room` allows.
     pub fn new(
         config: &Config,
-        metrics: &RouteMetrics,
+        counts: &[Arc<UpstreamMetrics>],
         listen: Option<SocketAddr>,
         room: DialRoom,
     ) -> Upstreams {
@@ -169,7 +169,7 @@ impl Upstreams {
                 address: address.to_string(),
                 backing_off_until: Mutex::new(None),
                 failed_addresses: Mutex::new(Vec::new()),
-                metrics: match metrics.upstreams().get(index) {
+                metrics: match counts.get(index) {
                     Some(counters) if counters.upstream() == address => Arc::clone(counters),
                     _ => Arc::new(UpstreamMetrics::new(address)),
                 },
@@ -420,8 +420,8 @@ mod tests {
             policy,
             ..Config::default()
         };
-        let metrics = RouteMetrics::with_upstreams("test", config.upstreams());
-        Upstreams::new(&config, &metrics, None, DialRoom { attempts: 8, connections: usize::MAX })
+        // No counts given: each upstream gets counts of its own.
+        Upstreams::new(&config, &[], None, DialRoom { attempts: 8, connections: usize::MAX })
     }
 
     fn back_off(upstreams: &Upstreams, index: usize) {
