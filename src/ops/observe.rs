@@ -22,7 +22,7 @@ use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::outcome::{CloseReason, Direction};
-use crate::relay::events::{Conn, Ending};
+use crate::relay::events::{Conn, Ending, Events};
 use crate::relay::live_bytes::LiveBytes;
 use crate::settings::config::Config;
 use crate::teach::explain::Explain;
@@ -47,67 +47,6 @@ impl Observer {
         let route = metrics.route();
         let log = Log::for_route(config.log_level, &route);
         Observer { route, log, explain: Explain::new(config.explain), metrics }
-    }
-
-    /// An info line about the route itself (serving, draining, stopped), with `route=`.
-    pub fn route_info(&self, message: &str, fields: &[(&str, &dyn Display)]) {
-        self.log.info(message, &[&[self.route_field()], fields].concat());
-    }
-
-    /// A warning about the route itself (its limit, its accept loop), with `route=`.
-    pub fn route_warn(&self, message: &str, fields: &[(&str, &dyn Display)]) {
-        self.log.warn(message, &[&[self.route_field()], fields].concat());
-    }
-
-    /// `--max-connections` was more than the process can hold under its OS limits.
-    pub fn max_connections_lowered(&self, asked: usize, capacity: &Capacity) {
-        self.route_warn(
-            "max-connections lowered to fit the process's limits",
-            &[
-                ("asked", &asked),
-                ("allowed", &capacity.connections),
-                ("limited_by", &capacity.limited_by.name()),
-                ("limit", &capacity.limit),
-            ],
-        );
-    }
-
-    /// The route holds `max_connections`: the accept loop pauses, new clients wait in the
-    /// kernel's backlog. Once per episode.
-    pub fn limit_reached(&self, max_connections: usize) {
-        self.metrics.record_limit_reached();
-        self.route_warn(
-            "connection limit reached, pausing accept",
-            &[("max_connections", &max_connections)],
-        );
-    }
-
-    /// The accept loop was paused at the limit for `waited`, until a slot freed up (or the
-    /// relay stopped).
-    pub fn waited_at_limit(&self, waited: Duration) {
-        self.metrics.add_limit_wait(waited);
-    }
-
-    /// The episode at the limit is over: a slot is free and nobody waits. It lasted
-    /// `lasted`, and `held` clients were accepted from the backlog meanwhile.
-    pub fn limit_cleared(&self, lasted: Duration, held: u64) {
-        self.route_warn(
-            "connection limit cleared, accepting again",
-            &[("waited_ms", &lasted.as_millis()), ("held", &held)],
-        );
-    }
-
-    /// Whether `--explain` wants to hear about first bytes (the copy loop asks once).
-    pub fn narrates(&self) -> bool {
-        self.explain.is_on()
-    }
-
-    /// `l.Accept()` returned a client.
-    pub fn accepted(&self, conn: Conn<'_>) {
-        self.metrics.record_accepted();
-        self.log
-            .debug("accepted", &[self.route_field(), ("conn", &conn.id), ("client", conn.client)]);
-        self.explain.accepted(conn.id, conn.client);
     }
 
     /// One attempt to dial an upstream failed. `first` is whether this upstream was healthy
@@ -251,13 +190,67 @@ impl Observer {
         }
     }
 
-    /// Every upstream failed: the connection ends without one.
-    pub fn dial_failed(&self, conn: Conn<'_>, error: &dyn Display) {
+    fn route_field(&self) -> (&'static str, &dyn Display) {
+        ("route", &self.route)
+    }
+}
+
+impl Events for Observer {
+    fn route_info(&self, message: &str, fields: &[(&str, &dyn Display)]) {
+        self.log.info(message, &[&[self.route_field()], fields].concat());
+    }
+
+    fn route_warn(&self, message: &str, fields: &[(&str, &dyn Display)]) {
+        self.log.warn(message, &[&[self.route_field()], fields].concat());
+    }
+
+    fn max_connections_lowered(&self, asked: usize, capacity: &Capacity) {
+        self.route_warn(
+            "max-connections lowered to fit the process's limits",
+            &[
+                ("asked", &asked),
+                ("allowed", &capacity.connections),
+                ("limited_by", &capacity.limited_by.name()),
+                ("limit", &capacity.limit),
+            ],
+        );
+    }
+
+    fn limit_reached(&self, max_connections: usize) {
+        self.metrics.record_limit_reached();
+        self.route_warn(
+            "connection limit reached, pausing accept",
+            &[("max_connections", &max_connections)],
+        );
+    }
+
+    fn waited_at_limit(&self, waited: Duration) {
+        self.metrics.add_limit_wait(waited);
+    }
+
+    fn limit_cleared(&self, lasted: Duration, held: u64) {
+        self.route_warn(
+            "connection limit cleared, accepting again",
+            &[("waited_ms", &lasted.as_millis()), ("held", &held)],
+        );
+    }
+
+    fn narrates(&self) -> bool {
+        self.explain.is_on()
+    }
+
+    fn accepted(&self, conn: Conn<'_>) {
+        self.metrics.record_accepted();
+        self.log
+            .debug("accepted", &[self.route_field(), ("conn", &conn.id), ("client", conn.client)]);
+        self.explain.accepted(conn.id, conn.client);
+    }
+
+    fn dial_failed(&self, conn: Conn<'_>, error: &dyn Display) {
         self.explain.dial_failed(conn.id, error);
     }
 
-    /// This connection's own upstream connection is made.
-    pub fn dialled(&self, conn: Conn<'_>, upstream: Option<&Address>) {
+    fn dialled(&self, conn: Conn<'_>, upstream: Option<&Address>) {
         // A socket that reset at once no longer knows its peer: `-` then.
         let upstream: &dyn Display = match upstream {
             Some(upstream) => upstream,
@@ -270,62 +263,49 @@ impl Observer {
         self.explain.dialled(conn.id, upstream);
     }
 
-    /// The PROXY protocol header could not be sent to the fresh upstream connection.
-    pub fn proxy_header_failed(&self, conn: Conn<'_>, error: &io::Error) {
+    fn proxy_header_failed(&self, conn: Conn<'_>, error: &io::Error) {
         self.log.warn(
             "cannot send the PROXY header",
             &[self.route_field(), ("conn", &conn.id), ("error", error)],
         );
     }
 
-    /// The client's PROXY protocol header was read (`accept-proxy`): from now on the
-    /// connection's client is the address it carries, and `via` the load balancer's.
-    pub fn proxy_header_read(&self, conn: Conn<'_>, via: &Address) {
+    fn proxy_header_read(&self, conn: Conn<'_>, via: &Address) {
         self.log.debug(
             "PROXY header read",
             &[self.route_field(), ("conn", &conn.id), ("client", conn.client), ("via", via)],
         );
     }
 
-    /// The listener picked this route by the server name the client's ClientHello asked
-    /// for (`-` when it named none, or was no TLS at all).
-    pub fn routed_by_name(&self, conn: Conn<'_>, name: Option<&str>) {
+    fn routed_by_name(&self, conn: Conn<'_>, name: Option<&str>) {
         let name = name.unwrap_or("-");
         let fields: &[(&str, &dyn Display)] =
             &[self.route_field(), ("conn", &conn.id), ("client", conn.client), ("sni", &name)];
         self.log.debug("routed by server name", fields);
     }
 
-    /// About to start the second thread: both copies are about to run. From now on a
-    /// scrape of `/metrics` adds this connection's `bytes` so far.
-    pub fn copies_starting(&self, conn: Conn<'_>, bytes: &Arc<LiveBytes>) {
+    fn copies_starting(&self, conn: Conn<'_>, bytes: &Arc<LiveBytes>) {
         self.metrics.track_bytes(conn.id, Arc::clone(bytes));
         self.explain.copies_starting(conn.id);
     }
 
-    /// A copy moved its first bytes.
-    pub fn first_bytes(&self, id: u64, direction: Direction, count: usize) {
+    fn first_bytes(&self, id: u64, direction: Direction, count: usize) {
         self.explain.first_bytes(id, direction, count);
     }
 
-    /// A copy's source said EOF; the relay half-closes the other socket next.
-    pub fn eof(&self, id: u64, direction: Direction) {
+    fn eof(&self, id: u64, direction: Direction) {
         self.explain.eof(id, direction);
     }
 
-    /// A copy failed; the relay closes both sockets.
-    pub fn copy_failed(&self, id: u64, direction: Direction, error: &io::Error) {
+    fn copy_failed(&self, id: u64, direction: Direction, error: &io::Error) {
         self.explain.copy_failed(id, direction, error);
     }
 
-    /// The idle or half-close timer expired.
-    pub fn timer_expired(&self, id: u64, reason: CloseReason) {
+    fn timer_expired(&self, id: u64, reason: CloseReason) {
         self.explain.timer_expired(id, reason);
     }
 
-    /// The connection is over, however it ended: its one `connection closed` line, its
-    /// counted close and bytes. Called exactly once per [`accepted`](Observer::accepted).
-    pub fn closed(&self, conn: Conn<'_>, ending: &Ending<'_>) {
+    fn closed(&self, conn: Conn<'_>, ending: &Ending<'_>) {
         let Ending { reason, error, upstream, bytes: (to_upstream, to_client), started } = *ending;
         // Counted before the line is written: whoever reads the line finds the count.
         // The copy loops count in the connection's own counters, which a scrape sums while
@@ -365,9 +345,5 @@ impl Observer {
         } else {
             self.log.info("connection closed", fields);
         }
-    }
-
-    fn route_field(&self) -> (&'static str, &dyn Display) {
-        ("route", &self.route)
     }
 }

@@ -13,10 +13,10 @@ use crate::net::address::Address;
 use crate::net::inherited;
 use crate::net::stream::{self, Listener};
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
 use crate::relay::current::CurrentRoute;
+use crate::relay::events::Events;
 use crate::relay::handle_conn;
 use crate::relay::preface::{self, Refusal, permits, preface_then_relay};
 use crate::relay::route::{Route, ServerNames};
@@ -416,14 +416,14 @@ impl AcceptBackoff {
     /// Write the warning at most this often.
     const LOG_EVERY: Duration = Duration::from_secs(10);
 
-    fn succeeded(&mut self, observer: &Observer) {
+    fn succeeded(&mut self, observer: &dyn Events) {
         if std::mem::take(&mut self.warned_this_run) {
             observer.route_warn("accept recovered", &[]);
         }
         self.pause = Duration::ZERO;
     }
 
-    fn failed(&mut self, error: &io::Error, observer: &Observer) {
+    fn failed(&mut self, error: &io::Error, observer: &dyn Events) {
         if is_about_one_client(error) {
             return;
         }

@@ -16,9 +16,8 @@ use std::time::Instant;
 
 use crate::net::address::Address;
 use crate::net::stream::Stream;
-use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
-use crate::relay::events::Conn;
+use crate::relay::events::{Conn, Events};
 use crate::relay::live_bytes::LiveBytes;
 use crate::relay::timers::Timers;
 use crate::settings::config::Config;
@@ -170,7 +169,7 @@ impl Connection {
 
     /// Called by a copy thread each time its socket timeout ticks: if a timer has expired,
     /// closes the connection and returns the error that ends this copy.
-    pub fn check_timers(&self, observer: &Observer) -> io::Result<()> {
+    pub fn check_timers(&self, observer: &dyn Events) -> io::Result<()> {
         match self.timers.expired() {
             None => Ok(()),
             Some(reason) => {

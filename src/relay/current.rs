@@ -14,6 +14,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::relay::events::Events;
 use crate::relay::route::Route;
 use crate::relay::server_names;
 use crate::settings::config::Config;

@@ -42,7 +42,7 @@ use crate::net::stream::Stream;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
 use crate::relay::copy::{CloseOnPanic, copy_then_close_write};
-use crate::relay::events::Ending;
+use crate::relay::events::{Ending, Events};
 use crate::relay::route::Route;
 
 /// Relays one accepted client until both directions are done, then reports how it ended.
