@@ -28,6 +28,7 @@ use crate::settings::config::Config;
 use crate::teach::explain::Explain;
 use crate::upstream::counts::UpstreamMetrics;
 use crate::upstream::dial::DialError;
+use crate::upstream::events::UpstreamEvents;
 
 /// What one route reports about its connections, and where it goes.
 #[derive(Debug)]
@@ -49,9 +50,32 @@ impl Observer {
         Observer { route, log, explain: Explain::new(config.explain), metrics }
     }
 
-    /// One attempt to dial an upstream failed. `first` is whether this upstream was healthy
-    /// until now: only then is it a warning (once per back-off, not once per client).
-    pub fn upstream_failed(
+    /// A line about a dial that fails the same way for every client of a storm: a warning
+    /// the first time in a while, then debug lines.
+    fn dial_storm_line(
+        &self,
+        message: &str,
+        warn: bool,
+        conn: u64,
+        upstream: &UpstreamMetrics,
+        error: &dyn Display,
+    ) {
+        let fields: &[(&str, &dyn Display)] = &[
+            self.route_field(),
+            ("conn", &conn),
+            ("upstream", &upstream.upstream()),
+            ("error", error),
+        ];
+        if warn { self.log.warn(message, fields) } else { self.log.debug(message, fields) }
+    }
+
+    fn route_field(&self) -> (&'static str, &dyn Display) {
+        ("route", &self.route)
+    }
+}
+
+impl UpstreamEvents for Observer {
+    fn upstream_failed(
         &self,
         conn: u64,
         upstream: &UpstreamMetrics,
@@ -75,10 +99,7 @@ impl Observer {
         }
     }
 
-    /// One address of an upstream with several failed, or had not answered when another
-    /// did (Happy Eyeballs); it backs off on its own. `first`: it was not backing off until
-    /// now, so this is a warning (once per back-off, not once per client).
-    pub fn address_failed(
+    fn address_failed(
         &self,
         conn: u64,
         upstream: &UpstreamMetrics,
@@ -103,10 +124,7 @@ impl Observer {
         }
     }
 
-    /// Dialling failed on this machine (out of descriptors, ports or memory): not the
-    /// upstream's fault, so it is counted apart and the upstream is not backed off. `warn`:
-    /// the first such error in a while (a storm of them is one warning).
-    pub fn dial_local_error(
+    fn dial_local_error(
         &self,
         conn: u64,
         upstream: &UpstreamMetrics,
@@ -122,16 +140,7 @@ impl Observer {
         self.dial_storm_line(message, warn, conn, upstream, error);
     }
 
-    /// The upstream resolved only to the route's own listen address and was not dialled
-    /// (see `upstream/mod.rs`). `warn`: the first in a while (one per back-off, not one per
-    /// client of the storm); the client's close counts it as `reason=self_loop`.
-    pub fn self_loop(
-        &self,
-        conn: u64,
-        upstream: &UpstreamMetrics,
-        error: &dyn Display,
-        warn: bool,
-    ) {
+    fn self_loop(&self, conn: u64, upstream: &UpstreamMetrics, error: &dyn Display, warn: bool) {
         let message = if warn {
             "upstream is this route's own listen address: refusing the loop"
         } else {
@@ -140,28 +149,7 @@ impl Observer {
         self.dial_storm_line(message, warn, conn, upstream, error);
     }
 
-    /// A line about a dial that fails the same way for every client of a storm: a warning
-    /// the first time in a while, then debug lines.
-    fn dial_storm_line(
-        &self,
-        message: &str,
-        warn: bool,
-        conn: u64,
-        upstream: &UpstreamMetrics,
-        error: &dyn Display,
-    ) {
-        let fields: &[(&str, &dyn Display)] = &[
-            self.route_field(),
-            ("conn", &conn),
-            ("upstream", &upstream.upstream()),
-            ("error", error),
-        ];
-        if warn { self.log.warn(message, fields) } else { self.log.debug(message, fields) }
-    }
-
-    /// An active health check of `upstream` failed (a debug line; the change of state,
-    /// if it comes, is the warning).
-    pub fn check_failed(&self, upstream: &UpstreamMetrics, error: &dyn Display) {
+    fn check_failed(&self, upstream: &UpstreamMetrics, error: &dyn Display) {
         upstream.record_check_failure();
         self.log.debug(
             "health check failed",
@@ -169,9 +157,7 @@ impl Observer {
         );
     }
 
-    /// The health checks took `upstream` down or brought it back up, after `checks`
-    /// results in a row; `error` is the last check's, when it failed.
-    pub fn upstream_health_changed(
+    fn upstream_health_changed(
         &self,
         upstream: &UpstreamMetrics,
         up: bool,
@@ -188,10 +174,6 @@ impl Observer {
             _ if !up => self.log.warn("upstream down", fields),
             _ => self.log.info("upstream up", fields),
         }
-    }
-
-    fn route_field(&self) -> (&'static str, &dyn Display) {
-        ("route", &self.route)
     }
 }
 

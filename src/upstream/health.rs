@@ -31,7 +31,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::Upstreams;
-use crate::ops::observe::Observer;
+use crate::upstream::events::UpstreamEvents;
 
 /// Failed checks in a row that take an up upstream down.
 pub const FAILURES_TO_GO_DOWN: u32 = 3;
@@ -96,7 +96,7 @@ impl Streak {
 /// to `observer`.
 pub fn run(
     upstreams: &Upstreams,
-    observer: &Observer,
+    observer: &dyn UpstreamEvents,
     share: &[usize],
     every: Duration,
     timeout: Duration,

@@ -41,6 +41,7 @@
 
 pub mod counts;
 pub mod dial;
+pub mod events;
 pub mod health;
 
 use std::net::SocketAddr;
@@ -50,9 +51,9 @@ use std::time::{Duration, Instant};
 
 use crate::net::address::UNIX_PREFIX;
 use crate::net::stream::Stream;
-use crate::ops::observe::Observer;
 use crate::settings::config::{Config, Policy};
 use crate::upstream::counts::UpstreamMetrics;
+use crate::upstream::events::UpstreamEvents;
 use dial::{DialError, DialRoom, Resolver};
 
 /// At most this many failed addresses of one upstream are remembered; a name with more
@@ -232,7 +233,7 @@ impl Upstreams {
     pub fn dial(
         &self,
         timeout: Duration,
-        observer: &Observer,
+        observer: &dyn UpstreamEvents,
         conn: u64,
     ) -> Result<(Stream, LiveConnection<'_>), DialError> {
         let mut last_error = None;
@@ -292,7 +293,7 @@ impl Upstreams {
         &self,
         upstream: &Upstream,
         timeout: Duration,
-        observer: &Observer,
+        observer: &dyn UpstreamEvents,
         conn: u64,
     ) -> Result<Stream, DialError> {
         let address = &upstream.address;
