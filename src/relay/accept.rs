@@ -19,7 +19,7 @@ use crate::relay::current::CurrentRoute;
 use crate::relay::events::Events;
 use crate::relay::handle_conn;
 use crate::relay::preface::{self, Refusal, permits, preface_then_relay};
-use crate::relay::route::{Route, ServerNames};
+use crate::relay::route::{Route, ServerNames, Watch};
 use crate::relay::server_names;
 use crate::settings::config::Config;
 
@@ -36,17 +36,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Binds the listening socket (Go: `net.Listen("tcp", addr)`), or the Unix domain socket
-    /// of [`Config::listen_unix`] (Go: `net.Listen("unix", path)`).
-    ///
-    /// # Errors
-    /// `InvalidInput` naming the setting if [`Config::validate`] refuses the config; else
-    /// the OS error, with the address in its message, if the address cannot be bound
-    /// (in use, not a local address, permission denied for a low port or a directory).
-    pub fn bind(config: Config) -> io::Result<Relay> {
+    /// [`Relay::bind`] (defined where the relay is wired, server/wiring.rs), with the
+    /// route's watchers built by `watch`.
+    pub(crate) fn bind_with(config: Config, watch: Watch) -> io::Result<Relay> {
         config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         if !config.server_names.is_empty() {
-            return Relay::bind_sharing(vec![config]); // it picks its clients by name
+            return Relay::bind_sharing(vec![config], watch); // it picks its clients by name
         }
         let wanted = config.listen_address();
         let listener = match config.listen_stdin {
@@ -60,7 +55,7 @@ impl Relay {
             Address::Tcp(addr) => *addr,
             Address::Unix(_) => config.listen,
         };
-        let route = Arc::new(Route::new(config, listen_addr));
+        let route = Arc::new(Route::new(config, listen_addr, watch));
         Ok(Relay { listener, local_addr, current: Arc::new(CurrentRoute::new(route)) })
     }
 
@@ -132,7 +127,7 @@ impl Relay {
         loop {
             // The limit of now; a reload may raise or lower it.
             let now = current.get();
-            let (observer, max_connections) = (&now.observer, now.max_connections);
+            let (observer, max_connections) = (&*now.observer, now.max_connections);
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(max_connections) {
                 if at_limit.is_none() {
@@ -171,7 +166,7 @@ impl Relay {
                     // The settings of now for this client: a reload may have replaced them
                     // while `accept` waited.
                     let route = &current.get();
-                    backoff.succeeded(&route.observer);
+                    backoff.succeeded(&*route.observer);
                     let connection = Connection::new(next_id(), client, client_addr, &route.config);
                     admit(route, connection);
                 }
@@ -295,7 +290,7 @@ impl Relay {
     ///
     /// # Errors
     /// As [`Relay::bind`], for the first route or any other.
-    pub(crate) fn bind_sharing(mut configs: Vec<Config>) -> io::Result<Relay> {
+    pub(crate) fn bind_sharing(mut configs: Vec<Config>, watch: Watch) -> io::Result<Relay> {
         for config in &configs {
             config.validate().map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         }
@@ -304,7 +299,7 @@ impl Relay {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
         };
         let unnamed = Config { server_names: Vec::new(), ..first.clone() };
-        let Relay { listener, local_addr, current } = Relay::bind(unnamed)?;
+        let Relay { listener, local_addr, current } = Relay::bind_with(unnamed, watch)?;
         let bound = current.get();
         // Built again beside the others, so that its label too names its server names and
         // the real port.

@@ -37,7 +37,6 @@ use crate::net::sni::{self, Peeked};
 use crate::net::stream::Stream;
 use crate::outcome::CloseReason;
 use crate::relay::connection::Connection;
-use crate::relay::events::Events;
 use crate::relay::handle_conn::{self, handle_conn};
 use crate::relay::route::Route;
 use crate::settings::access::may_send_proxy_header;

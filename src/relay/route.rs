@@ -9,19 +9,25 @@ use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
 use crate::net::address::Address;
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::observe::Observer;
 use crate::relay::copy;
+use crate::relay::events::Events;
 use crate::relay::open_connections::OpenConnections;
 use crate::settings::config::Config;
 use crate::upstream::Upstreams;
 use crate::upstream::dial::DialRoom;
+use crate::upstream::events::UpstreamEvents;
 
 /// What the accept loop shares with every connection thread and with [`StopHandle`]s.
 #[derive(Debug)]
 pub struct Route {
     pub config: Config,
-    /// Where the route's log lines, `--explain` narration and counters go.
-    pub observer: Observer,
+    /// Where the route's events go (the log, `--explain`, the counters: the core does not
+    /// know which).
+    pub observer: Arc<dyn Events>,
+    /// Where its upstreams' failures and health changes go.
+    pub upstream_observer: Arc<dyn UpstreamEvents>,
+    /// What built those two, kept to build them again for the next generation.
+    pub watch: Watch,
     pub connections: Arc<OpenConnections>,
     /// The route's upstreams, and which of them are backing off after a failed connect.
     pub upstreams: Upstreams,
@@ -55,13 +61,26 @@ pub struct ServerNames {
     pub others: Vec<Arc<Route>>,
 }
 
+/// Builds a route's watchers from its settings and counters. Whoever runs the relay passes
+/// it in (server/wiring.rs); the core only calls what it returns.
+pub type Watch = fn(&Config, &Arc<RouteMetrics>) -> Watchers;
+
+/// Where a route's events go: its own, and its upstreams'.
+#[derive(Debug)]
+pub struct Watchers {
+    /// The route's and its connections' events.
+    pub events: Arc<dyn Events>,
+    /// Its upstreams' failures and health changes.
+    pub upstream: Arc<dyn UpstreamEvents>,
+}
+
 impl Route {
     /// A route's first generation, as [`Relay::bind`](crate::Relay::bind) makes it for the
-    /// listener bound at `listen_addr`.
-    pub fn new(config: Config, listen_addr: Address) -> Route {
+    /// listener bound at `listen_addr`, watched by what `watch` builds.
+    pub fn new(config: Config, listen_addr: Address, watch: Watch) -> Route {
         let label = label(&config, &listen_addr);
         let metrics = Arc::new(RouteMetrics::with_upstreams(label, config.upstreams()));
-        Route::with_shared(config, listen_addr, metrics, Arc::default(), None)
+        Route::with_shared(config, listen_addr, metrics, Arc::default(), None, watch)
     }
 
     /// The next generation of this route after a reload: `config`'s settings for the
@@ -84,7 +103,14 @@ impl Route {
         let threads = same_threads.then(|| Arc::clone(&self.threads));
         let connections = Arc::clone(&self.connections);
         let metrics = Arc::clone(&self.metrics);
-        Route::with_shared(config, self.listen_addr.clone(), metrics, connections, threads)
+        Route::with_shared(
+            config,
+            self.listen_addr.clone(),
+            metrics,
+            connections,
+            threads,
+            self.watch,
+        )
     }
 
     fn with_shared(
@@ -93,6 +119,7 @@ impl Route {
         metrics: Arc<RouteMetrics>,
         connections: Arc<OpenConnections>,
         threads: Option<Arc<ThreadPool>>,
+        watch: Watch,
     ) -> Route {
         let capacity = process_capacity(&config);
         let max_connections = config.max_connections.min(capacity.connections);
@@ -105,8 +132,11 @@ impl Route {
                 capacity.max_parked,
             ))
         });
+        let watchers = watch(&config, &metrics);
         Route {
-            observer: Observer::for_route(&config, Arc::clone(&metrics)),
+            observer: watchers.events,
+            upstream_observer: watchers.upstream,
+            watch,
             upstreams: Upstreams::new(
                 &config,
                 &metrics.upstreams(),

@@ -18,7 +18,6 @@ use crate::limits::per_client::PerClientLimit;
 use crate::net::address::Address;
 use crate::net::sni::NamePattern;
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::observe::Observer;
 use crate::relay::route::{Route, ServerNames};
 use crate::settings::config::Config;
 use crate::upstream::Upstreams;
@@ -124,8 +123,11 @@ fn sharing_route_counted(
         }
         None => Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams())),
     };
+    let watchers = (listener.watch)(&config, &metrics);
     Route {
-        observer: Observer::for_route(&config, Arc::clone(&metrics)),
+        observer: watchers.events,
+        upstream_observer: watchers.upstream,
+        watch: listener.watch,
         upstreams: Upstreams::new(
             &config,
             &metrics.upstreams(),

@@ -37,6 +37,7 @@ pub(crate) mod pid_file;
 mod reload;
 pub(crate) mod routes;
 mod watch;
+mod wiring;
 
 use std::io;
 use std::net::SocketAddr;
@@ -263,7 +264,7 @@ fn bind_listener(configs: &[Config]) -> io::Result<Relay> {
         [] => Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind")),
         // A group without sni= is one route on a listener of its own.
         [config] if config.server_names.is_empty() => Relay::bind(config.clone()),
-        _ => Relay::bind_sharing(configs.to_vec()),
+        _ => Relay::bind_sharing(configs.to_vec(), wiring::watch),
     }
 }
 
