@@ -22,8 +22,6 @@ use std::path::{Path, PathBuf};
 /// shrink: an edge missing from this list fails the test, and so does one listed here that
 /// the code no longer has.
 const ALLOWED_UPWARD: &[(&str, &str)] = &[
-    // ops/ serves `POST /drain` and `/reload` with the server's handle.
-    ("ops::admin", "server::handle"),
     // relay/ keeps each route's `RouteMetrics` (built in `Route::new`, relabelled on a
     // reload, handed out by `Relay::metrics`, a public method): the counters' owner is
     // not settled yet (issue 24).
