@@ -1,7 +1,8 @@
 //! The one place a route's watchers are put together: its events go to an
 //! [`Observer`] (the log at the route's level, `--explain`, its counters). The core
 //! (relay/) is handed them and knows none of them; [`Relay::bind`] is defined here so
-//! that a relay bound on its own is watched as one a `Server` runs.
+//! that a relay bound on its own is watched as one a `Server` runs, and so is binding a
+//! `Server`'s listeners (at start and on a reload).
 
 use std::io;
 use std::sync::Arc;
@@ -28,5 +29,19 @@ impl Relay {
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
         Relay::bind_with(config, watch)
+    }
+}
+
+/// Binds the listener of one group of routes (see `listener_groups`): a route's own, or
+/// one shared by routes that differ by `sni=`.
+///
+/// # Errors
+/// As [`Relay::bind`]; `InvalidInput` for an empty group.
+pub(crate) fn bind_listener(configs: &[Config]) -> io::Result<Relay> {
+    match configs {
+        [] => Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind")),
+        // A group without sni= is one route on a listener of its own.
+        [config] if config.server_names.is_empty() => Relay::bind(config.clone()),
+        _ => Relay::bind_sharing(configs.to_vec(), watch),
     }
 }
