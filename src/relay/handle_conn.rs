@@ -55,11 +55,7 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
 
     // c, err := net.Dial("tcp", upstream): our *own* upstream connection, never a shared one.
     // `_live` counts this connection in its upstream's open connections until we return.
-    let (up, _live) = match route.upstreams.dial(
-        route.config.connect_timeout,
-        &*route.upstream_observer,
-        conn.id,
-    ) {
+    let (up, _live) = match route.upstreams.dial(route.config.connect_timeout, conn.id) {
         Ok(dialled) => dialled,
         Err(error) => {
             observer.dial_failed(conn.conn(), &error);

@@ -24,8 +24,6 @@ pub struct Route {
     /// Where the route's events go (the log, `--explain`, the counters: the core does not
     /// know which).
     pub observer: Arc<dyn Events>,
-    /// Where its upstreams' failures and health changes go.
-    pub upstream_observer: Arc<dyn UpstreamEvents>,
     /// What built those two, kept to build them again for the next generation.
     pub watch: Watch,
     pub connections: Arc<OpenConnections>,
@@ -135,7 +133,6 @@ impl Route {
         let watchers = watch(&config, &metrics);
         Route {
             observer: watchers.events,
-            upstream_observer: watchers.upstream,
             watch,
             upstreams: Upstreams::new(
                 &config,
@@ -145,6 +142,7 @@ impl Route {
                     Address::Unix(_) => None,
                 },
                 DialRoom::of(&capacity),
+                watchers.upstream,
             ),
             metrics,
             max_connections,

@@ -126,7 +126,6 @@ fn sharing_route_counted(
     let watchers = (listener.watch)(&config, &metrics);
     Route {
         observer: watchers.events,
-        upstream_observer: watchers.upstream,
         watch: listener.watch,
         upstreams: Upstreams::new(
             &config,
@@ -136,6 +135,7 @@ fn sharing_route_counted(
                 Address::Unix(_) => None,
             },
             DialRoom::of(&listener.capacity),
+            watchers.upstream,
         ),
         metrics,
         max_connections: listener.max_connections,

@@ -79,6 +79,8 @@ pub struct Upstreams {
     listen: Option<SocketAddr>,
     /// How much room the process has for dial attempts on threads of their own.
     room: DialRoom,
+    /// Where failures, back-offs and health changes are told.
+    events: Arc<dyn UpstreamEvents>,
 }
 
 /// One upstream address, its back-off, and its counters.
@@ -156,12 +158,13 @@ impl Upstreams {
     /// The upstreams of `config`, none backing off, counting in `counts` (the route's
     /// metrics made them from the same list; a missing entry gets counts of its own that
     /// nobody scrapes), for the route listening at `listen`, whose dials run attempts on
-    /// threads of their own as `room` allows.
+    /// threads of their own as `room` allows, telling `events` what fails.
     pub fn new(
         config: &Config,
         counts: &[Arc<UpstreamMetrics>],
         listen: Option<SocketAddr>,
         room: DialRoom,
+        events: Arc<dyn UpstreamEvents>,
     ) -> Upstreams {
         let upstreams = config
             .upstreams()
@@ -187,6 +190,7 @@ impl Upstreams {
             self_loop_warned: Mutex::new(None),
             listen,
             room,
+            events,
         }
     }
 
@@ -223,7 +227,7 @@ impl Upstreams {
     }
 
     /// Dials the upstreams in this client's order until one connects, giving each attempt
-    /// the whole `timeout`. Each failure is reported to `observer` (counted; an upstream or
+    /// the whole `timeout`. Each failure is reported to the route's events (counted; an upstream or
     /// address that starts backing off is logged once, not once per client). A local error
     /// (see [`DialError::is_local`]) ends the dial at once: every other upstream would fail
     /// the same way, and none of them is to blame.
@@ -233,13 +237,13 @@ impl Upstreams {
     pub fn dial(
         &self,
         timeout: Duration,
-        observer: &dyn UpstreamEvents,
         conn: u64,
     ) -> Result<(Stream, LiveConnection<'_>), DialError> {
+        let observer = &*self.events;
         let mut last_error = None;
         for index in self.order() {
             let upstream = &self.upstreams[index];
-            match self.dial_upstream(upstream, timeout, observer, conn) {
+            match self.dial_upstream(upstream, timeout, conn) {
                 Ok(stream) => {
                     *lock(&upstream.backing_off_until) = None;
                     if !self.checked {
@@ -293,9 +297,9 @@ impl Upstreams {
         &self,
         upstream: &Upstream,
         timeout: Duration,
-        observer: &dyn UpstreamEvents,
         conn: u64,
     ) -> Result<Stream, DialError> {
+        let observer = &*self.events;
         let address = &upstream.address;
         if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
             return dial::dial_unix(address, std::path::Path::new(path));
@@ -422,7 +426,15 @@ mod tests {
             ..Config::default()
         };
         // No counts given: each upstream gets counts of its own.
-        Upstreams::new(&config, &[], None, DialRoom { attempts: 8, connections: usize::MAX })
+        let metrics = Arc::new(crate::ops::metrics::RouteMetrics::new("test"));
+        let events = Arc::new(crate::ops::observe::Observer::for_route(&config, metrics));
+        Upstreams::new(
+            &config,
+            &[],
+            None,
+            DialRoom { attempts: 8, connections: usize::MAX },
+            events,
+        )
     }
 
     fn back_off(upstreams: &Upstreams, index: usize) {
