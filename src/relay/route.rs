@@ -1,5 +1,5 @@
 //! One route at run time: what its accept loop shares with every connection thread and with
-//! the [`StopHandle`](crate::relay::StopHandle)s: the settings, the log, the open connections,
+//! the [`StopHandle`](crate::relay::StopHandle)s: the settings, the watchers, the open connections,
 //! the upstreams, the counters and the thread pool.
 
 use std::sync::Arc;
