@@ -171,6 +171,7 @@ mod relay;
 mod server;
 mod settings;
 mod teach;
+mod untrusted_paths;
 mod upstream;
 
 pub use limits::threads::{ThreadHook, ThreadRole, ThreadStage};

@@ -24,7 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use crate::settings::untrusted_paths::{effective_uid, unpredictable_name};
+use crate::untrusted_paths::{effective_uid, unpredictable_name};
 
 /// Binds a Unix listener whose socket file appears at `path` with `mode`, and `owner` and
 /// `group` where given, from its first instant. A file already at `path` is replaced only

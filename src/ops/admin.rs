@@ -50,8 +50,7 @@ use crate::net::address::Address;
 use crate::net::stream::{self, Listener, SocketFile, Stream};
 use crate::ops::admin_http::{self, Request, Response, Status};
 use crate::ops::log::Log;
-use crate::ops::metrics;
-use crate::server::handle::ServerHandle;
+use crate::ops::metrics::{self, RouteMetrics};
 use crate::settings::admin_access::AdminAccess;
 use crate::settings::units::format_duration;
 
@@ -183,13 +182,35 @@ pub fn host_names_admin(host: &str, local: SocketAddr) -> bool {
     port_matches && name_matches
 }
 
+/// What the admin endpoint steers: the server it serves (`server::handle::ServerHandle`
+/// implements it). The endpoint knows the requests, not the server behind them.
+pub trait Steer: fmt::Debug + Send + Sync {
+    /// Each route's live counters, for `GET /metrics`.
+    fn metrics(&self) -> Vec<Arc<RouteMetrics>>;
+    /// Reloads applied and refused since start.
+    fn reloads(&self) -> (u64, u64);
+    /// Whether a drain or stop has begun (`GET /healthz` then answers 503).
+    fn is_draining(&self) -> bool;
+    /// The drain timeout now in force.
+    fn drain_timeout(&self) -> Duration;
+    /// The drain grace now in force.
+    fn drain_grace(&self) -> Duration;
+    /// Starts a drain (`POST /drain`); returns at once.
+    fn drain(&self);
+    /// What `GET /status` answers.
+    fn status(&self) -> String;
+    /// Reads the config file again and applies it (`POST /reload`): what changed, or why
+    /// it was refused.
+    fn reload(&self) -> Result<String, String>;
+}
+
 /// The bound admin endpoint.
 #[derive(Debug)]
 pub struct Admin {
     listener: Listener,
     local: Address,
     access: AdminAccess,
-    server: ServerHandle,
+    server: Box<dyn Steer>,
     log: Log,
     stopping: Arc<AtomicBool>,
 }
@@ -210,7 +231,7 @@ impl Admin {
     pub fn bind(
         address: &Address,
         access: AdminAccess,
-        server: ServerHandle,
+        server: impl Steer + 'static,
         log: Log,
     ) -> io::Result<Admin> {
         let listener = Listener::bind(address, SocketFile::with_mode(access.socket_mode)).map_err(
@@ -223,7 +244,7 @@ impl Admin {
             log.warn(&warning, &[]);
         }
         let stopping = Arc::new(AtomicBool::new(false));
-        Ok(Admin { listener, local, access, server, log, stopping })
+        Ok(Admin { listener, local, access, server: Box::new(server), log, stopping })
     }
 
     /// The address the admin endpoint listens on.

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use crate::net::address::Address;
 use crate::settings::admin_access::AdminToken;
-use crate::settings::untrusted_paths::open_regular_file;
 use crate::settings::{address, file, spelling, units};
+use crate::untrusted_paths::open_regular_file;
 
 /// What the client is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +220,7 @@ fn relay_is_running(pid_file: &Path) -> bool {
     if file.take(MAX_RUNTIME_FILE_BYTES).read_to_string(&mut text).is_err() {
         return false;
     }
-    text.trim().parse().is_ok_and(crate::server::pid_file::is_tcprelay)
+    text.trim().parse().is_ok_and(crate::untrusted_paths::is_tcprelay)
 }
 
 /// The admin endpoint (and its token file) a running relay wrote to `runtime_file`, if the

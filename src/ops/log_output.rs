@@ -48,7 +48,7 @@ use std::time::SystemTime;
 
 use crate::ops::log_time::BsdTime;
 use crate::settings::logging::{LogOutput, SyslogAddress};
-use crate::settings::untrusted_paths::O_NONBLOCK;
+use crate::untrusted_paths::O_NONBLOCK;
 
 impl LogOutput {
     /// What to tell the operator at start about a sink that will lose every line until

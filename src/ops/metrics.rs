@@ -17,14 +17,15 @@
 //! The test `the_module_example` at the end of this file runs an example.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::counter::Counter;
 
 use crate::lock::lock;
-use crate::outcome::{CloseReason, Direction};
+use crate::outcome::CloseReason;
+use crate::relay::live_bytes::LiveBytes;
+use crate::upstream::counts::UpstreamMetrics;
 
 /// The `Content-Type` of [`render_prometheus`]'s output (text exposition format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -51,48 +52,6 @@ pub struct RouteMetrics {
     /// The byte counters of the connections relaying now, by id, summed at each scrape.
     open_bytes: Mutex<HashMap<u64, Arc<LiveBytes>>>,
 }
-
-/// One connection's bytes delivered so far, each direction counted by its own copy thread,
-/// read by a scrape while the connection is open. No counter is shared between
-/// connections: the copy loop adds to its own, and [`RouteMetrics::snapshot`] sums the
-/// open connections' counters with the totals of the closed ones.
-#[derive(Debug, Default)]
-pub struct LiveBytes {
-    to_upstream: Counter,
-    to_client: Counter,
-}
-
-impl LiveBytes {
-    /// `bytes` more were delivered in `direction`.
-    pub fn add(&self, direction: Direction, bytes: u64) {
-        let counter = match direction {
-            Direction::ClientToUpstream => &self.to_upstream,
-            Direction::UpstreamToClient => &self.to_client,
-        };
-        counter.fetch_add(bytes);
-    }
-
-    /// Bytes delivered so far: client → upstream, upstream → client.
-    pub fn get(&self) -> (u64, u64) {
-        (self.to_upstream.get(), self.to_client.get())
-    }
-}
-
-/// The live counters of one upstream of a route, shared with the route's upstream list,
-/// which also steers by two of them: `active` (the `least-connections` policy) and `up`.
-#[derive(Debug)]
-pub struct UpstreamMetrics {
-    upstream: String,
-    up: AtomicBool,
-    active: Counter,
-    connections: Counter,
-    failures: Counter,
-    address_failures: Counter,
-    check_failures: Counter,
-}
-
-// One relaxed load or add per call: see the module documentation for why that is enough.
-const RELAXED: Ordering = Ordering::Relaxed;
 
 impl RouteMetrics {
     /// Zeroed counters for the route labelled `route` in the output (its name, or its
@@ -273,84 +232,26 @@ impl RouteMetrics {
             bytes_client_to_upstream,
             bytes_upstream_to_client,
             closed_by_reason: std::array::from_fn(|i| self.closed_by_reason[i].get()),
-            upstreams: self.upstreams().iter().map(|upstream| upstream.snapshot()).collect(),
+            upstreams: self
+                .upstreams()
+                .iter()
+                .map(|upstream| upstream_snapshot(upstream))
+                .collect(),
         }
     }
 }
 
-impl UpstreamMetrics {
-    /// Zeroed counters for `upstream`, which starts up.
-    pub fn new(upstream: impl Into<String>) -> UpstreamMetrics {
-        UpstreamMetrics {
-            upstream: upstream.into(),
-            up: AtomicBool::new(true),
-            active: Counter::new(0),
-            connections: Counter::new(0),
-            failures: Counter::new(0),
-            address_failures: Counter::new(0),
-            check_failures: Counter::new(0),
-        }
-    }
-
-    /// The upstream as configured (`app1:80`), its label in the output.
-    pub fn upstream(&self) -> &str {
-        &self.upstream
-    }
-
-    /// Whether it is up: by the health checks when they are on, else by the last connect.
-    pub fn is_up(&self) -> bool {
-        self.up.load(RELAXED)
-    }
-
-    /// Sets the `up` gauge; returns what it was.
-    pub fn set_up(&self, up: bool) -> bool {
-        self.up.swap(up, RELAXED)
-    }
-
-    /// The connections to it that are open now.
-    pub fn active(&self) -> u64 {
-        self.active.get()
-    }
-
-    /// A client's connection to it was made: counts it, and one more is open.
-    pub fn record_connected(&self) {
-        self.connections.fetch_add(1);
-        self.active.fetch_add(1);
-    }
-
-    /// A connection counted by [`record_connected`](Self::record_connected) has closed.
-    pub fn record_disconnected(&self) {
-        // Never below zero, as for the route's active count.
-        let _ = self.active.decrement_unless_zero();
-    }
-
-    /// A client's attempt to connect to it failed (every address it resolved to failed).
-    pub fn record_failure(&self) {
-        self.failures.fetch_add(1);
-    }
-
-    /// One of its addresses failed or did not answer in time, whether or not another of
-    /// its addresses then connected.
-    pub fn record_address_failure(&self) {
-        self.address_failures.fetch_add(1);
-    }
-
-    /// An active health check of it failed.
-    pub fn record_check_failure(&self) {
-        self.check_failures.fetch_add(1);
-    }
-
-    /// The current values, one counter at a time.
-    pub fn snapshot(&self) -> UpstreamSnapshot {
-        UpstreamSnapshot {
-            upstream: self.upstream.clone(),
-            up: self.is_up(),
-            active: self.active(),
-            connections: self.connections.get(),
-            failures: self.failures.get(),
-            address_failures: self.address_failures.get(),
-            check_failures: self.check_failures.get(),
-        }
+/// The values of `upstream`'s counters now, one counter at a time: upstream/ keeps them,
+/// the metrics read them when scraped.
+fn upstream_snapshot(upstream: &UpstreamMetrics) -> UpstreamSnapshot {
+    UpstreamSnapshot {
+        upstream: upstream.upstream().to_string(),
+        up: upstream.is_up(),
+        active: upstream.active(),
+        connections: upstream.connections(),
+        failures: upstream.failures(),
+        address_failures: upstream.address_failures(),
+        check_failures: upstream.check_failures(),
     }
 }
 
@@ -669,6 +570,7 @@ fn escape_label_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Direction;
 
     #[test]
     fn accepted_equals_active_plus_closed() {

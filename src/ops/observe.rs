@@ -15,15 +15,20 @@ use std::fmt::Display;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::limits::capacity::Capacity;
 use crate::net::address::Address;
 use crate::ops::log::Log;
-use crate::ops::metrics::{LiveBytes, RouteMetrics, UpstreamMetrics};
+use crate::ops::metrics::RouteMetrics;
 use crate::outcome::{CloseReason, Direction};
+use crate::relay::events::{Conn, Ending, Events};
+use crate::relay::live_bytes::LiveBytes;
+use crate::settings::config::Config;
 use crate::teach::explain::Explain;
+use crate::upstream::counts::UpstreamMetrics;
 use crate::upstream::dial::DialError;
+use crate::upstream::events::UpstreamEvents;
 
 /// What one route reports about its connections, and where it goes.
 #[derive(Debug)]
@@ -35,100 +40,42 @@ pub struct Observer {
     metrics: Arc<RouteMetrics>,
 }
 
-/// Who a connection is, as every line about it names it.
-#[derive(Clone, Copy, Debug)]
-pub struct Conn<'a> {
-    /// The process-wide connection id.
-    pub id: u64,
-    /// The client's address as `accept` returned it.
-    pub client: &'a Address,
-}
-
-/// How a connection ended, for the one `connection closed` line.
-#[derive(Debug)]
-pub struct Ending<'a> {
-    /// The reason, as the connection recorded it.
-    pub reason: CloseReason,
-    /// The error's text, empty for a normal close.
-    pub error: &'a str,
-    /// The upstream it was relayed to, if one was dialled.
-    pub upstream: Option<&'a Address>,
-    /// Bytes delivered client → upstream and upstream → client.
-    pub bytes: (u64, u64),
-    /// When the connection was accepted.
-    pub started: Instant,
-}
-
 impl Observer {
-    /// An observer writing to `log`, narrating if `explain` is on, counting in `metrics`.
-    pub fn new(log: Log, explain: Explain, metrics: Arc<RouteMetrics>) -> Observer {
-        Observer { route: metrics.route().to_string(), log, explain, metrics }
+    /// A route's observer: writing to the log at the route's level under its label
+    /// (`metrics.route()`), narrating if `--explain` is on, counting in `metrics`. The one
+    /// place a route's watchers are put together, so the core names none of them.
+    pub fn for_route(config: &Config, metrics: Arc<RouteMetrics>) -> Observer {
+        let route = metrics.route();
+        let log = Log::for_route(config.log_level, &route);
+        Observer { route, log, explain: Explain::new(config.explain), metrics }
     }
 
-    /// An info line about the route itself (serving, draining, stopped), with `route=`.
-    pub fn route_info(&self, message: &str, fields: &[(&str, &dyn Display)]) {
-        self.log.info(message, &[&[self.route_field()], fields].concat());
+    /// A line about a dial that fails the same way for every client of a storm: a warning
+    /// the first time in a while, then debug lines.
+    fn dial_storm_line(
+        &self,
+        message: &str,
+        warn: bool,
+        conn: u64,
+        upstream: &UpstreamMetrics,
+        error: &dyn Display,
+    ) {
+        let fields: &[(&str, &dyn Display)] = &[
+            self.route_field(),
+            ("conn", &conn),
+            ("upstream", &upstream.upstream()),
+            ("error", error),
+        ];
+        if warn { self.log.warn(message, fields) } else { self.log.debug(message, fields) }
     }
 
-    /// A warning about the route itself (its limit, its accept loop), with `route=`.
-    pub fn route_warn(&self, message: &str, fields: &[(&str, &dyn Display)]) {
-        self.log.warn(message, &[&[self.route_field()], fields].concat());
+    fn route_field(&self) -> (&'static str, &dyn Display) {
+        ("route", &self.route)
     }
+}
 
-    /// `--max-connections` was more than the process can hold under its OS limits.
-    pub fn max_connections_lowered(&self, asked: usize, capacity: &Capacity) {
-        self.route_warn(
-            "max-connections lowered to fit the process's limits",
-            &[
-                ("asked", &asked),
-                ("allowed", &capacity.connections),
-                ("limited_by", &capacity.limited_by.name()),
-                ("limit", &capacity.limit),
-            ],
-        );
-    }
-
-    /// The route holds `max_connections`: the accept loop pauses, new clients wait in the
-    /// kernel's backlog. Once per episode.
-    pub fn limit_reached(&self, max_connections: usize) {
-        self.metrics.record_limit_reached();
-        self.route_warn(
-            "connection limit reached, pausing accept",
-            &[("max_connections", &max_connections)],
-        );
-    }
-
-    /// The accept loop was paused at the limit for `waited`, until a slot freed up (or the
-    /// relay stopped).
-    pub fn waited_at_limit(&self, waited: Duration) {
-        self.metrics.add_limit_wait(waited);
-    }
-
-    /// The episode at the limit is over: a slot is free and nobody waits. It lasted
-    /// `lasted`, and `held` clients were accepted from the backlog meanwhile.
-    pub fn limit_cleared(&self, lasted: Duration, held: u64) {
-        self.route_warn(
-            "connection limit cleared, accepting again",
-            &[("waited_ms", &lasted.as_millis()), ("held", &held)],
-        );
-    }
-
-    /// Whether `--explain` wants to hear about first bytes (the copy loop asks once).
-    pub fn narrates(&self) -> bool {
-        self.explain.is_on()
-    }
-
-    /// `l.Accept()` returned a client.
-    pub fn accepted(&self, conn: Conn<'_>) {
-        self.metrics.record_accepted();
-        self.log
-            .debug("accepted", &[self.route_field(), ("conn", &conn.id), ("client", conn.client)]);
-        self.explain.accepted(conn.id, conn.client);
-    }
-
-    /// One attempt to dial an upstream failed. `first` is whether this upstream was healthy
-    /// until now: only then is it a warning (once per back-off, not once per client).
-    pub fn upstream_failed(
+impl UpstreamEvents for Observer {
+    fn upstream_failed(
         &self,
         conn: u64,
         upstream: &UpstreamMetrics,
@@ -152,10 +99,7 @@ impl Observer {
         }
     }
 
-    /// One address of an upstream with several failed, or had not answered when another
-    /// did (Happy Eyeballs); it backs off on its own. `first`: it was not backing off until
-    /// now, so this is a warning (once per back-off, not once per client).
-    pub fn address_failed(
+    fn address_failed(
         &self,
         conn: u64,
         upstream: &UpstreamMetrics,
@@ -180,10 +124,7 @@ impl Observer {
         }
     }
 
-    /// Dialling failed on this machine (out of descriptors, ports or memory): not the
-    /// upstream's fault, so it is counted apart and the upstream is not backed off. `warn`:
-    /// the first such error in a while (a storm of them is one warning).
-    pub fn dial_local_error(
+    fn dial_local_error(
         &self,
         conn: u64,
         upstream: &UpstreamMetrics,
@@ -199,16 +140,7 @@ impl Observer {
         self.dial_storm_line(message, warn, conn, upstream, error);
     }
 
-    /// The upstream resolved only to the route's own listen address and was not dialled
-    /// (see `upstream/mod.rs`). `warn`: the first in a while (one per back-off, not one per
-    /// client of the storm); the client's close counts it as `reason=self_loop`.
-    pub fn self_loop(
-        &self,
-        conn: u64,
-        upstream: &UpstreamMetrics,
-        error: &dyn Display,
-        warn: bool,
-    ) {
+    fn self_loop(&self, conn: u64, upstream: &UpstreamMetrics, error: &dyn Display, warn: bool) {
         let message = if warn {
             "upstream is this route's own listen address: refusing the loop"
         } else {
@@ -217,28 +149,7 @@ impl Observer {
         self.dial_storm_line(message, warn, conn, upstream, error);
     }
 
-    /// A line about a dial that fails the same way for every client of a storm: a warning
-    /// the first time in a while, then debug lines.
-    fn dial_storm_line(
-        &self,
-        message: &str,
-        warn: bool,
-        conn: u64,
-        upstream: &UpstreamMetrics,
-        error: &dyn Display,
-    ) {
-        let fields: &[(&str, &dyn Display)] = &[
-            self.route_field(),
-            ("conn", &conn),
-            ("upstream", &upstream.upstream()),
-            ("error", error),
-        ];
-        if warn { self.log.warn(message, fields) } else { self.log.debug(message, fields) }
-    }
-
-    /// An active health check of `upstream` failed (a debug line; the change of state,
-    /// if it comes, is the warning).
-    pub fn check_failed(&self, upstream: &UpstreamMetrics, error: &dyn Display) {
+    fn check_failed(&self, upstream: &UpstreamMetrics, error: &dyn Display) {
         upstream.record_check_failure();
         self.log.debug(
             "health check failed",
@@ -246,9 +157,7 @@ impl Observer {
         );
     }
 
-    /// The health checks took `upstream` down or brought it back up, after `checks`
-    /// results in a row; `error` is the last check's, when it failed.
-    pub fn upstream_health_changed(
+    fn upstream_health_changed(
         &self,
         upstream: &UpstreamMetrics,
         up: bool,
@@ -266,14 +175,64 @@ impl Observer {
             _ => self.log.info("upstream up", fields),
         }
     }
+}
 
-    /// Every upstream failed: the connection ends without one.
-    pub fn dial_failed(&self, conn: Conn<'_>, error: &dyn Display) {
+impl Events for Observer {
+    fn route_info(&self, message: &str, fields: &[(&str, &dyn Display)]) {
+        self.log.info(message, &[&[self.route_field()], fields].concat());
+    }
+
+    fn route_warn(&self, message: &str, fields: &[(&str, &dyn Display)]) {
+        self.log.warn(message, &[&[self.route_field()], fields].concat());
+    }
+
+    fn max_connections_lowered(&self, asked: usize, capacity: &Capacity) {
+        self.route_warn(
+            "max-connections lowered to fit the process's limits",
+            &[
+                ("asked", &asked),
+                ("allowed", &capacity.connections),
+                ("limited_by", &capacity.limited_by.name()),
+                ("limit", &capacity.limit),
+            ],
+        );
+    }
+
+    fn limit_reached(&self, max_connections: usize) {
+        self.metrics.record_limit_reached();
+        self.route_warn(
+            "connection limit reached, pausing accept",
+            &[("max_connections", &max_connections)],
+        );
+    }
+
+    fn waited_at_limit(&self, waited: Duration) {
+        self.metrics.add_limit_wait(waited);
+    }
+
+    fn limit_cleared(&self, lasted: Duration, held: u64) {
+        self.route_warn(
+            "connection limit cleared, accepting again",
+            &[("waited_ms", &lasted.as_millis()), ("held", &held)],
+        );
+    }
+
+    fn narrates(&self) -> bool {
+        self.explain.is_on()
+    }
+
+    fn accepted(&self, conn: Conn<'_>) {
+        self.metrics.record_accepted();
+        self.log
+            .debug("accepted", &[self.route_field(), ("conn", &conn.id), ("client", conn.client)]);
+        self.explain.accepted(conn.id, conn.client);
+    }
+
+    fn dial_failed(&self, conn: Conn<'_>, error: &dyn Display) {
         self.explain.dial_failed(conn.id, error);
     }
 
-    /// This connection's own upstream connection is made.
-    pub fn dialled(&self, conn: Conn<'_>, upstream: Option<&Address>) {
+    fn dialled(&self, conn: Conn<'_>, upstream: Option<&Address>) {
         // A socket that reset at once no longer knows its peer: `-` then.
         let upstream: &dyn Display = match upstream {
             Some(upstream) => upstream,
@@ -286,68 +245,53 @@ impl Observer {
         self.explain.dialled(conn.id, upstream);
     }
 
-    /// The PROXY protocol header could not be sent to the fresh upstream connection.
-    pub fn proxy_header_failed(&self, conn: Conn<'_>, error: &io::Error) {
+    fn proxy_header_failed(&self, conn: Conn<'_>, error: &io::Error) {
         self.log.warn(
             "cannot send the PROXY header",
             &[self.route_field(), ("conn", &conn.id), ("error", error)],
         );
     }
 
-    /// The client's PROXY protocol header was read (`accept-proxy`): from now on the
-    /// connection's client is the address it carries, and `via` the load balancer's.
-    pub fn proxy_header_read(&self, conn: Conn<'_>, via: &Address) {
+    fn proxy_header_read(&self, conn: Conn<'_>, via: &Address) {
         self.log.debug(
             "PROXY header read",
             &[self.route_field(), ("conn", &conn.id), ("client", conn.client), ("via", via)],
         );
     }
 
-    /// The listener picked this route by the server name the client's ClientHello asked
-    /// for (`-` when it named none, or was no TLS at all).
-    pub fn routed_by_name(&self, conn: Conn<'_>, name: Option<&str>) {
+    fn routed_by_name(&self, conn: Conn<'_>, name: Option<&str>) {
         let name = name.unwrap_or("-");
         let fields: &[(&str, &dyn Display)] =
             &[self.route_field(), ("conn", &conn.id), ("client", conn.client), ("sni", &name)];
         self.log.debug("routed by server name", fields);
     }
 
-    /// About to start the second thread: both copies are about to run. From now on a
-    /// scrape of `/metrics` adds this connection's `bytes` so far.
-    pub fn copies_starting(&self, conn: Conn<'_>, bytes: &Arc<LiveBytes>) {
+    fn copies_starting(&self, conn: Conn<'_>, bytes: &Arc<LiveBytes>) {
         self.metrics.track_bytes(conn.id, Arc::clone(bytes));
         self.explain.copies_starting(conn.id);
     }
 
-    /// A copy moved its first bytes.
-    pub fn first_bytes(&self, id: u64, direction: Direction, count: usize) {
+    fn first_bytes(&self, id: u64, direction: Direction, count: usize) {
         self.explain.first_bytes(id, direction, count);
     }
 
-    /// A copy's source said EOF; the relay half-closes the other socket next.
-    pub fn eof(&self, id: u64, direction: Direction) {
+    fn eof(&self, id: u64, direction: Direction) {
         self.explain.eof(id, direction);
     }
 
-    /// A copy ended because the relay had closed both sockets itself (`reason`), not at
-    /// an EOF from its peer.
-    pub fn woken_by_close(&self, id: u64, direction: Direction, reason: CloseReason) {
+    fn woken_by_close(&self, id: u64, direction: Direction, reason: CloseReason) {
         self.explain.woken_by_close(id, direction, reason);
     }
 
-    /// A copy failed; the relay closes both sockets.
-    pub fn copy_failed(&self, id: u64, direction: Direction, error: &io::Error) {
+    fn copy_failed(&self, id: u64, direction: Direction, error: &io::Error) {
         self.explain.copy_failed(id, direction, error);
     }
 
-    /// The idle or half-close timer expired.
-    pub fn timer_expired(&self, id: u64, reason: CloseReason) {
+    fn timer_expired(&self, id: u64, reason: CloseReason) {
         self.explain.timer_expired(id, reason);
     }
 
-    /// The connection is over, however it ended: its one `connection closed` line, its
-    /// counted close and bytes. Called exactly once per [`accepted`](Observer::accepted).
-    pub fn closed(&self, conn: Conn<'_>, ending: &Ending<'_>) {
+    fn closed(&self, conn: Conn<'_>, ending: &Ending<'_>) {
         let Ending { reason, error, upstream, bytes: (to_upstream, to_client), started } = *ending;
         // Counted before the line is written: whoever reads the line finds the count.
         // The copy loops count in the connection's own counters, which a scrape sums while
@@ -387,9 +331,5 @@ impl Observer {
         } else {
             self.log.info("connection closed", fields);
         }
-    }
-
-    fn route_field(&self) -> (&'static str, &dyn Display) {
-        ("route", &self.route)
     }
 }

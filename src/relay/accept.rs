@@ -13,13 +13,13 @@ use crate::net::address::Address;
 use crate::net::inherited;
 use crate::net::stream::{self, Listener};
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::observe::Observer;
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
 use crate::relay::current::CurrentRoute;
+use crate::relay::events::Events;
 use crate::relay::handle_conn::{self, ReportPanic};
 use crate::relay::preface::{self, Refusal, permits, preface_then_relay};
-use crate::relay::route::{Route, ServerNames};
+use crate::relay::route::{Route, ServerNames, Watch};
 use crate::relay::server_names;
 use crate::settings::config::Config;
 
@@ -36,17 +36,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Binds the listening socket (Go: `net.Listen("tcp", addr)`), or the Unix domain socket
-    /// of [`Config::listen_unix`] (Go: `net.Listen("unix", path)`).
-    ///
-    /// # Errors
-    /// `InvalidInput` naming the setting if [`Config::validate`] refuses the config; else
-    /// the OS error, with the address in its message, if the address cannot be bound
-    /// (in use, not a local address, permission denied for a low port or a directory).
-    pub fn bind(config: Config) -> io::Result<Relay> {
+    /// [`Relay::bind`] (defined where the relay is wired, server/wiring.rs), with the
+    /// route's watchers built by `watch`.
+    pub(crate) fn bind_with(config: Config, watch: Watch) -> io::Result<Relay> {
         config.validate()?;
         if !config.server_names.is_empty() {
-            return Relay::bind_sharing(vec![config]); // it picks its clients by name
+            return Relay::bind_sharing(vec![config], watch); // it picks its clients by name
         }
         let wanted = config.listen_address();
         let listener = match config.listen_stdin {
@@ -60,7 +55,7 @@ impl Relay {
             Address::Tcp(addr) => *addr,
             Address::Unix(_) => config.listen,
         };
-        let route = Arc::new(Route::new(config, listen_addr));
+        let route = Arc::new(Route::new(config, listen_addr, watch));
         Ok(Relay { listener, local_addr, current: Arc::new(CurrentRoute::new(route)) })
     }
 
@@ -130,7 +125,7 @@ impl Relay {
         loop {
             // The limit of now; a reload may raise or lower it.
             let now = current.get();
-            let (observer, max_connections) = (&now.observer, now.max_connections);
+            let (observer, max_connections) = (&*now.observer, now.max_connections);
             // At the limit, stop accepting: new clients wait in the kernel's backlog.
             if connections.is_full(max_connections) {
                 if at_limit.is_none() {
@@ -169,7 +164,7 @@ impl Relay {
                     // The settings of now for this client: a reload may have replaced them
                     // while `accept` waited.
                     let route = &current.get();
-                    backoff.succeeded(&route.observer);
+                    backoff.succeeded(&*route.observer);
                     let connection = Connection::new(next_id(), client, client_addr, &route.config);
                     admit(route, connection);
                 }
@@ -282,7 +277,7 @@ impl Relay {
     ///
     /// # Errors
     /// As [`Relay::bind`], for the first route or any other.
-    pub(crate) fn bind_sharing(mut configs: Vec<Config>) -> io::Result<Relay> {
+    pub(crate) fn bind_sharing(mut configs: Vec<Config>, watch: Watch) -> io::Result<Relay> {
         for config in &configs {
             config.validate()?;
         }
@@ -291,7 +286,7 @@ impl Relay {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
         };
         let unnamed = Config { server_names: Vec::new(), ..first.clone() };
-        let Relay { listener, local_addr, current } = Relay::bind(unnamed)?;
+        let Relay { listener, local_addr, current } = Relay::bind_with(unnamed, watch)?;
         let bound = current.get();
         // Built again beside the others, so that its label too names its server names and
         // the real port.
@@ -385,14 +380,14 @@ impl AcceptBackoff {
     /// Write the warning at most this often.
     const LOG_EVERY: Duration = Duration::from_secs(10);
 
-    fn succeeded(&mut self, observer: &Observer) {
+    fn succeeded(&mut self, observer: &dyn Events) {
         if std::mem::take(&mut self.warned_this_run) {
             observer.route_warn("accept recovered", &[]);
         }
         self.pause = Duration::ZERO;
     }
 
-    fn failed(&mut self, error: &io::Error, observer: &Observer) {
+    fn failed(&mut self, error: &io::Error, observer: &dyn Events) {
         if is_about_one_client(error) {
             return;
         }

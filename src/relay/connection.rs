@@ -18,9 +18,9 @@ use crate::counter::Counter;
 use crate::lock::lock;
 use crate::net::address::Address;
 use crate::net::stream::Stream;
-use crate::ops::metrics::LiveBytes;
-use crate::ops::observe::{Conn, Observer};
 use crate::outcome::CloseReason;
+use crate::relay::events::{Conn, Events};
+use crate::relay::live_bytes::LiveBytes;
 use crate::relay::timers::Timers;
 use crate::settings::config::Config;
 
@@ -170,7 +170,7 @@ impl Connection {
     /// closes the connection and returns the error that ends this copy. If someone else
     /// closed it, returns that error too: on Unix the `shutdown` already woke this thread,
     /// but on Windows this tick is how it learns (see [`crate::relay::timers::CLOSE_CHECK`]).
-    pub fn check_timers(&self, observer: &Observer) -> io::Result<()> {
+    pub fn check_timers(&self, observer: &dyn Events) -> io::Result<()> {
         if self.lock_fault().is_some() {
             return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the relay"));
         }

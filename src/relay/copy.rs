@@ -18,9 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::net::stream::Stream;
-use crate::ops::observe::Observer;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
+use crate::relay::events::Events;
 
 /// Copies `src` → `dst` until EOF or an error, then half-closes or closes, and returns the
 /// bytes delivered. Go's `copyThenCloseWrite(dst, src)`:
@@ -47,7 +47,7 @@ pub fn copy_then_close_write(
     src: &Stream,
     direction: Direction,
     connection: &Connection,
-    observer: &Observer,
+    observer: &dyn Events,
     buffer_size: usize,
 ) -> u64 {
     let _close_on_panic = CloseOnPanic(connection);
@@ -226,7 +226,7 @@ impl Drop for CloseOnPanic<'_> {
 pub struct Source<'a> {
     stream: &'a Stream,
     connection: &'a Connection,
-    observer: &'a Observer,
+    observer: &'a dyn Events,
     direction: Direction,
     /// Whether `--explain` still has to tell this copy's first bytes (false when it is off,
     /// so the hot path pays one `bool` test).
@@ -247,7 +247,7 @@ impl<'a> Source<'a> {
         stream: &'a Stream,
         connection: &'a Connection,
         direction: Direction,
-        observer: &'a Observer,
+        observer: &'a dyn Events,
     ) -> Source<'a> {
         let first_bytes_untold = observer.narrates();
         Source {
@@ -342,7 +342,7 @@ pub struct Sink<'a> {
     stream: &'a Stream,
     connection: &'a Connection,
     direction: Direction,
-    observer: &'a Observer,
+    observer: &'a dyn Events,
     /// Bytes the kernel accepted so far.
     pub bytes: u64,
     /// Whether a write failed (as opposed to a read on the other side).
@@ -356,7 +356,7 @@ impl<'a> Sink<'a> {
         stream: &'a Stream,
         connection: &'a Connection,
         direction: Direction,
-        observer: &'a Observer,
+        observer: &'a dyn Events,
     ) -> Sink<'a> {
         Sink { stream, connection, direction, observer, bytes: 0, write_failed: false }
     }

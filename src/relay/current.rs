@@ -127,7 +127,7 @@ fn start_checks_of_one(route: &Arc<Route>) -> Option<HealthChecks> {
     let timeout = health::check_timeout(every, route.config.connect_timeout);
     let checked = Arc::clone(route);
     let started = HealthChecks::start(route.upstreams.len(), move |share, stop| {
-        health::run(&checked.upstreams, &checked.observer, share, every, timeout, stop);
+        health::run(&checked.upstreams, share, every, timeout, stop);
     });
     match started {
         Ok(checks) => Some(checks),

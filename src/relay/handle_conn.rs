@@ -31,8 +31,8 @@
 //! connection (the goroutine runtime does the same for Go). A parked thread cannot borrow
 //! this function's locals, so the Connection is shared by an `Arc` and the wait is a
 //! channel, where a scoped thread would need neither (docs/go-to-rust.md). Everything the
-//! log, `--explain` and the metrics hear goes through the route's
-//! [`Observer`](crate::ops::observe::Observer), one call per event.
+//! route's watchers hear goes through its [`Events`](crate::relay::events::Events), one
+//! call per event; which watchers those are is decided in server/wiring.rs.
 
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -43,10 +43,10 @@ use crate::limits::threads::{ThreadLife, ThreadRole};
 use crate::net::address::Address;
 use crate::net::proxy_protocol::{self, ProxyVersion};
 use crate::net::stream::Stream;
-use crate::ops::observe::Ending;
 use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
 use crate::relay::copy::{CloseOnPanic, copy_then_close_write};
+use crate::relay::events::Ending;
 use crate::relay::route::Route;
 
 /// Relays one accepted client until both directions are done, then reports how it ended.
@@ -54,12 +54,12 @@ use crate::relay::route::Route;
 /// This runs on the connection's first thread. It returns when both copies have ended; the
 /// sockets are closed afterwards, when the last owner of the [`Connection`] drops it.
 pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
-    let observer = &route.observer;
+    let observer = &*route.observer;
     let _ = conn.client.set_nodelay(true);
 
     // c, err := net.Dial("tcp", upstream): our *own* upstream connection, never a shared one.
     // `_live` counts this connection in its upstream's open connections until we return.
-    let (up, _live) = match route.upstreams.dial(route.config.connect_timeout, observer, conn.id) {
+    let (up, _live) = match route.upstreams.dial(route.config.connect_timeout, conn.id) {
         Ok(dialled) => dialled,
         Err(error) => {
             observer.dial_failed(conn.conn(), &error);
@@ -119,7 +119,7 @@ fn second_thread(conn: &Connection, route: &Route) -> u64 {
         &conn.client,
         Direction::ClientToUpstream,
         conn,
-        &route.observer,
+        &*route.observer,
         buffer_size,
     )
 }

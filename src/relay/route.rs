@@ -1,31 +1,33 @@
 //! One route at run time: what its accept loop shares with every connection thread and with
-//! the [`StopHandle`](crate::relay::StopHandle)s: the settings, the log, the open connections,
+//! the [`StopHandle`](crate::relay::StopHandle)s: the settings, the watchers, the open connections,
 //! the upstreams, the counters and the thread pool.
 
 use std::fmt::Display;
 use std::sync::Arc;
 
 use crate::limits::capacity::{self, Capacity, Cost};
-use crate::limits::open_connections::OpenConnections;
 use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
 use crate::net::address::Address;
-use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::observe::Observer;
 use crate::relay::copy;
+use crate::relay::events::Events;
+use crate::relay::open_connections::OpenConnections;
 use crate::settings::config::Config;
-use crate::teach::explain::Explain;
 use crate::upstream::Upstreams;
 use crate::upstream::dial::DialRoom;
+use crate::upstream::events::UpstreamEvents;
 
 /// What the accept loop shares with every connection thread and with
 /// [`StopHandle`](crate::relay::StopHandle)s.
 #[derive(Debug)]
 pub struct Route {
     pub config: Config,
-    /// Where the route's log lines, `--explain` narration and counters go.
-    pub observer: Observer,
+    /// Where the route's events go (the log, `--explain`, the counters: the core does not
+    /// know which).
+    pub observer: Arc<dyn Events>,
+    /// What built those two, kept to build them again for the next generation.
+    pub watch: Watch,
     pub connections: Arc<OpenConnections>,
     /// The route's upstreams, and which of them are backing off after a failed connect.
     pub upstreams: Upstreams,
@@ -59,13 +61,26 @@ pub struct ServerNames {
     pub others: Vec<Arc<Route>>,
 }
 
+/// Builds a route's watchers from its settings and counters. Whoever runs the relay passes
+/// it in (server/wiring.rs); the core only calls what it returns.
+pub type Watch = fn(&Config, &Arc<RouteMetrics>) -> Watchers;
+
+/// Where a route's events go: its own, and its upstreams'.
+#[derive(Debug)]
+pub struct Watchers {
+    /// The route's and its connections' events.
+    pub events: Arc<dyn Events>,
+    /// Its upstreams' failures and health changes.
+    pub upstream: Arc<dyn UpstreamEvents>,
+}
+
 impl Route {
     /// A route's first generation, as [`Relay::bind`](crate::Relay::bind) makes it for the
-    /// listener bound at `listen_addr`.
-    pub fn new(config: Config, listen_addr: Address) -> Route {
+    /// listener bound at `listen_addr`, watched by what `watch` builds.
+    pub fn new(config: Config, listen_addr: Address, watch: Watch) -> Route {
         let label = label(&listen_addr, &config, false);
         let metrics = Arc::new(RouteMetrics::with_upstreams(label, config.upstreams()));
-        Route::with_shared(config, listen_addr, metrics, Arc::default(), None)
+        Route::with_shared(config, listen_addr, metrics, Arc::default(), None, watch)
     }
 
     /// The next generation of this route after a reload: `config`'s settings for the
@@ -88,7 +103,14 @@ impl Route {
         let threads = same_threads.then(|| Arc::clone(&self.threads));
         let connections = Arc::clone(&self.connections);
         let metrics = Arc::clone(&self.metrics);
-        Route::with_shared(config, self.listen_addr.clone(), metrics, connections, threads)
+        Route::with_shared(
+            config,
+            self.listen_addr.clone(),
+            metrics,
+            connections,
+            threads,
+            self.watch,
+        )
     }
 
     /// A route on its own listener: its capacity and thread pool worked out from `config`
@@ -99,6 +121,7 @@ impl Route {
         metrics: Arc<RouteMetrics>,
         connections: Arc<OpenConnections>,
         threads: Option<Arc<ThreadPool>>,
+        watch: Watch,
     ) -> Route {
         let capacity = process_capacity(&config);
         let max_connections = config.max_connections.min(capacity.connections);
@@ -112,7 +135,7 @@ impl Route {
             ))
         });
         let shared = Shared { connections, threads, capacity, max_connections };
-        Route::assemble(config, listen_addr, metrics, shared)
+        Route::assemble(config, listen_addr, metrics, shared, watch)
     }
 
     /// A route sharing `listener`'s socket, open connections, thread pool and limits
@@ -124,33 +147,32 @@ impl Route {
             capacity: listener.capacity,
             max_connections: listener.max_connections,
         };
-        Route::assemble(config, listener.listen_addr.clone(), metrics, shared)
+        Route::assemble(config, listener.listen_addr.clone(), metrics, shared, listener.watch)
     }
 
-    /// The one place a [`Route`] is put together: its log, `--explain` and upstreams from
-    /// `config`, labelled as `metrics` is, beside what it shares with its listener.
+    /// The one place a [`Route`] is put together: its watchers (what `watch` builds from
+    /// `config` and `metrics`) and upstreams, beside what it shares with its listener.
     fn assemble(
         config: Config,
         listen_addr: Address,
         metrics: Arc<RouteMetrics>,
         shared: Shared,
+        watch: Watch,
     ) -> Route {
-        let label = metrics.route();
         let Shared { connections, threads, capacity, max_connections } = shared;
+        let watchers = watch(&config, &metrics);
         Route {
-            observer: Observer::new(
-                Log::for_route(config.log_level, &label),
-                Explain::new(config.explain),
-                Arc::clone(&metrics),
-            ),
+            observer: watchers.events,
+            watch,
             upstreams: Upstreams::new(
                 &config,
-                &metrics,
+                &metrics.upstreams(),
                 match listen_addr {
                     Address::Tcp(addr) => Some(addr),
                     Address::Unix(_) => None,
                 },
                 DialRoom::of(&capacity),
+                watchers.upstream,
             ),
             metrics,
             max_connections,

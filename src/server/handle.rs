@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ops::admin::Steer;
 use crate::ops::metrics::RouteMetrics;
 use crate::server::routes::Routes;
 
@@ -102,5 +103,40 @@ impl ServerHandle {
     /// of its upstreams with its state, one line each: what `GET /status` answers.
     pub fn status(&self) -> String {
         self.routes.status()
+    }
+}
+
+/// The admin endpoint steers the server through this handle.
+impl Steer for ServerHandle {
+    fn metrics(&self) -> Vec<Arc<RouteMetrics>> {
+        ServerHandle::metrics(self)
+    }
+
+    fn reloads(&self) -> (u64, u64) {
+        ServerHandle::reloads(self)
+    }
+
+    fn is_draining(&self) -> bool {
+        ServerHandle::is_draining(self)
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        ServerHandle::drain_timeout(self)
+    }
+
+    fn drain_grace(&self) -> Duration {
+        ServerHandle::drain_grace(self)
+    }
+
+    fn drain(&self) {
+        ServerHandle::drain(self);
+    }
+
+    fn status(&self) -> String {
+        ServerHandle::status(self)
+    }
+
+    fn reload(&self) -> Result<String, String> {
+        ServerHandle::reload(self)
     }
 }

@@ -37,6 +37,7 @@ pub(crate) mod pid_file;
 mod reload;
 pub(crate) mod routes;
 mod watch;
+mod wiring;
 
 use std::io;
 use std::net::SocketAddr;
@@ -91,7 +92,7 @@ impl Server {
         for group in &groups {
             let configs: Vec<Config> =
                 group.iter().map(|&route| config.routes[route].clone()).collect();
-            let relay = bind_listener(&configs)?;
+            let relay = wiring::bind_listener(&configs)?;
             for (&route, metrics) in group.iter().zip(relay.all_metrics()) {
                 listener_of[route] = relays.len();
                 by_route[route] = Some(metrics);
@@ -180,20 +181,6 @@ impl Server {
             admin.stop_and_join();
             started.and(served)
         })
-    }
-}
-
-/// Binds the listener of one group of routes (see `listener_groups`): a route's own, or
-/// one shared by routes that differ by `sni=`.
-///
-/// # Errors
-/// As [`Relay::bind`]; `InvalidInput` for an empty group.
-fn bind_listener(configs: &[Config]) -> io::Result<Relay> {
-    match configs {
-        [] => Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind")),
-        // A group without sni= is one route on a listener of its own.
-        [config] if config.server_names.is_empty() => Relay::bind(config.clone()),
-        _ => Relay::bind_sharing(configs.to_vec()),
     }
 }
 

@@ -18,7 +18,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::settings::untrusted_paths::{open_regular_file, unpredictable_name};
+use crate::untrusted_paths::{self, open_regular_file, unpredictable_name};
 
 /// The largest pid file read: a number and a newline.
 const MAX_PID_FILE_BYTES: u64 = 64;
@@ -36,7 +36,7 @@ pub(crate) struct PidFile {
 /// A message naming the file and the process.
 pub(crate) fn check(path: &Path) -> Result<(), String> {
     let Some(pid) = read_trusted_pid(path) else { return Ok(()) };
-    if pid != std::process::id() && is_tcprelay(pid) {
+    if pid != std::process::id() && untrusted_paths::is_tcprelay(pid) {
         return Err(format!(
             "pid-file {} names process {pid}, a tcprelay that is still running; stop it first \
              (tcprelay drain), or give this one another pid-file",
@@ -98,7 +98,7 @@ fn read_trusted_pid(path: &Path) -> Option<u32> {
     {
         use std::os::unix::fs::MetadataExt;
         let owner = metadata.uid();
-        let relay_uid = crate::settings::untrusted_paths::effective_uid();
+        let relay_uid = crate::untrusted_paths::effective_uid();
         if relay_uid.is_some_and(|relay| owner != 0 && owner != relay) {
             return None;
         }
@@ -108,20 +108,4 @@ fn read_trusted_pid(path: &Path) -> Option<u32> {
     let mut text = String::new();
     file.take(MAX_PID_FILE_BYTES).read_to_string(&mut text).ok()?;
     text.trim().parse().ok()
-}
-
-/// Whether process `pid` is a tcprelay, by `/proc` (Linux). Without /proc (Windows, macOS,
-/// the BSDs) never: every pid file is stale there, said rather than left to a failed read
-/// (under wine the path would name the Linux host's processes).
-pub(crate) fn is_tcprelay(pid: u32) -> bool {
-    if !cfg!(any(target_os = "linux", target_os = "android")) {
-        return false;
-    }
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let comm = fs::read_to_string(proc.join("comm")).unwrap_or_default();
-    let argv0 = fs::read(proc.join("cmdline")).unwrap_or_default();
-    let argv0 = argv0.split(|&b| b == 0).next().unwrap_or_default();
-    let program = Path::new(std::str::from_utf8(argv0).unwrap_or_default()).file_name();
-    let named = |name: &str| name.starts_with("tcprelay");
-    named(comm.trim()) || program.and_then(|p| p.to_str()).is_some_and(named)
 }

@@ -35,6 +35,7 @@ use crate::net::address::Address;
 use crate::ops::log::{self, Log};
 use crate::server::admin_endpoint::AdminEndpoint;
 use crate::server::routes::{Next, Routes};
+use crate::server::wiring;
 use crate::server::{ConfigFile, ServerConfig};
 use crate::settings::config::{Config, listener_groups};
 use crate::settings::{self, Field, SETTINGS, Value, file};
@@ -142,7 +143,7 @@ impl Reloader {
                 None => {
                     // Bound now, before anything changes; dropped (closed) if the reload
                     // is refused after all.
-                    let relay = super::bind_listener(&configs).map_err(|error| {
+                    let relay = wiring::bind_listener(&configs).map_err(|error| {
                         let first = &parsed.routes[groups[index][0]];
                         parsed.error_at(&first.listen, error.to_string()).to_string()
                     })?;

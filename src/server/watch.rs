@@ -13,7 +13,7 @@
 //! reload logs its outcome). A refused file is not tried again until it changes again. A
 //! file that cannot be read at a tick (mid-swap) is looked at again at the next one.
 
-use crate::settings::untrusted_paths::open_regular_file;
+use crate::untrusted_paths::open_regular_file;
 use std::fs;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Read;

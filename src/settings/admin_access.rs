@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::settings::Error;
-use crate::settings::untrusted_paths::open_regular_file;
+use crate::untrusted_paths::open_regular_file;
 
 /// The mode a Unix admin socket is created with by default: only the relay's own user (and
 /// root) may connect. `--admin-socket-mode` changes it, e.g. to `0660` for a group.
@@ -71,7 +71,7 @@ fn check_token_file_access(file: &Path, metadata: &std::fs::Metadata) -> Result<
         )));
     }
     let owner = metadata.uid();
-    match crate::settings::untrusted_paths::effective_uid() {
+    match crate::untrusted_paths::effective_uid() {
         Some(relay) if owner != 0 && owner != relay => Err(Error::value(format!(
             "{shown} is owned by uid {owner}, who could change the token; it must be owned \
              by root or by the relay's user (uid {relay})"

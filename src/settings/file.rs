@@ -32,10 +32,10 @@ use crate::net::address::UNIX_PREFIX;
 use crate::settings::address;
 use crate::settings::config::Config;
 use crate::settings::server_config::ServerConfig;
-use crate::settings::untrusted_paths::open_regular_file;
 use crate::settings::{
     self, Error, ErrorKind, Location, SETTINGS, Scope, Setting, Value, spelling,
 };
+use crate::untrusted_paths::open_regular_file;
 
 /// The largest config file read: 1 MiB, a thousand times a big real one. Anything larger
 /// is refused before it is read, so a mistaken `--config /dev/zero` cannot eat the memory.

@@ -47,7 +47,6 @@ mod man_page;
 pub mod server_config;
 pub(crate) mod spelling;
 pub mod units;
-pub(crate) mod untrusted_paths;
 
 pub use error::{Error, ErrorKind, Location};
 

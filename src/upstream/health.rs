@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use super::Upstreams;
 use crate::lock::lock;
-use crate::ops::observe::Observer;
 
 /// Failed checks in a row that take an up upstream down.
 pub const FAILURES_TO_GO_DOWN: u32 = 3;
@@ -94,15 +93,15 @@ impl Streak {
 
 /// Checks the upstreams numbered `share` every `every`, each within `timeout`, one after
 /// the other, until `stop` is signalled. Reports each failed check and each change of state
-/// to `observer`.
+/// to the route's events.
 pub fn run(
     upstreams: &Upstreams,
-    observer: &Observer,
     share: &[usize],
     every: Duration,
     timeout: Duration,
     stop: &StopSignal,
 ) {
+    let observer = &*upstreams.events;
     let mut streaks = vec![Streak::default(); share.len()];
     loop {
         let round = Instant::now();

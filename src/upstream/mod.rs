@@ -39,7 +39,9 @@
 //! a *local* error: logged as such and counted apart, never counted against the upstream
 //! nor backing it off, since the upstream was never reached.
 
+pub mod counts;
 pub mod dial;
+pub mod events;
 pub mod health;
 
 use std::net::SocketAddr;
@@ -50,10 +52,9 @@ use std::time::{Duration, Instant};
 use crate::lock::lock;
 use crate::net::address::UNIX_PREFIX;
 use crate::net::stream::Stream;
-use crate::ops::metrics::{RouteMetrics, UpstreamMetrics};
-use crate::ops::observe::Observer;
-use crate::settings::config::Config;
-use crate::settings::config::Policy;
+use crate::settings::config::{Config, Policy};
+use crate::upstream::counts::UpstreamMetrics;
+use crate::upstream::events::UpstreamEvents;
 use dial::{DialError, DialRoom, Resolver};
 
 /// At most this many failed addresses of one upstream are remembered; a name with more
@@ -79,6 +80,8 @@ pub struct Upstreams {
     listen: Option<SocketAddr>,
     /// How much room the process has for dial attempts on threads of their own.
     room: DialRoom,
+    /// Where failures, back-offs and health changes are told.
+    events: Arc<dyn UpstreamEvents>,
 }
 
 /// One upstream address, its back-off, and its counters.
@@ -148,15 +151,16 @@ impl Drop for LiveConnection<'_> {
 }
 
 impl Upstreams {
-    /// The upstreams of `config`, none backing off, counting in `metrics` (made by
-    /// [`RouteMetrics::with_upstreams`] from the same list; a missing entry gets counters
-    /// of its own that nobody scrapes), for the route listening at `listen`, whose dials run
-    /// attempts on threads of their own as `room` allows.
+    /// The upstreams of `config`, none backing off, counting in `counts` (the route's
+    /// metrics made them from the same list; a missing entry gets counts of its own that
+    /// nobody scrapes), for the route listening at `listen`, whose dials run attempts on
+    /// threads of their own as `room` allows, telling `events` what fails.
     pub fn new(
         config: &Config,
-        metrics: &RouteMetrics,
+        counts: &[Arc<UpstreamMetrics>],
         listen: Option<SocketAddr>,
         room: DialRoom,
+        events: Arc<dyn UpstreamEvents>,
     ) -> Upstreams {
         let upstreams = config
             .upstreams()
@@ -165,7 +169,7 @@ impl Upstreams {
                 address: address.to_string(),
                 backing_off_until: Mutex::new(None),
                 failed_addresses: Mutex::new(Vec::new()),
-                metrics: match metrics.upstreams().get(index) {
+                metrics: match counts.get(index) {
                     Some(counters) if counters.upstream() == address => Arc::clone(counters),
                     _ => Arc::new(UpstreamMetrics::new(address)),
                 },
@@ -182,6 +186,7 @@ impl Upstreams {
             self_loop_warned: Mutex::new(None),
             listen,
             room,
+            events,
         }
     }
 
@@ -218,7 +223,7 @@ impl Upstreams {
     }
 
     /// Dials the upstreams in this client's order until one connects, giving each attempt
-    /// the whole `timeout`. Each failure is reported to `observer` (counted; an upstream or
+    /// the whole `timeout`. Each failure is reported to the route's events (counted; an upstream or
     /// address that starts backing off is logged once, not once per client). A local error
     /// (see [`DialError::is_local`]) ends the dial at once: every other upstream would fail
     /// the same way, and none of them is to blame.
@@ -228,13 +233,13 @@ impl Upstreams {
     pub fn dial(
         &self,
         timeout: Duration,
-        observer: &Observer,
         conn: u64,
     ) -> Result<(Stream, LiveConnection<'_>), DialError> {
+        let observer = &*self.events;
         let mut last_error = None;
         for index in self.order() {
             let upstream = &self.upstreams[index];
-            match self.dial_upstream(upstream, timeout, observer, conn) {
+            match self.dial_upstream(upstream, timeout, conn) {
                 Ok(stream) => {
                     *lock(&upstream.backing_off_until) = None;
                     if !self.checked {
@@ -288,9 +293,9 @@ impl Upstreams {
         &self,
         upstream: &Upstream,
         timeout: Duration,
-        observer: &Observer,
         conn: u64,
     ) -> Result<Stream, DialError> {
+        let observer = &*self.events;
         let address = &upstream.address;
         if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
             return dial::dial_unix(address, std::path::Path::new(path));
@@ -416,8 +421,16 @@ mod tests {
             policy,
             ..Config::default()
         };
-        let metrics = RouteMetrics::with_upstreams("test", config.upstreams());
-        Upstreams::new(&config, &metrics, None, DialRoom { attempts: 8, connections: usize::MAX })
+        // No counts given: each upstream gets counts of its own.
+        let metrics = Arc::new(crate::ops::metrics::RouteMetrics::new("test"));
+        let events = Arc::new(crate::ops::observe::Observer::for_route(&config, metrics));
+        Upstreams::new(
+            &config,
+            &[],
+            None,
+            DialRoom { attempts: 8, connections: usize::MAX },
+            events,
+        )
     }
 
     fn back_off(upstreams: &Upstreams, index: usize) {

@@ -113,6 +113,23 @@ pub(crate) fn effective_uid() -> Option<u32> {
     uids.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Whether process `pid` is a tcprelay, by `/proc` (Linux): what a pid file names is only
+/// believed while it is one (a stale or planted file names some other process, or none). Without /proc (Windows, macOS,
+/// the BSDs) never: every pid file is stale there, said rather than left to a failed read
+/// (under wine the path would name the Linux host's processes).
+pub(crate) fn is_tcprelay(pid: u32) -> bool {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return false;
+    }
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
+    let argv0 = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+    let argv0 = argv0.split(|&b| b == 0).next().unwrap_or_default();
+    let program = Path::new(std::str::from_utf8(argv0).unwrap_or_default()).file_name();
+    let named = |name: &str| name.starts_with("tcprelay");
+    named(comm.trim()) || program.and_then(|p| p.to_str()).is_some_and(named)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
