@@ -74,6 +74,7 @@ fn serve(config: ServerConfig) -> ExitCode {
         eprintln!("tcprelay: warning: {warning}");
     }
     let log = Log::new(config.log_level());
+    let to_sinks = config.log_output.replaces_stderr();
     // Under `ulimit -v`, glibc's malloc arenas would take most of the address space: start
     // again with one arena (docs/operations.md, "Sizing under memory limits"). Returns only
     // when that was not needed or failed; then the connection cap counts every arena.
@@ -86,8 +87,7 @@ fn serve(config: ServerConfig) -> ExitCode {
     let pid_path = config.pid_file.clone();
     if let Some(path) = &pid_path {
         if let Err(refused) = pid_file::check(path) {
-            eprintln!("tcprelay: {refused}");
-            return ExitCode::FAILURE;
+            return fatal(&refused, &log, to_sinks);
         }
     }
     let result = Server::bind(config).and_then(|server| {
@@ -112,17 +112,34 @@ fn serve(config: ServerConfig) -> ExitCode {
         warn_if_init(&log);
         server.serve()
     });
-    // The log is written by its own thread, which the process does not wait for: give it a
-    // moment to write the last lines (`stopped`, the suppressed-line counts). A stuck
-    // stderr delays the exit by this much at most.
-    log::flush(EXIT_FLUSH_TIMEOUT);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("tcprelay: {error}");
-            ExitCode::FAILURE
+        Ok(()) => {
+            flush_before_exit();
+            ExitCode::SUCCESS
         }
+        Err(error) => fatal(&error, &log, to_sinks),
     }
+}
+
+/// Says why the relay cannot go on and exits with 1: `tcprelay: ERROR` on stderr, and, when
+/// the log goes to a file or syslog (`to_sinks`), the same message as an `error` line there
+/// too. Where the log has its own sink, init often keeps no stderr (BusyBox
+/// `start-stop-daemon -b` puts it on /dev/null, procd drops it without `stderr 1`), so a
+/// port that cannot be bound would otherwise leave no trace at all.
+fn fatal(error: &dyn std::fmt::Display, log: &Log, to_sinks: bool) -> ExitCode {
+    eprintln!("tcprelay: {error}");
+    if to_sinks {
+        log.error(&error.to_string(), &[]);
+    }
+    flush_before_exit();
+    ExitCode::FAILURE
+}
+
+/// The log is written by its own thread, which the process does not wait for: give it a
+/// moment to write the last lines (`stopped`, a fatal error, the suppressed-line counts). A
+/// stuck sink delays the exit by [`EXIT_FLUSH_TIMEOUT`] at most.
+fn flush_before_exit() {
+    log::flush(EXIT_FLUSH_TIMEOUT);
 }
 
 /// As a PID namespace's init (a container's first process, without `docker run --init`),
