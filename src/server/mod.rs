@@ -45,14 +45,16 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use crate::limits::capacity::{Binding, Capacity};
+use crate::limits::capacity::{self, Binding, Capacity};
 use crate::net::address::Address;
+use crate::ops::admin;
 pub use crate::ops::admin::{AdminAccess, AdminToken};
 use crate::ops::log::{Log, LogLevel};
 use crate::ops::log_output::LogOutput;
 use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::Relay;
 use crate::settings::config::Config;
+use crate::upstream::health;
 use admin_endpoint::AdminEndpoint;
 pub use handle::ServerHandle;
 use reload::Reloader;
@@ -153,6 +155,7 @@ impl Server {
     /// first address that cannot be bound, named in the error; nothing is left bound.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         config.validate().map_err(|c| io::Error::new(io::ErrorKind::InvalidInput, c.message))?;
+        capacity::set_reserve(thread_reserve(&config));
         let log = Log::new(config.log_level());
         let groups = crate::settings::config::listener_groups(&config.routes);
         let mut listener_of = vec![0; config.routes.len()];
@@ -270,6 +273,30 @@ fn bind_listener(configs: &[Config]) -> io::Result<Relay> {
 /// The start-up line that says how many connections the process can hold, every route
 /// together, and which OS limit set that (see docs/operations.md, "Sizing under memory
 /// limits").
+/// The threads `config` adds besides connections, in their worst case, for every route's
+/// cap to leave out (see [`capacity::Reserve`]): each route's health-check threads twice
+/// over, as the checks a reload replaced may still be in a check beside the new ones (see
+/// upstream/health.rs), and the admin endpoint's accept loop with its handlers, up to
+/// twice [`admin::MAX_HANDLERS`] alive at once (see ops/admin.rs).
+pub(crate) fn thread_reserve(config: &ServerConfig) -> capacity::Reserve {
+    let health_check_threads: u64 = config
+        .routes
+        .iter()
+        .filter(|route| !route.health_check.is_zero())
+        .map(|route| 2 * route.upstreams().count().min(health::MAX_CHECK_THREADS) as u64)
+        .sum();
+    let admin_threads = match config.admin {
+        Some(_) => 1 + 2 * admin::MAX_HANDLERS as u64,
+        None => 0,
+    };
+    capacity::Reserve {
+        health_check_threads,
+        admin_threads,
+        stacks: health_check_threads * health::CHECK_STACK_SIZE as u64
+            + admin_threads * admin::HANDLER_STACK_SIZE as u64,
+    }
+}
+
 fn log_capacity(log: &Log, capacity: Capacity) {
     let Capacity { connections, limited_by, limit, cost, .. } = capacity;
     let cap: &dyn std::fmt::Display =

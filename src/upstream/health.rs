@@ -48,7 +48,7 @@ pub const MAX_CHECK_THREADS: usize = 8;
 
 /// The stack of a checking thread: it resolves a name and connects, as a connection's
 /// first thread does with its default 64 KiB.
-const CHECK_STACK_SIZE: usize = 64 * 1024;
+pub const CHECK_STACK_SIZE: usize = 64 * 1024;
 
 /// How long one check may take: the interval `every`, or the route's connect timeout if
 /// that is shorter (a client would not wait longer either). HAProxy bounds a check by its
