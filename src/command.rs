@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use crate::limits::arenas;
 use crate::net::address::Address;
 use crate::ops::admin_client;
-use crate::ops::log::{self, Log};
+use crate::ops::log::{self, Log, LogLevel};
 use crate::server::pid_file::{self, PidFile};
 use crate::server::{Server, ServerConfig};
 use crate::settings::cli::{self, Command};
@@ -25,7 +25,8 @@ use crate::upstream;
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // A panic (a bug) must not write stderr from a connection thread: see src/ops/log.rs.
     log::send_panics_to_the_log();
-    match cli::parse(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    match cli::parse(args.iter().cloned()) {
         Ok(Command::Run(server)) => serve(server),
         Ok(Command::Check(server)) => {
             if names_self_loops(&server) {
@@ -57,6 +58,13 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Err(error) => {
             eprintln!("tcprelay: {error}\nTry 'tcprelay --help' for more information.");
+            // A config file refused at start, under an init that keeps no stderr: the log
+            // sinks the command line names get the refusal too.
+            if let Some(sinks) = cli::log_sinks_named(&args) {
+                if log::set_output(&sinks).is_ok() {
+                    fatal_to_sinks(&error, &Log::new(LogLevel::Error));
+                }
+            }
             ExitCode::from(2)
         }
     }
@@ -129,10 +137,17 @@ fn serve(config: ServerConfig) -> ExitCode {
 fn fatal(error: &dyn std::fmt::Display, log: &Log, to_sinks: bool) -> ExitCode {
     eprintln!("tcprelay: {error}");
     if to_sinks {
-        log.error(&error.to_string(), &[]);
+        fatal_to_sinks(error, log);
+    } else {
+        flush_before_exit();
     }
-    flush_before_exit();
     ExitCode::FAILURE
+}
+
+/// Logs `error` as an `error` line and waits (bounded) until it is written.
+fn fatal_to_sinks(error: &dyn std::fmt::Display, log: &Log) {
+    log.error(&error.to_string(), &[]);
+    flush_before_exit();
 }
 
 /// The log is written by its own thread, which the process does not wait for: give it a

@@ -301,6 +301,32 @@ fn a_port_already_in_use_is_reported_in_the_log_file_and_to_syslog() {
     assert!(line.contains(&port), "{line:?}");
 }
 
+/// As BusyBox's recipe starts it (`--syslog` on the command line, the routes in a config
+/// file, stderr on /dev/null), a config file refused at start exits with 2, and its error,
+/// file, line and column, reaches syslog as an `error` line.
+#[test]
+fn a_config_file_refused_at_start_is_reported_to_the_syslog_the_command_line_names() {
+    let syslogd = TestSyslogd::bind("fatal-config");
+    let file =
+        ConfigFile::new("refused-at-start.conf", "route 127.0.0.1:0 -> 127.0.0.1:9 polcy=first\n");
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["--config", file.arg(), "--syslog", &syslogd.arg])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tcprelay");
+    assert!(eventually(|| matches!(relay.try_wait(), Ok(Some(_)))), "it did not exit");
+    assert_eq!(relay.wait().expect("reap tcprelay").code(), Some(2));
+
+    let datagram = syslogd.receive();
+    let (priority, rest) = priority_and_rest(&datagram);
+    assert_eq!(priority, 3 * 8 + 3, "daemon.err: {datagram:?}");
+    let at = format!("{}:1:", file.arg());
+    assert!(rest.contains("level=error msg=") && rest.contains(&at), "{rest:?}");
+    assert!(rest.contains("polcy"), "the offending word is named: {rest:?}");
+}
+
 /// Syslog over UDP to 127.0.0.1: the same datagrams, with this host's name in the header as
 /// RFC 3164 wants it over the network.
 #[test]
