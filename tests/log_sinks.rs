@@ -266,6 +266,20 @@ fn syslog_over_a_unix_socket_gets_rfc3164_datagrams() {
     assert!(relay.log_lines().is_empty(), "stderr: {:#?}", relay.log_lines());
 }
 
+/// Runs `tcprelay ARGS` as BusyBox's `start-stop-daemon -b` does, stdin, stdout and stderr
+/// on /dev/null, and returns its exit code once it has exited by itself (bounded).
+fn exit_code_detached(args: &[&str]) -> Option<i32> {
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tcprelay");
+    assert!(eventually(|| matches!(relay.try_wait(), Ok(Some(_)))), "it did not exit");
+    relay.wait().expect("reap tcprelay").code()
+}
+
 /// Started as BusyBox's `start-stop-daemon -b` starts it (stdin, stdout and stderr on
 /// /dev/null), a relay whose port is taken exits with 1, and why is in its log file and in
 /// syslog as an `error` line: before, `tcprelay: cannot bind ...` went to stderr alone, and
@@ -277,16 +291,10 @@ fn a_port_already_in_use_is_reported_in_the_log_file_and_to_syslog() {
     let syslogd = TestSyslogd::bind("fatal-syslog");
     let dir = ScratchDir::new("fatal-log-file");
     let log_path = dir.join("tcprelay.log");
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
-        .args(["-l", &port, "-u", &refusing_addr().to_string(), "--syslog", &syslogd.arg])
-        .args(["--log-file", log_path.to_str().expect("a UTF-8 path")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tcprelay");
-    assert!(eventually(|| matches!(relay.try_wait(), Ok(Some(_)))), "it did not exit");
-    assert_eq!(relay.wait().expect("reap tcprelay").code(), Some(1));
+    let upstream = refusing_addr().to_string();
+    let log_arg = log_path.to_str().expect("a UTF-8 path");
+    let args = ["-l", &port, "-u", &upstream, "--syslog", &syslogd.arg, "--log-file", log_arg];
+    assert_eq!(exit_code_detached(&args), Some(1));
 
     let datagram = syslogd.receive();
     let (priority, rest) = priority_and_rest(&datagram);
@@ -309,15 +317,7 @@ fn a_config_file_refused_at_start_is_reported_to_the_syslog_the_command_line_nam
     let syslogd = TestSyslogd::bind("fatal-config");
     let file =
         ConfigFile::new("refused-at-start.conf", "route 127.0.0.1:0 -> 127.0.0.1:9 polcy=first\n");
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
-        .args(["--config", file.arg(), "--syslog", &syslogd.arg])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tcprelay");
-    assert!(eventually(|| matches!(relay.try_wait(), Ok(Some(_)))), "it did not exit");
-    assert_eq!(relay.wait().expect("reap tcprelay").code(), Some(2));
+    assert_eq!(exit_code_detached(&["--config", file.arg(), "--syslog", &syslogd.arg]), Some(2));
 
     let datagram = syslogd.receive();
     let (priority, rest) = priority_and_rest(&datagram);
