@@ -19,6 +19,7 @@ use crate::server::pid_file::{self, PidFile};
 use crate::server::{Server, ServerConfig};
 use crate::settings::admin_access::AdminToken;
 use crate::settings::cli::{self, Command};
+use crate::settings::logging::LogLevel;
 use crate::teach::demo;
 use crate::upstream;
 
@@ -26,14 +27,13 @@ use crate::upstream;
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // A panic (a bug) must not write stderr from a connection thread: see src/ops/log.rs.
     log::send_panics_to_the_log();
-    let mut args = args.into_iter().peekable();
+    let args: Vec<OsString> = args.into_iter().collect();
     // `tcprelay reload|drain|status|reopen-logs ...` asks a running relay, with its own flags.
-    let first_word = args.peek().and_then(|word| word.to_str());
+    let first_word = args.first().and_then(|word| word.to_str());
     if let Some(action) = first_word.and_then(admin_client::Action::from_word) {
-        args.next();
-        return ask_admin(action, args);
+        return ask_admin(action, args.into_iter().skip(1));
     }
-    match cli::parse(args) {
+    match cli::parse(args.iter().cloned()) {
         Ok(Command::Run(server)) => serve(server),
         Ok(Command::Check(server)) => {
             if names_self_loops(&server) {
@@ -58,7 +58,17 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             print!("{}", cli::version());
             ExitCode::SUCCESS
         }
-        Err(error) => usage_error(&error),
+        Err(error) => {
+            let code = usage_error(&error);
+            // A config file refused at start, under an init that keeps no stderr: the log
+            // sinks the command line names get the refusal too.
+            if let Some(sinks) = cli::log_sinks_named(&args) {
+                if log::set_output(&sinks).is_ok() {
+                    fatal_to_sinks(&error, &Log::new(LogLevel::Error));
+                }
+            }
+            code
+        }
     }
 }
 
@@ -93,6 +103,7 @@ fn serve(config: ServerConfig) -> ExitCode {
         eprintln!("tcprelay: warning: {warning}");
     }
     let log = Log::new(config.log_level());
+    let to_sinks = config.log_output.replaces_stderr();
     // Under `ulimit -v`, glibc's malloc arenas would take most of the address space: start
     // again with one arena (docs/operations.md, "Sizing under memory limits"). Returns only
     // when that was not needed or failed; then the connection cap counts every arena.
@@ -105,8 +116,7 @@ fn serve(config: ServerConfig) -> ExitCode {
     let pid_path = config.pid_file.clone();
     if let Some(path) = &pid_path {
         if let Err(refused) = pid_file::check(path) {
-            eprintln!("tcprelay: {refused}");
-            return ExitCode::FAILURE;
+            return fatal(&refused, &log, to_sinks);
         }
     }
     // Said after the start-up lines below, which scripts and tests read first.
@@ -136,17 +146,41 @@ fn serve(config: ServerConfig) -> ExitCode {
         }
         server.serve()
     });
-    // The log is written by its own thread, which the process does not wait for: give it a
-    // moment to write the last lines (`stopped`, the suppressed-line counts). A stuck
-    // stderr delays the exit by this much at most.
-    log::flush(EXIT_FLUSH_TIMEOUT);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("tcprelay: {error}");
-            ExitCode::FAILURE
+        Ok(()) => {
+            flush_before_exit();
+            ExitCode::SUCCESS
         }
+        Err(error) => fatal(&error, &log, to_sinks),
     }
+}
+
+/// Says why the relay cannot go on and exits with 1: `tcprelay: ERROR` on stderr, and, when
+/// the log goes to a file or syslog (`to_sinks`), the same message as an `error` line there
+/// too. Where the log has its own sink, init often keeps no stderr (BusyBox
+/// `start-stop-daemon -b` puts it on /dev/null, procd drops it without `stderr 1`), so a
+/// port that cannot be bound would otherwise leave no trace at all.
+fn fatal(error: &dyn std::fmt::Display, log: &Log, to_sinks: bool) -> ExitCode {
+    eprintln!("tcprelay: {error}");
+    if to_sinks {
+        fatal_to_sinks(error, log);
+    } else {
+        flush_before_exit();
+    }
+    ExitCode::FAILURE
+}
+
+/// Logs `error` as an `error` line and waits (bounded) until it is written.
+fn fatal_to_sinks(error: &dyn std::fmt::Display, log: &Log) {
+    log.error(&error.to_string(), &[]);
+    flush_before_exit();
+}
+
+/// The log is written by its own thread, which the process does not wait for: give it a
+/// moment to write the last lines (`stopped`, a fatal error, the suppressed-line counts). A
+/// stuck sink delays the exit by [`EXIT_FLUSH_TIMEOUT`] at most.
+fn flush_before_exit() {
+    log::flush(EXIT_FLUSH_TIMEOUT);
 }
 
 /// As a PID namespace's init (a container's first process, without `docker run --init`),

@@ -114,6 +114,38 @@ fn a_reload_does_not_wait_for_a_health_check_in_progress_and_says_what_it_did() 
     assert_eq!(echo_through(relay.addr, b"after the reload"), b"after the reload");
 }
 
+#[test]
+fn a_drain_with_no_connection_left_does_not_wait_for_a_health_check_in_progress() {
+    let live = Upstream::echo();
+    let blackhole = Blackhole::on("127.0.0.1");
+    // A check of the blackhole gives up after 120 s (the interval and the connect timeout),
+    // twelve times the bound `wait_for_exit` gives the relay to exit.
+    let file = ConfigFile::new(
+        "drain-during-check.conf",
+        &format!(
+            "admin 127.0.0.1:0\ndrain-timeout 60s\nlog-level debug\n{}",
+            route_line(
+                &[live.addr.to_string(), blackhole.addr.to_string()],
+                "name=web connect-timeout=120s health-check=120s"
+            )
+        ),
+    );
+    let mut relay = RelayProcess::start_routes(&["--config", file.arg()], 1, true);
+    // Both upstreams' checks start together, each on its own thread: once the live one has
+    // been checked, the blackhole's is under way, and it cannot end for 120 s.
+    assert!(eventually(|| live.accepted() >= 1), "the live upstream was never checked");
+
+    let (status, _) = http_post(relay.admin.expect("an admin endpoint"), "/drain");
+    assert_eq!(status, 200);
+    // No connection to wait for: the relay stops and exits while the check is in progress
+    // (before the fix the accept loop joined the checking thread: 120 s).
+    assert_eq!(relay.wait_for_exit(), Some(0), "the relay waited for the check");
+    let log = relay.kill_and_collect_log();
+    assert!(log.iter().any(|line| line.contains("msg=stopped")), "{log:#?}");
+    // The check never ended, so it never reported (at debug level): the exit came first.
+    assert!(!log.iter().any(|line| line.contains("health check failed")), "{log:#?}");
+}
+
 /// A client that asks for `/metrics` and reads the answer slowly, 16 KiB every 50 ms,
 /// as a scraper on a slow link would, until told to stop.
 struct SlowReader {

@@ -174,6 +174,50 @@ fn routes_share_one_process_wide_cap() {
     }));
 }
 
+/// The threads of health checks and of the admin endpoint count against the cap: with
+/// `ulimit -n 256`, eight routes each checking eight blackholed upstreams (64 checks in
+/// progress, a socket each, for 60 s) and an admin endpoint, a ninth route holds every
+/// connection the cap allows, and each is served. Before, the cap left them out (116
+/// connections, beside the checks' 64 sockets): the 84th client was closed unserved, its
+/// upstream dial refused with `EMFILE` (`connect_failed`).
+#[test]
+fn health_check_and_admin_threads_are_kept_out_of_the_cap() {
+    let blackholes: Vec<Blackhole> = (0..8).map(|_| Blackhole::on("127.0.0.1")).collect();
+    let dead: Vec<String> = blackholes.iter().map(|b| b.addr.to_string()).collect();
+    let upstream = Upstream::echo();
+    let mut config =
+        format!("admin 127.0.0.1:0\nroute 127.0.0.1:0 -> {} name=plain\n", upstream.addr);
+    for n in 0..8 {
+        let checked = format!("name=checked{n} health-check=60s connect-timeout=60s");
+        config.push_str(&format!("route 127.0.0.1:0 -> {} {checked}\n", dead.join(" ")));
+    }
+    let file = ConfigFile::new("checked-routes.conf", &config);
+    let relay = RelayProcess::start_with_ulimit("-n 256", &["--config", file.arg()], 9, true);
+    let (cap, limited_by) = relay.connection_cap();
+    assert_eq!(limited_by, "RLIMIT_NOFILE");
+    let lowered = relay.log_line_with("max-connections lowered");
+    assert!(lowered.contains("health_check_threads=128 admin_threads=33"), "{lowered}");
+    // Every check is in progress: 64 sockets to the blackholes, beside the listeners.
+    assert!(eventually(|| relay.open_fds().len() >= 64 + 10), "the checks never started");
+
+    // The plain route holds every connection the cap allows, and each one is served.
+    let held: Vec<TcpStream> = (0..cap)
+        .map(|n| {
+            let client = connect(relay.routes[0]);
+            assert_eq!(
+                echo(&client, b'p').unwrap_or_else(|e| panic!("client {n} of {cap}: {e}")),
+                b'p'
+            );
+            client
+        })
+        .collect();
+    let (status, _) = http_get(relay.admin.expect("an admin endpoint"), "/healthz");
+    assert_eq!(status, 200, "the admin endpoint answers beside them");
+    drop(held);
+    let log = relay.kill_and_collect_log();
+    assert!(!log.iter().any(|line| line.contains("reason=connect_failed")), "{log:#?}");
+}
+
 /// A relay on 127.0.0.1 to `upstream` with `--max-connections MAX` and
 /// `--max-connections-per-client SHARE`.
 fn limited<'a>(upstream: &'a str, max: &'a str, share: &'a str) -> Vec<&'a str> {

@@ -285,6 +285,67 @@ fn syslog_over_a_unix_socket_gets_rfc3164_datagrams() {
     assert!(relay.log_lines().is_empty(), "stderr: {:#?}", relay.log_lines());
 }
 
+/// Runs `tcprelay ARGS` as BusyBox's `start-stop-daemon -b` does, stdin, stdout and stderr
+/// on /dev/null, and returns its exit code once it has exited by itself (bounded).
+fn exit_code_detached(args: &[&str]) -> Option<i32> {
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tcprelay");
+    assert!(eventually(|| matches!(relay.try_wait(), Ok(Some(_)))), "it did not exit");
+    relay.wait().expect("reap tcprelay").code()
+}
+
+/// Started as BusyBox's `start-stop-daemon -b` starts it (stdin, stdout and stderr on
+/// /dev/null), a relay whose port is taken exits with 1, and why is in its log file and in
+/// syslog as an `error` line: before, `tcprelay: cannot bind ...` went to stderr alone, and
+/// was lost.
+#[test]
+fn a_port_already_in_use_is_reported_in_the_log_file_and_to_syslog() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to take");
+    let port = taken.local_addr().expect("the taken port").to_string();
+    let syslogd = TestSyslogd::bind("fatal-syslog");
+    let dir = ScratchDir::new("fatal-log-file");
+    let log_path = dir.join("tcprelay.log");
+    let upstream = refusing_addr().to_string();
+    let log_arg = log_path.to_str().expect("a UTF-8 path");
+    let args = ["-l", &port, "-u", &upstream, "--syslog", &syslogd.arg, "--log-file", log_arg];
+    assert_eq!(exit_code_detached(&args), Some(1));
+
+    let datagram = syslogd.receive();
+    let (priority, rest) = priority_and_rest(&datagram);
+    assert_eq!(priority, 3 * 8 + 3, "daemon.err: {datagram:?}");
+    assert!(
+        rest.contains("level=error msg=\"cannot listen on") && rest.contains(&port),
+        "{rest:?}"
+    );
+    let file = std::fs::read_to_string(&log_path).expect("the log file");
+    let line = file.lines().find(|line| line.contains("level=error"));
+    let line = line.unwrap_or_else(|| panic!("no error line in the log file: {file:?}"));
+    assert!(line.contains(&port), "{line:?}");
+}
+
+/// As BusyBox's recipe starts it (`--syslog` on the command line, the routes in a config
+/// file, stderr on /dev/null), a config file refused at start exits with 2, and its error,
+/// file, line and column, reaches syslog as an `error` line.
+#[test]
+fn a_config_file_refused_at_start_is_reported_to_the_syslog_the_command_line_names() {
+    let syslogd = TestSyslogd::bind("fatal-config");
+    let file =
+        ConfigFile::new("refused-at-start.conf", "route 127.0.0.1:0 -> 127.0.0.1:9 polcy=first\n");
+    assert_eq!(exit_code_detached(&["--config", file.arg(), "--syslog", &syslogd.arg]), Some(2));
+
+    let datagram = syslogd.receive();
+    let (priority, rest) = priority_and_rest(&datagram);
+    assert_eq!(priority, 3 * 8 + 3, "daemon.err: {datagram:?}");
+    let at = format!("{}:1:", file.arg());
+    assert!(rest.contains("level=error msg=") && rest.contains(&at), "{rest:?}");
+    assert!(rest.contains("polcy"), "the offending word is named: {rest:?}");
+}
+
 /// Syslog over UDP to 127.0.0.1: the same datagrams, with this host's name in the header as
 /// RFC 3164 wants it over the network.
 #[test]

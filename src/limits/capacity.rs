@@ -55,11 +55,12 @@ const RESIDENT_PER_CONNECTION: u64 = 64 * KIB;
 /// 16 KiB on aarch64 in the `libc` crate std uses.
 const MIN_SIGNAL_STACK: u64 = 16 * KIB;
 
-/// Threads the process has besides its connection threads, and their stacks: the admin
-/// endpoint's and the main thread with std's default 2 MiB, and one accept loop per route
-/// with 256 KiB (`server.rs`), eight routes' worth.
+/// Threads the process always has besides its connection threads, and their stacks: the
+/// main thread with std's default 2 MiB, the log writer with 64 KiB (`ops/log.rs`), and one
+/// accept loop per route with 256 KiB (`server/routes.rs`), eight routes' worth. Health
+/// checks and the admin endpoint come on top, as the settings ask: see [`Reserve`].
 const OTHER_THREADS: u64 = 10;
-const OTHER_THREAD_STACKS: u64 = 2 * 2 * MIB + 8 * 256 * KIB;
+const OTHER_THREAD_STACKS: u64 = 2 * MIB + 64 * KIB + 8 * 256 * KIB;
 /// At most this many finished connection threads wait for the next connection, in the
 /// whole process (see `threads.rs`), fewer when the process is small (see [`fit`]): each
 /// still holds its stack.
@@ -79,6 +80,42 @@ fn slack(limit: u64) -> u64 {
 const SPARE_DESCRIPTORS: u64 = 16;
 /// Maps kept free besides the connections': code, libraries, the other threads.
 const SPARE_MAPS: u64 = 1_000;
+
+/// The threads the settings add besides connections, in their worst case, kept out of the
+/// cap so that every thread the relay makes is counted: the health checks' (up to 8 per
+/// route) and the admin endpoint's (its accept loop and its handlers). Each holds a stack,
+/// its guard page and signal stack, and at most one socket (a check's, a handler's client).
+/// The server sets it before it builds its routes, at start and on every reload
+/// ([`set_reserve`]); a route bound alone through the library reserves nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reserve {
+    /// `tcprelay-health` threads, every route together.
+    pub health_check_threads: u64,
+    /// The admin endpoint's threads.
+    pub admin_threads: u64,
+    /// Their stacks together, in bytes.
+    pub stacks: u64,
+}
+
+impl Reserve {
+    /// The threads reserved.
+    pub fn threads(&self) -> u64 {
+        self.health_check_threads + self.admin_threads
+    }
+}
+
+static RESERVE: std::sync::Mutex<Reserve> =
+    std::sync::Mutex::new(Reserve { health_check_threads: 0, admin_threads: 0, stacks: 0 });
+
+/// Makes `reserve` what every route's cap computed from now on leaves out (see [`Reserve`]).
+pub fn set_reserve(reserve: Reserve) {
+    *crate::lock::lock(&RESERVE) = reserve;
+}
+
+/// What [`set_reserve`] last set.
+pub fn reserve() -> Reserve {
+    *crate::lock::lock(&RESERVE)
+}
 
 /// What one connection costs the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +236,8 @@ pub struct Capacity {
     /// process: a quarter of the connections, up to 128. Each also takes half a connection's
     /// share of the cap while it runs (see [`OpenCount::take_dial_attempt`]).
     pub dial_attempts: usize,
+    /// The threads kept out of the cap for health checks and the admin endpoint.
+    pub reserved: Reserve,
 }
 
 /// How many connections of `cost` fit under the limits of `snapshot`, besides what the
@@ -208,19 +247,21 @@ pub struct Capacity {
 /// Parked threads get room for at most a quarter of the connections' threads (up to 128):
 /// a relay squeezed into a few megabytes keeps its room for connections, and simply
 /// creates threads more often.
-pub fn fit(snapshot: &Snapshot, cost: &Cost) -> Capacity {
-    let without_parked = fit_with_parked(snapshot, cost, 0);
+pub fn fit(snapshot: &Snapshot, cost: &Cost, reserved: Reserve) -> Capacity {
+    let without_parked = fit_with_parked(snapshot, cost, reserved, 0);
     let parked = (without_parked.connections as u64 / 2).min(MAX_PARKED_THREADS);
-    let capacity = fit_with_parked(snapshot, cost, parked);
+    let capacity = fit_with_parked(snapshot, cost, reserved, parked);
     let dial_attempts = (capacity.connections / 4).min(MAX_DIAL_ATTEMPTS);
     Capacity { max_parked: parked as usize, dial_attempts, ..capacity }
 }
 
-fn fit_with_parked(snapshot: &Snapshot, cost: &Cost, parked: u64) -> Capacity {
+fn fit_with_parked(snapshot: &Snapshot, cost: &Cost, reserved: Reserve, parked: u64) -> Capacity {
     let signal_stack = round_up_to_page(snapshot.signal_stack) + PAGE;
-    let other_threads = OTHER_THREAD_STACKS + OTHER_THREADS * (PAGE + signal_stack);
+    let others = OTHER_THREADS + reserved.threads();
+    let other_threads = OTHER_THREAD_STACKS + reserved.stacks + others * (PAGE + signal_stack);
     let threads_memory = other_threads + parked * cost.per_thread();
-    let thread_reserve = OTHER_THREADS + parked;
+    let thread_reserve = others + parked;
+    let descriptor_reserve = SPARE_DESCRIPTORS + reserved.threads();
     let candidates = [
         (
             Binding::AddressSpace,
@@ -230,7 +271,7 @@ fn fit_with_parked(snapshot: &Snapshot, cost: &Cost, parked: u64) -> Capacity {
         ),
         (Binding::Commit, snapshot.commit, threads_memory, cost.address_space),
         (Binding::Memory, snapshot.memory, 0, cost.resident),
-        (Binding::Descriptors, snapshot.descriptors, SPARE_DESCRIPTORS, cost.descriptors),
+        (Binding::Descriptors, snapshot.descriptors, descriptor_reserve, cost.descriptors),
         (Binding::Threads, snapshot.threads, thread_reserve, cost.threads),
         (Binding::Maps, snapshot.maps, SPARE_MAPS + 4 * thread_reserve, cost.maps),
     ];
@@ -241,6 +282,7 @@ fn fit_with_parked(snapshot: &Snapshot, cost: &Cost, parked: u64) -> Capacity {
         cost: *cost,
         max_parked: 0,
         dial_attempts: 0,
+        reserved,
     };
     for (binding, limit, reserve, each) in candidates {
         let Some((limit, used)) = limit else { continue };
@@ -456,23 +498,39 @@ Max address space         409600000            unlimited            bytes
     #[test]
     fn the_smallest_limit_wins_and_says_which() {
         let cost = Cost::of(64 * 1024, 0, 16 * 1024);
-        let none = fit(&Snapshot::default(), &cost);
+        let none = fit(&Snapshot::default(), &cost, Reserve::default());
         assert_eq!((none.connections, none.limited_by), (usize::MAX, Binding::None));
 
         let maps = Snapshot { maps: Some((65_530, 0)), ..Snapshot::default() };
         // (65,530 - 1,000 spare - 4 maps * (10 other threads + 128 parked)) / 9
-        assert_eq!(fit(&maps, &cost).connections, 7_108);
-        assert_eq!(fit(&maps, &cost).max_parked, 128);
-        assert_eq!(fit(&maps, &cost).limited_by, Binding::Maps);
+        assert_eq!(fit(&maps, &cost, Reserve::default()).connections, 7_108);
+        assert_eq!(fit(&maps, &cost, Reserve::default()).max_parked, 128);
+        assert_eq!(fit(&maps, &cost, Reserve::default()).limited_by, Binding::Maps);
 
         let descriptors = Snapshot { descriptors: Some((1024, 4)), ..maps.clone() };
-        assert_eq!(fit(&descriptors, &cost).connections, (1024 - 4 - 16) / 2);
-        assert_eq!(fit(&descriptors, &cost).limited_by, Binding::Descriptors);
+        assert_eq!(fit(&descriptors, &cost, Reserve::default()).connections, (1024 - 4 - 16) / 2);
+        assert_eq!(fit(&descriptors, &cost, Reserve::default()).limited_by, Binding::Descriptors);
 
         let address_space = Snapshot { address_space: Some((400_000 * KIB, 6 * MIB)), ..maps };
-        let capacity = fit(&address_space, &cost);
+        let capacity = fit(&address_space, &cost, Reserve::default());
         assert_eq!(capacity.limited_by, Binding::AddressSpace);
         assert!((300..2_000).contains(&capacity.connections), "{capacity:?}");
+    }
+
+    #[test]
+    fn reserved_threads_take_their_stacks_and_a_descriptor_each_from_the_cap() {
+        let cost = Cost::of(64 * 1024, 0, 16 * 1024);
+        let reserve = Reserve { health_check_threads: 16, admin_threads: 33, stacks: 9 * MIB };
+        let descriptors = Snapshot { descriptors: Some((1024, 4)), ..Snapshot::default() };
+        let capacity = fit(&descriptors, &cost, reserve);
+        assert_eq!(capacity.connections, (1024 - 4 - 16 - 49) / 2);
+        assert_eq!(capacity.reserved, reserve, "kept for the max-connections lowered line");
+        let address_space =
+            Snapshot { address_space: Some((100_000 * KIB, 6 * MIB)), ..Snapshot::default() };
+        let without = fit(&address_space, &cost, Reserve::default()).connections;
+        let with = fit(&address_space, &cost, reserve).connections;
+        // 9 MiB of stacks and 49 guard pages and signal stacks: about 60 connections' worth.
+        assert!((50..80).contains(&(without - with)), "{without} then {with}");
     }
 
     #[test]
@@ -480,7 +538,7 @@ Max address space         409600000            unlimited            bytes
         let cost = Cost::of(64 * 1024, 0, 16 * 1024);
         let snapshot =
             Snapshot { address_space: Some((20_000 * KIB, 6 * MIB)), ..Snapshot::default() };
-        let capacity = fit(&snapshot, &cost);
+        let capacity = fit(&snapshot, &cost, Reserve::default());
         assert!((5..40).contains(&capacity.connections), "{capacity:?}");
         assert!(capacity.max_parked < capacity.connections, "{capacity:?}");
     }
@@ -493,7 +551,11 @@ Max address space         409600000            unlimited            bytes
             arena_reserve: 16 * 64 * MIB,
             ..Snapshot::default()
         };
-        assert_eq!(fit(&snapshot, &cost).connections, 1, "never 0: one client can still pass");
+        assert_eq!(
+            fit(&snapshot, &cost, Reserve::default()).connections,
+            1,
+            "never 0: one client can still pass"
+        );
     }
 
     #[test]
@@ -525,10 +587,10 @@ Max address space         409600000            unlimited            bytes
     fn dial_attempts_are_a_quarter_of_the_connections_up_to_128() {
         let cost = Cost::of(64 * 1024, 0, 16 * 1024);
         let descriptors = Snapshot { descriptors: Some((1024, 4)), ..Snapshot::default() };
-        let capacity = fit(&descriptors, &cost);
+        let capacity = fit(&descriptors, &cost, Reserve::default());
         assert_eq!(capacity.connections, (1024 - 4 - 16) / 2, "no room taken from connections");
         assert_eq!(capacity.dial_attempts, capacity.connections / 4);
-        assert_eq!(fit(&Snapshot::default(), &cost).dial_attempts, 128);
+        assert_eq!(fit(&Snapshot::default(), &cost, Reserve::default()).dial_attempts, 128);
     }
 
     #[test]
@@ -543,7 +605,7 @@ Max address space         409600000            unlimited            bytes
             let limits = [limits.as_slice(), &[snapshot.descriptors, snapshot.threads]].concat();
             assert!(limits.iter().all(Option::is_none) && snapshot.maps.is_none(), "{snapshot:?}");
             let cost = Cost::of(64 * 1024, 8 * 1024, snapshot.signal_stack);
-            assert_eq!(fit(&snapshot, &cost).limited_by, Binding::None);
+            assert_eq!(fit(&snapshot, &cost, Reserve::default()).limited_by, Binding::None);
         }
         assert!(snapshot.signal_stack >= MIN_SIGNAL_STACK);
     }

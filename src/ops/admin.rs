@@ -71,7 +71,7 @@ pub const MAX_HANDLERS: usize = 16;
 pub const MAX_LONG_ANSWERS: usize = MAX_HANDLERS - 4;
 
 /// The stack of an admin handler thread: rendering `/metrics` is a few `format!` calls.
-const HANDLER_STACK_SIZE: usize = 256 * 1024;
+pub const HANDLER_STACK_SIZE: usize = 256 * 1024;
 
 /// How long a new client waits, at most, for the threads of shut-down connections to leave
 /// when twice [`MAX_HANDLERS`] are still alive, before it is answered `503`. They leave in

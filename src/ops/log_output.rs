@@ -51,6 +51,11 @@ use crate::settings::logging::{LogOutput, SyslogAddress};
 use crate::untrusted_paths::O_NONBLOCK;
 
 impl LogOutput {
+    /// Whether the lines go somewhere other than stderr: a file, syslog or both.
+    pub fn replaces_stderr(&self) -> bool {
+        self.file.is_some() || self.syslog.is_some()
+    }
+
     /// What to tell the operator at start about a sink that will lose every line until
     /// something changes: a `unix:` syslog path with no socket there (no `syslogd` running
     /// yet, or another path). Not refused: a daemon started later is found then, since every
@@ -93,7 +98,7 @@ impl Sinks {
     pub(crate) fn open(output: &LogOutput) -> io::Result<Sinks> {
         let file = output.file.as_deref().map(open_log_file).transpose()?;
         let syslog = output.syslog.as_ref().map(Syslog::open).transpose()?;
-        Ok(Sinks { stderr: file.is_none() && syslog.is_none(), file, syslog })
+        Ok(Sinks { stderr: !output.replaces_stderr(), file, syslog })
     }
 
     /// Puts `file` in place of the log file (after a `reopen-logs`); the old one is closed.

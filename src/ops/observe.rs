@@ -186,16 +186,23 @@ impl Events for Observer {
         self.log.warn(message, &[&[self.route_field()], fields].concat());
     }
 
+    /// With the threads of health checks and of the admin endpoint kept out of the cap,
+    /// named when there are any.
     fn max_connections_lowered(&self, asked: usize, capacity: &Capacity) {
-        self.route_warn(
-            "max-connections lowered to fit the process's limits",
-            &[
-                ("asked", &asked),
-                ("allowed", &capacity.connections),
-                ("limited_by", &capacity.limited_by.name()),
-                ("limit", &capacity.limit),
-            ],
-        );
+        let (reserved, limited_by) = (capacity.reserved, capacity.limited_by.name());
+        let mut fields: Vec<(&str, &dyn Display)> = vec![
+            ("asked", &asked),
+            ("allowed", &capacity.connections),
+            ("limited_by", &limited_by),
+            ("limit", &capacity.limit),
+        ];
+        if reserved.health_check_threads > 0 {
+            fields.push(("health_check_threads", &reserved.health_check_threads));
+        }
+        if reserved.admin_threads > 0 {
+            fields.push(("admin_threads", &reserved.admin_threads));
+        }
+        self.route_warn("max-connections lowered to fit the process's limits", &fields);
     }
 
     fn limit_reached(&self, max_connections: usize) {

@@ -175,8 +175,8 @@ impl Relay {
         // they can try elsewhere, instead of waiting in the backlog for the whole drain.
         drop(listener);
         // New clients are gone, so the checks' verdicts are of no more use: told to stop now,
-        // they have usually left by the time the drain ends, and are joined then.
-        let health_checks = current.stop_serving();
+        // they are not waited for (a check in progress may take its whole timeout).
+        current.stop_serving();
         let last = current.get();
         let open = connections.open_count();
         if open > 0 {
@@ -187,7 +187,6 @@ impl Relay {
         connections.close_all();
         connections.wait_until_empty();
         last.threads.release_parked();
-        drop(health_checks);
         last.observer.route_info("stopped", &[("listen", listen_addr)]);
         Ok(())
     }

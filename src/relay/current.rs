@@ -9,8 +9,8 @@
 //!
 //! The health checks belong to a generation (they check its upstreams, and those of the
 //! routes sharing its listener by `sni=`, at its interval): a reload tells the old
-//! generation's checks to stop and starts the new one's, without waiting for a check in
-//! progress (see upstream/health.rs); the old ones are joined once they have left.
+//! generation's checks to stop and starts the new one's, and the end of the accept loop
+//! tells them to stop too; neither waits for a check in progress (see upstream/health.rs).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -33,8 +33,6 @@ struct Health {
     serving: bool,
     /// The current generation's checks: its own, and those of each route sharing it.
     checks: Vec<HealthChecks>,
-    /// Checks a reload told to stop, until they have left and are joined.
-    stopped: Vec<HealthChecks>,
 }
 
 impl CurrentRoute {
@@ -67,17 +65,9 @@ impl CurrentRoute {
         }
         let mut health = self.lock_health();
         if health.serving {
-            let old = std::mem::replace(&mut health.checks, start_health_checks(&new));
-            old.iter().for_each(HealthChecks::stop);
-            health.stopped.extend(old);
+            // The old checks are told to stop as they are dropped.
+            health.checks = start_health_checks(&new);
         }
-        // Those that have left are joined now (at once); the others at the next reload, or
-        // when the accept loop ends.
-        let (finished, running) =
-            std::mem::take(&mut health.stopped).into_iter().partition(HealthChecks::is_finished);
-        health.stopped = running;
-        drop(health);
-        drop::<Vec<HealthChecks>>(finished);
     }
 
     /// The accept loop starts: the current generation's health checks start too.
@@ -89,16 +79,11 @@ impl CurrentRoute {
     }
 
     /// The accept loop has ended: tells every health check to stop, without waiting for
-    /// one in progress. The checks are joined when the returned value is dropped, which the
-    /// accept loop does once its connections have drained.
-    #[must_use = "dropping the checks joins them"]
-    pub fn stop_serving(&self) -> Vec<HealthChecks> {
+    /// one in progress (see upstream/health.rs).
+    pub fn stop_serving(&self) {
         let mut health = self.lock_health();
         health.serving = false;
-        let mut stopped = std::mem::take(&mut health.checks);
-        stopped.append(&mut health.stopped);
-        stopped.iter().for_each(HealthChecks::stop);
-        stopped
+        health.checks.clear(); // dropped: told to stop
     }
 
     fn lock_route(&self) -> MutexGuard<'_, Arc<Route>> {

@@ -235,5 +235,6 @@ fn process_capacity(config: &Config) -> Capacity {
     if let Some(limit) = tightest {
         copy::limit_buffer_budget(limit / 32);
     }
-    capacity::fit(snapshot, &Cost::of(config.stack_size, copy::SMALL_BUFFER, snapshot.signal_stack))
+    let cost = Cost::of(config.stack_size, copy::SMALL_BUFFER, snapshot.signal_stack);
+    capacity::fit(snapshot, &cost, capacity::reserve())
 }

@@ -46,7 +46,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use crate::limits::capacity::{Binding, Capacity};
+use crate::limits::capacity::{self, Binding, Capacity};
 use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
@@ -84,6 +84,7 @@ impl Server {
     /// first address that cannot be bound, named in the error; nothing is left bound.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
         config.validate()?;
+        capacity::set_reserve(wiring::thread_reserve(&config));
         let log = Log::new(config.log_level());
         let groups = crate::settings::config::listener_groups(&config.routes);
         let mut listener_of = vec![0; config.routes.len()];

@@ -121,6 +121,8 @@ impl Reloader {
             .collect::<Vec<_>>();
         let parsed = file::load(&self.file.path).map_err(|error| error.to_string())?;
         let server = parsed.server_config(&overrides).map_err(|error| error.to_string())?;
+        // The caps of the routes this reload builds leave out the threads it asks for.
+        crate::limits::capacity::set_reserve(wiring::thread_reserve(&server));
         let running = self.routes.configs().ok_or("the relay is draining")?;
         // One entry per listener, as at start: a route alone, or routes that share it by sni=.
         let groups = listener_groups(&server.routes);

@@ -7,11 +7,15 @@
 use std::io;
 use std::sync::Arc;
 
+use crate::limits::capacity::Reserve;
+use crate::ops::admin;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::relay::accept::Relay;
 use crate::relay::route::Watchers;
 use crate::settings::config::Config;
+use crate::settings::server_config::ServerConfig;
+use crate::upstream::health;
 
 /// A route's watchers: one [`Observer`] for its own events and its upstreams'.
 pub(crate) fn watch(config: &Config, metrics: &Arc<RouteMetrics>) -> Watchers {
@@ -43,5 +47,29 @@ pub(crate) fn bind_listener(configs: &[Config]) -> io::Result<Relay> {
         // A group without sni= is one route on a listener of its own.
         [config] if config.server_names.is_empty() => Relay::bind(config.clone()),
         _ => Relay::bind_sharing(configs.to_vec(), watch),
+    }
+}
+
+/// The threads `config` adds besides connections, in their worst case, for every route's
+/// cap to leave out (see [`Reserve`]): each route's health-check threads twice
+/// over, as the checks a reload replaced may still be in a check beside the new ones (see
+/// upstream/health.rs), and the admin endpoint's accept loop with its handlers, up to
+/// twice [`admin::MAX_HANDLERS`] alive at once (see ops/admin.rs).
+pub(crate) fn thread_reserve(config: &ServerConfig) -> Reserve {
+    let health_check_threads: u64 = config
+        .routes
+        .iter()
+        .filter(|route| !route.health_check.is_zero())
+        .map(|route| 2 * route.upstreams().count().min(health::MAX_CHECK_THREADS) as u64)
+        .sum();
+    let admin_threads = match config.admin {
+        Some(_) => 1 + 2 * admin::MAX_HANDLERS as u64,
+        None => 0,
+    };
+    Reserve {
+        health_check_threads,
+        admin_threads,
+        stacks: health_check_threads * health::CHECK_STACK_SIZE as u64
+            + admin_threads * admin::HANDLER_STACK_SIZE as u64,
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::settings::address::{self, Listen};
 use crate::settings::config::Config;
 use crate::settings::file;
+use crate::settings::logging::LogOutput;
 use crate::settings::server_config::{ConfigFile, ServerConfig};
 use crate::settings::{self, Error, Scope, Value, spelling};
 
@@ -155,6 +156,34 @@ fn known_flags() -> Vec<String> {
     let fixed = [LISTEN, UPSTREAM, ROUTE, "--config", "--check", "--help", "--version"];
     let settings = settings::SETTINGS.iter().map(settings::Setting::flag);
     fixed.iter().map(|flag| flag.to_string()).chain(settings).collect()
+}
+
+/// The settings that say where the log goes, which [`log_sinks_named`] reads on their own.
+const LOG_SINK_SETTINGS: [&str; 3] = ["log-file", "syslog", "log-format"];
+
+/// Where the command line sends the log (`--log-file`, `--syslog`, `--log-format`), read
+/// on their own, for when [`parse`] refuses the rest of it or its config file: the refusal
+/// then reaches those sinks too, where init keeps no stderr (see `command.rs`). `None` when
+/// the command line names no file and no syslog, or names one wrongly.
+pub fn log_sinks_named(args: &[OsString]) -> Option<LogOutput> {
+    let mut server = ServerConfig::default();
+    let mut args = args.iter().filter_map(|arg| arg.to_str());
+    while let Some(arg) = args.next() {
+        let (flag, inline_value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+            _ => (arg, None),
+        };
+        let Some(setting) = settings::find_flag(flag) else { continue };
+        if !LOG_SINK_SETTINGS.contains(&setting.name) {
+            continue;
+        }
+        let text = match inline_value {
+            Some(value) => value,
+            None => args.next()?,
+        };
+        settings::apply_process(&[Value { setting, text: text.to_string() }], &mut server).ok()?;
+    }
+    server.log_output.replaces_stderr().then_some(server.log_output)
 }
 
 /// One argument as text: the flags, values and paths tcprelay takes are all UTF-8.
@@ -384,6 +413,19 @@ mod tests {
         assert_eq!(error.kind(), &ErrorKind::Usage("missing --upstream ADDR".to_string()));
         let clash = parse_strs(&["--route", ":7001=:1", "--route", "127.0.0.1:7001=:2"]);
         assert!(matches!(clash.unwrap_err().kind(), ErrorKind::Conflict { route: Some(1), .. }));
+    }
+
+    #[test]
+    fn the_log_sinks_named_on_the_command_line_are_read_on_their_own() {
+        let sinks =
+            |args: &[&str]| log_sinks_named(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        let named =
+            sinks(&["--config", "bad.conf", "--syslog", "unix:/dev/log", "--log-file=x.log"]);
+        let named = named.expect("a file and syslog");
+        assert_eq!(named.file, Some(PathBuf::from("x.log")));
+        assert_eq!(named.syslog.map(|syslog| syslog.to_string()), Some("unix:/dev/log".into()));
+        assert_eq!(sinks(&["--config", "bad.conf", "--log-format", "json"]), None, "stderr only");
+        assert_eq!(sinks(&["--syslog"]), None, "a flag without its value names nothing");
     }
 
     fn run_config(args: &[&str]) -> Config {

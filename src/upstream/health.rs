@@ -16,10 +16,13 @@
 //! `timeout check` is not set. So a blackholed upstream is marked down after three
 //! intervals, not three connect timeouts, and it cannot delay the others.
 //!
-//! **Never waited on.** Stopping the checks ([`HealthChecks::stop`]) only tells their
-//! threads to leave: a reload that replaces them, or a drain that stops them, goes on at
-//! once. A thread in the middle of a check leaves when that check ends (at most
-//! [`check_timeout`]); its owner joins it later, by dropping the [`HealthChecks`].
+//! **Never waited on.** Stopping the checks (dropping the [`HealthChecks`]) only tells
+//! their threads to leave, and nothing joins them: a reload that replaces them, a drain
+//! or a stop goes on at once, and the process exits without waiting for a check in progress.
+//! std cannot cut short a blocking `connect`, so joining would mean waiting for it: up to
+//! [`check_timeout`], 10 s with `--health-check 10s` and a blackholed upstream. Instead each
+//! thread owns all it uses (the route, its share, the stop signal) and ends by itself when its
+//! check does, reporting nothing more; when the process exits first, the exit ends it.
 //!
 //! Checks only reorder: a down upstream is tried after the others, and still tried when all
 //! are down (see [`crate::upstream`]). With checks off, the passive back-off after a
@@ -27,7 +30,7 @@
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::Upstreams;
@@ -45,7 +48,7 @@ pub const MAX_CHECK_THREADS: usize = 8;
 
 /// The stack of a checking thread: it resolves a name and connects, as a connection's
 /// first thread does with its default 64 KiB.
-const CHECK_STACK_SIZE: usize = 64 * 1024;
+pub const CHECK_STACK_SIZE: usize = 64 * 1024;
 
 /// How long one check may take: the interval `every`, or the route's connect timeout if
 /// that is shorter (a client would not wait longer either). HAProxy bounds a check by its
@@ -107,6 +110,9 @@ pub fn run(
         let round = Instant::now();
         for (&index, streak) in share.iter().zip(&mut streaks) {
             let result = upstreams.check(index, timeout);
+            if stop.is_signalled() {
+                return; // stopped during the check: its verdict is of no use any more
+            }
             let metrics = upstreams.metrics(index);
             if let Err(error) = &result {
                 observer.check_failed(metrics, error);
@@ -115,9 +121,6 @@ pub fn run(
                 upstreams.set_checked_state(index, up);
                 let error = result.err();
                 observer.upstream_health_changed(metrics, up, Streak::needed_for(up), error);
-            }
-            if stop.is_signalled() {
-                return;
             }
         }
         if stop.wait_until(round + every) {
@@ -157,59 +160,43 @@ impl StopSignal {
 }
 
 /// The running checks of one route: its checking threads (`tcprelay-health`). Dropping it
-/// stops them and joins them, which waits for a check in progress; call
-/// [`stop`](HealthChecks::stop) first where that wait must not happen now.
+/// tells them to stop, and never waits for them (see the [module docs](self)).
 #[derive(Debug)]
 pub struct HealthChecks {
     stop: Arc<StopSignal>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl HealthChecks {
     /// Starts checking `upstreams` upstreams on up to [`MAX_CHECK_THREADS`] threads: each
-    /// runs `checks` with its share of the upstream numbers and the signal to stop.
+    /// runs `checks` with its share of the upstream numbers and the signal to stop. The
+    /// threads are not joined: each ends once it sees the signal (see the module docs).
     ///
     /// # Errors
-    /// The OS's error if a thread cannot be created; those already started are stopped and
-    /// joined then.
+    /// The OS's error if a thread cannot be created; those already started are told to stop.
     pub fn start(
         upstreams: usize,
         checks: impl Fn(&[usize], &StopSignal) + Send + Sync + 'static,
     ) -> io::Result<HealthChecks> {
         let checks = Arc::new(checks);
-        let mut started = HealthChecks { stop: Arc::default(), threads: Vec::new() };
+        let started = HealthChecks { stop: Arc::default() };
         let count = upstreams.min(MAX_CHECK_THREADS);
         for first in 0..count {
             let share: Vec<usize> = (first..upstreams).step_by(count).collect();
             let (checks, stop) = (Arc::clone(&checks), Arc::clone(&started.stop));
-            let thread = thread::Builder::new()
+            thread::Builder::new()
                 .name("tcprelay-health".to_string())
                 .stack_size(CHECK_STACK_SIZE)
-                .spawn(move || checks(&share, &stop))?; // `started` is dropped: stopped, joined
-            started.threads.push(thread);
+                .spawn(move || checks(&share, &stop))?; // `started` is dropped: told to stop
         }
         Ok(started)
-    }
-
-    /// Tells the threads to leave, without waiting for them: a check in progress ends
-    /// within its timeout, and the thread with it.
-    pub fn stop(&self) {
-        self.stop.signal();
-    }
-
-    /// Whether every thread has left, so that dropping this does not wait.
-    pub fn is_finished(&self) -> bool {
-        self.threads.iter().all(JoinHandle::is_finished)
     }
 }
 
 impl Drop for HealthChecks {
+    /// Tells the threads to leave, without waiting for them: a check in progress ends
+    /// within its timeout, and the thread with it, reporting nothing.
     fn drop(&mut self) {
         self.stop.signal();
-        for thread in self.threads.drain(..) {
-            // A check that panicked (a bug) has nothing left to clean up.
-            let _ = thread.join();
-        }
     }
 }
 
