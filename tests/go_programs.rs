@@ -846,7 +846,12 @@ fn go_programs() -> &'static Path {
         check_go()?;
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-programs");
         for program in ["seed", "articlefix", "correct", "peek"] {
-            build_go_program(program, &out.join(program))?;
+            // Built beside, then renamed into place: test processes running at once (lab
+            // step 5's runs, tests/lab_step5.sh) never write over a binary another runs.
+            let built = out.join(format!(".{program}.{}", std::process::id()));
+            build_go_program(program, &built)?;
+            std::fs::rename(&built, out.join(program))
+                .map_err(|error| format!("cannot move {} into place: {error}", built.display()))?;
         }
         Ok(out)
     });
