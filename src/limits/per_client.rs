@@ -118,17 +118,16 @@ impl PerClientLimit {
     }
 }
 
-impl PerClientLimit {
-    /// The same rule for the connections waiting for their first bytes (a PROXY header, a
-    /// TLS ClientHello) on a listener of `max_connections`, in their room of as many (see
-    /// `OpenConnections`): the default share, an eighth, loopback included (a silent local
-    /// client is no more welcome). A balancer's burst of headers not read yet fits; one
-    /// address's silent connections take at most all but the last eighth of the room, so
-    /// another address's first bytes are still read. nginx applies `limit_conn` on the TCP
-    /// peer before `ssl_preread`.
-    pub fn for_silent_clients(max_connections: usize) -> PerClientLimit {
-        PerClientLimit { limit: (max_connections / DEFAULT_SHARE).max(1), counts_loopback: true }
-    }
+/// How many connections one address may have waiting for their first bytes (a PROXY
+/// header, a TLS ClientHello) on a listener of `max_connections`, in their room of as many
+/// (see `OpenConnections`): an eighth, at least 1, loopback included (a silent local client
+/// is no more welcome). A fixed bound, not the fairness rule of
+/// [`PerClientLimit::refuses`]: under that rule two addresses could fill the room (one with
+/// all but the last eighth, the other with the rest), and a third waited out their
+/// `first-bytes-timeout`. nginx does the same: `limit_conn` on the TCP peer before
+/// `ssl_preread`. A balancer's header arrives with its connection, so its waits are short.
+pub fn waiting_share(max_connections: usize) -> usize {
+    (max_connections / DEFAULT_SHARE).max(1)
 }
 
 #[cfg(test)]
@@ -192,5 +191,12 @@ mod tests {
         let explicit = PerClientLimit::new(Some(3), 500);
         assert!(explicit.applies_to(key("127.0.0.1:1")));
         assert!(!PerClientLimit::new(Some(0), 500).applies_to(key("10.0.0.1:1")), "0: off");
+    }
+
+    #[test]
+    fn an_address_may_have_an_eighth_of_the_waiting_room_and_at_least_one() {
+        assert_eq!(waiting_share(500), 62);
+        assert_eq!(waiting_share(8), 1);
+        assert_eq!(waiting_share(2), 1, "at least one");
     }
 }

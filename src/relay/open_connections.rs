@@ -29,7 +29,8 @@ struct State {
     /// The open connections still waiting for their first bytes (a PROXY header, a TLS
     /// ClientHello), by the TCP peer they came from. They wait apart from `relaying`, in a
     /// room of their own as large as the route's, so that silent clients cannot hold the
-    /// slots relayed connections need.
+    /// slots relayed connections need; [`OpenConnections::make_room_waiting`] keeps it from
+    /// filling up with a few addresses' connections.
     waiting: Tally,
     /// Set by `stop_accepting`. Kept under the same lock as `open` so that a waiter in
     /// `wait_for_room` cannot miss it.
@@ -85,13 +86,24 @@ impl Tally {
     fn len(&self) -> usize {
         self.client_of.len()
     }
+
+    /// The connection to give up for a newcomer: the oldest (lowest id: ids are handed out
+    /// in order of arrival) of the client holding the most, with how many that client holds.
+    /// Of clients holding as many, the one with the oldest connection. One pass over the
+    /// connections counted here, which only a full waiting room makes.
+    fn oldest_of_the_most_held(&self) -> Option<(u64, usize)> {
+        let counted = self.client_of.iter().filter_map(|(&id, client)| Some((id, (*client)?)));
+        let held = |(id, client)| (id, self.count_from(client));
+        counted.map(held).max_by_key(|&(id, count)| (count, std::cmp::Reverse(id)))
+    }
 }
 
 impl State {
-    /// Whether the route has no room: `max` connections relaying, or `max` waiting for
-    /// their first bytes.
+    /// Whether the route has no room: `max` connections relaying. (The waiting room never
+    /// holds the accept loop back: [`OpenConnections::make_room_waiting`] lets a newcomer in
+    /// or refuses it at once.)
     fn is_full(&self, max: usize) -> bool {
-        self.relaying.len() >= max || self.waiting.len() >= max
+        self.relaying.len() >= max
     }
 }
 
@@ -131,18 +143,45 @@ impl OpenConnections {
         self.lock().relaying.refuses(client, limit, max)
     }
 
-    /// Whether a new connection from `peer`, which must send its first bytes, is refused by
-    /// `limit`, at most `max` waiting for them.
-    pub fn refuses_waiting(&self, peer: ClientKey, limit: PerClientLimit, max: usize) -> bool {
-        self.lock().waiting.refuses(peer, limit, max)
+    /// Whether a new connection from `peer`, which must send its first bytes, may wait for
+    /// them, at most `max` waiting: `false` (refuse it) when `peer` already has `share`
+    /// waiting (a fixed bound, as nginx's `limit_conn` on the TCP peer before `ssl_preread`).
+    /// When the room is full all the same (many addresses), a newcomer holding fewer than the
+    /// address holding the most takes the place of that address's oldest waiting connection,
+    /// which is closed (`client_limit`, "evicted"): k addresses cannot keep out a k+1th.
+    /// Called by the accept loop, the only one that adds waiting connections, just before it
+    /// adds this one.
+    pub fn make_room_waiting(&self, peer: ClientKey, share: usize, max: usize) -> bool {
+        let mut state = self.lock();
+        let held = state.waiting.count_from(peer);
+        if held >= share {
+            return false;
+        }
+        if state.waiting.len() < max {
+            return true;
+        }
+        let Some((oldest, most)) = state.waiting.oldest_of_the_most_held() else { return false };
+        if held >= most {
+            return false; // it is itself among those holding the most
+        }
+        state.waiting.remove(oldest);
+        if let Some(evicted) = state.open.get(&oldest) {
+            let detail = format!(
+                "evicted: the {max} places for connections that have sent nothing yet were \
+                 full, and this address held the most ({most})"
+            );
+            evicted.close(CloseReason::ClientLimit, detail);
+        }
+        true
     }
 
     /// Moves waiting connection `id`, whose first bytes said it is `client`'s (with
     /// `accept-proxy`, the client its PROXY header names), among the relayed ones, once the
     /// route has room for it: it waits here while `max` are relayed, as a client of a plain
     /// listener waits in the kernel's backlog. Refused with `ClientLimit` when `limit`
-    /// refuses `client` (checked again after each wait), or `Stopped` when the relay closes
-    /// its connections.
+    /// refuses `client` (checked again after each wait) or when a newcomer evicted it from
+    /// the waiting room ([`make_room_waiting`](OpenConnections::make_room_waiting)), or
+    /// `Stopped` when the relay closes its connections.
     pub fn start_relaying(
         &self,
         id: u64,
@@ -151,6 +190,11 @@ impl OpenConnections {
         max: usize,
     ) -> Result<(), CloseReason> {
         let mut state = self.lock();
+        // Its first bytes are in: it leaves the waiting room at once, so that its place there
+        // goes to another, and a newcomer cannot evict it while it waits for a slot.
+        if !state.waiting.remove(id) {
+            return Err(CloseReason::ClientLimit); // evicted before, and already closed
+        }
         loop {
             if state.closing {
                 return Err(CloseReason::Stopped);
@@ -163,15 +207,11 @@ impl OpenConnections {
             }
             state = wait(&self.left, state);
         }
-        if state.waiting.remove(id) {
-            state.relaying.add(id, client);
-        }
-        drop(state);
-        self.left.notify_all(); // a waiting slot is free: the accept loop may go on
+        state.relaying.add(id, client);
         Ok(())
     }
 
-    /// Blocks while `max` connections are relayed, or `max` wait for their first bytes.
+    /// Blocks while `max` connections are relayed.
     /// Returns `false` once the relay stops accepting (then the caller should stop), `true`
     /// when there is room.
     pub fn wait_for_room(&self, max: usize) -> bool {
@@ -182,8 +222,7 @@ impl OpenConnections {
         !state.stopped_accepting
     }
 
-    /// Whether `max` or more connections are relayed, or `max` or more wait for their
-    /// first bytes.
+    /// Whether `max` or more connections are relayed.
     pub fn is_full(&self, max: usize) -> bool {
         self.lock().is_full(max)
     }
@@ -425,9 +464,84 @@ mod tests {
         assert!(!open.is_full(2), "the silent client leaves both slots to relayed ones");
         let _second = open.insert(connection(3), test_slot());
         assert!(open.is_full(2));
-        let peer = ClientKey::of(&Address::Tcp("127.0.0.1:1".parse().expect("an address")));
-        let silent = PerClientLimit::for_silent_clients(8); // a share of 1
-        assert!(open.refuses_waiting(peer.expect("a TCP client has a key"), silent, 2));
+        let peer = key("127.0.0.1:1"); // the silent client's address
+        assert!(!open.make_room_waiting(peer, 1, 2), "it already has its share of 1 waiting");
+    }
+
+    /// A waiting connection counted for `client` (a name only: its socket is on loopback).
+    fn waiting_from(open: &Arc<OpenConnections>, id: u64, client: &str) -> Entry {
+        let mut connection = connection(id);
+        connection.client_addr = Address::Tcp(client.parse().expect("an address"));
+        open.insert_waiting(connection, test_slot())
+    }
+
+    fn key(client: &str) -> ClientKey {
+        ClientKey::of(&Address::Tcp(client.parse().expect("an address"))).expect("a TCP key")
+    }
+
+    #[test]
+    fn an_address_may_not_wait_with_more_than_its_share_even_in_an_empty_room() {
+        let open = Arc::new(OpenConnections::default());
+        let _first = waiting_from(&open, 1, "10.0.0.1:1");
+        let _second = waiting_from(&open, 2, "10.0.0.1:2");
+        assert!(!open.make_room_waiting(key("10.0.0.1:3"), 2, 100), "98 places free: refused");
+        assert!(open.make_room_waiting(key("10.0.0.2:1"), 2, 100), "another address gets in");
+    }
+
+    #[test]
+    fn a_full_waiting_room_gives_the_oldest_place_of_the_address_holding_most_to_a_newcomer() {
+        let open = Arc::new(OpenConnections::default());
+        let old_a = waiting_from(&open, 1, "10.0.0.1:1");
+        let b = waiting_from(&open, 2, "10.0.0.2:1");
+        let new_a = waiting_from(&open, 3, "10.0.0.1:2");
+        // The room of 3 is full; 10.0.0.1 holds the most (2), its oldest is evicted.
+        assert!(open.make_room_waiting(key("10.0.0.3:1"), 2, 3));
+        let (reason, detail) = old_a.outcome();
+        assert_eq!(reason, CloseReason::ClientLimit);
+        assert!(detail.starts_with("evicted"), "{detail}");
+        assert!(b.closed_by_relay().is_none() && new_a.closed_by_relay().is_none());
+        let _c = waiting_from(&open, 4, "10.0.0.3:1");
+        // Full again, at most 1 each: a newcomer holding none evicts the oldest (10.0.0.2's),
+        // one holding as many as the most is refused.
+        assert!(!open.make_room_waiting(key("10.0.0.3:2"), 2, 3), "it holds as many as any");
+        assert!(open.make_room_waiting(key("10.0.0.4:1"), 2, 3));
+        assert_eq!(b.outcome().0, CloseReason::ClientLimit, "the oldest of those holding 1");
+        // The evicted one cannot go on to be relayed when its first bytes do arrive.
+        let off = PerClientLimit::new(Some(0), 3);
+        assert_eq!(open.start_relaying(1, None, off, 3), Err(CloseReason::ClientLimit));
+        assert_eq!(open.start_relaying(3, None, off, 3), Ok(()), "one still waiting can");
+    }
+
+    #[test]
+    fn a_client_whose_first_bytes_are_in_leaves_the_waiting_room_and_cannot_be_evicted() {
+        let open = Arc::new(OpenConnections::default());
+        let relayed = open.insert(connection(1), test_slot());
+        let spoke = waiting_from(&open, 2, "10.0.0.1:1");
+        let off = PerClientLimit::new(Some(0), 1);
+        let queued = {
+            let open = Arc::clone(&open);
+            returns(move || open.start_relaying(2, None, off, 1)) // the route's 1 slot is taken
+        };
+        // Its place is free at once (then taken by another of 10.0.0.1's, whose share is 1)...
+        assert!(eventually(|| open.make_room_waiting(key("10.0.0.1:2"), 1, 1)));
+        let _silent = waiting_from(&open, 3, "10.0.0.1:2");
+        // ...and with the room full, a newcomer evicts the silent one, not the one queued.
+        assert!(open.make_room_waiting(key("10.0.0.2:1"), 1, 1));
+        assert!(spoke.closed_by_relay().is_none(), "the queued client was not evicted");
+        drop(relayed);
+        assert_eq!(queued.wait("a free slot did not end the wait"), Ok(()));
+    }
+
+    /// Whether `condition` holds within 10 s (another thread is about to make it so).
+    fn eventually(condition: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if condition() {
+                return true;
+            }
+            thread::yield_now();
+        }
+        false
     }
 
     #[test]

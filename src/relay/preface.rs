@@ -21,16 +21,18 @@
 //! Before any of it, in the accept loop and before a byte is read, [`refuses_peer`] looks
 //! at the TCP peer: on an `accept-proxy` listener it must be a sender `proxy-from` names
 //! (else `untrusted_proxy`), on an `sni=` listener one that some route there permits (else
-//! `denied`); and when the room for connections waiting for their first bytes is nearly
-//! full, an address holding its share of it is refused (`client_limit`,
-//! [`PerClientLimit::for_silent_clients`]). Waiting connections hold no slot of the route's
-//! `max-connections` (see `OpenConnections`): silent clients cannot lock others out.
+//! `denied`); and an address already holding its share of the room for connections waiting
+//! for their first bytes (an eighth, [`waiting_share`]) is refused (`client_limit`). When the
+//! room is full all the same, a newcomer from an address holding fewer evicts the oldest
+//! waiting connection of the address holding the most (`OpenConnections::make_room_waiting`).
+//! Waiting connections hold no slot of the route's `max-connections`: silent clients cannot
+//! lock others out.
 
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::limits::per_client::{ClientKey, PerClientLimit};
+use crate::limits::per_client::{ClientKey, waiting_share};
 use crate::net::address::Address;
 use crate::net::proxy_receive::{self, Proxied};
 use crate::net::sni::{self, Peeked};
@@ -68,8 +70,9 @@ pub type Refusal = (CloseReason, String);
 /// What the accept loop checks of a new client of `listener` (a listener that
 /// [`checks_access_later`]) before any byte is read: its TCP peer address may send a PROXY
 /// header (`accept-proxy`), or is permitted by some route on the listener (`sni=`; the
-/// route its ClientHello picks checks it again), and the waiting room's fairness rule
-/// ([`PerClientLimit::for_silent_clients`]) lets it in. `None`: let it wait.
+/// route its ClientHello picks checks it again), and the waiting room has a place for it
+/// ([`OpenConnections::make_room_waiting`](crate::relay::open_connections::OpenConnections::make_room_waiting)).
+/// `None`: let it wait.
 pub fn refuses_peer(listener: &Route, peer: &Address) -> Option<Refusal> {
     if listener.config.accept_proxy {
         // A Unix socket's peers are whoever its file mode lets in.
@@ -87,13 +90,13 @@ pub fn refuses_peer(listener: &Route, peer: &Address) -> Option<Refusal> {
         }
     }
     let max = listener.max_connections;
-    let silent = PerClientLimit::for_silent_clients(max);
-    let refused = listener.connections.refuses_waiting(ClientKey::of(peer)?, silent, max);
-    refused.then(|| {
-        let share = silent.limit;
+    let share = waiting_share(max);
+    let admitted = listener.connections.make_room_waiting(ClientKey::of(peer)?, share, max);
+    (!admitted).then(|| {
         let detail = format!(
-            "{share} or more connections from this address have sent nothing yet, and {share} \
-             or fewer of the {max} places for such connections are free"
+            "{share} connections from this address (the most any may have) have sent nothing \
+             yet, or the {max} places for such connections are full and it holds as many as \
+             any other address"
         );
         (CloseReason::ClientLimit, detail)
     })

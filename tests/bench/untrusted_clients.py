@@ -2,11 +2,14 @@
 """Forged PROXY headers, silent clients and one address's pool: what a relay lets through.
 
 Usage: tests/bench/untrusted_clients.py BINARY [new]
-Loopback only, ephemeral ports, an echo upstream in this process. Prints four figures
+Loopback only, ephemeral ports, an echo upstream in this process. Prints six figures
 (issue 22, items 5-7), each the figure docs/reliability.md section 4b quotes:
 - a listener of 8 slots (sni= or accept-proxy), first-bytes-timeout 10s: 127.0.0.1 opens
   40 silent connections (5x the slots), then three clients from 127.0.0.2 send their first
   bytes at once: how many are served within 12 s;
+- an sni= listener of 8 (then 500), first-bytes-timeout 10s: 127.0.0.2 opens 40 (438)
+  silent connections, 127.0.0.1 one (62) more, then a client from 127.0.0.3 sends its
+  ClientHello: how long until it is served, and how many silent ones are still open;
 - 40 PROXY headers from 127.0.0.2, each naming an allowed address (allow=10.0.0.0/8,
   max-connections-per-client 2): how many are served (`new`: with proxy-from 127.0.0.1/32,
   a setting older binaries do not have);
@@ -80,6 +83,28 @@ def silent_flood(kind):
     times = sorted(r[1] for r in results)
     print(f'silent flood on {kind}: {len(served)}/3 served within 12 s, times {[round(t, 2) for t in times]}')
 
+def two_address_flood(places, from_2, from_1):
+    up = echo_server()
+    p, port = relay(['-u', f'127.0.0.1:{up}', '--sni', 'app.test', '--max-connections', str(places),
+                     '--first-bytes-timeout', '10s'])
+    silent = []
+    for src, n in (('127.0.0.2', from_2), ('127.0.0.1', from_1)):
+        for _ in range(n):
+            s = socket.socket(); s.bind((src, 0)); s.connect(('127.0.0.1', port)); silent.append(s)
+    time.sleep(0.5)  # measurement only: let the relay take them
+    data = hello()
+    ok, took, _ = client('127.0.0.3', port, data, data, 15)
+    still_open = 0
+    for s in silent:
+        s.setblocking(False)
+        try: still_open += s.recv(1) != b''
+        except BlockingIOError: still_open += 1
+        except OSError: pass
+    p.kill(); p.wait()
+    verdict = 'served' if ok else 'not served'
+    print(f'{from_2} + {from_1} silent from two addresses, {places} places: 127.0.0.3 {verdict} after '
+          f'{took:.2f} s, {still_open} silent still open')
+
 def forged(newer):
     up = echo_server()
     args = ['-u', f'127.0.0.1:{up}', '--accept-proxy', '--allow', '10.0.0.0/8', '--max-connections-per-client', '2']
@@ -102,4 +127,6 @@ def pool():
     p.kill(); p.wait()
     print(f'a pool of 80 from one address (192.0.2.1 via a local balancer, auto limit) on an idle relay: {served}/80 served')
 
-silent_flood('sni'); silent_flood('accept-proxy'); forged(len(sys.argv) > 2); pool()
+silent_flood('sni'); silent_flood('accept-proxy')
+two_address_flood(8, 40, 1); two_address_flood(500, 438, 62)
+forged(len(sys.argv) > 2); pool()
