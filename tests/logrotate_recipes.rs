@@ -79,14 +79,38 @@ fn logrotate(dir: &ScratchDir, rule: &str) -> String {
     said
 }
 
+/// The relay, killed and reaped when dropped, so a failed assertion leaves no process
+/// behind (nor a pipe of the test harness held open).
+struct Relay(Child);
+
+impl Relay {
+    fn start(config: &Path, stderr: Stdio) -> Relay {
+        let child = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+            .args(["--config", arg(config)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start tcprelay");
+        Relay(child)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Drains the relay through its config file, as the recipes' stop does, and waits for it.
-fn drain_and_wait(config: &Path, mut relay: Child) {
+fn drain_and_wait(config: &Path, mut relay: Relay) {
     let drained = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
         .args(["drain", "--config", arg(config)])
         .output()
         .expect("run tcprelay drain");
     assert_eq!(drained.status.code(), Some(0), "{}", String::from_utf8_lossy(&drained.stderr));
-    let status = relay.wait().expect("wait for the relay");
+    let status = relay.0.wait().expect("wait for the relay");
     assert_eq!(status.code(), Some(0));
 }
 
@@ -115,12 +139,7 @@ fn the_log_file_rule_rotates_and_its_postrotate_reopen_logs_starts_a_new_file() 
         );
     assert!(rule.contains("postrotate") && rule.contains("reopen-logs"), "{rule}");
 
-    let relay = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
-        .args(["--config", arg(&config)])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tcprelay");
+    let relay = Relay::start(&config, Stdio::null());
     let route = route_from(&wait_for_file_line(&log, "listening on"));
     let before = pattern(1, 1000);
     assert_eq!(echo_through(route, &before), before);
@@ -156,12 +175,7 @@ fn the_copytruncate_rule_for_redirected_stderr_keeps_the_relay_serving() {
     // `tcprelay --config FILE 2>> /var/log/tcprelay.log`, as a shell or an init system
     // redirects it: appended, so writes after the truncation start the file afresh.
     let stderr = OpenOptions::new().create(true).append(true).open(&log).expect("open the log");
-    let relay = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
-        .args(["--config", arg(&config)])
-        .stdin(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start tcprelay");
+    let relay = Relay::start(&config, Stdio::from(stderr));
     let route = route_from(&wait_for_file_line(&log, "listening on"));
     let before = pattern(1, 1000);
     assert_eq!(echo_through(route, &before), before);
