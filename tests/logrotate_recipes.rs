@@ -114,6 +114,23 @@ fn drain_and_wait(config: &Path, mut relay: Relay) {
     assert_eq!(status.code(), Some(0));
 }
 
+/// One client (1,000 bytes) before the rotation and one (2,000 bytes) after it: `rule` runs
+/// once the first client's line is in the log; `after_rotation`, if any, is a line the
+/// rotation's `postrotate` makes the relay write before the second client comes.
+fn one_client_each_side_of(dir: &ScratchDir, rule: &str, log: &Path, after_rotation: Option<&str>) {
+    let route = route_from(&wait_for_file_line(log, "listening on"));
+    let before = pattern(1, 1000);
+    assert_eq!(echo_through(route, &before), before);
+    wait_for_file_line(log, "connection closed");
+    logrotate(dir, rule);
+    if let Some(line) = after_rotation {
+        wait_for_file_line(log, line);
+    }
+    let after = pattern(2, 2000);
+    assert_eq!(echo_through(route, &after), after);
+    wait_for_file_line(log, "bytes_to_client=2000");
+}
+
 /// What the lines of a log say about the two clients: how many closed, and whether the
 /// second (2,000 bytes) is among them.
 fn closed_lines(path: &Path) -> (usize, bool) {
@@ -140,16 +157,8 @@ fn the_log_file_rule_rotates_and_its_postrotate_reopen_logs_starts_a_new_file() 
     assert!(rule.contains("postrotate") && rule.contains("reopen-logs"), "{rule}");
 
     let relay = Relay::start(&config, Stdio::null());
-    let route = route_from(&wait_for_file_line(&log, "listening on"));
-    let before = pattern(1, 1000);
-    assert_eq!(echo_through(route, &before), before);
-    wait_for_file_line(&log, "connection closed");
-
-    logrotate(&dir, &rule);
     // The postrotate's `reopen-logs` has returned, so the relay writes to the new file.
-    let after = pattern(2, 2000);
-    assert_eq!(echo_through(route, &after), after);
-    wait_for_file_line(&log, "bytes_to_client=2000");
+    one_client_each_side_of(&dir, &rule, &log, None);
     drain_and_wait(&config, relay);
 
     let rotated = dir.join("tcprelay.log.1");
@@ -176,17 +185,8 @@ fn the_copytruncate_rule_for_redirected_stderr_keeps_the_relay_serving() {
     // redirects it: appended, so writes after the truncation start the file afresh.
     let stderr = OpenOptions::new().create(true).append(true).open(&log).expect("open the log");
     let relay = Relay::start(&config, Stdio::from(stderr));
-    let route = route_from(&wait_for_file_line(&log, "listening on"));
-    let before = pattern(1, 1000);
-    assert_eq!(echo_through(route, &before), before);
-    wait_for_file_line(&log, "connection closed");
-
-    logrotate(&dir, &rule);
     // No signal was sent: the postrotate's reload reached the relay and it still serves.
-    wait_for_file_line(&log, "config reloaded");
-    let after = pattern(2, 2000);
-    assert_eq!(echo_through(route, &after), after);
-    wait_for_file_line(&log, "bytes_to_client=2000");
+    one_client_each_side_of(&dir, &rule, &log, Some("config reloaded"));
     drain_and_wait(&config, relay);
 
     let rotated = dir.join("tcprelay.log.1");
