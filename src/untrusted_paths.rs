@@ -149,7 +149,10 @@ mod tests {
         std::fs::write(&regular, b"text").expect("the test writes a file");
         assert!(open_regular_file(&regular).is_ok());
         let error = open_regular_file(&dir).expect_err("a directory is refused");
-        assert_eq!(error.to_string(), "expected a regular file, found a directory");
+        // Windows refuses to open a directory as a file at all ("Access denied").
+        if cfg!(unix) {
+            assert_eq!(error.to_string(), "expected a regular file, found a directory");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -95,6 +95,7 @@ fn minimal_relay(upstream: &str) -> RelayProcess {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "runs rustc, not on the wine test machine's PATH")]
 fn minimal_relays_every_byte_and_passes_the_clients_eof_on() {
     // The test is the upstream, so no upstream timer of its own can end the exchange and
     // pass for the relay's EOF: only the relay's shutdown(Write) ends `read_to_eof`.
@@ -120,6 +121,7 @@ fn minimal_relays_every_byte_and_passes_the_clients_eof_on() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "runs rustc, not on the wine test machine's PATH")]
 fn minimal_passes_the_upstreams_eof_on_and_keeps_the_client_talking() {
     let (upstream, accepted) = handing_upstream();
     let relay = minimal_relay(&upstream.addr.to_string());
@@ -137,6 +139,7 @@ fn minimal_passes_the_upstreams_eof_on_and_keeps_the_client_talking() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "runs rustc, not on the wine test machine's PATH")]
 fn minimal_says_dial_when_the_upstream_is_down() {
     let relay = minimal_relay(&refusing_addr().to_string());
     let client = connect(relay.addr);
@@ -149,6 +152,7 @@ fn minimal_says_dial_when_the_upstream_is_down() {
 }
 
 #[test]
+#[cfg_attr(windows, ignore = "runs rustc, not on the wine test machine's PATH")]
 fn minimal_refuses_a_missing_argument_with_exit_code_2() {
     let relay = minimal_relay("127.0.0.1:1"); // builds it; the run below has no upstream
     drop(relay);

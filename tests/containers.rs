@@ -52,6 +52,7 @@ fn admin_of(relay: &RelayProcess) -> std::net::SocketAddr {
 /// indeed leaves it serving; `tcprelay drain --admin`, as documented, stops it (exit 0)
 /// well before `docker stop` would have killed it (10 s).
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "a Linux PID namespace (`unshare`)")]
 fn as_pid_1_it_warns_ignores_sigterm_and_stops_on_drain() {
     if !unshare_allowed(&["--pid", "--fork", "--mount-proc"]) {
         return;
@@ -165,6 +166,7 @@ fn the_dockerfile_copies_the_static_binary_into_scratch_and_its_command_passes_c
 /// as under its `WORKDIR`: a file the sources need but the recipe leaves out fails here as
 /// `docker build` would (it did: lib.rs includes docs/go-to-rust.md).
 #[test]
+#[cfg_attr(windows, ignore = "runs cargo, a Linux program on the wine test machine")]
 fn the_dockerfile_build_stage_copies_every_file_the_build_reads() {
     let build_stage = dockerfile().split("\nFROM scratch\n").next().expect("a build stage");
     assert!(build_stage.contains("\nWORKDIR /src\n"), "{build_stage}");

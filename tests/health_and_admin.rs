@@ -197,6 +197,10 @@ fn probe_healthz(admin: std::net::SocketAddr) -> Option<u16> {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine the socket takes all 6 MB of /metrics, so no slow reader holds a handler"
+)]
 fn healthz_answers_while_slow_metrics_readers_and_queued_reloads_hold_the_admin_endpoint() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -181,6 +181,7 @@ fn routes_share_one_process_wide_cap() {
 /// connections, beside the checks' 64 sockets): the 84th client was closed unserved, its
 /// upstream dial refused with `EMFILE` (`connect_failed`).
 #[test]
+#[cfg_attr(windows, ignore = "sh -c ulimit -n: no shell or descriptor limit on Windows")]
 fn health_check_and_admin_threads_are_kept_out_of_the_cap() {
     let blackholes: Vec<Blackhole> = (0..8).map(|_| Blackhole::on("127.0.0.1")).collect();
     let dead: Vec<String> = blackholes.iter().map(|b| b.addr.to_string()).collect();

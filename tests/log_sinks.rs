@@ -2,6 +2,8 @@
 //! logrotate can rename (`--log-file`, `tcprelay reopen-logs`), syslog over a Unix datagram
 //! socket and over UDP (`--syslog`), JSON lines (`--log-format json`); a syslog nobody reads
 //! costs log lines, never connections; and the start-up lines of 2,000 routes all arrive.
+//! Unix-only: Unix datagram sockets, symlinks, FIFOs and mode bits (docs/targets.md).
+#![cfg(unix)]
 #![forbid(unsafe_code)]
 
 mod support;

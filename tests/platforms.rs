@@ -57,3 +57,35 @@ fn two_wildcard_routes_on_one_port_serve_both_families_where_the_platform_allows
     }
     drop(relay);
 }
+
+/// Windows has no Unix datagram sockets: `--syslog unix:PATH` stops the relay at start
+/// (exit 1, as a log file it cannot open does) with the reason, rather than losing every
+/// line (docs/targets.md, "What each platform lacks"). On Unix, tests/log_sinks.rs.
+#[test]
+#[cfg(windows)]
+fn syslog_to_a_unix_socket_is_refused_at_start_on_windows() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_tcprelay"))
+        .args(["-l", "127.0.0.1:0", "-u", "127.0.0.1:1", "--syslog", "unix:/dev/log"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tcprelay");
+    let mut stderr = relay.stderr.take().expect("its stderr");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = sender.send(text);
+    });
+    // stderr closes when the relay exits; a relay that went on serving is killed.
+    let stderr = receiver.recv_timeout(TIMEOUT);
+    if stderr.is_err() {
+        let _ = relay.kill();
+    }
+    let status = relay.wait().expect("wait for tcprelay");
+    reader.join().expect("the stderr reader");
+    let stderr = stderr.expect("tcprelay exits at start");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unix:/dev/log") && stderr.contains("no Unix domain sockets here"));
+}

@@ -4,7 +4,8 @@
 //! OpenWrt's procd script as runs without procd.
 //!
 //! The only changes to a block: `/usr/bin/tcprelay` becomes the binary under test and
-//! `/etc/tcprelay.conf` a config file of the test's.
+//! `/etc/tcprelay.conf` a config file of the test's. Unix-only: the recipes are shell scripts.
+#![cfg(unix)]
 #![forbid(unsafe_code)]
 
 mod support;

@@ -513,7 +513,16 @@ mod tests {
             token: None,
             wait: true,
         };
-        let timed_out = io::Error::from_raw_os_error(11); // what a read timeout is on Linux
+        // What a read timeout is: EAGAIN (11 on Linux, 35 on macOS and the BSDs), and
+        // WSAETIMEDOUT (10060) on Windows.
+        let code = if cfg!(windows) {
+            10060
+        } else if cfg!(any(target_vendor = "apple", target_os = "freebsd")) {
+            35
+        } else {
+            11
+        };
+        let timed_out = io::Error::from_raw_os_error(code);
         let message = no_answer(&request, &timed_out);
         assert!(message.contains("POST /reload reached the admin endpoint 127.0.0.1:9090"));
         assert!(message.contains("no answer came within 30s"), "{message}");

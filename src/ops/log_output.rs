@@ -23,6 +23,11 @@
 //!   to some other file), and the file opened (`O_NONBLOCK`, so a FIFO swapped in cannot
 //!   hang the open) must be that same file (device and inode), else it is refused.
 //!
+//! Off Unix (Windows) std offers no mode bits, no `O_NONBLOCK` and no stable file identity:
+//! the file is created with the directory's inherited permissions, and an existing path is
+//! still refused if it is a symbolic link or not a regular file, but the file opened is not
+//! compared with the one checked, nor its links counted (docs/targets.md).
+//!
 //! `tcprelay reopen-logs` (`POST /reopen-logs`) and every reload open the path again, so
 //! logrotate can rename the file and have the relay write a new one, without signals
 //! (std cannot catch SIGHUP or SIGUSR1).
@@ -36,18 +41,22 @@
 //! to a local socket carries no host name (the daemon adds its own); over UDP it does, as
 //! RFC 3164 asks. Facility `daemon`; the severity follows the line's level. The header's
 //! time is UTC (std knows no time zone). The logfmt `ts=` field is left out of the message,
-//! since the header carries the time (to the second; JSON lines keep their `ts`).
+//! since the header carries the time (to the second; JSON lines keep their `ts`). Off Unix
+//! there are no Unix datagram sockets: `unix:` is refused at start, UDP works.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::{ToSocketAddrs, UdpSocket};
+#[cfg(unix)]
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+#[cfg(unix)]
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::ops::log_time::BsdTime;
 use crate::settings::logging::{LogOutput, SyslogAddress};
+#[cfg(unix)]
 use crate::untrusted_paths::O_NONBLOCK;
 
 impl LogOutput {
@@ -64,7 +73,11 @@ impl LogOutput {
         let Some(SyslogAddress::Unix(path)) = &self.syslog else {
             return None;
         };
+        #[cfg(unix)]
         let is_socket = fs::metadata(path).is_ok_and(|found| found.file_type().is_socket());
+        // Refused when the sinks open: no Unix datagram sockets here.
+        #[cfg(not(unix))]
+        let is_socket = true;
         (!is_socket).then(|| {
             format!(
                 "--syslog unix:{}: no socket there (is syslogd running?): log lines are lost, \
@@ -141,7 +154,9 @@ pub fn open_log_file(path: &Path) -> io::Result<File> {
         )
     };
     let mut options = OpenOptions::new();
-    options.append(true).mode(0o640).custom_flags(O_NONBLOCK);
+    options.append(true);
+    #[cfg(unix)]
+    options.mode(0o640).custom_flags(O_NONBLOCK);
     match options.clone().create_new(true).open(path) {
         Ok(file) => return Ok(file),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
@@ -156,9 +171,14 @@ pub fn open_log_file(path: &Path) -> io::Result<File> {
     }
     let file = options.open(path).map_err(named)?;
     let opened = file.metadata().map_err(named)?;
-    if (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) || !opened.is_file() {
+    #[cfg(unix)]
+    if (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
         return Err(refused("it was replaced while being opened"));
     }
+    if !opened.is_file() {
+        return Err(refused("it was replaced while being opened"));
+    }
+    #[cfg(unix)]
     if opened.nlink() != 1 {
         return Err(refused("it has other hard links, so it may be some other file"));
     }
@@ -178,7 +198,8 @@ struct Syslog {
 #[derive(Debug)]
 enum SyslogSocket {
     /// Unbound, sending to the path each time: a restarted daemon's new socket is found.
-    Unix(UnixDatagram, PathBuf),
+    #[cfg(unix)]
+    Unix(UnixDatagram, std::path::PathBuf),
     /// Connected to the daemon's address.
     Udp(UdpSocket),
 }
@@ -192,9 +213,16 @@ impl Syslog {
             io::Error::new(error.kind(), format!("cannot use syslog at {address}: {error}"))
         };
         let (socket, host) = match address {
+            #[cfg(unix)]
             SyslogAddress::Unix(path) => {
                 let socket = UnixDatagram::unbound().map_err(named)?;
                 (SyslogSocket::Unix(socket, path.clone()), String::new())
+            }
+            #[cfg(not(unix))]
+            SyslogAddress::Unix(_) => {
+                let no_socket =
+                    io::Error::new(io::ErrorKind::Unsupported, "no Unix domain sockets here");
+                return Err(named(no_socket));
             }
             SyslogAddress::Udp(host_port) => {
                 let daemon =
@@ -211,6 +239,7 @@ impl Syslog {
             }
         };
         match &socket {
+            #[cfg(unix)]
             SyslogSocket::Unix(socket, _) => socket.set_nonblocking(true),
             SyslogSocket::Udp(socket) => socket.set_nonblocking(true),
         }
@@ -223,6 +252,7 @@ impl Syslog {
     fn send(&self, severity: u8, line: &str, now: SystemTime) -> io::Result<()> {
         let datagram = self.datagram(severity, line, now);
         match &self.socket {
+            #[cfg(unix)]
             SyslogSocket::Unix(socket, path) => socket.send_to(datagram.as_bytes(), path),
             SyslogSocket::Udp(socket) => socket.send(datagram.as_bytes()),
         }
@@ -259,7 +289,8 @@ mod tests {
     #[test]
     fn a_syslog_datagram_has_the_bsd_header_and_no_second_timestamp() {
         let syslog = Syslog {
-            socket: SyslogSocket::Unix(UnixDatagram::unbound().unwrap(), "/dev/null".into()),
+            // Any socket: only the datagram's text is looked at.
+            socket: SyslogSocket::Udp(UdpSocket::bind("127.0.0.1:0").unwrap()),
             host: String::new(),
             tag: "tcprelay[42]".into(),
         };
