@@ -406,19 +406,12 @@ fn config_file_mistakes_are_named_with_the_fix() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Whether this test runs as root (real uid 0), read from /proc: std has no `getuid`.
-fn running_as_root() -> bool {
-    let status = std::fs::read_to_string(proc_file("/proc/self/status".into())).unwrap_or_default();
-    let uid = status.lines().find_map(|line| line.strip_prefix("Uid:"));
-    uid.and_then(|ids| ids.split_whitespace().next()) == Some("0")
-}
-
 /// A user without the capability binding a port below 1024 is told the three ways out, not
 /// only "Permission denied". Run as `nobody` through `setpriv`, as a service account would.
 #[test]
 #[cfg_attr(windows, ignore = "setpriv, root and Linux's unprivileged-port sysctl")]
 fn a_low_port_refused_to_a_user_names_the_capability_and_the_sysctl() {
-    if !running_as_root() {
+    if !running_as_root("a_low_port_refused_to_a_user_names_the_capability_and_the_sysctl") {
         eprintln!("skipped: needs root, to run the relay as nobody with setpriv");
         return;
     }

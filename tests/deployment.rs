@@ -78,8 +78,9 @@ fn after_the_admin_line_is_edited_reload_and_drain_with_config_still_reach_the_r
 #[test]
 #[ignore = "needs root (to plant a file as another user)"]
 fn a_runtime_file_planted_by_another_user_in_a_shared_directory_gets_no_token() {
-    if !is_root() {
-        eprintln!("skipped: planting a file as another user needs root (CI runs as root)");
+    if !running_as_root(
+        "a_runtime_file_planted_by_another_user_in_a_shared_directory_gets_no_token",
+    ) {
         return;
     }
     let up = Upstream::echo();
@@ -174,7 +175,7 @@ fn a_fifo_planted_as_the_runtime_file_does_not_hang_the_client() {
     // Another user's FIFO when this runs as root (as CI does), else this user's: opening a
     // FIFO to read waits for a writer either way.
     let mut mkfifo = std::process::Command::new("setpriv");
-    if is_root() {
+    if running_as_root("a_fifo_planted_as_the_runtime_file_does_not_hang_the_client") {
         mkfifo.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
     }
     let made = mkfifo.arg("mkfifo").arg(&planted).status().expect("run mkfifo");
@@ -565,12 +566,6 @@ fn setpriv(args: &[String]) -> std::process::Output {
     std::process::Command::new("setpriv").args(args).output().expect("run setpriv (util-linux)")
 }
 
-/// Whether this process runs as root (setpriv to another user needs it).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|status| status.lines().any(|l| l.starts_with("Uid:") && l.contains("\t0\t")))
-}
-
 /// What systemd makes for the unit, under a test directory: a credentials directory
 /// (`/run/credentials/tcprelay.service`, 0500, the service's user) holding the token 0400, a
 /// runtime directory (`/run/tcprelay`, `RuntimeDirectoryMode=0750`, the service's user), and
@@ -586,8 +581,7 @@ struct SystemdStandIn {
 impl SystemdStandIn {
     /// `None`, saying why, when not root: running as `nobody` needs root (CI runs as root).
     fn new(name: &str, route_line: &str) -> Option<SystemdStandIn> {
-        if !is_root() {
-            eprintln!("skipped: running as another user needs root (CI runs as root)");
+        if !running_as_root(name) {
             return None;
         }
         let dir = TestDir::new(name);
