@@ -223,24 +223,23 @@ fn a_new_admin_address_that_cannot_be_bound_refuses_the_reload_and_keeps_the_old
     assert_eq!(relay.wait_for_exit(), Some(0));
 }
 
-/// The block of docs/operations.md that opens with "```LANG\n# FIRST_LINE", without its
-/// fences, as pasted.
-fn doc_block(lang: &str, first_line: &str) -> &'static str {
-    let doc = include_str!("../docs/operations.md");
-    let opening = format!("```{lang}\n# {first_line}\n");
-    let start = doc.find(&opening).unwrap_or_else(|| panic!("docs/operations.md has {opening}"));
-    let body = &doc[start + lang.len() + 4..];
-    &body[..body.find("```").expect("the block ends")]
+const OPERATIONS: &str = include_str!("../docs/operations.md");
+
+/// The first ```LANG block of docs/operations.md whose first line is "# FIRST_LINE", without
+/// its fences, as pasted.
+fn doc_block(lang: &str, first_line: &str) -> String {
+    support::docs::blocks_opening_with(OPERATIONS, lang, &format!("# {first_line}")).remove(0)
 }
 
 /// The Kubernetes manifest of docs/operations.md, as pasted.
-fn manifest() -> &'static str {
+fn manifest() -> String {
     doc_block("yaml", "tcprelay.yaml: kubectl apply -f tcprelay.yaml")
 }
 
 /// The ConfigMap's `relay.conf`, dedented.
 fn manifest_config() -> String {
-    let mut lines = manifest().lines().skip_while(|line| !line.ends_with("relay.conf: |")).skip(1);
+    let manifest = manifest();
+    let mut lines = manifest.lines().skip_while(|line| !line.ends_with("relay.conf: |")).skip(1);
     let mut config = String::new();
     for line in lines.by_ref().take_while(|line| line.starts_with("    ")) {
         config.push_str(&line[4..]);
@@ -251,7 +250,8 @@ fn manifest_config() -> String {
 
 /// The strings of a `KEY: ["a", "b"]` line of the manifest (`args:`, `command:`).
 fn manifest_list(key: &str) -> Vec<String> {
-    let line = manifest()
+    let manifest = manifest();
+    let line = manifest
         .lines()
         .find(|line| line.trim_start().starts_with(key))
         .unwrap_or_else(|| panic!("the manifest has a {key} line"));
@@ -322,7 +322,8 @@ fn the_kubernetes_manifest_checks_as_pasted_and_the_secret_mode_it_states_is_acc
     assert!(config.contains("admin 0.0.0.0:9090"), "{config}");
     let _config_volume =
         KubeletVolume::new(root.path("config"), &[("relay.conf", config.as_str(), 0o644)]);
-    let mode = manifest().split("defaultMode: ").nth(1).expect("the Secret states its defaultMode");
+    let manifest = manifest();
+    let mode = manifest.split("defaultMode: ").nth(1).expect("the Secret states its defaultMode");
     let mode = u32::from_str_radix(mode.split([' ', '}']).next().expect("a mode"), 8)
         .expect("the defaultMode is octal");
     let mut secret = KubeletVolume::new(root.path("secret"), &[("token", TOKEN, mode)]);
@@ -488,16 +489,20 @@ fn a_drain_with_a_grace_serves_new_clients_with_healthz_503_then_closes_then_tim
 }
 
 /// The systemd units of docs/operations.md, as (file name, text).
-fn units() -> [(&'static str, &'static str); 3] {
+fn units() -> [(&'static str, String); 3] {
     let unit = |name| (name, doc_block("ini", &format!("/etc/systemd/system/{name}")));
-    [unit("tcprelay.service"), unit("tcprelay.socket"), {
-        // The socket-activated service is the second block with that first line.
-        let doc = include_str!("../docs/operations.md");
-        let opening = "```ini\n# /etc/systemd/system/tcprelay.service\n";
-        let second = doc.rfind(opening).expect("a second tcprelay.service");
-        let body = &doc[second + 7..];
-        ("socket-activated/tcprelay.service", &body[..body.find("```").expect("the block ends")])
-    }]
+    // The socket-activated service is the last block with the service's first line.
+    let services = support::docs::blocks_opening_with(
+        OPERATIONS,
+        "ini",
+        "# /etc/systemd/system/tcprelay.service",
+    );
+    let socket_activated = services.last().expect("a block").clone();
+    [
+        unit("tcprelay.service"),
+        unit("tcprelay.socket"),
+        ("socket-activated/tcprelay.service", socket_activated),
+    ]
 }
 
 /// A unit's text with the binary where this build put it.
@@ -510,16 +515,16 @@ fn with_this_binary(unit: &str) -> String {
 fn the_systemd_units_pass_systemd_analyze_verify_without_a_warning() {
     let dir = TestDir::new("systemd-verify");
     std::fs::create_dir_all(dir.path("socket-activated")).expect("create a directory");
-    let (own, socket_activated) = (units()[0].1, units()[2].1);
+    let [(_, own), _, (_, socket_activated)] = units();
     assert_ne!(own, socket_activated, "the two services are different blocks");
-    for unit in [own, socket_activated] {
+    for unit in [&own, &socket_activated] {
         for needed in ["DynamicUser=yes", "LoadCredential=token:", "RuntimeDirectory=tcprelay"] {
             assert!(unit.contains(needed), "a unit lacks {needed}:\n{unit}");
         }
     }
     assert!(own.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE"));
     for (name, unit) in units() {
-        std::fs::write(dir.path(name), with_this_binary(unit)).expect("write the unit");
+        std::fs::write(dir.path(name), with_this_binary(&unit)).expect("write the unit");
     }
     // The socket-activated service beside its socket unit, the other on its own.
     let socket_dir = dir.path("socket-activated");
@@ -627,7 +632,7 @@ fn the_unit_runs_as_an_unprivileged_user_with_its_token_from_a_credentials_direc
     let SystemdStandIn { dir, runtime, config, config_text, .. } = &stand_in;
     let token = stand_in.credentials.join("token");
     let replace = |line: &str| stand_in.local(line);
-    let unit = units()[0].1;
+    let unit = &units()[0].1;
 
     // The recipe this replaces: the dynamic user reading root:root 0640 /etc's token itself.
     let in_etc = dir.path("admin.token");
@@ -681,7 +686,7 @@ fn the_socket_activated_unit_serves_the_socket_systemd_hands_it_as_an_unprivileg
     let up = Upstream::echo();
     let route = format!("route stdin -> {} name=web", up.addr);
     let Some(stand_in) = SystemdStandIn::new("systemd-socket", &route) else { return };
-    let unit = units()[2].1;
+    let unit = &units()[2].1;
     let output = setpriv(&exec_line(unit, "ExecStartPre", &|line| stand_in.local(line)));
     assert_eq!(output.status.code(), Some(0), "ExecStartPre: {}", text(&output.stderr));
     // systemd-socket-activate binds the address it is given: one the kernel just handed out.

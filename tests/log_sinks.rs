@@ -39,6 +39,19 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
+/// A relay that sends its log to `--syslog TARGET` only; its upstream is never dialled, since
+/// these tests connect no client, only read what the relay logs at start.
+fn relay_with_syslog(target: &str) -> RelayProcess {
+    RelayProcess::start_logging_elsewhere(&[
+        "-l",
+        "127.0.0.1:0",
+        "-u",
+        "127.0.0.1:9",
+        "--syslog",
+        target,
+    ])
+}
+
 /// The log file gets every line (stderr none), created 0640; logrotate renames it, `tcprelay
 /// reopen-logs` makes the relay write a new one at the path, and the lines after it are
 /// there, not in the renamed file.
@@ -175,14 +188,7 @@ fn a_planted_symlink_or_fifo_as_the_log_file_is_refused() {
 fn a_syslog_path_with_no_socket_is_named_on_stderr() {
     let dir = ScratchDir::new("syslog-missing");
     let missing = format!("unix:{}", dir.join("log").display());
-    let relay = RelayProcess::start_logging_elsewhere(&[
-        "-l",
-        "127.0.0.1:0",
-        "-u",
-        "127.0.0.1:9",
-        "--syslog",
-        &missing,
-    ]);
+    let relay = relay_with_syslog(&missing);
     let warning = relay.log_line_with("no socket there");
     assert!(warning.starts_with("tcprelay: warning: --syslog ") && warning.contains(&missing));
 }
@@ -355,14 +361,7 @@ fn syslog_over_udp_names_the_host() {
     let syslogd = UdpSocket::bind("127.0.0.1:0").expect("bind the test's syslog port");
     syslogd.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
     let syslog_arg = syslogd.local_addr().expect("its address").to_string();
-    let relay = RelayProcess::start_logging_elsewhere(&[
-        "-l",
-        "127.0.0.1:0",
-        "-u",
-        "127.0.0.1:9",
-        "--syslog",
-        &syslog_arg,
-    ]);
+    let relay = relay_with_syslog(&syslog_arg);
     let mut buffer = [0; 2048];
     let len = syslogd.recv(&mut buffer).expect("a syslog datagram within the timeout");
     let first = String::from_utf8_lossy(&buffer[..len]).into_owned();

@@ -24,14 +24,7 @@ const OPERATIONS: &str = include_str!("../docs/operations.md");
 /// The first ```text block after `marker` in docs/operations.md, without the indentation of
 /// the list item it may sit in.
 fn doc_block(marker: &str) -> String {
-    let after = OPERATIONS.split(marker).nth(1).unwrap_or_else(|| panic!("no {marker:?}"));
-    let fence = after.find("```text\n").unwrap_or_else(|| panic!("no text block after {marker:?}"));
-    let body = &after[fence + "```text\n".len()..];
-    let end = body.find("```").unwrap_or_else(|| panic!("an unclosed block after {marker:?}"));
-    body[..end]
-        .lines()
-        .map(|line| format!("{}\n", line.strip_prefix("  ").unwrap_or(line)))
-        .collect()
+    support::docs::block(OPERATIONS, marker, "text")
 }
 
 /// A path as the text of a logrotate rule or a config file.

@@ -18,14 +18,9 @@ use support::*;
 
 const OPERATIONS: &str = include_str!("../docs/operations.md");
 
-/// The first ```LANG block after `marker` in docs/operations.md.
+/// The first ```LANG block after `marker` in docs/operations.md, as pasted.
 fn doc_block(marker: &str, lang: &str) -> String {
-    let after = OPERATIONS.split(marker).nth(1).unwrap_or_else(|| panic!("no {marker:?}"));
-    let opening = format!("```{lang}\n");
-    let fence = after.find(&opening).unwrap_or_else(|| panic!("no {lang} block after {marker:?}"));
-    let body = &after[fence + opening.len()..];
-    let end = body.find("```").unwrap_or_else(|| panic!("an unclosed block after {marker:?}"));
-    body[..end].to_string()
+    support::docs::block(OPERATIONS, marker, lang)
 }
 
 /// Runs `script` with `sh -c` and returns its exit code, stdout and stderr.

@@ -23,11 +23,7 @@ const OPERATIONS: &str = include_str!("../docs/operations.md");
 /// The first ```sh block after `marker` in docs/operations.md, without the indentation of
 /// the list item it sits in.
 fn doc_block(marker: &str) -> String {
-    let after = OPERATIONS.split(marker).nth(1).unwrap_or_else(|| panic!("no {marker:?}"));
-    let fence = after.find("```sh\n").unwrap_or_else(|| panic!("no sh block after {marker:?}"));
-    let body = &after[fence + "```sh\n".len()..];
-    let end = body.find("```").unwrap_or_else(|| panic!("an unclosed block after {marker:?}"));
-    body[..end].lines().map(|line| format!("{}\n", line.trim_start_matches("  "))).collect()
+    support::docs::block(OPERATIONS, marker, "sh")
 }
 
 /// A block with the binary and the config file replaced by the test's.

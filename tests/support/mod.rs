@@ -1,9 +1,10 @@
 //! Shared test helpers, by purpose: relays in this process ([`relays`]) and the binary as a
 //! child process ([`process`]), scriptable upstreams ([`upstreams`]), a client's bytes
 //! ([`client`]), counters of descriptors and threads to compare after a fault ([`counters`]),
-//! scratch directories and log files the relay writes ([`files`]), the seed article's
-//! scenario ([`seed`]), the lab exercises' harness ([`lab`]), the external programs some
-//! tests drive ([`tools`]) and another local user to race the relay with ([`privilege`]).
+//! scratch directories and log files the relay writes ([`files`]), fenced blocks of the docs
+//! ([`docs`]), the seed article's scenario ([`seed`]), the lab exercises' harness ([`lab`]),
+//! the external programs some tests drive ([`tools`]) and another local user to race the
+//! relay with ([`privilege`]).
 //! Each test binary uses `support::*`.
 //!
 //! Every helper bounds its waits ([`TIMEOUT`]) and joins its threads when dropped.
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub mod client;
 pub mod counters;
+pub mod docs;
 pub mod files;
 pub mod go;
 pub mod lab;
