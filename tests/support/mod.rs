@@ -18,7 +18,6 @@ pub mod docs;
 pub mod files;
 pub mod go;
 pub mod lab;
-#[cfg(unix)]
 pub mod privilege;
 pub mod process;
 pub mod proxy;
@@ -29,7 +28,6 @@ pub mod tools;
 pub mod upstreams;
 
 // Each test binary uses some of these, never all.
-#[cfg(unix)]
 #[allow(unused_imports)]
 pub use privilege::*;
 #[allow(unused_imports)]

@@ -2,7 +2,6 @@
 //! `nobody`, reached with `setpriv` (util-linux). Such tests need root, as CI has; run
 //! without it, they say why and return.
 
-use std::path::Path;
 use std::process::Command;
 
 /// `nobody`'s uid and gid on Debian (`nobody:nogroup`).
@@ -48,7 +47,8 @@ pub fn as_nobody(program: &str) -> Command {
 }
 
 /// Gives `path` to `nobody:nogroup` (a symbolic link itself, never what it points to).
-pub fn give_to_nobody(path: &Path) {
+#[cfg(unix)]
+pub fn give_to_nobody(path: &std::path::Path) {
     std::os::unix::fs::lchown(path, Some(NOBODY), Some(NOBODY))
         .unwrap_or_else(|e| panic!("the test gives {} to nobody: {e}", path.display()));
 }
