@@ -39,6 +39,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tcprelay");
 /// file (the example above it). The second line would listen on 0.0.0.0:443, so it is not
 /// run; `tests/operations_cli.rs` checks what `--check` prints for the example.
 #[test]
+#[cfg_attr(windows, ignore = "runs the guide's shell lines with sh")]
 fn the_check_line_of_the_first_example_exits_0() {
     let example = doc_block("## A config file at a glance", "text");
     let config = ConfigFile::new("at-a-glance.conf", &example);
@@ -54,6 +55,7 @@ fn the_check_line_of_the_first_example_exits_0() {
 /// The command-line example, with `--check` added after `tcprelay`: it listens on
 /// 0.0.0.0:443 and names hosts that are not here, so it is checked, not started.
 #[test]
+#[cfg_attr(windows, ignore = "runs the guide's shell lines with sh")]
 fn the_command_line_example_checks_as_pasted() {
     let block = doc_block("The same can be said on the command line", "sh");
     assert!(block.starts_with("tcprelay --listen"), "{block}");
