@@ -28,10 +28,6 @@ const ALLOWED_UPWARD: &[(&str, &str)] = &[
     ("relay::accept", "ops::metrics"),
     ("relay::route", "ops::metrics"),
     ("relay::server_names", "ops::metrics"),
-    // `Config` still carries two test seams, the thread hook (limits/) and the resolver
-    // (upstream/), until they move behind a seam of their own (issue 24).
-    ("settings::config", "limits::threads"),
-    ("settings::config", "upstream::dial"),
 ];
 
 /// The edges that close a cycle inside one folder, each with why it remains; the cycle

@@ -39,7 +39,7 @@ use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
 use std::thread;
 
-use crate::limits::threads::{ThreadLife, ThreadRole};
+use crate::limits::threads::ThreadRole;
 use crate::net::address::Address;
 use crate::net::proxy_protocol::{self, ProxyVersion};
 use crate::net::stream::Stream;
@@ -111,7 +111,7 @@ fn second_thread(conn: &Connection, route: &Route) -> u64 {
     // else the first thread would wait on an upstream that waits for client bytes nobody
     // will copy.
     let _close_on_panic = CloseOnPanic(conn);
-    let _life = ThreadLife::begin(route.config.thread_hook, ThreadRole::Second);
+    let _life = route.threads.life(ThreadRole::Second);
     let Some(up) = conn.upstream() else { return 0 }; // attached before the spawn
     let buffer_size = route.config.buffer_size;
     copy_then_close_write(

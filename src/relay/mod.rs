@@ -15,6 +15,7 @@
 //! - [`route`]: what a route's accept loop shares with its connections.
 //! - [`current`]: the route's settings of now, which a reload swaps.
 //! - [`timers`]: the idle and half-close timers, ticked by socket timeouts.
+//! - [`test_hooks`]: what a test may put in place of the machine (threads, the resolver).
 
 pub mod accept;
 pub mod connection;
@@ -27,6 +28,8 @@ pub mod open_connections;
 pub mod preface;
 pub mod route;
 pub mod server_names;
+pub mod test_hooks;
 pub mod timers;
 
 pub use accept::{Relay, StopHandle};
+pub use test_hooks::TestHooks;
