@@ -8,6 +8,7 @@
 //! - [`server_names`]: routes that share one listener, picked by TLS server name (`sni=`).
 //! - [`copy`]: one direction, `io::copy` then `shutdown(Write)` (Go's `copyThenCloseWrite`).
 //! - [`connection`]: what a connection's two threads share: the sockets and how it ended.
+//! - [`counts`]: a route's counters, kept here and read by `/metrics`.
 //! - [`events`]: who a connection is and how it ended, as the core tells its watchers.
 //! - [`live_bytes`]: the bytes each copy has delivered, which the metrics read.
 //! - [`open_connections`]: a route's open connections, per client: where the accept loop
@@ -20,6 +21,7 @@
 pub mod accept;
 pub mod connection;
 pub mod copy;
+pub mod counts;
 pub mod current;
 pub mod events;
 pub mod handle_conn;

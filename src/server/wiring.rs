@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use crate::limits::capacity::Reserve;
 use crate::ops::admin;
-use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::relay::accept::Relay;
+use crate::relay::counts::RouteMetrics;
 use crate::relay::route::Watchers;
 use crate::relay::test_hooks::TestHooks;
 use crate::settings::config::Config;

@@ -420,7 +420,7 @@ mod tests {
             ..Config::default()
         };
         // No counts given: each upstream gets counts of its own.
-        let metrics = Arc::new(crate::ops::metrics::RouteMetrics::new("test"));
+        let metrics = Arc::new(crate::relay::counts::RouteMetrics::new("test"));
         let events = Arc::new(crate::ops::observe::Observer::for_route(&config, metrics));
         Upstreams::new(
             &config,
