@@ -241,6 +241,27 @@ fn panic_in_the_second_thread_closes_both_sockets_and_frees_the_slot() {
     fault.assert_recovered();
 }
 
+/// A panic as the second thread ends, after it delivered the client's bytes and passed its
+/// EOF on: the relay closes the connection (`panicked`), and the close still counts every
+/// byte that thread delivered. The count is the connection's own, kept as the copy writes;
+/// the thread never has to hand it back (it did, over a channel, and a panic lost it).
+#[test]
+fn panic_as_the_second_thread_ends_still_counts_the_bytes_it_delivered() {
+    let fault = Fault::armed(ThreadStage::Finished(ThreadRole::Second), 1);
+    let sent = pattern(24, 10_000);
+    let client = connect(fault.relay.addr);
+    write_all(&client, &sent).expect("the client's bytes go out");
+    client.shutdown(Shutdown::Write).expect("the client half-closes");
+    // All, some or none of the echo, then the relay's close: the echo races the panic.
+    let _ = read_all(&client);
+
+    let metrics = settled(&fault.relay.metrics);
+    assert_eq!(metrics.closed("panicked"), Some(1), "{metrics:?}");
+    assert_eq!(metrics.bytes_client_to_upstream, sent.len() as u64, "bytes lost at the panic");
+    drop(client);
+    fault.assert_recovered();
+}
+
 /// The client is gone before the relay dials (its first thread is held at `Started` until
 /// the client has closed): the relay still dials, passes the close on, and ends cleanly.
 #[test]

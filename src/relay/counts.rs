@@ -1,6 +1,7 @@
-//! A route's counts, kept by the core: each connection accepted and how it ended, the
-//! bytes relayed each way, the waits at the connection limit; each upstream's counts are
-//! read from `upstream/counts.rs`. The route's watcher (ops/observe.rs) writes them as it
+//! The counts the core keeps: each connection's bytes, written by its two copies
+//! ([`LiveBytes`]), and each route's counters ([`RouteMetrics`]): connections accepted and
+//! how they ended, the bytes relayed each way, the waits at the connection limit; each
+//! upstream's counts are read from `upstream/counts.rs`. The route's watcher (ops/observe.rs) writes them as it
 //! hears the core's events; `/metrics` and `tcprelay status` (ops/) read a
 //! [`RouteSnapshot`] and render it.
 //!
@@ -22,9 +23,35 @@ use std::time::Duration;
 
 use crate::counter::Counter;
 use crate::lock::lock;
-use crate::outcome::CloseReason;
-use crate::relay::live_bytes::LiveBytes;
+use crate::outcome::{CloseReason, Direction};
 use crate::upstream::counts::UpstreamMetrics;
+
+/// One connection's bytes delivered so far, each direction counted by its own copy thread:
+/// the one count of them, read by the close report when the connection ends and by a
+/// scrape while it is open. No counter is shared between connections: the copy loop adds
+/// to its own, and the route's metrics sum the open connections' counters with the totals
+/// of the closed ones.
+#[derive(Debug, Default)]
+pub struct LiveBytes {
+    to_upstream: Counter,
+    to_client: Counter,
+}
+
+impl LiveBytes {
+    /// `bytes` more were delivered in `direction`.
+    pub fn add(&self, direction: Direction, bytes: u64) {
+        let counter = match direction {
+            Direction::ClientToUpstream => &self.to_upstream,
+            Direction::UpstreamToClient => &self.to_client,
+        };
+        counter.fetch_add(bytes);
+    }
+
+    /// Bytes delivered so far: client → upstream, upstream → client.
+    pub fn get(&self) -> (u64, u64) {
+        (self.to_upstream.get(), self.to_client.get())
+    }
+}
 
 /// The live counters of one route.
 #[derive(Debug)]
@@ -322,7 +349,6 @@ impl RouteSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Direction;
 
     #[test]
     fn accepted_equals_active_plus_closed() {

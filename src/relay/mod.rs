@@ -8,9 +8,9 @@
 //! - [`server_names`]: routes that share one listener, picked by TLS server name (`sni=`).
 //! - [`copy`]: one direction, `io::copy` then `shutdown(Write)` (Go's `copyThenCloseWrite`).
 //! - [`connection`]: what a connection's two threads share: the sockets and how it ended.
-//! - [`counts`]: a route's counters, kept here and read by `/metrics`.
+//! - [`counts`]: the bytes each copy has delivered and a route's counters, kept here and
+//!   read by the close report and `/metrics`.
 //! - [`events`]: who a connection is and how it ended, as the core tells its watchers.
-//! - [`live_bytes`]: the bytes each copy has delivered, which the metrics read.
 //! - [`open_connections`]: a route's open connections, per client: where the accept loop
 //!   waits for room, and what a stop closes.
 //! - [`route`]: what a route's accept loop shares with its connections.
@@ -25,7 +25,6 @@ pub mod counts;
 pub mod current;
 pub mod events;
 pub mod handle_conn;
-pub mod live_bytes;
 pub mod open_connections;
 pub mod preface;
 pub mod route;
