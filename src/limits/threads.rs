@@ -37,9 +37,10 @@ pub enum ThreadStage {
 }
 
 /// Called at each [`ThreadStage`]. The default does nothing. Tests replace it (a field of
-/// [`TestHooks`](crate::TestHooks)) to prove what the relay does when the OS refuses a thread (return an error at
-/// `Spawning`), when a thread panics (panic at `Started`), and how many threads are alive
-/// (count `Started` and `Finished`). Production code has no reason to set it.
+/// [`TestHooks`](crate::TestHooks)) to prove what the relay does when the OS refuses a
+/// thread (return an error at `Spawning`), when a thread panics (panic at `Started`), and
+/// how many threads are alive (count `Started` and `Finished`). Production code has no
+/// reason to set it.
 pub type ThreadHook = fn(ThreadStage) -> io::Result<()>;
 
 /// The default [`ThreadHook`]: does nothing.

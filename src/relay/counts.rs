@@ -1,9 +1,9 @@
 //! The counts the core keeps: each connection's bytes, written by its two copies
 //! ([`LiveBytes`]), and each route's counters ([`RouteMetrics`]): connections accepted and
 //! how they ended, the bytes relayed each way, the waits at the connection limit; each
-//! upstream's counts are read from `upstream/counts.rs`. The route's watcher (ops/observe.rs) writes them as it
-//! hears the core's events; `/metrics` and `tcprelay status` (ops/) read a
-//! [`RouteSnapshot`] and render it.
+//! upstream's counts are read from `upstream/counts.rs`. The route's watcher
+//! (ops/observe.rs) writes the route's counters as it hears the core's events; `/metrics`
+//! and `tcprelay status` (ops/) read a [`RouteSnapshot`] and render it.
 //!
 //! Each route owns one [`RouteMetrics`], shared (behind an `Arc`) by its listener and its
 //! connection threads. Counting is a relaxed atomic add: the counters are independent, and a
