@@ -210,7 +210,7 @@ fn names_self_loops(server: &ServerConfig) -> bool {
     let mut loops = 0;
     for route in server.routes.iter().filter(|route| route.listen_unix.is_none()) {
         for address in route.upstreams() {
-            if let Some(own) = upstream::reaches_itself(address, &route.listen, route.resolver) {
+            if let Some(own) = upstream::reaches_itself(address, &route.listen) {
                 eprintln!(
                     "tcprelay: route {}: upstream {address} resolves to {own}, the route's own \
                      listen address: every client would be closed with reason=self_loop",

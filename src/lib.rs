@@ -25,9 +25,9 @@
 //!   [`AdminToken`] for its admin endpoint), [`ServerHandle`] (drain, stop, reload, status).
 //! - **What happened**: [`RouteMetrics`] and its [`RouteSnapshot`] and [`UpstreamSnapshot`]
 //!   (the counters `/metrics` shows), [`CloseReason`] (every way a connection ends).
-//! - **Seams for tests**: [`Resolver`] (with [`system_resolver`], the default) and
-//!   [`ThreadHook`] (with [`ThreadRole`] and [`ThreadStage`]), two fields of [`Config`] that
-//!   tests use to fake DNS and to fail or watch thread creation.
+//! - **Seams for tests**: [`TestHooks`], given to [`Relay::bind_with_hooks`]: a [`Resolver`]
+//!   to fake DNS and a [`ThreadHook`] (with [`ThreadRole`] and [`ThreadStage`]) to fail or
+//!   watch thread creation. No setting reaches them.
 //!
 //! Everything else (the settings table and its parsers, the admin HTTP server, the logger,
 //! the limits) is the binary's and stays inside the crate; docs/architecture.md maps it.
@@ -178,16 +178,16 @@ pub use limits::threads::{ThreadHook, ThreadRole, ThreadStage};
 pub use net::address::Address;
 pub use net::proxy_protocol::ProxyVersion;
 pub use net::sni::NamePattern;
-pub use ops::metrics::{RouteMetrics, RouteSnapshot, UpstreamSnapshot};
 pub use outcome::CloseReason;
-pub use relay::{Relay, StopHandle};
+pub use relay::counts::{RouteMetrics, RouteSnapshot, UpstreamSnapshot};
+pub use relay::{Relay, StopHandle, TestHooks};
 pub use server::{Server, ServerHandle};
 pub use settings::access::{AccessRules, Cidr};
 pub use settings::admin_access::{AdminAccess, AdminToken};
 pub use settings::config::{Config, Policy};
 pub use settings::logging::LogLevel;
 pub use settings::server_config::ServerConfig;
-pub use upstream::dial::{Resolver, system_resolver};
+pub use upstream::dial::Resolver;
 
 /// The classroom chapter, docs/go-to-rust.md: from the Go `io.Copy` proxy to this crate.
 #[doc = include_str!("../docs/go-to-rust.md")]

@@ -199,7 +199,7 @@ fn resolver_out_of_descriptors(upstream: &str) -> std::io::Result<Vec<std::net::
         let emfile = if cfg!(windows) { 10024 } else { 24 };
         return Err(std::io::Error::from_raw_os_error(emfile));
     }
-    tcprelay::system_resolver(upstream)
+    Ok(std::net::ToSocketAddrs::to_socket_addrs(upstream)?.collect())
 }
 
 /// Out of descriptors while *dialling* is the relay's own trouble, not the upstream's: it
@@ -211,10 +211,10 @@ fn out_of_descriptors_while_dialling_is_a_local_error_and_backs_no_upstream_off(
     let _serial = serial();
     let first = Upstream::banner("first");
     let second = Upstream::banner("second");
-    let relay = TestRelay::start(Config {
-        resolver: resolver_out_of_descriptors,
-        ..to_all(&[first.addr.to_string(), second.addr.to_string()])
-    });
+    let relay = TestRelay::hooked(
+        to_all(&[first.addr.to_string(), second.addr.to_string()]),
+        tcprelay::TestHooks { resolver: resolver_out_of_descriptors, ..Default::default() },
+    );
 
     OUT_OF_DESCRIPTORS.store(true, std::sync::atomic::Ordering::SeqCst);
     for _ in 0..3 {

@@ -1,4 +1,5 @@
-//! Faults around connection threads, injected through [`tcprelay::ThreadHook`]:
+//! Faults around connection threads, injected through [`tcprelay::ThreadHook`] (the
+//! [`TestHooks`] each relay here is bound with):
 //! the OS refusing a thread, a thread panicking, a dial held back until the client is gone,
 //! and the connection limit's bound on live threads.
 //!
@@ -16,7 +17,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 
 use support::*;
 use tcprelay::Config;
-use tcprelay::{ThreadRole, ThreadStage};
+use tcprelay::{TestHooks, ThreadRole, ThreadStage};
 
 /// What the hook does next.
 #[derive(Debug, Default)]
@@ -86,18 +87,18 @@ fn arm(fault_at: Option<ThreadStage>) {
     *plan() = Plan { fault_at, ..Plan::default() };
 }
 
-/// A relay with the test hook and at most `max_connections` connections.
-fn hooked_relay(upstream: &Upstream, max_connections: usize) -> TestRelay {
-    TestRelay::start(Config {
-        upstream: upstream.addr.to_string(),
+/// A relay to `upstream` with the test hook and at most `max_connections` connections.
+fn hooked_relay(upstream: impl ToString, max_connections: usize) -> TestRelay {
+    let config = Config {
+        upstream: upstream.to_string(),
         max_connections,
-        thread_hook: hook,
         // Threads exit with their connection instead of parking for the next one, so the
         // connection-thread count can return to the baseline (tests/thread_pool.rs covers
         // the parked threads).
         thread_keep_alive: std::time::Duration::ZERO,
         ..quiet_config()
-    })
+    };
+    TestRelay::hooked(config, TestHooks { thread_hook: hook, ..TestHooks::default() })
 }
 
 /// An upstream that echoes, and reports how each connection ended: `Ok(bytes echoed)` at
@@ -154,7 +155,7 @@ impl Fault {
     fn armed(at: ThreadStage, max_connections: usize) -> Fault {
         let serial = serial();
         let (upstream, upstream_ends) = reporting_echo();
-        let relay = hooked_relay(&upstream, max_connections);
+        let relay = hooked_relay(upstream.addr, max_connections);
         let baseline = Baseline::take();
         arm(Some(at));
         Fault { relay, upstream, upstream_ends, baseline, max_connections, _serial: serial }
@@ -240,13 +241,34 @@ fn panic_in_the_second_thread_closes_both_sockets_and_frees_the_slot() {
     fault.assert_recovered();
 }
 
+/// A panic as the second thread ends, after it delivered the client's bytes and passed its
+/// EOF on: the relay closes the connection (`panicked`), and the close still counts every
+/// byte that thread delivered. The count is the connection's own, kept as the copy writes;
+/// the thread never has to hand it back (it did, over a channel, and a panic lost it).
+#[test]
+fn panic_as_the_second_thread_ends_still_counts_the_bytes_it_delivered() {
+    let fault = Fault::armed(ThreadStage::Finished(ThreadRole::Second), 1);
+    let sent = pattern(24, 10_000);
+    let client = connect(fault.relay.addr);
+    write_all(&client, &sent).expect("the client's bytes go out");
+    client.shutdown(Shutdown::Write).expect("the client half-closes");
+    // All, some or none of the echo, then the relay's close: the echo races the panic.
+    let _ = read_all(&client);
+
+    let metrics = settled(&fault.relay.metrics);
+    assert_eq!(metrics.closed("panicked"), Some(1), "{metrics:?}");
+    assert_eq!(metrics.bytes_client_to_upstream, sent.len() as u64, "bytes lost at the panic");
+    drop(client);
+    fault.assert_recovered();
+}
+
 /// The client is gone before the relay dials (its first thread is held at `Started` until
 /// the client has closed): the relay still dials, passes the close on, and ends cleanly.
 #[test]
 fn client_gone_before_the_dial_finishes_is_passed_on_and_cleaned_up() {
     let _serial = serial();
     let (upstream, upstream_ends) = reporting_echo();
-    let relay = hooked_relay(&upstream, 2);
+    let relay = hooked_relay(upstream.addr, 2);
     let baseline = Baseline::take();
     arm(None);
     plan().hold_first_threads = true;
@@ -280,16 +302,7 @@ fn max_connections_bounds_upstream_connections_and_threads() {
     const CLIENTS: u64 = 40;
     let _serial = serial();
     let upstream = GatedEcho::start();
-    let relay = TestRelay::start(Config {
-        upstream: upstream.addr().to_string(),
-        max_connections: MAX,
-        thread_hook: hook,
-        // Threads exit with their connection instead of parking for the next one, so the
-        // connection-thread count can return to the baseline (tests/thread_pool.rs covers
-        // the parked threads).
-        thread_keep_alive: std::time::Duration::ZERO,
-        ..quiet_config()
-    });
+    let relay = hooked_relay(upstream.addr(), MAX);
     let baseline = Baseline::take();
     arm(None);
 

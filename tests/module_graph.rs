@@ -18,21 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The upward edges that remain, each `(from, to)` module with why it remains. It may only
-/// shrink: an edge missing from this list fails the test, and so does one listed here that
-/// the code no longer has.
-const ALLOWED_UPWARD: &[(&str, &str)] = &[
-    // relay/ keeps each route's `RouteMetrics` (built in `Route::new`, relabelled on a
-    // reload, handed out by `Relay::metrics`, a public method): the counters' owner is
-    // not settled yet (issue 24).
-    ("relay::accept", "ops::metrics"),
-    ("relay::route", "ops::metrics"),
-    ("relay::server_names", "ops::metrics"),
-    // `Config` still carries two test seams, the thread hook (limits/) and the resolver
-    // (upstream/), until they move behind a seam of their own (issue 24).
-    ("settings::config", "limits::threads"),
-    ("settings::config", "upstream::dial"),
-];
+/// The upward edges allowed, each `(from, to)` module with why. None is left (issue 24
+/// removed the last); an edge missing from this list fails the test, and so does one listed
+/// here that the code no longer has.
+const ALLOWED_UPWARD: &[(&str, &str)] = &[];
 
 /// The edges that close a cycle inside one folder, each with why it remains; the cycle
 /// search leaves them out. It may only shrink, as `ALLOWED_UPWARD`.

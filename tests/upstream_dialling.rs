@@ -3,8 +3,8 @@
 //! back-off that spares later clients.
 //!
 //! No name on this machine resolves to both `::1` and `127.0.0.1`, so these tests give the
-//! relay a resolver of their own ([`tcprelay::Config::resolver`], the documented seam) that
-//! knows the names they make up.
+//! relay a resolver of their own ([`tcprelay::TestHooks::resolver`], the documented seam)
+//! that knows the names they make up.
 #![forbid(unsafe_code)]
 
 mod support;
@@ -12,17 +12,21 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use tcprelay::Config;
+use tcprelay::{Config, TestHooks};
 
 /// A relay to `upstream` (a made-up name), resolved by [`fake_resolver`].
 fn relay_to_name(upstream: &str) -> TestRelay {
-    TestRelay::start(Config {
+    faked(Config {
         upstream: upstream.to_string(),
-        resolver: fake_resolver,
         // Short, so the abandoned attempt to the blackhole ends soon after each test.
         connect_timeout: Duration::from_secs(2),
         ..quiet_config()
     })
+}
+
+/// A relay with `config` whose names are resolved by [`fake_resolver`].
+fn faked(config: Config) -> TestRelay {
+    TestRelay::hooked(config, TestHooks { resolver: fake_resolver, ..TestHooks::default() })
 }
 
 #[test]
@@ -73,10 +77,7 @@ fn a_name_whose_every_address_fails_fails_the_upstream_and_the_next_one_serves()
     let next = Upstream::banner("next");
     let name = "all-dead.test:1";
     fake_name(name, &[dead_addr(), "127.0.0.1:2".parse().expect("a socket address")]);
-    let relay = TestRelay::start(Config {
-        resolver: fake_resolver,
-        ..to_all(&[name.to_string(), next.addr.to_string()])
-    });
+    let relay = faked(to_all(&[name.to_string(), next.addr.to_string()]));
 
     assert_eq!(served_by(relay.addr), "next");
     let metrics = settled(&relay.metrics);
@@ -102,9 +103,8 @@ fn a_live_address_behind_99_dead_ones_is_reached_after_a_few_clients() {
     let mut addrs: Vec<_> = blackholes.iter().map(|blackhole| blackhole.addr).collect();
     addrs.push(live.addr);
     fake_name(name, &addrs);
-    let relay = TestRelay::start(Config {
+    let relay = faked(Config {
         upstream: name.to_string(),
-        resolver: fake_resolver,
         connect_timeout: Duration::from_secs(5),
         ..quiet_config()
     });

@@ -36,10 +36,11 @@ pub enum ThreadStage {
     Finished(ThreadRole),
 }
 
-/// Called at each [`ThreadStage`]. The default does nothing. Tests replace it
-/// to prove what the relay does when the OS refuses a thread (return an error at
-/// `Spawning`), when a thread panics (panic at `Started`), and how many threads are alive
-/// (count `Started` and `Finished`). Production code has no reason to set it.
+/// Called at each [`ThreadStage`]. The default does nothing. Tests replace it (a field of
+/// [`TestHooks`](crate::TestHooks)) to prove what the relay does when the OS refuses a
+/// thread (return an error at `Spawning`), when a thread panics (panic at `Started`), and
+/// how many threads are alive (count `Started` and `Finished`). Production code has no
+/// reason to set it.
 pub type ThreadHook = fn(ThreadStage) -> io::Result<()>;
 
 /// The default [`ThreadHook`]: does nothing.
@@ -97,7 +98,8 @@ impl ThreadPool {
     }
 
     /// Runs `body` as a connection thread in `role`: on a parked thread if one is waiting,
-    /// else on a new one. `body` starts with a [`ThreadLife`] of its own.
+    /// else on a new one. `body` starts with a [`ThreadLife`] of its own
+    /// ([`ThreadPool::life`]).
     ///
     /// # Errors
     /// The OS refused a new thread (or the test hook said it would). `body` is then dropped
@@ -122,6 +124,14 @@ impl ThreadPool {
             .stack_size(self.stack_size)
             .spawn(move || pool.work(job))
             .map(drop)
+    }
+
+    /// The life of a connection thread in `role`, for its body to hold from its first line:
+    /// the pool's hook hears `Started` now and `Finished` when it is dropped. The body, not
+    /// the pool, holds it, so that `Finished` comes before the body lets go of what it owns
+    /// (a connection's slot under the limit).
+    pub(crate) fn life(&self, role: ThreadRole) -> ThreadLife {
+        ThreadLife::begin(self.hook, role)
     }
 
     /// Lets every parked thread exit now (the relay has stopped).
@@ -204,7 +214,7 @@ pub(crate) struct ThreadLife {
 }
 
 impl ThreadLife {
-    pub(crate) fn begin(hook: ThreadHook, role: ThreadRole) -> ThreadLife {
+    fn begin(hook: ThreadHook, role: ThreadRole) -> ThreadLife {
         // Made before the hook runs, so that a hook panicking here still sees `Finished`.
         let life = ThreadLife { hook, role };
         // The hook's result matters only at `Spawning`; here it may only observe or panic.

@@ -50,7 +50,8 @@ use crate::net::address::Address;
 use crate::net::stream::{self, Listener, SocketFile, Stream};
 use crate::ops::admin_http::{self, Request, Response, Status};
 use crate::ops::log::Log;
-use crate::ops::metrics::{self, RouteMetrics};
+use crate::ops::metrics;
+use crate::relay::counts::RouteMetrics;
 use crate::settings::admin_access::AdminAccess;
 use crate::settings::units::format_duration;
 

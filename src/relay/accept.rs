@@ -8,19 +8,20 @@ use std::time::{Duration, Instant};
 
 use crate::limits::capacity::{Capacity, OPEN_IN_PROCESS, ProcessSlot};
 use crate::limits::per_client::ClientKey;
-use crate::limits::threads::{ThreadLife, ThreadRole};
+use crate::limits::threads::ThreadRole;
 use crate::net::address::Address;
 use crate::net::inherited;
 use crate::net::stream::{self, Listener};
-use crate::ops::metrics::RouteMetrics;
 use crate::outcome::CloseReason;
 use crate::relay::connection::{Connection, next_id};
+use crate::relay::counts::RouteMetrics;
 use crate::relay::current::CurrentRoute;
 use crate::relay::events::Events;
 use crate::relay::handle_conn::{self, ReportPanic};
 use crate::relay::preface::{self, Refusal, permits, preface_then_relay};
 use crate::relay::route::{Route, ServerNames, Watch};
 use crate::relay::server_names;
+use crate::relay::test_hooks::TestHooks;
 use crate::settings::config::Config;
 
 /// A relay with its listening socket bound, ready to [`serve`](Relay::serve).
@@ -37,11 +38,12 @@ pub struct Relay {
 
 impl Relay {
     /// [`Relay::bind`] (defined where the relay is wired, server/wiring.rs), with the
-    /// route's watchers built by `watch`.
-    pub(crate) fn bind_with(config: Config, watch: Watch) -> io::Result<Relay> {
+    /// route's watchers built by `watch`, and `hooks` in place of the machine.
+    pub(crate) fn bind_with(config: Config, watch: Watch, hooks: TestHooks) -> io::Result<Relay> {
         config.validate()?;
         if !config.server_names.is_empty() {
-            return Relay::bind_sharing(vec![config], watch); // it picks its clients by name
+            // It picks its clients by name.
+            return Relay::bind_sharing(vec![config], watch, hooks);
         }
         let wanted = config.listen_address();
         let listener = match config.listen_stdin {
@@ -55,7 +57,7 @@ impl Relay {
             Address::Tcp(addr) => *addr,
             Address::Unix(_) => config.listen,
         };
-        let route = Arc::new(Route::new(config, listen_addr, watch));
+        let route = Arc::new(Route::new(config, listen_addr, watch, hooks));
         Ok(Relay { listener, local_addr, current: Arc::new(CurrentRoute::new(route)) })
     }
 
@@ -258,7 +260,7 @@ fn start_connection(route: &Arc<Route>, connection: Connection, slot: ProcessSlo
         // reported, before the entry leaves the open connections and frees a slot.
         let entry = entry;
         let _report_panic = ReportPanic { conn: &entry, route: &thread_route };
-        let _life = ThreadLife::begin(thread_route.config.thread_hook, ThreadRole::First);
+        let _life = thread_route.threads.life(ThreadRole::First);
         preface_then_relay(entry.connection(), &thread_route); // counted as accepted there
     });
     if let Err(error) = spawned {
@@ -276,7 +278,11 @@ impl Relay {
     ///
     /// # Errors
     /// As [`Relay::bind`], for the first route or any other.
-    pub(crate) fn bind_sharing(mut configs: Vec<Config>, watch: Watch) -> io::Result<Relay> {
+    pub(crate) fn bind_sharing(
+        mut configs: Vec<Config>,
+        watch: Watch,
+        hooks: TestHooks,
+    ) -> io::Result<Relay> {
         for config in &configs {
             config.validate()?;
         }
@@ -285,7 +291,7 @@ impl Relay {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind"));
         };
         let unnamed = Config { server_names: Vec::new(), ..first.clone() };
-        let Relay { listener, local_addr, current } = Relay::bind_with(unnamed, watch)?;
+        let Relay { listener, local_addr, current } = Relay::bind_with(unnamed, watch, hooks)?;
         let bound = current.get();
         // Built again beside the others, so that its label too names its server names and
         // the real port.

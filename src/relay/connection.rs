@@ -19,8 +19,8 @@ use crate::lock::lock;
 use crate::net::address::Address;
 use crate::net::stream::Stream;
 use crate::outcome::CloseReason;
+use crate::relay::counts::LiveBytes;
 use crate::relay::events::{Conn, Events};
-use crate::relay::live_bytes::LiveBytes;
 use crate::relay::timers::Timers;
 use crate::settings::config::Config;
 
@@ -46,8 +46,8 @@ pub struct Connection {
     proxied: OnceLock<(Address, SocketAddr)>,
     /// The accepted client socket.
     pub client: Stream,
-    /// Bytes delivered each way so far, each counted by its own copy thread; a scrape of
-    /// `/metrics` sums them while the connection is open.
+    /// Bytes delivered each way so far, each counted by its own copy thread: the one count,
+    /// which the close report reads and a scrape of `/metrics` sums while it is open.
     pub bytes: Arc<LiveBytes>,
     /// The upstream socket, set once dialled.
     upstream: OnceLock<Stream>,

@@ -3,9 +3,11 @@
 //!
 //! The ends wrap the sockets that `io::copy` reads and writes, and do three small jobs on the way:
 //!
-//! - **count** the bytes delivered. `io::copy` returns its total only on success; when a
-//!   peer resets mid-transfer the count would be lost with the error. We count on the
-//!   writing side, so the log reports bytes that really left through the other socket.
+//! - **count** the bytes delivered, in the connection's own counter
+//!   ([`Connection::bytes`]), the one count the close report and `/metrics` both read.
+//!   `io::copy` returns its total only on success; when a peer resets mid-transfer the
+//!   count would be lost with the error. We count on the writing side, so the log reports
+//!   bytes that really left through the other socket.
 //! - **record activity** on the connection's shared clock, for the idle timers.
 //! - **turn socket-timeout ticks into timer checks** (see [`crate::relay::timers`] for why a
 //!   tick never loses a byte), and remember whether an error came from writing, so the close
@@ -22,8 +24,8 @@ use crate::outcome::{CloseReason, Direction};
 use crate::relay::connection::Connection;
 use crate::relay::events::Events;
 
-/// Copies `src` → `dst` until EOF or an error, then half-closes or closes, and returns the
-/// bytes delivered. Go's `copyThenCloseWrite(dst, src)`:
+/// Copies `src` → `dst` until EOF or an error, then half-closes or closes. Go's
+/// `copyThenCloseWrite(dst, src)`:
 ///
 /// ```go
 /// func copyThenCloseWrite(dst, src *net.TCPConn) {
@@ -49,7 +51,7 @@ pub fn copy_then_close_write(
     connection: &Connection,
     observer: &dyn Events,
     buffer_size: usize,
-) -> u64 {
+) {
     let _close_on_panic = CloseOnPanic(connection);
     let mut source = Source::new(src, connection, direction, observer);
     let mut sink = Sink::new(dst, connection, direction, observer);
@@ -77,7 +79,6 @@ pub fn copy_then_close_write(
             connection.close(reason, error);
         }
     }
-    sink.bytes
 }
 
 /// `io::copy(&mut source, &mut sink)`, entered again with a bigger buffer while the flow
@@ -98,7 +99,7 @@ pub fn copy_then_close_write(
 ///   [`BufferBudget`] allows. Fewer, larger reads and writes: docs/benchmarks.md.
 ///
 /// Each `io::copy` ends with an empty buffer, so no byte is lost, duplicated or reordered
-/// between one and the next. Returns the bytes copied, like `io::copy`.
+/// between one and the next. Returns at the source's EOF, or with the first error.
 ///
 /// Why a lone burst gives its small buffer back at once, not at the next tick: buffers that
 /// live for seconds sit between the connections' long-lived allocations, and glibc's malloc
@@ -109,20 +110,19 @@ fn copy_with_a_buffer_that_follows_the_flow(
     source: &mut Source<'_>,
     sink: &mut Sink<'_>,
     max: usize,
-) -> io::Result<u64> {
+) -> io::Result<()> {
     // Below 8 KiB `io::copy` would not read into the `BufReader`'s buffer but its own.
     let max = max.max(SMALL_BUFFER);
     let small = SMALL_BUFFER;
     let mut size = small;
-    let mut copied = 0;
     source.wait_for_bytes()?;
     loop {
         let lease = BufferBudget::lease(size, small);
         source.grow_beyond = if lease.size() < max { Some(lease.size()) } else { None };
-        copied += io::copy(&mut BufReader::with_capacity(lease.size(), &mut *source), sink)?;
+        io::copy(&mut BufReader::with_capacity(lease.size(), &mut *source), sink)?;
         drop(lease);
         match source.pause.take() {
-            None => return Ok(copied), // the source said EOF
+            None => return Ok(()), // the source said EOF
             Some(Pause::Grow) => size = size.saturating_mul(4).min(max),
             Some(Pause::Quiet | Pause::Drained) => {
                 size = small;
@@ -335,30 +335,27 @@ impl Read for Source<'_> {
     }
 }
 
-/// The socket a copy writes to; counts what was delivered, here and in the connection's
-/// own counter that `/metrics` reads while the connection is open.
+/// The socket a copy writes to; counts what was delivered in the connection's own counter,
+/// which the close report and `/metrics` read.
 #[derive(Debug)]
 pub struct Sink<'a> {
     stream: &'a Stream,
     connection: &'a Connection,
     direction: Direction,
     observer: &'a dyn Events,
-    /// Bytes the kernel accepted so far.
-    pub bytes: u64,
     /// Whether a write failed (as opposed to a read on the other side).
     pub write_failed: bool,
 }
 
 impl<'a> Sink<'a> {
-    /// Wraps `stream`, the socket of `connection` that the copy in `direction` writes,
-    /// with a count of zero.
+    /// Wraps `stream`, the socket of `connection` that the copy in `direction` writes.
     pub fn new(
         stream: &'a Stream,
         connection: &'a Connection,
         direction: Direction,
         observer: &'a dyn Events,
     ) -> Sink<'a> {
-        Sink { stream, connection, direction, observer, bytes: 0, write_failed: false }
+        Sink { stream, connection, direction, observer, write_failed: false }
     }
 }
 
@@ -367,8 +364,8 @@ impl Write for Sink<'_> {
         loop {
             match (&mut &*self.stream).write(buf) {
                 Ok(written) => {
-                    self.bytes += written as u64;
-                    // This connection's own counter (no other thread adds to it).
+                    // The connection's own counter for this direction: no other thread adds
+                    // to it.
                     self.connection.bytes.add(self.direction, written as u64);
                     self.connection.timers.record_activity();
                     return Ok(written);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::limits::capacity::Capacity;
 use crate::net::address::Address;
 use crate::outcome::{CloseReason, Direction};
-use crate::relay::live_bytes::LiveBytes;
+use crate::relay::counts::LiveBytes;
 
 /// Who a connection is, as every line about it names it.
 #[derive(Clone, Copy, Debug)]

@@ -18,7 +18,7 @@
 //!     var wg sync.WaitGroup                 // mpsc::channel(): `done` / `second_done`
 //!     wg.Add(1)
 //!     go func() {                           // route.threads.run(ThreadRole::Second, ..)
-//!         defer wg.Done()                   // done.send(bytes)
+//!         defer wg.Done()                   // done.send(())
 //!         copyThenCloseWrite(up, conn)      // copy_then_close_write(up, conn.client, ..)
 //!     }()
 //!     copyThenCloseWrite(conn, up)          // copy_then_close_write(conn.client, up, ..)
@@ -39,7 +39,7 @@ use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
 use std::thread;
 
-use crate::limits::threads::{ThreadLife, ThreadRole};
+use crate::limits::threads::ThreadRole;
 use crate::net::address::Address;
 use crate::net::proxy_protocol::{self, ProxyVersion};
 use crate::net::stream::Stream;
@@ -79,11 +79,11 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
     let second = Arc::clone(conn);
     let second_route = Arc::clone(route);
     let started_second = route.threads.run(ThreadRole::Second, move || {
-        let bytes = second_thread(&second, &second_route);
+        second_thread(&second, &second_route);
         // Our share of the connection goes before `done`: the first thread, once it hears
         // it, holds the last share and closes both sockets before its slot is seen free.
         drop(second);
-        let _ = done.send(bytes);
+        let _ = done.send(());
     });
     if let Err(error) = started_second {
         return close_early(conn, route, CloseReason::SpawnFailed, &error);
@@ -91,7 +91,7 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
 
     // copyThenCloseWrite(conn, up), on this thread.
     let buffer_size = route.config.buffer_size;
-    let to_client = copy_then_close_write(
+    copy_then_close_write(
         &conn.client,
         up,
         Direction::UpstreamToClient,
@@ -101,18 +101,18 @@ pub fn handle_conn(conn: &Arc<Connection>, route: &Arc<Route>) {
     );
     // wg.Wait(). A second thread that panicked dropped `done` unsent; it already closed the
     // connection on its way out (see `CloseOnPanic`).
-    let to_upstream = second_done.recv().unwrap_or(0);
-    closed(conn, route, (to_upstream, to_client));
+    let _ = second_done.recv();
+    closed(conn, route);
 }
 
-/// The second thread's copy, client → upstream; returns the bytes delivered.
-fn second_thread(conn: &Connection, route: &Route) -> u64 {
+/// The second thread's copy, client → upstream.
+fn second_thread(conn: &Connection, route: &Route) {
     // Before anything else, so a panic even before the copy starts closes the connection;
     // else the first thread would wait on an upstream that waits for client bytes nobody
     // will copy.
     let _close_on_panic = CloseOnPanic(conn);
-    let _life = ThreadLife::begin(route.config.thread_hook, ThreadRole::Second);
-    let Some(up) = conn.upstream() else { return 0 }; // attached before the spawn
+    let _life = route.threads.life(ThreadRole::Second);
+    let Some(up) = conn.upstream() else { return }; // attached before the spawn
     let buffer_size = route.config.buffer_size;
     copy_then_close_write(
         up,
@@ -159,14 +159,14 @@ fn write_proxy_header(version: ProxyVersion, conn: &Connection, up: &Stream) -> 
 }
 
 /// Closes `conn` before (or instead of) relaying anything, for `reason`, and reports its
-/// ending at once with no bytes relayed. The one path for every early close: the accept
-/// loop's refusals, the preface's, a failed dial or spawn, and [`ReportPanic`].
+/// ending at once. The one path for every early close: the accept loop's refusals, the
+/// preface's, a failed dial or spawn, and [`ReportPanic`].
 pub fn close_early(conn: &Connection, route: &Route, reason: CloseReason, detail: impl Display) {
     // Counted as accepted before the client can see the close, so that whoever watches the
     // metrics never sees the close without the accept.
     accepted(conn, route);
     conn.close(reason, detail);
-    closed(conn, route, (0, 0));
+    closed(conn, route);
 }
 
 /// Reports a connection's ending on `route` if its thread unwinds from a panic (a bug), so
@@ -187,10 +187,10 @@ impl Drop for ReportPanic<'_> {
     }
 }
 
-/// The connection's one ending, reported once: the `connection closed` line and the counts.
-/// Also called through [`ReportPanic`] when a thread unwinds from a panic; whichever comes
-/// first reports, the other does nothing.
-pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
+/// The connection's one ending, reported once: the `connection closed` line and the counts,
+/// with the bytes its copies counted. Also called through [`ReportPanic`] when a thread
+/// unwinds from a panic; whichever comes first reports, the other does nothing.
+pub fn closed(conn: &Connection, route: &Route) {
     if !conn.mark_reported() {
         return;
     }
@@ -200,7 +200,7 @@ pub fn closed(conn: &Connection, route: &Route, bytes: (u64, u64)) {
         reason,
         error: &error,
         upstream: conn.upstream_addr(),
-        bytes,
+        bytes: conn.bytes.get(),
         started: conn.started,
     };
     route.observer.closed(conn.conn(), &ending);

@@ -8,25 +8,29 @@
 //! - [`server_names`]: routes that share one listener, picked by TLS server name (`sni=`).
 //! - [`copy`]: one direction, `io::copy` then `shutdown(Write)` (Go's `copyThenCloseWrite`).
 //! - [`connection`]: what a connection's two threads share: the sockets and how it ended.
+//! - [`counts`]: the bytes each copy has delivered and a route's counters, kept here and
+//!   read by the close report and `/metrics`.
 //! - [`events`]: who a connection is and how it ended, as the core tells its watchers.
-//! - [`live_bytes`]: the bytes each copy has delivered, which the metrics read.
 //! - [`open_connections`]: a route's open connections, per client: where the accept loop
 //!   waits for room, and what a stop closes.
 //! - [`route`]: what a route's accept loop shares with its connections.
 //! - [`current`]: the route's settings of now, which a reload swaps.
 //! - [`timers`]: the idle and half-close timers, ticked by socket timeouts.
+//! - [`test_hooks`]: what a test may put in place of the machine (threads, the resolver).
 
 pub mod accept;
 pub mod connection;
 pub mod copy;
+pub mod counts;
 pub mod current;
 pub mod events;
 pub mod handle_conn;
-pub mod live_bytes;
 pub mod open_connections;
 pub mod preface;
 pub mod route;
 pub mod server_names;
+pub mod test_hooks;
 pub mod timers;
 
 pub use accept::{Relay, StopHandle};
+pub use test_hooks::TestHooks;

@@ -9,10 +9,11 @@ use crate::limits::capacity::{self, Capacity, Cost};
 use crate::limits::per_client::PerClientLimit;
 use crate::limits::threads::ThreadPool;
 use crate::net::address::Address;
-use crate::ops::metrics::RouteMetrics;
 use crate::relay::copy;
+use crate::relay::counts::RouteMetrics;
 use crate::relay::events::Events;
 use crate::relay::open_connections::OpenConnections;
+use crate::relay::test_hooks::TestHooks;
 use crate::settings::config::Config;
 use crate::upstream::Upstreams;
 use crate::upstream::dial::DialRoom;
@@ -28,6 +29,8 @@ pub struct Route {
     pub observer: Arc<dyn Events>,
     /// What built those two, kept to build them again for the next generation.
     pub watch: Watch,
+    /// What a test put in place of the machine (threads, the resolver), kept likewise.
+    pub hooks: TestHooks,
     pub connections: Arc<OpenConnections>,
     /// The route's upstreams, and which of them are backing off after a failed connect.
     pub upstreams: Upstreams,
@@ -77,10 +80,10 @@ pub struct Watchers {
 impl Route {
     /// A route's first generation, as [`Relay::bind`](crate::Relay::bind) makes it for the
     /// listener bound at `listen_addr`, watched by what `watch` builds.
-    pub fn new(config: Config, listen_addr: Address, watch: Watch) -> Route {
+    pub fn new(config: Config, listen_addr: Address, watch: Watch, hooks: TestHooks) -> Route {
         let label = label(&listen_addr, &config, false);
         let metrics = Arc::new(RouteMetrics::with_upstreams(label, config.upstreams()));
-        Route::with_shared(config, listen_addr, metrics, Arc::default(), None, watch)
+        Route::with_shared(config, listen_addr, metrics, Arc::default(), None, watch, hooks)
     }
 
     /// The next generation of this route after a reload: `config`'s settings for the
@@ -110,6 +113,7 @@ impl Route {
             connections,
             threads,
             self.watch,
+            self.hooks,
         )
     }
 
@@ -122,6 +126,7 @@ impl Route {
         connections: Arc<OpenConnections>,
         threads: Option<Arc<ThreadPool>>,
         watch: Watch,
+        hooks: TestHooks,
     ) -> Route {
         let capacity = process_capacity(&config);
         let max_connections = config.max_connections.min(capacity.connections);
@@ -129,13 +134,13 @@ impl Route {
         let threads = threads.unwrap_or_else(|| {
             Arc::new(ThreadPool::new(
                 config.stack_size,
-                config.thread_hook,
+                hooks.thread_hook,
                 config.thread_keep_alive,
                 capacity.max_parked,
             ))
         });
         let shared = Shared { connections, threads, capacity, max_connections };
-        Route::assemble(config, listen_addr, metrics, shared, watch)
+        Route::assemble(config, listen_addr, metrics, shared, watch, hooks)
     }
 
     /// A route sharing `listener`'s socket, open connections, thread pool and limits
@@ -147,7 +152,8 @@ impl Route {
             capacity: listener.capacity,
             max_connections: listener.max_connections,
         };
-        Route::assemble(config, listener.listen_addr.clone(), metrics, shared, listener.watch)
+        let (watch, hooks) = (listener.watch, listener.hooks);
+        Route::assemble(config, listener.listen_addr.clone(), metrics, shared, watch, hooks)
     }
 
     /// The one place a [`Route`] is put together: its watchers (what `watch` builds from
@@ -158,14 +164,17 @@ impl Route {
         metrics: Arc<RouteMetrics>,
         shared: Shared,
         watch: Watch,
+        hooks: TestHooks,
     ) -> Route {
         let Shared { connections, threads, capacity, max_connections } = shared;
         let watchers = watch(&config, &metrics);
         Route {
             observer: watchers.events,
             watch,
+            hooks,
             upstreams: Upstreams::new(
                 &config,
+                hooks.resolver,
                 &metrics.upstreams(),
                 match listen_addr {
                     Address::Tcp(addr) => Some(addr),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::net::address::Address;
 use crate::net::sni::NamePattern;
-use crate::ops::metrics::RouteMetrics;
+use crate::relay::counts::RouteMetrics;
 use crate::relay::route::{Route, ServerNames, label};
 use crate::settings::config::Config;
 

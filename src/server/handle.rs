@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ops::admin::Steer;
-use crate::ops::metrics::RouteMetrics;
+use crate::relay::counts::RouteMetrics;
 use crate::server::routes::Routes;
 
 /// What [`ServerHandle::reload`] runs: reads the config file again and applies it (see

@@ -20,8 +20,8 @@ use crate::counter::Counter;
 
 use crate::lock::{lock, wait, wait_timeout};
 use crate::net::address::Address;
-use crate::ops::metrics::RouteMetrics;
 use crate::relay::accept::{Relay, StopHandle};
+use crate::relay::counts::RouteMetrics;
 use crate::relay::current::CurrentRoute;
 use crate::settings::config::Config;
 

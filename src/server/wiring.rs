@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use crate::limits::capacity::Reserve;
 use crate::ops::admin;
-use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::relay::accept::Relay;
+use crate::relay::counts::RouteMetrics;
 use crate::relay::route::Watchers;
+use crate::relay::test_hooks::TestHooks;
 use crate::settings::config::Config;
 use crate::settings::server_config::ServerConfig;
 use crate::upstream::health;
@@ -32,7 +33,16 @@ impl Relay {
     /// the OS error, with the address in its message, if the address cannot be bound
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
-        Relay::bind_with(config, watch)
+        Relay::bind_with(config, watch, TestHooks::default())
+    }
+
+    /// [`Relay::bind`], with `hooks` in place of the machine's threads and resolver: the
+    /// seam tests use to fail or count thread creation and to fake DNS ([`TestHooks`]).
+    ///
+    /// # Errors
+    /// As [`Relay::bind`].
+    pub fn bind_with_hooks(config: Config, hooks: TestHooks) -> io::Result<Relay> {
+        Relay::bind_with(config, watch, hooks)
     }
 }
 
@@ -46,7 +56,7 @@ pub(crate) fn bind_listener(configs: &[Config]) -> io::Result<Relay> {
         [] => Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind")),
         // A group without sni= is one route on a listener of its own.
         [config] if config.server_names.is_empty() => Relay::bind(config.clone()),
-        _ => Relay::bind_sharing(configs.to_vec(), watch),
+        _ => Relay::bind_sharing(configs.to_vec(), watch, TestHooks::default()),
     }
 }
 

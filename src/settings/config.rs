@@ -6,14 +6,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::limits::threads::{ThreadHook, no_hook};
 use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
 use crate::settings::Error;
 use crate::settings::access::{AccessRules, Cidr};
 use crate::settings::logging::LogLevel;
-use crate::upstream::dial::{Resolver, system_resolver};
 
 /// The default mode of a route's Unix socket file: owner and group may connect, others may
 /// not. Connecting to a Unix socket needs write permission on its file, so `0660` lets in
@@ -143,13 +141,6 @@ pub struct Config {
     /// Narrate each connection's life on stdout, paired with the Go proxy's lines
     /// (`--explain`, for classrooms). Default off.
     pub explain: bool,
-    /// Called around the creation of every connection thread; for tests (see
-    /// [`ThreadHook`]). Default: a hook that does nothing.
-    pub thread_hook: ThreadHook,
-    /// Turns an upstream's `host:port` into addresses. Default [`system_resolver`]; a seam
-    /// for tests that need a name with addresses the system does not give (see
-    /// [`Resolver`]).
-    pub resolver: Resolver,
 }
 
 impl Default for Config {
@@ -183,8 +174,6 @@ impl Default for Config {
             thread_keep_alive: Duration::from_secs(10),
             buffer_size: 1024 * 1024,
             explain: false,
-            thread_hook: no_hook,
-            resolver: system_resolver,
         }
     }
 }

@@ -33,11 +33,10 @@ const ATTEMPT_STACK_SIZE: usize = 16 * 1024;
 
 /// Turns an upstream's `host:port` into the addresses to try, in the resolver's order.
 ///
-/// The default, [`system_resolver`], asks the system (`getaddrinfo`, as std's
-/// `ToSocketAddrs` does). It is a setting ([`Config::resolver`](crate::Config::resolver))
-/// so that tests can make a name resolve to an address list the machine's resolver does not
-/// give (such as `::1` then `127.0.0.1`): a documented seam for tests, like
-/// [`ThreadHook`](crate::ThreadHook).
+/// The default asks the system (`getaddrinfo`, as std's `ToSocketAddrs` does). Tests may
+/// replace it ([`TestHooks`](crate::TestHooks)) to make a name resolve to an address list
+/// the machine's resolver does not give (such as `::1` then `127.0.0.1`): a documented seam
+/// for tests, like [`ThreadHook`](crate::ThreadHook).
 pub type Resolver = fn(&str) -> io::Result<Vec<SocketAddr>>;
 
 /// The system's resolver: `host:port` through `getaddrinfo`, blocking, with no timeout of

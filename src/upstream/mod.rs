@@ -151,12 +151,14 @@ impl Drop for LiveConnection<'_> {
 }
 
 impl Upstreams {
-    /// The upstreams of `config`, none backing off, counting in `counts` (the route's
+    /// The upstreams of `config`, none backing off, resolved by `resolver`, counting in
+    /// `counts` (the route's
     /// metrics made them from the same list; a missing entry gets counts of its own that
     /// nobody scrapes), for the route listening at `listen`, whose dials run attempts on
     /// threads of their own as `room` allows, telling `events` what fails.
     pub fn new(
         config: &Config,
+        resolver: Resolver,
         counts: &[Arc<UpstreamMetrics>],
         listen: Option<SocketAddr>,
         room: DialRoom,
@@ -179,7 +181,7 @@ impl Upstreams {
             upstreams,
             policy: config.policy,
             backoff: config.upstream_backoff,
-            resolver: config.resolver,
+            resolver,
             checked: !config.health_check.is_zero(),
             next: AtomicUsize::new(0),
             local_error_warned: Mutex::new(None),
@@ -376,15 +378,11 @@ impl Upstreams {
 /// Whether the upstream `address` (as configured) resolves to an address that reaches
 /// `listen`, the route's own listen address: the address if so. What `--check` reports;
 /// a name that does not resolve now is not a loop now.
-pub fn reaches_itself(
-    address: &str,
-    listen: &SocketAddr,
-    resolver: Resolver,
-) -> Option<SocketAddr> {
+pub fn reaches_itself(address: &str, listen: &SocketAddr) -> Option<SocketAddr> {
     if address.starts_with(UNIX_PREFIX) || listen.port() == 0 {
         return None;
     }
-    let resolved = resolver(address).ok()?;
+    let resolved = dial::system_resolver(address).ok()?;
     resolved.into_iter().find(|addr| dial::reaches_listener(addr, listen))
 }
 
@@ -422,10 +420,11 @@ mod tests {
             ..Config::default()
         };
         // No counts given: each upstream gets counts of its own.
-        let metrics = Arc::new(crate::ops::metrics::RouteMetrics::new("test"));
+        let metrics = Arc::new(crate::relay::counts::RouteMetrics::new("test"));
         let events = Arc::new(crate::ops::observe::Observer::for_route(&config, metrics));
         Upstreams::new(
             &config,
+            dial::system_resolver,
             &[],
             None,
             DialRoom { attempts: 8, connections: usize::MAX },

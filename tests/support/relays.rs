@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use tcprelay::{Config, LogLevel, Relay, StopHandle};
+use tcprelay::{Config, LogLevel, Relay, StopHandle, TestHooks};
 
 use super::TIMEOUT;
 use super::counters::eventually;
@@ -28,7 +28,17 @@ impl TestRelay {
 
     /// A relay with this configuration.
     pub fn start(config: Config) -> TestRelay {
-        let relay = Relay::bind(config).expect("bind the relay on 127.0.0.1:0");
+        TestRelay::serve(Relay::bind(config))
+    }
+
+    /// A relay with this configuration and `hooks` in place of the machine's threads or
+    /// resolver.
+    pub fn hooked(config: Config, hooks: TestHooks) -> TestRelay {
+        TestRelay::serve(Relay::bind_with_hooks(config, hooks))
+    }
+
+    fn serve(bound: io::Result<Relay>) -> TestRelay {
+        let relay = bound.expect("bind the relay on 127.0.0.1:0");
         let addr = relay.local_addr();
         let stop = relay.stop_handle();
         let metrics = relay.metrics();
