@@ -186,3 +186,23 @@ fn a_relay_refuses_a_udp_config() {
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("udp:127.0.0.1:0"), "{error}");
 }
+
+/// An upstream whose port is closed answers with an ICMP port unreachable: the flow ends
+/// (`reason=upstream_error`) and the upstream backs off as a failed TCP connect does, so
+/// the client's next datagram goes to the route's next upstream and is answered.
+#[test]
+fn a_closed_upstream_port_ends_the_flow_and_the_next_flow_fails_over() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a port to close");
+    let closed_addr = closed.local_addr().expect("its address").to_string();
+    drop(closed);
+    let echo = UdpEcho::start("127.0.0.1");
+    let upstreams = format!("{closed_addr},{}", echo.addr);
+    let relay = RelayProcess::start(&["-l", "udp:127.0.0.1:0", "-u", &upstreams]);
+    let client = udp_client("127.0.0.1");
+    client.send_to(b"lost", relay.addr).expect("send");
+    let line = relay.log_line_with("msg=\"flow closed\"");
+    assert_eq!(log_field(&line, "reason"), "upstream_error", "{line}");
+    assert_eq!(log_field(&line, "upstream"), closed_addr, "{line}");
+    assert_eq!(udp_round_trip(&client, relay.addr, b"answered").0, b"answered");
+    assert_eq!(echo.senders().len(), 1);
+}

@@ -288,21 +288,7 @@ impl Upstreams {
                     last_error = Some(error);
                 }
                 Err(error) => {
-                    let mut until = lock(&upstream.backing_off_until);
-                    let was_healthy = until.is_none_or(|until| Instant::now() >= until);
-                    *until = Some(Instant::now() + self.backoff);
-                    drop(until);
-                    if !self.checked {
-                        upstream.metrics.set_up(false);
-                    }
-                    let backoff_ms = self.backoff.as_millis();
-                    observer.upstream_failed(
-                        conn,
-                        &upstream.metrics,
-                        backoff_ms,
-                        &error,
-                        was_healthy,
-                    );
+                    self.back_off(upstream, conn, &error);
                     last_error = Some(error);
                 }
             }
@@ -312,6 +298,36 @@ impl Upstreams {
             upstream: String::new(),
             error: std::io::Error::new(std::io::ErrorKind::NotFound, "no upstream configured"),
         }))
+    }
+
+    /// `upstream` failed for client `conn`: it is tried after the available ones for the
+    /// back-off, marked down (unless health checks decide that), and the failure reported
+    /// (a warning only if it was healthy until now).
+    fn back_off(&self, upstream: &Upstream, conn: u64, error: &dyn std::fmt::Display) {
+        let mut until = lock(&upstream.backing_off_until);
+        let was_healthy = until.is_none_or(|until| Instant::now() >= until);
+        *until = Some(Instant::now() + self.backoff);
+        drop(until);
+        if !self.checked {
+            upstream.metrics.set_up(false);
+        }
+        let backoff_ms = self.backoff.as_millis();
+        self.events.upstream_failed(conn, &upstream.metrics, backoff_ms, error, was_healthy);
+    }
+
+    /// A UDP flow's upstream refused a datagram (its port is closed: an ICMP port
+    /// unreachable): backs that upstream off as a failed TCP connect does, so the next
+    /// flows go to the others first.
+    pub fn datagram_refused(
+        &self,
+        live: &LiveConnection<'_>,
+        flow: u64,
+        error: &dyn std::fmt::Display,
+    ) {
+        let used = self.upstreams.iter().find(|u| std::ptr::eq(&*u.metrics, live.upstream));
+        if let Some(upstream) = used {
+            self.back_off(upstream, flow, error);
+        }
     }
 
     /// Resolves one upstream and races its addresses, live ones first; reports each
