@@ -344,14 +344,7 @@ impl Upstreams {
         if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
             return dial::dial_unix(address, std::path::Path::new(path));
         }
-        let mut resolved = self.resolve(address)?;
-        if let Some(listen) = self.listen {
-            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
-            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
-            if let (Some(addr), true) = (own, resolved.is_empty()) {
-                return Err(DialError::SelfLoop { upstream: address.clone(), addr });
-            }
-        }
+        let resolved = self.resolve_elsewhere(address, address)?;
         let addrs = upstream.order_addresses(dial::interleave_families(&resolved));
         let race = dial::race(&addrs, timeout, self.room);
         if addrs.len() > 1 {
@@ -378,14 +371,7 @@ impl Upstreams {
     fn connect_datagram_to(&self, upstream: &Upstream) -> Result<UdpSocket, DialError> {
         let address = &upstream.address;
         let plain = address.strip_prefix(UDP_PREFIX).unwrap_or(address);
-        let mut resolved = self.resolve(plain)?;
-        if let Some(listen) = self.listen {
-            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
-            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
-            if let (Some(addr), true) = (own, resolved.is_empty()) {
-                return Err(DialError::SelfLoop { upstream: address.clone(), addr });
-            }
-        }
+        let resolved = self.resolve_elsewhere(address, plain)?;
         let mut attempts = Vec::new();
         for addr in upstream.order_addresses(resolved) {
             let any = match addr {
@@ -401,6 +387,28 @@ impl Upstreams {
             }
         }
         Err(DialError::Connect { upstream: address.clone(), attempts })
+    }
+
+    /// Resolves `host_port` (the upstream `address` as configured, less any `udp:`) and
+    /// leaves out the route's own listen address.
+    ///
+    /// # Errors
+    /// As [`resolve`](Upstreams::resolve); `SelfLoop` when the route's own address was all
+    /// it resolved to.
+    fn resolve_elsewhere(
+        &self,
+        address: &str,
+        host_port: &str,
+    ) -> Result<Vec<SocketAddr>, DialError> {
+        let mut resolved = self.resolve(host_port)?;
+        if let Some(listen) = self.listen {
+            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
+            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
+            if let (Some(addr), true) = (own, resolved.is_empty()) {
+                return Err(DialError::SelfLoop { upstream: address.to_string(), addr });
+            }
+        }
+        Ok(resolved)
     }
 
     fn resolve(&self, upstream: &str) -> Result<Vec<SocketAddr>, DialError> {
