@@ -208,3 +208,26 @@ fn a_closed_upstream_port_ends_the_flow_and_the_next_flow_fails_over() {
     assert_eq!(udp_round_trip(&client, relay.addr, b"answered").0, b"answered");
     assert_eq!(echo.senders().len(), 1);
 }
+
+/// Until reloads know UDP routes, a reload leaves them running as they were started and
+/// says so (`kept until restart: udp routes`) when the file changed them.
+#[test]
+fn a_reload_keeps_udp_routes_running_and_says_when_it_did_not_apply_them() {
+    let echo = UdpEcho::start("127.0.0.1");
+    let route = format!("admin 127.0.0.1:0\nroute udp:127.0.0.1:0 -> {} name=dns\n", echo.addr);
+    let file = ConfigFile::new("udp-reload", &route);
+    let relay = RelayProcess::start_routes(&["--config", file.arg()], 1, true);
+    let client = udp_client("127.0.0.1");
+    assert_eq!(udp_round_trip(&client, relay.addr, b"before").0, b"before");
+    let admin = relay.admin.expect("an admin endpoint").to_string();
+    let reload = || run_tcprelay(&["reload", "--admin", &admin]);
+    let unchanged = reload();
+    assert_eq!(unchanged.status.code(), Some(0), "{unchanged:?}");
+    assert!(!String::from_utf8_lossy(&unchanged.stdout).contains("udp routes"));
+    file.write(&route.replace("name=dns", "name=dns udp-responses=1"));
+    let changed = reload();
+    let said = String::from_utf8_lossy(&changed.stdout);
+    assert_eq!(changed.status.code(), Some(0), "{changed:?}");
+    assert!(said.contains("kept until restart: udp routes"), "{said}");
+    assert_eq!(udp_round_trip(&client, relay.addr, b"after").0, b"after");
+}
