@@ -231,3 +231,20 @@ fn a_reload_keeps_udp_routes_running_and_says_when_it_did_not_apply_them() {
     assert!(said.contains("kept until restart: udp routes"), "{said}");
     assert_eq!(udp_round_trip(&client, relay.addr, b"after").0, b"after");
 }
+
+/// A burst as a new flow's first datagrams (they wait while its upstream socket is
+/// connected, then go out before any later one): every datagram arrives, once, in order.
+#[test]
+fn a_burst_on_a_new_flow_arrives_whole_and_in_order() {
+    let (echo, relay) = echo_and_relay(&[]);
+    let client = udp_client("127.0.0.1");
+    let burst: Vec<Vec<u8>> = (0..50).map(|n| pattern(n, 100 + n as usize)).collect();
+    for datagram in &burst {
+        client.send_to(datagram, relay.addr).expect("send");
+    }
+    for (n, sent) in burst.iter().enumerate() {
+        let (reply, _) = udp_receive(&client).unwrap_or_else(|e| panic!("reply {n}: {e}"));
+        assert_eq!(checksum(&reply), checksum(sent), "reply {n} is datagram {n}");
+    }
+    assert_eq!(echo.senders().len(), 50);
+}
