@@ -21,7 +21,7 @@ use crate::datagram::flow::{
 };
 use crate::datagram::handle_flow::handle_flow;
 use crate::datagram::route::{DatagramRoute, DatagramWatchers};
-use crate::limits::capacity::OPEN_IN_PROCESS;
+use crate::limits::capacity::{Capacity, OPEN_IN_PROCESS};
 use crate::lock::lock;
 use crate::settings::config::Config;
 
@@ -126,6 +126,11 @@ impl DatagramRelay {
     /// The bound address (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// How many connections the whole process can hold (a flow counts as half of one).
+    pub fn capacity(&self) -> Capacity {
+        self.route.capacity
     }
 
     /// The route's settings.
