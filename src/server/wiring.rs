@@ -5,6 +5,7 @@
 //! `Server`'s listeners (at start and on a reload).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::limits::capacity::Reserve;
@@ -17,6 +18,12 @@ use crate::relay::test_hooks::TestHooks;
 use crate::settings::config::Config;
 use crate::settings::server_config::ServerConfig;
 use crate::upstream::health;
+
+// A UDP route's wiring (`bind_datagram`).
+use crate::datagram::{DatagramRelay, DatagramWatchers};
+use crate::net::address::UDP_PREFIX;
+use crate::ops::flow_log::FlowLog;
+use crate::ops::log::Log;
 
 /// A route's watchers: one [`Observer`] for its own events and its upstreams'.
 pub(crate) fn watch(config: &Config, metrics: &Arc<RouteMetrics>) -> Watchers {
@@ -43,6 +50,32 @@ impl Relay {
     /// As [`Relay::bind`].
     pub fn bind_with_hooks(config: Config, hooks: TestHooks) -> io::Result<Relay> {
         Relay::bind_with(config, watch, hooks)
+    }
+}
+
+/// Binds a UDP route (`udp:` listen address), watched as a TCP route is: its flows by a
+/// [`FlowLog`], its upstreams by an [`Observer`] over counters of their own.
+///
+/// # Errors
+/// As [`DatagramRelay::bind`].
+pub(crate) fn bind_datagram(config: &Config) -> io::Result<DatagramRelay> {
+    DatagramRelay::bind(config.clone(), |config, local_addr| {
+        let label = datagram_label(config, local_addr);
+        let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
+        let log = Log::for_route(config.log_level, &label);
+        DatagramWatchers {
+            flows: Arc::new(FlowLog::new(label, log)),
+            upstream_counts: metrics.upstreams(),
+            upstream: Arc::new(Observer::for_route(config, metrics)),
+        }
+    })
+}
+
+/// A UDP route's label in logs (and metrics): its name, else `udp:` and its bound address.
+pub(crate) fn datagram_label(config: &Config, local_addr: SocketAddr) -> String {
+    match config.name.as_str() {
+        "" => format!("{UDP_PREFIX}{local_addr}"),
+        name => name.to_string(),
     }
 }
 

@@ -44,13 +44,13 @@ pub mod dial;
 pub mod events;
 pub mod health;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::lock::lock;
-use crate::net::address::UNIX_PREFIX;
+use crate::net::address::{UDP_PREFIX, UNIX_PREFIX};
 use crate::net::stream::Stream;
 use crate::settings::config::{Config, Policy};
 use crate::upstream::counts::UpstreamMetrics;
@@ -237,11 +237,39 @@ impl Upstreams {
         timeout: Duration,
         conn: u64,
     ) -> Result<(Stream, LiveConnection<'_>), DialError> {
+        self.in_order(conn, |upstream| self.dial_upstream(upstream, timeout, conn))
+    }
+
+    /// A UDP route's dial, for flow `flow`: a socket of its own on an ephemeral port,
+    /// `connect`ed to the upstream chosen as [`dial`](Upstreams::dial) chooses (policy,
+    /// back-off, failover), so that it sends only there and receives only from there.
+    /// Connecting a UDP socket sends nothing: it fails only here (no such name, no route,
+    /// no local port); an upstream that is down shows later, as refused datagrams.
+    ///
+    /// # Errors
+    /// As [`dial`](Upstreams::dial).
+    pub fn connect_datagram(
+        &self,
+        flow: u64,
+    ) -> Result<(UdpSocket, LiveConnection<'_>), DialError> {
+        self.in_order(flow, |upstream| self.connect_datagram_to(upstream))
+    }
+
+    /// Tries `attempt` on the upstreams in this client's order until one succeeds. Each
+    /// failure is reported to the route's events (counted; an upstream that starts backing
+    /// off is logged once, not once per client). A local error (see
+    /// [`DialError::is_local`]) ends the tries at once: every other upstream would fail the
+    /// same way, and none of them is to blame.
+    fn in_order<T>(
+        &self,
+        conn: u64,
+        attempt: impl Fn(&Upstream) -> Result<T, DialError>,
+    ) -> Result<(T, LiveConnection<'_>), DialError> {
         let observer = &*self.events;
         let mut last_error = None;
         for index in self.order() {
             let upstream = &self.upstreams[index];
-            match self.dial_upstream(upstream, timeout, conn) {
+            match attempt(upstream) {
                 Ok(stream) => {
                     *lock(&upstream.backing_off_until) = None;
                     if !self.checked {
@@ -262,21 +290,7 @@ impl Upstreams {
                     last_error = Some(error);
                 }
                 Err(error) => {
-                    let mut until = lock(&upstream.backing_off_until);
-                    let was_healthy = until.is_none_or(|until| Instant::now() >= until);
-                    *until = Some(Instant::now() + self.backoff);
-                    drop(until);
-                    if !self.checked {
-                        upstream.metrics.set_up(false);
-                    }
-                    let backoff_ms = self.backoff.as_millis();
-                    observer.upstream_failed(
-                        conn,
-                        &upstream.metrics,
-                        backoff_ms,
-                        &error,
-                        was_healthy,
-                    );
+                    self.back_off(upstream, conn, &error);
                     last_error = Some(error);
                 }
             }
@@ -286,6 +300,36 @@ impl Upstreams {
             upstream: String::new(),
             error: std::io::Error::new(std::io::ErrorKind::NotFound, "no upstream configured"),
         }))
+    }
+
+    /// `upstream` failed for client `conn`: it is tried after the available ones for the
+    /// back-off, marked down (unless health checks decide that), and the failure reported
+    /// (a warning only if it was healthy until now).
+    fn back_off(&self, upstream: &Upstream, conn: u64, error: &dyn std::fmt::Display) {
+        let mut until = lock(&upstream.backing_off_until);
+        let was_healthy = until.is_none_or(|until| Instant::now() >= until);
+        *until = Some(Instant::now() + self.backoff);
+        drop(until);
+        if !self.checked {
+            upstream.metrics.set_up(false);
+        }
+        let backoff_ms = self.backoff.as_millis();
+        self.events.upstream_failed(conn, &upstream.metrics, backoff_ms, error, was_healthy);
+    }
+
+    /// A UDP flow's upstream refused a datagram (its port is closed: an ICMP port
+    /// unreachable): backs that upstream off as a failed TCP connect does, so the next
+    /// flows go to the others first.
+    pub fn datagram_refused(
+        &self,
+        live: &LiveConnection<'_>,
+        flow: u64,
+        error: &dyn std::fmt::Display,
+    ) {
+        let used = self.upstreams.iter().find(|u| std::ptr::eq(&*u.metrics, live.upstream));
+        if let Some(upstream) = used {
+            self.back_off(upstream, flow, error);
+        }
     }
 
     /// Resolves one upstream and races its addresses, live ones first; reports each
@@ -302,14 +346,7 @@ impl Upstreams {
         if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
             return dial::dial_unix(address, std::path::Path::new(path));
         }
-        let mut resolved = self.resolve(address)?;
-        if let Some(listen) = self.listen {
-            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
-            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
-            if let (Some(addr), true) = (own, resolved.is_empty()) {
-                return Err(DialError::SelfLoop { upstream: address.clone(), addr });
-            }
-        }
+        let resolved = self.resolve_elsewhere(address, address)?;
         let addrs = upstream.order_addresses(dial::interleave_families(&resolved));
         let race = dial::race(&addrs, timeout, self.room);
         if addrs.len() > 1 {
@@ -329,6 +366,51 @@ impl Upstreams {
             }
             None => Err(DialError::Connect { upstream: address.clone(), attempts: race.failed }),
         }
+    }
+
+    /// Resolves one upstream of a UDP route and connects a new socket to its first address
+    /// that takes it, live ones first (see [`Upstream::order_addresses`]).
+    fn connect_datagram_to(&self, upstream: &Upstream) -> Result<UdpSocket, DialError> {
+        let address = &upstream.address;
+        let plain = address.strip_prefix(UDP_PREFIX).unwrap_or(address);
+        let resolved = self.resolve_elsewhere(address, plain)?;
+        let mut attempts = Vec::new();
+        for addr in upstream.order_addresses(resolved) {
+            let any = match addr {
+                SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+                SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            };
+            match UdpSocket::bind(any).and_then(|socket| socket.connect(addr).map(|()| socket)) {
+                Ok(socket) => {
+                    upstream.address_connected(addr);
+                    return Ok(socket);
+                }
+                Err(error) => attempts.push((addr, error)),
+            }
+        }
+        Err(DialError::Connect { upstream: address.clone(), attempts })
+    }
+
+    /// Resolves `host_port` (the upstream `address` as configured, less any `udp:`) and
+    /// leaves out the route's own listen address.
+    ///
+    /// # Errors
+    /// As [`resolve`](Upstreams::resolve); `SelfLoop` when the route's own address was all
+    /// it resolved to.
+    fn resolve_elsewhere(
+        &self,
+        address: &str,
+        host_port: &str,
+    ) -> Result<Vec<SocketAddr>, DialError> {
+        let mut resolved = self.resolve(host_port)?;
+        if let Some(listen) = self.listen {
+            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
+            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
+            if let (Some(addr), true) = (own, resolved.is_empty()) {
+                return Err(DialError::SelfLoop { upstream: address.to_string(), addr });
+            }
+        }
+        Ok(resolved)
     }
 
     fn resolve(&self, upstream: &str) -> Result<Vec<SocketAddr>, DialError> {
