@@ -11,3 +11,4 @@ pub mod log_output;
 pub(crate) mod log_time;
 pub mod metrics;
 pub mod observe;
+pub mod udp_metrics;

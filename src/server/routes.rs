@@ -21,6 +21,7 @@ use crate::counter::Counter;
 use crate::lock::{lock, wait, wait_timeout};
 use crate::net::address::Address;
 use crate::ops::metrics::RouteMetrics;
+use crate::ops::udp_metrics::UdpMetrics;
 use crate::relay::accept::{Relay, StopHandle};
 use crate::relay::current::CurrentRoute;
 use crate::settings::config::Config;
@@ -262,6 +263,11 @@ impl Routes {
         let state = self.lock();
         let routes = state.serving.iter().chain(&state.leaving);
         routes.flat_map(|route| route.current.get().all_metrics()).collect()
+    }
+
+    /// Each UDP route's counters, in the same order as [`metrics`](Self::metrics).
+    pub fn udp_metrics(&self) -> Vec<Arc<UdpMetrics>> {
+        Vec::new()
     }
 
     /// The serving listeners' routes as configured and their bound addresses, in order,
