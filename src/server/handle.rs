@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::ops::admin::Steer;
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::udp_metrics::UdpMetrics;
+use crate::ops::udp_metrics::UdpSnapshot;
 use crate::server::routes::Routes;
 
 /// What [`ServerHandle::reload`] runs: reads the config file again and applies it (see
@@ -100,9 +100,9 @@ impl ServerHandle {
         self.routes.metrics()
     }
 
-    /// Each UDP route's live counters: the serving routes in order, then those a reload
+    /// Each UDP route's counters now: the serving routes in order, then those a reload
     /// removed whose flows are still ending.
-    pub fn udp_metrics(&self) -> Vec<Arc<UdpMetrics>> {
+    pub fn udp_metrics(&self) -> Vec<UdpSnapshot> {
         self.routes.udp_metrics()
     }
 
@@ -119,7 +119,7 @@ impl Steer for ServerHandle {
         ServerHandle::metrics(self)
     }
 
-    fn udp_metrics(&self) -> Vec<Arc<UdpMetrics>> {
+    fn udp_metrics(&self) -> Vec<UdpSnapshot> {
         ServerHandle::udp_metrics(self)
     }
 

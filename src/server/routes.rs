@@ -21,7 +21,7 @@ use crate::counter::Counter;
 use crate::lock::{lock, wait, wait_timeout};
 use crate::net::address::Address;
 use crate::ops::metrics::RouteMetrics;
-use crate::ops::udp_metrics::UdpMetrics;
+use crate::ops::udp_metrics::UdpSnapshot;
 use crate::relay::accept::{Relay, StopHandle};
 use crate::relay::current::CurrentRoute;
 use crate::settings::config::Config;
@@ -266,7 +266,7 @@ impl Routes {
     }
 
     /// Each UDP route's counters, in the same order as [`metrics`](Self::metrics).
-    pub fn udp_metrics(&self) -> Vec<Arc<UdpMetrics>> {
+    pub fn udp_metrics(&self) -> Vec<UdpSnapshot> {
         Vec::new()
     }
 
