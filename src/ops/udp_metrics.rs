@@ -11,6 +11,8 @@
 //! [`UdpSnapshot`] of plain numbers, labelled by the core's own names for each reason and
 //! cause, and [`render_udp`] writes them: a table, [`FAMILIES`], and one loop, as for TCP.
 
+use crate::datagram::counts::DatagramCounts;
+use crate::datagram::events::{DropCause, FlowEnd};
 use crate::ops::metrics::{escape_label_value, write_family_head};
 
 /// The values of one UDP route's counters at one scrape.
@@ -31,6 +33,19 @@ pub struct UdpSnapshot {
 }
 
 impl UdpSnapshot {
+    /// The counts of the route labelled `route` now, one counter at a time.
+    pub(crate) fn read(route: String, counts: &DatagramCounts) -> UdpSnapshot {
+        let (to_upstream, to_client) = (counts.to_upstream(), counts.to_client());
+        UdpSnapshot {
+            route,
+            open: counts.flows_open(),
+            closed: FlowEnd::ALL.iter().map(|&r| (r.name(), counts.flows_closed(r))).collect(),
+            datagrams: (to_upstream.datagrams, to_client.datagrams),
+            bytes: (to_upstream.bytes, to_client.bytes),
+            drops: DropCause::ALL.iter().map(|&c| (c.name(), counts.drops(c))).collect(),
+        }
+    }
+
     /// How many flows ended for `reason`, or `None` if there is no such reason.
     pub fn closed(&self, reason: &str) -> Option<u64> {
         self.closed.iter().find(|(name, _)| *name == reason).map(|(_, count)| *count)

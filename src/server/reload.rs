@@ -14,6 +14,13 @@
 //! - a new route starts accepting;
 //! - a route no longer in the file stops accepting and drains under `drain-timeout`.
 //!
+//! A UDP route (`udp:`) is kept, changed, added or removed the same way, by its listen
+//! address: a kept one keeps its socket, its flow table and its counts, and its open flows
+//! go on (under the settings and upstream they started with) while new flows get the new
+//! settings; a removed one closes its socket and ends its flows at once (`reason=removed`):
+//! a flow has no transfer to finish, and the client's next datagram is refused by the
+//! closed port.
+//!
 //! A changed `admin` address moves the admin endpoint, with the file's `admin-token-file`
 //! and `admin-socket-mode`: the new address is bound before anything changes, and the old
 //! endpoint closes last (see server/admin_endpoint.rs). Other process settings that only
@@ -31,7 +38,7 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::lock::lock;
-use crate::net::address::Address;
+use crate::net::address::{Address, UDP_PREFIX};
 use crate::ops::log::{self, Log};
 use crate::server::admin_endpoint::AdminEndpoint;
 use crate::server::routes::{Next, Routes};
@@ -289,9 +296,12 @@ fn differs(running: &Config, config: &Config) -> bool {
 }
 
 /// A route in the reload's summary: its name and address, or its address alone (and its
-/// server names, on a listener shared by `sni=`).
+/// server names, on a listener shared by `sni=`; `udp:` before a UDP route's).
 fn label(config: &Config, listen: &Address) -> String {
-    let address = config.listen_and_names(listen);
+    let address = match config.udp {
+        true => format!("{UDP_PREFIX}{listen}"),
+        false => config.listen_and_names(listen),
+    };
     match config.name.is_empty() {
         true => address,
         false => format!("{}({address})", config.name),
