@@ -153,19 +153,32 @@ impl Flow {
 
     /// The upstream socket is connected: sends what waited, in order, then lets the receive
     /// thread send directly. Returns the send errors of the datagrams that waited.
+    ///
+    /// The waiting datagrams are taken out and sent without the lock, batch after batch,
+    /// so the receive thread is never kept waiting for these sends; it queues behind them
+    /// until the queue is found empty, and only then sends directly: the order holds.
     pub fn open(&self, socket: &Arc<UdpSocket>, counts: &DatagramCounts) -> Vec<io::Error> {
-        let mut upstream = lock(&self.upstream);
         let mut errors = Vec::new();
-        if let UpstreamSide::Connecting(waiting, _) = &*upstream {
+        loop {
+            let waiting = match &mut *lock(&self.upstream) {
+                UpstreamSide::Connecting(waiting, bytes) if !waiting.is_empty() => {
+                    *bytes = 0;
+                    std::mem::take(waiting)
+                }
+                upstream @ UpstreamSide::Connecting(..) => {
+                    *upstream = UpstreamSide::Open(Arc::clone(socket));
+                    return errors;
+                }
+                // Ended meanwhile (a stop): nothing more to send.
+                _ => return errors,
+            };
             for datagram in waiting {
-                match socket.send(datagram) {
+                match socket.send(&datagram) {
                     Ok(_) => self.count_to_upstream(datagram.len(), counts),
                     Err(error) => errors.push(error),
                 }
             }
-            *upstream = UpstreamSide::Open(Arc::clone(socket));
         }
-        errors
     }
 
     /// The datagrams that waited for a socket that never came, forgotten; how many.

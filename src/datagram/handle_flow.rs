@@ -31,7 +31,7 @@ pub fn handle_flow(
 ) {
     // Connect: a socket of its own, connected to the upstream the route's policy picks, so
     // it sends only there and hears only from there.
-    let (socket, upstream, _live) = match route.upstreams.connect_datagram(flow.id) {
+    let (socket, upstream, live) = match route.upstreams.connect_datagram(flow.id) {
         Ok((socket, live)) => {
             let upstream = socket.peer_addr().ok();
             (Arc::new(socket), upstream, live)
@@ -56,6 +56,11 @@ pub fn handle_flow(
     }
     // Relay the upstream's replies until the flow ends.
     let (to_client, reason, error) = relay_replies(&route, &flow, &socket, &listener);
+    if reason == FlowEnd::UpstreamError {
+        // Its port is closed: the next flows try the route's other upstreams first.
+        route.upstreams.datagram_refused(&live, flow.id, &error);
+    }
+    drop(live);
     finish(&route, &flow, upstream, to_client, reason, &error);
     drop(slot);
 }

@@ -264,6 +264,8 @@ impl DatagramRelay {
         if !route.config.access.permits(client.ip()) {
             return Err((DropCause::Denied, "allow/deny".to_string()));
         }
+        // A flow is half a connection on every limit the cap counts (one thread with the
+        // route's stack, one socket, one buffer), as a dial attempt is: it takes that slot.
         let cap = route.capacity.connections;
         let Some(slot) = OPEN_IN_PROCESS.take_dial_attempt(cap) else {
             return Err((DropCause::ProcessLimit, format!("process cap of {cap} connections")));
