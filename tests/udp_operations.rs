@@ -365,6 +365,10 @@ fn out_of_descriptors_new_flows_are_dropped_and_counted_never_an_abort() {
     // Enough descriptors to start and serve a few flows, far too few for 100.
     let mut relay = Relay::start_with_ulimit("-n 40", &file, 1);
     let route = relay.route("dns");
+    // A UDP-only relay states its cap too, set by the descriptors; a flow takes half of one.
+    let (cap, limited_by) = relay.process.connection_cap();
+    assert_eq!(limited_by, "RLIMIT_NOFILE");
+    assert!(cap < 50, "a cap of {cap} connections under ulimit -n 40");
     let first = udp_client("127.0.0.1");
     let before = ask(&first, route, "first");
     let clients: Vec<UdpSocket> = (0..100).map(|_| udp_client("127.0.0.1")).collect();

@@ -26,7 +26,7 @@ use crate::datagram::flow::{
 };
 use crate::datagram::handle_flow::handle_flow;
 use crate::datagram::route::{DatagramRoute, DatagramWatchers};
-use crate::limits::capacity::OPEN_IN_PROCESS;
+use crate::limits::capacity::{Capacity, OPEN_IN_PROCESS};
 use crate::lock::lock;
 use crate::settings::config::Config;
 
@@ -147,6 +147,12 @@ impl DatagramRelay {
     /// The bound address (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// How many connections the process can hold (a flow counts half of one), for the
+    /// start-up line that says so.
+    pub fn capacity(&self) -> Capacity {
+        self.route().capacity
     }
 
     /// The route's counters, for the metrics.

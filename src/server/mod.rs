@@ -176,12 +176,18 @@ impl Server {
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
         let Server { listeners, routes, admin, handle, watch, log, .. } = self;
+        // The first route's: the same process-wide figure for every TCP route, and for a
+        // UDP-only relay its UDP route's (a flow counts half a connection).
         let first_tcp = listeners.iter().find_map(|(listener, _)| match listener {
-            Bound::Stream(relay) => Some(relay),
+            Bound::Stream(relay) => Some(relay.capacity()),
             Bound::Datagram(..) => None,
         });
-        if let Some(relay) = first_tcp {
-            log_capacity(&log, relay.capacity());
+        let first = first_tcp.or_else(|| match listeners.first() {
+            Some((Bound::Datagram(relay, _), _)) => Some(relay.capacity()),
+            _ => None,
+        });
+        if let Some(capacity) = first {
+            log_capacity(&log, capacity);
         }
         admin.start();
         thread::scope(|scope| {
