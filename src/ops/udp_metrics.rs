@@ -169,11 +169,4 @@ tcprelay_udp_drops_total{route="a\"b",cause="send_failed"} 2
 "#;
         assert_eq!(text, expected);
     }
-
-    #[test]
-    fn no_routes_still_render_the_family_headers() {
-        let text = render_udp(&[]);
-        assert_eq!(text.lines().count(), FAMILIES.len() * 2);
-        assert!(text.lines().all(|line| line.starts_with("# ")));
-    }
 }
