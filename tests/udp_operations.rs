@@ -378,3 +378,42 @@ fn out_of_descriptors_new_flows_are_dropped_and_counted_never_an_abort() {
     // The flow opened first still works.
     assert_eq!(ask(&first, route, "still"), before);
 }
+
+/// The cap is read from the limits at start; descriptors taken away later (here by
+/// `prlimit` on the running relay) make a new flow's socket fail with EMFILE: its datagrams
+/// are dropped as `process_limit`, the process's limit, not as `no_upstream`.
+#[test]
+#[cfg(target_os = "linux")] // prlimit is util-linux's
+fn a_flow_whose_socket_cannot_be_made_counts_its_datagrams_as_process_limit() {
+    let echo = NamedEcho::start("echo");
+    let file = ConfigFile::new(
+        "udp-emfile.conf",
+        &config(&[format!("route udp:127.0.0.1:0 -> {} name=dns", echo.addr)]),
+    );
+    let mut relay = Relay::start(&file, 1);
+    let route = relay.route("dns");
+    let first = udp_client("127.0.0.1");
+    let before = ask(&first, route, "first");
+    let pid = relay.process.pid().to_string();
+    let limit = |nofile: &str| {
+        let set = std::process::Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={nofile}")])
+            .status()
+            .expect("run prlimit (util-linux)");
+        assert!(set.success(), "prlimit --nofile={nofile}");
+    };
+    // No descriptor left: 0, 1 and 2 are open, so every new one is over the limit.
+    limit("3:1024");
+    let clients: Vec<UdpSocket> = (0..5).map(|_| udp_client("127.0.0.1")).collect();
+    for client in &clients {
+        client.send_to(b"no socket for me", route).expect("send to the relay");
+    }
+    // Only a `datagram dropped` line has this reason (no flow ends for it).
+    let said = || relay.process.log_count("reason=process_limit") > 0;
+    assert!(eventually(said), "{:#?}", relay.process.log_lines());
+    limit("1024:1024");
+    assert!(relay.process.is_running(), "the relay died:\n{:#?}", relay.process.log_lines());
+    let drops = "tcprelay_udp_drops_total{route=\"dns\",cause=\"process_limit\"}";
+    assert!(relay.metric(drops) >= 1, "{}", relay.metrics());
+    assert_eq!(ask(&first, route, "still"), before);
+}
