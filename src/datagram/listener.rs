@@ -233,37 +233,36 @@ impl DatagramRelay {
         mode: Mode,
     ) {
         // A flow may end between the lookup and the send (its idle timeout, its response
-        // count): then the datagram starts a new flow, once.
+        // count): then the datagram starts a new flow.
         for _ in 0..2 {
-            let (flow, new) = match route.flows.find(client) {
-                Some(flow) => (flow, false),
-                None => match self.start_flow(route, client, mode) {
-                    Ok(flow) => (flow, true),
-                    Err((cause, why)) => return route.dropped(cause, client, &why),
-                },
+            let Some(flow) = route.flows.find(client) else {
+                // A new client: its flow is made with this datagram already waiting in it,
+                // so the flow's thread accounts for it whatever befalls its upstream socket.
+                if let Err((cause, why)) = self.start_flow(route, datagram, client, mode) {
+                    route.dropped(cause, client, &why);
+                }
+                return;
             };
             match flow.forward(datagram, &route.counts) {
                 Forwarded::Done => return,
                 Forwarded::Dropped(why) => {
                     return route.dropped(DropCause::SendFailed, client, &why);
                 }
-                // A new flow that ended at once found no upstream; its thread said why.
-                Forwarded::Ended if new => {
-                    return route.dropped(DropCause::NoUpstream, client, &"no upstream");
-                }
                 Forwarded::Ended => {}
             }
         }
     }
 
-    /// Makes `client`'s flow and starts its thread, if the drain, the access rules, the
-    /// process-wide cap and the route's limits let it in.
+    /// Makes `client`'s flow, with its first `datagram` waiting in it, and starts its
+    /// thread, if the drain, the access rules, the process-wide cap and the route's limits
+    /// let it in.
     fn start_flow(
         &self,
         route: &Arc<DatagramRoute>,
+        datagram: &[u8],
         client: SocketAddr,
         mode: Mode,
-    ) -> Result<Arc<Flow>, (DropCause, String)> {
+    ) -> Result<(), (DropCause, String)> {
         if mode != Mode::Serving {
             return Err((DropCause::Draining, "the route is draining".to_string()));
         }
@@ -278,6 +277,8 @@ impl DatagramRelay {
         };
         let flow = Arc::new(Flow::new(client));
         route.flows.insert(&flow).map_err(|cause| (cause, limit_text(&route.config, cause)))?;
+        // Not connected yet, so the datagram waits in the flow (a first one always fits).
+        let _ = flow.forward(datagram, &route.counts);
         let thread = route.flows.thread_starting();
         let (flow_route, listener, flow_for_thread) =
             (Arc::clone(route), Arc::clone(&self.socket), Arc::clone(&flow));
@@ -289,7 +290,7 @@ impl DatagramRelay {
                 handle_flow(flow_route, flow_for_thread, listener, slot);
             });
         match spawned {
-            Ok(_) => Ok(flow),
+            Ok(_) => Ok(()),
             // The closure, its slot and its thread count are dropped unrun.
             Err(error) => {
                 route.flows.remove(&flow);
