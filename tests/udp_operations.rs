@@ -420,3 +420,45 @@ fn a_flow_whose_socket_cannot_be_made_counts_its_datagrams_as_process_limit() {
     assert_eq!(relay.metric(no_upstream), 0, "{}", relay.metrics());
     assert_eq!(ask(&first, route, "still"), before);
 }
+
+/// One cap for the whole process: TCP connections and UDP flows count in the same
+/// process-wide count (a flow half a connection), so when TCP clients hold the cap a new
+/// UDP client is dropped (`process_limit`), and one TCP connection closing lets it in.
+#[test]
+fn udp_flows_and_tcp_connections_share_the_process_cap() {
+    let (echo, tcp) = (NamedEcho::start("echo"), Upstream::echo());
+    let file = ConfigFile::new(
+        "udp-shared-cap.conf",
+        &config(&[
+            format!("route udp:127.0.0.1:0 -> {} name=dns", echo.addr),
+            format!("route 127.0.0.1:0 -> {} name=web", tcp.addr),
+        ]),
+    );
+    let relay = Relay::start_with_ulimit("-n 40", &file, 2);
+    let (cap, limited_by) = relay.process.connection_cap();
+    assert_eq!(limited_by, "RLIMIT_NOFILE");
+    let (dns, web) = (relay.route("dns"), relay.route("web"));
+    // TCP clients take the whole cap, each relaying.
+    let held: Vec<_> = (0..cap).map(|_| connect(web)).collect();
+    for client in &held {
+        assert_eq!(round_trip(client, b"held"), b"held");
+    }
+    let udp = udp_client("127.0.0.1");
+    udp.send_to(b"no room", dns).expect("send to the relay");
+    let drops = "tcprelay_udp_drops_total{route=\"dns\",cause=\"process_limit\"}";
+    assert!(eventually(|| relay.metric(drops) == 1), "{}", relay.metrics());
+    // One TCP connection ends: its slot is two flows' room.
+    let mut held = held;
+    let ending = held.pop().expect("the cap is at least one connection");
+    ending.shutdown(std::net::Shutdown::Write).expect("the client half-closes");
+    assert_eq!(read_all(&ending).expect("the upstream's EOF comes back"), b"");
+    drop(ending);
+    // Its slot is given back just after its `connection closed` line: ask until answered
+    // (each unanswered try is one more drop, each wait bounded).
+    udp.set_read_timeout(Some(Duration::from_millis(100))).expect("a short read timeout");
+    let answered = || {
+        udp.send_to(b"room now?", dns).expect("send to the relay");
+        udp.recv_from(&mut [0; 256]).is_ok()
+    };
+    assert!(eventually(answered), "no room after a TCP connection ended: {}", relay.metrics());
+}
