@@ -213,7 +213,6 @@ fn names_self_loops(server: &ServerConfig) -> bool {
     let mut loops = 0;
     for route in server.routes.iter().filter(|route| route.listen_unix.is_none()) {
         for address in route.upstreams() {
-            let address = address.strip_prefix(UDP_PREFIX).unwrap_or(address);
             if let Some(own) = upstream::reaches_itself(address, &route.listen, route.resolver) {
                 eprintln!(
                     "tcprelay: route {}: upstream {address} resolves to {own}, the route's own \

@@ -224,6 +224,13 @@ pub fn is_timeout(error: &io::Error) -> bool {
     matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
+/// A datagram longer than the buffer, as Windows reports it: `WSAEMSGSIZE` (10040), the
+/// buffer filled, and no sender's address. Unix cuts the datagram silently instead, which
+/// the one-byte-larger buffer shows ([`RECEIVE_BUFFER`]).
+pub fn is_too_large(error: &io::Error) -> bool {
+    cfg!(windows) && error.raw_os_error() == Some(10040)
+}
+
 /// The upstream's port is closed: an ICMP port unreachable, which a connected UDP socket
 /// reports on its next call (Windows says "reset").
 pub fn is_refused(error: &io::Error) -> bool {

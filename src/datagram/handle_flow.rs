@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::datagram::events::{DropCause, FlowEnd, Traffic};
 use crate::datagram::flow::{
-    Flow, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_refused, is_timeout,
+    Flow, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_refused, is_timeout, is_too_large,
 };
 use crate::datagram::route::DatagramRoute;
 use crate::limits::capacity::ProcessSlot;
@@ -147,6 +147,9 @@ fn relay_replies(
                 if expected > 0 && replies >= expected {
                     return (to_client, FlowEnd::Responses, String::new());
                 }
+            }
+            Err(error) if is_too_large(&error) => {
+                route.dropped(DropCause::TooLarge, flow.client, &"65,508+ bytes from upstream");
             }
             Err(error) if is_timeout(&error) => {
                 buffer = None; // quiet for a while: give the buffer back

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use crate::datagram::counts::DatagramCounts;
 use crate::datagram::events::{DropCause, FlowEnd};
 use crate::datagram::flow::{
-    Flow, Forwarded, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_timeout,
+    Flow, Forwarded, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_refused, is_timeout,
+    is_too_large,
 };
 use crate::datagram::handle_flow::handle_flow;
 use crate::datagram::route::{DatagramRoute, DatagramWatchers};
@@ -149,8 +150,7 @@ impl DatagramRelay {
         self.local_addr
     }
 
-    /// How many connections the process can hold (a flow counts half of one), for the
-    /// start-up line that says so.
+    /// How many connections the whole process can hold (a flow counts as half of one).
     pub fn capacity(&self) -> Capacity {
         self.route().capacity
     }
@@ -209,8 +209,14 @@ impl DatagramRelay {
                 }
                 Ok((len, client)) => self.dispatch(&route, &buffer[..len], client, mode),
                 Err(error) if is_timeout(&error) => {}
+                Err(error) if is_too_large(&error) => {
+                    let unknown = SocketAddr::from(([0, 0, 0, 0], 0)); // Windows does not say
+                    route.dropped(DropCause::TooLarge, unknown, &"65,508+ bytes");
+                }
+                // Windows reports here the ICMP error of an earlier reply to a client whose
+                // port has closed; Linux does not. Not this socket's failure: no pause.
+                Err(error) if is_refused(&error) => route.events.receive_failed(&error),
                 Err(error) => {
-                    // Windows reports an ICMP error of an earlier reply here; Linux does not.
                     route.events.receive_failed(&error);
                     thread::sleep(ERROR_PAUSE);
                 }

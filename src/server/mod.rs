@@ -176,17 +176,11 @@ impl Server {
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
         let Server { listeners, routes, admin, handle, watch, log, .. } = self;
-        // The first route's: the same process-wide figure for every TCP route, and for a
-        // UDP-only relay its UDP route's (a flow counts half a connection).
-        let first_tcp = listeners.iter().find_map(|(listener, _)| match listener {
-            Bound::Stream(relay) => Some(relay.capacity()),
-            Bound::Datagram(..) => None,
-        });
-        let first = first_tcp.or_else(|| match listeners.first() {
-            Some((Bound::Datagram(relay, _), _)) => Some(relay.capacity()),
-            _ => None,
-        });
-        if let Some(capacity) = first {
+        // Every route counts against the one cap; a UDP flow takes half a connection's share.
+        // A TCP route's figure first (a UDP route's cost counts its larger buffer).
+        let first_tcp = listeners.iter().find(|(listener, _)| matches!(listener, Bound::Stream(_)));
+        if let Some((listener, _)) = first_tcp.or(listeners.first()) {
+            let capacity = listener.capacity();
             log_capacity(&log, capacity);
         }
         admin.start();
