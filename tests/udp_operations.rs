@@ -351,6 +351,10 @@ fn a_drain_lets_open_flows_finish_refuses_new_ones_and_exits_0() {
 
 #[test]
 fn out_of_descriptors_new_flows_are_dropped_and_counted_never_an_abort() {
+    if let Some(emulator) = emulator() {
+        eprintln!("skipped under {emulator}: the descriptor limit would bound the emulator too");
+        return;
+    }
     let echo = NamedEcho::start("echo");
     let file = ConfigFile::new(
         "udp-nofile.conf",
@@ -385,6 +389,10 @@ fn out_of_descriptors_new_flows_are_dropped_and_counted_never_an_abort() {
 #[test]
 #[cfg(target_os = "linux")] // prlimit is util-linux's
 fn a_flow_whose_socket_cannot_be_made_counts_its_datagrams_as_process_limit() {
+    if let Some(emulator) = emulator() {
+        eprintln!("skipped under {emulator}: the descriptor limit would bound the emulator too");
+        return;
+    }
     let echo = NamedEcho::start("echo");
     let file = ConfigFile::new(
         "udp-emfile.conf",
@@ -426,6 +434,10 @@ fn a_flow_whose_socket_cannot_be_made_counts_its_datagrams_as_process_limit() {
 /// UDP client is dropped (`process_limit`), and one TCP connection closing lets it in.
 #[test]
 fn udp_flows_and_tcp_connections_share_the_process_cap() {
+    if let Some(emulator) = emulator() {
+        eprintln!("skipped under {emulator}: the descriptor limit would bound the emulator too");
+        return;
+    }
     let (echo, tcp) = (NamedEcho::start("echo"), Upstream::echo());
     let file = ConfigFile::new(
         "udp-shared-cap.conf",
