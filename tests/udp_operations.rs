@@ -294,6 +294,27 @@ fn a_reload_keeps_an_unchanged_routes_flows_and_a_changed_route_sends_new_flows_
     );
 }
 
+/// A reload that lowers `max-flows` ends no flow: the open one goes on, and a new client is
+/// dropped (`max_flows`) while the route holds the new limit.
+#[test]
+fn a_reload_that_lowers_max_flows_keeps_open_flows_and_drops_new_ones() {
+    let echo = NamedEcho::start("echo");
+    let route =
+        |max: u32| format!("route udp:127.0.0.1:0 -> {} name=dns max-flows={max}", echo.addr);
+    let file = ConfigFile::new("udp-max-flows.conf", &config(&[route(2)]));
+    let relay = Relay::start(&file, 1);
+    let dns = relay.route("dns");
+    let open = udp_client("127.0.0.1");
+    let before = ask(&open, dns, "before");
+
+    file.write(&config(&[route(1)]));
+    assert!(relay.reload().contains("changed dns(udp:"));
+    udp_client("127.0.0.1").send_to(b"over the limit", dns).expect("send to the relay");
+    let drops = "tcprelay_udp_drops_total{route=\"dns\",cause=\"max_flows\"}";
+    assert!(eventually(|| relay.metric(drops) == 1), "{}", relay.metrics());
+    assert_eq!(ask(&open, dns, "after"), before);
+}
+
 #[test]
 fn a_reload_that_removes_a_udp_route_closes_its_socket_and_ends_its_flows() {
     let echo = NamedEcho::start("echo");
