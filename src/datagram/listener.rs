@@ -179,16 +179,17 @@ impl DatagramRelay {
     /// None yet: a receive error is told to the watchers and the loop goes on.
     pub fn serve(&self) -> io::Result<()> {
         let mut buffer = vec![0; RECEIVE_BUFFER];
+        // The flow table and the counts are every generation's (a reload keeps them), so a
+        // datagram of an open flow needs no other; the settings of now are looked up for a
+        // new flow or a drop only.
         let first = self.route();
-        let flows = &first.flows; // every generation's: a reload keeps the table
+        let flows = &first.flows;
         let mut told_draining = false;
         loop {
-            // The settings of now for this datagram: a reload may have replaced them.
-            let route = self.route();
             let mode = *lock(&self.mode);
             if matches!(mode, Mode::Draining { .. }) && !told_draining {
                 told_draining = true; // said once, as a TCP route does
-                route.events.route_info("draining");
+                self.route().events.route_info("draining");
             }
             match mode {
                 Mode::Serving => {}
@@ -205,19 +206,20 @@ impl DatagramRelay {
             }
             match self.socket.recv_from(&mut buffer) {
                 Ok((len, client)) if len > MAX_DATAGRAM => {
-                    route.dropped(DropCause::TooLarge, client, &format_args!("{len}+ bytes"));
+                    let too_large = format_args!("{len}+ bytes");
+                    self.route().dropped(DropCause::TooLarge, client, &too_large);
                 }
-                Ok((len, client)) => self.dispatch(&route, &buffer[..len], client, mode),
+                Ok((len, client)) => self.dispatch(&first, &buffer[..len], client, mode),
                 Err(error) if is_timeout(&error) => {}
                 Err(error) if is_too_large(&error) => {
                     let unknown = SocketAddr::from(([0, 0, 0, 0], 0)); // Windows does not say
-                    route.dropped(DropCause::TooLarge, unknown, &"65,508+ bytes");
+                    self.route().dropped(DropCause::TooLarge, unknown, &"65,508+ bytes");
                 }
                 // Windows reports here the ICMP error of an earlier reply to a client whose
                 // port has closed; Linux does not. Not this socket's failure: no pause.
-                Err(error) if is_refused(&error) => route.events.receive_failed(&error),
+                Err(error) if is_refused(&error) => self.route().events.receive_failed(&error),
                 Err(error) => {
-                    route.events.receive_failed(&error);
+                    self.route().events.receive_failed(&error);
                     thread::sleep(ERROR_PAUSE);
                 }
             }
@@ -230,29 +232,26 @@ impl DatagramRelay {
         Ok(())
     }
 
-    /// Hands a client's datagram to its flow, making the flow first if the client has none.
-    fn dispatch(
-        &self,
-        route: &Arc<DatagramRoute>,
-        datagram: &[u8],
-        client: SocketAddr,
-        mode: Mode,
-    ) {
+    /// Hands a client's datagram to its flow, found in `table`'s flows (every generation's),
+    /// making the flow first if the client has none.
+    fn dispatch(&self, table: &DatagramRoute, datagram: &[u8], client: SocketAddr, mode: Mode) {
         // A flow may end between the lookup and the send (its idle timeout, its response
         // count): then the datagram starts a new flow.
         for _ in 0..2 {
-            let Some(flow) = route.flows.find(client) else {
-                // A new client: its flow is made with this datagram already waiting in it,
-                // so the flow's thread accounts for it whatever befalls its upstream socket.
-                if let Err((cause, why)) = self.start_flow(route, datagram, client, mode) {
+            let Some(flow) = table.flows.find(client) else {
+                // A new client, under the settings of now: its flow is made with this
+                // datagram already waiting in it, so the flow's thread accounts for it
+                // whatever befalls its upstream socket.
+                let route = self.route();
+                if let Err((cause, why)) = self.start_flow(&route, datagram, client, mode) {
                     route.dropped(cause, client, &why);
                 }
                 return;
             };
-            match flow.forward(datagram, &route.counts) {
+            match flow.forward(datagram, &table.counts) {
                 Forwarded::Done => return,
                 Forwarded::Dropped(why) => {
-                    return route.dropped(DropCause::SendFailed, client, &why);
+                    return self.route().dropped(DropCause::SendFailed, client, &why);
                 }
                 Forwarded::Ended => {}
             }
