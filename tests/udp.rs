@@ -231,3 +231,51 @@ fn a_reload_keeps_udp_routes_running_and_names_a_changed_one() {
     assert!(said.contains(&format!("changed dns(udp:{})", relay.addr)), "{said}");
     assert_eq!(udp_round_trip(&client, relay.addr, b"after").0, b"after");
 }
+
+/// A burst as a new flow's first datagrams (they wait while its upstream socket is
+/// connected, then go out before any later one): every datagram arrives, once, in order.
+#[test]
+fn a_burst_on_a_new_flow_arrives_whole_and_in_order() {
+    let (echo, relay) = echo_and_relay(&[]);
+    let client = udp_client("127.0.0.1");
+    let burst: Vec<Vec<u8>> = (0..50).map(|n| pattern(n, 100 + n as usize)).collect();
+    for datagram in &burst {
+        client.send_to(datagram, relay.addr).expect("send");
+    }
+    for (n, sent) in burst.iter().enumerate() {
+        let (reply, _) = udp_receive(&client).unwrap_or_else(|e| panic!("reply {n}: {e}"));
+        assert_eq!(checksum(&reply), checksum(sent), "reply {n} is datagram {n}");
+    }
+    assert_eq!(echo.senders().len(), 50);
+}
+
+/// Few descriptors (`ulimit -n 24`): the process-wide cap holds two flows per connection it
+/// has room for; a client beyond them is dropped and counted (`process_limit`), never an
+/// abort, and the flows already open go on.
+#[test]
+#[cfg_attr(windows, ignore = "sh -c ulimit -n: no shell or descriptor limit on Windows")]
+fn few_descriptors_drop_new_flows_and_keep_the_open_ones() {
+    let echo = UdpEcho::start("127.0.0.1");
+    let upstream = echo.addr.to_string();
+    let mut relay =
+        RelayProcess::start_with_fd_limit(24, &["-l", "udp:127.0.0.1:0", "-u", &upstream]);
+    let (cap, limited_by) = relay.connection_cap();
+    assert_eq!(limited_by, "RLIMIT_NOFILE");
+    let room = 2 * cap; // a flow is half a connection
+    assert!((1..=16).contains(&room), "a few flows fit under 24 descriptors: {room}");
+    // 127.0.0.1 is loopback: the default per-client share does not count it.
+    let open: Vec<_> = (0..room).map(|_| udp_client("127.0.0.1")).collect();
+    for (n, client) in open.iter().enumerate() {
+        let sent = format!("flow {n}");
+        assert_eq!(udp_round_trip(client, relay.addr, sent.as_bytes()).0, sent.as_bytes());
+    }
+    let late = udp_client("127.0.0.1");
+    late.send_to(b"no room", relay.addr).expect("send");
+    let dropped = relay.log_line_with("msg=\"datagram dropped\"");
+    assert_eq!(log_field(&dropped, "reason"), "process_limit", "{dropped}");
+    for client in &open {
+        assert_eq!(udp_round_trip(client, relay.addr, b"still").0, b"still");
+    }
+    assert!(relay.is_running());
+    assert_eq!(echo.senders().len(), 2 * room, "the late client never reached the upstream");
+}

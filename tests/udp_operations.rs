@@ -371,43 +371,6 @@ fn a_drain_lets_open_flows_finish_refuses_new_ones_and_exits_0() {
 }
 
 #[test]
-fn out_of_descriptors_new_flows_are_dropped_and_counted_never_an_abort() {
-    if let Some(emulator) = emulator() {
-        eprintln!("skipped under {emulator}: the descriptor limit would bound the emulator too");
-        return;
-    }
-    let echo = NamedEcho::start("echo");
-    let file = ConfigFile::new(
-        "udp-nofile.conf",
-        &config(&[format!("route udp:127.0.0.1:0 -> {} name=dns", echo.addr)]),
-    );
-    // Enough descriptors to start and serve a few flows, far too few for 100.
-    let mut relay = Relay::start_with_ulimit("-n 40", &file, 1);
-    let route = relay.route("dns");
-    // A UDP-only relay states its cap too, set by the descriptors; a flow takes half of one.
-    let (cap, limited_by) = relay.process.connection_cap();
-    assert_eq!(limited_by, "RLIMIT_NOFILE");
-    assert!(cap < 50, "a cap of {cap} connections under ulimit -n 40");
-    let first = udp_client("127.0.0.1");
-    let before = ask(&first, route, "first");
-    let clients: Vec<UdpSocket> = (0..100).map(|_| udp_client("127.0.0.1")).collect();
-    for (n, client) in clients.iter().enumerate() {
-        client.send_to(format!("flow {n}").as_bytes(), route).expect("send to the relay");
-    }
-    let drops = "tcprelay_udp_drops_total{route=\"dns\",cause=\"process_limit\"}";
-    assert!(eventually(|| relay.metric(drops) > 0), "{}", relay.metrics());
-    assert!(relay.process.is_running(), "the relay died:\n{:#?}", relay.process.log_lines());
-    // Each flow that was let in holds its socket: none failed for want of a descriptor.
-    let no_upstream = "tcprelay_udp_drops_total{route=\"dns\",cause=\"no_upstream\"}";
-    assert_eq!(relay.metric(no_upstream), 0, "{}", relay.metrics());
-    // The flow opened first still works.
-    assert_eq!(ask(&first, route, "still"), before);
-}
-
-/// The cap is read from the limits at start; descriptors taken away later (here by
-/// `prlimit` on the running relay) make a new flow's socket fail with EMFILE: its datagrams
-/// are dropped as `process_limit`, the process's limit, not as `no_upstream`.
-#[test]
 #[cfg(target_os = "linux")] // prlimit is util-linux's
 fn a_flow_whose_socket_cannot_be_made_counts_its_datagrams_as_process_limit() {
     if let Some(emulator) = emulator() {

@@ -24,8 +24,8 @@ pub const RECEIVE_BUFFER: usize = MAX_DATAGRAM + 1;
 
 /// How often a waiting flow thread looks at its flag, at the most: std cannot wake a
 /// thread blocked in `recv` on a UDP socket (UDP has no `shutdown` in std), so a stop or a
-/// drain's end reaches each flow within this. A quiet flow wakes this often: a few
-/// microseconds of CPU a second each (500 idle flows: under 0.3% of one core).
+/// drain's end reaches each flow within this. A quiet flow wakes this often, which costs
+/// little (docs/operations.md, "UDP routes", has the figure measured).
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// What the client sent before the flow's upstream socket was connected, kept for it in
