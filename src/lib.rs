@@ -26,7 +26,8 @@
 //!   A `Server` also runs UDP routes ([`Config::udp`], the `udp:` listen addresses of the
 //!   binary); a `Relay` is TCP only.
 //! - **What happened**: [`RouteMetrics`] and its [`RouteSnapshot`] and [`UpstreamSnapshot`]
-//!   (the counters `/metrics` shows), [`CloseReason`] (every way a connection ends).
+//!   (the counters `/metrics` shows), [`UdpSnapshot`] (a UDP route's flows, datagrams and
+//!   drops), [`CloseReason`] (every way a connection ends).
 //! - **Seams for tests**: [`TestHooks`], given to [`Relay::bind_with_hooks`]: a [`Resolver`]
 //!   to fake DNS and a [`ThreadHook`] (with [`ThreadRole`] and [`ThreadStage`]) to fail or
 //!   watch thread creation. No setting reaches them.
@@ -181,6 +182,7 @@ pub use limits::threads::{ThreadHook, ThreadRole, ThreadStage};
 pub use net::address::Address;
 pub use net::proxy_protocol::ProxyVersion;
 pub use net::sni::NamePattern;
+pub use ops::udp_metrics::UdpSnapshot;
 pub use outcome::CloseReason;
 pub use relay::counts::{RouteMetrics, RouteSnapshot, UpstreamSnapshot};
 pub use relay::{Relay, StopHandle, TestHooks};
