@@ -289,7 +289,9 @@ for (( round = 1; round <= rounds; round++ )); do
                 continue
             fi
             extra=()
-            [[ $args == idle* ]] && extra=(--relay-pid "$candidate_pid")
+            # The relay's process: idle reads its memory, a windowed flood its CPU and switches.
+            [[ -n $candidate_pid && ($args == idle* || ($args == flood* && $args != *--rate*)) ]] \
+                && extra=(--relay-pid "$candidate_pid")
             # shellcheck disable=SC2086 # $args is one word per argument
             line=$(timeout 120 "$gen" $args --target "$candidate_addr" "${extra[@]}" 2>> "$work/gen.err" \
                 | grep bench-result || echo "bench-result $shape ok=false error=timed out or crashed")

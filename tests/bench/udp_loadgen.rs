@@ -42,6 +42,8 @@ mod result_line;
 mod stats;
 #[path = "udp_loadgen/summary.rs"]
 mod summary;
+#[path = "udp_loadgen/switches.rs"]
+mod switches;
 
 use std::process::ExitCode;
 

@@ -20,10 +20,12 @@ Usage:
   udp wait-ready --target ADDR [--timeout S]
                                  send a probe every 100 ms until it comes back (default 10 s)
   udp flood --target ADDR [--flows N] [--size B] [--secs S] [--window W | --rate PPS]
+            [--relay-pid PID]
                                  N client sockets (default 1) sending B-byte datagrams
                                  (default 64) for S seconds (default 2), at most W unanswered
                                  per flow (default 32) or PPS per second in all; prints sent,
-                                 received, loss, datagrams per second
+                                 received, loss, datagrams per second; with --relay-pid, the
+                                 relay's CPU time and context switches per echo
   udp dns --target ADDR [--queries N] [--sockets one|per-query]
                                  N DNS queries (default 2000) one after another; p50/p99
   udp idle --target ADDR --relay-pid PID [--flows N]
@@ -84,7 +86,8 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
             Ok(wait_ready(flags.target()?, timeout)?)
         }
         "flood" => {
-            let known = ["--target", "--flows", "--size", "--secs", "--window", "--rate"];
+            let known =
+                ["--target", "--flows", "--size", "--secs", "--window", "--rate", "--relay-pid"];
             let flags = Flags::parse("flood", rest, &known)?;
             let plan = flood::Plan {
                 target: flags.target()?,
@@ -98,6 +101,10 @@ pub fn run(args: &[String]) -> Result<(), Failure> {
                 duration: Duration::from_secs_f64(flags.get("--secs", 2.0f64)?.clamp(0.05, 3600.0)),
                 rate: flags.number("--rate", 0, 0, 10_000_000)?,
                 window: flags.number("--window", 32, 1, 100_000)?,
+                relay: match flags.number("--relay-pid", 0, 0, u64::from(u32::MAX))? {
+                    0 => None,
+                    pid => Some(pid as u32),
+                },
             };
             print_result(flood::run(&plan))
         }
@@ -179,8 +186,16 @@ fn self_check() -> Result<(), Failure> {
     let target = server.addr;
     wait_ready(target, Duration::from_secs(5))?;
     let short = Duration::from_millis(200);
-    let windowed =
-        flood::Plan { target, flows: 2, size: 1400, duration: short, rate: 0, window: 4 };
+    let this = Some(std::process::id());
+    let windowed = flood::Plan {
+        target,
+        flows: 2,
+        size: 1400,
+        duration: short,
+        rate: 0,
+        window: 4,
+        relay: this,
+    };
     let paced = flood::Plan { rate: 2000, window: 0, size: 64, ..windowed };
     let results = [
         flood::run(&windowed),

@@ -18,8 +18,8 @@
 //! separately: a relay must never produce them.
 
 use crate::echo::is_timeout;
-use crate::payload;
 use crate::result_line::Measurement;
+use crate::{footprint, payload, switches};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Barrier};
@@ -40,6 +40,8 @@ pub struct Plan {
     /// Datagrams per second offered by all flows together; 0 means windowed.
     pub rate: u64,
     pub window: u64,
+    /// The relay's process, to read its CPU time and context switches.
+    pub relay: Option<u32>,
 }
 
 /// What one flow counted.
@@ -115,9 +117,25 @@ pub fn run(plan: &Plan) -> Measurement {
     } else {
         result.push("offered_pps", plan.rate);
     }
+    let before = plan.relay.map(RelayCost::now);
     match flood(plan) {
         Err(e) => result.fail(&e),
         Ok((counts, elapsed)) => {
+            if let (Some(before), Some(pid)) = (before, plan.relay) {
+                // An echo is two datagrams through the relay, one each way.
+                let echoes = counts.received.max(1) as f64;
+                let after = RelayCost::now(pid);
+                result.push_number(
+                    "relay_cpu_us_per_echo",
+                    (after.cpu_seconds - before.cpu_seconds) * 1e6 / echoes,
+                    1,
+                );
+                result.push_number(
+                    "relay_switches_per_echo",
+                    after.switches.saturating_sub(before.switches) as f64 / echoes,
+                    2,
+                );
+            }
             let secs = elapsed.as_secs_f64();
             let lost = counts.sent.saturating_sub(counts.received);
             result.push_number("secs", secs, 2);
@@ -137,6 +155,22 @@ pub fn run(plan: &Plan) -> Measurement {
             result.push("refused", counts.refused);
             result
         }
+    }
+}
+
+/// What the relay had spent at one moment: CPU seconds over its process tree
+/// and context switches.
+struct RelayCost {
+    cpu_seconds: f64,
+    switches: u64,
+}
+
+impl RelayCost {
+    fn now(pid: u32) -> RelayCost {
+        let zero = footprint::Footprint::default();
+        let cpu_seconds = footprint::sample(footprint::Watched::Tree { root: pid })
+            .map_or(0.0, |sample| sample.cpu_seconds_since(&zero));
+        RelayCost { cpu_seconds, switches: switches::count(pid) }
     }
 }
 

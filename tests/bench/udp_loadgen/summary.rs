@@ -43,6 +43,19 @@ pub fn tables(text: &str) -> String {
             },
         },
         Table {
+            title: "What an echo (one datagram each way) costs the relay, in the windowed runs above: CPU µs · context switches",
+            workload: "flood",
+            mode: Some("window"),
+            row: |l| format!("{} flow(s) × {} B", field(l, "flows"), field(l, "size")),
+            cell: |runs| {
+                format!(
+                    "{} · {}",
+                    decimal(median(runs, "relay_cpu_us_per_echo")),
+                    decimal(median(runs, "relay_switches_per_echo"))
+                )
+            },
+        },
+        Table {
             title: "Loss at the same offered load (every flow sends on a clock): loss · echoes received per second",
             workload: "flood",
             mode: Some("rate"),
