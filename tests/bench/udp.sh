@@ -206,10 +206,14 @@ start_candidate() {
     case $name in
         tcprelay)
             # The defaults, as a user would run it (info level: a line per
-            # flow, to a file). TCPRELAY_FLAGS adds options.
+            # flow, to a file), except the flow limit: its default of 500 would
+            # turn the 1,000 idle flows (and dig's 1,000 sockets, each a flow
+            # for udp-idle-timeout) into drops, not a measurement, so it gets
+            # 4,000, as peers.sh raises --max-connections and nginx gets
+            # worker_connections. TCPRELAY_FLAGS adds options.
             local extra=()
             read -r -a extra <<< "${TCPRELAY_FLAGS:-}"
-            setsid "$tcprelay_bin" -l "udp:$candidate_addr" -u "$up" "${extra[@]}" \
+            setsid "$tcprelay_bin" -l "udp:$candidate_addr" -u "$up" --max-flows 4000 "${extra[@]}" \
                 2>> "$err" < /dev/null & ;;
         socat-recvfrom)
             setsid socat "UDP4-RECVFROM:$port,bind=127.0.0.1,fork" "UDP4-SENDTO:$up" \

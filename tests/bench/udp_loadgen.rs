@@ -35,6 +35,8 @@ mod footprint;
 mod idle_flows;
 #[path = "udp_loadgen/payload.rs"]
 mod payload;
+#[path = "udp_loadgen/receive_drops.rs"]
+mod receive_drops;
 #[path = "loadgen/result_line.rs"]
 #[allow(dead_code)] // shared with the TCP generator, which uses all of it
 mod result_line;

@@ -19,7 +19,7 @@
 
 use crate::echo::is_timeout;
 use crate::result_line::Measurement;
-use crate::{footprint, payload, switches};
+use crate::{footprint, payload, receive_drops, switches};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Barrier};
@@ -118,6 +118,7 @@ pub fn run(plan: &Plan) -> Measurement {
         result.push("offered_pps", plan.rate);
     }
     let before = plan.relay.map(RelayCost::now);
+    let drops_before = receive_drops::count();
     match flood(plan) {
         Err(e) => result.fail(&e),
         Ok((counts, elapsed)) => {
@@ -153,6 +154,7 @@ pub fn run(plan: &Plan) -> Measurement {
             result.push("foreign", counts.foreign);
             result.push("corrupt", counts.corrupt);
             result.push("refused", counts.refused);
+            result.push("rcvbuf_errors", receive_drops::count().saturating_sub(drops_before));
             result
         }
     }

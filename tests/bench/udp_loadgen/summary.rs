@@ -95,17 +95,18 @@ pub fn tables(text: &str) -> String {
             },
         },
         Table {
-            title: "Memory per idle flow (PSS over the relay's processes, after one datagram and its echo per flow): KiB per flow · threads · processes · flows answered",
+            title: "Memory per idle flow (PSS over the relay's processes, after one datagram and its echo per flow): KiB per flow · threads · processes · flows answered (of them in the first burst, all at once)",
             workload: "idle",
             mode: None,
             row: |l| format!("{} idle flows", field(l, "flows")),
             cell: |runs| {
                 format!(
-                    "{} · {} · {} · {}",
+                    "{} · {} · {} · {} ({})",
                     decimal(median(runs, "pss_kib_per_flow")),
                     median(runs, "threads_after"),
                     median(runs, "processes_after"),
-                    median(runs, "answered")
+                    median(runs, "answered"),
+                    median(runs, "burst_answered")
                 )
             },
         },
