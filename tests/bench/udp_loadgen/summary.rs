@@ -43,15 +43,16 @@ pub fn tables(text: &str) -> String {
             },
         },
         Table {
-            title: "What an echo (one datagram each way) costs the relay, in the windowed runs above: CPU µs · context switches",
+            title: "What an echo (one datagram each way) costs the relay, in the windowed runs above: CPU µs · context switches; then datagrams the kernel dropped at full receive buffers (any socket)",
             workload: "flood",
             mode: Some("window"),
             row: |l| format!("{} flow(s) × {} B", field(l, "flows"), field(l, "size")),
             cell: |runs| {
                 format!(
-                    "{} · {}",
+                    "{} · {}; {}",
                     decimal(median(runs, "relay_cpu_us_per_echo")),
-                    decimal(median(runs, "relay_switches_per_echo"))
+                    decimal(median(runs, "relay_switches_per_echo")),
+                    thousands(median(runs, "rcvbuf_errors"))
                 )
             },
         },
