@@ -298,7 +298,8 @@ for (( round = 1; round <= rounds; round++ )); do
                 && extra=(--relay-pid "$candidate_pid")
             # shellcheck disable=SC2086 # $args is one word per argument
             line=$(timeout 120 "$gen" $args --target "$candidate_addr" "${extra[@]}" 2>> "$work/gen.err" \
-                | grep bench-result || echo "bench-result $shape ok=false error=timed out or crashed")
+                | grep bench-result || true)
+            [[ -n $line ]] || line="bench-result $shape ok=false error=timed out or crashed"
             echo "$prefix load1=$(cut -d' ' -f1 /proc/loadavg) $line" >> "$results"
             stop_candidate
         done

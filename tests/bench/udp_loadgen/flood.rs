@@ -91,7 +91,12 @@ impl Receiver {
     /// Receives one datagram; `Ok(false)` on a timeout. An ICMP "port
     /// unreachable" (the relay not there) is counted, not fatal.
     fn receive(&mut self, socket: &UdpSocket, buf: &mut [u8]) -> io::Result<bool> {
-        match socket.recv(buf) {
+        let mut received = socket.recv(buf);
+        // A signal (a stopped and continued process, a profiler) is not an answer.
+        while received.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::Interrupted) {
+            received = socket.recv(buf);
+        }
+        match received {
             Ok(len) => {
                 self.take(&buf[..len]);
                 Ok(true)
@@ -246,6 +251,7 @@ fn windowed(
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     receiver.counts.refused += 1
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
@@ -291,6 +297,7 @@ fn paced(
             match socket.send(&datagram) {
                 Ok(_) => sent += 1,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     send_error = Some(e);
                     break;

@@ -3,6 +3,8 @@
 //! left silent, read from /proc over the relay's process tree (nginx's
 //! workers, socat's children).
 //!
+//! The memory is read once all flows have answered and again after they sat
+//! silent for `SETTLE` (the figure per flow is the second).
 //! The flows start all at once (`burst_answered` counts how many the relay
 //! took in that burst); those it lost retry 50 at a time, up to three times.
 //! The "no flow" baseline is taken after the script's readiness probe, which
@@ -15,8 +17,11 @@ use crate::receive_drops;
 use crate::result_line::Measurement;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::thread;
 use std::time::{Duration, Instant};
 
+/// How long the flows sit silent before the memory is read.
+const SETTLE: Duration = Duration::from_secs(3);
 /// How long the first burst of all the flows waits for its echoes.
 const BURST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Retries of the flows the burst lost: passes, flows at a time, and the wait.
@@ -60,8 +65,13 @@ fn measure(target: SocketAddr, flows: u32, pid: u32, result: &mut Measurement) -
         waiting = still;
     }
     let answered = flows - waiting.len() as u32;
+    let busy = footprint::sample(watched)?;
+    // Idle means idle: a relay may hold a flow's buffers for a moment after
+    // its last datagram (tcprelay gives its 64 KiB back after a second).
+    thread::sleep(SETTLE);
     let after = footprint::sample(watched)?;
     result.push("answered", answered);
+    result.push("pss_kib_just_after", busy.pss_kib);
     result.push("rss_kib_before", before.rss_kib);
     result.push("rss_kib_after", after.rss_kib);
     result.push("pss_kib_before", before.pss_kib);

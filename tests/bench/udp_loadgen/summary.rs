@@ -37,8 +37,8 @@ pub fn tables(text: &str) -> String {
             cell: |runs| {
                 format!(
                     "{} · {} %",
-                    thousands(median(runs, "pps")),
-                    decimal(median(runs, "loss_pct"))
+                    spread(runs, "pps", thousands),
+                    spread(runs, "loss_pct", decimal)
                 )
             },
         },
@@ -50,7 +50,7 @@ pub fn tables(text: &str) -> String {
             cell: |runs| {
                 format!(
                     "{} · {}; {}",
-                    decimal(median(runs, "relay_cpu_us_per_echo")),
+                    spread(runs, "relay_cpu_us_per_echo", decimal),
                     decimal(median(runs, "relay_switches_per_echo")),
                     thousands(median(runs, "rcvbuf_errors"))
                 )
@@ -71,7 +71,7 @@ pub fn tables(text: &str) -> String {
             cell: |runs| {
                 format!(
                     "{} % · {}",
-                    decimal(median(runs, "loss_pct")),
+                    spread(runs, "loss_pct", decimal),
                     thousands(median(runs, "pps"))
                 )
             },
@@ -173,8 +173,24 @@ fn median(runs: &[&ResultLine], key: &str) -> f64 {
     median_min_max(&mut values).map_or(f64::NAN, |(m, _, _)| m)
 }
 
+/// "median (min–max)" of `key`, each written by `show`; "–" if no run has it.
+fn spread(runs: &[&ResultLine], key: &str, show: fn(f64) -> String) -> String {
+    let mut values: Vec<f64> = runs.iter().filter_map(|l| l.number(key)).collect();
+    match median_min_max(&mut values) {
+        None => "–".to_string(),
+        Some((m, low, high)) if low == high => show(m),
+        Some((m, low, high)) => format!("{} ({}–{})", show(m), show(low), show(high)),
+    }
+}
+
 fn decimal(value: f64) -> String {
-    if value < 10.0 { format!("{value:.1}") } else { format!("{value:.0}") }
+    if value.is_nan() {
+        "–".to_string()
+    } else if value < 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.0}")
+    }
 }
 
 /// 1234567 → "1,234,567".
