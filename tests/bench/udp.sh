@@ -328,12 +328,12 @@ section=$work/section.md
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); measured in ${elapsed} s, ${rounds} round(s), ${secs} s per flood; $failures failed run(s)."
     echo "- Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), Linux $(uname -r); load average $load_before before, $load_after after: **shared with other builds**, see the load under each table."
     echo "- Command: \`$command_line\`"
-    echo "- tcprelay $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo '+local changes') (release profile, defaults${TCPRELAY_FLAGS:+, flags \`$TCPRELAY_FLAGS\`}), $(version rustc --version)"
+    echo "- tcprelay $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo '+local changes') (release profile, defaults but \`--max-flows 4000\`${TCPRELAY_FLAGS:+, flags \`$TCPRELAY_FLAGS\`}), $(version rustc --version)"
     echo "- Peers: $(socat -V 2>&1 | sed -n 's/^socat version \([^ ]*\).*/socat \1/p'), $(version nginx -v | sed 's/.*: //') (\`stream\`, \`worker_processes auto\`), $(version dnsmasq --version | cut -d' ' -f1-3) upstream for DNS."
     echo
     echo "$tables"
     echo
-    echo "Each cell: the median over rounds. \`–\`: not applicable (no relay process to measure for direct)."
+    echo "Each cell: the median over rounds (min–max where they differ). \`–\`: not applicable (no relay process to measure for direct)."
     echo "<!-- udp.sh results: end -->"
 } > "$section"
 

@@ -77,6 +77,19 @@ pub fn tables(text: &str) -> String {
             },
         },
         Table {
+            title: "Order and isolation, summed over every flood run: echoes out of order within their flow · echoes that reached another flow (a relay must show 0 · 0)",
+            workload: "flood",
+            mode: None,
+            row: |_| "all floods".to_string(),
+            cell: |runs| {
+                format!(
+                    "{} · {}",
+                    thousands(total(runs, "reordered")),
+                    thousands(total(runs, "foreign"))
+                )
+            },
+        },
+        Table {
             title: "DNS round trip (dnsmasq upstream), one query at a time: p50 / p99 in µs · lost",
             workload: "dns",
             mode: None,
@@ -96,7 +109,7 @@ pub fn tables(text: &str) -> String {
             },
         },
         Table {
-            title: "Memory per idle flow (PSS over the relay's processes, after one datagram and its echo per flow): KiB per flow · threads · processes · flows answered (of them in the first burst, all at once)",
+            title: "Memory per idle flow (PSS over the relay's processes, after one datagram and its echo per flow, then 3 s of silence): KiB per flow · threads · processes · flows answered (of them in the first burst, all at once)",
             workload: "idle",
             mode: None,
             row: |l| format!("{} idle flows", field(l, "flows")),
@@ -171,6 +184,11 @@ fn field<'a>(line: &'a ResultLine, key: &str) -> &'a str {
 fn median(runs: &[&ResultLine], key: &str) -> f64 {
     let mut values: Vec<f64> = runs.iter().filter_map(|l| l.number(key)).collect();
     median_min_max(&mut values).map_or(f64::NAN, |(m, _, _)| m)
+}
+
+/// The sum of `key` over the runs.
+fn total(runs: &[&ResultLine], key: &str) -> f64 {
+    runs.iter().filter_map(|l| l.number(key)).sum()
 }
 
 /// "median (min–max)" of `key`, each written by `show`; "–" if no run has it.
