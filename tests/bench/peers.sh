@@ -160,19 +160,8 @@ results=$work/results.txt
 background_pids=()   # long-lived helpers: upstreams, iperf3, redis
 candidate_pid=""
 
-stop_group() {
-    # Each peer runs in its own session (setsid), so its process group holds
-    # it and everything it forked (socat's per-connection children, nginx's
-    # workers). TERM first, KILL what is left after 5 s.
-    local pid=$1 i
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
-    for (( i = 0; i < 50; i++ )); do
-        kill -0 -- "-$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# stop_group (tests/bench/loadgen.sh) stops each peer: it runs in its own session.
+source tests/bench/loadgen.sh
 
 cleanup() {
     local status=$?
@@ -188,7 +177,6 @@ trap 'exit 130' INT TERM
 # --- build ------------------------------------------------------------------------
 
 log "building tcprelay (release) and the load generator"
-source tests/bench/loadgen.sh
 bench_bin=$(build_relay_and_loadgen peers.sh)
 tcprelay_bin=$repo/target/release/tcprelay
 
@@ -496,19 +484,7 @@ section=$work/section.md
     echo "<!-- peers.sh results: end -->"
 } > "$section"
 
-mkdir -p "$(dirname "$out")"
-if [[ -f $out ]] && grep -q '<!-- peers.sh results: begin' "$out"; then
-    # Replace the old section, keep everything around it.
-    awk -v section="$section" '
-        /<!-- peers.sh results: begin/ { while ((getline line < section) > 0) print line; skipping = 1; next }
-        /<!-- peers.sh results: end/ { skipping = 0; next }
-        !skipping { print }
-    ' "$out" > "$work/out.md"
-    cat "$work/out.md" > "$out"
-else
-    { [[ -f $out ]] && { cat "$out"; echo; }; cat "$section"; } > "$work/out.md"
-    cat "$work/out.md" > "$out"
-fi
+replace_results_section "$out" peers.sh "$section" "$work/out.md"
 if (( keep )); then
     log "wrote $out ($failures failed runs); raw result lines in $results"
 else
