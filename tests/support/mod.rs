@@ -1,7 +1,7 @@
 //! Shared test helpers, by purpose: relays in this process ([`relays`]) and the binary as a
 //! child process ([`process`]), scriptable upstreams ([`upstreams`]), a client's bytes
 //! ([`client`]), counters of descriptors and threads to compare after a fault ([`counters`]),
-//! scratch directories and log files the relay writes ([`files`]), fenced blocks of the docs
+//! UDP upstreams, clients and flow lines ([`datagrams`]), scratch directories and log files the relay writes ([`files`]), fenced blocks of the docs
 //! ([`docs`]), the seed article's scenario ([`seed`]), the lab exercises' harness ([`lab`]),
 //! the external programs some tests drive ([`tools`]) and another local user to race the
 //! relay with ([`privilege`]).
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 pub mod client;
 pub mod counters;
+pub mod datagrams;
 pub mod docs;
 pub mod files;
 pub mod go;
@@ -32,8 +33,8 @@ pub mod upstreams;
 pub use privilege::*;
 #[allow(unused_imports)]
 pub use {
-    client::*, counters::*, files::*, process::*, proxy::*, relays::*, seed::*, tls::*, tools::*,
-    upstreams::*,
+    client::*, counters::*, datagrams::*, files::*, process::*, proxy::*, relays::*, seed::*,
+    tls::*, tools::*, upstreams::*,
 };
 
 /// The longest any single wait in a test may take before the test fails.

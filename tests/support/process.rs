@@ -195,6 +195,8 @@ impl RelayProcess {
             .split(marker)
             .nth(1)
             .and_then(|rest| rest.split(['"', ' ', '/']).next())
+            // A UDP route's line says `listening on udp:127.0.0.1:PORT`.
+            .map(|addr| addr.strip_prefix("udp:").unwrap_or(addr))
             .and_then(|addr| addr.parse().ok());
         addr.unwrap_or_else(|| {
             self.kill_and_reap();
