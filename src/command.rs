@@ -12,7 +12,7 @@ use std::io;
 use std::process::ExitCode;
 
 use crate::limits::arenas;
-use crate::net::address::Address;
+use crate::net::address::{Address, UDP_PREFIX};
 use crate::ops::admin_client;
 use crate::ops::log::{self, Log};
 use crate::server::pid_file::{self, PidFile};
@@ -132,6 +132,9 @@ fn serve(config: ServerConfig) -> ExitCode {
         // any level: one per route, in the order given, then the admin endpoint.
         for (addr, metrics) in server.local_addrs().into_iter().zip(server.metrics()) {
             log.always(&format!("listening on {addr}"), &[("route", &metrics.route())]);
+        }
+        for (addr, route) in server.datagram_addrs() {
+            log.always(&format!("listening on {UDP_PREFIX}{addr}"), &[("route", &route)]);
         }
         match server.admin_address() {
             Some(Address::Tcp(admin)) => {

@@ -160,6 +160,7 @@
 
 pub mod command;
 mod counter;
+mod datagram;
 #[cfg(test)]
 mod fuzz;
 mod limits;

@@ -338,7 +338,7 @@ fn day_one_mistakes_are_named_with_the_fix() {
         (&["-l", "localhost:80:90", "-u", ":1"], "did you mean -l localhost:80 -u :90?"),
         (&["-l", ":0", "-u", "8080:localhost:80"], "did you mean -l :8080 -u localhost:80?"),
         (&["-l", "tcp://127.0.0.1:80", "-u", ":1"], "no scheme (tcp:); write HOST:PORT"),
-        (&["-l", ":0", "-u", "udp:127.0.0.1:53"], "UDP is not supported (yet)"),
+        (&["-l", ":0", "-u", "udp:127.0.0.1:53"], "write the listen address as udp:127.0.0.1:0"),
         (&["--lisen", ":0", "-u", ":1"], r#"unknown flag "--lisen" (did you mean "--listen"?)"#),
         (&["-l", ":0", "-u", ":1", "--idle-timout", "1m"], r#"(did you mean "--idle-timeout"?)"#),
         (&["relaod"], r#"unexpected argument "relaod" (did you mean "reload"?)"#),

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 /// The prefix that marks a Unix domain socket address: `unix:/run/app.sock`.
 pub const UNIX_PREFIX: &str = "unix:";
 
+/// The prefix that marks a UDP address: `udp:127.0.0.1:53` (on a route's listen address it
+/// makes the route a UDP route; on its upstreams it says the same again).
+pub const UDP_PREFIX: &str = "udp:";
+
 /// Where a socket is: an IP address and port, or a Unix domain socket path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod admin_client;
 pub mod admin_http;
+pub mod flow_log;
 pub mod log;
 pub mod log_output;
 pub(crate) mod log_time;

@@ -46,6 +46,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use crate::datagram::DatagramRelay;
 use crate::limits::capacity::{self, Binding, Capacity};
 use crate::net::address::Address;
 use crate::ops::log::Log;
@@ -64,8 +65,11 @@ pub struct Server {
     /// One per listener, with the routes it was bound for: a route's own, or one shared by
     /// routes with `sni=`.
     relays: Vec<(Relay, Vec<Config>)>,
-    /// For each route, in the order of the routes: the index of its relay in `relays`.
-    listener_of: Vec<usize>,
+    /// For each route, in the order of the routes: the index of its relay in `relays`
+    /// (`None` for a UDP route).
+    listener_of: Vec<Option<usize>>,
+    /// The UDP routes, in the order of the routes.
+    datagram: Vec<DatagramRelay>,
     /// Each route's counters, in the order of the routes.
     route_metrics: Vec<Arc<RouteMetrics>>,
     routes: Arc<Routes>,
@@ -87,15 +91,23 @@ impl Server {
         capacity::set_reserve(wiring::thread_reserve(&config));
         let log = Log::new(config.log_level());
         let groups = crate::settings::config::listener_groups(&config.routes);
-        let mut listener_of = vec![0; config.routes.len()];
+        let mut listener_of = vec![None; config.routes.len()];
         let mut by_route = vec![None; config.routes.len()];
         let mut relays = Vec::new();
+        let mut datagram = Vec::new();
         for group in &groups {
             let configs: Vec<Config> =
                 group.iter().map(|&route| config.routes[route].clone()).collect();
+            // A UDP route is a group of one: it shares its socket with no other route.
+            if let [route] = &configs[..] {
+                if route.udp {
+                    datagram.push(wiring::bind_datagram(route)?);
+                    continue;
+                }
+            }
             let relay = wiring::bind_listener(&configs)?;
             for (&route, metrics) in group.iter().zip(relay.all_metrics()) {
-                listener_of[route] = relays.len();
+                listener_of[route] = Some(relays.len());
                 by_route[route] = Some(metrics);
             }
             relays.push((relay, configs));
@@ -117,13 +129,32 @@ impl Server {
             }
             _ => None,
         };
-        Ok(Server { relays, listener_of, route_metrics, routes, admin, handle, watch, log })
+        Ok(Server {
+            relays,
+            listener_of,
+            datagram,
+            route_metrics,
+            routes,
+            admin,
+            handle,
+            watch,
+            log,
+        })
     }
 
-    /// Each route's listening address, in the order of the routes (real ports when 0 was
-    /// asked; `unix:/path` for a Unix socket route).
+    /// Each TCP route's listening address, in the order of the routes (real ports when 0
+    /// was asked; `unix:/path` for a Unix socket route). UDP routes are not among them.
     pub fn local_addrs(&self) -> Vec<Address> {
-        self.listener_of.iter().map(|&relay| self.relays[relay].0.listen_addr()).collect()
+        let relays = self.listener_of.iter().flatten();
+        relays.map(|&relay| self.relays[relay].0.listen_addr()).collect()
+    }
+
+    /// Each UDP route's bound address and its label, in the order of the routes.
+    pub(crate) fn datagram_addrs(&self) -> Vec<(SocketAddr, String)> {
+        let addrs = self.datagram.iter().map(|relay| {
+            (relay.local_addr(), wiring::datagram_label(relay.config(), relay.local_addr()))
+        });
+        addrs.collect()
     }
 
     /// The admin endpoint's TCP address, if it has one (`None` also for a Unix socket: see
@@ -158,7 +189,7 @@ impl Server {
     /// An accept thread that cannot be created (then every route is stopped first), or the
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
-        let Server { relays, routes, admin, handle, watch, log, .. } = self;
+        let Server { relays, datagram, routes, admin, handle, watch, log, .. } = self;
         if let Some((relay, _)) = relays.first() {
             log_capacity(&log, relay.capacity());
         }
@@ -176,7 +207,7 @@ impl Server {
                 }
             }
             // Every route's accept loop, and those a reload adds, until all have stopped.
-            let started = routes.start(relays);
+            let started = routes.start(relays).and_then(|()| routes.start_datagram(datagram));
             let served = routes.wait();
             drop(stop_watching);
             admin.stop_and_join();

@@ -17,6 +17,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::counter::Counter;
+use crate::datagram::{DatagramRelay, DatagramStop};
 
 use crate::lock::{lock, wait, wait_timeout};
 use crate::net::address::Address;
@@ -51,6 +52,8 @@ struct State {
     /// Routes a reload removed, draining until their accept thread ends.
     leaving: Vec<Served>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// The UDP routes' handles: a drain or a stop reaches them with the TCP routes.
+    datagram: Vec<DatagramStop>,
     /// Accept threads that have not ended yet.
     running: usize,
     /// A drain or stop has begun.
@@ -96,6 +99,7 @@ impl Routes {
             serving: Vec::new(),
             leaving: Vec::new(),
             threads: Vec::new(),
+            datagram: Vec::new(),
             running: 0,
             stopping: false,
             stopped: false,
@@ -126,6 +130,42 @@ impl Routes {
                 state.serving.iter().for_each(|route| route.stop.stop());
                 return Err(error);
             }
+        }
+        Ok(())
+    }
+
+    /// Runs each UDP route's receive loop on a thread of its own, counted and joined as an
+    /// accept thread is.
+    ///
+    /// # Errors
+    /// A thread that cannot be created; every route already started is stopped then.
+    pub fn start_datagram(self: &Arc<Self>, relays: Vec<DatagramRelay>) -> io::Result<()> {
+        let mut state = self.lock();
+        for relay in relays {
+            let id = state.next_thread;
+            let stop = relay.stop_handle();
+            let routes = Arc::clone(self);
+            let builder = thread::Builder::new().name(format!("tcprelay-udp-{id}"));
+            let spawned = builder.stack_size(ACCEPT_STACK_SIZE).spawn(move || {
+                let _ended = ThreadEnded(&routes, id); // counted even if the loop panics
+                relay.serve()
+            });
+            let thread = match spawned {
+                Ok(thread) => thread,
+                Err(error) => {
+                    state.stopping = true;
+                    state.serving.iter().for_each(|route| route.stop.stop());
+                    state.datagram.iter().for_each(DatagramStop::stop);
+                    return Err(error);
+                }
+            };
+            state.next_thread += 1;
+            state.running += 1;
+            state.threads.push(thread);
+            if state.stopping && (!state.in_grace || state.stopped) {
+                stop.drain(state.drain_timeout);
+            }
+            state.datagram.push(stop);
         }
         Ok(())
     }
@@ -238,6 +278,7 @@ impl Routes {
         state.stopping = true;
         state.stopped = true;
         state.serving.iter().chain(&state.leaving).for_each(|route| route.stop.stop());
+        state.datagram.iter().for_each(DatagramStop::stop);
         self.grace_cut.notify_all();
     }
 
@@ -377,6 +418,7 @@ impl Routes {
 fn drain_now(state: &State) {
     let timeout = state.drain_timeout;
     state.serving.iter().chain(&state.leaving).for_each(|route| route.stop.drain(timeout));
+    state.datagram.iter().for_each(|route| route.drain(timeout));
 }
 
 /// Counts the end of the accept thread with this number and wakes [`Routes::wait`],

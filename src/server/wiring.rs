@@ -5,10 +5,15 @@
 //! `Server`'s listeners (at start and on a reload).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::datagram::{DatagramRelay, DatagramWatchers};
 use crate::limits::capacity::Reserve;
+use crate::net::address::UDP_PREFIX;
 use crate::ops::admin;
+use crate::ops::flow_log::FlowLog;
+use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::relay::accept::Relay;
@@ -33,6 +38,32 @@ impl Relay {
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
         Relay::bind_with(config, watch)
+    }
+}
+
+/// Binds a UDP route (`udp:` listen address), watched as a TCP route is: its flows by a
+/// [`FlowLog`], its upstreams by an [`Observer`] over counters of their own.
+///
+/// # Errors
+/// As [`DatagramRelay::bind`].
+pub(crate) fn bind_datagram(config: &Config) -> io::Result<DatagramRelay> {
+    DatagramRelay::bind(config.clone(), |config, local_addr| {
+        let label = datagram_label(config, local_addr);
+        let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
+        let log = Log::for_route(config.log_level, &label);
+        DatagramWatchers {
+            flows: Arc::new(FlowLog::new(label, log)),
+            upstream_counts: metrics.upstreams(),
+            upstream: Arc::new(Observer::for_route(config, metrics)),
+        }
+    })
+}
+
+/// A UDP route's label in logs (and metrics): its name, else `udp:` and its bound address.
+pub(crate) fn datagram_label(config: &Config, local_addr: SocketAddr) -> String {
+    match config.name.as_str() {
+        "" => format!("{UDP_PREFIX}{local_addr}"),
+        name => name.to_string(),
     }
 }
 

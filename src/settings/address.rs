@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use crate::net::address::{Address, UNIX_PREFIX};
+use crate::net::address::{Address, UDP_PREFIX, UNIX_PREFIX};
 use crate::settings::Error;
 
 /// Where a route accepts clients: an address to bind, or the socket on standard input.
@@ -17,6 +17,8 @@ pub enum Listen {
     Bind(Address),
     /// `stdin`: accept on the listening socket passed as standard input.
     Stdin,
+    /// `udp:HOST:PORT`: receive UDP datagrams on this address (a UDP route).
+    Udp(SocketAddr),
 }
 
 impl Listen {
@@ -26,16 +28,37 @@ impl Listen {
             Listen::Bind(Address::Tcp(addr)) => config.listen = addr,
             Listen::Bind(Address::Unix(path)) => config.listen_unix = Some(path),
             Listen::Stdin => config.listen_stdin = true,
+            Listen::Udp(addr) => {
+                config.listen = addr;
+                config.udp = true;
+            }
         }
     }
 }
 
-/// A route's listen address: `stdin`, or what [`parse_listen_address`] accepts.
+/// A route's listen address: `stdin`, `udp:` and what [`parse_listen`] accepts (a UDP
+/// route), or what [`parse_listen_address`] accepts. The prefix is taken off before the
+/// address is read, so `udp:127.0.0.1:9` is never mistaken for an IPv6 address.
 pub fn parse_route_listen(text: &str) -> Result<Listen, Error> {
-    match text {
-        "stdin" => Ok(Listen::Stdin),
-        _ => parse_listen_address(text).map(Listen::Bind),
+    if text == "stdin" {
+        return Ok(Listen::Stdin);
     }
+    match udp_address(text) {
+        Some(rest) => parse_listen(rest).map(Listen::Udp).map_err(|e| udp_context(text, rest, e)),
+        None => parse_listen_address(text).map(Listen::Bind),
+    }
+}
+
+/// The address after `udp:`, if `text` has the prefix (`udp://...` is another tool's URL:
+/// [`common_mistake`] names it).
+fn udp_address(text: &str) -> Option<&str> {
+    text.strip_prefix(UDP_PREFIX).filter(|rest| !rest.starts_with("//"))
+}
+
+/// An error about the address after `udp:`, told about the whole text the user wrote.
+fn udp_context(text: &str, rest: &str, error: Error) -> Error {
+    let message = error.to_string().replace(&format!("{rest:?}"), &format!("{text:?}"));
+    Error::value(message)
 }
 
 /// Parses a listen address as [`parse_listen`] does, or `unix:/path` for a Unix domain socket.
@@ -80,10 +103,18 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, Error> {
 /// Checks an upstream address for shape and returns it in the `host:port` form that
 /// [`std::net::ToSocketAddrs`] accepts. `:port` and `port` mean 127.0.0.1, as for listening.
 ///
-/// `unix:/path` (a Unix domain socket) is returned as it is.
+/// `unix:/path` (a Unix domain socket) is returned as it is; `udp:HOST:PORT` (an upstream
+/// of a UDP route, which only UDP routes take) keeps its prefix.
 pub fn parse_upstream(text: &str) -> Result<String, Error> {
     if let Some(path) = text.strip_prefix(UNIX_PREFIX) {
         return unix_path(text, path).map(|_| text.to_string());
+    }
+    if let Some(rest) = udp_address(text) {
+        let upstream = parse_upstream(rest).map_err(|e| udp_context(text, rest, e))?;
+        if upstream.starts_with(UNIX_PREFIX) || upstream.starts_with(UDP_PREFIX) {
+            return Err(Error::value(format!("invalid address {text:?}: expected udp:HOST:PORT")));
+        }
+        return Ok(format!("{UDP_PREFIX}{upstream}"));
     }
     let (host, port) = split_host_port(text)?;
     if port == 0 {
@@ -164,7 +195,10 @@ fn common_mistake(text: &str) -> Option<String> {
     if let Some(scheme) = scheme {
         let rest = rest.trim_end_matches('/');
         return Some(if scheme.to_ascii_lowercase().starts_with("udp") {
-            "UDP is not supported (yet): tcprelay relays TCP only".to_string()
+            format!(
+                "udp: marks a route's listen address (and its upstreams) as UDP, written \
+                 udp:HOST:PORT (here udp:{rest}); other addresses are TCP only"
+            )
         } else {
             format!("an address has no scheme ({scheme}:); write HOST:PORT, here {rest}")
         });
@@ -267,8 +301,8 @@ mod tests {
             ("8080:app.example:80", "did you mean -l :8080 -u app.example:80?"),
             ("tcp://127.0.0.1:80", "no scheme (tcp:); write HOST:PORT, here 127.0.0.1:80"),
             ("http://app:8080/", "no scheme (http:); write HOST:PORT, here app:8080"),
-            ("udp:127.0.0.1:53", "UDP is not supported (yet)"),
-            ("udp://[::1]:53", "UDP is not supported (yet)"),
+            ("udp://[::1]:53", "written udp:HOST:PORT (here udp:[::1]:53)"),
+            ("udp4:127.0.0.1:53", "written udp:HOST:PORT (here udp:127.0.0.1:53)"),
         ];
         for (text, expected) in cases {
             for error in [
@@ -282,6 +316,32 @@ mod tests {
         // A host that happens to be named like a scheme is still a host.
         assert_eq!(parse_upstream("tcp:80").as_deref(), Ok("tcp:80"));
         assert!(parse_listen("::1:80").unwrap_err().to_string().contains("brackets"));
+    }
+
+    /// `udp:` on a route's listen address makes a UDP route, in every form a TCP address
+    /// takes; it is never read as an IPv6 address, and a bad address after it is named whole.
+    #[test]
+    fn udp_forms() {
+        let udp = |text: &str| match parse_route_listen(text) {
+            Ok(Listen::Udp(addr)) => addr.to_string(),
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(udp("udp:127.0.0.1:9"), "127.0.0.1:9");
+        assert_eq!(udp("udp:[::1]:5353"), "[::1]:5353");
+        assert_eq!(udp("udp::5353"), "127.0.0.1:5353");
+        assert_eq!(udp("udp:0.0.0.0:53"), "0.0.0.0:53");
+        assert_eq!(parse_upstream("udp:127.0.0.1:53").as_deref(), Ok("udp:127.0.0.1:53"));
+        assert_eq!(parse_upstream("udp::53").as_deref(), Ok("udp:127.0.0.1:53"));
+        for bad in ["udp:", "udp:127.0.0.1", "udp:[::1]:99999", "udp:unix:/x", "udp:udp::53"] {
+            let route = parse_route_listen(bad).map(|_| ()).unwrap_err().to_string();
+            let upstream = parse_upstream(bad).map(|_| ()).unwrap_err().to_string();
+            for error in [route, upstream] {
+                assert!(error.contains(&format!("{bad:?}")), "{bad}: {error}");
+                assert!(!error.contains("brackets"), "{bad}: {error}");
+            }
+        }
+        // Only a route's listen address takes it: the admin endpoint is TCP.
+        assert!(parse_listen_address("udp:127.0.0.1:9").unwrap_err().to_string().contains("udp:"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::limits::threads::{ThreadHook, no_hook};
-use crate::net::address::Address;
+use crate::net::address::{Address, UDP_PREFIX};
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
 use crate::settings::Error;
@@ -150,6 +150,26 @@ pub struct Config {
     /// for tests that need a name with addresses the system does not give (see
     /// [`Resolver`]).
     pub resolver: Resolver,
+    /// Relay UDP datagrams instead of TCP connections (the `udp:` prefix of a listen
+    /// address: `-l udp:127.0.0.1:5353`). Each client address is then a flow with its own
+    /// upstream socket (docs/operations.md, "UDP"). Default: off, TCP.
+    pub udp: bool,
+    /// On a UDP route, a flow with no datagram either way for this long ends. Default 60 s:
+    /// longer than the keepalives of WireGuard (25 s) and OpenVPN (10 s ping), so tunnels
+    /// stay up, and short enough that a flood of one-shot clients gives its threads back
+    /// within a minute (rinetd waits 72 s, realm 30 s, nginx 10 min).
+    pub udp_idle_timeout: Duration,
+    /// On a UDP route, end a flow after this many datagrams came back from the upstream
+    /// (nginx's `proxy_responses`; 1 for DNS). Default 0: no count, only the idle timeout.
+    pub udp_responses: u64,
+    /// On a UDP route, at most this many flows at once; at the limit a new client's
+    /// datagram is dropped and counted (UDP has no backpressure). Default 500, as
+    /// [`max_connections`](Config::max_connections): a flow holds one thread and one socket.
+    pub max_flows: usize,
+    /// On a UDP route, one client's share of [`max_flows`](Config::max_flows), by the rule
+    /// of [`max_connections_per_client`](Config::max_connections_per_client): `None`, the
+    /// default, an eighth, loopback not counted; `Some(0)` no limit.
+    pub max_flows_per_client: Option<usize>,
 }
 
 impl Default for Config {
@@ -185,6 +205,11 @@ impl Default for Config {
             explain: false,
             thread_hook: no_hook,
             resolver: system_resolver,
+            udp: false,
+            udp_idle_timeout: Duration::from_secs(60),
+            udp_responses: 0,
+            max_flows: 500,
+            max_flows_per_client: None,
         }
     }
 }
@@ -213,9 +238,10 @@ impl Config {
     /// Where the route listens as the config file writes it: `stdin`, or
     /// [`listen_address`](Config::listen_address).
     pub fn listen_text(&self) -> String {
-        match self.listen_stdin {
-            true => "stdin".to_string(),
-            false => self.listen_address().to_string(),
+        match (self.listen_stdin, self.udp) {
+            (true, _) => "stdin".to_string(),
+            (false, true) => format!("{UDP_PREFIX}{}", self.listen_address()),
+            (false, false) => self.listen_address().to_string(),
         }
     }
 
@@ -238,6 +264,7 @@ pub fn listener_groups(routes: &[Config]) -> Vec<Vec<usize>> {
         let shares = |group: &&mut Vec<usize>| {
             let named = |i: &usize| !routes[*i].server_names.is_empty();
             routes[group[0]].listen_address() == listen
+                && routes[group[0]].udp == route.udp
                 && (!route.server_names.is_empty() || group.iter().any(named))
         };
         match groups.iter_mut().find(shares) {

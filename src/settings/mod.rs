@@ -157,6 +157,9 @@ pub const MAX_CONNECTIONS: usize = 65_536;
 /// same) and at most 1 MiB per direction. Buffers above 8 KiB exist only while bulk flows and
 /// share one process-wide budget (64 MiB), so even 1m cannot multiply by the connections.
 const BUFFER_SIZES: (usize, usize) = (8 << 10, 1 << 20);
+/// The largest `udp-responses`: a count, not a limit anyone meets; bounded so that the
+/// value prints and parses back the same everywhere.
+const MAX_UDP_RESPONSES: usize = 1_000_000;
 /// 16 KiB is the usual `PTHREAD_STACK_MIN`, below which the OS refuses every thread; 8 MiB
 /// is the main thread's default stack on Linux, far more than a copy loop needs.
 const STACK_SIZES: (usize, usize) = (16 << 10, 8 << 20);
@@ -521,21 +524,84 @@ pub static SETTINGS: &[Setting] = &[
                max-connections/8, at least 1, loopback clients not counted",
         field: Field::Route(
             |route, text| {
-                route.max_connections_per_client = match text {
-                    "auto" => None,
-                    "0" => Some(0),
-                    _ => Some(count(text, 1, MAX_CONNECTIONS).map_err(|_| {
-                        Error::value(format!(
-                            "expected auto, 0 or a count from 1 to 65536, found {text:?}"
-                        ))
-                    })?),
-                };
+                route.max_connections_per_client = per_client(text)?;
                 Ok(())
             },
-            |route| match route.max_connections_per_client {
-                None => Some("auto".to_string()),
-                Some(max) => Some(max.to_string()),
+            |route| Some(per_client_text(route.max_connections_per_client)),
+        ),
+    },
+    Setting {
+        name: "udp-idle-timeout",
+        short: None,
+        value: "DUR",
+        scope: Scope::Route,
+        list: false,
+        default: "1m",
+        limits: "100ms to 24h",
+        help: "on a udp: route, a flow (one client address) with no datagram either way for \
+               DUR ends: longer than WireGuard's 25s keepalive and OpenVPN's 10s ping",
+        field: Field::Route(
+            |route, text| {
+                route.udp_idle_timeout = duration(text, Duration::from_millis(100), MAX_TIMEOUT)?;
+                Ok(())
             },
+            // Printed by --check only where it applies: on a UDP route.
+            |route| route.udp.then(|| format_duration(route.udp_idle_timeout)),
+        ),
+    },
+    Setting {
+        name: "udp-responses",
+        short: None,
+        value: "N",
+        scope: Scope::Route,
+        list: false,
+        default: "0",
+        limits: "0 (no count) to 1000000",
+        help: "on a udp: route, end a flow once N datagrams came back from the upstream \
+               (nginx's proxy_responses; 1 for DNS); 0: only udp-idle-timeout ends it",
+        field: Field::Route(
+            |route, text| {
+                route.udp_responses = count(text, 0, MAX_UDP_RESPONSES)? as u64;
+                Ok(())
+            },
+            |route| route.udp.then(|| route.udp_responses.to_string()),
+        ),
+    },
+    Setting {
+        name: "max-flows",
+        short: None,
+        value: "N",
+        scope: Scope::Route,
+        list: false,
+        default: "500",
+        limits: "1 to 65536",
+        help: "on a udp: route, at most N flows at once (a thread and a socket each); at the \
+               limit a new client's datagram is dropped and counted",
+        field: Field::Route(
+            |route, text| {
+                route.max_flows = count(text, 1, MAX_CONNECTIONS)?;
+                Ok(())
+            },
+            |route| route.udp.then(|| route.max_flows.to_string()),
+        ),
+    },
+    Setting {
+        name: "max-flows-per-client",
+        short: None,
+        value: "N",
+        scope: Scope::Route,
+        list: false,
+        default: "auto",
+        limits: "auto, 0 (no limit) or 1 to 65536",
+        help: "on a udp: route, one client's share of max-flows, by the rule of \
+               max-connections-per-client: a new flow of a client holding N or more is \
+               dropped when N or fewer are free. auto: max-flows/8, loopback not counted",
+        field: Field::Route(
+            |route, text| {
+                route.max_flows_per_client = per_client(text)?;
+                Ok(())
+            },
+            |route| route.udp.then(|| per_client_text(route.max_flows_per_client)),
         ),
     },
     Setting {
@@ -896,6 +962,7 @@ pub fn validate_route(route: &Config) -> Result<(), Error> {
     for upstream in route.upstreams() {
         address::parse_upstream(upstream).map_err(|e| e.for_setting("upstream"))?;
     }
+    validate_transport(route)?;
     if let Some(path) = &route.listen_unix {
         if path.as_os_str().is_empty() {
             let empty = Error::value("expected unix:/path/to/socket, found \"unix:\"");
@@ -904,6 +971,53 @@ pub fn validate_route(route: &Config) -> Result<(), Error> {
         if !route.server_names.is_empty() {
             let why = "std cannot peek at a Unix socket, so sni= needs a TCP listen address";
             return Err(Error::value(why).for_setting("sni"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks what a route's transport allows: a UDP route (`udp:` listen address) listens on
+/// an IP address and relays to `HOST:PORT` upstreams, with nothing that reads or writes a
+/// TCP stream (`sni=`, `accept-proxy`, `proxy-protocol`); a TCP route takes no `udp:`
+/// upstream. Each refusal names the setting and the value.
+fn validate_transport(route: &Config) -> Result<(), Error> {
+    use crate::net::address::{UDP_PREFIX, UNIX_PREFIX};
+    if !route.udp {
+        return match route.upstreams().find(|up| up.starts_with(UDP_PREFIX)) {
+            Some(up) => Err(Error::value(format!(
+                "{up} is a UDP upstream but the route listens on TCP ({}); write the listen \
+                 address as udp:{} to relay UDP",
+                route.listen_text(),
+                route.listen_text()
+            ))
+            .for_setting("upstream")),
+            None => Ok(()),
+        };
+    }
+    let refuse = |setting: &str, why: String| Err(Error::value(why).for_setting(setting));
+    if route.listen_stdin || route.listen_unix.is_some() {
+        let listen = route.listen_address();
+        return refuse("listen", format!("a udp: route listens on HOST:PORT, not {listen}"));
+    }
+    if let Some(up) = route.upstreams().find(|up| up.starts_with(UNIX_PREFIX)) {
+        let why = format!("udp route {} cannot relay to {up}: a UDP upstream is HOST:PORT", {
+            route.listen_text()
+        });
+        return refuse("upstream", why);
+    }
+    let tcp_only = [
+        ("sni", !route.server_names.is_empty(), "a UDP datagram has no TLS server name"),
+        ("accept-proxy", route.accept_proxy, "tcprelay reads PROXY headers on TCP only"),
+        (
+            "proxy-protocol",
+            route.proxy_protocol.is_some(),
+            "tcprelay sends PROXY headers on TCP only",
+        ),
+    ];
+    for (setting, set, why) in tcp_only {
+        if set {
+            let listen = route.listen_text();
+            return refuse(setting, format!("not on udp route {listen}: {why}"));
         }
     }
     Ok(())
@@ -951,8 +1065,12 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Error> {
             // Routes on one address that differ by sni= share it (checked below).
             let clash = match (route.listen_stdin, earlier.listen_stdin) {
                 (true, true) => true,
+                // A UDP and a TCP socket on one port are two sockets, as in nginx's
+                // `listen 53` beside `listen 53 udp`.
                 (false, false) => {
-                    same_listener(&listen, &other) && group_of(index) != group_of(earlier_index)
+                    route.udp == earlier.udp
+                        && same_listener(&listen, &other)
+                        && group_of(index) != group_of(earlier_index)
                 }
                 _ => false,
             };
@@ -969,14 +1087,15 @@ pub fn validate_server(server: &ServerConfig) -> Result<(), Error> {
             continue;
         }
         if let Some(admin) = &server.admin {
-            if same_listener(admin, &listen) {
+            if !route.udp && same_listener(admin, &listen) {
                 return Err(at(Some(index))(format!(
                     "admin {admin} and route {label} listen on the same address"
                 )));
             }
         }
         for upstream in route.upstreams() {
-            if forwards_to_itself(&listen, upstream) {
+            let plain = upstream.strip_prefix(crate::net::address::UDP_PREFIX);
+            if forwards_to_itself(&listen, plain.unwrap_or(upstream)) {
                 return Err(at(Some(index))(format!(
                     "route {label} forwards to its own listen address: upstream {upstream} is \
                      {listen}, so one client would fill every slot"
@@ -1267,6 +1386,22 @@ fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, Error>
     Ok(value)
 }
 
+/// A per-client share: `auto` (`None`), `0` (no limit) or a count from 1 to 65536.
+fn per_client(text: &str) -> Result<Option<usize>, Error> {
+    match text {
+        "auto" => Ok(None),
+        "0" => Ok(Some(0)),
+        _ => count(text, 1, MAX_CONNECTIONS).map(Some).map_err(|_| {
+            Error::value(format!("expected auto, 0 or a count from 1 to 65536, found {text:?}"))
+        }),
+    }
+}
+
+/// A per-client share as [`per_client`] reads it.
+fn per_client_text(share: Option<usize>) -> String {
+    share.map_or_else(|| "auto".to_string(), |max| max.to_string())
+}
+
 /// A whole number in `min..=max`, in decimal digits only: no sign, no spaces.
 fn count(text: &str, min: usize, max: usize) -> Result<usize, Error> {
     match text.parse::<usize>() {
@@ -1372,9 +1507,11 @@ mod tests {
         let route = Config { listen_unix: Some("/run/r.sock".into()), ..Config::default() };
         let admin = Some(Address::Unix("/run/admin.sock".into()));
         let server = ServerConfig { admin, ..ServerConfig::default() };
+        // A UDP route, for the settings printed only on one.
+        let udp = Config { udp: true, ..Config::default() };
         for setting in SETTINGS {
             let got = match setting.field {
-                Field::Route(_, get) => get(&route),
+                Field::Route(_, get) => get(&route).or_else(|| get(&udp)),
                 Field::Process(_, get) => get(&server),
             };
             let documented = match setting.default {

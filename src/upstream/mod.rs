@@ -44,13 +44,13 @@ pub mod dial;
 pub mod events;
 pub mod health;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::lock::lock;
-use crate::net::address::UNIX_PREFIX;
+use crate::net::address::{UDP_PREFIX, UNIX_PREFIX};
 use crate::net::stream::Stream;
 use crate::settings::config::{Config, Policy};
 use crate::upstream::counts::UpstreamMetrics;
@@ -235,11 +235,39 @@ impl Upstreams {
         timeout: Duration,
         conn: u64,
     ) -> Result<(Stream, LiveConnection<'_>), DialError> {
+        self.in_order(conn, |upstream| self.dial_upstream(upstream, timeout, conn))
+    }
+
+    /// A UDP route's dial, for flow `flow`: a socket of its own on an ephemeral port,
+    /// `connect`ed to the upstream chosen as [`dial`](Upstreams::dial) chooses (policy,
+    /// back-off, failover), so that it sends only there and receives only from there.
+    /// Connecting a UDP socket sends nothing: it fails only here (no such name, no route,
+    /// no local port); an upstream that is down shows later, as refused datagrams.
+    ///
+    /// # Errors
+    /// As [`dial`](Upstreams::dial).
+    pub fn connect_datagram(
+        &self,
+        flow: u64,
+    ) -> Result<(UdpSocket, LiveConnection<'_>), DialError> {
+        self.in_order(flow, |upstream| self.connect_datagram_to(upstream))
+    }
+
+    /// Tries `attempt` on the upstreams in this client's order until one succeeds. Each
+    /// failure is reported to the route's events (counted; an upstream that starts backing
+    /// off is logged once, not once per client). A local error (see
+    /// [`DialError::is_local`]) ends the tries at once: every other upstream would fail the
+    /// same way, and none of them is to blame.
+    fn in_order<T>(
+        &self,
+        conn: u64,
+        attempt: impl Fn(&Upstream) -> Result<T, DialError>,
+    ) -> Result<(T, LiveConnection<'_>), DialError> {
         let observer = &*self.events;
         let mut last_error = None;
         for index in self.order() {
             let upstream = &self.upstreams[index];
-            match self.dial_upstream(upstream, timeout, conn) {
+            match attempt(upstream) {
                 Ok(stream) => {
                     *lock(&upstream.backing_off_until) = None;
                     if !self.checked {
@@ -327,6 +355,36 @@ impl Upstreams {
             }
             None => Err(DialError::Connect { upstream: address.clone(), attempts: race.failed }),
         }
+    }
+
+    /// Resolves one upstream of a UDP route and connects a new socket to its first address
+    /// that takes it, live ones first (see [`Upstream::order_addresses`]).
+    fn connect_datagram_to(&self, upstream: &Upstream) -> Result<UdpSocket, DialError> {
+        let address = &upstream.address;
+        let plain = address.strip_prefix(UDP_PREFIX).unwrap_or(address);
+        let mut resolved = self.resolve(plain)?;
+        if let Some(listen) = self.listen {
+            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
+            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
+            if let (Some(addr), true) = (own, resolved.is_empty()) {
+                return Err(DialError::SelfLoop { upstream: address.clone(), addr });
+            }
+        }
+        let mut attempts = Vec::new();
+        for addr in upstream.order_addresses(resolved) {
+            let any = match addr {
+                SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+                SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            };
+            match UdpSocket::bind(any).and_then(|socket| socket.connect(addr).map(|()| socket)) {
+                Ok(socket) => {
+                    upstream.address_connected(addr);
+                    return Ok(socket);
+                }
+                Err(error) => attempts.push((addr, error)),
+            }
+        }
+        Err(DialError::Connect { upstream: address.clone(), attempts })
     }
 
     fn resolve(&self, upstream: &str) -> Result<Vec<SocketAddr>, DialError> {

@@ -1,6 +1,6 @@
-//! UDP on loopback for the datagram relay's tests: upstreams a test scripts (echo, a fixed
-//! number of replies per request, recording who sent), clients that check each reply's source,
-//! and the relay's `flow closed` lines and `tcprelay_udp_*` metrics read back.
+//! UDP peers for the datagram relay's tests: upstreams that echo or answer as a test
+//! scripts and remember who sent what, clients with bounded waits that check each reply's
+//! source, and the relay's `flow closed` lines and `tcprelay_udp_*` metrics read back.
 //!
 //! UDP loses datagrams by design, but not on loopback at the small rates these helpers use:
 //! a client sends, then waits for the reply before it sends again ([`request`]), so no
@@ -16,6 +16,90 @@ use std::time::Duration;
 
 use super::TIMEOUT;
 use super::process::RelayProcess;
+
+/// One byte more than the largest UDP payload over IPv4: a buffer that shows a datagram
+/// that was cut by filling up.
+pub const DATAGRAM_BUFFER: usize = 65_508;
+
+/// A UDP upstream on an ephemeral loopback port that sends every datagram back to its
+/// sender, whole, and remembers each sender's address. Stopped and joined when dropped.
+pub struct UdpEcho {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    senders: Arc<Mutex<Vec<SocketAddr>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    /// An echo on `ip` (`127.0.0.1` or `::1`) and a free port.
+    pub fn start(ip: &str) -> UdpEcho {
+        let socket = UdpSocket::bind((ip, 0)).expect("bind the UDP echo upstream");
+        // Its loop looks at the stop flag this often.
+        socket.set_read_timeout(Some(Duration::from_millis(50))).expect("a read timeout");
+        let addr = socket.local_addr().expect("the echo's address");
+        let senders = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (Arc::clone(&senders), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            let mut buffer = vec![0; DATAGRAM_BUFFER];
+            while !stopped.load(Ordering::Acquire) {
+                if let Ok((len, from)) = socket.recv_from(&mut buffer) {
+                    seen.lock().expect("the echo's list is intact").push(from);
+                    let _ = socket.send_to(&buffer[..len], from);
+                }
+            }
+        });
+        UdpEcho { addr, senders, stop, thread: Some(thread) }
+    }
+
+    /// Every sender, one entry per datagram received, in order.
+    pub fn senders(&self) -> Vec<SocketAddr> {
+        self.senders.lock().expect("the echo's list is intact").clone()
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A UDP client on an ephemeral port of `ip`, whose receives wait at most [`TIMEOUT`].
+pub fn udp_client(ip: &str) -> UdpSocket {
+    let socket = UdpSocket::bind((ip, 0)).expect("bind a UDP client");
+    socket.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
+    socket
+}
+
+/// Sends `datagram` to `to` and returns the next datagram received and who sent it.
+pub fn udp_round_trip(
+    client: &UdpSocket,
+    to: SocketAddr,
+    datagram: &[u8],
+) -> (Vec<u8>, SocketAddr) {
+    client.send_to(datagram, to).expect("send a datagram");
+    udp_receive(client).expect("a reply within the timeout")
+}
+
+/// The next datagram `client` receives, and who sent it.
+pub fn udp_receive(client: &UdpSocket) -> io::Result<(Vec<u8>, SocketAddr)> {
+    let mut buffer = vec![0; DATAGRAM_BUFFER];
+    let (len, from) = client.recv_from(&mut buffer)?;
+    buffer.truncate(len);
+    Ok((buffer, from))
+}
+
+/// The value of `name=` in a logfmt line.
+pub fn log_field<'a>(line: &'a str, name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    line.split(' ')
+        .find_map(|field| field.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name}= in {line}"))
+}
 
 /// The largest UDP payload over IPv4 (65,535 less the IPv4 and UDP headers): the largest
 /// datagram the relay promises to carry whole.
@@ -150,16 +234,6 @@ impl Drop for UdpUpstream {
     }
 }
 
-/// A client socket on `ip` (`127.0.0.1`, `127.0.0.2`, `::1`), an ephemeral port, every
-/// receive bounded by [`TIMEOUT`].
-pub fn udp_client(ip: &str) -> UdpSocket {
-    let bind = if ip.contains(':') { format!("[{ip}]:0") } else { format!("{ip}:0") };
-    let socket =
-        UdpSocket::bind(&bind).unwrap_or_else(|e| panic!("bind a UDP client on {bind}: {e}"));
-    socket.set_read_timeout(Some(TIMEOUT)).expect("set the UDP client's read timeout");
-    socket
-}
-
 /// The next datagram `client` receives, within [`TIMEOUT`], which must come from `relay`
 /// (the address the client sent to): a reply from anywhere else is a relay bug.
 pub fn receive_from(client: &UdpSocket, relay: SocketAddr, who: &str) -> Vec<u8> {
@@ -269,4 +343,17 @@ pub fn metrics_of(relay: &RelayProcess) -> String {
     let (status, page) = super::client::http_get(admin, "/metrics");
     assert_eq!(status, 200, "GET /metrics: {page}");
     page
+}
+
+/// A loopback port free for both TCP and UDP at this moment, for a peer program that cannot
+/// be told to take an ephemeral port and say which (dnsmasq, socat, iperf3). Another
+/// process could take it before the peer binds; the peer then fails to start, saying so.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+        let port = udp.local_addr().expect("a bound socket has an address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

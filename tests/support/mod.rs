@@ -1,7 +1,7 @@
 //! Shared test helpers, by purpose: relays in this process ([`relays`]) and the binary as a
 //! child process ([`process`]), scriptable upstreams ([`upstreams`]), a client's bytes
-//! ([`client`]), counters of descriptors and threads to compare after a fault ([`counters`]),
-//! UDP upstreams, clients and flow lines ([`datagrams`]), scratch directories and log files the relay writes ([`files`]), fenced blocks of the docs
+//! ([`client`]), UDP peers ([`datagrams`]), counters of descriptors and threads to compare after a fault ([`counters`]),
+//! scratch directories and log files the relay writes ([`files`]), fenced blocks of the docs
 //! ([`docs`]), the seed article's scenario ([`seed`]), the lab exercises' harness ([`lab`]),
 //! the external programs some tests drive ([`tools`]) and another local user to race the
 //! relay with ([`privilege`]).

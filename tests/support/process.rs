@@ -190,13 +190,13 @@ impl RelayProcess {
     /// [`TIMEOUT`] or has no such address, kills the process and panics with its stderr.
     fn startup_addr(&mut self, command: &Command, marker: &str) -> SocketAddr {
         let line = self.lines.recv_timeout(TIMEOUT).unwrap_or_default();
-        // `listening on 127.0.0.1:PORT`, bare (Go) or in a logfmt msg="..." (tcprelay)
+        // `listening on 127.0.0.1:PORT`, bare (Go) or in a logfmt msg="..." (tcprelay);
+        // `listening on udp:127.0.0.1:PORT` for a UDP route
         let addr = line
             .split(marker)
             .nth(1)
+            .map(|rest| rest.strip_prefix("udp:").unwrap_or(rest))
             .and_then(|rest| rest.split(['"', ' ', '/']).next())
-            // A UDP route's line says `listening on udp:127.0.0.1:PORT`.
-            .map(|addr| addr.strip_prefix("udp:").unwrap_or(addr))
             .and_then(|addr| addr.parse().ok());
         addr.unwrap_or_else(|| {
             self.kill_and_reap();

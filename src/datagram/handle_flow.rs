@@ -1,0 +1,150 @@
+//! [`handle_flow`]: the life of one UDP flow on its own thread, top to bottom, as
+//! `handle_conn` is a TCP connection's: connect its own upstream socket → send what the
+//! client sent meanwhile → relay the upstream's replies to the client from the listening
+//! socket → end (idle, response count, stop) → report.
+//!
+//! A flow is the UDP counterpart of a TCP connection, with one thread instead of two: the
+//! client → upstream direction needs none, since the listener's receive thread sends each
+//! client datagram on the flow's socket itself (a UDP send does not wait for the peer).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::datagram::events::{DropCause, FlowEnd, Traffic};
+use crate::datagram::flow::{
+    Flow, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_refused, is_timeout,
+};
+use crate::datagram::route::DatagramRoute;
+use crate::limits::capacity::ProcessSlot;
+
+/// The life of one flow, on its own thread, top to bottom: the UDP `handle_conn`.
+///
+/// The receive thread has put `flow` in the route's table with the client's first
+/// datagram waiting in it; `slot` is its share of the process-wide cap, given back as this
+/// returns.
+pub fn handle_flow(
+    route: Arc<DatagramRoute>,
+    flow: Arc<Flow>,
+    listener: Arc<UdpSocket>,
+    slot: ProcessSlot,
+) {
+    // Connect: a socket of its own, connected to the upstream the route's policy picks, so
+    // it sends only there and hears only from there.
+    let (socket, upstream, _live) = match route.upstreams.connect_datagram(flow.id) {
+        Ok((socket, live)) => {
+            let upstream = socket.peer_addr().ok();
+            (Arc::new(socket), upstream, live)
+        }
+        Err(error) => {
+            for _ in 0..flow.abandon() {
+                route.dropped(DropCause::NoUpstream, flow.client, &error);
+            }
+            let error = error.to_string();
+            finish(&route, &flow, None, Traffic::default(), FlowEnd::UpstreamError, &error);
+            return drop(slot);
+        }
+    };
+    // Bounded waits: a full buffer drops a datagram rather than stopping the sender.
+    let _ = socket.set_write_timeout(Some(SEND_TIMEOUT));
+    if let Some(upstream) = upstream {
+        route.events.flow_opened(flow.id, flow.client, upstream);
+    }
+    // Send what the client sent meanwhile; from now on the receive thread sends directly.
+    for error in flow.open(&socket, &route.counts) {
+        route.dropped(DropCause::SendFailed, flow.client, &error);
+    }
+    // Relay the upstream's replies until the flow ends.
+    let (to_client, reason, error) = relay_replies(&route, &flow, &socket, &listener);
+    finish(&route, &flow, upstream, to_client, reason, &error);
+    drop(slot);
+}
+
+/// Takes the flow out of the route's table (the client's next datagram makes a new flow),
+/// counts its end and writes its one `flow closed` line.
+fn finish(
+    route: &DatagramRoute,
+    flow: &Arc<Flow>,
+    upstream: Option<SocketAddr>,
+    to_client: Traffic,
+    reason: FlowEnd,
+    error: &str,
+) {
+    route.flows.remove(flow);
+    route.counts.flow_closed(reason);
+    route.events.flow_closed(&flow.summary(upstream, to_client, reason, error));
+}
+
+/// Receives the upstream's replies and sends each, whole, to the client from the listening
+/// socket, so the client sees them come from the address it sent to. One datagram out for
+/// each datagram in: the relay never sends a client more than its upstream sent.
+///
+/// The wait for a reply is a read timeout, up to the flow's idle deadline and at most
+/// [`TICK`]; the 64 KiB buffer is held only while replies come, and given back when the
+/// flow goes quiet (a quiet flow waits with a 1-byte `peek`), so an idle flow costs its
+/// thread's stack and its socket, no buffer.
+fn relay_replies(
+    route: &DatagramRoute,
+    flow: &Arc<Flow>,
+    socket: &UdpSocket,
+    listener: &UdpSocket,
+) -> (Traffic, FlowEnd, String) {
+    let idle_timeout = route.config.udp_idle_timeout;
+    let expected = route.config.udp_responses;
+    let mut to_client = Traffic::default();
+    let mut replies = 0;
+    let mut buffer: Option<Vec<u8>> = None;
+    let mut read_timeout = None;
+    loop {
+        if let Some(reason) = flow.ending() {
+            return (to_client, reason, String::new());
+        }
+        let wait =
+            idle_timeout.saturating_sub(flow.quiet_for()).clamp(Duration::from_millis(1), TICK);
+        if read_timeout != Some(wait) {
+            let _ = socket.set_read_timeout(Some(wait));
+            read_timeout = Some(wait);
+        }
+        let received = match &mut buffer {
+            // Quiet: wait for a datagram without holding a buffer for it. Any answer but a
+            // timeout (a datagram, or Windows' "too large for 1 byte") means one is there.
+            None => match socket.peek(&mut [0; 1]) {
+                Err(error) if !is_timeout(&error) && !is_refused(&error) => Ok(None),
+                other => other.map(|_| None),
+            },
+            Some(buffer) => socket.recv(buffer).map(Some),
+        };
+        match received {
+            Ok(None) => buffer = Some(vec![0; RECEIVE_BUFFER]),
+            Ok(Some(len)) if len > MAX_DATAGRAM => {
+                route.dropped(DropCause::TooLarge, flow.client, &format_args!("{len}+ bytes"));
+            }
+            Ok(Some(len)) => {
+                if let Some(reason) = flow.ending() {
+                    return (to_client, reason, String::new());
+                }
+                flow.touch();
+                let reply = buffer.as_deref().map_or(&[][..], |buffer| &buffer[..len]);
+                match listener.send_to(reply, flow.client) {
+                    Ok(_) => {
+                        to_client.datagrams += 1;
+                        to_client.bytes += len as u64;
+                        route.counts.sent_to_client(len);
+                    }
+                    Err(error) => route.dropped(DropCause::SendFailed, flow.client, &error),
+                }
+                replies += 1;
+                if expected > 0 && replies >= expected {
+                    return (to_client, FlowEnd::Responses, String::new());
+                }
+            }
+            Err(error) if is_timeout(&error) => {
+                buffer = None; // quiet for a while: give the buffer back
+                if route.flows.end_if_idle(flow, idle_timeout) {
+                    return (to_client, FlowEnd::IdleTimeout, String::new());
+                }
+            }
+            Err(error) => return (to_client, FlowEnd::UpstreamError, error.to_string()),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! [`DatagramRelay`]: a UDP route's bound socket and its receive loop, which takes every
+//! datagram the clients send and hands it to its flow (making the flow on a client's first
+//! datagram); [`DatagramStop`] stops, drains or removes the route from another thread.
+//!
+//! The receive loop is the flooded path: it never waits on one flow longer than a send
+//! timeout, never logs per datagram, and makes a flow only after the access rules, the
+//! drain and the limits let the client in.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::datagram::counts::DatagramCounts;
+use crate::datagram::events::{DropCause, FlowEnd};
+use crate::datagram::flow::{
+    Flow, Forwarded, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_timeout,
+};
+use crate::datagram::handle_flow::handle_flow;
+use crate::datagram::route::{DatagramRoute, DatagramWatchers};
+use crate::limits::capacity::OPEN_IN_PROCESS;
+use crate::lock::lock;
+use crate::settings::config::Config;
+
+/// How long a stop waits for the flow threads after asking them to end: each sees its flag
+/// within a [`TICK`], unless it is still resolving its upstream's name.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// After a receive error other than a timeout, the loop waits this long before the next
+/// receive, so an error that repeats cannot spin a core.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// A bound UDP route, ready to [`serve`](DatagramRelay::serve).
+pub struct DatagramRelay {
+    socket: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    route: Arc<DatagramRoute>,
+    mode: Arc<Mutex<Mode>>,
+}
+
+impl fmt::Debug for DatagramRelay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramRelay").field("local_addr", &self.local_addr).finish()
+    }
+}
+
+/// What the receive loop is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Relaying, and making flows for new clients.
+    Serving,
+    /// Relaying for open flows only, until they end or `until`; then they are ended.
+    Draining {
+        /// The end of the drain timeout.
+        until: Instant,
+    },
+    /// Ending every flow for this reason (stop, removed by a reload), then returning.
+    Ending(FlowEnd),
+}
+
+/// Stops, drains or removes a [`DatagramRelay`] from another thread; the receive loop and
+/// every flow see it within a [`TICK`].
+#[derive(Clone, Debug)]
+pub struct DatagramStop(Arc<Mutex<Mode>>);
+
+impl DatagramStop {
+    /// Ends every flow now (`reason=stop`); [`DatagramRelay::serve`] then returns.
+    pub fn stop(&self) {
+        self.end(FlowEnd::Stop);
+    }
+
+    /// Makes no new flow from now on and lets the open ones end by themselves (idle
+    /// timeout, response count) for up to `timeout`; those still open then end with
+    /// `reason=drain`. A stop or removal during a drain takes over.
+    pub fn drain(&self, timeout: Duration) {
+        let mut mode = lock(&self.0);
+        if *mode == Mode::Serving {
+            *mode = Mode::Draining { until: Instant::now() + timeout };
+        }
+    }
+
+    /// A reload removed the route: every flow ends now, `reason=removed`.
+    #[allow(dead_code, reason = "called by reloads, which are wired apart")]
+    pub fn remove(&self) {
+        self.end(FlowEnd::Removed);
+    }
+
+    fn end(&self, reason: FlowEnd) {
+        let mut mode = lock(&self.0);
+        if !matches!(*mode, Mode::Ending(_)) {
+            *mode = Mode::Ending(reason);
+        }
+    }
+}
+
+impl DatagramRelay {
+    /// Binds the UDP socket of `config.listen` (Go: `net.ListenPacket("udp", addr)`), for
+    /// a route watched by what `watch` makes for the bound address (its label may need the
+    /// real port).
+    ///
+    /// # Errors
+    /// The OS error, with the address in its message, if the address cannot be bound.
+    pub fn bind(
+        config: Config,
+        watch: impl FnOnce(&Config, SocketAddr) -> DatagramWatchers,
+    ) -> io::Result<DatagramRelay> {
+        let wanted = config.listen;
+        let socket = UdpSocket::bind(wanted).map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot listen on udp:{wanted}: {error}"))
+        })?;
+        // Replies go out on this socket from every flow's thread: a full send buffer drops a
+        // reply rather than stopping the thread.
+        socket.set_write_timeout(Some(SEND_TIMEOUT))?;
+        // The receive loop looks at its mode at least this often.
+        socket.set_read_timeout(Some(TICK))?;
+        let local_addr = socket.local_addr()?;
+        let watchers = watch(&config, local_addr);
+        let route = Arc::new(DatagramRoute::new(config, local_addr, watchers));
+        let mode = Arc::new(Mutex::new(Mode::Serving));
+        Ok(DatagramRelay { socket: Arc::new(socket), local_addr, route, mode })
+    }
+
+    /// The bound address (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The route's settings.
+    pub fn config(&self) -> &Config {
+        &self.route.config
+    }
+
+    /// The route's counters, for the metrics.
+    #[allow(dead_code, reason = "read by the metrics, which are wired apart")]
+    pub fn counts(&self) -> Arc<DatagramCounts> {
+        Arc::clone(&self.route.counts)
+    }
+
+    /// A handle that stops, drains or removes this route from another thread.
+    pub fn stop_handle(&self) -> DatagramStop {
+        DatagramStop(Arc::clone(&self.mode))
+    }
+
+    /// Receives datagrams and hands each to its flow until stopped, or drained and every
+    /// flow ended; then waits for the flows' threads and returns.
+    ///
+    /// # Errors
+    /// None yet: a receive error is told to the watchers and the loop goes on.
+    pub fn serve(&self) -> io::Result<()> {
+        let mut buffer = vec![0; RECEIVE_BUFFER];
+        let flows = &self.route.flows;
+        loop {
+            let mode = *lock(&self.mode);
+            match mode {
+                Mode::Serving => {}
+                Mode::Draining { .. } if flows.len() == 0 => break,
+                Mode::Draining { until } if Instant::now() >= until => {
+                    flows.end_all(FlowEnd::Drain);
+                    break;
+                }
+                Mode::Draining { .. } => {}
+                Mode::Ending(reason) => {
+                    flows.end_all(reason);
+                    break;
+                }
+            }
+            match self.socket.recv_from(&mut buffer) {
+                Ok((len, client)) if len > MAX_DATAGRAM => {
+                    self.route.dropped(DropCause::TooLarge, client, &format_args!("{len}+ bytes"));
+                }
+                Ok((len, client)) => self.dispatch(&buffer[..len], client, mode),
+                Err(error) if is_timeout(&error) => {}
+                Err(error) => {
+                    // Windows reports an ICMP error of an earlier reply here; Linux does not.
+                    self.route.events.receive_failed(&error);
+                    thread::sleep(ERROR_PAUSE);
+                }
+            }
+        }
+        if !flows.wait_for_threads(Instant::now() + STOP_WAIT) {
+            self.route.events.route_info("stopped with flow threads still resolving");
+        }
+        Ok(())
+    }
+
+    /// Hands a client's datagram to its flow, making the flow first if the client has none.
+    fn dispatch(&self, datagram: &[u8], client: SocketAddr, mode: Mode) {
+        // A flow may end between the lookup and the send (its idle timeout, its response
+        // count): then the datagram starts a new flow, once.
+        for _ in 0..2 {
+            let (flow, new) = match self.route.flows.find(client) {
+                Some(flow) => (flow, false),
+                None => match self.start_flow(client, mode) {
+                    Ok(flow) => (flow, true),
+                    Err((cause, why)) => return self.route.dropped(cause, client, &why),
+                },
+            };
+            match flow.forward(datagram, &self.route.counts) {
+                Forwarded::Done => return,
+                Forwarded::Dropped(why) => {
+                    return self.route.dropped(DropCause::SendFailed, client, &why);
+                }
+                // A new flow that ended at once found no upstream; its thread said why.
+                Forwarded::Ended if new => {
+                    return self.route.dropped(DropCause::NoUpstream, client, &"no upstream");
+                }
+                Forwarded::Ended => {}
+            }
+        }
+    }
+
+    /// Makes `client`'s flow and starts its thread, if the drain, the access rules, the
+    /// process-wide cap and the route's limits let it in.
+    fn start_flow(&self, client: SocketAddr, mode: Mode) -> Result<Arc<Flow>, (DropCause, String)> {
+        if mode != Mode::Serving {
+            return Err((DropCause::Draining, "the route is draining".to_string()));
+        }
+        if !self.route.config.access.permits(client.ip()) {
+            return Err((DropCause::Denied, "allow/deny".to_string()));
+        }
+        let cap = self.route.capacity.connections;
+        let Some(slot) = OPEN_IN_PROCESS.take_dial_attempt(cap) else {
+            return Err((DropCause::ProcessLimit, format!("process cap of {cap} connections")));
+        };
+        let flow = Arc::new(Flow::new(client));
+        self.route
+            .flows
+            .insert(&flow)
+            .map_err(|cause| (cause, limit_text(&self.route.config, cause)))?;
+        let thread = self.route.flows.thread_starting();
+        let (route, listener, flow_for_thread) =
+            (Arc::clone(&self.route), Arc::clone(&self.socket), Arc::clone(&flow));
+        let spawned = thread::Builder::new()
+            .name("tcprelay-flow".to_string())
+            .stack_size(self.route.config.stack_size)
+            .spawn(move || {
+                let _thread = thread; // counted until the thread ends, however it ends
+                handle_flow(route, flow_for_thread, listener, slot);
+            });
+        match spawned {
+            Ok(_) => Ok(flow),
+            // The closure, its slot and its thread count are dropped unrun.
+            Err(error) => {
+                self.route.flows.remove(&flow);
+                Err((DropCause::ProcessLimit, format!("cannot start a flow thread: {error}")))
+            }
+        }
+    }
+}
+
+/// The limit a refused new flow met, in words.
+fn limit_text(config: &Config, cause: DropCause) -> String {
+    match cause {
+        DropCause::MaxFlows => format!("max-flows={} reached", config.max_flows),
+        _ => "max-flows-per-client reached with few flows free".to_string(),
+    }
+}

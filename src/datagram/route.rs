@@ -1,0 +1,83 @@
+//! [`DatagramRoute`]: what a UDP route's receive thread shares with its flows: settings,
+//! upstreams, the flow table, counters, watchers and the process-wide cap.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::datagram::counts::DatagramCounts;
+use crate::datagram::events::{DropCause, FlowEvents};
+use crate::datagram::flow::RECEIVE_BUFFER;
+use crate::datagram::flows::Flows;
+use crate::limits::capacity::{self, Capacity, Cost};
+use crate::settings::config::Config;
+use crate::upstream::Upstreams;
+use crate::upstream::counts::UpstreamMetrics;
+use crate::upstream::dial::DialRoom;
+use crate::upstream::events::UpstreamEvents;
+
+/// Whoever runs a UDP route hands it these watchers (server/wiring.rs builds them).
+#[derive(Debug, Clone)]
+pub struct DatagramWatchers {
+    /// Told of flows and drops.
+    pub flows: Arc<dyn FlowEvents>,
+    /// Told of upstream failures and back-offs, as for a TCP route.
+    pub upstream: Arc<dyn UpstreamEvents>,
+    /// Each upstream's counters (its `active` steers `least-connections`), in order.
+    pub upstream_counts: Vec<Arc<UpstreamMetrics>>,
+}
+
+/// One UDP route, shared by its receive thread and its flows' threads.
+#[derive(Debug)]
+pub struct DatagramRoute {
+    /// The route's settings.
+    pub config: Config,
+    /// Its upstreams: policy, back-off, failover, as for TCP.
+    pub upstreams: Upstreams,
+    /// Its open flows.
+    pub flows: Arc<Flows>,
+    /// Its counters.
+    pub counts: Arc<DatagramCounts>,
+    /// Told of flows and drops.
+    pub events: Arc<dyn FlowEvents>,
+    /// How many flows the whole process can hold: each flow takes half a connection's
+    /// share of the process-wide cap (one thread and one socket to a connection's two).
+    pub capacity: Capacity,
+}
+
+impl DatagramRoute {
+    /// The route of `config`, listening at `listen`, watched by `watchers`.
+    pub fn new(config: Config, listen: SocketAddr, watchers: DatagramWatchers) -> DatagramRoute {
+        let capacity = flow_capacity(&config);
+        let counts = Arc::new(DatagramCounts::default());
+        let flows = Flows::new(config.max_flows, config.max_flows_per_client, Arc::clone(&counts));
+        DatagramRoute {
+            upstreams: Upstreams::new(
+                &config,
+                &watchers.upstream_counts,
+                Some(listen),
+                DialRoom::of(&capacity),
+                watchers.upstream,
+            ),
+            flows: Arc::new(flows),
+            counts,
+            events: watchers.flows,
+            capacity,
+            config,
+        }
+    }
+
+    /// Counts a dropped datagram and tells the watchers.
+    pub fn dropped(&self, cause: DropCause, client: SocketAddr, detail: &dyn Display) {
+        self.counts.dropped(cause);
+        self.events.dropped(cause, client, detail);
+    }
+}
+
+/// The process's capacity counted in connections whose threads have the route's stack and
+/// whose buffers are a flow's receive buffer; a flow is half of one.
+fn flow_capacity(config: &Config) -> Capacity {
+    let snapshot = capacity::snapshot();
+    let cost = Cost::of(config.stack_size, RECEIVE_BUFFER, snapshot.signal_stack);
+    capacity::fit(snapshot, &cost, capacity::reserve())
+}
