@@ -146,3 +146,43 @@ fn check_prints_udp_routes_and_refuses_what_udp_cannot_do() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// A drain (`POST /drain`, as `tcprelay drain` and a stop by systemd send it) makes no new
+/// flow but keeps relaying for the open ones until `drain-timeout`; then they end with
+/// `reason=drain` and the process exits 0.
+#[test]
+fn a_drain_keeps_open_flows_then_ends_them_and_exits() {
+    let echo = UdpEcho::start("127.0.0.1");
+    let upstream = echo.addr.to_string();
+    let args = ["-l", "udp:127.0.0.1:0", "-u", &upstream, "--admin", "127.0.0.1:0"];
+    // Long enough that the steps below always come first, however loaded the machine.
+    let mut relay =
+        RelayProcess::start_routes(&[&args[..], &["--drain-timeout", "5s"]].concat(), 1, true);
+    let open = udp_client("127.0.0.1");
+    assert_eq!(udp_round_trip(&open, relay.addr, b"before").0, b"before");
+    let (status, _) = http_post(relay.admin.expect("an admin endpoint"), "/drain");
+    assert_eq!(status, 200);
+    assert_eq!(udp_round_trip(&open, relay.addr, b"during").0, b"during");
+    let newcomer = udp_client("127.0.0.2");
+    newcomer.send_to(b"too late", relay.addr).expect("send");
+    let dropped = relay.log_line_with("msg=\"datagram dropped\"");
+    assert_eq!(log_field(&dropped, "reason"), "draining", "{dropped}");
+    let closed = relay.log_line_with("msg=\"flow closed\"");
+    assert_eq!(log_field(&closed, "reason"), "drain", "{closed}");
+    assert_eq!(log_field(&closed, "datagrams_to_client"), "2", "{closed}");
+    assert_eq!(relay.wait_for_exit(), Some(0));
+    assert_eq!(echo.senders().len(), 2, "the newcomer's datagram never reached the upstream");
+}
+
+/// A library user's `Relay` is TCP: a UDP route's `Config` is refused, not bound as TCP.
+#[test]
+fn a_relay_refuses_a_udp_config() {
+    let config = tcprelay::Config {
+        udp: true,
+        upstream: "127.0.0.1:9".to_string(),
+        ..tcprelay::Config::default()
+    };
+    let error = tcprelay::Relay::bind(config).expect_err("a UDP route is not a Relay's");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("udp:127.0.0.1:0"), "{error}");
+}

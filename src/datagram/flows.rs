@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use crate::datagram::counts::DatagramCounts;
 use crate::datagram::events::{DropCause, FlowEnd};
 use crate::datagram::flow::Flow;
+#[cfg(test)]
+use crate::datagram::flow::Forwarded;
 use crate::limits::per_client::{ClientKey, PerClientLimit};
 use crate::lock::{lock, wait_timeout};
 use crate::net::address::Address;
@@ -159,5 +161,50 @@ impl Flows {
             threads = wait_timeout(&self.thread_ended, threads, left);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(client: &str) -> Arc<Flow> {
+        Arc::new(Flow::new(client.parse().expect("a socket address")))
+    }
+
+    /// `max-flows` holds; the per-client share applies only when few flows are free, and
+    /// loopback counts only when set explicitly; a removed flow frees its place.
+    #[test]
+    fn limits_hold_and_removal_frees_a_place() {
+        let flows = Flows::new(4, Some(2), Arc::default());
+        let mine = ["10.0.0.1:1", "10.0.0.1:2", "10.0.0.1:3"].map(flow);
+        assert_eq!(flows.insert(&mine[0]), Ok(()));
+        assert_eq!(flows.insert(&mine[1]), Ok(()), "2 of 4 free: nobody is refused yet");
+        assert_eq!(flows.insert(&mine[2]), Err(DropCause::ClientLimit));
+        let others = ["10.0.0.2:1", "10.0.0.3:1", "10.0.0.4:1"].map(flow);
+        assert_eq!(flows.insert(&others[0]), Ok(()));
+        assert_eq!(flows.insert(&others[1]), Ok(()));
+        assert_eq!(flows.insert(&others[2]), Err(DropCause::MaxFlows));
+        assert_eq!(flows.len(), 4);
+        flows.remove(&mine[0]);
+        flows.remove(&mine[0]); // twice changes nothing
+        assert_eq!(flows.len(), 3);
+        assert!(flows.find(mine[0].client).is_none());
+        assert_eq!(flows.insert(&others[2]), Ok(()));
+    }
+
+    /// An idle flow is taken out only once it has been quiet for the timeout, and a closed
+    /// flow forwards nothing more: its datagram belongs to a new flow.
+    #[test]
+    fn an_idle_flow_is_taken_out_and_closed() {
+        let counts = Arc::new(DatagramCounts::default());
+        let flows = Flows::new(4, None, Arc::clone(&counts));
+        let quiet = flow("127.0.0.1:1");
+        flows.insert(&quiet).expect("room");
+        assert!(!flows.end_if_idle(&quiet, Duration::from_secs(3600)));
+        assert!(flows.end_if_idle(&quiet, Duration::ZERO));
+        assert_eq!(flows.len(), 0);
+        assert!(matches!(quiet.forward(b"late", &counts), Forwarded::Ended));
+        assert_eq!(counts.to_upstream().datagrams, 0);
     }
 }

@@ -33,10 +33,18 @@ impl Relay {
     /// of [`Config::listen_unix`] (Go: `net.Listen("unix", path)`).
     ///
     /// # Errors
-    /// `InvalidInput` naming the setting if [`Config::validate`] refuses the config; else
+    /// `InvalidInput` naming the setting if [`Config::validate`] refuses the config, or
+    /// for a UDP route ([`Config::udp`]: a [`Server`](crate::Server) runs those); else
     /// the OS error, with the address in its message, if the address cannot be bound
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
+        if config.udp {
+            let why = format!(
+                "route {} is a UDP route: a Relay relays TCP; run it in a Server",
+                config.listen_text()
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+        }
         Relay::bind_with(config, watch)
     }
 }

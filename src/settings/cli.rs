@@ -435,6 +435,25 @@ mod tests {
         }
     }
 
+    /// `-l udp:...` and `--route udp:...=...` make UDP routes; the UDP settings apply.
+    #[test]
+    fn udp_routes_on_the_command_line() {
+        let config = run_config(&["-l", "udp:127.0.0.1:9", "-u", ":53", "--udp-responses", "1"]);
+        assert!(config.udp);
+        assert_eq!((config.listen.to_string(), config.udp_responses), ("127.0.0.1:9".into(), 1));
+        let config = run_config(&["--route", "udp:[::1]:5353=udp:[::1]:53", "--max-flows", "7"]);
+        assert_eq!((config.listen.to_string(), config.max_flows), ("[::1]:5353".into(), 7));
+        for (args, expected) in [
+            (&["-l", "udp::9", "-u", ":53", "--udp-idle-timeout", "0"][..], "\"0\""),
+            (&["-l", "udp::9", "-u", ":53", "--max-flows", "0"], "\"0\""),
+            (&["-l", "udp::9", "-u", ":53", "--max-flows-per-client", "x"], "\"x\""),
+            (&["-l", "udp::9", "-u", ":53", "--udp-responses", "-1"], "\"-1\""),
+        ] {
+            let error = parse_strs(args).unwrap_err().to_string();
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+    }
+
     #[test]
     fn full_command_line() {
         let config = run_config(&[

@@ -710,6 +710,49 @@ route 127.0.0.1:8080 -> app1:80 app2:80
 route [::1]:2222 -> unix:/run/ssh=proxy.sock max-connections=4
 ";
 
+    /// A UDP route as the docs write it: `udp:` on the listen address, the UDP settings as
+    /// route options; `--check`'s description gives the same route back.
+    #[test]
+    fn a_udp_route_line() {
+        let text = "udp-idle-timeout 30s\n\
+                    route udp:0.0.0.0:53 -> 127.0.0.1:5300 udp:[::1]:5300 udp-responses=1 max-flows=64\n\
+                    route :53 -> 127.0.0.1:5300\n";
+        let server = parse_ok(text).server_config(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let [udp, tcp] = &server.routes[..] else { panic!("two routes: {server:?}") };
+        assert!(udp.udp && !tcp.udp, "a TCP and a UDP route may share a port");
+        assert_eq!(udp.listen.to_string(), "0.0.0.0:53");
+        assert_eq!(udp.upstreams().collect::<Vec<_>>(), ["127.0.0.1:5300", "udp:[::1]:5300"]);
+        assert_eq!(
+            (udp.udp_idle_timeout, udp.udp_responses, udp.max_flows),
+            (Duration::from_secs(30), 1, 64)
+        );
+        let described = settings::describe(&server);
+        assert!(described.contains("route udp:0.0.0.0:53 -> 127.0.0.1:5300 udp:[::1]:5300 "));
+        assert!(!described.lines().nth(2).unwrap_or_default().contains("udp-"), "{described}");
+        let again = parse_ok(&described).server_config(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings::describe(&again), described);
+    }
+
+    /// What cannot work over UDP is refused at its route's line, naming the setting.
+    #[test]
+    fn a_udp_route_refuses_what_needs_tcp() {
+        for (line, named) in [
+            ("route udp::53 -> unix:/run/dns.sock", "upstream"),
+            ("route udp::443 -> :444 sni=a.example", "sni"),
+            ("route udp::53 -> :54 accept-proxy=on", "accept-proxy"),
+            ("route udp::53 -> :54 proxy-protocol=v1", "proxy-protocol"),
+            ("route :53 -> udp::53", "upstream"),
+            (
+                "route udp::53 -> :54\nroute udp:127.0.0.1:53 -> :55",
+                "both listen on udp:127.0.0.1:53",
+            ),
+        ] {
+            let error = parse_ok(line).server_config(&[]).map(|_| ()).unwrap_err().to_string();
+            assert!(error.contains(named), "{line}: {error}");
+            assert!(error.contains("relay.conf:"), "{line}: {error}");
+        }
+    }
+
     #[test]
     fn parses_the_reference_example() {
         let server = parse_ok(EXAMPLE).server_config(&[]).unwrap_or_else(|e| panic!("{e}"));
