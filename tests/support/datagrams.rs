@@ -164,7 +164,9 @@ impl UdpUpstream {
                     Err(e)
                         if matches!(
                             e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            io::ErrorKind::WouldBlock
+                                | io::ErrorKind::TimedOut
+                                | io::ErrorKind::Interrupted
                         ) =>
                     {
                         continue;
@@ -356,4 +358,30 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// The kernel's count of UDP datagrams dropped because a socket's receive buffer was full
+/// (`RcvbufErrors` in /proc/net/snmp; every process's sockets), for failure messages that
+/// tell the relay's losses from the kernel's; 0 where there is no such file.
+pub fn udp_receive_buffer_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|line| line.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
+    let column = names.split_whitespace().position(|name| name == "RcvbufErrors");
+    column.and_then(|n| values.split_whitespace().nth(n)?.parse().ok()).unwrap_or(0)
+}
+
+/// The relay's flow threads now (`tcprelay-flow`, from /proc/PID/task/*/comm).
+pub fn flow_threads_of(relay: &RelayProcess) -> Vec<u32> {
+    let tasks = format!("/proc/{}/task", relay.pid());
+    let tasks =
+        std::fs::read_dir(super::counters::proc_file(tasks)).expect("read the relay's tasks");
+    tasks
+        .filter_map(|task| {
+            let task = task.ok()?;
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let id = task.file_name().to_str()?.parse().ok()?;
+            (name.trim_end() == "tcprelay-flow").then_some(id)
+        })
+        .collect()
 }
