@@ -23,6 +23,8 @@
 //!   [`ProxyVersion`], [`NamePattern`], [`LogLevel`]), [`Address`] (TCP or Unix socket).
 //! - **Several routes**: [`Server`], [`ServerConfig`] (with [`AdminAccess`] and
 //!   [`AdminToken`] for its admin endpoint), [`ServerHandle`] (drain, stop, reload, status).
+//!   A `Server` also runs UDP routes ([`Config::udp`], the `udp:` listen addresses of the
+//!   binary); a `Relay` is TCP only.
 //! - **What happened**: [`RouteMetrics`] and its [`RouteSnapshot`] and [`UpstreamSnapshot`]
 //!   (the counters `/metrics` shows), [`CloseReason`] (every way a connection ends).
 //! - **Seams for tests**: [`Resolver`] (with [`system_resolver`], the default) and

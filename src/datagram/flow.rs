@@ -24,8 +24,8 @@ pub const RECEIVE_BUFFER: usize = MAX_DATAGRAM + 1;
 
 /// How often a waiting flow thread looks at its flag, at the most: std cannot wake a
 /// thread blocked in `recv` on a UDP socket (UDP has no `shutdown` in std), so a stop or a
-/// drain's end reaches each flow within this. A quiet flow wakes this often: a few
-/// microseconds of CPU a second each (500 idle flows: under 0.3% of one core).
+/// drain's end reaches each flow within this. A quiet flow wakes this often, which costs
+/// little (docs/operations.md, "UDP routes", has the figure measured).
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// What the client sent before the flow's upstream socket was connected, kept for it in
@@ -153,19 +153,32 @@ impl Flow {
 
     /// The upstream socket is connected: sends what waited, in order, then lets the receive
     /// thread send directly. Returns the send errors of the datagrams that waited.
+    ///
+    /// The waiting datagrams are taken out and sent without the lock, batch after batch,
+    /// so the receive thread is never kept waiting for these sends; it queues behind them
+    /// until the queue is found empty, and only then sends directly: the order holds.
     pub fn open(&self, socket: &Arc<UdpSocket>, counts: &DatagramCounts) -> Vec<io::Error> {
-        let mut upstream = lock(&self.upstream);
         let mut errors = Vec::new();
-        if let UpstreamSide::Connecting(waiting, _) = &*upstream {
+        loop {
+            let waiting = match &mut *lock(&self.upstream) {
+                UpstreamSide::Connecting(waiting, bytes) if !waiting.is_empty() => {
+                    *bytes = 0;
+                    std::mem::take(waiting)
+                }
+                upstream @ UpstreamSide::Connecting(..) => {
+                    *upstream = UpstreamSide::Open(Arc::clone(socket));
+                    return errors;
+                }
+                // Ended meanwhile (a stop): nothing more to send.
+                _ => return errors,
+            };
             for datagram in waiting {
-                match socket.send(datagram) {
+                match socket.send(&datagram) {
                     Ok(_) => self.count_to_upstream(datagram.len(), counts),
                     Err(error) => errors.push(error),
                 }
             }
-            *upstream = UpstreamSide::Open(Arc::clone(socket));
         }
-        errors
     }
 
     /// The datagrams that waited for a socket that never came, forgotten; how many.
@@ -209,6 +222,13 @@ impl Flow {
 /// A read timeout: `WouldBlock` on Unix, `TimedOut` on Windows.
 pub fn is_timeout(error: &io::Error) -> bool {
     matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+/// A datagram longer than the buffer, as Windows reports it: `WSAEMSGSIZE` (10040), the
+/// buffer filled, and no sender's address. Unix cuts the datagram silently instead, which
+/// the one-byte-larger buffer shows ([`RECEIVE_BUFFER`]).
+pub fn is_too_large(error: &io::Error) -> bool {
+    cfg!(windows) && error.raw_os_error() == Some(10040)
 }
 
 /// The upstream's port is closed: an ICMP port unreachable, which a connected UDP socket

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::datagram::events::{DropCause, FlowEnd, Traffic};
 use crate::datagram::flow::{
-    Flow, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_refused, is_timeout,
+    Flow, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_refused, is_timeout, is_too_large,
 };
 use crate::datagram::route::DatagramRoute;
 use crate::limits::capacity::ProcessSlot;
@@ -31,7 +31,7 @@ pub fn handle_flow(
 ) {
     // Connect: a socket of its own, connected to the upstream the route's policy picks, so
     // it sends only there and hears only from there.
-    let (socket, upstream, _live) = match route.upstreams.connect_datagram(flow.id) {
+    let (socket, upstream, live) = match route.upstreams.connect_datagram(flow.id) {
         Ok((socket, live)) => {
             let upstream = socket.peer_addr().ok();
             (Arc::new(socket), upstream, live)
@@ -56,6 +56,11 @@ pub fn handle_flow(
     }
     // Relay the upstream's replies until the flow ends.
     let (to_client, reason, error) = relay_replies(&route, &flow, &socket, &listener);
+    if reason == FlowEnd::UpstreamError {
+        // Its port is closed: the next flows try the route's other upstreams first.
+        route.upstreams.datagram_refused(&live, flow.id, &error);
+    }
+    drop(live);
     finish(&route, &flow, upstream, to_client, reason, &error);
     drop(slot);
 }
@@ -137,6 +142,9 @@ fn relay_replies(
                 if expected > 0 && replies >= expected {
                     return (to_client, FlowEnd::Responses, String::new());
                 }
+            }
+            Err(error) if is_too_large(&error) => {
+                route.dropped(DropCause::TooLarge, flow.client, &"65,508+ bytes from upstream");
             }
             Err(error) if is_timeout(&error) => {
                 buffer = None; // quiet for a while: give the buffer back

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use crate::datagram::counts::DatagramCounts;
 use crate::datagram::events::{DropCause, FlowEnd};
 use crate::datagram::flow::{
-    Flow, Forwarded, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_timeout,
+    Flow, Forwarded, MAX_DATAGRAM, RECEIVE_BUFFER, SEND_TIMEOUT, TICK, is_refused, is_timeout,
+    is_too_large,
 };
 use crate::datagram::handle_flow::handle_flow;
 use crate::datagram::route::{DatagramRoute, DatagramWatchers};
-use crate::limits::capacity::OPEN_IN_PROCESS;
+use crate::limits::capacity::{Capacity, OPEN_IN_PROCESS};
 use crate::lock::lock;
 use crate::settings::config::Config;
 
@@ -127,6 +128,11 @@ impl DatagramRelay {
         self.local_addr
     }
 
+    /// How many connections the whole process can hold (a flow counts as half of one).
+    pub fn capacity(&self) -> Capacity {
+        self.route.capacity
+    }
+
     /// The route's settings.
     pub fn config(&self) -> &Config {
         &self.route.config
@@ -172,8 +178,14 @@ impl DatagramRelay {
                 }
                 Ok((len, client)) => self.dispatch(&buffer[..len], client, mode),
                 Err(error) if is_timeout(&error) => {}
+                Err(error) if is_too_large(&error) => {
+                    let unknown = SocketAddr::from(([0, 0, 0, 0], 0)); // Windows does not say
+                    self.route.dropped(DropCause::TooLarge, unknown, &"65,508+ bytes");
+                }
+                // Windows reports here the ICMP error of an earlier reply to a client whose
+                // port has closed; Linux does not. Not this socket's failure: no pause.
+                Err(error) if is_refused(&error) => self.route.events.receive_failed(&error),
                 Err(error) => {
-                    // Windows reports an ICMP error of an earlier reply here; Linux does not.
                     self.route.events.receive_failed(&error);
                     thread::sleep(ERROR_PAUSE);
                 }
@@ -220,6 +232,8 @@ impl DatagramRelay {
         if !self.route.config.access.permits(client.ip()) {
             return Err((DropCause::Denied, "allow/deny".to_string()));
         }
+        // A flow is half a connection on every limit the cap counts (one thread with the
+        // route's stack, one socket, one buffer), as a dial attempt is: it takes that slot.
         let cap = self.route.capacity.connections;
         let Some(slot) = OPEN_IN_PROCESS.take_dial_attempt(cap) else {
             return Err((DropCause::ProcessLimit, format!("process cap of {cap} connections")));

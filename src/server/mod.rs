@@ -190,8 +190,10 @@ impl Server {
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
         let Server { relays, datagram, routes, admin, handle, watch, log, .. } = self;
-        if let Some((relay, _)) = relays.first() {
-            log_capacity(&log, relay.capacity());
+        // Every route counts against the one cap; a UDP flow takes half a connection's share.
+        let capacity = relays.first().map(|(relay, _)| relay.capacity());
+        if let Some(capacity) = capacity.or_else(|| datagram.first().map(DatagramRelay::capacity)) {
+            log_capacity(&log, capacity);
         }
         admin.start();
         thread::scope(|scope| {

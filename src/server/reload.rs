@@ -46,7 +46,8 @@ const APPLIED_PROCESS_SETTINGS: [&str; 3] = ["drain-timeout", "drain-grace", "lo
 /// Reloads one server from its config file.
 pub(crate) struct Reloader {
     file: ConfigFile,
-    /// The process settings the server started with (the admin endpoint's as it moved).
+    /// The process settings the server started with (the admin endpoint's as it moved),
+    /// and its UDP routes, which run as started.
     started: Mutex<ServerConfig>,
     routes: Arc<Routes>,
     admin: Weak<AdminEndpoint>,
@@ -64,7 +65,8 @@ impl Reloader {
         admin: Weak<AdminEndpoint>,
         log: Log,
     ) -> Reloader {
-        let started = Mutex::new(ServerConfig { routes: Vec::new(), ..started.clone() });
+        let udp = started.routes.iter().filter(|route| route.udp).cloned().collect();
+        let started = Mutex::new(ServerConfig { routes: udp, ..started.clone() });
         Reloader { file, started, routes, admin, log, one_at_a_time: Mutex::new(()) }
     }
 
@@ -124,8 +126,14 @@ impl Reloader {
         // The caps of the routes this reload builds leave out the threads it asks for.
         crate::limits::capacity::set_reserve(wiring::thread_reserve(&server));
         let running = self.routes.configs().ok_or("the relay is draining")?;
+        // UDP routes run as they were started until reloads know them: left out here, and
+        // named as kept until restart when the file changed them.
+        let udp_changed = udp_routes(&lock(&self.started)) != udp_routes(&server);
         // One entry per listener, as at start: a route alone, or routes that share it by sni=.
-        let groups = listener_groups(&server.routes);
+        let groups: Vec<Vec<usize>> = listener_groups(&server.routes)
+            .into_iter()
+            .filter(|group| !server.routes[group[0]].udp)
+            .collect();
         let listeners: Vec<Vec<Config>> = groups
             .iter()
             .map(|group| group.iter().map(|&route| server.routes[route].clone()).collect())
@@ -175,6 +183,9 @@ impl Reloader {
             summary.admin_moved = Some(admin.local_addr().map_or("none".into(), |a| a.to_string()));
         }
         summary.kept = kept_until_restart(&started, &server);
+        if udp_changed {
+            summary.kept.push("udp routes".to_string());
+        }
         Ok(summary)
     }
 }
@@ -296,6 +307,12 @@ fn label(config: &Config, listen: &Address) -> String {
         true => address,
         false => format!("{}({address})", config.name),
     }
+}
+
+/// The UDP routes of `server`, each as `--check` describes it.
+fn udp_routes(server: &ServerConfig) -> Vec<String> {
+    let udp = server.routes.iter().filter(|route| route.udp);
+    udp.map(settings::describe_route).collect()
 }
 
 /// The process settings that differ between `started` and `file` but apply only at start.

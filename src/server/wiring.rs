@@ -8,12 +8,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::datagram::{DatagramRelay, DatagramWatchers};
 use crate::limits::capacity::Reserve;
-use crate::net::address::UDP_PREFIX;
 use crate::ops::admin;
-use crate::ops::flow_log::FlowLog;
-use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
 use crate::ops::observe::Observer;
 use crate::relay::accept::Relay;
@@ -21,6 +17,12 @@ use crate::relay::route::Watchers;
 use crate::settings::config::Config;
 use crate::settings::server_config::ServerConfig;
 use crate::upstream::health;
+
+// A UDP route's wiring (`bind_datagram`).
+use crate::datagram::{DatagramRelay, DatagramWatchers};
+use crate::net::address::UDP_PREFIX;
+use crate::ops::flow_log::FlowLog;
+use crate::ops::log::Log;
 
 /// A route's watchers: one [`Observer`] for its own events and its upstreams'.
 pub(crate) fn watch(config: &Config, metrics: &Arc<RouteMetrics>) -> Watchers {
@@ -33,18 +35,10 @@ impl Relay {
     /// of [`Config::listen_unix`] (Go: `net.Listen("unix", path)`).
     ///
     /// # Errors
-    /// `InvalidInput` naming the setting if [`Config::validate`] refuses the config, or
-    /// for a UDP route ([`Config::udp`]: a [`Server`](crate::Server) runs those); else
+    /// `InvalidInput` naming the setting if [`Config::validate`] refuses the config; else
     /// the OS error, with the address in its message, if the address cannot be bound
     /// (in use, not a local address, permission denied for a low port or a directory).
     pub fn bind(config: Config) -> io::Result<Relay> {
-        if config.udp {
-            let why = format!(
-                "route {} is a UDP route: a Relay relays TCP; run it in a Server",
-                config.listen_text()
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
-        }
         Relay::bind_with(config, watch)
     }
 }

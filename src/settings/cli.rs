@@ -41,7 +41,8 @@ pub(crate) const ROUTE_FLAGS: [(&str, &str); 5] = [
         "-l, --listen ADDR",
         "where to accept clients (required): HOST:PORT, [IPv6]:PORT, or :PORT / PORT for \
          127.0.0.1. Port 0 picks a free port. stdin: the listening socket passed as standard \
-         input (systemd StandardInput=socket, Accept=no).",
+         input (systemd StandardInput=socket, Accept=no). udp:HOST:PORT (any form above \
+         after udp:): a UDP route, one flow per client address.",
     ),
     (
         "-u, --upstream ADDR[,ADDR...]",
@@ -241,7 +242,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
             (_, Some(setting)) => (setting.flag(), !setting.is_switch()),
             _ if flag.starts_with('-') => {
                 let flags = known_flags();
-                let hint = spelling::did_you_mean(&flag, flags.iter().map(String::as_str));
+                let mut hint = spelling::did_you_mean(&flag, flags.iter().map(String::as_str));
+                // socat's and other relays' way to ask for UDP (issue #27: `--udp`).
+                if hint.is_empty() && flag.trim_start_matches('-').starts_with("udp") {
+                    hint = " (a UDP route has udp: before its listen address: \
+                            -l udp:HOST:PORT -u HOST:PORT)"
+                        .to_string();
+                }
                 return Err(Error::usage(format!("unknown flag {flag:?}{hint}")));
             }
             _ => {
@@ -435,9 +442,12 @@ mod tests {
         }
     }
 
-    /// `-l udp:...` and `--route udp:...=...` make UDP routes; the UDP settings apply.
+    /// `-l udp:...` and `--route udp:...=...` make UDP routes; the UDP settings apply; a
+    /// new user's `--udp` is shown the way.
     #[test]
     fn udp_routes_on_the_command_line() {
+        let error = parse_strs(&["--udp", "-l", ":53", "-u", ":5353"]).unwrap_err().to_string();
+        assert!(error.contains("-l udp:HOST:PORT"), "{error}");
         let config = run_config(&["-l", "udp:127.0.0.1:9", "-u", ":53", "--udp-responses", "1"]);
         assert!(config.udp);
         assert_eq!((config.listen.to_string(), config.udp_responses), ("127.0.0.1:9".into(), 1));

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::limits::threads::{ThreadHook, no_hook};
-use crate::net::address::{Address, UDP_PREFIX};
+use crate::net::address::Address;
 use crate::net::proxy_protocol::ProxyVersion;
 use crate::net::sni::NamePattern;
 use crate::settings::Error;
@@ -128,6 +128,26 @@ pub struct Config {
     /// counted (behind a local proxy every client is one loopback address). `Some(0)`: no
     /// limit. `Some(n)`: `n`, loopback clients included.
     pub max_connections_per_client: Option<usize>,
+    /// Relay UDP datagrams instead of TCP connections (the `udp:` prefix of a listen
+    /// address: `-l udp:127.0.0.1:5353`). Each client address is then a flow with its own
+    /// upstream socket (docs/operations.md, "UDP"). Default: off, TCP.
+    pub udp: bool,
+    /// On a UDP route, a flow with no datagram either way for this long ends. Default 60 s:
+    /// longer than the keepalives of WireGuard (25 s) and OpenVPN (10 s ping), so tunnels
+    /// stay up, and short enough that a flood of one-shot clients gives its threads back
+    /// within a minute (rinetd waits 72 s, realm 30 s, nginx 10 min).
+    pub udp_idle_timeout: Duration,
+    /// On a UDP route, end a flow after this many datagrams came back from the upstream
+    /// (nginx's `proxy_responses`; 1 for DNS). Default 0: no count, only the idle timeout.
+    pub udp_responses: u64,
+    /// On a UDP route, at most this many flows at once; at the limit a new client's
+    /// datagram is dropped and counted (UDP has no backpressure). Default 500, as
+    /// [`max_connections`](Config::max_connections): a flow holds one thread and one socket.
+    pub max_flows: usize,
+    /// On a UDP route, one client's share of [`max_flows`](Config::max_flows), by the rule
+    /// of [`max_connections_per_client`](Config::max_connections_per_client): `None`, the
+    /// default, an eighth, loopback not counted; `Some(0)` no limit.
+    pub max_flows_per_client: Option<usize>,
     /// The stack size of each connection thread, in bytes. Default 64 KiB; see
     /// docs/reliability.md for what a connection thread was measured to need.
     pub stack_size: usize,
@@ -150,26 +170,6 @@ pub struct Config {
     /// for tests that need a name with addresses the system does not give (see
     /// [`Resolver`]).
     pub resolver: Resolver,
-    /// Relay UDP datagrams instead of TCP connections (the `udp:` prefix of a listen
-    /// address: `-l udp:127.0.0.1:5353`). Each client address is then a flow with its own
-    /// upstream socket (docs/operations.md, "UDP"). Default: off, TCP.
-    pub udp: bool,
-    /// On a UDP route, a flow with no datagram either way for this long ends. Default 60 s:
-    /// longer than the keepalives of WireGuard (25 s) and OpenVPN (10 s ping), so tunnels
-    /// stay up, and short enough that a flood of one-shot clients gives its threads back
-    /// within a minute (rinetd waits 72 s, realm 30 s, nginx 10 min).
-    pub udp_idle_timeout: Duration,
-    /// On a UDP route, end a flow after this many datagrams came back from the upstream
-    /// (nginx's `proxy_responses`; 1 for DNS). Default 0: no count, only the idle timeout.
-    pub udp_responses: u64,
-    /// On a UDP route, at most this many flows at once; at the limit a new client's
-    /// datagram is dropped and counted (UDP has no backpressure). Default 500, as
-    /// [`max_connections`](Config::max_connections): a flow holds one thread and one socket.
-    pub max_flows: usize,
-    /// On a UDP route, one client's share of [`max_flows`](Config::max_flows), by the rule
-    /// of [`max_connections_per_client`](Config::max_connections_per_client): `None`, the
-    /// default, an eighth, loopback not counted; `Some(0)` no limit.
-    pub max_flows_per_client: Option<usize>,
 }
 
 impl Default for Config {
@@ -199,17 +199,17 @@ impl Default for Config {
             half_close_timeout: Duration::from_secs(60),
             max_connections: 500,
             max_connections_per_client: None,
+            udp: false,
+            udp_idle_timeout: Duration::from_secs(60),
+            udp_responses: 0,
+            max_flows: 500,
+            max_flows_per_client: None,
             stack_size: 64 * 1024,
             thread_keep_alive: Duration::from_secs(10),
             buffer_size: 1024 * 1024,
             explain: false,
             thread_hook: no_hook,
             resolver: system_resolver,
-            udp: false,
-            udp_idle_timeout: Duration::from_secs(60),
-            udp_responses: 0,
-            max_flows: 500,
-            max_flows_per_client: None,
         }
     }
 }
@@ -240,7 +240,9 @@ impl Config {
     pub fn listen_text(&self) -> String {
         match (self.listen_stdin, self.udp) {
             (true, _) => "stdin".to_string(),
-            (false, true) => format!("{UDP_PREFIX}{}", self.listen_address()),
+            (false, true) => {
+                format!("{}{}", crate::net::address::UDP_PREFIX, self.listen_address())
+            }
             (false, false) => self.listen_address().to_string(),
         }
     }

@@ -1473,9 +1473,19 @@ impl Config {
     /// ```
     ///
     /// # Errors
-    /// The first setting that is out of bounds, as `SETTING: expected ..., found "VALUE"`.
+    /// The first setting that is out of bounds, as `SETTING: expected ..., found "VALUE"`;
+    /// for a UDP route ([`Config::udp`]), that a `Relay` is TCP only (a
+    /// [`Server`](crate::Server) runs UDP routes).
     pub fn validate(&self) -> Result<(), Error> {
-        validate_route(self)
+        validate_route(self)?;
+        if self.udp {
+            let why = format!(
+                "route {} is a UDP route: a Relay relays TCP; run it in a Server",
+                self.listen_text()
+            );
+            return Err(Error::value(why).for_setting("listen"));
+        }
+        Ok(())
     }
 }
 

@@ -288,21 +288,7 @@ impl Upstreams {
                     last_error = Some(error);
                 }
                 Err(error) => {
-                    let mut until = lock(&upstream.backing_off_until);
-                    let was_healthy = until.is_none_or(|until| Instant::now() >= until);
-                    *until = Some(Instant::now() + self.backoff);
-                    drop(until);
-                    if !self.checked {
-                        upstream.metrics.set_up(false);
-                    }
-                    let backoff_ms = self.backoff.as_millis();
-                    observer.upstream_failed(
-                        conn,
-                        &upstream.metrics,
-                        backoff_ms,
-                        &error,
-                        was_healthy,
-                    );
+                    self.back_off(upstream, conn, &error);
                     last_error = Some(error);
                 }
             }
@@ -312,6 +298,36 @@ impl Upstreams {
             upstream: String::new(),
             error: std::io::Error::new(std::io::ErrorKind::NotFound, "no upstream configured"),
         }))
+    }
+
+    /// `upstream` failed for client `conn`: it is tried after the available ones for the
+    /// back-off, marked down (unless health checks decide that), and the failure reported
+    /// (a warning only if it was healthy until now).
+    fn back_off(&self, upstream: &Upstream, conn: u64, error: &dyn std::fmt::Display) {
+        let mut until = lock(&upstream.backing_off_until);
+        let was_healthy = until.is_none_or(|until| Instant::now() >= until);
+        *until = Some(Instant::now() + self.backoff);
+        drop(until);
+        if !self.checked {
+            upstream.metrics.set_up(false);
+        }
+        let backoff_ms = self.backoff.as_millis();
+        self.events.upstream_failed(conn, &upstream.metrics, backoff_ms, error, was_healthy);
+    }
+
+    /// A UDP flow's upstream refused a datagram (its port is closed: an ICMP port
+    /// unreachable): backs that upstream off as a failed TCP connect does, so the next
+    /// flows go to the others first.
+    pub fn datagram_refused(
+        &self,
+        live: &LiveConnection<'_>,
+        flow: u64,
+        error: &dyn std::fmt::Display,
+    ) {
+        let used = self.upstreams.iter().find(|u| std::ptr::eq(&*u.metrics, live.upstream));
+        if let Some(upstream) = used {
+            self.back_off(upstream, flow, error);
+        }
     }
 
     /// Resolves one upstream and races its addresses, live ones first; reports each
@@ -328,14 +344,7 @@ impl Upstreams {
         if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
             return dial::dial_unix(address, std::path::Path::new(path));
         }
-        let mut resolved = self.resolve(address)?;
-        if let Some(listen) = self.listen {
-            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
-            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
-            if let (Some(addr), true) = (own, resolved.is_empty()) {
-                return Err(DialError::SelfLoop { upstream: address.clone(), addr });
-            }
-        }
+        let resolved = self.resolve_elsewhere(address, address)?;
         let addrs = upstream.order_addresses(dial::interleave_families(&resolved));
         let race = dial::race(&addrs, timeout, self.room);
         if addrs.len() > 1 {
@@ -362,14 +371,7 @@ impl Upstreams {
     fn connect_datagram_to(&self, upstream: &Upstream) -> Result<UdpSocket, DialError> {
         let address = &upstream.address;
         let plain = address.strip_prefix(UDP_PREFIX).unwrap_or(address);
-        let mut resolved = self.resolve(plain)?;
-        if let Some(listen) = self.listen {
-            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
-            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
-            if let (Some(addr), true) = (own, resolved.is_empty()) {
-                return Err(DialError::SelfLoop { upstream: address.clone(), addr });
-            }
-        }
+        let resolved = self.resolve_elsewhere(address, plain)?;
         let mut attempts = Vec::new();
         for addr in upstream.order_addresses(resolved) {
             let any = match addr {
@@ -385,6 +387,28 @@ impl Upstreams {
             }
         }
         Err(DialError::Connect { upstream: address.clone(), attempts })
+    }
+
+    /// Resolves `host_port` (the upstream `address` as configured, less any `udp:`) and
+    /// leaves out the route's own listen address.
+    ///
+    /// # Errors
+    /// As [`resolve`](Upstreams::resolve); `SelfLoop` when the route's own address was all
+    /// it resolved to.
+    fn resolve_elsewhere(
+        &self,
+        address: &str,
+        host_port: &str,
+    ) -> Result<Vec<SocketAddr>, DialError> {
+        let mut resolved = self.resolve(host_port)?;
+        if let Some(listen) = self.listen {
+            let own = resolved.iter().find(|addr| dial::reaches_listener(addr, &listen)).copied();
+            resolved.retain(|addr| !dial::reaches_listener(addr, &listen));
+            if let (Some(addr), true) = (own, resolved.is_empty()) {
+                return Err(DialError::SelfLoop { upstream: address.to_string(), addr });
+            }
+        }
+        Ok(resolved)
     }
 
     fn resolve(&self, upstream: &str) -> Result<Vec<SocketAddr>, DialError> {
