@@ -182,6 +182,7 @@ pub use net::address::Address;
 pub use net::proxy_protocol::ProxyVersion;
 pub use net::sni::NamePattern;
 pub use ops::metrics::{RouteMetrics, RouteSnapshot, UpstreamSnapshot};
+pub use ops::udp_metrics::UdpSnapshot;
 pub use outcome::CloseReason;
 pub use relay::{Relay, StopHandle};
 pub use server::{Server, ServerHandle};

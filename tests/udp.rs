@@ -209,10 +209,10 @@ fn a_closed_upstream_port_ends_the_flow_and_the_next_flow_fails_over() {
     assert_eq!(echo.senders().len(), 1);
 }
 
-/// Until reloads know UDP routes, a reload leaves them running as they were started and
-/// says so (`kept until restart: udp routes`) when the file changed them.
+/// A reload keeps a UDP route running: unchanged, it is counted as such; changed, it is
+/// named as changed (its new flows take the new settings: tests/udp_operations.rs).
 #[test]
-fn a_reload_keeps_udp_routes_running_and_says_when_it_did_not_apply_them() {
+fn a_reload_keeps_udp_routes_running_and_names_a_changed_one() {
     let echo = UdpEcho::start("127.0.0.1");
     let route = format!("admin 127.0.0.1:0\nroute udp:127.0.0.1:0 -> {} name=dns\n", echo.addr);
     let file = ConfigFile::new("udp-reload", &route);
@@ -223,12 +223,12 @@ fn a_reload_keeps_udp_routes_running_and_says_when_it_did_not_apply_them() {
     let reload = || run_tcprelay(&["reload", "--admin", &admin]);
     let unchanged = reload();
     assert_eq!(unchanged.status.code(), Some(0), "{unchanged:?}");
-    assert!(!String::from_utf8_lossy(&unchanged.stdout).contains("udp routes"));
+    assert!(String::from_utf8_lossy(&unchanged.stdout).contains("changed none; 1 unchanged"));
     file.write(&route.replace("name=dns", "name=dns udp-responses=1"));
     let changed = reload();
     let said = String::from_utf8_lossy(&changed.stdout);
     assert_eq!(changed.status.code(), Some(0), "{changed:?}");
-    assert!(said.contains("kept until restart: udp routes"), "{said}");
+    assert!(said.contains(&format!("changed dns(udp:{})", relay.addr)), "{said}");
     assert_eq!(udp_round_trip(&client, relay.addr, b"after").0, b"after");
 }
 

@@ -25,8 +25,8 @@ use crate::net::address::Address;
 #[derive(Debug)]
 pub struct Flows {
     table: Mutex<Table>,
-    max_flows: usize,
-    per_client: PerClientLimit,
+    /// `max-flows` and the per-client share of it; a reload may change them.
+    limits: Mutex<(usize, PerClientLimit)>,
     counts: Arc<DatagramCounts>,
     /// Flow threads running (a flow's thread may still be reporting after it left the
     /// table), and the signal that one ended.
@@ -58,8 +58,7 @@ impl Flows {
     pub fn new(max_flows: usize, per_client: Option<usize>, counts: Arc<DatagramCounts>) -> Flows {
         Flows {
             table: Mutex::default(),
-            max_flows,
-            per_client: PerClientLimit::new(per_client, max_flows),
+            limits: Mutex::new((max_flows, PerClientLimit::new(per_client, max_flows))),
             counts,
             threads: Mutex::new(0),
             thread_ended: Condvar::new(),
@@ -81,15 +80,16 @@ impl Flows {
     /// holds its share, by the rule of `max-connections-per-client` (see
     /// [`PerClientLimit::refuses`]).
     pub fn insert(&self, flow: &Arc<Flow>) -> Result<(), DropCause> {
+        let (max_flows, per_client) = *lock(&self.limits);
         let mut table = lock(&self.table);
         let open = table.by_client.len();
-        if open >= self.max_flows {
+        if open >= max_flows {
             return Err(DropCause::MaxFlows);
         }
         let key = ClientKey::of(&Address::Tcp(flow.client));
         if let Some(key) = key {
             let held = table.per_client.get(&key).copied().unwrap_or(0);
-            if self.per_client.refuses(key, held, open, self.max_flows) {
+            if per_client.refuses(key, held, open, max_flows) {
                 return Err(DropCause::ClientLimit);
             }
             *table.per_client.entry(key).or_insert(0) += 1;
@@ -97,6 +97,12 @@ impl Flows {
         table.by_client.insert(flow.client, Arc::clone(flow));
         self.counts.set_flows_open(table.by_client.len());
         Ok(())
+    }
+
+    /// A reload changed the route's limits: new flows are admitted by these; open flows
+    /// stay, even above a lowered `max-flows`, until they end.
+    pub fn set_limits(&self, max_flows: usize, per_client: Option<usize>) {
+        *lock(&self.limits) = (max_flows, PerClientLimit::new(per_client, max_flows));
     }
 
     /// Takes `flow` out of the table, if it is still there, and closes it to new

@@ -37,8 +37,13 @@ pub fn handle_flow(
             (Arc::new(socket), upstream, live)
         }
         Err(error) => {
+            // Out of descriptors, ports or memory here: the process's limit, not the upstream.
+            let cause = match error.is_local() {
+                true => DropCause::ProcessLimit,
+                false => DropCause::NoUpstream,
+            };
             for _ in 0..flow.abandon() {
-                route.dropped(DropCause::NoUpstream, flow.client, &error);
+                route.dropped(cause, flow.client, &error);
             }
             let error = error.to_string();
             finish(&route, &flow, None, Traffic::default(), FlowEnd::UpstreamError, &error);

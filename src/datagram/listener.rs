@@ -1,6 +1,12 @@
 //! [`DatagramRelay`]: a UDP route's bound socket and its receive loop, which takes every
 //! datagram the clients send and hands it to its flow (making the flow on a client's first
-//! datagram); [`DatagramStop`] stops, drains or removes the route from another thread.
+//! datagram); [`DatagramStop`] stops, drains, removes or reloads the route from another
+//! thread.
+//!
+//! A reload that keeps a UDP route keeps its socket, its flow table and its counts: open
+//! flows go on under the settings and upstream they started with (each holds its
+//! generation of the route), and the flows made from then on get the new ones, as a TCP
+//! route's connections do (relay/current.rs).
 //!
 //! The receive loop is the flooded path: it never waits on one flow longer than a send
 //! timeout, never logs per datagram, and makes a flow only after the access rules, the
@@ -37,7 +43,8 @@ const ERROR_PAUSE: Duration = Duration::from_millis(10);
 pub struct DatagramRelay {
     socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
-    route: Arc<DatagramRoute>,
+    /// The generation of the route that new flows get; a reload swaps it.
+    current: Arc<Mutex<Arc<DatagramRoute>>>,
     mode: Arc<Mutex<Mode>>,
 }
 
@@ -61,10 +68,14 @@ enum Mode {
     Ending(FlowEnd),
 }
 
-/// Stops, drains or removes a [`DatagramRelay`] from another thread; the receive loop and
-/// every flow see it within a [`TICK`].
+/// Stops, drains, removes or reloads a [`DatagramRelay`] from another thread; the receive
+/// loop and every flow see a stop within a [`TICK`].
 #[derive(Clone, Debug)]
-pub struct DatagramStop(Arc<Mutex<Mode>>);
+pub struct DatagramStop {
+    local_addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+    current: Arc<Mutex<Arc<DatagramRoute>>>,
+}
 
 impl DatagramStop {
     /// Ends every flow now (`reason=stop`); [`DatagramRelay::serve`] then returns.
@@ -76,20 +87,31 @@ impl DatagramStop {
     /// timeout, response count) for up to `timeout`; those still open then end with
     /// `reason=drain`. A stop or removal during a drain takes over.
     pub fn drain(&self, timeout: Duration) {
-        let mut mode = lock(&self.0);
+        let mut mode = lock(&self.mode);
         if *mode == Mode::Serving {
             *mode = Mode::Draining { until: Instant::now() + timeout };
         }
     }
 
     /// A reload removed the route: every flow ends now, `reason=removed`.
-    #[allow(dead_code, reason = "called by reloads, which are wired apart")]
     pub fn remove(&self) {
         self.end(FlowEnd::Removed);
     }
 
+    /// A reload kept the route with `config`: the flows made from now on get it, watched
+    /// by `watchers`; open flows finish under the settings they started with.
+    pub fn reload(&self, config: Config, watchers: DatagramWatchers) {
+        let mut current = lock(&self.current);
+        *current = Arc::new(current.reloaded(config, self.local_addr, watchers));
+    }
+
+    /// The route of now: its settings, its flow table, its counts.
+    pub fn route(&self) -> Arc<DatagramRoute> {
+        Arc::clone(&lock(&self.current))
+    }
+
     fn end(&self, reason: FlowEnd) {
-        let mut mode = lock(&self.0);
+        let mut mode = lock(&self.mode);
         if !matches!(*mode, Mode::Ending(_)) {
             *mode = Mode::Ending(reason);
         }
@@ -119,8 +141,8 @@ impl DatagramRelay {
         let local_addr = socket.local_addr()?;
         let watchers = watch(&config, local_addr);
         let route = Arc::new(DatagramRoute::new(config, local_addr, watchers));
-        let mode = Arc::new(Mutex::new(Mode::Serving));
-        Ok(DatagramRelay { socket: Arc::new(socket), local_addr, route, mode })
+        let (current, mode) = (Arc::new(Mutex::new(route)), Arc::new(Mutex::new(Mode::Serving)));
+        Ok(DatagramRelay { socket: Arc::new(socket), local_addr, current, mode })
     }
 
     /// The bound address (with the real port when 0 was asked).
@@ -130,23 +152,24 @@ impl DatagramRelay {
 
     /// How many connections the whole process can hold (a flow counts as half of one).
     pub fn capacity(&self) -> Capacity {
-        self.route.capacity
-    }
-
-    /// The route's settings.
-    pub fn config(&self) -> &Config {
-        &self.route.config
+        self.route().capacity
     }
 
     /// The route's counters, for the metrics.
     #[allow(dead_code, reason = "read by the metrics, which are wired apart")]
     pub fn counts(&self) -> Arc<DatagramCounts> {
-        Arc::clone(&self.route.counts)
+        Arc::clone(&self.route().counts)
     }
 
-    /// A handle that stops, drains or removes this route from another thread.
+    /// A handle that stops, drains, removes or reloads this route from another thread.
     pub fn stop_handle(&self) -> DatagramStop {
-        DatagramStop(Arc::clone(&self.mode))
+        let (mode, current) = (Arc::clone(&self.mode), Arc::clone(&self.current));
+        DatagramStop { local_addr: self.local_addr, mode, current }
+    }
+
+    /// The generation of the route a new flow gets now.
+    fn route(&self) -> Arc<DatagramRoute> {
+        Arc::clone(&lock(&self.current))
     }
 
     /// Receives datagrams and hands each to its flow until stopped, or drained and every
@@ -156,9 +179,18 @@ impl DatagramRelay {
     /// None yet: a receive error is told to the watchers and the loop goes on.
     pub fn serve(&self) -> io::Result<()> {
         let mut buffer = vec![0; RECEIVE_BUFFER];
-        let flows = &self.route.flows;
+        // The flow table and the counts are every generation's (a reload keeps them), so a
+        // datagram of an open flow needs no other; the settings of now are looked up for a
+        // new flow or a drop only.
+        let first = self.route();
+        let flows = &first.flows;
+        let mut told_draining = false;
         loop {
             let mode = *lock(&self.mode);
+            if matches!(mode, Mode::Draining { .. }) && !told_draining {
+                told_draining = true; // said once, as a TCP route does
+                self.route().events.route_info("draining");
+            }
             match mode {
                 Mode::Serving => {}
                 Mode::Draining { .. } if flows.len() == 0 => break,
@@ -174,90 +206,99 @@ impl DatagramRelay {
             }
             match self.socket.recv_from(&mut buffer) {
                 Ok((len, client)) if len > MAX_DATAGRAM => {
-                    self.route.dropped(DropCause::TooLarge, client, &format_args!("{len}+ bytes"));
+                    let too_large = format_args!("{len}+ bytes");
+                    self.route().dropped(DropCause::TooLarge, client, &too_large);
                 }
-                Ok((len, client)) => self.dispatch(&buffer[..len], client, mode),
+                Ok((len, client)) => self.dispatch(&first, &buffer[..len], client, mode),
                 Err(error) if is_timeout(&error) => {}
                 Err(error) if is_too_large(&error) => {
                     let unknown = SocketAddr::from(([0, 0, 0, 0], 0)); // Windows does not say
-                    self.route.dropped(DropCause::TooLarge, unknown, &"65,508+ bytes");
+                    self.route().dropped(DropCause::TooLarge, unknown, &"65,508+ bytes");
                 }
                 // Windows reports here the ICMP error of an earlier reply to a client whose
                 // port has closed; Linux does not. Not this socket's failure: no pause.
-                Err(error) if is_refused(&error) => self.route.events.receive_failed(&error),
+                Err(error) if is_refused(&error) => self.route().events.receive_failed(&error),
                 Err(error) => {
-                    self.route.events.receive_failed(&error);
+                    self.route().events.receive_failed(&error);
                     thread::sleep(ERROR_PAUSE);
                 }
             }
         }
-        if !flows.wait_for_threads(Instant::now() + STOP_WAIT) {
-            self.route.events.route_info("stopped with flow threads still resolving");
+        let last = self.route();
+        match flows.wait_for_threads(Instant::now() + STOP_WAIT) {
+            true => last.events.route_info("stopped"),
+            false => last.events.route_info("stopped with flow threads still resolving"),
         }
         Ok(())
     }
 
-    /// Hands a client's datagram to its flow, making the flow first if the client has none.
-    fn dispatch(&self, datagram: &[u8], client: SocketAddr, mode: Mode) {
+    /// Hands a client's datagram to its flow, found in `table`'s flows (every generation's),
+    /// making the flow first if the client has none.
+    fn dispatch(&self, table: &DatagramRoute, datagram: &[u8], client: SocketAddr, mode: Mode) {
         // A flow may end between the lookup and the send (its idle timeout, its response
-        // count): then the datagram starts a new flow, once.
+        // count): then the datagram starts a new flow.
         for _ in 0..2 {
-            let (flow, new) = match self.route.flows.find(client) {
-                Some(flow) => (flow, false),
-                None => match self.start_flow(client, mode) {
-                    Ok(flow) => (flow, true),
-                    Err((cause, why)) => return self.route.dropped(cause, client, &why),
-                },
+            let Some(flow) = table.flows.find(client) else {
+                // A new client, under the settings of now: its flow is made with this
+                // datagram already waiting in it, so the flow's thread accounts for it
+                // whatever befalls its upstream socket.
+                let route = self.route();
+                if let Err((cause, why)) = self.start_flow(&route, datagram, client, mode) {
+                    route.dropped(cause, client, &why);
+                }
+                return;
             };
-            match flow.forward(datagram, &self.route.counts) {
+            match flow.forward(datagram, &table.counts) {
                 Forwarded::Done => return,
                 Forwarded::Dropped(why) => {
-                    return self.route.dropped(DropCause::SendFailed, client, &why);
-                }
-                // A new flow that ended at once found no upstream; its thread said why.
-                Forwarded::Ended if new => {
-                    return self.route.dropped(DropCause::NoUpstream, client, &"no upstream");
+                    return self.route().dropped(DropCause::SendFailed, client, &why);
                 }
                 Forwarded::Ended => {}
             }
         }
     }
 
-    /// Makes `client`'s flow and starts its thread, if the drain, the access rules, the
-    /// process-wide cap and the route's limits let it in.
-    fn start_flow(&self, client: SocketAddr, mode: Mode) -> Result<Arc<Flow>, (DropCause, String)> {
+    /// Makes `client`'s flow, with its first `datagram` waiting in it, and starts its
+    /// thread, if the drain, the access rules, the process-wide cap and the route's limits
+    /// let it in.
+    fn start_flow(
+        &self,
+        route: &Arc<DatagramRoute>,
+        datagram: &[u8],
+        client: SocketAddr,
+        mode: Mode,
+    ) -> Result<(), (DropCause, String)> {
         if mode != Mode::Serving {
             return Err((DropCause::Draining, "the route is draining".to_string()));
         }
-        if !self.route.config.access.permits(client.ip()) {
+        if !route.config.access.permits(client.ip()) {
             return Err((DropCause::Denied, "allow/deny".to_string()));
         }
         // A flow is half a connection on every limit the cap counts (one thread with the
         // route's stack, one socket, one buffer), as a dial attempt is: it takes that slot.
-        let cap = self.route.capacity.connections;
+        let cap = route.capacity.connections;
         let Some(slot) = OPEN_IN_PROCESS.take_dial_attempt(cap) else {
             return Err((DropCause::ProcessLimit, format!("process cap of {cap} connections")));
         };
         let flow = Arc::new(Flow::new(client));
-        self.route
-            .flows
-            .insert(&flow)
-            .map_err(|cause| (cause, limit_text(&self.route.config, cause)))?;
-        let thread = self.route.flows.thread_starting();
-        let (route, listener, flow_for_thread) =
-            (Arc::clone(&self.route), Arc::clone(&self.socket), Arc::clone(&flow));
+        route.flows.insert(&flow).map_err(|cause| (cause, limit_text(&route.config, cause)))?;
+        // Not connected yet, so the datagram waits in the flow (a first one always fits).
+        let _ = flow.forward(datagram, &route.counts);
+        let thread = route.flows.thread_starting();
+        let (flow_route, listener, flow_for_thread) =
+            (Arc::clone(route), Arc::clone(&self.socket), Arc::clone(&flow));
         let spawned = thread::Builder::new()
             .name("tcprelay-flow".to_string())
-            .stack_size(self.route.config.stack_size)
+            .stack_size(route.config.stack_size)
             .spawn(move || {
                 let _thread = thread; // counted until the thread ends, however it ends
-                handle_flow(route, flow_for_thread, listener, slot);
+                handle_flow(flow_route, flow_for_thread, listener, slot);
             });
         match spawned {
-            Ok(_) => Ok(flow),
+            Ok(_) => Ok(()),
             // The closure, its slot and its thread count are dropped unrun.
             Err(error) => {
-                self.route.flows.remove(&flow);
+                route.flows.remove(&flow);
                 Err((DropCause::ProcessLimit, format!("cannot start a flow thread: {error}")))
             }
         }

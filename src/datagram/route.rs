@@ -48,9 +48,33 @@ pub struct DatagramRoute {
 impl DatagramRoute {
     /// The route of `config`, listening at `listen`, watched by `watchers`.
     pub fn new(config: Config, listen: SocketAddr, watchers: DatagramWatchers) -> DatagramRoute {
-        let capacity = flow_capacity(&config);
         let counts = Arc::new(DatagramCounts::default());
         let flows = Flows::new(config.max_flows, config.max_flows_per_client, Arc::clone(&counts));
+        DatagramRoute::with_table(config, listen, watchers, Arc::new(flows), counts)
+    }
+
+    /// The next generation of this route after a reload kept it with `config`: new
+    /// settings, upstreams and watchers for the flows made from now on, and the same flow
+    /// table and counts (open flows stay, under the generation they started with).
+    pub fn reloaded(
+        &self,
+        config: Config,
+        listen: SocketAddr,
+        watchers: DatagramWatchers,
+    ) -> DatagramRoute {
+        self.flows.set_limits(config.max_flows, config.max_flows_per_client);
+        let (flows, counts) = (Arc::clone(&self.flows), Arc::clone(&self.counts));
+        DatagramRoute::with_table(config, listen, watchers, flows, counts)
+    }
+
+    fn with_table(
+        config: Config,
+        listen: SocketAddr,
+        watchers: DatagramWatchers,
+        flows: Arc<Flows>,
+        counts: Arc<DatagramCounts>,
+    ) -> DatagramRoute {
+        let capacity = flow_capacity(&config);
         DatagramRoute {
             upstreams: Upstreams::new(
                 &config,
@@ -59,7 +83,7 @@ impl DatagramRoute {
                 DialRoom::of(&capacity),
                 watchers.upstream,
             ),
-            flows: Arc::new(flows),
+            flows,
             counts,
             events: watchers.flows,
             capacity,

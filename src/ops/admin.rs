@@ -51,6 +51,7 @@ use crate::net::stream::{self, Listener, SocketFile, Stream};
 use crate::ops::admin_http::{self, Request, Response, Status};
 use crate::ops::log::Log;
 use crate::ops::metrics::{self, RouteMetrics};
+use crate::ops::udp_metrics::{self, UdpSnapshot};
 use crate::settings::admin_access::AdminAccess;
 use crate::settings::units::format_duration;
 
@@ -187,6 +188,8 @@ pub fn host_names_admin(host: &str, local: SocketAddr) -> bool {
 pub trait Steer: fmt::Debug + Send + Sync {
     /// Each route's live counters, for `GET /metrics`.
     fn metrics(&self) -> Vec<Arc<RouteMetrics>>;
+    /// Each UDP route's counters now, for `GET /metrics`.
+    fn udp_metrics(&self) -> Vec<UdpSnapshot>;
     /// Reloads applied and refused since start.
     fn reloads(&self) -> (u64, u64);
     /// Whether a drain or stop has begun (`GET /healthz` then answers 503).
@@ -340,6 +343,11 @@ impl Admin {
                 let routes = self.server.metrics();
                 let snapshots: Vec<_> = routes.iter().map(|route| route.snapshot()).collect();
                 let mut text = metrics::render_prometheus(&snapshots);
+                let udp = self.server.udp_metrics();
+                if !udp.is_empty() {
+                    // A TCP-only relay's text stays as it was: no families it cannot have.
+                    text.push_str(&udp_metrics::render_udp(&udp));
+                }
                 let (applied, refused) = self.server.reloads();
                 text.push_str(&metrics::render_reload_counters(applied, refused));
                 text.push_str(&metrics::render_log_counters(

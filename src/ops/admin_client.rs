@@ -112,7 +112,8 @@ Usage: tcprelay reload|drain|status|reopen-logs (--admin ADDR | --config FILE)
   reload   re-read the relay's --config file and apply it, keeping live connections
   drain    stop accepting, let connections finish, and wait until the relay has stopped
            (--no-wait: return once the drain has begun)
-  status   print each route, its live connections, and each upstream with its state
+  status   print each route, its live connections (a UDP route's open flows), and each
+           upstream with its state
   reopen-logs  open the --log-file again (after logrotate renamed it); no signal needed
 --config FILE takes the admin address (and admin-token-file) from the file's globals, or,
 when it has a pid-file, from PIDFILE.admin, which the running relay keeps up to date.

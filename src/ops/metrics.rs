@@ -548,13 +548,13 @@ pub fn render_reload_counters(applied: u64, refused: u64) -> String {
     out
 }
 
-fn write_family_head(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn write_family_head(out: &mut String, name: &str, kind: &str, help: &str) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
 }
 
 /// Escapes a label value as the text format requires: backslash, double quote and line
 /// feed become `\\`, `\"` and `\n`. Everything else, UTF-8 included, is written as is.
-fn escape_label_value(value: &str) -> String {
+pub(crate) fn escape_label_value(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

@@ -12,3 +12,4 @@ pub mod log_output;
 pub(crate) mod log_time;
 pub mod metrics;
 pub mod observe;
+pub mod udp_metrics;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::ops::admin::Steer;
 use crate::ops::metrics::RouteMetrics;
+use crate::ops::udp_metrics::UdpSnapshot;
 use crate::server::routes::Routes;
 
 /// What [`ServerHandle::reload`] runs: reads the config file again and applies it (see
@@ -99,6 +100,12 @@ impl ServerHandle {
         self.routes.metrics()
     }
 
+    /// Each UDP route's counters now: the serving routes in order, then those a reload
+    /// removed whose flows are still ending.
+    pub fn udp_metrics(&self) -> Vec<UdpSnapshot> {
+        self.routes.udp_metrics()
+    }
+
     /// Each route (name, listen address, live connections, serving or leaving) and each
     /// of its upstreams with its state, one line each: what `GET /status` answers.
     pub fn status(&self) -> String {
@@ -110,6 +117,10 @@ impl ServerHandle {
 impl Steer for ServerHandle {
     fn metrics(&self) -> Vec<Arc<RouteMetrics>> {
         ServerHandle::metrics(self)
+    }
+
+    fn udp_metrics(&self) -> Vec<UdpSnapshot> {
+        ServerHandle::udp_metrics(self)
     }
 
     fn reloads(&self) -> (u64, u64) {

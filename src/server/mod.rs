@@ -1,11 +1,13 @@
-//! Several routes in one process: [`Server`] owns one [`Relay`] per route and the optional
+//! Several routes in one process: [`Server`] owns one [`Relay`](crate::Relay) per route and the optional
 //! admin endpoint, runs each accept loop on its own thread, and drains or stops them together.
 //!
-//! A route is a [`Relay`]: one listener, one accept loop, its own [`Config`]; except that
+//! A route is a [`Relay`](crate::Relay): one listener, one accept loop, its own [`Config`]; except that
 //! routes on one address that differ by `sni=` share one listener, which picks the route
-//! by the TLS server name each client asks for. The server adds nothing to the life of a
-//! connection; it only starts the relays, hands their counters to the admin endpoint, and
-//! waits for them all.
+//! by the TLS server name each client asks for. A UDP route (`udp:`) is a
+//! [`DatagramRelay`](crate::datagram::DatagramRelay): one socket, one receive loop, run,
+//! drained, reloaded and shown beside the TCP routes. The server adds nothing to the life
+//! of a connection or a flow; it only starts the relays, hands their counters to the admin
+//! endpoint, and waits for them all.
 //!
 //! ```
 //! use std::time::Duration;
@@ -46,30 +48,27 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use crate::datagram::DatagramRelay;
 use crate::limits::capacity::{self, Binding, Capacity};
 use crate::net::address::Address;
 use crate::ops::log::Log;
 use crate::ops::metrics::RouteMetrics;
-use crate::relay::accept::Relay;
 use crate::settings::config::Config;
 pub use crate::settings::server_config::{ConfigFile, ServerConfig};
 use admin_endpoint::AdminEndpoint;
 pub use handle::ServerHandle;
 use reload::Reloader;
 use routes::Routes;
+use wiring::Bound;
 
 /// Several relays and the admin endpoint, bound and ready to [`serve`](Server::serve).
 #[derive(Debug)]
 pub struct Server {
-    /// One per listener, with the routes it was bound for: a route's own, or one shared by
-    /// routes with `sni=`.
-    relays: Vec<(Relay, Vec<Config>)>,
-    /// For each route, in the order of the routes: the index of its relay in `relays`
-    /// (`None` for a UDP route).
+    /// One per listener, in the order of the routes, with the routes it was bound for: a
+    /// route's own, or one shared by routes with `sni=`; a UDP route's socket.
+    listeners: Vec<(Bound, Vec<Config>)>,
+    /// For each TCP route, in the order of the routes: the index of its listener in
+    /// `listeners` (`None` for a UDP route).
     listener_of: Vec<Option<usize>>,
-    /// The UDP routes, in the order of the routes.
-    datagram: Vec<DatagramRelay>,
     /// Each route's counters, in the order of the routes.
     route_metrics: Vec<Arc<RouteMetrics>>,
     routes: Arc<Routes>,
@@ -93,24 +92,18 @@ impl Server {
         let groups = crate::settings::config::listener_groups(&config.routes);
         let mut listener_of = vec![None; config.routes.len()];
         let mut by_route = vec![None; config.routes.len()];
-        let mut relays = Vec::new();
-        let mut datagram = Vec::new();
+        let mut listeners = Vec::new();
         for group in &groups {
             let configs: Vec<Config> =
                 group.iter().map(|&route| config.routes[route].clone()).collect();
-            // A UDP route is a group of one: it shares its socket with no other route.
-            if let [route] = &configs[..] {
-                if route.udp {
-                    datagram.push(wiring::bind_datagram(route)?);
-                    continue;
+            let listener = wiring::bind_listener(&configs)?;
+            if let Bound::Stream(relay) = &listener {
+                for (&route, metrics) in group.iter().zip(relay.all_metrics()) {
+                    listener_of[route] = Some(listeners.len());
+                    by_route[route] = Some(metrics);
                 }
             }
-            let relay = wiring::bind_listener(&configs)?;
-            for (&route, metrics) in group.iter().zip(relay.all_metrics()) {
-                listener_of[route] = Some(relays.len());
-                by_route[route] = Some(metrics);
-            }
-            relays.push((relay, configs));
+            listeners.push((listener, configs));
         }
         let route_metrics: Vec<_> = by_route.into_iter().flatten().collect();
         let routes = Arc::new(Routes::new(config.drain_timeout, config.drain_grace));
@@ -129,30 +122,23 @@ impl Server {
             }
             _ => None,
         };
-        Ok(Server {
-            relays,
-            listener_of,
-            datagram,
-            route_metrics,
-            routes,
-            admin,
-            handle,
-            watch,
-            log,
-        })
+        Ok(Server { listeners, listener_of, route_metrics, routes, admin, handle, watch, log })
     }
 
     /// Each TCP route's listening address, in the order of the routes (real ports when 0
     /// was asked; `unix:/path` for a Unix socket route). UDP routes are not among them.
     pub fn local_addrs(&self) -> Vec<Address> {
         let relays = self.listener_of.iter().flatten();
-        relays.map(|&relay| self.relays[relay].0.listen_addr()).collect()
+        relays.map(|&relay| self.listeners[relay].0.listen_addr()).collect()
     }
 
     /// Each UDP route's bound address and its label, in the order of the routes.
     pub(crate) fn datagram_addrs(&self) -> Vec<(SocketAddr, String)> {
-        let addrs = self.datagram.iter().map(|relay| {
-            (relay.local_addr(), wiring::datagram_label(relay.config(), relay.local_addr()))
+        let addrs = self.listeners.iter().filter_map(|(listener, _)| match listener {
+            Bound::Stream(_) => None,
+            Bound::Datagram(relay, upstream_metrics) => {
+                Some((relay.local_addr(), upstream_metrics.route()))
+            }
         });
         addrs.collect()
     }
@@ -189,10 +175,12 @@ impl Server {
     /// An accept thread that cannot be created (then every route is stopped first), or the
     /// first error a route's `serve` returned.
     pub fn serve(self) -> io::Result<()> {
-        let Server { relays, datagram, routes, admin, handle, watch, log, .. } = self;
+        let Server { listeners, routes, admin, handle, watch, log, .. } = self;
         // Every route counts against the one cap; a UDP flow takes half a connection's share.
-        let capacity = relays.first().map(|(relay, _)| relay.capacity());
-        if let Some(capacity) = capacity.or_else(|| datagram.first().map(DatagramRelay::capacity)) {
+        // A TCP route's figure first (a UDP route's cost counts its larger buffer).
+        let first_tcp = listeners.iter().find(|(listener, _)| matches!(listener, Bound::Stream(_)));
+        if let Some((listener, _)) = first_tcp.or(listeners.first()) {
+            let capacity = listener.capacity();
             log_capacity(&log, capacity);
         }
         admin.start();
@@ -209,7 +197,7 @@ impl Server {
                 }
             }
             // Every route's accept loop, and those a reload adds, until all have stopped.
-            let started = routes.start(relays).and_then(|()| routes.start_datagram(datagram));
+            let started = routes.start(listeners);
             let served = routes.wait();
             drop(stop_watching);
             admin.stop_and_join();

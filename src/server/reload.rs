@@ -14,6 +14,13 @@
 //! - a new route starts accepting;
 //! - a route no longer in the file stops accepting and drains under `drain-timeout`.
 //!
+//! A UDP route (`udp:`) is kept, changed, added or removed the same way, by its listen
+//! address: a kept one keeps its socket, its flow table and its counts, and its open flows
+//! go on (under the settings and upstream they started with) while new flows get the new
+//! settings; a removed one closes its socket and ends its flows at once (`reason=removed`):
+//! a flow has no transfer to finish, and the client's next datagram is refused by the
+//! closed port.
+//!
 //! A changed `admin` address moves the admin endpoint, with the file's `admin-token-file`
 //! and `admin-socket-mode`: the new address is bound before anything changes, and the old
 //! endpoint closes last (see server/admin_endpoint.rs). Other process settings that only
@@ -31,7 +38,7 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::lock::lock;
-use crate::net::address::Address;
+use crate::net::address::{Address, UDP_PREFIX};
 use crate::ops::log::{self, Log};
 use crate::server::admin_endpoint::AdminEndpoint;
 use crate::server::routes::{Next, Routes};
@@ -46,8 +53,7 @@ const APPLIED_PROCESS_SETTINGS: [&str; 3] = ["drain-timeout", "drain-grace", "lo
 /// Reloads one server from its config file.
 pub(crate) struct Reloader {
     file: ConfigFile,
-    /// The process settings the server started with (the admin endpoint's as it moved),
-    /// and its UDP routes, which run as started.
+    /// The process settings the server started with (the admin endpoint's as it moved).
     started: Mutex<ServerConfig>,
     routes: Arc<Routes>,
     admin: Weak<AdminEndpoint>,
@@ -65,8 +71,7 @@ impl Reloader {
         admin: Weak<AdminEndpoint>,
         log: Log,
     ) -> Reloader {
-        let udp = started.routes.iter().filter(|route| route.udp).cloned().collect();
-        let started = Mutex::new(ServerConfig { routes: udp, ..started.clone() });
+        let started = Mutex::new(ServerConfig { routes: Vec::new(), ..started.clone() });
         Reloader { file, started, routes, admin, log, one_at_a_time: Mutex::new(()) }
     }
 
@@ -126,14 +131,8 @@ impl Reloader {
         // The caps of the routes this reload builds leave out the threads it asks for.
         crate::limits::capacity::set_reserve(wiring::thread_reserve(&server));
         let running = self.routes.configs().ok_or("the relay is draining")?;
-        // UDP routes run as they were started until reloads know them: left out here, and
-        // named as kept until restart when the file changed them.
-        let udp_changed = udp_routes(&lock(&self.started)) != udp_routes(&server);
         // One entry per listener, as at start: a route alone, or routes that share it by sni=.
-        let groups: Vec<Vec<usize>> = listener_groups(&server.routes)
-            .into_iter()
-            .filter(|group| !server.routes[group[0]].udp)
-            .collect();
+        let groups = listener_groups(&server.routes);
         let listeners: Vec<Vec<Config>> = groups
             .iter()
             .map(|group| group.iter().map(|&route| server.routes[route].clone()).collect())
@@ -183,9 +182,6 @@ impl Reloader {
             summary.admin_moved = Some(admin.local_addr().map_or("none".into(), |a| a.to_string()));
         }
         summary.kept = kept_until_restart(&started, &server);
-        if udp_changed {
-            summary.kept.push("udp routes".to_string());
-        }
         Ok(summary)
     }
 }
@@ -300,19 +296,16 @@ fn differs(running: &Config, config: &Config) -> bool {
 }
 
 /// A route in the reload's summary: its name and address, or its address alone (and its
-/// server names, on a listener shared by `sni=`).
+/// server names, on a listener shared by `sni=`; `udp:` before a UDP route's).
 fn label(config: &Config, listen: &Address) -> String {
-    let address = config.listen_and_names(listen);
+    let address = match config.udp {
+        true => format!("{UDP_PREFIX}{listen}"),
+        false => config.listen_and_names(listen),
+    };
     match config.name.is_empty() {
         true => address,
         false => format!("{}({address})", config.name),
     }
-}
-
-/// The UDP routes of `server`, each as `--check` describes it.
-fn udp_routes(server: &ServerConfig) -> Vec<String> {
-    let udp = server.routes.iter().filter(|route| route.udp);
-    udp.map(settings::describe_route).collect()
 }
 
 /// The process settings that differ between `started` and `file` but apply only at start.

@@ -1,5 +1,6 @@
-//! The routes a [`Server`](crate::Server) runs now, and their accept threads: what a drain
-//! stops, what `/metrics` and `/status` read, and what a reload changes.
+//! The routes a [`Server`](crate::Server) runs now, and their accept threads (a UDP
+//! route's receive thread is one too): what a drain stops, what `/metrics` and `/status`
+//! read, and what a reload changes.
 //!
 //! A reload (server/reload.rs) works out what to change; this module applies it under one
 //! lock, so that a drain and a reload never cross: once a drain has begun, a reload is
@@ -17,13 +18,15 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::counter::Counter;
-use crate::datagram::{DatagramRelay, DatagramStop};
+use crate::datagram::DatagramStop;
 
 use crate::lock::{lock, wait, wait_timeout};
-use crate::net::address::Address;
+use crate::net::address::{Address, UDP_PREFIX};
 use crate::ops::metrics::RouteMetrics;
-use crate::relay::accept::{Relay, StopHandle};
+use crate::ops::udp_metrics::UdpSnapshot;
+use crate::relay::accept::StopHandle;
 use crate::relay::current::CurrentRoute;
+use crate::server::wiring::{self, Bound};
 use crate::settings::config::Config;
 
 /// The stack of each accept loop's thread; `capacity.rs` counts it.
@@ -52,8 +55,6 @@ struct State {
     /// Routes a reload removed, draining until their accept thread ends.
     leaving: Vec<Served>,
     threads: Vec<JoinHandle<io::Result<()>>>,
-    /// The UDP routes' handles: a drain or a stop reaches them with the TCP routes.
-    datagram: Vec<DatagramStop>,
     /// Accept threads that have not ended yet.
     running: usize,
     /// A drain or stop has begun.
@@ -77,8 +78,60 @@ struct Served {
     /// Its routes, in the order of the configuration: one, or several that differ by `sni=`.
     configs: Vec<Config>,
     listen: Address,
-    current: Arc<CurrentRoute>,
-    stop: StopHandle,
+    handles: Handles,
+}
+
+/// How the server reaches a listener's loop: a TCP listener's or a UDP route's.
+#[derive(Debug)]
+enum Handles {
+    /// A TCP or Unix socket listener: the route generation its accept loop hands out, and
+    /// its stop handle.
+    Stream(Arc<CurrentRoute>, StopHandle),
+    /// A UDP route: its stop, drain and reload handle, and its upstreams' counters.
+    Datagram(DatagramStop, Arc<RouteMetrics>),
+}
+
+impl Handles {
+    fn stop(&self) {
+        match self {
+            Handles::Stream(_, stop) => stop.stop(),
+            Handles::Datagram(stop, _) => stop.stop(),
+        }
+    }
+
+    fn drain(&self, timeout: Duration) {
+        match self {
+            Handles::Stream(_, stop) => stop.drain(timeout),
+            Handles::Datagram(stop, _) => stop.drain(timeout),
+        }
+    }
+
+    /// A reload removed the listener: a TCP one drains under `timeout`; a UDP route ends
+    /// its flows now (`reason=removed`): it has no connection to finish, and a client's
+    /// next datagram, refused by the closed port, tells it to look elsewhere.
+    fn remove(&self, timeout: Duration) {
+        match self {
+            Handles::Stream(_, stop) => stop.drain(timeout),
+            Handles::Datagram(stop, _) => stop.remove(),
+        }
+    }
+
+    /// A reload kept the listener with `configs`, which differ from its old ones: the
+    /// clients (TCP) or flows (UDP) from now on get them.
+    fn reload(&self, mut configs: Vec<Config>, listen: &Address) {
+        match self {
+            Handles::Stream(current, _) => current.reload(configs),
+            Handles::Datagram(stop, upstream_metrics) => {
+                let (Some(config), Address::Tcp(local)) = (configs.pop(), listen) else {
+                    return; // a UDP route is one route on an IP address
+                };
+                let label = wiring::datagram_label(&config, *local);
+                upstream_metrics.reloaded(&label, config.upstreams());
+                let watchers = wiring::watch_datagram(&config, upstream_metrics);
+                stop.reload(config, watchers);
+            }
+        }
+    }
 }
 
 /// A listener as a reload leaves it.
@@ -88,7 +141,7 @@ pub(crate) enum Next {
     /// now on; `true` if they differ from its old ones.
     Keep(usize, Vec<Config>, bool),
     /// A new listener, already bound, and its routes.
-    Add(Relay, Vec<Config>),
+    Add(Bound, Vec<Config>),
 }
 
 impl Routes {
@@ -99,7 +152,6 @@ impl Routes {
             serving: Vec::new(),
             leaving: Vec::new(),
             threads: Vec::new(),
-            datagram: Vec::new(),
             running: 0,
             stopping: false,
             stopped: false,
@@ -117,55 +169,20 @@ impl Routes {
         }
     }
 
-    /// Runs each relay's accept loop on a thread of its own.
+    /// Runs each listener's loop on a thread of its own: a TCP listener's accept loop, a
+    /// UDP route's receive loop.
     ///
     /// # Errors
     /// A thread that cannot be created; the routes already started are stopped then.
-    pub fn start(self: &Arc<Self>, relays: Vec<(Relay, Vec<Config>)>) -> io::Result<()> {
+    pub fn start(self: &Arc<Self>, listeners: Vec<(Bound, Vec<Config>)>) -> io::Result<()> {
         let mut state = self.lock();
-        for (relay, configs) in relays {
-            if let Err(error) = self.spawn(&mut state, relay, configs) {
+        for (listener, configs) in listeners {
+            if let Err(error) = self.spawn(&mut state, listener, configs) {
                 // Half a server is a surprise: stop the routes already running.
                 state.stopping = true;
-                state.serving.iter().for_each(|route| route.stop.stop());
+                state.serving.iter().for_each(|route| route.handles.stop());
                 return Err(error);
             }
-        }
-        Ok(())
-    }
-
-    /// Runs each UDP route's receive loop on a thread of its own, counted and joined as an
-    /// accept thread is.
-    ///
-    /// # Errors
-    /// A thread that cannot be created; every route already started is stopped then.
-    pub fn start_datagram(self: &Arc<Self>, relays: Vec<DatagramRelay>) -> io::Result<()> {
-        let mut state = self.lock();
-        for relay in relays {
-            let id = state.next_thread;
-            let stop = relay.stop_handle();
-            let routes = Arc::clone(self);
-            let builder = thread::Builder::new().name(format!("tcprelay-udp-{id}"));
-            let spawned = builder.stack_size(ACCEPT_STACK_SIZE).spawn(move || {
-                let _ended = ThreadEnded(&routes, id); // counted even if the loop panics
-                relay.serve()
-            });
-            let thread = match spawned {
-                Ok(thread) => thread,
-                Err(error) => {
-                    state.stopping = true;
-                    state.serving.iter().for_each(|route| route.stop.stop());
-                    state.datagram.iter().for_each(DatagramStop::stop);
-                    return Err(error);
-                }
-            };
-            state.next_thread += 1;
-            state.running += 1;
-            state.threads.push(thread);
-            if state.stopping && (!state.in_grace || state.stopped) {
-                stop.drain(state.drain_timeout);
-            }
-            state.datagram.push(stop);
         }
         Ok(())
     }
@@ -173,25 +190,32 @@ impl Routes {
     fn spawn(
         self: &Arc<Self>,
         state: &mut State,
-        relay: Relay,
+        listener: Bound,
         configs: Vec<Config>,
     ) -> io::Result<()> {
         let id = state.next_thread;
-        let served = Served {
-            id,
-            configs,
-            listen: relay.listen_addr(),
-            current: relay.current(),
-            stop: relay.stop_handle(),
+        let listen = listener.listen_addr();
+        let (handles, name) = match &listener {
+            Bound::Stream(relay) => (
+                Handles::Stream(relay.current(), relay.stop_handle()),
+                format!("tcprelay-accept-{id}"),
+            ),
+            Bound::Datagram(relay, upstream_metrics) => (
+                Handles::Datagram(relay.stop_handle(), Arc::clone(upstream_metrics)),
+                format!("tcprelay-udp-{id}"),
+            ),
         };
+        let served = Served { id, configs, listen, handles };
         let routes = Arc::clone(self);
-        let name = format!("tcprelay-accept-{id}");
         // A small stack: the loop is shallow, and under a memory limit every megabyte counts
         // (see `capacity.rs`).
         let builder = thread::Builder::new().name(name).stack_size(ACCEPT_STACK_SIZE);
         let thread = builder.spawn(move || {
             let _ended = ThreadEnded(&routes, id); // counted even if the loop panics
-            relay.serve()
+            match listener {
+                Bound::Stream(relay) => relay.serve(),
+                Bound::Datagram(relay, _) => relay.serve(),
+            }
         })?;
         state.next_thread += 1;
         state.running += 1;
@@ -199,7 +223,7 @@ impl Routes {
         if state.stopping && (!state.in_grace || state.stopped) {
             // A drain or stop came before this route started (say, right after `bind`). In
             // a drain's grace, the route accepts like the others until the grace ends.
-            served.stop.drain(state.drain_timeout);
+            served.handles.drain(state.drain_timeout);
         }
         state.serving.push(served);
         Ok(())
@@ -277,8 +301,7 @@ impl Routes {
         let mut state = self.lock();
         state.stopping = true;
         state.stopped = true;
-        state.serving.iter().chain(&state.leaving).for_each(|route| route.stop.stop());
-        state.datagram.iter().for_each(DatagramStop::stop);
+        state.serving.iter().chain(&state.leaving).for_each(|route| route.handles.stop());
         self.grace_cut.notify_all();
     }
 
@@ -302,7 +325,24 @@ impl Routes {
     pub fn metrics(&self) -> Vec<Arc<RouteMetrics>> {
         let state = self.lock();
         let routes = state.serving.iter().chain(&state.leaving);
-        routes.flat_map(|route| route.current.get().all_metrics()).collect()
+        let tcp = routes.filter_map(|route| match &route.handles {
+            Handles::Stream(current, _) => Some(current.get().all_metrics()),
+            Handles::Datagram(..) => None,
+        });
+        tcp.flatten().collect()
+    }
+
+    /// Each UDP route's counters now, in the same order as [`metrics`](Self::metrics).
+    pub fn udp_metrics(&self) -> Vec<UdpSnapshot> {
+        let state = self.lock();
+        let routes = state.serving.iter().chain(&state.leaving);
+        let udp = routes.filter_map(|route| match &route.handles {
+            Handles::Stream(..) => None,
+            Handles::Datagram(stop, upstream_metrics) => {
+                Some(UdpSnapshot::read(upstream_metrics.route(), &stop.route().counts))
+            }
+        });
+        udp.collect()
     }
 
     /// The serving listeners' routes as configured and their bound addresses, in order,
@@ -341,7 +381,7 @@ impl Routes {
                     if let Err(error) = self.spawn(&mut state, relay, configs) {
                         // Undo: the routes just started stop again, closing their listeners.
                         for added in state.serving.drain(before..).collect::<Vec<_>>() {
-                            added.stop.stop();
+                            added.handles.stop();
                             state.leaving.push(added);
                         }
                         return Err(format!("cannot start an accept thread: {error}"));
@@ -361,7 +401,7 @@ impl Routes {
                         continue;
                     };
                     if changed {
-                        route.current.reload(configs.clone());
+                        route.handles.reload(configs.clone(), &route.listen);
                     }
                     route.configs = configs;
                     Some(route)
@@ -371,7 +411,7 @@ impl Routes {
             serving.extend(route);
         }
         for removed in old.into_iter().flatten() {
-            removed.stop.drain(drain_timeout);
+            removed.handles.remove(drain_timeout);
             state.leaving.push(removed);
         }
         state.serving = serving;
@@ -380,26 +420,36 @@ impl Routes {
         Ok(())
     }
 
-    /// What `GET /status` answers: each route (its name, listen address, live connections)
-    /// and each of its upstreams with its state.
+    /// What `GET /status` answers: each route (its name, listen address, live connections,
+    /// or a UDP route's open flows) and each of its upstreams with its state.
     pub fn status(&self) -> String {
         let state = self.lock();
         let mut text = String::new();
         let routes = state.serving.iter().map(|r| (r, "serving"));
         for (route, doing) in routes.chain(state.leaving.iter().map(|r| (r, "leaving"))) {
-            let generation = route.current.get();
-            let metrics = generation.metrics.snapshot();
-            let open = generation.connections.open_count();
+            // A TCP route counts connections; a UDP route, flows (`udp:` before its address).
+            let (metrics, listen, open, what) = match &route.handles {
+                Handles::Stream(current, _) => {
+                    let generation = current.get();
+                    let open = generation.connections.open_count();
+                    (generation.metrics.snapshot(), route.listen.to_string(), open, "connections")
+                }
+                Handles::Datagram(stop, upstream_metrics) => {
+                    let open = stop.route().flows.len();
+                    let listen = format!("{UDP_PREFIX}{}", route.listen);
+                    (upstream_metrics.snapshot(), listen, open, "flows")
+                }
+            };
             let _ = writeln!(
                 text,
-                "route {} listen={} connections={open} state={doing}",
-                metrics.route, route.listen
+                "route {} listen={listen} {what}={open} state={doing}",
+                metrics.route
             );
             for upstream in &metrics.upstreams {
                 let up = if upstream.up { "up" } else { "down" };
                 let _ = writeln!(
                     text,
-                    "  upstream {} {up} connections={}",
+                    "  upstream {} {up} {what}={}",
                     upstream.upstream, upstream.active
                 );
             }
@@ -417,8 +467,7 @@ impl Routes {
 /// Drains every route, those a reload removed too, under the drain timeout.
 fn drain_now(state: &State) {
     let timeout = state.drain_timeout;
-    state.serving.iter().chain(&state.leaving).for_each(|route| route.stop.drain(timeout));
-    state.datagram.iter().for_each(|route| route.drain(timeout));
+    state.serving.iter().chain(&state.leaving).for_each(|route| route.handles.drain(timeout));
 }
 
 /// Counts the end of the accept thread with this number and wakes [`Routes::wait`],

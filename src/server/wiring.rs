@@ -18,9 +18,10 @@ use crate::settings::config::Config;
 use crate::settings::server_config::ServerConfig;
 use crate::upstream::health;
 
-// A UDP route's wiring (`bind_datagram`).
+// A UDP route's wiring (`bind_datagram`, `watch_datagram`, `Bound`).
 use crate::datagram::{DatagramRelay, DatagramWatchers};
-use crate::net::address::UDP_PREFIX;
+use crate::limits::capacity::Capacity;
+use crate::net::address::{Address, UDP_PREFIX};
 use crate::ops::flow_log::FlowLog;
 use crate::ops::log::Log;
 
@@ -43,22 +44,62 @@ impl Relay {
     }
 }
 
+/// A bound listener, as the server runs it: a TCP (or Unix socket) listener with its
+/// routes, or a UDP route's socket.
+#[derive(Debug)]
+pub(crate) enum Bound {
+    /// A TCP or Unix socket listener: one route's, or routes' that share it by `sni=`.
+    Stream(Relay),
+    /// A UDP route, with its upstreams' counters (kept across reloads, read by `status`).
+    Datagram(DatagramRelay, Arc<RouteMetrics>),
+}
+
+impl Bound {
+    /// Where it listens (the real port when 0 was asked).
+    pub fn listen_addr(&self) -> Address {
+        match self {
+            Bound::Stream(relay) => relay.listen_addr(),
+            Bound::Datagram(relay, _) => Address::Tcp(relay.local_addr()),
+        }
+    }
+
+    /// How many connections the process can hold, by this listener's cost of one.
+    pub fn capacity(&self) -> Capacity {
+        match self {
+            Bound::Stream(relay) => relay.capacity(),
+            Bound::Datagram(relay, _) => relay.capacity(),
+        }
+    }
+}
+
 /// Binds a UDP route (`udp:` listen address), watched as a TCP route is: its flows by a
-/// [`FlowLog`], its upstreams by an [`Observer`] over counters of their own.
+/// [`FlowLog`], its upstreams by an [`Observer`] over counters of their own, which are
+/// returned too.
 ///
 /// # Errors
 /// As [`DatagramRelay::bind`].
-pub(crate) fn bind_datagram(config: &Config) -> io::Result<DatagramRelay> {
-    DatagramRelay::bind(config.clone(), |config, local_addr| {
+pub(crate) fn bind_datagram(config: &Config) -> io::Result<(DatagramRelay, Arc<RouteMetrics>)> {
+    let mut made = None;
+    let relay = DatagramRelay::bind(config.clone(), |config, local_addr| {
         let label = datagram_label(config, local_addr);
-        let metrics = Arc::new(RouteMetrics::with_upstreams(label.clone(), config.upstreams()));
-        let log = Log::for_route(config.log_level, &label);
-        DatagramWatchers {
-            flows: Arc::new(FlowLog::new(label, log)),
-            upstream_counts: metrics.upstreams(),
-            upstream: Arc::new(Observer::for_route(config, metrics)),
-        }
-    })
+        let metrics = Arc::new(RouteMetrics::with_upstreams(label, config.upstreams()));
+        made = Some(Arc::clone(&metrics));
+        watch_datagram(config, &metrics)
+    })?;
+    let metrics = made.ok_or_else(|| io::Error::other("a UDP route bound without watchers"))?;
+    Ok((relay, metrics))
+}
+
+/// A UDP route's watchers, labelled by `metrics.route()`: a [`FlowLog`] at the route's
+/// level, and an [`Observer`] counting in `metrics`' upstreams.
+pub(crate) fn watch_datagram(config: &Config, metrics: &Arc<RouteMetrics>) -> DatagramWatchers {
+    let label = metrics.route();
+    let log = Log::for_route(config.log_level, &label);
+    DatagramWatchers {
+        flows: Arc::new(FlowLog::new(label, log)),
+        upstream_counts: metrics.upstreams(),
+        upstream: Arc::new(Observer::for_route(config, Arc::clone(metrics))),
+    }
 }
 
 /// A UDP route's label in logs (and metrics): its name, else `udp:` and its bound address.
@@ -70,16 +111,23 @@ pub(crate) fn datagram_label(config: &Config, local_addr: SocketAddr) -> String 
 }
 
 /// Binds the listener of one group of routes (see `listener_groups`): a route's own, or
-/// one shared by routes that differ by `sni=`.
+/// one shared by routes that differ by `sni=`; a UDP route's socket.
 ///
 /// # Errors
-/// As [`Relay::bind`]; `InvalidInput` for an empty group.
-pub(crate) fn bind_listener(configs: &[Config]) -> io::Result<Relay> {
+/// As [`Relay::bind`] and [`bind_datagram`]; `InvalidInput` for an empty group.
+pub(crate) fn bind_listener(configs: &[Config]) -> io::Result<Bound> {
     match configs {
         [] => Err(io::Error::new(io::ErrorKind::InvalidInput, "no route to bind")),
+        // A UDP route is a group of one: it shares its socket with no other route.
+        [config] if config.udp => {
+            let (relay, metrics) = bind_datagram(config)?;
+            Ok(Bound::Datagram(relay, metrics))
+        }
         // A group without sni= is one route on a listener of its own.
-        [config] if config.server_names.is_empty() => Relay::bind(config.clone()),
-        _ => Relay::bind_sharing(configs.to_vec(), watch),
+        [config] if config.server_names.is_empty() => {
+            Ok(Bound::Stream(Relay::bind(config.clone())?))
+        }
+        _ => Ok(Bound::Stream(Relay::bind_sharing(configs.to_vec(), watch)?)),
     }
 }
 
