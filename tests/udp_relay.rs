@@ -294,3 +294,34 @@ fn clients_on_other_addresses_and_ipv6_each_get_their_own_replies() {
     let client6 = udp_client("::1");
     assert_eq!(text(&request(&client6, relay6.addr, b"over IPv6")), "over IPv6");
 }
+
+/// A datagram whose source is the route's own upstream (spoofed from afar, or sent by the
+/// upstream itself) makes a flow whose client is the upstream: an upstream that answers
+/// whatever it gets then answers the relay's listening socket, which forwards that to the
+/// upstream again, for ever (measured on this branch without `deny`: about 25,000
+/// datagrams a second from one datagram, the flow never idle; the "Loop DoS" of
+/// CVE-2024-2169 with the relay as one end). The relay does not refuse such a source by
+/// itself; `deny=` of the upstream's address does, as docs/reliability.md advises: the
+/// datagram is dropped and logged `denied`, and only genuine clients reach the upstream.
+#[test]
+fn deny_of_the_upstreams_address_stops_a_forwarding_loop_started_from_it() {
+    let upstream = UdpUpstream::start("127.0.0.1:0", |socket, datagram, from, sent| {
+        match text(datagram).strip_prefix("send to ") {
+            // The test asks the upstream to send one datagram to the relay from its own socket.
+            Some(relay) => {
+                let relay: std::net::SocketAddr = relay.parse().expect("the relay's address");
+                socket.send_to(b"from the upstream itself", relay).expect("send to the relay");
+            }
+            // Otherwise it answers everything, as a TFTP or legacy service answers an error.
+            None => sent.send(socket, datagram, from),
+        }
+    });
+    let relay = udp_relay_to(upstream.addr, &["--deny", "127.0.0.1/32"]);
+    let test = udp_client("127.0.0.2");
+    test.send_to(format!("send to {}", relay.addr).as_bytes(), upstream.addr).expect("send");
+    let line = relay.log_line_with("msg=\"datagram dropped\"");
+    assert_eq!(logfmt_field(&line, "reason").as_deref(), Some("denied"), "{line}");
+    assert_eq!(logfmt_field(&line, "client"), Some(upstream.addr.to_string()), "{line}");
+    assert_eq!(text(&request(&test, relay.addr, b"genuine")), "genuine");
+    assert_eq!(upstream.sent(), (1, 7), "the upstream answered only the genuine client");
+}
