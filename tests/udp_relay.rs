@@ -325,3 +325,52 @@ fn deny_of_the_upstreams_address_stops_a_forwarding_loop_started_from_it() {
     assert_eq!(text(&request(&test, relay.addr, b"genuine")), "genuine");
     assert_eq!(upstream.sent(), (1, 7), "the upstream answered only the genuine client");
 }
+
+/// The idle clock counts both directions (the per-direction timers of 9seconds/mtg#424 cut
+/// one-way streams): a download-only flow, the upstream sending 40 datagrams 50 ms apart
+/// after one request, outlives its 1 s `udp-idle-timeout` and every datagram arrives; so
+/// does an upload-only flow, the client sending 40 datagrams 50 ms apart to an upstream
+/// that never answers. Each stays one flow, ended once, by idleness, after the stream.
+/// (The 50 ms are the streams' pace, not a synchronisation.)
+#[test]
+fn one_way_streams_in_either_direction_outlive_the_idle_timeout() {
+    const STREAM: u64 = 40;
+    let pace = Duration::from_millis(50);
+    let downloads = UdpUpstream::start("127.0.0.1:0", move |socket, _, from, sent| {
+        for n in 0..STREAM {
+            sent.send(socket, format!("download {n}").as_bytes(), from);
+            thread::sleep(pace);
+        }
+    });
+    let relay = udp_relay_to(downloads.addr, &["--udp-idle-timeout", "1s"]);
+    let client = udp_client("127.0.0.1");
+    client.send_to(b"start", relay.addr).expect("send to the relay");
+    for n in 0..STREAM {
+        assert_eq!(
+            text(&receive_from(&client, relay.addr, "the downloader")),
+            format!("download {n}")
+        );
+    }
+    let flow = FlowLine::next(&relay);
+    assert_eq!(
+        (flow.field("reason").as_str(), flow.number("datagrams_to_client")),
+        ("idle_timeout", STREAM)
+    );
+
+    let uploads = UdpUpstream::start("127.0.0.1:0", |_, _, _, _| {}); // never answers
+    let relay = udp_relay_to(uploads.addr, &["--udp-idle-timeout", "1s"]);
+    for n in 0..STREAM {
+        client.send_to(format!("upload {n}").as_bytes(), relay.addr).expect("send to the relay");
+        thread::sleep(pace);
+    }
+    let flow = FlowLine::next(&relay);
+    assert_eq!(
+        (flow.field("reason").as_str(), flow.number("datagrams_to_upstream")),
+        ("idle_timeout", STREAM)
+    );
+    assert_eq!(
+        (uploads.received(), uploads.sources().len()),
+        (STREAM, 1),
+        "one flow carried them all"
+    );
+}
