@@ -374,3 +374,31 @@ fn one_way_streams_in_either_direction_outlive_the_idle_timeout() {
         "one flow carried them all"
     );
 }
+
+/// A client that goes away while its upstream still answers (its port closed: each reply
+/// draws an ICMP port unreachable, which Windows reports on the next receive of the
+/// listening socket) costs the others nothing: the listener goes on serving, and the gone
+/// client's flow ends by its idle timeout.
+#[test]
+fn a_client_gone_while_its_upstream_still_answers_does_not_stop_the_listener() {
+    let upstream = UdpUpstream::replying(20);
+    let relay = udp_relay_to(upstream.addr, &["--udp-idle-timeout", "300ms"]);
+    let gone = udp_client("127.0.0.1");
+    gone.send_to(b"answer me twenty times", relay.addr).expect("send to the relay");
+    let gone_addr = gone.local_addr().expect("bound");
+    drop(gone);
+    let flow = FlowLine::next(&relay);
+    assert_eq!(flow.field("client"), gone_addr.to_string(), "{flow:?}");
+    assert_eq!(flow.field("reason"), "idle_timeout", "{flow:?}");
+    let other = udp_client("127.0.0.1");
+    for n in 0..10 {
+        let asked = format!("still served {n}");
+        assert_eq!(text(&request(&other, relay.addr, asked.as_bytes())), format!("{asked}#0"));
+        for more in 1..20 {
+            assert_eq!(
+                text(&receive_from(&other, relay.addr, "the other")),
+                format!("{asked}#{more}")
+            );
+        }
+    }
+}
