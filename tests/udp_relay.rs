@@ -300,22 +300,13 @@ fn clients_on_other_addresses_and_ipv6_each_get_their_own_replies() {
 /// whatever it gets then answers the relay's listening socket, which forwards that to the
 /// upstream again, for ever (measured on this branch without `deny`: about 25,000
 /// datagrams a second from one datagram, the flow never idle; the "Loop DoS" of
-/// CVE-2024-2169 with the relay as one end). The relay does not refuse such a source by
-/// itself; `deny=` of the upstream's address does, as docs/reliability.md advises: the
-/// datagram is dropped and logged `denied`, and only genuine clients reach the upstream.
+/// CVE-2024-2169 with the relay as one end). `deny=` of the upstream's address stops it
+/// before a flow exists, as docs/reliability.md advises for loops through another of the
+/// route's upstreams: the datagram is dropped and logged `denied`, and only genuine clients
+/// reach the upstream.
 #[test]
 fn deny_of_the_upstreams_address_stops_a_forwarding_loop_started_from_it() {
-    let upstream = UdpUpstream::start("127.0.0.1:0", |socket, datagram, from, sent| {
-        match text(datagram).strip_prefix("send to ") {
-            // The test asks the upstream to send one datagram to the relay from its own socket.
-            Some(relay) => {
-                let relay: std::net::SocketAddr = relay.parse().expect("the relay's address");
-                socket.send_to(b"from the upstream itself", relay).expect("send to the relay");
-            }
-            // Otherwise it answers everything, as a TFTP or legacy service answers an error.
-            None => sent.send(socket, datagram, from),
-        }
-    });
+    let upstream = answering_upstream_that_can_send_to_the_relay();
     let relay = udp_relay_to(upstream.addr, &["--deny", "127.0.0.1/32"]);
     let test = udp_client("127.0.0.2");
     test.send_to(format!("send to {}", relay.addr).as_bytes(), upstream.addr).expect("send");
@@ -401,4 +392,40 @@ fn a_client_gone_while_its_upstream_still_answers_does_not_stop_the_listener() {
             );
         }
     }
+}
+
+/// An upstream that answers everything it gets, as a TFTP or legacy service answers an
+/// error, and that sends one datagram to the relay from its own socket when the test asks
+/// (`send to RELAY`): a forged datagram from the upstream's address, as an attacker would
+/// start a forwarding loop.
+fn answering_upstream_that_can_send_to_the_relay() -> UdpUpstream {
+    UdpUpstream::start("127.0.0.1:0", |socket, datagram, from, sent| {
+        match text(datagram).strip_prefix("send to ") {
+            Some(relay) => {
+                let relay: std::net::SocketAddr = relay.parse().expect("the relay's address");
+                socket.send_to(b"from the upstream itself", relay).expect("send to the relay");
+            }
+            None => sent.send(socket, datagram, from),
+        }
+    })
+}
+
+/// The same datagram from the upstream's own address, with no `deny=`: the relay sees that
+/// the new flow's client is the very upstream it was given, drops the datagram (`loop`)
+/// and ends the flow (`reason=loop`) before sending anything, so nothing bounces. Before,
+/// the upstream and the relay answered each other about 25,000 times a second.
+#[test]
+fn a_datagram_from_the_flows_own_upstream_never_starts_a_forwarding_loop() {
+    let upstream = answering_upstream_that_can_send_to_the_relay();
+    let relay = udp_relay_to(upstream.addr, &[]);
+    let test = udp_client("127.0.0.2");
+    test.send_to(format!("send to {}", relay.addr).as_bytes(), upstream.addr).expect("send");
+    let line = relay.log_line_with("msg=\"datagram dropped\"");
+    assert_eq!(logfmt_field(&line, "reason").as_deref(), Some("loop"), "{line}");
+    assert_eq!(logfmt_field(&line, "client"), Some(upstream.addr.to_string()), "{line}");
+    let closed = relay.log_line_with("msg=\"flow closed\"");
+    assert_eq!(logfmt_field(&closed, "reason").as_deref(), Some("loop"), "{closed}");
+    assert_eq!(logfmt_field(&closed, "datagrams_to_upstream").as_deref(), Some("0"), "{closed}");
+    assert_eq!(text(&request(&test, relay.addr, b"genuine")), "genuine");
+    assert_eq!(upstream.sent(), (1, 7), "the upstream answered only the genuine client");
 }

@@ -23,17 +23,20 @@ pub enum FlowEnd {
     UpstreamError,
     /// A reload removed the route.
     Removed,
+    /// The client is the flow's own upstream: relaying would loop (see [`DropCause::Loop`]).
+    Loop,
 }
 
 impl FlowEnd {
     /// Every reason, in the order the metrics list them.
-    pub const ALL: [FlowEnd; 6] = [
+    pub const ALL: [FlowEnd; 7] = [
         FlowEnd::IdleTimeout,
         FlowEnd::Responses,
         FlowEnd::Drain,
         FlowEnd::Stop,
         FlowEnd::UpstreamError,
         FlowEnd::Removed,
+        FlowEnd::Loop,
     ];
 
     /// The reason as the log and the metrics write it: `idle_timeout`, `responses`, ...
@@ -45,6 +48,7 @@ impl FlowEnd {
             FlowEnd::Stop => "stop",
             FlowEnd::UpstreamError => "upstream_error",
             FlowEnd::Removed => "removed",
+            FlowEnd::Loop => "loop",
         }
     }
 }
@@ -78,11 +82,15 @@ pub enum DropCause {
     SendFailed,
     /// A new client while the route drains: only open flows are still relayed.
     Draining,
+    /// A datagram from the address of the very upstream its flow was given: relaying that
+    /// upstream's answers back to it would bounce datagrams between the two for ever (the
+    /// "Loop DoS" of CVE-2024-2169, started by one forged datagram).
+    Loop,
 }
 
 impl DropCause {
     /// Every cause, in the order the metrics list them.
-    pub const ALL: [DropCause; 8] = [
+    pub const ALL: [DropCause; 9] = [
         DropCause::TooLarge,
         DropCause::MaxFlows,
         DropCause::ClientLimit,
@@ -91,6 +99,7 @@ impl DropCause {
         DropCause::NoUpstream,
         DropCause::SendFailed,
         DropCause::Draining,
+        DropCause::Loop,
     ];
 
     /// The cause as the log and the metrics write it: `too_large`, `max_flows`, ...
@@ -104,6 +113,7 @@ impl DropCause {
             DropCause::NoUpstream => "no_upstream",
             DropCause::SendFailed => "send_failed",
             DropCause::Draining => "draining",
+            DropCause::Loop => "loop",
         }
     }
 }

@@ -50,6 +50,15 @@ pub fn handle_flow(
             return drop(slot);
         }
     };
+    // A datagram from the upstream itself (forged, or the upstream's own): its answers would
+    // go back to it, and each of its answers come back here, for ever. Not relayed.
+    if upstream.is_some_and(|upstream| same_address(upstream, flow.client)) {
+        for _ in 0..flow.abandon() {
+            route.dropped(DropCause::Loop, flow.client, &"a datagram from the flow's upstream");
+        }
+        finish(&route, &flow, upstream, Traffic::default(), FlowEnd::Loop, "");
+        return drop(slot);
+    }
     // Bounded waits: a full buffer drops a datagram rather than stopping the sender.
     let _ = socket.set_write_timeout(Some(SEND_TIMEOUT));
     if let Some(upstream) = upstream {
@@ -68,6 +77,12 @@ pub fn handle_flow(
     drop(live);
     finish(&route, &flow, upstream, to_client, reason, &error);
     drop(slot);
+}
+
+/// Whether `a` and `b` are one address and port, an IPv4 address and its IPv4-mapped IPv6
+/// form (`::ffff:127.0.0.1`, as an IPv6 listener sees an IPv4 client) counting as one.
+fn same_address(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
 /// Takes the flow out of the route's table (the client's next datagram makes a new flow),

@@ -132,9 +132,11 @@ pub struct Sent {
 impl Sent {
     /// Sends `payload` to `to` from `socket` and counts it.
     pub fn send(&self, socket: &UdpSocket, payload: &[u8], to: SocketAddr) {
-        socket.send_to(payload, to).unwrap_or_else(|e| panic!("upstream send to {to}: {e}"));
+        // Counted before it leaves: a test that reads the count once the reply has reached its
+        // client must find it counted (counting after the send raced the client's read).
         self.datagrams.fetch_add(1, Ordering::SeqCst);
         self.bytes.fetch_add(payload.len() as u64, Ordering::SeqCst);
+        socket.send_to(payload, to).unwrap_or_else(|e| panic!("upstream send to {to}: {e}"));
     }
 }
 
