@@ -23,6 +23,14 @@ use crate::settings::logging::LogLevel;
 use crate::teach::demo;
 use crate::upstream;
 
+/// A UDP route on `0.0.0.0` or `[::]` answers each client from the address the kernel picks
+/// for that client, which on a host with several addresses need not be the one the client
+/// sent to; clients (dig, socat, WireGuard) then drop the reply. Choosing the source needs
+/// `IP_PKTINFO`, which std does not offer, so the relay says so rather than fail quietly.
+const WILDCARD_UDP: &str = "a UDP route on a wildcard address answers from the address the \
+    kernel picks for each client, which on a host with several addresses may not be the one \
+    the client sent to: listen on each address instead (udp:ADDR:PORT)";
+
 /// Runs the command with these arguments (without the program name) and says how it ended.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // A panic (a bug) must not write stderr from a connection thread: see src/ops/log.rs.
@@ -133,8 +141,9 @@ fn serve(config: ServerConfig) -> ExitCode {
         for (addr, metrics) in server.local_addrs().into_iter().zip(server.metrics()) {
             log.always(&format!("listening on {addr}"), &[("route", &metrics.route())]);
         }
-        for (addr, route) in server.datagram_addrs() {
-            log.always(&format!("listening on {UDP_PREFIX}{addr}"), &[("route", &route)]);
+        let datagram_addrs = server.datagram_addrs();
+        for (addr, route) in &datagram_addrs {
+            log.always(&format!("listening on {UDP_PREFIX}{addr}"), &[("route", route)]);
         }
         match server.admin_address() {
             Some(Address::Tcp(admin)) => {
@@ -144,6 +153,9 @@ fn serve(config: ServerConfig) -> ExitCode {
             None => {}
         }
         warn_if_init(&log);
+        for (addr, route) in datagram_addrs.iter().filter(|(addr, _)| addr.ip().is_unspecified()) {
+            log.warn(WILDCARD_UDP, &[("route", route), ("listen", &format!("{UDP_PREFIX}{addr}"))]);
+        }
         if let Some(warning) = &token_warning {
             log.warn(warning, &[]);
         }

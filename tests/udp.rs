@@ -279,3 +279,21 @@ fn few_descriptors_drop_new_flows_and_keep_the_open_ones() {
     assert!(relay.is_running());
     assert_eq!(echo.senders().len(), 2 * room, "the late client never reached the upstream");
 }
+
+/// A UDP route on a wildcard address cannot choose the source of its replies (std has no
+/// `IP_PKTINFO`): a client that sent to a second address of the host hears from another
+/// one and drops the reply. The relay says so at start, naming the route, and still serves
+/// clients of the address the kernel picks.
+#[test]
+fn a_wildcard_udp_listener_warns_that_replies_leave_from_the_kernels_choice() {
+    let upstream = UdpUpstream::echo();
+    let upstream_addr = upstream.addr.to_string();
+    let relay = udp_relay(&["-l", "udp:0.0.0.0:0", "-u", &upstream_addr]);
+    let warning = relay.log_line_with("a UDP route on a wildcard address");
+    assert!(warning.contains("level=warn"), "{warning}");
+    let listen = format!("listen=udp:0.0.0.0:{}", relay.addr.port());
+    assert!(warning.contains(&listen), "{warning}");
+    let client = udp_client("127.0.0.1");
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], relay.addr.port()));
+    assert_eq!(text(&request(&client, to, b"hello")), "hello");
+}
