@@ -92,11 +92,14 @@ fn a_slow_header_holds_up_no_other_client_and_is_cut_at_the_deadline() {
     write_all(&quick, &hello).expect("the quick client sends its whole PROXY header");
     assert_eq!(exchange(&quick, b"ping"), b"ping", "served while the slow one waits");
     drop(slow); // closed inside its header
-    let metrics = settled(&patient.metrics);
-    assert_eq!(
-        (metrics.closed("client_eof"), metrics.closed("bad_proxy_header")),
-        (Some(1), Some(1))
-    );
+    // Waited for by its count, not by `settled`: a client is counted as accepted by its own
+    // first thread, which on a loaded machine may not have run when the quick one is done,
+    // so `active` can read 0 before the slow one is counted at all (seen once in a full run).
+    let closes = || {
+        let metrics = patient.metrics.snapshot();
+        (metrics.closed("client_eof"), metrics.closed("bad_proxy_header"), metrics.active)
+    };
+    assert!(eventually(|| closes() == (Some(1), Some(1), 0)), "{:?}", closes());
 
     // Half a header and then nothing, on a relay with a short deadline: closed at the
     // deadline (waited for here within TIMEOUT, not timed).
