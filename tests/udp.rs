@@ -124,6 +124,23 @@ fn udp_responses_ends_the_flow_after_the_answers() {
     assert_ne!(senders[0], senders[1]);
 }
 
+/// A client that asks again the moment its answer comes (a stub resolver reusing its port)
+/// on a `udp-responses 1` route: every query is answered. The flow is out of the table
+/// before its last answer goes out, so the next query makes a new flow rather than going
+/// to the old flow's socket, whose thread no longer reads.
+#[test]
+fn udp_responses_answers_a_query_sent_right_after_the_last_answer() {
+    let (_echo, relay) = echo_and_relay(&["--udp-responses", "1"]);
+    let client = udp_client("127.0.0.1");
+    for query in 0..200u64 {
+        let sent = pattern(query, 32);
+        client.send_to(&sent, relay.addr).expect("send a query");
+        let answer = udp_receive(&client);
+        let answer = answer.unwrap_or_else(|error| panic!("query {query} unanswered: {error}"));
+        assert_eq!(answer.0, sent, "query {query}");
+    }
+}
+
 /// `--check` prints a UDP route in the config file's own form, and refuses with exit 2,
 /// naming the setting and the value, what cannot work over UDP.
 #[test]

@@ -134,6 +134,14 @@ fn relay_replies(
                     return (to_client, reason, String::new());
                 }
                 flow.touch();
+                replies += 1;
+                let last = expected > 0 && replies >= expected;
+                if last {
+                    // Out of the table before the last answer goes: the client's next
+                    // datagram, sent once it has the answer, makes a new flow instead of
+                    // going to this socket, which nobody reads from then on.
+                    route.flows.remove(flow);
+                }
                 let reply = buffer.as_deref().map_or(&[][..], |buffer| &buffer[..len]);
                 match listener.send_to(reply, flow.client) {
                     Ok(_) => {
@@ -143,8 +151,7 @@ fn relay_replies(
                     }
                     Err(error) => route.dropped(DropCause::SendFailed, flow.client, &error),
                 }
-                replies += 1;
-                if expected > 0 && replies >= expected {
+                if last {
                     return (to_client, FlowEnd::Responses, String::new());
                 }
             }
