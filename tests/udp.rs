@@ -141,6 +141,30 @@ fn udp_responses_answers_a_query_sent_right_after_the_last_answer() {
     }
 }
 
+/// The three ways to write a UDP route that docs/operations.md ("UDP routes") opens with,
+/// taken from the doc as a reader pastes them: each passes `--check`.
+#[test]
+fn the_udp_route_examples_of_operations_md_pass_check() {
+    let doc = std::fs::read_to_string("docs/operations.md").expect("read operations.md");
+    let examples = support::docs::block(&doc, "## UDP routes", "text");
+    for line in examples.lines() {
+        let output = match line.strip_prefix("tcprelay ") {
+            Some(args) => {
+                let args: Vec<&str> =
+                    ["--check"].into_iter().chain(args.split_whitespace()).collect();
+                run_tcprelay(&args)
+            }
+            None => {
+                let config = ConfigFile::new("udp-example.conf", &format!("{line}\n"));
+                run_tcprelay(&["--check", "--config", config.arg()])
+            }
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{line}\n{stderr}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("route udp:"), "{line}");
+    }
+}
+
 /// `--check` prints a UDP route in the config file's own form, and refuses with exit 2,
 /// naming the setting and the value, what cannot work over UDP.
 #[test]
