@@ -263,6 +263,30 @@ fn status_shows_udp_routes_their_flows_and_upstreams() {
     assert_eq!(relay.status(), expected);
 }
 
+/// A global `health-check` (for the file's TCP routes) runs no check on a UDP route, whose
+/// upstreams take no connection: there, as without it, a closed port marks its upstream
+/// down in `status`, rather than leaving it `up` for checks that never come.
+#[test]
+fn a_closed_udp_upstream_shows_down_under_a_global_health_check() {
+    let closed = UdpSocket::bind("127.0.0.1:0").expect("bind a port to close");
+    let closed_addr = closed.local_addr().expect("its address");
+    drop(closed);
+    let file = ConfigFile::new(
+        "udp-health.conf",
+        &config(&[
+            "health-check 1s".to_string(),
+            format!("route udp:127.0.0.1:0 -> {closed_addr} name=dns"),
+        ]),
+    );
+    let relay = Relay::start(&file, 1);
+    let client = udp_client("127.0.0.1");
+    client.send_to(b"anyone?", relay.route("dns")).expect("send a datagram to the relay");
+    let closed_line = relay.process.log_line_with("msg=\"flow closed\"");
+    assert_eq!(log_field(&closed_line, "reason"), "upstream_error", "{closed_line}");
+    let status = relay.status();
+    assert!(status.contains(&format!("upstream {closed_addr} down ")), "{status}");
+}
+
 #[test]
 fn a_reload_keeps_an_unchanged_routes_flows_and_a_changed_route_sends_new_flows_on() {
     let (old, new) = (NamedEcho::start("old"), NamedEcho::start("new"));
