@@ -339,6 +339,46 @@ fn a_reload_that_lowers_max_flows_keeps_open_flows_and_drops_new_ones() {
     assert_eq!(ask(&open, dns, "after"), before);
 }
 
+/// Every flow's thread and socket, and a removed route's own, are given back: flows that
+/// go idle leave the counts where they were, and a reload that removes a route with open
+/// flows leaves one thread and one descriptor fewer than before its first flow (its
+/// receive thread and its socket), read from /proc/PID/task and /proc/PID/fd.
+#[test]
+fn threads_and_descriptors_come_back_after_an_idle_timeout_and_a_removal() {
+    let echo = NamedEcho::start("echo");
+    let gone = format!("route udp:127.0.0.1:0 -> {} name=gone", echo.addr);
+    let stays = format!("route udp:127.0.0.1:0 -> {} name=stays udp-idle-timeout=1s", echo.addr);
+    let file = ConfigFile::new("udp-baseline.conf", &config(&[gone, stays.clone()]));
+    let relay = Relay::start(&file, 2);
+    let (gone_addr, stays_addr) = (relay.route("gone"), relay.route("stays"));
+    let counts = || (relay.process.status("Threads"), relay.process.open_fds().len() as u64);
+    let names = || {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", relay.process.pid()));
+        let comm = |task: std::fs::DirEntry| std::fs::read_to_string(task.path().join("comm"));
+        let tasks = tasks.expect("read /proc/PID/task").filter_map(|task| comm(task.ok()?).ok());
+        tasks.collect::<String>()
+    };
+    // The routes' receive threads and the admin thread start after their lines are written.
+    let started = ["tcprelay-udp-0", "tcprelay-udp-1", "tcprelay-admin"];
+    assert!(eventually(|| started.iter().all(|name| names().contains(name))), "{}", names());
+    let (threads, fds) = counts();
+    let on = |route: SocketAddr| -> Vec<UdpSocket> {
+        let clients: Vec<UdpSocket> = (0..8).map(|_| udp_client("127.0.0.1")).collect();
+        clients.iter().for_each(|client| drop(ask(client, route, "hello")));
+        clients
+    };
+    let _on_gone = on(gone_addr);
+    let expected = (threads + 8, fds + 8);
+    assert!(eventually(|| counts() == expected), "{:?}, not {expected:?}", counts());
+    let _on_stays = on(stays_addr); // they end 1 s after their answer
+    assert!(eventually(|| counts() == expected), "{:?}, not {expected:?}", counts());
+
+    file.write(&config(&[stays]));
+    relay.reload();
+    let expected = (threads - 1, fds - 1);
+    assert!(eventually(|| counts() == expected), "{:?}, not {expected:?}\n{}", counts(), names());
+}
+
 #[test]
 fn a_reload_that_removes_a_udp_route_closes_its_socket_and_ends_its_flows() {
     let echo = NamedEcho::start("echo");
