@@ -250,6 +250,32 @@ fn a_closed_upstream_port_ends_the_flow_and_the_next_flow_fails_over() {
     assert_eq!(echo.senders().len(), 1);
 }
 
+/// The same closed port, told to a send rather than to the flow's receive: two datagrams
+/// back to back, the second sent after the first's ICMP port unreachable came, so its send
+/// is the call that hears of it. The flow still ends at once (`upstream_error`), not after
+/// `udp-idle-timeout`, and its upstream backs off; each client's second datagram is dropped
+/// (`send_failed`), never sent.
+#[test]
+fn a_closed_upstream_port_told_to_a_send_still_ends_the_flow() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a port to close");
+    let closed_addr = closed.local_addr().expect("its address").to_string();
+    drop(closed);
+    // Ten minutes: a flow that waited for it would outlast the test's wait for its line.
+    let args = ["-l", "udp:127.0.0.1:0", "-u", &closed_addr, "--udp-idle-timeout", "10m"];
+    let relay = RelayProcess::start(&args);
+    let clients: Vec<_> = (0..4).map(|_| udp_client("127.0.0.1")).collect();
+    for client in &clients {
+        for datagram in [&b"first"[..], b"second"] {
+            client.send_to(datagram, relay.addr).expect("send");
+        }
+    }
+    for _ in &clients {
+        let line = relay.log_line_with("msg=\"flow closed\"");
+        assert_eq!(log_field(&line, "reason"), "upstream_error", "{line}");
+        assert!(line.contains("Connection refused"), "{line}");
+    }
+}
+
 /// A reload keeps a UDP route running: unchanged, it is counted as such; changed, it is
 /// named as changed (its new flows take the new settings: tests/udp_operations.rs).
 #[test]

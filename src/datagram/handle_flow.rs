@@ -106,8 +106,8 @@ fn relay_replies(
     let mut buffer: Option<Vec<u8>> = None;
     let mut read_timeout = None;
     loop {
-        if let Some(reason) = flow.ending() {
-            return (to_client, reason, String::new());
+        if let Some((reason, error)) = flow.ending() {
+            return (to_client, reason, error);
         }
         let wait =
             idle_timeout.saturating_sub(flow.quiet_for()).clamp(Duration::from_millis(1), TICK);
@@ -130,8 +130,8 @@ fn relay_replies(
                 route.dropped(DropCause::TooLarge, flow.client, &format_args!("{len}+ bytes"));
             }
             Ok(Some(len)) => {
-                if let Some(reason) = flow.ending() {
-                    return (to_client, reason, String::new());
+                if let Some((reason, error)) = flow.ending() {
+                    return (to_client, reason, error);
                 }
                 flow.touch();
                 replies += 1;
