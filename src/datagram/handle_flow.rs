@@ -47,7 +47,8 @@ pub fn handle_flow(
             }
             let error = error.to_string();
             finish(&route, &flow, None, Traffic::default(), FlowEnd::UpstreamError, &error);
-            return drop(slot);
+            drop(slot);
+            return;
         }
     };
     // Bounded waits: a full buffer drops a datagram rather than stopping the sender.
@@ -65,6 +66,7 @@ pub fn handle_flow(
         // Its port is closed: the next flows try the route's other upstreams first.
         route.upstreams.datagram_refused(&live, flow.id, &error);
     }
+    // End: out of the table, counted, its one line; then its share of the cap goes back.
     drop(live);
     finish(&route, &flow, upstream, to_client, reason, &error);
     drop(slot);
@@ -125,6 +127,7 @@ fn relay_replies(
             Some(buffer) => socket.recv(buffer).map(Some),
         };
         match received {
+            // One is waiting: take a buffer, and receive it whole on the next turn.
             Ok(None) => buffer = Some(vec![0; RECEIVE_BUFFER]),
             Ok(Some(len)) if len > MAX_DATAGRAM => {
                 route.dropped(DropCause::TooLarge, flow.client, &format_args!("{len}+ bytes"));
