@@ -141,6 +141,35 @@ fn udp_responses_answers_a_query_sent_right_after_the_last_answer() {
     }
 }
 
+/// Two queries from one port before the first answer (glibc's resolver asks for A and AAAA
+/// at once): on a `udp-responses 1` route each query is answered, as nginx's
+/// `proxy_responses` expects that many answers for each datagram the client sent, and each
+/// flow ends with its last answer.
+#[test]
+fn udp_responses_counts_the_answers_to_each_query() {
+    let (_echo, relay) = echo_and_relay(&["--udp-responses", "1"]);
+    for round in 0..10u64 {
+        let client = udp_client("127.0.0.1");
+        let queries = [pattern(round * 2, 30), pattern(round * 2 + 1, 40)];
+        for query in &queries {
+            client.send_to(query, relay.addr).expect("send a query");
+        }
+        for query in &queries {
+            let answer = udp_receive(&client);
+            let answer = answer.unwrap_or_else(|error| panic!("round {round}: {error}"));
+            assert_eq!(answer.0, *query, "round {round}: in order, each once");
+        }
+        // One flow for both, or two if the second query came after the first answer.
+        let mut answered = 0;
+        while answered < 2 {
+            let line = relay.log_line_with("msg=\"flow closed\"");
+            assert_eq!(log_field(&line, "reason"), "responses", "{line}");
+            answered += log_field(&line, "datagrams_to_client").parse::<u32>().expect("a count");
+        }
+        assert_eq!(answered, 2, "round {round}");
+    }
+}
+
 /// The three ways to write a UDP route that docs/operations.md ("UDP routes") opens with,
 /// taken from the doc as a reader pastes them: each passes `--check`.
 #[test]

@@ -407,19 +407,26 @@ fn a_reload_that_removes_a_udp_route_closes_its_socket_and_ends_its_flows() {
 
 #[test]
 fn a_drain_lets_open_flows_finish_refuses_new_ones_and_exits_0() {
-    let echo = NamedEcho::start("echo");
-    // Each flow ends after its second answer; the drain would wait up to 30 s.
+    // An upstream that answers when the test says: the flow is open, its query unanswered,
+    // until the drain has begun. It ends by its count (one answer per query); the drain
+    // would wait up to 30 s.
+    let upstream = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP upstream on 127.0.0.1");
+    upstream.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
+    let upstream_addr = upstream.local_addr().expect("its address");
     let file = ConfigFile::new(
         "udp-drain.conf",
         &config(&[
             "drain-timeout 30s".to_string(),
-            format!("route udp:127.0.0.1:0 -> {} name=dns udp-responses=2", echo.addr),
+            format!("route udp:127.0.0.1:0 -> {upstream_addr} name=dns udp-responses=1"),
         ]),
     );
     let mut relay = Relay::start(&file, 1);
     let route = relay.route("dns");
     let open = udp_client("127.0.0.1");
-    ask(&open, route, "first");
+    open.send_to(b"question", route).expect("send to the relay");
+    let mut buffer = [0; 64];
+    let (len, flow_socket) = upstream.recv_from(&mut buffer).expect("the query, relayed");
+    assert_eq!(&buffer[..len], b"question");
     // What `tcprelay drain` asks; it then waits for the exit, which this test checks itself.
     let (status, body) = http_post(relay.admin, "/drain");
     assert_eq!(status, 200, "{body}");
@@ -428,7 +435,11 @@ fn a_drain_lets_open_flows_finish_refuses_new_ones_and_exits_0() {
     udp_client("127.0.0.1").send_to(b"new", route).expect("send to the draining relay");
     let dropped = relay.process.log_line_with("msg=\"datagram dropped\"");
     assert_eq!(log_field(&dropped, "reason"), "draining", "{dropped}");
-    ask(&open, route, "second");
+    upstream.send_to(b"answer", flow_socket).expect("answer the open flow");
+    assert_eq!(
+        udp_receive(&open).expect("the answer, during the drain"),
+        (b"answer".to_vec(), route)
+    );
     let line = relay.process.log_line_with("msg=\"flow closed\"");
     assert_eq!(log_field(&line, "reason"), "responses", "{line}");
     assert_eq!(relay.process.wait_for_exit(), Some(0));

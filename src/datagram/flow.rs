@@ -144,6 +144,20 @@ impl Flow {
         *lock(&self.upstream) = UpstreamSide::Ended;
     }
 
+    /// Closes the flow if the upstream sent `replies`, at least `per_request` for each
+    /// datagram the client sent to it (nginx's `proxy_responses` rule); returns whether it
+    /// did. The count is read under the lock a [`forward`](Flow::forward) holds while it
+    /// sends and counts, so a datagram is either counted here, and its answers awaited, or
+    /// finds the flow closed and makes a new one: never sent to a socket no one reads.
+    pub fn close_if_answered(&self, replies: u64, per_request: u64) -> bool {
+        let mut upstream = lock(&self.upstream);
+        if replies < per_request.saturating_mul(self.to_upstream.0.get()) {
+            return false;
+        }
+        *upstream = UpstreamSide::Ended;
+        true
+    }
+
     /// Sends a client datagram to the upstream, or keeps it while the flow connects.
     /// Called by the receive thread only, so datagrams go out in the order they came.
     pub fn forward(&self, datagram: &[u8], counts: &DatagramCounts) -> Forwarded {

@@ -102,7 +102,7 @@ fn relay_replies(
     listener: &UdpSocket,
 ) -> (Traffic, FlowEnd, String) {
     let idle_timeout = route.config.udp_idle_timeout;
-    let expected = route.config.udp_responses;
+    let per_request = route.config.udp_responses;
     let mut to_client = Traffic::default();
     let mut replies = 0;
     let mut buffer: Option<Vec<u8>> = None;
@@ -138,13 +138,11 @@ fn relay_replies(
                 }
                 flow.touch();
                 replies += 1;
-                let last = expected > 0 && replies >= expected;
-                if last {
-                    // Out of the table before the last answer goes: the client's next
-                    // datagram, sent once it has the answer, makes a new flow instead of
-                    // going to this socket, which nobody reads from then on.
-                    route.flows.remove(flow);
-                }
+                // Out of the table before the last answer goes: the client's next datagram,
+                // sent once it has the answer, makes a new flow instead of going to this
+                // socket, which nobody reads from then on.
+                let last =
+                    per_request > 0 && route.flows.end_if_answered(flow, replies, per_request);
                 let reply = buffer.as_deref().map_or(&[][..], |buffer| &buffer[..len]);
                 match listener.send_to(reply, flow.client) {
                     Ok(_) => {
