@@ -124,6 +124,76 @@ fn udp_responses_ends_the_flow_after_the_answers() {
     assert_ne!(senders[0], senders[1]);
 }
 
+/// A client that asks again the moment its answer comes (a stub resolver reusing its port)
+/// on a `udp-responses 1` route: every query is answered. The flow is out of the table
+/// before its last answer goes out, so the next query makes a new flow rather than going
+/// to the old flow's socket, whose thread no longer reads.
+#[test]
+fn udp_responses_answers_a_query_sent_right_after_the_last_answer() {
+    let (_echo, relay) = echo_and_relay(&["--udp-responses", "1"]);
+    let client = udp_client("127.0.0.1");
+    for query in 0..200u64 {
+        let sent = pattern(query, 32);
+        client.send_to(&sent, relay.addr).expect("send a query");
+        let answer = udp_receive(&client);
+        let answer = answer.unwrap_or_else(|error| panic!("query {query} unanswered: {error}"));
+        assert_eq!(answer.0, sent, "query {query}");
+    }
+}
+
+/// Two queries from one port before the first answer (glibc's resolver asks for A and AAAA
+/// at once): on a `udp-responses 1` route each query is answered, as nginx's
+/// `proxy_responses` expects that many answers for each datagram the client sent, and each
+/// flow ends with its last answer.
+#[test]
+fn udp_responses_counts_the_answers_to_each_query() {
+    let (_echo, relay) = echo_and_relay(&["--udp-responses", "1"]);
+    for round in 0..10u64 {
+        let client = udp_client("127.0.0.1");
+        let queries = [pattern(round * 2, 30), pattern(round * 2 + 1, 40)];
+        for query in &queries {
+            client.send_to(query, relay.addr).expect("send a query");
+        }
+        for query in &queries {
+            let answer = udp_receive(&client);
+            let answer = answer.unwrap_or_else(|error| panic!("round {round}: {error}"));
+            assert_eq!(answer.0, *query, "round {round}: in order, each once");
+        }
+        // One flow for both, or two if the second query came after the first answer.
+        let mut answered = 0;
+        while answered < 2 {
+            let line = relay.log_line_with("msg=\"flow closed\"");
+            assert_eq!(log_field(&line, "reason"), "responses", "{line}");
+            answered += log_field(&line, "datagrams_to_client").parse::<u32>().expect("a count");
+        }
+        assert_eq!(answered, 2, "round {round}");
+    }
+}
+
+/// The three ways to write a UDP route that docs/operations.md ("UDP routes") opens with,
+/// taken from the doc as a reader pastes them: each passes `--check`.
+#[test]
+fn the_udp_route_examples_of_operations_md_pass_check() {
+    let doc = std::fs::read_to_string("docs/operations.md").expect("read operations.md");
+    let examples = support::docs::block(&doc, "## UDP routes", "text");
+    for line in examples.lines() {
+        let output = match line.strip_prefix("tcprelay ") {
+            Some(args) => {
+                let args: Vec<&str> =
+                    ["--check"].into_iter().chain(args.split_whitespace()).collect();
+                run_tcprelay(&args)
+            }
+            None => {
+                let config = ConfigFile::new("udp-example.conf", &format!("{line}\n"));
+                run_tcprelay(&["--check", "--config", config.arg()])
+            }
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{line}\n{stderr}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("route udp:"), "{line}");
+    }
+}
+
 /// `--check` prints a UDP route in the config file's own form, and refuses with exit 2,
 /// naming the setting and the value, what cannot work over UDP.
 #[test]
@@ -207,6 +277,32 @@ fn a_closed_upstream_port_ends_the_flow_and_the_next_flow_fails_over() {
     assert_eq!(log_field(&line, "upstream"), closed_addr, "{line}");
     assert_eq!(udp_round_trip(&client, relay.addr, b"answered").0, b"answered");
     assert_eq!(echo.senders().len(), 1);
+}
+
+/// The same closed port, told to a send rather than to the flow's receive: two datagrams
+/// back to back, the second sent after the first's ICMP port unreachable came, so its send
+/// is the call that hears of it. The flow still ends at once (`upstream_error`), not after
+/// `udp-idle-timeout`, and its upstream backs off; each client's second datagram is dropped
+/// (`send_failed`), never sent.
+#[test]
+fn a_closed_upstream_port_told_to_a_send_still_ends_the_flow() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a port to close");
+    let closed_addr = closed.local_addr().expect("its address").to_string();
+    drop(closed);
+    // Ten minutes: a flow that waited for it would outlast the test's wait for its line.
+    let args = ["-l", "udp:127.0.0.1:0", "-u", &closed_addr, "--udp-idle-timeout", "10m"];
+    let relay = RelayProcess::start(&args);
+    let clients: Vec<_> = (0..4).map(|_| udp_client("127.0.0.1")).collect();
+    for client in &clients {
+        for datagram in [&b"first"[..], b"second"] {
+            client.send_to(datagram, relay.addr).expect("send");
+        }
+    }
+    for _ in &clients {
+        let line = relay.log_line_with("msg=\"flow closed\"");
+        assert_eq!(log_field(&line, "reason"), "upstream_error", "{line}");
+        assert!(line.contains("Connection refused"), "{line}");
+    }
 }
 
 /// A reload keeps a UDP route running: unchanged, it is counted as such; changed, it is

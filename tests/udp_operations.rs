@@ -263,6 +263,30 @@ fn status_shows_udp_routes_their_flows_and_upstreams() {
     assert_eq!(relay.status(), expected);
 }
 
+/// A global `health-check` (for the file's TCP routes) runs no check on a UDP route, whose
+/// upstreams take no connection: there, as without it, a closed port marks its upstream
+/// down in `status`, rather than leaving it `up` for checks that never come.
+#[test]
+fn a_closed_udp_upstream_shows_down_under_a_global_health_check() {
+    let closed = UdpSocket::bind("127.0.0.1:0").expect("bind a port to close");
+    let closed_addr = closed.local_addr().expect("its address");
+    drop(closed);
+    let file = ConfigFile::new(
+        "udp-health.conf",
+        &config(&[
+            "health-check 1s".to_string(),
+            format!("route udp:127.0.0.1:0 -> {closed_addr} name=dns"),
+        ]),
+    );
+    let relay = Relay::start(&file, 1);
+    let client = udp_client("127.0.0.1");
+    client.send_to(b"anyone?", relay.route("dns")).expect("send a datagram to the relay");
+    let closed_line = relay.process.log_line_with("msg=\"flow closed\"");
+    assert_eq!(log_field(&closed_line, "reason"), "upstream_error", "{closed_line}");
+    let status = relay.status();
+    assert!(status.contains(&format!("upstream {closed_addr} down ")), "{status}");
+}
+
 #[test]
 fn a_reload_keeps_an_unchanged_routes_flows_and_a_changed_route_sends_new_flows_on() {
     let (old, new) = (NamedEcho::start("old"), NamedEcho::start("new"));
@@ -315,6 +339,46 @@ fn a_reload_that_lowers_max_flows_keeps_open_flows_and_drops_new_ones() {
     assert_eq!(ask(&open, dns, "after"), before);
 }
 
+/// Every flow's thread and socket, and a removed route's own, are given back: flows that
+/// go idle leave the counts where they were, and a reload that removes a route with open
+/// flows leaves one thread and one descriptor fewer than before its first flow (its
+/// receive thread and its socket), read from /proc/PID/task and /proc/PID/fd.
+#[test]
+fn threads_and_descriptors_come_back_after_an_idle_timeout_and_a_removal() {
+    let echo = NamedEcho::start("echo");
+    let gone = format!("route udp:127.0.0.1:0 -> {} name=gone", echo.addr);
+    let stays = format!("route udp:127.0.0.1:0 -> {} name=stays udp-idle-timeout=1s", echo.addr);
+    let file = ConfigFile::new("udp-baseline.conf", &config(&[gone, stays.clone()]));
+    let relay = Relay::start(&file, 2);
+    let (gone_addr, stays_addr) = (relay.route("gone"), relay.route("stays"));
+    let counts = || (relay.process.status("Threads"), relay.process.open_fds().len() as u64);
+    let names = || {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", relay.process.pid()));
+        let comm = |task: std::fs::DirEntry| std::fs::read_to_string(task.path().join("comm"));
+        let tasks = tasks.expect("read /proc/PID/task").filter_map(|task| comm(task.ok()?).ok());
+        tasks.collect::<String>()
+    };
+    // The routes' receive threads and the admin thread start after their lines are written.
+    let started = ["tcprelay-udp-0", "tcprelay-udp-1", "tcprelay-admin"];
+    assert!(eventually(|| started.iter().all(|name| names().contains(name))), "{}", names());
+    let (threads, fds) = counts();
+    let on = |route: SocketAddr| -> Vec<UdpSocket> {
+        let clients: Vec<UdpSocket> = (0..8).map(|_| udp_client("127.0.0.1")).collect();
+        clients.iter().for_each(|client| drop(ask(client, route, "hello")));
+        clients
+    };
+    let _on_gone = on(gone_addr);
+    let expected = (threads + 8, fds + 8);
+    assert!(eventually(|| counts() == expected), "{:?}, not {expected:?}", counts());
+    let _on_stays = on(stays_addr); // they end 1 s after their answer
+    assert!(eventually(|| counts() == expected), "{:?}, not {expected:?}", counts());
+
+    file.write(&config(&[stays]));
+    relay.reload();
+    let expected = (threads - 1, fds - 1);
+    assert!(eventually(|| counts() == expected), "{:?}, not {expected:?}\n{}", counts(), names());
+}
+
 #[test]
 fn a_reload_that_removes_a_udp_route_closes_its_socket_and_ends_its_flows() {
     let echo = NamedEcho::start("echo");
@@ -343,19 +407,26 @@ fn a_reload_that_removes_a_udp_route_closes_its_socket_and_ends_its_flows() {
 
 #[test]
 fn a_drain_lets_open_flows_finish_refuses_new_ones_and_exits_0() {
-    let echo = NamedEcho::start("echo");
-    // Each flow ends after its second answer; the drain would wait up to 30 s.
+    // An upstream that answers when the test says: the flow is open, its query unanswered,
+    // until the drain has begun. It ends by its count (one answer per query); the drain
+    // would wait up to 30 s.
+    let upstream = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP upstream on 127.0.0.1");
+    upstream.set_read_timeout(Some(TIMEOUT)).expect("a read timeout");
+    let upstream_addr = upstream.local_addr().expect("its address");
     let file = ConfigFile::new(
         "udp-drain.conf",
         &config(&[
             "drain-timeout 30s".to_string(),
-            format!("route udp:127.0.0.1:0 -> {} name=dns udp-responses=2", echo.addr),
+            format!("route udp:127.0.0.1:0 -> {upstream_addr} name=dns udp-responses=1"),
         ]),
     );
     let mut relay = Relay::start(&file, 1);
     let route = relay.route("dns");
     let open = udp_client("127.0.0.1");
-    ask(&open, route, "first");
+    open.send_to(b"question", route).expect("send to the relay");
+    let mut buffer = [0; 64];
+    let (len, flow_socket) = upstream.recv_from(&mut buffer).expect("the query, relayed");
+    assert_eq!(&buffer[..len], b"question");
     // What `tcprelay drain` asks; it then waits for the exit, which this test checks itself.
     let (status, body) = http_post(relay.admin, "/drain");
     assert_eq!(status, 200, "{body}");
@@ -364,7 +435,11 @@ fn a_drain_lets_open_flows_finish_refuses_new_ones_and_exits_0() {
     udp_client("127.0.0.1").send_to(b"new", route).expect("send to the draining relay");
     let dropped = relay.process.log_line_with("msg=\"datagram dropped\"");
     assert_eq!(log_field(&dropped, "reason"), "draining", "{dropped}");
-    ask(&open, route, "second");
+    upstream.send_to(b"answer", flow_socket).expect("answer the open flow");
+    assert_eq!(
+        udp_receive(&open).expect("the answer, during the drain"),
+        (b"answer".to_vec(), route)
+    );
     let line = relay.process.log_line_with("msg=\"flow closed\"");
     assert_eq!(log_field(&line, "reason"), "responses", "{line}");
     assert_eq!(relay.process.wait_for_exit(), Some(0));
@@ -400,9 +475,12 @@ fn a_flow_whose_socket_cannot_be_made_counts_its_datagrams_as_process_limit() {
     for client in &clients {
         client.send_to(b"no socket for me", route).expect("send to the relay");
     }
-    // Only a `datagram dropped` line has this reason (no flow ends for it).
-    let said = || relay.process.log_count("reason=process_limit") > 0;
-    assert!(eventually(said), "{:#?}", relay.process.log_lines());
+    // Each of the five flows fails in its own thread: its datagram is counted, then its
+    // `flow closed` line written. The limit stays until all five have said so (raised at
+    // the first line, the later flows found descriptors again: 1 run in 10 counted fewer).
+    let failed = || relay.process.log_count("msg=\"flow closed\"") >= 5;
+    assert!(eventually(failed), "{:#?}", relay.process.log_lines());
+    assert!(relay.process.log_count("reason=process_limit") > 0);
     limit("1024:1024");
     assert!(relay.process.is_running(), "the relay died:\n{:#?}", relay.process.log_lines());
     // Every one of the five, the first datagram of its flow, counted as the limit's.

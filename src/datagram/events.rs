@@ -12,7 +12,8 @@ use std::time::Duration;
 pub enum FlowEnd {
     /// No datagram either way for `udp-idle-timeout`.
     IdleTimeout,
-    /// The upstream sent the `udp-responses` datagrams the route expects.
+    /// The upstream sent the `udp-responses` datagrams the route expects for each one the
+    /// client sent.
     Responses,
     /// The route drained and the flow was still open at the end of `drain-timeout`.
     Drain,

@@ -74,8 +74,11 @@ pub struct Flow {
     /// Milliseconds from `started` to the last datagram either way: the idle clock, one
     /// for both directions, so a one-way stream keeps its flow.
     last_datagram_ms: Counter,
-    /// Why the flow must end, set once by a stop, a drain's end or a reload.
+    /// Why the flow must end, set once by a stop, a drain's end, a reload, or a send that
+    /// found the upstream's port closed.
     ending: OnceLock<FlowEnd>,
+    /// That send's error, for the `flow closed` line.
+    refused: OnceLock<String>,
     upstream: Mutex<UpstreamSide>,
     to_upstream: (Counter, Counter),
 }
@@ -95,6 +98,7 @@ impl Flow {
             started: Instant::now(),
             last_datagram_ms: Counter::new(0),
             ending: OnceLock::new(),
+            refused: OnceLock::new(),
             upstream: Mutex::new(UpstreamSide::Connecting(Vec::new(), 0)),
             to_upstream: (Counter::new(0), Counter::new(0)),
         }
@@ -117,14 +121,41 @@ impl Flow {
         let _ = self.ending.set(reason);
     }
 
-    /// Why the flow must end, once a stop, a drain's end or a reload said so.
-    pub fn ending(&self) -> Option<FlowEnd> {
-        self.ending.get().copied()
+    /// Why the flow must end, once a stop, a drain's end, a reload or a refused send said
+    /// so, with the refused send's error (empty for the others).
+    pub fn ending(&self) -> Option<(FlowEnd, String)> {
+        let reason = self.ending.get().copied()?;
+        Some((reason, self.refused.get().cloned().unwrap_or_default()))
+    }
+
+    /// A send to the upstream failed. If the upstream's port is closed, the flow ends
+    /// (within a [`TICK`]) as if its own receive had been told: an ICMP port unreachable
+    /// is told to whichever call on the socket comes next, and a send that takes it leaves
+    /// the flow's receive waiting for an answer that will never come.
+    fn send_failed(&self, error: &io::Error) {
+        if is_refused(error) {
+            let _ = self.refused.set(error.to_string());
+            self.end(FlowEnd::UpstreamError);
+        }
     }
 
     /// No client datagram is forwarded from now on (see [`Forwarded::Ended`]).
     pub fn close(&self) {
         *lock(&self.upstream) = UpstreamSide::Ended;
+    }
+
+    /// Closes the flow if the upstream sent `replies`, at least `per_request` for each
+    /// datagram the client sent to it (nginx's `proxy_responses` rule); returns whether it
+    /// did. The count is read under the lock a [`forward`](Flow::forward) holds while it
+    /// sends and counts, so a datagram is either counted here, and its answers awaited, or
+    /// finds the flow closed and makes a new one: never sent to a socket no one reads.
+    pub fn close_if_answered(&self, replies: u64, per_request: u64) -> bool {
+        let mut upstream = lock(&self.upstream);
+        if replies < per_request.saturating_mul(self.to_upstream.0.get()) {
+            return false;
+        }
+        *upstream = UpstreamSide::Ended;
+        true
     }
 
     /// Sends a client datagram to the upstream, or keeps it while the flow connects.
@@ -137,7 +168,10 @@ impl Flow {
                     self.count_to_upstream(datagram.len(), counts);
                     Forwarded::Done
                 }
-                Err(error) => Forwarded::Dropped(error.to_string()),
+                Err(error) => {
+                    self.send_failed(&error);
+                    Forwarded::Dropped(error.to_string())
+                }
             },
             UpstreamSide::Connecting(waiting, bytes) => {
                 if waiting.len() >= MAX_WAITING.0 || *bytes + datagram.len() > MAX_WAITING.1 {
@@ -175,7 +209,10 @@ impl Flow {
             for datagram in waiting {
                 match socket.send(&datagram) {
                     Ok(_) => self.count_to_upstream(datagram.len(), counts),
-                    Err(error) => errors.push(error),
+                    Err(error) => {
+                        self.send_failed(&error);
+                        errors.push(error);
+                    }
                 }
             }
         }

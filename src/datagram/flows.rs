@@ -123,6 +123,18 @@ impl Flows {
         true
     }
 
+    /// Ends `flow` once its upstream answered each datagram the client sent with
+    /// `per_request` datagrams (`udp-responses`; see [`Flow::close_if_answered`]): takes it
+    /// out of the table, under the lock a datagram's lookup takes. Returns whether it did.
+    pub fn end_if_answered(&self, flow: &Arc<Flow>, replies: u64, per_request: u64) -> bool {
+        let mut table = lock(&self.table);
+        if !flow.close_if_answered(replies, per_request) {
+            return false;
+        }
+        self.remove_locked(&mut table, flow);
+        true
+    }
+
     fn remove_locked(&self, table: &mut Table, flow: &Arc<Flow>) {
         flow.close();
         if !table.by_client.get(&flow.client).is_some_and(|held| Arc::ptr_eq(held, flow)) {

@@ -47,7 +47,8 @@ pub fn handle_flow(
             }
             let error = error.to_string();
             finish(&route, &flow, None, Traffic::default(), FlowEnd::UpstreamError, &error);
-            return drop(slot);
+            drop(slot);
+            return;
         }
     };
     // A datagram from the upstream itself (forged, or the upstream's own): its answers would
@@ -74,6 +75,7 @@ pub fn handle_flow(
         // Its port is closed: the next flows try the route's other upstreams first.
         route.upstreams.datagram_refused(&live, flow.id, &error);
     }
+    // End: out of the table, counted, its one line; then its share of the cap goes back.
     drop(live);
     finish(&route, &flow, upstream, to_client, reason, &error);
     drop(slot);
@@ -115,14 +117,14 @@ fn relay_replies(
     listener: &UdpSocket,
 ) -> (Traffic, FlowEnd, String) {
     let idle_timeout = route.config.udp_idle_timeout;
-    let expected = route.config.udp_responses;
+    let per_request = route.config.udp_responses;
     let mut to_client = Traffic::default();
     let mut replies = 0;
     let mut buffer: Option<Vec<u8>> = None;
     let mut read_timeout = None;
     loop {
-        if let Some(reason) = flow.ending() {
-            return (to_client, reason, String::new());
+        if let Some((reason, error)) = flow.ending() {
+            return (to_client, reason, error);
         }
         let wait =
             idle_timeout.saturating_sub(flow.quiet_for()).clamp(Duration::from_millis(1), TICK);
@@ -140,15 +142,22 @@ fn relay_replies(
             Some(buffer) => socket.recv(buffer).map(Some),
         };
         match received {
+            // One is waiting: take a buffer, and receive it whole on the next turn.
             Ok(None) => buffer = Some(vec![0; RECEIVE_BUFFER]),
             Ok(Some(len)) if len > MAX_DATAGRAM => {
                 route.dropped(DropCause::TooLarge, flow.client, &format_args!("{len}+ bytes"));
             }
             Ok(Some(len)) => {
-                if let Some(reason) = flow.ending() {
-                    return (to_client, reason, String::new());
+                if let Some((reason, error)) = flow.ending() {
+                    return (to_client, reason, error);
                 }
                 flow.touch();
+                replies += 1;
+                // Out of the table before the last answer goes: the client's next datagram,
+                // sent once it has the answer, makes a new flow instead of going to this
+                // socket, which nobody reads from then on.
+                let last =
+                    per_request > 0 && route.flows.end_if_answered(flow, replies, per_request);
                 let reply = buffer.as_deref().map_or(&[][..], |buffer| &buffer[..len]);
                 match listener.send_to(reply, flow.client) {
                     Ok(_) => {
@@ -158,8 +167,7 @@ fn relay_replies(
                     }
                     Err(error) => route.dropped(DropCause::SendFailed, flow.client, &error),
                 }
-                replies += 1;
-                if expected > 0 && replies >= expected {
+                if last {
                     return (to_client, FlowEnd::Responses, String::new());
                 }
             }

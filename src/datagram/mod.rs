@@ -8,8 +8,8 @@
 //! that relays the upstream's replies back to the client from the listening socket, so
 //! the client hears from the address it sent to. The receive thread sends the client's
 //! later datagrams on the flow's socket itself. A flow ends after `udp-idle-timeout` with
-//! no datagram either way, or after `udp-responses` replies, and writes one `flow closed`
-//! line.
+//! no datagram either way, or after `udp-responses` replies to each client datagram, and
+//! writes one `flow closed` line.
 //!
 //! ```text
 //!  client ──▶ listening socket ─recv_from─▶ receive thread ─ flow of this client? ─┐

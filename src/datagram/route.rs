@@ -4,6 +4,7 @@
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::datagram::counts::DatagramCounts;
 use crate::datagram::events::{DropCause, FlowEvents};
@@ -75,9 +76,12 @@ impl DatagramRoute {
         counts: Arc<DatagramCounts>,
     ) -> DatagramRoute {
         let capacity = flow_capacity(&config);
+        // No health check runs on a UDP route (a UDP upstream takes no connection to check),
+        // so, as on a TCP route without checks, a closed port's back-off marks it down.
+        let unchecked = Config { health_check: Duration::ZERO, ..config.clone() };
         DatagramRoute {
             upstreams: Upstreams::new(
-                &config,
+                &unchecked,
                 system_resolver,
                 &watchers.upstream_counts,
                 Some(listen),

@@ -142,7 +142,7 @@ pub(crate) fn bind_listener(configs: &[Config]) -> io::Result<Bound> {
 }
 
 /// The threads `config` adds besides connections, in their worst case, for every route's
-/// cap to leave out (see [`Reserve`]): each route's health-check threads twice
+/// cap to leave out (see [`Reserve`]): each TCP route's health-check threads twice
 /// over, as the checks a reload replaced may still be in a check beside the new ones (see
 /// upstream/health.rs), and the admin endpoint's accept loop with its handlers, up to
 /// twice [`admin::MAX_HANDLERS`] alive at once (see ops/admin.rs).
@@ -150,7 +150,7 @@ pub(crate) fn thread_reserve(config: &ServerConfig) -> Reserve {
     let health_check_threads: u64 = config
         .routes
         .iter()
-        .filter(|route| !route.health_check.is_zero())
+        .filter(|route| !route.udp && !route.health_check.is_zero())
         .map(|route| 2 * route.upstreams().count().min(health::MAX_CHECK_THREADS) as u64)
         .sum();
     let admin_threads = match config.admin {

@@ -135,8 +135,9 @@ pub struct Config {
     /// stay up, and short enough that a flood of one-shot clients gives its threads back
     /// within a minute (rinetd waits 72 s, realm 30 s, nginx 10 min).
     pub udp_idle_timeout: Duration,
-    /// On a UDP route, end a flow after this many datagrams came back from the upstream
-    /// (nginx's `proxy_responses`; 1 for DNS). Default 0: no count, only the idle timeout.
+    /// On a UDP route, end a flow once the upstream sent this many datagrams for each one
+    /// the client sent (nginx's `proxy_responses`; 1 for DNS). Default 0: no count, only
+    /// the idle timeout.
     pub udp_responses: u64,
     /// On a UDP route, at most this many flows at once; at the limit a new client's
     /// datagram is dropped and counted (UDP has no backpressure). Default 500, as

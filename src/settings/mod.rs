@@ -557,8 +557,9 @@ pub static SETTINGS: &[Setting] = &[
         list: false,
         default: "0",
         limits: "0 (no count) to 1000000",
-        help: "on a udp: route, end a flow once N datagrams came back from the upstream \
-               (nginx's proxy_responses; 1 for DNS); 0: only udp-idle-timeout ends it",
+        help: "on a udp: route, end a flow once the upstream sent N datagrams for each one \
+               the client sent (nginx's proxy_responses; 1 for DNS); 0: only udp-idle-timeout \
+               ends it",
         field: Field::Route(
             |route, text| {
                 route.udp_responses = count(text, 0, MAX_UDP_RESPONSES)? as u64;
