@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::collections::BTreeSet;
+
 use support::*;
 
 /// A UDP echo upstream on 127.0.0.1 and a relay in front of it, `-l udp:127.0.0.1:0` with
@@ -122,6 +124,35 @@ fn udp_responses_ends_the_flow_after_the_answers() {
     let senders = echo.senders();
     assert_eq!(senders.len(), 2);
     assert_ne!(senders[0], senders[1]);
+}
+
+/// A flow's thread, once its flow ends, parks and serves the next flow
+/// (`thread-keep-alive`, as TCP connection threads do): 200 flows one after another, each
+/// sampled while its thread waits for its second response, run on a handful of threads,
+/// not on 200 new ones. (A client may beat a finished thread to its park now and then and
+/// get a new thread: hence a handful.)
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "tells threads apart by /proc/PID/task")]
+fn a_finished_flow_thread_serves_the_next_flow() {
+    let (_echo, relay) = echo_and_relay(&["--udp-responses", "2"]);
+    let task_ids = || -> BTreeSet<String> {
+        let tasks = std::fs::read_dir(proc_file(format!("/proc/{}/task", relay.pid())));
+        let tasks = tasks.expect("read the relay's /proc/PID/task");
+        tasks
+            .filter_map(|task| Some(task.ok()?.file_name().to_string_lossy().into_owned()))
+            .collect()
+    };
+    let before = task_ids();
+    let mut serving = BTreeSet::new();
+    for n in 0..200 {
+        let client = udp_client("127.0.0.1");
+        let query = format!("flow {n}");
+        assert_eq!(udp_round_trip(&client, relay.addr, query.as_bytes()).0, query.as_bytes());
+        // The flow waits for its second response: its thread is alive now.
+        serving.extend(task_ids().difference(&before).cloned());
+        assert_eq!(udp_round_trip(&client, relay.addr, b"last").0, b"last");
+    }
+    assert!(serving.len() <= 20, "200 flows ran on {} threads: {serving:?}", serving.len());
 }
 
 /// `--check` prints a UDP route in the config file's own form, and refuses with exit 2,

@@ -69,6 +69,9 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// a job never waits for a free one: if none is parked, a new thread is made.
 #[derive(Debug)]
 pub(crate) struct ThreadPool {
+    /// The name its threads show in `ps`, `top` and /proc: `tcprelay-conn` unless
+    /// [`ThreadPool::named`] said otherwise.
+    name: &'static str,
     stack_size: usize,
     hook: ThreadHook,
     /// How long a finished thread waits for another connection; zero: it exits at once.
@@ -94,7 +97,14 @@ impl ThreadPool {
         keep_alive: Duration,
         max_parked: usize,
     ) -> ThreadPool {
-        ThreadPool { stack_size, hook, keep_alive, max_parked, parked: Mutex::new(Vec::new()) }
+        let parked = Mutex::new(Vec::new());
+        ThreadPool { name: "tcprelay-conn", stack_size, hook, keep_alive, max_parked, parked }
+    }
+
+    /// The same pool, its threads named `name` (a UDP route's flow threads are
+    /// `tcprelay-flow`).
+    pub(crate) fn named(self, name: &'static str) -> ThreadPool {
+        ThreadPool { name, ..self }
     }
 
     /// Runs `body` as a connection thread in `role`: on a parked thread if one is waiting,
@@ -120,7 +130,7 @@ impl ThreadPool {
         }
         let pool = Arc::clone(self);
         thread::Builder::new()
-            .name("tcprelay-conn".to_string())
+            .name(self.name.to_string())
             .stack_size(self.stack_size)
             .spawn(move || pool.work(job))
             .map(drop)
