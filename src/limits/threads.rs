@@ -6,7 +6,7 @@
 //! must cost one client, not the whole relay.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::counter::Counter;
 use crate::lock::lock;
@@ -79,6 +79,9 @@ pub(crate) struct ThreadPool {
     /// At most this many threads wait at once; more exit at once.
     max_parked: usize,
     parked: Mutex<Vec<Parked>>,
+    /// Set by [`ThreadPool::release_parked`]: a thread that finishes later exits rather than
+    /// park in a pool nobody will take from again.
+    released: AtomicBool,
 }
 
 /// A thread waiting for a job: where to send it.
@@ -98,7 +101,9 @@ impl ThreadPool {
         max_parked: usize,
     ) -> ThreadPool {
         let parked = Mutex::new(Vec::new());
-        ThreadPool { name: "tcprelay-conn", stack_size, hook, keep_alive, max_parked, parked }
+        let released = AtomicBool::new(false);
+        let name = "tcprelay-conn";
+        ThreadPool { name, stack_size, hook, keep_alive, max_parked, parked, released }
     }
 
     /// The same pool, its threads named `name` (a UDP route's flow threads are
@@ -144,9 +149,11 @@ impl ThreadPool {
         ThreadLife::begin(self.hook, role)
     }
 
-    /// Lets every parked thread exit now (the relay has stopped).
+    /// Lets every parked thread exit now, and every thread that finishes from now on (the
+    /// relay has stopped, or a reload replaced this pool).
     pub(crate) fn release_parked(&self) {
         let mut list = self.lock();
+        self.released.store(true, Ordering::Release);
         PARKED_IN_PROCESS.fetch_sub(list.len(), Ordering::AcqRel);
         list.clear(); // dropping the senders wakes each waiting thread with an error
     }
@@ -181,6 +188,7 @@ impl ThreadPool {
         let mut list = self.lock();
         let room = |parked: usize| (parked < self.max_parked).then_some(parked + 1);
         if self.keep_alive.is_zero()
+            || self.released.load(Ordering::Acquire)
             || PARKED_IN_PROCESS.fetch_update(Ordering::AcqRel, Ordering::Acquire, room).is_err()
         {
             return false;
@@ -289,6 +297,20 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), jobs);
         pool.release_parked();
         assert!(pool.lock().is_empty(), "released threads are off the list");
+    }
+
+    /// After a stop or a reload released the pool, a thread that finishes its connection or
+    /// flow exits instead of waiting out its keep-alive where nobody will take it.
+    #[test]
+    fn a_released_pool_parks_no_more_threads() {
+        let _one_at_a_time = one_at_a_time();
+        let pool = ThreadPool::new(64 * 1024, no_hook, Duration::from_secs(10), 4);
+        let (sender, _jobs) = mpsc::channel();
+        assert!(pool.park(Parked { id: 0, jobs: sender.clone() }), "room for a parked thread");
+        pool.release_parked();
+        assert!(pool.lock().is_empty(), "the parked thread was let go");
+        assert!(!pool.park(Parked { id: 1, jobs: sender }), "a finishing thread exits");
+        assert!(pool.lock().is_empty());
     }
 
     #[test]
