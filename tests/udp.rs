@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::collections::BTreeSet;
+
 use support::*;
 
 /// A UDP echo upstream on 127.0.0.1 and a relay in front of it, `-l udp:127.0.0.1:0` with
@@ -194,6 +196,61 @@ fn the_udp_route_examples_of_operations_md_pass_check() {
     }
 }
 
+/// A flow's thread, once its flow ends, parks and serves the next flow
+/// (`thread-keep-alive`, as TCP connection threads do): 200 flows one after another, each
+/// sampled while its thread surely waits (the upstream has its first datagram and has not
+/// answered; `udp-responses 1` ends the flow at the answers), run on a handful of threads,
+/// not on 200 new ones. With `--thread-keep-alive 0` the same loop sees 200 threads. (A
+/// client may beat a finished thread to its park now and then and get a new thread: hence
+/// a handful.)
+#[test]
+#[cfg(target_os = "linux")] // tells threads apart by /proc/PID/task
+fn a_finished_flow_thread_serves_the_next_flow() {
+    let (held, flow_waits) = std::sync::mpsc::channel();
+    let held = std::sync::Mutex::new(held);
+    // "hold" is not answered, only told to the test; "go" is answered twice, once for each
+    // datagram of the flow, which ends it.
+    let upstream = UdpUpstream::start("127.0.0.1:0", move |socket, datagram, from, sent| {
+        if datagram == b"hold" {
+            let _ = held.lock().expect("the test holds no lock").send(());
+        } else {
+            sent.send(socket, b"one", from);
+            sent.send(socket, b"two", from);
+        }
+    });
+    let upstream_addr = upstream.addr.to_string();
+    let relay = RelayProcess::start(&[
+        "-l",
+        "udp:127.0.0.1:0",
+        "-u",
+        &upstream_addr,
+        "--udp-responses",
+        "1",
+    ]);
+    let task_ids = || -> BTreeSet<String> {
+        let tasks = std::fs::read_dir(proc_file(format!("/proc/{}/task", relay.pid())));
+        let tasks = tasks.expect("read the relay's /proc/PID/task");
+        tasks
+            .filter_map(|task| Some(task.ok()?.file_name().to_string_lossy().into_owned()))
+            .collect()
+    };
+    let before = task_ids();
+    let mut serving = BTreeSet::new();
+    for n in 0..200 {
+        let client = udp_client("127.0.0.1");
+        client.send_to(b"hold", relay.addr).expect("send to the relay");
+        flow_waits.recv_timeout(TIMEOUT).unwrap_or_else(|_| panic!("flow {n} never reached"));
+        // The flow's thread sent "hold" and waits for the answers: it is alive now.
+        serving.extend(task_ids().difference(&before).cloned());
+        client.send_to(b"go", relay.addr).expect("send to the relay");
+        for answer in [&b"one"[..], b"two"] {
+            let got = udp_receive(&client).unwrap_or_else(|error| panic!("flow {n}: {error}"));
+            assert_eq!(got.0, answer, "flow {n}");
+        }
+    }
+    assert!(serving.len() <= 20, "200 flows ran on {} threads: {serving:?}", serving.len());
+}
+
 /// `--check` prints a UDP route in the config file's own form, and refuses with exit 2,
 /// naming the setting and the value, what cannot work over UDP.
 #[test]
@@ -263,6 +320,10 @@ fn a_relay_refuses_a_udp_config() {
 /// (`reason=upstream_error`) and the upstream backs off as a failed TCP connect does, so
 /// the client's next datagram goes to the route's next upstream and is answered.
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "under wine 8.0 the ICMP port unreachable never reaches the flow's connected socket"
+)]
 fn a_closed_upstream_port_ends_the_flow_and_the_next_flow_fails_over() {
     let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a port to close");
     let closed_addr = closed.local_addr().expect("its address").to_string();

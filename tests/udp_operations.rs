@@ -346,8 +346,12 @@ fn a_reload_that_lowers_max_flows_keeps_open_flows_and_drops_new_ones() {
 #[test]
 fn threads_and_descriptors_come_back_after_an_idle_timeout_and_a_removal() {
     let echo = NamedEcho::start("echo");
-    let gone = format!("route udp:127.0.0.1:0 -> {} name=gone", echo.addr);
-    let stays = format!("route udp:127.0.0.1:0 -> {} name=stays udp-idle-timeout=1s", echo.addr);
+    // thread-keep-alive=0: a flow's thread that parked for the next flow would count here.
+    let gone = format!("route udp:127.0.0.1:0 -> {} name=gone thread-keep-alive=0", echo.addr);
+    let stays = format!(
+        "route udp:127.0.0.1:0 -> {} name=stays udp-idle-timeout=1s thread-keep-alive=0",
+        echo.addr
+    );
     let file = ConfigFile::new("udp-baseline.conf", &config(&[gone, stays.clone()]));
     let relay = Relay::start(&file, 2);
     let (gone_addr, stays_addr) = (relay.route("gone"), relay.route("stays"));

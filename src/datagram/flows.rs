@@ -47,8 +47,13 @@ pub struct FlowThread(Arc<Flows>);
 
 impl Drop for FlowThread {
     fn drop(&mut self) {
-        *lock(&self.0.threads) -= 1;
-        self.0.thread_ended.notify_all();
+        let mut threads = lock(&self.0.threads);
+        *threads -= 1;
+        // Only a stop waits, and only for the last one: std's `notify_all` is a futex call
+        // even with nobody waiting, which every flow's end would pay.
+        if *threads == 0 {
+            self.0.thread_ended.notify_all();
+        }
     }
 }
 

@@ -28,6 +28,7 @@ use crate::datagram::flow::{
 use crate::datagram::handle_flow::handle_flow;
 use crate::datagram::route::{DatagramRoute, DatagramWatchers};
 use crate::limits::capacity::{Capacity, OPEN_IN_PROCESS};
+use crate::limits::threads::ThreadRole;
 use crate::lock::lock;
 use crate::settings::config::Config;
 
@@ -102,7 +103,12 @@ impl DatagramStop {
     /// by `watchers`; open flows finish under the settings they started with.
     pub fn reload(&self, config: Config, watchers: DatagramWatchers) {
         let mut current = lock(&self.current);
-        *current = Arc::new(current.reloaded(config, self.local_addr, watchers));
+        let new = Arc::new(current.reloaded(config, self.local_addr, watchers));
+        let old = std::mem::replace(&mut *current, new);
+        if !Arc::ptr_eq(&old.threads, &current.threads) {
+            // Threads parked in the old pool would otherwise wait out their keep-alive.
+            old.threads.release_parked();
+        }
     }
 
     /// The route of now: its settings, its flow table, its counts.
@@ -225,7 +231,9 @@ impl DatagramRelay {
             }
         }
         let last = self.route();
-        match flows.wait_for_threads(Instant::now() + STOP_WAIT) {
+        let ended = flows.wait_for_threads(Instant::now() + STOP_WAIT);
+        last.threads.release_parked();
+        match ended {
             true => last.events.route_info("stopped"),
             false => last.events.route_info("stopped with flow threads still resolving"),
         }
@@ -284,16 +292,16 @@ impl DatagramRelay {
         route.flows.insert(&flow).map_err(|cause| (cause, limit_text(&route.config, cause)))?;
         // Not connected yet, so the datagram waits in the flow (a first one always fits).
         let _ = flow.forward(datagram, &route.counts);
+        // The flow's thread, parked after an earlier flow if one waits (a channel send),
+        // else a new one (tens of microseconds: docs/benchmarks.md, "UDP"). The thread, not
+        // this loop, opens and connects the flow's socket.
         let thread = route.flows.thread_starting();
         let (flow_route, listener, flow_for_thread) =
             (Arc::clone(route), Arc::clone(&self.socket), Arc::clone(&flow));
-        let spawned = thread::Builder::new()
-            .name("tcprelay-flow".to_string())
-            .stack_size(route.config.stack_size)
-            .spawn(move || {
-                let _thread = thread; // counted until the thread ends, however it ends
-                handle_flow(flow_route, flow_for_thread, listener, slot);
-            });
+        let spawned = route.threads.run(ThreadRole::First, move || {
+            let _thread = thread; // counted until the flow ends, however it ends
+            handle_flow(flow_route, flow_for_thread, listener, slot);
+        });
         match spawned {
             Ok(_) => Ok(()),
             // The closure, its slot and its thread count are dropped unrun.

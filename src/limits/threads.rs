@@ -6,7 +6,7 @@
 //! must cost one client, not the whole relay.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::counter::Counter;
 use crate::lock::lock;
@@ -69,6 +69,9 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// a job never waits for a free one: if none is parked, a new thread is made.
 #[derive(Debug)]
 pub(crate) struct ThreadPool {
+    /// The name its threads show in `ps`, `top` and /proc: `tcprelay-conn` unless
+    /// [`ThreadPool::named`] said otherwise.
+    name: &'static str,
     stack_size: usize,
     hook: ThreadHook,
     /// How long a finished thread waits for another connection; zero: it exits at once.
@@ -76,6 +79,9 @@ pub(crate) struct ThreadPool {
     /// At most this many threads wait at once; more exit at once.
     max_parked: usize,
     parked: Mutex<Vec<Parked>>,
+    /// Set by [`ThreadPool::release_parked`]: a thread that finishes later exits rather than
+    /// park in a pool nobody will take from again.
+    released: AtomicBool,
 }
 
 /// A thread waiting for a job: where to send it.
@@ -94,7 +100,16 @@ impl ThreadPool {
         keep_alive: Duration,
         max_parked: usize,
     ) -> ThreadPool {
-        ThreadPool { stack_size, hook, keep_alive, max_parked, parked: Mutex::new(Vec::new()) }
+        let parked = Mutex::new(Vec::new());
+        let released = AtomicBool::new(false);
+        let name = "tcprelay-conn";
+        ThreadPool { name, stack_size, hook, keep_alive, max_parked, parked, released }
+    }
+
+    /// The same pool, its threads named `name` (a UDP route's flow threads are
+    /// `tcprelay-flow`).
+    pub(crate) fn named(self, name: &'static str) -> ThreadPool {
+        ThreadPool { name, ..self }
     }
 
     /// Runs `body` as a connection thread in `role`: on a parked thread if one is waiting,
@@ -120,7 +135,7 @@ impl ThreadPool {
         }
         let pool = Arc::clone(self);
         thread::Builder::new()
-            .name("tcprelay-conn".to_string())
+            .name(self.name.to_string())
             .stack_size(self.stack_size)
             .spawn(move || pool.work(job))
             .map(drop)
@@ -134,9 +149,11 @@ impl ThreadPool {
         ThreadLife::begin(self.hook, role)
     }
 
-    /// Lets every parked thread exit now (the relay has stopped).
+    /// Lets every parked thread exit now, and every thread that finishes from now on (the
+    /// relay has stopped, or a reload replaced this pool).
     pub(crate) fn release_parked(&self) {
         let mut list = self.lock();
+        self.released.store(true, Ordering::Release);
         PARKED_IN_PROCESS.fetch_sub(list.len(), Ordering::AcqRel);
         list.clear(); // dropping the senders wakes each waiting thread with an error
     }
@@ -171,6 +188,7 @@ impl ThreadPool {
         let mut list = self.lock();
         let room = |parked: usize| (parked < self.max_parked).then_some(parked + 1);
         if self.keep_alive.is_zero()
+            || self.released.load(Ordering::Acquire)
             || PARKED_IN_PROCESS.fetch_update(Ordering::AcqRel, Ordering::Acquire, room).is_err()
         {
             return false;
@@ -279,6 +297,20 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), jobs);
         pool.release_parked();
         assert!(pool.lock().is_empty(), "released threads are off the list");
+    }
+
+    /// After a stop or a reload released the pool, a thread that finishes its connection or
+    /// flow exits instead of waiting out its keep-alive where nobody will take it.
+    #[test]
+    fn a_released_pool_parks_no_more_threads() {
+        let _one_at_a_time = one_at_a_time();
+        let pool = ThreadPool::new(64 * 1024, no_hook, Duration::from_secs(10), 4);
+        let (sender, _jobs) = mpsc::channel();
+        assert!(pool.park(Parked { id: 0, jobs: sender.clone() }), "room for a parked thread");
+        pool.release_parked();
+        assert!(pool.lock().is_empty(), "the parked thread was let go");
+        assert!(!pool.park(Parked { id: 1, jobs: sender }), "a finishing thread exits");
+        assert!(pool.lock().is_empty());
     }
 
     #[test]

@@ -648,8 +648,8 @@ pub static SETTINGS: &[Setting] = &[
         list: false,
         default: "10s",
         limits: "0 to 1h",
-        help: "how long a finished connection thread waits to serve the next connection \
-               before it exits; 0: every connection gets new threads",
+        help: "how long a finished connection or UDP flow thread waits to serve the next \
+               one before it exits; 0: every connection or flow gets new threads",
         field: Field::Route(
             |route, text| {
                 route.thread_keep_alive =
