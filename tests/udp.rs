@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-
 use support::*;
 
 /// A UDP echo upstream on 127.0.0.1 and a relay in front of it, `-l udp:127.0.0.1:0` with
@@ -227,7 +225,7 @@ fn a_finished_flow_thread_serves_the_next_flow() {
         "--udp-responses",
         "1",
     ]);
-    let task_ids = || -> BTreeSet<String> {
+    let task_ids = || -> std::collections::BTreeSet<String> {
         let tasks = std::fs::read_dir(proc_file(format!("/proc/{}/task", relay.pid())));
         let tasks = tasks.expect("read the relay's /proc/PID/task");
         tasks
@@ -235,7 +233,7 @@ fn a_finished_flow_thread_serves_the_next_flow() {
             .collect()
     };
     let before = task_ids();
-    let mut serving = BTreeSet::new();
+    let mut serving = std::collections::BTreeSet::new();
     for n in 0..200 {
         let client = udp_client("127.0.0.1");
         client.send_to(b"hold", relay.addr).expect("send to the relay");

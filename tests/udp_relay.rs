@@ -225,7 +225,9 @@ fn a_client_never_gets_more_datagrams_or_bytes_than_the_upstream_sent() {
 #[cfg_attr(not(target_os = "linux"), ignore = "reads /proc")]
 fn an_idle_flow_ends_with_one_line_and_gives_back_its_thread_and_socket() {
     let upstream = UdpUpstream::echo();
-    let relay = udp_relay_to(upstream.addr, &["--udp-idle-timeout", "300ms"]);
+    // No keep-alive: a finished flow's thread would otherwise park for the next flow.
+    let relay =
+        udp_relay_to(upstream.addr, &["--udp-idle-timeout", "300ms", "--thread-keep-alive", "0"]);
     let fds = relay.open_fds().len();
     let client = udp_client("127.0.0.1");
     request(&client, relay.addr, b"12345");
