@@ -27,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ALL_TARGETS=(windows macos macos-arm freebsd)
+DEFAULT_TARGETS=("${ALL_TARGETS[@]}")
 OUT=target/platforms
 CACHE=${TCPRELAY_PLATFORMS_CACHE:-/var/cache/tcprelay-ci/platforms}
 # Debian's rustc-web 1.96 installs as /usr/bin/rustc; rustup's shims may come first on PATH.
@@ -36,9 +37,11 @@ RUST=/usr/bin
 WINE=/usr/lib/wine/wine64
 # The machine is shared: builds and tests run at lower priority.
 NICE=(nice -n 10)
+MODE=:check
+TABLE_FORMAT='%-24s %9s %6s %6s %6s %7s %7s %7s %7s  %s'
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'platforms.sh: %s\n' "$*" >&2; exit 2; }
+# shellcheck source=tests/per_target.sh
+. tests/per_target.sh
 
 # Sets TRIPLE, PKGS (Debian packages beyond the Rust toolchain), LINKER ("" = not linked
 # here: no SDK or sysroot in Debian) for target $1.
@@ -97,13 +100,6 @@ cargo_env() {
   if [ "$TRIPLE" = x86_64-pc-windows-gnu ]; then export "CARGO_TARGET_${upper}_RUNNER=$WINE"; fi
 }
 
-# One line of the table, also appended to $OUT/results.txt.
-report() {
-  local line
-  line=$(printf '%-24s %9s %6s %6s %6s %7s %7s %7s %7s  %s' "$@")
-  printf '%s\n' "$line" | tee -a "$OUT/results.txt"
-}
-
 # Runs "$@", logs it, and prints how many seconds it took.
 timed() {
   local started=$SECONDS
@@ -151,50 +147,22 @@ run_target() {
   local binary=$CACHE/target/$TRIPLE/release/tcprelay.exe
   [ -z "$check_only" ] && [ -f "$binary" ] && size=$(stat -c %s "$binary")
   if [ -z "$check_only" ]; then
-    # The sum of every `test result:` line: unit tests and each integration test.
-    read -r passed failed ignored < <(awk '/^test result:/ {
-        for (i = 1; i <= NF; i++) {
-          if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1);
-          if ($(i) ~ /^ignored/) g += $(i-1) }
-      } END { print p + 0, f + 0, g + 0 }' "$LOG")
+    # The sums of the unit tests' and each integration test's.
+    read -r passed failed ignored < <(count_tests "$LOG")
     [ "$failed" = 0 ] && [ "$passed" -gt 0 ] || status=FAILED
   fi
-  report "$TRIPLE" "$size" "$passed" "$failed" "$ignored" "${check:--}" "${clippy:--}" \
+  table_row "$TRIPLE" "$size" "$passed" "$failed" "$ignored" "${check:--}" "${clippy:--}" \
     "${build:--}" "${tests:--}" "$status$([ -n "$check_only" ] && echo ' (checked only)')"
   [ "$status" = ok ]
 }
 
 # --- Main --------------------------------------------------------------------------------
 
-selected=()
-for arg in "$@"; do
-  case $arg in
-    --list) printf '%s\n' "${ALL_TARGETS[@]}"; exit 0 ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) die "unknown option '$arg'" ;;
-    *) selected+=("$arg") ;;
-  esac
-done
-[ ${#selected[@]} -gt 0 ] || selected=("${ALL_TARGETS[@]}")
-for arg in "${selected[@]}"; do target_info "${arg%:check}"; done # unknown names fail first
-
-mkdir -p "$OUT" "$CACHE"
-{
-  echo "# tests/platforms.sh ${selected[*]}"
-  echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(uname -srm); $(nproc) cores;" \
-    "$(. /etc/os-release && echo "$PRETTY_NAME"); cache $CACHE"
-} | tee -a "$OUT/results.txt"
-report target size passed failed ignored check clippy release tests status
-failures=0
-for arg in "${selected[@]}"; do
-  check_only=""
-  [ "${arg%:check}" != "$arg" ] && check_only=1
-  run_target "${arg%:check}" "$check_only" || {
-    failures=$((failures + 1))
-    echo "    see $OUT/${arg%:check}.log" >&2
-  }
-done
-if [ "$failures" -gt 0 ]; then
-  echo "platforms.sh: $failures of ${#selected[@]} targets failed" >&2
+parse_targets "$@"
+mkdir -p "$CACHE"
+table_start "; cache $CACHE" target size passed failed ignored check clippy release tests status
+run_selected
+if [ "$FAILURES" -gt 0 ]; then
+  echo "platforms.sh: $FAILURES of ${#SELECTED[@]} targets failed" >&2
   exit 1
 fi
