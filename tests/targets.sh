@@ -251,6 +251,27 @@ with_binfmt() {
     exec "$@"' _ ":$QEMU:M::$MAGIC:$MASK:$(command -v "$QEMU"):" "$@"
 }
 
+# Test files that check the host, not the target: each reads text (src/, docs/), drives
+# host programs (rustc, go, nc, man, logrotate) or has only tests `cargo test` ignores.
+# The host's `cargo test` runs them (CI: .ci/run); here each would only be compiled and
+# linked again per target. docs/targets.md ("Where each test runs in CI") says why each.
+HOST_ONLY_TESTS=(chapter go_programs logrotate_recipes man_page module_graph tools)
+
+# Prints the `cargo test` arguments that select the suite less HOST_ONLY_TESTS: the unit
+# tests, the binary's, and each test target `cargo test` runs (not the `test = false`
+# ones). Fails if HOST_ONLY_TESTS names no test target, so a renamed file is not missed.
+suite_without_host_only() {
+  "$CARGO" metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+host_only = set(sys.argv[1:])
+targets = json.load(sys.stdin)["packages"][0]["targets"]
+tests = [t["name"] for t in targets if t["kind"] == ["test"] and t["test"]]
+for name in sorted(host_only - set(tests)):
+    sys.exit(f"HOST_ONLY_TESTS in tests/targets.sh names {name}, which is no test target")
+print("--lib --bins", *(f"--test {name}" for name in tests if name not in host_only))
+' "${HOST_ONLY_TESTS[@]}"
+}
+
 run_target() {
   local name=$1 build_only=$2 log="$OUT/$1.log"
   target_info "$name"
@@ -261,11 +282,19 @@ run_target() {
     echo "# $name: $TRIPLE, $("$RUSTC" --version), std: $STD, runner: ${QEMU:-native}"
     target=(--target "$TRIPLE")
     [ "$name" = msrv ] && target=()
-    "${NICE[@]}" "$CARGO" build --release "${ZFLAGS[@]}" "${target[@]}" --bins
-    if [ -z "$build_only" ]; then
-      # --no-fail-fast: every test binary runs, so the counts are the whole suite's.
-      with_binfmt "${NICE[@]}" "$CARGO" test --no-fail-fast "${ZFLAGS[@]}" "${target[@]}"
-    fi
+    # || exit: errexit is off in a subshell whose status is tested; before, a failed build of a
+    # build-only target (CI's mipsel) ended the subshell with the skipped `if`'s 0: "ok".
+    "${NICE[@]}" "$CARGO" build --release "${ZFLAGS[@]}" "${target[@]}" --bins || exit 1
+    [ -n "$build_only" ] && exit 0
+    local suite
+    suite=$(suite_without_host_only) || exit 1
+    # --no-fail-fast: every test binary runs, so the counts are the whole suite's. The
+    # doctests after them (cargo takes --doc alone), whatever the others did.
+    # shellcheck disable=SC2086 # one word per argument
+    with_binfmt "${NICE[@]}" "$CARGO" test --no-fail-fast "${ZFLAGS[@]}" "${target[@]}" $suite
+    local tests_status=$?
+    with_binfmt "${NICE[@]}" "$CARGO" test --doc "${ZFLAGS[@]}" "${target[@]}" || exit 1
+    exit $tests_status
   ) >"$log" 2>&1 || status=FAILED
   target_info "$name"
   local binary=$TARGET_DIR/$TRIPLE/release/tcprelay
