@@ -7,6 +7,8 @@
 #   tests/targets.sh                      every default target (30-40 min on 2 cores, 15 once built)
 #   tests/targets.sh i686 armv7 s390x     some of them
 #   tests/targets.sh mipsel:build         only the release binary
+#   tests/targets.sh --jobs=2 i686 armv7  2 targets at once (on 2 cores, two emulated suites
+#                                         at once fail timing tests: docs/targets.md, CI)
 #   tests/targets.sh --list               the target names
 #
 # Targets: aarch64 armv7 i686 s390x ppc64le mips64el mipsel musl (the default set), and
@@ -33,9 +35,12 @@ RUST_85_VERSION=1.85.0+dfsg3-1~deb12u3
 RUST_85=$TOOLCHAINS/rust-1.85/usr/bin
 # The machine is shared: builds and emulated tests run at lower priority.
 NICE=(nice -n 10)
+MODE=:build
+JOBS=1 # --jobs=N: each target builds in a directory of its own (target_info)
+TABLE_FORMAT='%-41s %-5s %9s %6s %6s %7s %8s %8s %6s  %s'
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'targets.sh: %s\n' "$*" >&2; exit 2; }
+# shellcheck source=tests/per_target.sh
+. tests/per_target.sh
 
 # What each target needs. Sets: TRIPLE, TOOLCHAIN (1.96|1.85), STD (deb:ARCH = Debian's
 # prebuilt std for ARCH | src = built from rust-web-src with -Zbuild-std), PKGS (Debian
@@ -45,7 +50,8 @@ die() { printf 'targets.sh: %s\n' "$*" >&2; exit 2; }
 # linker), RUSTFLAGS_EXTRA, BUILD_ONLY.
 target_info() {
   TOOLCHAIN=1.96 STD=src QEMU="" LD_PREFIX="" MAGIC="" MASK="" RUSTFLAGS_EXTRA="" BUILD_ONLY=""
-  TARGET_DIR=target/cross SUFFIX="" GCC=""
+  # A build directory per target, so that targets can build at once (run_selected).
+  TARGET_DIR=target/cross/$1 SUFFIX="" GCC=""
   local elf32='\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00'
   local elf64='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00'
   local mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
@@ -102,13 +108,11 @@ target_info() {
       GCC=aarch64-linux-gnu
       # glibc's static libc.a for aarch64, with Debian's prebuilt std: no musl needed.
       TRIPLE=aarch64-unknown-linux-gnu STD=deb:arm64 BUILD_ONLY=1 SUFFIX=" (static)"
-      TARGET_DIR=target/cross-static # other flags than aarch64's: not the same build
       PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
       RUSTFLAGS_EXTRA="-C target-feature=+crt-static" ;;
     *) die "unknown target '$1' (known: ${ALL_TARGETS[*]})" ;;
   esac
   if [ -n "$QEMU" ]; then PKGS="$PKGS qemu-user"; fi
-  if [ "$TOOLCHAIN" = 1.85 ]; then TARGET_DIR=target/cross-1.85; fi
 }
 
 # --- Installing --------------------------------------------------------------------------
@@ -247,16 +251,30 @@ with_binfmt() {
     exec "$@"' _ ":$QEMU:M::$MAGIC:$MASK:$(command -v "$QEMU"):" "$@"
 }
 
-# One line of the table, also appended to $OUT/results.txt.
-report() {
-  local line
-  line=$(printf '%-41s %-5s %9s %6s %6s %7s %8s %8s %6s  %s' "$@")
-  printf '%s\n' "$line" | tee -a "$OUT/results.txt"
+# Test files that check the host, not the target: each reads text (src/, docs/), drives
+# host programs (rustc, go, nc, man, logrotate) or has only tests `cargo test` ignores.
+# The host's `cargo test` runs them (CI: .ci/run); here each would only be compiled and
+# linked again per target. docs/targets.md ("Where each test runs in CI") says why each.
+HOST_ONLY_TESTS=(chapter go_programs logrotate_recipes man_page module_graph tools)
+
+# Prints the `cargo test` arguments that select the suite less HOST_ONLY_TESTS: the unit
+# tests, the binary's, and each test target `cargo test` runs (not the `test = false`
+# ones). Fails if HOST_ONLY_TESTS names no test target, so a renamed file is not missed.
+suite_without_host_only() {
+  "$CARGO" metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+host_only = set(sys.argv[1:])
+targets = json.load(sys.stdin)["packages"][0]["targets"]
+tests = [t["name"] for t in targets if t["kind"] == ["test"] and t["test"]]
+for name in sorted(host_only - set(tests)):
+    sys.exit(f"HOST_ONLY_TESTS in tests/targets.sh names {name}, which is no test target")
+print("--lib --bins", *(f"--test {name}" for name in tests if name not in host_only))
+' "${HOST_ONLY_TESTS[@]}"
 }
 
 run_target() {
   local name=$1 build_only=$2 log="$OUT/$1.log"
-  install_for "$name" >&2
+  target_info "$name"
   [ -n "$BUILD_ONLY" ] && build_only=1
   local started=$SECONDS status=ok passed=- failed=- ignored=- size=-
   (
@@ -264,11 +282,19 @@ run_target() {
     echo "# $name: $TRIPLE, $("$RUSTC" --version), std: $STD, runner: ${QEMU:-native}"
     target=(--target "$TRIPLE")
     [ "$name" = msrv ] && target=()
-    "${NICE[@]}" "$CARGO" build --release "${ZFLAGS[@]}" "${target[@]}" --bins
-    if [ -z "$build_only" ]; then
-      # --no-fail-fast: every test binary runs, so the counts are the whole suite's.
-      with_binfmt "${NICE[@]}" "$CARGO" test --no-fail-fast "${ZFLAGS[@]}" "${target[@]}"
-    fi
+    # || exit: errexit is off in a subshell whose status is tested; before, a failed build of a
+    # build-only target (CI's mipsel) ended the subshell with the skipped `if`'s 0: "ok".
+    "${NICE[@]}" "$CARGO" build --release "${ZFLAGS[@]}" "${target[@]}" --bins || exit 1
+    [ -n "$build_only" ] && exit 0
+    local suite
+    suite=$(suite_without_host_only) || exit 1
+    # --no-fail-fast: every test binary runs, so the counts are the whole suite's. The
+    # doctests after them (cargo takes --doc alone), whatever the others did.
+    # shellcheck disable=SC2086 # one word per argument
+    with_binfmt "${NICE[@]}" "$CARGO" test --no-fail-fast "${ZFLAGS[@]}" "${target[@]}" $suite
+    local tests_status=$?
+    with_binfmt "${NICE[@]}" "$CARGO" test --doc "${ZFLAGS[@]}" "${target[@]}" || exit 1
+    exit $tests_status
   ) >"$log" 2>&1 || status=FAILED
   target_info "$name"
   local binary=$TARGET_DIR/$TRIPLE/release/tcprelay
@@ -293,16 +319,10 @@ run_target() {
     : "${kib:=-}" "${va:=-}"
   fi
   if [ -z "$build_only" ]; then
-    # The sum of every `test result:` line: unit tests, each integration test, doctests.
-    read -r passed failed ignored < <(awk '/^test result:/ {
-        for (i = 1; i <= NF; i++) {
-          if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1);
-          if ($(i) ~ /^ignored/) g += $(i-1) }
-      } END { print p + 0, f + 0, g + 0 }' "$log")
+    read -r passed failed ignored < <(count_tests "$log")
     [ "$failed" = 0 ] && [ "$passed" -gt 0 ] || status=FAILED
-    TOTAL_PASSED=$((TOTAL_PASSED + passed)) TOTAL_FAILED=$((TOTAL_FAILED + failed))
   fi
-  report "$TRIPLE$SUFFIX" "$TOOLCHAIN" "$size" "$passed" "$failed" "$ignored" "$kib" "$va" \
+  table_row "$TRIPLE$SUFFIX" "$TOOLCHAIN" "$size" "$passed" "$failed" "$ignored" "$kib" "$va" \
     "$((SECONDS - started))s" \
     "$status${build_only:+ (build only)}"
   [ "$status" = ok ]
@@ -310,37 +330,17 @@ run_target() {
 
 # --- Main --------------------------------------------------------------------------------
 
-selected=()
-for arg in "$@"; do
-  case $arg in
-    --list) printf '%s\n' "${ALL_TARGETS[@]}"; exit 0 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) die "unknown option '$arg'" ;;
-    *) selected+=("$arg") ;;
-  esac
-done
-[ ${#selected[@]} -gt 0 ] || selected=("${DEFAULT_TARGETS[@]}")
-for arg in "${selected[@]}"; do target_info "${arg%:build}"; done # unknown names fail first
-
-mkdir -p "$OUT"
-{
-  echo "# tests/targets.sh ${selected[*]}"
-  echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(uname -srm); $(nproc) cores;" \
-    "$(. /etc/os-release && echo "$PRETTY_NAME")"
-} | tee -a "$OUT/results.txt"
-report target rustc size passed failed ignored KiB/conn VA/conn time status
-failures=0 TOTAL_PASSED=0 TOTAL_FAILED=0
-for arg in "${selected[@]}"; do
-  build_only=""
-  [ "${arg%:build}" != "$arg" ] && build_only=1
-  run_target "${arg%:build}" "$build_only" || {
-    failures=$((failures + 1))
-    echo "    see $OUT/${arg%:build}.log" >&2
-  }
-done
+parse_targets "$@"
+table_start "" target rustc size passed failed ignored KiB/conn VA/conn time status
+# Installing is apt-get's, one at a time, before any target runs.
+for arg in "${SELECTED[@]}"; do install_for "${arg%"$MODE"}" >&2; done
+run_selected
 # The tests of every target together, in the closing line test runners print.
-echo "targets: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
-if [ "$failures" -gt 0 ]; then
-  echo "targets.sh: $failures of ${#selected[@]} targets failed" >&2
+logs=()
+for arg in "${SELECTED[@]}"; do logs+=("$OUT/${arg%"$MODE"}.log"); done
+read -r passed failed _ < <(count_tests "${logs[@]}")
+echo "targets: $passed passed, $failed failed"
+if [ "$FAILURES" -gt 0 ]; then
+  echo "targets.sh: $FAILURES of ${#SELECTED[@]} targets failed" >&2
   exit 1
 fi
