@@ -68,8 +68,14 @@ pub fn connection_threads() -> usize {
 ///
 /// Only for effects that no signal announces, such as an exiting thread leaving
 /// /proc/self/status or a closed descriptor leaving /proc/self/fd.
-pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + TIMEOUT;
+pub fn eventually(condition: impl FnMut() -> bool) -> bool {
+    eventually_within(TIMEOUT, condition)
+}
+
+/// [`eventually`] with a bound of its own, for the few waits whose work grows with the test's
+/// size (thousands of routes starting under an emulator) rather than with one event.
+pub fn eventually_within(bound: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + bound;
     while Instant::now() < deadline {
         if condition() {
             return true;

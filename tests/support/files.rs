@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use super::counters::eventually;
+use super::TIMEOUT;
+use super::counters::eventually_within;
 
 /// A directory of the test's own under Cargo's scratch directory for tests; removed, with
 /// everything in it, when dropped.
@@ -44,8 +46,13 @@ pub fn file_lines(path: &Path) -> Vec<String> {
 
 /// Waits (bounded) until a line of the file at `path` contains `needle`, and returns it.
 pub fn wait_for_file_line(path: &Path, needle: &str) -> String {
+    wait_for_file_line_within(TIMEOUT, path, needle)
+}
+
+/// [`wait_for_file_line`] with a bound of its own (see [`eventually_within`]).
+pub fn wait_for_file_line_within(bound: Duration, path: &Path, needle: &str) -> String {
     let mut found = None;
-    let appeared = eventually(|| {
+    let appeared = eventually_within(bound, || {
         found = file_lines(path).into_iter().find(|line| line.contains(needle));
         found.is_some()
     });
