@@ -345,6 +345,11 @@ fn a_reload_that_lowers_max_flows_keeps_open_flows_and_drops_new_ones() {
 /// receive thread and its socket), read from /proc/PID/task and /proc/PID/fd.
 #[test]
 fn threads_and_descriptors_come_back_after_an_idle_timeout_and_a_removal() {
+    if let Some(emulator) = emulator() {
+        // qemu opens descriptors of its own in the relay's process (2 more, once, on armv7).
+        eprintln!("skipped under {emulator}: the emulator's own descriptors move the count");
+        return;
+    }
     let echo = NamedEcho::start("echo");
     // thread-keep-alive=0: a flow's thread that parked for the next flow would count here.
     let gone = format!("route udp:127.0.0.1:0 -> {} name=gone thread-keep-alive=0", echo.addr);

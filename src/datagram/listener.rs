@@ -212,7 +212,7 @@ impl DatagramRelay {
             }
             match self.socket.recv_from(&mut buffer) {
                 Ok((len, client)) if len > MAX_DATAGRAM => {
-                    let too_large = format_args!("{len}+ bytes");
+                    let too_large = format!("{len}+ bytes");
                     self.route().dropped(DropCause::TooLarge, client, &too_large);
                 }
                 Ok((len, client)) => self.dispatch(&first, &buffer[..len], client, mode),
