@@ -93,12 +93,10 @@ pub fn udp_receive(client: &UdpSocket) -> io::Result<(Vec<u8>, SocketAddr)> {
     Ok((buffer, from))
 }
 
-/// The value of `name=` in a logfmt line.
-pub fn log_field<'a>(line: &'a str, name: &str) -> &'a str {
-    let prefix = format!("{name}=");
-    line.split(' ')
-        .find_map(|field| field.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {name}= in {line}"))
+/// The value of `name=` in a logfmt line, without its quotes ([`logfmt_field`]), panicking
+/// if the line has none.
+pub fn log_field(line: &str, name: &str) -> String {
+    logfmt_field(line, name).unwrap_or_else(|| panic!("no {name}= in {line}"))
 }
 
 /// The largest UDP payload over IPv4 (65,535 less the IPv4 and UDP headers): the largest
@@ -241,13 +239,10 @@ impl Drop for UdpUpstream {
 /// The next datagram `client` receives, within [`TIMEOUT`], which must come from `relay`
 /// (the address the client sent to): a reply from anywhere else is a relay bug.
 pub fn receive_from(client: &UdpSocket, relay: SocketAddr, who: &str) -> Vec<u8> {
-    let mut buffer = vec![0; 65_536];
-    let (len, from) = client
-        .recv_from(&mut buffer)
+    let (datagram, from) = udp_receive(client)
         .unwrap_or_else(|e| panic!("{who}: no datagram within {TIMEOUT:?}: {e}"));
     assert_eq!(from, relay, "{who}: a reply came from {from}, not from the address it sent to");
-    buffer.truncate(len);
-    buffer
+    datagram
 }
 
 /// Sends `datagram` to `relay` and returns the reply, which must come from `relay`.
@@ -307,7 +302,7 @@ impl FlowLine {
 
     /// The value of `name=` (quotes removed), panicking if the line has none.
     pub fn field(&self, name: &str) -> String {
-        logfmt_field(&self.0, name).unwrap_or_else(|| panic!("no {name}= in {}", self.0))
+        log_field(&self.0, name)
     }
 
     /// The value of `name=` as a number.
